@@ -1,0 +1,35 @@
+/*
+ * The hello: the first and only message a TSSX client sends on the real
+ * socket before doorbells, with the segment's memfd in SCM_RIGHTS
+ * (DESIGN.md §2).  Both ends run on one host: native byte order.
+ */
+#ifndef TSSX_HELLO_H
+#define TSSX_HELLO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TSSX_HELLO_MAGIC 0x58535354u /* "TSSX" */
+#define TSSX_PROTOCOL_VERSION 1u
+
+enum { TSSX_C2S = 0, TSSX_S2C = 1 };
+
+struct tssx_hello {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t length;           /* sizeof(struct tssx_hello) */
+	uint64_t ring_capacity[2]; /* TSSX_C2S, TSSX_S2C */
+	uint64_t segment_size;
+};
+
+void tssx_hello_init(struct tssx_hello *hello, uint64_t c2s_capacity, uint64_t s2c_capacity);
+
+/*
+ * Validates a received hello of `len` bytes into *out.  Returns 0, or
+ * -EBADMSG (short or bad magic), -EPROTONOSUPPORT (version), -EINVAL (ring
+ * capacities not powers of two within limits, segment size inconsistent).
+ * *why, if given, receives a short reason for the log line.
+ */
+int tssx_hello_parse(const void *buf, size_t len, struct tssx_hello *out, const char **why);
+
+#endif

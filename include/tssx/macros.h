@@ -1,0 +1,33 @@
+/* Small helpers shared by every component: cleanup attributes, branch hints. */
+#ifndef TSSX_MACROS_H
+#define TSSX_MACROS_H
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#define TSSX_CACHELINE 64
+
+static inline void tssx_freep(void *p)
+{
+	free(*(void **)p);
+}
+
+static inline void tssx_closep(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+
+/* Variables freed / closed when they go out of scope (lxcfs style). */
+#define __do_free __attribute__((cleanup(tssx_freep)))
+#define __do_close __attribute__((cleanup(tssx_closep)))
+
+/* Hands ownership out of a __do_* variable: `return move_fd(fd);`. */
+#define move_ptr(p) ({ __typeof__(p) moved_ = (p); (p) = NULL; moved_; })
+#define move_fd(fd) ({ int moved_ = (fd); (fd) = -1; moved_; })
+
+#endif

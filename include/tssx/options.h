@@ -1,0 +1,43 @@
+/*
+ * Configuration from the environment, read once (DESIGN.md §4):
+ *
+ *   TSSX_DISABLE=1          plain sockets everywhere
+ *   TSSX_REGISTRY=DIR       registry mount point (default TSSX_DEFAULT_REGISTRY)
+ *   TSSX_INCLUDE=PATTERNS   only these socket names (fnmatch, ':'-separated)
+ *   TSSX_EXCLUDE=PATTERNS   never these (wins over include)
+ *   TSSX_RING_SIZE=N[K|M|G] capacity of each ring, power of two (default 1M)
+ *   TSSX_SPIN_NS=N          spin budget before sleeping (default 20000)
+ *   TSSX_LOG=LEVEL          none|error|warn|info|debug (default warn)
+ *
+ * Patterns match the socket's path ("/tmp/*.sock") or "@name" for abstract
+ * sockets.  An invalid value gives one warning and the default.
+ */
+#ifndef TSSX_OPTIONS_H
+#define TSSX_OPTIONS_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TSSX_PATTERNS_MAX 1024
+
+struct tssx_options {
+	bool disabled;
+	char registry[PATH_MAX];
+	char include[TSSX_PATTERNS_MAX]; /* empty: everything */
+	char exclude[TSSX_PATTERNS_MAX];
+	uint64_t ring_size;
+	uint64_t spin_ns;
+	int log_level;
+};
+
+/* Fills *opts from getenv_fn (getenv, or a fake in tests); each invalid
+ * value is reported through warn(message) and replaced by its default. */
+void tssx_options_parse(struct tssx_options *opts,
+			char *(*getenv_fn)(const char *name),
+			void (*warn)(const char *message));
+
+/* Whether a socket ("/path" or "@name") is selected by include/exclude. */
+bool tssx_options_selects(const struct tssx_options *opts, const char *socket_name);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * A single-producer single-consumer byte ring in shared memory (DESIGN.md §3).
+ *
+ * Free-running 64-bit counters: `tail` counts bytes ever written, `head`
+ * bytes ever read; readable = tail - head, index = counter & mask.  The
+ * producer and the consumer each own one cache line.  The capacity is taken
+ * from the local, validated hello, never re-read from shared memory, and
+ * every counter read from shared memory is checked: a peer that corrupts
+ * them makes the calls return -EPROTO, never an out-of-bounds access.
+ *
+ * Several producers (threads, forked processes) serialise on
+ * producer_lock; several consumers on consumer_lock (tssx_ring_lock()).
+ */
+#ifndef TSSX_RING_H
+#define TSSX_RING_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "macros.h"
+
+#define TSSX_RING_MIN_CAPACITY (4u * 1024)
+#define TSSX_RING_MAX_CAPACITY (1ull << 30)
+
+/* Lives in the shared segment. */
+struct tssx_ring_ctl {
+	/* Producer's line: written by the producer, read by the consumer. */
+	alignas(TSSX_CACHELINE) _Atomic uint64_t tail;
+	_Atomic uint32_t writer_waiting; /* producer sleeps for space */
+	_Atomic uint32_t producer_lock;
+	_Atomic uint32_t write_shut;     /* producer did shutdown(SHUT_WR) */
+
+	/* Consumer's line: written by the consumer, read by the producer. */
+	alignas(TSSX_CACHELINE) _Atomic uint64_t head;
+	_Atomic uint32_t reader_waiting; /* consumer sleeps for data */
+	_Atomic uint32_t consumer_lock;
+	_Atomic uint32_t waiters;        /* processes/threads asleep on this ring */
+};
+
+/* A process's local view of one ring. */
+struct tssx_ring {
+	struct tssx_ring_ctl *ctl;
+	uint8_t *data;
+	uint64_t capacity; /* power of two, validated */
+	uint64_t mask;
+};
+
+/* Creator side: zero the control block. */
+void tssx_ring_ctl_init(struct tssx_ring_ctl *ctl);
+/* capacity must be a validated power of two. */
+void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl,
+		      uint8_t *data, uint64_t capacity);
+
+/* Bytes ready to read / space to write, or -EPROTO on corrupted counters. */
+ssize_t tssx_ring_readable(const struct tssx_ring *ring);
+ssize_t tssx_ring_writable(const struct tssx_ring *ring);
+
+/* Copy in as much of iov as fits (possibly 0); returns bytes or -EPROTO. */
+ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iovcnt);
+/* Copy out up to the iov's length; with peek the head does not move. */
+ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek);
+
+/*
+ * Sleep/wake protocol.  A consumer about to sleep calls arm_reader(), which
+ * sets reader_waiting and returns the re-checked readable count: if it is
+ * non-zero the consumer must not sleep.  A producer calls
+ * take_reader_wakeup() after publishing: true means "the reader was asleep,
+ * the flag is now cleared, send one doorbell".  Symmetric for writers
+ * waiting for space.
+ */
+ssize_t tssx_ring_arm_reader(struct tssx_ring *ring);
+bool tssx_ring_take_reader_wakeup(struct tssx_ring *ring);
+ssize_t tssx_ring_arm_writer(struct tssx_ring *ring);
+bool tssx_ring_take_writer_wakeup(struct tssx_ring *ring);
+
+/* Spin lock for several producers or consumers of one side. */
+void tssx_ring_lock(_Atomic uint32_t *lock);
+void tssx_ring_unlock(_Atomic uint32_t *lock);
+
+#endif

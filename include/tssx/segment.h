@@ -1,0 +1,46 @@
+/*
+ * The shared segment of one connection: a header and two rings, in a sealed
+ * memfd created by the client (DESIGN.md §3).
+ *
+ *   [header][ctl c2s][ctl s2c][data c2s][data s2c]   each part page-aligned
+ *
+ * The server maps it only after checking the memfd's seals (shrink and grow
+ * sealed) and size against the validated hello.
+ */
+#ifndef TSSX_SEGMENT_H
+#define TSSX_SEGMENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hello.h"
+#include "ring.h"
+
+struct tssx_segment_header {
+	uint32_t magic;
+	uint32_t version;
+	uint64_t ring_capacity[2];
+};
+
+struct tssx_segment {
+	void *base;
+	size_t size;
+	struct tssx_ring ring[2]; /* TSSX_C2S, TSSX_S2C */
+};
+
+/* Bytes needed for two rings of these capacities. */
+size_t tssx_segment_size(uint64_t c2s_capacity, uint64_t s2c_capacity);
+
+/* Client: create, size, seal and map a memfd; fills *seg and *memfd and the
+ * hello to send.  Returns 0 or -errno. */
+int tssx_segment_create(struct tssx_segment *seg, uint64_t c2s_capacity,
+			uint64_t s2c_capacity, int *memfd, struct tssx_hello *hello);
+
+/* Server: check seals and size of memfd against the parsed hello, then map.
+ * Returns 0, or -EPERM (not sealed against shrink/grow), -EINVAL (wrong
+ * size, header disagrees with the hello), -errno from mmap. */
+int tssx_segment_attach(struct tssx_segment *seg, int memfd, const struct tssx_hello *hello);
+
+void tssx_segment_detach(struct tssx_segment *seg);
+
+#endif
