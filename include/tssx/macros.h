@@ -11,6 +11,9 @@
 
 #define TSSX_CACHELINE 64
 
+/* Symbols the preload library exports; everything else is hidden. */
+#define TSSX_EXPORT __attribute__((visibility("default")))
+
 static inline void tssx_freep(void *p)
 {
 	free(*(void **)p);
