@@ -47,7 +47,19 @@ struct tssx_ring {
 	uint8_t *data;
 	uint64_t capacity; /* power of two, validated */
 	uint64_t mask;
+	/*
+	 * The highest head and tail this process has loaded or published
+	 * (process-local, never in shared memory; stale-low after a sibling
+	 * moved on, never too high).  The cached peer counter saves a cache
+	 * miss on the peer's line when it already allows the call, and a
+	 * counter found below its seen value is corruption (-EPROTO).
+	 */
+	_Atomic uint64_t head_seen;
+	_Atomic uint64_t tail_seen;
 };
+
+/* A power of two within [TSSX_RING_MIN_CAPACITY, TSSX_RING_MAX_CAPACITY]. */
+bool tssx_ring_capacity_valid(uint64_t capacity);
 
 /* Creator side: zero the control block. */
 void tssx_ring_ctl_init(struct tssx_ring_ctl *ctl);

@@ -16,6 +16,8 @@
 #include "hello.h"
 #include "ring.h"
 
+#define TSSX_SEGMENT_MAGIC 0x47455358u /* "XSEG" */
+
 struct tssx_segment_header {
 	uint32_t magic;
 	uint32_t version;
@@ -32,15 +34,20 @@ struct tssx_segment {
 size_t tssx_segment_size(uint64_t c2s_capacity, uint64_t s2c_capacity);
 
 /* Client: create, size, seal and map a memfd; fills *seg and *memfd and the
- * hello to send.  Returns 0 or -errno. */
+ * hello to send.  Returns 0 or -errno.  *memfd is -1 or an open memfd on
+ * return, also on failure: the caller closes it (with the real close(),
+ * this file never calls close()), after sending it with the hello. */
 int tssx_segment_create(struct tssx_segment *seg, uint64_t c2s_capacity,
 			uint64_t s2c_capacity, int *memfd, struct tssx_hello *hello);
 
-/* Server: check seals and size of memfd against the parsed hello, then map.
- * Returns 0, or -EPERM (not sealed against shrink/grow), -EINVAL (wrong
- * size, header disagrees with the hello), -errno from mmap. */
+/* Server: check seals and size of memfd against the hello (validated by
+ * tssx_hello_parse()), then map.  Returns 0, or -EPERM (not sealed against
+ * shrink/grow, or not a memfd), -EINVAL (wrong size, header disagrees with
+ * the hello), -errno from mmap.  The memfd stays open either way: the
+ * caller closes it; the mapping does not need it. */
 int tssx_segment_attach(struct tssx_segment *seg, int memfd, const struct tssx_hello *hello);
 
+/* Unmaps (if mapped) and zeroes *seg. */
 void tssx_segment_detach(struct tssx_segment *seg);
 
 #endif

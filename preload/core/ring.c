@@ -1,0 +1,378 @@
+/*
+ * The single-producer single-consumer byte ring (DESIGN.md §3,
+ * docs/data-path.md).
+ *
+ * Ordering in one sentence: the producer copies bytes in and then
+ * release-stores tail; the consumer acquire-loads tail before copying them
+ * out, copies, and then release-stores head; the producer acquire-loads
+ * head before overwriting the space head gave back.  Everything else
+ * (flags, locks) is documented where it happens.
+ *
+ * The peer shares the control block and may write anything into it at any
+ * time.  Every counter loaded from shared memory is checked against the
+ * local capacity and the last value this process saw, and the index into
+ * the data is always `counter & mask` with the local mask, so the worst a
+ * peer can do is -EPROTO or garbage bytes, never an access outside the ring.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "tssx/log.h"
+#include "tssx/ring.h"
+
+_Static_assert(sizeof(struct tssx_ring_ctl) == 2 * TSSX_CACHELINE,
+	       "producer and consumer lines must each be one cache line");
+_Static_assert(offsetof(struct tssx_ring_ctl, head) == TSSX_CACHELINE,
+	       "head must start the consumer's cache line");
+
+/* Spins before tssx_ring_lock() starts yielding the CPU to the holder. */
+#define LOCK_SPINS 256
+/* Attempts at a consistent (head, tail) pair while siblings and the peer
+ * move both counters; a peer scribbling for longer than this is hostile. */
+#define SNAPSHOT_TRIES 64
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+bool tssx_ring_capacity_valid(uint64_t capacity)
+{
+	return capacity >= TSSX_RING_MIN_CAPACITY && capacity <= TSSX_RING_MAX_CAPACITY &&
+	       (capacity & (capacity - 1)) == 0;
+}
+
+void tssx_ring_ctl_init(struct tssx_ring_ctl *ctl)
+{
+	/* The peer maps the segment only after the hello, whose sendmsg()
+	 * orders these stores before anything the peer can see. */
+	atomic_store_explicit(&ctl->tail, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->writer_waiting, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->producer_lock, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->write_shut, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->head, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->reader_waiting, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->consumer_lock, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->waiters, 0, memory_order_relaxed);
+}
+
+void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl,
+		      uint8_t *data, uint64_t capacity)
+{
+	ring->ctl = ctl;
+	ring->data = data;
+	ring->capacity = capacity;
+	ring->mask = capacity - 1;
+	atomic_init(&ring->head_seen, 0);
+	atomic_init(&ring->tail_seen, 0);
+}
+
+static ssize_t corrupted(const struct tssx_ring *ring, uint64_t head, uint64_t tail)
+{
+	return log_error(-EPROTO, "ring corrupted by the peer: head %llu, tail %llu, capacity %llu",
+			 (unsigned long long)head, (unsigned long long)tail,
+			 (unsigned long long)ring->capacity);
+}
+
+/* A counter is never behind the value this process already saw.  Stale
+ * seen values (a sibling thread or forked process moved on) are lower,
+ * never higher, so they cannot trigger this. */
+static inline bool went_backwards(uint64_t counter, uint64_t seen)
+{
+	return (int64_t)(counter - seen) < 0;
+}
+
+/*
+ * A consistent (head, tail) pair for callers that hold no lock (poll,
+ * FIONREAD): siblings of the caller may move one counter and the peer the
+ * other between the two loads, which can show a pair that never existed;
+ * a pair that is inconsistent and does not move is corruption.
+ */
+static int load_counters(const struct tssx_ring *ring, uint64_t *head, uint64_t *tail)
+{
+	struct tssx_ring_ctl *ctl = ring->ctl;
+	/* Acquire pairs with the releases of the seen values in available()
+	 * and publish(): the counter loads below then return at least the
+	 * values this process already saw. */
+	uint64_t head_seen = atomic_load_explicit(&ring->head_seen, memory_order_acquire);
+	uint64_t tail_seen = atomic_load_explicit(&ring->tail_seen, memory_order_acquire);
+	uint64_t h = 0, t = 0;
+
+	for (int try = 0; try < SNAPSHOT_TRIES; try++) {
+		/* Acquire on both: a consumer that published head had loaded a
+		 * tail >= head first, so the tail we load next is >= h. */
+		h = atomic_load_explicit(&ctl->head, memory_order_acquire);
+		t = atomic_load_explicit(&ctl->tail, memory_order_acquire);
+		if (went_backwards(h, head_seen) || went_backwards(t, tail_seen))
+			break;
+		if (likely(t - h <= ring->capacity)) {
+			*head = h;
+			*tail = t;
+			return 0;
+		}
+		if (atomic_load_explicit(&ctl->head, memory_order_relaxed) == h &&
+		    atomic_load_explicit(&ctl->tail, memory_order_relaxed) == t)
+			break;
+	}
+	return (int)corrupted(ring, h, t);
+}
+
+ssize_t tssx_ring_readable(const struct tssx_ring *ring)
+{
+	uint64_t head, tail;
+	int r = load_counters(ring, &head, &tail);
+
+	return r < 0 ? r : (ssize_t)(tail - head);
+}
+
+ssize_t tssx_ring_writable(const struct tssx_ring *ring)
+{
+	uint64_t head, tail;
+	int r = load_counters(ring, &head, &tail);
+
+	return r < 0 ? r : (ssize_t)(ring->capacity - (tail - head));
+}
+
+/* Total length of the iovec, saturated: the ring never moves more than its
+ * capacity anyway. */
+static inline size_t iov_total(const struct iovec *iov, int iovcnt)
+{
+	size_t total = 0;
+
+	if (likely(iovcnt == 1))
+		return iov[0].iov_len;
+	for (int i = 0; i < iovcnt; i++) {
+		if (__builtin_add_overflow(total, iov[i].iov_len, &total))
+			return SIZE_MAX;
+	}
+	return total;
+}
+
+/*
+ * One side of the ring, seen from this process.  The producer owns tail and
+ * moves into the space up to head + capacity; the consumer owns head and
+ * moves into the data up to tail.  Writing both directions as one function
+ * keeps the two mirror images from drifting apart; `producer` is a constant
+ * at every call, so the compiler builds two straight-line copies.
+ */
+struct side {
+	_Atomic uint64_t *own, *peer;           /* the counters in shared memory */
+	_Atomic uint64_t *own_seen, *peer_seen; /* this process's views of them */
+};
+
+static inline struct side side_of(struct tssx_ring *ring, bool producer)
+{
+	struct tssx_ring_ctl *ctl = ring->ctl;
+
+	return producer ? (struct side){ &ctl->tail, &ctl->head, &ring->tail_seen, &ring->head_seen }
+			: (struct side){ &ctl->head, &ctl->tail, &ring->head_seen, &ring->tail_seen };
+}
+
+/* Bytes the side may move between its own and the peer's counter: free
+ * space for the producer, data for the consumer; > capacity if corrupted. */
+static inline uint64_t window(const struct tssx_ring *ring, bool producer, uint64_t own, uint64_t peer)
+{
+	uint64_t filled = producer ? own - peer : peer - own;
+
+	if (unlikely(filled > ring->capacity))
+		return UINT64_MAX;
+	return producer ? ring->capacity - filled : filled;
+}
+
+/*
+ * How many bytes this side can move at its own counter *pos, or -EPROTO.
+ * The cached view of the peer answers when it already allows `want` bytes;
+ * otherwise the peer's counter is loaded and checked.  The caller holds
+ * this side's lock (or is its only thread), so *pos cannot move under it.
+ */
+static inline ssize_t available(struct tssx_ring *ring, bool producer, size_t want, uint64_t *pos)
+{
+	struct side s = side_of(ring, producer);
+	/* Our own counter: only this side stores it, serialised by its lock,
+	 * whose acquire orders the previous holder's store before this load. */
+	uint64_t own = atomic_load_explicit(s.own, memory_order_relaxed);
+	/* Acquire pairs with the release in publish() or in the refresh
+	 * below, from another thread of this process: whatever that thread
+	 * saw of the peer (its bytes or its freed space) is visible here. */
+	uint64_t seen = atomic_load_explicit(s.peer_seen, memory_order_acquire);
+	uint64_t n = window(ring, producer, own, seen);
+
+	if (unlikely(went_backwards(own, atomic_load_explicit(s.own_seen, memory_order_relaxed))))
+		return producer ? corrupted(ring, seen, own) : corrupted(ring, own, seen);
+	if (likely(n != UINT64_MAX && n >= want))
+		goto done;
+	/* Acquire pairs with the peer's release in publish(): the producer's
+	 * bytes below tail are in memory before the consumer copies them
+	 * out; the consumer's copies out of the space below head are done
+	 * before the producer overwrites it. */
+	uint64_t fresh = atomic_load_explicit(s.peer, memory_order_acquire);
+
+	n = window(ring, producer, own, fresh);
+	if (unlikely(went_backwards(fresh, seen) || n == UINT64_MAX))
+		return producer ? corrupted(ring, fresh, own) : corrupted(ring, own, fresh);
+	/* Release pairs with the acquire above and in load_counters(). */
+	atomic_store_explicit(s.peer_seen, fresh, memory_order_release);
+done:
+	*pos = own;
+	return (ssize_t)n;
+}
+
+static inline void publish(struct tssx_ring *ring, bool producer, uint64_t pos)
+{
+	struct side s = side_of(ring, producer);
+
+	/* Release pairs with the peer's acquire in available() and
+	 * load_counters(): our copies (in or out) happen before the peer
+	 * sees the counter that covers them. */
+	atomic_store_explicit(s.own, pos, memory_order_release);
+	/* Release pairs with the acquire in available() for the threads of
+	 * this process. */
+	atomic_store_explicit(s.own_seen, pos, memory_order_release);
+}
+
+/* Where `len` bytes at counter `pos` live: one span, or two when they wrap. */
+static inline void copy(const struct tssx_ring *ring, bool producer, uint64_t pos,
+			uint8_t *buf, size_t len)
+{
+	size_t offset = (size_t)(pos & ring->mask);
+	size_t to_end = (size_t)ring->capacity - offset;
+	size_t first = len < to_end ? len : to_end;
+	uint8_t *at = ring->data + offset;
+
+	if (producer)
+		memcpy(at, buf, first);
+	else
+		memcpy(buf, at, first);
+	if (likely(len == first))
+		return;
+	if (producer)
+		memcpy(ring->data, buf + first, len - first);
+	else
+		memcpy(buf + first, ring->data, len - first);
+}
+
+static inline __attribute__((always_inline)) ssize_t
+transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iovcnt, bool peek)
+{
+	size_t want = iov_total(iov, iovcnt);
+	size_t done = 0, limit;
+	uint64_t pos;
+	ssize_t n;
+
+	if (unlikely(want == 0))
+		return 0;
+	n = available(ring, producer, want, &pos);
+	if (unlikely(n <= 0))
+		return n;
+	limit = (size_t)n < want ? (size_t)n : want;
+	for (int i = 0; done < limit; i++) {
+		size_t len = iov[i].iov_len;
+
+		if (len > limit - done)
+			len = limit - done;
+		if (len)
+			copy(ring, producer, pos + done, iov[i].iov_base, len);
+		done += len;
+	}
+	if (!peek)
+		publish(ring, producer, pos + done);
+	return (ssize_t)done;
+}
+
+ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iovcnt)
+{
+	return transfer(ring, true, iov, iovcnt, false);
+}
+
+ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek)
+{
+	return transfer(ring, false, iov, iovcnt, peek);
+}
+
+/*
+ * The sleep/wake handshake is Dekker's: the sleeper stores its flag and
+ * then loads the other side's counter; the waker stores its counter and
+ * then loads the flag.  Release/acquire does not order a store before a
+ * later load of another location (the store may sit in the store buffer
+ * while the load runs), so without a full fence both sides could miss each
+ * other: the sleeper sees no new data and sleeps, the waker sees no flag
+ * and sends no doorbell.  With a seq_cst fence between the store and the
+ * load on both sides, at least one of them sees the other's store: either
+ * the sleeper sees the data and does not sleep, or the waker sees the flag
+ * and rings.  The flag stays set when the sleeper finds data after all: a
+ * spare doorbell costs one drained byte, a cleared flag another sleeper
+ * still relies on would cost a hang.
+ */
+static ssize_t arm(const struct tssx_ring *ring, _Atomic uint32_t *flag,
+		   ssize_t (*recheck)(const struct tssx_ring *))
+{
+	atomic_store_explicit(flag, 1, memory_order_relaxed);
+	/* Pairs with the fence in take_wakeup(): flag store before counter load. */
+	atomic_thread_fence(memory_order_seq_cst);
+	return recheck(ring);
+}
+
+static bool take_wakeup(_Atomic uint32_t *flag)
+{
+	/* Pairs with the fence in arm(): the caller's counter store (the
+	 * release in tssx_ring_write/read) before this flag load. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (likely(!atomic_load_explicit(flag, memory_order_relaxed)))
+		return false;
+	/* Exactly one waker wins the flag and sends the doorbell. */
+	return atomic_exchange_explicit(flag, 0, memory_order_relaxed) != 0;
+}
+
+ssize_t tssx_ring_arm_reader(struct tssx_ring *ring)
+{
+	return arm(ring, &ring->ctl->reader_waiting, tssx_ring_readable);
+}
+
+bool tssx_ring_take_reader_wakeup(struct tssx_ring *ring)
+{
+	return take_wakeup(&ring->ctl->reader_waiting);
+}
+
+ssize_t tssx_ring_arm_writer(struct tssx_ring *ring)
+{
+	return arm(ring, &ring->ctl->writer_waiting, tssx_ring_writable);
+}
+
+bool tssx_ring_take_writer_wakeup(struct tssx_ring *ring)
+{
+	return take_wakeup(&ring->ctl->writer_waiting);
+}
+
+/*
+ * Test-and-test-and-set: the exchange's acquire pairs with the release in
+ * tssx_ring_unlock(), so the previous holder's counter and data stores are
+ * visible to the next.  Waiters spin on a plain load (no cache-line
+ * ping-pong), then yield so a preempted holder on the same CPU can finish.
+ */
+void tssx_ring_lock(_Atomic uint32_t *lock)
+{
+	unsigned spins = 0;
+
+	while (atomic_exchange_explicit(lock, 1, memory_order_acquire)) {
+		while (atomic_load_explicit(lock, memory_order_relaxed)) {
+			if (++spins < LOCK_SPINS) {
+				cpu_relax();
+			} else {
+				sched_yield();
+				spins = 0;
+			}
+		}
+	}
+}
+
+void tssx_ring_unlock(_Atomic uint32_t *lock)
+{
+	/* Release pairs with the acquire in tssx_ring_lock(). */
+	atomic_store_explicit(lock, 0, memory_order_release);
+}

@@ -1,0 +1,459 @@
+/* Unit tests of the SPSC ring: contents, wrap, iovecs, hostile counters,
+ * the wake-up handshake, the lock, and streams between threads and
+ * processes checked byte by byte. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tssx/log.h"
+#include "tssx/ring.h"
+#include "tssx/segment.h"
+
+#define CAP TSSX_RING_MIN_CAPACITY
+
+struct fixture {
+	alignas(TSSX_CACHELINE) struct tssx_ring_ctl ctl;
+	uint8_t data[CAP];
+	struct tssx_ring ring;
+	uint8_t in[4 * CAP];
+	uint8_t out[4 * CAP];
+};
+
+static int setup(void **state)
+{
+	/* test_calloc() does not honour the cache-line alignment. */
+	struct fixture *f = aligned_alloc(TSSX_CACHELINE, sizeof(*f));
+
+	assert_non_null(f);
+	memset(f, 0, sizeof(*f));
+	tssx_ring_ctl_init(&f->ctl);
+	tssx_ring_attach(&f->ring, &f->ctl, f->data, CAP);
+	for (size_t i = 0; i < sizeof(f->in); i++)
+		f->in[i] = (uint8_t)(i * 7 + i / 251);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	free(*state);
+	tssx_log_level = TSSX_LOG_WARN;
+	return 0;
+}
+
+static ssize_t put(struct fixture *f, size_t off, size_t len)
+{
+	struct iovec iov = { f->in + off, len };
+
+	return tssx_ring_write(&f->ring, &iov, 1);
+}
+
+static ssize_t get(struct fixture *f, size_t len, bool peek)
+{
+	struct iovec iov = { f->out, len };
+
+	return tssx_ring_read(&f->ring, &iov, 1, peek);
+}
+
+static void test_empty(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(tssx_ring_readable(&f->ring), 0);
+	assert_int_equal(tssx_ring_writable(&f->ring), CAP);
+	assert_int_equal(get(f, 10, false), 0);
+	assert_int_equal(put(f, 0, 0), 0);
+	assert_int_equal(get(f, 0, false), 0);
+}
+
+static void test_full_and_partial(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(put(f, 0, 100), 100);
+	/* Only what fits goes in: a partial write. */
+	assert_int_equal(put(f, 100, CAP), CAP - 100);
+	assert_int_equal(tssx_ring_writable(&f->ring), 0);
+	assert_int_equal(tssx_ring_readable(&f->ring), CAP);
+	assert_int_equal(put(f, 0, 1), 0);
+	assert_int_equal(get(f, 2 * CAP, false), CAP);
+	assert_memory_equal(f->out, f->in, CAP);
+	assert_int_equal(tssx_ring_readable(&f->ring), 0);
+}
+
+static void test_wrap(void **state)
+{
+	struct fixture *f = *state;
+
+	/* Move the counters near the end, then write across it, several laps. */
+	for (size_t lap = 0; lap < 5; lap++) {
+		assert_int_equal(put(f, 0, CAP - 10), CAP - 10);
+		assert_int_equal(get(f, CAP - 10, false), CAP - 10);
+		assert_int_equal(put(f, 3, CAP), CAP);
+		assert_int_equal(get(f, CAP, false), CAP);
+		assert_memory_equal(f->out, f->in + 3, CAP);
+	}
+	assert_int_equal(f->ctl.head, f->ctl.tail);
+	assert_true(f->ctl.tail > 5 * CAP);
+}
+
+static void test_peek(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(put(f, 0, CAP - 1), CAP - 1);
+	assert_int_equal(get(f, CAP - 5, false), CAP - 5);
+	assert_int_equal(put(f, 50, 200), 200); /* wraps */
+	assert_int_equal(get(f, 100, true), 100);
+	assert_memory_equal(f->out, f->in + CAP - 5, 4);
+	assert_memory_equal(f->out + 4, f->in + 50, 96);
+	assert_int_equal(tssx_ring_readable(&f->ring), 204);
+	assert_int_equal(get(f, 300, true), 204);
+	assert_int_equal(get(f, 300, false), 204);
+	assert_memory_equal(f->out + 4, f->in + 50, 200);
+	assert_int_equal(tssx_ring_readable(&f->ring), 0);
+}
+
+static void test_iovec(void **state)
+{
+	struct fixture *f = *state;
+	struct iovec wv[4] = {
+		{ f->in, 1000 }, { NULL, 0 }, { f->in + 1000, 2000 }, { f->in + 3000, 3000 },
+	};
+	uint8_t a[10], b[2500], c[CAP];
+	struct iovec rv[4] = { { a, sizeof(a) }, { NULL, 0 }, { b, sizeof(b) }, { c, sizeof(c) } };
+
+	assert_int_equal(put(f, 0, 3000), 3000);
+	assert_int_equal(get(f, 3000, false), 3000);
+	/* Scatter across the wrap: stops inside the last element. */
+	assert_int_equal(tssx_ring_write(&f->ring, wv, 4), CAP);
+	assert_int_equal(tssx_ring_read(&f->ring, rv, 4, false), CAP);
+	assert_memory_equal(a, f->in, sizeof(a));
+	assert_memory_equal(b, f->in + sizeof(a), sizeof(b));
+	assert_memory_equal(c, f->in + sizeof(a) + sizeof(b), CAP - sizeof(a) - sizeof(b));
+	assert_int_equal(tssx_ring_write(&f->ring, wv, 0), 0);
+}
+
+/* Every way a peer can corrupt the counters: every call says -EPROTO. */
+static void assert_all_eproto(struct fixture *f)
+{
+	assert_int_equal(tssx_ring_readable(&f->ring), -EPROTO);
+	assert_int_equal(tssx_ring_writable(&f->ring), -EPROTO);
+	assert_int_equal(tssx_ring_arm_reader(&f->ring), -EPROTO);
+	assert_int_equal(tssx_ring_arm_writer(&f->ring), -EPROTO);
+	assert_int_equal(get(f, 2 * CAP, false), -EPROTO);
+	assert_int_equal(get(f, 2 * CAP, true), -EPROTO);
+	assert_int_equal(put(f, 0, 2 * CAP), -EPROTO);
+}
+
+static void test_tail_too_far(void **state)
+{
+	struct fixture *f = *state;
+
+	tssx_log_level = TSSX_LOG_NONE;
+	f->ctl.tail = CAP + 1;
+	assert_all_eproto(f);
+	f->ctl.tail = UINT64_MAX;
+	assert_all_eproto(f);
+}
+
+static void test_head_past_tail(void **state)
+{
+	struct fixture *f = *state;
+
+	tssx_log_level = TSSX_LOG_NONE;
+	assert_int_equal(put(f, 0, 100), 100);
+	f->ctl.head = 101;
+	assert_all_eproto(f);
+	f->ctl.head = 1ull << 63;
+	assert_all_eproto(f);
+}
+
+static void test_tail_backwards(void **state)
+{
+	struct fixture *f = *state;
+
+	tssx_log_level = TSSX_LOG_NONE;
+	assert_int_equal(put(f, 0, 1000), 1000);
+	assert_int_equal(get(f, 10, false), 10); /* consumer saw tail 1000 */
+	f->ctl.tail = 500;                        /* still >= head */
+	assert_int_equal(tssx_ring_readable(&f->ring), -EPROTO);
+	assert_int_equal(get(f, 2000, false), -EPROTO);
+}
+
+static void test_head_backwards(void **state)
+{
+	struct fixture *f = *state;
+
+	tssx_log_level = TSSX_LOG_NONE;
+	assert_int_equal(put(f, 0, CAP), CAP);
+	assert_int_equal(get(f, 1000, false), 1000);
+	assert_int_equal(put(f, 0, 10), 10); /* producer saw head 1000 */
+	f->ctl.head = 900;                   /* tail - head still <= CAP */
+	assert_int_equal(tssx_ring_writable(&f->ring), -EPROTO);
+	assert_int_equal(put(f, 0, 2000), -EPROTO);
+}
+
+static void test_own_counter_corrupted(void **state)
+{
+	struct fixture *f = *state;
+
+	tssx_log_level = TSSX_LOG_NONE;
+	assert_int_equal(put(f, 0, 100), 100);
+	assert_int_equal(get(f, 100, false), 100);
+	/* The peer scribbles over the producer's own counter. */
+	f->ctl.tail = 50;
+	assert_int_equal(put(f, 0, 10), -EPROTO);
+	f->ctl.tail = 100 + CAP + 1;
+	assert_int_equal(put(f, 0, 10), -EPROTO);
+}
+
+static void test_wakeup_flags(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_false(tssx_ring_take_reader_wakeup(&f->ring));
+	assert_int_equal(tssx_ring_arm_reader(&f->ring), 0);
+	assert_int_equal(f->ctl.reader_waiting, 1);
+	assert_int_equal(put(f, 0, 5), 5);
+	assert_true(tssx_ring_take_reader_wakeup(&f->ring));
+	assert_false(tssx_ring_take_reader_wakeup(&f->ring));
+	/* Data already there: the reader must not sleep. */
+	assert_int_equal(tssx_ring_arm_reader(&f->ring), 5);
+
+	assert_false(tssx_ring_take_writer_wakeup(&f->ring));
+	assert_int_equal(put(f, 0, CAP), CAP - 5);
+	assert_int_equal(tssx_ring_arm_writer(&f->ring), 0);
+	assert_int_equal(f->ctl.writer_waiting, 1);
+	assert_int_equal(get(f, 1, false), 1);
+	assert_true(tssx_ring_take_writer_wakeup(&f->ring));
+	assert_false(tssx_ring_take_writer_wakeup(&f->ring));
+	assert_int_equal(tssx_ring_arm_writer(&f->ring), 1);
+}
+
+/* ---- the lock ---- */
+
+#define LOCK_ROUNDS 200000
+
+struct locked_counter {
+	_Atomic uint32_t lock;
+	uint64_t value; /* plain: only the lock protects it */
+};
+
+static void *count_under_lock(void *arg)
+{
+	struct locked_counter *c = arg;
+
+	for (int i = 0; i < LOCK_ROUNDS; i++) {
+		tssx_ring_lock(&c->lock);
+		c->value++;
+		tssx_ring_unlock(&c->lock);
+	}
+	return NULL;
+}
+
+static void test_lock(void **state)
+{
+	struct locked_counter c = { 0 };
+	pthread_t t[3];
+
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, count_under_lock, &c), 0);
+	count_under_lock(&c);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(c.value, 4 * LOCK_ROUNDS);
+	assert_int_equal(c.lock, 0);
+}
+
+/* ---- streams: a producer and a consumer with doorbells on a socketpair ---- */
+
+/* The stream's bytes: a period that is not a power of two, stored twice
+ * so that any chunk up to PERIOD bytes is contiguous. */
+#define PERIOD (1024 * 1024 + 13)
+#define MAX_CHUNK (3 * 64 * 1024)
+#define LOST_WAKEUP_MS 20000
+
+static uint8_t pattern[2 * PERIOD];
+
+static void fill_pattern(void)
+{
+	uint32_t x = 2463534242u;
+
+	for (size_t i = 0; i < PERIOD; i++) {
+		x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+		pattern[i] = pattern[i + PERIOD] = (uint8_t)x;
+	}
+}
+
+struct stream {
+	struct tssx_ring *ring;
+	int doorbell; /* our end of the socketpair */
+	uint64_t total;
+	uint32_t seed;
+};
+
+static size_t next_chunk(struct stream *s)
+{
+	s->seed ^= s->seed << 13, s->seed ^= s->seed >> 17, s->seed ^= s->seed << 5;
+	/* Mostly large, sometimes tiny, so both paths and the wrap get hit. */
+	return (s->seed & 3) ? s->seed % MAX_CHUNK + 1 : s->seed % 64 + 1;
+}
+
+/* Sleeps until the peer rings; false on a lost wake-up. */
+static bool wait_doorbell(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char drain[64];
+
+	if (poll(&p, 1, LOST_WAKEUP_MS) != 1)
+		return false;
+	while (recv(fd, drain, sizeof(drain), MSG_DONTWAIT) > 0)
+		;
+	return true;
+}
+
+static void ring_doorbell(int fd)
+{
+	char bell = 1;
+
+	while (send(fd, &bell, 1, MSG_DONTWAIT) < 0 && errno == EINTR)
+		;
+}
+
+/* Returns 0 or the first failure as a negative number. */
+static int produce(struct stream *s)
+{
+	for (uint64_t pos = 0; pos < s->total;) {
+		size_t len = next_chunk(s);
+		struct iovec iov[2];
+		ssize_t n;
+
+		if (len > s->total - pos)
+			len = s->total - pos;
+		iov[0] = (struct iovec){ pattern + pos % PERIOD, len / 3 };
+		iov[1] = (struct iovec){ pattern + (pos + len / 3) % PERIOD, len - len / 3 };
+		n = tssx_ring_write(s->ring, iov, 2);
+		if (n < 0)
+			return (int)n;
+		if (tssx_ring_take_reader_wakeup(s->ring))
+			ring_doorbell(s->doorbell);
+		pos += (uint64_t)n;
+		if (n == 0 && tssx_ring_arm_writer(s->ring) == 0 && !wait_doorbell(s->doorbell))
+			return -ETIMEDOUT;
+	}
+	return 0;
+}
+
+static int consume(struct stream *s)
+{
+	static uint8_t buf[MAX_CHUNK];
+
+	for (uint64_t pos = 0; pos < s->total;) {
+		size_t len = next_chunk(s);
+		struct iovec iov = { buf, len };
+		ssize_t n = tssx_ring_read(s->ring, &iov, 1, false);
+
+		if (n < 0)
+			return (int)n;
+		if (tssx_ring_take_writer_wakeup(s->ring))
+			ring_doorbell(s->doorbell);
+		if (memcmp(buf, pattern + pos % PERIOD, (size_t)n) != 0)
+			return -EBADMSG;
+		pos += (uint64_t)n;
+		if (n == 0 && tssx_ring_arm_reader(s->ring) == 0 && !wait_doorbell(s->doorbell))
+			return -ETIMEDOUT;
+	}
+	return tssx_ring_readable(s->ring) == 0 ? 0 : -EMSGSIZE;
+}
+
+static void *producer_thread(void *arg)
+{
+	return (void *)(intptr_t)produce(arg);
+}
+
+static void test_two_threads(void **state)
+{
+	struct fixture *f = *state;
+	int bells[2];
+	pthread_t t;
+	void *produced;
+
+	fill_pattern();
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, bells), 0);
+	struct stream prod = { &f->ring, bells[0], 256ull << 20, 1 };
+	struct stream cons = { &f->ring, bells[1], 256ull << 20, 2 };
+
+	assert_int_equal(pthread_create(&t, NULL, producer_thread, &prod), 0);
+	assert_int_equal(consume(&cons), 0);
+	pthread_join(t, &produced);
+	assert_int_equal((intptr_t)produced, 0);
+	close(bells[0]);
+	close(bells[1]);
+}
+
+/* The child attaches the segment from the memfd, as a server would, and
+ * produces; the parent consumes through the creator's mapping. */
+static void test_two_processes(void **state)
+{
+	struct tssx_segment client, server;
+	struct tssx_hello hello;
+	int memfd, bells[2], status;
+	pid_t pid;
+
+	fill_pattern();
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, bells), 0);
+	assert_int_equal(tssx_segment_create(&client, 64 * 1024, CAP, &memfd, &hello), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct stream prod = { &server.ring[TSSX_C2S], bells[0], 64ull << 20, 3 };
+
+		if (tssx_segment_attach(&server, memfd, &hello) < 0)
+			_exit(2);
+		_exit(produce(&prod) == 0 ? 0 : 1);
+	}
+	struct stream cons = { &client.ring[TSSX_C2S], bells[1], 64ull << 20, 4 };
+
+	assert_int_equal(consume(&cons), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	tssx_segment_detach(&client);
+	close(memfd);
+	close(bells[0]);
+	close(bells[1]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_and_partial, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_peek, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_iovec, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tail_too_far, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_head_past_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tail_backwards, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_head_backwards, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_own_counter_corrupted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wakeup_flags, setup, teardown),
+		cmocka_unit_test(test_lock),
+		cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
+		cmocka_unit_test(test_two_processes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,188 @@
+/* Unit tests of the segment: a create/attach round trip through the memfd
+ * in one process, and every refusal of a forged memfd. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tssx/log.h"
+#include "tssx/segment.h"
+
+#define C2S_CAP (64 * 1024)
+#define S2C_CAP (1024 * 1024)
+
+struct pair {
+	struct tssx_segment client, server;
+	struct tssx_hello hello;
+	int memfd;
+};
+
+static int create(void **state)
+{
+	struct pair *p = test_calloc(1, sizeof(*p));
+
+	assert_int_equal(tssx_segment_create(&p->client, C2S_CAP, S2C_CAP, &p->memfd, &p->hello), 0);
+	assert_true(p->memfd >= 0);
+	*state = p;
+	return 0;
+}
+
+static int destroy(void **state)
+{
+	struct pair *p = *state;
+
+	tssx_segment_detach(&p->client);
+	tssx_segment_detach(&p->server);
+	close(p->memfd);
+	test_free(p);
+	tssx_log_level = TSSX_LOG_WARN;
+	return 0;
+}
+
+static void send_bytes(struct tssx_ring *from, struct tssx_ring *to, const char *msg)
+{
+	char buf[64] = { 0 };
+	struct iovec out = { (void *)msg, strlen(msg) }, in = { buf, sizeof(buf) };
+
+	assert_int_equal(tssx_ring_write(from, &out, 1), strlen(msg));
+	assert_int_equal(tssx_ring_read(to, &in, 1, false), strlen(msg));
+	assert_string_equal(buf, msg);
+}
+
+static void test_round_trip(void **state)
+{
+	struct pair *p = *state;
+	struct tssx_hello parsed;
+
+	assert_int_equal(tssx_hello_parse(&p->hello, sizeof(p->hello), &parsed, NULL), 0);
+	assert_int_equal(fcntl(p->memfd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+	assert_int_equal(tssx_segment_attach(&p->server, p->memfd, &parsed), 0);
+	assert_int_equal(p->server.size, p->hello.segment_size);
+	assert_ptr_not_equal(p->server.base, p->client.base);
+	for (int dir = TSSX_C2S; dir <= TSSX_S2C; dir++) {
+		assert_int_equal(p->server.ring[dir].capacity, p->hello.ring_capacity[dir]);
+		assert_int_equal(p->client.ring[dir].capacity, p->hello.ring_capacity[dir]);
+		assert_int_equal(tssx_ring_writable(&p->server.ring[dir]), p->hello.ring_capacity[dir]);
+	}
+	send_bytes(&p->client.ring[TSSX_C2S], &p->server.ring[TSSX_C2S], "ping");
+	send_bytes(&p->server.ring[TSSX_S2C], &p->client.ring[TSSX_S2C], "pong");
+	/* The memfd cannot be resized any more. */
+	assert_int_equal(ftruncate(p->memfd, 4096), -1);
+	assert_int_equal(ftruncate(p->memfd, p->hello.segment_size * 2), -1);
+}
+
+static void test_unsealed(void **state)
+{
+	struct pair *p = *state;
+	int fd = memfd_create("forged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	tssx_log_level = TSSX_LOG_NONE;
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)p->hello.segment_size), 0);
+	assert_int_equal(tssx_segment_attach(&p->server, fd, &p->hello), -EPERM);
+	/* Shrink sealed is not enough: grow must be sealed too. */
+	assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	assert_int_equal(tssx_segment_attach(&p->server, fd, &p->hello), -EPERM);
+	close(fd);
+	/* Not a memfd at all: a pipe. */
+	int pipefd[2];
+
+	assert_int_equal(pipe(pipefd), 0);
+	assert_int_equal(tssx_segment_attach(&p->server, pipefd[0], &p->hello), -EPERM);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	assert_null(p->server.base);
+}
+
+static void test_wrong_size(void **state)
+{
+	struct pair *p = *state;
+	struct tssx_hello other;
+	int fd = memfd_create("forged", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	tssx_log_level = TSSX_LOG_NONE;
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)p->hello.segment_size - 4096), 0);
+	assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+	assert_int_equal(tssx_segment_attach(&p->server, fd, &p->hello), -EINVAL);
+	close(fd);
+	/* The real memfd with a hello for other capacities. */
+	tssx_hello_init(&other, C2S_CAP, S2C_CAP * 2);
+	assert_int_equal(tssx_segment_attach(&p->server, p->memfd, &other), -EINVAL);
+	assert_null(p->server.base);
+}
+
+static void assert_header_refused(struct pair *p, size_t offset, uint32_t value)
+{
+	uint8_t *header = p->client.base;
+	uint32_t saved;
+
+	memcpy(&saved, header + offset, sizeof(saved));
+	memcpy(header + offset, &value, sizeof(value));
+	assert_int_equal(tssx_segment_attach(&p->server, p->memfd, &p->hello), -EINVAL);
+	assert_null(p->server.base);
+	memcpy(header + offset, &saved, sizeof(saved));
+}
+
+static void test_corrupted_header(void **state)
+{
+	struct pair *p = *state;
+
+	tssx_log_level = TSSX_LOG_NONE;
+	assert_header_refused(p, offsetof(struct tssx_segment_header, magic), 0xdeadbeef);
+	assert_header_refused(p, offsetof(struct tssx_segment_header, version), 7);
+	assert_header_refused(p, offsetof(struct tssx_segment_header, ring_capacity[TSSX_C2S]), 8192);
+	assert_header_refused(p, offsetof(struct tssx_segment_header, ring_capacity[TSSX_S2C]), 8192);
+	/* Restored: accepted again. */
+	assert_int_equal(tssx_segment_attach(&p->server, p->memfd, &p->hello), 0);
+}
+
+static void test_bad_capacities(void **state)
+{
+	struct tssx_segment seg = { 0 };
+	struct tssx_hello hello;
+	int memfd = 0;
+
+	tssx_log_level = TSSX_LOG_NONE;
+	assert_int_equal(tssx_segment_create(&seg, 3000, S2C_CAP, &memfd, &hello), -EINVAL);
+	assert_int_equal(memfd, -1);
+	assert_int_equal(tssx_segment_create(&seg, C2S_CAP, TSSX_RING_MAX_CAPACITY * 2, &memfd, &hello),
+			 -EINVAL);
+	assert_int_equal(memfd, -1);
+	tssx_log_level = TSSX_LOG_WARN;
+}
+
+static void test_layout(void **state)
+{
+	struct pair *p = *state;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	uint8_t *base = p->client.base;
+
+	assert_int_equal(p->client.size % page, 0);
+	assert_int_equal(p->client.size, 3 * page + C2S_CAP + S2C_CAP);
+	assert_ptr_equal(p->client.ring[TSSX_C2S].ctl, base + page);
+	assert_ptr_equal(p->client.ring[TSSX_S2C].ctl, base + 2 * page);
+	assert_ptr_equal(p->client.ring[TSSX_C2S].data, base + 3 * page);
+	assert_ptr_equal(p->client.ring[TSSX_S2C].data, base + 3 * page + C2S_CAP);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_round_trip, create, destroy),
+		cmocka_unit_test_setup_teardown(test_unsealed, create, destroy),
+		cmocka_unit_test_setup_teardown(test_wrong_size, create, destroy),
+		cmocka_unit_test_setup_teardown(test_corrupted_header, create, destroy),
+		cmocka_unit_test_setup_teardown(test_layout, create, destroy),
+		cmocka_unit_test(test_bad_capacities),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
