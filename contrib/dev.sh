@@ -18,6 +18,7 @@ PACKAGES=(
 	gcc pkg-config meson ninja-build
 	libfuse3-dev fuse3 libcmocka-dev uthash-dev
 	python3 socat redis-server redis-tools procps psmisc util-linux
+	postgresql-15 nginx-light memcached curl
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

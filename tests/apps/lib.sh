@@ -1,0 +1,154 @@
+# Sourced by every test in tests/apps. Each test runs one real, unmodified
+# server of its kind with real clients, twice: first on plain sockets (the
+# reference), then with server and clients preloaded with libtssx.so over a
+# registry of its own. Both runs must give the same, checked results, and in
+# the second every connection must have moved its bytes through shared memory.
+#
+#   TEST.sh [LIBTSSX WITH_REGISTRY REGISTRYFS]
+#
+# Without arguments only the reference run happens. A test defines app_run,
+# which starts its server with `serve NAME CMD...`, runs its clients with
+# `app CMD...`, checks their results with `fail` and sets APPS_MIN_CONNS to
+# the number of connections it made at least. Exit 77 (skip) only when the
+# program cannot be found.
+
+set -euo pipefail
+
+APPS_LIB=${1:-}
+APPS_WITH_REGISTRY=${2:-}
+APPS_REGISTRYFS=${3:-}
+APPS_MODE=${APPS_MODE:-plain}
+APPS_NAME=$(basename "$0" .sh)
+APPS_MIN_CONNS=1
+SERVER_PIDS=()
+
+fail() {
+	echo "$APPS_NAME ($APPS_MODE): FAIL: $*" >&2
+	if [[ -s ${WORK:-}/stderr.log ]]; then
+		echo "--- last lines of the programs' stderr:" >&2
+		tail -n 40 "$WORK/stderr.log" >&2
+	fi
+	exit 1
+}
+
+skip() {
+	echo "$APPS_NAME: SKIP: $*" >&2
+	exit 77
+}
+
+# need PROGRAM DEBIAN-PACKAGE
+need() {
+	command -v "$1" >/dev/null || skip "$1 not found (apt-get install $2, or contrib/dev.sh deps)"
+}
+
+# Stops every server (gracefully first: a server killed hard proves nothing
+# about closing), then removes the work directory.
+stop_servers() {
+	local pid
+	for pid in "${SERVER_PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "${SERVER_PIDS[@]}"; do
+		wait_gone "$pid" 100 || kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	SERVER_PIDS=()
+}
+
+# wait_gone PID TENTHS: whether PID exited within TENTHS tenths of a second.
+wait_gone() {
+	local i
+	for ((i = 0; i < $2; i++)); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+cleanup() {
+	stop_servers
+	[[ -n ${WORK:-} ]] && rm -rf "$WORK"
+}
+
+# in_mode CMD...: sets MODE_CMD to CMD as this run's mode runs it.
+in_mode() {
+	if [[ $APPS_MODE == tssx ]]; then
+		MODE_CMD=(env LD_PRELOAD="$APPS_LIB" TSSX_LOG=info "$@")
+	else
+		MODE_CMD=("$@")
+	fi
+}
+
+# app CMD...: runs CMD in this run's mode, its stderr into stderr.log.
+app() {
+	in_mode "$@"
+	"${MODE_CMD[@]}" 2>>"$WORK/stderr.log"
+}
+
+# serve CMD...: starts a server in the background, in this run's mode; it is
+# stopped on exit, whatever happens. CMD is a program, not a function, so
+# that the pid is the server's own.
+serve() {
+	in_mode "$@"
+	"${MODE_CMD[@]}" 2>>"$WORK/stderr.log" &
+	SERVER_PIDS+=("$!")
+}
+
+# wait_for DESCRIPTION CMD...: retries CMD for up to 20 s while the servers live.
+wait_for() {
+	local what=$1 i pid
+	shift
+	for ((i = 0; i < 200; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		for pid in "${SERVER_PIDS[@]}"; do
+			kill -0 "$pid" 2>/dev/null || fail "server exited while waiting for $what"
+		done
+		sleep 0.1
+	done
+	fail "timed out waiting for $what"
+}
+
+# listening SOCKET: whether a server accepts connections at SOCKET (a plain
+# probe: the library never sees it).
+listening() {
+	python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$1"
+}
+
+# expect_eq WHAT EXPECTED ACTUAL
+expect_eq() {
+	[[ $2 == "$3" ]] || fail "$1: expected '$2', got '$3'"
+}
+
+sha256_of() {
+	sha256sum "$1" | cut -d' ' -f1
+}
+
+# The shared-memory proof: the library logs one line per connection and
+# side that went into shared memory; as many on the client side as on the
+# server side, at least as many as the test made, and no error.
+check_shared_memory() {
+	local log=$WORK/stderr.log clients servers
+	clients=$(grep -c 'shared memory, client' "$log" || true)
+	servers=$(grep -c 'shared memory, server' "$log" || true)
+	((clients >= APPS_MIN_CONNS)) ||
+		fail "only $clients of at least $APPS_MIN_CONNS client connections used shared memory"
+	expect_eq "server-side shared-memory connections" "$clients" "$servers"
+	if grep -q 'tssx\[[0-9]*\]: error' "$log"; then
+		fail "the library logged errors: $(grep -m3 'tssx\[[0-9]*\]: error' "$log")"
+	fi
+}
+
+# One run in a fresh work directory; the preloaded run happens in a child
+# of with-registry, which mounts a private registry and always unmounts it.
+apps_main() {
+	WORK=$(mktemp -d "/tmp/tssx-$APPS_NAME.XXXXXX")
+	chmod 755 "$WORK"
+	trap cleanup EXIT
+	app_run
+	stop_servers
+	[[ $APPS_MODE == tssx ]] && check_shared_memory
+	[[ $APPS_MODE == plain && -n $APPS_LIB ]] || return 0
+	cleanup
+	trap - EXIT
+	APPS_MODE=tssx exec "$APPS_WITH_REGISTRY" "$APPS_REGISTRYFS" "$0" "$APPS_LIB" "$APPS_WITH_REGISTRY" "$APPS_REGISTRYFS"
+}
