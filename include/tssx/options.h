@@ -9,7 +9,7 @@
  *   TSSX_SPIN_NS=N          spin budget before sleeping (default 20000)
  *   TSSX_LOG=LEVEL          none|error|warn|info|debug (default warn)
  *
- * Patterns match the socket's path ("/tmp/*.sock") or "@name" for abstract
+ * Patterns match the socket's path ("/tmp/app-*.sock") or "@name" for abstract
  * sockets.  An invalid value gives one warning and the default.
  */
 #ifndef TSSX_OPTIONS_H

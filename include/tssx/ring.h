@@ -89,6 +89,16 @@ bool tssx_ring_take_reader_wakeup(struct tssx_ring *ring);
 ssize_t tssx_ring_arm_writer(struct tssx_ring *ring);
 bool tssx_ring_take_writer_wakeup(struct tssx_ring *ring);
 
+/* The CPU's spin-wait hint, for loops that poll a shared line. */
+static inline void tssx_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
 /* Spin lock for several producers or consumers of one side. */
 void tssx_ring_lock(_Atomic uint32_t *lock);
 void tssx_ring_unlock(_Atomic uint32_t *lock);

@@ -33,15 +33,6 @@ _Static_assert(offsetof(struct tssx_ring_ctl, head) == TSSX_CACHELINE,
  * move both counters; a peer scribbling for longer than this is hostile. */
 #define SNAPSHOT_TRIES 64
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
-
 bool tssx_ring_capacity_valid(uint64_t capacity)
 {
 	return capacity >= TSSX_RING_MIN_CAPACITY && capacity <= TSSX_RING_MAX_CAPACITY &&
@@ -362,7 +353,7 @@ void tssx_ring_lock(_Atomic uint32_t *lock)
 	while (atomic_exchange_explicit(lock, 1, memory_order_acquire)) {
 		while (atomic_load_explicit(lock, memory_order_relaxed)) {
 			if (++spins < LOCK_SPINS) {
-				cpu_relax();
+				tssx_cpu_relax();
 			} else {
 				sched_yield();
 				spins = 0;

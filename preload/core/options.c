@@ -1,0 +1,213 @@
+/*
+ * Configuration from the environment (DESIGN.md §4, options.h).  Fixed
+ * buffers only: this runs inside the preload library, possibly before
+ * malloc is safe to call.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "tssx/log.h"
+#include "tssx/macros.h"
+#include "tssx/options.h"
+#include "tssx/ring.h"
+
+#define DEFAULT_RING_SIZE (1u << 20)
+#define DEFAULT_SPIN_NS 20000
+#define MAX_SPIN_NS 1000000000ull /* one second: more is surely a typo */
+
+static bool word_in(const char *value, const char *const *words, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		if (strcasecmp(value, words[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool parse_disable(const char *value, struct tssx_options *opts)
+{
+	static const char *const yes[] = { "1", "yes", "true", "on" };
+	static const char *const no[] = { "0", "no", "false", "off" };
+	bool disabled = word_in(value, yes, ARRAY_SIZE(yes));
+
+	if (!disabled && !word_in(value, no, ARRAY_SIZE(no)))
+		return false;
+	opts->disabled = disabled;
+	return true;
+}
+
+static bool copy_value(const char *value, char *dst, size_t size)
+{
+	size_t len = strlen(value);
+
+	if (len >= size)
+		return false;
+	memcpy(dst, value, len + 1);
+	return true;
+}
+
+static bool parse_registry(const char *value, struct tssx_options *opts)
+{
+	return value[0] == '/' && copy_value(value, opts->registry, sizeof(opts->registry));
+}
+
+static bool parse_include(const char *value, struct tssx_options *opts)
+{
+	return copy_value(value, opts->include, sizeof(opts->include));
+}
+
+static bool parse_exclude(const char *value, struct tssx_options *opts)
+{
+	return copy_value(value, opts->exclude, sizeof(opts->exclude));
+}
+
+/* Decimal digits, then one K, M or G (powers of 1024) when `suffixes`. */
+static bool parse_number(const char *value, bool suffixes, uint64_t *out)
+{
+	unsigned long long n;
+	unsigned shift = 0;
+	char *end;
+
+	if (!isdigit((unsigned char)value[0]))
+		return false;
+	errno = 0;
+	n = strtoull(value, &end, 10);
+	if (errno)
+		return false;
+	if (suffixes && *end) {
+		const char *units = "KMG", *unit = strchr(units, toupper((unsigned char)*end));
+
+		if (!unit)
+			return false;
+		shift = 10 * (unsigned)(unit - units + 1);
+		end++;
+	}
+	if (*end || n > (UINT64_MAX >> shift))
+		return false;
+	*out = (uint64_t)n << shift;
+	return true;
+}
+
+static bool parse_ring_size(const char *value, struct tssx_options *opts)
+{
+	uint64_t size;
+
+	if (!parse_number(value, true, &size) || !tssx_ring_capacity_valid(size))
+		return false;
+	opts->ring_size = size;
+	return true;
+}
+
+static bool parse_spin_ns(const char *value, struct tssx_options *opts)
+{
+	uint64_t ns;
+
+	if (!parse_number(value, false, &ns) || ns > MAX_SPIN_NS)
+		return false;
+	opts->spin_ns = ns;
+	return true;
+}
+
+static bool parse_log(const char *value, struct tssx_options *opts)
+{
+	static const char *const names[] = {
+		[TSSX_LOG_NONE] = "none",
+		[TSSX_LOG_ERROR] = "error",
+		[TSSX_LOG_WARN] = "warn",
+		[TSSX_LOG_INFO] = "info",
+		[TSSX_LOG_DEBUG] = "debug",
+	};
+
+	for (int level = 0; level < (int)ARRAY_SIZE(names); level++) {
+		if (strcasecmp(value, names[level]) == 0 ||
+		    (value[0] == '0' + level && value[1] == '\0')) {
+			opts->log_level = level;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Each parser stores into opts only when the value is valid. */
+struct variable {
+	const char *name;
+	bool (*parse)(const char *value, struct tssx_options *opts);
+	const char *expected; /* for the warning */
+	const char *fallback;
+};
+
+static const struct variable variables[] = {
+	{ "TSSX_DISABLE", parse_disable, "expected 1, yes, true, on, 0, no, false or off", "0" },
+	{ "TSSX_REGISTRY", parse_registry, "expected an absolute path shorter than PATH_MAX",
+	  TSSX_DEFAULT_REGISTRY },
+	{ "TSSX_INCLUDE", parse_include, "patterns too long", "every socket" },
+	{ "TSSX_EXCLUDE", parse_exclude, "patterns too long", "none" },
+	{ "TSSX_RING_SIZE", parse_ring_size,
+	  "expected a power of two from 4K to 1G, with an optional K, M or G", "1M" },
+	{ "TSSX_SPIN_NS", parse_spin_ns, "expected nanoseconds from 0 to 1000000000", "20000" },
+	{ "TSSX_LOG", parse_log, "expected none, error, warn, info, debug or 0 to 4", "warn" },
+};
+
+static void set_defaults(struct tssx_options *opts)
+{
+	memset(opts, 0, sizeof(*opts));
+	copy_value(TSSX_DEFAULT_REGISTRY, opts->registry, sizeof(opts->registry));
+	opts->ring_size = DEFAULT_RING_SIZE;
+	opts->spin_ns = DEFAULT_SPIN_NS;
+	opts->log_level = TSSX_LOG_WARN;
+}
+
+void tssx_options_parse(struct tssx_options *opts,
+			char *(*getenv_fn)(const char *name),
+			void (*warn)(const char *message))
+{
+	set_defaults(opts);
+	for (size_t i = 0; i < ARRAY_SIZE(variables); i++) {
+		const struct variable *var = &variables[i];
+		const char *value = getenv_fn(var->name);
+		char message[256];
+
+		/* Unset or empty: the default, silently.  A parser that fails
+		 * leaves its field alone, so the default stays. */
+		if (!value || !*value || var->parse(value, opts))
+			continue;
+		snprintf(message, sizeof(message), "%s=%.40s%s: %s; using %s", var->name, value,
+			 strlen(value) > 40 ? "..." : "", var->expected, var->fallback);
+		warn(message);
+	}
+}
+
+static bool matches_any(const char *patterns, const char *name)
+{
+	char pattern[TSSX_PATTERNS_MAX];
+
+	for (const char *p = patterns; *p;) {
+		size_t len = strcspn(p, ":");
+
+		if (len > 0 && len < sizeof(pattern)) {
+			memcpy(pattern, p, len);
+			pattern[len] = '\0';
+			/* No FNM_PATHNAME: a "*" also matches "/", so one
+			 * pattern covers every socket below a directory. */
+			if (fnmatch(pattern, name, 0) == 0)
+				return true;
+		}
+		p += len;
+		if (*p == ':')
+			p++;
+	}
+	return false;
+}
+
+bool tssx_options_selects(const struct tssx_options *opts, const char *socket_name)
+{
+	if (matches_any(opts->exclude, socket_name))
+		return false;
+	return !opts->include[0] || matches_any(opts->include, socket_name);
+}
