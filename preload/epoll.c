@@ -1,0 +1,438 @@
+/*
+ * epoll over TSSX connections, without helper threads or signals.
+ *
+ * The kernel's epoll set keeps every real fd.  A TSSX connection is
+ * registered there as EPOLLIN|EPOLLET on its real socket, which carries only
+ * doorbells (and EOF), under our tag instead of the application's data; its
+ * events, data and edge-triggered / one-shot state live in events.h's
+ * bookkeeping.  epoll_wait reports the connections that the rings say are
+ * ready, merged with a zero-timeout real wait; when none is, it arms them
+ * all, re-checks, and sleeps in the real wait, whose doorbells it drains and
+ * translates back.
+ *
+ * A Unix stream socket added before it connects may become a TSSX
+ * connection later, and an epoll fd added to another may later hold
+ * connections: both are "watched" (the kernel keeps the application's
+ * events under our tag) and looked at again on every wait.  An epoll fd
+ * that tracks nothing costs epoll_wait one lookup.
+ */
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "conn.h"
+#include "events.h"
+#include "real.h"
+#include "tssx/log.h"
+#include "tssx/macros.h"
+
+TSSX_REAL_SLOT(epoll_create);
+TSSX_REAL_SLOT(epoll_create1);
+TSSX_REAL_SLOT(epoll_ctl);
+TSSX_REAL_SLOT(epoll_wait);
+TSSX_REAL_SLOT(epoll_pwait);
+#ifdef HAVE_EPOLL_PWAIT2
+TSSX_REAL_SLOT(epoll_pwait2);
+#endif
+
+/* What the kernel accepts together with EPOLLEXCLUSIVE. */
+#define EXCLUSIVE_OK (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE)
+
+struct wait_call {
+	int epfd;
+	struct epoll_event *events;
+	int maxevents;
+	const sigset_t *sigmask;
+	bool pwait2; /* nanosecond timeouts: sleep with epoll_pwait2 */
+	struct events_deadline deadline;
+};
+
+static int real_ctl(int epfd, int op, int fd, struct epoll_event *event)
+{
+	return TSSX_REAL(epoll_ctl)(epfd, op, fd, event);
+}
+
+static struct epoll_event kernel_event(const struct events_entry *entry, uint32_t flags)
+{
+	struct epoll_event event = { .data.u64 = events_tag(entry->fd) };
+
+	event.events = entry->kind == EVENTS_CONN ? EPOLLIN | EPOLLET : entry->events;
+	event.events |= flags;
+	return event;
+}
+
+/* A connection appeared on a watched fd, or one went away: register what
+ * the kernel must now watch for it. */
+static void entry_reclassify(struct events_set *set, struct events_entry *entry, enum events_kind kind)
+{
+	struct epoll_event event;
+
+	entry->kind = kind;
+	entry->reported = false;
+	event = kernel_event(entry, 0);
+	if (!entry->kernel_flags) {
+		if (real_ctl(set->epfd, EPOLL_CTL_MOD, entry->fd, &event) == 0)
+			return;
+	} else if (real_ctl(set->epfd, EPOLL_CTL_DEL, entry->fd, NULL) == 0) {
+		/* EPOLLEXCLUSIVE entries cannot be modified, only re-added */
+		event = kernel_event(entry, entry->kernel_flags);
+		if (real_ctl(set->epfd, EPOLL_CTL_ADD, entry->fd, &event) == 0)
+			return;
+	}
+	log_warn(0, "epoll %d: cannot re-register fd %d: %m", set->epfd, entry->fd);
+}
+
+/* The entry's connection, after making its kind match what the fd is now. */
+static struct tssx_conn *entry_conn(struct events_set *set, struct events_entry *entry)
+{
+	struct tssx_conn *conn = tssx_conn_lookup(entry->fd);
+	enum events_kind kind = conn ? EVENTS_CONN : EVENTS_WATCHED;
+
+	if (entry->kind != kind)
+		entry_reclassify(set, entry, kind);
+	return conn;
+}
+
+/* Readiness of one entry from the rings (or the nested set), and its
+ * generation. */
+static uint32_t entry_readiness(struct events_set *set, struct events_entry *entry,
+				uint64_t *generation)
+{
+	struct tssx_conn *conn = entry_conn(set, entry);
+	struct events_set *inner;
+
+	*generation = 0;
+	if (conn) {
+		*generation = tssx_conn_generation(conn);
+		return events_conn_ready(conn, entry->events);
+	}
+	inner = events_set_of(entry->fd);
+	if (inner && atomic_load(&inner->count) > 0)
+		return events_set_probe(inner, generation);
+	return 0;
+}
+
+uint32_t events_set_probe(struct events_set *set, uint64_t *generation)
+{
+	struct events_entry *entry, *tmp;
+	uint32_t ready = 0;
+
+	*generation = 0;
+	pthread_mutex_lock(&set->lock);
+	HASH_ITER(hh, set->entries, entry, tmp) {
+		uint64_t entry_generation;
+		uint32_t entry_ready = entry_readiness(set, entry, &entry_generation);
+
+		*generation += entry_generation;
+		if (events_entry_peek(entry, entry_ready, entry_generation))
+			ready = EPOLLIN;
+	}
+	pthread_mutex_unlock(&set->lock);
+	return ready;
+}
+
+static void set_arm_locked(struct events_set *set)
+{
+	struct events_entry *entry, *tmp;
+
+	HASH_ITER(hh, set->entries, entry, tmp) {
+		struct tssx_conn *conn = entry_conn(set, entry);
+		struct events_set *inner;
+
+		if (entry->disabled)
+			continue;
+		if (conn)
+			tssx_conn_arm(conn, entry->events);
+		else if ((inner = events_set_of(entry->fd)) && atomic_load(&inner->count) > 0)
+			events_set_arm(inner);
+	}
+}
+
+void events_set_arm(struct events_set *set)
+{
+	pthread_mutex_lock(&set->lock);
+	set_arm_locked(set);
+	pthread_mutex_unlock(&set->lock);
+}
+
+/* Reports ready tracked entries into events[0..max), each ready entry
+ * visited once, reported ones moved behind the others for fairness. */
+static int collect_locked(struct events_set *set, struct epoll_event *events, int max)
+{
+	unsigned int todo = HASH_COUNT(set->entries);
+	struct events_entry *entry = set->entries, *next;
+	int count = 0;
+
+	for (; entry && todo > 0 && count < max; todo--, entry = next) {
+		uint64_t generation;
+		uint32_t ready;
+
+		next = entry->hh.next;
+		ready = entry_readiness(set, entry, &generation);
+		ready = events_entry_report(entry, ready, generation);
+		if (!ready)
+			continue;
+		events[count++] = (struct epoll_event){ .events = ready, .data = entry->data };
+		events_set_rotate(set, entry);
+	}
+	return count;
+}
+
+/* What is ready now; if nothing and the caller may sleep, arm and look
+ * again, so that whatever happens from here on rings a doorbell. */
+static int collect(struct events_set *set, struct wait_call *call, bool may_sleep)
+{
+	int count;
+
+	pthread_mutex_lock(&set->lock);
+	count = collect_locked(set, call->events, call->maxevents);
+	if (!count && may_sleep) {
+		set_arm_locked(set);
+		count = collect_locked(set, call->events, call->maxevents);
+	}
+	pthread_mutex_unlock(&set->lock);
+	return count;
+}
+
+/* Real results back into the application's terms: its own entries pass,
+ * doorbells are drained and dropped (the rings tell on the next collect),
+ * watched fds get their data back. */
+static int translate(struct events_set *set, struct epoll_event *events, int count)
+{
+	int kept = 0;
+
+	pthread_mutex_lock(&set->lock);
+	for (int i = 0; i < count; i++) {
+		struct events_entry *entry;
+		struct tssx_conn *conn;
+		int fd;
+
+		if (!events_untag(events[i].data.u64, &fd)) {
+			events[kept++] = events[i];
+			continue;
+		}
+		entry = events_set_find(set, fd);
+		if (!entry)
+			continue; /* a closed fd's last words */
+		conn = entry_conn(set, entry);
+		if (conn)
+			tssx_conn_drain(conn);
+		else
+			events[kept++] = (struct epoll_event){ .events = events[i].events, .data = entry->data };
+	}
+	pthread_mutex_unlock(&set->lock);
+	return kept;
+}
+
+static int real_wait(struct wait_call *call, struct epoll_event *events, int max, bool sleep)
+{
+	struct timespec left_buf = { 0 };
+	const struct timespec *left = sleep ? events_deadline_left(&call->deadline, &left_buf) : &left_buf;
+
+#ifdef HAVE_EPOLL_PWAIT2
+	if (call->pwait2)
+		return TSSX_REAL(epoll_pwait2)(call->epfd, events, max, left, call->sigmask);
+#endif
+	return TSSX_REAL(epoll_pwait)(call->epfd, events, max, events_timespec_to_ms(left), call->sigmask);
+}
+
+static int wait_tracked(struct events_set *set, struct wait_call *call)
+{
+	int saved_errno = errno;
+
+	for (;;) {
+		bool may_sleep = !events_deadline_passed(&call->deadline);
+		int count = collect(set, call, may_sleep);
+		int kernel = 0;
+
+		if (count < call->maxevents) {
+			kernel = real_wait(call, call->events + count, call->maxevents - count,
+					   may_sleep && !count);
+			if (kernel < 0 && !count)
+				return -1;
+			if (kernel > 0)
+				count += translate(set, call->events + count, kernel);
+		}
+		if (count > 0 || events_deadline_passed(&call->deadline)) {
+			errno = saved_errno;
+			return count;
+		}
+	}
+}
+
+/* The set of epfd when it tracks something; NULL: straight through. */
+static struct events_set *tracking_set(int epfd, int maxevents)
+{
+	struct events_set *set = events_set_of(epfd);
+
+	if (likely(!set || atomic_load_explicit(&set->count, memory_order_relaxed) == 0) ||
+	    maxevents <= 0)
+		return NULL;
+	return set;
+}
+
+TSSX_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
+{
+	struct events_set *set = tracking_set(epfd, maxevents);
+	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents };
+
+	if (likely(!set))
+		return TSSX_REAL(epoll_wait)(epfd, events, maxevents, timeout);
+	events_deadline_start_ms(&call.deadline, timeout);
+	return wait_tracked(set, &call);
+}
+
+TSSX_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int timeout,
+			    const sigset_t *sigmask)
+{
+	struct events_set *set = tracking_set(epfd, maxevents);
+	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents,
+				  .sigmask = sigmask };
+
+	if (likely(!set))
+		return TSSX_REAL(epoll_pwait)(epfd, events, maxevents, timeout, sigmask);
+	events_deadline_start_ms(&call.deadline, timeout);
+	return wait_tracked(set, &call);
+}
+
+#ifdef HAVE_EPOLL_PWAIT2
+TSSX_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int maxevents,
+			     const struct timespec *timeout, const sigset_t *sigmask)
+{
+	struct events_set *set = tracking_set(epfd, maxevents);
+	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents,
+				  .sigmask = sigmask, .pwait2 = true };
+
+	if (likely(!set) || !events_timespec_valid(timeout))
+		return TSSX_REAL(epoll_pwait2)(epfd, events, maxevents, timeout, sigmask);
+	events_deadline_start(&call.deadline, timeout);
+	return wait_tracked(set, &call);
+}
+#endif
+
+/* Made here so that an epoll fd added to another is recognised. */
+static int epoll_fd_made(int epfd)
+{
+	int saved_errno = errno;
+
+	if (epfd >= 0 && !events_set_open(epfd))
+		log_warn(0, "epoll %d: no bookkeeping (%m): TSSX connections in it will not be seen", epfd);
+	errno = saved_errno;
+	return epfd;
+}
+
+TSSX_EXPORT int epoll_create(int size)
+{
+	return epoll_fd_made(TSSX_REAL(epoll_create)(size));
+}
+
+TSSX_EXPORT int epoll_create1(int flags)
+{
+	return epoll_fd_made(TSSX_REAL(epoll_create1)(flags));
+}
+
+static int socket_option(int fd, int option)
+{
+	int value = -1;
+	socklen_t len = sizeof(value);
+
+	return getsockopt(fd, SOL_SOCKET, option, &value, &len) < 0 ? -1 : value;
+}
+
+/* An unconnected, non-listening Unix stream socket may connect over TSSX
+ * after being added; any other fd that is no connection now never will. */
+static bool may_become_conn(int fd)
+{
+	struct sockaddr_storage peer;
+	socklen_t len = sizeof(peer);
+	int saved_errno = errno;
+	bool maybe = socket_option(fd, SO_DOMAIN) == AF_UNIX && socket_option(fd, SO_TYPE) == SOCK_STREAM &&
+		     socket_option(fd, SO_ACCEPTCONN) == 0 &&
+		     getpeername(fd, (struct sockaddr *)&peer, &len) < 0 && errno == ENOTCONN;
+
+	errno = saved_errno;
+	return maybe;
+}
+
+static bool should_track(int fd)
+{
+	return tssx_conn_lookup(fd) || events_set_of(fd) || may_become_conn(fd);
+}
+
+static int ctl_add(struct events_set *set, int fd, struct epoll_event *event)
+{
+	enum events_kind kind = tssx_conn_lookup(fd) ? EVENTS_CONN : EVENTS_WATCHED;
+	struct events_entry probe = { .fd = fd, .kind = kind, .events = event->events };
+	struct epoll_event kernel = kernel_event(&probe, event->events & EPOLLEXCLUSIVE);
+	struct events_entry *stale;
+	int rc;
+
+	if ((event->events & EPOLLEXCLUSIVE) && (event->events & ~EXCLUSIVE_OK)) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (real_ctl(set->epfd, EPOLL_CTL_ADD, fd, &kernel) < 0)
+		return -1;
+	stale = events_set_find(set, fd);
+	if (stale)
+		events_set_remove(set, stale);
+	rc = events_set_add(set, fd, kind, event);
+	if (rc < 0) {
+		real_ctl(set->epfd, EPOLL_CTL_DEL, fd, NULL);
+		errno = -rc;
+		return -1;
+	}
+	return 0;
+}
+
+static int ctl_mod(struct events_set *set, struct events_entry *entry, struct epoll_event *event)
+{
+	struct events_entry probe = { .fd = entry->fd, .kind = entry->kind, .events = event->events };
+	struct epoll_event kernel = kernel_event(&probe, event->events & EPOLLEXCLUSIVE);
+
+	if (real_ctl(set->epfd, EPOLL_CTL_MOD, entry->fd, &kernel) < 0)
+		return -1;
+	events_entry_modify(entry, event);
+	return 0;
+}
+
+static int ctl_tracked(struct events_set *set, int op, int fd, struct epoll_event *event)
+{
+	struct events_entry *entry;
+	int rc;
+
+	if (op != EPOLL_CTL_DEL && !event) {
+		errno = EFAULT;
+		return -1;
+	}
+	pthread_mutex_lock(&set->lock);
+	entry = events_set_find(set, fd);
+	if (op == EPOLL_CTL_ADD) {
+		rc = ctl_add(set, fd, event);
+	} else if (op == EPOLL_CTL_MOD && entry) {
+		rc = ctl_mod(set, entry, event);
+	} else {
+		rc = real_ctl(set->epfd, op, fd, event);
+		if (op == EPOLL_CTL_DEL && entry)
+			events_set_remove(set, entry);
+	}
+	pthread_mutex_unlock(&set->lock);
+	return rc;
+}
+
+TSSX_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
+{
+	struct events_set *set = events_set_of(epfd);
+
+	if (op == EPOLL_CTL_ADD && should_track(fd)) {
+		if (!set)
+			set = events_set_open(epfd);
+		if (!set)
+			return log_warn(real_ctl(epfd, op, fd, event),
+					"epoll %d: no bookkeeping (%m): fd %d stays plain", epfd, fd);
+	} else if (!set || !events_fd_is_tracked(fd)) {
+		return real_ctl(epfd, op, fd, event);
+	}
+	return ctl_tracked(set, op, fd, event);
+}

@@ -1,0 +1,347 @@
+/* Bookkeeping of the epoll wrappers: see events.h. */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+
+#include "conn.h"
+#include "events.h"
+
+/*
+ * Per-fd slots in a two-level table, so that lookups are lock-free and the
+ * table grows without moving: close() asks on every call whether an fd is
+ * tracked, and must pay one load for the fds nobody tracks.
+ */
+#define SLOTS_PER_CHUNK 1024
+#define CHUNKS 1024 /* fds up to 1M, the kernel's default nr_open */
+
+struct fd_slot {
+	struct events_set *_Atomic set; /* when the fd is an epoll fd we saw */
+	atomic_uint watchers;		/* sets that track the fd */
+};
+
+static struct fd_slot *_Atomic chunks[CHUNKS];
+
+static pthread_mutex_t sets_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct events_set *live_sets;	/* under sets_lock */
+static struct events_set *free_sets;	/* closed epoll fds' sets, for reuse */
+
+#define EVENTS_TAG_HIGH 0x54535358u /* "TSSX": never the top of a pointer */
+
+static struct fd_slot *slot_of(int fd)
+{
+	struct fd_slot *chunk;
+
+	if (fd < 0 || fd >= CHUNKS * SLOTS_PER_CHUNK)
+		return NULL;
+	chunk = atomic_load_explicit(&chunks[fd / SLOTS_PER_CHUNK], memory_order_acquire);
+	return chunk ? &chunk[fd % SLOTS_PER_CHUNK] : NULL;
+}
+
+static struct fd_slot *slot_make(int fd)
+{
+	struct fd_slot *chunk, *expected = NULL;
+	struct fd_slot *slot = slot_of(fd);
+
+	if (slot || fd < 0 || fd >= CHUNKS * SLOTS_PER_CHUNK)
+		return slot;
+	chunk = calloc(SLOTS_PER_CHUNK, sizeof(*chunk));
+	if (!chunk)
+		return NULL;
+	if (!atomic_compare_exchange_strong(&chunks[fd / SLOTS_PER_CHUNK], &expected, chunk)) {
+		free(chunk); /* another thread was first */
+		chunk = expected;
+	}
+	return &chunk[fd % SLOTS_PER_CHUNK];
+}
+
+struct events_set *events_set_of(int epfd)
+{
+	struct fd_slot *slot = slot_of(epfd);
+
+	return slot ? atomic_load_explicit(&slot->set, memory_order_acquire) : NULL;
+}
+
+bool events_fd_is_tracked(int fd)
+{
+	struct fd_slot *slot = slot_of(fd);
+
+	return slot && atomic_load_explicit(&slot->watchers, memory_order_acquire) > 0;
+}
+
+/* Sets are never freed: a thread may still be waiting on a set whose epoll
+ * fd another thread closes.  A closed fd's set is emptied and reused. */
+static struct events_set *set_take(int epfd)
+{
+	struct events_set *set;
+
+	if (free_sets) {
+		set = free_sets;
+		free_sets = set->next;
+	} else {
+		set = calloc(1, sizeof(*set));
+		if (!set)
+			return NULL;
+		pthread_mutex_init(&set->lock, NULL);
+	}
+	set->epfd = epfd;
+	set->next = live_sets;
+	live_sets = set;
+	return set;
+}
+
+struct events_set *events_set_open(int epfd)
+{
+	struct fd_slot *slot = slot_make(epfd);
+	struct events_set *set;
+
+	if (!slot) {
+		errno = epfd < 0 ? EBADF : ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_lock(&sets_lock);
+	set = atomic_load(&slot->set);
+	if (!set) {
+		set = set_take(epfd);
+		if (set)
+			atomic_store_explicit(&slot->set, set, memory_order_release);
+		else
+			errno = ENOMEM;
+	}
+	pthread_mutex_unlock(&sets_lock);
+	return set;
+}
+
+struct events_entry *events_set_find(struct events_set *set, int fd)
+{
+	struct events_entry *entry;
+
+	HASH_FIND_INT(set->entries, &fd, entry);
+	return entry;
+}
+
+static void entry_set_event(struct events_entry *entry, const struct epoll_event *event)
+{
+	entry->events = event->events & ~(uint32_t)EPOLLEXCLUSIVE;
+	entry->data = event->data;
+	entry->disabled = false;
+	entry->reported = false;
+}
+
+int events_set_add(struct events_set *set, int fd, enum events_kind kind,
+		   const struct epoll_event *event)
+{
+	struct fd_slot *slot = slot_make(fd);
+	struct events_entry *entry;
+
+	if (!slot)
+		return -ENOMEM;
+	if (events_set_find(set, fd))
+		return -EEXIST;
+	entry = calloc(1, sizeof(*entry));
+	if (!entry)
+		return -ENOMEM;
+	entry->fd = fd;
+	entry->kind = kind;
+	entry->kernel_flags = event->events & EPOLLEXCLUSIVE;
+	entry_set_event(entry, event);
+	HASH_ADD_INT(set->entries, fd, entry);
+	atomic_fetch_add(&slot->watchers, 1);
+	atomic_fetch_add(&set->count, 1);
+	return 0;
+}
+
+void events_set_remove(struct events_set *set, struct events_entry *entry)
+{
+	HASH_DEL(set->entries, entry);
+	atomic_fetch_sub(&slot_of(entry->fd)->watchers, 1);
+	atomic_fetch_sub(&set->count, 1);
+	free(entry);
+}
+
+void events_set_rotate(struct events_set *set, struct events_entry *entry)
+{
+	HASH_DEL(set->entries, entry);
+	HASH_ADD_INT(set->entries, fd, entry);
+}
+
+void events_entry_modify(struct events_entry *entry, const struct epoll_event *event)
+{
+	entry_set_event(entry, event);
+}
+
+uint32_t events_entry_peek(const struct events_entry *entry, uint32_t ready, uint64_t generation)
+{
+	uint32_t wanted = entry->events | EPOLLHUP | EPOLLERR;
+
+	if (entry->disabled)
+		return 0;
+	ready &= wanted & ~(uint32_t)(EPOLLET | EPOLLONESHOT | EPOLLWAKEUP);
+	if (!ready)
+		return 0;
+	if ((entry->events & EPOLLET) && entry->reported && entry->last_generation == generation)
+		return 0;
+	return ready;
+}
+
+uint32_t events_entry_report(struct events_entry *entry, uint32_t ready, uint64_t generation)
+{
+	ready = events_entry_peek(entry, ready, generation);
+	if (!ready)
+		return 0;
+	entry->reported = true;
+	entry->last_generation = generation;
+	if (entry->events & EPOLLONESHOT)
+		entry->disabled = true;
+	return ready;
+}
+
+uint64_t events_tag(int fd)
+{
+	return (uint64_t)EVENTS_TAG_HIGH << 32 | (uint32_t)fd;
+}
+
+bool events_untag(uint64_t data, int *fd)
+{
+	if (data >> 32 != EVENTS_TAG_HIGH)
+		return false;
+	*fd = (int)(uint32_t)data;
+	return true;
+}
+
+static void set_forget_fd(struct events_set *set, int fd)
+{
+	struct events_entry *entry;
+
+	pthread_mutex_lock(&set->lock);
+	entry = events_set_find(set, fd);
+	if (entry)
+		events_set_remove(set, entry);
+	pthread_mutex_unlock(&set->lock);
+}
+
+static void set_clear(struct events_set *set)
+{
+	struct events_entry *entry, *tmp;
+
+	pthread_mutex_lock(&set->lock);
+	HASH_ITER(hh, set->entries, entry, tmp)
+		events_set_remove(set, entry);
+	pthread_mutex_unlock(&set->lock);
+}
+
+/* Closing an epoll fd: its set is emptied and kept for the next one. */
+static void forget_set(struct fd_slot *slot)
+{
+	struct events_set *set;
+
+	pthread_mutex_lock(&sets_lock);
+	set = atomic_exchange(&slot->set, NULL);
+	if (set) {
+		struct events_set **link = &live_sets;
+
+		while (*link != set)
+			link = &(*link)->next;
+		*link = set->next;
+		set_clear(set);
+		set->next = free_sets;
+		free_sets = set;
+	}
+	pthread_mutex_unlock(&sets_lock);
+}
+
+/* The kernel drops a closed fd from every epoll set; so do we. */
+static void forget_tracked_fd(int fd)
+{
+	pthread_mutex_lock(&sets_lock);
+	for (struct events_set *set = live_sets; set && events_fd_is_tracked(fd); set = set->next)
+		if (atomic_load(&set->count) > 0)
+			set_forget_fd(set, fd);
+	pthread_mutex_unlock(&sets_lock);
+}
+
+void tssx_events_forget_fd(int fd)
+{
+	struct fd_slot *slot = slot_of(fd);
+
+	if (!slot)
+		return;
+	if (atomic_load_explicit(&slot->set, memory_order_acquire))
+		forget_set(slot);
+	if (atomic_load_explicit(&slot->watchers, memory_order_acquire) > 0)
+		forget_tracked_fd(fd);
+}
+
+#define NSEC_PER_SEC 1000000000L
+
+void events_deadline_start(struct events_deadline *deadline, const struct timespec *timeout)
+{
+	deadline->forever = !timeout;
+	if (!timeout)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &deadline->end);
+	deadline->end.tv_sec += timeout->tv_sec;
+	deadline->end.tv_nsec += timeout->tv_nsec;
+	if (deadline->end.tv_nsec >= NSEC_PER_SEC) {
+		deadline->end.tv_sec++;
+		deadline->end.tv_nsec -= NSEC_PER_SEC;
+	}
+}
+
+const struct timespec *events_timespec_from_ms(int timeout_ms, struct timespec *ts)
+{
+	if (timeout_ms < 0)
+		return NULL;
+	ts->tv_sec = timeout_ms / 1000;
+	ts->tv_nsec = timeout_ms % 1000 * 1000000L;
+	return ts;
+}
+
+bool events_timespec_valid(const struct timespec *timeout)
+{
+	return !timeout || (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 && timeout->tv_nsec < NSEC_PER_SEC);
+}
+
+void events_deadline_start_ms(struct events_deadline *deadline, int timeout_ms)
+{
+	struct timespec timeout;
+
+	events_deadline_start(deadline, events_timespec_from_ms(timeout_ms, &timeout));
+}
+
+struct timespec *events_deadline_left(const struct events_deadline *deadline, struct timespec *left)
+{
+	struct timespec now;
+
+	if (deadline->forever)
+		return NULL;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	left->tv_sec = deadline->end.tv_sec - now.tv_sec;
+	left->tv_nsec = deadline->end.tv_nsec - now.tv_nsec;
+	if (left->tv_nsec < 0) {
+		left->tv_sec--;
+		left->tv_nsec += NSEC_PER_SEC;
+	}
+	if (left->tv_sec < 0)
+		*left = (struct timespec){ 0 };
+	return left;
+}
+
+bool events_deadline_passed(const struct events_deadline *deadline)
+{
+	struct timespec left;
+
+	if (deadline->forever)
+		return false;
+	events_deadline_left(deadline, &left);
+	return left.tv_sec == 0 && left.tv_nsec == 0;
+}
+
+int events_timespec_to_ms(const struct timespec *timeout)
+{
+	long long ms;
+
+	if (!timeout)
+		return -1;
+	ms = (long long)timeout->tv_sec * 1000 + (timeout->tv_nsec + 999999) / 1000000;
+	return ms > INT_MAX ? INT_MAX : (int)ms;
+}

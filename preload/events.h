@@ -1,0 +1,128 @@
+/*
+ * Bookkeeping of the epoll wrappers: which epoll fds hold TSSX connections
+ * (or fds that may become one), with the events and data the application
+ * registered, and the edge-triggered / one-shot state the kernel can no
+ * longer keep for them.  Pure: no libc wrappers, no connection calls, so the
+ * unit tests drive it directly.
+ *
+ * The kernel's epoll set holds every real fd.  For a tracked fd it holds our
+ * tag (events_tag) instead of the application's data, so that epoll_wait can
+ * tell which results to translate.
+ */
+#ifndef TSSX_PRELOAD_EVENTS_H
+#define TSSX_PRELOAD_EVENTS_H
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <uthash.h>
+
+enum events_kind {
+	/* A TSSX connection: the kernel watches its doorbells (EPOLLIN|EPOLLET),
+	 * its readiness comes from the rings. */
+	EVENTS_CONN,
+	/* Anything else worth watching (a Unix stream socket that may still
+	 * connect over TSSX, an epoll fd that may hold connections): the kernel
+	 * holds the application's events, we only restore its data. */
+	EVENTS_WATCHED,
+};
+
+struct events_entry {
+	int fd;
+	enum events_kind kind;
+	uint32_t events;	/* as the application registered them */
+	uint32_t kernel_flags;	/* EPOLLEXCLUSIVE, kept for our own registration */
+	epoll_data_t data;	/* as the application registered it */
+	bool disabled;		/* EPOLLONESHOT reported; re-armed by EPOLL_CTL_MOD */
+	bool reported;		/* last_generation is valid */
+	uint64_t last_generation;
+	UT_hash_handle hh;
+};
+
+struct events_set {
+	int epfd;
+	pthread_mutex_t lock;		/* entries; held while waiting is not */
+	struct events_entry *entries;	/* by fd, reported ones move to the end */
+	atomic_uint count;		/* entries, readable without the lock */
+	struct events_set *next;	/* in the live or the free list; never freed */
+};
+
+/* Lock-free: the set of an epoll fd, NULL if we never saw it. */
+struct events_set *events_set_of(int epfd);
+/* The set of epfd, made on first use.  NULL with errno EBADF for a
+ * negative fd, ENOMEM (also beyond the fds the table holds). */
+struct events_set *events_set_open(int epfd);
+/* Whether some set tracks fd (lock-free). */
+bool events_fd_is_tracked(int fd);
+
+/* These four need the set's lock. */
+struct events_entry *events_set_find(struct events_set *set, int fd);
+/* -EEXIST if fd is there already, -ENOMEM (also for fds beyond the table). */
+int events_set_add(struct events_set *set, int fd, enum events_kind kind,
+		   const struct epoll_event *event);
+void events_set_remove(struct events_set *set, struct events_entry *entry);
+/* Moves a reported entry behind the others, so a small maxevents still
+ * reaches every ready entry in turn. */
+void events_set_rotate(struct events_set *set, struct events_entry *entry);
+
+/* EPOLL_CTL_MOD: new events and data, one-shot re-armed, and an
+ * edge-triggered entry reports its current readiness again. */
+void events_entry_modify(struct events_entry *entry, const struct epoll_event *event);
+
+/* What the entry reports now, given its readiness and generation, without
+ * changing its state. */
+uint32_t events_entry_peek(const struct events_entry *entry, uint32_t ready, uint64_t generation);
+/* The same, remembering the report (edge-triggered, one-shot). */
+uint32_t events_entry_report(struct events_entry *entry, uint32_t ready, uint64_t generation);
+
+/* The data we register with the kernel for a tracked fd, and back. */
+uint64_t events_tag(int fd);
+bool events_untag(uint64_t data, int *fd);
+
+/* Deadlines of the waiting wrappers, on CLOCK_MONOTONIC. */
+struct events_deadline {
+	bool forever;
+	struct timespec end;
+};
+
+/* NULL: forever. */
+void events_deadline_start(struct events_deadline *deadline, const struct timespec *timeout);
+/* Negative: forever. */
+void events_deadline_start_ms(struct events_deadline *deadline, int timeout_ms);
+bool events_deadline_passed(const struct events_deadline *deadline);
+/* The time left into *left (zero once passed), or NULL for forever. */
+struct timespec *events_deadline_left(const struct events_deadline *deadline, struct timespec *left);
+/* Rounded up to whole milliseconds, -1 for NULL, saturated at INT_MAX. */
+int events_timespec_to_ms(const struct timespec *timeout);
+/* A poll() timeout as a timespec in *ts, or NULL (forever) when negative. */
+const struct timespec *events_timespec_from_ms(int timeout_ms, struct timespec *ts);
+/* What ppoll(), pselect() and epoll_pwait2() accept; NULL is forever. */
+bool events_timespec_valid(const struct timespec *timeout);
+
+/*
+ * Shared by the wrappers (poll.c, epoll.c), which call the connections.
+ */
+struct tssx_conn;
+
+/* A connection's readiness in poll/epoll bits, with the *NORM aliases a
+ * socket reports, limited to what was asked plus HUP and ERR. */
+uint32_t events_conn_ready(struct tssx_conn *conn, uint32_t events);
+/* For an epoll fd inside poll() or inside another epoll set: EPOLLIN when
+ * one of its tracked entries would report, and the sum of their generations
+ * (edge-triggered nesting). */
+uint32_t events_set_probe(struct events_set *set, uint64_t *generation);
+/* Arms every tracked connection in the set before the caller sleeps. */
+void events_set_arm(struct events_set *set);
+/* poll() and ppoll() on a set holding TSSX connections or epoll fds that do. */
+int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+		const sigset_t *sigmask);
+/* Whether poll() must look at fd: a TSSX connection or an epoll fd that
+ * tracks something. */
+bool events_poll_needed(int fd);
+
+#endif

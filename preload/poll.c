@@ -1,0 +1,248 @@
+/*
+ * poll() and ppoll() over sets that mix TSSX connections with ordinary fds.
+ *
+ * A TSSX connection's data moves in shared memory, so the kernel cannot say
+ * when it is ready; its real socket carries only doorbells.  So: compute the
+ * connections' readiness from the rings; if one is ready (or the timeout is
+ * zero), merge it with a zero-timeout real poll of everything else.
+ * Otherwise arm the connections (the peer then rings), re-check, and sleep in
+ * the real poll with each connection's real socket watched for POLLIN; when
+ * it wakes, drain the doorbells, recompute, and sleep again for the time
+ * left if nothing is really ready.  No helper thread, no signal.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "events.h"
+#include "real.h"
+#include "tssx/macros.h"
+
+TSSX_REAL_SLOT(poll);
+TSSX_REAL_SLOT(ppoll);
+
+/* glibc's, for the fortified entry points below. */
+extern void __chk_fail(void) __attribute__((noreturn));
+int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout_ms, size_t fdslen);
+int __ppoll_chk(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+		const sigset_t *sigmask, size_t fdslen);
+
+enum poll_kind {
+	POLL_PLAIN,
+	POLL_CONN,	/* readiness from the rings */
+	POLL_SET,	/* an epoll fd: the kernel's readiness or its connections' */
+};
+
+#define POLL_STACK_ITEMS 64
+
+struct poll_call {
+	struct pollfd *fds;	/* the application's */
+	struct pollfd *kfds;	/* what the kernel watches */
+	unsigned char *kinds;
+	nfds_t nfds;
+	const sigset_t *sigmask;
+	struct events_deadline deadline;
+};
+
+#define POLL_IN_BITS (POLLIN | POLLRDNORM)
+#define POLL_OUT_BITS (POLLOUT | POLLWRNORM)
+
+uint32_t events_conn_ready(struct tssx_conn *conn, uint32_t events)
+{
+	uint32_t asked = events | POLLHUP | POLLERR;
+	uint32_t ready;
+
+	if (events & POLL_IN_BITS)
+		events |= POLL_IN_BITS;
+	if (events & POLL_OUT_BITS)
+		events |= POLL_OUT_BITS;
+	ready = tssx_conn_ready(conn, events);
+	if (ready & POLL_IN_BITS)
+		ready |= POLL_IN_BITS;
+	if (ready & POLL_OUT_BITS)
+		ready |= POLL_OUT_BITS;
+	return ready & asked;
+}
+
+bool events_poll_needed(int fd)
+{
+	struct events_set *set;
+
+	if (fd < 0)
+		return false;
+	if (tssx_conn_lookup(fd))
+		return true;
+	set = events_set_of(fd);
+	return set && atomic_load_explicit(&set->count, memory_order_relaxed) > 0;
+}
+
+static bool poll_needed(const struct pollfd *fds, nfds_t nfds)
+{
+	for (nfds_t i = 0; i < nfds; i++)
+		if (events_poll_needed(fds[i].fd))
+			return true;
+	return false;
+}
+
+static enum poll_kind poll_kind_of(int fd)
+{
+	if (fd < 0)
+		return POLL_PLAIN;
+	if (tssx_conn_lookup(fd))
+		return POLL_CONN;
+	return events_set_of(fd) ? POLL_SET : POLL_PLAIN;
+}
+
+/* The readiness of the connections and sets alone; 0 for plain fds. */
+static int poll_soft_ready(struct poll_call *call)
+{
+	int ready = 0;
+
+	for (nfds_t i = 0; i < call->nfds; i++) {
+		struct pollfd *pfd = &call->fds[i];
+		struct tssx_conn *conn;
+		struct events_set *set;
+		uint64_t generation;
+
+		pfd->revents = 0;
+		if (call->kinds[i] == POLL_CONN && (conn = tssx_conn_lookup(pfd->fd)))
+			pfd->revents = (short)events_conn_ready(conn, (uint16_t)pfd->events);
+		else if (call->kinds[i] == POLL_SET && (set = events_set_of(pfd->fd)))
+			pfd->revents = (short)(events_set_probe(set, &generation) & (uint16_t)pfd->events);
+		ready += pfd->revents != 0;
+	}
+	return ready;
+}
+
+static void poll_arm(struct poll_call *call)
+{
+	for (nfds_t i = 0; i < call->nfds; i++) {
+		struct tssx_conn *conn;
+		struct events_set *set;
+
+		if (call->kinds[i] == POLL_CONN && (conn = tssx_conn_lookup(call->fds[i].fd)))
+			tssx_conn_arm(conn, (uint16_t)call->fds[i].events);
+		else if (call->kinds[i] == POLL_SET && (set = events_set_of(call->fds[i].fd)))
+			events_set_arm(set);
+	}
+}
+
+/* After the real poll: doorbells drained, the kernel's word for plain fds,
+ * the rings' for connections, both for epoll fds. */
+static int poll_merge(struct poll_call *call)
+{
+	int ready = 0;
+
+	for (nfds_t i = 0; i < call->nfds; i++) {
+		struct tssx_conn *conn;
+
+		if (call->kinds[i] == POLL_CONN && call->kfds[i].revents &&
+		    (conn = tssx_conn_lookup(call->fds[i].fd)))
+			tssx_conn_drain(conn);
+	}
+	poll_soft_ready(call);
+	for (nfds_t i = 0; i < call->nfds; i++) {
+		if (call->kinds[i] != POLL_CONN)
+			call->fds[i].revents |= call->kfds[i].revents;
+		ready += call->fds[i].revents != 0;
+	}
+	return ready;
+}
+
+static int poll_loop(struct poll_call *call)
+{
+	static const struct timespec zero;
+
+	for (;;) {
+		bool passed = events_deadline_passed(&call->deadline);
+		struct timespec left_buf;
+		const struct timespec *left = &zero;
+		int ready = poll_soft_ready(call);
+
+		if (!ready && !passed) {
+			poll_arm(call);
+			if (!poll_soft_ready(call))
+				left = events_deadline_left(&call->deadline, &left_buf);
+		}
+		if (TSSX_REAL(ppoll)(call->kfds, call->nfds, left, call->sigmask) < 0)
+			return -1;
+		ready = poll_merge(call);
+		if (ready > 0 || events_deadline_passed(&call->deadline))
+			return ready;
+	}
+}
+
+int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+		const sigset_t *sigmask)
+{
+	struct pollfd stack_kfds[POLL_STACK_ITEMS];
+	unsigned char stack_kinds[POLL_STACK_ITEMS];
+	__do_free struct pollfd *heap_kfds = NULL;
+	__do_free unsigned char *heap_kinds = NULL;
+	struct poll_call call = { .fds = fds, .nfds = nfds, .sigmask = sigmask,
+				  .kfds = stack_kfds, .kinds = stack_kinds };
+	int saved_errno = errno;
+	int ready;
+
+	if (nfds > POLL_STACK_ITEMS) {
+		call.kfds = heap_kfds = calloc(nfds, sizeof(*heap_kfds));
+		call.kinds = heap_kinds = calloc(nfds, sizeof(*heap_kinds));
+		if (!heap_kfds || !heap_kinds) {
+			errno = ENOMEM;
+			return -1;
+		}
+	}
+	for (nfds_t i = 0; i < nfds; i++) {
+		call.kinds[i] = poll_kind_of(fds[i].fd);
+		call.kfds[i] = fds[i];
+		/* The real socket carries doorbells, and reports EOF and errors. */
+		if (call.kinds[i] == POLL_CONN)
+			call.kfds[i].events = POLLIN;
+	}
+	events_deadline_start(&call.deadline, timeout);
+	ready = poll_loop(&call);
+	if (ready >= 0)
+		errno = saved_errno;
+	return ready;
+}
+
+TSSX_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
+{
+	struct timespec ts;
+
+	if (likely(!poll_needed(fds, nfds)))
+		return TSSX_REAL(poll)(fds, nfds, timeout_ms);
+	return events_poll(fds, nfds, events_timespec_from_ms(timeout_ms, &ts), NULL);
+}
+
+TSSX_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+		      const sigset_t *sigmask)
+{
+	if (likely(!poll_needed(fds, nfds)))
+		return TSSX_REAL(ppoll)(fds, nfds, timeout, sigmask);
+	if (!events_timespec_valid(timeout)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return events_poll(fds, nfds, timeout, sigmask);
+}
+
+/* The fortified versions (-D_FORTIFY_SOURCE) that glibc programs link call
+ * glibc's internal poll, which would bypass the wrappers above. */
+TSSX_EXPORT int __poll_chk(struct pollfd *fds, nfds_t nfds, int timeout_ms, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < nfds)
+		__chk_fail();
+	return poll(fds, nfds, timeout_ms);
+}
+
+TSSX_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+			    const sigset_t *sigmask, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < nfds)
+		__chk_fail();
+	return ppoll(fds, nfds, timeout, sigmask);
+}
