@@ -28,15 +28,20 @@
 
 /* Lives in the shared segment. */
 struct tssx_ring_ctl {
-	/* Producer's line: written by the producer, read by the consumer. */
+	/*
+	 * Producer's line: written by the producer on every write, read by
+	 * the consumer.  The flag the producer checks after every write lives
+	 * here too, so that check hits the producer's own cache; the consumer
+	 * writes it only when going to sleep.
+	 */
 	alignas(TSSX_CACHELINE) _Atomic uint64_t tail;
-	_Atomic uint32_t writer_waiting; /* producer sleeps for space */
+	_Atomic uint32_t reader_waiting; /* consumer sleeps for data */
 	_Atomic uint32_t producer_lock;
 	_Atomic uint32_t write_shut;     /* producer did shutdown(SHUT_WR) */
 
-	/* Consumer's line: written by the consumer, read by the producer. */
+	/* Consumer's line: the mirror image. */
 	alignas(TSSX_CACHELINE) _Atomic uint64_t head;
-	_Atomic uint32_t reader_waiting; /* consumer sleeps for data */
+	_Atomic uint32_t writer_waiting; /* producer sleeps for space */
 	_Atomic uint32_t consumer_lock;
 	_Atomic uint32_t waiters;        /* processes/threads asleep on this ring */
 };
