@@ -1,0 +1,306 @@
+/*
+ * The sockets behind server bits: how the daemon probes them (os_probes for
+ * trust.c) and the watcher thread that voids claims whose socket went away.
+ *
+ * Path claims are watched with inotify on the socket's directory (unlink,
+ * rename, a new bind); abstract names have no file to watch, so they are
+ * polled once a second, and only while some exist.  Probes never run under
+ * the registry lock: a path can lead back into this very mount.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "tssx/log.h"
+#include "tssx/macros.h"
+#include "fs.h"
+
+#define ABSTRACT_POLL_MS 1000
+#define LISTENERS_MAX 16
+#define WATCH_EVENTS (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | \
+		      IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+
+/* The whole of a /proc file, NUL-terminated, malloc'd; NULL and errno. */
+static char *read_proc_file(const char *path)
+{
+	__do_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+	__do_free char *text = NULL;
+	size_t size = 0, cap = 0;
+
+	if (fd < 0)
+		return NULL;
+	for (;;) {
+		ssize_t n;
+
+		if (cap - size < 4096) {
+			char *grown = realloc(text, cap = cap ? 2 * cap : 16384);
+
+			if (!grown)
+				return NULL;
+			text = grown;
+		}
+		n = read(fd, text + size, cap - size - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return NULL;
+		if (n == 0)
+			break;
+		size += (size_t)n;
+	}
+	text[size] = '\0';
+	return move_ptr(text);
+}
+
+static bool fd_is_socket_inode(int fd_dir, const char *fd_name, const unsigned long *inodes,
+			       size_t n)
+{
+	char link[64];
+	unsigned long inode;
+	ssize_t len = readlinkat(fd_dir, fd_name, link, sizeof(link) - 1);
+
+	if (len < 0)
+		return false;
+	link[len] = '\0';
+	if (sscanf(link, "socket:[%lu]", &inode) != 1)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (inodes[i] == inode)
+			return true;
+	return false;
+}
+
+/* Whether `pid` (a thread id works too) holds one of the sockets. */
+static bool holds_socket(pid_t pid, const unsigned long *inodes, size_t n)
+{
+	char path[64];
+	struct dirent *d;
+	bool found = false;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	dir = opendir(path);
+	if (!dir)
+		return false;
+	while (!found && (d = readdir(dir)))
+		found = d->d_name[0] != '.' && fd_is_socket_inode(dirfd(dir), d->d_name, inodes, n);
+	closedir(dir);
+	return found;
+}
+
+static int probe_abstract_listener(const char *name, size_t n, pid_t pid)
+{
+	unsigned long inodes[LISTENERS_MAX];
+	char *table = read_proc_file("/proc/self/net/unix");
+	size_t found;
+
+	if (!table)
+		return -errno;
+	found = unix_table_listeners(table, name, n, inodes, LISTENERS_MAX);
+	free(table);
+	if (found == 0)
+		return 0;
+	if (pid <= 0)
+		return 1;
+	return holds_socket(pid, inodes, found < LISTENERS_MAX ? found : LISTENERS_MAX);
+}
+
+const struct trust_probes os_probes = {
+	.lstat = lstat,
+	.abstract_listener = probe_abstract_listener,
+};
+
+/* Probes the claims (no lock held) and voids those that no longer hold. */
+static struct pending_inval void_gone_claims(struct claim *claims, size_t n, size_t *remaining)
+{
+	__do_free uint64_t *gone = malloc((n ? n : 1) * sizeof(*gone));
+	size_t ngone = 0;
+
+	*remaining = n;
+	if (!gone)
+		return (struct pending_inval){ 0 };
+	for (size_t i = 0; i < n; i++)
+		if (!trust_claim_holds(registry.probes, &claims[i]))
+			gone[ngone++] = claims[i].id;
+	*remaining = n - ngone;
+	registry_lock();
+	table_void_claims(registry.table, gone, ngone);
+	return registry_unlock();
+}
+
+static ssize_t collect_claims(const struct reg_node *node, enum claim_kind kind,
+			      struct claim **claims)
+{
+	ssize_t n;
+
+	registry_lock();
+	n = table_collect_claims(registry.table, node, kind, claims);
+	notifier_send(registry_unlock());
+	return n;
+}
+
+struct pending_inval claims_recheck(const struct reg_node *node, enum claim_kind kind,
+				    size_t *remaining)
+{
+	__do_free struct claim *claims = NULL;
+	ssize_t n = collect_claims(node, kind, &claims);
+
+	*remaining = 0;
+	if (n <= 0)
+		return (struct pending_inval){ 0 };
+	return void_gone_claims(claims, (size_t)n, remaining);
+}
+
+/* The watcher thread. */
+
+struct watched_dir {
+	char path[PATH_MAX];
+	int wd;
+	bool used;
+	UT_hash_handle hh;
+};
+
+static struct {
+	int inotify_fd;
+	int wake_fd;
+	bool stopping;
+	bool running;
+	pthread_t thread;
+	struct watched_dir *dirs;
+} watcher = { .inotify_fd = -1, .wake_fd = -1 };
+
+static void watch_dir_of(const struct claim *claim)
+{
+	char copy[sizeof(claim->addr.sun_path) + 1];
+	struct watched_dir *w;
+	const char *dir;
+
+	memcpy(copy, claim->addr.sun_path, sizeof(claim->addr.sun_path));
+	copy[sizeof(claim->addr.sun_path)] = '\0';
+	dir = dirname(copy);
+	HASH_FIND_STR(watcher.dirs, dir, w);
+	if (!w) {
+		w = calloc(1, sizeof(*w));
+		if (!w)
+			return;
+		strcpy(w->path, dir);
+		w->wd = inotify_add_watch(watcher.inotify_fd, dir, WATCH_EVENTS);
+		if (w->wd < 0)
+			log_warn(0, "cannot watch %s: %m", dir);
+		HASH_ADD_STR(watcher.dirs, path, w);
+	}
+	w->used = true;
+}
+
+/* Watches exactly the directories of the current path claims. */
+static void sync_watches(const struct claim *claims, size_t n)
+{
+	struct watched_dir *w, *tmp;
+
+	HASH_ITER(hh, watcher.dirs, w, tmp)
+		w->used = false;
+	for (size_t i = 0; i < n; i++)
+		watch_dir_of(&claims[i]);
+	HASH_ITER(hh, watcher.dirs, w, tmp) {
+		if (w->used)
+			continue;
+		if (w->wd >= 0)
+			inotify_rm_watch(watcher.inotify_fd, w->wd);
+		HASH_DEL(watcher.dirs, w);
+		free(w);
+	}
+}
+
+/* One round: watch, then probe, so that no change slips between them.
+ * Returns whether abstract claims remain to be polled. */
+static bool recheck_all(void)
+{
+	__do_free struct claim *claims = NULL;
+	ssize_t n = collect_claims(NULL, CLAIM_PATH, &claims);
+	size_t remaining = 0;
+
+	sync_watches(claims, n > 0 ? (size_t)n : 0);
+	if (n > 0)
+		notifier_send(void_gone_claims(claims, (size_t)n, &remaining));
+	notifier_send(claims_recheck(NULL, CLAIM_ABSTRACT, &remaining));
+	return remaining > 0;
+}
+
+static void drain(int fd)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
+static void *watcher_main(void *arg)
+{
+	struct pollfd fds[2] = {
+		{ .fd = watcher.inotify_fd, .events = POLLIN },
+		{ .fd = watcher.wake_fd, .events = POLLIN },
+	};
+
+	while (!__atomic_load_n(&watcher.stopping, __ATOMIC_ACQUIRE)) {
+		bool poll_abstract = recheck_all();
+
+		if (poll(fds, 2, poll_abstract ? ABSTRACT_POLL_MS : -1) < 0 && errno != EINTR)
+			break;
+		drain(watcher.inotify_fd);
+		drain(watcher.wake_fd);
+	}
+	return NULL;
+}
+
+void watcher_kick(void)
+{
+	uint64_t one = 1;
+
+	if (watcher.wake_fd >= 0 && write(watcher.wake_fd, &one, sizeof(one)) < 0)
+		log_warn(0, "cannot wake the claim watcher: %m");
+}
+
+int watcher_start(void)
+{
+	int r;
+
+	watcher.inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	watcher.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (watcher.inotify_fd < 0 || watcher.wake_fd < 0)
+		return log_error(-errno, "cannot set up the claim watcher: %m");
+	r = pthread_create(&watcher.thread, NULL, watcher_main, NULL);
+	if (r)
+		return log_error(-r, "cannot start the claim watcher: %s", strerror(r));
+	watcher.running = true;
+	return 0;
+}
+
+void watcher_stop(void)
+{
+	struct watched_dir *w, *tmp;
+
+	if (watcher.running) {
+		__atomic_store_n(&watcher.stopping, true, __ATOMIC_RELEASE);
+		watcher_kick();
+		pthread_join(watcher.thread, NULL);
+		watcher.running = false;
+	}
+	HASH_ITER(hh, watcher.dirs, w, tmp) {
+		HASH_DEL(watcher.dirs, w);
+		free(w);
+	}
+	if (watcher.inotify_fd >= 0)
+		close(watcher.inotify_fd);
+	if (watcher.wake_fd >= 0)
+		close(watcher.wake_fd);
+	watcher.inotify_fd = watcher.wake_fd = -1;
+}

@@ -1,0 +1,166 @@
+/*
+ * Entries' content: one digit '0'..'3' and a newline, the OR of the
+ * contributions of the entry's open handles (DESIGN.md §1).
+ *
+ * Read-only handles go through the page cache, so a client that keeps one
+ * open answers its lookups without the daemon; no handle keeps the cache
+ * across open, so a fresh open sees every change already answered.
+ * Writable handles are direct I/O: a write is a message to the daemon, never
+ * data the page cache should remember.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tssx/log.h"
+#include "tssx/registry_client.h"
+#include "tssx/registry_name.h"
+#include "fs.h"
+
+static struct reg_handle *handle_of(const struct fuse_file_info *fi)
+{
+	return (struct reg_handle *)(uintptr_t)fi->fh;
+}
+
+static void set_open_flags(struct fuse_file_info *fi, struct reg_handle *h)
+{
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = (fi->flags & O_ACCMODE) != O_RDONLY;
+	fi->keep_cache = 0;
+}
+
+/* The reply never reached the kernel: nothing will release the handle. */
+static void undo_open(struct reg_handle *h, bool counted_lookup)
+{
+	uint64_t ino = h->node->ino;
+
+	registry_lock();
+	table_release(registry.table, h);
+	if (counted_lookup)
+		table_forget(registry.table, ino, 1);
+	notifier_send(registry_unlock());
+}
+
+void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+	       struct fuse_file_info *fi)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct reg_handle *h = NULL;
+	struct fuse_entry_param e;
+	struct pending_inval pending;
+	int r;
+
+	registry_lock();
+	r = table_create(registry.table, parent, name, fi->flags & O_EXCL, ctx->uid, ctx->gid, &h);
+	if (r == 0) {
+		fs_fill_entry(&e, h->node);
+		set_open_flags(fi, h);
+	}
+	pending = registry_unlock();
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (fuse_reply_create(req, &e, fi) < 0)
+		undo_open(h, true);
+	notifier_send(pending);
+}
+
+void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct reg_handle *h = NULL;
+	struct pending_inval pending;
+	int r;
+
+	registry_lock();
+	/* ESTALE on an entry that went away makes the kernel look it up again. */
+	r = table_open(registry.table, ino, &h);
+	if (r == 0)
+		set_open_flags(fi, h);
+	pending = registry_unlock();
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else if (fuse_reply_open(req, fi) < 0)
+		undo_open(h, false);
+	notifier_send(pending);
+}
+
+/* The claims are re-checked first, so a read that reaches the daemon never
+ * shows a server bit whose socket is already gone. */
+void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct reg_handle *h = handle_of(fi);
+	size_t remaining;
+	struct pending_inval pending = claims_recheck(h->node, CLAIM_NONE, &remaining);
+	char content[2];
+
+	registry_lock();
+	content[0] = (char)('0' + h->node->shown);
+	content[1] = '\n';
+	notifier_send(registry_unlock());
+	if (off < 0 || off >= (off_t)sizeof(content))
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, content + off,
+			       size < sizeof(content) - (size_t)off ? size : sizeof(content) - (size_t)off);
+	notifier_send(pending);
+}
+
+/* A digit, optionally followed by a newline, and nothing else. */
+static int parse_bits(const char *buf, size_t size)
+{
+	if (size < 1 || size > 2 || buf[0] < '0' || buf[0] > '3')
+		return -EINVAL;
+	if (size == 2 && buf[1] != '\n')
+		return -EINVAL;
+	return buf[0] - '0';
+}
+
+/* Checks the writer's right to the server bit of the handle's entry. */
+static int claim_server_bit(fuse_req_t req, struct reg_handle *h, struct claim *claim)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	char name[TSSX_REGISTRY_NAME_MAX];
+	int r;
+
+	registry_lock();
+	r = table_name(h->node, name, sizeof(name));
+	notifier_send(registry_unlock());
+	if (r < 0)
+		return r;
+	return trust_claim(registry.probes, name, ctx->uid, ctx->pid, claim);
+}
+
+void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+	      struct fuse_file_info *fi)
+{
+	struct reg_handle *h = handle_of(fi);
+	struct claim claim;
+	struct pending_inval pending;
+	int bits = parse_bits(buf, size);
+	int r = bits < 0 ? bits : 0;
+
+	if (r == 0 && (bits & TSSX_BIT_SERVER))
+		r = claim_server_bit(req, h, &claim);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
+		return;
+	}
+	registry_lock();
+	table_set_bits(registry.table, h, (unsigned)bits, (bits & TSSX_BIT_SERVER) ? &claim : NULL);
+	pending = registry_unlock();
+	fuse_reply_write(req, size);
+	notifier_send(pending);
+	if (bits & TSSX_BIT_SERVER)
+		watcher_kick();
+}
+
+void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct pending_inval pending;
+
+	registry_lock();
+	table_release(registry.table, handle_of(fi));
+	pending = registry_unlock();
+	fuse_reply_err(req, 0);
+	notifier_send(pending);
+}

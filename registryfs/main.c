@@ -1,0 +1,229 @@
+/*
+ * tssx-registryfs: the TSSX registry as a FUSE filesystem (DESIGN.md §1).
+ *
+ *   tssx-registryfs [-f] [-d] [-o OPTS] [MOUNTPOINT]
+ *
+ * Set-up follows libfuse's low-level examples: parse, create the session,
+ * signal handlers, mount, daemonize, loop; teardown in reverse.  The helper
+ * threads start after fuse_daemonize(), whose fork would lose them.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "tssx/log.h"
+#include "fs.h"
+
+#define DEFAULT_MAX_ENTRIES 16384
+#define MOUNT_OPTIONS "-oallow_other,fsname=tssx-registryfs,subtype=tssx-registryfs"
+
+struct registry registry = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.probes = &os_probes,
+};
+
+static const struct fuse_lowlevel_ops registry_ops = {
+	.lookup = fs_lookup,
+	.forget = fs_forget,
+	.forget_multi = fs_forget_multi,
+	.getattr = fs_getattr,
+	.setattr = fs_setattr,
+	.mkdir = fs_mkdir,
+	.rmdir = fs_rmdir,
+	.unlink = fs_unlink,
+	.opendir = fs_opendir,
+	.readdir = fs_readdir,
+	.releasedir = fs_releasedir,
+	.getxattr = fs_getxattr,
+	.create = fs_create,
+	.open = fs_open,
+	.read = fs_read,
+	.write = fs_write,
+	.release = fs_release,
+	/* No lock operations: the kernel then handles POSIX and BSD locks on
+	 * the entries itself, between all processes of this machine. */
+};
+
+struct registry_options {
+	unsigned max_entries;
+};
+
+static const struct fuse_opt registry_opt_spec[] = {
+	{ "max_entries=%u", offsetof(struct registry_options, max_entries), 0 },
+	FUSE_OPT_END,
+};
+
+static void print_usage(const char *prog)
+{
+	printf("Usage: %s [-f] [-d] [-o OPTIONS] [MOUNTPOINT]\n"
+	       "\n"
+	       "The TSSX registry: one file per Unix socket that a TSSX-aware process\n"
+	       "serves or uses, whose content, a digit 0..3, has bit 0 set while a\n"
+	       "TSSX-aware server listens there and bit 1 while TSSX-aware clients\n"
+	       "connect.  /a/b/s.sock is MOUNTPOINT/a/b/s.sock; the abstract socket\n"
+	       "\"\\0name\" is MOUNTPOINT/@name, bytes outside [A-Za-z0-9._-] as %%XX.\n"
+	       "\n"
+	       "A write of a digit through an open handle sets that handle's bits; the\n"
+	       "file shows the OR of all open handles, and a handle's bits go when it\n"
+	       "is closed or its process dies.  Only root or the socket file's owner\n"
+	       "may set the server bit of a path socket, only a process listening on\n"
+	       "it that of an abstract one; the bit no longer shows once that socket\n"
+	       "is gone.\n"
+	       "\n"
+	       "MOUNTPOINT defaults to %s and is created if missing.\n"
+	       "Must run as root.  Mounted with allow_other, fsname and subtype\n"
+	       "tssx-registryfs.  SIGINT and SIGTERM unmount cleanly.\n"
+	       "\n"
+	       "Options:\n"
+	       "    -h, --help             print this help and exit\n"
+	       "    -V, --version          print the version and exit\n"
+	       "    -f                     stay in the foreground\n"
+	       "    -d                     debug output (implies -f)\n"
+	       "    -s                     single-threaded\n"
+	       "    -o max_entries=N       bound on entries and directories (default %u);\n"
+	       "                           creating more fails with ENOSPC\n"
+	       "    -o OPT[,OPT...]        other FUSE mount options, listed below\n"
+	       "\n"
+	       "See tssx-registryfs(8).\n\n",
+	       prog, TSSX_DEFAULT_REGISTRY, DEFAULT_MAX_ENTRIES);
+	fuse_lowlevel_help();
+}
+
+/* The checks that deserve one clear line rather than a FUSE error. */
+static int check_environment(void)
+{
+	if (geteuid() != 0)
+		return log_error(-EPERM, "must run as root: it mounts with allow_other and "
+				 "checks claims against every user's sockets");
+	if (access("/dev/fuse", R_OK | W_OK) < 0)
+		return log_error(-ENODEV, "/dev/fuse is missing (modprobe fuse, or give the "
+				 "container the device): %m");
+	return 0;
+}
+
+/* Creates the mount point if needed and refuses one that already holds a
+ * registry, live or dead.  Stores its canonical path in canonical. */
+static int prepare_mountpoint(const char *mountpoint, char canonical[PATH_MAX])
+{
+	char version[64];
+
+	if (mkdir(mountpoint, 0755) < 0 && errno != EEXIST)
+		return log_error(-errno, "cannot create the mount point %s: %m", mountpoint);
+	if (getxattr(mountpoint, REGISTRY_XATTR, version, sizeof(version)) > 0)
+		return log_error(-EBUSY, "%s is already a registry", mountpoint);
+	if (errno == ENOTCONN)
+		return log_error(-ENOTCONN, "%s holds a dead registry mount: "
+				 "fusermount3 -u %s", mountpoint, mountpoint);
+	if (!realpath(mountpoint, canonical))
+		return log_error(-errno, "cannot resolve the mount point %s: %m", mountpoint);
+	return 0;
+}
+
+static int run_loop(struct fuse_session *se, const struct fuse_cmdline_opts *opts)
+{
+	struct fuse_loop_config *config;
+	int r;
+
+	if (opts->singlethread)
+		return fuse_session_loop(se);
+	config = fuse_loop_cfg_create();
+	if (!config)
+		return -ENOMEM;
+	fuse_loop_cfg_set_clone_fd(config, opts->clone_fd);
+	/* UINT_MAX: not given, keep libfuse's defaults. */
+	if (opts->max_threads != UINT_MAX)
+		fuse_loop_cfg_set_max_threads(config, opts->max_threads);
+	if (opts->max_idle_threads != UINT_MAX)
+		fuse_loop_cfg_set_idle_threads(config, opts->max_idle_threads);
+	r = fuse_session_loop_mt(se, config);
+	fuse_loop_cfg_destroy(config);
+	return r;
+}
+
+/* Mounted and daemonized: the helper threads, the loop, their teardown. */
+static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *opts)
+{
+	int r = notifier_start();
+
+	if (r == 0)
+		r = watcher_start();
+	if (r == 0)
+		r = run_loop(se, opts);
+	watcher_stop();
+	notifier_stop();
+	return r;
+}
+
+static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opts *opts,
+			   const char *mountpoint)
+{
+	struct fuse_session *se = fuse_session_new(args, &registry_ops, sizeof(registry_ops), NULL);
+	int r = -1;
+
+	if (!se)
+		return -1;
+	registry.se = se;
+	if (fuse_set_signal_handlers(se) == 0) {
+		if (fuse_session_mount(se, mountpoint) == 0) {
+			fuse_daemonize(opts->foreground);
+			r = serve(se, opts);
+			fuse_session_unmount(se);
+		}
+		fuse_remove_signal_handlers(se);
+	}
+	fuse_session_destroy(se);
+	return r;
+}
+
+static int parse_args(struct fuse_args *args, struct fuse_cmdline_opts *opts,
+		      struct registry_options *ropts)
+{
+	if (fuse_parse_cmdline(args, opts) != 0)
+		return -1;
+	if (opts->show_help) {
+		print_usage(args->argv[0]);
+		return 1;
+	}
+	if (opts->show_version) {
+		printf("tssx-registryfs %s\n", TSSX_VERSION);
+		fuse_lowlevel_version();
+		return 1;
+	}
+	if (fuse_opt_parse(args, ropts, registry_opt_spec, NULL) != 0)
+		return -1;
+	if (ropts->max_entries == 0)
+		return log_error(-1, "max_entries must be at least 1");
+	if (opts->debug)
+		tssx_log_level = TSSX_LOG_DEBUG;
+	return fuse_opt_add_arg(args, MOUNT_OPTIONS);
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts opts = { 0 };
+	struct registry_options ropts = { .max_entries = DEFAULT_MAX_ENTRIES };
+	char mountpoint[PATH_MAX];
+	int r = parse_args(&args, &opts, &ropts);
+
+	if (r == 0)
+		r = check_environment();
+	if (r == 0)
+		r = prepare_mountpoint(opts.mountpoint ? opts.mountpoint : TSSX_DEFAULT_REGISTRY,
+				       mountpoint);
+	if (r == 0) {
+		registry.table = table_new(ropts.max_entries, mountpoint);
+		r = registry.table ? mount_and_serve(&args, &opts, mountpoint) : -ENOMEM;
+		table_free(registry.table);
+	}
+	free(opts.mountpoint);
+	fuse_opt_free_args(&args);
+	return r < 0 ? 1 : 0;
+}
