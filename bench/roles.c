@@ -1,0 +1,417 @@
+/*
+ * The server and client roles, run in processes of their own under the
+ * environment of their column.  The socket code is the same for the plain
+ * and the TSSX column: only LD_PRELOAD differs.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tssx/macros.h"
+#include "bench.h"
+
+struct socket_client {
+	const struct role_args *args;
+	int fd;
+	uint8_t buf[BENCH_MAX_SIZE];
+};
+
+/* Writes or reads exactly len bytes, as the socket lets it; a read that
+ * meets the end of the stream first gives -ECONNRESET. */
+static int transfer_full(int fd, void *buf, size_t len, bool out)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = out ? write(fd, p, len) : read(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return -ECONNRESET;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t len)
+{
+	return transfer_full(fd, (void *)buf, len, true);
+}
+
+static int read_full(int fd, void *buf, size_t len)
+{
+	return transfer_full(fd, buf, len, false);
+}
+
+static void socket_address(const char *path, struct sockaddr_un *addr)
+{
+	*addr = (struct sockaddr_un){ .sun_family = AF_UNIX };
+	/* The orchestrator chose a path that fits. */
+	memcpy(addr->sun_path, path, strnlen(path, sizeof(addr->sun_path) - 1));
+}
+
+static int socket_connect(const char *path)
+{
+	struct sockaddr_un addr;
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	socket_address(path, &addr);
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+static int socket_listen(const char *path)
+{
+	struct sockaddr_un addr;
+	__do_close int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	socket_address(path, &addr);
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 128) < 0)
+		return -errno;
+	return move_fd(fd);
+}
+
+static int accept_one(int listen_fd)
+{
+	int fd;
+
+	do
+		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	while (fd < 0 && errno == EINTR);
+	return fd < 0 ? -errno : fd;
+}
+
+/* ---------------------------------------------------------------------
+ * Servers
+ * --------------------------------------------------------------------- */
+
+static int echo_messages(int fd, int out_fd, size_t size)
+{
+	static uint8_t buf[BENCH_MAX_SIZE];
+	int r;
+
+	while ((r = read_full(fd, buf, size)) == 0)
+		if ((r = write_full(out_fd, buf, size)) < 0)
+			return r;
+	return r == -ECONNRESET ? 0 : r; /* the client is done */
+}
+
+static int write_messages(int fd, size_t size)
+{
+	static uint8_t buf[BENCH_MAX_SIZE];
+	int r;
+
+	memset(buf, 'x', size);
+	while ((r = write_full(fd, buf, size)) == 0)
+		;
+	return r == -EPIPE || r == -ECONNRESET ? 0 : r;
+}
+
+static int echo_connections(int listen_fd)
+{
+	for (;;) {
+		__do_close int fd = accept_one(listen_fd);
+		uint8_t byte;
+		int r;
+
+		if (fd < 0)
+			return fd;
+		r = read_full(fd, &byte, 1);
+		if (r == 0)
+			r = write_full(fd, &byte, 1);
+		if (r < 0 && r != -ECONNRESET && r != -EPIPE)
+			return r;
+	}
+}
+
+/* Answers the client's first byte only after `delay` nanoseconds, during
+ * which the client sits blocked in read(). */
+static int answer_late(int fd, uint64_t delay)
+{
+	struct timespec ts = { .tv_sec = (time_t)(delay / 1000000000u),
+			       .tv_nsec = (long)(delay % 1000000000u) };
+	uint8_t byte;
+	int r = read_full(fd, &byte, 1);
+
+	if (r < 0)
+		return r;
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+	r = write_full(fd, &byte, 1);
+	if (r == 0)
+		r = read_full(fd, &byte, 1); /* wait for the client to hang up */
+	return r == -ECONNRESET ? 0 : r;
+}
+
+static int signal_ready(void)
+{
+	int r = write_full(ROLE_FD_CTL, "r", 1);
+
+	close(ROLE_FD_CTL);
+	return r;
+}
+
+static int serve_socket(const struct role_args *args)
+{
+	__do_close int listen_fd = socket_listen(args->socket_path);
+	__do_close int fd = -1;
+	int r;
+
+	if (listen_fd < 0)
+		return listen_fd;
+	if ((r = signal_ready()) < 0)
+		return r;
+	if (args->test == TEST_CONNECT)
+		return echo_connections(listen_fd);
+	if ((fd = accept_one(listen_fd)) < 0)
+		return fd;
+	switch (args->test) {
+	case TEST_STREAM:
+		return write_messages(fd, args->size);
+	case TEST_BLOCKED:
+		return answer_late(fd, args->duration_ns);
+	default:
+		return echo_messages(fd, fd, args->size);
+	}
+}
+
+static int serve(const struct role_args *args)
+{
+	int r;
+
+	switch (args->transport) {
+	case TRANSPORT_RAW:
+		r = signal_ready();
+		return r < 0 ? r : raw_serve(args);
+	case TRANSPORT_PIPE:
+		r = signal_ready();
+		return r < 0 ? r : echo_messages(ROLE_FD_A, ROLE_FD_B, args->size);
+	default:
+		return serve_socket(args);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Client operations
+ * --------------------------------------------------------------------- */
+
+static int socket_round_trip(void *ctx)
+{
+	struct socket_client *c = ctx;
+	int r = write_full(c->fd, c->buf, c->args->size);
+
+	return r < 0 ? r : read_full(c->fd, c->buf, c->args->size);
+}
+
+static int pipe_round_trip(void *ctx)
+{
+	struct socket_client *c = ctx;
+	int r = write_full(ROLE_FD_A, c->buf, c->args->size);
+
+	return r < 0 ? r : read_full(ROLE_FD_B, c->buf, c->args->size);
+}
+
+static int socket_read_message(void *ctx)
+{
+	struct socket_client *c = ctx;
+
+	return read_full(c->fd, c->buf, c->args->size);
+}
+
+static int connect_cycle(void *ctx)
+{
+	struct socket_client *c = ctx;
+	__do_close int fd = socket_connect(c->args->socket_path);
+	int r;
+
+	if (fd < 0)
+		return fd;
+	r = write_full(fd, c->buf, 1);
+	return r < 0 ? r : read_full(fd, c->buf, 1);
+}
+
+/* Whether this process maps a memfd: only TSSX creates one in a socket
+ * client, so it tells that the data really went through shared memory. */
+static bool maps_memfd(void)
+{
+	FILE *maps = fopen("/proc/self/maps", "re");
+	char line[512];
+	bool found = false;
+
+	if (!maps)
+		return false;
+	while (!found && fgets(line, sizeof(line), maps))
+		found = strstr(line, "/memfd:") != NULL;
+	fclose(maps);
+	return found;
+}
+
+static int socket_client_op(const struct role_args *args, struct bench_op *op)
+{
+	static struct socket_client client;
+
+	client = (struct socket_client){ .args = args, .fd = -1 };
+	memset(client.buf, 'x', args->size);
+	op->ctx = &client;
+	switch (args->test) {
+	case TEST_CONNECT:
+		op->run = connect_cycle;
+		return 0;
+	case TEST_PIPE:
+		op->run = pipe_round_trip;
+		return 0;
+	case TEST_STREAM:
+		op->run = socket_read_message;
+		break;
+	default:
+		op->run = socket_round_trip;
+		break;
+	}
+	client.fd = socket_connect(args->socket_path);
+	return client.fd < 0 ? client.fd : 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Measuring
+ * --------------------------------------------------------------------- */
+
+static int run_batch(const struct bench_op *op, uint64_t count)
+{
+	for (uint64_t i = 0; i < count; i++) {
+		int r = op->run(op->ctx);
+
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * Warms up (caches, page faults, the TSSX handshake) for warmup_ns, sizes
+ * batches from the rate seen there so the run yields about
+ * BENCH_TARGET_SAMPLES of them, then times batch after batch until
+ * duration_ns have passed.  One sample: mean nanoseconds per operation of
+ * one batch.  Timing batches rather than single operations keeps the
+ * clock's own cost out of sub-microsecond results.
+ */
+static int measure(const struct role_args *args, const struct bench_op *op,
+		   double *samples, uint32_t *count)
+{
+	uint64_t start = bench_now_ns(), ops = 0, elapsed, batch, t0, t1;
+	int r;
+
+	do {
+		if ((r = op->run(op->ctx)) < 0)
+			return r;
+		ops++;
+		elapsed = bench_now_ns() - start;
+	} while (elapsed < args->warmup_ns);
+	batch = (uint64_t)((double)args->duration_ns / BENCH_TARGET_SAMPLES / ((double)elapsed / (double)ops));
+	if (batch < 1)
+		batch = 1;
+	*count = 0;
+	start = bench_now_ns();
+	do {
+		t0 = bench_now_ns();
+		if ((r = run_batch(op, batch)) < 0)
+			return r;
+		t1 = bench_now_ns();
+		samples[(*count)++] = (double)(t1 - t0) / (double)batch;
+	} while (t1 - start < args->duration_ns && *count < BENCH_MAX_SAMPLES);
+	return 0;
+}
+
+static uint64_t cpu_time_ns(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000u +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000u;
+}
+
+/* One sample: CPU nanoseconds this process used while its read() waited
+ * for the server's late answer. */
+static int measure_blocked(const struct role_args *args, double *sample)
+{
+	__do_close int fd = socket_connect(args->socket_path);
+	uint8_t byte = 'x';
+	uint64_t before;
+	int r;
+
+	if (fd < 0)
+		return fd;
+	if ((r = write_full(fd, &byte, 1)) < 0)
+		return r;
+	before = cpu_time_ns();
+	if ((r = read_full(fd, &byte, 1)) < 0)
+		return r;
+	*sample = (double)(cpu_time_ns() - before);
+	return 0;
+}
+
+static int send_report(const double *samples, uint32_t count, bool shm_used)
+{
+	struct role_report report = { .count = count, .flags = shm_used ? REPORT_SHM_USED : 0 };
+	int r = write_full(ROLE_FD_CTL, &report, sizeof(report));
+
+	return r < 0 ? r : write_full(ROLE_FD_CTL, samples, count * sizeof(*samples));
+}
+
+static int client(const struct role_args *args)
+{
+	static double samples[BENCH_MAX_SAMPLES];
+	struct bench_op op;
+	uint32_t count = 1;
+	bool shm_used;
+	int r;
+
+	if (args->test == TEST_BLOCKED) {
+		r = measure_blocked(args, samples);
+		shm_used = maps_memfd();
+	} else if (args->transport == TRANSPORT_RAW) {
+		if ((r = raw_client_op(args, &op)) < 0)
+			return r;
+		r = measure(args, &op, samples, &count);
+		raw_client_stop(&op);
+		shm_used = true;
+	} else {
+		if ((r = socket_client_op(args, &op)) < 0)
+			return r;
+		r = measure(args, &op, samples, &count);
+		shm_used = maps_memfd();
+	}
+	return r < 0 ? r : send_report(samples, count, shm_used);
+}
+
+int role_main(const struct role_args *args)
+{
+	int r;
+
+	signal(SIGPIPE, SIG_IGN);
+	r = args->server ? serve(args) : client(args);
+	if (r < 0) {
+		fprintf(stderr, "tssx-bench: %s: %s\n", args->server ? "server" : "client", strerror(-r));
+		return 1;
+	}
+	return 0;
+}

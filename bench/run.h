@@ -1,0 +1,73 @@
+/*
+ * The orchestrator's side: the rows of the table, the measurements behind
+ * their cells, and the report.
+ */
+#ifndef TSSX_BENCH_RUN_H
+#define TSSX_BENCH_RUN_H
+
+#include <signal.h>
+#include <stdio.h>
+
+#include "bench.h"
+
+enum bench_column { COL_RAW, COL_PLAIN, COL_TSSX, COL_COUNT };
+
+/* One measurement: which roles, under which environment. */
+struct bench_case {
+	enum bench_test test;
+	enum bench_transport transport;
+	size_t size;
+	bool preload_server, preload_client;
+};
+
+struct bench_cell {
+	bool wanted;   /* this row measures this column */
+	bool done;     /* all its runs finished */
+	int error;     /* -errno of the first failed run, -ETIMEDOUT, -EINTR */
+	bool shm_used; /* every run of a socket client mapped a memfd */
+	double *samples;
+	size_t n;
+	struct bench_stats stats;
+};
+
+struct bench_row {
+	enum bench_test test;
+	size_t size;
+	bool mixed; /* connect: preloaded client, server without TSSX */
+	struct bench_cell cell[COL_COUNT];
+};
+
+struct bench_config {
+	uint64_t warmup_ns, duration_ns, block_ns;
+	bool quick, json, progress;
+	const char *dir;          /* private temporary directory for sockets */
+	char **env[2];            /* environment without / with the preload */
+	const char *library;      /* libtssx.so, NULL when TSSX is unavailable */
+	const char *registry;
+	char tssx_missing[256];   /* why TSSX is unavailable, one line */
+};
+
+struct bench_run {
+	const struct bench_config *config;
+	struct bench_row *rows;
+	size_t nrows;
+	bool interrupted;
+	long nproc;
+	char cpu[128];
+	char kernel[128];
+};
+
+extern volatile sig_atomic_t bench_interrupted;
+
+/* run.c: one run of a case; appends its samples to the cell. */
+void bench_case_of(const struct bench_row *row, enum bench_column col, struct bench_case *c);
+void bench_run_case(const struct bench_config *cfg, const struct bench_case *c,
+		    uint64_t duration_ns, struct bench_cell *cell);
+char **bench_build_env(const char *library, const char *registry);
+
+/* report.c */
+void bench_report_text(FILE *out, const struct bench_run *run);
+void bench_report_json(FILE *out, const struct bench_run *run);
+const char *bench_row_label(const struct bench_row *row, char *buf, size_t size);
+
+#endif

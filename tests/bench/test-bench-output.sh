@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# tssx-bench with a tiny duration: the shape of its JSON (every key, numbers
+# in every measured cell, ratios wherever both sides were measured, the
+# targets) and of its table, never its speed.  Without TSSX first, then
+# inside a temporary registry with the library, where the TSSX column must
+# be measured and must really have used shared memory.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+TINY=(--duration 0.02 --warmup 0.005)
+
+check_json() { # file, 0|1: with the TSSX column
+	python3 - "$@" <<'PY'
+import json, math, sys
+
+doc = json.load(open(sys.argv[1]))
+tssx = sys.argv[2] == "1"
+errors = []
+
+def expect(cond, what):
+    if not cond:
+        errors.append(what)
+
+def number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+def cell_ok(row, col):
+    c = row[col]
+    where = f"{row['label']}/{col}"
+    if not isinstance(c, dict) or "error" in c:
+        errors.append(f"{where}: not measured: {c}")
+        return False
+    for key in ("median", "p99", "min", "max"):
+        expect(number(c.get(key)) and c[key] >= 0, f"{where}: {key}")
+    expect(c["min"] <= c["median"] <= c["max"] and c["p99"] <= c["max"], f"{where}: order")
+    expect(isinstance(c.get("samples"), int) and c["samples"] >= 1, f"{where}: samples")
+    if row["test"] == "stream":
+        expect(abs(c["messages_per_s"] * c["median"] / 1e9 - 1) < 1e-3, f"{where}: messages/s")
+        expect(abs(c["gb_per_s"] * c["median"] / row["size"] - 1) < 1e-3, f"{where}: GB/s")
+    return True
+
+def ratio_ok(row, key, over, under):
+    if tssx and row[over] and row[under]:
+        want = row[over]["median"] / row[under]["median"]
+        expect(number(row[key]) and abs(row[key] / want - 1) < 1e-3, f"{row['label']}: {key}")
+    else:
+        expect(row[key] is None, f"{row['label']}: {key} without both sides")
+
+expect(doc["version"] and doc["interrupted"] is False, "version, interrupted")
+m = doc["machine"]
+expect(isinstance(m["nproc"], int) and m["nproc"] > 0 and m["cpu"] and m["kernel"], "machine")
+expect(doc["config"]["duration_s"] == 0.02 and doc["config"]["blocked_s"] == 0.02, "config")
+expect(doc["tssx"]["available"] is tssx, "tssx.available")
+expect(tssx or doc["tssx"]["reason"], "tssx.reason when unavailable")
+
+tests = [r["test"] for r in doc["results"]]
+expect(tests == ["pingpong"] * 5 + ["stream"] * 5 +
+       ["connect", "connect_tssx_client_plain_server", "pipe", "blocked"], f"rows {tests}")
+expect([r["size"] for r in doc["results"][:5]] == [8, 64, 1024, 65536, 1048576], "sizes")
+for row in doc["results"]:
+    with_raw = row["test"] in ("pingpong", "stream")
+    if with_raw:
+        cell_ok(row, "raw")
+    else:
+        expect(row["raw"] is None, f"{row['label']}: raw")
+    cell_ok(row, "plain")
+    if tssx:
+        if cell_ok(row, "tssx") and with_raw:
+            expect(row["tssx"]["shared_memory"] is True, f"{row['label']}: TSSX used no shared memory")
+    else:
+        expect(row["tssx"] is None, f"{row['label']}: tssx without TSSX")
+    ratio_ok(row, "tssx_vs_plain", "plain", "tssx")
+    if with_raw:
+        ratio_ok(row, "tssx_vs_raw", "tssx", "raw")
+    if row["test"] == "pipe":
+        expect(number(row["overhead_percent"]) if tssx else row["overhead_percent"] is None, "overhead")
+
+expect(len(doc["targets"]) == 7, "seven targets")
+for t in doc["targets"]:
+    expect(number(t["limit"]), f"target {t['name']}: limit")
+    if tssx:
+        expect(number(t["value"]) and isinstance(t["met"], bool), f"target {t['name']}")
+    else:
+        expect(t["value"] is None and t["met"] is None, f"target {t['name']} without TSSX")
+if errors:
+    print("\n".join(errors), file=sys.stderr)
+    sys.exit(1)
+PY
+}
+
+check_table() { # file
+	grep -q '^round trip  *raw shm  *plain socket  *TSSX  *vs plain  *vs raw$' "$1" || fail "table header"
+	[[ $(grep -cE '^  (8 B|64 B|1 KiB|64 KiB|1 MiB) ' "$1") == 15 ]] || fail "table rows"
+	grep -q '^targets, from this run:$' "$1" || fail "targets"
+}
+
+# Without TSSX: the column is skipped with one line on stderr.
+TSSX_REGISTRY=$TMP "$TSSX_BENCH" "${TINY[@]}" --json >"$TMP/plain.json" 2>"$TMP/stderr" ||
+	fail "bench without TSSX failed: $(cat "$TMP/stderr")"
+[[ $(wc -l <"$TMP/stderr") == 1 ]] && grep -q "TSSX column skipped" "$TMP/stderr" ||
+	fail "stderr without TSSX: $(cat "$TMP/stderr")"
+check_json "$TMP/plain.json" 0 || fail "JSON without TSSX"
+TSSX_REGISTRY=$TMP "$TSSX_BENCH" "${TINY[@]}" --tests pingpong,stream >"$TMP/table" 2>/dev/null ||
+	fail "table run failed"
+check_table "$TMP/table"
+rc=0; "$TSSX_BENCH" --duration 0 2>/dev/null || rc=$?
+((rc == 2)) || fail "--duration 0 exits $rc, not 2"
+"$TSSX_BENCH" --help | grep -q '^Usage: tssx-bench' || fail "--help"
+
+if ! have_tssx; then
+	echo "SKIP: libtssx.so or tests/lib/with-registry not built yet"
+	exit 77
+fi
+TSSX_LIBRARY=$TSSX_TEST_LIBRARY "$WITH_REGISTRY" "$TSSX_BENCH" "${TINY[@]}" --json \
+	>"$TMP/tssx.json" 2>"$TMP/stderr" || fail "bench with TSSX failed: $(cat "$TMP/stderr")"
+check_json "$TMP/tssx.json" 1 || fail "JSON with TSSX"

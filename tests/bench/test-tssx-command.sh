@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The tssx command: help, version and usage errors; `tssx run` preloads the
+# library first in LD_PRELOAD and says when no registry is mounted; `tssx
+# status` lists a socket claimed by a server started with `tssx run`, in
+# columns, and forgets it when the server dies.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+"$TSSX_CMD" --help | grep -q '^Usage: tssx run' || fail "--help has no usage"
+[[ $("$TSSX_CMD" --version) =~ ^tssx\ [0-9]+\.[0-9]+ ]] || fail "--version"
+rc=0; "$TSSX_CMD" frobnicate 2>/dev/null || rc=$?
+((rc == 2)) || fail "unknown command exits $rc, not 2"
+rc=0; "$TSSX_CMD" run 2>/dev/null || rc=$?
+((rc == 2)) || fail "run without a command exits $rc, not 2"
+rc=0; out=$(TSSX_REGISTRY=$TMP "$TSSX_CMD" status 2>&1) || rc=$?
+((rc == 1)) && [[ $out == *"no registry mounted at $TMP"* ]] ||
+	fail "status without a registry: exit $rc, '$out'"
+
+if ! have_tssx; then
+	echo "SKIP: libtssx.so or tests/lib/with-registry not built yet"
+	exit 77
+fi
+
+# tssx run: library first, the caller's other entries kept, an old
+# libtssx.so dropped; the child really maps it; one line about the registry.
+export TSSX_LIBRARY=$TSSX_TEST_LIBRARY
+out=$(TSSX_REGISTRY=$TMP LD_PRELOAD="/elsewhere/libtssx.so libm.so.6" \
+	"$TSSX_CMD" run -- sh -c 'echo "$LD_PRELOAD"; echo "$TSSX_REGISTRY"; grep -c "/libtssx.so" /proc/self/maps' \
+	2>"$TMP/stderr")
+expected=$(printf '%s\n%s\n' "$TSSX_TEST_LIBRARY:libm.so.6" "$TMP")
+[[ $out == "$expected"$'\n'[1-9]* ]] || fail "tssx run environment or maps: '$out'"
+[[ $(wc -l <"$TMP/stderr") == 1 ]] && grep -q "no registry mounted at $TMP" "$TMP/stderr" ||
+	fail "tssx run without a registry: '$(cat "$TMP/stderr")'"
+
+# tssx status, inside a temporary registry.
+SOCKET=$TMP/server.sock "$WITH_REGISTRY" bash -c '
+	set -euo pipefail
+	. "$(dirname "$0")/lib.sh"
+	"$TSSX_CMD" run python3 -c "
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen()
+time.sleep(60)" "$SOCKET" &
+	server=$!
+	trap "kill $server 2>/dev/null; wait; cleanup_tmp" EXIT
+	for _ in $(seq 100); do
+		out=$("$TSSX_CMD" status)
+		[[ $out == *"$SOCKET "* ]] && break
+		sleep 0.1
+	done
+	[[ $(head -1 <<<"$out") =~ ^SOCKET\ +SERVER\ +CLIENT$ ]] || fail "status header: $out"
+	grep -Eq "^$SOCKET +yes +no\$" <<<"$out" || fail "status does not show the server: $out"
+	kill $server
+	wait $server 2>/dev/null || true
+	for _ in $(seq 50); do
+		out=$("$TSSX_CMD" status)
+		[[ $out != *"$SOCKET "* ]] && exit 0
+		sleep 0.1
+	done
+	fail "status still shows a dead server: $out"
+' "$0"
