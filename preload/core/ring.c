@@ -166,7 +166,8 @@ static inline struct side side_of(struct tssx_ring *ring, bool producer)
 }
 
 /* Bytes the side may move between its own and the peer's counter: free
- * space for the producer, data for the consumer; > capacity if corrupted. */
+ * space for the producer, data for the consumer; UINT64_MAX when the pair
+ * is more than a capacity apart (or crossed), i.e. corrupted. */
 static inline uint64_t window(const struct tssx_ring *ring, bool producer, uint64_t own, uint64_t peer)
 {
 	uint64_t filled = producer ? own - peer : peer - own;

@@ -24,7 +24,7 @@
 
 struct fixture {
 	alignas(TSSX_CACHELINE) struct tssx_ring_ctl ctl;
-	uint8_t data[CAP];
+	uint8_t *data; /* its own allocation: ASan catches any access past it */
 	struct tssx_ring ring;
 	uint8_t in[4 * CAP];
 	uint8_t out[4 * CAP];
@@ -37,6 +37,8 @@ static int setup(void **state)
 
 	assert_non_null(f);
 	memset(f, 0, sizeof(*f));
+	f->data = calloc(1, CAP);
+	assert_non_null(f->data);
 	tssx_ring_ctl_init(&f->ctl);
 	tssx_ring_attach(&f->ring, &f->ctl, f->data, CAP);
 	for (size_t i = 0; i < sizeof(f->in); i++)
@@ -47,7 +49,10 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	free(*state);
+	struct fixture *f = *state;
+
+	free(f->data);
+	free(f);
 	tssx_log_level = TSSX_LOG_WARN;
 	return 0;
 }
