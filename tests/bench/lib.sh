@@ -12,5 +12,6 @@ trap cleanup_tmp EXIT
 # Whether the TSSX parts can run: the library is built and a temporary
 # registry can be mounted.
 have_tssx() {
-	[[ -n ${TSSX_TEST_LIBRARY:-} && -r $TSSX_TEST_LIBRARY && -x ${WITH_REGISTRY:-} ]]
+	[[ -n ${TSSX_TEST_LIBRARY:-} && -r $TSSX_TEST_LIBRARY && -x ${WITH_REGISTRY:-} &&
+		-x ${TSSX_REGISTRYFS:-} ]]
 }

@@ -24,7 +24,8 @@ fi
 # tssx run: library first, the caller's other entries kept, an old
 # libtssx.so dropped; the child really maps it; one line about the registry.
 export TSSX_LIBRARY=$TSSX_TEST_LIBRARY
-out=$(TSSX_REGISTRY=$TMP LD_PRELOAD="/elsewhere/libtssx.so libm.so.6" \
+mkdir "$TMP/old" && ln -s "$TSSX_TEST_LIBRARY" "$TMP/old/libtssx.so"
+out=$(TSSX_REGISTRY=$TMP LD_PRELOAD="$TMP/old/libtssx.so libm.so.6" \
 	"$TSSX_CMD" run -- sh -c 'echo "$LD_PRELOAD"; echo "$TSSX_REGISTRY"; grep -c "/libtssx.so" /proc/self/maps' \
 	2>"$TMP/stderr")
 expected=$(printf '%s\n%s\n' "$TSSX_TEST_LIBRARY:libm.so.6" "$TMP")
@@ -43,7 +44,7 @@ s.bind(sys.argv[1])
 s.listen()
 time.sleep(60)" "$SOCKET" &
 	server=$!
-	trap "kill $server 2>/dev/null; wait; cleanup_tmp" EXIT
+	trap "kill $server 2>/dev/null || true; wait; cleanup_tmp" EXIT
 	for _ in $(seq 100); do
 		out=$("$TSSX_CMD" status)
 		[[ $out == *"$SOCKET "* ]] && break
