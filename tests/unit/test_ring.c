@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -282,6 +283,91 @@ static void test_lock(void **state)
 	assert_int_equal(c.lock, 0);
 }
 
+/* ---- several producers, each with its own view, serialised by the lock ---- */
+
+#define PRODUCERS 3
+#define RECORDS 100000
+
+struct record {
+	uint32_t producer;
+	uint32_t check;
+	uint64_t seq;
+};
+
+struct producer_arg {
+	struct tssx_ring view; /* like a forked process: its own stale caches */
+	uint32_t id;
+};
+
+static uint32_t record_check(uint32_t producer, uint64_t seq)
+{
+	return (uint32_t)(seq * 2654435761u) ^ producer;
+}
+
+/* Whole records only: a record split by another producer's would show. */
+static void *produce_records(void *arg)
+{
+	struct producer_arg *p = arg;
+	struct tssx_ring_ctl *ctl = p->view.ctl;
+
+	for (uint64_t seq = 0; seq < RECORDS;) {
+		struct record rec = { p->id, record_check(p->id, seq), seq };
+		struct iovec iov = { &rec, sizeof(rec) };
+		ssize_t n = 0;
+
+		tssx_ring_lock(&ctl->producer_lock);
+		if (tssx_ring_writable(&p->view) >= (ssize_t)sizeof(rec))
+			n = tssx_ring_write(&p->view, &iov, 1);
+		tssx_ring_unlock(&ctl->producer_lock);
+		if (n < 0)
+			return (void *)(intptr_t)n;
+		if (n == (ssize_t)sizeof(rec))
+			seq++;
+		else
+			sched_yield();
+	}
+	return NULL;
+}
+
+static void test_several_producers(void **state)
+{
+	struct fixture *f = *state;
+	struct producer_arg args[PRODUCERS];
+	uint64_t next[PRODUCERS] = { 0 };
+	pthread_t threads[PRODUCERS];
+	struct tssx_ring reader;
+
+	tssx_ring_attach(&reader, &f->ctl, f->data, CAP);
+	for (uint32_t i = 0; i < PRODUCERS; i++) {
+		args[i].id = i;
+		tssx_ring_attach(&args[i].view, &f->ctl, f->data, CAP);
+		assert_int_equal(pthread_create(&threads[i], NULL, produce_records, &args[i]), 0);
+	}
+	for (uint64_t got = 0; got < PRODUCERS * RECORDS;) {
+		struct record rec;
+		struct iovec iov = { &rec, sizeof(rec) };
+		ssize_t n = tssx_ring_read(&reader, &iov, 1, false);
+
+		if (n == 0) {
+			sched_yield();
+			continue;
+		}
+		assert_int_equal(n, sizeof(rec));
+		assert_true(rec.producer < PRODUCERS);
+		assert_int_equal(rec.seq, next[rec.producer]);
+		assert_int_equal(rec.check, record_check(rec.producer, rec.seq));
+		next[rec.producer]++;
+		got++;
+	}
+	for (int i = 0; i < PRODUCERS; i++) {
+		void *ret;
+
+		pthread_join(threads[i], &ret);
+		assert_null(ret);
+	}
+	assert_int_equal(tssx_ring_readable(&reader), 0);
+}
+
 /* ---- streams: a producer and a consumer with doorbells on a socketpair ---- */
 
 /* The stream's bytes: a period that is not a power of two, stored twice
@@ -456,6 +542,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_own_counter_corrupted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wakeup_flags, setup, teardown),
 		cmocka_unit_test(test_lock),
+		cmocka_unit_test_setup_teardown(test_several_producers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
 		cmocka_unit_test(test_two_processes),
 	};
