@@ -11,7 +11,7 @@
 #include "run.h"
 
 #define CELL_WIDTH 18
-#define LABEL_WIDTH 27
+#define LABEL_WIDTH 29
 /* A blocked reader that used less than this did not spin: spinning through
  * the blocked second would cost the whole second. */
 #define BLOCKED_CPU_LIMIT_NS 1e6
@@ -353,6 +353,10 @@ void bench_report_text(FILE *out, const struct bench_run *run)
 		run->kernel);
 	fprintf(out, "%.3g s per cell after %.3g s warm-up; cells: median / p99 of the batches\n",
 		(double)cfg->duration_ns / 1e9, (double)cfg->warmup_ns / 1e9);
+	if (run->load > (double)run->nproc / 2)
+		fprintf(out, "warning: the machine was busy (load average %.2f on %ld CPUs): processes that\n"
+			"spin get preempted, so these numbers are noisy; rerun on an idle machine\n",
+			run->load, run->nproc);
 	if (!cfg->library)
 		fprintf(out, "TSSX column skipped: %s\n", cfg->tssx_missing);
 	if (run->interrupted)
@@ -508,6 +512,8 @@ void bench_report_json(FILE *out, const struct bench_run *run)
 	json_string(out, run->cpu);
 	fputs(", \"kernel\": ", out);
 	json_string(out, run->kernel);
+	fputs(", \"load\": ", out);
+	json_number(out, run->load);
 	fputs("},\n  \"config\": {\"duration_s\": ", out);
 	json_number(out, (double)cfg->duration_ns / 1e9);
 	fputs(", \"warmup_s\": ", out);

@@ -350,8 +350,9 @@ static uint64_t cpu_time_ns(void)
 }
 
 /* One sample: CPU nanoseconds this process used while its read() waited
- * for the server's late answer. */
-static int measure_blocked(const struct role_args *args, double *sample)
+ * for the server's late answer.  *shm_used is checked while the connection
+ * still exists. */
+static int measure_blocked(const struct role_args *args, double *sample, bool *shm_used)
 {
 	__do_close int fd = socket_connect(args->socket_path);
 	uint8_t byte = 'x';
@@ -366,6 +367,7 @@ static int measure_blocked(const struct role_args *args, double *sample)
 	if ((r = read_full(fd, &byte, 1)) < 0)
 		return r;
 	*sample = (double)(cpu_time_ns() - before);
+	*shm_used = maps_memfd();
 	return 0;
 }
 
@@ -382,12 +384,11 @@ static int client(const struct role_args *args)
 	static double samples[BENCH_MAX_SAMPLES];
 	struct bench_op op;
 	uint32_t count = 1;
-	bool shm_used;
+	bool shm_used = false;
 	int r;
 
 	if (args->test == TEST_BLOCKED) {
-		r = measure_blocked(args, samples);
-		shm_used = maps_memfd();
+		r = measure_blocked(args, samples, &shm_used);
 	} else if (args->transport == TRANSPORT_RAW) {
 		if ((r = raw_client_op(args, &op)) < 0)
 			return r;

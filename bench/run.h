@@ -53,6 +53,7 @@ struct bench_run {
 	size_t nrows;
 	bool interrupted;
 	long nproc;
+	double load; /* 1-minute load average when the run started */
 	char cpu[128];
 	char kernel[128];
 };

@@ -161,26 +161,33 @@ static bool readable(const char *path)
 	return path && access(path, R_OK) == 0;
 }
 
-/* --library, $TSSX_LIBRARY, the build tree (bench/../preload/libtssx.so
- * next to this binary), the installed library. */
-static char *find_library(const char *option)
+/* The file at `relative` from the build tree's top when this binary runs
+ * from a build tree (bench/tssx-bench), else `installed`; NULL if neither
+ * exists.  Resolved into buf. */
+static char *find_file(const char *relative, const char *installed, char *buf)
 {
-	static char path[PATH_MAX];
-	char exe[PATH_MAX], in_tree[PATH_MAX];
-	ssize_t n;
+	char exe[PATH_MAX], in_tree[PATH_MAX + 64];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
-	if (option || getenv("TSSX_LIBRARY"))
-		return realpath(option ? option : getenv("TSSX_LIBRARY"), path);
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n > 0) {
 		exe[n] = '\0';
 		*strrchr(exe, '/') = '\0';
-		snprintf(in_tree, sizeof(in_tree), "%.*s/../preload/libtssx.so", (int)(sizeof(in_tree) - 24), exe);
+		snprintf(in_tree, sizeof(in_tree), "%s/../%s", exe, relative);
 		if (readable(in_tree))
-			return realpath(in_tree, path);
+			return realpath(in_tree, buf);
 	}
-	snprintf(path, sizeof(path), "%s/libtssx.so", TSSX_LIBDIR);
-	return readable(path) ? path : NULL;
+	snprintf(buf, PATH_MAX, "%s", installed);
+	return readable(buf) ? buf : NULL;
+}
+
+/* --library, $TSSX_LIBRARY, the build tree's, the installed library. */
+static char *find_library(const char *option)
+{
+	static char path[PATH_MAX];
+
+	if (option || getenv("TSSX_LIBRARY"))
+		return realpath(option ? option : getenv("TSSX_LIBRARY"), path);
+	return find_file("preload/libtssx.so", TSSX_LIBDIR "/libtssx.so", path);
 }
 
 static bool is_registry(const char *dir)
@@ -194,6 +201,8 @@ static bool is_registry(const char *dir)
  * column is skipped and how to fix it. */
 static void find_tssx(struct bench_config *cfg, const char *library, const char *registry)
 {
+	char daemon[PATH_MAX];
+
 	cfg->registry = registry ? registry : getenv("TSSX_REGISTRY") ? getenv("TSSX_REGISTRY")
 									: TSSX_DEFAULT_REGISTRY;
 	cfg->library = find_library(library);
@@ -202,8 +211,9 @@ static void find_tssx(struct bench_config *cfg, const char *library, const char 
 			 "libtssx.so not found (build it, or give --library or TSSX_LIBRARY)");
 	else if (!is_registry(cfg->registry))
 		snprintf(cfg->tssx_missing, sizeof(cfg->tssx_missing),
-			 "no registry mounted at %s (start one: tssx-registryfs %s)",
-			 cfg->registry, cfg->registry);
+			 "no registry mounted at %s (start one: %s %s)", cfg->registry,
+			 find_file("registryfs/tssx-registryfs", "", daemon) ?: "tssx-registryfs",
+			 cfg->registry);
 	if (cfg->tssx_missing[0])
 		cfg->library = NULL;
 }
@@ -317,6 +327,11 @@ static void read_machine(struct bench_run *run)
 			break;
 		}
 	}
+	if (f)
+		fclose(f);
+	f = fopen("/proc/loadavg", "re");
+	if (!f || fscanf(f, "%lf", &run->load) != 1)
+		run->load = -1;
 	if (f)
 		fclose(f);
 	snprintf(run->kernel, sizeof(run->kernel), "%s", uname(&u) == 0 ? u.release : "unknown");

@@ -14,6 +14,7 @@ FUSE_SUPER_MAGIC=65735546
 MOUNTED= # the mount point this script mounted
 DAEMON=  # its daemon, run in the foreground so we own its pid
 PRIVATE= # the temporary directory this script created
+CREATED= # /run/tssx, when this script created it
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -27,8 +28,8 @@ cleanup() {
 		kill "$DAEMON" 2>/dev/null || true
 		wait "$DAEMON" 2>/dev/null || true
 	fi
-	if [[ -n $PRIVATE ]]; then
-		rmdir "$PRIVATE" 2>/dev/null || true
+	if [[ -n $PRIVATE$CREATED ]]; then
+		rmdir $PRIVATE $CREATED 2>/dev/null || true
 	fi
 }
 trap cleanup EXIT
@@ -38,7 +39,10 @@ trap 'exit 130' INT TERM
 # stored in it.
 run_tssx_is_free() {
 	((EUID == 0)) || return 1
-	mkdir -p /run/tssx 2>/dev/null || return 1
+	if [[ ! -e /run/tssx ]]; then
+		mkdir /run/tssx 2>/dev/null || return 1
+		CREATED=/run/tssx
+	fi
 	! mountpoint -q /run/tssx && [[ -z $(ls -A /run/tssx) ]]
 }
 
