@@ -179,18 +179,16 @@ static int collect_locked(struct events_set *set, struct epoll_event *events, in
 	return count;
 }
 
-/* What is ready now; if nothing and the caller may sleep, arm and look
- * again, so that whatever happens from here on rings a doorbell. */
-static int collect(struct events_set *set, struct wait_call *call, bool may_sleep)
+/* What the rings say is ready, into events[offset..).  Before sleeping,
+ * arm first, so that whatever happens from here on rings a doorbell. */
+static int collect(struct events_set *set, struct wait_call *call, int offset, bool arm)
 {
 	int count;
 
 	pthread_mutex_lock(&set->lock);
-	count = collect_locked(set, call->events, call->maxevents);
-	if (!count && may_sleep) {
+	if (arm)
 		set_arm_locked(set);
-		count = collect_locked(set, call->events, call->maxevents);
-	}
+	count = collect_locked(set, call->events + offset, call->maxevents - offset);
 	pthread_mutex_unlock(&set->lock);
 	return count;
 }
@@ -237,23 +235,52 @@ static int real_wait(struct wait_call *call, struct epoll_event *events, int max
 	return TSSX_REAL(epoll_pwait)(call->epfd, events, max, events_timespec_to_ms(left), call->sigmask);
 }
 
+/* Adds the kernel's results, translated, to events[*count..); false when
+ * its error is what the call returns. */
+static bool add_kernel_results(struct events_set *set, struct wait_call *call, int *count, bool sleep)
+{
+	int got;
+
+	if (*count == call->maxevents)
+		return true;
+	got = real_wait(call, call->events + *count, call->maxevents - *count, sleep);
+	if (got < 0)
+		return *count > 0;
+	*count += translate(set, call->events + *count, got);
+	return true;
+}
+
+/* Without sleeping: the kernel's word first (it also drains doorbells and
+ * notices EOF for the rings' sake), then the rings; whichever filled a
+ * whole call goes second in the next one. */
+static int poll_once(struct events_set *set, struct wait_call *call)
+{
+	bool rings_first = atomic_exchange(&set->rings_first, false);
+	int count = rings_first ? collect(set, call, 0, false) : 0;
+
+	if (!add_kernel_results(set, call, &count, false))
+		return -1;
+	if (!rings_first)
+		count += collect(set, call, count, false);
+	if (count == call->maxevents)
+		atomic_store(&set->rings_first, !rings_first);
+	return count;
+}
+
 static int wait_tracked(struct events_set *set, struct wait_call *call)
 {
 	int saved_errno = errno;
 
 	for (;;) {
-		bool may_sleep = !events_deadline_passed(&call->deadline);
-		int count = collect(set, call, may_sleep);
-		int kernel = 0;
+		int count = poll_once(set, call);
 
-		if (count < call->maxevents) {
-			kernel = real_wait(call, call->events + count, call->maxevents - count,
-					   may_sleep && !count);
-			if (kernel < 0 && !count)
+		if (count == 0 && !events_deadline_passed(&call->deadline)) {
+			count = collect(set, call, 0, true);
+			if (!add_kernel_results(set, call, &count, count == 0))
 				return -1;
-			if (kernel > 0)
-				count += translate(set, call->events + count, kernel);
 		}
+		if (count < 0)
+			return -1;
 		if (count > 0 || events_deadline_passed(&call->deadline)) {
 			errno = saved_errno;
 			return count;

@@ -1,0 +1,747 @@
+/*
+ * Integration tests of poll, select and epoll over TSSX connections, run
+ * under LD_PRELOAD=libtssx.so with a temporary registry (TSSX_REGISTRY):
+ *
+ *   events-test CASE
+ *
+ * Every pair of connected sockets below is made through a listening Unix
+ * socket, and checked to really be a TSSX connection (the client is bound
+ * to the TSSX prefix, which raw system calls show).  No timing thresholds:
+ * timeouts are checked by their results, idleness by counting wake-ups.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#define TSSX_PREFIX "tssx-v1."
+
+#define CHECK(cond) \
+	do { if (!(cond)) fail(__LINE__, "%s", #cond); } while (0)
+#define CHECK_EQ(a, b) \
+	do { long long a_ = (long long)(a), b_ = (long long)(b); \
+	     if (a_ != b_) fail(__LINE__, "%s == %lld, expected %s == %lld (errno %s)", \
+				#a, a_, #b, b_, strerror(errno)); } while (0)
+
+static __attribute__((noreturn, format(printf, 2, 3))) void fail(int line, const char *fmt, ...)
+{
+	va_list args;
+
+	fprintf(stderr, "events-test:%d: ", line);
+	va_start(args, fmt);
+	vfprintf(stderr, fmt, args);
+	va_end(args);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static int listener = -1;
+static struct sockaddr_un listen_addr;
+
+static void listen_once(void)
+{
+	const char *dir = getenv("TSSX_TEST_DIR");
+
+	CHECK(dir);
+	listen_addr.sun_family = AF_UNIX;
+	snprintf(listen_addr.sun_path, sizeof(listen_addr.sun_path), "%s/events.sock", dir);
+	unlink(listen_addr.sun_path);
+	listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(listener >= 0);
+	CHECK_EQ(bind(listener, (struct sockaddr *)&listen_addr, sizeof(listen_addr)), 0);
+	CHECK_EQ(listen(listener, 4096), 0);
+}
+
+/* Whether the client end took the TSSX path: bound to the TSSX prefix,
+ * as the raw system call (not the library's getsockname) shows. */
+static bool bound_to_tssx(int fd)
+{
+	struct sockaddr_un addr = { 0 };
+	socklen_t len = sizeof(addr);
+
+	if (syscall(SYS_getsockname, fd, &addr, &len) < 0 || len <= sizeof(sa_family_t))
+		return false;
+	return addr.sun_path[0] == '\0' && strncmp(addr.sun_path + 1, TSSX_PREFIX, strlen(TSSX_PREFIX)) == 0;
+}
+
+static void connect_tssx(int client)
+{
+	CHECK_EQ(connect(client, (struct sockaddr *)&listen_addr, sizeof(listen_addr)), 0);
+	CHECK(bound_to_tssx(client));
+}
+
+/* A TSSX connection: *client connected, *server accepted. */
+static void tssx_pair(int *client, int *server)
+{
+	*client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(*client >= 0);
+	connect_tssx(*client);
+	*server = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+	CHECK(*server >= 0);
+}
+
+static void tcp_pair(int *client, int *server)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(addr);
+	int tcp_listener = socket(AF_INET, SOCK_STREAM, 0);
+
+	CHECK_EQ(bind(tcp_listener, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	CHECK_EQ(listen(tcp_listener, 1), 0);
+	CHECK_EQ(getsockname(tcp_listener, (struct sockaddr *)&addr, &len), 0);
+	*client = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK_EQ(connect(*client, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	*server = accept(tcp_listener, NULL, NULL);
+	CHECK(*server >= 0);
+	close(tcp_listener);
+}
+
+static void put(int fd, const char *text)
+{
+	CHECK_EQ(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+}
+
+static void get(int fd, const char *text)
+{
+	char buf[256] = { 0 };
+	size_t len = strlen(text);
+
+	CHECK(len < sizeof(buf));
+	CHECK_EQ(recv(fd, buf, len, MSG_WAITALL), (ssize_t)len);
+	CHECK(memcmp(buf, text, len) == 0);
+}
+
+static short poll_one(int fd, short events, int timeout)
+{
+	struct pollfd pfd = { .fd = fd, .events = events };
+	int n = poll(&pfd, 1, timeout);
+
+	CHECK(n == 0 || n == 1);
+	return n ? pfd.revents : 0;
+}
+
+/* ---- poll ---- */
+
+/* One call over a TSSX connection, a pipe, TCP, a plain Unix socketpair,
+ * an eventfd, a timerfd and a regular file. */
+static void case_poll_mixed(void)
+{
+	int c, s, pipefd[2], tc, ts, pair[2], ev, tf, file;
+	struct itimerspec soon = { .it_value = { 0, 1000000 } };
+	char path[] = "/tmp/events-test-XXXXXX";
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(pipe(pipefd), 0);
+	tcp_pair(&tc, &ts);
+	CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+	CHECK(!bound_to_tssx(pair[0]));
+	ev = eventfd(0, 0);
+	tf = timerfd_create(CLOCK_MONOTONIC, 0);
+	file = mkstemp(path);
+	CHECK(ev >= 0 && tf >= 0 && file >= 0);
+	unlink(path);
+
+	struct pollfd fds[] = {
+		{ s, POLLIN, 0 }, { c, POLLOUT, 0 }, { pipefd[0], POLLIN, 0 }, { ts, POLLIN, 0 },
+		{ pair[1], POLLIN, 0 }, { ev, POLLIN, 0 }, { tf, POLLIN, 0 }, { file, POLLIN, 0 },
+		{ -1, POLLIN, 0 },
+	};
+	enum { S, C, PIPE, TCP, PAIR, EV, TF, FILE_, NONE };
+	/* Not a constant: the fortified poll() then calls __poll_chk. */
+	volatile nfds_t count = sizeof(fds) / sizeof(fds[0]);
+
+	/* Timeout 0: only the writable TSSX end and the file. */
+	CHECK_EQ(poll(fds, count, 0), 2);
+	CHECK_EQ(fds[S].revents, 0);
+	CHECK_EQ(fds[C].revents, POLLOUT);
+	CHECK_EQ(fds[FILE_].revents, POLLIN);
+	CHECK_EQ(fds[NONE].revents, 0);
+	/* Each kind in turn becomes readable, seen by a call that may sleep. */
+	put(c, "ring");
+	CHECK_EQ(poll(fds, count, -1), 3);
+	CHECK_EQ(fds[S].revents, POLLIN);
+	get(s, "ring");
+	CHECK_EQ(poll(fds, count, 0), 2);
+	put(pipefd[1], "p");
+	put(tc, "t");
+	put(pair[0], "u");
+	CHECK_EQ(write(ev, &(uint64_t){ 1 }, 8), 8);
+	CHECK_EQ(timerfd_settime(tf, 0, &soon, NULL), 0);
+	fds[C].events = 0; /* nothing asked: nothing but HUP/ERR reported */
+	while (poll(fds, count, -1) < 6)
+		; /* the timer may not have fired yet */
+	CHECK_EQ(fds[S].revents, 0);
+	CHECK_EQ(fds[C].revents, 0);
+	for (int i = PIPE; i <= FILE_; i++)
+		CHECK_EQ(fds[i].revents, POLLIN);
+	/* N ms with nothing happening on a TSSX end: 0. */
+	CHECK_EQ(poll_one(s, POLLIN, 20), 0);
+}
+
+static void case_poll_hangup(void)
+{
+	int c, s;
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(poll_one(s, POLLIN | POLLRDHUP, 0), 0);
+	CHECK_EQ(shutdown(c, SHUT_WR), 0);
+	CHECK_EQ(poll_one(s, POLLIN | POLLRDHUP, -1), POLLIN | POLLRDHUP);
+	CHECK_EQ(poll_one(s, POLLOUT, -1), POLLOUT);
+	put(s, "x"); /* the other direction still works */
+	get(c, "x");
+	close(c);
+	CHECK(poll_one(s, POLLIN, -1) & POLLHUP);
+	CHECK(poll_one(s, 0, -1) & POLLHUP);
+	char byte;
+	CHECK_EQ(read(s, &byte, 1), 0);
+}
+
+/* A TSSX client whose hello has not come yet: the server's end reports
+ * what a fresh socket would, then the failure of a bad hello. */
+static void case_poll_handshake(void)
+{
+	struct sockaddr_un self = { .sun_family = AF_UNIX };
+	socklen_t len = offsetof(struct sockaddr_un, sun_path) + 1 +
+			(socklen_t)snprintf(self.sun_path + 1, sizeof(self.sun_path) - 1,
+					    TSSX_PREFIX "test.%d", getpid());
+	int raw = (int)syscall(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+	int s;
+
+	CHECK_EQ(syscall(SYS_bind, raw, &self, len), 0);
+	CHECK_EQ(syscall(SYS_connect, raw, &listen_addr, sizeof(listen_addr)), 0);
+	s = accept(listener, NULL, NULL);
+	CHECK(s >= 0);
+	CHECK_EQ(poll_one(s, POLLIN | POLLOUT, 0), POLLOUT);
+	CHECK_EQ(poll_one(s, POLLIN, 20), 0);
+	CHECK_EQ(syscall(SYS_write, raw, "not a hello, not a hello, not a hello", 37), 37);
+	CHECK(poll_one(s, POLLIN, -1) & (POLLERR | POLLHUP));
+	close(s);
+	close(raw);
+}
+
+/* ---- select ---- */
+
+static void case_select(void)
+{
+	int c, s, pipefd[2];
+	fd_set rd, wr;
+	struct timeval tv = { 0, 0 };
+	struct timespec zero = { 0, 0 };
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(pipe(pipefd), 0);
+	const int nfds = FD_SETSIZE; /* the whole sets */
+
+	FD_ZERO(&rd); FD_ZERO(&wr);
+	FD_SET(s, &rd); FD_SET(pipefd[0], &rd); FD_SET(c, &wr);
+	CHECK_EQ(select(nfds, &rd, &wr, NULL, &tv), 1);
+	CHECK(!FD_ISSET(s, &rd) && FD_ISSET(c, &wr));
+
+	put(c, "sel");
+	put(pipefd[1], "p");
+	FD_ZERO(&rd); FD_ZERO(&wr);
+	FD_SET(s, &rd); FD_SET(pipefd[0], &rd);
+	CHECK_EQ(select(nfds, &rd, NULL, NULL, NULL), 2);
+	CHECK(FD_ISSET(s, &rd) && FD_ISSET(pipefd[0], &rd));
+	get(s, "sel");
+
+	FD_ZERO(&rd);
+	FD_SET(s, &rd);
+	tv = (struct timeval){ 0, 20000 };
+	CHECK_EQ(select(nfds, &rd, NULL, NULL, &tv), 0);
+	CHECK(!FD_ISSET(s, &rd));
+	CHECK(tv.tv_sec == 0 && tv.tv_usec == 0); /* Linux: the time not slept */
+
+	FD_SET(s, &rd);
+	CHECK_EQ(pselect(nfds, &rd, NULL, NULL, &zero, NULL), 0);
+	put(c, "p2");
+	FD_SET(s, &rd);
+	CHECK_EQ(pselect(nfds, &rd, NULL, NULL, NULL, NULL), 1);
+	get(s, "p2");
+
+	/* A closed fd in the sets: EBADF, as select says. */
+	FD_SET(s, &rd);
+	FD_SET(pipefd[1], &rd);
+	close(pipefd[1]);
+	CHECK_EQ(select(nfds, &rd, NULL, NULL, NULL), -1);
+	CHECK_EQ(errno, EBADF);
+}
+
+/* ---- epoll ---- */
+
+static int epoll_add(int epfd, int fd, uint32_t events, uint64_t data)
+{
+	struct epoll_event event = { .events = events, .data.u64 = data };
+
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event);
+}
+
+static int epoll_mod(int epfd, int fd, uint32_t events, uint64_t data)
+{
+	struct epoll_event event = { .events = events, .data.u64 = data };
+
+	return epoll_ctl(epfd, EPOLL_CTL_MOD, fd, &event);
+}
+
+/* One epoll_wait that must report exactly (data, events), or nothing when
+ * events is 0. */
+static void expect_event(int epfd, int timeout, uint64_t data, uint32_t events)
+{
+	struct epoll_event got[4];
+	int n = epoll_wait(epfd, got, 4, timeout);
+
+	CHECK_EQ(n, events ? 1 : 0);
+	if (events) {
+		CHECK_EQ(got[0].data.u64, data);
+		CHECK_EQ(got[0].events, events);
+	}
+}
+
+static void case_epoll_level(void)
+{
+	int c, s, pipefd[2], epfd = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event got[4];
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(pipe(pipefd), 0);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN | EPOLLRDHUP, 1), 0);
+	CHECK_EQ(epoll_add(epfd, pipefd[0], EPOLLIN, 2), 0);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN, 1), -1);
+	CHECK_EQ(errno, EEXIST);
+	expect_event(epfd, 0, 0, 0);
+	expect_event(epfd, 20, 0, 0);
+	put(c, "lt");
+	expect_event(epfd, -1, 1, EPOLLIN);
+	expect_event(epfd, -1, 1, EPOLLIN); /* level: again */
+	put(pipefd[1], "p");
+	CHECK_EQ(epoll_wait(epfd, got, 4, -1), 2);
+	CHECK_EQ(got[0].data.u64 + got[1].data.u64, 3);
+	/* maxevents 1: both ready entries still get their turn */
+	CHECK_EQ(epoll_wait(epfd, got, 1, -1), 1);
+	uint64_t first = got[0].data.u64;
+	CHECK_EQ(epoll_wait(epfd, got, 1, -1), 1);
+	CHECK(got[0].data.u64 != first);
+	get(s, "lt");
+	expect_event(epfd, -1, 2, EPOLLIN);
+	CHECK_EQ(epoll_ctl(epfd, EPOLL_CTL_DEL, pipefd[0], NULL), 0);
+	/* writable, then the peer's end */
+	CHECK_EQ(epoll_mod(epfd, s, EPOLLOUT, 3), 0);
+	expect_event(epfd, 0, 3, EPOLLOUT);
+	CHECK_EQ(epoll_mod(epfd, s, EPOLLIN | EPOLLRDHUP, 4), 0);
+	CHECK_EQ(shutdown(c, SHUT_WR), 0);
+	expect_event(epfd, -1, 4, EPOLLIN | EPOLLRDHUP);
+	close(c);
+	CHECK_EQ(epoll_wait(epfd, got, 4, -1), 1);
+	CHECK(got[0].events & EPOLLHUP);
+	CHECK_EQ(epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL), 0);
+	CHECK_EQ(epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL), -1);
+	CHECK_EQ(errno, ENOENT);
+	CHECK_EQ(epoll_mod(epfd, s, EPOLLIN, 5), -1);
+	CHECK_EQ(errno, ENOENT);
+	expect_event(epfd, 0, 0, 0);
+}
+
+static void case_epoll_edge(void)
+{
+	int c, s, epfd = epoll_create1(0);
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN | EPOLLET, 7), 0);
+	expect_event(epfd, 0, 0, 0);
+	put(c, "a");
+	expect_event(epfd, -1, 7, EPOLLIN);
+	/* nothing new: no event, however long we wait */
+	expect_event(epfd, 0, 0, 0);
+	expect_event(epfd, 20, 0, 0);
+	put(c, "b");
+	expect_event(epfd, -1, 7, EPOLLIN);
+	get(s, "ab");
+	/* MOD reports the current state again */
+	put(c, "c");
+	expect_event(epfd, -1, 7, EPOLLIN);
+	CHECK_EQ(epoll_mod(epfd, s, EPOLLIN | EPOLLET, 8), 0);
+	expect_event(epfd, -1, 8, EPOLLIN);
+	expect_event(epfd, 0, 0, 0);
+}
+
+static void case_epoll_oneshot(void)
+{
+	int c, s, epfd = epoll_create1(0);
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN | EPOLLONESHOT, 9), 0);
+	put(c, "a");
+	expect_event(epfd, -1, 9, EPOLLIN);
+	expect_event(epfd, 0, 0, 0);
+	put(c, "b");
+	expect_event(epfd, 20, 0, 0);
+	CHECK_EQ(epoll_mod(epfd, s, EPOLLIN | EPOLLONESHOT, 10), 0);
+	expect_event(epfd, -1, 10, EPOLLIN);
+	expect_event(epfd, 0, 0, 0);
+}
+
+static void case_epoll_exclusive(void)
+{
+	int c, s, epfd = epoll_create1(0);
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN | EPOLLEXCLUSIVE | EPOLLONESHOT, 1), -1);
+	CHECK_EQ(errno, EINVAL);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN | EPOLLEXCLUSIVE, 11), 0);
+	put(c, "x");
+	expect_event(epfd, -1, 11, EPOLLIN);
+	CHECK_EQ(epoll_mod(epfd, s, EPOLLIN, 12), -1);
+	CHECK_EQ(errno, EINVAL);
+}
+
+/* A closed fd leaves the set, and its number can come back as another. */
+static void case_epoll_close(void)
+{
+	int c, s, pipefd[2], epfd = epoll_create1(0);
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN, 13), 0);
+	put(c, "x");
+	expect_event(epfd, -1, 13, EPOLLIN);
+	close(s);
+	expect_event(epfd, 0, 0, 0);
+	CHECK_EQ(dup2(listener, 1000), 1000); /* a TSSX fd closed by dup2 too */
+	int c2, s2;
+	tssx_pair(&c2, &s2);
+	CHECK_EQ(epoll_add(epfd, s2, EPOLLIN, 14), 0);
+	put(c2, "y");
+	CHECK_EQ(dup2(c, s2), s2);
+	expect_event(epfd, 0, 0, 0);
+	CHECK_EQ(pipe(pipefd), 0);
+	CHECK_EQ(epoll_add(epfd, pipefd[0], EPOLLIN, 15), 0);
+	put(pipefd[1], "p");
+	expect_event(epfd, -1, 15, EPOLLIN);
+}
+
+/* socket, epoll_ctl ADD, then connect: it became a TSSX connection inside
+ * the set. */
+static void case_epoll_late_connect(void)
+{
+	int c = socket(AF_UNIX, SOCK_STREAM, 0), s, epfd = epoll_create1(0);
+
+	CHECK_EQ(epoll_add(epfd, c, EPOLLIN, 16), 0);
+	expect_event(epfd, 0, 16, EPOLLHUP); /* an unconnected socket says so */
+	CHECK_EQ(epoll_mod(epfd, c, EPOLLIN, 17), 0);
+	connect_tssx(c);
+	s = accept(listener, NULL, NULL);
+	CHECK(s >= 0);
+	expect_event(epfd, 0, 0, 0);
+	put(s, "late");
+	expect_event(epfd, -1, 17, EPOLLIN);
+	get(c, "late");
+	expect_event(epfd, 0, 0, 0);
+}
+
+/* epoll in epoll, epoll in poll. */
+static void case_epoll_nested(void)
+{
+	int c, s, inner = epoll_create1(0), outer = epoll_create1(0);
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(epoll_add(inner, s, EPOLLIN, 18), 0);
+	CHECK_EQ(epoll_add(outer, inner, EPOLLIN, 19), 0);
+	expect_event(outer, 0, 0, 0);
+	CHECK_EQ(poll_one(inner, POLLIN, 0), 0);
+	put(c, "n");
+	expect_event(outer, -1, 19, EPOLLIN);
+	CHECK_EQ(poll_one(inner, POLLIN, -1), POLLIN);
+	expect_event(inner, 0, 18, EPOLLIN);
+	get(s, "n");
+	expect_event(inner, 0, 0, 0);
+	expect_event(outer, 0, 0, 0);
+	CHECK_EQ(poll_one(inner, POLLIN, 20), 0);
+	/* Added to the inner set after the inner set joined the outer one. */
+	int c2, s2;
+	tssx_pair(&c2, &s2);
+	CHECK_EQ(epoll_add(inner, s2, EPOLLIN, 20), 0);
+	put(c2, "m");
+	expect_event(outer, -1, 19, EPOLLIN);
+	expect_event(inner, 0, 20, EPOLLIN);
+}
+
+/* ---- one epoll fd, several threads ---- */
+
+#define WAITERS 4
+#define CONNS 32
+
+static int shared_epfd, quit_pipe[2];
+static int conn_server[CONNS];
+static _Atomic int handled;
+
+static void *waiter(void *arg)
+{
+	for (;;) {
+		struct epoll_event event;
+		char byte;
+		int n = epoll_wait(shared_epfd, &event, 1, -1);
+
+		CHECK(n == 1 || (n == -1 && errno == EINTR));
+		if (n != 1)
+			continue;
+		if (event.data.u64 == CONNS)
+			return NULL;
+		/* One-shot: no other thread has this connection now. */
+		CHECK_EQ(read(conn_server[event.data.u64], &byte, 1), 1);
+		CHECK_EQ(byte, (char)event.data.u64);
+		handled++;
+		CHECK_EQ(epoll_mod(shared_epfd, conn_server[event.data.u64], EPOLLIN | EPOLLONESHOT,
+				   event.data.u64), 0);
+	}
+}
+
+static void case_epoll_threads(void)
+{
+	pthread_t threads[WAITERS];
+	int clients[CONNS];
+
+	shared_epfd = epoll_create1(0);
+	CHECK_EQ(pipe(quit_pipe), 0);
+	for (int i = 0; i < CONNS; i++) {
+		tssx_pair(&clients[i], &conn_server[i]);
+		CHECK_EQ(epoll_add(shared_epfd, conn_server[i], EPOLLIN | EPOLLONESHOT, (uint64_t)i), 0);
+	}
+	CHECK_EQ(epoll_add(shared_epfd, quit_pipe[0], EPOLLIN, CONNS), 0);
+	for (int i = 0; i < WAITERS; i++)
+		CHECK_EQ(pthread_create(&threads[i], NULL, waiter, NULL), 0);
+	for (int round = 0; round < 50; round++)
+		for (int i = 0; i < CONNS; i++)
+			CHECK_EQ(write(clients[i], &(char){ (char)i }, 1), 1);
+	while (handled < 50 * CONNS)
+		usleep(1000);
+	put(quit_pipe[1], "q");
+	for (int i = 0; i < WAITERS; i++)
+		pthread_join(threads[i], NULL);
+	CHECK_EQ(handled, 50 * CONNS);
+}
+
+/* ---- timeouts and signals ---- */
+
+static void on_signal(int sig)
+{
+	(void)sig;
+}
+
+static void catch_without_restart(int sig)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	CHECK_EQ(sigaction(sig, &sa, NULL), 0);
+}
+
+/* Blocking waits on an idle TSSX connection end with EINTR: a repeating
+ * timer makes sure a signal comes while the call sleeps. */
+static void case_eintr(void)
+{
+	struct itimerval every = { { 0, 10000 }, { 0, 10000 } }, off = { { 0, 0 }, { 0, 0 } };
+	int c, s, epfd = epoll_create1(0);
+	struct epoll_event event;
+	struct pollfd pfd;
+	fd_set rd;
+
+	tssx_pair(&c, &s);
+	pfd = (struct pollfd){ .fd = s, .events = POLLIN };
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN, 1), 0);
+	catch_without_restart(SIGALRM);
+	CHECK_EQ(setitimer(ITIMER_REAL, &every, NULL), 0);
+	CHECK_EQ(poll(&pfd, 1, -1), -1);
+	CHECK_EQ(errno, EINTR);
+	FD_ZERO(&rd);
+	FD_SET(s, &rd);
+	CHECK_EQ(select(s + 1, &rd, NULL, NULL, NULL), -1);
+	CHECK_EQ(errno, EINTR);
+	CHECK_EQ(epoll_wait(epfd, &event, 1, -1), -1);
+	CHECK_EQ(errno, EINTR);
+	CHECK_EQ(setitimer(ITIMER_REAL, &off, NULL), 0);
+}
+
+static _Atomic int usr1_caught;
+
+static void count_usr1(int sig)
+{
+	(void)sig;
+	usr1_caught++;
+}
+
+/* The signal-mask variants: a signal blocked outside the call and pending
+ * is delivered by the call that unblocks it, at once, however long the
+ * timeout; with the mask keeping it blocked, it stays pending. */
+static void case_sigmask(void)
+{
+	struct sigaction sa = { .sa_handler = count_usr1 };
+	struct timespec zero = { 0, 0 };
+	sigset_t usr1, open_mask, closed_mask;
+	int c, s, epfd = epoll_create1(0), before;
+	struct epoll_event event;
+	struct pollfd pfd;
+	fd_set rd;
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN, 1), 0);
+	CHECK_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	CHECK_EQ(sigprocmask(SIG_BLOCK, &usr1, &open_mask), 0);
+	sigdelset(&open_mask, SIGUSR1);
+	closed_mask = open_mask;
+	sigaddset(&closed_mask, SIGUSR1);
+
+	for (int call = 0; call < 4; call++) {
+		before = usr1_caught;
+		CHECK_EQ(raise(SIGUSR1), 0);
+		pfd = (struct pollfd){ .fd = s, .events = POLLIN };
+		FD_ZERO(&rd);
+		FD_SET(s, &rd);
+		/* kept blocked: nothing happens, the signal waits */
+		switch (call) {
+		case 0: CHECK_EQ(ppoll(&pfd, 1, &zero, &closed_mask), 0); break;
+		case 1: CHECK_EQ(pselect(s + 1, &rd, NULL, NULL, &zero, &closed_mask), 0); break;
+		case 2: CHECK_EQ(epoll_pwait(epfd, &event, 1, 0, &closed_mask), 0); break;
+		case 3: CHECK_EQ(epoll_pwait2(epfd, &event, 1, &zero, &closed_mask), 0); break;
+		}
+		CHECK_EQ(usr1_caught, before);
+		FD_SET(s, &rd);
+		/* unblocked by the call: delivered inside it */
+		switch (call) {
+		case 0: CHECK_EQ(ppoll(&pfd, 1, NULL, &open_mask), -1); break;
+		case 1: CHECK_EQ(pselect(s + 1, &rd, NULL, NULL, NULL, &open_mask), -1); break;
+		case 2: CHECK_EQ(epoll_pwait(epfd, &event, 1, -1, &open_mask), -1); break;
+		case 3: CHECK_EQ(epoll_pwait2(epfd, &event, 1, NULL, &open_mask), -1); break;
+		}
+		CHECK_EQ(errno, EINTR);
+		CHECK_EQ(usr1_caught, before + 1);
+	}
+}
+
+/* ---- idle ---- */
+
+#define IDLE_CONNS 1000
+
+static _Atomic pid_t idle_tid;
+
+static void *idle_waiter(void *arg)
+{
+	struct epoll_event event;
+	int epfd = *(int *)arg;
+
+	idle_tid = (pid_t)syscall(SYS_gettid);
+	CHECK_EQ(epoll_wait(epfd, &event, 1, -1), 1);
+	return (void *)(uintptr_t)event.data.u64;
+}
+
+/* Context switches and CPU ticks of one thread, from /proc. */
+static long long thread_activity(pid_t tid)
+{
+	char path[64], line[256];
+	long long switches = 0, ticks = 0, utime, stime;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", tid);
+	f = fopen(path, "r");
+	CHECK(f);
+	while (fgets(line, sizeof(line), f)) {
+		long long n;
+
+		if (sscanf(line, "voluntary_ctxt_switches: %lld", &n) == 1 ||
+		    sscanf(line, "nonvoluntary_ctxt_switches: %lld", &n) == 1)
+			switches += n;
+	}
+	fclose(f);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	f = fopen(path, "r");
+	CHECK(f);
+	CHECK(fgets(line, sizeof(line), f));
+	fclose(f);
+	/* fields 14 and 15, after the parenthesised name */
+	CHECK_EQ(sscanf(strrchr(line, ')') + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld",
+			&utime, &stime), 2);
+	ticks = utime + stime;
+	return switches * 1000 + ticks;
+}
+
+/* 1000 idle TSSX connections in one epoll set: the waiting thread does not
+ * wake up (no spinning, no polling timer) until one of them speaks. */
+static void case_idle(void)
+{
+	static int clients[IDLE_CONNS], servers[IDLE_CONNS];
+	struct rlimit files;
+	int epfd = epoll_create1(0);
+	long long before, after;
+	pthread_t thread;
+	void *which;
+
+	CHECK_EQ(getrlimit(RLIMIT_NOFILE, &files), 0);
+	files.rlim_cur = files.rlim_max;
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &files), 0);
+	CHECK(files.rlim_cur > 2 * IDLE_CONNS + 100);
+	for (int i = 0; i < IDLE_CONNS; i++) {
+		tssx_pair(&clients[i], &servers[i]);
+		CHECK_EQ(epoll_add(epfd, servers[i], EPOLLIN, (uint64_t)i), 0);
+	}
+	CHECK_EQ(pthread_create(&thread, NULL, idle_waiter, &epfd), 0);
+	while (!idle_tid)
+		usleep(1000);
+	usleep(100000); /* let it reach its sleep */
+	before = thread_activity(idle_tid);
+	sleep(1);
+	after = thread_activity(idle_tid);
+	/* Not one wake-up in a second; at most a tick of CPU. */
+	CHECK(after / 1000 == before / 1000);
+	CHECK(after % 1000 - before % 1000 <= 1);
+	put(clients[IDLE_CONNS / 2], "!");
+	CHECK_EQ(pthread_join(thread, &which), 0);
+	CHECK_EQ((uintptr_t)which, IDLE_CONNS / 2);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct { const char *name; void (*run)(void); } cases[] = {
+		{ "poll-mixed", case_poll_mixed },
+		{ "poll-hangup", case_poll_hangup },
+		{ "poll-handshake", case_poll_handshake },
+		{ "select", case_select },
+		{ "epoll-level", case_epoll_level },
+		{ "epoll-edge", case_epoll_edge },
+		{ "epoll-oneshot", case_epoll_oneshot },
+		{ "epoll-exclusive", case_epoll_exclusive },
+		{ "epoll-close", case_epoll_close },
+		{ "epoll-late-connect", case_epoll_late_connect },
+		{ "epoll-nested", case_epoll_nested },
+		{ "epoll-threads", case_epoll_threads },
+		{ "eintr", case_eintr },
+		{ "sigmask", case_sigmask },
+		{ "idle", case_idle },
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	listen_once();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (argc == 2 && strcmp(argv[1], cases[i].name) == 0) {
+			cases[i].run();
+			return 0;
+		}
+	fprintf(stderr, "usage: events-test CASE\n");
+	return 2;
+}
