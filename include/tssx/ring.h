@@ -76,7 +76,9 @@ void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl,
 ssize_t tssx_ring_readable(const struct tssx_ring *ring);
 ssize_t tssx_ring_writable(const struct tssx_ring *ring);
 
-/* Copy in as much of iov as fits (possibly 0); returns bytes or -EPROTO. */
+/* Copy in as much of iov as fits (possibly 0); returns bytes or -EPROTO.
+ * read/write need the side's lock when several threads or processes share
+ * that side; readable/writable/arm_* do not. */
 ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iovcnt);
 /* Copy out up to the iov's length; with peek the head does not move. */
 ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek);
@@ -84,7 +86,8 @@ ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovc
 /*
  * Sleep/wake protocol.  A consumer about to sleep calls arm_reader(), which
  * sets reader_waiting and returns the re-checked readable count: if it is
- * non-zero the consumer must not sleep.  A producer calls
+ * non-zero the consumer must not sleep (the flag stays set: at worst one
+ * spare doorbell).  A producer calls
  * take_reader_wakeup() after publishing: true means "the reader was asleep,
  * the flag is now cleared, send one doorbell".  Symmetric for writers
  * waiting for space.
