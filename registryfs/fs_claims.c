@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "tssx/log.h"
@@ -114,8 +116,27 @@ static int probe_abstract_listener(const char *name, size_t n, pid_t pid)
 	return holds_socket(pid, inodes, found < LISTENERS_MAX ? found : LISTENERS_MAX);
 }
 
+static int probe_identify(const char *path, struct file_identity *id)
+{
+	struct statx stx;
+
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &stx) < 0)
+		return -errno;
+	*id = (struct file_identity){
+		.mode = stx.stx_mode,
+		.uid = stx.stx_uid,
+		.dev = makedev(stx.stx_dev_major, stx.stx_dev_minor),
+		.ino = stx.stx_ino,
+	};
+	if (stx.stx_mask & STATX_BTIME)
+		id->born = (struct timespec){ stx.stx_btime.tv_sec, stx.stx_btime.tv_nsec };
+	else
+		id->born = (struct timespec){ stx.stx_ctime.tv_sec, stx.stx_ctime.tv_nsec };
+	return 0;
+}
+
 const struct trust_probes os_probes = {
-	.lstat = lstat,
+	.identify = probe_identify,
 	.abstract_listener = probe_abstract_listener,
 };
 

@@ -53,6 +53,8 @@ static const struct fuse_lowlevel_ops registry_ops = {
 
 struct registry_options {
 	unsigned max_entries;
+	const char *mountpoint;   /* as given, NULL for the default */
+	char canonical[PATH_MAX]; /* created, checked and resolved */
 };
 
 static const struct fuse_opt registry_opt_spec[] = {
@@ -108,14 +110,35 @@ static int check_environment(void)
 	return 0;
 }
 
+/* mkdir -p */
+static int make_dirs(const char *path)
+{
+	char copy[PATH_MAX];
+
+	if (strlen(path) >= sizeof(copy))
+		return -ENAMETOOLONG;
+	strcpy(copy, path);
+	for (char *slash = strchr(copy + 1, '/');; slash = strchr(slash + 1, '/')) {
+		if (slash)
+			*slash = '\0';
+		if (mkdir(copy, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		if (!slash)
+			return 0;
+		*slash = '/';
+	}
+}
+
 /* Creates the mount point if needed and refuses one that already holds a
  * registry, live or dead.  Stores its canonical path in canonical. */
 static int prepare_mountpoint(const char *mountpoint, char canonical[PATH_MAX])
 {
 	char version[64];
 
-	if (mkdir(mountpoint, 0755) < 0 && errno != EEXIST)
-		return log_error(-errno, "cannot create the mount point %s: %m", mountpoint);
+	int r = make_dirs(mountpoint);
+
+	if (r < 0)
+		return log_error(r, "cannot create the mount point %s: %s", mountpoint, strerror(-r));
 	if (getxattr(mountpoint, REGISTRY_XATTR, version, sizeof(version)) > 0)
 		return log_error(-EBUSY, "%s is already a registry", mountpoint);
 	if (errno == ENOTCONN)
@@ -182,9 +205,45 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 	return r;
 }
 
+/* Whether the command line only asks for help or the version. */
+static bool wants_info(int argc, char *argv[])
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help") ||
+		    !strcmp(argv[i], "-V") || !strcmp(argv[i], "--version"))
+			return true;
+	return false;
+}
+
+/* Our own options go; the mount point is noted (and kept for libfuse). */
+static int take_registry_option(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	struct registry_options *ropts = data;
+
+	if (key == FUSE_OPT_KEY_NONOPT && !ropts->mountpoint)
+		ropts->mountpoint = arg;
+	return 1;
+}
+
 static int parse_args(struct fuse_args *args, struct fuse_cmdline_opts *opts,
 		      struct registry_options *ropts)
 {
+	bool info = wants_info(args->argc, args->argv);
+	int r;
+
+	if (fuse_opt_parse(args, ropts, registry_opt_spec, take_registry_option) != 0)
+		return -1;
+	if (ropts->max_entries == 0)
+		return log_error(-1, "max_entries must be at least 1");
+	if (!info) {
+		r = check_environment();
+		if (r == 0)
+			r = prepare_mountpoint(ropts->mountpoint ? ropts->mountpoint
+								 : TSSX_DEFAULT_REGISTRY,
+					       ropts->canonical);
+		if (r < 0)
+			return r;
+	}
 	if (fuse_parse_cmdline(args, opts) != 0)
 		return -1;
 	if (opts->show_help) {
@@ -196,10 +255,6 @@ static int parse_args(struct fuse_args *args, struct fuse_cmdline_opts *opts,
 		fuse_lowlevel_version();
 		return 1;
 	}
-	if (fuse_opt_parse(args, ropts, registry_opt_spec, NULL) != 0)
-		return -1;
-	if (ropts->max_entries == 0)
-		return log_error(-1, "max_entries must be at least 1");
 	if (opts->debug)
 		tssx_log_level = TSSX_LOG_DEBUG;
 	return fuse_opt_add_arg(args, MOUNT_OPTIONS);
@@ -210,17 +265,11 @@ int main(int argc, char *argv[])
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts opts = { 0 };
 	struct registry_options ropts = { .max_entries = DEFAULT_MAX_ENTRIES };
-	char mountpoint[PATH_MAX];
 	int r = parse_args(&args, &opts, &ropts);
 
-	if (r == 0)
-		r = check_environment();
-	if (r == 0)
-		r = prepare_mountpoint(opts.mountpoint ? opts.mountpoint : TSSX_DEFAULT_REGISTRY,
-				       mountpoint);
 	if (r == 0) {
-		registry.table = table_new(ropts.max_entries, mountpoint);
-		r = registry.table ? mount_and_serve(&args, &opts, mountpoint) : -ENOMEM;
+		registry.table = table_new(ropts.max_entries, ropts.canonical);
+		r = registry.table ? mount_and_serve(&args, &opts, ropts.canonical) : -ENOMEM;
 		table_free(registry.table);
 	}
 	free(opts.mountpoint);

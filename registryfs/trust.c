@@ -27,18 +27,18 @@ static const char *abstract_bytes(const struct claim *c, size_t *n)
 
 static int claim_path(const struct trust_probes *probes, uid_t uid, struct claim *c)
 {
-	struct stat st;
+	struct file_identity id;
+	int r = probes->identify(c->addr.sun_path, &id);
 
-	if (probes->lstat(c->addr.sun_path, &st) < 0)
-		return log_warn(-EPERM, "claim of %s refused: %m", c->addr.sun_path);
-	if (!S_ISSOCK(st.st_mode))
+	if (r < 0)
+		return log_warn(-EPERM, "claim of %s refused: %s", c->addr.sun_path, strerror(-r));
+	if (!S_ISSOCK(id.mode))
 		return log_warn(-EPERM, "claim of %s refused: not a socket", c->addr.sun_path);
-	if (uid != 0 && st.st_uid != uid)
+	if (uid != 0 && id.uid != uid)
 		return log_warn(-EPERM, "claim of %s refused: uid %u does not own it",
 				c->addr.sun_path, (unsigned)uid);
 	c->kind = CLAIM_PATH;
-	c->dev = st.st_dev;
-	c->ino = st.st_ino;
+	c->file = id;
 	return 0;
 }
 
@@ -72,14 +72,16 @@ int trust_claim(const struct trust_probes *probes, const char *registry_name,
 
 bool trust_claim_holds(const struct trust_probes *probes, const struct claim *claim)
 {
-	struct stat st;
+	struct file_identity id;
 	const char *name;
 	size_t n;
 
 	switch (claim->kind) {
 	case CLAIM_PATH:
-		return probes->lstat(claim->addr.sun_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-		       st.st_dev == claim->dev && st.st_ino == claim->ino;
+		return probes->identify(claim->addr.sun_path, &id) == 0 && S_ISSOCK(id.mode) &&
+		       id.dev == claim->file.dev && id.ino == claim->file.ino &&
+		       id.born.tv_sec == claim->file.born.tv_sec &&
+		       id.born.tv_nsec == claim->file.born.tv_nsec;
 	case CLAIM_ABSTRACT:
 		name = abstract_bytes(claim, &n);
 		/* Only a definite "no listener" voids it, not a failed probe. */

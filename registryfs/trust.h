@@ -20,19 +20,30 @@ enum claim_kind {
 	CLAIM_ABSTRACT, /* a listener with the abstract name */
 };
 
+/* What tells one socket file from another that replaced it at the same
+ * path: file systems reuse a freed inode number at once, so its birth time
+ * (or, where the file system has none, its change time) counts too. */
+struct file_identity {
+	mode_t mode;
+	uid_t uid;
+	dev_t dev;
+	ino_t ino;
+	struct timespec born;
+};
+
 struct claim {
 	uint64_t id;    /* given by the table, to find it again */
 	enum claim_kind kind;
 	bool valid; /* once false, false for good: the socket is gone */
-	dev_t dev;
-	ino_t ino;
+	struct file_identity file; /* CLAIM_PATH */
 	struct sockaddr_un addr;
 	socklen_t len;
 };
 
 struct trust_probes {
-	/* lstat(2) as the daemon (root) sees the path. */
-	int (*lstat)(const char *path, struct stat *st);
+	/* The file at the path, not following a final symlink, as the daemon
+	 * (root) sees it; 0 or -errno. */
+	int (*identify)(const char *path, struct file_identity *id);
 	/* 1 if a socket listens on the abstract name (bytes, n), held by
 	 * `pid` when pid > 0; 0 if not; -errno if that cannot be told. */
 	int (*abstract_listener)(const char *name, size_t n, pid_t pid);

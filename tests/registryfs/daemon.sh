@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The daemon's command line: help, version, clear errors, clean unmount,
+# and with-registry's promise to remove its mount whatever happens.
+source "$(dirname "$0")/lib.sh"
+REGISTRYFS=${TSSX_REGISTRYFS:?}
+WITH_REGISTRY=$HERE/../lib/with-registry
+
+mounted() {
+	awk -v m="$1" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo
+}
+
+"$REGISTRYFS" --help | grep -q 'max_entries=N' || fail "--help lacks the options"
+"$REGISTRYFS" --version | grep -q '^tssx-registryfs [0-9]' || fail "--version"
+
+# A clear one-line error, not a second mount.
+err=$("$REGISTRYFS" -f "$M" 2>&1) && fail "mounted a second registry on $M"
+[[ $err == *"already a registry"* ]] || fail "second mount: unexpected message: $err"
+err=$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$REGISTRYFS" -f "$WORK/m" 2>&1) &&
+	fail "ran as nobody"
+[[ $err == *"must run as root"* ]] || fail "not root: unexpected message: $err"
+
+# SIGTERM unmounts cleanly; the mount point is created if missing.
+mnt=$WORK/new/mnt
+"$REGISTRYFS" -f "$mnt" &
+pid=$!
+HELPER_PIDS+=("$pid")
+wait_until mounted "$mnt"
+"$HELPER" --open "$mnt/@x" --hold >/dev/null &
+HELPER_PIDS+=($!)
+disown
+wait_until test -e "$mnt/@x"
+kill -TERM "$pid"
+wait "$pid" || fail "exit status after SIGTERM: $?"
+mounted "$mnt" && fail "still mounted after SIGTERM"
+
+# A dead mount (daemon killed) is named as such.
+"$REGISTRYFS" -f "$mnt" &
+pid=$!
+HELPER_PIDS+=("$pid")
+wait_until mounted "$mnt"
+{ kill -KILL "$pid" && wait "$pid"; } 2>/dev/null || true
+err=$("$REGISTRYFS" -f "$mnt" 2>&1) && fail "mounted over a dead registry"
+[[ $err == *"dead registry mount"* ]] || fail "dead mount: unexpected message: $err"
+umount -l "$mnt"
+
+# with-registry removes its mount when the command fails, and when the
+# daemon dies under it (which it reports as a failure).
+status=0
+"$WITH_REGISTRY" sh -c 'echo "$TSSX_REGISTRY" > "$1"; exit 7' sh "$WORK/m1" 2>/dev/null || status=$?
+expect "$status" 7 "with-registry passes the command's status"
+"$WITH_REGISTRY" sh -c 'echo "$TSSX_REGISTRY" > "$1"; kill -KILL "$TSSX_REGISTRYFS_PID"' sh "$WORK/m2" \
+	2>/dev/null && fail "with-registry hid the daemon's death"
+for m in "$(cat "$WORK/m1")" "$(cat "$WORK/m2")"; do
+	mounted "$m" && fail "with-registry left $m mounted"
+	[[ -e $m ]] && fail "with-registry left $m behind"
+done
+exit 0

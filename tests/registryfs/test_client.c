@@ -1,0 +1,290 @@
+/*
+ * The client API (registry_client.h) against a live registry: run under
+ * tests/lib/with-registry, which sets TSSX_REGISTRY and TSSX_REGISTRYFS_PID.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tssx/registry_client.h"
+
+#define SUN_OFFSET offsetof(struct sockaddr_un, sun_path)
+#define FDS_MAX 1024
+
+static char work[] = "/tmp/tssx-client-XXXXXX";
+static const char *mount;
+
+/* What the hooks were told: which fds the client keeps. */
+static bool kept[FDS_MAX];
+static int last_kept = -1;
+static int closes;
+
+static void on_kept(int fd)
+{
+	assert_true(fd >= 0 && fd < FDS_MAX && !kept[fd]);
+	kept[fd] = true;
+	last_kept = fd;
+}
+
+static void on_dropped(int fd)
+{
+	assert_true(fd >= 0 && fd < FDS_MAX && kept[fd]);
+	kept[fd] = false;
+}
+
+static int counting_close(int fd)
+{
+	closes++;
+	return close(fd);
+}
+
+static const struct tssx_registry_hooks hooks = {
+	.close = counting_close,
+	.fd_kept = on_kept,
+	.fd_dropped = on_dropped,
+};
+
+static int kept_count(void)
+{
+	int n = 0;
+
+	for (int fd = 0; fd < FDS_MAX; fd++)
+		n += kept[fd];
+	return n;
+}
+
+static socklen_t path_addr(struct sockaddr_un *addr, const char *fmt, ...)
+{
+	va_list args;
+
+	memset(addr, 0, sizeof(*addr));
+	addr->sun_family = AF_UNIX;
+	va_start(args, fmt);
+	vsnprintf(addr->sun_path, sizeof(addr->sun_path), fmt, args);
+	va_end(args);
+	return (socklen_t)(SUN_OFFSET + strlen(addr->sun_path) + 1);
+}
+
+static int listen_on(const struct sockaddr_un *addr, socklen_t len)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (const struct sockaddr *)addr, len), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	return fd;
+}
+
+/* Changes reach a kept fd's page cache through the daemon's asynchronous
+ * invalidation: wait (bounded) for the expected bits. */
+static int lookup_until(const struct sockaddr_un *addr, socklen_t len, int expected)
+{
+	int r = tssx_registry_lookup(addr, len);
+
+	for (int i = 0; i < 500 && r != expected; i++) {
+		usleep(10000);
+		r = tssx_registry_lookup(addr, len);
+	}
+	return r;
+}
+
+static void test_not_a_registry(void **state)
+{
+	struct sockaddr_un addr;
+	socklen_t len = path_addr(&addr, "%s/s.sock", work);
+
+	assert_int_equal(tssx_registry_client_init(work, &hooks), -ENOTCONN);
+	assert_int_equal(tssx_registry_lookup(&addr, len), -ENOTCONN);
+	assert_int_equal(tssx_registry_claim(&addr, len, 1), -ENOTCONN);
+	assert_int_equal(tssx_registry_client_init("/nonexistent-tssx", &hooks), -ENOENT);
+	assert_int_equal(kept_count(), 0);
+	assert_int_equal(tssx_registry_client_init(mount, &hooks), 0);
+	assert_int_equal(kept_count(), 1); /* the registry's root */
+}
+
+static void test_claim_lookup_mark(void **state)
+{
+	struct sockaddr_un addr, missing;
+	socklen_t len = path_addr(&addr, "%s/server.sock", work);
+	socklen_t missing_len = path_addr(&missing, "%s/missing.sock", work);
+	int listener, claim;
+
+	assert_int_equal(tssx_registry_lookup(&addr, len), -ENOENT);
+	listener = listen_on(&addr, len);
+	claim = tssx_registry_claim(&addr, len, TSSX_BIT_SERVER);
+	assert_true(claim >= 0);
+	assert_int_equal(lookup_until(&addr, len, 1), 1);
+	assert_int_equal(tssx_registry_lookup(&missing, missing_len), -ENOENT);
+
+	/* a relative name meets the absolute one */
+	char cwd[PATH_MAX];
+	struct sockaddr_un rel;
+	socklen_t rel_len = path_addr(&rel, "./server.sock");
+
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(work), 0);
+	assert_int_equal(tssx_registry_lookup(&rel, rel_len), 1);
+	assert_int_equal(chdir(cwd), 0);
+
+	assert_int_equal(tssx_registry_mark_client(&addr, len), 0);
+	assert_int_equal(lookup_until(&addr, len, 3), 3);
+	close(claim);
+	assert_int_equal(lookup_until(&addr, len, 2), 2);
+	close(listener);
+}
+
+static void test_claims_refused(void **state)
+{
+	struct sockaddr_un addr;
+	socklen_t len = path_addr(&addr, "%s/plain", work);
+	int fd = open(addr.sun_path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(tssx_registry_claim(&addr, len, TSSX_BIT_SERVER), -EPERM);
+	assert_int_equal(tssx_registry_claim(&addr, len, 4), -EINVAL);
+	/* an abstract name this process does not listen on */
+	memset(&addr, 0, sizeof(addr));
+	addr.sun_family = AF_UNIX;
+	len = (socklen_t)(SUN_OFFSET + 1 + (size_t)sprintf(addr.sun_path + 1, "tssx-nolisten-%d", getpid()));
+	assert_int_equal(tssx_registry_claim(&addr, len, TSSX_BIT_SERVER), -EPERM);
+}
+
+static void test_abstract_claim(void **state)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	socklen_t len = (socklen_t)(SUN_OFFSET + 1 +
+				    (size_t)sprintf(addr.sun_path + 1, "tssx client %d", getpid()));
+	int listener = listen_on(&addr, len);
+	int claim = tssx_registry_claim(&addr, len, TSSX_BIT_SERVER);
+
+	assert_true(claim >= 0);
+	assert_int_equal(lookup_until(&addr, len, 1), 1);
+	close(claim);
+	close(listener);
+}
+
+/* Lookups of a cached entry and of a cached miss with the daemon stopped:
+ * they must be answered by the kernel's caches alone. */
+static void test_no_daemon_round_trip(void **state)
+{
+	struct sockaddr_un addr, missing;
+	socklen_t len = path_addr(&addr, "%s/steady.sock", work);
+	socklen_t missing_len = path_addr(&missing, "%s/steady-missing.sock", work);
+	const char *pid_text = getenv("TSSX_REGISTRYFS_PID");
+	pid_t daemon, child;
+	int listener = listen_on(&addr, len), claim, status;
+
+	assert_non_null(pid_text);
+	daemon = (pid_t)atoi(pid_text);
+	claim = tssx_registry_claim(&addr, len, TSSX_BIT_SERVER);
+	assert_true(claim >= 0);
+	assert_int_equal(lookup_until(&addr, len, 1), 1);
+	assert_int_equal(tssx_registry_lookup(&missing, missing_len), -ENOENT);
+
+	assert_int_equal(kill(daemon, SIGSTOP), 0);
+	child = fork();
+	if (child == 0) {
+		alarm(10); /* a lookup that waits for the daemon never returns */
+		_exit(tssx_registry_lookup(&addr, len) == 1 &&
+		      tssx_registry_lookup(&missing, missing_len) == -ENOENT ? 0 : 1);
+	}
+	assert_true(child > 0);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_int_equal(kill(daemon, SIGCONT), 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	close(claim);
+	close(listener);
+}
+
+static void test_cache_is_bounded(void **state)
+{
+	enum { ENTRIES = 80 };
+	int fds[ENTRIES], listener[ENTRIES];
+	struct sockaddr_un addr;
+	socklen_t len;
+	int before = closes;
+
+	for (int i = 0; i < ENTRIES; i++) {
+		len = path_addr(&addr, "%s/many-%d.sock", work, i);
+		listener[i] = listen_on(&addr, len);
+		fds[i] = tssx_registry_claim(&addr, len, TSSX_BIT_SERVER);
+		assert_true(fds[i] >= 0);
+		assert_true(tssx_registry_lookup(&addr, len) >= 0);
+	}
+	/* 64 entries and the root at most; the rest closed through the hook */
+	assert_true(kept_count() <= 65);
+	assert_true(closes - before >= ENTRIES - 64);
+	for (int i = 0; i < ENTRIES; i++) {
+		close(fds[i]);
+		close(listener[i]);
+	}
+}
+
+static void test_forget_fd(void **state)
+{
+	struct sockaddr_un addr;
+	socklen_t len = path_addr(&addr, "%s/forget.sock", work);
+	int listener = listen_on(&addr, len);
+	int claim = tssx_registry_claim(&addr, len, TSSX_BIT_SERVER);
+	int fd, before;
+
+	assert_true(claim >= 0);
+	assert_int_equal(lookup_until(&addr, len, 1), 1);
+	/* the last fd kept is this entry's: the application "closes" it */
+	fd = last_kept;
+	assert_true(fd >= 0 && kept[fd]);
+	before = closes;
+	kept[fd] = false;
+	tssx_registry_forget_fd(fd);
+	close(fd);
+	assert_int_equal(closes, before); /* not closed by the client */
+	assert_int_equal(tssx_registry_lookup(&addr, len), 1);
+	close(claim);
+	close(listener);
+}
+
+static int setup(void **state)
+{
+	mount = getenv("TSSX_REGISTRY");
+	assert_non_null(mount);
+	assert_non_null(mkdtemp(work));
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char command[64];
+
+	snprintf(command, sizeof(command), "rm -rf '%s'", work);
+	return system(command) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_not_a_registry),
+		cmocka_unit_test(test_claim_lookup_mark),
+		cmocka_unit_test(test_claims_refused),
+		cmocka_unit_test(test_abstract_claim),
+		cmocka_unit_test(test_no_daemon_round_trip),
+		cmocka_unit_test(test_cache_is_bounded),
+		cmocka_unit_test(test_forget_fd),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
