@@ -6,11 +6,17 @@
 #
 #   TEST.sh [LIBTSSX WITH_REGISTRY REGISTRYFS]
 #
-# Without arguments only the reference run happens. A test defines app_run,
-# which starts its server with `serve NAME CMD...`, runs its clients with
-# `app CMD...`, checks their results with `fail` and sets APPS_MIN_CONNS to
-# the number of connections it made at least. Exit 77 (skip) only when the
-# program cannot be found.
+# Without arguments only the reference run happens. A test defines
+# start_server, which starts its server with `serve CMD...`; app_run, which
+# runs its clients with `app CMD...`, checks their results with `fail` and
+# sets APPS_MIN_CONNS and APPS_MIN_RING_BYTES to the connections and bytes it
+# made at least; and bench_client, which prints "METRIC VALUE" lines. Exit 77
+# (skip) only when the program cannot be found.
+#
+# With APPS_BENCH=N in the environment, inside a mounted registry (TSSX_REGISTRY
+# set, e.g. by tests/lib/with-registry), the test instead measures: N rounds
+# of bench_client against a fresh server, plain then preloaded, and prints the
+# median of each metric per mode.
 
 set -euo pipefail
 
@@ -18,12 +24,16 @@ APPS_LIB=${1:-}
 APPS_WITH_REGISTRY=${2:-}
 APPS_REGISTRYFS=${3:-}
 APPS_MODE=${APPS_MODE:-plain}
+# The mode of the clients: the server's, but for the pass of plain clients
+# against the preloaded server.
+APPS_CLIENTS=$APPS_MODE
 APPS_NAME=$(basename "$0" .sh)
 APPS_MIN_CONNS=1
+APPS_MIN_RING_BYTES=1
 SERVER_PIDS=()
 
 fail() {
-	echo "$APPS_NAME ($APPS_MODE): FAIL: $*" >&2
+	echo "$APPS_NAME ($APPS_MODE server, $APPS_CLIENTS clients): FAIL: $*" >&2
 	if [[ -s ${WORK:-}/stderr.log ]]; then
 		echo "--- last lines of the programs' stderr:" >&2
 		tail -n 40 "$WORK/stderr.log" >&2
@@ -67,21 +77,23 @@ wait_gone() {
 
 cleanup() {
 	stop_servers
-	[[ -n ${WORK:-} ]] && rm -rf "$WORK"
+	[[ -z ${WORK:-} ]] || rm -rf "$WORK"
 }
 
-# in_mode CMD...: sets MODE_CMD to CMD as this run's mode runs it.
+# in_mode MODE CMD...: sets MODE_CMD to CMD as MODE (plain, tssx) runs it.
 in_mode() {
-	if [[ $APPS_MODE == tssx ]]; then
+	local mode=$1
+	shift
+	if [[ $mode == tssx ]]; then
 		MODE_CMD=(env LD_PRELOAD="$APPS_LIB" TSSX_LOG=info "$@")
 	else
 		MODE_CMD=("$@")
 	fi
 }
 
-# app CMD...: runs CMD in this run's mode, its stderr into stderr.log.
+# app CMD...: runs a client in its mode, its stderr into stderr.log.
 app() {
-	in_mode "$@"
+	in_mode "$APPS_CLIENTS" "$@"
 	"${MODE_CMD[@]}" 2>>"$WORK/stderr.log"
 }
 
@@ -89,7 +101,7 @@ app() {
 # stopped on exit, whatever happens. CMD is a program, not a function, so
 # that the pid is the server's own.
 serve() {
-	in_mode "$@"
+	in_mode "$APPS_MODE" "$@"
 	"${MODE_CMD[@]}" 2>>"$WORK/stderr.log" &
 	SERVER_PIDS+=("$!")
 }
@@ -124,31 +136,78 @@ sha256_of() {
 }
 
 # The shared-memory proof: the library logs one line per connection and
-# side that went into shared memory; as many on the client side as on the
-# server side, at least as many as the test made, and no error.
+# side that went into shared memory, and on its close the bytes it moved
+# through the rings and through the socket (hello and doorbells only); as
+# many connections on the client side as on the server side, at least as many
+# as the test made, its bytes in the rings, few on the socket, and no error.
 check_shared_memory() {
-	local log=$WORK/stderr.log clients servers
+	local log=$WORK/stderr.log clients servers ring sock
 	clients=$(grep -c 'shared memory, client' "$log" || true)
 	servers=$(grep -c 'shared memory, server' "$log" || true)
 	((clients >= APPS_MIN_CONNS)) ||
 		fail "only $clients of at least $APPS_MIN_CONNS client connections used shared memory"
 	expect_eq "server-side shared-memory connections" "$clients" "$servers"
+	# Both ends of a connection count its bytes, where both log their close
+	# (a process may exit without closing): a lower bound either way.
+	read -r ring sock < <(sed -nE 's/.* closed: ring sent=([0-9]+) received=([0-9]+), socket sent=([0-9]+) received=([0-9]+) bytes$/\1 \2 \3 \4/p' "$log" |
+		awk '{ ring += $1 + $2; sock += $3 + $4 } END { printf "%d %d\n", ring, sock }')
+	((ring >= APPS_MIN_RING_BYTES)) ||
+		fail "only $ring bytes went through the rings, expected at least $APPS_MIN_RING_BYTES"
+	((sock * 10 < ring)) || fail "$sock bytes went through the sockets, against $ring through the rings"
 	if grep -q 'tssx\[[0-9]*\]: error' "$log"; then
 		fail "the library logged errors: $(grep -m3 'tssx\[[0-9]*\]: error' "$log")"
 	fi
 }
 
-# One run in a fresh work directory; the preloaded run happens in a child
-# of with-registry, which mounts a private registry and always unmounts it.
-apps_main() {
+new_work() {
 	WORK=$(mktemp -d "/tmp/tssx-$APPS_NAME.XXXXXX")
 	chmod 755 "$WORK"
+}
+
+# N rounds, each mode against a fresh server; medians per metric and mode.
+apps_bench() {
+	[[ -n $APPS_LIB && -n ${TSSX_REGISTRY:-} ]] || fail "APPS_BENCH needs LIBTSSX and a mounted TSSX_REGISTRY"
+	local results round
+	results=$(mktemp)
+	trap 'cleanup; rm -f "$results"' EXIT
+	for ((round = 0; round < APPS_BENCH; round++)); do
+		for APPS_MODE in plain tssx; do
+			APPS_CLIENTS=$APPS_MODE
+			new_work
+			start_server
+			bench_client | sed "s/^/$APPS_MODE /" >>"$results"
+			cleanup
+		done
+	done
+	sort -k2,2 -k1,1 -k3,3g "$results" | awk -v app="$APPS_NAME" '
+		{ key = $2 " " $1; v[key, ++n[key]] = $3 }
+		END { for (k in n) { split(k, p, " "); median[p[1], p[2]] = v[k, int((n[k] + 1) / 2)]; metrics[p[1]] }
+		      for (m in metrics) printf "%s %s: plain %s, tssx %s, tssx/plain %.2f\n", app, m,
+		          median[m, "plain"], median[m, "tssx"], median[m, "tssx"] / median[m, "plain"] }'
+}
+
+# One run in a fresh work directory; the preloaded run happens in a child
+# of with-registry, which mounts a private registry and always unmounts it,
+# and its clients run twice: preloaded, then plain.
+apps_main() {
+	if [[ -n ${APPS_BENCH:-} ]]; then
+		apps_bench
+		return
+	fi
+	new_work
 	trap cleanup EXIT
+	start_server
 	app_run
+	if [[ $APPS_MODE == tssx ]]; then
+		# A TSSX server serves plain clients too, on the fds the TSSX
+		# connections had before.
+		APPS_CLIENTS=plain app_run
+	fi
 	stop_servers
 	[[ $APPS_MODE == tssx ]] && check_shared_memory
 	[[ $APPS_MODE == plain && -n $APPS_LIB ]] || return 0
 	cleanup
 	trap - EXIT
-	APPS_MODE=tssx exec "$APPS_WITH_REGISTRY" "$APPS_REGISTRYFS" "$0" "$APPS_LIB" "$APPS_WITH_REGISTRY" "$APPS_REGISTRYFS"
+	APPS_MODE=tssx exec "$APPS_WITH_REGISTRY" --registryfs "$APPS_REGISTRYFS" \
+		"$0" "$APPS_LIB" "$APPS_WITH_REGISTRY" "$APPS_REGISTRYFS"
 }

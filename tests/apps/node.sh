@@ -6,15 +6,23 @@
 source "$(dirname "$0")/lib.sh"
 need node nodejs
 
-app_run() {
-	local script
-	script=$(dirname "$0")/node-echo.js
-	serve node "$script" server "$WORK/node.sock"
+SCRIPT=$(dirname "$0")/node-echo.js
+
+start_server() {
+	serve node "$SCRIPT" server "$WORK/node.sock"
 	wait_for "node to listen" listening "$WORK/node.sock"
+}
+
+app_run() {
 	local out
-	out=$(app node "$script" check "$WORK/node.sock" 6 16) || fail "the client failed: $out"
+	out=$(app node "$SCRIPT" check "$WORK/node.sock" 6 16) || fail "the client failed: $out"
 	expect_eq "client result" ok "$out"
 	APPS_MIN_CONNS=6
+	APPS_MIN_RING_BYTES=$((3 * 2 * 16 * 1024 * 1024))
+}
+
+bench_client() {
+	app node "$SCRIPT" bench "$WORK/node.sock" 4 | sed 's/^\([0-9]*\) round trips\/s/round-trips\/s \1/'
 }
 
 apps_main "$@"

@@ -25,7 +25,7 @@ for i in range(1, 100001):
     print(f"{i}|{hashlib.md5(str(i).encode()).hexdigest()}")'
 }
 
-app_run() {
+start_server() {
 	mkdir "$WORK/pg"
 	chown postgres: "$WORK/pg"
 	"${AS_POSTGRES[@]}" initdb -D "$WORK/pg/data" -A trust -U postgres --no-sync -E UTF8 --locale=C \
@@ -34,17 +34,20 @@ app_run() {
 		-c unix_socket_directories="$WORK/pg" -c fsync=off -c max_connections=20 \
 		-c shared_buffers=32MB
 	wait_for "postgres to accept connections" pg_isready -q -h "$WORK/pg"
+}
 
+app_run() {
 	expect_eq "a sum" 500000500000 "$(sql -c 'select sum(i) from generate_series(1, 1000000) i')"
 
-	sql -c "select i, md5(i::text) from generate_series(1, 100000) i" >"$WORK/rows" ||
+	[[ -f $WORK/rows ]] || expected_rows >"$WORK/rows"
+	sql -c "select i, md5(i::text) from generate_series(1, 100000) i" >"$WORK/result" ||
 		fail "the large query failed"
-	expect_eq "sha256 of 100000 rows" "$(expected_rows | sha256sum | cut -d' ' -f1)" \
-		"$(sha256_of "$WORK/rows")"
+	expect_eq "sha256 of 100000 rows" "$(sha256_of "$WORK/rows")" "$(sha256_of "$WORK/result")"
 
 	# Upstream: COPY 100000 lines in; the server hashes what it stored.
-	expected_rows | tr '|' ' ' >"$WORK/lines"
-	sql -c "create table lines (id serial primary key, v text)" \
+	tr '|' ' ' <"$WORK/rows" >"$WORK/lines"
+	sql -c "create table if not exists lines (id serial primary key, v text)" \
+		-c "truncate lines restart identity" \
 		-c "\\copy lines (v) from '$WORK/lines'" || fail "COPY failed"
 	expect_eq "md5 of the copied lines" "$(head -c -1 "$WORK/lines" | md5sum | cut -d' ' -f1)" \
 		"$(sql -c "select md5(string_agg(v, E'\\n' order by id)) from lines")"
@@ -60,6 +63,18 @@ app_run() {
 		and sum(delta) = (select sum(bbalance) from pgbench_branches)
 		from pgbench_history")"
 	APPS_MIN_CONNS=9
+	APPS_MIN_RING_BYTES=$((6 * 1024 * 1024))
+}
+
+# pgbench's select-only transactions per second over 5 s, one client, then
+# four clients.
+bench_client() {
+	app pgbench -h "$WORK/pg" -U postgres -i -q -s 1 postgres >/dev/null 2>&1 || fail "pgbench -i failed"
+	local clients
+	for clients in 1 4; do
+		echo "select-only-tps-$clients-clients $(app pgbench -h "$WORK/pg" -U postgres -S -c "$clients" -j 2 -T 5 postgres |
+			sed -n 's/^tps = \([0-9.]*\) .*/\1/p')"
+	done
 }
 
 apps_main "$@"
