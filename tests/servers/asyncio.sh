@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# asyncio.sh WITH_REGISTRY REGISTRYFS LIBTSSX
+#
+# A Python asyncio echo server and client (standard library, epoll
+# selector), both preloaded over a private registry: 100 MiB echoed
+# byte-exact (SHA-256), and both ends' connection through shared memory,
+# carrying the whole stream in the rings.
+#
+#   ASYNCIO_MIB=N   MiB to echo (default 100)
+set -euo pipefail
+
+with_registry=$1 registryfs=$2 lib=$3
+mib=${ASYNCIO_MIB:-100}
+echo_py=$(dirname "$0")/asyncio_echo.py
+
+command -v python3 >/dev/null || { echo "asyncio: SKIP: python3 not found (apt-get install python3)" >&2; exit 77; }
+
+# Everything runs inside one private registry.
+if [[ -z ${TSSX_ASYNCIO_TEST_INSIDE:-} ]]; then
+	export TSSX_ASYNCIO_TEST_INSIDE=1
+	exec "$with_registry" --registryfs "$registryfs" "$0" "$@"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tssx-asyncio.XXXXXX")
+server_pid=
+cleanup() {
+	if [[ -n $server_pid ]]; then
+		kill -TERM "$server_pid" 2>/dev/null || true
+		wait "$server_pid" 2>/dev/null || true
+	fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+	echo "asyncio: FAIL: $*" >&2
+	tail -n 20 "$work"/*.log >&2 || true
+	exit 1
+}
+
+# a command, not a function: "$!" must be the server itself
+preloaded=(env LD_PRELOAD="$lib" TSSX_LOG=info)
+
+"${preloaded[@]}" python3 "$echo_py" server "$work/echo.sock" 2>"$work/server.log" &
+server_pid=$!
+for ((i = 0; i < 200; i++)); do
+	[[ -S $work/echo.sock ]] && break
+	kill -0 "$server_pid" 2>/dev/null || fail "the server exited"
+	sleep 0.05
+done
+[[ -S $work/echo.sock ]] || fail "the server did not come up"
+
+"${preloaded[@]}" python3 "$echo_py" client "$work/echo.sock" "$mib" 2>"$work/client.log" ||
+	fail "the client failed"
+
+bytes=$((mib << 20))
+grep -q 'shared memory, client' "$work/client.log" || fail "the client did not use shared memory"
+grep -q 'shared memory, server' "$work/server.log" || fail "the server did not use shared memory"
+# The client's closing line counts the bytes each way through the rings.
+grep -qE "ring sent=$bytes received=$bytes," "$work/client.log" ||
+	fail "not all $bytes bytes went through the rings: $(grep 'ring sent' "$work/client.log")"
