@@ -71,7 +71,10 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi);
+/* req may be NULL: a reply to opendir that never reached the kernel. */
 void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+/* Frees the listings of directories still open when the daemon stops. */
+void fs_free_snapshots(void);
 void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
 
 void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utlist.h>
 
 #include "config.h"
 #include "fs.h"
@@ -153,11 +154,31 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 /* A directory listing, taken whole at opendir so that readdir pages
- * through a consistent snapshot. */
+ * through a consistent snapshot.  All open ones are listed (under the
+ * registry lock), since the kernel sends no releasedir for directories
+ * still open when the daemon stops. */
 struct dir_snapshot {
 	char *buf;
 	size_t size;
+	struct dir_snapshot *prev, *next;
 };
+
+static struct dir_snapshot *open_snapshots;
+
+static void free_snapshot(struct dir_snapshot *d)
+{
+	DL_DELETE(open_snapshots, d);
+	free(d->buf);
+	free(d);
+}
+
+void fs_free_snapshots(void)
+{
+	struct dir_snapshot *d, *tmp;
+
+	DL_FOREACH_SAFE(open_snapshots, d, tmp)
+		free_snapshot(d);
+}
 
 static int add_dirent(fuse_req_t req, struct dir_snapshot *d, const char *name,
 		      const struct reg_node *node)
@@ -200,17 +221,19 @@ void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	else if (r == 0 && !dir->is_dir)
 		r = -ENOTDIR;
 	if (r == 0)
+		DL_APPEND(open_snapshots, d);
+	if (r == 0)
 		r = snapshot_dir(req, dir, d);
+	if (r < 0 && d)
+		free_snapshot(d);
 	notifier_send(registry_unlock());
 	if (r < 0) {
-		if (d)
-			free(d->buf);
-		free(d);
 		fuse_reply_err(req, -r);
 		return;
 	}
 	fi->fh = (uintptr_t)d;
-	fuse_reply_open(req, fi);
+	if (fuse_reply_open(req, fi) < 0)
+		fs_releasedir(NULL, ino, fi);
 }
 
 void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -227,11 +250,11 @@ void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct dir_snapshot *d = (struct dir_snapshot *)(uintptr_t)fi->fh;
-
-	free(d->buf);
-	free(d);
-	fuse_reply_err(req, 0);
+	registry_lock();
+	free_snapshot((struct dir_snapshot *)(uintptr_t)fi->fh);
+	notifier_send(registry_unlock());
+	if (req)
+		fuse_reply_err(req, 0);
 }
 
 /* The root answers REGISTRY_XATTR with the daemon's version; nothing else

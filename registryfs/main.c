@@ -270,6 +270,7 @@ int main(int argc, char *argv[])
 	if (r == 0) {
 		registry.table = table_new(ropts.max_entries, ropts.canonical);
 		r = registry.table ? mount_and_serve(&args, &opts, ropts.canonical) : -ENOMEM;
+		fs_free_snapshots();
 		table_free(registry.table);
 	}
 	free(opts.mountpoint);

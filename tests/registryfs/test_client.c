@@ -177,36 +177,51 @@ static void test_abstract_claim(void **state)
 	close(listener);
 }
 
-/* Lookups of a cached entry and of a cached miss with the daemon stopped:
- * they must be answered by the kernel's caches alone. */
+/* In a child, with the daemon stopped: 0 if both lookups were answered
+ * from the kernel's caches, else 1 (or killed by the alarm: a lookup that
+ * waits for the daemon never returns). */
+static bool lookups_without_daemon(pid_t daemon, const struct sockaddr_un *addr, socklen_t len,
+				   const struct sockaddr_un *missing, socklen_t missing_len)
+{
+	pid_t child;
+	int status;
+
+	assert_int_equal(kill(daemon, SIGSTOP), 0);
+	child = fork();
+	if (child == 0) {
+		alarm(5);
+		_exit(tssx_registry_lookup(addr, len) == 1 &&
+		      tssx_registry_lookup(missing, missing_len) == -ENOENT ? 0 : 1);
+	}
+	assert_true(child > 0);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_int_equal(kill(daemon, SIGCONT), 0);
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/* Lookups of a cached entry and of a cached miss must be answered by the
+ * kernel's caches alone.  An invalidation still on its way from the
+ * daemon (after the claim) can empty a cache once: then the attempt is
+ * repeated, from a settled state. */
 static void test_no_daemon_round_trip(void **state)
 {
 	struct sockaddr_un addr, missing;
 	socklen_t len = path_addr(&addr, "%s/steady.sock", work);
 	socklen_t missing_len = path_addr(&missing, "%s/steady-missing.sock", work);
 	const char *pid_text = getenv("TSSX_REGISTRYFS_PID");
-	pid_t daemon, child;
-	int listener = listen_on(&addr, len), claim, status;
+	int listener = listen_on(&addr, len), claim;
+	bool answered = false;
 
 	assert_non_null(pid_text);
-	daemon = (pid_t)atoi(pid_text);
 	claim = tssx_registry_claim(&addr, len, TSSX_BIT_SERVER);
 	assert_true(claim >= 0);
-	assert_int_equal(lookup_until(&addr, len, 1), 1);
-	assert_int_equal(tssx_registry_lookup(&missing, missing_len), -ENOENT);
-
-	assert_int_equal(kill(daemon, SIGSTOP), 0);
-	child = fork();
-	if (child == 0) {
-		alarm(10); /* a lookup that waits for the daemon never returns */
-		_exit(tssx_registry_lookup(&addr, len) == 1 &&
-		      tssx_registry_lookup(&missing, missing_len) == -ENOENT ? 0 : 1);
+	for (int attempt = 0; attempt < 3 && !answered; attempt++) {
+		assert_int_equal(lookup_until(&addr, len, 1), 1);
+		assert_int_equal(tssx_registry_lookup(&missing, missing_len), -ENOENT);
+		answered = lookups_without_daemon((pid_t)atoi(pid_text), &addr, len,
+						  &missing, missing_len);
 	}
-	assert_true(child > 0);
-	assert_int_equal(waitpid(child, &status, 0), child);
-	assert_int_equal(kill(daemon, SIGCONT), 0);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_true(answered);
 	close(claim);
 	close(listener);
 }
