@@ -7,39 +7,12 @@
 # carrying the whole stream in the rings.
 #
 #   ASYNCIO_MIB=N   MiB to echo (default 100)
-set -euo pipefail
+NAME=asyncio
+source "$(dirname "$0")/lib.sh"
+need python3 python3
 
-with_registry=$1 registryfs=$2 lib=$3
 mib=${ASYNCIO_MIB:-100}
 echo_py=$(dirname "$0")/asyncio_echo.py
-
-command -v python3 >/dev/null || { echo "asyncio: SKIP: python3 not found (apt-get install python3)" >&2; exit 77; }
-
-# Everything runs inside one private registry.
-if [[ -z ${TSSX_ASYNCIO_TEST_INSIDE:-} ]]; then
-	export TSSX_ASYNCIO_TEST_INSIDE=1
-	exec "$with_registry" --registryfs "$registryfs" "$0" "$@"
-fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/tssx-asyncio.XXXXXX")
-server_pid=
-cleanup() {
-	if [[ -n $server_pid ]]; then
-		kill -TERM "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "asyncio: FAIL: $*" >&2
-	tail -n 20 "$work"/*.log >&2 || true
-	exit 1
-}
-
-# a command, not a function: "$!" must be the server itself
-preloaded=(env LD_PRELOAD="$lib" TSSX_LOG=info)
 
 "${preloaded[@]}" python3 "$echo_py" server "$work/echo.sock" 2>"$work/server.log" &
 server_pid=$!

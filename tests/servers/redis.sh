@@ -7,45 +7,20 @@
 # same data, read back with redis-cli; in the second, every connection must
 # have gone through shared memory (TSSX_LOG=info lines).
 #
-#   REDIS_REQUESTS=N   requests per benchmark test (default 20000)
-set -euo pipefail
+#   REDIS_REQUESTS=N   requests per benchmark test (default 10000)
+NAME=redis
+source "$(dirname "$0")/lib.sh"
+need redis-server redis-server
+need redis-benchmark redis-tools
+need redis-cli redis-tools
 
-with_registry=$1 registryfs=$2 lib=$3
-requests=${REDIS_REQUESTS:-20000}
+requests=${REDIS_REQUESTS:-10000}
 tests=set,get,incr,lpush,lpop,mset
-
-for program in redis-server redis-benchmark redis-cli; do
-	command -v "$program" >/dev/null ||
-		{ echo "redis: SKIP: $program not found (apt-get install redis-server redis-tools)" >&2; exit 77; }
-done
-
-# Everything runs inside one private registry.
-if [[ -z ${TSSX_REDIS_TEST_INSIDE:-} ]]; then
-	export TSSX_REDIS_TEST_INSIDE=1
-	exec "$with_registry" --registryfs "$registryfs" "$0" "$@"
-fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/tssx-redis.XXXXXX")
-server_pid=
-cleanup() {
-	if [[ -n $server_pid ]]; then
-		kill -TERM "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-	echo "redis ($mode): FAIL: $*" >&2
-	tail -n 20 "$work"/*.log >&2 2>/dev/null || true
-	exit 1
-}
 
 # run CMD...: in the current mode, preloaded or not
 run() {
 	if [[ $mode == tssx ]]; then
-		env LD_PRELOAD="$lib" TSSX_LOG=info "$@"
+		"${preloaded[@]}" "$@"
 	else
 		"$@"
 	fi
@@ -53,7 +28,7 @@ run() {
 
 start_server() {
 	local preload=()
-	[[ $mode == plain ]] || preload=(env LD_PRELOAD="$lib" TSSX_LOG=info)
+	[[ $mode == plain ]] || preload=("${preloaded[@]}")
 	rm -f "$work/redis.sock"
 	# not through run(): "$!" must be the server itself
 	"${preload[@]}" redis-server --port 0 --unixsocket "$work/redis.sock" --save '' --appendonly no \
@@ -62,10 +37,10 @@ start_server() {
 	for ((i = 0; i < 200; i++)); do
 		[[ -S $work/redis.sock ]] && run redis-cli -s "$work/redis.sock" ping 2>>"$work/clients-$mode.log" |
 			grep -qx PONG && return 0
-		kill -0 "$server_pid" 2>/dev/null || fail "redis-server exited"
+		kill -0 "$server_pid" 2>/dev/null || fail "$mode: redis-server exited"
 		sleep 0.05
 	done
-	fail "redis-server did not come up"
+	fail "$mode: redis-server did not come up"
 }
 
 stop_server() {
@@ -77,12 +52,12 @@ stop_server() {
 benchmark() { # clients
 	local out=$work/bench-$mode-$1.csv
 	run redis-benchmark -s "$work/redis.sock" -t "$tests" -n "$requests" -c "$1" --csv \
-		>"$out" 2>>"$work/clients-$mode.log" || fail "redis-benchmark -c $1 failed"
-	grep -qi error "$out" && fail "redis-benchmark -c $1 reported errors"
+		>"$out" 2>>"$work/clients-$mode.log" || fail "$mode: redis-benchmark -c $1 failed"
+	grep -qi error "$out" && fail "$mode: redis-benchmark -c $1 reported errors"
 	# one CSV line per test, each with a positive rate
 	[[ $(grep -cE '^"(SET|GET|INCR|LPUSH|LPOP|MSET[^"]*)","[0-9.]+"' "$out") == 6 ]] ||
-		fail "redis-benchmark -c $1: incomplete results: $(cat "$out")"
-	awk -F'"' 'NR > 1 && $4 + 0 <= 0 { exit 1 }' "$out" || fail "a zero rate in $out"
+		fail "$mode: redis-benchmark -c $1: incomplete results: $(cat "$out")"
+	awk -F'"' 'NR > 1 && $4 + 0 <= 0 { exit 1 }' "$out" || fail "$mode: a zero rate in $out"
 }
 
 # Writes of every type through redis-cli, then everything read back.
