@@ -199,14 +199,15 @@ static int reap(pid_t pid, bool stop)
 static int collect(int fd, uint64_t deadline, struct bench_cell *cell)
 {
 	struct role_report report;
+	bool first_run = cell->n == 0;
 	double *grown;
 	int r = read_before(fd, &report, sizeof(report), deadline);
 
 	if (r < 0)
 		return r;
-	if (report.count > BENCH_MAX_SAMPLES)
+	if (report.count == 0 || report.count > BENCH_MAX_SAMPLES)
 		return -EPROTO;
-	grown = realloc(cell->samples, (cell->n + report.count) * sizeof(double) + 1);
+	grown = realloc(cell->samples, (cell->n + report.count) * sizeof(double));
 	if (!grown)
 		return -ENOMEM;
 	cell->samples = grown;
@@ -214,7 +215,8 @@ static int collect(int fd, uint64_t deadline, struct bench_cell *cell)
 	if (r < 0)
 		return r;
 	cell->n += report.count;
-	cell->shm_used = (cell->n == report.count || cell->shm_used) && (report.flags & REPORT_SHM_USED);
+	/* Shared memory only counts if every run of the cell used it. */
+	cell->shm_used = (first_run || cell->shm_used) && (report.flags & REPORT_SHM_USED);
 	return 0;
 }
 
