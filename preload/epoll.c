@@ -267,25 +267,29 @@ static int poll_once(struct events_set *set, struct wait_call *call)
 	return count;
 }
 
+/* Arms, re-checks, then sleeps in the kernel; what woke it is translated
+ * (doorbells drained) and the rings are asked again at once. */
+static int sleep_once(struct events_set *set, struct wait_call *call)
+{
+	int count = collect(set, call, 0, true);
+
+	if (count)
+		return count;
+	if (!add_kernel_results(set, call, &count, true))
+		return -1;
+	return count + collect(set, call, count, false);
+}
+
 static int wait_tracked(struct events_set *set, struct wait_call *call)
 {
 	int saved_errno = errno;
+	int count = poll_once(set, call);
 
-	for (;;) {
-		int count = poll_once(set, call);
-
-		if (count == 0 && !events_deadline_passed(&call->deadline)) {
-			count = collect(set, call, 0, true);
-			if (!add_kernel_results(set, call, &count, count == 0))
-				return -1;
-		}
-		if (count < 0)
-			return -1;
-		if (count > 0 || events_deadline_passed(&call->deadline)) {
-			errno = saved_errno;
-			return count;
-		}
-	}
+	while (count == 0 && !events_deadline_passed(&call->deadline))
+		count = sleep_once(set, call);
+	if (count >= 0)
+		errno = saved_errno;
+	return count;
 }
 
 /* The set of epfd when it tracks something; NULL: straight through. */
