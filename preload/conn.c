@@ -1,0 +1,294 @@
+/*
+ * Connection lifetime and handshake (connection.h, DESIGN.md §2).
+ *
+ * Client: tssx_conn_connect() right after the real connect creates the
+ * segment and sends the hello with the memfd; the connection is in
+ * shared-memory mode from then on.  Server: tssx_conn_accept() tries to read
+ * the hello at once without blocking; if it is not there yet the first call
+ * that needs the connection completes it (tssx_conn_establish()).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "connection.h"
+#include "init.h"
+#include "real_slots.h"
+#include "tssx/hello.h"
+#include "tssx/log.h"
+
+static const char client_prefix[] = TSSX_CLIENT_PREFIX;
+#define CLIENT_PREFIX_LEN (sizeof(client_prefix) - 1)
+
+bool tssx_conn_is_client_addr(const void *addr, unsigned addrlen)
+{
+	const struct sockaddr_un *sun = addr;
+
+	return addrlen >= offsetof(struct sockaddr_un, sun_path) + 1 + CLIENT_PREFIX_LEN &&
+	       sun->sun_family == AF_UNIX && sun->sun_path[0] == '\0' &&
+	       memcmp(sun->sun_path + 1, client_prefix, CLIENT_PREFIX_LEN) == 0;
+}
+
+int tssx_conn_bind_client(int fd)
+{
+	static _Atomic unsigned counter;
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int attempt;
+
+	for (attempt = 0; attempt < 8; attempt++) {
+		unsigned random = 0;
+		int len;
+
+		(void)!getrandom(&random, sizeof(random), GRND_NONBLOCK);
+		len = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "%s%d.%u.%08x",
+			       client_prefix, (int)getpid(), atomic_fetch_add(&counter, 1), random);
+		if (TSSX_REAL(bind)(fd, (struct sockaddr *)&addr,
+				    offsetof(struct sockaddr_un, sun_path) + 1 + (socklen_t)len) == 0)
+			return 0;
+		if (errno != EADDRINUSE)
+			return -errno;
+	}
+	return -EADDRINUSE;
+}
+
+static struct tssx_conn *conn_new(int fd, bool server)
+{
+	struct tssx_conn *conn = calloc(1, sizeof(*conn));
+
+	if (!conn)
+		return NULL;
+	conn->obj.kind = TSSX_FD_CONN;
+	atomic_init(&conn->obj.refs, 1);
+	conn->server = server;
+	atomic_init(&conn->fd, fd);
+	pthread_mutex_init(&conn->handshake_lock, NULL);
+	return conn;
+}
+
+static void conn_free(struct tssx_conn *conn)
+{
+	tssx_segment_detach(&conn->seg);
+	pthread_mutex_destroy(&conn->handshake_lock);
+	free(conn);
+}
+
+/* The rings are known: from here on the data path works. */
+static void conn_ready(struct tssx_conn *conn, int fd)
+{
+	conn->tx = &conn->seg.ring[conn->server ? TSSX_S2C : TSSX_C2S];
+	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];
+	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);
+	log_info("fd %d: shared memory, %s", fd, conn->server ? "server" : "client");
+}
+
+static int send_hello(int fd, const struct tssx_hello *hello, int memfd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control = { 0 };
+	struct iovec iov = { .iov_base = (void *)hello, .iov_len = sizeof(*hello) };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+	ssize_t n;
+
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &memfd, sizeof(int));
+	do
+		n = TSSX_REAL(sendmsg)(fd, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	/* A fresh socket's buffer takes a few dozen bytes whole. */
+	return n == (ssize_t)sizeof(*hello) ? 0 : -EIO;
+}
+
+int tssx_conn_connect(int fd)
+{
+	struct tssx_conn *conn = conn_new(fd, false);
+	struct tssx_hello hello;
+	int memfd = -1, ret;
+
+	if (!conn)
+		return -ENOMEM;
+	ret = tssx_segment_create(&conn->seg, tssx_opts.ring_size, tssx_opts.ring_size, &memfd, &hello);
+	if (ret == 0)
+		ret = send_hello(fd, &hello, memfd);
+	if (memfd >= 0)
+		TSSX_REAL(close)(memfd);
+	if (ret == 0)
+		ret = tssx_table_set(fd, &conn->obj);
+	if (ret < 0) {
+		conn_free(conn);
+		return log_error(ret, "fd %d: TSSX handshake failed: %s", fd, strerror(-ret));
+	}
+	atomic_store(&conn->sock_sent, sizeof(hello));
+	conn_ready(conn, fd);
+	return 0;
+}
+
+int tssx_conn_fail(struct tssx_conn *conn, int fd, int error, const char *why)
+{
+	int expected = atomic_load(&conn->state);
+
+	/* The first failure tells the story; later ones only report it. */
+	while (expected != TSSX_CONN_FAILED) {
+		atomic_store(&conn->error, error);
+		if (atomic_compare_exchange_weak(&conn->state, &expected, TSSX_CONN_FAILED)) {
+			tssx_log(TSSX_LOG_ERROR, "fd %d: TSSX connection failed: %s (%s)", fd, why,
+				 strerror(error));
+			/* Wake the peer: it sees EOF or EPIPE instead of waiting. */
+			TSSX_REAL(shutdown)(fd, SHUT_RDWR);
+			break;
+		}
+	}
+	return -atomic_load(&conn->error);
+}
+
+/* Takes the memfd out of the hello's control message; -1 if there is none
+ * or the peer sent more than one fd (the kernel dropped the rest). */
+static int hello_memfd(struct msghdr *msg)
+{
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(msg);
+	int memfd = -1;
+
+	if (cmsg && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
+	    cmsg->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&memfd, CMSG_DATA(cmsg), sizeof(int));
+	if (memfd >= 0 && (msg->msg_flags & MSG_CTRUNC)) {
+		TSSX_REAL(close)(memfd);
+		memfd = -1;
+	}
+	return memfd;
+}
+
+static ssize_t receive_hello(int fd, struct tssx_hello *hello, int *memfd, int timeout_ms)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = hello, .iov_len = sizeof(*hello) };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	while ((n = TSSX_REAL(recvmsg)(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)) < 0) {
+		int ready;
+
+		if (errno != EAGAIN || timeout_ms == 0)
+			return -errno;
+		ready = tssx_real_poll(&pfd, 1, timeout_ms);
+		if (ready <= 0)
+			return ready < 0 ? -errno : -EAGAIN;
+	}
+	*memfd = hello_memfd(&msg);
+	return n;
+}
+
+/* Reads and checks the hello, maps the segment.  Called under the lock. */
+static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
+{
+	struct tssx_hello raw, hello;
+	const char *why = "bad hello";
+	int memfd = -1, ret;
+	ssize_t n;
+
+	n = receive_hello(fd, &raw, &memfd, timeout_ms);
+	if (n == -EAGAIN || n == -EINTR)
+		return (int)n;
+	if (n <= 0)
+		return tssx_conn_fail(conn, fd, ECONNRESET, n == 0 ? "peer closed before its hello" : "no hello");
+	ret = tssx_hello_parse(&raw, (size_t)n, &hello, &why);
+	if (ret == 0 && memfd < 0) {
+		ret = -EPROTO;
+		why = "hello without a segment";
+	}
+	if (ret == 0) {
+		ret = tssx_segment_attach(&conn->seg, memfd, &hello);
+		why = ret == -EPERM ? "segment not sealed" : "segment does not match the hello";
+	}
+	if (memfd >= 0)
+		TSSX_REAL(close)(memfd);
+	if (ret < 0)
+		return tssx_conn_fail(conn, fd, EPROTO, why);
+	atomic_fetch_add(&conn->sock_received, (uint64_t)n);
+	conn_ready(conn, fd);
+	return 0;
+}
+
+int tssx_conn_establish(struct tssx_conn *conn, int fd, int timeout_ms)
+{
+	int ret;
+
+	pthread_mutex_lock(&conn->handshake_lock);
+	switch (atomic_load(&conn->state)) {
+	case TSSX_CONN_HELLO_PENDING:
+		ret = conn_receive_hello(conn, fd, timeout_ms);
+		break;
+	case TSSX_CONN_READY:
+		ret = 0;
+		break;
+	default:
+		ret = -atomic_load(&conn->error);
+		break;
+	}
+	pthread_mutex_unlock(&conn->handshake_lock);
+	return ret;
+}
+
+int tssx_conn_accept(int fd)
+{
+	struct tssx_conn *conn = conn_new(fd, true);
+	int ret;
+
+	if (!conn)
+		return -ENOMEM;
+	ret = tssx_table_set(fd, &conn->obj);
+	if (ret < 0) {
+		conn_free(conn);
+		return ret;
+	}
+	tssx_conn_establish(conn, fd, 0);
+	return 0;
+}
+
+void tssx_conn_get(struct tssx_conn *conn)
+{
+	atomic_fetch_add(&conn->obj.refs, 1);
+}
+
+void tssx_conn_put(struct tssx_conn *conn, int fd)
+{
+	if (atomic_fetch_sub(&conn->obj.refs, 1) != 1) {
+		/* The event wrappers reach the socket through conn->fd. */
+		int expected = fd;
+
+		atomic_compare_exchange_strong(&conn->fd, &expected, tssx_table_find(&conn->obj));
+		return;
+	}
+	if (atomic_load(&conn->state) == TSSX_CONN_READY)
+		log_info("fd %d closed: ring sent=%llu received=%llu, socket sent=%llu received=%llu bytes",
+			 fd, (unsigned long long)conn->ring_sent, (unsigned long long)conn->ring_received,
+			 (unsigned long long)conn->sock_sent, (unsigned long long)conn->sock_received);
+	conn_free(conn);
+}

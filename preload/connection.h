@@ -1,0 +1,95 @@
+/*
+ * A TSSX connection as the shims see it: the handshake, the data path and
+ * the lifetime of one shared segment (DESIGN.md §2-3).
+ *
+ * One struct tssx_conn per connection per process, shared by every fd of
+ * the process that refers to it (dup); a forked child has its own copy of
+ * the struct and the same segment.  Internal functions return -errno.
+ */
+#ifndef TSSX_PRELOAD_CONNECTION_H
+#define TSSX_PRELOAD_CONNECTION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "conn.h"
+#include "table.h"
+#include "tssx/segment.h"
+
+/* Client sockets are bound to "\0" TSSX_CLIENT_PREFIX "PID.COUNTER.RANDOM". */
+#define TSSX_CLIENT_PREFIX "tssx-v1."
+
+enum tssx_conn_state {
+	TSSX_CONN_HELLO_PENDING, /* server: the client's hello is not read yet */
+	TSSX_CONN_READY,
+	TSSX_CONN_FAILED,        /* every call fails with conn->error */
+};
+
+struct tssx_conn {
+	struct tssx_fd_object obj;
+	bool server;
+	_Atomic int fd;            /* one fd of this process that refers to it */
+	_Atomic int state;         /* enum tssx_conn_state */
+	_Atomic int error;         /* errno once FAILED */
+	_Atomic bool peer_closed;  /* the real socket reported EOF or HUP */
+	_Atomic bool read_shut;    /* this process did shutdown(SHUT_RD) */
+	_Atomic bool write_shut;   /* this process did shutdown(SHUT_WR) */
+	pthread_mutex_t handshake_lock;
+	struct tssx_segment seg;
+	struct tssx_ring *rx, *tx;
+	/* Statistics of this process, for the log line at close. */
+	_Atomic uint64_t ring_sent, ring_received, sock_sent, sock_received;
+};
+
+static inline struct tssx_conn *tssx_conn_of(struct tssx_fd_object *obj)
+{
+	return obj && obj->kind == TSSX_FD_CONN ? (struct tssx_conn *)obj : NULL;
+}
+
+/* Whether a peer address (from accept) is a TSSX client's. */
+bool tssx_conn_is_client_addr(const void *addr, unsigned addrlen);
+/* Binds an unbound socket to a fresh TSSX client name. */
+int tssx_conn_bind_client(int fd);
+
+/* Client, after the real connect: segment, hello, fd table.  On failure
+ * nothing is left behind (the caller fails the connect). */
+int tssx_conn_connect(int fd);
+/* Server, after the real accept of a TSSX client: a connection whose hello
+ * is read now if it is there, later otherwise. */
+int tssx_conn_accept(int fd);
+/* Completes a pending handshake, waiting up to timeout_ms (-1: forever)
+ * for the hello.  Returns 0 once READY, -EAGAIN, -EINTR, or the
+ * connection's error. */
+int tssx_conn_establish(struct tssx_conn *conn, int fd, int timeout_ms);
+
+/* 0 when the data path may be used on fd (the fast path is one load). */
+static inline int tssx_conn_usable(struct tssx_conn *conn, int fd, int timeout_ms)
+{
+	if (likely(atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_READY))
+		return 0;
+	return tssx_conn_establish(conn, fd, timeout_ms);
+}
+
+/* Marks the connection failed (log line, real socket shut down so that the
+ * peer notices); returns -error. */
+int tssx_conn_fail(struct tssx_conn *conn, int fd, int error, const char *why);
+
+/* Another fd of this process refers to the connection (dup). */
+void tssx_conn_get(struct tssx_conn *conn);
+/* fd no longer refers to it; the last one logs the counts and unmaps. */
+void tssx_conn_put(struct tssx_conn *conn, int fd);
+
+/* The data path (stream.c).  flags are MSG_* flags; both honour O_NONBLOCK,
+ * SO_RCVTIMEO / SO_SNDTIMEO, signals, EOF and a dead peer like a socket. */
+ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
+ssize_t tssx_conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
+int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how);
+/* FIONREAD / SIOCOUTQ. */
+ssize_t tssx_conn_inq(struct tssx_conn *conn, int fd);
+ssize_t tssx_conn_outq(struct tssx_conn *conn, int fd);
+
+#endif

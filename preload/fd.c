@@ -1,0 +1,194 @@
+/*
+ * fd calls: close, dup*, fcntl, ioctl, close_range, closefrom.
+ *
+ * fd numbers are reused at once, so a connection is forgotten in the table
+ * before the real call releases its number; dup2 onto a tracked fd is a
+ * close of that fd.  A duplicate shares the connection (refcount).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <linux/sockios.h>
+#include <unistd.h>
+
+#include "real_slots.h"
+#include "shims.h"
+#include "tssx/macros.h"
+#include "tssx/registry_client.h"
+
+void tssx_fd_release(int fd)
+{
+	struct tssx_fd_object *obj = tssx_table_take(fd);
+
+	if (!obj)
+		return;
+	switch (obj->kind) {
+	case TSSX_FD_CONN:
+		tssx_conn_put(tssx_conn_of(obj), fd);
+		break;
+	case TSSX_FD_LISTENER:
+		tssx_listener_release((struct tssx_listener *)obj, fd);
+		break;
+	case TSSX_FD_REGISTRY:
+		tssx_registry_forget_fd(fd);
+		break;
+	}
+}
+
+static void forget_fd(int fd)
+{
+	if (tssx_events_forget_fd)
+		tssx_events_forget_fd(fd);
+	if (unlikely(tssx_table_get(fd)))
+		tssx_fd_release(fd);
+}
+
+/* new_fd now refers to what old_fd refers to. */
+static int share_fd(int old_fd, int new_fd)
+{
+	struct tssx_fd_object *obj = tssx_table_get(old_fd);
+
+	if (likely(!obj) || obj->kind == TSSX_FD_REGISTRY ||
+	    (obj->kind == TSSX_FD_LISTENER &&
+	     atomic_load(&((struct tssx_listener *)obj)->claim_fd) == old_fd))
+		return new_fd;
+	atomic_fetch_add(&obj->refs, 1);
+	if (tssx_table_set(new_fd, obj) < 0) {
+		/* Beyond the table the duplicate would look like a plain
+		 * socket carrying doorbells: refuse it. */
+		tssx_fd_release(new_fd);
+		atomic_fetch_sub(&obj->refs, 1);
+		TSSX_REAL(close)(new_fd);
+		errno = EMFILE;
+		return -1;
+	}
+	return new_fd;
+}
+
+TSSX_EXPORT int close(int fd)
+{
+	forget_fd(fd);
+	return TSSX_REAL(close)(fd);
+}
+
+TSSX_EXPORT int dup(int fd)
+{
+	int new_fd = TSSX_REAL(dup)(fd);
+
+	return new_fd < 0 ? new_fd : share_fd(fd, new_fd);
+}
+
+/* dup2/dup3 close new_fd first, unless old_fd is invalid. */
+static void replacing(int old_fd, int new_fd)
+{
+	if (old_fd != new_fd && TSSX_REAL(fcntl)(old_fd, F_GETFD) >= 0)
+		forget_fd(new_fd);
+}
+
+TSSX_EXPORT int dup2(int old_fd, int new_fd)
+{
+	int saved_errno = errno;
+
+	replacing(old_fd, new_fd);
+	errno = saved_errno;
+	if (TSSX_REAL(dup2)(old_fd, new_fd) < 0)
+		return -1;
+	return old_fd == new_fd ? new_fd : share_fd(old_fd, new_fd);
+}
+
+TSSX_EXPORT int dup3(int old_fd, int new_fd, int flags)
+{
+	int saved_errno = errno;
+
+	if (old_fd != new_fd)
+		replacing(old_fd, new_fd);
+	errno = saved_errno;
+	if (TSSX_REAL(dup3)(old_fd, new_fd, flags) < 0)
+		return -1;
+	return share_fd(old_fd, new_fd);
+}
+
+static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, va_list args)
+{
+	/* Every command takes at most one argument, an int or a pointer. */
+	void *arg = va_arg(args, void *);
+	int ret = real(fd, cmd, arg);
+
+	if (ret >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
+		return share_fd(fd, ret);
+	return ret;
+}
+
+TSSX_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list args;
+	int ret;
+
+	va_start(args, cmd);
+	ret = fcntl_common(TSSX_REAL(fcntl), fd, cmd, args);
+	va_end(args);
+	return ret;
+}
+
+TSSX_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list args;
+	int ret;
+
+	va_start(args, cmd);
+	ret = fcntl_common(TSSX_REAL(fcntl64), fd, cmd, args);
+	va_end(args);
+	return ret;
+}
+
+TSSX_EXPORT int ioctl(int fd, unsigned long request, ...)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+	va_list args;
+	void *arg;
+	ssize_t n;
+
+	va_start(args, request);
+	arg = va_arg(args, void *);
+	va_end(args);
+	if (likely(!conn) || (request != SIOCINQ && request != SIOCOUTQ))
+		return TSSX_REAL(ioctl)(fd, request, arg);
+	n = request == SIOCINQ ? tssx_conn_inq(conn, fd) : tssx_conn_outq(conn, fd);
+	if (n < 0)
+		return (int)tssx_result(n);
+	*(int *)arg = n > INT_MAX ? INT_MAX : (int)n;
+	return 0;
+}
+
+/* Forgets every fd from first to last before a range of them closes. */
+static void forget_range(unsigned first, unsigned last)
+{
+	struct rlimit limit;
+	unsigned high = (unsigned)tssx_table_high_fd();
+
+	/* The event wrappers track fds the table does not: walk every fd
+	 * that can be open. */
+	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur > high)
+		high = limit.rlim_cur > TSSX_TABLE_MAX_FD ? TSSX_TABLE_MAX_FD : (unsigned)limit.rlim_cur;
+	if (last > high)
+		last = high;
+	for (unsigned fd = first; fd <= last && fd <= INT_MAX; fd++)
+		forget_fd((int)fd);
+}
+
+TSSX_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last)
+		forget_range(first, last);
+	return TSSX_REAL(close_range)(first, last, flags);
+}
+
+TSSX_EXPORT void closefrom(int lowfd)
+{
+	forget_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u);
+	TSSX_REAL(closefrom)(lowfd);
+}

@@ -1,0 +1,93 @@
+/* One-time set-up of the preload library (init.h). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "init.h"
+#include "real_slots.h"
+#include "table.h"
+#include "tssx/log.h"
+#include "tssx/registry_client.h"
+#include "tssx/registry_name.h"
+
+struct tssx_options tssx_opts;
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* Every fd the registry client keeps points here in the fd table. */
+static struct tssx_fd_object registry_fd = { .kind = TSSX_FD_REGISTRY };
+
+static void registry_fd_kept(int fd)
+{
+	tssx_table_set(fd, &registry_fd);
+}
+
+static void registry_fd_dropped(int fd)
+{
+	struct tssx_fd_object *obj = tssx_table_get(fd);
+
+	if (obj == &registry_fd)
+		tssx_table_take(fd);
+}
+
+static int real_close(int fd)
+{
+	return TSSX_REAL(close)(fd);
+}
+
+static ssize_t real_write(int fd, const void *buf, size_t len)
+{
+	return TSSX_REAL(write)(fd, buf, len);
+}
+
+static void warn_option(const char *message)
+{
+	tssx_log(TSSX_LOG_WARN, "%s", message);
+}
+
+static void init_once_fn(void)
+{
+	static const struct tssx_registry_hooks hooks = {
+		.close = real_close,
+		.fd_kept = registry_fd_kept,
+		.fd_dropped = registry_fd_dropped,
+	};
+	int ret;
+
+	tssx_log_write = real_write;
+	tssx_options_parse(&tssx_opts, getenv, warn_option);
+	tssx_log_level = tssx_opts.log_level;
+	if (tssx_opts.disabled) {
+		log_debug("disabled by TSSX_DISABLE");
+		return;
+	}
+	ret = tssx_registry_client_init(tssx_opts.registry, &hooks);
+	if (ret < 0)
+		log_debug("no registry at %s (%s): plain sockets", tssx_opts.registry, strerror(-ret));
+}
+
+bool tssx_init(void)
+{
+	pthread_once(&init_once, init_once_fn);
+	return !tssx_opts.disabled;
+}
+
+bool tssx_selects(const struct sockaddr_un *addr, unsigned addrlen)
+{
+	char name[1 + TSSX_REGISTRY_NAME_MAX] = "/";
+
+	if (!tssx_init())
+		return false;
+	if (!tssx_opts.include[0] && !tssx_opts.exclude[0])
+		return true;
+	if (tssx_registry_name_from_addr(addr, addrlen, name + 1, sizeof(name) - 1) < 0)
+		return false;
+	/* Patterns name paths as "/tmp/s.sock" and abstract sockets as "@name". */
+	return tssx_options_selects(&tssx_opts, tssx_registry_name_is_abstract(name + 1) ? name + 1 : name);
+}
+
+__attribute__((constructor)) static void tssx_constructor(void)
+{
+	tssx_init();
+}

@@ -1,0 +1,25 @@
+/*
+ * The library's one-time set-up: options read once from the environment,
+ * logging through the real write(2), the registry client.
+ */
+#ifndef TSSX_PRELOAD_INIT_H
+#define TSSX_PRELOAD_INIT_H
+
+#include <stdbool.h>
+
+#include "tssx/options.h"
+
+/* Valid after tssx_init(). */
+extern struct tssx_options tssx_opts;
+
+/* Sets everything up on first call (the constructor, or the first wrapper
+ * that needs it when another library's constructor runs before ours).
+ * Returns whether TSSX may be used at all (TSSX_DISABLE unset). */
+bool tssx_init(void);
+
+/* Whether a socket address is one TSSX may handle: enabled, and selected by
+ * TSSX_INCLUDE / TSSX_EXCLUDE. */
+struct sockaddr_un;
+bool tssx_selects(const struct sockaddr_un *addr, unsigned addrlen);
+
+#endif

@@ -1,0 +1,259 @@
+/*
+ * Data calls: read, write, recv*, send* and their fortified variants, and
+ * sendfile/splice with a TSSX connection on either end (DESIGN.md §3).
+ * For any other fd each costs one table lookup before the real call.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "init.h"
+#include "real_slots.h"
+#include "shims.h"
+#include "tssx/log.h"
+#include "tssx/macros.h"
+
+/* The fortified entry points _FORTIFY_SOURCE programs call; their headers
+ * only declare them for fortified builds, which the shims are not. */
+extern void __chk_fail(void) __attribute__((noreturn));
+ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen);
+ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+		       struct sockaddr *addr, socklen_t *addrlen);
+
+/* Bytes moved per round by sendfile() and splice(). */
+#define COPY_CHUNK (64 * 1024)
+
+static ssize_t conn_recv(struct tssx_conn *conn, int fd, void *buf, size_t len, int flags)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+
+	return tssx_result(tssx_conn_recv(conn, fd, &iov, 1, flags));
+}
+
+static ssize_t conn_send(struct tssx_conn *conn, int fd, const void *buf, size_t len, int flags)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	return tssx_result(tssx_conn_send(conn, fd, &iov, 1, flags));
+}
+
+/* The peer's address as recvfrom()/recvmsg() report it: what
+ * getpeername() shows. */
+static void peer_addr(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	if (addr && len && getpeername(fd, addr, len) < 0)
+		*len = 0;
+}
+
+TSSX_EXPORT ssize_t read(int fd, void *buf, size_t len)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+
+	if (likely(!conn))
+		return TSSX_REAL(read)(fd, buf, len);
+	return conn_recv(conn, fd, buf, len, 0);
+}
+
+TSSX_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+	if (len > buflen)
+		__chk_fail();
+	return read(fd, buf, len);
+}
+
+TSSX_EXPORT ssize_t write(int fd, const void *buf, size_t len)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+
+	if (likely(!conn))
+		return TSSX_REAL(write)(fd, buf, len);
+	return conn_send(conn, fd, buf, len, 0);
+}
+
+TSSX_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+
+	if (likely(!conn))
+		return TSSX_REAL(readv)(fd, iov, iovcnt);
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		return tssx_result(-EINVAL);
+	return tssx_result(tssx_conn_recv(conn, fd, iov, iovcnt, 0));
+}
+
+TSSX_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+
+	if (likely(!conn))
+		return TSSX_REAL(writev)(fd, iov, iovcnt);
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		return tssx_result(-EINVAL);
+	return tssx_result(tssx_conn_send(conn, fd, iov, iovcnt, 0));
+}
+
+/* Flags a Unix stream socket rejects. */
+static bool bad_flags(int flags)
+{
+	return flags & MSG_OOB;
+}
+
+TSSX_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+
+	if (likely(!conn))
+		return TSSX_REAL(recv)(fd, buf, len, flags);
+	if (bad_flags(flags))
+		return tssx_result(-EOPNOTSUPP);
+	return conn_recv(conn, fd, buf, len, flags);
+}
+
+TSSX_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+{
+	if (len > buflen)
+		__chk_fail();
+	return recv(fd, buf, len, flags);
+}
+
+TSSX_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *addrlen)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+	ssize_t n;
+
+	if (likely(!conn))
+		return TSSX_REAL(recvfrom)(fd, buf, len, flags, addr, addrlen);
+	if (bad_flags(flags))
+		return tssx_result(-EOPNOTSUPP);
+	n = conn_recv(conn, fd, buf, len, flags);
+	if (n >= 0)
+		peer_addr(fd, addr, addrlen);
+	return n;
+}
+
+TSSX_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+				   struct sockaddr *addr, socklen_t *addrlen)
+{
+	if (len > buflen)
+		__chk_fail();
+	return recvfrom(fd, buf, len, flags, addr, addrlen);
+}
+
+static ssize_t conn_recvmsg(struct tssx_conn *conn, int fd, struct msghdr *msg, int flags)
+{
+	ssize_t n;
+
+	if (bad_flags(flags))
+		return tssx_result(-EOPNOTSUPP);
+	if (msg->msg_iovlen > IOV_MAX)
+		return tssx_result(-EMSGSIZE);
+	n = tssx_result(tssx_conn_recv(conn, fd, msg->msg_iov, (int)msg->msg_iovlen, flags));
+	if (n < 0)
+		return n;
+	if (msg->msg_name)
+		peer_addr(fd, msg->msg_name, &msg->msg_namelen);
+	msg->msg_controllen = 0; /* the rings carry no ancillary data */
+	msg->msg_flags = 0;
+	return n;
+}
+
+TSSX_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+
+	if (likely(!conn))
+		return TSSX_REAL(recvmsg)(fd, msg, flags);
+	return conn_recvmsg(conn, fd, msg, flags);
+}
+
+TSSX_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+
+	if (likely(!conn))
+		return TSSX_REAL(send)(fd, buf, len, flags);
+	if (bad_flags(flags))
+		return tssx_result(-EOPNOTSUPP);
+	return conn_send(conn, fd, buf, len, flags);
+}
+
+TSSX_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
+			   socklen_t addrlen)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+
+	if (likely(!conn))
+		return TSSX_REAL(sendto)(fd, buf, len, flags, addr, addrlen);
+	if (addr && addrlen)
+		return tssx_result(-EISCONN); /* as a connected stream socket */
+	return send(fd, buf, len, flags);
+}
+
+static ssize_t conn_sendmsg(struct tssx_conn *conn, int fd, const struct msghdr *msg, int flags)
+{
+	if (bad_flags(flags))
+		return tssx_result(-EOPNOTSUPP);
+	if (msg->msg_name && msg->msg_namelen)
+		return tssx_result(-EISCONN);
+	if (msg->msg_iovlen > IOV_MAX)
+		return tssx_result(-EMSGSIZE);
+	if (msg->msg_controllen && CMSG_FIRSTHDR(msg))
+		/* Dropping it silently would lose fds or credentials the
+		 * peer relies on; see DESIGN.md §5 for fd passing. */
+		return tssx_result(log_error(-EOPNOTSUPP,
+			"fd %d: ancillary data (SCM_RIGHTS, credentials) is not supported on TSSX connections yet",
+			fd));
+	return tssx_result(tssx_conn_send(conn, fd, msg->msg_iov, (int)msg->msg_iovlen, flags));
+}
+
+TSSX_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+
+	if (likely(!conn))
+		return TSSX_REAL(sendmsg)(fd, msg, flags);
+	return conn_sendmsg(conn, fd, msg, flags);
+}
+
+TSSX_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags, struct timespec *timeout)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+	unsigned int i;
+
+	if (likely(!conn))
+		return TSSX_REAL(recvmmsg)(fd, vec, vlen, flags, timeout);
+	for (i = 0; i < vlen; i++) {
+		ssize_t n = conn_recvmsg(conn, fd, &vec[i].msg_hdr, flags & ~MSG_WAITFORONE);
+
+		if (n < 0)
+			return i ? (int)i : -1;
+		vec[i].msg_len = (unsigned int)n;
+		if (n == 0)
+			return (int)i + 1; /* EOF ends the batch */
+		if (flags & MSG_WAITFORONE)
+			flags |= MSG_DONTWAIT;
+	}
+	return (int)i;
+}
+
+TSSX_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+	unsigned int i;
+
+	if (likely(!conn))
+		return TSSX_REAL(sendmmsg)(fd, vec, vlen, flags);
+	for (i = 0; i < vlen; i++) {
+		ssize_t n = conn_sendmsg(conn, fd, &vec[i].msg_hdr, flags);
+
+		if (n < 0)
+			return i ? (int)i : -1;
+		vec[i].msg_len = (unsigned int)n;
+	}
+	return (int)i;
+}

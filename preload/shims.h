@@ -1,0 +1,56 @@
+/* Declarations the wrapper files share (socket.c, io.c, fd.c). */
+#ifndef TSSX_PRELOAD_SHIMS_H
+#define TSSX_PRELOAD_SHIMS_H
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "connection.h"
+#include "table.h"
+
+/* A listening socket: the registry claim it holds while it lives.  The
+ * claim fd's table slot points here too, so that an application closing
+ * it (close-all loops) only drops the claim. */
+struct tssx_listener {
+	struct tssx_fd_object obj;
+	_Atomic int claim_fd; /* -1: no claim */
+};
+
+/* The connection on fd, or NULL: the whole cost for other fds. */
+static inline struct tssx_conn *tssx_conn_at(int fd)
+{
+	return tssx_conn_of(tssx_table_get(fd));
+}
+
+/* The wrappers' way of returning an internal result: -errno sets errno. */
+static inline ssize_t tssx_result(ssize_t ret)
+{
+	if (ret < 0) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return ret;
+}
+
+/* Copies an address out as the kernel does: truncated to *len, which
+ * receives the full length. */
+static inline void tssx_copy_addr(struct sockaddr *dst, socklen_t *len, const void *src, socklen_t srclen)
+{
+	if (!dst || !len)
+		return;
+	memcpy(dst, src, *len < srclen ? *len : srclen);
+	*len = srclen;
+}
+
+/* The fd goes away (close, dup2 onto it, close_range): forget what the
+ * table holds for it, before the real call releases the number. */
+void tssx_fd_release(int fd);
+
+/* A listener fd dies: the last one drops the claim. */
+void tssx_listener_release(struct tssx_listener *listener, int fd);
+
+/* Event-loop wrappers; absent from builds without them. */
+void tssx_events_forget_fd(int fd) __attribute__((weak));
+
+#endif

@@ -1,0 +1,261 @@
+/*
+ * Socket calls: detection and handshake (DESIGN.md §2).
+ *
+ * listen() claims the server bit in the registry; accept() tells TSSX
+ * clients from plain ones by their address; connect() asks the registry
+ * and, only when a TSSX server listens, goes through shared memory.  The
+ * application sees the addresses it would see without TSSX: a TSSX client
+ * looks unbound.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "init.h"
+#include "real_slots.h"
+#include "shims.h"
+#include "tssx/log.h"
+#include "tssx/macros.h"
+#include "tssx/registry_client.h"
+
+/* What getsockname() shows for an unbound Unix socket. */
+static const struct sockaddr_un unbound_addr = { .sun_family = AF_UNIX };
+#define UNBOUND_LEN ((socklen_t)sizeof(sa_family_t))
+
+static pthread_mutex_t listeners_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool is_stream(int fd)
+{
+	int type = 0;
+	socklen_t len = sizeof(type);
+
+	return TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+}
+
+/* A named Unix stream socket this process may claim: the claim fd, or -1. */
+static int claim_server(int fd)
+{
+	struct sockaddr_un addr;
+	socklen_t len = sizeof(addr);
+	int claim;
+
+	if (TSSX_REAL(getsockname)(fd, (struct sockaddr *)&addr, &len) < 0 ||
+	    addr.sun_family != AF_UNIX || len <= UNBOUND_LEN || !is_stream(fd) ||
+	    !tssx_selects(&addr, len))
+		return -1;
+	claim = tssx_registry_claim(&addr, len, TSSX_BIT_SERVER);
+	if (claim < 0) {
+		log_debug("fd %d: no server claim (%s): plain sockets", fd, strerror(-claim));
+		return -1;
+	}
+	log_debug("fd %d: server bit claimed", fd);
+	return claim;
+}
+
+/* Remembers a listening socket (any family, so accept() asks only once)
+ * and claims the server bit for it when it is a named Unix stream one. */
+static void note_listener(int fd)
+{
+	struct tssx_listener *listener;
+	int claim;
+
+	pthread_mutex_lock(&listeners_lock);
+	if (tssx_table_get(fd))
+		goto out;
+	listener = calloc(1, sizeof(*listener));
+	if (!listener)
+		goto out;
+	listener->obj.kind = TSSX_FD_LISTENER;
+	atomic_init(&listener->obj.refs, 1);
+	claim = claim_server(fd);
+	atomic_init(&listener->claim_fd, claim);
+	if (tssx_table_set(fd, &listener->obj) < 0) {
+		if (claim >= 0)
+			TSSX_REAL(close)(claim);
+		free(listener);
+		goto out;
+	}
+	if (claim >= 0 && tssx_table_set(claim, &listener->obj) < 0)
+		log_debug("fd %d: claim fd %d beyond the fd table", fd, claim);
+out:
+	pthread_mutex_unlock(&listeners_lock);
+}
+
+void tssx_listener_release(struct tssx_listener *listener, int fd)
+{
+	int claim = atomic_load(&listener->claim_fd);
+
+	if (fd == claim) {
+		/* The application closes our claim: let it, and forget it. */
+		atomic_store(&listener->claim_fd, -1);
+		return;
+	}
+	if (atomic_fetch_sub(&listener->obj.refs, 1) != 1)
+		return;
+	if (claim >= 0) {
+		tssx_table_take(claim);
+		TSSX_REAL(close)(claim);
+	}
+	free(listener);
+}
+
+TSSX_EXPORT int listen(int fd, int backlog)
+{
+	int saved_errno = errno;
+
+	if (TSSX_REAL(listen)(fd, backlog) < 0)
+		return -1;
+	if (tssx_init() && !tssx_table_get(fd))
+		note_listener(fd);
+	errno = saved_errno;
+	return 0;
+}
+
+static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool is_accept4)
+{
+	struct sockaddr_storage peer;
+	socklen_t peerlen = sizeof(peer);
+	bool enabled = tssx_init();
+	int conn_fd, ret, saved_errno = errno;
+
+	if (enabled && !tssx_table_get(fd))
+		note_listener(fd);
+	conn_fd = is_accept4 ? TSSX_REAL(accept4)(fd, (struct sockaddr *)&peer, &peerlen, flags)
+			     : TSSX_REAL(accept)(fd, (struct sockaddr *)&peer, &peerlen);
+	if (conn_fd < 0)
+		return -1;
+	if (enabled && tssx_conn_is_client_addr(&peer, peerlen)) {
+		ret = tssx_conn_accept(conn_fd);
+		if (ret < 0) {
+			/* Its hello would reach the application as data. */
+			TSSX_REAL(close)(conn_fd);
+			errno = ECONNABORTED;
+			return log_error(-1, "fd %d: cannot track a TSSX client: %s", fd, strerror(-ret));
+		}
+		tssx_copy_addr(addr, addrlen, &unbound_addr, UNBOUND_LEN);
+	} else {
+		tssx_copy_addr(addr, addrlen, &peer, peerlen);
+	}
+	errno = saved_errno;
+	return conn_fd;
+}
+
+TSSX_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+	return accept_common(fd, addr, addrlen, 0, false);
+}
+
+TSSX_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	return accept_common(fd, addr, addrlen, flags, true);
+}
+
+/* Unbound, or bound by us on an earlier connect() that failed. */
+static bool may_bind_client(int fd)
+{
+	struct sockaddr_storage self;
+	socklen_t len = sizeof(self);
+
+	if (TSSX_REAL(getsockname)(fd, (struct sockaddr *)&self, &len) < 0)
+		return false;
+	return len == UNBOUND_LEN || tssx_conn_is_client_addr(&self, len);
+}
+
+static bool wants_tssx(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	int bits;
+
+	if (len <= UNBOUND_LEN || addr->sa_family != AF_UNIX || tssx_table_get(fd) ||
+	    !tssx_selects((const struct sockaddr_un *)addr, len))
+		return false;
+	bits = tssx_registry_lookup((const struct sockaddr_un *)addr, len);
+	if (bits < 0 || !(bits & TSSX_BIT_SERVER))
+		return false;
+	return is_stream(fd) && may_bind_client(fd);
+}
+
+static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct sockaddr_storage self;
+	socklen_t selflen = sizeof(self);
+	int ret;
+
+	if (TSSX_REAL(getsockname)(fd, (struct sockaddr *)&self, &selflen) == 0 && selflen == UNBOUND_LEN) {
+		ret = tssx_conn_bind_client(fd);
+		if (ret < 0) {
+			log_debug("fd %d: cannot bind a TSSX name (%s): plain", fd, strerror(-ret));
+			return TSSX_REAL(connect)(fd, addr, len);
+		}
+	}
+	if (TSSX_REAL(connect)(fd, addr, len) < 0)
+		return -1;
+	ret = tssx_conn_connect(fd);
+	if (ret < 0)
+		return (int)tssx_result(ret);
+	tssx_registry_mark_client((const struct sockaddr_un *)addr, len);
+	return 0;
+}
+
+TSSX_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	int saved_errno = errno;
+
+	if (!addr || !wants_tssx(fd, addr, len)) {
+		errno = saved_errno;
+		return TSSX_REAL(connect)(fd, addr, len);
+	}
+	errno = saved_errno;
+	if (connect_tssx(fd, addr, len) < 0)
+		return -1;
+	errno = saved_errno;
+	return 0;
+}
+
+TSSX_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+
+	if (!conn || !conn->server)
+		return TSSX_REAL(getpeername)(fd, addr, len);
+	tssx_copy_addr(addr, len, &unbound_addr, UNBOUND_LEN);
+	return 0;
+}
+
+TSSX_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+
+	if (!conn || conn->server)
+		return TSSX_REAL(getsockname)(fd, addr, len);
+	tssx_copy_addr(addr, len, &unbound_addr, UNBOUND_LEN);
+	return 0;
+}
+
+TSSX_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+	int error;
+
+	if (!conn || level != SOL_SOCKET || name != SO_ERROR || !value || !len || *len < sizeof(int) ||
+	    atomic_load(&conn->state) != TSSX_CONN_FAILED)
+		return TSSX_REAL(getsockopt)(fd, level, name, value, len);
+	error = atomic_load(&conn->error);
+	memcpy(value, &error, sizeof(error));
+	*len = sizeof(error);
+	return 0;
+}
+
+TSSX_EXPORT int shutdown(int fd, int how)
+{
+	struct tssx_conn *conn = tssx_conn_at(fd);
+	int saved_errno = errno;
+
+	if (!conn)
+		return TSSX_REAL(shutdown)(fd, how);
+	if (tssx_result(tssx_conn_shutdown(conn, fd, how)) < 0)
+		return -1;
+	errno = saved_errno;
+	return 0;
+}

@@ -1,0 +1,507 @@
+/*
+ * The data path of a TSSX connection (connection.h, DESIGN.md §3).
+ *
+ * Bytes move through the rings; the real socket carries only doorbells.  A
+ * reader with nothing to read (a writer with no space) spins for the spin
+ * budget, arms its ring's flag, re-checks and sleeps in poll() on the real
+ * socket; the peer that moves the ring finds the flag and sends one byte.
+ * The real socket's EOF or HUP says the peer closed its last copy.
+ *
+ * Several threads or processes may sleep on one connection, and doorbells
+ * for all of them arrive on one socket: a sleeper that drained the byte
+ * meant for another, before that one's poll() looked, would leave it
+ * asleep for good.  So only one sleeper at a time, the owner, waits for
+ * doorbells and drains them; its thread id is in the rx ring's `waiters`
+ * word.  The others are guests: they poll() for HUP only and re-check the
+ * rings every SHARED_WAIT_MS, so a doorbell meant for a guest costs it at
+ * most that delay, never a hang.  A guest takes over from an owner whose
+ * thread no longer exists (killed while asleep).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "connection.h"
+#include "init.h"
+#include "real_slots.h"
+#include "tssx/log.h"
+
+#define SHARED_WAIT_MS 10
+/* Doorbells drained per call: bounds the work a flooding peer can cause. */
+#define DRAIN_ROUNDS 16
+
+struct deadline {
+	bool known;     /* the socket's timeout has been read */
+	uint64_t at_ns; /* 0: none */
+};
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static size_t iov_total(const struct iovec *iov, int iovcnt)
+{
+	size_t total = 0;
+
+	for (int i = 0; i < iovcnt; i++) {
+		if (__builtin_add_overflow(total, iov[i].iov_len, &total))
+			return SIZE_MAX;
+	}
+	return total;
+}
+
+/* A statistic only this process's holder of the ring lock updates. */
+static inline void stat_add(_Atomic uint64_t *stat, uint64_t n)
+{
+	atomic_store_explicit(stat, atomic_load_explicit(stat, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+}
+
+static bool is_nonblocking(int fd, int flags)
+{
+	int fl;
+
+	if (flags & MSG_DONTWAIT)
+		return true;
+	fl = TSSX_REAL(fcntl)(fd, F_GETFL);
+	return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+static bool peer_done_writing(const struct tssx_conn *conn)
+{
+	return atomic_load_explicit(&conn->rx->ctl->write_shut, memory_order_acquire) ||
+	       atomic_load(&conn->peer_closed) || atomic_load(&conn->read_shut);
+}
+
+static void ring_doorbell(struct tssx_conn *conn, int fd)
+{
+	static const char bell;
+	int saved_errno = errno;
+
+	if (TSSX_REAL(send)(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
+		atomic_fetch_add_explicit(&conn->sock_sent, 1, memory_order_relaxed);
+	else if (errno == EPIPE || errno == ECONNRESET)
+		atomic_store(&conn->peer_closed, true);
+	/* EAGAIN: the peer has unread doorbells and wakes up anyway. */
+	errno = saved_errno;
+}
+
+/* Consumes doorbells without blocking; notes the peer's EOF. */
+static void drain_doorbells(struct tssx_conn *conn, int fd)
+{
+	char buf[256];
+	int saved_errno = errno;
+
+	for (int round = 0; round < DRAIN_ROUNDS; round++) {
+		ssize_t n = TSSX_REAL(recv)(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n > 0)
+			atomic_fetch_add_explicit(&conn->sock_received, (uint64_t)n, memory_order_relaxed);
+		else if (n == 0 || errno == ECONNRESET)
+			atomic_store(&conn->peer_closed, true);
+		if (n < (ssize_t)sizeof(buf))
+			break;
+	}
+	errno = saved_errno;
+}
+
+static int ring_broken(struct tssx_conn *conn, int fd)
+{
+	return tssx_conn_fail(conn, fd, EPROTO, "ring counters corrupted");
+}
+
+/* Copies between the ring and iov, skipping the first `skip` bytes of iov. */
+static ssize_t ring_transfer(struct tssx_ring *ring, bool to_ring, const struct iovec *iov,
+			     int iovcnt, size_t skip, bool peek)
+{
+	struct iovec first;
+	ssize_t n, rest;
+
+	while (iovcnt > 0 && skip >= iov->iov_len) {
+		skip -= iov->iov_len;
+		iov++;
+		iovcnt--;
+	}
+	if (iovcnt == 0)
+		return 0;
+	if (skip == 0)
+		return to_ring ? tssx_ring_write(ring, iov, iovcnt) : tssx_ring_read(ring, iov, iovcnt, peek);
+	first = (struct iovec){ .iov_base = (char *)iov->iov_base + skip, .iov_len = iov->iov_len - skip };
+	n = to_ring ? tssx_ring_write(ring, &first, 1) : tssx_ring_read(ring, &first, 1, false);
+	if (n < (ssize_t)first.iov_len || iovcnt == 1)
+		return n;
+	rest = to_ring ? tssx_ring_write(ring, iov + 1, iovcnt - 1) : tssx_ring_read(ring, iov + 1, iovcnt - 1, false);
+	return rest < 0 ? rest : n + rest;
+}
+
+/* Remaining time in ms for poll(): -1 without a timeout, 0 once expired. */
+static int deadline_ms(struct deadline *dl, int fd, bool writer)
+{
+	uint64_t now = now_ns();
+
+	if (!dl->known) {
+		struct timeval tv = { 0 };
+		socklen_t len = sizeof(tv);
+
+		dl->known = true;
+		if (TSSX_REAL(getsockopt)(fd, SOL_SOCKET, writer ? SO_SNDTIMEO : SO_RCVTIMEO, &tv, &len) == 0 &&
+		    (tv.tv_sec || tv.tv_usec))
+			dl->at_ns = now + (uint64_t)tv.tv_sec * 1000000000u + (uint64_t)tv.tv_usec * 1000u;
+	}
+	if (!dl->at_ns)
+		return -1;
+	if (now >= dl->at_ns)
+		return 0;
+	return (int)((dl->at_ns - now + 999999) / 1000000);
+}
+
+static ssize_t ring_avail(struct tssx_conn *conn, bool writer)
+{
+	return writer ? tssx_ring_writable(conn->tx) : tssx_ring_readable(conn->rx);
+}
+
+/* Whether waiting must stop without sleeping: the ring moved, or the peer
+ * will not move it any more. */
+static bool wait_over(struct tssx_conn *conn, bool writer, ssize_t avail)
+{
+	return avail != 0 || atomic_load(&conn->peer_closed) || (!writer && peer_done_writing(conn));
+}
+
+static bool spin(struct tssx_conn *conn, bool writer)
+{
+	uint64_t start;
+
+	if (!tssx_opts.spin_ns)
+		return false;
+	start = now_ns();
+	for (unsigned i = 1;; i++) {
+		if (wait_over(conn, writer, ring_avail(conn, writer)))
+			return true;
+		if (i % 64 == 0 && now_ns() - start >= tssx_opts.spin_ns)
+			return false;
+		cpu_relax();
+	}
+}
+
+/* Becomes the owner of the connection's doorbells, if nobody else is. */
+static bool take_ownership(_Atomic uint32_t *owner, uint32_t tid)
+{
+	uint32_t current = 0;
+
+	if (atomic_compare_exchange_strong(owner, &current, tid) || current == tid)
+		return true;
+	/* An owner killed in its sleep never gives up: take over. */
+	if (kill((pid_t)current, 0) < 0 && errno == ESRCH)
+		return atomic_compare_exchange_strong(owner, &current, tid);
+	return false;
+}
+
+static int sleep_on_socket(struct tssx_conn *conn, int fd, int timeout_ms)
+{
+	_Atomic uint32_t *owner = &conn->rx->ctl->waiters;
+	uint32_t tid = (uint32_t)gettid();
+	bool owning = take_ownership(owner, tid);
+	struct pollfd pfd = { .fd = fd, .events = owning ? POLLIN : 0 };
+	int ready;
+
+	if (!owning && (timeout_ms < 0 || timeout_ms > SHARED_WAIT_MS))
+		timeout_ms = SHARED_WAIT_MS;
+	ready = tssx_real_poll(&pfd, 1, timeout_ms);
+	if (ready < 0) {
+		ready = -errno;
+	} else if (ready > 0) {
+		if (pfd.revents & (POLLHUP | POLLERR))
+			atomic_store(&conn->peer_closed, true);
+		drain_doorbells(conn, fd);
+		ready = 0;
+	}
+	if (owning)
+		atomic_compare_exchange_strong(owner, &tid, 0);
+	return ready;
+}
+
+/* Waits for data (reader) or space (writer).  0: re-check; -EAGAIN on the
+ * socket's timeout; -EINTR; -EPROTO. */
+static int wait_ring(struct tssx_conn *conn, int fd, bool writer, struct deadline *dl)
+{
+	ssize_t avail;
+	int timeout_ms;
+
+	if (spin(conn, writer))
+		return 0;
+	avail = writer ? tssx_ring_arm_writer(conn->tx) : tssx_ring_arm_reader(conn->rx);
+	if (avail < 0)
+		return ring_broken(conn, fd);
+	if (wait_over(conn, writer, avail))
+		return 0;
+	timeout_ms = deadline_ms(dl, fd, writer);
+	if (timeout_ms == 0)
+		return -EAGAIN;
+	return sleep_on_socket(conn, fd, timeout_ms);
+}
+
+static ssize_t epipe(int flags)
+{
+	if (!(flags & MSG_NOSIGNAL))
+		pthread_kill(pthread_self(), SIGPIPE);
+	return -EPIPE;
+}
+
+static int usable(struct tssx_conn *conn, int fd, int flags)
+{
+	if (likely(atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_READY))
+		return 0;
+	return tssx_conn_establish(conn, fd, is_nonblocking(fd, flags) ? 0 : -1);
+}
+
+static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+	struct deadline dl = { 0 };
+	size_t want = iov_total(iov, iovcnt), done = 0;
+	int ret = usable(conn, fd, flags);
+
+	if (ret < 0)
+		return ret;
+	if (atomic_load(&conn->write_shut) || atomic_load(&conn->peer_closed))
+		return epipe(flags);
+	if (want == 0)
+		return 0;
+	for (;;) {
+		ssize_t n;
+
+		tssx_ring_lock(&conn->tx->ctl->producer_lock);
+		n = ring_transfer(conn->tx, true, iov, iovcnt, done, false);
+		if (n > 0)
+			stat_add(&conn->ring_sent, (uint64_t)n);
+		tssx_ring_unlock(&conn->tx->ctl->producer_lock);
+		if (n < 0)
+			return done ? (ssize_t)done : ring_broken(conn, fd);
+		done += (size_t)n;
+		if (n > 0 && tssx_ring_take_reader_wakeup(conn->tx))
+			ring_doorbell(conn, fd);
+		if (done == want)
+			return (ssize_t)done;
+		if (is_nonblocking(fd, flags)) {
+			if (!done)
+				drain_doorbells(conn, fd);
+			ret = -EAGAIN;
+		} else {
+			ret = wait_ring(conn, fd, true, &dl);
+		}
+		if (atomic_load(&conn->peer_closed))
+			return done ? (ssize_t)done : epipe(flags);
+		if (ret < 0)
+			return done ? (ssize_t)done : ret;
+	}
+}
+
+/* The ring is empty: whether the stream is over for this reader. */
+static bool at_eof(struct tssx_conn *conn)
+{
+	return peer_done_writing(conn) && tssx_ring_readable(conn->rx) == 0;
+}
+
+static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+	struct deadline dl = { 0 };
+	bool peek = flags & MSG_PEEK;
+	/* MSG_PEEK | MSG_WAITALL returns what is there, as peeking cannot
+	 * accumulate. */
+	bool waitall = (flags & MSG_WAITALL) && !peek;
+	size_t want = iov_total(iov, iovcnt), done = 0;
+	int ret = usable(conn, fd, flags);
+
+	if (ret < 0)
+		return ret;
+	if (want == 0)
+		return 0;
+	for (;;) {
+		ssize_t n;
+
+		tssx_ring_lock(&conn->rx->ctl->consumer_lock);
+		n = ring_transfer(conn->rx, false, iov, iovcnt, done, peek);
+		if (n > 0 && !peek)
+			stat_add(&conn->ring_received, (uint64_t)n);
+		tssx_ring_unlock(&conn->rx->ctl->consumer_lock);
+		if (n < 0)
+			return done ? (ssize_t)done : ring_broken(conn, fd);
+		done += (size_t)n;
+		if (n > 0 && !peek && tssx_ring_take_writer_wakeup(conn->rx))
+			ring_doorbell(conn, fd);
+		if (done == want || (done && !waitall))
+			return (ssize_t)done;
+		if (at_eof(conn))
+			return (ssize_t)done;
+		if (n > 0)
+			continue; /* more may have come in meanwhile */
+		if (is_nonblocking(fd, flags)) {
+			drain_doorbells(conn, fd);
+			if (at_eof(conn))
+				return (ssize_t)done;
+			return done ? (ssize_t)done : -EAGAIN;
+		}
+		ret = wait_ring(conn, fd, false, &dl);
+		if (ret < 0)
+			return done ? (ssize_t)done : ret;
+	}
+}
+
+/* Sleeping and draining make system calls; a call that succeeds leaves
+ * errno as it found it. */
+typedef ssize_t stream_fn(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
+
+static ssize_t keeping_errno(stream_fn *fn, struct tssx_conn *conn, int fd, const struct iovec *iov,
+			     int iovcnt, int flags)
+{
+	int saved_errno = errno;
+	ssize_t n = fn(conn, fd, iov, iovcnt, flags);
+
+	if (n >= 0)
+		errno = saved_errno;
+	return n;
+}
+
+ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+	return keeping_errno(send_stream, conn, fd, iov, iovcnt, flags);
+}
+
+ssize_t tssx_conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)
+{
+	return keeping_errno(recv_stream, conn, fd, iov, iovcnt, flags);
+}
+
+int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how)
+{
+	/* The hello is on its way right behind the connect: wait for it a
+	 * little, a client that never sends it fails the connection. */
+	int ret = tssx_conn_establish(conn, fd, 1000);
+
+	if (ret == -EAGAIN)
+		ret = tssx_conn_fail(conn, fd, ECONNRESET, "no hello before shutdown");
+	if (ret < 0)
+		return ret;
+	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
+		return -EINVAL;
+	if (how != SHUT_WR)
+		atomic_store(&conn->read_shut, true);
+	if (how != SHUT_RD) {
+		atomic_store(&conn->write_shut, true);
+		atomic_store_explicit(&conn->tx->ctl->write_shut, 1, memory_order_release);
+		/* Unconditionally: the peer may watch the socket with epoll
+		 * without a flag armed, and must see the end of the stream. */
+		ring_doorbell(conn, fd);
+	}
+	return 0;
+}
+
+ssize_t tssx_conn_inq(struct tssx_conn *conn, int fd)
+{
+	ssize_t n;
+
+	if (tssx_conn_usable(conn, fd, 0) < 0)
+		return 0;
+	n = tssx_ring_readable(conn->rx);
+	return n < 0 ? ring_broken(conn, fd) : n;
+}
+
+ssize_t tssx_conn_outq(struct tssx_conn *conn, int fd)
+{
+	ssize_t n;
+
+	if (tssx_conn_usable(conn, fd, 0) < 0)
+		return 0;
+	n = tssx_ring_writable(conn->tx);
+	return n < 0 ? ring_broken(conn, fd) : (ssize_t)conn->tx->capacity - n;
+}
+
+/* ---- What the event-loop wrappers use (conn.h) ---- */
+
+struct tssx_conn *tssx_conn_lookup(int fd)
+{
+	return tssx_conn_of(tssx_table_get(fd));
+}
+
+static uint32_t ready_of_failed(uint32_t events)
+{
+	/* Every call reports the error at once. */
+	return POLLERR | POLLHUP | (events & (POLLIN | POLLOUT | POLLRDHUP));
+}
+
+uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
+{
+	int fd = atomic_load(&conn->fd);
+	uint32_t ready = 0;
+	ssize_t readable, writable;
+
+	if (tssx_conn_usable(conn, fd, 0) < 0) {
+		if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
+			return ready_of_failed(events);
+		return events & POLLOUT; /* a fresh socket's readiness */
+	}
+	readable = tssx_ring_readable(conn->rx);
+	writable = tssx_ring_writable(conn->tx);
+	if (readable < 0 || writable < 0) {
+		ring_broken(conn, fd);
+		return ready_of_failed(events);
+	}
+	if (readable > 0 || peer_done_writing(conn))
+		ready |= POLLIN;
+	if (peer_done_writing(conn))
+		ready |= POLLRDHUP;
+	if (atomic_load(&conn->peer_closed) || (atomic_load(&conn->read_shut) && atomic_load(&conn->write_shut)))
+		ready |= POLLHUP;
+	/* A write that would fail at once (EPIPE) is ready too. */
+	if (writable > 0 || atomic_load(&conn->peer_closed) || atomic_load(&conn->write_shut))
+		ready |= POLLOUT;
+	return ready & (events | POLLHUP | POLLERR);
+}
+
+void tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
+{
+	if (atomic_load_explicit(&conn->state, memory_order_acquire) != TSSX_CONN_READY)
+		return; /* the hello itself will make the real socket readable */
+	if (events & POLLIN)
+		(void)tssx_ring_arm_reader(conn->rx);
+	if (events & POLLOUT)
+		(void)tssx_ring_arm_writer(conn->tx);
+}
+
+void tssx_conn_drain(struct tssx_conn *conn)
+{
+	int fd = atomic_load(&conn->fd);
+
+	/* A pending connection's socket holds the hello, not doorbells. */
+	if (tssx_conn_usable(conn, fd, 0) == 0)
+		drain_doorbells(conn, fd);
+}
+
+uint64_t tssx_conn_generation(struct tssx_conn *conn)
+{
+	uint64_t state;
+
+	if (atomic_load_explicit(&conn->state, memory_order_acquire) != TSSX_CONN_READY)
+		return (uint64_t)atomic_load(&conn->state) << 60;
+	/* Counters only grow: their sum changes whenever either ring moved. */
+	state = (uint64_t)peer_done_writing(conn) | (uint64_t)atomic_load(&conn->peer_closed) << 1 |
+		(uint64_t)atomic_load(&conn->write_shut) << 2;
+	return atomic_load_explicit(&conn->rx->ctl->tail, memory_order_acquire) +
+	       atomic_load_explicit(&conn->tx->ctl->head, memory_order_acquire) + (state << 60);
+}

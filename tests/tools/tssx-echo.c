@@ -1,0 +1,201 @@
+/*
+ * tssx-echo: the echo pair the preload tests drive.
+ *
+ *   tssx-echo server PATH [--clients N] [--chunk N] [--nonblock]
+ *   tssx-echo client PATH [--bytes N] [--chunk N] [--nonblock]
+ *
+ * The client sends N pseudo-random bytes from one thread, shuts down its
+ * writing side, and in another thread reads the echo until EOF, checking
+ * every byte against the same stream.  The server echoes each connection
+ * (one thread each) until EOF; with --clients N it exits after N.  Both
+ * print their byte counts and an FNV-1a checksum; any mismatch or error
+ * exits 1.  --nonblock uses O_NONBLOCK and retries EAGAIN without poll().
+ * PATH starting with '@' is an abstract name.  Sizes take K, M, G.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "tools.h"
+
+static size_t chunk = 64 * 1024;
+static bool nonblock;
+
+static ssize_t io_retry(int fd, void *buf, size_t len, bool writing)
+{
+	for (;;) {
+		ssize_t n = writing ? write(fd, buf, len) : read(fd, buf, len);
+
+		if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+			return n;
+		sched_yield();
+	}
+}
+
+static bool write_all(int fd, const uint8_t *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = io_retry(fd, (void *)buf, len, true);
+
+		if (n <= 0)
+			return false;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+static void *echo_connection(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	uint8_t *buf = xmalloc(chunk);
+	uint64_t total = 0, sum = FNV_INIT;
+	ssize_t n;
+
+	while ((n = io_retry(fd, buf, chunk, false)) > 0) {
+		sum = fnv1a(sum, buf, (size_t)n);
+		total += (uint64_t)n;
+		if (!write_all(fd, buf, (size_t)n))
+			die_errno("server: write");
+	}
+	if (n < 0)
+		die_errno("server: read");
+	printf("server: echoed %" PRIu64 " bytes checksum %016" PRIx64 "\n", total, sum);
+	fflush(stdout);
+	close(fd);
+	free(buf);
+	return NULL;
+}
+
+static int run_server(const char *path, long clients)
+{
+	pthread_t threads[64];
+	int listener = tool_listen(path);
+	long served = 0;
+
+	if (clients > (long)ARRAY_LEN(threads))
+		die("server: at most %zu clients", ARRAY_LEN(threads));
+	printf("server: listening\n");
+	fflush(stdout);
+	while (clients == 0 || served < clients) {
+		int fd = accept(listener, NULL, NULL);
+
+		if (fd < 0)
+			die_errno("server: accept");
+		if (nonblock)
+			set_nonblocking(fd);
+		if (clients == 0) {
+			pthread_t t;
+
+			pthread_create(&t, NULL, echo_connection, (void *)(intptr_t)fd);
+			pthread_detach(t);
+		} else {
+			pthread_create(&threads[served], NULL, echo_connection, (void *)(intptr_t)fd);
+		}
+		served++;
+	}
+	for (long i = 0; i < clients; i++)
+		pthread_join(threads[i], NULL);
+	close(listener);
+	return 0;
+}
+
+struct client {
+	int fd;
+	uint64_t bytes;
+	uint64_t sum;
+};
+
+static void *send_stream(void *arg)
+{
+	struct client *c = arg;
+	uint8_t *buf = xmalloc(chunk);
+	struct stream gen = { .state = STREAM_SEED };
+	uint64_t left = c->bytes;
+
+	c->sum = FNV_INIT;
+	while (left) {
+		size_t len = left < chunk ? (size_t)left : chunk;
+
+		stream_fill(&gen, buf, len);
+		c->sum = fnv1a(c->sum, buf, len);
+		if (!write_all(c->fd, buf, len))
+			die_errno("client: write");
+		left -= len;
+	}
+	if (shutdown(c->fd, SHUT_WR) < 0)
+		die_errno("client: shutdown");
+	free(buf);
+	return NULL;
+}
+
+static int run_client(const char *path, uint64_t bytes)
+{
+	struct client c = { .fd = tool_connect(path), .bytes = bytes };
+	struct stream gen = { .state = STREAM_SEED };
+	uint8_t *buf = xmalloc(chunk), *expect = xmalloc(chunk);
+	uint64_t received = 0, sum = FNV_INIT;
+	pthread_t writer;
+	ssize_t n;
+
+	if (nonblock)
+		set_nonblocking(c.fd);
+	pthread_create(&writer, NULL, send_stream, &c);
+	while ((n = io_retry(c.fd, buf, chunk, false)) > 0) {
+		stream_fill(&gen, expect, (size_t)n);
+		if (memcmp(buf, expect, (size_t)n) != 0)
+			die("client: echoed bytes differ after offset %" PRIu64, received);
+		sum = fnv1a(sum, buf, (size_t)n);
+		received += (uint64_t)n;
+	}
+	if (n < 0)
+		die_errno("client: read");
+	pthread_join(writer, NULL);
+	printf("client: sent %" PRIu64 " received %" PRIu64 " checksum %016" PRIx64 "\n", bytes, received, sum);
+	if (received != bytes || sum != c.sum)
+		die("client: echo incomplete: %" PRIu64 " of %" PRIu64 " bytes", received, bytes);
+	close(c.fd);
+	free(buf);
+	free(expect);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t bytes = 1 << 20;
+	long clients = 1;
+
+	if (argc < 3)
+		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock]");
+	signal(SIGPIPE, SIG_IGN);
+	for (int i = 3; i < argc; i++) {
+		if (!strcmp(argv[i], "--nonblock"))
+			nonblock = true;
+		else if (!strcmp(argv[i], "--bytes") && i + 1 < argc)
+			bytes = parse_size(argv[++i]);
+		else if (!strcmp(argv[i], "--chunk") && i + 1 < argc)
+			chunk = (size_t)parse_size(argv[++i]);
+		else if (!strcmp(argv[i], "--clients") && i + 1 < argc)
+			clients = (long)parse_size(argv[++i]);
+		else
+			die("unknown option %s", argv[i]);
+	}
+	if (chunk == 0)
+		die("--chunk must be positive");
+	if (!strcmp(argv[1], "server"))
+		return run_server(argv[2], clients);
+	if (!strcmp(argv[1], "client"))
+		return run_client(argv[2], bytes);
+	die("unknown mode %s", argv[1]);
+}
