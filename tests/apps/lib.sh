@@ -51,6 +51,8 @@ need() {
 	command -v "$1" >/dev/null || skip "$1 not found (apt-get install $2, or contrib/dev.sh deps)"
 }
 
+need socat socat
+
 # Stops every server (gracefully first: a server killed hard proves nothing
 # about closing), then removes the work directory.
 stop_servers() {
@@ -123,7 +125,7 @@ wait_for() {
 # listening SOCKET: whether a server accepts connections at SOCKET (a plain
 # probe: the library never sees it).
 listening() {
-	python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$1"
+	socat -u OPEN:/dev/null "UNIX-CONNECT:$1"
 }
 
 # expect_eq WHAT EXPECTED ACTUAL
@@ -167,19 +169,19 @@ new_work() {
 # N rounds, each mode against a fresh server; medians per metric and mode.
 apps_bench() {
 	[[ -n $APPS_LIB && -n ${TSSX_REGISTRY:-} ]] || fail "APPS_BENCH needs LIBTSSX and a mounted TSSX_REGISTRY"
-	local results round
-	results=$(mktemp)
-	trap 'cleanup; rm -f "$results"' EXIT
+	local round
+	APPS_RESULTS=$(mktemp)
+	trap 'cleanup; rm -f "$APPS_RESULTS"' EXIT
 	for ((round = 0; round < APPS_BENCH; round++)); do
 		for APPS_MODE in plain tssx; do
 			APPS_CLIENTS=$APPS_MODE
 			new_work
 			start_server
-			bench_client | sed "s/^/$APPS_MODE /" >>"$results"
+			bench_client | sed "s/^/$APPS_MODE /" >>"$APPS_RESULTS"
 			cleanup
 		done
 	done
-	sort -k2,2 -k1,1 -k3,3g "$results" | awk -v app="$APPS_NAME" '
+	sort -k2,2 -k1,1 -k3,3g "$APPS_RESULTS" | awk -v app="$APPS_NAME" '
 		{ key = $2 " " $1; v[key, ++n[key]] = $3 }
 		END { for (k in n) { split(k, p, " "); median[p[1], p[2]] = v[k, int((n[k] + 1) / 2)]; metrics[p[1]] }
 		      for (m in metrics) printf "%s %s: plain %s, tssx %s, tssx/plain %.2f\n", app, m,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # memcached: a threaded cache on libevent (two worker threads, connections
 # handed from the listener thread). Eight client threads, each on its own
-# connection, store values of 1 B to 256 KiB, read them back singly and in
-# multi-gets, append, increment and delete, checking every byte.
+# connection, store 100 values of 1 B to 256 KiB each, read them back singly
+# and in multi-gets, append, increment and delete, checking every byte.
 source "$(dirname "$0")/lib.sh"
 need memcached memcached
 need python3 python3
@@ -14,7 +14,7 @@ start_server() {
 
 app_run() {
 	local out
-	out=$(app python3 "$(dirname "$0")/memcached-client.py" "$WORK/memcached.sock" check 8 200) ||
+	out=$(app python3 "$(dirname "$0")/memcached-client.py" "$WORK/memcached.sock" check 8 100) ||
 		fail "the client reported errors: $out"
 	expect_eq "client result" ok "$out"
 	APPS_MIN_CONNS=8

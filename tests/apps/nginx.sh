@@ -66,7 +66,8 @@ start_server() {
 }
 
 app_run() {
-	mkdir -p "$WORK/out"
+	rm -rf "$WORK/out"
+	mkdir "$WORK/out"
 	local big small
 	big=$(sha256_of "$WORK/www/big")
 	small=$(sha256_of "$WORK/www/small")
