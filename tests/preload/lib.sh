@@ -1,0 +1,89 @@
+# Sourced by the tests in tests/preload with their arguments:
+#   WITH_REGISTRY REGISTRYFS LIBTSSX TOOLS_DIR
+#
+# Re-runs the test inside a private registry (unless NO_REGISTRY=1), then
+# gives it $work (a temporary directory), $tools, and helpers to start
+# preloaded or plain servers and check that shared memory carried the
+# bytes.  Every background process is killed and $work removed on exit.
+set -euo pipefail
+
+with_registry=$1 registryfs=$2 lib=$3 tools=$4
+NAME=${NAME:-$(basename "$0" .sh)}
+
+if [[ -z ${TSSX_PRELOAD_TEST_INSIDE:-} && -z ${NO_REGISTRY:-} ]]; then
+	export TSSX_PRELOAD_TEST_INSIDE=1
+	exec "$with_registry" --registryfs "$registryfs" "$0" "$@"
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/tssx-$NAME.XXXXXX")
+background=()
+
+preload_cleanup() {
+	local pid
+	for pid in "${background[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$work"
+}
+trap preload_cleanup EXIT
+
+fail() {
+	echo "$NAME: FAIL: $*" >&2
+	local log
+	for log in "$work"/*.log; do
+		[[ -e $log ]] && { echo "--- $log" >&2; tail -n 15 "$log" >&2; }
+	done
+	exit 1
+}
+
+# Hang guard only: every command here finishes in seconds.
+guard=(timeout -s KILL 60)
+
+# with_preload yes|no CMD...: runs CMD preloaded (info logging) or plain.
+with_preload() {
+	local mode=$1; shift
+	if [[ $mode == yes ]]; then
+		env LD_PRELOAD="$lib" TSSX_LOG=info "$@"
+	else
+		"$@"
+	fi
+}
+
+# wait_for_line FILE TEXT: until FILE has a line containing TEXT.
+wait_for_line() {
+	local i
+	for ((i = 0; i < 400; i++)); do
+		grep -qF -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.025
+	done
+	fail "no '$2' in $1"
+}
+
+# start_echo_server yes|no LOG SOCKET [ARG...]: sets $server_pid.
+start_echo_server() {
+	local mode=$1 log=$2 sock=$3; shift 3
+	with_preload "$mode" "${guard[@]}" "$tools/tssx-echo" server "$sock" "$@" >"$log" 2>&1 &
+	server_pid=$!
+	background+=("$server_pid")
+	wait_for_line "$log" "server: listening"
+}
+
+# check_shm LOG BYTES: every connection closed in LOG moved BYTES each way
+# through the rings, and the real socket carried only the hello and
+# doorbells (a small fraction of the stream).
+check_shm() {
+	local log=$1 bytes=$2 line sent received ssent sreceived
+	grep -q "shared memory" "$log" || fail "$log: no connection in shared memory"
+	line=$(grep "closed: ring sent=" "$log" | tail -n 1)
+	[[ -n $line ]] || fail "$log: no statistics line"
+	read -r sent received ssent sreceived < <(sed -E \
+		's/.*ring sent=([0-9]+) received=([0-9]+), socket sent=([0-9]+) received=([0-9]+).*/\1 \2 \3 \4/' <<<"$line")
+	((sent == bytes && received == bytes)) || fail "$log: ring moved $sent/$received bytes, not $bytes"
+	((ssent + sreceived <= 256 + bytes / 64)) || fail "$log: socket carried $ssent+$sreceived bytes for $bytes"
+}
+
+# check_plain LOG: no connection of LOG went through shared memory.
+check_plain() {
+	! grep -q "shared memory" "$1" || fail "$1: a connection used shared memory"
+}
