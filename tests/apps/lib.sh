@@ -1,8 +1,9 @@
 # Sourced by every test in tests/apps. Each test runs one real, unmodified
-# server of its kind with real clients, twice: first on plain sockets (the
+# server of its kind with real clients: first on plain sockets (the
 # reference), then with server and clients preloaded with libtssx.so over a
-# registry of its own. Both runs must give the same, checked results, and in
-# the second every connection must have moved its bytes through shared memory.
+# registry of its own, then plain clients against that preloaded server. All
+# runs must give the same, checked results, and in the preloaded one every
+# connection must have moved its bytes through shared memory.
 #
 #   TEST.sh [LIBTSSX WITH_REGISTRY REGISTRYFS]
 #
@@ -10,8 +11,8 @@
 # start_server, which starts its server with `serve CMD...`; app_run, which
 # runs its clients with `app CMD...`, checks their results with `fail` and
 # sets APPS_MIN_CONNS and APPS_MIN_RING_BYTES to the connections and bytes it
-# made at least; and bench_client, which prints "METRIC VALUE" lines. Exit 77
-# (skip) only when the program cannot be found.
+# made at least; and optionally bench_client, which prints "METRIC VALUE"
+# lines. Exit 77 (skip) only when the program cannot be found.
 #
 # With APPS_BENCH=N in the environment, inside a mounted registry (TSSX_REGISTRY
 # set, e.g. by tests/lib/with-registry), the test instead measures: N rounds
@@ -169,6 +170,7 @@ new_work() {
 # N rounds, each mode against a fresh server; medians per metric and mode.
 apps_bench() {
 	[[ -n $APPS_LIB && -n ${TSSX_REGISTRY:-} ]] || fail "APPS_BENCH needs LIBTSSX and a mounted TSSX_REGISTRY"
+	declare -F bench_client >/dev/null || fail "this test measures nothing"
 	local round
 	APPS_RESULTS=$(mktemp)
 	trap 'cleanup; rm -f "$APPS_RESULTS"' EXIT

@@ -4,6 +4,8 @@
 # fetches a 4 MiB file (sendfile) many times over kept-alive and parallel
 # connections, byte ranges and a missing page, and PUTs a file back (the
 # upstream direction); every byte is checked against sha256.
+# APPS_NGINX_SENDFILE=off turns sendfile off (for measuring until the library
+# interposes sendfile).
 source "$(dirname "$0")/lib.sh"
 need nginx nginx-light
 need curl curl
@@ -24,7 +26,7 @@ events {
 }
 http {
 	access_log off;
-	sendfile on;
+	sendfile ${APPS_NGINX_SENDFILE:-on};
 	tcp_nopush on;
 	keepalive_requests 10000;
 	default_type application/octet-stream;
