@@ -88,6 +88,8 @@ void tssx_conn_put(struct tssx_conn *conn, int fd);
 ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
 ssize_t tssx_conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
 int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how);
+/* Bytes a write could take now without waiting (0 before the hello). */
+ssize_t tssx_conn_room(struct tssx_conn *conn, int fd);
 /* FIONREAD / SIOCOUTQ. */
 ssize_t tssx_conn_inq(struct tssx_conn *conn, int fd);
 ssize_t tssx_conn_outq(struct tssx_conn *conn, int fd);

@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <linux/sockios.h>
 #include <unistd.h>
 
@@ -39,7 +40,7 @@ void tssx_fd_release(int fd)
 	}
 }
 
-static void forget_fd(int fd)
+void tssx_fd_forget(int fd)
 {
 	if (tssx_events_forget_fd)
 		tssx_events_forget_fd(fd);
@@ -71,7 +72,7 @@ static int share_fd(int old_fd, int new_fd)
 
 TSSX_EXPORT int close(int fd)
 {
-	forget_fd(fd);
+	tssx_fd_forget(fd);
 	return TSSX_REAL(close)(fd);
 }
 
@@ -86,7 +87,7 @@ TSSX_EXPORT int dup(int fd)
 static void replacing(int old_fd, int new_fd)
 {
 	if (old_fd != new_fd && TSSX_REAL(fcntl)(old_fd, F_GETFD) >= 0)
-		forget_fd(new_fd);
+		tssx_fd_forget(new_fd);
 }
 
 TSSX_EXPORT int dup2(int old_fd, int new_fd)
@@ -177,7 +178,7 @@ static void forget_range(unsigned first, unsigned last)
 	if (last > high)
 		last = high;
 	for (unsigned fd = first; fd <= last && fd <= INT_MAX; fd++)
-		forget_fd((int)fd);
+		tssx_fd_forget((int)fd);
 }
 
 TSSX_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
@@ -191,4 +192,35 @@ TSSX_EXPORT void closefrom(int lowfd)
 {
 	forget_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u);
 	TSSX_REAL(closefrom)(lowfd);
+}
+
+/*
+ * Some programs close fds through syscall(SYS_close, fd) (libuv does):
+ * those numbers go through the wrappers like the libc calls, so that the
+ * table never keeps a connection for a number the kernel reuses.  Every
+ * other system call passes through untouched.
+ */
+TSSX_EXPORT long syscall(long number, ...)
+{
+	long arg[6];
+	va_list args;
+
+	va_start(args, number);
+	for (int i = 0; i < 6; i++)
+		arg[i] = va_arg(args, long);
+	va_end(args);
+	switch (number) {
+	case SYS_close:
+		return close((int)arg[0]);
+#ifdef SYS_dup2
+	case SYS_dup2:
+		return dup2((int)arg[0], (int)arg[1]);
+#endif
+	case SYS_dup3:
+		return dup3((int)arg[0], (int)arg[1], (int)arg[2]);
+	case SYS_close_range:
+		return close_range((unsigned)arg[0], (unsigned)arg[1], (int)arg[2]);
+	default:
+		return TSSX_REAL(syscall)(number, arg[0], arg[1], arg[2], arg[3], arg[4], arg[5]);
+	}
 }

@@ -22,7 +22,7 @@
 	X(send) X(sendto) X(sendmsg) X(sendmmsg)                                 \
 	X(sendfile) X(sendfile64) X(splice)                                      \
 	X(close) X(dup) X(dup2) X(dup3) X(fcntl) X(fcntl64) X(ioctl)             \
-	X(close_range) X(closefrom)                                              \
+	X(close_range) X(closefrom) X(syscall) X(socket)                                              \
 	X(listen) X(accept) X(accept4) X(connect) X(bind) X(shutdown)           \
 	X(getpeername) X(getsockname) X(getsockopt)
 

@@ -47,6 +47,11 @@ static inline void tssx_copy_addr(struct sockaddr *dst, socklen_t *len, const vo
  * table holds for it, before the real call releases the number. */
 void tssx_fd_release(int fd);
 
+/* close() minus the real call: the event wrappers and the table forget
+ * fd.  Also for a number the kernel just handed out again while the table
+ * still had it: it was closed behind our back (a raw system call). */
+void tssx_fd_forget(int fd);
+
 /* A listener fd dies: the last one drops the claim. */
 void tssx_listener_release(struct tssx_listener *listener, int fd);
 

@@ -101,6 +101,24 @@ void tssx_listener_release(struct tssx_listener *listener, int fd)
 	free(listener);
 }
 
+/* A fresh fd number still in the table was closed behind our back. */
+static void forget_stale(int fd)
+{
+	if (unlikely(tssx_table_get(fd))) {
+		log_debug("fd %d was closed around the library", fd);
+		tssx_fd_forget(fd);
+	}
+}
+
+TSSX_EXPORT int socket(int domain, int type, int protocol)
+{
+	int fd = TSSX_REAL(socket)(domain, type, protocol);
+
+	if (fd >= 0)
+		forget_stale(fd);
+	return fd;
+}
+
 TSSX_EXPORT int listen(int fd, int backlog)
 {
 	int saved_errno = errno;
@@ -126,6 +144,7 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 			     : TSSX_REAL(accept)(fd, (struct sockaddr *)&peer, &peerlen);
 	if (conn_fd < 0)
 		return -1;
+	forget_stale(conn_fd);
 	if (enabled && tssx_conn_is_client_addr(&peer, peerlen)) {
 		ret = tssx_conn_accept(conn_fd);
 		if (ret < 0) {

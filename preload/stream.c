@@ -103,6 +103,18 @@ static void ring_doorbell(struct tssx_conn *conn, int fd)
 	errno = saved_errno;
 }
 
+/* Doorbells are zero bytes; anything else is stream data a peer wrote
+ * around the library (raw system calls, an exec'd image), which must not
+ * vanish silently. */
+static bool only_doorbells(const char *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (buf[i])
+			return false;
+	}
+	return true;
+}
+
 /* Consumes doorbells without blocking; notes the peer's EOF. */
 static void drain_doorbells(struct tssx_conn *conn, int fd)
 {
@@ -112,9 +124,14 @@ static void drain_doorbells(struct tssx_conn *conn, int fd)
 	for (int round = 0; round < DRAIN_ROUNDS; round++) {
 		ssize_t n = TSSX_REAL(recv)(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
-		if (n > 0)
+		if (n > 0) {
 			atomic_fetch_add_explicit(&conn->sock_received, (uint64_t)n, memory_order_relaxed);
-		else if (n == 0 || errno == ECONNRESET)
+			if (!only_doorbells(buf, (size_t)n)) {
+				tssx_conn_fail(conn, fd, EPROTO,
+					       "stream bytes on the real socket: the peer wrote around the library");
+				break;
+			}
+		} else if (n == 0 || errno == ECONNRESET)
 			atomic_store(&conn->peer_closed, true);
 		if (n < (ssize_t)sizeof(buf))
 			break;
@@ -244,6 +261,8 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, struct deadlin
 	ssize_t avail;
 	int timeout_ms;
 
+	if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
+		return -atomic_load(&conn->error);
 	if (spin(conn, writer))
 		return 0;
 	avail = writer ? tssx_ring_arm_writer(conn->tx) : tssx_ring_arm_reader(conn->rx);
@@ -412,24 +431,34 @@ int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how)
 	return 0;
 }
 
-ssize_t tssx_conn_inq(struct tssx_conn *conn, int fd)
+/* Readable bytes of rx, or writable of tx; 0 before the hello. */
+static ssize_t ring_count(struct tssx_conn *conn, int fd, bool readable)
 {
 	ssize_t n;
 
 	if (tssx_conn_usable(conn, fd, 0) < 0)
 		return 0;
-	n = tssx_ring_readable(conn->rx);
+	n = readable ? tssx_ring_readable(conn->rx) : tssx_ring_writable(conn->tx);
 	return n < 0 ? ring_broken(conn, fd) : n;
+}
+
+ssize_t tssx_conn_inq(struct tssx_conn *conn, int fd)
+{
+	return ring_count(conn, fd, true);
+}
+
+ssize_t tssx_conn_room(struct tssx_conn *conn, int fd)
+{
+	return ring_count(conn, fd, false);
 }
 
 ssize_t tssx_conn_outq(struct tssx_conn *conn, int fd)
 {
-	ssize_t n;
+	ssize_t room = ring_count(conn, fd, false);
 
-	if (tssx_conn_usable(conn, fd, 0) < 0)
-		return 0;
-	n = tssx_ring_writable(conn->tx);
-	return n < 0 ? ring_broken(conn, fd) : (ssize_t)conn->tx->capacity - n;
+	if (room < 0 || tssx_conn_usable(conn, fd, 0) < 0)
+		return room < 0 ? room : 0;
+	return (ssize_t)conn->tx->capacity - room;
 }
 
 /* ---- What the event-loop wrappers use (conn.h) ---- */
