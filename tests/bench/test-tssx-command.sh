@@ -12,6 +12,7 @@ rc=0; "$TSSX_CMD" frobnicate 2>/dev/null || rc=$?
 ((rc == 2)) || fail "unknown command exits $rc, not 2"
 rc=0; "$TSSX_CMD" run 2>/dev/null || rc=$?
 ((rc == 2)) || fail "run without a command exits $rc, not 2"
+"$TSSX_CMD" bench --help | grep -q '^Usage: tssx-bench' || fail "tssx bench does not run tssx-bench"
 rc=0; out=$(TSSX_REGISTRY=$TMP "$TSSX_CMD" status 2>&1) || rc=$?
 ((rc == 1)) && [[ $out == *"no registry mounted at $TMP"* ]] ||
 	fail "status without a registry: exit $rc, '$out'"
