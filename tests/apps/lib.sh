@@ -129,6 +129,13 @@ listening() {
 	socat -u OPEN:/dev/null "UNIX-CONNECT:$1"
 }
 
+# expect_ok CMD...: runs a client that prints "ok" once all its checks passed.
+expect_ok() {
+	local out
+	out=$(app "$@") || fail "$* failed: $out"
+	expect_eq "result of $*" ok "$out"
+}
+
 # expect_eq WHAT EXPECTED ACTUAL
 expect_eq() {
 	[[ $2 == "$3" ]] || fail "$1: expected '$2', got '$3'"

@@ -1,18 +1,17 @@
 #!/usr/bin/env python3
 """A memcached text-protocol client over a Unix socket, standard library only.
 
-    memcached-client.py SOCKET check THREADS KEYS
-        each thread on its own connection stores KEYS values of 1 B to
-        256 KiB, reads them back one by one and in multi-gets, appends,
-        increments and deletes, and checks every reply byte for byte
-    memcached-client.py SOCKET bench SECONDS
-        one connection, small get/set pairs, prints operations per second
+    memcached-client.py SOCKET THREADS KEYS
+
+Each thread on its own connection stores KEYS values of 1 B to 256 KiB,
+reads them back one by one and in multi-gets, appends, increments and
+deletes, and checks every reply byte for byte.
 """
 import random
 import socket
 import sys
-import threading
-import time
+
+from threaded_check import run_checks
 
 
 class Memcached:
@@ -72,66 +71,36 @@ class Memcached:
         return self._command(line)
 
 
-def check(path, thread, keys, errors):
+def check(thread, path, keys):
     rng = random.Random(thread)
-    try:
-        mc = Memcached(path)
-        expected = {}
-        for i in range(keys):
-            key = f"t{thread}k{i}"
-            expected[key] = rng.randbytes(rng.choice([1, 10, 100, 1000, 4096, 65536, 262144])
-                                          + rng.randrange(100))
-            mc.store("set", key, expected[key])
-        for key, value in expected.items():
-            if mc.get(key) != {key: value}:
-                raise AssertionError(f"get {key}: wrong value")
-        names = list(expected)
-        for i in range(0, len(names), 16):
-            batch = names[i:i + 16]
-            if mc.get(*batch) != {k: expected[k] for k in batch}:
-                raise AssertionError(f"multi-get from {batch[0]}: wrong values")
-        mc.store("append", names[0], b"+tail")
-        if mc.get(names[0]) != {names[0]: expected[names[0]] + b"+tail"}:
-            raise AssertionError("append: wrong value")
-        mc.store("set", f"t{thread}n", b"41")
-        if mc.simple(f"incr t{thread}n 1") != b"42":
-            raise AssertionError("incr: wrong value")
-        if mc.simple(f"delete {names[1]}") != b"DELETED" or mc.get(names[1]) != {}:
-            raise AssertionError("delete: key still there")
-        mc.close()
-    except Exception as e:  # reported by the main thread
-        errors.append(f"thread {thread}: {e!r}")
-
-
-def bench(path, seconds):
     mc = Memcached(path)
-    value = b"x" * 32
-    ops = 0
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        for i in range(1000):
-            key = f"bench{i}"
-            mc.store("set", key, value)
-            mc.get(key)
-        ops += 2000
-    print(f"{ops / seconds:.0f} ops/s")
+    expected = {}
+    for i in range(keys):
+        key = f"t{thread}k{i}"
+        expected[key] = rng.randbytes(rng.choice([1, 10, 100, 1000, 4096, 65536, 262144])
+                                      + rng.randrange(100))
+        mc.store("set", key, expected[key])
+    for key, value in expected.items():
+        if mc.get(key) != {key: value}:
+            raise AssertionError(f"get {key}: wrong value")
+    names = list(expected)
+    for i in range(0, len(names), 16):
+        batch = names[i:i + 16]
+        if mc.get(*batch) != {k: expected[k] for k in batch}:
+            raise AssertionError(f"multi-get from {batch[0]}: wrong values")
+    mc.store("append", names[0], b"+tail")
+    if mc.get(names[0]) != {names[0]: expected[names[0]] + b"+tail"}:
+        raise AssertionError("append: wrong value")
+    mc.store("set", f"t{thread}n", b"41")
+    if mc.simple(f"incr t{thread}n 1") != b"42":
+        raise AssertionError("incr: wrong value")
+    if mc.simple(f"delete {names[1]}") != b"DELETED" or mc.get(names[1]) != {}:
+        raise AssertionError("delete: key still there")
+    mc.close()
 
 
 def main():
-    path, mode = sys.argv[1], sys.argv[2]
-    if mode == "bench":
-        bench(path, float(sys.argv[3]))
-        return
-    threads, keys = int(sys.argv[3]), int(sys.argv[4])
-    errors = []
-    workers = [threading.Thread(target=check, args=(path, t, keys, errors)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    if errors:
-        sys.exit("\n".join(errors))
-    print("ok")
+    run_checks(check, int(sys.argv[2]), sys.argv[1], int(sys.argv[3]))
 
 
 if __name__ == "__main__":

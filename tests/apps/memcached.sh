@@ -13,10 +13,7 @@ start_server() {
 }
 
 app_run() {
-	local out
-	out=$(app python3 "$(dirname "$0")/memcached-client.py" "$WORK/memcached.sock" check 8 100) ||
-		fail "the client reported errors: $out"
-	expect_eq "client result" ok "$out"
+	expect_ok python3 "$(dirname "$0")/memcached-client.py" "$WORK/memcached.sock" 8 100
 	APPS_MIN_CONNS=8
 	APPS_MIN_RING_BYTES=$((8 * 1024 * 1024))
 }

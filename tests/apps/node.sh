@@ -14,9 +14,7 @@ start_server() {
 }
 
 app_run() {
-	local out
-	out=$(app node "$SCRIPT" check "$WORK/node.sock" 6 16) || fail "the client failed: $out"
-	expect_eq "client result" ok "$out"
+	expect_ok node "$SCRIPT" check "$WORK/node.sock" 6 16
 	APPS_MIN_CONNS=6
 	APPS_MIN_RING_BYTES=$((3 * 2 * 16 * 1024 * 1024))
 }

@@ -14,7 +14,8 @@ import random
 import socket
 import socketserver
 import sys
-import threading
+
+from threaded_check import run_checks
 
 
 def payload(size, seed):
@@ -36,24 +37,21 @@ def server(path):
         srv.serve_forever()
 
 
-def check(path, thread, rounds, errors):
+def check(thread, path, rounds):
     rng = random.Random(thread)
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.connect(path)
-            replies = sock.makefile("rb")
-            sent = hashlib.sha256()
-            for _ in range(rounds):
-                size, seed = rng.choice([0, 1, 100, 4096, 65536, 1 << 20]), rng.randrange(1 << 30)
-                line = f"{size} {seed}\n".encode()
-                sock.sendall(line)
-                sent.update(line)
-                if replies.read(size) != payload(size, seed):
-                    raise AssertionError(f"reply of {size} bytes differs")
-                if replies.read(32) != sent.digest():
-                    raise AssertionError("the server saw other bytes than were sent")
-    except Exception as e:  # reported by the main thread
-        errors.append(f"thread {thread}: {e!r}")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(path)
+        replies = sock.makefile("rb")
+        sent = hashlib.sha256()
+        for _ in range(rounds):
+            size, seed = rng.choice([0, 1, 100, 4096, 65536, 1 << 20]), rng.randrange(1 << 30)
+            line = f"{size} {seed}\n".encode()
+            sock.sendall(line)
+            sent.update(line)
+            if replies.read(size) != payload(size, seed):
+                raise AssertionError(f"reply of {size} bytes differs")
+            if replies.read(32) != sent.digest():
+                raise AssertionError("the server saw other bytes than were sent")
 
 
 def main():
@@ -61,16 +59,7 @@ def main():
     if mode == "server":
         server(path)
         return
-    errors = []
-    workers = [threading.Thread(target=check, args=(path, t, int(sys.argv[4]), errors))
-               for t in range(int(sys.argv[3]))]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    if errors:
-        sys.exit("\n".join(errors))
-    print("ok")
+    run_checks(check, int(sys.argv[3]), path, int(sys.argv[4]))
 
 
 if __name__ == "__main__":

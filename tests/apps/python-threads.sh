@@ -13,9 +13,7 @@ start_server() {
 }
 
 app_run() {
-	local out
-	out=$(app python3 "$SCRIPT" check "$WORK/python.sock" 6 50) || fail "the client failed: $out"
-	expect_eq "client result" ok "$out"
+	expect_ok python3 "$SCRIPT" check "$WORK/python.sock" 6 50
 	APPS_MIN_CONNS=6
 	APPS_MIN_RING_BYTES=$((16 * 1024 * 1024))
 }
