@@ -106,6 +106,16 @@ char **bench_build_env(const char *library, const char *registry)
 	return env;
 }
 
+/* Frees what bench_build_env() allocated: the two variables it set, since
+ * it took every other entry as is from environ. */
+void bench_free_env(char **env)
+{
+	for (char **e = env; e && *e; e++)
+		if (!strncmp(*e, "LD_PRELOAD=", 11) || !strncmp(*e, "TSSX_REGISTRY=", 14))
+			free(*e);
+	free(env);
+}
+
 struct role_fds {
 	int ctl, a, b;
 };

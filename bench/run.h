@@ -65,6 +65,7 @@ void bench_case_of(const struct bench_row *row, enum bench_column col, struct be
 void bench_run_case(const struct bench_config *cfg, const struct bench_case *c,
 		    uint64_t duration_ns, struct bench_cell *cell);
 char **bench_build_env(const char *library, const char *registry);
+void bench_free_env(char **env);
 
 /* report.c */
 void bench_report_text(FILE *out, const struct bench_run *run);

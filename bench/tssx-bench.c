@@ -370,6 +370,9 @@ static int run_bench(struct bench_config *cfg, unsigned tests)
 	else
 		bench_report_text(stdout, &run);
 	fflush(stdout);
+	for (size_t i = 0; i < run.nrows; i++)
+		for (int col = 0; col < COL_COUNT; col++)
+			free(rows[i].cell[col].samples);
 	return run.interrupted ? 130 : failed ? 1 : 0;
 }
 
@@ -404,7 +407,7 @@ int main(int argc, char **argv)
 	const char *library = NULL, *registry = NULL;
 	bool duration_given = false, warmup_given = false;
 	unsigned tests = (1u << TEST_COUNT) - 1;
-	int opt;
+	int opt, status;
 
 	if (argc > 1 && strcmp(argv[1], "--role") == 0)
 		return role_from_argv(argc, argv);
@@ -466,5 +469,8 @@ int main(int argc, char **argv)
 		perror("tssx-bench");
 		return 1;
 	}
-	return run_bench(&cfg, tests);
+	status = run_bench(&cfg, tests);
+	bench_free_env(cfg.env[0]);
+	bench_free_env(cfg.env[1]);
+	return status;
 }
