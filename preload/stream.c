@@ -254,12 +254,32 @@ static int sleep_on_socket(struct tssx_conn *conn, int fd, int timeout_ms)
 	return ready;
 }
 
+/*
+ * poll() returns EINTR whatever the handler's SA_RESTART says; a socket
+ * call restarts unless the socket has a timeout (socket(7)).  Which signal
+ * interrupted is unknown here, so the call restarts only when no handler
+ * is installed without SA_RESTART: programs install theirs alike.
+ */
+static bool restarts_after_signal(const struct deadline *dl)
+{
+	if (dl->at_ns)
+		return false;
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+
+		if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL &&
+		    sa.sa_handler != SIG_IGN && !(sa.sa_flags & SA_RESTART))
+			return false;
+	}
+	return true;
+}
+
 /* Waits for data (reader) or space (writer).  0: re-check; -EAGAIN on the
  * socket's timeout; -EINTR; -EPROTO. */
 static int wait_ring(struct tssx_conn *conn, int fd, bool writer, struct deadline *dl)
 {
 	ssize_t avail;
-	int timeout_ms;
+	int timeout_ms, ret;
 
 	if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
 		return -atomic_load(&conn->error);
@@ -273,7 +293,10 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, struct deadlin
 	timeout_ms = deadline_ms(dl, fd, writer);
 	if (timeout_ms == 0)
 		return -EAGAIN;
-	return sleep_on_socket(conn, fd, timeout_ms);
+	ret = sleep_on_socket(conn, fd, timeout_ms);
+	if (ret == -EINTR && restarts_after_signal(dl))
+		return 0;
+	return ret;
 }
 
 static ssize_t epipe(int flags)

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Socket semantics over shared memory, each checked by tssx-probe against
+# what a plain Unix stream socket does: the same probe runs plain first
+# (checking the check), then preloaded, where both ends must have used
+# shared memory.
+NAME=semantics
+source "$(dirname "$0")/lib.sh"
+
+for probe in peek timeout eintr shutdown epipe fork threads nonblock addresses cmsg sendfile; do
+	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
+		fail "$probe: fails on plain sockets"
+	with_preload yes "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||
+		fail "$probe: fails over TSSX"
+	grep -q "shared memory, client" "$work/$probe.log" && grep -q "shared memory, server" "$work/$probe.log" ||
+		fail "$probe: not over shared memory"
+	rm -f "$work/$probe.log"
+done
+# The refused ancillary data was logged.
+with_preload yes "${guard[@]}" "$tools/tssx-probe" cmsg "$work/p.sock" >"$work/cmsg.log" 2>&1
+grep -q "ancillary data .* not supported" "$work/cmsg.log" || fail "cmsg: no log line"

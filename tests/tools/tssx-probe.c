@@ -1,0 +1,502 @@
+/*
+ * tssx-probe CASE PATH: one socket semantic checked over a connection
+ * between this process (server) and a forked child (client).  Run it
+ * preloaded to check the TSSX path, plain to check the check itself.
+ * Exits 0 when both sides saw what a Unix stream socket gives.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tools.h"
+
+#define expect(cond) ((cond) ? (void)0 : die("%s:%d: expected %s (errno: %s)", __FILE__, __LINE__, #cond, strerror(errno)))
+
+static const char *sock_path;
+/* Ordering between the two processes, outside the connection under test:
+ * the server signals on to_client, the client on to_server. */
+static int to_client[2], to_server[2];
+static bool is_client;
+
+static void signal_peer(void)
+{
+	expect(write(is_client ? to_server[1] : to_client[1], "!", 1) == 1);
+}
+
+static void wait_peer(void)
+{
+	char c;
+
+	expect(read(is_client ? to_client[0] : to_server[0], &c, 1) == 1);
+}
+
+static void send_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		expect(n > 0);
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Reads until EOF, counting bytes per value: counts[256]. */
+static uint64_t drain_counting(int fd, uint64_t counts[256])
+{
+	uint8_t buf[65536];
+	uint64_t total = 0;
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		expect(n > 0);
+		for (ssize_t i = 0; i < n; i++)
+			counts[buf[i]]++;
+		total += (uint64_t)n;
+	}
+	return total;
+}
+
+static void wait_byte(int fd)
+{
+	char c;
+
+	expect(read(fd, &c, 1) == 1);
+}
+
+/* ---- peek, waitall, FIONREAD ---- */
+
+static void peek_client(int fd)
+{
+	send_all(fd, "hello", 5);
+	wait_byte(fd);
+	send_all(fd, " world", 6);
+	wait_byte(fd);
+}
+
+static void peek_server(int fd)
+{
+	char buf[32] = { 0 };
+	int avail = 0;
+
+	expect(recv(fd, buf, 3, MSG_PEEK) == 3 && !memcmp(buf, "hel", 3));
+	while (ioctl(fd, FIONREAD, &avail) == 0 && avail < 5)
+		usleep(1000);
+	expect(avail == 5);
+	send_all(fd, "+", 1);
+	expect(recv(fd, buf, 11, MSG_WAITALL) == 11 && !memcmp(buf, "hello world", 11));
+	expect(ioctl(fd, FIONREAD, &avail) == 0 && avail == 0);
+	send_all(fd, "+", 1);
+}
+
+/* ---- SO_RCVTIMEO / SO_SNDTIMEO ---- */
+
+static void timeout_client(int fd)
+{
+	uint64_t counts[256] = { 0 };
+
+	wait_byte(fd);
+	wait_peer(); /* reading now would let the timed writes finish */
+	drain_counting(fd, counts);
+}
+
+static void timeout_server(int fd)
+{
+	struct timeval tv = { .tv_usec = 100 * 1000 };
+	static char big[8 << 20];
+	char c;
+	ssize_t n;
+
+	expect(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
+	expect(read(fd, &c, 1) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+	send_all(fd, "+", 1);
+	expect(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0);
+	/* Nobody reads: a big write fills the buffer and returns what fit
+	 * when the timeout expires, the next one nothing. */
+	n = write(fd, big, sizeof(big));
+	expect(n > 0 && (size_t)n < sizeof(big));
+	n = write(fd, big, sizeof(big));
+	expect(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+	signal_peer();
+}
+
+/* ---- EINTR, SA_RESTART ---- */
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+static void arm_alarm(int flags)
+{
+	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = flags };
+	struct itimerval it = { .it_value = { .tv_usec = 100 * 1000 } };
+
+	sigemptyset(&sa.sa_mask);
+	expect(sigaction(SIGALRM, &sa, NULL) == 0);
+	expect(setitimer(ITIMER_REAL, &it, NULL) == 0);
+}
+
+static void eintr_client(int fd)
+{
+	wait_byte(fd);
+	usleep(300 * 1000); /* the server's restarted read outlives its alarm */
+	send_all(fd, "x", 1);
+	wait_byte(fd);
+}
+
+static void eintr_server(int fd)
+{
+	char c;
+
+	arm_alarm(0);
+	expect(read(fd, &c, 1) < 0 && errno == EINTR);
+	arm_alarm(SA_RESTART);
+	send_all(fd, "+", 1);
+	expect(read(fd, &c, 1) == 1 && c == 'x');
+	send_all(fd, "+", 1);
+}
+
+/* ---- shutdown each way, EPIPE ---- */
+
+static void shutdown_client(int fd)
+{
+	char buf[8];
+
+	send_all(fd, "abc", 3);
+	expect(shutdown(fd, SHUT_WR) == 0);
+	expect(send(fd, "z", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE);
+	expect(recv(fd, buf, 3, MSG_WAITALL) == 3 && !memcmp(buf, "xyz", 3));
+	expect(read(fd, buf, 1) == 0);
+}
+
+static void shutdown_server(int fd)
+{
+	char buf[8];
+
+	expect(recv(fd, buf, 3, MSG_WAITALL) == 3 && !memcmp(buf, "abc", 3));
+	expect(read(fd, buf, 1) == 0);
+	send_all(fd, "xyz", 3);
+	expect(shutdown(fd, SHUT_WR) == 0);
+}
+
+static volatile sig_atomic_t sigpipes;
+
+static void on_sigpipe(int sig)
+{
+	(void)sig;
+	sigpipes++;
+}
+
+static void epipe_client(int fd)
+{
+	char buf[4096] = { 0 };
+	ssize_t n;
+
+	signal(SIGPIPE, on_sigpipe);
+	wait_byte(fd);
+	expect(read(fd, buf, 1) == 0); /* the server closed */
+	while ((n = write(fd, buf, sizeof(buf))) > 0)
+		;
+	expect(n < 0 && errno == EPIPE && sigpipes == 1);
+	expect(send(fd, buf, 1, MSG_NOSIGNAL) < 0 && errno == EPIPE && sigpipes == 1);
+}
+
+static void epipe_server(int fd)
+{
+	send_all(fd, "+", 1);
+}
+
+/* ---- fork: both processes write, EOF after the last close ---- */
+
+static void write_tagged(int fd, uint8_t tag, size_t bytes)
+{
+	uint8_t buf[1000];
+
+	memset(buf, tag, sizeof(buf));
+	for (size_t done = 0; done < bytes; done += sizeof(buf))
+		send_all(fd, buf, sizeof(buf));
+}
+
+static void fork_client(int fd)
+{
+	pid_t child = fork();
+
+	expect(child >= 0);
+	if (child == 0) {
+		write_tagged(fd, 'B', 2000000);
+		usleep(200 * 1000); /* the parent has closed: the server must wait */
+		write_tagged(fd, 'C', 1000);
+		close(fd);
+		_exit(0);
+	}
+	write_tagged(fd, 'A', 2000000);
+	close(fd);
+	int status;
+	expect(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void fork_server(int fd)
+{
+	uint64_t counts[256] = { 0 };
+
+	expect(drain_counting(fd, counts) == 4001000);
+	expect(counts['A'] == 2000000 && counts['B'] == 2000000 && counts['C'] == 1000);
+}
+
+/* ---- threads writing one connection, dup ---- */
+
+struct tagged_writer {
+	int fd;
+	uint8_t tag;
+};
+
+static void *tagged_thread(void *arg)
+{
+	struct tagged_writer *w = arg;
+
+	write_tagged(w->fd, w->tag, 1000000);
+	return NULL;
+}
+
+static void threads_client(int fd)
+{
+	struct tagged_writer w[4];
+	pthread_t t[4];
+	int copy = dup(fd);
+
+	expect(copy >= 0);
+	for (int i = 0; i < 4; i++) {
+		/* Half of them through a duplicate of the fd. */
+		w[i] = (struct tagged_writer){ .fd = i % 2 ? copy : fd, .tag = (uint8_t)('a' + i) };
+		pthread_create(&t[i], NULL, tagged_thread, &w[i]);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	close(fd);
+	/* The duplicate keeps the connection; dup2 moves it once more. */
+	expect(dup2(copy, 100) == 100);
+	close(copy);
+	write_tagged(100, 'z', 1000);
+	close(100);
+}
+
+static void threads_server(int fd)
+{
+	uint64_t counts[256] = { 0 };
+
+	expect(drain_counting(fd, counts) == 4001000);
+	for (int i = 0; i < 4; i++)
+		expect(counts['a' + i] == 1000000);
+	expect(counts['z'] == 1000);
+}
+
+/* ---- non-blocking: EAGAIN, partial writes ---- */
+
+static void nonblock_client(int fd)
+{
+	static char big[4 << 20];
+	char c;
+	ssize_t n;
+
+	set_nonblocking(fd);
+	expect(read(fd, &c, 1) < 0 && errno == EAGAIN);
+	expect(recv(fd, &c, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN);
+	n = write(fd, big, sizeof(big));
+	expect(n > 0 && (size_t)n < sizeof(big)); /* what fit */
+	expect(write(fd, big, sizeof(big)) < 0 && errno == EAGAIN);
+	signal_peer();
+	close(fd);
+}
+
+static void nonblock_server(int fd)
+{
+	uint64_t counts[256] = { 0 };
+
+	wait_peer(); /* reading earlier would make room for the second write */
+
+	expect(drain_counting(fd, counts) == counts[0] && counts[0] > 0);
+}
+
+/* ---- addresses as without TSSX ---- */
+
+static void addresses_client(int fd)
+{
+	struct sockaddr_un addr;
+	socklen_t len = sizeof(addr);
+
+	expect(getsockname(fd, (struct sockaddr *)&addr, &len) == 0);
+	expect(len == sizeof(sa_family_t) && addr.sun_family == AF_UNIX);
+	len = sizeof(addr);
+	expect(getpeername(fd, (struct sockaddr *)&addr, &len) == 0);
+	expect(addr.sun_family == AF_UNIX && !strcmp(addr.sun_path, sock_path));
+	wait_byte(fd);
+}
+
+static void addresses_server(int fd)
+{
+	struct sockaddr_un addr;
+	socklen_t len = sizeof(addr);
+
+	expect(getpeername(fd, (struct sockaddr *)&addr, &len) == 0);
+	expect(len == sizeof(sa_family_t) && addr.sun_family == AF_UNIX);
+	send_all(fd, "+", 1);
+}
+
+/* ---- ancillary data refused, not dropped ---- */
+
+static void cmsg_client(int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control = { 0 };
+	struct iovec iov = { .iov_base = "x", .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+	int passed = STDIN_FILENO;
+
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &passed, sizeof(int));
+	if (sendmsg(fd, &msg, 0) < 0) {
+		expect(errno == EOPNOTSUPP);
+		send_all(fd, "refused", 7);
+	} else {
+		send_all(fd, "passed!", 7);
+	}
+}
+
+static void cmsg_server(int fd)
+{
+	char buf[16] = { 0 };
+
+	/* Plain: "x" then "passed!"; TSSX: only "refused".  A read stops
+	 * after bytes that carried fds, whatever MSG_WAITALL says. */
+	for (size_t done = 0; done < 7;) {
+		ssize_t n = recv(fd, buf + done, 7 - done, 0);
+
+		expect(n > 0);
+		done += (size_t)n;
+	}
+	expect(!strcmp(buf, getenv("LD_PRELOAD") ? "refused" : "xpassed"));
+}
+
+/* ---- sendfile and splice ---- */
+
+static void sendfile_client(int fd)
+{
+	char path[] = "/tmp/tssx-probe.XXXXXX";
+	int file = mkstemp(path);
+	char data[100000];
+	off_t offset = 1000;
+
+	expect(file >= 0);
+	unlink(path);
+	for (size_t i = 0; i < sizeof(data); i++)
+		data[i] = (char)(i % 251);
+	expect(write(file, data, sizeof(data)) == sizeof(data));
+	expect(sendfile(fd, file, &offset, sizeof(data) - 1000) == sizeof(data) - 1000);
+	expect(offset == sizeof(data));
+	expect(lseek(file, 0, SEEK_SET) == 0);
+	expect(sendfile(fd, file, NULL, 1000) == 1000);
+	close(file);
+	wait_byte(fd);
+}
+
+static void sendfile_server(int fd)
+{
+	static char got[100000];
+	int pipefd[2];
+	size_t done = 0;
+
+	expect(pipe(pipefd) == 0);
+	while (done < 99000) {
+		ssize_t n = splice(fd, NULL, pipefd[1], NULL, 99000 - done, 0);
+
+		expect(n > 0);
+		expect(read(pipefd[0], got + done, (size_t)n) == n);
+		done += (size_t)n;
+	}
+	expect(recv(fd, got + done, 1000, MSG_WAITALL) == 1000);
+	for (size_t i = 0; i < 99000; i++)
+		expect(got[i] == (char)((i + 1000) % 251));
+	for (size_t i = 0; i < 1000; i++)
+		expect(got[99000 + i] == (char)(i % 251));
+	send_all(fd, "+", 1);
+}
+
+static const struct probe {
+	const char *name;
+	void (*server)(int fd);
+	void (*client)(int fd);
+} probes[] = {
+	{ "peek", peek_server, peek_client },
+	{ "timeout", timeout_server, timeout_client },
+	{ "eintr", eintr_server, eintr_client },
+	{ "shutdown", shutdown_server, shutdown_client },
+	{ "epipe", epipe_server, epipe_client },
+	{ "fork", fork_server, fork_client },
+	{ "threads", threads_server, threads_client },
+	{ "nonblock", nonblock_server, nonblock_client },
+	{ "addresses", addresses_server, addresses_client },
+	{ "cmsg", cmsg_server, cmsg_client },
+	{ "sendfile", sendfile_server, sendfile_client },
+};
+
+int main(int argc, char **argv)
+{
+	const struct probe *probe = NULL;
+	int listener, fd, status;
+	pid_t child;
+
+	if (argc != 3)
+		die("usage: tssx-probe CASE PATH");
+	for (size_t i = 0; i < ARRAY_LEN(probes); i++) {
+		if (!strcmp(probes[i].name, argv[1]))
+			probe = &probes[i];
+	}
+	if (!probe)
+		die("unknown case %s", argv[1]);
+	sock_path = argv[2];
+	listener = tool_listen(sock_path);
+	expect(pipe(to_client) == 0 && pipe(to_server) == 0);
+	child = fork();
+	expect(child >= 0);
+	if (child == 0) {
+		is_client = true;
+		close(listener);
+		fd = tool_connect(sock_path);
+		probe->client(fd);
+		exit(0);
+	}
+	fd = accept(listener, NULL, NULL);
+	expect(fd >= 0);
+	probe->server(fd);
+	close(fd);
+	expect(waitpid(child, &status, 0) == child);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die("%s: client failed", probe->name);
+	return 0;
+}
