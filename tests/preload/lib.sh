@@ -50,6 +50,34 @@ with_preload() {
 	fi
 }
 
+# spawn yes|no LOG CMD...: CMD in the background, preloaded or not, as
+# $! itself (env execs it), so that it can be killed; sets $spawned.
+spawn() {
+	local mode=$1 log=$2; shift 2
+	if [[ $mode == yes ]]; then
+		env LD_PRELOAD="$lib" TSSX_LOG=info "$@" >"$log" 2>&1 &
+	else
+		env "$@" >"$log" 2>&1 &
+	fi
+	spawned=$!
+	background+=("$spawned")
+}
+
+# wait_pid PID: its exit status; a process still running after a minute
+# has hung: killed, and the test fails.
+wait_pid() {
+	local i
+	for ((i = 0; i < 1200; i++)); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.05
+	done
+	if kill -0 "$1" 2>/dev/null; then
+		kill -KILL "$1"
+		fail "process $1 hung"
+	fi
+	wait "$1"
+}
+
 # wait_for_line FILE TEXT: until FILE has a line containing TEXT.
 wait_for_line() {
 	local i
@@ -63,9 +91,8 @@ wait_for_line() {
 # start_echo_server yes|no LOG SOCKET [ARG...]: sets $server_pid.
 start_echo_server() {
 	local mode=$1 log=$2 sock=$3; shift 3
-	with_preload "$mode" "${guard[@]}" "$tools/tssx-echo" server "$sock" "$@" >"$log" 2>&1 &
-	server_pid=$!
-	background+=("$server_pid")
+	spawn "$mode" "$log" "$tools/tssx-echo" server "$sock" "$@"
+	server_pid=$spawned
 	wait_for_line "$log" "server: listening"
 }
 

@@ -14,7 +14,7 @@ pair() {
 	start_echo_server "$server" "$work/server.log" "$sock" "$@"
 	with_preload "$client" "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes "$bytes" "$@" \
 		>"$work/client.log" 2>&1 || fail "client ($server/$client, $bytes bytes $*)"
-	wait "$server_pid" || fail "server ($server/$client, $bytes bytes $*)"
+	wait_pid "$server_pid" || fail "server ($server/$client, $bytes bytes $*)"
 	if [[ $server/$client == yes/yes ]]; then
 		check_shm "$work/server.log" "$bytes"
 		check_shm "$work/client.log" "$bytes"
@@ -37,13 +37,12 @@ pair yes yes $((100 << 20)) --nonblock --chunk 100000
 
 # One TSSX server, a TSSX and a plain client at the same time.
 start_echo_server yes "$work/server.log" "$sock" --clients 2
-with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 20M >"$work/aware.log" 2>&1 &
-aware=$!
-background+=("$aware")
+spawn yes "$work/aware.log" "$tools/tssx-echo" client "$sock" --bytes 20M
+aware=$spawned
 with_preload no "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 20M >"$work/plain.log" 2>&1 ||
 	fail "plain client of a TSSX server"
-wait "$aware" || fail "TSSX client next to a plain one"
-wait "$server_pid" || fail "server of mixed clients"
+wait_pid "$aware" || fail "TSSX client next to a plain one"
+wait_pid "$server_pid" || fail "server of mixed clients"
 check_shm "$work/aware.log" $((20 << 20))
 [[ $(grep -c "shared memory, server" "$work/server.log") == 1 ]] || fail "server: not exactly one shm connection"
 [[ $(grep -c "echoed 20971520 bytes" "$work/server.log") == 2 ]] || fail "server: not two full echoes"
