@@ -94,10 +94,14 @@ in_mode() {
 	fi
 }
 
-# app CMD...: runs a client in its mode, its stderr into stderr.log.
+# app CMD...: runs a client in its mode, its stderr into stderr.log; one
+# that hangs fails the test after a minute rather than at meson's timeout.
 app() {
 	in_mode "$APPS_CLIENTS" "$@"
-	"${MODE_CMD[@]}" 2>>"$WORK/stderr.log"
+	local rc=0
+	timeout --foreground 60 "${MODE_CMD[@]}" 2>>"$WORK/stderr.log" || rc=$?
+	((rc != 124)) || fail "$1 did not finish within 60 s"
+	return "$rc"
 }
 
 # serve CMD...: starts a server in the background, in this run's mode; it is
