@@ -68,6 +68,32 @@ bool events_fd_is_tracked(int fd)
 	return slot && atomic_load_explicit(&slot->watchers, memory_order_acquire) > 0;
 }
 
+static void lock_sets(void)
+{
+	pthread_mutex_lock(&sets_lock);
+}
+
+static void unlock_sets(void)
+{
+	pthread_mutex_unlock(&sets_lock);
+}
+
+/* Only the forking thread lives on in the child: locks that other threads
+ * held would stay held forever.  The lists are whole (lock_sets). */
+static void forked_child(void)
+{
+	pthread_mutex_init(&sets_lock, NULL);
+	for (struct events_set *set = live_sets; set; set = set->next)
+		pthread_mutex_init(&set->lock, NULL);
+	for (struct events_set *set = free_sets; set; set = set->next)
+		pthread_mutex_init(&set->lock, NULL);
+}
+
+static void register_atfork(void)
+{
+	pthread_atfork(lock_sets, unlock_sets, forked_child);
+}
+
 /* Sets are never freed: a thread may still be waiting on a set whose epoll
  * fd another thread closes.  A closed fd's set is emptied and reused. */
 static struct events_set *set_take(int epfd)
@@ -91,9 +117,11 @@ static struct events_set *set_take(int epfd)
 
 struct events_set *events_set_open(int epfd)
 {
+	static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 	struct fd_slot *slot = slot_make(epfd);
 	struct events_set *set;
 
+	pthread_once(&atfork_once, register_atfork);
 	if (!slot) {
 		errno = epfd < 0 ? EBADF : ENOMEM;
 		return NULL;

@@ -29,6 +29,7 @@
 #include <sys/time.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -482,6 +483,31 @@ static void case_epoll_nested(void)
 	expect_event(inner, 0, 20, EPOLLIN);
 }
 
+/* A forked child shares the epoll fd and the connection: it sees the data,
+ * and its close takes the connection out of its set only. */
+static void case_epoll_fork(void)
+{
+	int c, s, epfd = epoll_create1(0), status;
+	pid_t child;
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN, 21), 0);
+	put(c, "f");
+	child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		expect_event(epfd, -1, 21, EPOLLIN);
+		close(s);
+		expect_event(epfd, 0, 0, 0);
+		_exit(0);
+	}
+	CHECK_EQ(waitpid(child, &status, 0), child);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	expect_event(epfd, -1, 21, EPOLLIN);
+	get(s, "f");
+	expect_event(epfd, 0, 0, 0);
+}
+
 /* ---- one epoll fd, several threads ---- */
 
 #define WAITERS 4
@@ -729,6 +755,7 @@ int main(int argc, char **argv)
 		{ "epoll-close", case_epoll_close },
 		{ "epoll-late-connect", case_epoll_late_connect },
 		{ "epoll-nested", case_epoll_nested },
+		{ "epoll-fork", case_epoll_fork },
 		{ "epoll-threads", case_epoll_threads },
 		{ "eintr", case_eintr },
 		{ "sigmask", case_sigmask },
