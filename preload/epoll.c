@@ -250,32 +250,33 @@ static bool add_kernel_results(struct events_set *set, struct wait_call *call, i
 	return true;
 }
 
-/* Without sleeping: the kernel's word first (it also drains doorbells and
- * notices EOF for the rings' sake), then the rings; whichever filled a
- * whole call goes second in the next one. */
+/* Without sleeping: the rings, and only when they have something, the
+ * kernel's fds for the slots left; after the rings filled a whole call,
+ * the kernel first. */
 static int poll_once(struct events_set *set, struct wait_call *call)
 {
-	bool rings_first = atomic_exchange(&set->rings_first, false);
-	int count = rings_first ? collect(set, call, 0, false) : 0;
+	bool kernel_first = atomic_exchange(&set->kernel_first, false);
+	int count = kernel_first ? 0 : collect(set, call, 0, false);
 
-	if (!add_kernel_results(set, call, &count, false))
+	if ((count > 0 || kernel_first) && !add_kernel_results(set, call, &count, false))
 		return -1;
-	if (!rings_first)
+	if (kernel_first)
 		count += collect(set, call, count, false);
 	if (count == call->maxevents)
-		atomic_store(&set->rings_first, !rings_first);
+		atomic_store(&set->kernel_first, !kernel_first);
 	return count;
 }
 
-/* Arms, re-checks, then sleeps in the kernel; what woke it is translated
- * (doorbells drained) and the rings are asked again at once. */
-static int sleep_once(struct events_set *set, struct wait_call *call)
+/* Arms (when it may sleep) and re-checks, then waits in the kernel; what
+ * woke it is translated (doorbells drained, EOF noticed) and the rings are
+ * asked again at once.  The kernel's wait also reports its own fds. */
+static int wait_once(struct events_set *set, struct wait_call *call, bool sleep)
 {
-	int count = collect(set, call, 0, true);
+	int count = collect(set, call, 0, sleep);
 
 	if (count)
 		return count;
-	if (!add_kernel_results(set, call, &count, true))
+	if (!add_kernel_results(set, call, &count, sleep))
 		return -1;
 	return count + collect(set, call, count, false);
 }
@@ -285,8 +286,13 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 	int saved_errno = errno;
 	int count = poll_once(set, call);
 
-	while (count == 0 && !events_deadline_passed(&call->deadline))
-		count = sleep_once(set, call);
+	while (count == 0) {
+		bool passed = events_deadline_passed(&call->deadline);
+
+		count = wait_once(set, call, !passed);
+		if (passed)
+			break;
+	}
 	if (count >= 0)
 		errno = saved_errno;
 	return count;

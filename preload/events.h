@@ -49,7 +49,7 @@ struct events_set {
 	pthread_mutex_t lock;		/* entries; held while waiting is not */
 	struct events_entry *entries;	/* by fd, reported ones move to the end */
 	atomic_uint count;		/* entries, readable without the lock */
-	atomic_bool rings_first;	/* the kernel's fds filled the last wait */
+	atomic_bool kernel_first;	/* the rings filled the last wait */
 	struct events_set *next;	/* in the live or the free list; never freed */
 };
 
