@@ -351,8 +351,8 @@ void bench_report_text(FILE *out, const struct bench_run *run)
 
 	fprintf(out, "tssx-bench %s: %ld CPUs (%s), Linux %s\n", TSSX_VERSION, run->nproc, run->cpu,
 		run->kernel);
-	fprintf(out, "%.3g s per cell after %.3g s warm-up; cells: median / p99 of the batches\n",
-		(double)cfg->duration_ns / 1e9, (double)cfg->warmup_ns / 1e9);
+	fprintf(out, "%.3g s per cell after %.3g s warm-up, in %u rounds; cells: median / p99 of the batches\n",
+		(double)cfg->duration_ns / 1e9, (double)cfg->warmup_ns / 1e9, cfg->rounds);
 	if (run->load > (double)run->nproc / 2)
 		fprintf(out, "warning: the machine was busy (load average %.2f on %ld CPUs): processes that\n"
 			"spin get preempted, so these numbers are noisy; rerun on an idle machine\n",
@@ -520,6 +520,7 @@ void bench_report_json(FILE *out, const struct bench_run *run)
 	json_number(out, (double)cfg->warmup_ns / 1e9);
 	fputs(", \"blocked_s\": ", out);
 	json_number(out, (double)cfg->block_ns / 1e9);
+	fprintf(out, ", \"rounds\": %u", cfg->rounds);
 	fprintf(out, ", \"quick\": %s},\n  \"tssx\": {\"available\": %s, \"library\": ",
 		cfg->quick ? "true" : "false", cfg->library ? "true" : "false");
 	json_string(out, cfg->library);

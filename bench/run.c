@@ -137,8 +137,12 @@ static void exec_role(char *const argv[], char *const envp[], struct role_fds fd
 	_exit(127);
 }
 
+struct role_timing {
+	uint64_t warmup_ns, duration_ns;
+};
+
 static pid_t spawn_role(const struct bench_config *cfg, const struct bench_case *c,
-			const char *path, uint64_t duration_ns, bool server, struct role_fds fds)
+			const char *path, struct role_timing t, bool server, struct role_fds fds)
 {
 	char size[32], warmup[32], duration[32];
 	char *argv[] = { "tssx-bench", "--role", server ? "server" : "client",
@@ -148,8 +152,8 @@ static pid_t spawn_role(const struct bench_config *cfg, const struct bench_case 
 	pid_t pid;
 
 	snprintf(size, sizeof(size), "%zu", c->size);
-	snprintf(warmup, sizeof(warmup), "%" PRIu64, cfg->warmup_ns);
-	snprintf(duration, sizeof(duration), "%" PRIu64, duration_ns);
+	snprintf(warmup, sizeof(warmup), "%" PRIu64, t.warmup_ns);
+	snprintf(duration, sizeof(duration), "%" PRIu64, t.duration_ns);
 	pid = fork();
 	if (pid == 0)
 		exec_role(argv, cfg->env[preload], fds);
@@ -281,23 +285,23 @@ static void close_pair(int pair[2])
 /* Starts a role with its end of the control pipe; the parent keeps only
  * the read end, so a role that dies shows as end of file. */
 static pid_t start_role(const struct bench_config *cfg, const struct bench_case *c, const char *path,
-			uint64_t duration_ns, bool server, struct role_fds fds, int ctl[2])
+			struct role_timing t, bool server, struct role_fds fds, int ctl[2])
 {
 	pid_t pid;
 
 	fds.ctl = ctl[1];
-	pid = spawn_role(cfg, c, path, duration_ns, server, fds);
+	pid = spawn_role(cfg, c, path, t, server, fds);
 	close(ctl[1]);
 	ctl[1] = -1;
 	return pid;
 }
 
 static int run_roles(const struct bench_config *cfg, const struct bench_case *c,
-		     uint64_t duration_ns, struct bench_cell *cell)
+		     struct role_timing t, struct bench_cell *cell)
 {
 	static unsigned serial;
 	char path[108];
-	uint64_t deadline = bench_now_ns() + cfg->warmup_ns + duration_ns + ROLE_GRACE_NS;
+	uint64_t deadline = bench_now_ns() + t.warmup_ns + t.duration_ns + ROLE_GRACE_NS;
 	struct role_fds server_fds = { -1, -1, -1 }, client_fds = { -1, -1, -1 };
 	int server_ctl[2] = { -1, -1 }, client_ctl[2] = { -1, -1 };
 	pid_t server = -1, client = -1;
@@ -309,11 +313,11 @@ static int run_roles(const struct bench_config *cfg, const struct bench_case *c,
 		r = -errno;
 	else
 		r = open_transport(c, &server_fds, &client_fds);
-	if (r == 0 && (server = start_role(cfg, c, path, duration_ns, true, server_fds, server_ctl)) < 0)
+	if (r == 0 && (server = start_role(cfg, c, path, t, true, server_fds, server_ctl)) < 0)
 		r = -errno;
 	if (r == 0)
 		r = read_before(server_ctl[0], &ready, 1, deadline);
-	if (r == 0 && (client = start_role(cfg, c, path, duration_ns, false, client_fds, client_ctl)) < 0)
+	if (r == 0 && (client = start_role(cfg, c, path, t, false, client_fds, client_ctl)) < 0)
 		r = -errno;
 	close_transport(&server_fds, &client_fds); /* only the roles hold them now */
 	if (r == 0)
@@ -332,9 +336,10 @@ static int run_roles(const struct bench_config *cfg, const struct bench_case *c,
 }
 
 void bench_run_case(const struct bench_config *cfg, const struct bench_case *c,
-		    uint64_t duration_ns, struct bench_cell *cell)
+		    uint64_t warmup_ns, uint64_t duration_ns, struct bench_cell *cell)
 {
-	int r = run_roles(cfg, c, duration_ns, cell);
+	struct role_timing t = { .warmup_ns = warmup_ns, .duration_ns = duration_ns };
+	int r = run_roles(cfg, c, t, cell);
 
 	if (r < 0 && !cell->error)
 		cell->error = r;

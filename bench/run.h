@@ -39,6 +39,7 @@ struct bench_row {
 
 struct bench_config {
 	uint64_t warmup_ns, duration_ns, block_ns;
+	unsigned rounds;
 	bool quick, json, progress;
 	const char *dir;          /* private temporary directory for sockets */
 	char **env[2];            /* environment without / with the preload */
@@ -63,7 +64,7 @@ extern volatile sig_atomic_t bench_interrupted;
 /* run.c: one run of a case; appends its samples to the cell. */
 void bench_case_of(const struct bench_row *row, enum bench_column col, struct bench_case *c);
 void bench_run_case(const struct bench_config *cfg, const struct bench_case *c,
-		    uint64_t duration_ns, struct bench_cell *cell);
+		    uint64_t warmup_ns, uint64_t duration_ns, struct bench_cell *cell);
 char **bench_build_env(const char *library, const char *registry);
 void bench_free_env(char **env);
 

@@ -27,9 +27,11 @@ volatile sig_atomic_t bench_interrupted;
 
 static const size_t message_sizes[] = { 8, 64, 1024, 64 * 1024, 1024 * 1024 };
 #define PIPE_MESSAGE_SIZE 64
-/* The pipe overhead is a difference of a few percent: its two columns are
- * measured in alternating rounds so that drift hits both alike. */
-#define PIPE_ROUNDS 4
+/* Every row measures its columns in alternating rounds, so that a change in
+ * the machine's load during the run hits all of them alike; the pipe
+ * overhead, a difference of a few percent, gets twice as many. */
+#define DEFAULT_ROUNDS 3
+#define MAX_ROUNDS 100
 
 static const char usage_text[] =
 "Usage: tssx-bench [OPTION]...\n"
@@ -43,9 +45,11 @@ static const char usage_text[] =
 "  plain    AF_UNIX stream sockets, read(2) and write(2)\n"
 "  TSSX     the same socket code, both roles started with LD_PRELOAD of\n"
 "           libtssx.so and TSSX_REGISTRY set\n"
-"Nothing is pinned to a CPU.  Each cell warms up first, then times batches of\n"
-"operations (about 200 per cell) and reports the median and the 99th\n"
-"percentile of the batches (min and max too with --json).\n"
+"Nothing is pinned to a CPU.  A row measures its columns in alternating rounds\n"
+"(three by default, twice as many for the pipe), so that a change in the\n"
+"machine's load hits every column alike.  Each round warms up, then times batches of operations (about\n"
+"200 per round); a cell reports the median and the 99th percentile of its\n"
+"batches' time per operation (min and max too with --json).\n"
 "\n"
 "Measurements:\n"
 "  round trip    client writes N bytes, server reads them and writes them back,\n"
@@ -63,9 +67,11 @@ static const char usage_text[] =
 "\n"
 "Options:\n"
 "  -q, --quick           short run: 0.4 s per cell, under 40 s on 2 cores\n"
-"  -d, --duration=SECS   measuring time per cell (default 1; decimals allowed);\n"
-"                        below 1 it also shortens the blocked read\n"
-"  -w, --warmup=SECS     warm-up per cell before measuring (default 0.2)\n"
+"  -d, --duration=SECS   measuring time per cell, all rounds together (default 1;\n"
+"                        decimals allowed); below 1 it also shortens the\n"
+"                        blocked read\n"
+"  -w, --warmup=SECS     warm-up per cell, all rounds together (default 0.2)\n"
+"  -R, --rounds=N        rounds per cell (default 3), each with its own processes\n"
 "  -t, --tests=LIST      only these measurements, comma-separated:\n"
 "                        pingpong,stream,connect,pipe,blocked\n"
 "  -j, --json            print JSON instead of the table\n"
@@ -277,8 +283,8 @@ static void finish_cell(struct bench_cell *cell)
 		bench_stats_compute(cell->samples, cell->n, &cell->stats);
 }
 
-/* Runs every cell of the table, row by row; the pipe row alternates its
- * two columns round by round. */
+/* Runs every cell of the table, row by row, each row's columns in turn,
+ * round after round. */
 static void measure_all(const struct bench_config *cfg, struct bench_row *rows, size_t nrows)
 {
 	unsigned total = 0, done = 0;
@@ -288,8 +294,9 @@ static void measure_all(const struct bench_config *cfg, struct bench_row *rows, 
 			total += cell_runs(cfg, &rows[i].cell[col], (enum bench_column)col);
 	for (size_t i = 0; i < nrows && !bench_interrupted; i++) {
 		struct bench_row *row = &rows[i];
-		unsigned rounds = row->test == TEST_PIPE ? PIPE_ROUNDS : 1;
+		unsigned rounds = row->test == TEST_PIPE ? 2 * cfg->rounds : row->test == TEST_BLOCKED ? 1 : cfg->rounds;
 		uint64_t duration = row->test == TEST_BLOCKED ? cfg->block_ns : cfg->duration_ns / rounds;
+		uint64_t warmup = cfg->warmup_ns / rounds;
 
 		for (unsigned round = 0; round < rounds && !bench_interrupted; round++)
 			for (int col = 0; col < COL_COUNT && !bench_interrupted; col++) {
@@ -300,7 +307,7 @@ static void measure_all(const struct bench_config *cfg, struct bench_row *rows, 
 					continue;
 				show_progress(cfg, row, (enum bench_column)col, done, total);
 				bench_case_of(row, (enum bench_column)col, &c);
-				bench_run_case(cfg, &c, duration, cell);
+				bench_run_case(cfg, &c, warmup, duration, cell);
 				done += round + 1 == rounds;
 			}
 		for (int col = 0; col < COL_COUNT; col++)
@@ -400,18 +407,21 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },	     { "progress", no_argument, NULL, 'p' },
 		{ "library", required_argument, NULL, 'l' }, { "registry", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },	     { "version", no_argument, NULL, 'V' },
+		{ "rounds", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct bench_config cfg = { .warmup_ns = 200000000, .duration_ns = 1000000000,
-				    .block_ns = 1000000000, .progress = isatty(STDERR_FILENO) };
+				    .block_ns = 1000000000, .rounds = DEFAULT_ROUNDS,
+				    .progress = isatty(STDERR_FILENO) };
 	const char *library = NULL, *registry = NULL;
 	bool duration_given = false, warmup_given = false;
 	unsigned tests = (1u << TEST_COUNT) - 1;
 	int opt, status;
+	char *end;
 
 	if (argc > 1 && strcmp(argv[1], "--role") == 0)
 		return role_from_argv(argc, argv);
-	while ((opt = getopt_long(argc, argv, "qd:w:t:jpl:r:hV", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "qd:w:R:t:jpl:r:hV", options, NULL)) != -1) {
 		switch (opt) {
 		case 'q':
 			cfg.quick = true;
@@ -425,6 +435,11 @@ int main(int argc, char **argv)
 			if (!parse_seconds(optarg, &cfg.warmup_ns))
 				return usage_error("invalid warm-up '%s'", optarg);
 			warmup_given = true;
+			break;
+		case 'R':
+			cfg.rounds = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || end == optarg || cfg.rounds < 1 || cfg.rounds > MAX_ROUNDS)
+				return usage_error("invalid number of rounds '%s'", optarg);
 			break;
 		case 't':
 			if (!(tests = parse_tests(optarg)))

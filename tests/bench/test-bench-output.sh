@@ -7,7 +7,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-TINY=(--duration 0.02 --warmup 0.005)
+TINY=(--duration 0.02 --warmup 0.005 --rounds 1)
 
 check_json() { # file, 0|1: with the TSSX column
 	python3 - "$@" <<'PY'
@@ -49,7 +49,8 @@ def ratio_ok(row, key, over, under):
 expect(doc["version"] and doc["interrupted"] is False, "version, interrupted")
 m = doc["machine"]
 expect(isinstance(m["nproc"], int) and m["nproc"] > 0 and m["cpu"] and m["kernel"], "machine")
-expect(doc["config"]["duration_s"] == 0.02 and doc["config"]["blocked_s"] == 0.02, "config")
+expect(doc["config"]["duration_s"] == 0.02 and doc["config"]["blocked_s"] == 0.02 and
+       doc["config"]["rounds"] == 1, "config")
 expect(doc["tssx"]["available"] is tssx, "tssx.available")
 expect(tssx or doc["tssx"]["reason"], "tssx.reason when unavailable")
 
