@@ -12,7 +12,8 @@
  * meant for another, before that one's poll() looked, would leave it
  * asleep for good.  So only one sleeper at a time, the owner, waits for
  * doorbells and drains them; its thread id is in the rx ring's `waiters`
- * word.  The others are guests: they poll() for HUP only and re-check the
+ * word.  It takes ownership before arming its flag, so that no other
+ * drainer stands between the doorbell its flag calls for and its poll().  The others are guests: they poll() for HUP only and re-check the
  * rings every SHARED_WAIT_MS, so a doorbell meant for a guest costs it at
  * most that delay, never a hang.  A guest takes over from an owner whose
  * thread no longer exists (killed while asleep).
@@ -230,28 +231,22 @@ static bool take_ownership(_Atomic uint32_t *owner, uint32_t tid)
 	return false;
 }
 
-static int sleep_on_socket(struct tssx_conn *conn, int fd, int timeout_ms)
+static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int timeout_ms)
 {
-	_Atomic uint32_t *owner = &conn->rx->ctl->waiters;
-	uint32_t tid = (uint32_t)gettid();
-	bool owning = take_ownership(owner, tid);
 	struct pollfd pfd = { .fd = fd, .events = owning ? POLLIN : 0 };
 	int ready;
 
 	if (!owning && (timeout_ms < 0 || timeout_ms > SHARED_WAIT_MS))
 		timeout_ms = SHARED_WAIT_MS;
 	ready = tssx_real_poll(&pfd, 1, timeout_ms);
-	if (ready < 0) {
-		ready = -errno;
-	} else if (ready > 0) {
+	if (ready < 0)
+		return -errno;
+	if (ready > 0) {
 		if (pfd.revents & (POLLHUP | POLLERR))
 			atomic_store(&conn->peer_closed, true);
 		drain_doorbells(conn, fd);
-		ready = 0;
 	}
-	if (owning)
-		atomic_compare_exchange_strong(owner, &tid, 0);
-	return ready;
+	return 0;
 }
 
 /*
@@ -278,6 +273,9 @@ static bool restarts_after_signal(const struct deadline *dl)
  * socket's timeout; -EINTR; -EPROTO. */
 static int wait_ring(struct tssx_conn *conn, int fd, bool writer, struct deadline *dl)
 {
+	_Atomic uint32_t *owner = &conn->rx->ctl->waiters;
+	uint32_t tid;
+	bool owning;
 	ssize_t avail;
 	int timeout_ms, ret;
 
@@ -285,15 +283,21 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, struct deadlin
 		return -atomic_load(&conn->error);
 	if (spin(conn, writer))
 		return 0;
+	/* Ownership first: a doorbell that our flag calls for must not find
+	 * another owner who drains it before we sleep. */
+	tid = (uint32_t)gettid();
+	owning = take_ownership(owner, tid);
 	avail = writer ? tssx_ring_arm_writer(conn->tx) : tssx_ring_arm_reader(conn->rx);
 	if (avail < 0)
-		return ring_broken(conn, fd);
-	if (wait_over(conn, writer, avail))
-		return 0;
-	timeout_ms = deadline_ms(dl, fd, writer);
-	if (timeout_ms == 0)
-		return -EAGAIN;
-	ret = sleep_on_socket(conn, fd, timeout_ms);
+		ret = ring_broken(conn, fd);
+	else if (wait_over(conn, writer, avail))
+		ret = 0;
+	else if ((timeout_ms = deadline_ms(dl, fd, writer)) == 0)
+		ret = -EAGAIN;
+	else
+		ret = sleep_on_socket(conn, fd, owning, timeout_ms);
+	if (owning)
+		atomic_compare_exchange_strong(owner, &tid, 0);
 	if (ret == -EINTR && restarts_after_signal(dl))
 		return 0;
 	return ret;
