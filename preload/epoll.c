@@ -12,9 +12,9 @@
  *
  * A Unix stream socket added before it connects may become a TSSX
  * connection later, and an epoll fd added to another may later hold
- * connections: both are "watched" (the kernel keeps the application's
+  * connections: both are "watched" (the kernel keeps the application's
  * events under our tag) and looked at again on every wait.  An epoll fd
- * that tracks nothing costs epoll_wait one lookup.
+ * that never held anything of ours costs epoll_wait one lookup.
  */
 #include <errno.h>
 #include <sys/epoll.h>
@@ -298,12 +298,13 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 	return count;
 }
 
-/* The set of epfd when it tracks something; NULL: straight through. */
+/* The set of epfd when the kernel may hold our tags in it; NULL: straight
+ * through. */
 static struct events_set *tracking_set(int epfd, int maxevents)
 {
 	struct events_set *set = events_set_of(epfd);
 
-	if (likely(!set || atomic_load_explicit(&set->count, memory_order_relaxed) == 0) ||
+	if (likely(!set || !atomic_load_explicit(&set->tagged, memory_order_relaxed)) ||
 	    maxevents <= 0)
 		return NULL;
 	return set;

@@ -110,6 +110,7 @@ static struct events_set *set_take(int epfd)
 		pthread_mutex_init(&set->lock, NULL);
 	}
 	set->epfd = epfd;
+	atomic_store(&set->tagged, false);
 	set->next = live_sets;
 	live_sets = set;
 	return set;
@@ -175,6 +176,7 @@ int events_set_add(struct events_set *set, int fd, enum events_kind kind,
 	HASH_ADD_INT(set->entries, fd, entry);
 	atomic_fetch_add(&slot->watchers, 1);
 	atomic_fetch_add(&set->count, 1);
+	atomic_store(&set->tagged, true);
 	return 0;
 }
 

@@ -49,6 +49,9 @@ struct events_set {
 	pthread_mutex_t lock;		/* entries; held while waiting is not */
 	struct events_entry *entries;	/* by fd, reported ones move to the end */
 	atomic_uint count;		/* entries, readable without the lock */
+	/* Our tags were given to the kernel: it may still report them for an
+	 * fd closed while a dup kept its file, so waits must translate. */
+	atomic_bool tagged;
 	atomic_bool kernel_first;	/* the rings filled the last wait */
 	struct events_set *next;	/* in the live or the free list; never freed */
 };

@@ -439,6 +439,17 @@ static void case_epoll_close(void)
 	CHECK_EQ(epoll_add(epfd, pipefd[0], EPOLLIN, 15), 0);
 	put(pipefd[1], "p");
 	expect_event(epfd, -1, 15, EPOLLIN);
+	/* Closed while a dup keeps the socket, so the kernel keeps our entry:
+	 * what it still reports never reaches the application. */
+	int c3, s3, kept;
+	tssx_pair(&c3, &s3);
+	kept = dup(s3);
+	CHECK_EQ(epoll_add(epfd, s3, EPOLLIN, 16), 0);
+	close(s3);
+	put(c3, "z");
+	close(c3);
+	expect_event(epfd, -1, 15, EPOLLIN);
+	close(kept);
 }
 
 /* socket, epoll_ctl ADD, then connect: it became a TSSX connection inside

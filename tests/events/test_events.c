@@ -107,7 +107,9 @@ static void test_add_find_remove(void **state)
 	struct events_entry *entry;
 
 	assert_false(events_fd_is_tracked(201));
+	assert_false(atomic_load(&set->tagged));
 	entry = added(set, 201, EPOLLIN | EPOLLOUT);
+	assert_true(atomic_load(&set->tagged));
 	assert_non_null(entry);
 	assert_int_equal(entry->fd, 201);
 	assert_int_equal(entry->data.u64, 1201);
@@ -120,6 +122,7 @@ static void test_add_find_remove(void **state)
 	assert_null(events_set_find(set, 201));
 	assert_false(events_fd_is_tracked(201));
 	assert_int_equal(atomic_load(&set->count), 0);
+	assert_true(atomic_load(&set->tagged)); /* the kernel may still have them */
 }
 
 static void test_exclusive_kept_apart(void **state)
