@@ -12,7 +12,7 @@
  *
  * A Unix stream socket added before it connects may become a TSSX
  * connection later, and an epoll fd added to another may later hold
-  * connections: both are "watched" (the kernel keeps the application's
+ * connections: both are "watched" (the kernel keeps the application's
  * events under our tag) and looked at again on every wait.  An epoll fd
  * that never held anything of ours costs epoll_wait one lookup.
  */
