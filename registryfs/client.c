@@ -112,7 +112,7 @@ static int registry_dir(void)
 		return client.dir_fd;
 	if (client.mountpoint[0] == '\0')
 		return -ENOTCONN;
-	fd = open(client.mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = openat(AT_FDCWD, client.mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (!is_registry(fd)) {

@@ -49,11 +49,10 @@ int notifier_start(void);
 void notifier_stop(void);
 
 extern const struct trust_probes os_probes;
-/* Voids the claims of `node` (all when NULL) of `kind` (any: CLAIM_NONE)
+/* Voids the claims of node `ino` (all when 0) of `kind` (any: CLAIM_NONE)
  * whose socket is gone, probing without the lock; *remaining counts the
  * valid ones left.  The caller sends the result after its reply. */
-struct pending_inval claims_recheck(const struct reg_node *node, enum claim_kind kind,
-				    size_t *remaining);
+struct pending_inval claims_recheck(uint64_t ino, enum claim_kind kind, size_t *remaining);
 /* Wakes the watcher: a claim appeared, it may need a new watch. */
 void watcher_kick(void);
 int watcher_start(void);

@@ -158,22 +158,20 @@ static struct pending_inval void_gone_claims(struct claim *claims, size_t n, siz
 	return registry_unlock();
 }
 
-static ssize_t collect_claims(const struct reg_node *node, enum claim_kind kind,
-			      struct claim **claims)
+static ssize_t collect_claims(uint64_t ino, enum claim_kind kind, struct claim **claims)
 {
 	ssize_t n;
 
 	registry_lock();
-	n = table_collect_claims(registry.table, node, kind, claims);
+	n = table_collect_claims(registry.table, ino, kind, claims);
 	notifier_send(registry_unlock());
 	return n;
 }
 
-struct pending_inval claims_recheck(const struct reg_node *node, enum claim_kind kind,
-				    size_t *remaining)
+struct pending_inval claims_recheck(uint64_t ino, enum claim_kind kind, size_t *remaining)
 {
 	__do_free struct claim *claims = NULL;
-	ssize_t n = collect_claims(node, kind, &claims);
+	ssize_t n = collect_claims(ino, kind, &claims);
 
 	*remaining = 0;
 	if (n <= 0)
@@ -246,13 +244,13 @@ static void sync_watches(const struct claim *claims, size_t n)
 static bool recheck_all(void)
 {
 	__do_free struct claim *claims = NULL;
-	ssize_t n = collect_claims(NULL, CLAIM_PATH, &claims);
+	ssize_t n = collect_claims(0, CLAIM_PATH, &claims);
 	size_t remaining = 0;
 
 	sync_watches(claims, n > 0 ? (size_t)n : 0);
 	if (n > 0)
 		notifier_send(void_gone_claims(claims, (size_t)n, &remaining));
-	notifier_send(claims_recheck(NULL, CLAIM_ABSTRACT, &remaining));
+	notifier_send(claims_recheck(0, CLAIM_ABSTRACT, &remaining));
 	return remaining > 0;
 }
 

@@ -7,8 +7,8 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
-#include <utlist.h>
 
 #include "config.h"
 #include "fs.h"
@@ -154,20 +154,23 @@ void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 }
 
 /* A directory listing, taken whole at opendir so that readdir pages
- * through a consistent snapshot.  All open ones are listed (under the
- * registry lock), since the kernel sends no releasedir for directories
- * still open when the daemon stops. */
+ * through a consistent snapshot.  The kernel holds its id: a readdir of a
+ * killed caller can arrive after the releasedir.  All open ones are kept
+ * (under the registry lock) also because the kernel sends no releasedir
+ * for directories still open when the daemon stops. */
 struct dir_snapshot {
+	uint64_t id;
 	char *buf;
 	size_t size;
-	struct dir_snapshot *prev, *next;
+	UT_hash_handle hh;
 };
 
 static struct dir_snapshot *open_snapshots;
+static uint64_t last_snapshot_id;
 
 static void free_snapshot(struct dir_snapshot *d)
 {
-	DL_DELETE(open_snapshots, d);
+	HASH_DEL(open_snapshots, d);
 	free(d->buf);
 	free(d);
 }
@@ -176,8 +179,16 @@ void fs_free_snapshots(void)
 {
 	struct dir_snapshot *d, *tmp;
 
-	DL_FOREACH_SAFE(open_snapshots, d, tmp)
+	HASH_ITER(hh, open_snapshots, d, tmp)
 		free_snapshot(d);
+}
+
+static struct dir_snapshot *snapshot_of(const struct fuse_file_info *fi)
+{
+	struct dir_snapshot *d;
+
+	HASH_FIND(hh, open_snapshots, &fi->fh, sizeof(fi->fh), d);
+	return d;
 }
 
 static int add_dirent(fuse_req_t req, struct dir_snapshot *d, const char *name,
@@ -220,38 +231,52 @@ void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		r = -ESTALE;
 	else if (r == 0 && !dir->is_dir)
 		r = -ENOTDIR;
-	if (r == 0)
-		DL_APPEND(open_snapshots, d);
-	if (r == 0)
+	if (r == 0) {
+		d->id = ++last_snapshot_id;
+		HASH_ADD(hh, open_snapshots, id, sizeof(d->id), d);
 		r = snapshot_dir(req, dir, d);
-	if (r < 0 && d)
+	}
+	if (r < 0 && d && d->id)
 		free_snapshot(d);
+	else if (r < 0)
+		free(d);
 	notifier_send(registry_unlock());
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
-	fi->fh = (uintptr_t)d;
+	fi->fh = d->id;
 	if (fuse_reply_open(req, fi) < 0)
 		fs_releasedir(NULL, ino, fi);
 }
 
+/* Replies under the lock: the snapshot may otherwise go meanwhile. */
 void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		struct fuse_file_info *fi)
 {
-	const struct dir_snapshot *d = (const struct dir_snapshot *)(uintptr_t)fi->fh;
-	size_t at = off < 0 ? d->size : (size_t)off;
+	const struct dir_snapshot *d;
+	size_t at;
 
-	if (at >= d->size)
+	registry_lock();
+	d = snapshot_of(fi);
+	at = !d || off < 0 ? SIZE_MAX : (size_t)off;
+	if (!d)
+		fuse_reply_err(req, EBADF);
+	else if (at >= d->size)
 		fuse_reply_buf(req, NULL, 0);
 	else
 		fuse_reply_buf(req, d->buf + at, d->size - at < size ? d->size - at : size);
+	notifier_send(registry_unlock());
 }
 
 void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct dir_snapshot *d;
+
 	registry_lock();
-	free_snapshot((struct dir_snapshot *)(uintptr_t)fi->fh);
+	d = snapshot_of(fi);
+	if (d)
+		free_snapshot(d);
 	notifier_send(registry_unlock());
 	if (req)
 		fuse_reply_err(req, 0);

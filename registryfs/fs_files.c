@@ -18,25 +18,29 @@
 #include "tssx/registry_name.h"
 #include "fs.h"
 
+/* The handle of a request, under the lock; NULL once released (a request
+ * of a killed caller can arrive after the release of its handle). */
 static struct reg_handle *handle_of(const struct fuse_file_info *fi)
 {
-	return (struct reg_handle *)(uintptr_t)fi->fh;
+	return table_handle(registry.table, fi->fh);
 }
 
-static void set_open_flags(struct fuse_file_info *fi, struct reg_handle *h)
+static void set_open_flags(struct fuse_file_info *fi, const struct reg_handle *h)
 {
-	fi->fh = (uintptr_t)h;
+	fi->fh = h->id;
 	fi->direct_io = (fi->flags & O_ACCMODE) != O_RDONLY;
 	fi->keep_cache = 0;
 }
 
 /* The reply never reached the kernel: nothing will release the handle. */
-static void undo_open(struct reg_handle *h, bool counted_lookup)
+static void undo_open(const struct fuse_file_info *fi, uint64_t ino, bool counted_lookup)
 {
-	uint64_t ino = h->node->ino;
+	struct reg_handle *h;
 
 	registry_lock();
-	table_release(registry.table, h);
+	h = handle_of(fi);
+	if (h)
+		table_release(registry.table, h);
 	if (counted_lookup)
 		table_forget(registry.table, ino, 1);
 	notifier_send(registry_unlock());
@@ -61,7 +65,7 @@ void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else if (fuse_reply_create(req, &e, fi) < 0)
-		undo_open(h, true);
+		undo_open(fi, e.ino, true);
 	notifier_send(pending);
 }
 
@@ -80,7 +84,7 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else if (fuse_reply_open(req, fi) < 0)
-		undo_open(h, false);
+		undo_open(fi, ino, false);
 	notifier_send(pending);
 }
 
@@ -88,16 +92,20 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
  * shows a server bit whose socket is already gone. */
 void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-	struct reg_handle *h = handle_of(fi);
 	size_t remaining;
-	struct pending_inval pending = claims_recheck(h->node, CLAIM_NONE, &remaining);
+	struct pending_inval pending = claims_recheck(ino, CLAIM_NONE, &remaining);
+	const struct reg_handle *h;
 	char content[2];
 
 	registry_lock();
-	content[0] = (char)('0' + h->node->shown);
+	h = handle_of(fi);
+	if (h)
+		content[0] = (char)('0' + h->node->shown);
 	content[1] = '\n';
 	notifier_send(registry_unlock());
-	if (off < 0 || off >= (off_t)sizeof(content))
+	if (!h)
+		fuse_reply_err(req, EBADF);
+	else if (off < 0 || off >= (off_t)sizeof(content))
 		fuse_reply_buf(req, NULL, 0);
 	else
 		fuse_reply_buf(req, content + off,
@@ -116,14 +124,17 @@ static int parse_bits(const char *buf, size_t size)
 }
 
 /* Checks the writer's right to the server bit of the handle's entry. */
-static int claim_server_bit(fuse_req_t req, struct reg_handle *h, struct claim *claim)
+static int claim_server_bit(fuse_req_t req, const struct fuse_file_info *fi, struct claim *claim)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	char name[TSSX_REGISTRY_NAME_MAX];
-	int r;
+	const struct reg_handle *h;
+	int r = -EBADF;
 
 	registry_lock();
-	r = table_name(h->node, name, sizeof(name));
+	h = handle_of(fi);
+	if (h)
+		r = table_name(h->node, name, sizeof(name));
 	notifier_send(registry_unlock());
 	if (r < 0)
 		return r;
@@ -133,22 +144,28 @@ static int claim_server_bit(fuse_req_t req, struct reg_handle *h, struct claim *
 void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 	      struct fuse_file_info *fi)
 {
-	struct reg_handle *h = handle_of(fi);
 	struct claim claim;
+	struct reg_handle *h;
 	struct pending_inval pending;
 	int bits = parse_bits(buf, size);
 	int r = bits < 0 ? bits : 0;
 
 	if (r == 0 && (bits & TSSX_BIT_SERVER))
-		r = claim_server_bit(req, h, &claim);
+		r = claim_server_bit(req, fi, &claim);
 	if (r < 0) {
 		fuse_reply_err(req, -r);
 		return;
 	}
 	registry_lock();
-	table_set_bits(registry.table, h, (unsigned)bits, (bits & TSSX_BIT_SERVER) ? &claim : NULL);
+	h = handle_of(fi);
+	if (h)
+		table_set_bits(registry.table, h, (unsigned)bits,
+			       (bits & TSSX_BIT_SERVER) ? &claim : NULL);
 	pending = registry_unlock();
-	fuse_reply_write(req, size);
+	if (h)
+		fuse_reply_write(req, size);
+	else
+		fuse_reply_err(req, EBADF);
 	notifier_send(pending);
 	if (bits & TSSX_BIT_SERVER)
 		watcher_kick();
@@ -156,10 +173,13 @@ void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 
 void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	struct reg_handle *h;
 	struct pending_inval pending;
 
 	registry_lock();
-	table_release(registry.table, handle_of(fi));
+	h = handle_of(fi);
+	if (h)
+		table_release(registry.table, h);
 	pending = registry_unlock();
 	fuse_reply_err(req, 0);
 	notifier_send(pending);

@@ -177,8 +177,11 @@ static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *opts)
 
 	if (r == 0)
 		r = watcher_start();
-	if (r == 0)
+	if (r == 0) {
 		r = run_loop(se, opts);
+		if (r != 0)
+			log_error(0, "the FUSE loop failed: %s", strerror(r < 0 ? -r : r));
+	}
 	watcher_stop();
 	notifier_stop();
 	return r;

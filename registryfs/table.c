@@ -21,6 +21,8 @@
 
 struct reg_table {
 	struct reg_node *nodes; /* every known node, by inode number */
+	struct reg_handle *handles; /* every open handle, by id */
+	uint64_t last_handle_id;
 	struct reg_node *root;
 	uint64_t next_ino;
 	uint64_t last_claim_id;
@@ -72,12 +74,19 @@ static struct reg_node *node_new(struct reg_table *t, const char *name, bool is_
 	return n;
 }
 
+static void handle_free(struct reg_table *t, struct reg_handle *h)
+{
+	DL_DELETE(h->node->handles, h);
+	HASH_DEL(t->handles, h);
+	free(h);
+}
+
 static void node_free(struct reg_table *t, struct reg_node *n)
 {
 	struct reg_handle *h, *tmp;
 
 	DL_FOREACH_SAFE(n->handles, h, tmp)
-		free(h);
+		handle_free(t, h);
 	HASH_DELETE(hh_ino, t->nodes, n);
 	free(n);
 }
@@ -390,9 +399,19 @@ int table_open(struct reg_table *t, uint64_t ino, struct reg_handle **out)
 	if (!h)
 		return -ENOMEM;
 	h->node = n;
+	h->id = ++t->last_handle_id;
 	DL_APPEND(n->handles, h);
+	HASH_ADD(hh, t->handles, id, sizeof(h->id), h);
 	*out = h;
 	return 0;
+}
+
+struct reg_handle *table_handle(struct reg_table *t, uint64_t id)
+{
+	struct reg_handle *h;
+
+	HASH_FIND(hh, t->handles, &id, sizeof(id), h);
+	return h;
 }
 
 void table_set_bits(struct reg_table *t, struct reg_handle *h, unsigned bits,
@@ -411,8 +430,7 @@ void table_release(struct reg_table *t, struct reg_handle *h)
 {
 	struct reg_node *n = h->node;
 
-	DL_DELETE(n->handles, h);
-	free(h);
+	handle_free(t, h);
 	update_shown(t, n);
 	if (!n->handles && n->attached)
 		detach(t, n);
@@ -440,23 +458,25 @@ static size_t count_claims(const struct reg_node *n, enum claim_kind kind,
 }
 
 /* Walks the claims of one node or of all: counting when out is NULL. */
-static size_t walk_claims(struct reg_table *t, const struct reg_node *node,
-			  enum claim_kind kind, struct claim *out)
+static size_t walk_claims(struct reg_table *t, uint64_t ino, enum claim_kind kind,
+			  struct claim *out)
 {
 	struct reg_node *n, *tmp;
 	size_t at = 0;
 
-	if (node)
-		return count_claims(node, kind, out, 0);
+	if (ino) {
+		n = table_node(t, ino);
+		return n ? count_claims(n, kind, out, 0) : 0;
+	}
 	HASH_ITER(hh_ino, t->nodes, n, tmp)
 		at = count_claims(n, kind, out, at);
 	return at;
 }
 
-ssize_t table_collect_claims(struct reg_table *t, const struct reg_node *node,
-			     enum claim_kind kind, struct claim **out)
+ssize_t table_collect_claims(struct reg_table *t, uint64_t ino, enum claim_kind kind,
+			     struct claim **out)
 {
-	size_t n = walk_claims(t, node, kind, NULL);
+	size_t n = walk_claims(t, ino, kind, NULL);
 
 	*out = NULL;
 	if (n == 0)
@@ -464,7 +484,7 @@ ssize_t table_collect_claims(struct reg_table *t, const struct reg_node *node,
 	*out = malloc(n * sizeof(**out));
 	if (!*out)
 		return -ENOMEM;
-	return (ssize_t)walk_claims(t, node, kind, *out);
+	return (ssize_t)walk_claims(t, ino, kind, *out);
 }
 
 static int compare_ids(const void *a, const void *b)

@@ -41,10 +41,12 @@ struct reg_node {
 };
 
 struct reg_handle {
+	uint64_t id;                 /* what the kernel holds (fi->fh) */
 	struct reg_node *node;
 	unsigned bits;               /* this handle's contribution */
 	struct claim claim;          /* what its server bit stands for */
 	struct reg_handle *prev, *next;
+	UT_hash_handle hh;           /* in the table, by id */
 };
 
 enum reg_event_kind {
@@ -80,6 +82,9 @@ int table_rmdir(struct reg_table *t, uint64_t parent, const char *name);
 void table_forget(struct reg_table *t, uint64_t ino, uint64_t nlookup);
 
 int table_open(struct reg_table *t, uint64_t ino, struct reg_handle **out);
+/* The open handle with this id, or NULL once released: a request can reach
+ * the daemon after the release of its handle (its caller was killed). */
+struct reg_handle *table_handle(struct reg_table *t, uint64_t id);
 /* Sets the handle's contribution; `claim` must be valid when bits has
  * the server bit. */
 void table_set_bits(struct reg_table *t, struct reg_handle *h, unsigned bits,
@@ -91,12 +96,12 @@ void table_release(struct reg_table *t, struct reg_handle *h);
 int table_name(const struct reg_node *node, char *out, size_t size);
 
 /*
- * Copies the valid claims of `node` (every node when NULL) of `kind` (any
+ * Copies the valid claims of node `ino` (every node when 0) of `kind` (any
  * when CLAIM_NONE) into a malloc'd *out, so the daemon can probe their
  * sockets without holding its lock.  Returns how many, or -ENOMEM.
  */
-ssize_t table_collect_claims(struct reg_table *t, const struct reg_node *node,
-			     enum claim_kind kind, struct claim **out);
+ssize_t table_collect_claims(struct reg_table *t, uint64_t ino, enum claim_kind kind,
+			     struct claim **out);
 /* Voids for good the claims with these ids (they no longer hold) and
  * recomputes the bits their entries show. */
 void table_void_claims(struct reg_table *t, uint64_t *ids, size_t n);

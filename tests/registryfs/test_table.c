@@ -145,7 +145,11 @@ static void test_bits_are_or_of_handles(void **state)
 	drop_events(t);
 	table_set_bits(t, b, TSSX_BIT_CLIENT, NULL);
 	assert_false(took_event(t, REG_INVAL_INODE, n->ino)); /* unchanged: nothing to drop */
+	uint64_t released = a->id;
+
+	assert_ptr_equal(table_handle(t, b->id), b);
 	table_release(t, a);
+	assert_null(table_handle(t, released));
 	assert_int_equal(n->shown, 2);
 	/* a server bit without a valid claim never shows */
 	claim.valid = false;
@@ -209,12 +213,12 @@ static void test_claims_collect_and_void(void **state)
 	abstract.kind = CLAIM_ABSTRACT;
 	table_set_bits(t, a, TSSX_BIT_SERVER, &path);
 	table_set_bits(t, b, TSSX_BIT_SERVER, &abstract);
-	assert_int_equal(table_collect_claims(t, NULL, CLAIM_NONE, &claims), 2);
+	assert_int_equal(table_collect_claims(t, 0, CLAIM_NONE, &claims), 2);
 	free(claims);
-	assert_int_equal(table_collect_claims(t, b->node, CLAIM_NONE, &claims), 1);
+	assert_int_equal(table_collect_claims(t, b->node->ino, CLAIM_NONE, &claims), 1);
 	assert_int_equal(claims[0].kind, CLAIM_ABSTRACT);
 	free(claims);
-	assert_int_equal(table_collect_claims(t, NULL, CLAIM_PATH, &claims), 1);
+	assert_int_equal(table_collect_claims(t, 0, CLAIM_PATH, &claims), 1);
 	gone = claims[0].id;
 	free(claims);
 
@@ -223,7 +227,7 @@ static void test_claims_collect_and_void(void **state)
 	assert_int_equal(a->node->shown, 0);
 	assert_int_equal(b->node->shown, 1);
 	assert_true(took_event(t, REG_INVAL_INODE, a->node->ino));
-	assert_int_equal(table_collect_claims(t, NULL, CLAIM_PATH, &claims), 0);
+	assert_int_equal(table_collect_claims(t, 0, CLAIM_PATH, &claims), 0);
 	/* a new write makes a new claim, not the void one */
 	table_set_bits(t, a, TSSX_BIT_SERVER, &path);
 	assert_int_equal(a->node->shown, 1);
