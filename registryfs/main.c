@@ -178,9 +178,12 @@ static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *opts)
 	if (r == 0)
 		r = watcher_start();
 	if (r == 0) {
+		/* libfuse returns the number of the signal that ended the loop. */
 		r = run_loop(se, opts);
-		if (r != 0)
-			log_error(0, "the FUSE loop failed: %s", strerror(r < 0 ? -r : r));
+		if (r > 0)
+			log_info("stopping on signal %d", r);
+		else if (r < 0)
+			log_error(0, "the FUSE loop failed: %s", strerror(-r));
 	}
 	watcher_stop();
 	notifier_stop();

@@ -32,9 +32,9 @@ or_across_processes() {
 	expect "$(cat "$e")" 3 "after a third handle came and went"
 	# SIGKILL of a holder clears its bits, the other's stay.
 	kill -KILL "$client"
-	wait_until test "$(bits_of "$e")" = 1
+	wait_until shows "$e" 1
 	kill -KILL "$server"
-	wait_until test "$(bits_of "$e")" = none
+	wait_until shows "$e" none
 	# Directories implied by the entry went with it.
 	expect "$(ls -A "$M")" "" "empty registry"
 }

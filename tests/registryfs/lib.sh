@@ -36,6 +36,16 @@ bits_of() {
 	cat "$1" 2>/dev/null || echo none
 }
 
+# Whether an entry shows these bits ("none": it does not exist); for
+# wait_until, which must re-read it each time.
+shows() { # entry bits
+	[[ $(bits_of "$1") == "$2" ]]
+}
+
+is_empty_dir() {
+	[[ -z $(ls -A "$1") ]]
+}
+
 # Retries a command until it succeeds; fails after 10 s.  Only for changes
 # the daemon learns asynchronously (inotify, the abstract-name poll).
 wait_until() {
