@@ -12,7 +12,7 @@
 # runs its clients with `app CMD...`, checks their results with `fail` and
 # sets APPS_MIN_CONNS and APPS_MIN_RING_BYTES to the connections and bytes it
 # made at least; and optionally bench_client, which prints "METRIC VALUE"
-# lines. Exit 77 (skip) only when the program cannot be found.
+# lines, mostly through `measure`. Exit 77 (skip) only when the program cannot be found.
 #
 # With APPS_BENCH=N in the environment, inside a mounted registry (TSSX_REGISTRY
 # set, e.g. by tests/lib/with-registry), the test instead measures: N rounds
@@ -31,6 +31,7 @@ APPS_CLIENTS=$APPS_MODE
 APPS_NAME=$(basename "$0" .sh)
 APPS_MIN_CONNS=1
 APPS_MIN_RING_BYTES=1
+APPS_CGROUP=
 SERVER_PIDS=()
 
 fail() {
@@ -178,13 +179,46 @@ new_work() {
 	chmod 755 "$WORK"
 }
 
+# CPU nanoseconds used so far by this shell and everything it started since
+# apps_bench put it in a cpuacct cgroup of its own; empty without one.
+cpu_ns() {
+	[[ -z $APPS_CGROUP ]] || cat "$APPS_CGROUP/cpuacct.usage"
+}
+
+# measure NAME OPS CMD...: runs the client CMD, which does OPS operations,
+# and prints NAME-per-s and, where the CPU is accounted, NAME-cpu-us: the
+# microseconds of CPU that server and client spent per operation, which a
+# busy machine disturbs much less than the rate.
+measure() {
+	local name=$1 ops=$2 start cpu end
+	shift 2
+	start=$(date +%s%N)
+	cpu=$(cpu_ns)
+	app "$@" >/dev/null || fail "$* failed"
+	end=$(date +%s%N)
+	echo "$name-per-s $((ops * 1000000000 / (end - start)))"
+	[[ -z $APPS_CGROUP ]] || echo "$name-cpu-us $(((($(cpu_ns) - cpu) / ops + 500) / 1000))"
+}
+
+leave_cgroup() {
+	[[ -n $APPS_CGROUP ]] || return 0
+	echo "$BASHPID" >/sys/fs/cgroup/cpuacct/cgroup.procs
+	rmdir "$APPS_CGROUP"
+}
+
 # N rounds, each mode against a fresh server; medians per metric and mode.
 apps_bench() {
 	[[ -n $APPS_LIB && -n ${TSSX_REGISTRY:-} ]] || fail "APPS_BENCH needs LIBTSSX and a mounted TSSX_REGISTRY"
 	declare -F bench_client >/dev/null || fail "this test measures nothing"
 	local round
 	APPS_RESULTS=$(mktemp)
-	trap 'cleanup; rm -f "$APPS_RESULTS"' EXIT
+	APPS_CGROUP=/sys/fs/cgroup/cpuacct/tssx-apps.$$
+	if mkdir "$APPS_CGROUP" 2>/dev/null; then
+		echo "$BASHPID" >"$APPS_CGROUP/cgroup.procs"
+	else
+		APPS_CGROUP=
+	fi
+	trap 'cleanup; leave_cgroup; rm -f "$APPS_RESULTS"' EXIT
 	for ((round = 0; round < APPS_BENCH; round++)); do
 		for APPS_MODE in plain tssx; do
 			APPS_CLIENTS=$APPS_MODE
@@ -198,7 +232,7 @@ apps_bench() {
 		{ key = $2 " " $1; v[key, ++n[key]] = $3 }
 		END { for (k in n) { split(k, p, " "); median[p[1], p[2]] = v[k, int((n[k] + 1) / 2)]; metrics[p[1]] }
 		      for (m in metrics) printf "%s %s: plain %s, tssx %s, tssx/plain %.2f\n", app, m,
-		          median[m, "plain"], median[m, "tssx"], median[m, "tssx"] / median[m, "plain"] }'
+		          median[m, "plain"], median[m, "tssx"], median[m, "tssx"] / median[m, "plain"] }' | sort
 }
 
 # One run in a fresh work directory; the preloaded run happens in a child

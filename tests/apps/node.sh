@@ -19,8 +19,9 @@ app_run() {
 	APPS_MIN_RING_BYTES=$((3 * 2 * 16 * 1024 * 1024))
 }
 
+# Small round trips on one connection.
 bench_client() {
-	app node "$SCRIPT" bench "$WORK/node.sock" 4 | sed 's/^\([0-9]*\) round trips\/s/round-trips\/s \1/'
+	measure round-trip 20000 node "$SCRIPT" bench "$WORK/node.sock" 20000
 }
 
 apps_main "$@"
