@@ -23,8 +23,9 @@ for ((i = 0; i < 200; i++)); do
 done
 [[ -S $work/echo.sock ]] || fail "the server did not come up"
 
-"${preloaded[@]}" python3 "$echo_py" client "$work/echo.sock" "$mib" 2>"$work/client.log" ||
-	fail "the client failed"
+# A hang fails with the logs, before meson's own timeout kills it silently.
+timeout 90 "${preloaded[@]}" python3 "$echo_py" client "$work/echo.sock" "$mib" 2>"$work/client.log" ||
+	fail "the client failed or hung (status $?)"
 
 bytes=$((mib << 20))
 grep -q 'shared memory, client' "$work/client.log" || fail "the client did not use shared memory"

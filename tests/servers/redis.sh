@@ -51,8 +51,8 @@ stop_server() {
 
 benchmark() { # clients
 	local out=$work/bench-$mode-$1.csv
-	run redis-benchmark -s "$work/redis.sock" -t "$tests" -n "$requests" -c "$1" --csv \
-		>"$out" 2>>"$work/clients-$mode.log" || fail "$mode: redis-benchmark -c $1 failed"
+	run timeout 60 redis-benchmark -s "$work/redis.sock" -t "$tests" -n "$requests" -c "$1" --csv \
+		>"$out" 2>>"$work/clients-$mode.log" || fail "$mode: redis-benchmark -c $1 failed or hung"
 	grep -qi error "$out" && fail "$mode: redis-benchmark -c $1 reported errors"
 	# one CSV line per test, each with a positive rate
 	[[ $(grep -cE '^"(SET|GET|INCR|LPUSH|LPOP|MSET[^"]*)","[0-9.]+"' "$out") == 6 ]] ||
