@@ -32,6 +32,8 @@
 #include "tssx/log.h"
 
 #define SHARED_WAIT_MS 10
+/* Owner word of a non-sleeping drainer: no thread id is this high. */
+#define DRAINER UINT32_MAX
 /* Doorbells drained per call: bounds the work a flooding peer can cause. */
 #define DRAIN_ROUNDS 16
 
@@ -226,9 +228,24 @@ static bool take_ownership(_Atomic uint32_t *owner, uint32_t tid)
 	if (atomic_compare_exchange_strong(owner, &current, tid) || current == tid)
 		return true;
 	/* An owner killed in its sleep never gives up: take over. */
-	if (kill((pid_t)current, 0) < 0 && errno == ESRCH)
+	if (current != DRAINER && kill((pid_t)current, 0) < 0 && errno == ESRCH)
 		return atomic_compare_exchange_strong(owner, &current, tid);
 	return false;
+}
+
+/* Drains doorbells for a caller that does not sleep here (non-blocking
+ * calls, the event wrappers): only while no sleeper owns them, holding
+ * ownership meanwhile so that none starts to. */
+static void drain_as_guest(struct tssx_conn *conn, int fd)
+{
+	_Atomic uint32_t *owner = &conn->rx->ctl->waiters;
+	uint32_t expected = 0;
+
+	if (!atomic_compare_exchange_strong(owner, &expected, DRAINER))
+		return; /* the owner drains them when it wakes, right away */
+	drain_doorbells(conn, fd);
+	expected = DRAINER;
+	atomic_compare_exchange_strong(owner, &expected, 0);
 }
 
 static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int timeout_ms)
@@ -346,7 +363,7 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			return (ssize_t)done;
 		if (is_nonblocking(fd, flags)) {
 			if (!done)
-				drain_doorbells(conn, fd);
+				drain_as_guest(conn, fd);
 			ret = -EAGAIN;
 		} else {
 			ret = wait_ring(conn, fd, true, &dl);
@@ -398,7 +415,7 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 		if (n > 0)
 			continue; /* more may have come in meanwhile */
 		if (is_nonblocking(fd, flags)) {
-			drain_doorbells(conn, fd);
+			drain_as_guest(conn, fd);
 			if (at_eof(conn))
 				return (ssize_t)done;
 			return done ? (ssize_t)done : -EAGAIN;
@@ -546,7 +563,7 @@ void tssx_conn_drain(struct tssx_conn *conn)
 
 	/* A pending connection's socket holds the hello, not doorbells. */
 	if (tssx_conn_usable(conn, fd, 0) == 0)
-		drain_doorbells(conn, fd);
+		drain_as_guest(conn, fd);
 }
 
 uint64_t tssx_conn_generation(struct tssx_conn *conn)
