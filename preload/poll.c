@@ -162,11 +162,15 @@ static int poll_loop(struct poll_call *call)
 		const struct timespec *left = &zero;
 		int ready = poll_soft_ready(call);
 
-		if (!ready && !passed) {
+		/* Arm and re-check twice: arming a connection whose handshake
+		 * is pending does nothing, and the re-check may complete it
+		 * (taking the hello that would have woken the real poll). */
+		for (int round = 0; round < 2 && !ready && !passed; round++) {
 			poll_arm(call);
-			if (!poll_soft_ready(call))
-				left = events_deadline_left(&call->deadline, &left_buf);
+			ready = poll_soft_ready(call);
 		}
+		if (!ready && !passed)
+			left = events_deadline_left(&call->deadline, &left_buf);
 		if (TSSX_REAL(ppoll)(call->kfds, call->nfds, left, call->sigmask) < 0)
 			return -1;
 		ready = poll_merge(call);
