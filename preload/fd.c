@@ -16,6 +16,7 @@
 #include <linux/sockios.h>
 #include <unistd.h>
 
+#include "init.h"
 #include "real_slots.h"
 #include "shims.h"
 #include "tssx/macros.h"
@@ -42,9 +43,15 @@ void tssx_fd_release(int fd)
 
 void tssx_fd_forget(int fd)
 {
+	bool tracked = tssx_table_get(fd);
+
+	/* A vfork() child closing what it inherited before its exec must
+	 * leave the parent's connections alone. */
+	if (unlikely(tracked) && tssx_foreign_process())
+		return;
 	if (tssx_events_forget_fd)
 		tssx_events_forget_fd(fd);
-	if (unlikely(tssx_table_get(fd)))
+	if (unlikely(tracked))
 		tssx_fd_release(fd);
 }
 
@@ -55,7 +62,8 @@ static int share_fd(int old_fd, int new_fd)
 
 	if (likely(!obj) || obj->kind == TSSX_FD_REGISTRY ||
 	    (obj->kind == TSSX_FD_LISTENER &&
-	     atomic_load(&((struct tssx_listener *)obj)->claim_fd) == old_fd))
+	     atomic_load(&((struct tssx_listener *)obj)->claim_fd) == old_fd) ||
+	    tssx_foreign_process())
 		return new_fd;
 	atomic_fetch_add(&obj->refs, 1);
 	if (tssx_table_set(new_fd, obj) < 0) {
@@ -83,10 +91,13 @@ TSSX_EXPORT int dup(int fd)
 	return new_fd < 0 ? new_fd : share_fd(fd, new_fd);
 }
 
-/* dup2/dup3 close new_fd first, unless old_fd is invalid. */
+/* dup2/dup3 close new_fd first, unless old_fd is invalid (asked only
+ * when new_fd is ours: dup2 is common on other fds). */
 static void replacing(int old_fd, int new_fd)
 {
-	if (old_fd != new_fd && TSSX_REAL(fcntl)(old_fd, F_GETFD) >= 0)
+	if (old_fd == new_fd)
+		return;
+	if (likely(!tssx_table_get(new_fd)) || TSSX_REAL(fcntl)(old_fd, F_GETFD) >= 0)
 		tssx_fd_forget(new_fd);
 }
 
@@ -169,28 +180,32 @@ TSSX_EXPORT int ioctl(int fd, unsigned long request, ...)
 static void forget_range(unsigned first, unsigned last)
 {
 	struct rlimit limit;
-	unsigned high = (unsigned)tssx_table_high_fd();
+	int high = tssx_table_high_fd();
 
 	/* The event wrappers track fds the table does not: walk every fd
-	 * that can be open. */
-	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur > high)
-		high = limit.rlim_cur > TSSX_TABLE_MAX_FD ? TSSX_TABLE_MAX_FD : (unsigned)limit.rlim_cur;
-	if (last > high)
-		last = high;
-	for (unsigned fd = first; fd <= last && fd <= INT_MAX; fd++)
+	 * that can be open, but never past the tables. */
+	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur > (rlim_t)high + 1)
+		high = limit.rlim_cur >= TSSX_TABLE_MAX_FD ? TSSX_TABLE_MAX_FD - 1 : (int)limit.rlim_cur - 1;
+	if (high < 0 || first > (unsigned)high)
+		return;
+	if (last > (unsigned)high)
+		last = (unsigned)high;
+	for (unsigned fd = first; fd <= last; fd++)
 		tssx_fd_forget((int)fd);
 }
 
 TSSX_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 {
-	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last)
+	/* CPython's subprocess calls it in a vfork() child. */
+	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last && !tssx_foreign_process())
 		forget_range(first, last);
 	return TSSX_REAL(close_range)(first, last, flags);
 }
 
 TSSX_EXPORT void closefrom(int lowfd)
 {
-	forget_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u);
+	if (!tssx_foreign_process())
+		forget_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u);
 	TSSX_REAL(closefrom)(lowfd);
 }
 

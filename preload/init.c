@@ -15,6 +15,9 @@ struct tssx_options tssx_opts;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
+/* The process the table belongs to; fork() children take it over. */
+static _Atomic pid_t table_pid;
+
 /* Every fd the registry client keeps points here in the fd table. */
 static struct tssx_fd_object registry_fd = { .kind = TSSX_FD_REGISTRY };
 
@@ -46,6 +49,19 @@ static void warn_option(const char *message)
 	tssx_log(TSSX_LOG_WARN, "%s", message);
 }
 
+/* No allocation here: only the pid of the child, which owns its copy. */
+static void took_over_after_fork(void)
+{
+	atomic_store(&table_pid, getpid());
+}
+
+bool tssx_foreign_process(void)
+{
+	pid_t owner = atomic_load(&table_pid);
+
+	return owner && owner != getpid();
+}
+
 static void init_once_fn(void)
 {
 	static const struct tssx_registry_hooks hooks = {
@@ -55,6 +71,8 @@ static void init_once_fn(void)
 	};
 	int ret;
 
+	atomic_store(&table_pid, getpid());
+	pthread_atfork(NULL, NULL, took_over_after_fork);
 	tssx_log_write = real_write;
 	tssx_options_parse(&tssx_opts, getenv, warn_option);
 	tssx_log_level = tssx_opts.log_level;

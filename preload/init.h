@@ -17,6 +17,11 @@ extern struct tssx_options tssx_opts;
  * Returns whether TSSX may be used at all (TSSX_DISABLE unset). */
 bool tssx_init(void);
 
+/* Whether this is a vfork() child (or another clone sharing our memory
+ * without fork()): the table belongs to the suspended parent, which must
+ * find it untouched.  A system call: for rare paths only. */
+bool tssx_foreign_process(void);
+
 /* Whether a socket address is one TSSX may handle: enabled, and selected by
  * TSSX_INCLUDE / TSSX_EXCLUDE. */
 struct sockaddr_un;

@@ -447,6 +447,39 @@ static void sendfile_server(int fd)
 	send_all(fd, "+", 1);
 }
 
+/* ---- close_range, and a vfork() child that closes what it inherited ---- */
+
+static void closing_client(int fd)
+{
+	pid_t child;
+	int status;
+
+	expect(dup2(fd, 300) == 300);
+	expect(close_range(250, ~0u, 0) == 0); /* the duplicate only */
+	/* A vfork() child shares our memory: its closes must leave our
+	 * connection alone. */
+	child = vfork();
+	if (child == 0) {
+		close(fd);
+		close_range(3, ~0u, 0);
+		_exit(0);
+	}
+	expect(child > 0 && waitpid(child, &status, 0) == child);
+	send_all(fd, "abc", 3);
+	expect(close_range((unsigned)fd, (unsigned)fd, 0) == 0);
+	/* The number is free again, and nothing of the connection is left. */
+	expect(dup2(STDERR_FILENO, fd) == fd);
+	expect(write(fd, "", 0) == 0);
+}
+
+static void closing_server(int fd)
+{
+	char buf[8];
+
+	expect(recv(fd, buf, 3, MSG_WAITALL) == 3 && !memcmp(buf, "abc", 3));
+	expect(read(fd, buf, 1) == 0);
+}
+
 static const struct probe {
 	const char *name;
 	void (*server)(int fd);
@@ -463,6 +496,7 @@ static const struct probe {
 	{ "addresses", addresses_server, addresses_client },
 	{ "cmsg", cmsg_server, cmsg_client },
 	{ "sendfile", sendfile_server, sendfile_client },
+	{ "closing", closing_server, closing_client },
 };
 
 int main(int argc, char **argv)
