@@ -171,37 +171,36 @@ TSSX_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int f
 	return accept_common(fd, addr, addrlen, flags, true);
 }
 
-/* Unbound, or bound by us on an earlier connect() that failed. */
-static bool may_bind_client(int fd)
+/* How connect() treats a socket. */
+enum client_path {
+	CLIENT_PLAIN,
+	CLIENT_BIND,  /* unbound: bind a TSSX name first */
+	CLIENT_BOUND, /* bound by us on an earlier connect() that failed */
+};
+
+static enum client_path client_path(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct sockaddr_storage self;
-	socklen_t len = sizeof(self);
-
-	if (TSSX_REAL(getsockname)(fd, (struct sockaddr *)&self, &len) < 0)
-		return false;
-	return len == UNBOUND_LEN || tssx_conn_is_client_addr(&self, len);
-}
-
-static bool wants_tssx(int fd, const struct sockaddr *addr, socklen_t len)
-{
+	socklen_t selflen = sizeof(self);
 	int bits;
 
 	if (len <= UNBOUND_LEN || addr->sa_family != AF_UNIX || tssx_table_get(fd) ||
 	    !tssx_selects((const struct sockaddr_un *)addr, len))
-		return false;
+		return CLIENT_PLAIN;
 	bits = tssx_registry_lookup((const struct sockaddr_un *)addr, len);
-	if (bits < 0 || !(bits & TSSX_BIT_SERVER))
-		return false;
-	return is_stream(fd) && may_bind_client(fd);
+	if (bits < 0 || !(bits & TSSX_BIT_SERVER) || !is_stream(fd) ||
+	    TSSX_REAL(getsockname)(fd, (struct sockaddr *)&self, &selflen) < 0)
+		return CLIENT_PLAIN;
+	if (selflen == UNBOUND_LEN)
+		return CLIENT_BIND;
+	return tssx_conn_is_client_addr(&self, selflen) ? CLIENT_BOUND : CLIENT_PLAIN;
 }
 
-static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len)
+static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len, enum client_path path)
 {
-	struct sockaddr_storage self;
-	socklen_t selflen = sizeof(self);
 	int ret;
 
-	if (TSSX_REAL(getsockname)(fd, (struct sockaddr *)&self, &selflen) == 0 && selflen == UNBOUND_LEN) {
+	if (path == CLIENT_BIND) {
 		ret = tssx_conn_bind_client(fd);
 		if (ret < 0) {
 			log_debug("fd %d: cannot bind a TSSX name (%s): plain", fd, strerror(-ret));
@@ -220,13 +219,12 @@ static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len)
 TSSX_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	int saved_errno = errno;
+	enum client_path path = addr ? client_path(fd, addr, len) : CLIENT_PLAIN;
 
-	if (!addr || !wants_tssx(fd, addr, len)) {
-		errno = saved_errno;
-		return TSSX_REAL(connect)(fd, addr, len);
-	}
 	errno = saved_errno;
-	if (connect_tssx(fd, addr, len) < 0)
+	if (path == CLIENT_PLAIN)
+		return TSSX_REAL(connect)(fd, addr, len);
+	if (connect_tssx(fd, addr, len, path) < 0)
 		return -1;
 	errno = saved_errno;
 	return 0;
