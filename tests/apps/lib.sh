@@ -1,9 +1,10 @@
 # Sourced by every test in tests/apps. Each test runs one real, unmodified
 # server of its kind with real clients: first on plain sockets (the
 # reference), then with server and clients preloaded with libtssx.so over a
-# registry of its own, then plain clients against that preloaded server. All
-# runs must give the same, checked results, and in the preloaded one every
-# connection must have moved its bytes through shared memory.
+# registry of its own, then plain clients against that preloaded server,
+# then preloaded clients against a plain server. All runs must give the
+# same, checked results; every connection between preloaded ends must have
+# moved its bytes through shared memory, and no other connection.
 #
 #   TEST.sh [LIBTSSX WITH_REGISTRY REGISTRYFS]
 #
@@ -169,8 +170,18 @@ check_shared_memory() {
 	((ring >= APPS_MIN_RING_BYTES)) ||
 		fail "only $ring bytes went through the rings, expected at least $APPS_MIN_RING_BYTES"
 	((sock * 10 < ring)) || fail "$sock bytes went through the sockets, against $ring through the rings"
-	if grep -q 'tssx\[[0-9]*\]: error' "$log"; then
-		fail "the library logged errors: $(grep -m3 'tssx\[[0-9]*\]: error' "$log")"
+	check_no_errors
+}
+
+check_plain_sockets() {
+	! grep -q 'shared memory' "$WORK/stderr.log" ||
+		fail "a connection to a server without TSSX used shared memory"
+	check_no_errors
+}
+
+check_no_errors() {
+	if grep -q 'tssx\[[0-9]*\]: error' "$WORK/stderr.log"; then
+		fail "the library logged errors: $(grep -m3 'tssx\[[0-9]*\]: error' "$WORK/stderr.log")"
 	fi
 }
 
@@ -235,26 +246,42 @@ apps_bench() {
 		          median[m, "plain"], median[m, "tssx"], median[m, "tssx"] / median[m, "plain"] }' | sort
 }
 
-# One run in a fresh work directory; the preloaded run happens in a child
-# of with-registry, which mounts a private registry and always unmounts it,
-# and its clients run twice: preloaded, then plain.
+# Server and clients preloaded; plain clients against the preloaded server,
+# on the fds the TSSX connections had before; then preloaded clients of a
+# plain server, which must stay on plain sockets.
+preloaded_runs() {
+	new_work
+	start_server
+	app_run
+	APPS_CLIENTS=plain app_run
+	stop_servers
+	check_shared_memory
+	cleanup
+	new_work
+	APPS_MODE=plain APPS_CLIENTS=tssx
+	start_server
+	app_run
+	stop_servers
+	check_plain_sockets
+}
+
+# The reference run on plain sockets; then the preloaded runs in a child of
+# with-registry, which mounts a private registry and always unmounts it.
 apps_main() {
 	if [[ -n ${APPS_BENCH:-} ]]; then
 		apps_bench
 		return
 	fi
-	new_work
 	trap cleanup EXIT
+	if [[ $APPS_MODE == tssx ]]; then
+		preloaded_runs
+		return
+	fi
+	new_work
 	start_server
 	app_run
-	if [[ $APPS_MODE == tssx ]]; then
-		# A TSSX server serves plain clients too, on the fds the TSSX
-		# connections had before.
-		APPS_CLIENTS=plain app_run
-	fi
 	stop_servers
-	[[ $APPS_MODE == tssx ]] && check_shared_memory
-	[[ $APPS_MODE == plain && -n $APPS_LIB ]] || return 0
+	[[ -n $APPS_LIB ]] || return 0
 	cleanup
 	trap - EXIT
 	APPS_MODE=tssx exec "$APPS_WITH_REGISTRY" --registryfs "$APPS_REGISTRYFS" \
