@@ -17,6 +17,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -480,6 +481,40 @@ static void closing_server(int fd)
 	expect(read(fd, buf, 1) == 0);
 }
 
+/* ---- readv/writev, recvmmsg/sendmmsg ---- */
+
+static void vectors_client(int fd)
+{
+	struct iovec three[3] = { { "ab", 2 }, { "cd", 2 }, { "ef", 2 } };
+	struct iovec two[2] = { { "gh", 2 }, { "ij", 2 } };
+	struct mmsghdr msgs[2] = {
+		{ .msg_hdr = { .msg_iov = &two[0], .msg_iovlen = 1 } },
+		{ .msg_hdr = { .msg_iov = &two[1], .msg_iovlen = 1 } },
+	};
+
+	expect(writev(fd, three, 3) == 6);
+	expect(sendmmsg(fd, msgs, 2, 0) == 2 && msgs[0].msg_len == 2 && msgs[1].msg_len == 2);
+	signal_peer();
+	wait_byte(fd);
+}
+
+static void vectors_server(int fd)
+{
+	char a[3], b[3], c[2], d[2];
+	struct iovec halves[2] = { { a, 3 }, { b, 3 } };
+	struct iovec parts[2] = { { c, 2 }, { d, 2 } };
+	struct mmsghdr msgs[2] = {
+		{ .msg_hdr = { .msg_iov = &parts[0], .msg_iovlen = 1 } },
+		{ .msg_hdr = { .msg_iov = &parts[1], .msg_iovlen = 1 } },
+	};
+
+	wait_peer(); /* all ten bytes are in */
+	expect(readv(fd, halves, 2) == 6 && !memcmp(a, "abc", 3) && !memcmp(b, "def", 3));
+	expect(recvmmsg(fd, msgs, 2, MSG_WAITFORONE, NULL) == 2);
+	expect(msgs[0].msg_len == 2 && msgs[1].msg_len == 2 && !memcmp(c, "gh", 2) && !memcmp(d, "ij", 2));
+	send_all(fd, "+", 1);
+}
+
 static const struct probe {
 	const char *name;
 	void (*server)(int fd);
@@ -497,6 +532,7 @@ static const struct probe {
 	{ "cmsg", cmsg_server, cmsg_client },
 	{ "sendfile", sendfile_server, sendfile_client },
 	{ "closing", closing_server, closing_client },
+	{ "vectors", vectors_server, vectors_client },
 };
 
 int main(int argc, char **argv)
