@@ -187,39 +187,51 @@ static int open_read_only(int dir_fd, const char *name)
 	return fd;
 }
 
-/* The cache entry of `name`, with its read-only fd open; NULL and *err. */
+static struct cached_entry *new_entry(const char *name)
+{
+	struct cached_entry *e;
+
+	if (client.count >= CACHE_MAX)
+		evict_oldest();
+	e = malloc(sizeof(*e) + strlen(name) + 1);
+	if (!e)
+		return NULL;
+	strcpy(e->name, name);
+	e->fd = e->rw_fd = -1;
+	HASH_ADD_STR(client.entries, name, e);
+	client.count++;
+	return e;
+}
+
+/*
+ * The cache entry of `name`, with its read-only fd open; NULL and *err.
+ * A name that does not exist takes no place in the cache: lookups of plain
+ * sockets must not evict the entries of TSSX ones.
+ */
 static struct cached_entry *cached_entry(const char *name, int *err)
 {
 	struct cached_entry *e;
-	int dir_fd = registry_dir();
+	int dir_fd = registry_dir(), fd;
 
 	if (dir_fd < 0) {
 		*err = dir_fd;
 		return NULL;
 	}
 	HASH_FIND_STR(client.entries, name, e);
-	if (!e) {
-		if (client.count >= CACHE_MAX)
-			evict_oldest();
-		e = malloc(sizeof(*e) + strlen(name) + 1);
+	if (!e || e->fd < 0) {
+		fd = open_read_only(dir_fd, name);
+		if (fd < 0) {
+			*err = fail(fd); /* which may drop every entry */
+			return NULL;
+		}
+		if (!e)
+			e = new_entry(name);
 		if (!e) {
+			drop_fd(fd);
 			*err = -ENOMEM;
 			return NULL;
 		}
-		strcpy(e->name, name);
-		e->fd = e->rw_fd = -1;
-		HASH_ADD_STR(client.entries, name, e);
-		client.count++;
-	}
-	if (e->fd < 0)
-		e->fd = open_read_only(dir_fd, name);
-	if (e->fd < 0) {
-		*err = fail(e->fd);
-		/* fail() may have dropped every entry already. */
-		HASH_FIND_STR(client.entries, name, e);
-		if (e && e->rw_fd < 0)
-			drop_entry(e);
-		return NULL;
+		e->fd = fd;
 	}
 	e->last_use = ++client.clock;
 	return e;

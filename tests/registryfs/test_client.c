@@ -250,6 +250,21 @@ static void test_cache_is_bounded(void **state)
 	}
 }
 
+/* Lookups of names without an entry (plain sockets) evict nothing. */
+static void test_misses_keep_the_cache(void **state)
+{
+	struct sockaddr_un addr;
+	socklen_t len;
+	int kept_before = kept_count(), closes_before = closes;
+
+	for (int i = 0; i < 100; i++) {
+		len = path_addr(&addr, "%s/plain-%d.sock", work, i);
+		assert_int_equal(tssx_registry_lookup(&addr, len), -ENOENT);
+	}
+	assert_int_equal(kept_count(), kept_before);
+	assert_int_equal(closes, closes_before);
+}
+
 static void test_forget_fd(void **state)
 {
 	struct sockaddr_un addr;
@@ -298,6 +313,7 @@ int main(void)
 		cmocka_unit_test(test_abstract_claim),
 		cmocka_unit_test(test_no_daemon_round_trip),
 		cmocka_unit_test(test_cache_is_bounded),
+		cmocka_unit_test(test_misses_keep_the_cache),
 		cmocka_unit_test(test_forget_fd),
 	};
 
