@@ -21,7 +21,7 @@ sql() {
 # Rows that only a correct stream carries: numbers and their md5 in hex.
 expected_rows() {
 	python3 -c 'import hashlib
-for i in range(1, 100001):
+for i in range(1, 50001):
     print(f"{i}|{hashlib.md5(str(i).encode()).hexdigest()}")'
 }
 
@@ -40,11 +40,11 @@ app_run() {
 	expect_eq "a sum" 500000500000 "$(sql -c 'select sum(i) from generate_series(1, 1000000) i')"
 
 	[[ -f $WORK/rows ]] || expected_rows >"$WORK/rows"
-	sql -c "select i, md5(i::text) from generate_series(1, 100000) i" >"$WORK/result" ||
+	sql -c "select i, md5(i::text) from generate_series(1, 50000) i" >"$WORK/result" ||
 		fail "the large query failed"
-	expect_eq "sha256 of 100000 rows" "$(sha256_of "$WORK/rows")" "$(sha256_of "$WORK/result")"
+	expect_eq "sha256 of 50000 rows" "$(sha256_of "$WORK/rows")" "$(sha256_of "$WORK/result")"
 
-	# Upstream: COPY 100000 lines in; the server hashes what it stored.
+	# Upstream: COPY 50000 lines in; the server hashes what it stored.
 	tr '|' ' ' <"$WORK/rows" >"$WORK/lines"
 	sql -c "create table if not exists lines (id serial primary key, v text)" \
 		-c "truncate lines restart identity" \
@@ -63,7 +63,7 @@ app_run() {
 		and sum(delta) = (select sum(bbalance) from pgbench_branches)
 		from pgbench_history")"
 	APPS_MIN_CONNS=9
-	APPS_MIN_RING_BYTES=$((6 * 1024 * 1024))
+	APPS_MIN_RING_BYTES=$((4 * 1024 * 1024))
 }
 
 # pgbench's select-only transactions: 20000 by one client, then by four.
