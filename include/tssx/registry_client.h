@@ -29,11 +29,14 @@ struct tssx_registry_hooks {
 };
 
 /* Remembers the mount point. Returns 0, or -errno if it is not a registry
- * (then every lookup fails fast). Call once, before any other function. */
+ * (-ENOTCONN; then every call fails fast, and checks again, so a registry
+ * mounted later is found). Call once, before any other function. */
 int tssx_registry_client_init(const char *mountpoint, const struct tssx_registry_hooks *hooks);
 
-/* Bits (0..3) currently shown for the socket address, or -errno.
- * Steady state costs no daemon round trip. */
+/* Bits (0..3) currently shown for the socket address, or -errno (-ENOENT:
+ * no entry).  Steady state costs no daemon round trip: one pread on a kept
+ * fd, or a failed openat on a cached miss; a change made by another process
+ * can show an instant late (the daemon's cache invalidation). */
 int tssx_registry_lookup(const struct sockaddr_un *addr, socklen_t len);
 
 /* Opens (creating) the entry O_RDWR|O_CLOEXEC and sets `bits` as this
@@ -43,7 +46,8 @@ int tssx_registry_lookup(const struct sockaddr_un *addr, socklen_t len);
 int tssx_registry_claim(const struct sockaddr_un *addr, socklen_t len, unsigned bits);
 
 /* Marks this process as a TSSX client of the address (client bit on a
- * cached handle).  Best effort; returns 0 or -errno. */
+ * kept read-write handle next to the cached one, until the process exits).
+ * Best effort; returns 0 or -errno. */
 int tssx_registry_mark_client(const struct sockaddr_un *addr, socklen_t len);
 
 /* The application closed (or dup2'd over) an fd the client kept: forget it
