@@ -14,6 +14,7 @@
 struct tssx_options tssx_opts;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 
 /* The process the table belongs to; fork() children take it over. */
 static _Atomic pid_t table_pid;
@@ -64,23 +65,26 @@ bool tssx_foreign_process(void)
 
 static void init_once_fn(void)
 {
-	static const struct tssx_registry_hooks hooks = {
-		.close = real_close,
-		.fd_kept = registry_fd_kept,
-		.fd_dropped = registry_fd_dropped,
-	};
-	int ret;
-
 	atomic_store(&table_pid, getpid());
 	pthread_atfork(NULL, NULL, took_over_after_fork);
 	tssx_log_write = real_write;
 	tssx_options_parse(&tssx_opts, getenv, warn_option);
 	tssx_log_level = tssx_opts.log_level;
-	if (tssx_opts.disabled) {
+	if (tssx_opts.disabled)
 		log_debug("disabled by TSSX_DISABLE");
-		return;
-	}
-	ret = tssx_registry_client_init(tssx_opts.registry, &hooks);
+}
+
+/* The registry only once a socket call needs it: a process that never
+ * names a Unix socket pays no FUSE round trip and keeps no fd of ours. */
+static void registry_once_fn(void)
+{
+	static const struct tssx_registry_hooks hooks = {
+		.close = real_close,
+		.fd_kept = registry_fd_kept,
+		.fd_dropped = registry_fd_dropped,
+	};
+	int ret = tssx_registry_client_init(tssx_opts.registry, &hooks);
+
 	if (ret < 0)
 		log_debug("no registry at %s (%s): plain sockets", tssx_opts.registry, strerror(-ret));
 }
@@ -97,6 +101,7 @@ bool tssx_selects(const struct sockaddr_un *addr, unsigned addrlen)
 
 	if (!tssx_init())
 		return false;
+	pthread_once(&registry_once, registry_once_fn);
 	if (!tssx_opts.include[0] && !tssx_opts.exclude[0])
 		return true;
 	if (tssx_registry_name_from_addr(addr, addrlen, name + 1, sizeof(name) - 1) < 0)

@@ -23,7 +23,8 @@ bool tssx_init(void);
 bool tssx_foreign_process(void);
 
 /* Whether a socket address is one TSSX may handle: enabled, and selected by
- * TSSX_INCLUDE / TSSX_EXCLUDE. */
+ * TSSX_INCLUDE / TSSX_EXCLUDE.  Sets up the registry client on first use:
+ * call it before any registry function. */
 struct sockaddr_un;
 bool tssx_selects(const struct sockaddr_un *addr, unsigned addrlen);
 
