@@ -50,7 +50,10 @@ status=0
 expect "$status" 7 "with-registry passes the command's status"
 "$WITH_REGISTRY" sh -c 'echo "$TSSX_REGISTRY" > "$1"; kill -KILL "$TSSX_REGISTRYFS_PID"' sh "$WORK/m2" \
 	2>/dev/null && fail "with-registry hid the daemon's death"
-for m in "$(cat "$WORK/m1")" "$(cat "$WORK/m2")"; do
+# ... and when the daemon hangs (stopped) with a request waiting on it.
+"$WITH_REGISTRY" sh -c 'echo "$TSSX_REGISTRY" > "$1"; kill -STOP "$TSSX_REGISTRYFS_PID"
+	cat "$TSSX_REGISTRY/@x" > /dev/null 2>&1 &' sh "$WORK/m3" 2>/dev/null && fail "with-registry hid a hung daemon"
+for m in "$(cat "$WORK/m1")" "$(cat "$WORK/m2")" "$(cat "$WORK/m3")"; do
 	mounted "$m" && fail "with-registry left $m mounted"
 	[[ -e $m ]] && fail "with-registry left $m behind"
 done
