@@ -1,17 +1,14 @@
 /*
- * Data calls: read, write, recv*, send* and their fortified variants, and
- * sendfile/splice with a TSSX connection on either end (DESIGN.md §3).
- * For any other fd each costs one table lookup before the real call.
+ * Data calls: read, write, recv*, send* and their fortified variants
+ * (DESIGN.md §3); sendfile and splice are in copy.c.  For any other fd each
+ * costs one table lookup before the real call.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <stdlib.h>
-#include <sys/sendfile.h>
+#include <limits.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "init.h"
 #include "real_slots.h"
 #include "shims.h"
 #include "tssx/log.h"
@@ -24,9 +21,6 @@ ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen);
 ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
 		       struct sockaddr *addr, socklen_t *addrlen);
-
-/* Bytes moved per round by sendfile() and splice(). */
-#define COPY_CHUNK (64 * 1024)
 
 static ssize_t conn_recv(struct tssx_conn *conn, int fd, void *buf, size_t len, int flags)
 {
