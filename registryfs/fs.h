@@ -46,7 +46,8 @@ void registry_lock(void);
 /* Hands events to the notifier thread; call only after replying. */
 void notifier_send(struct pending_inval pending);
 int notifier_start(void);
-void notifier_stop(void);
+/* After the loop: stops the thread, aborting a stuck invalidation. */
+void notifier_stop(const char *mountpoint);
 
 extern const struct trust_probes os_probes;
 /* Voids the claims of node `ino` (all when 0) of `kind` (any: CLAIM_NONE)

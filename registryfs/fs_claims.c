@@ -4,7 +4,8 @@
  *
  * Path claims are watched with inotify on the socket's directory (unlink,
  * rename, a new bind); abstract names have no file to watch, so they are
- * polled once a second, and only while some exist.  Probes never run under
+ * polled once a second, and only while some exist.  The same thread removes
+ * directories that stayed empty after their mkdir.  Probes never run under
  * the registry lock: a path can lead back into this very mount.
  */
 #include <dirent.h>
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -27,6 +29,8 @@
 #include "fs.h"
 
 #define ABSTRACT_POLL_MS 1000
+/* How long a directory may stay empty after its mkdir. */
+#define EMPTY_DIR_GRACE_SECONDS 5
 #define LISTENERS_MAX 16
 #define WATCH_EVENTS (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | \
 		      IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
@@ -239,8 +243,21 @@ static void sync_watches(const struct claim *claims, size_t n)
 	}
 }
 
+/* Removes directories left empty by a writer that died after its mkdir;
+ * returns whether some may need removing later. */
+static bool reap_empty_dirs(void)
+{
+	unsigned young;
+
+	registry_lock();
+	young = table_reap_empty_dirs(registry.table, time(NULL), EMPTY_DIR_GRACE_SECONDS);
+	notifier_send(registry_unlock());
+	return young > 0;
+}
+
 /* One round: watch, then probe, so that no change slips between them.
- * Returns whether abstract claims remain to be polled. */
+ * Returns whether something (abstract claims, young empty directories)
+ * needs looking at again in a while. */
 static bool recheck_all(void)
 {
 	__do_free struct claim *claims = NULL;
@@ -251,7 +268,7 @@ static bool recheck_all(void)
 	if (n > 0)
 		notifier_send(void_gone_claims(claims, (size_t)n, &remaining));
 	notifier_send(claims_recheck(0, CLAIM_ABSTRACT, &remaining));
-	return remaining > 0;
+	return reap_empty_dirs() || remaining > 0;
 }
 
 static void drain(int fd)
@@ -270,9 +287,9 @@ static void *watcher_main(void *arg)
 	};
 
 	while (!__atomic_load_n(&watcher.stopping, __ATOMIC_ACQUIRE)) {
-		bool poll_abstract = recheck_all();
+		bool again = recheck_all();
 
-		if (poll(fds, 2, poll_abstract ? ABSTRACT_POLL_MS : -1) < 0 && errno != EINTR)
+		if (poll(fds, 2, again ? ABSTRACT_POLL_MS : -1) < 0 && errno != EINTR)
 			break;
 		drain(watcher.inotify_fd);
 		drain(watcher.wake_fd);

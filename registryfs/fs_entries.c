@@ -131,6 +131,8 @@ void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 	registry_lock();
 	r = table_mkdir(registry.table, parent, name, &node);
 	reply_entry(req, r, node);
+	if (r == 0)
+		watcher_kick(); /* to remove it if it stays empty */
 }
 
 static void reply_status(fuse_req_t req, int r)

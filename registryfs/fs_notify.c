@@ -7,9 +7,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <time.h>
 
 #include "tssx/log.h"
 #include "fs.h"
+
+#define NOTIFIER_STOP_SECONDS 2
 
 static struct {
 	pthread_mutex_t lock;
@@ -117,15 +121,30 @@ int notifier_start(void)
 	return 0;
 }
 
-void notifier_stop(void)
+/*
+ * Once the loop has stopped, an invalidation can wait in the kernel for a
+ * directory lock held by a request that nobody will answer any more.  A
+ * forced unmount aborts the connection, which fails that request and frees
+ * the lock.
+ */
+void notifier_stop(const char *mountpoint)
 {
+	struct timespec deadline;
+
 	if (!notifier.running)
 		return;
 	pthread_mutex_lock(&notifier.lock);
 	notifier.stopping = true;
 	pthread_cond_signal(&notifier.wake);
 	pthread_mutex_unlock(&notifier.lock);
-	pthread_join(notifier.thread, NULL);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += NOTIFIER_STOP_SECONDS;
+	if (pthread_timedjoin_np(notifier.thread, NULL, &deadline) != 0) {
+		log_warn(0, "an invalidation is stuck: aborting the connection");
+		if (umount2(mountpoint, MNT_FORCE) < 0 && errno != EBUSY)
+			log_warn(0, "forced unmount of %s failed: %m", mountpoint);
+		pthread_join(notifier.thread, NULL);
+	}
 	notifier.running = false;
 	table_free_events(notifier.events, notifier.n);
 	notifier.events = NULL;

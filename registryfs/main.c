@@ -171,7 +171,8 @@ static int run_loop(struct fuse_session *se, const struct fuse_cmdline_opts *opt
 }
 
 /* Mounted and daemonized: the helper threads, the loop, their teardown. */
-static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *opts)
+static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *opts,
+		 const char *mountpoint)
 {
 	int r = notifier_start();
 
@@ -186,7 +187,7 @@ static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *opts)
 			log_error(0, "the FUSE loop failed: %s", strerror(-r));
 	}
 	watcher_stop();
-	notifier_stop();
+	notifier_stop(mountpoint);
 	return r;
 }
 
@@ -202,7 +203,7 @@ static int mount_and_serve(struct fuse_args *args, const struct fuse_cmdline_opt
 	if (fuse_set_signal_handlers(se) == 0) {
 		if (fuse_session_mount(se, mountpoint) == 0) {
 			fuse_daemonize(opts->foreground);
-			r = serve(se, opts);
+			r = serve(se, opts, mountpoint);
 			fuse_session_unmount(se);
 		}
 		fuse_remove_signal_handlers(se);

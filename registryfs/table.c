@@ -510,6 +510,44 @@ void table_void_claims(struct reg_table *t, uint64_t *ids, size_t n)
 	}
 }
 
+static bool is_empty_dir(const struct reg_table *t, const struct reg_node *n)
+{
+	return n && n->is_dir && n->attached && n != t->root && n->nchildren == 0;
+}
+
+unsigned table_reap_empty_dirs(struct reg_table *t, time_t now, time_t grace)
+{
+	struct reg_node *n, *tmp;
+	uint64_t *old = NULL;
+	size_t nold = 0, cap = 0;
+	unsigned young = 0;
+
+	/* Inode numbers first: detaching frees nodes the walk would visit. */
+	HASH_ITER(hh_ino, t->nodes, n, tmp) {
+		if (!is_empty_dir(t, n))
+			continue;
+		if (n->changed.tv_sec + grace > now) {
+			young++;
+			continue;
+		}
+		if (nold == cap) {
+			uint64_t *grown = realloc(old, (cap = cap ? 2 * cap : 16) * sizeof(*old));
+
+			if (!grown)
+				break;
+			old = grown;
+		}
+		old[nold++] = n->ino;
+	}
+	for (size_t i = 0; i < nold; i++) {
+		n = table_node(t, old[i]);
+		if (is_empty_dir(t, n))
+			detach(t, n);
+	}
+	free(old);
+	return young;
+}
+
 size_t table_take_events(struct reg_table *t, struct reg_event **events)
 {
 	size_t n = t->nevents;

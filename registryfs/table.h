@@ -106,6 +106,13 @@ ssize_t table_collect_claims(struct reg_table *t, uint64_t ino, enum claim_kind 
  * recomputes the bits their entries show. */
 void table_void_claims(struct reg_table *t, uint64_t *ids, size_t n);
 
+/*
+ * Detaches the directories that have stayed empty since their mkdir for
+ * `grace` seconds before `now` (their writer died between its mkdir and
+ * its create); returns how many younger empty ones remain.
+ */
+unsigned table_reap_empty_dirs(struct reg_table *t, time_t now, time_t grace);
+
 /* Moves the queued events out; the caller frees them with table_free_events. */
 size_t table_take_events(struct reg_table *t, struct reg_event **events);
 void table_free_events(struct reg_event *events, size_t n);

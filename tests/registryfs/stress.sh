@@ -52,8 +52,9 @@ for pid in "${pids[@]:1}"; do
 	wait "$pid" || failed=$((failed + 1))
 done
 ((failed == 0)) || fail "$failed workers saw an unexpected error"
-# Every handle is gone: so is every entry and implied directory.
-for ((i = 0; i < 200; i++)); do
+# Every handle is gone: so is every entry and implied directory (a
+# directory made by a worker killed before its create within seconds).
+for ((i = 0; i < 400; i++)); do
 	is_empty_dir "$M" && break
 	sleep 0.05
 done

@@ -185,6 +185,26 @@ static void test_entry_disappears_with_last_handle(void **state)
 	table_free(t);
 }
 
+static void test_reap_empty_dirs(void **state)
+{
+	struct reg_table *t = new_table(16);
+	uint64_t a = make_dir(t, REG_ROOT_INO, "a");
+	uint64_t b = make_dir(t, a, "b");
+	uint64_t c = make_dir(t, REG_ROOT_INO, "c");
+	struct reg_handle *h = create(t, c, "s");
+	struct reg_node *found;
+	time_t made = table_node(t, b)->changed.tv_sec;
+
+	assert_int_equal(table_reap_empty_dirs(t, made, 5), 1);   /* b, young */
+	assert_int_equal(table_reap_empty_dirs(t, made + 5, 5), 0);
+	/* b went, and a with it; c holds an entry */
+	assert_int_equal(table_lookup(t, REG_ROOT_INO, "a", &found), -ENOENT);
+	assert_int_equal(table_lookup(t, REG_ROOT_INO, "c", &found), 0);
+	assert_int_equal(table_entry_count(t), 2);
+	table_release(t, h);
+	table_free(t);
+}
+
 static void test_rmdir(void **state)
 {
 	struct reg_table *t = new_table(16);
@@ -244,6 +264,7 @@ int main(void)
 		cmocka_unit_test(test_bound),
 		cmocka_unit_test(test_bits_are_or_of_handles),
 		cmocka_unit_test(test_entry_disappears_with_last_handle),
+		cmocka_unit_test(test_reap_empty_dirs),
 		cmocka_unit_test(test_rmdir),
 		cmocka_unit_test(test_claims_collect_and_void),
 	};
