@@ -136,26 +136,49 @@ static int send_hello(int fd, const struct tssx_hello *hello, int memfd)
 	return n == (ssize_t)sizeof(*hello) ? 0 : -EIO;
 }
 
-int tssx_conn_connect(int fd)
+int tssx_conn_prepare(struct tssx_client_prep *prep)
 {
-	struct tssx_conn *conn = conn_new(fd, false);
-	struct tssx_hello hello;
-	int memfd = -1, ret;
+	int ret;
 
-	if (!conn)
+	prep->memfd = -1;
+	prep->conn = conn_new(-1, false);
+	if (!prep->conn)
 		return -ENOMEM;
-	ret = tssx_segment_create(&conn->seg, tssx_opts.ring_size, tssx_opts.ring_size, &memfd, &hello);
-	if (ret == 0)
-		ret = send_hello(fd, &hello, memfd);
-	if (memfd >= 0)
-		TSSX_REAL(close)(memfd);
-	if (ret == 0)
+	ret = tssx_segment_create(&prep->conn->seg, tssx_opts.ring_size, tssx_opts.ring_size,
+				  &prep->memfd, &prep->hello);
+	if (ret < 0)
+		tssx_conn_abandon(prep);
+	return ret;
+}
+
+void tssx_conn_abandon(struct tssx_client_prep *prep)
+{
+	if (prep->memfd >= 0)
+		TSSX_REAL(close)(prep->memfd);
+	if (prep->conn)
+		conn_free(prep->conn);
+	prep->memfd = -1;
+	prep->conn = NULL;
+}
+
+int tssx_conn_connect(int fd, struct tssx_client_prep *prep)
+{
+	struct tssx_conn *conn = prep->conn;
+	int ret;
+
+	ret = send_hello(fd, &prep->hello, prep->memfd);
+	if (ret == 0) {
+		atomic_store(&conn->fd, fd);
 		ret = tssx_table_set(fd, &conn->obj);
+	}
 	if (ret < 0) {
-		conn_free(conn);
+		tssx_conn_abandon(prep);
 		return log_error(ret, "fd %d: TSSX handshake failed: %s", fd, strerror(-ret));
 	}
-	atomic_store(&conn->sock_sent, sizeof(hello));
+	TSSX_REAL(close)(prep->memfd);
+	prep->memfd = -1;
+	prep->conn = NULL;
+	atomic_store(&conn->sock_sent, sizeof(prep->hello));
 	conn_ready(conn, fd);
 	return 0;
 }

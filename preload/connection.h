@@ -18,6 +18,7 @@
 
 #include "conn.h"
 #include "table.h"
+#include "tssx/hello.h"
 #include "tssx/segment.h"
 
 /* Client sockets are bound to "\0" TSSX_CLIENT_PREFIX "PID.COUNTER.RANDOM". */
@@ -55,9 +56,24 @@ bool tssx_conn_is_client_addr(const void *addr, unsigned addrlen);
 /* Binds an unbound socket to a fresh TSSX client name. */
 int tssx_conn_bind_client(int fd);
 
-/* Client, after the real connect: segment, hello, fd table.  On failure
- * nothing is left behind (the caller fails the connect). */
-int tssx_conn_connect(int fd);
+/* A client connection made ready before the real connect, so that the
+ * hello follows the connect at once: the server's accept, or its first
+ * read, then finds it already there instead of sleeping for it while the
+ * client maps its segment. */
+struct tssx_client_prep {
+	struct tssx_conn *conn;
+	struct tssx_hello hello;
+	int memfd;
+};
+
+/* Client, before the real connect: the connection and its segment.
+ * Returns 0 or -errno (the caller then stays plain). */
+int tssx_conn_prepare(struct tssx_client_prep *prep);
+/* Client, after the real connect succeeded: hello, fd table.  Consumes
+ * prep.  On failure nothing is left behind (the caller fails the connect). */
+int tssx_conn_connect(int fd, struct tssx_client_prep *prep);
+/* Client, when the real connect failed: releases prep. */
+void tssx_conn_abandon(struct tssx_client_prep *prep);
 /* Server, after the real accept of a TSSX client: a connection whose hello
  * is read now if it is there, later otherwise. */
 int tssx_conn_accept(int fd);

@@ -198,18 +198,29 @@ static enum client_path client_path(int fd, const struct sockaddr *addr, socklen
 
 static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len, enum client_path path)
 {
+	struct tssx_client_prep prep;
 	int ret;
 
-	if (path == CLIENT_BIND) {
+	ret = tssx_conn_prepare(&prep);
+	if (ret == 0 && path == CLIENT_BIND)
 		ret = tssx_conn_bind_client(fd);
-		if (ret < 0) {
-			log_debug("fd %d: cannot bind a TSSX name (%s): plain", fd, strerror(-ret));
-			return TSSX_REAL(connect)(fd, addr, len);
-		}
+	if (ret < 0) {
+		/* A socket we did not bind is still unbound: plain it stays. */
+		if (prep.conn)
+			tssx_conn_abandon(&prep);
+		if (path == CLIENT_BOUND)
+			return log_error(-1, "fd %d: TSSX connection not possible: %s", fd, strerror(-ret));
+		log_debug("fd %d: no TSSX connection (%s): plain", fd, strerror(-ret));
+		return TSSX_REAL(connect)(fd, addr, len);
 	}
-	if (TSSX_REAL(connect)(fd, addr, len) < 0)
+	if (TSSX_REAL(connect)(fd, addr, len) < 0) {
+		int saved_errno = errno;
+
+		tssx_conn_abandon(&prep);
+		errno = saved_errno;
 		return -1;
-	ret = tssx_conn_connect(fd);
+	}
+	ret = tssx_conn_connect(fd, &prep);
 	if (ret < 0)
 		return (int)tssx_result(ret);
 	tssx_registry_mark_client((const struct sockaddr_un *)addr, len);

@@ -54,6 +54,9 @@ with_preload() {
 # $! itself (env execs it), so that it can be killed; sets $spawned.
 spawn() {
 	local mode=$1 log=$2; shift 2
+	# The background job truncates LOG only once it runs: an earlier
+	# process's lines in it must not answer a wait_for_line for this one.
+	rm -f "$log"
 	if [[ $mode == yes ]]; then
 		env LD_PRELOAD="$lib" TSSX_LOG=info "$@" >"$log" 2>&1 &
 	else
