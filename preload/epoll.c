@@ -6,9 +6,10 @@
  * doorbells (and EOF), under our tag instead of the application's data; its
  * events, data and edge-triggered / one-shot state live in events.h's
  * bookkeeping.  epoll_wait reports the connections that the rings say are
- * ready, merged with a zero-timeout real wait; when none is, it arms them
- * all, re-checks, and sleeps in the real wait, whose doorbells it drains and
- * translates back.
+ * ready, merged with a zero-timeout real wait; when none is, it spins on
+ * the rings for the spin budget (with zero-timeout real waits meanwhile when
+ * the kernel's set holds other fds), then arms them all, re-checks, and
+ * sleeps in the real wait, whose doorbells it drains and translates back.
  *
  * A Unix stream socket added before it connects may become a TSSX
  * connection later, and an epoll fd added to another may later hold
@@ -24,6 +25,7 @@
 #include "conn.h"
 #include "events.h"
 #include "real.h"
+#include "spin.h"
 #include "tssx/log.h"
 #include "tssx/macros.h"
 
@@ -271,18 +273,46 @@ static int poll_once(struct events_set *set, struct wait_call *call)
 	return count;
 }
 
-/* Arms (when it may sleep) and re-checks, then waits in the kernel; what
- * woke it is translated (doorbells drained, EOF noticed) and the rings are
- * asked again at once.  The kernel's wait also reports its own fds. */
+/* Waits in the kernel (or only looks), translates what woke it (doorbells
+ * drained, EOF noticed) and asks the rings again at once.  The kernel's
+ * wait also reports its own fds. */
+static int kernel_then_rings(struct events_set *set, struct wait_call *call, bool sleep)
+{
+	int count = 0;
+
+	if (!add_kernel_results(set, call, &count, sleep))
+		return -1;
+	return count + collect(set, call, count, false);
+}
+
+/* Arms (when it may sleep) and re-checks, then waits in the kernel. */
 static int wait_once(struct events_set *set, struct wait_call *call, bool sleep)
 {
 	int count = collect(set, call, 0, sleep);
 
-	if (count)
-		return count;
-	if (!add_kernel_results(set, call, &count, sleep))
-		return -1;
-	return count + collect(set, call, count, false);
+	return count ? count : kernel_then_rings(set, call, sleep);
+}
+
+/* Before arming: spins on the rings for the spin budget, so that a peer
+ * answering within it needs no doorbell; the kernel's other fds get a
+ * zero-timeout look every EVENTS_SPIN_LOOK_NS meanwhile. */
+static int spin(struct events_set *set, struct wait_call *call)
+{
+	struct events_spin spin;
+	uint64_t look_ns = atomic_load(&set->kernel_fds) ? EVENTS_SPIN_LOOK_NS : 0;
+	int count = 0;
+
+	if (!events_spin_start(&spin, &events_thread_spins, tssx_spin_budget_ns(), look_ns,
+			       &call->deadline))
+		return 0;
+	while (!count) {
+		while (!(count = collect(set, call, 0, false)) && events_spin_pause(&spin))
+			;
+		if (count || spin.over)
+			return count;
+		count = kernel_then_rings(set, call, false);
+	}
+	return count;
 }
 
 static int wait_tracked(struct events_set *set, struct wait_call *call)
@@ -290,6 +320,8 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 	int saved_errno = errno;
 	int count = poll_once(set, call);
 
+	if (count == 0)
+		count = spin(set, call);
 	while (count == 0) {
 		bool passed = events_deadline_passed(&call->deadline);
 
@@ -468,12 +500,14 @@ TSSX_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
 	struct events_set *set = events_set_of(epfd);
 
 	if (op == EPOLL_CTL_ADD && should_track(fd)) {
-		if (!set)
-			set = events_set_open(epfd);
+		if (!set && (set = events_set_open(epfd)))
+			atomic_store(&set->kernel_fds, true); /* made elsewhere: may hold anything */
 		if (!set)
 			return log_warn(real_ctl(epfd, op, fd, event),
 					"epoll %d: no bookkeeping (%m): fd %d stays plain", epfd, fd);
 	} else if (!set || !events_fd_is_tracked(fd)) {
+		if (set && op == EPOLL_CTL_ADD)
+			atomic_store_explicit(&set->kernel_fds, true, memory_order_relaxed);
 		return real_ctl(epfd, op, fd, event);
 	}
 	return ctl_tracked(set, op, fd, event);

@@ -5,6 +5,7 @@
 
 #include "conn.h"
 #include "events.h"
+#include "spin.h"
 
 /*
  * Per-fd slots in a two-level table, so that lookups are lock-free and the
@@ -111,6 +112,7 @@ static struct events_set *set_take(int epfd)
 	}
 	set->epfd = epfd;
 	atomic_store(&set->tagged, false);
+	atomic_store(&set->kernel_fds, false);
 	set->next = live_sets;
 	live_sets = set;
 	return set;
@@ -177,6 +179,8 @@ int events_set_add(struct events_set *set, int fd, enum events_kind kind,
 	atomic_fetch_add(&slot->watchers, 1);
 	atomic_fetch_add(&set->count, 1);
 	atomic_store(&set->tagged, true);
+	if (kind == EVENTS_WATCHED)
+		atomic_store(&set->kernel_fds, true);
 	return 0;
 }
 
@@ -301,8 +305,6 @@ void tssx_events_forget_fd(int fd)
 		forget_tracked_fd(fd);
 }
 
-#define NSEC_PER_SEC 1000000000L
-
 void events_deadline_start(struct events_deadline *deadline, const struct timespec *timeout)
 {
 	deadline->forever = !timeout;
@@ -311,9 +313,9 @@ void events_deadline_start(struct events_deadline *deadline, const struct timesp
 	clock_gettime(CLOCK_MONOTONIC, &deadline->end);
 	deadline->end.tv_sec += timeout->tv_sec;
 	deadline->end.tv_nsec += timeout->tv_nsec;
-	if (deadline->end.tv_nsec >= NSEC_PER_SEC) {
+	if (deadline->end.tv_nsec >= TSSX_NSEC_PER_SEC) {
 		deadline->end.tv_sec++;
-		deadline->end.tv_nsec -= NSEC_PER_SEC;
+		deadline->end.tv_nsec -= TSSX_NSEC_PER_SEC;
 	}
 }
 
@@ -328,7 +330,7 @@ const struct timespec *events_timespec_from_ms(int timeout_ms, struct timespec *
 
 bool events_timespec_valid(const struct timespec *timeout)
 {
-	return !timeout || (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 && timeout->tv_nsec < NSEC_PER_SEC);
+	return !timeout || (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 && timeout->tv_nsec < TSSX_NSEC_PER_SEC);
 }
 
 void events_deadline_start_ms(struct events_deadline *deadline, int timeout_ms)
@@ -349,7 +351,7 @@ struct timespec *events_deadline_left(const struct events_deadline *deadline, st
 	left->tv_nsec = deadline->end.tv_nsec - now.tv_nsec;
 	if (left->tv_nsec < 0) {
 		left->tv_sec--;
-		left->tv_nsec += NSEC_PER_SEC;
+		left->tv_nsec += TSSX_NSEC_PER_SEC;
 	}
 	if (left->tv_sec < 0)
 		*left = (struct timespec){ 0 };
@@ -374,4 +376,62 @@ int events_timespec_to_ms(const struct timespec *timeout)
 		return -1;
 	ms = (long long)timeout->tv_sec * 1000 + (timeout->tv_nsec + 999999) / 1000000;
 	return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+_Thread_local struct events_spin_record events_thread_spins;
+
+/* Whether this wait may spin; a skipped one counts as fruitless. */
+static bool spin_allowed(struct events_spin_record *record)
+{
+	if (record->fruitless == 0 || record->fruitless % EVENTS_SPIN_PROBE == 0)
+		return true;
+	record->fruitless++;
+	return false;
+}
+
+bool events_spin_start(struct events_spin *spin, struct events_spin_record *record,
+		       uint64_t budget_ns, uint64_t look_every_ns,
+		       const struct events_deadline *deadline)
+{
+	uint64_t now = tssx_now_ns();
+
+	spin->record = record;
+	spin->over = true;
+	if (!budget_ns || !spin_allowed(record))
+		return false;
+
+	spin->end_ns = now + budget_ns;
+	if (!deadline->forever) {
+		uint64_t end = (uint64_t)deadline->end.tv_sec * (uint64_t)TSSX_NSEC_PER_SEC +
+			       (uint64_t)deadline->end.tv_nsec;
+
+		if (end < spin->end_ns)
+			spin->end_ns = end;
+	}
+	spin->look_every_ns = look_every_ns;
+	spin->look_ns = look_every_ns ? now : UINT64_MAX; /* the first at once */
+	spin->over = spin->end_ns <= now;
+	if (spin->over)
+		return false;
+	/* Until it runs out, the spin counts as paying off. */
+	spin->fruitless_before = record->fruitless;
+	record->fruitless = 0;
+	return true;
+}
+
+bool events_spin_pause(struct events_spin *spin)
+{
+	uint64_t now;
+
+	if (spin->over)
+		return false;
+	if (tssx_spin_pause_until(spin->look_ns < spin->end_ns ? spin->look_ns : spin->end_ns))
+		return true;
+	now = tssx_now_ns();
+	spin->over = now >= spin->end_ns;
+	if (spin->over)
+		spin->record->fruitless = spin->fruitless_before + 1;
+	if (spin->look_every_ns)
+		spin->look_ns = now + spin->look_every_ns;
+	return false;
 }

@@ -53,6 +53,9 @@ struct events_set {
 	 * fd closed while a dup kept its file, so waits must translate. */
 	atomic_bool tagged;
 	atomic_bool kernel_first;	/* the rings filled the last wait */
+	/* The kernel's set may hold fds only it can report (plain or watched
+	 * ones): spinning waits look at it now and then.  Never cleared. */
+	atomic_bool kernel_fds;
 	struct events_set *next;	/* in the live or the free list; never freed */
 };
 
@@ -101,6 +104,53 @@ void events_deadline_start_ms(struct events_deadline *deadline, int timeout_ms);
 bool events_deadline_passed(const struct events_deadline *deadline);
 /* The time left into *left (zero once passed), or NULL for forever. */
 struct timespec *events_deadline_left(const struct events_deadline *deadline, struct timespec *left);
+/*
+ * The spin of a waiting wrapper, before it arms the connections and sleeps
+ * (spin.h): it lasts the spin budget and never past the deadline; when the
+ * set also holds fds only the kernel can report, a zero-timeout look at
+ * them is due at once and then every `look_every_ns`, so that none waits
+ * longer than that for the spin to notice it.
+ */
+struct events_spin {
+	uint64_t end_ns;	/* CLOCK_MONOTONIC */
+	uint64_t look_every_ns;
+	uint64_t look_ns;	/* the next look at the kernel's fds */
+	bool over;
+	struct events_spin_record *record;
+	unsigned fruitless_before;
+};
+
+/*
+ * How a thread's spins went lately.  A spin pays off only while the peer
+ * runs on another CPU; when the CPUs are oversubscribed it mostly runs out,
+ * burning CPU time the peer needs.  So after a spin ran out, only every
+ * EVENTS_SPIN_PROBE-th wait spins, until one pays off again.
+ */
+struct events_spin_record {
+	unsigned fruitless;	/* waits since the last spin that paid off */
+};
+
+#define EVENTS_SPIN_PROBE 8u
+
+/* The calling thread's, for the wrappers. */
+extern _Thread_local struct events_spin_record events_thread_spins;
+
+/* How often a spin looks at the kernel's fds, when the set has any. */
+#define EVENTS_SPIN_LOOK_NS 4000u
+
+/* Starts a spin of budget_ns, for a wait that found nothing ready; false,
+ * and no spin (spin->over), when the budget is 0, the deadline has passed
+ * (a zero timeout never spins) or the record says to skip this one.
+ * look_every_ns 0: no look at the kernel before the spin is over.  A spin
+ * that runs out counts as fruitless in the record, one that stops early
+ * (something was ready, or the call returned) as paying off. */
+bool events_spin_start(struct events_spin *spin, struct events_spin_record *record,
+		       uint64_t budget_ns, uint64_t look_every_ns,
+		       const struct events_deadline *deadline);
+/* One turn: pauses the CPU, then false when a look at the kernel is due
+ * or the spin is over (then spin->over stays true). */
+bool events_spin_pause(struct events_spin *spin);
+
 /* Rounded up to whole milliseconds, -1 for NULL, saturated at INT_MAX. */
 int events_timespec_to_ms(const struct timespec *timeout);
 /* A poll() timeout as a timespec in *ts, or NULL (forever) when negative. */

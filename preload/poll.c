@@ -5,7 +5,10 @@
  * when it is ready; its real socket carries only doorbells.  So: compute the
  * connections' readiness from the rings; if one is ready (or the timeout is
  * zero), merge it with a zero-timeout real poll of everything else.
- * Otherwise arm the connections (the peer then rings), re-check, and sleep in
+ * Otherwise spin on the rings for the spin budget (a peer that answers
+ * within it needs no doorbell), looking at the other fds with zero-timeout
+ * real polls meanwhile; then arm the connections (the peer then rings),
+ * re-check, and sleep in
  * the real poll with each connection's real socket watched for POLLIN; when
  * it wakes, drain the doorbells, recompute, and sleep again for the time
  * left if nothing is really ready.  No helper thread, no signal.
@@ -19,6 +22,7 @@
 #include "conn.h"
 #include "events.h"
 #include "real.h"
+#include "spin.h"
 #include "tssx/macros.h"
 
 TSSX_REAL_SLOT(poll);
@@ -43,6 +47,7 @@ struct poll_call {
 	struct pollfd *kfds;	/* what the kernel watches */
 	unsigned char *kinds;
 	nfds_t nfds;
+	bool kernel_fds;	/* fds that only the kernel can report */
 	const sigset_t *sigmask;
 	struct events_deadline deadline;
 };
@@ -152,9 +157,22 @@ static int poll_merge(struct poll_call *call)
 	return ready;
 }
 
+/* Spins on the rings until one is ready, the kernel's fds are due for a
+ * look, or the spin is over. */
+static int poll_spin(struct poll_call *call, struct events_spin *spin)
+{
+	int ready = 0;
+
+	while (!ready && events_spin_pause(spin))
+		ready = poll_soft_ready(call);
+	return ready;
+}
+
 static int poll_loop(struct poll_call *call)
 {
 	static const struct timespec zero;
+	struct events_spin spin = { .over = true };
+	bool first = true;
 
 	for (;;) {
 		bool passed = events_deadline_passed(&call->deadline);
@@ -162,14 +180,21 @@ static int poll_loop(struct poll_call *call)
 		const struct timespec *left = &zero;
 		int ready = poll_soft_ready(call);
 
+		if (!ready && !passed && first)
+			events_spin_start(&spin, &events_thread_spins, tssx_spin_budget_ns(),
+					  call->kernel_fds ? EVENTS_SPIN_LOOK_NS : 0, &call->deadline);
+		first = false;
+		if (!ready && !passed && !spin.over)
+			ready = poll_spin(call, &spin);
 		/* Arm and re-check twice: arming a connection whose handshake
 		 * is pending does nothing, and the re-check may complete it
 		 * (taking the hello that would have woken the real poll). */
-		for (int round = 0; round < 2 && !ready && !passed; round++) {
+		for (int round = 0; round < 2 && !ready && !passed && spin.over; round++) {
 			poll_arm(call);
 			ready = poll_soft_ready(call);
 		}
-		if (!ready && !passed)
+		/* Sleep only once the spin is over; a look is zero-timeout. */
+		if (!ready && !passed && spin.over)
 			left = events_deadline_left(&call->deadline, &left_buf);
 		if (TSSX_REAL(ppoll)(call->kfds, call->nfds, left, call->sigmask) < 0)
 			return -1;
@@ -205,6 +230,8 @@ int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 		/* The real socket carries doorbells, and reports EOF and errors. */
 		if (call.kinds[i] == POLL_CONN)
 			call.kfds[i].events = POLLIN;
+		else if (fds[i].fd >= 0)
+			call.kernel_fds = true;
 	}
 	events_deadline_start(&call.deadline, timeout);
 	ready = poll_loop(&call);

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# redis-compare.sh WITH_REGISTRY REGISTRYFS LIBTSSX [ROUNDS [REQUESTS]]
+# redis-compare.sh WITH_REGISTRY REGISTRYFS LIBTSSX [ROUNDS [REQUESTS [MODE...]]]
 #
 # Not a test: measures redis-benchmark -s against redis-server on a Unix
 # socket, plain and with both preloaded, in alternating rounds on a fresh
 # server each (default 5 rounds of 100000 requests), for 1 and 50 clients,
-# and prints the median req/s of each command per mode (docs/events.md).
+# and prints the median req/s of each command per mode, with the range
+# (docs/events.md).  The modes are "plain", "tssx" (LIBTSSX), and each
+# MODE given as NAME=LIB[,VAR=VALUE...]: LIB preloaded with those
+# variables, e.g. spin0=build/preload/libtssx.so,TSSX_SPIN_NS=0.
 NAME=redis-compare
 source "$(dirname "$0")/lib.sh"
 need redis-server redis-server
@@ -12,10 +15,18 @@ need redis-benchmark redis-tools
 
 rounds=${4:-5}
 requests=${5:-100000}
+declare -A mode_env=([plain]='' [tssx]="LD_PRELOAD=$lib")
+modes=(plain tssx)
+for mode in "${@:6}"; do
+	name=${mode%%=*} settings=${mode#*=}
+	modes+=("$name")
+	mode_env[$name]="LD_PRELOAD=${settings//,/ }"
+done
 
 bench_round() { # mode clients
-	local prefix=()
-	[[ $1 == plain ]] || prefix=(env LD_PRELOAD="$lib")
+	local prefix=(env)
+	read -ra settings <<<"${mode_env[$1]}"
+	prefix+=("${settings[@]}")
 	rm -f "$work/redis.sock"
 	"${prefix[@]}" redis-server --port 0 --unixsocket "$work/redis.sock" --save '' \
 		--appendonly no --dir "$work" --logfile '' >/dev/null 2>&1 &
@@ -31,19 +42,26 @@ bench_round() { # mode clients
 
 for ((round = 0; round < rounds; round++)); do
 	for clients in 1 50; do
-		bench_round plain "$clients"
-		bench_round tssx "$clients"
+		for mode in "${modes[@]}"; do
+			bench_round "$mode" "$clients"
+		done
 	done
 done
 
-median() { # the median of the numbers on stdin
-	sort -n | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+summary() { # "median min-max" of the numbers on stdin
+	sort -n | awk '{ v[NR] = $1 }
+		END { printf "%.0f %.0f-%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[1], v[NR] }'
 }
 
-echo "redis-benchmark -s, -n $requests, median req/s of $rounds rounds"
-printf '%-8s %-16s %12s %12s\n' clients command plain tssx
+echo "redis-benchmark -s, -n $requests, req/s of $rounds rounds: median min-max"
+printf '%-8s %-16s' clients command
+printf ' %22s' "${modes[@]}"
+echo
 awk '{ print $1, $3 }' "$work/rates" | awk '!seen[$0]++' | while read -r clients command; do
-	plain=$(awk -v c="$clients" -v t="$command" '$1 == c && $2 == "plain" && $3 == t { print $4 }' "$work/rates" | median)
-	tssx=$(awk -v c="$clients" -v t="$command" '$1 == c && $2 == "tssx" && $3 == t { print $4 }' "$work/rates" | median)
-	printf '%-8s %-16s %12.0f %12.0f\n' "$clients" "$command" "$plain" "$tssx"
+	printf '%-8s %-16s' "$clients" "$command"
+	for mode in "${modes[@]}"; do
+		printf ' %22s' "$(awk -v c="$clients" -v m="$mode" -v t="$command" \
+			'$1 == c && $2 == m && $3 == t { print $4 }' "$work/rates" | summary)"
+	done
+	echo
 done
