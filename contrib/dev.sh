@@ -18,7 +18,7 @@ PACKAGES=(
 	gcc pkg-config meson ninja-build
 	libfuse3-dev fuse3 libcmocka-dev uthash-dev
 	python3 socat redis-server redis-tools procps psmisc util-linux
-	postgresql-15 nginx-light memcached curl
+	postgresql-15 nginx-light memcached libmemcached-tools curl nodejs
 )
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
@@ -42,12 +42,23 @@ deps() {
 	fi
 }
 
+# Runs a command silently; when it fails, shows what it printed (ninja and
+# meson print compiler and configuration errors on stdout).
+quietly() {
+	local out rc=0
+	out=$(mktemp)
+	"$@" >"$out" 2>&1 || rc=$?
+	((rc == 0)) || cat "$out" >&2
+	rm -f "$out"
+	return "$rc"
+}
+
 configure() { # dir, extra meson options...
 	local dir=$1; shift
 	if [[ -f $dir/build.ninja ]]; then
-		meson configure "$dir" "$@" >/dev/null
+		quietly meson configure "$dir" "$@"
 	else
-		meson setup "$dir" "$ROOT" "$@" >/dev/null
+		quietly meson setup "$dir" "$ROOT" "$@"
 	fi
 }
 
@@ -55,7 +66,7 @@ build() {
 	deps
 	say "building in $BUILD"
 	configure "$BUILD" -Dwerror=true
-	ninja -C "$BUILD" >/dev/null
+	quietly ninja -C "$BUILD"
 }
 
 # Runs meson test and prints its Ok/Fail counts into the totals.
@@ -84,7 +95,7 @@ test_all() {
 	run_suite "$BUILD" || rc=1
 	say "unit tests and daemon under AddressSanitizer and UBSan"
 	configure "$BUILD_ASAN" -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=true
-	ninja -C "$BUILD_ASAN" >/dev/null
+	quietly ninja -C "$BUILD_ASAN"
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		run_suite "$BUILD_ASAN" --suite unit --suite sanitize || rc=1
 	echo "tests: $PASSED passed, $FAILED failed, $SKIPPED skipped"
