@@ -22,6 +22,7 @@
 #include "connection.h"
 #include "init.h"
 #include "real_slots.h"
+#include "spin.h"
 #include "tssx/hello.h"
 #include "tssx/log.h"
 
@@ -232,6 +233,9 @@ static ssize_t receive_hello(int fd, struct tssx_hello *hello, int *memfd, int t
 		.msg_controllen = sizeof(control.buf),
 	};
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	/* The client sends its hello right after its connect returns: a wait
+	 * of microseconds, cheaper spun than slept. */
+	uint64_t spin_end = timeout_ms ? tssx_now_ns() + tssx_spin_budget_ns() : 0;
 	ssize_t n;
 
 	while ((n = TSSX_REAL(recvmsg)(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)) < 0) {
@@ -239,6 +243,8 @@ static ssize_t receive_hello(int fd, struct tssx_hello *hello, int *memfd, int t
 
 		if (errno != EAGAIN || timeout_ms == 0)
 			return -errno;
+		if (tssx_spin_pause_until(spin_end))
+			continue;
 		ready = tssx_real_poll(&pfd, 1, timeout_ms);
 		if (ready <= 0)
 			return ready < 0 ? -errno : -EAGAIN;

@@ -29,6 +29,7 @@
 #include "connection.h"
 #include "init.h"
 #include "real_slots.h"
+#include "spin.h"
 #include "tssx/log.h"
 
 #define SHARED_WAIT_MS 10
@@ -41,23 +42,6 @@ struct deadline {
 	bool known;     /* the socket's timeout has been read */
 	uint64_t at_ns; /* 0: none */
 };
-
-static inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
 
 static size_t iov_total(const struct iovec *iov, int iovcnt)
 {
@@ -174,7 +158,7 @@ static ssize_t ring_transfer(struct tssx_ring *ring, bool to_ring, const struct 
 /* Remaining time in ms for poll(): -1 without a timeout, 0 once expired. */
 static int deadline_ms(struct deadline *dl, int fd, bool writer)
 {
-	uint64_t now = now_ns();
+	uint64_t now = tssx_now_ns();
 
 	if (!dl->known) {
 		struct timeval tv = { 0 };
@@ -206,18 +190,16 @@ static bool wait_over(struct tssx_conn *conn, bool writer, ssize_t avail)
 
 static bool spin(struct tssx_conn *conn, bool writer)
 {
-	uint64_t start;
+	uint64_t end;
 
-	if (!tssx_opts.spin_ns)
+	if (!tssx_spin_budget_ns())
 		return false;
-	start = now_ns();
-	for (unsigned i = 1;; i++) {
+	end = tssx_now_ns() + tssx_spin_budget_ns();
+	do {
 		if (wait_over(conn, writer, ring_avail(conn, writer)))
 			return true;
-		if (i % 64 == 0 && now_ns() - start >= tssx_opts.spin_ns)
-			return false;
-		cpu_relax();
-	}
+	} while (tssx_spin_pause_until(end));
+	return false;
 }
 
 /* Becomes the owner of the connection's doorbells, if nobody else is. */
