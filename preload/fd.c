@@ -16,6 +16,7 @@
 #include <linux/sockios.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "init.h"
 #include "real_slots.h"
 #include "shims.h"
@@ -44,12 +45,14 @@ void tssx_fd_release(int fd)
 void tssx_fd_forget(int fd)
 {
 	bool tracked = tssx_table_get(fd);
+	bool watched = events_set_of(fd) || events_fd_is_tracked(fd);
 
 	/* A vfork() child closing what it inherited before its exec must
-	 * leave the parent's connections alone. */
-	if (unlikely(tracked) && tssx_foreign_process())
+	 * leave the parent's connections and epoll sets alone.  Asked only
+	 * when there is something to forget: it costs a system call. */
+	if (unlikely(tracked || watched) && tssx_foreign_process())
 		return;
-	if (tssx_events_forget_fd)
+	if (unlikely(watched))
 		tssx_events_forget_fd(fd);
 	if (unlikely(tracked))
 		tssx_fd_release(fd);

@@ -55,7 +55,4 @@ void tssx_fd_forget(int fd);
 /* A listener fd dies: the last one drops the claim. */
 void tssx_listener_release(struct tssx_listener *listener, int fd);
 
-/* Event-loop wrappers; absent from builds without them. */
-void tssx_events_forget_fd(int fd) __attribute__((weak));
-
 #endif

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/epoll.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -452,21 +453,29 @@ static void sendfile_server(int fd)
 
 static void closing_client(int fd)
 {
+	struct epoll_event event = { .events = EPOLLIN, .data.u64 = 42 };
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
 	pid_t child;
 	int status;
 
+	expect(epfd >= 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) == 0);
 	expect(dup2(fd, 300) == 300);
 	expect(close_range(250, ~0u, 0) == 0); /* the duplicate only */
 	/* A vfork() child shares our memory: its closes must leave our
-	 * connection alone. */
+	 * connection and our epoll set alone. */
 	child = vfork();
 	if (child == 0) {
+		close(epfd);
 		close(fd);
 		close_range(3, ~0u, 0);
 		_exit(0);
 	}
 	expect(child > 0 && waitpid(child, &status, 0) == child);
 	send_all(fd, "abc", 3);
+	memset(&event, 0, sizeof(event));
+	expect(epoll_wait(epfd, &event, 1, -1) == 1 && event.data.u64 == 42 && (event.events & EPOLLIN));
+	wait_byte(fd);
+	close(epfd);
 	expect(close_range((unsigned)fd, (unsigned)fd, 0) == 0);
 	/* The number is free again, and nothing of the connection is left. */
 	expect(dup2(STDERR_FILENO, fd) == fd);
@@ -478,6 +487,7 @@ static void closing_server(int fd)
 	char buf[8];
 
 	expect(recv(fd, buf, 3, MSG_WAITALL) == 3 && !memcmp(buf, "abc", 3));
+	send_all(fd, "+", 1);
 	expect(read(fd, buf, 1) == 0);
 }
 
