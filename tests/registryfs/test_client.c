@@ -2,6 +2,7 @@
  * The client API (registry_client.h) against a live registry: run under
  * tests/lib/with-registry, which sets TSSX_REGISTRY and TSSX_REGISTRYFS_PID.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -177,6 +178,46 @@ static void test_abstract_claim(void **state)
 	close(listener);
 }
 
+/* Whether every thread of pid is stopped.  Until then a daemon thread woken
+ * by SIGSTOP can still take one request before it stops: the request then
+ * waits for an answer that no signal interrupts, not even the alarm. */
+static bool all_threads_stopped(pid_t pid)
+{
+	char path[320], stat[512];
+	struct dirent *task;
+	bool stopped = true;
+	DIR *tasks;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	tasks = opendir(path);
+	assert_non_null(tasks);
+	while (stopped && (task = readdir(tasks))) {
+		FILE *f;
+		char *end;
+
+		if (task->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, task->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue; /* the thread ended */
+		end = fgets(stat, sizeof(stat), f) ? strrchr(stat, ')') : NULL;
+		stopped = end && (end[2] == 'T' || end[2] == 't');
+		fclose(f);
+	}
+	closedir(tasks);
+	return stopped;
+}
+
+static void stop_daemon(pid_t daemon)
+{
+	assert_int_equal(kill(daemon, SIGSTOP), 0);
+	/* a hang guard only: stopping takes microseconds when not loaded */
+	for (int i = 0; i < 10000 && !all_threads_stopped(daemon); i++)
+		usleep(1000);
+	assert_true(all_threads_stopped(daemon));
+}
+
 /* In a child, with the daemon stopped: 0 if both lookups were answered
  * from the kernel's caches, else 1 (or killed by the alarm: a lookup that
  * waits for the daemon never returns). */
@@ -186,7 +227,7 @@ static bool lookups_without_daemon(pid_t daemon, const struct sockaddr_un *addr,
 	pid_t child;
 	int status;
 
-	assert_int_equal(kill(daemon, SIGSTOP), 0);
+	stop_daemon(daemon);
 	child = fork();
 	if (child == 0) {
 		alarm(5);
