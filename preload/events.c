@@ -378,16 +378,26 @@ int events_timespec_to_ms(const struct timespec *timeout)
 	return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
-_Thread_local uint64_t events_spin_quiet_until_ns;
+_Thread_local struct events_spin_record events_thread_spins;
 
-bool events_spin_start(struct events_spin *spin, uint64_t *quiet_until_ns, uint64_t budget_ns,
-		       uint64_t look_every_ns, const struct events_deadline *deadline)
+/* Whether this wait may spin; a skipped one counts as fruitless. */
+static bool spin_allowed(struct events_spin_record *record)
+{
+	if (record->fruitless == 0 || record->fruitless % EVENTS_SPIN_PROBE == 0)
+		return true;
+	record->fruitless++;
+	return false;
+}
+
+bool events_spin_start(struct events_spin *spin, struct events_spin_record *record,
+		       uint64_t budget_ns, uint64_t look_every_ns,
+		       const struct events_deadline *deadline)
 {
 	uint64_t now = tssx_now_ns();
 
-	spin->quiet_until_ns = quiet_until_ns;
+	spin->record = record;
 	spin->over = true;
-	if (now < *quiet_until_ns)
+	if (!budget_ns || !spin_allowed(record))
 		return false;
 
 	spin->end_ns = now + budget_ns;
@@ -401,7 +411,12 @@ bool events_spin_start(struct events_spin *spin, uint64_t *quiet_until_ns, uint6
 	spin->look_every_ns = look_every_ns;
 	spin->look_ns = look_every_ns ? now : UINT64_MAX; /* the first at once */
 	spin->over = spin->end_ns <= now;
-	return !spin->over;
+	if (spin->over)
+		return false;
+	/* Until it runs out, the spin counts as paying off. */
+	spin->fruitless_before = record->fruitless;
+	record->fruitless = 0;
+	return true;
 }
 
 bool events_spin_pause(struct events_spin *spin)
@@ -415,7 +430,7 @@ bool events_spin_pause(struct events_spin *spin)
 	now = tssx_now_ns();
 	spin->over = now >= spin->end_ns;
 	if (spin->over)
-		*spin->quiet_until_ns = now + EVENTS_SPIN_QUIET_NS;
+		spin->record->fruitless = spin->fruitless_before + 1;
 	if (spin->look_every_ns)
 		spin->look_ns = now + spin->look_every_ns;
 	return false;
