@@ -302,8 +302,7 @@ static int spin(struct events_set *set, struct wait_call *call)
 	uint64_t look_ns = atomic_load(&set->kernel_fds) ? EVENTS_SPIN_LOOK_NS : 0;
 	int count = 0;
 
-	if (!events_spin_start(&spin, &events_thread_spins, tssx_spin_budget_ns(), look_ns,
-			       &call->deadline))
+	if (!events_spin_start(&spin, tssx_spin_budget_ns(), look_ns, &call->deadline))
 		return 0;
 	while (!count) {
 		while (!(count = collect(set, call, 0, false)) && events_spin_pause(&spin))

@@ -378,27 +378,10 @@ int events_timespec_to_ms(const struct timespec *timeout)
 	return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
-_Thread_local struct events_spin_record events_thread_spins;
-
-/* Whether this wait may spin; a skipped one counts as fruitless. */
-static bool spin_allowed(struct events_spin_record *record)
-{
-	if (record->fruitless == 0 || record->fruitless % EVENTS_SPIN_PROBE == 0)
-		return true;
-	record->fruitless++;
-	return false;
-}
-
-bool events_spin_start(struct events_spin *spin, struct events_spin_record *record,
-		       uint64_t budget_ns, uint64_t look_every_ns,
+bool events_spin_start(struct events_spin *spin, uint64_t budget_ns, uint64_t look_every_ns,
 		       const struct events_deadline *deadline)
 {
 	uint64_t now = tssx_now_ns();
-
-	spin->record = record;
-	spin->over = true;
-	if (!budget_ns || !spin_allowed(record))
-		return false;
 
 	spin->end_ns = now + budget_ns;
 	if (!deadline->forever) {
@@ -411,12 +394,7 @@ bool events_spin_start(struct events_spin *spin, struct events_spin_record *reco
 	spin->look_every_ns = look_every_ns;
 	spin->look_ns = look_every_ns ? now : UINT64_MAX; /* the first at once */
 	spin->over = spin->end_ns <= now;
-	if (spin->over)
-		return false;
-	/* Until it runs out, the spin counts as paying off. */
-	spin->fruitless_before = record->fruitless;
-	record->fruitless = 0;
-	return true;
+	return !spin->over;
 }
 
 bool events_spin_pause(struct events_spin *spin)
@@ -429,8 +407,6 @@ bool events_spin_pause(struct events_spin *spin)
 		return true;
 	now = tssx_now_ns();
 	spin->over = now >= spin->end_ns;
-	if (spin->over)
-		spin->record->fruitless = spin->fruitless_before + 1;
 	if (spin->look_every_ns)
 		spin->look_ns = now + spin->look_every_ns;
 	return false;

@@ -116,36 +116,16 @@ struct events_spin {
 	uint64_t look_every_ns;
 	uint64_t look_ns;	/* the next look at the kernel's fds */
 	bool over;
-	struct events_spin_record *record;
-	unsigned fruitless_before;
 };
-
-/*
- * How a thread's spins went lately.  A spin pays off only while the peer
- * runs on another CPU; when the CPUs are oversubscribed it mostly runs out,
- * burning CPU time the peer needs.  So after a spin ran out, only every
- * EVENTS_SPIN_PROBE-th wait spins, until one pays off again.
- */
-struct events_spin_record {
-	unsigned fruitless;	/* waits since the last spin that paid off */
-};
-
-#define EVENTS_SPIN_PROBE 8u
-
-/* The calling thread's, for the wrappers. */
-extern _Thread_local struct events_spin_record events_thread_spins;
 
 /* How often a spin looks at the kernel's fds, when the set has any. */
 #define EVENTS_SPIN_LOOK_NS 4000u
 
 /* Starts a spin of budget_ns, for a wait that found nothing ready; false,
- * and no spin (spin->over), when the budget is 0, the deadline has passed
- * (a zero timeout never spins) or the record says to skip this one.
- * look_every_ns 0: no look at the kernel before the spin is over.  A spin
- * that runs out counts as fruitless in the record, one that stops early
- * (something was ready, or the call returned) as paying off. */
-bool events_spin_start(struct events_spin *spin, struct events_spin_record *record,
-		       uint64_t budget_ns, uint64_t look_every_ns,
+ * and no spin (spin->over), when the budget is 0 or the deadline has
+ * passed: a zero timeout never spins.  look_every_ns 0: no look at the
+ * kernel before the spin is over. */
+bool events_spin_start(struct events_spin *spin, uint64_t budget_ns, uint64_t look_every_ns,
 		       const struct events_deadline *deadline);
 /* One turn: pauses the CPU, then false when a look at the kernel is due
  * or the spin is over (then spin->over stays true). */

@@ -181,7 +181,7 @@ static int poll_loop(struct poll_call *call)
 		int ready = poll_soft_ready(call);
 
 		if (!ready && !passed && first)
-			events_spin_start(&spin, &events_thread_spins, tssx_spin_budget_ns(),
+			events_spin_start(&spin, tssx_spin_budget_ns(),
 					  call->kernel_fds ? EVENTS_SPIN_LOOK_NS : 0, &call->deadline);
 		first = false;
 		if (!ready && !passed && !spin.over)

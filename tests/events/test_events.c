@@ -286,10 +286,10 @@ static void test_spin_not_started(void **state)
 
 	events_deadline_start_ms(&forever, -1);
 	events_deadline_start_ms(&zero, 0);
-	assert_false(events_spin_start(&spin, &(struct events_spin_record){ 0 }, 0, 0, &forever)); /* TSSX_SPIN_NS=0 */
+	assert_false(events_spin_start(&spin, 0, 0, &forever)); /* TSSX_SPIN_NS=0 */
 	assert_true(spin.over);
 	assert_false(events_spin_pause(&spin));
-	assert_false(events_spin_start(&spin, &(struct events_spin_record){ 0 }, LONG_NS, 0, &zero)); /* a zero timeout */
+	assert_false(events_spin_start(&spin, LONG_NS, 0, &zero)); /* a zero timeout */
 	assert_true(spin.over);
 }
 
@@ -300,7 +300,7 @@ static void test_spin_lasts_its_budget(void **state)
 	uint64_t start = monotonic_ns();
 
 	events_deadline_start_ms(&forever, -1);
-	assert_true(events_spin_start(&spin, &(struct events_spin_record){ 0 }, 50000, 0, &forever));
+	assert_true(events_spin_start(&spin, 50000, 0, &forever));
 	while (events_spin_pause(&spin))
 		;
 	assert_true(spin.over);
@@ -314,7 +314,7 @@ static void test_spin_never_past_the_deadline(void **state)
 	struct events_spin spin;
 
 	events_deadline_start_ms(&deadline, 2);
-	assert_true(events_spin_start(&spin, &(struct events_spin_record){ 0 }, LONG_NS, 0, &deadline));
+	assert_true(events_spin_start(&spin, LONG_NS, 0, &deadline));
 	assert_int_equal(spin.end_ns, (uint64_t)deadline.end.tv_sec * 1000000000u +
 				      (uint64_t)deadline.end.tv_nsec);
 	while (events_spin_pause(&spin))
@@ -329,46 +329,16 @@ static void test_spin_looks_at_the_kernel(void **state)
 	struct events_spin spin;
 
 	events_deadline_start_ms(&forever, -1);
-	assert_true(events_spin_start(&spin, &(struct events_spin_record){ 0 }, LONG_NS, 1000, &forever));
+	assert_true(events_spin_start(&spin, LONG_NS, 1000, &forever));
 	/* The first look at once, then one per interval, the spin going on. */
 	assert_false(events_spin_pause(&spin));
 	assert_false(spin.over);
 	while (events_spin_pause(&spin))
 		;
 	assert_false(spin.over);
-	assert_true(events_spin_start(&spin, &(struct events_spin_record){ 0 }, LONG_NS, LONG_NS, &forever));
+	assert_true(events_spin_start(&spin, LONG_NS, LONG_NS, &forever));
 	assert_false(events_spin_pause(&spin));
 	assert_true(events_spin_pause(&spin));
-}
-
-static void test_spin_record(void **state)
-{
-	struct events_spin_record record = { 0 };
-	struct events_deadline forever;
-	struct events_spin spin;
-
-	events_deadline_start_ms(&forever, -1);
-	/* A spin that runs out: the next PROBE - 1 waits do not spin. */
-	assert_true(events_spin_start(&spin, &record, 1000, 0, &forever));
-	while (events_spin_pause(&spin))
-		;
-	assert_int_equal(record.fruitless, 1);
-	for (unsigned i = 1; i < EVENTS_SPIN_PROBE; i++) {
-		assert_false(events_spin_start(&spin, &record, LONG_NS, 0, &forever));
-		assert_true(spin.over);
-	}
-	/* The probe runs out too: skipping goes on. */
-	assert_true(events_spin_start(&spin, &record, 1000, 0, &forever));
-	while (events_spin_pause(&spin))
-		;
-	assert_int_equal(record.fruitless, EVENTS_SPIN_PROBE + 1);
-	for (unsigned i = 1; i < EVENTS_SPIN_PROBE; i++)
-		assert_false(events_spin_start(&spin, &record, LONG_NS, 0, &forever));
-	/* A probe that pays off (stops before running out): spinning again. */
-	assert_true(events_spin_start(&spin, &record, LONG_NS, 0, &forever));
-	assert_true(events_spin_pause(&spin));
-	assert_int_equal(record.fruitless, 0);
-	assert_true(events_spin_start(&spin, &record, LONG_NS, 0, &forever));
 }
 
 /* Several threads add and remove in one set while others close fds:
@@ -435,7 +405,6 @@ int main(void)
 		cmocka_unit_test(test_spin_lasts_its_budget),
 		cmocka_unit_test(test_spin_never_past_the_deadline),
 		cmocka_unit_test(test_spin_looks_at_the_kernel),
-		cmocka_unit_test(test_spin_record),
 		cmocka_unit_test(test_threads),
 	};
 
