@@ -81,8 +81,9 @@ run_suite() { # dir, meson test options...
 	local ok fail skip
 	ok=$(awk '/^Ok:/{print $2}' "$log"); fail=$(awk '/^Fail:/{print $2}' "$log")
 	skip=$(awk '/^Skipped:/{print $2}' "$log")
-	local timeout; timeout=$(awk '/^Timeout:/{print $2}' "$log")
-	PASSED=$((PASSED + ${ok:-0})); FAILED=$((FAILED + ${fail:-0} + ${timeout:-0}))
+	local timeout unexpected
+	timeout=$(awk '/^Timeout:/{print $2}' "$log"); unexpected=$(awk '/^Unexpected Pass:/{print $3}' "$log")
+	PASSED=$((PASSED + ${ok:-0})); FAILED=$((FAILED + ${fail:-0} + ${timeout:-0} + ${unexpected:-0}))
 	SKIPPED=$((SKIPPED + ${skip:-0}))
 	rm -f "$log"
 	return "$rc"
