@@ -105,6 +105,7 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 	conn->tx = &conn->seg.ring[conn->server ? TSSX_S2C : TSSX_C2S];
 	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];
 	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);
+	tssx_conn_arm(conn, conn->armed_while_pending);
 	log_info("fd %d: shared memory, %s", fd, conn->server ? "server" : "client");
 }
 

@@ -40,6 +40,10 @@ struct tssx_conn {
 	_Atomic bool read_shut;    /* this process did shutdown(SHUT_RD) */
 	_Atomic bool write_shut;   /* this process did shutdown(SHUT_WR) */
 	pthread_mutex_t handshake_lock;
+	/* Events a waiter armed while the hello was pending (under
+	 * handshake_lock): armed on the rings as the handshake completes,
+	 * whoever completes it, so no waiter sleeps without a doorbell. */
+	uint32_t armed_while_pending;
 	struct tssx_segment seg;
 	struct tssx_ring *rx, *tx;
 	/* Statistics of this process, for the log line at close. */

@@ -182,19 +182,16 @@ static int collect_locked(struct events_set *set, struct epoll_event *events, in
 }
 
 /* What the rings say is ready, into events[offset..).  Before sleeping,
- * arm first, so that whatever happens from here on rings a doorbell; twice,
- * since arming a connection whose handshake is pending does nothing and the
- * re-check may complete it (its hello then no longer wakes the kernel). */
+ * arm first, so that whatever happens from here on rings a doorbell (a
+ * connection still waiting for its hello arms as the hello is taken). */
 static int collect(struct events_set *set, struct wait_call *call, int offset, bool arm)
 {
-	int count = 0;
+	int count;
 
 	pthread_mutex_lock(&set->lock);
-	for (int round = 0; round < (arm ? 2 : 1) && !count; round++) {
-		if (arm)
-			set_arm_locked(set);
-		count = collect_locked(set, call->events + offset, call->maxevents - offset);
-	}
+	if (arm)
+		set_arm_locked(set);
+	count = collect_locked(set, call->events + offset, call->maxevents - offset);
 	pthread_mutex_unlock(&set->lock);
 	return count;
 }

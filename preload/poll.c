@@ -186,10 +186,8 @@ static int poll_loop(struct poll_call *call)
 		first = false;
 		if (!ready && !passed && !spin.over)
 			ready = poll_spin(call, &spin);
-		/* Arm and re-check twice: arming a connection whose handshake
-		 * is pending does nothing, and the re-check may complete it
-		 * (taking the hello that would have woken the real poll). */
-		for (int round = 0; round < 2 && !ready && !passed && spin.over; round++) {
+		/* Arm, then re-check: from here on a change rings a doorbell. */
+		if (!ready && !passed && spin.over) {
 			poll_arm(call);
 			ready = poll_soft_ready(call);
 		}

@@ -503,18 +503,9 @@ static uint32_t ready_of_failed(uint32_t events)
 	return POLLERR | POLLHUP | (events & (POLLIN | POLLOUT | POLLRDHUP));
 }
 
-static void arm_rings(struct tssx_conn *conn, uint32_t events)
-{
-	if (events & POLLIN)
-		(void)tssx_ring_arm_reader(conn->rx);
-	if (events & POLLOUT)
-		(void)tssx_ring_arm_writer(conn->tx);
-}
-
 uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
 {
 	int fd = atomic_load(&conn->fd);
-	bool was_pending = atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_HELLO_PENDING;
 	uint32_t ready = 0;
 	ssize_t readable, writable;
 
@@ -523,12 +514,6 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
 			return ready_of_failed(events);
 		return events & POLLOUT; /* a fresh socket's readiness */
 	}
-	/* This call took the hello, which was what made the real socket
-	 * readable: a caller that armed before it (arming a pending connection
-	 * does nothing) and sleeps after it would wait for a doorbell nobody
-	 * rings.  Arm now; a flag nobody needed costs one spare doorbell. */
-	if (was_pending)
-		arm_rings(conn, events);
 	readable = tssx_ring_readable(conn->rx);
 	writable = tssx_ring_writable(conn->tx);
 	if (readable < 0 || writable < 0) {
@@ -549,9 +534,24 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
 
 void tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
 {
-	if (atomic_load_explicit(&conn->state, memory_order_acquire) != TSSX_CONN_READY)
-		return; /* the hello itself will make the real socket readable */
-	arm_rings(conn, events);
+	if (atomic_load_explicit(&conn->state, memory_order_acquire) != TSSX_CONN_READY) {
+		bool pending;
+
+		/* Whoever takes the hello (a re-check, another thread's read)
+		 * arms these as the handshake completes: taking it consumes
+		 * what would have woken the real socket. */
+		pthread_mutex_lock(&conn->handshake_lock);
+		pending = atomic_load(&conn->state) == TSSX_CONN_HELLO_PENDING;
+		if (pending)
+			conn->armed_while_pending |= events & (POLLIN | POLLOUT);
+		pthread_mutex_unlock(&conn->handshake_lock);
+		if (pending || atomic_load(&conn->state) != TSSX_CONN_READY)
+			return;
+	}
+	if (events & POLLIN)
+		(void)tssx_ring_arm_reader(conn->rx);
+	if (events & POLLOUT)
+		(void)tssx_ring_arm_writer(conn->tx);
 }
 
 void tssx_conn_drain(struct tssx_conn *conn)
