@@ -6,7 +6,7 @@
 #include "config.h"
 #include "init.h"
 #include "real_slots.h"
-#include "table.h"
+#include "conn/fd_table.h"
 #include "tssx/log.h"
 #include "tssx/registry_client.h"
 #include "tssx/registry_name.h"

@@ -26,10 +26,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "connection.h"
+#include "conn/connection.h"
 #include "init.h"
 #include "real_slots.h"
-#include "spin.h"
+#include "conn/spin.h"
 #include "tssx/log.h"
 
 #define SHARED_WAIT_MS 10

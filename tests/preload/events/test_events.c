@@ -1,4 +1,4 @@
-/* Unit tests of the epoll wrappers' bookkeeping (preload/events.c). */
+/* Unit tests of the epoll wrappers' bookkeeping (preload/events/events.c). */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -9,8 +9,8 @@
 
 #include <cmocka.h>
 
-#include "conn.h"
-#include "events.h"
+#include "conn/stream.h"
+#include "events/events.h"
 
 /* The table is process-wide: tests use fd numbers of their own, and the
  * fixture's epoll fd is closed (forgotten) after each test. */

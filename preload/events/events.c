@@ -3,9 +3,9 @@
 #include <limits.h>
 #include <stdlib.h>
 
-#include "conn.h"
-#include "events.h"
-#include "spin.h"
+#include "conn/stream.h"
+#include "events/events.h"
+#include "conn/spin.h"
 
 /*
  * Per-fd slots in a two-level table, so that lookups are lock-free and the

@@ -6,8 +6,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "connection.h"
-#include "table.h"
+#include "conn/connection.h"
+#include "conn/fd_table.h"
 
 /* A listening socket: the registry claim it holds while it lives.  The
  * claim fd's table slot points here too, so that an application closing

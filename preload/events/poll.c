@@ -19,10 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
-#include "events.h"
+#include "conn/stream.h"
+#include "events/events.h"
 #include "real.h"
-#include "spin.h"
+#include "conn/spin.h"
 #include "tssx/macros.h"
 
 TSSX_REAL_SLOT(poll);

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "real_slots.h"
-#include "shims.h"
+#include "shims/shims.h"
 #include "tssx/macros.h"
 
 #define COPY_CHUNK (64 * 1024)

@@ -22,10 +22,10 @@
 #include <sys/socket.h>
 
 #include "config.h"
-#include "conn.h"
-#include "events.h"
+#include "conn/stream.h"
+#include "events/events.h"
 #include "real.h"
-#include "spin.h"
+#include "conn/spin.h"
 #include "tssx/log.h"
 #include "tssx/macros.h"
 

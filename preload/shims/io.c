@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "real_slots.h"
-#include "shims.h"
+#include "shims/shims.h"
 #include "tssx/log.h"
 #include "tssx/macros.h"
 

@@ -19,10 +19,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "connection.h"
+#include "conn/connection.h"
 #include "init.h"
 #include "real_slots.h"
-#include "spin.h"
+#include "conn/spin.h"
 #include "tssx/hello.h"
 #include "tssx/log.h"
 

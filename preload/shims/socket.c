@@ -15,7 +15,7 @@
 
 #include "init.h"
 #include "real_slots.h"
-#include "shims.h"
+#include "shims/shims.h"
 #include "tssx/log.h"
 #include "tssx/macros.h"
 #include "tssx/registry_client.h"

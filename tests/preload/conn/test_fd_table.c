@@ -1,11 +1,11 @@
-/* Unit tests of the fd table (preload/table.c). */
+/* Unit tests of the fd table (preload/conn/fd_table.c). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "table.h"
+#include "conn/fd_table.h"
 
 static struct tssx_fd_object a = { .kind = TSSX_FD_CONN }, b = { .kind = TSSX_FD_LISTENER };
 

@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "table.h"
+#include "conn/fd_table.h"
 
 static struct tssx_fd_object *_Atomic *_Atomic chunks[TSSX_TABLE_CHUNKS];
 static _Atomic int high_fd = -1;

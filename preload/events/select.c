@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <sys/select.h>
 
-#include "events.h"
+#include "events/events.h"
 #include "real.h"
 #include "tssx/macros.h"
 

@@ -16,8 +16,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "conn.h"
-#include "table.h"
+#include "conn/stream.h"
+#include "conn/fd_table.h"
 #include "tssx/hello.h"
 #include "tssx/segment.h"
 

@@ -16,10 +16,10 @@
 #include <linux/sockios.h>
 #include <unistd.h>
 
-#include "events.h"
+#include "events/events.h"
 #include "init.h"
 #include "real_slots.h"
-#include "shims.h"
+#include "shims/shims.h"
 #include "tssx/macros.h"
 #include "tssx/registry_client.h"
 
