@@ -1,5 +1,5 @@
 /*
- * The registry as the preload library uses it (DESIGN.md §1-2).
+ * The registry as the preload library uses it (docs/design.md §1-2).
  *
  * Thread-safe.  Never calls the preload's wrappers: it opens and reads the
  * registry files with openat/pread/pwrite, which the preload does not
@@ -15,8 +15,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#define TSSX_BIT_SERVER 1u
-#define TSSX_BIT_CLIENT 2u
+#include "registry_protocol.h"
 
 struct tssx_registry_hooks {
 	/* The real close(2). */

@@ -28,7 +28,6 @@
 #include "tssx/registry_name.h"
 
 #define CACHE_MAX 64
-#define REGISTRY_XATTR "user.tssx.registry"
 /* A concurrent release may remove a parent we just made: try again. */
 #define CREATE_ATTEMPTS 3
 
@@ -100,7 +99,7 @@ static bool is_registry(int dir_fd)
 {
 	char version[64];
 
-	return fgetxattr(dir_fd, REGISTRY_XATTR, version, sizeof(version)) > 0;
+	return fgetxattr(dir_fd, TSSX_REGISTRY_XATTR, version, sizeof(version)) > 0;
 }
 
 /* The registry's root fd, opening and checking it when needed. */

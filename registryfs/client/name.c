@@ -1,5 +1,5 @@
 /*
- * Registry names (DESIGN.md §1): one canonical name per socket address, so
+ * Registry names (docs/design.md §1): one canonical name per socket address, so
  * that every spelling of an address meets at the same registry file.
  *
  *   path "/a/b/s.sock"   -> "a/b/s.sock"  ('%' as "%25", a leading '@' as "%40")

@@ -16,13 +16,11 @@
 
 #include "table.h"
 #include "trust.h"
+#include "tssx/registry_protocol.h"
 
 /* The kernel keeps names, attributes and content this long: the daemon
  * invalidates them itself whenever they change. */
 #define REGISTRY_CACHE_SECONDS 3600.0
-/* Answered on the root, so clients and a second daemon can tell a live
- * registry from a plain directory. */
-#define REGISTRY_XATTR "user.tssx.registry"
 
 struct registry {
 	struct fuse_session *se;

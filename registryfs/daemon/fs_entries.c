@@ -284,13 +284,13 @@ void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, 0);
 }
 
-/* The root answers REGISTRY_XATTR with the daemon's version; nothing else
+/* The root answers TSSX_REGISTRY_XATTR with the daemon's version; nothing else
  * has attributes. */
 void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	static const char version[] = "tssx-registryfs " TSSX_VERSION;
 
-	if (ino != REG_ROOT_INO || strcmp(name, REGISTRY_XATTR) != 0)
+	if (ino != REG_ROOT_INO || strcmp(name, TSSX_REGISTRY_XATTR) != 0)
 		fuse_reply_err(req, ENODATA);
 	else if (size == 0)
 		fuse_reply_xattr(req, sizeof(version) - 1);

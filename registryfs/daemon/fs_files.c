@@ -1,6 +1,6 @@
 /*
  * Entries' content: one digit '0'..'3' and a newline, the OR of the
- * contributions of the entry's open handles (DESIGN.md §1).
+ * contributions of the entry's open handles (docs/design.md §1).
  *
  * Read-only handles go through the page cache, so a client that keeps one
  * open answers its lookups without the daemon; no handle keeps the cache
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "tssx/log.h"
-#include "tssx/registry_client.h"
+#include "tssx/registry_protocol.h"
 #include "tssx/registry_name.h"
 #include "fs.h"
 

@@ -1,5 +1,5 @@
 /*
- * Kernel cache invalidations (DESIGN.md §6).  A notify_inval_* sent from
+ * Kernel cache invalidations (docs/design.md §6).  A notify_inval_* sent from
  * inside the handler of a request on the same inode can deadlock the kernel
  * against itself, so handlers only queue the table's events and hand them,
  * after replying, to this thread, which sends them.

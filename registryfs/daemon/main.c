@@ -1,5 +1,5 @@
 /*
- * tssx-registryfs: the TSSX registry as a FUSE filesystem (DESIGN.md §1).
+ * tssx-registryfs: the TSSX registry as a FUSE filesystem (docs/design.md §1).
  *
  *   tssx-registryfs [-f] [-d] [-o OPTS] [MOUNTPOINT]
  *
@@ -139,7 +139,7 @@ static int prepare_mountpoint(const char *mountpoint, char canonical[PATH_MAX])
 
 	if (r < 0)
 		return log_error(r, "cannot create the mount point %s: %s", mountpoint, strerror(-r));
-	if (getxattr(mountpoint, REGISTRY_XATTR, version, sizeof(version)) > 0)
+	if (getxattr(mountpoint, TSSX_REGISTRY_XATTR, version, sizeof(version)) > 0)
 		return log_error(-EBUSY, "%s is already a registry", mountpoint);
 	if (errno == ENOTCONN)
 		return log_error(-ENOTCONN, "%s holds a dead registry mount: "

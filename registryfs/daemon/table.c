@@ -13,7 +13,7 @@
 #include <utlist.h>
 
 #include "tssx/log.h"
-#include "tssx/registry_client.h"
+#include "tssx/registry_protocol.h"
 #include "tssx/registry_name.h"
 #include "table.h"
 

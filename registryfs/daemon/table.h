@@ -1,7 +1,7 @@
 /*
  * The registry's table: a tree of directory nodes implied by the entries
  * below them and file nodes (entries) whose bits are the OR of their open
- * handles' contributions (DESIGN.md §1).  Pure bookkeeping, no FUSE and no
+ * handles' contributions (docs/design.md §1).  Pure bookkeeping, no FUSE and no
  * locking: the daemon serialises calls with one mutex.
  *
  * Changes the kernel may have cached are queued as events (struct

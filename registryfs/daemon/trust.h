@@ -1,6 +1,6 @@
 /*
  * Trust: who may set the server bit of an entry, and for how long the claim
- * holds (DESIGN.md §1).  The decisions are pure; the operating system is
+ * holds (docs/design.md §1).  The decisions are pure; the operating system is
  * reached only through struct trust_probes, so unit tests can fake it.
  */
 #ifndef TSSX_REGISTRYFS_TRUST_H
