@@ -47,11 +47,7 @@ static inline void backoff(unsigned *spins)
 		sched_yield();
 		return;
 	}
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
+	tssx_cpu_relax();
 }
 
 size_t raw_shared_size(void)

@@ -11,14 +11,6 @@
 TSSX_SHIM_FUNCTIONS(TSSX_DEFINE_SLOT)
 #undef TSSX_DEFINE_SLOT
 
-/* A slot of our own: the event-loop wrappers own tssx_real_slot_poll. */
-static void *_Atomic real_poll_slot;
-
-int tssx_real_poll(struct pollfd *fds, nfds_t nfds, int timeout)
-{
-	return ((__typeof__(&poll))tssx_real_load(&real_poll_slot, "poll"))(fds, nfds, timeout);
-}
-
 static void write_stderr(const char *text)
 {
 	/* The raw system call: the logging machinery may not be set up yet,

@@ -4,10 +4,10 @@
  * Each is resolved with dlsym(RTLD_NEXT) on first use, not in the
  * constructor: other libraries' constructors call socket() or read() before
  * ours runs.  The slot is an atomic pointer, so a race resolves the same
- * symbol twice and stores the same value.
+ * symbol twice and stores the same value.  The slots are the list in
+ * real_slots.h, defined once in real.c:
  *
- *   TSSX_REAL_SLOT(read);                         // once, in a .c file
- *   ssize_t n = TSSX_REAL(read)(fd, buf, len);    // anywhere
+ *   ssize_t n = TSSX_REAL(read)(fd, buf, len);
  */
 #ifndef TSSX_PRELOAD_REAL_H
 #define TSSX_PRELOAD_REAL_H

@@ -1,19 +1,22 @@
 /*
- * The real functions the shims call, one slot each, defined in real.c.
- * Event-loop wrappers define the slots of the calls they wrap themselves;
- * the data path reaches the real poll() through tssx_real_poll().
+ * The real functions the wrappers call, one slot each, all defined in
+ * real.c: every wrapper file and the data path reach libc through
+ * TSSX_REAL(name) on this one list.
  */
 #ifndef TSSX_PRELOAD_REAL_SLOTS_H
 #define TSSX_PRELOAD_REAL_SLOTS_H
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "real.h"
 
 #define TSSX_SHIM_FUNCTIONS(X)                                                   \
@@ -22,15 +25,21 @@
 	X(send) X(sendto) X(sendmsg) X(sendmmsg)                                 \
 	X(sendfile) X(sendfile64) X(splice)                                      \
 	X(close) X(dup) X(dup2) X(dup3) X(fcntl) X(fcntl64) X(ioctl)             \
-	X(close_range) X(closefrom) X(syscall) X(socket)                                              \
+	X(close_range) X(closefrom) X(syscall) X(socket)                        \
 	X(listen) X(accept) X(accept4) X(connect) X(bind) X(shutdown)           \
-	X(getpeername) X(getsockname) X(getsockopt)
+	X(getpeername) X(getsockname) X(getsockopt)                             \
+	X(poll) X(ppoll) X(select) X(pselect)                                    \
+	X(epoll_create) X(epoll_create1) X(epoll_ctl) X(epoll_wait) X(epoll_pwait) \
+	TSSX_SHIM_EPOLL_PWAIT2(X)
+
+#ifdef HAVE_EPOLL_PWAIT2
+#define TSSX_SHIM_EPOLL_PWAIT2(X) X(epoll_pwait2)
+#else
+#define TSSX_SHIM_EPOLL_PWAIT2(X)
+#endif
 
 #define TSSX_DECLARE_SLOT(name) TSSX_REAL_EXTERN(name);
 TSSX_SHIM_FUNCTIONS(TSSX_DECLARE_SLOT)
 #undef TSSX_DECLARE_SLOT
-
-/* poll() as libc implements it, whoever wraps it. */
-int tssx_real_poll(struct pollfd *fds, nfds_t nfds, int timeout);
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * The hello: the first and only message a TSSX client sends on the real
  * socket before doorbells, with the segment's memfd in SCM_RIGHTS
- * (DESIGN.md §2).  Both ends run on one host: native byte order.
+ * (docs/design.md §2).  Both ends run on one host: native byte order.
  */
 #ifndef TSSX_HELLO_H
 #define TSSX_HELLO_H

@@ -11,6 +11,16 @@
 
 #define TSSX_CACHELINE 64
 
+/* The CPU's spin-wait hint, for loops that poll a shared line. */
+static inline void tssx_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
 /* Symbols the preload library exports; everything else is hidden. */
 #define TSSX_EXPORT __attribute__((visibility("default")))
 

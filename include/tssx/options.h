@@ -1,5 +1,5 @@
 /*
- * Configuration from the environment, read once (DESIGN.md §4):
+ * Configuration from the environment, read once (docs/design.md §4):
  *
  *   TSSX_DISABLE=1          plain sockets everywhere
  *   TSSX_REGISTRY=DIR       registry mount point (default TSSX_DEFAULT_REGISTRY)

@@ -1,6 +1,6 @@
 /*
  * Registry names: how a Unix socket address maps to its file under the
- * registry mount (DESIGN.md §1).
+ * registry mount (docs/design.md §1).
  *
  *   /tmp/a.sock          -> "tmp/a.sock"
  *   abstract "\0db 1"    -> "@db%201"   (bytes outside [A-Za-z0-9._-] as %XX)

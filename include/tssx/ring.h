@@ -1,5 +1,6 @@
 /*
- * A single-producer single-consumer byte ring in shared memory (DESIGN.md §3).
+ * A byte ring in shared memory with one producer side and one consumer side
+ * (docs/design.md §3, docs/data-path.md).
  *
  * Free-running 64-bit counters: `tail` counts bytes ever written, `head`
  * bytes ever read; readable = tail - head, index = counter & mask.  The
@@ -17,6 +18,7 @@
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -43,7 +45,9 @@ struct tssx_ring_ctl {
 	alignas(TSSX_CACHELINE) _Atomic uint64_t head;
 	_Atomic uint32_t writer_waiting; /* producer sleeps for space */
 	_Atomic uint32_t consumer_lock;
-	_Atomic uint32_t waiters;        /* processes/threads asleep on this ring */
+	/* On the rx ring of each end: the thread id of the one sleeper that
+	 * owns this end's doorbells (conn/stream.c), 0 when none. */
+	_Atomic uint32_t waiters;
 };
 
 /* A process's local view of one ring. */
@@ -76,6 +80,21 @@ void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl,
 ssize_t tssx_ring_readable(const struct tssx_ring *ring);
 ssize_t tssx_ring_writable(const struct tssx_ring *ring);
 
+/* Total length of an iovec, saturated at SIZE_MAX: the ring never moves
+ * more than its capacity anyway. */
+static inline size_t tssx_iov_total(const struct iovec *iov, int iovcnt)
+{
+	size_t total = 0;
+
+	if (likely(iovcnt == 1))
+		return iov[0].iov_len;
+	for (int i = 0; i < iovcnt; i++) {
+		if (__builtin_add_overflow(total, iov[i].iov_len, &total))
+			return SIZE_MAX;
+	}
+	return total;
+}
+
 /* Copy in as much of iov as fits (possibly 0); returns bytes or -EPROTO.
  * read/write need the side's lock when several threads or processes share
  * that side; readable/writable/arm_* do not. */
@@ -96,16 +115,6 @@ ssize_t tssx_ring_arm_reader(struct tssx_ring *ring);
 bool tssx_ring_take_reader_wakeup(struct tssx_ring *ring);
 ssize_t tssx_ring_arm_writer(struct tssx_ring *ring);
 bool tssx_ring_take_writer_wakeup(struct tssx_ring *ring);
-
-/* The CPU's spin-wait hint, for loops that poll a shared line. */
-static inline void tssx_cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
 
 /* Spin lock for several producers or consumers of one side. */
 void tssx_ring_lock(_Atomic uint32_t *lock);

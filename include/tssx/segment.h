@@ -1,6 +1,6 @@
 /*
  * The shared segment of one connection: a header and two rings, in a sealed
- * memfd created by the client (DESIGN.md §3).
+ * memfd created by the client (docs/design.md §3).
  *
  *   [header][ctl c2s][ctl s2c][data c2s][data s2c]   each part page-aligned
  *

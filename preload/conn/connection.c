@@ -1,5 +1,5 @@
 /*
- * Connection lifetime and handshake (connection.h, DESIGN.md §2).
+ * Connection lifetime and handshake (connection.h, docs/design.md §2).
  *
  * Client: tssx_conn_connect() right after the real connect creates the
  * segment and sends the hello with the memfd; the connection is in
@@ -19,7 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "conn/connection.h"
+#include "conn/stream.h"
 #include "init.h"
 #include "real_slots.h"
 #include "conn/spin.h"
@@ -246,7 +246,7 @@ static ssize_t receive_hello(int fd, struct tssx_hello *hello, int *memfd, int t
 			return -errno;
 		if (tssx_spin_pause_until(spin_end))
 			continue;
-		ready = tssx_real_poll(&pfd, 1, timeout_ms);
+		ready = TSSX_REAL(poll)(&pfd, 1, timeout_ms);
 		if (ready <= 0)
 			return ready < 0 ? -errno : -EAGAIN;
 	}

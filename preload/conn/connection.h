@@ -1,6 +1,6 @@
 /*
- * A TSSX connection as the shims see it: the handshake, the data path and
- * the lifetime of one shared segment (DESIGN.md §2-3).
+ * A TSSX connection: its lifetime and handshake, and the lookup from an
+ * fd (docs/preload.md).  The data path and readiness are in conn/stream.h.
  *
  * One struct tssx_conn per connection per process, shared by every fd of
  * the process that refers to it (dup); a forked child has its own copy of
@@ -16,7 +16,6 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "conn/stream.h"
 #include "conn/fd_table.h"
 #include "tssx/hello.h"
 #include "tssx/segment.h"
@@ -55,6 +54,13 @@ static inline struct tssx_conn *tssx_conn_of(struct tssx_fd_object *obj)
 	return obj && obj->kind == TSSX_FD_CONN ? (struct tssx_conn *)obj : NULL;
 }
 
+/* The connection on fd, or NULL: not TSSX, pass through.  Lock-free; the
+ * whole cost of the library for fds that are not TSSX connections. */
+static inline struct tssx_conn *tssx_conn_lookup(int fd)
+{
+	return tssx_conn_of(tssx_table_get(fd));
+}
+
 /* Whether a peer address (from accept) is a TSSX client's. */
 bool tssx_conn_is_client_addr(const void *addr, unsigned addrlen);
 /* Binds an unbound socket to a fresh TSSX client name. */
@@ -86,12 +92,18 @@ int tssx_conn_accept(int fd);
  * connection's error. */
 int tssx_conn_establish(struct tssx_conn *conn, int fd, int timeout_ms);
 
-/* 0 when the data path may be used on fd (the fast path is one load). */
+/* Whether the handshake is complete: one load, the data path's fast path.
+ * Acquire: pairs with the release that publishes a READY connection, so
+ * its rings are seen set up. */
+static inline bool tssx_conn_is_ready(struct tssx_conn *conn)
+{
+	return likely(atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_READY);
+}
+
+/* 0 when the data path may be used on fd. */
 static inline int tssx_conn_usable(struct tssx_conn *conn, int fd, int timeout_ms)
 {
-	if (likely(atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_READY))
-		return 0;
-	return tssx_conn_establish(conn, fd, timeout_ms);
+	return tssx_conn_is_ready(conn) ? 0 : tssx_conn_establish(conn, fd, timeout_ms);
 }
 
 /* Marks the connection failed (log line, real socket shut down so that the
@@ -102,16 +114,5 @@ int tssx_conn_fail(struct tssx_conn *conn, int fd, int error, const char *why);
 void tssx_conn_get(struct tssx_conn *conn);
 /* fd no longer refers to it; the last one logs the counts and unmaps. */
 void tssx_conn_put(struct tssx_conn *conn, int fd);
-
-/* The data path (stream.c).  flags are MSG_* flags; both honour O_NONBLOCK,
- * SO_RCVTIMEO / SO_SNDTIMEO, signals, EOF and a dead peer like a socket. */
-ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
-ssize_t tssx_conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
-int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how);
-/* Bytes a write could take now without waiting (0 before the hello). */
-ssize_t tssx_conn_room(struct tssx_conn *conn, int fd);
-/* FIONREAD / SIOCOUTQ. */
-ssize_t tssx_conn_inq(struct tssx_conn *conn, int fd);
-ssize_t tssx_conn_outq(struct tssx_conn *conn, int fd);
 
 #endif

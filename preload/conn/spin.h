@@ -1,5 +1,5 @@
 /*
- * Spinning before sleeping (DESIGN.md §3).  A waiter that finds nothing to
+ * Spinning before sleeping (docs/design.md §3).  A waiter that finds nothing to
  * do polls shared memory for the spin budget (TSSX_SPIN_NS) before it arms
  * its flags and sleeps: a peer that answers within the budget finds it
  * awake, and neither side pays a doorbell or a wake-up.  One budget and one

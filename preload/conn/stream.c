@@ -1,5 +1,5 @@
 /*
- * The data path of a TSSX connection (connection.h, DESIGN.md §3).
+ * The data path of a TSSX connection (connection.h, docs/design.md §3).
  *
  * Bytes move through the rings; the real socket carries only doorbells.  A
  * reader with nothing to read (a writer with no space) spins for the spin
@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "conn/connection.h"
+#include "conn/stream.h"
 #include "init.h"
 #include "real_slots.h"
 #include "conn/spin.h"
@@ -42,17 +42,6 @@ struct deadline {
 	bool known;     /* the socket's timeout has been read */
 	uint64_t at_ns; /* 0: none */
 };
-
-static size_t iov_total(const struct iovec *iov, int iovcnt)
-{
-	size_t total = 0;
-
-	for (int i = 0; i < iovcnt; i++) {
-		if (__builtin_add_overflow(total, iov[i].iov_len, &total))
-			return SIZE_MAX;
-	}
-	return total;
-}
 
 /* A statistic only this process's holder of the ring lock updates. */
 static inline void stat_add(_Atomic uint64_t *stat, uint64_t n)
@@ -240,7 +229,7 @@ static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int time
 
 	if (!owning && (timeout_ms < 0 || timeout_ms > SHARED_WAIT_MS))
 		timeout_ms = SHARED_WAIT_MS;
-	ready = tssx_real_poll(&pfd, 1, timeout_ms);
+	ready = TSSX_REAL(poll)(&pfd, 1, timeout_ms);
 	if (ready < 0)
 		return -errno;
 	if (ready > 0) {
@@ -312,17 +301,17 @@ static ssize_t epipe(int flags)
 	return -EPIPE;
 }
 
+/* The handshake may still wait for the hello, as long as the call may
+ * block (the socket's mode is asked only then: it costs a system call). */
 static int usable(struct tssx_conn *conn, int fd, int flags)
 {
-	if (likely(atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_READY))
-		return 0;
-	return tssx_conn_establish(conn, fd, is_nonblocking(fd, flags) ? 0 : -1);
+	return tssx_conn_is_ready(conn) ? 0 : tssx_conn_establish(conn, fd, is_nonblocking(fd, flags) ? 0 : -1);
 }
 
 static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)
 {
 	struct deadline dl = { 0 };
-	size_t want = iov_total(iov, iovcnt), done = 0;
+	size_t want = tssx_iov_total(iov, iovcnt), done = 0;
 	int ret = usable(conn, fd, flags);
 
 	if (ret < 0)
@@ -373,7 +362,7 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 	/* MSG_PEEK | MSG_WAITALL returns what is there, as peeking cannot
 	 * accumulate. */
 	bool waitall = (flags & MSG_WAITALL) && !peek;
-	size_t want = iov_total(iov, iovcnt), done = 0;
+	size_t want = tssx_iov_total(iov, iovcnt), done = 0;
 	int ret = usable(conn, fd, flags);
 
 	if (ret < 0)
@@ -490,12 +479,7 @@ ssize_t tssx_conn_outq(struct tssx_conn *conn, int fd)
 	return (ssize_t)conn->tx->capacity - room;
 }
 
-/* ---- What the event-loop wrappers use (conn.h) ---- */
-
-struct tssx_conn *tssx_conn_lookup(int fd)
-{
-	return tssx_conn_of(tssx_table_get(fd));
-}
+/* ---- What the event-loop wrappers use ---- */
 
 static uint32_t ready_of_failed(uint32_t events)
 {

@@ -1,19 +1,32 @@
 /*
- * What the event-loop wrappers (poll, select, epoll) need from a TSSX
- * connection.  Readiness values are poll/epoll bits: POLLIN == EPOLLIN,
- * POLLOUT == EPOLLOUT, POLLRDHUP == EPOLLRDHUP, POLLHUP, POLLERR.
+ * The data path of a ready TSSX connection (stream.c): send, receive,
+ * shutdown and queue sizes for the shims, and readiness for the event-loop
+ * wrappers (poll, select, epoll).  Readiness values are poll/epoll bits:
+ * POLLIN == EPOLLIN, POLLOUT == EPOLLOUT, POLLRDHUP == EPOLLRDHUP, POLLHUP,
+ * POLLERR.
  */
-#ifndef TSSX_PRELOAD_CONN_H
-#define TSSX_PRELOAD_CONN_H
+#ifndef TSSX_PRELOAD_CONN_STREAM_H
+#define TSSX_PRELOAD_CONN_STREAM_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
-struct tssx_conn;
+#include "conn/connection.h"
 
-/* The connection on fd, or NULL: not TSSX, pass through.  Lock-free;
- * costs one table lookup for fds that are not TSSX connections. */
-struct tssx_conn *tssx_conn_lookup(int fd);
+/* flags are MSG_* flags; both honour O_NONBLOCK,
+ * SO_RCVTIMEO / SO_SNDTIMEO, signals, EOF and a dead peer like a socket. */
+ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
+ssize_t tssx_conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
+int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how);
+/* Bytes a write could take now without waiting (0 before the hello). */
+ssize_t tssx_conn_room(struct tssx_conn *conn, int fd);
+/* FIONREAD / SIOCOUTQ. */
+ssize_t tssx_conn_inq(struct tssx_conn *conn, int fd);
+ssize_t tssx_conn_outq(struct tssx_conn *conn, int fd);
+
+/* ---- Readiness, for the event-loop wrappers ---- */
 
 /* Readiness computed from the rings and the real socket's state, for the
  * requested events (POLLHUP and POLLERR are always reported).  A server
@@ -33,10 +46,5 @@ void tssx_conn_drain(struct tssx_conn *conn);
 /* Change counter for edge-triggered epoll: differs between two calls iff a
  * ring of this connection moved, or its state (EOF, shutdown, error) changed. */
 uint64_t tssx_conn_generation(struct tssx_conn *conn);
-
-/* Called by close/dup2/dup3/close_range before an fd is released, whatever
- * it is, so the event wrappers can forget it (an epoll set's entry for a
- * closed fd goes away). Implemented by the event-loop wrappers. */
-void tssx_events_forget_fd(int fd);
 
 #endif

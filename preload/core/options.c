@@ -1,5 +1,5 @@
 /*
- * Configuration from the environment (DESIGN.md §4, options.h).  Fixed
+ * Configuration from the environment (docs/design.md §4, options.h).  Fixed
  * buffers only: this runs inside the preload library, possibly before
  * malloc is safe to call.
  */

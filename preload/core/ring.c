@@ -1,5 +1,5 @@
 /*
- * The single-producer single-consumer byte ring (DESIGN.md §3,
+ * The byte ring: one producer side, one consumer side (docs/design.md §3,
  * docs/data-path.md).
  *
  * Ordering in one sentence: the producer copies bytes in and then
@@ -130,21 +130,6 @@ ssize_t tssx_ring_writable(const struct tssx_ring *ring)
 	return r < 0 ? r : (ssize_t)(ring->capacity - (tail - head));
 }
 
-/* Total length of the iovec, saturated: the ring never moves more than its
- * capacity anyway. */
-static inline size_t iov_total(const struct iovec *iov, int iovcnt)
-{
-	size_t total = 0;
-
-	if (likely(iovcnt == 1))
-		return iov[0].iov_len;
-	for (int i = 0; i < iovcnt; i++) {
-		if (__builtin_add_overflow(total, iov[i].iov_len, &total))
-			return SIZE_MAX;
-	}
-	return total;
-}
-
 /*
  * One side of the ring, seen from this process.  The producer owns tail and
  * moves into the space up to head + capacity; the consumer owns head and
@@ -252,7 +237,7 @@ static inline void copy(const struct tssx_ring *ring, bool producer, uint64_t po
 static inline __attribute__((always_inline)) ssize_t
 transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iovcnt, bool peek)
 {
-	size_t want = iov_total(iov, iovcnt);
+	size_t want = tssx_iov_total(iov, iovcnt);
 	size_t done = 0, limit;
 	uint64_t pos;
 	ssize_t n;

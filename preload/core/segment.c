@@ -1,5 +1,5 @@
 /*
- * The shared segment of one connection (DESIGN.md §3, docs/data-path.md).
+ * The shared segment of one connection (docs/design.md §3, docs/data-path.md).
  *
  * This file runs inside the preload library, which interposes close(),
  * read() and write(): it never calls them.  The memfd always goes back to

@@ -23,20 +23,12 @@
 
 #include "config.h"
 #include "conn/stream.h"
-#include "events/events.h"
-#include "real.h"
+#include "events/wrappers.h"
+#include "real_slots.h"
 #include "conn/spin.h"
 #include "tssx/log.h"
 #include "tssx/macros.h"
 
-TSSX_REAL_SLOT(epoll_create);
-TSSX_REAL_SLOT(epoll_create1);
-TSSX_REAL_SLOT(epoll_ctl);
-TSSX_REAL_SLOT(epoll_wait);
-TSSX_REAL_SLOT(epoll_pwait);
-#ifdef HAVE_EPOLL_PWAIT2
-TSSX_REAL_SLOT(epoll_pwait2);
-#endif
 
 /* What the kernel accepts together with EPOLLEXCLUSIVE. */
 #define EXCLUSIVE_OK (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE)

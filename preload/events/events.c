@@ -3,7 +3,6 @@
 #include <limits.h>
 #include <stdlib.h>
 
-#include "conn/stream.h"
 #include "events/events.h"
 #include "conn/spin.h"
 

@@ -138,25 +138,9 @@ const struct timespec *events_timespec_from_ms(int timeout_ms, struct timespec *
 /* What ppoll(), pselect() and epoll_pwait2() accept; NULL is forever. */
 bool events_timespec_valid(const struct timespec *timeout);
 
-/*
- * Shared by the wrappers (poll.c, epoll.c), which call the connections.
- */
-struct tssx_conn;
-
-/* A connection's readiness in poll/epoll bits, with the *NORM aliases a
- * socket reports, limited to what was asked plus HUP and ERR. */
-uint32_t events_conn_ready(struct tssx_conn *conn, uint32_t events);
-/* For an epoll fd inside poll() or inside another epoll set: EPOLLIN when
- * one of its tracked entries would report, and the sum of their generations
- * (edge-triggered nesting). */
-uint32_t events_set_probe(struct events_set *set, uint64_t *generation);
-/* Arms every tracked connection in the set before the caller sleeps. */
-void events_set_arm(struct events_set *set);
-/* poll() and ppoll() on a set holding TSSX connections or epoll fds that do. */
-int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
-		const sigset_t *sigmask);
-/* Whether poll() must look at fd: a TSSX connection or an epoll fd that
- * tracks something. */
-bool events_poll_needed(int fd);
+/* Called by close/dup2/dup3/close_range before an fd is released, whatever
+ * it is: an epoll set's entry for a closed fd goes away, and a closed epoll
+ * fd's set with it. */
+void tssx_events_forget_fd(int fd);
 
 #endif

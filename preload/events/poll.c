@@ -20,13 +20,11 @@
 #include <string.h>
 
 #include "conn/stream.h"
-#include "events/events.h"
-#include "real.h"
+#include "events/wrappers.h"
+#include "real_slots.h"
 #include "conn/spin.h"
 #include "tssx/macros.h"
 
-TSSX_REAL_SLOT(poll);
-TSSX_REAL_SLOT(ppoll);
 
 /* glibc's, for the fortified entry points below. */
 extern void __chk_fail(void) __attribute__((noreturn));

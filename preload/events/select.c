@@ -10,12 +10,10 @@
 #include <stdlib.h>
 #include <sys/select.h>
 
-#include "events/events.h"
-#include "real.h"
+#include "events/wrappers.h"
+#include "real_slots.h"
 #include "tssx/macros.h"
 
-TSSX_REAL_SLOT(select);
-TSSX_REAL_SLOT(pselect);
 
 #define WORD_BITS (sizeof(unsigned long) * CHAR_BIT)
 

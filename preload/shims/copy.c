@@ -110,7 +110,7 @@ static ssize_t copy_out_of_conn(struct tssx_conn *conn, int in_fd, int out_fd, s
 
 static ssize_t sendfile_common(int out_fd, int in_fd, off_t *offset, size_t count)
 {
-	struct tssx_conn *out = tssx_conn_at(out_fd), *in = tssx_conn_at(in_fd);
+	struct tssx_conn *out = tssx_conn_lookup(out_fd), *in = tssx_conn_lookup(in_fd);
 
 	if (in && offset)
 		return tssx_result(-ESPIPE);
@@ -121,14 +121,14 @@ static ssize_t sendfile_common(int out_fd, int in_fd, off_t *offset, size_t coun
 
 TSSX_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 {
-	if (likely(!tssx_conn_at(out_fd) && !tssx_conn_at(in_fd)))
+	if (likely(!tssx_conn_lookup(out_fd) && !tssx_conn_lookup(in_fd)))
 		return TSSX_REAL(sendfile)(out_fd, in_fd, offset, count);
 	return sendfile_common(out_fd, in_fd, offset, count);
 }
 
 TSSX_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count)
 {
-	if (likely(!tssx_conn_at(out_fd) && !tssx_conn_at(in_fd)))
+	if (likely(!tssx_conn_lookup(out_fd) && !tssx_conn_lookup(in_fd)))
 		return TSSX_REAL(sendfile64)(out_fd, in_fd, offset, count);
 	return sendfile_common(out_fd, in_fd, (off_t *)offset, count);
 }
@@ -136,7 +136,7 @@ TSSX_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off64_t *offset, size_t co
 TSSX_EXPORT ssize_t splice(int in_fd, loff_t *in_off, int out_fd, loff_t *out_off, size_t len,
 			   unsigned int flags)
 {
-	struct tssx_conn *out = tssx_conn_at(out_fd), *in = tssx_conn_at(in_fd);
+	struct tssx_conn *out = tssx_conn_lookup(out_fd), *in = tssx_conn_lookup(in_fd);
 	bool dontwait = flags & SPLICE_F_NONBLOCK;
 
 	if (likely(!out && !in))

@@ -23,7 +23,8 @@
 #include "tssx/macros.h"
 #include "tssx/registry_client.h"
 
-void tssx_fd_release(int fd)
+/* Drops the table's reference to what fd refers to. */
+static void release_slot(int fd)
 {
 	struct tssx_fd_object *obj = tssx_table_take(fd);
 
@@ -55,7 +56,7 @@ void tssx_fd_forget(int fd)
 	if (unlikely(watched))
 		tssx_events_forget_fd(fd);
 	if (unlikely(tracked))
-		tssx_fd_release(fd);
+		release_slot(fd);
 }
 
 /* new_fd now refers to what old_fd refers to. */
@@ -72,7 +73,7 @@ static int share_fd(int old_fd, int new_fd)
 	if (tssx_table_set(new_fd, obj) < 0) {
 		/* Beyond the table the duplicate would look like a plain
 		 * socket carrying doorbells: refuse it. */
-		tssx_fd_release(new_fd);
+		release_slot(new_fd);
 		atomic_fetch_sub(&obj->refs, 1);
 		TSSX_REAL(close)(new_fd);
 		errno = EMFILE;
@@ -162,7 +163,7 @@ TSSX_EXPORT int fcntl64(int fd, int cmd, ...)
 
 TSSX_EXPORT int ioctl(int fd, unsigned long request, ...)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 	va_list args;
 	void *arg;
 	ssize_t n;

@@ -1,6 +1,6 @@
 /*
  * Data calls: read, write, recv*, send* and their fortified variants
- * (DESIGN.md §3); sendfile and splice are in copy.c.  For any other fd each
+ * (docs/design.md §3); sendfile and splice are in copy.c.  For any other fd each
  * costs one table lookup before the real call.
  */
 #include <errno.h>
@@ -46,7 +46,7 @@ static void peer_addr(int fd, struct sockaddr *addr, socklen_t *len)
 
 TSSX_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
 	if (likely(!conn))
 		return TSSX_REAL(read)(fd, buf, len);
@@ -62,7 +62,7 @@ TSSX_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 
 TSSX_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
 	if (likely(!conn))
 		return TSSX_REAL(write)(fd, buf, len);
@@ -71,7 +71,7 @@ TSSX_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 
 TSSX_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
 	if (likely(!conn))
 		return TSSX_REAL(readv)(fd, iov, iovcnt);
@@ -82,7 +82,7 @@ TSSX_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 
 TSSX_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
 	if (likely(!conn))
 		return TSSX_REAL(writev)(fd, iov, iovcnt);
@@ -99,7 +99,7 @@ static bool bad_flags(int flags)
 
 TSSX_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
 	if (likely(!conn))
 		return TSSX_REAL(recv)(fd, buf, len, flags);
@@ -117,7 +117,7 @@ TSSX_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int
 
 TSSX_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *addrlen)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 	ssize_t n;
 
 	if (likely(!conn))
@@ -158,7 +158,7 @@ static ssize_t conn_recvmsg(struct tssx_conn *conn, int fd, struct msghdr *msg, 
 
 TSSX_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
 	if (likely(!conn))
 		return TSSX_REAL(recvmsg)(fd, msg, flags);
@@ -167,7 +167,7 @@ TSSX_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 TSSX_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
 	if (likely(!conn))
 		return TSSX_REAL(send)(fd, buf, len, flags);
@@ -179,7 +179,7 @@ TSSX_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 TSSX_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
 			   socklen_t addrlen)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
 	if (likely(!conn))
 		return TSSX_REAL(sendto)(fd, buf, len, flags, addr, addrlen);
@@ -198,7 +198,7 @@ static ssize_t conn_sendmsg(struct tssx_conn *conn, int fd, const struct msghdr 
 		return tssx_result(-EMSGSIZE);
 	if (msg->msg_controllen && CMSG_FIRSTHDR(msg))
 		/* Dropping it silently would lose fds or credentials the
-		 * peer relies on; see DESIGN.md §5 for fd passing. */
+		 * peer relies on; see docs/design.md §5 for fd passing. */
 		return tssx_result(log_error(-EOPNOTSUPP,
 			"fd %d: ancillary data (SCM_RIGHTS, credentials) is not supported on TSSX connections yet",
 			fd));
@@ -207,7 +207,7 @@ static ssize_t conn_sendmsg(struct tssx_conn *conn, int fd, const struct msghdr 
 
 TSSX_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
 	if (likely(!conn))
 		return TSSX_REAL(sendmsg)(fd, msg, flags);
@@ -216,7 +216,7 @@ TSSX_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 TSSX_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags, struct timespec *timeout)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 	unsigned int i;
 
 	if (likely(!conn))
@@ -237,7 +237,7 @@ TSSX_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int fla
 
 TSSX_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 	unsigned int i;
 
 	if (likely(!conn))

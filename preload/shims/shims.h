@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "conn/connection.h"
+#include "conn/stream.h"
 #include "conn/fd_table.h"
 
 /* A listening socket: the registry claim it holds while it lives.  The
@@ -16,12 +16,6 @@ struct tssx_listener {
 	struct tssx_fd_object obj;
 	_Atomic int claim_fd; /* -1: no claim */
 };
-
-/* The connection on fd, or NULL: the whole cost for other fds. */
-static inline struct tssx_conn *tssx_conn_at(int fd)
-{
-	return tssx_conn_of(tssx_table_get(fd));
-}
 
 /* The wrappers' way of returning an internal result: -errno sets errno. */
 static inline ssize_t tssx_result(ssize_t ret)
@@ -43,12 +37,9 @@ static inline void tssx_copy_addr(struct sockaddr *dst, socklen_t *len, const vo
 	*len = srclen;
 }
 
-/* The fd goes away (close, dup2 onto it, close_range): forget what the
- * table holds for it, before the real call releases the number. */
-void tssx_fd_release(int fd);
-
-/* close() minus the real call: the event wrappers and the table forget
- * fd.  Also for a number the kernel just handed out again while the table
+/* The fd goes away (close, dup2 onto it, close_range): close() minus the
+ * real call, before it releases the number: the event wrappers and the
+ * table forget fd.  Also for a number the kernel just handed out again while the table
  * still had it: it was closed behind our back (a raw system call). */
 void tssx_fd_forget(int fd);
 

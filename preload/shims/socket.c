@@ -1,5 +1,5 @@
 /*
- * Socket calls: detection and handshake (DESIGN.md §2).
+ * Socket calls: detection and handshake (docs/design.md §2).
  *
  * listen() claims the server bit in the registry; accept() tells TSSX
  * clients from plain ones by their address; connect() asks the registry
@@ -243,7 +243,7 @@ TSSX_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 TSSX_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
 	if (!conn || !conn->server)
 		return TSSX_REAL(getpeername)(fd, addr, len);
@@ -253,7 +253,7 @@ TSSX_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *len)
 
 TSSX_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
 	if (!conn || conn->server)
 		return TSSX_REAL(getsockname)(fd, addr, len);
@@ -263,7 +263,7 @@ TSSX_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 
 TSSX_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 	int error;
 
 	if (!conn || level != SOL_SOCKET || name != SO_ERROR || !value || !len || *len < sizeof(int) ||
@@ -277,7 +277,7 @@ TSSX_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *
 
 TSSX_EXPORT int shutdown(int fd, int how)
 {
-	struct tssx_conn *conn = tssx_conn_at(fd);
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
 	int saved_errno = errno;
 
 	if (!conn)

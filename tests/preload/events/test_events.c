@@ -9,7 +9,6 @@
 
 #include <cmocka.h>
 
-#include "conn/stream.h"
 #include "events/events.h"
 
 /* The table is process-wide: tests use fd numbers of their own, and the
