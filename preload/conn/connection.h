@@ -100,12 +100,6 @@ static inline bool tssx_conn_is_ready(struct tssx_conn *conn)
 	return likely(atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_READY);
 }
 
-/* 0 when the data path may be used on fd. */
-static inline int tssx_conn_usable(struct tssx_conn *conn, int fd, int timeout_ms)
-{
-	return tssx_conn_is_ready(conn) ? 0 : tssx_conn_establish(conn, fd, timeout_ms);
-}
-
 /* Marks the connection failed (log line, real socket shut down so that the
  * peer notices); returns -error. */
 int tssx_conn_fail(struct tssx_conn *conn, int fd, int error, const char *why);

@@ -301,8 +301,9 @@ static ssize_t epipe(int flags)
 	return -EPIPE;
 }
 
-/* The handshake may still wait for the hello, as long as the call may
- * block (the socket's mode is asked only then: it costs a system call). */
+/* 0 when the data path may be used on fd.  A pending handshake may wait
+ * for the hello as long as the call may block (the socket's mode is asked
+ * only then: it costs a system call). */
 static int usable(struct tssx_conn *conn, int fd, int flags)
 {
 	return tssx_conn_is_ready(conn) ? 0 : tssx_conn_establish(conn, fd, is_nonblocking(fd, flags) ? 0 : -1);
@@ -454,7 +455,7 @@ static ssize_t ring_count(struct tssx_conn *conn, int fd, bool readable)
 {
 	ssize_t n;
 
-	if (tssx_conn_usable(conn, fd, 0) < 0)
+	if (usable(conn, fd, MSG_DONTWAIT) < 0)
 		return 0;
 	n = readable ? tssx_ring_readable(conn->rx) : tssx_ring_writable(conn->tx);
 	return n < 0 ? ring_broken(conn, fd) : n;
@@ -474,7 +475,7 @@ ssize_t tssx_conn_outq(struct tssx_conn *conn, int fd)
 {
 	ssize_t room = ring_count(conn, fd, false);
 
-	if (room < 0 || tssx_conn_usable(conn, fd, 0) < 0)
+	if (room < 0 || usable(conn, fd, MSG_DONTWAIT) < 0)
 		return room < 0 ? room : 0;
 	return (ssize_t)conn->tx->capacity - room;
 }
@@ -493,7 +494,7 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
 	uint32_t ready = 0;
 	ssize_t readable, writable;
 
-	if (tssx_conn_usable(conn, fd, 0) < 0) {
+	if (usable(conn, fd, MSG_DONTWAIT) < 0) {
 		if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
 			return ready_of_failed(events);
 		return events & POLLOUT; /* a fresh socket's readiness */
@@ -543,7 +544,7 @@ void tssx_conn_drain(struct tssx_conn *conn)
 	int fd = atomic_load(&conn->fd);
 
 	/* A pending connection's socket holds the hello, not doorbells. */
-	if (tssx_conn_usable(conn, fd, 0) == 0)
+	if (usable(conn, fd, MSG_DONTWAIT) == 0)
 		drain_as_guest(conn, fd);
 }
 
