@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # A hostile TSSX client (tssx-forge) breaks the protocol in each way it
 # can: the preloaded server logs why and drops that connection, the forger
-# sees EOF (no hang), and the server goes on to serve a good client.
+# sees EOF (no hang), and the server goes on to serve a good client.  Then
+# 1,000 hostile connects must leave the server with as many fds and
+# mappings as before, and a server whose segments are attacked (control
+# words held, counters racing, pages punched out) keeps serving good
+# clients during and after the attack.
 NAME=hostile
 source "$(dirname "$0")/lib.sh"
 
@@ -14,9 +18,13 @@ declare -A reason=(
 	[short]="segment does not match the hello"
 	[indices]="ring counters corrupted"
 	[bypass]="stream bytes on the real socket"
+	[fds]="hello with 3 fds"
+	[fdsplit]="hello with 3 fds"
+	[huge]="rings larger than TSSX_RING_MAX"
 )
+cases=(magic version nofd unsealed short indices bypass fds fdsplit huge)
 
-for how in magic version nofd unsealed short indices bypass; do
+for how in "${cases[@]}"; do
 	start_echo_server yes "$work/server.log" "$sock" --clients 2
 	"${guard[@]}" "$tools/tssx-forge" "$how" "$sock" >"$work/forge.log" 2>&1 ||
 		fail "$how: the forger was not dropped"
@@ -27,3 +35,49 @@ for how in magic version nofd unsealed short indices bypass; do
 	grep -q "echoed 1048576 bytes" "$work/server.log" || fail "$how: good client not served"
 	check_shm "$work/client.log" 1048576
 done
+
+# counts PID: its open fds and its mappings
+counts() {
+	echo "$(find "/proc/$1/fd" -mindepth 1 | wc -l) fds, $(wc -l <"/proc/$1/maps") mappings"
+}
+
+# Each connection gets a thread of its own that ends with it: wait for
+# the server to be back to its one listening thread.
+settle() {
+	local i
+	for ((i = 0; i < 400; i++)); do
+		[[ $(find "/proc/$1/task" -mindepth 1 -maxdepth 1 | wc -l) == 1 ]] && return 0
+		sleep 0.025
+	done
+	fail "the server still has connection threads"
+}
+
+start_echo_server yes "$work/server.log" "$sock" --clients 0
+for round in warm-up counted; do
+	for ((i = 0; i < (round == warm-up ? 50 : 1000); i++)); do
+		"${guard[@]}" "$tools/tssx-forge" "${cases[i % ${#cases[@]}]}" "$sock" >"$work/forge.log" 2>&1 ||
+			fail "connect $i (${cases[i % ${#cases[@]}]}): the forger was not dropped"
+	done
+	settle "$server_pid"
+	if [[ $round == warm-up ]]; then
+		before=$(counts "$server_pid")
+	else
+		after=$(counts "$server_pid")
+	fi
+done
+[[ $before == "$after" ]] || fail "1000 hostile connects: $before before, $after after"
+
+# The attack, with good clients served during it and after it.
+"${guard[@]}" "$tools/tssx-forge" attack 3 "$sock" >"$work/attack.log" 2>&1 &
+attacker=$!
+background+=("$attacker")
+for ((i = 0; i < 3; i++)); do
+	with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 64K >"$work/client.log" 2>&1 ||
+		fail "a good client failed during the attack"
+done
+wait_pid "$attacker" || fail "the attacker failed"
+grep -q "attack: .* connections" "$work/attack.log" || fail "the attacker did not attack"
+with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 1M >"$work/client.log" 2>&1 ||
+	fail "a good client failed after the attack"
+check_shm "$work/client.log" 1048576
+kill -0 "$server_pid" || fail "the server died under the attack"

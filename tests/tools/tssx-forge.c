@@ -10,18 +10,33 @@
  *   short     a sealed memfd smaller than the hello says
  *   indices   a good handshake, then ring counters out of range
  *   bypass    a good handshake, then stream bytes on the real socket
+ *   fds       a good hello with the memfd and two more fds in one message
+ *   fdsplit   the same fds, one control message each
+ *   huge      a hello asking for 1 GiB rings (a sparse memfd of 2 GiB)
  *
  * The server must drop that connection (its socket reports EOF here) and
  * live on; this tool exits 0 once it sees the EOF.
+ *
+ * tssx-forge attack SECONDS PATH: one connection after another, each with
+ * a good handshake and then an attack on the segment while the server
+ * reads from it, for SECONDS: every control word but the counters held at
+ * 1, at ~0 and at random values (lock words, waiting flags, the waiters
+ * word, shut flags); the counters racing with random values; the memfd's
+ * pages punched out.  Each connection ends when the server drops it or
+ * after a while; the tool exits 0 when the time is up.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tools.h"
@@ -39,7 +54,9 @@ static int connect_as_tssx_client(const char *path)
 
 	if (fd < 0)
 		die_errno("socket");
-	n = snprintf(self.sun_path + 1, sizeof(self.sun_path) - 1, "tssx-v1.forge.%d", (int)getpid());
+	static unsigned connects;
+	n = snprintf(self.sun_path + 1, sizeof(self.sun_path) - 1, "tssx-v1.forge.%d.%u", (int)getpid(),
+		     connects++);
 	if (bind(fd, (struct sockaddr *)&self, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) < 0)
 		die_errno("bind");
 	if (connect(fd, (struct sockaddr *)&server, len) < 0)
@@ -47,26 +64,42 @@ static int connect_as_tssx_client(const char *path)
 	return fd;
 }
 
-static void send_hello(int fd, const struct tssx_hello *hello, int memfd)
+/* How extra fds travel with the hello: all in one SCM_RIGHTS message, or
+ * one message each. */
+enum layout { ONE_MESSAGE, MESSAGE_EACH };
+
+static void send_hello_fds(int fd, const struct tssx_hello *hello, const int *fds, int nfds,
+			   enum layout layout)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(sizeof(int)) * 4];
 		struct cmsghdr align;
 	} control = { 0 };
 	struct iovec iov = { .iov_base = (void *)hello, .iov_len = sizeof(*hello) };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf };
+	int messages = layout == ONE_MESSAGE ? nfds > 0 : nfds;
+	size_t per_message = messages ? (size_t)(nfds / messages) * sizeof(int) : 0;
+	struct cmsghdr *cmsg;
 
-	if (memfd >= 0) {
-		msg.msg_control = control.buf;
-		msg.msg_controllen = sizeof(control.buf);
-		struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+	if (nfds > 4)
+		die("at most 4 fds");
+	if (nfds == 0)
+		msg.msg_control = NULL;
+	msg.msg_controllen = CMSG_SPACE(per_message) * (size_t)messages;
+	cmsg = CMSG_FIRSTHDR(&msg);
+	for (int i = 0; i < messages; i++, cmsg = CMSG_NXTHDR(&msg, cmsg)) {
 		cmsg->cmsg_level = SOL_SOCKET;
 		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cmsg), &memfd, sizeof(int));
+		cmsg->cmsg_len = CMSG_LEN(per_message);
+		memcpy(CMSG_DATA(cmsg), fds + i * (int)(per_message / sizeof(int)), per_message);
 	}
 	if (sendmsg(fd, &msg, MSG_NOSIGNAL) != (ssize_t)sizeof(*hello))
 		die_errno("sendmsg hello");
+}
+
+static void send_hello(int fd, const struct tssx_hello *hello, int memfd)
+{
+	send_hello_fds(fd, hello, &memfd, memfd >= 0, ONE_MESSAGE);
 }
 
 /* A memfd of `size` bytes, sealed against shrinking and growing or not. */
@@ -81,8 +114,9 @@ static int make_memfd(size_t size, bool sealed)
 	return memfd;
 }
 
-/* A correct handshake; the segment stays mapped for the caller to spoil. */
-static void good_handshake(int fd, struct tssx_segment *seg)
+/* A correct handshake; the segment stays mapped for the caller to spoil,
+ * its memfd is returned open. */
+static int good_handshake(int fd, struct tssx_segment *seg)
 {
 	struct tssx_hello hello;
 	int memfd;
@@ -90,7 +124,21 @@ static void good_handshake(int fd, struct tssx_segment *seg)
 	if (tssx_segment_create(seg, RING, RING, &memfd, &hello) < 0)
 		die("segment");
 	send_hello(fd, &hello, memfd);
-	close(memfd);
+	return memfd;
+}
+
+/* A good hello whose memfd travels with two more fds. */
+static void hello_with_extra_fds(int fd, enum layout layout)
+{
+	struct tssx_segment seg;
+	struct tssx_hello hello;
+	int fds[3];
+
+	if (tssx_segment_create(&seg, RING, RING, &fds[0], &hello) < 0)
+		die("segment");
+	fds[1] = fds[2] = STDERR_FILENO;
+	send_hello_fds(fd, &hello, fds, 3, layout);
+	close(fds[0]);
 }
 
 static void forge(int fd, const char *how)
@@ -111,17 +159,106 @@ static void forge(int fd, const char *how)
 		send_hello(fd, &hello, make_memfd(hello.segment_size, false));
 	} else if (!strcmp(how, "short")) {
 		send_hello(fd, &hello, make_memfd(hello.segment_size / 2, true));
+	} else if (!strcmp(how, "fds")) {
+		hello_with_extra_fds(fd, ONE_MESSAGE);
+	} else if (!strcmp(how, "fdsplit")) {
+		hello_with_extra_fds(fd, MESSAGE_EACH);
+	} else if (!strcmp(how, "huge")) {
+		tssx_hello_init(&hello, TSSX_RING_MAX_CAPACITY, TSSX_RING_MAX_CAPACITY);
+		send_hello(fd, &hello, make_memfd(hello.segment_size, true));
 	} else if (!strcmp(how, "indices")) {
-		good_handshake(fd, &seg);
+		close(good_handshake(fd, &seg));
 		atomic_store(&seg.ring[TSSX_C2S].ctl->tail, 1ull << 40);
 		atomic_store(&seg.ring[TSSX_S2C].ctl->head, 1ull << 41);
 		send(fd, "", 1, MSG_NOSIGNAL); /* a doorbell, in case it sleeps */
 	} else if (!strcmp(how, "bypass")) {
-		good_handshake(fd, &seg);
+		close(good_handshake(fd, &seg));
 		send(fd, "GET / HTTP/1.0\r\n", 16, MSG_NOSIGNAL);
 	} else {
 		die("unknown case %s", how);
 	}
+}
+
+/* ---- attack: a well-formed connection whose segment is then spoiled ---- */
+
+static uint64_t next_random(uint64_t *state)
+{
+	*state ^= *state << 13;
+	*state ^= *state >> 7;
+	*state ^= *state << 17;
+	return *state;
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+enum attack { HOLD_ONES, HOLD_ALL_BITS, RANDOM_WORDS, RACING_COUNTERS, PUNCH_HOLES, ATTACKS };
+
+/* Every 32-bit word of both control blocks, counters included or not. */
+static void scribble(struct tssx_segment *seg, enum attack how, uint64_t *rng)
+{
+	for (int r = 0; r < 2; r++) {
+		_Atomic uint32_t *word = (_Atomic uint32_t *)seg->ring[r].ctl;
+		size_t words = sizeof(struct tssx_ring_ctl) / sizeof(uint32_t);
+
+		for (size_t i = 0; i < words; i++) {
+			size_t offset = i * sizeof(uint32_t);
+			bool counter = offset - offsetof(struct tssx_ring_ctl, tail) < 8 ||
+				       offset - offsetof(struct tssx_ring_ctl, head) < 8;
+			uint32_t value = how == HOLD_ONES ? 1 : how == HOLD_ALL_BITS ? UINT32_MAX
+							 : (uint32_t)next_random(rng);
+
+			if (counter == (how == RACING_COUNTERS))
+				atomic_store_explicit(&word[i], value, memory_order_relaxed);
+		}
+	}
+}
+
+/* One connection under attack until the server drops it or `until`. */
+static void attack_connection(const char *path, enum attack how, uint64_t until, uint64_t *rng)
+{
+	static const char request[] = "*1\r\n$4\r\nPING\r\n";
+	struct iovec iov = { .iov_base = (void *)request, .iov_len = sizeof(request) - 1 };
+	struct tssx_segment seg;
+	int fd = connect_as_tssx_client(path);
+	int memfd = good_handshake(fd, &seg);
+	char buf[4096];
+
+	while (now_ms() < until) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+		/* Requests through the ring, so that the server reads while
+		 * its control words change under it. */
+		(void)tssx_ring_write(&seg.ring[TSSX_C2S], &iov, 1);
+		if (how == PUNCH_HOLES)
+			(void)fallocate(memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)seg.size);
+		else
+			scribble(&seg, how, rng);
+		(void)send(fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (poll(&pfd, 1, 1) > 0 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+			break; /* dropped */
+	}
+	tssx_segment_detach(&seg);
+	close(memfd);
+	close(fd);
+}
+
+static void attack(const char *path, unsigned seconds)
+{
+	uint64_t end = now_ms() + seconds * 1000ull, rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+	unsigned connections = 0;
+
+	for (enum attack how = 0; now_ms() < end; how = (how + 1) % ATTACKS, connections++) {
+		uint64_t until = now_ms() + 100;
+
+		attack_connection(path, how, until < end ? until : end, &rng);
+	}
+	printf("attack: %u connections in %u s\n", connections, seconds);
 }
 
 int main(int argc, char **argv)
@@ -130,8 +267,13 @@ int main(int argc, char **argv)
 	ssize_t n;
 	int fd;
 
+	if (argc == 4 && !strcmp(argv[1], "attack")) {
+		attack(argv[3], (unsigned)atoi(argv[2]));
+		return 0;
+	}
 	if (argc != 3)
-		die("usage: tssx-forge magic|version|nofd|unsealed|short|indices|bypass PATH");
+		die("usage: tssx-forge magic|version|nofd|unsealed|short|indices|bypass|fds|fdsplit|huge PATH\n"
+		    "       tssx-forge attack SECONDS PATH");
 	fd = connect_as_tssx_client(argv[2]);
 	forge(fd, argv[1]);
 	/* The server drops us: EOF, or a reset. */

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# redis-hostile.sh WITH_REGISTRY REGISTRYFS LIBTSSX TSSX_FORGE
+#
+# A preloaded redis-server keeps answering a plain redis-cli while a hostile
+# TSSX client (tssx-forge attack) spoils the segments of its connections
+# one way after another: control words held at 1 and at ~0 (lock words,
+# waiting flags, the waiters word, shut flags), random words, counters
+# racing while the server reads, the memfd's pages punched out.  And after
+# the attacker left, plain and preloaded clients are served alike.  The
+# bound on each answer is generous (a hang guard, not a speed check).
+NAME=redis-hostile
+forge=$4
+source "$(dirname "$0")/lib.sh"
+need redis-server redis-server
+need redis-cli redis-tools
+
+# A server hung in a spin ignores SIGTERM: the cleanup's stop would hang.
+hostile_fail() {
+	kill -KILL "$server_pid" 2>/dev/null || true
+	fail "$@"
+}
+
+sock=$work/redis.sock
+"${preloaded[@]}" redis-server --port 0 --unixsocket "$sock" --save '' --appendonly no \
+	--dir "$work" --logfile '' >"$work/server.log" 2>&1 &
+server_pid=$!
+for ((i = 0; i < 200; i++)); do
+	[[ -S $sock ]] && redis-cli -s "$sock" ping 2>/dev/null | grep -qx PONG && break
+	kill -0 "$server_pid" 2>/dev/null || hostile_fail "redis-server exited"
+	sleep 0.05
+done
+
+# ping: one plain request answered within the guard
+ping() {
+	[[ $(timeout -s KILL 10 redis-cli -s "$sock" ping 2>>"$work/clients.log") == PONG ]]
+}
+
+timeout -s KILL 60 "$forge" attack 4 "$sock" >"$work/attack.out" 2>/dev/null &
+attacker=$!
+answered=0
+while kill -0 "$attacker" 2>/dev/null; do
+	ping || hostile_fail "no answer to a plain client during the attack"
+	answered=$((answered + 1))
+done
+wait "$attacker" || hostile_fail "the attacker failed"
+((answered > 0)) || hostile_fail "no request during the attack"
+for ((i = 0; i < 5; i++)); do
+	ping || hostile_fail "no answer to a plain client after the attack"
+done
+[[ $(timeout -s KILL 10 "${preloaded[@]}" redis-cli -s "$sock" ping 2>>"$work/clients.log") == PONG ]] ||
+	hostile_fail "no answer to a preloaded client after the attack"
+grep -q 'shared memory, client' "$work/clients.log" || hostile_fail "the preloaded client did not use shared memory"
+grep -q 'TSSX connection failed' "$work/server.log" || hostile_fail "the server noticed no attack"
+echo "redis-hostile: $answered answers during the attack, $(cat "$work/attack.out")"
