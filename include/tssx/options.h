@@ -6,6 +6,7 @@
  *   TSSX_INCLUDE=PATTERNS   only these socket names (fnmatch, ':'-separated)
  *   TSSX_EXCLUDE=PATTERNS   never these (wins over include)
  *   TSSX_RING_SIZE=N[K|M|G] capacity of each ring, power of two (default 1M)
+ *   TSSX_RING_MAX=N[K|M|G]  largest ring a peer's hello may ask for (default 16M)
  *   TSSX_SPIN_NS=N          spin budget before sleeping (default 20000)
  *   TSSX_LOG=LEVEL          none|error|warn|info|debug (default warn)
  *
@@ -27,6 +28,7 @@ struct tssx_options {
 	char include[TSSX_PATTERNS_MAX]; /* empty: everything */
 	char exclude[TSSX_PATTERNS_MAX];
 	uint64_t ring_size;
+	uint64_t ring_max; /* a hello asking for larger rings is refused */
 	uint64_t spin_ns;
 	int log_level;
 };

@@ -203,27 +203,51 @@ int tssx_conn_fail(struct tssx_conn *conn, int fd, int error, const char *why)
 	return -atomic_load(&conn->error);
 }
 
-/* Takes the memfd out of the hello's control message; -1 if there is none
- * or the peer sent more than one fd (the kernel dropped the rest). */
-static int hello_memfd(struct msghdr *msg)
+/* The most fds one SCM_RIGHTS message carries (the kernel's SCM_MAX_FD):
+ * room for all of them, so that every fd a hostile hello sends arrives
+ * here, where it is closed, instead of staying open unseen. */
+#define HELLO_FDS_MAX 253
+
+/*
+ * Takes the fds out of the hello's control messages, whatever their
+ * layout: one fd in one message is the memfd (returned, *count 1); every
+ * other fd is closed and *count says how many there were (the kernel
+ * closed those that did not fit, MSG_CTRUNC).  Returns -1 without a memfd.
+ */
+static int hello_memfd(struct msghdr *msg, int *count)
 {
-	struct cmsghdr *cmsg = CMSG_FIRSTHDR(msg);
 	int memfd = -1;
 
-	if (cmsg && cmsg->cmsg_level == SOL_SOCKET && cmsg->cmsg_type == SCM_RIGHTS &&
-	    cmsg->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(&memfd, CMSG_DATA(cmsg), sizeof(int));
-	if (memfd >= 0 && (msg->msg_flags & MSG_CTRUNC)) {
+	*count = 0;
+	for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(msg); cmsg; cmsg = CMSG_NXTHDR(msg, cmsg)) {
+		size_t n;
+
+		if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int received;
+
+			memcpy(&received, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+			if (++*count == 1)
+				memfd = received;
+			else
+				TSSX_REAL(close)(received);
+		}
+	}
+	if (msg->msg_flags & MSG_CTRUNC)
+		*count = HELLO_FDS_MAX + 1;
+	if (*count > 1 && memfd >= 0) {
 		TSSX_REAL(close)(memfd);
 		memfd = -1;
 	}
 	return memfd;
 }
 
-static ssize_t receive_hello(int fd, struct tssx_hello *hello, int *memfd, int timeout_ms)
+static ssize_t receive_hello(int fd, struct tssx_hello *hello, int *memfd, int *fds, int timeout_ms)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(HELLO_FDS_MAX * sizeof(int))];
 		struct cmsghdr align;
 	} control;
 	struct iovec iov = { .iov_base = hello, .iov_len = sizeof(*hello) };
@@ -250,36 +274,73 @@ static ssize_t receive_hello(int fd, struct tssx_hello *hello, int *memfd, int t
 		if (ready <= 0)
 			return ready < 0 ? -errno : -EAGAIN;
 	}
-	*memfd = hello_memfd(&msg);
+	*memfd = hello_memfd(&msg, fds);
 	return n;
+}
+
+/* Reads and checks the hello, maps the segment.  Called under the lock. */
+/* The hello's checks beyond its own fields: what this process accepts. */
+static int hello_acceptable(const struct tssx_hello *hello, int memfd, int fds, char *why, size_t size)
+{
+	if (fds > HELLO_FDS_MAX)
+		snprintf(why, size, "hello with more than %d fds", HELLO_FDS_MAX);
+	else if (fds > 1)
+		snprintf(why, size, "hello with %d fds", fds);
+	else if (memfd < 0)
+		snprintf(why, size, "hello without a segment");
+	else if (hello->ring_capacity[TSSX_C2S] > tssx_opts.ring_max ||
+		 hello->ring_capacity[TSSX_S2C] > tssx_opts.ring_max)
+		snprintf(why, size, "rings larger than TSSX_RING_MAX (%llu/%llu bytes, at most %llu)",
+			 (unsigned long long)hello->ring_capacity[TSSX_C2S],
+			 (unsigned long long)hello->ring_capacity[TSSX_S2C],
+			 (unsigned long long)tssx_opts.ring_max);
+	else
+		return 0;
+	return -EPROTO;
+}
+
+/* What a failed tssx_segment_attach() tells the log and the program: the
+ * peer's fault (EPROTO) or this process's limits (mmap's errno). */
+static int attach_failure(int ret, char *why, size_t size)
+{
+	if (ret == -EPERM)
+		snprintf(why, size, "segment not sealed");
+	else if (ret == -EINVAL)
+		snprintf(why, size, "segment does not match the hello");
+	else {
+		snprintf(why, size, "cannot map the segment");
+		return ret;
+	}
+	return -EPROTO;
 }
 
 /* Reads and checks the hello, maps the segment.  Called under the lock. */
 static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 {
 	struct tssx_hello raw, hello;
-	const char *why = "bad hello";
-	int memfd = -1, ret;
+	const char *reason = "bad hello";
+	char why[128];
+	int memfd = -1, fds = 0, ret;
 	ssize_t n;
 
-	n = receive_hello(fd, &raw, &memfd, timeout_ms);
+	n = receive_hello(fd, &raw, &memfd, &fds, timeout_ms);
 	if (n == -EAGAIN || n == -EINTR)
 		return (int)n;
 	if (n <= 0)
 		return tssx_conn_fail(conn, fd, ECONNRESET, n == 0 ? "peer closed before its hello" : "no hello");
-	ret = tssx_hello_parse(&raw, (size_t)n, &hello, &why);
-	if (ret == 0 && memfd < 0) {
-		ret = -EPROTO;
-		why = "hello without a segment";
-	}
+	ret = tssx_hello_parse(&raw, (size_t)n, &hello, &reason);
+	snprintf(why, sizeof(why), "%s", reason);
+	if (ret == 0)
+		ret = hello_acceptable(&hello, memfd, fds, why, sizeof(why));
 	if (ret == 0) {
 		ret = tssx_segment_attach(&conn->seg, memfd, &hello);
-		why = ret == -EPERM ? "segment not sealed" : "segment does not match the hello";
+		if (ret < 0)
+			ret = attach_failure(ret, why, sizeof(why));
 	}
 	if (memfd >= 0)
 		TSSX_REAL(close)(memfd);
 	if (ret < 0)
-		return tssx_conn_fail(conn, fd, EPROTO, why);
+		return tssx_conn_fail(conn, fd, -ret, why);
 	atomic_fetch_add(&conn->sock_received, (uint64_t)n);
 	conn_ready(conn, fd);
 	return 0;

@@ -18,6 +18,9 @@
 #include "tssx/ring.h"
 
 #define DEFAULT_RING_SIZE (1u << 20)
+/* Rings a hello may ask for: 16 times the default, 32 MiB of address
+ * space per connection at most. */
+#define DEFAULT_RING_MAX (16u << 20)
 #define DEFAULT_SPIN_NS 20000
 #define MAX_SPIN_NS 1000000000ull /* one second: more is surely a typo */
 
@@ -104,6 +107,16 @@ static bool parse_ring_size(const char *value, struct tssx_options *opts)
 	return true;
 }
 
+static bool parse_ring_max(const char *value, struct tssx_options *opts)
+{
+	uint64_t size;
+
+	if (!parse_number(value, true, &size) || size < TSSX_RING_MIN_CAPACITY || size > TSSX_RING_MAX_CAPACITY)
+		return false;
+	opts->ring_max = size;
+	return true;
+}
+
 static bool parse_spin_ns(const char *value, struct tssx_options *opts)
 {
 	uint64_t ns;
@@ -150,6 +163,7 @@ static const struct variable variables[] = {
 	{ "TSSX_EXCLUDE", parse_exclude, "patterns too long", "none" },
 	{ "TSSX_RING_SIZE", parse_ring_size,
 	  "expected a power of two from 4K to 1G, with an optional K, M or G", "1M" },
+	{ "TSSX_RING_MAX", parse_ring_max, "expected a size from 4K to 1G, with an optional K, M or G", "16M" },
 	{ "TSSX_SPIN_NS", parse_spin_ns, "expected nanoseconds from 0 to 1000000000", "20000" },
 	{ "TSSX_LOG", parse_log, "expected none, error, warn, info, debug or 0 to 4", "warn" },
 };
@@ -159,6 +173,7 @@ static void set_defaults(struct tssx_options *opts)
 	memset(opts, 0, sizeof(*opts));
 	copy_value(TSSX_DEFAULT_REGISTRY, opts->registry, sizeof(opts->registry));
 	opts->ring_size = DEFAULT_RING_SIZE;
+	opts->ring_max = DEFAULT_RING_MAX;
 	opts->spin_ns = DEFAULT_SPIN_NS;
 	opts->log_level = TSSX_LOG_WARN;
 }

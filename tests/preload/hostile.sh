@@ -53,13 +53,13 @@ settle() {
 }
 
 start_echo_server yes "$work/server.log" "$sock" --clients 0
-for round in warm-up counted; do
-	for ((i = 0; i < (round == warm-up ? 50 : 1000); i++)); do
+for connects in 50 1000; do
+	for ((i = 0; i < connects; i++)); do
 		"${guard[@]}" "$tools/tssx-forge" "${cases[i % ${#cases[@]}]}" "$sock" >"$work/forge.log" 2>&1 ||
 			fail "connect $i (${cases[i % ${#cases[@]}]}): the forger was not dropped"
 	done
 	settle "$server_pid"
-	if [[ $round == warm-up ]]; then
+	if ((connects == 50)); then
 		before=$(counts "$server_pid")
 	else
 		after=$(counts "$server_pid")
@@ -81,3 +81,21 @@ with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 1M >"$w
 	fail "a good client failed after the attack"
 check_shm "$work/client.log" 1048576
 kill -0 "$server_pid" || fail "the server died under the attack"
+
+# Out of address space: a server that cannot map a segment fails that
+# connection with ENOMEM and says so; a client that cannot create one
+# stays on the plain socket and says so.
+kill -KILL "$server_pid"
+limited=(bash -c 'ulimit -v 400000 && exec "$@"' limited)
+spawn yes "$work/server.log" TSSX_RING_MAX=256M "${limited[@]}" "$tools/tssx-echo" server "$sock" --clients 2
+server_pid=$spawned
+wait_for_line "$work/server.log" "server: listening"
+with_preload yes env TSSX_RING_SIZE=256M "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 64K \
+	>"$work/client.log" 2>&1 && fail "a segment the server cannot map carried a connection"
+grep -q "TSSX connection failed: cannot map the segment (Cannot allocate memory)" "$work/server.log" ||
+	fail "no clear log line for a segment the server cannot map"
+with_preload yes env TSSX_RING_SIZE=256M "${limited[@]}" "${guard[@]}" "$tools/tssx-echo" client "$sock" \
+	--bytes 64K >"$work/client.log" 2>&1 || fail "a client that cannot map its segment did not stay plain"
+check_plain "$work/client.log"
+grep -q "mmap of a .*-byte segment: Cannot allocate memory" "$work/client.log" ||
+	fail "no clear log line for a segment the client cannot map"

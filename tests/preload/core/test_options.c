@@ -55,6 +55,7 @@ static void assert_defaults(const struct tssx_options *opts)
 	assert_string_equal(opts->include, "");
 	assert_string_equal(opts->exclude, "");
 	assert_int_equal(opts->ring_size, 1 << 20);
+	assert_int_equal(opts->ring_max, 16 << 20);
 	assert_int_equal(opts->spin_ns, 20000);
 	assert_int_equal(opts->log_level, TSSX_LOG_WARN);
 }
@@ -151,6 +152,18 @@ static void test_ring_size(void **state)
 		assert_rejected("TSSX_RING_SIZE", bad[i]);
 }
 
+static void test_ring_max(void **state)
+{
+	assert_int_equal(parse_one("TSSX_RING_MAX", "4K").ring_max, 4096);
+	assert_int_equal(parse_one("TSSX_RING_MAX", "3M").ring_max, 3 << 20);
+	assert_int_equal(parse_one("TSSX_RING_MAX", "1G").ring_max, 1 << 30);
+	assert_int_equal(warnings, 0);
+	assert_rejected("TSSX_RING_MAX", "4095");
+	assert_rejected("TSSX_RING_MAX", "2G");
+	assert_rejected("TSSX_RING_MAX", "0");
+	assert_rejected("TSSX_RING_MAX", "big");
+}
+
 static void test_spin_ns(void **state)
 {
 	assert_int_equal(parse_one("TSSX_SPIN_NS", "0").spin_ns, 0);
@@ -241,6 +254,7 @@ int main(void)
 		cmocka_unit_test(test_registry),
 		cmocka_unit_test(test_patterns_too_long),
 		cmocka_unit_test(test_ring_size),
+		cmocka_unit_test(test_ring_max),
 		cmocka_unit_test(test_spin_ns),
 		cmocka_unit_test(test_log),
 		cmocka_unit_test(test_several_warnings),
