@@ -10,7 +10,8 @@
 #include <stdint.h>
 
 #define TSSX_HELLO_MAGIC 0x58535354u /* "TSSX" */
-#define TSSX_PROTOCOL_VERSION 1u
+/* 2: the lock words left the control blocks (side_lock.h). */
+#define TSSX_PROTOCOL_VERSION 2u
 
 enum { TSSX_C2S = 0, TSSX_S2C = 1 };
 

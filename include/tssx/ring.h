@@ -9,8 +9,9 @@
  * every counter read from shared memory is checked: a peer that corrupts
  * them makes the calls return -EPROTO, never an out-of-bounds access.
  *
- * Several producers (threads, forked processes) serialise on
- * producer_lock; several consumers on consumer_lock (tssx_ring_lock()).
+ * Several producers (threads, forked processes) serialise on a lock of
+ * their own process (side_lock.h), never in the shared segment; so do
+ * several consumers.
  */
 #ifndef TSSX_RING_H
 #define TSSX_RING_H
@@ -38,13 +39,11 @@ struct tssx_ring_ctl {
 	 */
 	alignas(TSSX_CACHELINE) _Atomic uint64_t tail;
 	_Atomic uint32_t reader_waiting; /* consumer sleeps for data */
-	_Atomic uint32_t producer_lock;
 	_Atomic uint32_t write_shut;     /* producer did shutdown(SHUT_WR) */
 
 	/* Consumer's line: the mirror image. */
 	alignas(TSSX_CACHELINE) _Atomic uint64_t head;
 	_Atomic uint32_t writer_waiting; /* producer sleeps for space */
-	_Atomic uint32_t consumer_lock;
 	/* On the rx ring of each end: the thread id of the one sleeper that
 	 * owns this end's doorbells (conn/stream.c), 0 when none. */
 	_Atomic uint32_t waiters;
@@ -115,9 +114,5 @@ ssize_t tssx_ring_arm_reader(struct tssx_ring *ring);
 bool tssx_ring_take_reader_wakeup(struct tssx_ring *ring);
 ssize_t tssx_ring_arm_writer(struct tssx_ring *ring);
 bool tssx_ring_take_writer_wakeup(struct tssx_ring *ring);
-
-/* Spin lock for several producers or consumers of one side. */
-void tssx_ring_lock(_Atomic uint32_t *lock);
-void tssx_ring_unlock(_Atomic uint32_t *lock);
 
 #endif

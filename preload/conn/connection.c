@@ -66,6 +66,12 @@ static struct tssx_conn *conn_new(int fd, bool server)
 
 	if (!conn)
 		return NULL;
+	conn->locks = tssx_side_locks_create();
+	if (!conn->locks) {
+		tssx_log(TSSX_LOG_ERROR, "no page for a connection's locks: %m");
+		free(conn);
+		return NULL;
+	}
 	conn->obj.kind = TSSX_FD_CONN;
 	atomic_init(&conn->obj.refs, 1);
 	conn->server = server;
@@ -77,6 +83,7 @@ static struct tssx_conn *conn_new(int fd, bool server)
 static void conn_free(struct tssx_conn *conn)
 {
 	tssx_segment_detach(&conn->seg);
+	tssx_side_locks_destroy(conn->locks);
 	pthread_mutex_destroy(&conn->handshake_lock);
 	free(conn);
 }

@@ -19,6 +19,7 @@
 #include "conn/fd_table.h"
 #include "tssx/hello.h"
 #include "tssx/segment.h"
+#include "tssx/side_lock.h"
 
 /* Client sockets are bound to "\0" TSSX_CLIENT_PREFIX "PID.COUNTER.RANDOM". */
 #define TSSX_CLIENT_PREFIX "tssx-v1."
@@ -45,6 +46,9 @@ struct tssx_conn {
 	uint32_t armed_while_pending;
 	struct tssx_segment seg;
 	struct tssx_ring *rx, *tx;
+	/* tx's writers and rx's readers of this process and its forks, in
+	 * memory the peer cannot write (side_lock.h). */
+	struct tssx_side_locks *locks;
 	/* Statistics of this process, for the log line at close. */
 	_Atomic uint64_t ring_sent, ring_received, sock_sent, sock_received;
 };

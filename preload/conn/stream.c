@@ -324,11 +324,11 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 	for (;;) {
 		ssize_t n;
 
-		tssx_ring_lock(&conn->tx->ctl->producer_lock);
+		tssx_side_lock(&conn->locks->producer);
 		n = ring_transfer(conn->tx, true, iov, iovcnt, done, false);
 		if (n > 0)
 			stat_add(&conn->ring_sent, (uint64_t)n);
-		tssx_ring_unlock(&conn->tx->ctl->producer_lock);
+		tssx_side_unlock(&conn->locks->producer);
 		if (n < 0)
 			return done ? (ssize_t)done : ring_broken(conn, fd);
 		done += (size_t)n;
@@ -373,11 +373,11 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 	for (;;) {
 		ssize_t n;
 
-		tssx_ring_lock(&conn->rx->ctl->consumer_lock);
+		tssx_side_lock(&conn->locks->consumer);
 		n = ring_transfer(conn->rx, false, iov, iovcnt, done, peek);
 		if (n > 0 && !peek)
 			stat_add(&conn->ring_received, (uint64_t)n);
-		tssx_ring_unlock(&conn->rx->ctl->consumer_lock);
+		tssx_side_unlock(&conn->locks->consumer);
 		if (n < 0)
 			return done ? (ssize_t)done : ring_broken(conn, fd);
 		done += (size_t)n;

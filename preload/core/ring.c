@@ -6,7 +6,7 @@
  * release-stores tail; the consumer acquire-loads tail before copying them
  * out, copies, and then release-stores head; the producer acquire-loads
  * head before overwriting the space head gave back.  Everything else
- * (flags, locks) is documented where it happens.
+ * (flags) is documented where it happens.
  *
  * The peer shares the control block and may write anything into it at any
  * time.  Every counter loaded from shared memory is checked against the
@@ -15,7 +15,6 @@
  * peer can do is -EPROTO or garbage bytes, never an access outside the ring.
  */
 #include <errno.h>
-#include <sched.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -27,8 +26,6 @@ _Static_assert(sizeof(struct tssx_ring_ctl) == 2 * TSSX_CACHELINE,
 _Static_assert(offsetof(struct tssx_ring_ctl, head) == TSSX_CACHELINE,
 	       "head must start the consumer's cache line");
 
-/* Spins before tssx_ring_lock() starts yielding the CPU to the holder. */
-#define LOCK_SPINS 256
 /* Attempts at a consistent (head, tail) pair while siblings and the peer
  * move both counters; a peer scribbling for longer than this is hostile. */
 #define SNAPSHOT_TRIES 64
@@ -45,11 +42,9 @@ void tssx_ring_ctl_init(struct tssx_ring_ctl *ctl)
 	 * orders these stores before anything the peer can see. */
 	atomic_store_explicit(&ctl->tail, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->writer_waiting, 0, memory_order_relaxed);
-	atomic_store_explicit(&ctl->producer_lock, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->write_shut, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->head, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->reader_waiting, 0, memory_order_relaxed);
-	atomic_store_explicit(&ctl->consumer_lock, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->waiters, 0, memory_order_relaxed);
 }
 
@@ -324,32 +319,4 @@ ssize_t tssx_ring_arm_writer(struct tssx_ring *ring)
 bool tssx_ring_take_writer_wakeup(struct tssx_ring *ring)
 {
 	return take_wakeup(&ring->ctl->writer_waiting);
-}
-
-/*
- * Test-and-test-and-set: the exchange's acquire pairs with the release in
- * tssx_ring_unlock(), so the previous holder's counter and data stores are
- * visible to the next.  Waiters spin on a plain load (no cache-line
- * ping-pong), then yield so a preempted holder on the same CPU can finish.
- */
-void tssx_ring_lock(_Atomic uint32_t *lock)
-{
-	unsigned spins = 0;
-
-	while (atomic_exchange_explicit(lock, 1, memory_order_acquire)) {
-		while (atomic_load_explicit(lock, memory_order_relaxed)) {
-			if (++spins < LOCK_SPINS) {
-				tssx_cpu_relax();
-			} else {
-				sched_yield();
-				spins = 0;
-			}
-		}
-	}
-}
-
-void tssx_ring_unlock(_Atomic uint32_t *lock)
-{
-	/* Release pairs with the acquire in tssx_ring_lock(). */
-	atomic_store_explicit(lock, 0, memory_order_release);
 }

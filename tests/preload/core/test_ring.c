@@ -20,6 +20,7 @@
 #include "tssx/log.h"
 #include "tssx/ring.h"
 #include "tssx/segment.h"
+#include "tssx/side_lock.h"
 
 #define CAP TSSX_RING_MIN_CAPACITY
 
@@ -248,41 +249,6 @@ static void test_wakeup_flags(void **state)
 	assert_int_equal(tssx_ring_arm_writer(&f->ring), 1);
 }
 
-/* ---- the lock ---- */
-
-#define LOCK_ROUNDS 200000
-
-struct locked_counter {
-	_Atomic uint32_t lock;
-	uint64_t value; /* plain: only the lock protects it */
-};
-
-static void *count_under_lock(void *arg)
-{
-	struct locked_counter *c = arg;
-
-	for (int i = 0; i < LOCK_ROUNDS; i++) {
-		tssx_ring_lock(&c->lock);
-		c->value++;
-		tssx_ring_unlock(&c->lock);
-	}
-	return NULL;
-}
-
-static void test_lock(void **state)
-{
-	struct locked_counter c = { 0 };
-	pthread_t t[3];
-
-	for (int i = 0; i < 3; i++)
-		assert_int_equal(pthread_create(&t[i], NULL, count_under_lock, &c), 0);
-	count_under_lock(&c);
-	for (int i = 0; i < 3; i++)
-		pthread_join(t[i], NULL);
-	assert_int_equal(c.value, 4 * LOCK_ROUNDS);
-	assert_int_equal(c.lock, 0);
-}
-
 /* ---- several producers, each with its own view, serialised by the lock ---- */
 
 #define PRODUCERS 3
@@ -296,6 +262,7 @@ struct record {
 
 struct producer_arg {
 	struct tssx_ring view; /* like a forked process: its own stale caches */
+	struct tssx_side_locks *locks;
 	uint32_t id;
 };
 
@@ -308,17 +275,16 @@ static uint32_t record_check(uint32_t producer, uint64_t seq)
 static void *produce_records(void *arg)
 {
 	struct producer_arg *p = arg;
-	struct tssx_ring_ctl *ctl = p->view.ctl;
 
 	for (uint64_t seq = 0; seq < RECORDS;) {
 		struct record rec = { p->id, record_check(p->id, seq), seq };
 		struct iovec iov = { &rec, sizeof(rec) };
 		ssize_t n = 0;
 
-		tssx_ring_lock(&ctl->producer_lock);
+		tssx_side_lock(&p->locks->producer);
 		if (tssx_ring_writable(&p->view) >= (ssize_t)sizeof(rec))
 			n = tssx_ring_write(&p->view, &iov, 1);
-		tssx_ring_unlock(&ctl->producer_lock);
+		tssx_side_unlock(&p->locks->producer);
 		if (n < 0)
 			return (void *)(intptr_t)n;
 		if (n == (ssize_t)sizeof(rec))
@@ -335,11 +301,14 @@ static void test_several_producers(void **state)
 	struct producer_arg args[PRODUCERS];
 	uint64_t next[PRODUCERS] = { 0 };
 	pthread_t threads[PRODUCERS];
+	struct tssx_side_locks *locks = tssx_side_locks_create();
 	struct tssx_ring reader;
 
+	assert_non_null(locks);
 	tssx_ring_attach(&reader, &f->ctl, f->data, CAP);
 	for (uint32_t i = 0; i < PRODUCERS; i++) {
 		args[i].id = i;
+		args[i].locks = locks;
 		tssx_ring_attach(&args[i].view, &f->ctl, f->data, CAP);
 		assert_int_equal(pthread_create(&threads[i], NULL, produce_records, &args[i]), 0);
 	}
@@ -366,6 +335,7 @@ static void test_several_producers(void **state)
 		assert_null(ret);
 	}
 	assert_int_equal(tssx_ring_readable(&reader), 0);
+	tssx_side_locks_destroy(locks);
 }
 
 /* ---- streams: a producer and a consumer with doorbells on a socketpair ---- */
@@ -541,7 +511,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_head_backwards, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_own_counter_corrupted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wakeup_flags, setup, teardown),
-		cmocka_unit_test(test_lock),
 		cmocka_unit_test_setup_teardown(test_several_producers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
 		cmocka_unit_test(test_two_processes),

@@ -1,0 +1,58 @@
+/*
+ * Exclusion among the writers (or the readers) of one end of a connection:
+ * the threads of this process and its forked children (docs/data-path.md,
+ * "Several writers or readers").
+ *
+ * The lock words live in a page of their own that this process maps
+ * MAP_SHARED | MAP_ANONYMOUS: fork() shares it with the children, the peer
+ * never sees it, so no peer can hold a lock of ours.  A word holds the
+ * holder's process and thread id; a waiter that finds the holder dead (a
+ * sibling killed in the middle of a copy) takes the lock over.  The ring's
+ * counters are published only after a copy, so a holder that died left
+ * the ring as it was before its call.
+ */
+#ifndef TSSX_SIDE_LOCK_H
+#define TSSX_SIDE_LOCK_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "macros.h"
+
+/* One page per connection per process.  Each word on a line of its own:
+ * a writer and a reader of one end do not share a cache line. */
+struct tssx_side_locks {
+	alignas(TSSX_CACHELINE) _Atomic uint64_t producer; /* the tx ring's writers */
+	alignas(TSSX_CACHELINE) _Atomic uint64_t consumer; /* the rx ring's readers */
+};
+
+/* Maps a fresh, unlocked page; NULL with errno set when mmap fails. */
+struct tssx_side_locks *tssx_side_locks_create(void);
+void tssx_side_locks_destroy(struct tssx_side_locks *locks);
+
+/* The calling thread as a lock word: process id << 32 | thread id, cached
+ * per thread (reset in a fork()ed child). */
+uint64_t tssx_side_lock_self(void);
+
+void tssx_side_lock_slow(_Atomic uint64_t *lock, uint64_t self);
+
+/* Acquire pairs with the release in tssx_side_unlock(): the previous
+ * holder's counter and data stores are visible to the next holder. */
+static inline void tssx_side_lock(_Atomic uint64_t *lock)
+{
+	uint64_t self = tssx_side_lock_self(), free = 0;
+
+	if (likely(atomic_compare_exchange_strong_explicit(lock, &free, self, memory_order_acquire,
+							   memory_order_relaxed)))
+		return;
+	tssx_side_lock_slow(lock, self);
+}
+
+static inline void tssx_side_unlock(_Atomic uint64_t *lock)
+{
+	/* Release pairs with the acquire in tssx_side_lock(). */
+	atomic_store_explicit(lock, 0, memory_order_release);
+}
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * The side locks: exclusion among threads and forked processes, and a
+ * holder that died holding the lock is taken over.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "tssx/side_lock.h"
+
+#define LOCK_ROUNDS 200000
+
+/* In a shared page of its own, like the locks: forked children count too. */
+struct counted {
+	struct tssx_side_locks *locks;
+	uint64_t *value; /* plain: only the lock protects it */
+};
+
+static void *count_under_lock(void *arg)
+{
+	struct counted *c = arg;
+
+	for (int i = 0; i < LOCK_ROUNDS; i++) {
+		tssx_side_lock(&c->locks->producer);
+		++*c->value;
+		tssx_side_unlock(&c->locks->producer);
+	}
+	return NULL;
+}
+
+static void test_threads_and_forks(void **state)
+{
+	struct counted c = { tssx_side_locks_create(), NULL };
+	pthread_t t[2];
+	pid_t child;
+	int status;
+
+	(void)state;
+	c.value = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_non_null(c.locks);
+	assert_true(c.value != MAP_FAILED);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		count_under_lock(&c);
+		_exit(0);
+	}
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, count_under_lock, &c), 0);
+	count_under_lock(&c);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(*c.value, 4 * LOCK_ROUNDS);
+	assert_int_equal(atomic_load(&c.locks->producer), 0);
+	munmap(c.value, sizeof(uint64_t));
+	tssx_side_locks_destroy(c.locks);
+}
+
+/* A forked sibling killed while it holds the lock: the next one in takes
+ * it over instead of spinning for good. */
+static void test_dead_holder(void **state)
+{
+	struct tssx_side_locks *locks = tssx_side_locks_create();
+	int ready[2];
+	pid_t child;
+	char c;
+
+	(void)state;
+	assert_non_null(locks);
+	assert_int_equal(pipe(ready), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		tssx_side_lock(&locks->consumer);
+		(void)!write(ready[1], "!", 1);
+		pause();
+		_exit(0);
+	}
+	assert_int_equal(read(ready[0], &c, 1), 1);
+	assert_int_equal(atomic_load(&locks->consumer) >> 32, (uint64_t)child);
+	kill(child, SIGKILL);
+	assert_int_equal(waitpid(child, NULL, 0), child);
+	tssx_side_lock(&locks->consumer);
+	assert_int_equal(atomic_load(&locks->consumer), tssx_side_lock_self());
+	tssx_side_unlock(&locks->consumer);
+	/* The other word never moved. */
+	assert_int_equal(atomic_load(&locks->producer), 0);
+	close(ready[0]);
+	close(ready[1]);
+	tssx_side_locks_destroy(locks);
+}
+
+/* A forked child is not its parent's thread. */
+static void test_self_after_fork(void **state)
+{
+	uint64_t parent = tssx_side_lock_self();
+	int pipefd[2];
+	uint64_t child_self;
+	pid_t child;
+
+	(void)state;
+	assert_int_equal(parent >> 32, (uint64_t)getpid());
+	assert_int_equal(pipe(pipefd), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		uint64_t self = tssx_side_lock_self();
+
+		(void)!write(pipefd[1], &self, sizeof(self));
+		_exit(0);
+	}
+	assert_int_equal(read(pipefd[0], &child_self, sizeof(child_self)), sizeof(child_self));
+	assert_int_equal(waitpid(child, NULL, 0), child);
+	assert_int_equal(child_self >> 32, (uint64_t)child);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_threads_and_forks),
+		cmocka_unit_test(test_dead_holder),
+		cmocka_unit_test(test_self_after_fork),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
