@@ -83,7 +83,7 @@ static void registry_once_fn(void)
 		.fd_kept = registry_fd_kept,
 		.fd_dropped = registry_fd_dropped,
 	};
-	int ret = tssx_registry_client_init(tssx_opts.registry, &hooks);
+	int ret = tssx_registry_client_init(tssx_opts.registry, tssx_opts.registry_timeout_ms, &hooks);
 
 	if (ret < 0)
 		log_debug("no registry at %s (%s): plain sockets", tssx_opts.registry, strerror(-ret));

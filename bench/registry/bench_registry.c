@@ -107,7 +107,8 @@ static socklen_t set_path(struct sockaddr_un *addr, const char *dir, const char 
 /* A listening socket with its server bit set: the entry to look up. */
 static int set_up(const char *registry, char *dir)
 {
-	int listener, claim, fd;
+	struct tssx_registry_claim *claim;
+	int listener, fd, error;
 
 	if (!mkdtemp(dir))
 		return -1;
@@ -121,10 +122,10 @@ static int set_up(const char *registry, char *dir)
 	    bind(listener, (struct sockaddr *)&existing, existing_len) < 0 || listen(listener, 1) < 0)
 		return -1;
 	close(fd);
-	if (tssx_registry_client_init(registry, NULL) < 0)
+	if (tssx_registry_client_init(registry, TSSX_REGISTRY_TIMEOUT_MS_DEFAULT, NULL) < 0)
 		return -1;
-	claim = tssx_registry_claim(&existing, existing_len, TSSX_BIT_SERVER);
-	if (claim < 0)
+	claim = tssx_registry_claim(&existing, existing_len, &error);
+	if (!claim || tssx_registry_claim_error(claim) < 0)
 		return -1;
 	/* Let the daemon's invalidations after the claim land first. */
 	for (int i = 0; i < 100 && lookup_existing() < 0; i++)

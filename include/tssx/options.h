@@ -3,6 +3,7 @@
  *
  *   TSSX_DISABLE=1          plain sockets everywhere
  *   TSSX_REGISTRY=DIR       registry mount point (default TSSX_DEFAULT_REGISTRY)
+ *   TSSX_REGISTRY_TIMEOUT=MS how long a call waits for the registry at most (50)
  *   TSSX_INCLUDE=PATTERNS   only these socket names (fnmatch, ':'-separated)
  *   TSSX_EXCLUDE=PATTERNS   never these (wins over include)
  *   TSSX_RING_SIZE=N[K|M|G] capacity of each ring, power of two (default 1M)
@@ -25,6 +26,7 @@
 struct tssx_options {
 	bool disabled;
 	char registry[PATH_MAX];
+	unsigned registry_timeout_ms;
 	char include[TSSX_PATTERNS_MAX]; /* empty: everything */
 	char exclude[TSSX_PATTERNS_MAX];
 	uint64_t ring_size;

@@ -1,12 +1,20 @@
 /*
- * The registry as the preload library uses it (docs/design.md §1-2).
+ * The registry as the preload library uses it (docs/design.md §1-2, docs/registry.md).
  *
  * Thread-safe.  Never calls the preload's wrappers: it opens and reads the
- * registry files with openat/pread/pwrite, which the preload does not
+ * registry files with openat/pread/pwrite/mmap, which the preload does not
  * interpose, and closes them through hooks->close.
  *
- * Any failure (no registry mounted, daemon dead, malformed entry) is an error
- * return; callers treat every error as "not TSSX" and stay on plain sockets.
+ * Bounded: a call that needs the daemon hands the work to a helper thread
+ * of the client and waits for it at most the bound given to init.  A
+ * daemon that is stopped or hung keeps that thread waiting in the kernel,
+ * not the application; the first call that runs out of time logs one
+ * warning, and until the thread is back every call that needs the daemon
+ * fails at once with -ETIMEDOUT.  A registry that is missing or dead is
+ * tried again a second later, or as soon as the mount table changes.
+ *
+ * Any failure is an error return; callers treat every error as "not TSSX"
+ * and stay on plain sockets.
  */
 #ifndef TSSX_REGISTRY_CLIENT_H
 #define TSSX_REGISTRY_CLIENT_H
@@ -17,40 +25,63 @@
 
 #include "registry_protocol.h"
 
+/* How long a call waits for the daemon at most, unless init says. */
+#define TSSX_REGISTRY_TIMEOUT_MS_DEFAULT 50
+
 struct tssx_registry_hooks {
 	/* The real close(2). */
 	int (*close)(int fd);
 	/* Told of every fd the client opens and keeps, and of every fd it is
 	 * about to close, so the preload can protect them from the
-	 * application (close-all-fds loops, dup2 onto them). May be NULL. */
+	 * application (close-all-fds loops, dup2 onto them). May be NULL.
+	 * Called with the client's lock held, from any thread. */
 	void (*fd_kept)(int fd);
 	void (*fd_dropped)(int fd);
 };
 
-/* Remembers the mount point. Returns 0, or -errno if it is not a registry
- * (-ENOTCONN; then every call fails fast, and checks again, so a registry
- * mounted later is found). Call once, before any other function. */
-int tssx_registry_client_init(const char *mountpoint, const struct tssx_registry_hooks *hooks);
+/* Remembers the mount point and the bound, and looks for the registry
+ * (waiting at most the bound).  Returns 0, or -errno if it is not a
+ * registry now (-ENOTCONN, -ENOENT, -ETIMEDOUT); the client then looks
+ * again later, so a registry mounted later is found.  Call once, before
+ * any other function. */
+int tssx_registry_client_init(const char *mountpoint, unsigned timeout_ms,
+			      const struct tssx_registry_hooks *hooks);
 
 /* Bits (0..3) currently shown for the socket address, or -errno (-ENOENT:
- * no entry).  Steady state costs no daemon round trip: one pread on a kept
- * fd, or a failed openat on a cached miss; a change made by another process
- * can show an instant late (the daemon's cache invalidation). */
+ * no entry).  Steady state costs no daemon round trip and no thread
+ * switch: mincore(2) and a load from a kept mapping of the entry, or a
+ * failed cache-only openat2(2) on a cached miss.  A change made by another
+ * process can show an instant late (the daemon's cache invalidation). */
 int tssx_registry_lookup(const struct sockaddr_un *addr, socklen_t len);
 
-/* Opens (creating) the entry O_RDWR|O_CLOEXEC and sets `bits` as this
- * handle's contribution.  Returns the fd, which the caller keeps as long as
- * the claim should hold and closes with the real close, or -errno (EPERM
- * when the registry refuses the claim). */
-int tssx_registry_claim(const struct sockaddr_un *addr, socklen_t len, unsigned bits);
+/* A server claim: the server bit of one address, held by the client for
+ * as long as the claim lives, and made again whenever a new registry is
+ * mounted (a restarted daemon). */
+struct tssx_registry_claim;
+
+/* Claims the server bit of the address.  Returns the claim, or NULL with
+ * *error set: -EINVAL (not a registry name), -ENOMEM, or the registry's
+ * refusal (-EPERM: not this process's socket; -ENOSPC, -EDQUOT: full).
+ * A registry that is missing, dead or too slow gives a claim that is not
+ * held yet (tssx_registry_claim_error() says why): the client makes it as
+ * soon as a registry answers. */
+struct tssx_registry_claim *tssx_registry_claim(const struct sockaddr_un *addr, socklen_t len,
+						int *error);
+
+/* 0 while the claim is held, else why not (-errno). */
+int tssx_registry_claim_error(const struct tssx_registry_claim *claim);
+
+/* Drops the claim: the server bit goes when no other handle holds it. */
+void tssx_registry_release(struct tssx_registry_claim *claim);
 
 /* Marks this process as a TSSX client of the address (client bit on a
- * kept read-write handle next to the cached one, until the process exits).
- * Best effort; returns 0 or -errno. */
+ * kept read-write handle, until the process exits or the cache evicts
+ * the entry).  Asynchronous and best effort: the helper thread sets it;
+ * returns 0, or -errno when it will not be set. */
 int tssx_registry_mark_client(const struct sockaddr_un *addr, socklen_t len);
 
 /* The application closed (or dup2'd over) an fd the client kept: forget it
- * without closing it. */
+ * without closing it.  A claim whose fd this was is no longer held. */
 void tssx_registry_forget_fd(int fd);
 
 #endif

@@ -15,6 +15,7 @@
 #include "tssx/log.h"
 #include "tssx/macros.h"
 #include "tssx/options.h"
+#include "tssx/registry_client.h"
 #include "tssx/ring.h"
 
 #define DEFAULT_RING_SIZE (1u << 20)
@@ -23,6 +24,7 @@
 #define DEFAULT_RING_MAX (16u << 20)
 #define DEFAULT_SPIN_NS 20000
 #define MAX_SPIN_NS 1000000000ull /* one second: more is surely a typo */
+#define MAX_REGISTRY_TIMEOUT_MS 10000 /* likewise: every call may wait this long */
 
 static bool word_in(const char *value, const char *const *words, size_t count)
 {
@@ -127,6 +129,16 @@ static bool parse_spin_ns(const char *value, struct tssx_options *opts)
 	return true;
 }
 
+static bool parse_registry_timeout(const char *value, struct tssx_options *opts)
+{
+	uint64_t ms;
+
+	if (!parse_number(value, false, &ms) || ms < 1 || ms > MAX_REGISTRY_TIMEOUT_MS)
+		return false;
+	opts->registry_timeout_ms = (unsigned)ms;
+	return true;
+}
+
 static bool parse_log(const char *value, struct tssx_options *opts)
 {
 	static const char *const names[] = {
@@ -159,6 +171,8 @@ static const struct variable variables[] = {
 	{ "TSSX_DISABLE", parse_disable, "expected 1, yes, true, on, 0, no, false or off", "0" },
 	{ "TSSX_REGISTRY", parse_registry, "expected an absolute path shorter than PATH_MAX",
 	  TSSX_DEFAULT_REGISTRY },
+	{ "TSSX_REGISTRY_TIMEOUT", parse_registry_timeout,
+	  "expected milliseconds from 1 to 10000", "50" },
 	{ "TSSX_INCLUDE", parse_include, "patterns too long", "every socket" },
 	{ "TSSX_EXCLUDE", parse_exclude, "patterns too long", "none" },
 	{ "TSSX_RING_SIZE", parse_ring_size,
@@ -175,6 +189,7 @@ static void set_defaults(struct tssx_options *opts)
 	opts->ring_size = DEFAULT_RING_SIZE;
 	opts->ring_max = DEFAULT_RING_MAX;
 	opts->spin_ns = DEFAULT_SPIN_NS;
+	opts->registry_timeout_ms = TSSX_REGISTRY_TIMEOUT_MS_DEFAULT;
 	opts->log_level = TSSX_LOG_WARN;
 }
 

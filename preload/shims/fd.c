@@ -35,7 +35,7 @@ static void release_slot(int fd)
 		tssx_conn_put(tssx_conn_of(obj), fd);
 		break;
 	case TSSX_FD_LISTENER:
-		tssx_listener_release((struct tssx_listener *)obj, fd);
+		tssx_listener_release((struct tssx_listener *)obj);
 		break;
 	case TSSX_FD_REGISTRY:
 		tssx_registry_forget_fd(fd);
@@ -64,10 +64,7 @@ static int share_fd(int old_fd, int new_fd)
 {
 	struct tssx_fd_object *obj = tssx_table_get(old_fd);
 
-	if (likely(!obj) || obj->kind == TSSX_FD_REGISTRY ||
-	    (obj->kind == TSSX_FD_LISTENER &&
-	     atomic_load(&((struct tssx_listener *)obj)->claim_fd) == old_fd) ||
-	    tssx_foreign_process())
+	if (likely(!obj) || obj->kind == TSSX_FD_REGISTRY || tssx_foreign_process())
 		return new_fd;
 	atomic_fetch_add(&obj->refs, 1);
 	if (tssx_table_set(new_fd, obj) < 0) {

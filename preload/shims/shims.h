@@ -9,12 +9,12 @@
 #include "conn/stream.h"
 #include "conn/fd_table.h"
 
-/* A listening socket: the registry claim it holds while it lives.  The
- * claim fd's table slot points here too, so that an application closing
- * it (close-all loops) only drops the claim. */
+/* A listening socket: the registry claim it holds while it lives (the
+ * registry client keeps the claim's fd, and makes it again after a
+ * restart of the daemon). */
 struct tssx_listener {
 	struct tssx_fd_object obj;
-	_Atomic int claim_fd; /* -1: no claim */
+	struct tssx_registry_claim *claim; /* NULL: none */
 };
 
 /* The wrappers' way of returning an internal result: -errno sets errno. */
@@ -44,6 +44,6 @@ static inline void tssx_copy_addr(struct sockaddr *dst, socklen_t *len, const vo
 void tssx_fd_forget(int fd);
 
 /* A listener fd dies: the last one drops the claim. */
-void tssx_listener_release(struct tssx_listener *listener, int fd);
+void tssx_listener_release(struct tssx_listener *listener);
 
 #endif

@@ -34,23 +34,31 @@ static bool is_stream(int fd)
 	return TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
 }
 
-/* A named Unix stream socket this process may claim: the claim fd, or -1. */
-static int claim_server(int fd)
+/* A named Unix stream socket this process may claim: its claim, or NULL.
+ * A claim the registry could not make in time is kept all the same: the
+ * registry client makes it when the registry answers again. */
+static struct tssx_registry_claim *claim_server(int fd)
 {
 	struct sockaddr_un addr;
 	socklen_t len = sizeof(addr);
-	int claim;
+	struct tssx_registry_claim *claim;
+	int error;
 
 	if (TSSX_REAL(getsockname)(fd, (struct sockaddr *)&addr, &len) < 0 ||
 	    addr.sun_family != AF_UNIX || len <= UNBOUND_LEN || !is_stream(fd) ||
 	    !tssx_selects(&addr, len))
-		return -1;
-	claim = tssx_registry_claim(&addr, len, TSSX_BIT_SERVER);
-	if (claim < 0) {
-		log_debug("fd %d: no server claim (%s): plain sockets", fd, strerror(-claim));
-		return -1;
+		return NULL;
+	claim = tssx_registry_claim(&addr, len, &error);
+	if (!claim) {
+		log_debug("fd %d: no server claim (%s): plain sockets", fd, strerror(-error));
+		return NULL;
 	}
-	log_debug("fd %d: server bit claimed", fd);
+	error = tssx_registry_claim_error(claim);
+	if (error < 0)
+		log_debug("fd %d: server claim pending (%s): plain sockets until made", fd,
+			  strerror(-error));
+	else
+		log_debug("fd %d: server bit claimed", fd);
 	return claim;
 }
 
@@ -59,7 +67,6 @@ static int claim_server(int fd)
 static void note_listener(int fd)
 {
 	struct tssx_listener *listener;
-	int claim;
 
 	pthread_mutex_lock(&listeners_lock);
 	if (tssx_table_get(fd))
@@ -69,35 +76,20 @@ static void note_listener(int fd)
 		goto out;
 	listener->obj.kind = TSSX_FD_LISTENER;
 	atomic_init(&listener->obj.refs, 1);
-	claim = claim_server(fd);
-	atomic_init(&listener->claim_fd, claim);
+	listener->claim = claim_server(fd);
 	if (tssx_table_set(fd, &listener->obj) < 0) {
-		if (claim >= 0)
-			TSSX_REAL(close)(claim);
+		tssx_registry_release(listener->claim);
 		free(listener);
-		goto out;
 	}
-	if (claim >= 0 && tssx_table_set(claim, &listener->obj) < 0)
-		log_debug("fd %d: claim fd %d beyond the fd table", fd, claim);
 out:
 	pthread_mutex_unlock(&listeners_lock);
 }
 
-void tssx_listener_release(struct tssx_listener *listener, int fd)
+void tssx_listener_release(struct tssx_listener *listener)
 {
-	int claim = atomic_load(&listener->claim_fd);
-
-	if (fd == claim) {
-		/* The application closes our claim: let it, and forget it. */
-		atomic_store(&listener->claim_fd, -1);
-		return;
-	}
 	if (atomic_fetch_sub(&listener->obj.refs, 1) != 1)
 		return;
-	if (claim >= 0) {
-		tssx_table_take(claim);
-		TSSX_REAL(close)(claim);
-	}
+	tssx_registry_release(listener->claim);
 	free(listener);
 }
 

@@ -1,163 +1,196 @@
 /*
- * The registry as the preload library uses it (registry_client.h).
+ * The registry as the preload library uses it (registry_client.h): the
+ * callers' side.  Whatever may reach the daemon is done by the worker
+ * (worker.c); a caller only answers from the kernel's caches or waits for
+ * the worker, at most the bound.
  *
- * Speed: the first lookup of a name opens its registry file O_RDONLY and
- * keeps the fd in a small LRU cache; later lookups are one pread() that the
- * kernel serves from the page cache, which the daemon invalidates when the
- * bits change.  A missing name costs a failed openat() on a cached negative
- * dentry.  Neither reaches the daemon in the steady state.
- *
- * Liveness: the mount point counts as a registry only when its root answers
- * the "user.tssx.registry" attribute; otherwise, or once the daemon is gone
- * (ENOTCONN), every call fails fast and the next one checks again.
+ * Speed: the first lookup of a name has the worker open its registry file,
+ * read it and keep a shared read-only mapping of its page; later lookups
+ * are a mincore(2), which tells whether the page is still in the page cache
+ * (the daemon drops it when the bits change), and a load from the mapping.
+ * A missing name costs a failed openat2(RESOLVE_CACHED) on a cached
+ * negative dentry.  Neither reaches the daemon, nor the worker, in the
+ * steady state.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <pthread.h>
+#include <linux/openat2.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/xattr.h>
-#include <uthash.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <utlist.h>
 
 #include "tssx/log.h"
-#include "tssx/registry_client.h"
 #include "tssx/registry_name.h"
+#include "state.h"
 
 #define CACHE_MAX 64
-/* A concurrent release may remove a parent we just made: try again. */
-#define CREATE_ATTEMPTS 3
 
-struct cached_entry {
-	UT_hash_handle hh;
-	uint64_t last_use;
-	int fd;    /* O_RDONLY, for lookups; -1 once the application closed it */
-	int rw_fd; /* O_RDWR holding the client bit, or -1 */
-	char name[];
-};
-
-static struct {
-	pthread_mutex_t lock;
-	struct tssx_registry_hooks hooks;
-	char mountpoint[PATH_MAX];
-	int dir_fd; /* the live registry's root, or -1 */
-	struct cached_entry *entries;
-	unsigned count;
-	uint64_t clock;
-} client = {
+struct client_state state = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.hooks = { .close = close },
+	.timeout_ns = TSSX_REGISTRY_TIMEOUT_MS_DEFAULT * 1000000ull,
 	.dir_fd = -1,
+	.missing = -ENOTCONN,
+	.wake_fd = -1,
+	.mounts_fd = -1,
 };
 
-static void keep_fd(int fd)
+/* openat2 unavailable (old kernel, a seccomp filter): misses go to the
+ * worker. */
+static bool no_cached_open;
+
+uint64_t monotonic_ns(void)
 {
-	if (client.hooks.fd_kept)
-		client.hooks.fd_kept(fd);
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 }
 
-static void drop_fd(int fd)
+void keep_fd(int fd)
+{
+	if (state.hooks.fd_kept)
+		state.hooks.fd_kept(fd);
+}
+
+void drop_fd(int fd)
 {
 	if (fd < 0)
 		return;
-	if (client.hooks.fd_dropped)
-		client.hooks.fd_dropped(fd);
-	client.hooks.close(fd);
+	if (state.hooks.fd_dropped)
+		state.hooks.fd_dropped(fd);
+	state.hooks.close(fd);
 }
 
 static void drop_entry(struct cached_entry *e)
 {
-	HASH_DEL(client.entries, e);
-	client.count--;
-	drop_fd(e->fd);
+	HASH_DEL(state.entries, e);
+	state.count--;
+	munmap((void *)e->map, (size_t)sysconf(_SC_PAGESIZE));
 	drop_fd(e->rw_fd);
 	free(e);
 }
 
-/* The daemon is gone or was replaced: start over at the next call. */
-static void drop_registry(void)
+static void drop_claim_fd(struct tssx_registry_claim *claim)
+{
+	drop_fd(claim->fd);
+	claim->fd = -1;
+}
+
+void drop_registry(int why, uint64_t retry_after_ns)
 {
 	struct cached_entry *e, *tmp;
+	struct tssx_registry_claim *claim;
 
-	HASH_ITER(hh, client.entries, e, tmp)
+	HASH_ITER(hh, state.entries, e, tmp)
 		drop_entry(e);
-	drop_fd(client.dir_fd);
-	client.dir_fd = -1;
-}
-
-static int fail(int err)
-{
-	if (err == -ENOTCONN || err == -ECONNABORTED)
-		drop_registry();
-	return err;
-}
-
-static bool is_registry(int dir_fd)
-{
-	char version[64];
-
-	return fgetxattr(dir_fd, TSSX_REGISTRY_XATTR, version, sizeof(version)) > 0;
-}
-
-/* The registry's root fd, opening and checking it when needed. */
-static int registry_dir(void)
-{
-	int fd;
-
-	if (client.dir_fd >= 0)
-		return client.dir_fd;
-	if (client.mountpoint[0] == '\0')
-		return -ENOTCONN;
-	fd = openat(AT_FDCWD, client.mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (!is_registry(fd)) {
-		client.hooks.close(fd);
-		return -ENOTCONN;
+	DL_FOREACH(state.claims, claim) {
+		if (claim->state == CLAIM_HELD)
+			drop_claim_fd(claim);
+		claim->state = CLAIM_PENDING;
+		claim->error = why;
 	}
-	keep_fd(fd);
-	client.dir_fd = fd;
-	return fd;
+	drop_fd(state.dir_fd);
+	state.dir_fd = -1;
+	state.generation++;
+	state.missing = why;
+	state.retry_ns = monotonic_ns() + retry_after_ns;
 }
+
+int registry_unavailable(void)
+{
+	if (state.stuck)
+		return -ETIMEDOUT;
+	if (state.dir_fd < 0 && state.retry_ns && monotonic_ns() < state.retry_ns)
+		return state.missing;
+	return 0;
+}
+
+void note_stuck(void)
+{
+	state.stuck = true;
+	if (state.warned)
+		return;
+	state.warned = true;
+	tssx_log(TSSX_LOG_WARN, "registry %s did not answer within %llu ms: plain sockets until it does",
+		 state.mountpoint, (unsigned long long)(state.timeout_ns / 1000000));
+}
+
+static int worker_lookup(const char *name, uint64_t start);
 
 static void lock_client(void)
 {
-	pthread_mutex_lock(&client.lock);
+	pthread_mutex_lock(&state.lock);
 }
 
 static void unlock_client(void)
 {
-	pthread_mutex_unlock(&client.lock);
+	pthread_mutex_unlock(&state.lock);
 }
 
-static void register_atfork(void)
+static void child_after_fork(void)
 {
-	pthread_atfork(lock_client, unlock_client, unlock_client);
+	worker_after_fork();
+	unlock_client();
 }
 
-int tssx_registry_client_init(const char *mountpoint, const struct tssx_registry_hooks *hooks)
+static void init_once(void)
 {
-	static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&state.progress, &attr);
+	pthread_condattr_destroy(&attr);
+	/* A fork while another thread holds the lock must not leave it held. */
+	pthread_atfork(lock_client, unlock_client, child_after_fork);
+}
+
+/* Waits (lock held) until done() or the bound from `start`; false when
+ * out of time, and then the worker counts as stuck. */
+static bool wait_for_worker(uint64_t start, bool (*done)(const void *arg), const void *arg)
+{
+	uint64_t deadline = start + state.timeout_ns;
+	struct timespec until = {
+		.tv_sec = (time_t)(deadline / 1000000000ull),
+		.tv_nsec = (long)(deadline % 1000000000ull),
+	};
+
+	while (!done(arg))
+		if (pthread_cond_timedwait(&state.progress, &state.lock, &until) == ETIMEDOUT && !done(arg)) {
+			note_stuck();
+			return false;
+		}
+	return true;
+}
+
+int tssx_registry_client_init(const char *mountpoint, unsigned timeout_ms,
+			      const struct tssx_registry_hooks *hooks)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	int r;
 
-	if (!mountpoint || strlen(mountpoint) >= sizeof(client.mountpoint))
+	if (!mountpoint || strlen(mountpoint) >= sizeof(state.mountpoint))
 		return -EINVAL;
+	pthread_once(&once, init_once);
 	lock_client();
 	if (hooks) {
-		client.hooks = *hooks;
-		if (!client.hooks.close)
-			client.hooks.close = close;
+		state.hooks = *hooks;
+		if (!state.hooks.close)
+			state.hooks.close = close;
 	}
-	strcpy(client.mountpoint, mountpoint);
-	drop_registry();
-	r = registry_dir();
+	state.timeout_ns = (uint64_t)timeout_ms * 1000000ull;
+	strcpy(state.mountpoint, mountpoint);
+	drop_registry(-ENOTCONN, 0);
+	state.retry_ns = 0; /* look now */
+	r = worker_lookup("", monotonic_ns()); /* the empty name: the root only */
 	unlock_client();
-	/* A fork while another thread holds the lock must not leave it held. */
-	pthread_once(&atfork_once, register_atfork);
-	return r < 0 ? r : 0;
+	return r;
 }
 
 static int name_of(const struct sockaddr_un *addr, socklen_t len, char name[TSSX_REGISTRY_NAME_MAX])
@@ -165,229 +198,252 @@ static int name_of(const struct sockaddr_un *addr, socklen_t len, char name[TSSX
 	return tssx_registry_name_from_addr(addr, len, name, TSSX_REGISTRY_NAME_MAX);
 }
 
-static void evict_oldest(void)
+int read_bits_of(const volatile char *map)
 {
-	struct cached_entry *e, *tmp, *oldest = NULL;
+	char digit = map[0], newline = map[1];
 
-	HASH_ITER(hh, client.entries, e, tmp)
-		if (!oldest || e->last_use < oldest->last_use)
-			oldest = e;
-	if (oldest)
-		drop_entry(oldest);
-}
-
-static int open_read_only(int dir_fd, const char *name)
-{
-	int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-
-	if (fd < 0)
-		return -errno;
-	keep_fd(fd);
-	return fd;
-}
-
-static struct cached_entry *new_entry(const char *name)
-{
-	struct cached_entry *e;
-
-	if (client.count >= CACHE_MAX)
-		evict_oldest();
-	e = malloc(sizeof(*e) + strlen(name) + 1);
-	if (!e)
-		return NULL;
-	strcpy(e->name, name);
-	e->fd = e->rw_fd = -1;
-	HASH_ADD_STR(client.entries, name, e);
-	client.count++;
-	return e;
-}
-
-/*
- * The cache entry of `name`, with its read-only fd open; NULL and *err.
- * A name that does not exist takes no place in the cache: lookups of plain
- * sockets must not evict the entries of TSSX ones.
- */
-static struct cached_entry *cached_entry(const char *name, int *err)
-{
-	struct cached_entry *e;
-	int dir_fd = registry_dir(), fd;
-
-	if (dir_fd < 0) {
-		*err = dir_fd;
-		return NULL;
-	}
-	HASH_FIND_STR(client.entries, name, e);
-	if (!e || e->fd < 0) {
-		fd = open_read_only(dir_fd, name);
-		if (fd < 0) {
-			*err = fail(fd); /* which may drop every entry */
-			return NULL;
-		}
-		if (!e)
-			e = new_entry(name);
-		if (!e) {
-			drop_fd(fd);
-			*err = -ENOMEM;
-			return NULL;
-		}
-		e->fd = fd;
-	}
-	e->last_use = ++client.clock;
-	return e;
-}
-
-static int read_bits(int fd)
-{
-	char buf[2];
-	ssize_t n = pread(fd, buf, sizeof(buf), 0);
-
-	if (n < 0)
-		return -errno;
-	if (n != 2 || buf[0] < '0' || buf[0] > '3' || buf[1] != '\n')
+	if (digit < '0' || digit > '3' || newline != '\n')
 		return -EBADMSG;
-	return buf[0] - '0';
+	return digit - '0';
 }
 
-static int write_bits(int fd, unsigned bits)
+static bool page_cached(const volatile char *map)
 {
-	char buf[2] = { (char)('0' + bits), '\n' };
-	ssize_t n = pwrite(fd, buf, sizeof(buf), 0);
+	unsigned char resident = 0;
 
-	if (n < 0)
-		return -errno;
-	return n == sizeof(buf) ? 0 : -EIO;
+	return mincore((void *)map, 1, &resident) == 0 && (resident & 1);
 }
 
-/* Runs `action` on the cache entry of the address, under the lock. */
-static int with_cached_entry(const struct sockaddr_un *addr, socklen_t len,
-			     int (*action)(struct cached_entry *e))
+/* Whether the registry has no entry of that name, from the kernel's dentry
+ * cache alone: -ENOENT, else -EAGAIN (ask the worker). */
+static int cached_miss(const char *name)
 {
-	char name[TSSX_REGISTRY_NAME_MAX];
+	struct open_how how = {
+		.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+		.resolve = RESOLVE_CACHED | RESOLVE_BENEATH | RESOLVE_NO_XDEV,
+	};
+	long fd;
+
+	if (state.dir_fd < 0 || no_cached_open)
+		return -EAGAIN;
+	fd = syscall(SYS_openat2, state.dir_fd, name, &how, sizeof(how));
+	if (fd >= 0) {
+		state.hooks.close((int)fd); /* an O_PATH fd: nothing reaches the daemon */
+		return -EAGAIN;
+	}
+	if (errno == ENOSYS || errno == EPERM || errno == E2BIG)
+		no_cached_open = true;
+	return errno == ENOENT ? -ENOENT : -EAGAIN;
+}
+
+/* The answer of the caches (lock held), or -EAGAIN. */
+static int cached_lookup(const char *name)
+{
 	struct cached_entry *e;
-	int r = name_of(addr, len, name);
+
+	HASH_FIND_STR(state.entries, name, e);
+	if (!e)
+		return cached_miss(name);
+	e->last_use = ++state.clock;
+	if (!page_cached(e->map))
+		return -EAGAIN; /* changed: the daemon must be asked */
+	return read_bits_of(e->map);
+}
+
+static bool job_done(const void *arg)
+{
+	return ((const struct lookup_job *)arg)->done;
+}
+
+/* Hands the lookup to the worker and waits for it (lock held). */
+static int worker_lookup(const char *name, uint64_t start)
+{
+	struct lookup_job *job;
+	int r = registry_unavailable();
 
 	if (r < 0)
 		return r;
-	lock_client();
-	e = cached_entry(name, &r);
-	if (e)
-		r = fail(action(e));
-	unlock_client();
+	job = malloc(sizeof(*job) + strlen(name) + 1);
+	if (!job)
+		return -ENOMEM;
+	*job = (struct lookup_job){ 0 };
+	strcpy(job->name, name);
+	LL_APPEND(state.jobs, job);
+	r = wake_worker();
+	if (r < 0) {
+		LL_DELETE(state.jobs, job);
+		free(job);
+		return r;
+	}
+	if (!wait_for_worker(start, job_done, job)) {
+		job->abandoned = true;
+		return -ETIMEDOUT;
+	}
+	r = job->result;
+	free(job);
 	return r;
-}
-
-static int read_entry_bits(struct cached_entry *e)
-{
-	return read_bits(e->fd);
 }
 
 int tssx_registry_lookup(const struct sockaddr_un *addr, socklen_t len)
 {
-	return with_cached_entry(addr, len, read_entry_bits);
-}
-
-/* mkdir -p of the directories above `name`, which live entries imply. */
-static int make_parents(int dir_fd, const char *name)
-{
-	char path[TSSX_REGISTRY_NAME_MAX];
-
-	strcpy(path, name);
-	for (char *slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
-		*slash = '\0';
-		if (mkdirat(dir_fd, path, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*slash = '/';
-	}
-	return 0;
-}
-
-static int open_read_write(int dir_fd, const char *name)
-{
-	for (int attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
-		int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-		int r;
-
-		if (fd >= 0)
-			return fd;
-		if (errno != ENOENT)
-			return -errno;
-		r = make_parents(dir_fd, name);
-		if (r < 0)
-			return r;
-	}
-	return -ENOENT;
-}
-
-/* Opens `name` read-write and sets `bits` as that handle's contribution. */
-static int open_with_bits(int dir_fd, const char *name, unsigned bits)
-{
-	int fd = open_read_write(dir_fd, name);
-	int r;
-
-	if (fd < 0)
-		return fd;
-	r = write_bits(fd, bits);
-	if (r < 0) {
-		client.hooks.close(fd);
-		return r;
-	}
-	return fd;
-}
-
-int tssx_registry_claim(const struct sockaddr_un *addr, socklen_t len, unsigned bits)
-{
 	char name[TSSX_REGISTRY_NAME_MAX];
+	uint64_t start;
 	int r = name_of(addr, len, name);
 
 	if (r < 0)
 		return r;
-	if (bits > (TSSX_BIT_SERVER | TSSX_BIT_CLIENT))
-		return -EINVAL;
 	lock_client();
-	r = registry_dir();
-	if (r >= 0)
-		r = fail(open_with_bits(r, name, bits));
+	r = cached_lookup(name);
+	if (r == -EAGAIN) {
+		start = monotonic_ns();
+		r = worker_lookup(name, start);
+	}
 	unlock_client();
 	return r;
 }
 
-/* The client bit lives on a second, read-write handle next to the cached
- * read-only one. */
-static int set_client_bit(struct cached_entry *e)
+static struct cached_entry *new_entry(const char *name, const volatile char *map)
 {
-	int fd;
+	struct cached_entry *e, *tmp, *oldest = NULL;
 
-	if (e->rw_fd >= 0)
-		return 0;
-	fd = open_with_bits(client.dir_fd, e->name, TSSX_BIT_CLIENT);
-	if (fd < 0)
-		return fd;
-	keep_fd(fd);
-	e->rw_fd = fd;
-	return 0;
+	if (state.count >= CACHE_MAX) {
+		HASH_ITER(hh, state.entries, e, tmp)
+			if (!oldest || e->last_use < oldest->last_use)
+				oldest = e;
+		drop_entry(oldest);
+	}
+	e = malloc(sizeof(*e) + strlen(name) + 1);
+	if (!e)
+		return NULL;
+	strcpy(e->name, name);
+	e->map = map;
+	e->rw_fd = -1;
+	e->want_client = false;
+	e->last_use = ++state.clock;
+	HASH_ADD_STR(state.entries, name, e);
+	state.count++;
+	return e;
+}
+
+/* The worker read `name` through a new mapping (lock held): cache it,
+ * unless a concurrent lookup cached it already.  False: map not kept. */
+bool cache_mapping(const char *name, const volatile char *map)
+{
+	struct cached_entry *e;
+
+	HASH_FIND_STR(state.entries, name, e);
+	return !e && new_entry(name, map);
+}
+
+static bool claim_settled(const void *arg)
+{
+	return ((const struct tssx_registry_claim *)arg)->state != CLAIM_PENDING;
+}
+
+static void free_claim(struct tssx_registry_claim *claim)
+{
+	DL_DELETE(state.claims, claim);
+	drop_claim_fd(claim);
+	free(claim);
+}
+
+struct tssx_registry_claim *tssx_registry_claim(const struct sockaddr_un *addr, socklen_t len,
+						int *error)
+{
+	char name[TSSX_REGISTRY_NAME_MAX];
+	struct tssx_registry_claim *claim;
+	uint64_t start = monotonic_ns();
+	int r = name_of(addr, len, name);
+
+	if (r < 0) {
+		*error = r;
+		return NULL;
+	}
+	claim = malloc(sizeof(*claim) + strlen(name) + 1);
+	if (!claim) {
+		*error = -ENOMEM;
+		return NULL;
+	}
+	*claim = (struct tssx_registry_claim){ .state = CLAIM_PENDING, .fd = -1 };
+	strcpy(claim->name, name);
+	lock_client();
+	DL_APPEND(state.claims, claim);
+	r = registry_unavailable();
+	claim->error = r < 0 ? r : -EINPROGRESS;
+	/* Unavailable: the claim waits for the registry, the caller does not. */
+	if (r == 0 && wake_worker() == 0)
+		wait_for_worker(start, claim_settled, claim);
+	if (claim->state == CLAIM_REFUSED) {
+		*error = claim->error;
+		free_claim(claim);
+		claim = NULL;
+	} else if (claim->state == CLAIM_PENDING && claim->error == -EINPROGRESS) {
+		claim->error = -ETIMEDOUT;
+	}
+	unlock_client();
+	return claim;
+}
+
+int tssx_registry_claim_error(const struct tssx_registry_claim *claim)
+{
+	int r;
+
+	lock_client();
+	r = claim->state == CLAIM_HELD ? 0 : claim->error;
+	unlock_client();
+	return r;
+}
+
+void tssx_registry_release(struct tssx_registry_claim *claim)
+{
+	if (!claim)
+		return;
+	lock_client();
+	if (claim->busy)
+		claim->released = true;
+	else
+		free_claim(claim);
+	unlock_client();
 }
 
 int tssx_registry_mark_client(const struct sockaddr_un *addr, socklen_t len)
 {
-	return with_cached_entry(addr, len, set_client_bit);
+	char name[TSSX_REGISTRY_NAME_MAX];
+	struct cached_entry *e;
+	int r = name_of(addr, len, name);
+
+	if (r < 0)
+		return r;
+	lock_client();
+	HASH_FIND_STR(state.entries, name, e);
+	r = e ? registry_unavailable() : -ENOENT;
+	if (r == 0 && e->rw_fd < 0 && !e->want_client) {
+		e->want_client = true;
+		r = wake_worker();
+	}
+	unlock_client();
+	return r;
 }
 
 void tssx_registry_forget_fd(int fd)
 {
 	struct cached_entry *e, *tmp;
+	struct tssx_registry_claim *claim;
 
 	if (fd < 0)
 		return;
 	lock_client();
-	if (client.dir_fd == fd)
-		client.dir_fd = -1;
-	HASH_ITER(hh, client.entries, e, tmp) {
-		if (e->fd == fd)
-			e->fd = -1;
+	if (state.dir_fd == fd)
+		state.dir_fd = -1; /* opened again by the next call */
+	HASH_ITER(hh, state.entries, e, tmp)
 		if (e->rw_fd == fd)
 			e->rw_fd = -1;
-		if (e->fd < 0 && e->rw_fd < 0)
-			drop_entry(e);
-	}
+	DL_FOREACH(state.claims, claim)
+		if (claim->fd == fd) {
+			claim->fd = -1;
+			claim->state = CLAIM_LOST;
+			claim->error = -EBADF;
+		}
+	worker_forget_fd(fd);
 	unlock_client();
 }

@@ -30,6 +30,9 @@ static void set_open_flags(struct fuse_file_info *fi, const struct reg_handle *h
 	fi->fh = h->id;
 	fi->direct_io = (fi->flags & O_ACCMODE) != O_RDONLY;
 	fi->keep_cache = 0;
+	/* No FLUSH on close: a daemon that is stopped or hung would make
+	 * every close(2) of an entry wait for it (release is asynchronous). */
+	fi->noflush = 1;
 }
 
 /* The reply never reached the kernel: nothing will release the handle. */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -129,21 +130,75 @@ static int make_dirs(const char *path)
 	}
 }
 
-/* Creates the mount point if needed and refuses one that already holds a
- * registry, live or dead.  Stores its canonical path in canonical. */
+/* Whether the topmost mount at `path` is a tssx-registryfs one, by
+ * /proc/self/mountinfo (which never asks the mount itself). */
+static bool registry_mounted_at(const char *path)
+{
+	char line[PATH_MAX + 512], point[PATH_MAX], type[64];
+	bool found = false;
+	FILE *mounts = fopen("/proc/self/mountinfo", "re");
+
+	if (!mounts)
+		return false;
+	while (fgets(line, sizeof(line), mounts)) {
+		const char *sep = strstr(line, " - ");
+
+		if (sscanf(line, "%*u %*u %*s %*s %4095s", point) == 1 && strcmp(point, path) == 0)
+			found = sep && sscanf(sep, " - %63s", type) == 1 &&
+				strcmp(type, "fuse.tssx-registryfs") == 0;
+	}
+	fclose(mounts);
+	return found;
+}
+
+/* A registry mount whose daemon died (kill -9, a crash) answers ENOTCONN
+ * and cannot be unmounted while processes hold files in it: detach it
+ * (lazy unmount), so that the new mount takes its place; the old one goes
+ * when its last file is closed.  Any other dead mount is left alone. */
+static int replace_dead_mount(const char *mountpoint)
+{
+	char parent[PATH_MAX], canonical[PATH_MAX], path[2 * PATH_MAX];
+	const char *base;
+
+	/* Not realpath() of the mount point itself: its root answers
+	 * ENOTCONN.  Its parent's, and its last component. */
+	snprintf(parent, sizeof(parent), "%s", mountpoint);
+	base = strrchr(parent, '/');
+	if (base && base != parent && base[1] == '\0')
+		return log_error(-EINVAL, "%s: give the mount point without a trailing slash", mountpoint);
+	if (base)
+		parent[base == parent ? 1 : base - parent] = '\0';
+	base = strrchr(mountpoint, '/') ? strrchr(mountpoint, '/') + 1 : mountpoint;
+	if (!realpath(strchr(mountpoint, '/') ? parent : ".", canonical))
+		return log_error(-errno, "cannot resolve the mount point %s: %m", mountpoint);
+	snprintf(path, sizeof(path), "%s%s%s", canonical, strcmp(canonical, "/") ? "/" : "", base);
+	if (!registry_mounted_at(path))
+		return log_error(-ENOTCONN, "%s holds a dead mount that is not a registry: "
+				 "unmount it first", mountpoint);
+	if (umount2(path, MNT_DETACH) < 0)
+		return log_error(-errno, "cannot detach the dead registry mount at %s: %m", path);
+	log_info("detached the dead registry mount at %s", path);
+	return 0;
+}
+
+/* Creates the mount point if needed, refuses one that already holds a live
+ * registry and replaces a dead one.  Stores its canonical path in
+ * canonical. */
 static int prepare_mountpoint(const char *mountpoint, char canonical[PATH_MAX])
 {
 	char version[64];
 
 	int r = make_dirs(mountpoint);
 
-	if (r < 0)
+	if (r < 0 && r != -ENOTCONN)
 		return log_error(r, "cannot create the mount point %s: %s", mountpoint, strerror(-r));
 	if (getxattr(mountpoint, TSSX_REGISTRY_XATTR, version, sizeof(version)) > 0)
 		return log_error(-EBUSY, "%s is already a registry", mountpoint);
-	if (errno == ENOTCONN)
-		return log_error(-ENOTCONN, "%s holds a dead registry mount: "
-				 "fusermount3 -u %s", mountpoint, mountpoint);
+	if (errno == ENOTCONN) {
+		r = replace_dead_mount(mountpoint);
+		if (r < 0)
+			return r;
+	}
 	if (!realpath(mountpoint, canonical))
 		return log_error(-errno, "cannot resolve the mount point %s: %m", mountpoint);
 	return 0;

@@ -41,24 +41,28 @@ counts() {
 	echo "$(find "/proc/$1/fd" -mindepth 1 | wc -l) fds, $(wc -l <"/proc/$1/maps") mappings"
 }
 
+threads() { find "/proc/$1/task" -mindepth 1 -maxdepth 1 | wc -l; }
+
 # Each connection gets a thread of its own that ends with it: wait for
-# the server to be back to its one listening thread.
+# the server to be back to the threads it listened with (its own and the
+# registry client's helper).
 settle() {
 	local i
 	for ((i = 0; i < 400; i++)); do
-		[[ $(find "/proc/$1/task" -mindepth 1 -maxdepth 1 | wc -l) == 1 ]] && return 0
+		[[ $(threads "$1") == "$2" ]] && return 0
 		sleep 0.025
 	done
 	fail "the server still has connection threads"
 }
 
 start_echo_server yes "$work/server.log" "$sock" --clients 0
+listening_threads=$(threads "$server_pid")
 for connects in 50 1000; do
 	for ((i = 0; i < connects; i++)); do
 		"${guard[@]}" "$tools/tssx-forge" "${cases[i % ${#cases[@]}]}" "$sock" >"$work/forge.log" 2>&1 ||
 			fail "connect $i (${cases[i % ${#cases[@]}]}): the forger was not dropped"
 	done
-	settle "$server_pid"
+	settle "$server_pid" "$listening_threads"
 	if ((connects == 50)); then
 		before=$(counts "$server_pid")
 	else

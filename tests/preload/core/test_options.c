@@ -57,6 +57,7 @@ static void assert_defaults(const struct tssx_options *opts)
 	assert_int_equal(opts->ring_size, 1 << 20);
 	assert_int_equal(opts->ring_max, 16 << 20);
 	assert_int_equal(opts->spin_ns, 20000);
+	assert_int_equal(opts->registry_timeout_ms, 50);
 	assert_int_equal(opts->log_level, TSSX_LOG_WARN);
 }
 
@@ -77,8 +78,9 @@ static void test_defaults(void **state)
 	assert_int_equal(warnings, 0);
 	assert_defaults(&opts);
 	/* Empty means unset. */
-	const char *names[] = { "TSSX_DISABLE", "TSSX_REGISTRY", "TSSX_INCLUDE", "TSSX_EXCLUDE",
-				"TSSX_RING_SIZE", "TSSX_SPIN_NS", "TSSX_LOG" };
+	const char *names[] = { "TSSX_DISABLE", "TSSX_REGISTRY", "TSSX_REGISTRY_TIMEOUT",
+				"TSSX_INCLUDE", "TSSX_EXCLUDE", "TSSX_RING_SIZE", "TSSX_SPIN_NS",
+				"TSSX_LOG" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		opts = parse_one(names[i], "");
@@ -162,6 +164,17 @@ static void test_ring_max(void **state)
 	assert_rejected("TSSX_RING_MAX", "2G");
 	assert_rejected("TSSX_RING_MAX", "0");
 	assert_rejected("TSSX_RING_MAX", "big");
+}
+
+static void test_registry_timeout(void **state)
+{
+	assert_int_equal(parse_one("TSSX_REGISTRY_TIMEOUT", "1").registry_timeout_ms, 1);
+	assert_int_equal(parse_one("TSSX_REGISTRY_TIMEOUT", "10000").registry_timeout_ms, 10000);
+	assert_int_equal(warnings, 0);
+	assert_rejected("TSSX_REGISTRY_TIMEOUT", "0");
+	assert_rejected("TSSX_REGISTRY_TIMEOUT", "10001");
+	assert_rejected("TSSX_REGISTRY_TIMEOUT", "50ms");
+	assert_rejected("TSSX_REGISTRY_TIMEOUT", "-1");
 }
 
 static void test_spin_ns(void **state)
@@ -255,6 +268,7 @@ int main(void)
 		cmocka_unit_test(test_patterns_too_long),
 		cmocka_unit_test(test_ring_size),
 		cmocka_unit_test(test_ring_max),
+		cmocka_unit_test(test_registry_timeout),
 		cmocka_unit_test(test_spin_ns),
 		cmocka_unit_test(test_log),
 		cmocka_unit_test(test_several_warnings),

@@ -1,0 +1,120 @@
+/*
+ * The registry client's state, shared by the callers' side (client.c) and
+ * its helper thread (worker.c).  Everything here is guarded by state.lock;
+ * nobody holds the lock across a call that may reach the daemon.
+ */
+#ifndef TSSX_REGISTRY_CLIENT_STATE_H
+#define TSSX_REGISTRY_CLIENT_STATE_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+#include <uthash.h>
+
+#include "tssx/registry_client.h"
+
+/* One looked-up entry: a read-only shared mapping of its page, which also
+ * keeps the daemon's handle (and so the entry) open.  No fd stays open. */
+struct cached_entry {
+	UT_hash_handle hh;
+	uint64_t last_use;
+	const volatile char *map;
+	int rw_fd;        /* O_RDWR holding the client bit, or -1 */
+	bool want_client; /* the worker is to open rw_fd */
+	char name[];
+};
+
+enum claim_state {
+	CLAIM_PENDING, /* the worker is to make it */
+	CLAIM_HELD,
+	CLAIM_REFUSED, /* by the registry: error says why */
+	CLAIM_LOST,    /* the application closed its fd */
+};
+
+struct tssx_registry_claim {
+	struct tssx_registry_claim *prev, *next;
+	enum claim_state state;
+	int error; /* why not held */
+	int fd;
+	bool busy;     /* the worker is making it, unlocked */
+	bool released; /* released while busy: the worker frees it */
+	char name[];
+};
+
+/* A lookup the cache could not answer, for the worker. */
+struct lookup_job {
+	struct lookup_job *next;
+	bool done;
+	bool abandoned; /* the caller ran out of time: the worker frees it */
+	int result;
+	char name[];
+};
+
+struct client_state {
+	pthread_mutex_t lock;
+	pthread_cond_t progress; /* CLOCK_MONOTONIC; the worker finished something */
+	struct tssx_registry_hooks hooks;
+	char mountpoint[PATH_MAX];
+	uint64_t timeout_ns;
+
+	int dir_fd;  /* the live registry's root, or -1 */
+	dev_t dev;   /* and its device, to tell a new mount from it */
+	unsigned generation; /* counts drop_registry(): what the worker made
+			      * unlocked belongs to the registry of its start */
+	int missing; /* why there is no registry (-errno), while retry_ns is ahead */
+	uint64_t retry_ns;
+
+	struct cached_entry *entries;
+	unsigned count;
+	uint64_t clock;
+	struct tssx_registry_claim *claims;
+	struct lookup_job *jobs; /* FIFO */
+
+	/* The worker.  wake_fd (an eventfd) and mounts_fd
+	 * (/proc/self/mountinfo) are the two things it waits on. */
+	bool worker_running;
+	bool worker_fds_lost; /* the application closed one: the worker exits */
+	int wake_fd;
+	int mounts_fd;
+	bool stuck;  /* the worker overran a caller's bound and is not back */
+	bool warned; /* about that, once per process */
+};
+
+extern struct client_state state;
+
+uint64_t monotonic_ns(void);
+void keep_fd(int fd);
+void drop_fd(int fd);
+
+/* Drops everything made through the current registry: cached entries,
+ * client bits, claim fds (the claims become pending); the next call looks
+ * for a registry again after retry_after_ns. */
+void drop_registry(int why, uint64_t retry_after_ns);
+
+/* Wakes the worker, starting it when it does not run; -errno if it could
+ * not be started. */
+int wake_worker(void);
+
+/* Why nothing is asked of the daemon now, or 0: the worker is stuck, or
+ * the registry was missing and its retry time is still ahead. */
+int registry_unavailable(void);
+
+/* The worker overran a caller's bound: warn once. */
+void note_stuck(void);
+
+/* fork() child: the worker did not come along. */
+void worker_after_fork(void);
+
+/* Whether fd is one of the worker's own; forgets them if so. */
+bool worker_forget_fd(int fd);
+
+int read_bits_of(const volatile char *map);
+
+/* The worker read `name` through a new mapping (lock held): caches it,
+ * unless a concurrent lookup did already.  False: the map is not kept. */
+bool cache_mapping(const char *name, const volatile char *map);
+
+#endif

@@ -1,0 +1,490 @@
+/*
+ * The registry client's helper thread: every call that may reach the
+ * daemon (open, create, mkdir, read of an uncached page, write, getxattr)
+ * is made here, so that a daemon that is stopped or hung keeps this thread
+ * waiting in the kernel and never the application, whose call waits for
+ * this thread at most its bound (client.c).
+ *
+ * It sleeps in ppoll(2) on an eventfd, which callers write to when they
+ * leave work, and on /proc/self/mountinfo, which the kernel marks with
+ * POLLPRI whenever the mount table changes: a daemon restarted at the
+ * mount point (a new mount, on another device) makes it drop what it holds
+ * of the old one and make every claim again at once.
+ *
+ * Started on first need; signals blocked, detached.  A fork() child
+ * starts its own (the thread does not come along); an application that
+ * closes one of its fds (a close-all loop) makes it exit, and the next
+ * call starts a new one.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+#include <utlist.h>
+
+#include "tssx/log.h"
+#include "state.h"
+
+/* A concurrent release may remove a parent we just made: try again. */
+#define CREATE_ATTEMPTS 3
+/* A registry found missing or dead is looked for again after this, or at
+ * the next change of the mount table. */
+#define RETRY_NS 1000000000ull
+
+static void unlock(void)
+{
+	pthread_mutex_unlock(&state.lock);
+}
+
+static void lock(void)
+{
+	pthread_mutex_lock(&state.lock);
+}
+
+/* The daemon is gone (ENOTCONN: killed; ECONNABORTED: aborted). */
+static bool is_dead(int err)
+{
+	return err == -ENOTCONN || err == -ECONNABORTED;
+}
+
+static void finished(void)
+{
+	state.stuck = false;
+	pthread_cond_broadcast(&state.progress);
+}
+
+/* The registry's root (lock held, dropped meanwhile), opening and checking
+ * it when needed; -errno when there is none, and then callers wait a
+ * retry time before asking again. */
+static int registry_root(void)
+{
+	struct stat st;
+	char version[64];
+	int fd, r = 0;
+
+	if (state.dir_fd >= 0)
+		return state.dir_fd;
+	unlock();
+	fd = openat(AT_FDCWD, state.mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		r = -errno;
+	else if (fgetxattr(fd, TSSX_REGISTRY_XATTR, version, sizeof(version)) <= 0 || fstat(fd, &st) < 0)
+		r = -ENOTCONN; /* a plain directory, or a dead mount */
+	lock();
+	if (r < 0 || state.dir_fd >= 0) {
+		if (fd >= 0)
+			state.hooks.close(fd);
+		if (r < 0)
+			drop_registry(r, RETRY_NS);
+		return r < 0 ? r : state.dir_fd;
+	}
+	if (st.st_dev != state.dev)
+		drop_registry(-ENOTCONN, 0); /* another registry than the one cached */
+	keep_fd(fd);
+	state.dir_fd = fd;
+	state.dev = st.st_dev;
+	state.retry_ns = 0;
+	return fd;
+}
+
+/* A failure of a call to the daemon (lock held): a dead daemon drops the
+ * registry, to be found again. */
+static int failed(int err)
+{
+	if (is_dead(err))
+		drop_registry(err, RETRY_NS);
+	return err;
+}
+
+static int lookup_unlocked(int dir_fd, const char *name, const volatile char **map)
+{
+	char bits[2];
+	void *page;
+	int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), r;
+
+	if (fd < 0)
+		return -errno;
+	r = pread(fd, bits, sizeof(bits), 0) < 0 ? -errno : 0;
+	if (r == 0) {
+		page = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ, MAP_SHARED, fd, 0);
+		if (page == MAP_FAILED)
+			r = -errno;
+		else
+			*map = page;
+	}
+	state.hooks.close(fd); /* the mapping keeps the handle */
+	return r;
+}
+
+/* Reads the entry through a mapping the cache keeps (lock held). */
+static void run_lookup(struct lookup_job *job)
+{
+	const volatile char *map = NULL;
+	int dir_fd = registry_root(), r = dir_fd;
+	unsigned generation = state.generation;
+
+	if (dir_fd >= 0 && job->name[0]) {
+		unlock();
+		r = lookup_unlocked(dir_fd, job->name, &map);
+		lock();
+		if (r == 0) {
+			r = read_bits_of(map);
+			if (generation != state.generation || !cache_mapping(job->name, map))
+				munmap((void *)map, (size_t)sysconf(_SC_PAGESIZE));
+		}
+		r = failed(r);
+	} else if (dir_fd >= 0) {
+		r = 0; /* only the root was asked for */
+	}
+	job->result = r;
+	job->done = true;
+	if (job->abandoned)
+		free(job);
+}
+
+/* mkdir -p of the directories above `name`, which live entries imply. */
+static int make_parents(int dir_fd, const char *name)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s", name);
+	for (char *slash = strchr(path, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		if (mkdirat(dir_fd, path, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*slash = '/';
+	}
+	return 0;
+}
+
+static int open_read_write(int dir_fd, const char *name)
+{
+	for (int attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
+		int fd = openat(dir_fd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+		int r;
+
+		if (fd >= 0)
+			return fd;
+		if (errno != ENOENT)
+			return -errno;
+		r = make_parents(dir_fd, name);
+		if (r < 0)
+			return r;
+	}
+	return -ENOENT;
+}
+
+/* Opens `name` read-write and sets `bits` as that handle's contribution;
+ * the fd or -errno.  Unlocked. */
+static int open_with_bits(int dir_fd, const char *name, unsigned bits)
+{
+	char buf[2] = { (char)('0' + bits), '\n' };
+	int fd = open_read_write(dir_fd, name);
+	ssize_t n;
+
+	if (fd < 0)
+		return fd;
+	n = pwrite(fd, buf, sizeof(buf), 0);
+	if (n == sizeof(buf))
+		return fd;
+	n = n < 0 ? -errno : -EIO;
+	state.hooks.close(fd);
+	return (int)n;
+}
+
+/* Makes one claim (lock held, dropped meanwhile). */
+static void make_claim(struct tssx_registry_claim *claim)
+{
+	int dir_fd = registry_root(), fd = dir_fd;
+	unsigned generation = state.generation;
+
+	if (dir_fd >= 0) {
+		claim->busy = true;
+		unlock();
+		fd = open_with_bits(dir_fd, claim->name, TSSX_BIT_SERVER);
+		lock();
+		claim->busy = false;
+	}
+	if (claim->released) {
+		DL_DELETE(state.claims, claim);
+		if (fd >= 0)
+			state.hooks.close(fd);
+		free(claim);
+		return;
+	}
+	if (fd >= 0 && generation == state.generation) {
+		keep_fd(fd);
+		claim->fd = fd;
+		claim->state = CLAIM_HELD;
+		return;
+	}
+	if (fd >= 0) {
+		state.hooks.close(fd); /* the registry went meanwhile */
+		return;
+	}
+	claim->error = failed(fd);
+	/* Refused by a live registry; else made when one is back. */
+	if (state.dir_fd >= 0 && generation == state.generation)
+		claim->state = CLAIM_REFUSED;
+}
+
+/* Sets the client bit of one entry (lock held, dropped meanwhile). */
+static void mark_client(struct cached_entry *e)
+{
+	char name[PATH_MAX];
+	struct cached_entry *again;
+	int dir_fd = registry_root(), fd;
+	unsigned generation = state.generation;
+
+	e->want_client = false;
+	if (dir_fd < 0)
+		return;
+	snprintf(name, sizeof(name), "%s", e->name);
+	unlock();
+	fd = open_with_bits(dir_fd, name, TSSX_BIT_CLIENT);
+	lock();
+	HASH_FIND_STR(state.entries, name, again); /* evicted meanwhile? */
+	if (fd >= 0 && again && again->rw_fd < 0 && generation == state.generation) {
+		keep_fd(fd);
+		again->rw_fd = fd;
+	} else if (fd >= 0) {
+		state.hooks.close(fd);
+	}
+	failed(fd);
+}
+
+/* One piece of work, or false when there is none (lock held). */
+static bool work_once(void)
+{
+	struct lookup_job *job = state.jobs;
+	struct tssx_registry_claim *claim;
+	struct cached_entry *e, *tmp;
+
+	if (job) {
+		LL_DELETE(state.jobs, job);
+		if (job->abandoned)
+			free(job); /* its caller gave up before we started */
+		else
+			run_lookup(job);
+		return true;
+	}
+	if (state.dir_fd < 0 && state.retry_ns && monotonic_ns() < state.retry_ns)
+		return false; /* claims and client bits wait for the registry */
+	DL_FOREACH(state.claims, claim)
+		if (claim->state == CLAIM_PENDING && !claim->busy) {
+			make_claim(claim);
+			return true;
+		}
+	HASH_ITER(hh, state.entries, e, tmp)
+		if (e->want_client) {
+			mark_client(e);
+			return true;
+		}
+	return false;
+}
+
+/* The device of the mount at the mount point in /proc/self/mountinfo,
+ * the last one (the visible one); 0 when nothing is mounted there. */
+static dev_t mounted_device(int fd)
+{
+	char line[PATH_MAX + 512], point[PATH_MAX];
+	unsigned major, minor;
+	dev_t dev = 0;
+	FILE *mounts = fdopen(fd, "re");
+
+	if (!mounts) {
+		state.hooks.close(fd);
+		return 0;
+	}
+	rewind(mounts);
+	while (fgets(line, sizeof(line), mounts))
+		/* id parent major:minor root mount-point ...; the kernel
+		 * escapes spaces and the like in octal, and so must the mount
+		 * point compared: the default one has none. */
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &major, &minor, point) == 3 &&
+		    strcmp(point, state.mountpoint) == 0)
+			dev = makedev(major, minor);
+	fclose(mounts);
+	return dev;
+}
+
+/* The mount table changed (lock held, dropped meanwhile): whether our
+ * registry was replaced or went; if so, drop it, which makes every claim
+ * pending again. */
+static void mounts_changed(void)
+{
+	int fd = dup(state.mounts_fd); /* read unlocked: our own */
+	dev_t dev;
+
+	if (fd < 0)
+		return;
+	unlock();
+	dev = mounted_device(fd);
+	lock();
+	if (state.dir_fd >= 0 && dev != state.dev)
+		drop_registry(-ENOTCONN, 0);
+	else if (state.dir_fd < 0)
+		state.retry_ns = 0; /* perhaps it is there now */
+}
+
+/* Sleeps until a caller leaves work or the mount table changes; returns
+ * the revents of both (unlocked).  A pending claim with no mount table to
+ * watch is retried after the retry time. */
+static short wait_for_work(int wake_fd, int mounts_fd, bool timed)
+{
+	struct pollfd fds[2] = {
+		{ .fd = wake_fd, .events = POLLIN },
+		{ .fd = mounts_fd, .events = POLLPRI },
+	};
+	struct timespec retry = { .tv_sec = RETRY_NS / 1000000000ull };
+
+	/* Not poll(): the preload wraps it. */
+	if (syscall(SYS_ppoll, fds, mounts_fd >= 0 ? 2 : 1, timed ? &retry : NULL, NULL, _NSIG / 8) < 0)
+		return 0;
+	return (short)((fds[0].revents & POLLIN) | (fds[1].revents & (POLLPRI | POLLERR) ? POLLPRI : 0));
+}
+
+static bool any_claim_pending(void)
+{
+	struct tssx_registry_claim *claim;
+
+	DL_FOREACH(state.claims, claim)
+		if (claim->state == CLAIM_PENDING)
+			return true;
+	return false;
+}
+
+static void *worker_main(void *arg)
+{
+	(void)arg;
+	lock();
+	while (!state.worker_fds_lost) {
+		int wake_fd = state.wake_fd, mounts_fd = state.mounts_fd;
+		bool timed;
+		short events;
+
+		if (work_once()) {
+			finished();
+			continue;
+		}
+		timed = mounts_fd < 0 && any_claim_pending();
+		unlock();
+		events = wait_for_work(wake_fd, mounts_fd, timed);
+		lock();
+		/* Only now, under the lock: the application may have closed
+		 * them meanwhile, and the numbers may be someone else's. */
+		if (state.worker_fds_lost)
+			break;
+		if (events & POLLIN) {
+			eventfd_t count;
+
+			eventfd_read(state.wake_fd, &count);
+		}
+		if (events & POLLPRI)
+			mounts_changed();
+	}
+	/* The application closed one of our fds: the other goes with us. */
+	drop_fd(state.wake_fd);
+	drop_fd(state.mounts_fd);
+	state.wake_fd = state.mounts_fd = -1;
+	state.worker_fds_lost = false;
+	state.worker_running = false;
+	unlock();
+	return NULL;
+}
+
+static int start_worker(void)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	pthread_t thread;
+	int r;
+
+	state.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (state.wake_fd < 0)
+		return log_warn(-errno, "registry: no eventfd: %s", strerror(errno));
+	keep_fd(state.wake_fd);
+	/* Without it, restarts of the daemon are noticed only by calls. */
+	state.mounts_fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+	if (state.mounts_fd >= 0)
+		keep_fd(state.mounts_fd);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits it */
+	r = -pthread_create(&thread, &attr, worker_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (r < 0) {
+		drop_fd(state.wake_fd);
+		drop_fd(state.mounts_fd);
+		state.wake_fd = state.mounts_fd = -1;
+		return log_warn(r, "registry: no helper thread: %s", strerror(-r));
+	}
+	state.worker_running = true;
+	return 0;
+}
+
+int wake_worker(void)
+{
+	int r;
+
+	if (state.worker_fds_lost)
+		return -EAGAIN; /* the old one is on its way out */
+	if (!state.worker_running) {
+		r = start_worker();
+		if (r < 0)
+			return r;
+	}
+	eventfd_write(state.wake_fd, 1);
+	return 0;
+}
+
+bool worker_forget_fd(int fd)
+{
+	if (fd != state.wake_fd && fd != state.mounts_fd)
+		return false;
+	/* Before the application's close: the eventfd is still ours. */
+	eventfd_write(state.wake_fd, 1);
+	if (fd == state.wake_fd)
+		state.wake_fd = -1;
+	else
+		state.mounts_fd = -1;
+	state.worker_fds_lost = true;
+	return true;
+}
+
+void worker_after_fork(void)
+{
+	struct tssx_registry_claim *claim, *tmp;
+	struct lookup_job *job, *next;
+
+	/* The parent's eventfd would wake the parent's worker too, and two
+	 * readers of one mountinfo file take each other's events. */
+	drop_fd(state.wake_fd);
+	drop_fd(state.mounts_fd);
+	state.wake_fd = state.mounts_fd = -1;
+	state.worker_running = state.worker_fds_lost = state.stuck = false;
+	LL_FOREACH_SAFE(state.jobs, job, next)
+		free(job); /* their callers are threads of the parent */
+	state.jobs = NULL;
+	DL_FOREACH_SAFE(state.claims, claim, tmp) {
+		if (!claim->busy)
+			continue;
+		claim->busy = false;
+		if (claim->released) {
+			DL_DELETE(state.claims, claim);
+			free(claim);
+		}
+	}
+}
