@@ -1,0 +1,138 @@
+/*
+ * tssx-hotpath: a fixed, single-process workload for counting what the
+ * library's hot paths cost under valgrind --tool=callgrind, strace -c or
+ * ltrace (docs/benchmark.md, "Where the time goes").  It measures nothing
+ * itself: the tools count the calls it makes.
+ *
+ *   tssx-hotpath stream PATH N SIZE   one connection (listen, connect,
+ *                                     accept in this process), then N
+ *                                     writes of SIZE bytes on one end and
+ *                                     N reads of SIZE on the other, in
+ *                                     batches of up to 32 KiB: no call
+ *                                     waits, none rings a doorbell
+ *   tssx-hotpath pipe N SIZE          the same over a pipe: a non-TSSX fd
+ *   tssx-hotpath connect PATH N       N connect cycles: socket, connect,
+ *                                     accept, 1-byte echo, close
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static void die(const char *what)
+{
+	fprintf(stderr, "tssx-hotpath: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void usage(void)
+{
+	fputs("usage: tssx-hotpath stream PATH N SIZE | pipe N SIZE | connect PATH N\n", stderr);
+	exit(2);
+}
+
+static unsigned long number(const char *arg)
+{
+	char *end;
+	unsigned long n = strtoul(arg, &end, 10);
+
+	if (!*arg || *end || n == 0)
+		usage();
+	return n;
+}
+
+static struct sockaddr_un address(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+
+	if (strlen(path) >= sizeof(addr.sun_path))
+		usage();
+	strcpy(addr.sun_path, path);
+	return addr;
+}
+
+static int listen_on(const char *path)
+{
+	struct sockaddr_un addr = address(path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	unlink(path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 16) < 0)
+		die("listen");
+	return fd;
+}
+
+/* One connection of this process with itself: *client and *server. */
+static void connect_pair(int listen_fd, const char *path, int *client, int *server)
+{
+	struct sockaddr_un addr = address(path);
+
+	*client = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*client < 0 || connect(*client, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		die("connect");
+	*server = accept(listen_fd, NULL, NULL);
+	if (*server < 0)
+		die("accept");
+}
+
+/* What a pipe and a ring both take without a reader. */
+#define BATCH_BYTES (32 * 1024)
+
+static void transfer(int out, int in, unsigned long n, size_t size)
+{
+	unsigned long batch = size < BATCH_BYTES ? BATCH_BYTES / size : 1;
+	char *buf = calloc(1, size);
+
+	if (!buf)
+		die("calloc");
+	for (unsigned long done = 0, todo; done < n; done += todo) {
+		todo = n - done < batch ? n - done : batch;
+		for (unsigned long i = 0; i < todo; i++)
+			if (write(out, buf, size) != (ssize_t)size)
+				die("write");
+		for (unsigned long i = 0; i < todo; i++)
+			if (read(in, buf, size) != (ssize_t)size)
+				die("read");
+	}
+	free(buf);
+}
+
+static void connect_cycles(int listen_fd, const char *path, unsigned long n)
+{
+	for (unsigned long i = 0; i < n; i++) {
+		int client, server;
+		char c = 'x';
+
+		connect_pair(listen_fd, path, &client, &server);
+		if (write(client, &c, 1) != 1 || read(server, &c, 1) != 1 ||
+		    write(server, &c, 1) != 1 || read(client, &c, 1) != 1)
+			die("echo");
+		close(client);
+		close(server);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	int listen_fd, out, in, pipe_fd[2];
+
+	if (argc == 5 && strcmp(argv[1], "stream") == 0) {
+		listen_fd = listen_on(argv[2]);
+		connect_pair(listen_fd, argv[2], &out, &in);
+		transfer(out, in, number(argv[3]), number(argv[4]));
+	} else if (argc == 4 && strcmp(argv[1], "pipe") == 0) {
+		if (pipe(pipe_fd) < 0)
+			die("pipe");
+		transfer(pipe_fd[1], pipe_fd[0], number(argv[2]), number(argv[3]));
+	} else if (argc == 4 && strcmp(argv[1], "connect") == 0) {
+		listen_fd = listen_on(argv[2]);
+		connect_cycles(listen_fd, argv[2], number(argv[3]));
+		unlink(argv[2]);
+	} else {
+		usage();
+	}
+	return 0;
+}
