@@ -24,7 +24,7 @@ static struct tssx_fd_object registry_fd = { .kind = TSSX_FD_REGISTRY };
 
 static void registry_fd_kept(int fd)
 {
-	tssx_table_set(fd, &registry_fd);
+	tssx_table_set_alias(fd, &registry_fd);
 }
 
 static void registry_fd_dropped(int fd)

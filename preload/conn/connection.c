@@ -73,7 +73,6 @@ static struct tssx_conn *conn_new(int fd, bool server)
 		return NULL;
 	}
 	conn->obj.kind = TSSX_FD_CONN;
-	atomic_init(&conn->obj.refs, 1);
 	conn->server = server;
 	atomic_init(&conn->fd, fd);
 	pthread_mutex_init(&conn->handshake_lock, NULL);
@@ -390,14 +389,9 @@ int tssx_conn_accept(int fd)
 	return 0;
 }
 
-void tssx_conn_get(struct tssx_conn *conn)
-{
-	atomic_fetch_add(&conn->obj.refs, 1);
-}
-
 void tssx_conn_put(struct tssx_conn *conn, int fd)
 {
-	if (atomic_fetch_sub(&conn->obj.refs, 1) != 1) {
+	if (!tssx_table_unref(&conn->obj)) {
 		/* The event wrappers reach the socket through conn->fd. */
 		int expected = fd;
 

@@ -108,9 +108,8 @@ static inline bool tssx_conn_is_ready(struct tssx_conn *conn)
  * peer notices); returns -error. */
 int tssx_conn_fail(struct tssx_conn *conn, int fd, int error, const char *why);
 
-/* Another fd of this process refers to the connection (dup). */
-void tssx_conn_get(struct tssx_conn *conn);
-/* fd no longer refers to it; the last one logs the counts and unmaps. */
+/* fd no longer refers to it (its slot is taken): drops the table's
+ * reference; the last one logs the counts and unmaps. */
 void tssx_conn_put(struct tssx_conn *conn, int fd);
 
 #endif

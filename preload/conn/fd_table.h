@@ -1,16 +1,27 @@
 /*
- * The fd table: which fds of this process the library has an interest in.
+ * The fd table: one slot per fd of this process the library has an
+ * interest in, holding what the fd is to the library (a connection, a
+ * listener, a registry fd) and the epoll wrappers' bookkeeping of it
+ * (events/events.h), so that close() and every I/O call find all of it
+ * with one lookup.
  *
- * Lock-free lookup: a two-level array of atomic pointers, chunks of
- * TSSX_TABLE_CHUNK slots allocated on first use and never freed, so a
- * lookup is two acquire loads and touches no lock, no malloc, no stdio (it
- * runs inside read() and write(), which signal handlers call).
+ * Lock-free lookup: a two-level array, chunks of TSSX_TABLE_CHUNK slots
+ * allocated on first use and never freed, so a lookup is two acquire loads,
+ * inline, and touches no lock, no malloc, no stdio (it runs inside read()
+ * and write(), which signal handlers call).
+ *
+ * The table owns the reference counts of what its slots point to: every
+ * slot set with tssx_table_set() counts one, and the object lives until
+ * tssx_table_unref() drops the last.
  */
 #ifndef TSSX_PRELOAD_TABLE_H
 #define TSSX_PRELOAD_TABLE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+
+#include "tssx/macros.h"
 
 #define TSSX_TABLE_CHUNK 1024
 #define TSSX_TABLE_CHUNKS 1024 /* fds up to 1M, the kernel's default nr_open */
@@ -23,37 +34,81 @@ enum tssx_fd_kind {
 };
 
 /* What a slot points to: the first member of every tracked object.  refs
- * counts the fds of this process that point to the object (dup). */
+ * counts the slots that point to it (the fds of this process, dup). */
 struct tssx_fd_object {
 	enum tssx_fd_kind kind;
-	_Atomic int refs;
+	_Atomic int refs; /* owned by the table */
 };
 
-struct tssx_fd_object *_Atomic *tssx_table_chunk_of(int fd);
+struct events_set;
+
+struct tssx_fd_slot {
+	struct tssx_fd_object *_Atomic obj;
+	/* The epoll wrappers' (events.c): the set of an epoll fd they saw,
+	 * and how many sets track this fd. */
+	struct events_set *_Atomic epoll_set;
+	atomic_uint watchers;
+};
+
+/* Hidden: the inline lookup reaches it without going through the GOT. */
+extern struct tssx_fd_slot *_Atomic tssx_table_chunks[TSSX_TABLE_CHUNKS]
+	__attribute__((visibility("hidden")));
+
+/* fd's slot, or NULL when nothing was ever recorded near it. */
+static inline struct tssx_fd_slot *tssx_table_slot(int fd)
+{
+	struct tssx_fd_slot *chunk;
+
+	if (unlikely((unsigned)fd >= TSSX_TABLE_MAX_FD))
+		return NULL;
+	/* Acquire pairs with the release in slot_make()'s install: the
+	 * chunk's zeroed slots are seen initialised. */
+	chunk = atomic_load_explicit(&tssx_table_chunks[(unsigned)fd / TSSX_TABLE_CHUNK], memory_order_acquire);
+	return chunk ? &chunk[(unsigned)fd % TSSX_TABLE_CHUNK] : NULL;
+}
+
+/* fd's slot, made on first use; NULL beyond the table or out of memory. */
+struct tssx_fd_slot *tssx_table_slot_make(int fd);
+
+/* Whether the slot holds anything: an object or epoll bookkeeping. */
+static inline bool tssx_table_slot_busy(struct tssx_fd_slot *slot)
+{
+	return atomic_load_explicit(&slot->obj, memory_order_relaxed) ||
+	       atomic_load_explicit(&slot->epoll_set, memory_order_relaxed) ||
+	       atomic_load_explicit(&slot->watchers, memory_order_relaxed);
+}
 
 static inline struct tssx_fd_object *tssx_table_get(int fd)
 {
-	struct tssx_fd_object *_Atomic *chunk;
+	struct tssx_fd_slot *slot = tssx_table_slot(fd);
 
-	if ((unsigned)fd >= TSSX_TABLE_MAX_FD)
-		return NULL;
-	chunk = tssx_table_chunk_of(fd);
-	if (!chunk)
-		return NULL;
-	return atomic_load_explicit(&chunk[fd % TSSX_TABLE_CHUNK], memory_order_acquire);
+	/* Acquire pairs with the release in tssx_table_set(): the object is
+	 * seen initialised. */
+	return slot ? atomic_load_explicit(&slot->obj, memory_order_acquire) : NULL;
 }
 
-/* Points fd at obj (taking no reference).  Returns 0, or -EBADF for an fd
- * beyond the table, -ENOMEM: the caller then leaves the fd plain. */
+/* Points fd at obj and counts the reference.  Returns 0, or -EBADF for an
+ * fd beyond the table, -ENOMEM: the caller then leaves the fd plain. */
 int tssx_table_set(int fd, struct tssx_fd_object *obj);
 
-/* Clears fd's slot and returns what it held (NULL if nothing). */
+/* Points fd at obj without counting it: an fd of the library's own that
+ * names a static object (the registry client's fds). */
+int tssx_table_set_alias(int fd, struct tssx_fd_object *obj);
+
+/* Clears fd's slot and returns what it held (NULL if nothing); the
+ * reference it counted is the caller's to drop. */
 struct tssx_fd_object *tssx_table_take(int fd);
+
+/* Drops one reference; true when it was the last: the caller frees obj. */
+static inline bool tssx_table_unref(struct tssx_fd_object *obj)
+{
+	return atomic_fetch_sub(&obj->refs, 1) == 1;
+}
 
 /* Some fd that points to obj, or -1.  Walks the table: for rare paths. */
 int tssx_table_find(const struct tssx_fd_object *obj);
 
-/* Highest fd that may have a slot, for walking ranges (close_range). */
+/* Highest fd that may have a slot in use, for walking ranges (close_range). */
 int tssx_table_high_fd(void);
 
 #endif

@@ -4,22 +4,13 @@
 #include <stdlib.h>
 
 #include "events/events.h"
+#include "conn/fd_table.h"
 #include "conn/spin.h"
 
-/*
- * Per-fd slots in a two-level table, so that lookups are lock-free and the
- * table grows without moving: close() asks on every call whether an fd is
- * tracked, and must pay one load for the fds nobody tracks.
- */
-#define SLOTS_PER_CHUNK 1024
-#define CHUNKS 1024 /* fds up to 1M, the kernel's default nr_open */
-
-struct fd_slot {
-	struct events_set *_Atomic set; /* when the fd is an epoll fd we saw */
-	atomic_uint watchers;		/* sets that track the fd */
-};
-
-static struct fd_slot *_Atomic chunks[CHUNKS];
+/* The per-fd bookkeeping (an epoll fd's set, how many sets track an fd)
+ * lives in the fd table's slots (conn/fd_table.h): close() asks on every
+ * call whether an fd is tracked, and finds it in the one lookup it makes
+ * anyway. */
 
 static pthread_mutex_t sets_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct events_set *live_sets;	/* under sets_lock */
@@ -27,43 +18,16 @@ static struct events_set *free_sets;	/* closed epoll fds' sets, for reuse */
 
 #define EVENTS_TAG_HIGH 0x54535358u /* "TSSX": never the top of a pointer */
 
-static struct fd_slot *slot_of(int fd)
-{
-	struct fd_slot *chunk;
-
-	if (fd < 0 || fd >= CHUNKS * SLOTS_PER_CHUNK)
-		return NULL;
-	chunk = atomic_load_explicit(&chunks[fd / SLOTS_PER_CHUNK], memory_order_acquire);
-	return chunk ? &chunk[fd % SLOTS_PER_CHUNK] : NULL;
-}
-
-static struct fd_slot *slot_make(int fd)
-{
-	struct fd_slot *chunk, *expected = NULL;
-	struct fd_slot *slot = slot_of(fd);
-
-	if (slot || fd < 0 || fd >= CHUNKS * SLOTS_PER_CHUNK)
-		return slot;
-	chunk = calloc(SLOTS_PER_CHUNK, sizeof(*chunk));
-	if (!chunk)
-		return NULL;
-	if (!atomic_compare_exchange_strong(&chunks[fd / SLOTS_PER_CHUNK], &expected, chunk)) {
-		free(chunk); /* another thread was first */
-		chunk = expected;
-	}
-	return &chunk[fd % SLOTS_PER_CHUNK];
-}
-
 struct events_set *events_set_of(int epfd)
 {
-	struct fd_slot *slot = slot_of(epfd);
+	struct tssx_fd_slot *slot = tssx_table_slot(epfd);
 
-	return slot ? atomic_load_explicit(&slot->set, memory_order_acquire) : NULL;
+	return slot ? atomic_load_explicit(&slot->epoll_set, memory_order_acquire) : NULL;
 }
 
 bool events_fd_is_tracked(int fd)
 {
-	struct fd_slot *slot = slot_of(fd);
+	struct tssx_fd_slot *slot = tssx_table_slot(fd);
 
 	return slot && atomic_load_explicit(&slot->watchers, memory_order_acquire) > 0;
 }
@@ -120,7 +84,7 @@ static struct events_set *set_take(int epfd)
 struct events_set *events_set_open(int epfd)
 {
 	static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-	struct fd_slot *slot = slot_make(epfd);
+	struct tssx_fd_slot *slot = tssx_table_slot_make(epfd);
 	struct events_set *set;
 
 	pthread_once(&atfork_once, register_atfork);
@@ -129,11 +93,11 @@ struct events_set *events_set_open(int epfd)
 		return NULL;
 	}
 	pthread_mutex_lock(&sets_lock);
-	set = atomic_load(&slot->set);
+	set = atomic_load(&slot->epoll_set);
 	if (!set) {
 		set = set_take(epfd);
 		if (set)
-			atomic_store_explicit(&slot->set, set, memory_order_release);
+			atomic_store_explicit(&slot->epoll_set, set, memory_order_release);
 		else
 			errno = ENOMEM;
 	}
@@ -160,7 +124,7 @@ static void entry_set_event(struct events_entry *entry, const struct epoll_event
 int events_set_add(struct events_set *set, int fd, enum events_kind kind,
 		   const struct epoll_event *event)
 {
-	struct fd_slot *slot = slot_make(fd);
+	struct tssx_fd_slot *slot = tssx_table_slot_make(fd);
 	struct events_entry *entry;
 
 	if (!slot)
@@ -186,7 +150,7 @@ int events_set_add(struct events_set *set, int fd, enum events_kind kind,
 void events_set_remove(struct events_set *set, struct events_entry *entry)
 {
 	HASH_DEL(set->entries, entry);
-	atomic_fetch_sub(&slot_of(entry->fd)->watchers, 1);
+	atomic_fetch_sub(&tssx_table_slot(entry->fd)->watchers, 1);
 	atomic_fetch_sub(&set->count, 1);
 	free(entry);
 }
@@ -263,12 +227,12 @@ static void set_clear(struct events_set *set)
 }
 
 /* Closing an epoll fd: its set is emptied and kept for the next one. */
-static void forget_set(struct fd_slot *slot)
+static void forget_set(struct tssx_fd_slot *slot)
 {
 	struct events_set *set;
 
 	pthread_mutex_lock(&sets_lock);
-	set = atomic_exchange(&slot->set, NULL);
+	set = atomic_exchange(&slot->epoll_set, NULL);
 	if (set) {
 		struct events_set **link = &live_sets;
 
@@ -294,11 +258,11 @@ static void forget_tracked_fd(int fd)
 
 void tssx_events_forget_fd(int fd)
 {
-	struct fd_slot *slot = slot_of(fd);
+	struct tssx_fd_slot *slot = tssx_table_slot(fd);
 
 	if (!slot)
 		return;
-	if (atomic_load_explicit(&slot->set, memory_order_acquire))
+	if (atomic_load_explicit(&slot->epoll_set, memory_order_acquire))
 		forget_set(slot);
 	if (atomic_load_explicit(&slot->watchers, memory_order_acquire) > 0)
 		forget_tracked_fd(fd);

@@ -10,7 +10,6 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <linux/sockios.h>
@@ -45,17 +44,16 @@ static void release_slot(int fd)
 
 void tssx_fd_forget(int fd)
 {
-	bool tracked = tssx_table_get(fd);
-	bool watched = events_set_of(fd) || events_fd_is_tracked(fd);
+	struct tssx_fd_slot *slot = tssx_table_slot(fd);
 
 	/* A vfork() child closing what it inherited before its exec must
 	 * leave the parent's connections and epoll sets alone.  Asked only
 	 * when there is something to forget: it costs a system call. */
-	if (unlikely(tracked || watched) && tssx_foreign_process())
+	if (likely(!slot || !tssx_table_slot_busy(slot)) || tssx_foreign_process())
 		return;
-	if (unlikely(watched))
+	if (atomic_load(&slot->epoll_set) || atomic_load(&slot->watchers))
 		tssx_events_forget_fd(fd);
-	if (unlikely(tracked))
+	if (atomic_load(&slot->obj))
 		release_slot(fd);
 }
 
@@ -66,12 +64,9 @@ static int share_fd(int old_fd, int new_fd)
 
 	if (likely(!obj) || obj->kind == TSSX_FD_REGISTRY || tssx_foreign_process())
 		return new_fd;
-	atomic_fetch_add(&obj->refs, 1);
 	if (tssx_table_set(new_fd, obj) < 0) {
 		/* Beyond the table the duplicate would look like a plain
 		 * socket carrying doorbells: refuse it. */
-		release_slot(new_fd);
-		atomic_fetch_sub(&obj->refs, 1);
 		TSSX_REAL(close)(new_fd);
 		errno = EMFILE;
 		return -1;
@@ -180,13 +175,8 @@ TSSX_EXPORT int ioctl(int fd, unsigned long request, ...)
 /* Forgets every fd from first to last before a range of them closes. */
 static void forget_range(unsigned first, unsigned last)
 {
-	struct rlimit limit;
 	int high = tssx_table_high_fd();
 
-	/* The event wrappers track fds the table does not: walk every fd
-	 * that can be open, but never past the tables. */
-	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur > (rlim_t)high + 1)
-		high = limit.rlim_cur >= TSSX_TABLE_MAX_FD ? TSSX_TABLE_MAX_FD - 1 : (int)limit.rlim_cur - 1;
 	if (high < 0 || first > (unsigned)high)
 		return;
 	if (last > (unsigned)high)

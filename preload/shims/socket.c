@@ -75,7 +75,6 @@ static void note_listener(int fd)
 	if (!listener)
 		goto out;
 	listener->obj.kind = TSSX_FD_LISTENER;
-	atomic_init(&listener->obj.refs, 1);
 	listener->claim = claim_server(fd);
 	if (tssx_table_set(fd, &listener->obj) < 0) {
 		tssx_registry_release(listener->claim);
@@ -87,7 +86,7 @@ out:
 
 void tssx_listener_release(struct tssx_listener *listener)
 {
-	if (atomic_fetch_sub(&listener->obj.refs, 1) != 1)
+	if (!tssx_table_unref(&listener->obj))
 		return;
 	tssx_registry_release(listener->claim);
 	free(listener);
