@@ -10,8 +10,9 @@
 #include <stdint.h>
 
 #define TSSX_HELLO_MAGIC 0x58535354u /* "TSSX" */
-/* 2: the lock words left the control blocks (side_lock.h). */
-#define TSSX_PROTOCOL_VERSION 2u
+/* 2: the lock words left the control blocks (side_lock.h).
+ * 3: the control blocks share the header's page (segment.h). */
+#define TSSX_PROTOCOL_VERSION 3u
 
 enum { TSSX_C2S = 0, TSSX_S2C = 1 };
 

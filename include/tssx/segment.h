@@ -2,7 +2,10 @@
  * The shared segment of one connection: a header and two rings, in a sealed
  * memfd created by the client (docs/design.md §3).
  *
- *   [header][ctl c2s][ctl s2c][data c2s][data s2c]   each part page-aligned
+ *   [header|ctl c2s|ctl s2c][data c2s][data s2c]
+ *
+ * The header and the two control blocks share the first page, on cache
+ * lines of their own; each ring's data starts on a page.
  *
  * The server maps it only after checking the memfd's seals (shrink and grow
  * sealed) and size against the validated hello.

@@ -38,6 +38,22 @@ bool tssx_conn_is_client_addr(const void *addr, unsigned addrlen)
 	       memcmp(sun->sun_path + 1, client_prefix, CLIENT_PREFIX_LEN) == 0;
 }
 
+/* A random number of this process: with the pid, it tells its client names
+ * from those of a process with the same pid in another pid namespace.  Read
+ * once: two threads racing here both store a valid one. */
+static unsigned process_random(void)
+{
+	static _Atomic unsigned cached;
+	unsigned random = atomic_load_explicit(&cached, memory_order_relaxed);
+
+	if (!random) {
+		(void)!getrandom(&random, sizeof(random), GRND_NONBLOCK);
+		random |= 1; /* never 0, which means "not read yet" */
+		atomic_store_explicit(&cached, random, memory_order_relaxed);
+	}
+	return random;
+}
+
 int tssx_conn_bind_client(int fd)
 {
 	static _Atomic unsigned counter;
@@ -45,12 +61,10 @@ int tssx_conn_bind_client(int fd)
 	int attempt;
 
 	for (attempt = 0; attempt < 8; attempt++) {
-		unsigned random = 0;
-		int len;
+		int len = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "%s%d.%u.%08x",
+				   client_prefix, (int)getpid(), atomic_fetch_add(&counter, 1),
+				   process_random());
 
-		(void)!getrandom(&random, sizeof(random), GRND_NONBLOCK);
-		len = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "%s%d.%u.%08x",
-			       client_prefix, (int)getpid(), atomic_fetch_add(&counter, 1), random);
 		if (TSSX_REAL(bind)(fd, (struct sockaddr *)&addr,
 				    offsetof(struct sockaddr_un, sun_path) + 1 + (socklen_t)len) == 0)
 			return 0;
@@ -88,12 +102,13 @@ static void conn_free(struct tssx_conn *conn)
 }
 
 /*
- * Maps in, with one system call, the pages every connection touches at
- * once: header, control blocks and the first page of each ring.  Taking
- * them one fault at a time costs far more where faults are expensive (a
- * virtual machine: ~30 us each against ~25 us for all of them here), and
- * short connections pay it on both sides.  Best effort: kernels before 5.14
- * lack MADV_POPULATE_WRITE and simply fault them in later.
+ * Maps in the pages every connection touches at once: the first page (the
+ * header and the control blocks) and the first page of each ring, in two
+ * system calls (the first page and the first of the c2s ring are
+ * adjacent).  Taking them one fault at a time costs far more where faults
+ * are expensive (a virtual machine), and short connections pay it on both
+ * sides.  Best effort: kernels before 5.14 lack MADV_POPULATE_WRITE and
+ * simply fault them in later.
  */
 static void populate_hot_pages(const struct tssx_segment *seg)
 {

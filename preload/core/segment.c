@@ -18,12 +18,24 @@
 
 #define REQUIRED_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
 
-/* Byte offsets of the parts; each starts on a page. */
+/*
+ * Byte offsets of the parts.  The header and both control blocks share the
+ * first page, each on cache lines of its own, and each ring's data starts
+ * on a page: a connection that moves a few bytes touches three pages, not
+ * five.  Every page costs both ends at connect (allocating, zeroing and
+ * mapping it) and at close (freeing it), and stays resident while the
+ * connection is idle.
+ */
 struct layout {
 	size_t ctl[2];
 	size_t data[2];
 	size_t size;
 };
+
+#define HEADER_SPAN ((sizeof(struct tssx_segment_header) + TSSX_CACHELINE - 1) & ~(size_t)(TSSX_CACHELINE - 1))
+
+_Static_assert(HEADER_SPAN + 2 * sizeof(struct tssx_ring_ctl) <= 4096,
+	       "header and control blocks must fit the smallest page");
 
 static size_t page_align(size_t n)
 {
@@ -36,9 +48,9 @@ static struct layout layout_of(uint64_t c2s_capacity, uint64_t s2c_capacity)
 {
 	struct layout l;
 
-	l.ctl[TSSX_C2S] = page_align(sizeof(struct tssx_segment_header));
-	l.ctl[TSSX_S2C] = l.ctl[TSSX_C2S] + page_align(sizeof(struct tssx_ring_ctl));
-	l.data[TSSX_C2S] = l.ctl[TSSX_S2C] + page_align(sizeof(struct tssx_ring_ctl));
+	l.ctl[TSSX_C2S] = HEADER_SPAN;
+	l.ctl[TSSX_S2C] = l.ctl[TSSX_C2S] + sizeof(struct tssx_ring_ctl);
+	l.data[TSSX_C2S] = page_align(l.ctl[TSSX_S2C] + sizeof(struct tssx_ring_ctl));
 	l.data[TSSX_S2C] = l.data[TSSX_C2S] + page_align(c2s_capacity);
 	l.size = l.data[TSSX_S2C] + page_align(s2c_capacity);
 	return l;

@@ -165,12 +165,19 @@ static void test_layout(void **state)
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	uint8_t *base = p->client.base;
 
+	uint8_t *c2s_ctl = (uint8_t *)p->client.ring[TSSX_C2S].ctl;
+	uint8_t *s2c_ctl = (uint8_t *)p->client.ring[TSSX_S2C].ctl;
+
+	/* Header and both control blocks in the first page, each on cache
+	 * lines of its own; the rings' data on pages of their own. */
 	assert_int_equal(p->client.size % page, 0);
-	assert_int_equal(p->client.size, 3 * page + C2S_CAP + S2C_CAP);
-	assert_ptr_equal(p->client.ring[TSSX_C2S].ctl, base + page);
-	assert_ptr_equal(p->client.ring[TSSX_S2C].ctl, base + 2 * page);
-	assert_ptr_equal(p->client.ring[TSSX_C2S].data, base + 3 * page);
-	assert_ptr_equal(p->client.ring[TSSX_S2C].data, base + 3 * page + C2S_CAP);
+	assert_int_equal(p->client.size, page + C2S_CAP + S2C_CAP);
+	assert_true(c2s_ctl >= base + sizeof(struct tssx_segment_header));
+	assert_int_equal((uintptr_t)c2s_ctl % TSSX_CACHELINE, 0);
+	assert_ptr_equal(s2c_ctl, c2s_ctl + sizeof(struct tssx_ring_ctl));
+	assert_true(s2c_ctl + sizeof(struct tssx_ring_ctl) <= base + page);
+	assert_ptr_equal(p->client.ring[TSSX_C2S].data, base + page);
+	assert_ptr_equal(p->client.ring[TSSX_S2C].data, base + page + C2S_CAP);
 }
 
 int main(void)
