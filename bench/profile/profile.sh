@@ -8,7 +8,8 @@
 #     no doorbell), and per write or read on a pipe (a non-TSSX fd);
 #   - perf trace: the system calls of a TSSX connect cycle (socket,
 #     connect, accept, 1-byte echo, close), with their median durations;
-#   - the CPU time of 2,000 connect cycles, plain and TSSX.
+#   - the CPU time of 2,000 connect cycles, plain and TSSX;
+#   - the shared memory resident per idle connection (2,000 of them).
 # LIBTSSX (default BUILD_DIR/preload/libtssx.so) is the library profiled,
 # for comparing builds with the same workload.  Needs valgrind, perf
 # (linux-perf) and python3.
@@ -59,3 +60,6 @@ for round in 1 2 3; do
 		time LD_PRELOAD=$preload "$probe" connect "$out/sock" 2000
 	done
 done
+echo
+echo "== shared memory per idle connection (Shmem of /proc/meminfo)"
+LD_PRELOAD=$lib "$probe" idle "$out/sock" 2000

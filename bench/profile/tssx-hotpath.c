@@ -13,11 +13,16 @@
  *   tssx-hotpath pipe N SIZE          the same over a pipe: a non-TSSX fd
  *   tssx-hotpath connect PATH N       N connect cycles: socket, connect,
  *                                     accept, 1-byte echo, close
+ *   tssx-hotpath idle PATH N          N connections kept open after a
+ *                                     1-byte echo each: prints the growth
+ *                                     of Shmem in /proc/meminfo per
+ *                                     connection (both ends' segment)
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -30,7 +35,8 @@ static void die(const char *what)
 
 static void usage(void)
 {
-	fputs("usage: tssx-hotpath stream PATH N SIZE | pipe N SIZE | connect PATH N\n", stderr);
+	fputs("usage: tssx-hotpath stream PATH N SIZE | pipe N SIZE | connect PATH N | idle PATH N\n",
+	      stderr);
 	exit(2);
 }
 
@@ -100,19 +106,63 @@ static void transfer(int out, int in, unsigned long n, size_t size)
 	free(buf);
 }
 
+static void echo_byte(int client, int server)
+{
+	char c = 'x';
+
+	if (write(client, &c, 1) != 1 || read(server, &c, 1) != 1 ||
+	    write(server, &c, 1) != 1 || read(client, &c, 1) != 1)
+		die("echo");
+}
+
 static void connect_cycles(int listen_fd, const char *path, unsigned long n)
 {
 	for (unsigned long i = 0; i < n; i++) {
 		int client, server;
-		char c = 'x';
 
 		connect_pair(listen_fd, path, &client, &server);
-		if (write(client, &c, 1) != 1 || read(server, &c, 1) != 1 ||
-		    write(server, &c, 1) != 1 || read(client, &c, 1) != 1)
-			die("echo");
+		echo_byte(client, server);
 		close(client);
 		close(server);
 	}
+}
+
+/* Shmem of /proc/meminfo, in KiB: every process's shared memory, so
+ * others' changes meanwhile show too (large N averages them out). */
+static long shmem_kib(void)
+{
+	FILE *f = fopen("/proc/meminfo", "re");
+	char line[256];
+	long kib = -1;
+
+	if (!f)
+		die("/proc/meminfo");
+	while (kib < 0 && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Shmem: %ld kB", &kib) != 1)
+			kib = -1;
+	fclose(f);
+	return kib;
+}
+
+static void idle_connections(int listen_fd, const char *path, unsigned long n)
+{
+	struct rlimit limit;
+	long before;
+
+	/* Two fds per connection. */
+	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+		limit.rlim_cur = limit.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &limit);
+	}
+	before = shmem_kib();
+	for (unsigned long i = 0; i < n; i++) {
+		int client, server;
+
+		connect_pair(listen_fd, path, &client, &server);
+		echo_byte(client, server);
+	}
+	printf("%lu idle connections: Shmem grew by %ld KiB, %.1f KiB per connection\n", n,
+	       shmem_kib() - before, (double)(shmem_kib() - before) / (double)n);
 }
 
 int main(int argc, char **argv)
@@ -130,6 +180,10 @@ int main(int argc, char **argv)
 	} else if (argc == 4 && strcmp(argv[1], "connect") == 0) {
 		listen_fd = listen_on(argv[2]);
 		connect_cycles(listen_fd, argv[2], number(argv[3]));
+		unlink(argv[2]);
+	} else if (argc == 4 && strcmp(argv[1], "idle") == 0) {
+		listen_fd = listen_on(argv[2]);
+		idle_connections(listen_fd, argv[2], number(argv[3]));
 		unlink(argv[2]);
 	} else {
 		usage();
