@@ -27,6 +27,7 @@
 enum bench_test {
 	TEST_PINGPONG, /* round trip of one message */
 	TEST_STREAM,   /* one-way messages, server writes, client reads */
+	TEST_DRAIN,    /* the same, the client reads up to DRAIN_BYTES per call */
 	TEST_CONNECT,  /* socket, connect, accept, 1-byte echo, close */
 	TEST_PIPE,     /* round trip over two pipes: cost on non-TSSX I/O */
 	TEST_BLOCKED,  /* CPU time of a reader blocked in read() */
@@ -59,6 +60,13 @@ struct role_report {
 };
 #define REPORT_SHM_USED 1u /* a memfd was mapped: TSSX really carried the data */
 
+/* What a draining reader asks for per read (TEST_DRAIN). */
+#define DRAIN_BYTES (64u * 1024)
+/* Operations per batch at least: 4 MiB, four times a 1 MiB ring, so that
+ * what piled up in the ring while the reader was off its CPU (drained at
+ * memcpy speed) is at most a quarter of a batch, not a whole sample. */
+#define DRAIN_MIN_BATCH ((4u << 20) / DRAIN_BYTES)
+
 /* Largest message: sizes the raw column's shared buffers. */
 #define BENCH_MAX_SIZE (1u << 20)
 /* Batches aimed at per measurement; their spread gives median and p99. */
@@ -80,6 +88,12 @@ size_t raw_shared_size(void);
 int raw_serve(const struct role_args *args);
 int raw_client_op(const struct role_args *args, struct bench_op *op);
 void raw_client_stop(const struct bench_op *op);
+
+/* drain.c: the draining reader of TEST_DRAIN.  One operation drains
+ * DRAIN_BYTES; drain_per_message() turns its samples into time per
+ * message. */
+int drain_socket_op(int fd, struct bench_op *op);
+void drain_per_message(const struct role_args *args, double *samples, uint32_t count);
 
 /* stats.c */
 uint64_t bench_now_ns(void);

@@ -147,7 +147,7 @@ int raw_serve(const struct role_args *args)
 
 	if (!s)
 		return -errno;
-	if (args->test == TEST_STREAM)
+	if (args->test == TEST_STREAM || args->test == TEST_DRAIN)
 		return serve_stream(s, args->size);
 	return serve_pingpong(s, args->size);
 }
@@ -181,10 +181,11 @@ int raw_client_op(const struct role_args *args, struct bench_op *op)
 	client.shared = raw_map();
 	if (!client.shared)
 		return -errno;
-	client.size = args->size;
-	memset(client.buf, 'x', args->size);
+	/* A draining reader takes whatever the ring holds, up to DRAIN_BYTES. */
+	client.size = args->test == TEST_DRAIN ? DRAIN_BYTES : args->size;
+	memset(client.buf, 'x', client.size);
 	op->ctx = &client;
-	op->run = args->test == TEST_STREAM ? read_message : pingpong_once;
+	op->run = args->test == TEST_STREAM || args->test == TEST_DRAIN ? read_message : pingpong_once;
 	return 0;
 }
 

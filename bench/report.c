@@ -37,6 +37,8 @@ static const struct target targets[] = {
 	{ "64 B round trip >= 20x faster than plain", TEST_PINGPONG, 64, SPEEDUP_AT_LEAST, 20 },
 	{ "64 B streaming >= 10x plain messages/s", TEST_STREAM, 64, SPEEDUP_AT_LEAST, 10 },
 	{ "64 KiB streaming >= 2x plain GB/s", TEST_STREAM, 64 * 1024, SPEEDUP_AT_LEAST, 2 },
+	/* Time per message at most twice the bare ring's: half its rate. */
+	{ "64 B to a draining reader >= 0.5x raw msg/s", TEST_DRAIN, 64, TIME_VS_RAW_AT_MOST, 2 },
 	{ "connect cycle within 2x plain", TEST_CONNECT, 1, TIME_VS_PLAIN_AT_MOST, 2 },
 	{ "overhead on non-TSSX I/O within 2%", TEST_PIPE, 64, OVERHEAD_AT_MOST, 2 },
 	{ "blocked reader ~0 CPU (< 1 ms in 1 s)", TEST_BLOCKED, 1, CPU_AT_MOST, BLOCKED_CPU_LIMIT_NS },
@@ -64,6 +66,9 @@ const char *bench_row_label(const struct bench_row *row, char *buf, size_t size)
 		break;
 	case TEST_STREAM:
 		snprintf(buf, size, "streaming %s", sz);
+		break;
+	case TEST_DRAIN:
+		snprintf(buf, size, "draining reader %s", sz);
 		break;
 	case TEST_CONNECT:
 		snprintf(buf, size, "%s", row->mixed ? "connect, TSSX client only" : "connect cycle");
@@ -228,7 +233,8 @@ enum view { VIEW_TIME, VIEW_RATE, VIEW_BANDWIDTH, VIEW_CPU };
 static bool fell_back(const struct bench_row *row, const struct bench_cell *cell, enum bench_column col)
 {
 	return col == COL_TSSX && cell->done && !cell->shm_used &&
-	       (row->test == TEST_PINGPONG || row->test == TEST_STREAM || row->test == TEST_BLOCKED);
+	       (row->test == TEST_PINGPONG || row->test == TEST_STREAM || row->test == TEST_DRAIN ||
+		row->test == TEST_BLOCKED);
 }
 
 static void format_cell(const struct bench_run *run, const struct bench_row *row,
@@ -267,6 +273,7 @@ static const struct section sections[] = {
 	{ "round trip", TEST_PINGPONG, VIEW_TIME },
 	{ "streaming, messages/s", TEST_STREAM, VIEW_RATE },
 	{ "streaming, GB/s", TEST_STREAM, VIEW_BANDWIDTH },
+	{ "draining reader, messages/s", TEST_DRAIN, VIEW_RATE },
 	{ "connect cycle", TEST_CONNECT, VIEW_TIME },
 	{ "pipe round trip", TEST_PIPE, VIEW_TIME },
 	{ "blocked reader, CPU", TEST_BLOCKED, VIEW_CPU },
@@ -443,7 +450,7 @@ static void json_cell(FILE *out, const struct bench_run *run, const struct bench
 	fputs(", \"max\": ", out);
 	json_number(out, st->max);
 	fprintf(out, ", \"samples\": %zu", st->n);
-	if (row->test == TEST_STREAM) {
+	if (row->test == TEST_STREAM || row->test == TEST_DRAIN) {
 		fputs(", \"messages_per_s\": ", out);
 		json_number(out, 1e9 / st->median);
 		fputs(", \"gb_per_s\": ", out);
@@ -455,8 +462,8 @@ static void json_cell(FILE *out, const struct bench_run *run, const struct bench
 }
 
 static const char *const json_tests[] = {
-	[TEST_PINGPONG] = "pingpong", [TEST_STREAM] = "stream", [TEST_CONNECT] = "connect",
-	[TEST_PIPE] = "pipe", [TEST_BLOCKED] = "blocked",
+	[TEST_PINGPONG] = "pingpong", [TEST_STREAM] = "stream", [TEST_DRAIN] = "drain",
+	[TEST_CONNECT] = "connect", [TEST_PIPE] = "pipe", [TEST_BLOCKED] = "blocked",
 };
 
 static void json_row(FILE *out, const struct bench_run *run, const struct bench_row *row)

@@ -186,6 +186,7 @@ static int serve_socket(const struct role_args *args)
 		return fd;
 	switch (args->test) {
 	case TEST_STREAM:
+	case TEST_DRAIN:
 		return write_messages(fd, args->size);
 	case TEST_BLOCKED:
 		return answer_late(fd, args->duration_ns);
@@ -287,6 +288,8 @@ static int socket_client_op(const struct role_args *args, struct bench_op *op)
 		break;
 	}
 	client.fd = socket_connect(args->socket_path);
+	if (client.fd >= 0 && args->test == TEST_DRAIN)
+		return drain_socket_op(client.fd, op);
 	return client.fd < 0 ? client.fd : 0;
 }
 
@@ -328,6 +331,8 @@ static int measure(const struct role_args *args, const struct bench_op *op,
 	batch = (uint64_t)((double)args->duration_ns / BENCH_TARGET_SAMPLES / ((double)elapsed / (double)ops));
 	if (batch < 1)
 		batch = 1;
+	if (args->test == TEST_DRAIN && batch < DRAIN_MIN_BATCH)
+		batch = DRAIN_MIN_BATCH;
 	*count = 0;
 	start = bench_now_ns();
 	do {
@@ -401,6 +406,8 @@ static int client(const struct role_args *args)
 		r = measure(args, &op, samples, &count);
 		shm_used = maps_memfd();
 	}
+	if (args->test == TEST_DRAIN)
+		drain_per_message(args, samples, count);
 	return r < 0 ? r : send_report(samples, count, shm_used);
 }
 

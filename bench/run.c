@@ -25,8 +25,8 @@
 extern char **environ;
 
 static const char *const test_names[] = {
-	[TEST_PINGPONG] = "pingpong", [TEST_STREAM] = "stream", [TEST_CONNECT] = "connect",
-	[TEST_PIPE] = "pipe", [TEST_BLOCKED] = "blocked",
+	[TEST_PINGPONG] = "pingpong", [TEST_STREAM] = "stream", [TEST_DRAIN] = "drain",
+	[TEST_CONNECT] = "connect", [TEST_PIPE] = "pipe", [TEST_BLOCKED] = "blocked",
 };
 static const char *const transport_names[] = {
 	[TRANSPORT_RAW] = "raw", [TRANSPORT_SOCKET] = "socket", [TRANSPORT_PIPE] = "pipe",

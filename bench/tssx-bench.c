@@ -26,6 +26,8 @@
 volatile sig_atomic_t bench_interrupted;
 
 static const size_t message_sizes[] = { 8, 64, 1024, 64 * 1024, 1024 * 1024 };
+/* Small messages are where a draining reader shows the per-call cost. */
+static const size_t drain_sizes[] = { 8, 64 };
 #define PIPE_MESSAGE_SIZE 64
 /* Every row measures its columns in alternating rounds, so that a change in
  * the machine's load during the run hits all of them alike; the pipe
@@ -56,6 +58,10 @@ static const char usage_text[] =
 "                for N = 8 B, 64 B, 1 KiB, 64 KiB, 1 MiB\n"
 "  streaming     server writes N-byte messages, client reads one per read(2):\n"
 "                messages/s and GB/s, same sizes\n"
+"  drain         server writes N-byte messages, one write(2) each, client\n"
+"                reads up to 64 KiB per read(2), as a buffered reader does:\n"
+"                messages/s for N = 8 B, 64 B (raw: the bare ring, one\n"
+"                publish per message, the reader takes what is there)\n"
 "  connect       socket, connect, accept, 1-byte echo, close: plain; TSSX;\n"
 "                a preloaded client to a server without TSSX\n"
 "  pipe          a 64 B round trip over two pipes, without and with the\n"
@@ -73,7 +79,7 @@ static const char usage_text[] =
 "  -w, --warmup=SECS     warm-up per cell, all rounds together (default 0.2)\n"
 "  -R, --rounds=N        rounds per cell (default 3), each with its own processes\n"
 "  -t, --tests=LIST      only these measurements, comma-separated:\n"
-"                        pingpong,stream,connect,pipe,blocked\n"
+"                        pingpong,stream,drain,connect,pipe,blocked\n"
 "  -j, --json            print JSON instead of the table\n"
 "  -p, --progress        show progress on stderr even when it is not a tty\n"
 "                        (default: only on a tty)\n"
@@ -94,8 +100,8 @@ static const char usage_text[] =
 "usage error, 130 when interrupted.\n";
 
 static const char *const test_option_names[] = {
-	[TEST_PINGPONG] = "pingpong", [TEST_STREAM] = "stream", [TEST_CONNECT] = "connect",
-	[TEST_PIPE] = "pipe", [TEST_BLOCKED] = "blocked",
+	[TEST_PINGPONG] = "pingpong", [TEST_STREAM] = "stream", [TEST_DRAIN] = "drain",
+	[TEST_CONNECT] = "connect", [TEST_PIPE] = "pipe", [TEST_BLOCKED] = "blocked",
 };
 
 static int parse_name(const char *name, const char *const *names, size_t count)
@@ -246,6 +252,9 @@ static size_t build_rows(struct bench_row *rows, unsigned tests)
 		if (tests & (1u << test))
 			for (size_t i = 0; i < ARRAY_SIZE(message_sizes); i++)
 				n = add_row(rows, n, (enum bench_test)test, message_sizes[i], false, true);
+	if (tests & (1u << TEST_DRAIN))
+		for (size_t i = 0; i < ARRAY_SIZE(drain_sizes); i++)
+			n = add_row(rows, n, TEST_DRAIN, drain_sizes[i], false, true);
 	if (tests & (1u << TEST_CONNECT)) {
 		n = add_row(rows, n, TEST_CONNECT, 1, false, false);
 		n = add_row(rows, n, TEST_CONNECT, 1, true, false);
@@ -351,7 +360,7 @@ static void on_interrupt(int sig)
 
 static int run_bench(struct bench_config *cfg, unsigned tests)
 {
-	struct bench_row rows[2 * ARRAY_SIZE(message_sizes) + 4];
+	struct bench_row rows[2 * ARRAY_SIZE(message_sizes) + ARRAY_SIZE(drain_sizes) + 4];
 	struct bench_run run = { .config = cfg, .rows = rows };
 	char dir[] = "/tmp/tssx-bench.XXXXXX";
 	struct sigaction sa = { .sa_handler = on_interrupt }; /* no SA_RESTART: waits end */

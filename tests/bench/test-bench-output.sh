@@ -34,7 +34,7 @@ def cell_ok(row, col):
         expect(number(c.get(key)) and c[key] >= 0, f"{where}: {key}")
     expect(c["min"] <= c["median"] <= c["max"] and c["p99"] <= c["max"], f"{where}: order")
     expect(isinstance(c.get("samples"), int) and c["samples"] >= 1, f"{where}: samples")
-    if row["test"] == "stream":
+    if row["test"] in ("stream", "drain"):
         expect(abs(c["messages_per_s"] * c["median"] / 1e9 - 1) < 1e-3, f"{where}: messages/s")
         expect(abs(c["gb_per_s"] * c["median"] / row["size"] - 1) < 1e-3, f"{where}: GB/s")
     return True
@@ -55,11 +55,11 @@ expect(doc["tssx"]["available"] is tssx, "tssx.available")
 expect(tssx or doc["tssx"]["reason"], "tssx.reason when unavailable")
 
 tests = [r["test"] for r in doc["results"]]
-expect(tests == ["pingpong"] * 5 + ["stream"] * 5 +
+expect(tests == ["pingpong"] * 5 + ["stream"] * 5 + ["drain"] * 2 +
        ["connect", "connect_tssx_client_plain_server", "pipe", "blocked"], f"rows {tests}")
 expect([r["size"] for r in doc["results"][:5]] == [8, 64, 1024, 65536, 1048576], "sizes")
 for row in doc["results"]:
-    with_raw = row["test"] in ("pingpong", "stream")
+    with_raw = row["test"] in ("pingpong", "stream", "drain")
     if with_raw:
         cell_ok(row, "raw")
     else:
@@ -76,7 +76,7 @@ for row in doc["results"]:
     if row["test"] == "pipe":
         expect(number(row["overhead_percent"]) if tssx else row["overhead_percent"] is None, "overhead")
 
-expect(len(doc["targets"]) == 7, "seven targets")
+expect(len(doc["targets"]) == 8, "eight targets")
 for t in doc["targets"]:
     expect(number(t["limit"]), f"target {t['name']}: limit")
     if tssx:
@@ -91,7 +91,7 @@ PY
 
 check_table() { # file
 	grep -q '^round trip  *raw shm  *plain socket  *TSSX  *vs plain  *vs raw$' "$1" || fail "table header"
-	[[ $(grep -cE '^  (8 B|64 B|1 KiB|64 KiB|1 MiB) ' "$1") == 15 ]] || fail "table rows"
+	[[ $(grep -cE '^  (8 B|64 B|1 KiB|64 KiB|1 MiB) ' "$1") == 17 ]] || fail "table rows"
 	grep -q '^targets, from this run:$' "$1" || fail "targets"
 }
 
@@ -101,7 +101,7 @@ TSSX_REGISTRY=$TMP "$TSSX_BENCH" "${TINY[@]}" --json >"$TMP/plain.json" 2>"$TMP/
 [[ $(wc -l <"$TMP/stderr") == 1 ]] && grep -q "TSSX column skipped" "$TMP/stderr" ||
 	fail "stderr without TSSX: $(cat "$TMP/stderr")"
 check_json "$TMP/plain.json" 0 || fail "JSON without TSSX"
-TSSX_REGISTRY=$TMP "$TSSX_BENCH" "${TINY[@]}" --tests pingpong,stream >"$TMP/table" 2>/dev/null ||
+TSSX_REGISTRY=$TMP "$TSSX_BENCH" "${TINY[@]}" --tests pingpong,stream,drain >"$TMP/table" 2>/dev/null ||
 	fail "table run failed"
 check_table "$TMP/table"
 rc=0; "$TSSX_BENCH" --duration 0 2>/dev/null || rc=$?
