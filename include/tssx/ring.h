@@ -102,6 +102,40 @@ ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iov
 ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek);
 
 /*
+ * The end of the stream and the counters as the data path's readiness
+ * needs them, so that the layout of the control block stays in the core.
+ * The peer may write any of them at any time: the answers are what it
+ * says, never an access outside the ring.
+ */
+
+/* The producer did shutdown(SHUT_WR): no byte follows what the ring
+ * holds.  Release pairs with the acquire in tssx_ring_write_shut(): the
+ * producer's last bytes are published before the end of the stream. */
+static inline void tssx_ring_shut_write(struct tssx_ring *ring)
+{
+	atomic_store_explicit(&ring->ctl->write_shut, 1, memory_order_release);
+}
+
+static inline bool tssx_ring_write_shut(const struct tssx_ring *ring)
+{
+	return atomic_load_explicit(&ring->ctl->write_shut, memory_order_acquire);
+}
+
+/* Bytes ever written into the ring and ever read out of it: each moves
+ * whenever its side moved the ring (edge-triggered readiness).  Acquire
+ * pairs with the release that publishes the counter (tssx_ring_write,
+ * tssx_ring_read). */
+static inline uint64_t tssx_ring_produced(const struct tssx_ring *ring)
+{
+	return atomic_load_explicit(&ring->ctl->tail, memory_order_acquire);
+}
+
+static inline uint64_t tssx_ring_consumed(const struct tssx_ring *ring)
+{
+	return atomic_load_explicit(&ring->ctl->head, memory_order_acquire);
+}
+
+/*
  * Sleep/wake protocol.  A consumer about to sleep calls arm_reader(), which
  * sets reader_waiting and returns the re-checked readable count: if it is
  * non-zero the consumer must not sleep (the flag stays set: at worst one

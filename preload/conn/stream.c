@@ -62,8 +62,8 @@ static bool is_nonblocking(int fd, int flags)
 
 static bool peer_done_writing(const struct tssx_conn *conn)
 {
-	return atomic_load_explicit(&conn->rx->ctl->write_shut, memory_order_acquire) ||
-	       atomic_load(&conn->peer_closed) || atomic_load(&conn->read_shut);
+	return tssx_ring_write_shut(conn->rx) || atomic_load(&conn->peer_closed) ||
+	       atomic_load(&conn->read_shut);
 }
 
 static void ring_doorbell(struct tssx_conn *conn, int fd)
@@ -442,7 +442,7 @@ int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how)
 		atomic_store(&conn->read_shut, true);
 	if (how != SHUT_RD) {
 		atomic_store(&conn->write_shut, true);
-		atomic_store_explicit(&conn->tx->ctl->write_shut, 1, memory_order_release);
+		tssx_ring_shut_write(conn->tx);
 		/* Unconditionally: the peer may watch the socket with epoll
 		 * without a flag armed, and must see the end of the stream. */
 		ring_doorbell(conn, fd);
@@ -557,6 +557,5 @@ uint64_t tssx_conn_generation(struct tssx_conn *conn)
 	/* Counters only grow: their sum changes whenever either ring moved. */
 	state = (uint64_t)peer_done_writing(conn) | (uint64_t)atomic_load(&conn->peer_closed) << 1 |
 		(uint64_t)atomic_load(&conn->write_shut) << 2;
-	return atomic_load_explicit(&conn->rx->ctl->tail, memory_order_acquire) +
-	       atomic_load_explicit(&conn->tx->ctl->head, memory_order_acquire) + (state << 60);
+	return tssx_ring_produced(conn->rx) + tssx_ring_consumed(conn->tx) + (state << 60);
 }
