@@ -68,7 +68,7 @@ struct role_report {
 #define DRAIN_MIN_BATCH ((4u << 20) / DRAIN_BYTES)
 
 /* Largest message: sizes the raw column's shared buffers. */
-#define BENCH_MAX_SIZE (1u << 20)
+#define BENCH_MAX_SIZE (4u << 20)
 /* Batches aimed at per measurement; their spread gives median and p99. */
 #define BENCH_TARGET_SAMPLES 200
 #define BENCH_MAX_SAMPLES 4096

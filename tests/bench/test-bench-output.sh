@@ -55,9 +55,9 @@ expect(doc["tssx"]["available"] is tssx, "tssx.available")
 expect(tssx or doc["tssx"]["reason"], "tssx.reason when unavailable")
 
 tests = [r["test"] for r in doc["results"]]
-expect(tests == ["pingpong"] * 5 + ["stream"] * 5 + ["drain"] * 2 +
+expect(tests == ["pingpong"] * 6 + ["stream"] * 6 + ["drain"] * 2 +
        ["connect", "connect_tssx_client_plain_server", "pipe", "blocked"], f"rows {tests}")
-expect([r["size"] for r in doc["results"][:5]] == [8, 64, 1024, 65536, 1048576], "sizes")
+expect([r["size"] for r in doc["results"][:6]] == [8, 64, 1024, 65536, 1048576, 4194304], "sizes")
 for row in doc["results"]:
     with_raw = row["test"] in ("pingpong", "stream", "drain")
     if with_raw:
@@ -91,7 +91,7 @@ PY
 
 check_table() { # file
 	grep -q '^round trip  *raw shm  *plain socket  *TSSX  *vs plain  *vs raw$' "$1" || fail "table header"
-	[[ $(grep -cE '^  (8 B|64 B|1 KiB|64 KiB|1 MiB) ' "$1") == 17 ]] || fail "table rows"
+	[[ $(grep -cE '^  (8 B|64 B|1 KiB|64 KiB|1 MiB|4 MiB) ' "$1") == 20 ]] || fail "table rows"
 	grep -q '^targets, from this run:$' "$1" || fail "targets"
 }
 
