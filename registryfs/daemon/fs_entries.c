@@ -125,11 +125,12 @@ void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 
 void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct reg_node *node = NULL;
 	int r;
 
 	registry_lock();
-	r = table_mkdir(registry.table, parent, name, &node);
+	r = table_mkdir(registry.table, parent, name, ctx->uid, ctx->gid, &node);
 	reply_entry(req, r, node);
 	if (r == 0)
 		watcher_kick(); /* to remove it if it stays empty */

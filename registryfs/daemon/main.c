@@ -23,6 +23,9 @@
 #include "fs.h"
 
 #define DEFAULT_MAX_ENTRIES 16384
+/* A user with a thousand TSSX sockets at once is rare; sixteen such users
+ * still leave the registry room. */
+#define DEFAULT_MAX_USER_ENTRIES 1024
 #define MOUNT_OPTIONS "-oallow_other,fsname=tssx-registryfs,subtype=tssx-registryfs"
 
 struct registry registry = {
@@ -54,12 +57,14 @@ static const struct fuse_lowlevel_ops registry_ops = {
 
 struct registry_options {
 	unsigned max_entries;
+	unsigned max_user_entries;
 	const char *mountpoint;   /* as given, NULL for the default */
 	char canonical[PATH_MAX]; /* created, checked and resolved */
 };
 
 static const struct fuse_opt registry_opt_spec[] = {
 	{ "max_entries=%u", offsetof(struct registry_options, max_entries), 0 },
+	{ "max_user_entries=%u", offsetof(struct registry_options, max_user_entries), 0 },
 	FUSE_OPT_END,
 };
 
@@ -92,10 +97,13 @@ static void print_usage(const char *prog)
 	       "    -s                     single-threaded\n"
 	       "    -o max_entries=N       bound on entries and directories (default %u);\n"
 	       "                           creating more fails with ENOSPC\n"
+	       "    -o max_user_entries=N  bound on the entries and directories one user\n"
+	       "                           other than root creates (default %u); more\n"
+	       "                           fail with EDQUOT for that user only\n"
 	       "    -o OPT[,OPT...]        other FUSE mount options, listed below\n"
 	       "\n"
 	       "See tssx-registryfs(8).\n\n",
-	       prog, TSSX_DEFAULT_REGISTRY, DEFAULT_MAX_ENTRIES);
+	       prog, TSSX_DEFAULT_REGISTRY, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_USER_ENTRIES);
 	fuse_lowlevel_help();
 }
 
@@ -297,6 +305,8 @@ static int parse_args(struct fuse_args *args, struct fuse_cmdline_opts *opts,
 		return -1;
 	if (ropts->max_entries == 0)
 		return log_error(-1, "max_entries must be at least 1");
+	if (ropts->max_user_entries == 0)
+		return log_error(-1, "max_user_entries must be at least 1");
 	if (!info) {
 		r = check_environment();
 		if (r == 0)
@@ -326,11 +336,14 @@ int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts opts = { 0 };
-	struct registry_options ropts = { .max_entries = DEFAULT_MAX_ENTRIES };
+	struct registry_options ropts = {
+		.max_entries = DEFAULT_MAX_ENTRIES,
+		.max_user_entries = DEFAULT_MAX_USER_ENTRIES,
+	};
 	int r = parse_args(&args, &opts, &ropts);
 
 	if (r == 0) {
-		registry.table = table_new(ropts.max_entries, ropts.canonical);
+		registry.table = table_new(ropts.max_entries, ropts.max_user_entries, ropts.canonical);
 		r = registry.table ? mount_and_serve(&args, &opts, ropts.canonical) : -ENOMEM;
 		fs_free_snapshots();
 		table_free(registry.table);

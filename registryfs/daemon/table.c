@@ -5,7 +5,9 @@
  * directory while it has children, or from its mkdir until it empties.  A
  * detached node stays known by inode number until the kernel forgets its
  * last reference, so late requests on it get ESTALE instead of a wild
- * pointer.  Only attached nodes count against the bound.
+ * pointer.  Only attached nodes count against the bounds: all of them
+ * against max_entries, and each against its creator's quota (root has
+ * none), so that no user can fill the registry for the others.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,6 +21,13 @@
 
 #define SOCKET_PATH_MAX (TSSX_SUN_PATH_MAX - 1)
 
+/* How many attached nodes one uid created. */
+struct reg_usage {
+	uid_t uid;
+	unsigned count;
+	UT_hash_handle hh;
+};
+
 struct reg_table {
 	struct reg_node *nodes; /* every known node, by inode number */
 	struct reg_handle *handles; /* every open handle, by id */
@@ -28,6 +37,8 @@ struct reg_table {
 	uint64_t last_claim_id;
 	unsigned count;         /* attached nodes, root excluded */
 	unsigned max_entries;
+	unsigned max_user_entries;
+	struct reg_usage *usage; /* by uid; only uids that hold nodes */
 	char *mountpoint;
 	struct reg_event *events;
 	size_t nevents;
@@ -97,6 +108,41 @@ static void free_if_unreferenced(struct reg_table *t, struct reg_node *n)
 		node_free(t, n);
 }
 
+static struct reg_usage *usage_of(const struct reg_table *t, uid_t uid)
+{
+	struct reg_usage *u;
+
+	HASH_FIND(hh, t->usage, &uid, sizeof(uid), u);
+	return u;
+}
+
+unsigned table_user_count(const struct reg_table *t, uid_t uid)
+{
+	struct reg_usage *u = usage_of(t, uid);
+
+	return u ? u->count : 0;
+}
+
+static void count_user(struct reg_table *t, uid_t uid, int delta)
+{
+	struct reg_usage *u = usage_of(t, uid);
+
+	if (!u && delta > 0) {
+		u = calloc(1, sizeof(*u));
+		if (!u)
+			return; /* uncounted: the quota is a bound, not a ledger */
+		u->uid = uid;
+		HASH_ADD(hh, t->usage, uid, sizeof(u->uid), u);
+	}
+	if (!u)
+		return;
+	u->count += (unsigned)delta;
+	if (u->count == 0) {
+		HASH_DEL(t->usage, u);
+		free(u);
+	}
+}
+
 static void attach(struct reg_table *t, struct reg_node *parent, struct reg_node *n)
 {
 	HASH_ADD_KEYPTR(hh, parent->children, n->name, strlen(n->name), n);
@@ -104,6 +150,7 @@ static void attach(struct reg_table *t, struct reg_node *parent, struct reg_node
 	n->parent = parent;
 	n->attached = true;
 	t->count++;
+	count_user(t, n->uid, 1);
 }
 
 /* Removes n from its directory, and every directory it leaves empty. */
@@ -118,12 +165,13 @@ static void detach(struct reg_table *t, struct reg_node *n)
 		n->parent = NULL;
 		n->attached = false;
 		t->count--;
+		count_user(t, n->uid, -1);
 		free_if_unreferenced(t, n);
 		n = parent->nchildren == 0 ? parent : NULL;
 	}
 }
 
-struct reg_table *table_new(unsigned max_entries, const char *mountpoint)
+struct reg_table *table_new(unsigned max_entries, unsigned max_user_entries, const char *mountpoint)
 {
 	struct reg_table *t = calloc(1, sizeof(*t));
 
@@ -131,6 +179,7 @@ struct reg_table *table_new(unsigned max_entries, const char *mountpoint)
 		return NULL;
 	t->next_ino = REG_ROOT_INO;
 	t->max_entries = max_entries;
+	t->max_user_entries = max_user_entries;
 	t->mountpoint = strdup(mountpoint);
 	t->root = node_new(t, "", true);
 	if (!t->mountpoint || !t->root) {
@@ -144,6 +193,7 @@ struct reg_table *table_new(unsigned max_entries, const char *mountpoint)
 void table_free(struct reg_table *t)
 {
 	struct reg_node *n, *tmp;
+	struct reg_usage *u, *next;
 
 	if (!t)
 		return;
@@ -153,6 +203,10 @@ void table_free(struct reg_table *t)
 		node_free(t, n);
 	}
 	table_free_events(t->events, t->nevents);
+	HASH_ITER(hh, t->usage, u, next) {
+		HASH_DEL(t->usage, u);
+		free(u);
+	}
 	free(t->mountpoint);
 	free(t);
 }
@@ -269,18 +323,24 @@ int table_lookup(struct reg_table *t, uint64_t parent, const char *name, struct 
 
 /* A new attached node, or -errno: the bound and the name are checked. */
 static int add_node(struct reg_table *t, struct reg_node *parent, const char *name,
-		    bool is_dir, struct reg_node **out)
+		    bool is_dir, uid_t uid, gid_t gid, struct reg_node **out)
 {
 	struct reg_node *n;
 	int r = check_new_name(t, parent, name, is_dir);
 
 	if (r < 0)
 		return r;
+	if (uid != 0 && table_user_count(t, uid) >= t->max_user_entries) {
+		log_debug("uid %u over its quota (%u entries)", (unsigned)uid, t->max_user_entries);
+		return -EDQUOT;
+	}
 	if (t->count >= t->max_entries)
 		return log_warn(-ENOSPC, "registry full (%u entries)", t->max_entries);
 	n = node_new(t, name, is_dir);
 	if (!n)
 		return -ENOMEM;
+	n->uid = uid;
+	n->gid = gid;
 	attach(t, parent, n);
 	*out = n;
 	return 0;
@@ -300,11 +360,9 @@ int table_create(struct reg_table *t, uint64_t parent, const char *name, bool ex
 	if (n && n->is_dir)
 		return -EISDIR;
 	if (!n) {
-		r = add_node(t, p, name, false, &n);
+		r = add_node(t, p, name, false, uid, gid, &n);
 		if (r < 0)
 			return r;
-		n->uid = uid;
-		n->gid = gid;
 	}
 	r = table_open(t, n->ino, out);
 	if (r < 0) {
@@ -316,7 +374,8 @@ int table_create(struct reg_table *t, uint64_t parent, const char *name, bool ex
 	return 0;
 }
 
-int table_mkdir(struct reg_table *t, uint64_t parent, const char *name, struct reg_node **out)
+int table_mkdir(struct reg_table *t, uint64_t parent, const char *name, uid_t uid, gid_t gid,
+		struct reg_node **out)
 {
 	struct reg_node *p, *n;
 	int r = live_dir(t, parent, &p);
@@ -326,7 +385,7 @@ int table_mkdir(struct reg_table *t, uint64_t parent, const char *name, struct r
 	HASH_FIND_STR(p->children, name, n);
 	if (n)
 		return -EEXIST;
-	r = add_node(t, p, name, true, &n);
+	r = add_node(t, p, name, true, uid, gid, &n);
 	if (r < 0)
 		return r;
 	n->nlookup++;

@@ -63,21 +63,26 @@ struct reg_event {
 
 struct reg_table;
 
-/* `mountpoint` (absolute, canonical): names decoding to it or below are
+/* At most max_entries attached nodes in all (then ENOSPC), and at most
+ * max_user_entries created by one uid other than root (then EDQUOT).
+ * `mountpoint` (absolute, canonical): names decoding to it or below are
  * refused, since the daemon would stat into its own mount. */
-struct reg_table *table_new(unsigned max_entries, const char *mountpoint);
+struct reg_table *table_new(unsigned max_entries, unsigned max_user_entries, const char *mountpoint);
 void table_free(struct reg_table *t);
 
 /* Any node the kernel may still name, attached or not; NULL if unknown. */
 struct reg_node *table_node(struct reg_table *t, uint64_t ino);
 unsigned table_entry_count(const struct reg_table *t);
+/* The attached nodes (entries and directories) that uid created. */
+unsigned table_user_count(const struct reg_table *t, uid_t uid);
 
 /* Each success counts one kernel reference (nlookup) on *out. */
 int table_lookup(struct reg_table *t, uint64_t parent, const char *name, struct reg_node **out);
 /* Finds or makes the entry and opens a handle on it (h->node). */
 int table_create(struct reg_table *t, uint64_t parent, const char *name, bool excl,
 		 uid_t uid, gid_t gid, struct reg_handle **out);
-int table_mkdir(struct reg_table *t, uint64_t parent, const char *name, struct reg_node **out);
+int table_mkdir(struct reg_table *t, uint64_t parent, const char *name, uid_t uid, gid_t gid,
+		struct reg_node **out);
 int table_rmdir(struct reg_table *t, uint64_t parent, const char *name);
 void table_forget(struct reg_table *t, uint64_t ino, uint64_t nlookup);
 

@@ -53,6 +53,10 @@ time.sleep(60)" "$SOCKET" &
 	done
 	[[ $(head -1 <<<"$out") =~ ^SOCKET\ +SERVER\ +CLIENT$ ]] || fail "status header: $out"
 	grep -Eq "^$SOCKET +yes +no\$" <<<"$out" || fail "status does not show the server: $out"
+	# root made the entry and its directories: one line, a count of at
+	# least the depth of the socket path
+	grep -Eq "^root +[0-9]+\$" <<<"$(sed -En "/^USER +ENTRIES/,/^\$/p" <<<"$out")" ||
+		fail "status does not show who holds the entries: $out"
 	kill $server
 	wait $server 2>/dev/null || true
 	for _ in $(seq 50); do

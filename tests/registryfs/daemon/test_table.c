@@ -2,7 +2,9 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +17,7 @@
 
 static struct reg_table *new_table(unsigned max_entries)
 {
-	struct reg_table *t = table_new(max_entries, MOUNT);
+	struct reg_table *t = table_new(max_entries, UINT_MAX, MOUNT);
 
 	assert_non_null(t);
 	return t;
@@ -47,7 +49,7 @@ static uint64_t make_dir(struct reg_table *t, uint64_t parent, const char *name)
 {
 	struct reg_node *dir;
 
-	assert_int_equal(table_mkdir(t, parent, name, &dir), 0);
+	assert_int_equal(table_mkdir(t, parent, name, 1000, 1000, &dir), 0);
 	return dir->ino;
 }
 
@@ -82,7 +84,7 @@ static void test_tree_and_names(void **state)
 	assert_string_equal(name, "tmp/a.sock");
 	assert_int_equal(table_name(h->node, name, 5), -ENAMETOOLONG);
 	assert_int_equal(table_entry_count(t), 2);
-	assert_int_equal(table_mkdir(t, REG_ROOT_INO, "tmp", &found), -EEXIST);
+	assert_int_equal(table_mkdir(t, REG_ROOT_INO, "tmp", 1000, 1000, &found), -EEXIST);
 	assert_int_equal(table_create(t, tmp, "a.sock", true, 0, 0, &h), -EEXIST);
 	assert_int_equal(table_create(t, REG_ROOT_INO, "tmp", false, 0, 0, &h), -EISDIR);
 	table_free(t);
@@ -97,18 +99,18 @@ static void test_bad_names(void **state)
 
 	assert_int_equal(table_create(t, REG_ROOT_INO, "@a b", false, 0, 0, &h), -EINVAL);
 	assert_int_equal(table_create(t, REG_ROOT_INO, "x%41", false, 0, 0, &h), -EINVAL);
-	assert_int_equal(table_mkdir(t, REG_ROOT_INO, "@abstract", &dir), -EINVAL);
+	assert_int_equal(table_mkdir(t, REG_ROOT_INO, "@abstract", 1000, 1000, &dir), -EINVAL);
 	/* the daemon's own mount point, and anything below it */
-	assert_int_equal(table_mkdir(t, make_dir(t, REG_ROOT_INO, "run"), "tssx", &dir), -EINVAL);
+	assert_int_equal(table_mkdir(t, make_dir(t, REG_ROOT_INO, "run"), "tssx", 1000, 1000, &dir), -EINVAL);
 	memset(long_name, 'x', sizeof(long_name));
 	long_name[107] = '\0'; /* "/" + 107 bytes does not fit a sun_path */
 	assert_int_equal(table_create(t, REG_ROOT_INO, long_name, false, 0, 0, &h), -ENAMETOOLONG);
 	long_name[106] = '\0';
 	assert_int_equal(table_create(t, REG_ROOT_INO, long_name, false, 0, 0, &h), 0);
 	/* a directory must leave room for a name below it */
-	assert_int_equal(table_mkdir(t, REG_ROOT_INO, long_name, &dir), -EEXIST);
+	assert_int_equal(table_mkdir(t, REG_ROOT_INO, long_name, 1000, 1000, &dir), -EEXIST);
 	long_name[105] = '\0';
-	assert_int_equal(table_mkdir(t, REG_ROOT_INO, long_name, &dir), -ENAMETOOLONG);
+	assert_int_equal(table_mkdir(t, REG_ROOT_INO, long_name, 1000, 1000, &dir), -ENAMETOOLONG);
 	table_free(t);
 }
 
@@ -121,9 +123,41 @@ static void test_bound(void **state)
 	create(t, REG_ROOT_INO, "@one");
 	h = create(t, REG_ROOT_INO, "@two");
 	assert_int_equal(table_create(t, REG_ROOT_INO, "@three", false, 0, 0, &h), -ENOSPC);
-	assert_int_equal(table_mkdir(t, REG_ROOT_INO, "d", &dir), -ENOSPC);
+	assert_int_equal(table_mkdir(t, REG_ROOT_INO, "d", 1000, 1000, &dir), -ENOSPC);
 	/* an existing entry can still be opened when full */
 	assert_int_equal(table_create(t, REG_ROOT_INO, "@two", false, 0, 0, &h), 0);
+	table_free(t);
+}
+
+/* Each uid but root has a quota of its own: one that fills it gets
+ * EDQUOT, others (and root) still create; what it releases is its again. */
+static void test_user_quota(void **state)
+{
+	struct reg_table *t = table_new(100, 3, MOUNT);
+	struct reg_handle *h, *last;
+	struct reg_node *dir;
+
+	assert_non_null(t);
+	make_dir(t, REG_ROOT_INO, "tmp"); /* uid 1000's first */
+	create(t, REG_ROOT_INO, "@one");
+	last = create(t, REG_ROOT_INO, "@two");
+	assert_int_equal(table_user_count(t, 1000), 3);
+	assert_int_equal(table_create(t, REG_ROOT_INO, "@three", false, 1000, 1000, &h), -EDQUOT);
+	assert_int_equal(table_mkdir(t, REG_ROOT_INO, "var", 1000, 1000, &dir), -EDQUOT);
+	/* an existing entry still opens */
+	assert_int_equal(table_create(t, REG_ROOT_INO, "@one", false, 1000, 1000, &h), 0);
+	assert_int_equal(table_create(t, REG_ROOT_INO, "@other", false, 1001, 1001, &h), 0);
+	for (int i = 0; i < 5; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "@root-%d", i);
+		assert_int_equal(table_create(t, REG_ROOT_INO, name, false, 0, 0, &h), 0);
+	}
+	assert_int_equal(table_user_count(t, 1001), 1);
+	assert_int_equal(table_user_count(t, 0), 5);
+	table_release(t, last);
+	assert_int_equal(table_user_count(t, 1000), 2);
+	assert_int_equal(table_create(t, REG_ROOT_INO, "@three", false, 1000, 1000, &h), 0);
 	table_free(t);
 }
 
@@ -262,6 +296,7 @@ int main(void)
 		cmocka_unit_test(test_tree_and_names),
 		cmocka_unit_test(test_bad_names),
 		cmocka_unit_test(test_bound),
+		cmocka_unit_test(test_user_quota),
 		cmocka_unit_test(test_bits_are_or_of_handles),
 		cmocka_unit_test(test_entry_disappears_with_last_handle),
 		cmocka_unit_test(test_reap_empty_dirs),
