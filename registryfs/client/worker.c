@@ -293,28 +293,49 @@ static bool work_once(void)
 	return false;
 }
 
-/* The device of the mount at the mount point in /proc/self/mountinfo,
- * the last one (the visible one); 0 when nothing is mounted there. */
+/* The device of one /proc/self/mountinfo line if it is a mount at the
+ * mount point, else 0.  Fields: id parent major:minor root mount-point...;
+ * the kernel escapes spaces and the like in octal, and so must the mount
+ * point compared: the default one has none. */
+static dev_t device_if_ours(const char *line)
+{
+	char point[PATH_MAX];
+	unsigned major, minor;
+
+	if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &major, &minor, point) == 3 &&
+	    strcmp(point, state.mountpoint) == 0)
+		return makedev(major, minor);
+	return 0;
+}
+
+/* The device of the last (the visible) mount at the mount point, 0 when
+ * nothing is mounted there.  Closes fd.  No stdio, no malloc: a first
+ * malloc on this thread would give the process a new arena, a mapping
+ * that appears out of nowhere. */
 static dev_t mounted_device(int fd)
 {
-	char line[PATH_MAX + 512], point[PATH_MAX];
-	unsigned major, minor;
-	dev_t dev = 0;
-	FILE *mounts = fdopen(fd, "re");
+	char line[PATH_MAX + 512], chunk[4096];
+	size_t len = 0;
+	dev_t dev = 0, found;
+	ssize_t n;
+	off_t at = 0;
 
-	if (!mounts) {
-		state.hooks.close(fd);
-		return 0;
+	while ((n = pread(fd, chunk, sizeof(chunk), at)) > 0) {
+		at += n;
+		for (ssize_t i = 0; i < n; i++) {
+			if (chunk[i] != '\n') {
+				if (len < sizeof(line) - 1)
+					line[len++] = chunk[i];
+				continue;
+			}
+			line[len] = '\0';
+			len = 0;
+			found = device_if_ours(line);
+			if (found)
+				dev = found;
+		}
 	}
-	rewind(mounts);
-	while (fgets(line, sizeof(line), mounts))
-		/* id parent major:minor root mount-point ...; the kernel
-		 * escapes spaces and the like in octal, and so must the mount
-		 * point compared: the default one has none. */
-		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &major, &minor, point) == 3 &&
-		    strcmp(point, state.mountpoint) == 0)
-			dev = makedev(major, minor);
-	fclose(mounts);
+	state.hooks.close(fd);
 	return dev;
 }
 
