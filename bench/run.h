@@ -10,6 +10,8 @@
 
 #include "bench.h"
 
+#define MAX_ROUNDS 100
+
 enum bench_column { COL_RAW, COL_PLAIN, COL_TSSX, COL_COUNT };
 
 /* One measurement: which roles, under which environment. */
@@ -67,6 +69,10 @@ void bench_run_case(const struct bench_config *cfg, const struct bench_case *c,
 		    uint64_t warmup_ns, uint64_t duration_ns, struct bench_cell *cell);
 char **bench_build_env(const char *library, const char *registry);
 void bench_free_env(char **env);
+
+/* load.c: the --load table, and its role processes (--load-role). */
+int load_main(const struct bench_config *cfg);
+int load_role_main(int argc, char **argv);
 
 /* report.c */
 void bench_report_text(FILE *out, const struct bench_run *run);

@@ -35,7 +35,6 @@ static const size_t drain_sizes[] = { 8, 64 };
  * the machine's load during the run hits all of them alike; the pipe
  * overhead, a difference of a few percent, gets twice as many. */
 #define DEFAULT_ROUNDS 3
-#define MAX_ROUNDS 100
 
 static const char usage_text[] =
 "Usage: tssx-bench [OPTION]...\n"
@@ -82,6 +81,7 @@ static const char usage_text[] =
 "  -R, --rounds=N        rounds per cell (default 3), each with its own processes\n"
 "  -t, --tests=LIST      only these measurements, comma-separated:\n"
 "                        pingpong,stream,drain,connect,pipe,blocked\n"
+"  -L, --load            the load table instead (below)\n"
 "  -j, --json            print JSON instead of the table\n"
 "  -p, --progress        show progress on stderr even when it is not a tty\n"
 "                        (default: only on a tty)\n"
@@ -91,6 +91,15 @@ static const char usage_text[] =
 "                        " TSSX_DEFAULT_REGISTRY ")\n"
 "  -h, --help            show this help and exit\n"
 "  -V, --version         show the version and exit\n"
+"\n"
+"Load table (--load): plain and TSSX with many processes at once, 64 B round\n"
+"trips per second of all clients together, ratio, and the CPU time of all\n"
+"clients, servers and proxies per request.  Scenarios: 1, 2, 4, 8 and 16\n"
+"independent client/server pairs (blocking read/write); the same with one\n"
+"CPU-bound process per CPU running; one epoll server with 1, 8 and 64\n"
+"clients; a chain client -> epoll proxy -> epoll server with 1 and 8 clients\n"
+"over kept-alive connections.  Median (min-max) over alternating rounds;\n"
+"--duration is per cell, all rounds together (default 3 s, --quick 1.2 s).\n"
 "\n"
 "Without a mounted registry or without the library the TSSX column is\n"
 "skipped, with one line on stderr saying why and how to fix it.\n"
@@ -360,25 +369,15 @@ static void on_interrupt(int sig)
 	bench_interrupted = 1;
 }
 
-static int run_bench(struct bench_config *cfg, unsigned tests)
+static int run_table(const struct bench_config *cfg, unsigned tests)
 {
 	struct bench_row rows[2 * ARRAY_SIZE(message_sizes) + ARRAY_SIZE(drain_sizes) + 4];
 	struct bench_run run = { .config = cfg, .rows = rows };
-	char dir[] = "/tmp/tssx-bench.XXXXXX";
-	struct sigaction sa = { .sa_handler = on_interrupt }; /* no SA_RESTART: waits end */
 	bool failed = false;
 
-	if (!mkdtemp(dir)) {
-		perror("tssx-bench: mkdtemp");
-		return 1;
-	}
-	cfg->dir = dir;
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
 	read_machine(&run);
 	run.nrows = build_rows(rows, tests);
 	measure_all(cfg, rows, run.nrows);
-	rmdir(dir);
 	run.interrupted = bench_interrupted;
 	for (size_t i = 0; i < run.nrows; i++)
 		for (int col = 0; col < COL_COUNT; col++)
@@ -392,6 +391,26 @@ static int run_bench(struct bench_config *cfg, unsigned tests)
 		for (int col = 0; col < COL_COUNT; col++)
 			free(rows[i].cell[col].samples);
 	return run.interrupted ? 130 : failed ? 1 : 0;
+}
+
+/* The private directory for the sockets and the Ctrl-C handler, around
+ * run_table() or load_main(). */
+static int in_run_dir(struct bench_config *cfg, unsigned tests, bool load)
+{
+	char dir[] = "/tmp/tssx-bench.XXXXXX";
+	struct sigaction sa = { .sa_handler = on_interrupt }; /* no SA_RESTART: waits end */
+	int status;
+
+	if (!mkdtemp(dir)) {
+		perror("tssx-bench: mkdtemp");
+		return 1;
+	}
+	cfg->dir = dir;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	status = load ? load_main(cfg) : run_table(cfg, tests);
+	rmdir(dir);
+	return status;
 }
 
 static unsigned parse_tests(const char *list)
@@ -418,21 +437,23 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },	     { "progress", no_argument, NULL, 'p' },
 		{ "library", required_argument, NULL, 'l' }, { "registry", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },	     { "version", no_argument, NULL, 'V' },
-		{ "rounds", required_argument, NULL, 'R' },
+		{ "rounds", required_argument, NULL, 'R' },  { "load", no_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct bench_config cfg = { .warmup_ns = 200000000, .duration_ns = 1000000000,
 				    .block_ns = 1000000000, .rounds = DEFAULT_ROUNDS,
 				    .progress = isatty(STDERR_FILENO) };
 	const char *library = NULL, *registry = NULL;
-	bool duration_given = false, warmup_given = false;
+	bool duration_given = false, warmup_given = false, load = false;
 	unsigned tests = (1u << TEST_COUNT) - 1;
 	int opt, status;
 	char *end;
 
 	if (argc > 1 && strcmp(argv[1], "--role") == 0)
 		return role_from_argv(argc, argv);
-	while ((opt = getopt_long(argc, argv, "qd:w:R:t:jpl:r:hV", options, NULL)) != -1) {
+	if (argc > 1 && strcmp(argv[1], "--load-role") == 0)
+		return load_role_main(argc, argv);
+	while ((opt = getopt_long(argc, argv, "qd:w:R:t:jpl:r:hVL", options, NULL)) != -1) {
 		switch (opt) {
 		case 'q':
 			cfg.quick = true;
@@ -455,6 +476,9 @@ int main(int argc, char **argv)
 		case 't':
 			if (!(tests = parse_tests(optarg)))
 				return usage_error("invalid test list '%s'", optarg);
+			break;
+		case 'L':
+			load = true;
 			break;
 		case 'j':
 			cfg.json = true;
@@ -485,6 +509,10 @@ int main(int argc, char **argv)
 		cfg.duration_ns = 400000000;
 	if (cfg.quick && !warmup_given)
 		cfg.warmup_ns = 100000000;
+	if (load && !duration_given)
+		cfg.duration_ns = cfg.quick ? 1200000000 : 3000000000;
+	if (load && !warmup_given)
+		cfg.warmup_ns = 300000000;
 	if (duration_given && cfg.duration_ns < cfg.block_ns)
 		cfg.block_ns = cfg.duration_ns;
 	find_tssx(&cfg, library, registry);
@@ -495,7 +523,7 @@ int main(int argc, char **argv)
 		perror("tssx-bench");
 		return 1;
 	}
-	status = run_bench(&cfg, tests);
+	status = in_run_dir(&cfg, tests, load);
 	bench_free_env(cfg.env[0]);
 	bench_free_env(cfg.env[1]);
 	return status;

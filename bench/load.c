@@ -1,0 +1,636 @@
+/*
+ * tssx-bench --load: plain Unix sockets and TSSX under load, side by side.
+ *
+ * Each scenario runs many processes at once and counts the round trips
+ * (64 B request, 64 B answer) that all its clients complete in a window:
+ *   pairs      N independent client/server pairs (blocking read/write), as
+ *              N copies of a request/response service on one machine
+ *   + hogs     the same with one CPU-bound process per CPU running
+ *   clients    one epoll server (an event loop, like Redis) with N clients
+ *   chain      client -> epoll proxy -> epoll server, the proxy keeping one
+ *              upstream connection per client (kept alive)
+ * Every role is this binary re-executed (--load-role) in the column's
+ * environment.  Clients count their round trips in a shared counter page
+ * (a memfd at ROLE_FD_A); the orchestrator reads the counters and each
+ * role's CPU time (/proc/PID/schedstat, nanoseconds; the roles are
+ * single-threaded) at the start and the end of the window.  The columns
+ * alternate round by round, so a change in the machine's load hits both.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tssx/macros.h"
+#include "run.h"
+
+#define LOAD_MESSAGE 64
+#define LOAD_MAX_PROCS 160
+#define LOAD_MAX_CLIENTS 64
+/* How long the roles may take to connect and answer their first request. */
+#define LOAD_START_NS (15ull * 1000000000u)
+
+/* One client's counter, on a cache line of its own. */
+struct load_slot {
+	alignas(64) _Atomic uint64_t requests;
+	_Atomic uint32_t shm_used; /* the client maps a TSSX segment */
+};
+
+enum load_kind { LOAD_PAIRS, LOAD_PAIRS_HOGS, LOAD_CLIENTS, LOAD_CHAIN };
+
+static const char *const kind_labels[] = {
+	[LOAD_PAIRS] = "pairs", [LOAD_PAIRS_HOGS] = "pairs + hogs",
+	[LOAD_CLIENTS] = "epoll server, clients", [LOAD_CHAIN] = "chain via epoll proxy",
+};
+
+enum { LCOL_PLAIN, LCOL_TSSX, LCOL_COUNT };
+
+struct load_row {
+	enum load_kind kind;
+	unsigned n;
+	double rate[LCOL_COUNT][MAX_ROUNDS];	/* requests per second */
+	double cpu[LCOL_COUNT][MAX_ROUNDS];	/* CPU ns per request, all roles */
+	unsigned done[LCOL_COUNT];
+	bool shm_used;				/* every TSSX client mapped a segment */
+	int error;
+};
+
+/* ---------------------------------------------------------------------
+ * Roles
+ * --------------------------------------------------------------------- */
+
+static int load_connect(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int load_listen(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
+	if (fd >= 0 && (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(fd, 128) < 0)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Exactly len bytes; a non-blocking fd waits in poll() for the rest.
+ * False with errno 0 at the end of the stream. */
+static bool transfer(int fd, void *buf, size_t len, bool out)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = out ? write(fd, p, len) : read(fd, p, len);
+
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+		} else if (n < 0 && errno == EAGAIN) {
+			struct pollfd pfd = { .fd = fd, .events = out ? POLLOUT : POLLIN };
+
+			poll(&pfd, 1, -1);
+		} else if (n == 0 || errno != EINTR) {
+			if (n == 0 || errno == ECONNRESET || errno == EPIPE)
+				errno = 0;
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool maps_tssx_segment(void)
+{
+	FILE *maps = fopen("/proc/self/maps", "re");
+	char line[512];
+	bool found = false;
+
+	while (maps && !found && fgets(line, sizeof(line), maps))
+		found = strstr(line, "/memfd:tssx ") != NULL;
+	if (maps)
+		fclose(maps);
+	return found;
+}
+
+/* The end of the stream is how a role learns that the run is over (the
+ * orchestrator kills its peer); anything else is worth a line. */
+static int role_failed(const char *role, const char *path, bool at_eof)
+{
+	if (at_eof)
+		return 0;
+	fprintf(stderr, "tssx-bench: load %s on %s: %m\n", role, path);
+	return 1;
+}
+
+static int role_client(const char *path, unsigned slot_index)
+{
+	struct load_slot *slots = mmap(NULL, LOAD_MAX_CLIENTS * sizeof(*slots), PROT_READ | PROT_WRITE,
+				       MAP_SHARED, ROLE_FD_A, 0);
+	uint8_t buf[LOAD_MESSAGE] = { 1 };
+	int fd = load_connect(path);
+
+	if (slots == MAP_FAILED || fd < 0 || slot_index >= LOAD_MAX_CLIENTS)
+		return role_failed("client", path, false);
+	for (uint64_t n = 1;; n++) {
+		if (!transfer(fd, buf, sizeof(buf), true) || !transfer(fd, buf, sizeof(buf), false))
+			return role_failed("client", path, errno == 0);
+		if (n == 1)
+			atomic_store(&slots[slot_index].shm_used, maps_tssx_segment());
+		atomic_store_explicit(&slots[slot_index].requests, n, memory_order_relaxed);
+	}
+}
+
+/* A blocking echo server for one connection: the bench's ping-pong. */
+static int role_pair_server(const char *path)
+{
+	uint8_t buf[LOAD_MESSAGE];
+	int lfd = load_listen(path), fd;
+
+	if (lfd < 0 || write(ROLE_FD_CTL, "r", 1) != 1 || (fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+		return role_failed("server", path, false);
+	while (transfer(fd, buf, sizeof(buf), false) && transfer(fd, buf, sizeof(buf), true))
+		;
+	return 0;
+}
+
+/* An epoll event loop.  Without an upstream it echoes every message; as a
+ * proxy it opens one upstream connection per client and relays both ways.
+ * Messages are whole 64 B units: a read may return several. */
+struct loop_conn {
+	int fd;
+	struct loop_conn *other; /* where its messages go; NULL: echo */
+};
+
+static bool loop_add(int epfd, int fd, void *ptr)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = ptr };
+
+	return fcntl(fd, F_SETFL, O_NONBLOCK) == 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+static bool loop_accept(int epfd, int lfd, const char *upstream)
+{
+	struct loop_conn *down = calloc(1, sizeof(*down)), *up = NULL;
+
+	if (!down || (down->fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+		return false;
+	if (upstream) {
+		if (!(up = calloc(1, sizeof(*up))) || (up->fd = load_connect(upstream)) < 0)
+			return false;
+		up->other = down;
+		down->other = up;
+		if (!loop_add(epfd, up->fd, up))
+			return false;
+	}
+	return loop_add(epfd, down->fd, down);
+}
+
+/* Reads what is there (until EAGAIN, as event loops do) and passes it on. */
+static bool loop_relay(struct loop_conn *c)
+{
+	uint8_t buf[16 * LOAD_MESSAGE];
+	int out = c->other ? c->other->fd : c->fd;
+
+	for (;;) {
+		ssize_t n = read(c->fd, buf, sizeof(buf));
+
+		if (n > 0 && !transfer(out, buf, (size_t)n, true))
+			return false;
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+			return false;
+		if (n < 0 && errno == EAGAIN)
+			return true;
+	}
+}
+
+static int role_loop(const char *path, const char *upstream)
+{
+	struct epoll_event events[64];
+	int lfd = load_listen(path), epfd = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event lev = { .events = EPOLLIN, .data.ptr = NULL };
+
+	if (lfd < 0 || epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &lev) < 0 ||
+	    write(ROLE_FD_CTL, "r", 1) != 1)
+		return role_failed(upstream ? "proxy" : "server", path, false);
+	for (;;) {
+		int n = epoll_wait(epfd, events, ARRAY_SIZE(events), -1);
+
+		for (int i = 0; i < n; i++) {
+			struct loop_conn *c = events[i].data.ptr;
+
+			if (!c && !loop_accept(epfd, lfd, upstream))
+				return role_failed(upstream ? "proxy" : "server", path, false);
+			if (c && !loop_relay(c)) {
+				/* A client went away: the run is over. */
+				return 0;
+			}
+		}
+	}
+}
+
+static int __attribute__((noreturn)) role_hog(void)
+{
+	for (volatile uint64_t n = 0;; n++)
+		;
+}
+
+/* --load-role client PATH SLOT | pair-server PATH | server PATH |
+ * proxy PATH UPSTREAM | hog */
+int load_role_main(int argc, char **argv)
+{
+	const char *role = argc > 2 ? argv[2] : "";
+
+	if (strcmp(role, "client") == 0 && argc == 5)
+		return role_client(argv[3], (unsigned)strtoul(argv[4], NULL, 10));
+	if (strcmp(role, "pair-server") == 0 && argc == 4)
+		return role_pair_server(argv[3]);
+	if (strcmp(role, "server") == 0 && argc == 4)
+		return role_loop(argv[3], NULL);
+	if (strcmp(role, "proxy") == 0 && argc == 5)
+		return role_loop(argv[3], argv[4]);
+	if (strcmp(role, "hog") == 0 && argc == 3)
+		return role_hog();
+	fputs("tssx-bench: --load-role: bad arguments\n", stderr);
+	return 2;
+}
+
+/* ---------------------------------------------------------------------
+ * The orchestrator
+ * --------------------------------------------------------------------- */
+
+struct load_procs {
+	pid_t pid[LOAD_MAX_PROCS];
+	bool counted[LOAD_MAX_PROCS]; /* its CPU time counts (not a hog) */
+	unsigned n;
+};
+
+/* Starts a role with the counter page at ROLE_FD_A and the write end of
+ * ready at ROLE_FD_CTL; -1 on failure. */
+static pid_t spawn(struct load_procs *procs, char **env, int counters, int ready, bool counted,
+		   char *const argv[])
+{
+	pid_t pid;
+
+	if (procs->n == LOAD_MAX_PROCS)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		/* Out of the way first: either may sit on the other's number. */
+		ready = fcntl(ready, F_DUPFD, 16);
+		counters = fcntl(counters, F_DUPFD, 16);
+		if (ready < 0 || counters < 0 || dup2(ready, ROLE_FD_CTL) < 0 || dup2(counters, ROLE_FD_A) < 0)
+			_exit(127);
+		execve("/proc/self/exe", argv, env);
+		_exit(127);
+	}
+	if (pid > 0) {
+		procs->counted[procs->n] = counted;
+		procs->pid[procs->n++] = pid;
+	}
+	return pid;
+}
+
+static void stop_all(struct load_procs *procs)
+{
+	for (unsigned i = 0; i < procs->n; i++)
+		kill(procs->pid[i], SIGKILL);
+	for (unsigned i = 0; i < procs->n; i++)
+		while (waitpid(procs->pid[i], NULL, 0) < 0 && errno == EINTR)
+			;
+	procs->n = 0;
+}
+
+static uint64_t cpu_ns_of(pid_t pid)
+{
+	char path[64];
+	unsigned long long ns = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+	f = fopen(path, "re");
+	if (f && fscanf(f, "%llu", &ns) != 1)
+		ns = 0;
+	if (f)
+		fclose(f);
+	return ns;
+}
+
+static uint64_t cpu_ns_counted(const struct load_procs *procs)
+{
+	uint64_t sum = 0;
+
+	for (unsigned i = 0; i < procs->n; i++)
+		if (procs->counted[i])
+			sum += cpu_ns_of(procs->pid[i]);
+	return sum;
+}
+
+static uint64_t requests_of(struct load_slot *slots, unsigned clients)
+{
+	uint64_t sum = 0;
+
+	for (unsigned i = 0; i < clients; i++)
+		sum += atomic_load(&slots[i].requests);
+	return sum;
+}
+
+/* Waits for one byte from each server that announced itself. */
+static bool servers_ready(int fd, unsigned count)
+{
+	uint64_t deadline = bench_now_ns() + LOAD_START_NS;
+
+	while (count && bench_now_ns() < deadline && !bench_interrupted) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		char c;
+
+		if (poll(&pfd, 1, 100) == 1 && read(fd, &c, 1) == 1)
+			count--;
+	}
+	return count == 0;
+}
+
+static bool clients_running(struct load_slot *slots, unsigned clients)
+{
+	uint64_t deadline = bench_now_ns() + LOAD_START_NS;
+
+	for (unsigned i = 0; i < clients; i++)
+		while (!atomic_load(&slots[i].requests))
+			if (bench_now_ns() > deadline || bench_interrupted || usleep(1000) < 0)
+				return false;
+	return true;
+}
+
+static void sleep_ns(uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000u), .tv_nsec = (long)(ns % 1000000000u) };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !bench_interrupted)
+		;
+}
+
+struct load_topology {
+	unsigned servers, clients, hogs;
+	bool proxy;
+};
+
+static struct load_topology topology_of(const struct load_row *row, long nproc)
+{
+	switch (row->kind) {
+	case LOAD_PAIRS:
+		return (struct load_topology){ .servers = row->n, .clients = row->n };
+	case LOAD_PAIRS_HOGS:
+		return (struct load_topology){ .servers = row->n, .clients = row->n, .hogs = (unsigned)nproc };
+	case LOAD_CLIENTS:
+		return (struct load_topology){ .servers = 1, .clients = row->n };
+	case LOAD_CHAIN:
+		return (struct load_topology){ .servers = 2, .clients = row->n, .proxy = true };
+	}
+	return (struct load_topology){ 0 };
+}
+
+static bool spawn_server(struct load_procs *procs, char **env, int counters, int ready[2],
+			 const char *role, const char *path, const char *upstream)
+{
+	char *argv[] = { "tssx-bench", "--load-role", (char *)role, (char *)path, (char *)upstream, NULL };
+
+	return spawn(procs, env, counters, ready[1], true, argv) > 0 && servers_ready(ready[0], 1);
+}
+
+/* Starts the processes of one round of a row in the column's environment;
+ * the clients' server sockets go into path[i] (one per client). */
+static bool start_round(const struct bench_config *cfg, const struct load_row *row, int col,
+			struct load_topology t, int counters, int ready[2], struct load_procs *procs)
+{
+	char **env = cfg->env[col == LCOL_TSSX];
+	static unsigned serial;
+	char path[LOAD_MAX_CLIENTS][108], upstream[108], slot[16];
+	unsigned round = ++serial;
+	bool pairs = row->kind == LOAD_PAIRS || row->kind == LOAD_PAIRS_HOGS;
+
+	for (unsigned i = 0; i < t.hogs; i++) {
+		char *argv[] = { "tssx-bench", "--load-role", "hog", NULL };
+
+		if (spawn(procs, cfg->env[0], counters, ready[1], false, argv) < 0)
+			return false;
+	}
+	for (unsigned i = 0; i < t.clients; i++)
+		snprintf(path[i], sizeof(path[i]), "%s/s%u-%u.sock", cfg->dir, round, pairs ? i : 0);
+	snprintf(upstream, sizeof(upstream), "%s/u%u.sock", cfg->dir, round);
+	if (pairs) {
+		for (unsigned i = 0; i < t.servers; i++)
+			if (!spawn_server(procs, env, counters, ready, "pair-server", path[i], NULL))
+				return false;
+	} else if (t.proxy) {
+		if (!spawn_server(procs, env, counters, ready, "server", upstream, NULL) ||
+		    !spawn_server(procs, env, counters, ready, "proxy", path[0], upstream))
+			return false;
+	} else if (!spawn_server(procs, env, counters, ready, "server", path[0], NULL)) {
+		return false;
+	}
+	for (unsigned i = 0; i < t.clients; i++) {
+		char *argv[] = { "tssx-bench", "--load-role", "client", path[i], slot, NULL };
+
+		snprintf(slot, sizeof(slot), "%u", i);
+		if (spawn(procs, env, counters, ready[1], true, argv) < 0)
+			return false;
+	}
+	return true;
+}
+
+/* Removes the sockets of a round: the run's private directory holds only
+ * them. */
+static void remove_sockets(const struct bench_config *cfg)
+{
+	DIR *dir = opendir(cfg->dir);
+	struct dirent *d;
+
+	while (dir && (d = readdir(dir)))
+		if (d->d_name[0] != '.')
+			unlinkat(dirfd(dir), d->d_name, 0);
+	if (dir)
+		closedir(dir);
+}
+
+/* One round of one column: rate and CPU per request into the row. */
+static int measure_round(const struct bench_config *cfg, struct load_row *row, int col, long nproc)
+{
+	struct load_topology t = topology_of(row, nproc);
+	struct load_procs procs = { .n = 0 };
+	int counters = memfd_create("tssx-bench-load", MFD_CLOEXEC);
+	struct load_slot *slots = MAP_FAILED;
+	int ready[2] = { -1, -1 };
+	uint64_t r0, c0, t0, r1, c1, t1;
+	int err = -EIO;
+
+	if (counters >= 0 && ftruncate(counters, LOAD_MAX_CLIENTS * sizeof(*slots)) == 0)
+		slots = mmap(NULL, LOAD_MAX_CLIENTS * sizeof(*slots), PROT_READ | PROT_WRITE, MAP_SHARED, counters, 0);
+	if (slots == MAP_FAILED || pipe2(ready, O_CLOEXEC) < 0)
+		err = -errno;
+	else if (start_round(cfg, row, col, t, counters, ready, &procs) && clients_running(slots, t.clients)) {
+		sleep_ns(cfg->warmup_ns / cfg->rounds);
+		r0 = requests_of(slots, t.clients);
+		c0 = cpu_ns_counted(&procs);
+		t0 = bench_now_ns();
+		sleep_ns(cfg->duration_ns / cfg->rounds);
+		r1 = requests_of(slots, t.clients);
+		c1 = cpu_ns_counted(&procs);
+		t1 = bench_now_ns();
+		if (r1 > r0 && !bench_interrupted) {
+			row->rate[col][row->done[col]] = (double)(r1 - r0) * 1e9 / (double)(t1 - t0);
+			row->cpu[col][row->done[col]++] = (double)(c1 - c0) / (double)(r1 - r0);
+			err = 0;
+		}
+		for (unsigned i = 0; col == LCOL_TSSX && i < t.clients; i++)
+			row->shm_used &= atomic_load(&slots[i].shm_used) != 0;
+	}
+	stop_all(&procs);
+	remove_sockets(cfg);
+	if (slots != MAP_FAILED)
+		munmap(slots, LOAD_MAX_CLIENTS * sizeof(*slots));
+	for (int i = 0; i < 2; i++)
+		if (ready[i] >= 0)
+			close(ready[i]);
+	if (counters >= 0)
+		close(counters);
+	return bench_interrupted ? -EINTR : err;
+}
+
+static unsigned build_load_rows(struct load_row *rows)
+{
+	static const unsigned pairs[] = { 1, 2, 4, 8, 16 }, clients[] = { 1, 8, 64 };
+	unsigned n = 0;
+
+	for (int kind = LOAD_PAIRS; kind <= LOAD_PAIRS_HOGS; kind++)
+		for (size_t i = 0; i < ARRAY_SIZE(pairs); i++)
+			rows[n++] = (struct load_row){ .kind = (enum load_kind)kind, .n = pairs[i], .shm_used = true };
+	for (size_t i = 0; i < ARRAY_SIZE(clients); i++)
+		rows[n++] = (struct load_row){ .kind = LOAD_CLIENTS, .n = clients[i], .shm_used = true };
+	rows[n++] = (struct load_row){ .kind = LOAD_CHAIN, .n = 1, .shm_used = true };
+	rows[n++] = (struct load_row){ .kind = LOAD_CHAIN, .n = 8, .shm_used = true };
+	return n;
+}
+
+static double median_of(const double *v, unsigned n, double *min, double *max)
+{
+	double sorted[MAX_ROUNDS];
+	struct bench_stats s;
+
+	memcpy(sorted, v, n * sizeof(*v));
+	bench_stats_compute(sorted, n, &s);
+	*min = s.min;
+	*max = s.max;
+	return s.median;
+}
+
+static void print_rate(FILE *out, const struct load_row *row, int col)
+{
+	double min, max, median;
+
+	if (!row->done[col]) {
+		fprintf(out, " %-24s", "-");
+		return;
+	}
+	median = median_of(row->rate[col], row->done[col], &min, &max);
+	fprintf(out, " %8.0f (%6.0f-%6.0f)", median, min, max);
+}
+
+static void print_load_table(FILE *out, const struct bench_config *cfg, struct load_row *rows,
+			     unsigned nrows, long nproc, double load)
+{
+	fprintf(out, "tssx-bench --load: 64 B round trips per second, all clients together; %ld CPUs, "
+		"load average %.2f at the start\n", nproc, load);
+	fprintf(out, "median (min-max) over %u alternating rounds of %.2f s; CPU = CPU time of all\n"
+		"clients, servers and proxies per request (hogs not counted)\n\n", cfg->rounds,
+		(double)cfg->duration_ns / 1e9 / cfg->rounds);
+	fprintf(out, "%-27s %-24s %-24s %6s %9s %9s\n", "scenario", " plain req/s", " TSSX req/s", "ratio",
+		"CPU plain", "CPU TSSX");
+	for (unsigned i = 0; i < nrows; i++) {
+		struct load_row *row = &rows[i];
+		double lo, hi, plain, tssx;
+		char label[64];
+
+		snprintf(label, sizeof(label), "%s %u", kind_labels[row->kind], row->n);
+		fprintf(out, "%-27s", label);
+		print_rate(out, row, LCOL_PLAIN);
+		print_rate(out, row, LCOL_TSSX);
+		if (row->done[LCOL_PLAIN] && row->done[LCOL_TSSX]) {
+			plain = median_of(row->rate[LCOL_PLAIN], row->done[LCOL_PLAIN], &lo, &hi);
+			tssx = median_of(row->rate[LCOL_TSSX], row->done[LCOL_TSSX], &lo, &hi);
+			fprintf(out, " %5.2fx", tssx / plain);
+		} else {
+			fprintf(out, " %6s", "-");
+		}
+		for (int col = 0; col < LCOL_COUNT; col++) {
+			if (row->done[col])
+				fprintf(out, " %6.1f us", median_of(row->cpu[col], row->done[col], &lo, &hi) / 1000);
+			else
+				fprintf(out, " %9s", "-");
+		}
+		if (row->error)
+			fprintf(out, "  failed: %s", strerror(-row->error));
+		else if (row->done[LCOL_TSSX] && !row->shm_used)
+			fputs("  (TSSX not used!)", out);
+		fputc('\n', out);
+	}
+}
+
+int load_main(const struct bench_config *cfg)
+{
+	struct load_row rows[16];
+	unsigned nrows = build_load_rows(rows), total, step = 0;
+	long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+	double load = -1;
+	FILE *f = fopen("/proc/loadavg", "re");
+	bool failed = false;
+
+	if (f && fscanf(f, "%lf", &load) != 1)
+		load = -1;
+	if (f)
+		fclose(f);
+	total = nrows * cfg->rounds * (cfg->library ? 2 : 1);
+	for (unsigned i = 0; i < nrows && !bench_interrupted; i++)
+		for (unsigned round = 0; round < cfg->rounds && !bench_interrupted; round++)
+			for (int col = 0; col < LCOL_COUNT && !bench_interrupted; col++) {
+				int r;
+
+				if (col == LCOL_TSSX && !cfg->library)
+					continue;
+				if (cfg->progress)
+					fprintf(stderr, "%s[%u/%u] %s %u, %s%s", isatty(STDERR_FILENO) ? "\r\033[K" : "",
+						++step, total, kind_labels[rows[i].kind], rows[i].n,
+						col == LCOL_TSSX ? "TSSX" : "plain", isatty(STDERR_FILENO) ? "" : "\n");
+				r = measure_round(cfg, &rows[i], col, nproc);
+				if (r < 0 && r != -EINTR && !rows[i].error)
+					rows[i].error = r;
+				failed |= r < 0 && r != -EINTR;
+			}
+	if (cfg->progress && isatty(STDERR_FILENO))
+		fputs("\r\033[K", stderr);
+	print_load_table(stdout, cfg, rows, nrows, nproc, load);
+	return bench_interrupted ? 130 : failed ? 1 : 0;
+}
