@@ -16,7 +16,8 @@
  * drainer stands between the doorbell its flag calls for and its poll().  The others are guests: they poll() for HUP only and re-check the
  * rings every SHARED_WAIT_MS, so a doorbell meant for a guest costs it at
  * most that delay, never a hang.  A guest takes over from an owner whose
- * thread no longer exists (killed while asleep).
+ * thread no longer exists (killed while asleep).  Calls that do not sleep
+ * never drain (notice_peer_close).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -222,6 +223,25 @@ static void drain_as_guest(struct tssx_conn *conn, int fd)
 	atomic_compare_exchange_strong(owner, &expected, 0);
 }
 
+/*
+ * For a call that does not wait (EAGAIN): whether the peer closed, without
+ * consuming a doorbell.  A doorbell drained here could be the one that
+ * another thread's edge-triggered epoll_wait was woken for: the kernel
+ * finds the socket empty when that wait collects its events, reports
+ * nothing and sleeps on, with data in the ring (a lost wake-up).  Only
+ * sleepers drain; a peek sees the end of the stream as they would.
+ */
+static void notice_peer_close(struct tssx_conn *conn, int fd)
+{
+	char c;
+	int saved_errno = errno;
+	ssize_t n = TSSX_REAL(recv)(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n == 0 || (n < 0 && errno == ECONNRESET))
+		atomic_store(&conn->peer_closed, true);
+	errno = saved_errno;
+}
+
 static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int timeout_ms)
 {
 	struct pollfd pfd = { .fd = fd, .events = owning ? POLLIN : 0 };
@@ -338,7 +358,7 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			return (ssize_t)done;
 		if (is_nonblocking(fd, flags)) {
 			if (!done)
-				drain_as_guest(conn, fd);
+				notice_peer_close(conn, fd);
 			ret = -EAGAIN;
 		} else {
 			ret = wait_ring(conn, fd, true, &dl);
@@ -390,7 +410,7 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 		if (n > 0)
 			continue; /* more may have come in meanwhile */
 		if (is_nonblocking(fd, flags)) {
-			drain_as_guest(conn, fd);
+			notice_peer_close(conn, fd);
 			if (at_eof(conn))
 				return (ssize_t)done;
 			return done ? (ssize_t)done : -EAGAIN;

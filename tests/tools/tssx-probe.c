@@ -15,12 +15,14 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tools.h"
@@ -525,6 +527,200 @@ static void vectors_server(int fd)
 	send_all(fd, "+", 1);
 }
 
+/* ---- an edge-triggered epoll thread wakes the others: no lost wake-up ----
+ *
+ * The server runs an event loop of three threads on one non-blocking fd:
+ * one sleeps in edge-triggered epoll_wait and tells the others what it
+ * saw, one receives and one sends until EAGAIN and then waits for the
+ * epoll thread's next event.  The client streams both ways with blocking
+ * calls, in messages of 1, 2 and 4 times the ring size.  A doorbell that a
+ * non-blocking call consumed before the epoll thread saw it would leave
+ * both processes asleep: a wait for an event that takes WAKEUP_STALL_S
+ * fails the probe. */
+#define WAKEUP_MESSAGES 8
+#define WAKEUP_STALL_S 10
+
+struct wakeup_loop {
+	int fd;
+	int stop; /* an eventfd: the only other thing the epoll thread watches */
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	uint64_t in_events, out_events; /* EPOLLIN / EPOLLOUT reports */
+};
+
+static size_t wakeup_ring_size(void)
+{
+	const char *size = getenv("TSSX_RING_SIZE");
+
+	return size ? (size_t)parse_size(size) : 1u << 20;
+}
+
+static uint64_t wakeup_total(void)
+{
+	return (uint64_t)WAKEUP_MESSAGES * wakeup_ring_size() * (1 + 2 + 4);
+}
+
+static void *wakeup_epoll_thread(void *arg)
+{
+	struct wakeup_loop *loop = arg;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLET };
+	struct epoll_event stop_ev = { .events = EPOLLIN, .data.fd = -1 };
+	int epfd = epoll_create1(0);
+
+	expect(epfd >= 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, loop->fd, &ev) == 0);
+	expect(epoll_ctl(epfd, EPOLL_CTL_ADD, loop->stop, &stop_ev) == 0);
+	for (;;) {
+		/* No timeout: a timer would hide a lost wake-up. */
+		int n = epoll_wait(epfd, &ev, 1, -1);
+
+		expect(n >= 0 || errno == EINTR);
+		if (n > 0 && ev.data.fd == -1)
+			break;
+		pthread_mutex_lock(&loop->lock);
+		if (n > 0) {
+			loop->in_events += !!(ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR));
+			loop->out_events += !!(ev.events & (EPOLLOUT | EPOLLHUP | EPOLLERR));
+			pthread_cond_broadcast(&loop->changed);
+		}
+		pthread_mutex_unlock(&loop->lock);
+	}
+	close(epfd);
+	return NULL;
+}
+
+static uint64_t wakeup_events(struct wakeup_loop *loop, bool out)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&loop->lock);
+	n = out ? loop->out_events : loop->in_events;
+	pthread_mutex_unlock(&loop->lock);
+	return n;
+}
+
+/* After EAGAIN: until the epoll thread reported the event again since
+ * `seen`, the count before the calls that ended in EAGAIN. */
+static void wakeup_wait(struct wakeup_loop *loop, bool out, uint64_t seen)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += WAKEUP_STALL_S;
+	pthread_mutex_lock(&loop->lock);
+	while ((out ? loop->out_events : loop->in_events) == seen)
+		if (pthread_cond_timedwait(&loop->changed, &loop->lock, &until) == ETIMEDOUT)
+			die("wakeup: stalled, no %s event from epoll for %d s (lost wake-up)",
+			    out ? "EPOLLOUT" : "EPOLLIN", WAKEUP_STALL_S);
+	pthread_mutex_unlock(&loop->lock);
+}
+
+static void *wakeup_receiver(void *arg)
+{
+	struct wakeup_loop *loop = arg;
+	struct stream expected = { .state = STREAM_SEED };
+	static uint8_t buf[1 << 16], want[1 << 16];
+	uint64_t total = wakeup_total(), got = 0;
+
+	while (got < total) {
+		uint64_t seen = wakeup_events(loop, false);
+		ssize_t n;
+
+		/* Not past the stream: the client's last byte follows it. */
+		while (got < total && (n = recv(loop->fd, buf, total - got < sizeof(buf) ? total - got : sizeof(buf), 0)) > 0) {
+			stream_fill(&expected, want, (size_t)n);
+			expect(memcmp(buf, want, (size_t)n) == 0);
+			got += (uint64_t)n;
+		}
+		expect(got == total || (n < 0 && errno == EAGAIN));
+		if (got < total)
+			wakeup_wait(loop, false, seen);
+	}
+	return NULL;
+}
+
+static void *wakeup_sender(void *arg)
+{
+	struct wakeup_loop *loop = arg;
+	struct stream stream = { .state = STREAM_SEED ^ 1 };
+	size_t ring = wakeup_ring_size();
+	uint8_t *msg = xmalloc(4 * ring);
+
+	for (size_t times = 1; times <= 4; times *= 2)
+		for (int m = 0; m < WAKEUP_MESSAGES; m++) {
+			size_t len = times * ring, done = 0;
+
+			stream_fill(&stream, msg, len);
+			while (done < len) {
+				uint64_t seen = wakeup_events(loop, true);
+				ssize_t n;
+
+				while (done < len && (n = send(loop->fd, msg + done, len - done, MSG_NOSIGNAL)) > 0)
+					done += (size_t)n;
+				if (done < len) {
+					expect(errno == EAGAIN);
+					wakeup_wait(loop, true, seen);
+				}
+			}
+		}
+	free(msg);
+	return NULL;
+}
+
+static void wakeup_server(int fd)
+{
+	struct wakeup_loop loop = { .fd = fd, .stop = eventfd(0, 0), .lock = PTHREAD_MUTEX_INITIALIZER,
+				    .changed = PTHREAD_COND_INITIALIZER };
+	pthread_t epoll_thread, receiver, sender;
+
+	set_nonblocking(fd);
+	pthread_create(&epoll_thread, NULL, wakeup_epoll_thread, &loop);
+	pthread_create(&receiver, NULL, wakeup_receiver, &loop);
+	pthread_create(&sender, NULL, wakeup_sender, &loop);
+	pthread_join(receiver, NULL);
+	pthread_join(sender, NULL);
+	expect(eventfd_write(loop.stop, 1) == 0);
+	pthread_join(epoll_thread, NULL);
+	close(loop.stop);
+	expect(fcntl(fd, F_SETFL, 0) == 0);
+	wait_byte(fd); /* the client has all of it */
+}
+
+static void *wakeup_client_sender(void *arg)
+{
+	int fd = *(int *)arg;
+	struct stream stream = { .state = STREAM_SEED };
+	uint8_t *buf = xmalloc(1 << 16);
+
+	for (uint64_t left = wakeup_total(); left;) {
+		size_t len = left < 4096 ? (size_t)left : 4096;
+
+		stream_fill(&stream, buf, len);
+		send_all(fd, buf, len);
+		left -= len;
+	}
+	free(buf);
+	return NULL;
+}
+
+static void wakeup_client(int fd)
+{
+	struct stream expected = { .state = STREAM_SEED ^ 1 };
+	static uint8_t buf[1 << 16], want[1 << 16];
+	pthread_t sender;
+
+	pthread_create(&sender, NULL, wakeup_client_sender, &fd);
+	for (uint64_t left = wakeup_total(); left;) {
+		ssize_t n = read(fd, buf, left < sizeof(buf) ? (size_t)left : sizeof(buf));
+
+		expect(n > 0);
+		stream_fill(&expected, want, (size_t)n);
+		expect(memcmp(buf, want, (size_t)n) == 0);
+		left -= (uint64_t)n;
+	}
+	pthread_join(sender, NULL);
+	send_all(fd, "+", 1);
+}
+
 static const struct probe {
 	const char *name;
 	void (*server)(int fd);
@@ -543,6 +739,7 @@ static const struct probe {
 	{ "sendfile", sendfile_server, sendfile_client },
 	{ "closing", closing_server, closing_client },
 	{ "vectors", vectors_server, vectors_client },
+	{ "wakeup", wakeup_server, wakeup_client },
 };
 
 int main(int argc, char **argv)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# A multi-threaded event loop never loses a wake-up (tssx-probe wakeup): one
+# thread in edge-triggered epoll_wait, others sending and receiving
+# non-blocking on the same connection until EAGAIN, in messages of 1, 2 and
+# 4 times the ring size, run many times (the race needs many chances; it
+# is most likely when the epoll thread arms and sleeps at once, without
+# spinning).  Checked plain first (the check itself), then over TSSX with a
+# small ring, without and with the spin, and once with the default ring.
+source "$(dirname "$0")/lib.sh" "$@"
+
+"${guard[@]}" "$tools/tssx-probe" wakeup "$work/p.sock" >"$work/plain.log" 2>&1 ||
+	fail "fails on plain sockets"
+for ((run = 1; run <= 20; run++)); do
+	TSSX_SPIN_NS=$((run % 2 ? 0 : 20000)) TSSX_RING_SIZE=64K with_preload yes "${guard[@]}" "$tools/tssx-probe" wakeup "$work/p.sock" \
+		>"$work/wakeup.log" 2>&1 || fail "run $run fails over TSSX"
+	grep -q "shared memory, client" "$work/wakeup.log" || fail "run $run: not over shared memory"
+done
+with_preload yes "${guard[@]}" "$tools/tssx-probe" wakeup "$work/p.sock" >"$work/wakeup.log" 2>&1 ||
+	fail "fails over TSSX with the default ring"
