@@ -22,7 +22,7 @@
 #include "conn/stream.h"
 #include "init.h"
 #include "real_slots.h"
-#include "conn/spin.h"
+#include "conn/wait.h"
 #include "tssx/hello.h"
 #include "tssx/log.h"
 
@@ -281,20 +281,29 @@ static ssize_t receive_hello(int fd, struct tssx_hello *hello, int *memfd, int *
 	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	/* The client sends its hello right after its connect returns: a wait
 	 * of microseconds, cheaper spun than slept. */
-	uint64_t spin_end = timeout_ms ? tssx_now_ns() + tssx_spin_budget_ns() : 0;
+	struct tssx_deadline deadline;
+	struct tssx_spin spin = { .over = true };
 	ssize_t n;
 
+	tssx_deadline_start_ms(&deadline, timeout_ms);
+	if (timeout_ms)
+		tssx_spin_start(&spin, 0, &deadline);
 	while ((n = TSSX_REAL(recvmsg)(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)) < 0) {
 		int ready;
 
 		if (errno != EAGAIN || timeout_ms == 0)
-			return -errno;
-		if (tssx_spin_pause_until(spin_end))
+			break;
+		if (tssx_spin_pause(&spin))
 			continue;
-		ready = TSSX_REAL(poll)(&pfd, 1, timeout_ms);
-		if (ready <= 0)
-			return ready < 0 ? -errno : -EAGAIN;
+		ready = TSSX_REAL(poll)(&pfd, 1, tssx_deadline_left_ms(&deadline));
+		if (ready <= 0) {
+			errno = ready < 0 ? errno : EAGAIN;
+			break;
+		}
 	}
+	tssx_spin_stop(&spin);
+	if (n < 0)
+		return -errno;
 	*memfd = hello_memfd(&msg, fds);
 	return n;
 }

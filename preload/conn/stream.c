@@ -2,9 +2,11 @@
  * The data path of a TSSX connection (connection.h, docs/design.md §3).
  *
  * Bytes move through the rings; the real socket carries only doorbells.  A
- * reader with nothing to read (a writer with no space) spins for the spin
- * budget, arms its ring's flag, re-checks and sleeps in poll() on the real
- * socket; the peer that moves the ring finds the flag and sends one byte.
+ * reader with nothing to read (a writer with no space) spins when spinning
+ * pays (conn/wait.h), arms its ring's flag, re-checks and sleeps on the
+ * real socket, in recv() itself when it can (the wake-up and the drain in
+ * one system call); the peer that moves the ring finds the flag and sends
+ * one byte.
  * The real socket's EOF or HUP says the peer closed its last copy.
  *
  * Several threads or processes may sleep on one connection, and doorbells
@@ -30,7 +32,7 @@
 #include "conn/stream.h"
 #include "init.h"
 #include "real_slots.h"
-#include "conn/spin.h"
+#include "conn/wait.h"
 #include "tssx/log.h"
 
 #define SHARED_WAIT_MS 10
@@ -38,10 +40,13 @@
 #define DRAINER UINT32_MAX
 /* Doorbells drained per call: bounds the work a flooding peer can cause. */
 #define DRAIN_ROUNDS 16
+#define DRAIN_BYTES 256
 
+/* A blocking call's deadline: the socket's SO_RCVTIMEO or SO_SNDTIMEO,
+ * read when the call first has to wait. */
 struct deadline {
-	bool known;     /* the socket's timeout has been read */
-	uint64_t at_ns; /* 0: none */
+	bool known;
+	struct tssx_deadline at;
 };
 
 /* A statistic only this process's holder of the ring lock updates. */
@@ -92,31 +97,48 @@ static bool only_doorbells(const char *buf, size_t len)
 	return true;
 }
 
-/* Consumes doorbells without blocking; notes the peer's EOF. */
-static void drain_doorbells(struct tssx_conn *conn, int fd)
+/* What a receive on the real socket brought: doorbells (counted; anything
+ * else fails the connection), or the peer's EOF.  Whether to read on. */
+static bool took_doorbells(struct tssx_conn *conn, int fd, const char *buf, ssize_t n)
 {
-	char buf[256];
+	if (n > 0) {
+		atomic_fetch_add_explicit(&conn->sock_received, (uint64_t)n, memory_order_relaxed);
+		if (only_doorbells(buf, (size_t)n))
+			return true;
+		tssx_conn_fail(conn, fd, EPROTO, "stream bytes on the real socket: the peer wrote around the library");
+	} else if (n == 0 || errno == ECONNRESET) {
+		atomic_store(&conn->peer_closed, true);
+	}
+	return false;
+}
+
+/*
+ * Consumes doorbells without blocking; notes the peer's EOF.  A short read
+ * ends it, unless until_empty: the peer's EOF behind its last doorbell
+ * shows only in the next call, and an edge-triggered epoll reports the
+ * peer's close once (a reader then slept for good).  A caller whose kernel
+ * wait watched POLLRDHUP and did not get it needs no second call: the
+ * close, when it comes, is reported again.
+ */
+static void drain_doorbells(struct tssx_conn *conn, int fd, bool until_empty)
+{
+	char buf[DRAIN_BYTES];
 	int saved_errno = errno;
 
 	for (int round = 0; round < DRAIN_ROUNDS; round++) {
 		ssize_t n = TSSX_REAL(recv)(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
-		if (n > 0) {
-			atomic_fetch_add_explicit(&conn->sock_received, (uint64_t)n, memory_order_relaxed);
-			if (!only_doorbells(buf, (size_t)n)) {
-				tssx_conn_fail(conn, fd, EPROTO,
-					       "stream bytes on the real socket: the peer wrote around the library");
-				break;
-			}
-		} else if (n == 0 || errno == ECONNRESET)
-			atomic_store(&conn->peer_closed, true);
-		/* Not after a short read: the EOF behind the last doorbell
-		 * shows only in the next call, and an edge-triggered epoll
-		 * reports the peer's close once (a reader then slept for good). */
-		if (n <= 0)
+		if (!took_doorbells(conn, fd, buf, n) || (!until_empty && n < (ssize_t)sizeof(buf)))
 			break;
 	}
 	errno = saved_errno;
+}
+
+/* Whether a kernel report on the real socket may hide the peer's EOF
+ * behind the doorbells it announced. */
+static bool may_hide_eof(uint32_t revents)
+{
+	return revents & (POLLRDHUP | POLLHUP | POLLERR);
 }
 
 static int ring_broken(struct tssx_conn *conn, int fd)
@@ -151,22 +173,20 @@ static ssize_t ring_transfer(struct tssx_ring *ring, bool to_ring, const struct 
 /* Remaining time in ms for poll(): -1 without a timeout, 0 once expired. */
 static int deadline_ms(struct deadline *dl, int fd, bool writer)
 {
-	uint64_t now = tssx_now_ns();
-
 	if (!dl->known) {
 		struct timeval tv = { 0 };
 		socklen_t len = sizeof(tv);
+		struct timespec timeout;
 
 		dl->known = true;
+		dl->at.at_ns = TSSX_FOREVER;
 		if (TSSX_REAL(getsockopt)(fd, SOL_SOCKET, writer ? SO_SNDTIMEO : SO_RCVTIMEO, &tv, &len) == 0 &&
-		    (tv.tv_sec || tv.tv_usec))
-			dl->at_ns = now + (uint64_t)tv.tv_sec * 1000000000u + (uint64_t)tv.tv_usec * 1000u;
+		    (tv.tv_sec || tv.tv_usec)) {
+			timeout = (struct timespec){ tv.tv_sec, tv.tv_usec * 1000L };
+			tssx_deadline_start(&dl->at, &timeout);
+		}
 	}
-	if (!dl->at_ns)
-		return -1;
-	if (now >= dl->at_ns)
-		return 0;
-	return (int)((dl->at_ns - now + 999999) / 1000000);
+	return tssx_deadline_left_ms(&dl->at);
 }
 
 static ssize_t ring_avail(struct tssx_conn *conn, bool writer)
@@ -183,16 +203,17 @@ static bool wait_over(struct tssx_conn *conn, bool writer, ssize_t avail)
 
 static bool spin(struct tssx_conn *conn, bool writer)
 {
-	uint64_t end;
+	static const struct tssx_deadline forever = { TSSX_FOREVER };
+	struct tssx_spin spin;
+	bool over = false;
 
-	if (!tssx_spin_budget_ns())
+	if (!tssx_spin_start(&spin, 0, &forever))
 		return false;
-	end = tssx_now_ns() + tssx_spin_budget_ns();
-	do {
-		if (wait_over(conn, writer, ring_avail(conn, writer)))
-			return true;
-	} while (tssx_spin_pause_until(end));
-	return false;
+	do
+		over = wait_over(conn, writer, ring_avail(conn, writer));
+	while (!over && tssx_spin_pause(&spin));
+	tssx_spin_stop(&spin);
+	return over;
 }
 
 /* Becomes the owner of the connection's doorbells, if nobody else is. */
@@ -211,14 +232,14 @@ static bool take_ownership(_Atomic uint32_t *owner, uint32_t tid)
 /* Drains doorbells for a caller that does not sleep here (non-blocking
  * calls, the event wrappers): only while no sleeper owns them, holding
  * ownership meanwhile so that none starts to. */
-static void drain_as_guest(struct tssx_conn *conn, int fd)
+static void drain_as_guest(struct tssx_conn *conn, int fd, uint32_t revents)
 {
 	_Atomic uint32_t *owner = &conn->rx->ctl->waiters;
 	uint32_t expected = 0;
 
 	if (!atomic_compare_exchange_strong(owner, &expected, DRAINER))
 		return; /* the owner drains them when it wakes, right away */
-	drain_doorbells(conn, fd);
+	drain_doorbells(conn, fd, may_hide_eof(revents));
 	expected = DRAINER;
 	atomic_compare_exchange_strong(owner, &expected, 0);
 }
@@ -242,11 +263,28 @@ static void notice_peer_close(struct tssx_conn *conn, int fd)
 	errno = saved_errno;
 }
 
+/* The owner without a timeout sleeps in recv() itself: the doorbell that
+ * wakes it is consumed by the same system call, where poll() and a drain
+ * would make two or three.  A signal handler with SA_RESTART restarts it in
+ * the kernel, as it would the plain socket's recv(). */
+static int sleep_in_recv(struct tssx_conn *conn, int fd)
+{
+	char buf[DRAIN_BYTES];
+	ssize_t n = TSSX_REAL(recv)(fd, buf, sizeof(buf), 0);
+
+	if (n < 0 && errno == EINTR)
+		return -EINTR;
+	took_doorbells(conn, fd, buf, n);
+	return 0;
+}
+
 static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int timeout_ms)
 {
-	struct pollfd pfd = { .fd = fd, .events = owning ? POLLIN : 0 };
+	struct pollfd pfd = { .fd = fd, .events = owning ? POLLIN | POLLRDHUP : 0 };
 	int ready;
 
+	if (owning && timeout_ms < 0)
+		return sleep_in_recv(conn, fd);
 	if (!owning && (timeout_ms < 0 || timeout_ms > SHARED_WAIT_MS))
 		timeout_ms = SHARED_WAIT_MS;
 	ready = TSSX_REAL(poll)(&pfd, 1, timeout_ms);
@@ -255,7 +293,8 @@ static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int time
 	if (ready > 0) {
 		if (pfd.revents & (POLLHUP | POLLERR))
 			atomic_store(&conn->peer_closed, true);
-		drain_doorbells(conn, fd);
+		if (owning)
+			drain_doorbells(conn, fd, may_hide_eof((uint32_t)pfd.revents));
 	}
 	return 0;
 }
@@ -268,7 +307,7 @@ static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int time
  */
 static bool restarts_after_signal(const struct deadline *dl)
 {
-	if (dl->at_ns)
+	if (dl->at.at_ns != TSSX_FOREVER)
 		return false;
 	for (int sig = 1; sig < NSIG; sig++) {
 		struct sigaction sa;
@@ -559,13 +598,13 @@ void tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
 		(void)tssx_ring_arm_writer(conn->tx);
 }
 
-void tssx_conn_drain(struct tssx_conn *conn)
+void tssx_conn_drain(struct tssx_conn *conn, uint32_t revents)
 {
 	int fd = atomic_load(&conn->fd);
 
 	/* A pending connection's socket holds the hello, not doorbells. */
 	if (usable(conn, fd, MSG_DONTWAIT) == 0)
-		drain_as_guest(conn, fd);
+		drain_as_guest(conn, fd, revents);
 }
 
 uint64_t tssx_conn_generation(struct tssx_conn *conn)

@@ -40,8 +40,12 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events);
 void tssx_conn_arm(struct tssx_conn *conn, uint32_t events);
 
 /* After the real fd reported readable: consume pending doorbells without
- * blocking, so that level-triggered waits do not spin. */
-void tssx_conn_drain(struct tssx_conn *conn);
+ * blocking, so that level-triggered waits do not spin.  revents: what the
+ * kernel reported for the real socket, which was watched for POLLRDHUP too;
+ * one receive then does unless POLLRDHUP, POLLHUP or POLLERR is in it (a
+ * caller that could not watch POLLRDHUP passes it: the drain then reads
+ * until the socket is empty, to see the EOF behind the last doorbell). */
+void tssx_conn_drain(struct tssx_conn *conn, uint32_t revents);
 
 /* Change counter for edge-triggered epoll: differs between two calls iff a
  * ring of this connection moved, or its state (EOF, shutdown, error) changed. */

@@ -2,7 +2,7 @@
  * epoll over TSSX connections, without helper threads or signals.
  *
  * The kernel's epoll set keeps every real fd.  A TSSX connection is
- * registered there as EPOLLIN|EPOLLET on its real socket, which carries only
+ * registered there as EPOLLIN|EPOLLRDHUP|EPOLLET on its real socket, which carries only
  * doorbells (and EOF), under our tag instead of the application's data; its
  * events, data and edge-triggered / one-shot state live in events.h's
  * bookkeeping.  epoll_wait reports the connections that the rings say are
@@ -23,9 +23,9 @@
 
 #include "config.h"
 #include "conn/stream.h"
+#include "conn/wait.h"
 #include "events/wrappers.h"
 #include "real_slots.h"
-#include "conn/spin.h"
 #include "tssx/log.h"
 #include "tssx/macros.h"
 
@@ -39,7 +39,7 @@ struct wait_call {
 	int maxevents;
 	const sigset_t *sigmask;
 	bool pwait2; /* nanosecond timeouts: sleep with epoll_pwait2 */
-	struct events_deadline deadline;
+	struct tssx_deadline deadline;
 };
 
 static int real_ctl(int epfd, int op, int fd, struct epoll_event *event)
@@ -47,11 +47,18 @@ static int real_ctl(int epfd, int op, int fd, struct epoll_event *event)
 	return TSSX_REAL(epoll_ctl)(epfd, op, fd, event);
 }
 
+/* A connection's real socket: doorbells and the peer's close, edge-triggered.
+ * EPOLLEXCLUSIVE does not go with EPOLLRDHUP. */
+static uint32_t conn_kernel_events(uint32_t flags)
+{
+	return EPOLLIN | EPOLLET | (flags & EPOLLEXCLUSIVE ? 0 : EPOLLRDHUP);
+}
+
 static struct epoll_event kernel_event(const struct events_entry *entry, uint32_t flags)
 {
 	struct epoll_event event = { .data.u64 = events_tag(entry->fd) };
 
-	event.events = entry->kind == EVENTS_CONN ? EPOLLIN | EPOLLET : entry->events;
+	event.events = entry->kind == EVENTS_CONN ? conn_kernel_events(flags) : entry->events;
 	event.events |= flags;
 	return event;
 }
@@ -210,7 +217,8 @@ static int translate(struct events_set *set, struct epoll_event *events, int cou
 			continue; /* a closed fd's last words */
 		conn = entry_conn(set, entry);
 		if (conn)
-			tssx_conn_drain(conn);
+			tssx_conn_drain(conn, events[i].events |
+						      (conn_kernel_events(entry->kernel_flags) & EPOLLRDHUP ? 0 : EPOLLRDHUP));
 		else
 			events[kept++] = (struct epoll_event){ .events = events[i].events, .data = entry->data };
 	}
@@ -221,13 +229,13 @@ static int translate(struct events_set *set, struct epoll_event *events, int cou
 static int real_wait(struct wait_call *call, struct epoll_event *events, int max, bool sleep)
 {
 	struct timespec left_buf = { 0 };
-	const struct timespec *left = sleep ? events_deadline_left(&call->deadline, &left_buf) : &left_buf;
+	const struct timespec *left = sleep ? tssx_deadline_left(&call->deadline, &left_buf) : &left_buf;
 
 #ifdef HAVE_EPOLL_PWAIT2
 	if (call->pwait2)
 		return TSSX_REAL(epoll_pwait2)(call->epfd, events, max, left, call->sigmask);
 #endif
-	return TSSX_REAL(epoll_pwait)(call->epfd, events, max, events_timespec_to_ms(left), call->sigmask);
+	return TSSX_REAL(epoll_pwait)(call->epfd, events, max, tssx_timespec_to_ms(left), call->sigmask);
 }
 
 /* Adds the kernel's results, translated, to events[*count..); false when
@@ -287,19 +295,20 @@ static int wait_once(struct events_set *set, struct wait_call *call, bool sleep)
  * zero-timeout look every EVENTS_SPIN_LOOK_NS meanwhile. */
 static int spin(struct events_set *set, struct wait_call *call)
 {
-	struct events_spin spin;
+	struct tssx_spin spin;
 	uint64_t look_ns = atomic_load(&set->kernel_fds) ? EVENTS_SPIN_LOOK_NS : 0;
 	int count = 0;
 
-	if (!events_spin_start(&spin, tssx_spin_budget_ns(), look_ns, &call->deadline))
+	if (!tssx_spin_start(&spin, look_ns, &call->deadline))
 		return 0;
 	while (!count) {
-		while (!(count = collect(set, call, 0, false)) && events_spin_pause(&spin))
+		while (!(count = collect(set, call, 0, false)) && tssx_spin_pause(&spin))
 			;
 		if (count || spin.over)
-			return count;
+			break;
 		count = kernel_then_rings(set, call, false);
 	}
+	tssx_spin_stop(&spin);
 	return count;
 }
 
@@ -311,7 +320,7 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 	if (count == 0)
 		count = spin(set, call);
 	while (count == 0) {
-		bool passed = events_deadline_passed(&call->deadline);
+		bool passed = tssx_deadline_passed(&call->deadline);
 
 		count = wait_once(set, call, !passed);
 		if (passed)
@@ -341,7 +350,7 @@ TSSX_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int maxevents, 
 
 	if (likely(!set))
 		return TSSX_REAL(epoll_wait)(epfd, events, maxevents, timeout);
-	events_deadline_start_ms(&call.deadline, timeout);
+	tssx_deadline_start_ms(&call.deadline, timeout);
 	return wait_tracked(set, &call);
 }
 
@@ -354,7 +363,7 @@ TSSX_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int maxevents,
 
 	if (likely(!set))
 		return TSSX_REAL(epoll_pwait)(epfd, events, maxevents, timeout, sigmask);
-	events_deadline_start_ms(&call.deadline, timeout);
+	tssx_deadline_start_ms(&call.deadline, timeout);
 	return wait_tracked(set, &call);
 }
 
@@ -366,9 +375,9 @@ TSSX_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int maxevents
 	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents,
 				  .sigmask = sigmask, .pwait2 = true };
 
-	if (likely(!set) || !events_timespec_valid(timeout))
+	if (likely(!set) || !tssx_timespec_valid(timeout))
 		return TSSX_REAL(epoll_pwait2)(epfd, events, maxevents, timeout, sigmask);
-	events_deadline_start(&call.deadline, timeout);
+	tssx_deadline_start(&call.deadline, timeout);
 	return wait_tracked(set, &call);
 }
 #endif

@@ -5,7 +5,6 @@
 
 #include "events/events.h"
 #include "conn/fd_table.h"
-#include "conn/spin.h"
 
 /* The per-fd bookkeeping (an epoll fd's set, how many sets track an fd)
  * lives in the fd table's slots (conn/fd_table.h): close() asks on every
@@ -266,111 +265,4 @@ void tssx_events_forget_fd(int fd)
 		forget_set(slot);
 	if (atomic_load_explicit(&slot->watchers, memory_order_acquire) > 0)
 		forget_tracked_fd(fd);
-}
-
-void events_deadline_start(struct events_deadline *deadline, const struct timespec *timeout)
-{
-	deadline->forever = !timeout;
-	if (!timeout)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &deadline->end);
-	deadline->end.tv_sec += timeout->tv_sec;
-	deadline->end.tv_nsec += timeout->tv_nsec;
-	if (deadline->end.tv_nsec >= TSSX_NSEC_PER_SEC) {
-		deadline->end.tv_sec++;
-		deadline->end.tv_nsec -= TSSX_NSEC_PER_SEC;
-	}
-}
-
-const struct timespec *events_timespec_from_ms(int timeout_ms, struct timespec *ts)
-{
-	if (timeout_ms < 0)
-		return NULL;
-	ts->tv_sec = timeout_ms / 1000;
-	ts->tv_nsec = timeout_ms % 1000 * 1000000L;
-	return ts;
-}
-
-bool events_timespec_valid(const struct timespec *timeout)
-{
-	return !timeout || (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 && timeout->tv_nsec < TSSX_NSEC_PER_SEC);
-}
-
-void events_deadline_start_ms(struct events_deadline *deadline, int timeout_ms)
-{
-	struct timespec timeout;
-
-	events_deadline_start(deadline, events_timespec_from_ms(timeout_ms, &timeout));
-}
-
-struct timespec *events_deadline_left(const struct events_deadline *deadline, struct timespec *left)
-{
-	struct timespec now;
-
-	if (deadline->forever)
-		return NULL;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	left->tv_sec = deadline->end.tv_sec - now.tv_sec;
-	left->tv_nsec = deadline->end.tv_nsec - now.tv_nsec;
-	if (left->tv_nsec < 0) {
-		left->tv_sec--;
-		left->tv_nsec += TSSX_NSEC_PER_SEC;
-	}
-	if (left->tv_sec < 0)
-		*left = (struct timespec){ 0 };
-	return left;
-}
-
-bool events_deadline_passed(const struct events_deadline *deadline)
-{
-	struct timespec left;
-
-	if (deadline->forever)
-		return false;
-	events_deadline_left(deadline, &left);
-	return left.tv_sec == 0 && left.tv_nsec == 0;
-}
-
-int events_timespec_to_ms(const struct timespec *timeout)
-{
-	long long ms;
-
-	if (!timeout)
-		return -1;
-	ms = (long long)timeout->tv_sec * 1000 + (timeout->tv_nsec + 999999) / 1000000;
-	return ms > INT_MAX ? INT_MAX : (int)ms;
-}
-
-bool events_spin_start(struct events_spin *spin, uint64_t budget_ns, uint64_t look_every_ns,
-		       const struct events_deadline *deadline)
-{
-	uint64_t now = tssx_now_ns();
-
-	spin->end_ns = now + budget_ns;
-	if (!deadline->forever) {
-		uint64_t end = (uint64_t)deadline->end.tv_sec * (uint64_t)TSSX_NSEC_PER_SEC +
-			       (uint64_t)deadline->end.tv_nsec;
-
-		if (end < spin->end_ns)
-			spin->end_ns = end;
-	}
-	spin->look_every_ns = look_every_ns;
-	spin->look_ns = look_every_ns ? now : UINT64_MAX; /* the first at once */
-	spin->over = spin->end_ns <= now;
-	return !spin->over;
-}
-
-bool events_spin_pause(struct events_spin *spin)
-{
-	uint64_t now;
-
-	if (spin->over)
-		return false;
-	if (tssx_spin_pause_until(spin->look_ns < spin->end_ns ? spin->look_ns : spin->end_ns))
-		return true;
-	now = tssx_now_ns();
-	spin->over = now >= spin->end_ns;
-	if (spin->look_every_ns)
-		spin->look_ns = now + spin->look_every_ns;
-	return false;
 }

@@ -91,52 +91,9 @@ uint32_t events_entry_report(struct events_entry *entry, uint32_t ready, uint64_
 uint64_t events_tag(int fd);
 bool events_untag(uint64_t data, int *fd);
 
-/* Deadlines of the waiting wrappers, on CLOCK_MONOTONIC. */
-struct events_deadline {
-	bool forever;
-	struct timespec end;
-};
-
-/* NULL: forever. */
-void events_deadline_start(struct events_deadline *deadline, const struct timespec *timeout);
-/* Negative: forever. */
-void events_deadline_start_ms(struct events_deadline *deadline, int timeout_ms);
-bool events_deadline_passed(const struct events_deadline *deadline);
-/* The time left into *left (zero once passed), or NULL for forever. */
-struct timespec *events_deadline_left(const struct events_deadline *deadline, struct timespec *left);
-/*
- * The spin of a waiting wrapper, before it arms the connections and sleeps
- * (spin.h): it lasts the spin budget and never past the deadline; when the
- * set also holds fds only the kernel can report, a zero-timeout look at
- * them is due at once and then every `look_every_ns`, so that none waits
- * longer than that for the spin to notice it.
- */
-struct events_spin {
-	uint64_t end_ns;	/* CLOCK_MONOTONIC */
-	uint64_t look_every_ns;
-	uint64_t look_ns;	/* the next look at the kernel's fds */
-	bool over;
-};
-
-/* How often a spin looks at the kernel's fds, when the set has any. */
+/* How often a spin looks at the kernel's fds, when the waiter has any
+ * (conn/wait.h's look_every_ns). */
 #define EVENTS_SPIN_LOOK_NS 4000u
-
-/* Starts a spin of budget_ns, for a wait that found nothing ready; false,
- * and no spin (spin->over), when the budget is 0 or the deadline has
- * passed: a zero timeout never spins.  look_every_ns 0: no look at the
- * kernel before the spin is over. */
-bool events_spin_start(struct events_spin *spin, uint64_t budget_ns, uint64_t look_every_ns,
-		       const struct events_deadline *deadline);
-/* One turn: pauses the CPU, then false when a look at the kernel is due
- * or the spin is over (then spin->over stays true). */
-bool events_spin_pause(struct events_spin *spin);
-
-/* Rounded up to whole milliseconds, -1 for NULL, saturated at INT_MAX. */
-int events_timespec_to_ms(const struct timespec *timeout);
-/* A poll() timeout as a timespec in *ts, or NULL (forever) when negative. */
-const struct timespec *events_timespec_from_ms(int timeout_ms, struct timespec *ts);
-/* What ppoll(), pselect() and epoll_pwait2() accept; NULL is forever. */
-bool events_timespec_valid(const struct timespec *timeout);
 
 /* Called by close/dup2/dup3/close_range before an fd is released, whatever
  * it is: an epoll set's entry for a closed fd goes away, and a closed epoll

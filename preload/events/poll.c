@@ -20,9 +20,9 @@
 #include <string.h>
 
 #include "conn/stream.h"
+#include "conn/wait.h"
 #include "events/wrappers.h"
 #include "real_slots.h"
-#include "conn/spin.h"
 #include "tssx/macros.h"
 
 
@@ -47,7 +47,7 @@ struct poll_call {
 	nfds_t nfds;
 	bool kernel_fds;	/* fds that only the kernel can report */
 	const sigset_t *sigmask;
-	struct events_deadline deadline;
+	struct tssx_deadline deadline;
 };
 
 #define POLL_IN_BITS (POLLIN | POLLRDNORM)
@@ -144,7 +144,7 @@ static int poll_merge(struct poll_call *call)
 
 		if (call->kinds[i] == POLL_CONN && call->kfds[i].revents &&
 		    (conn = tssx_conn_lookup(call->fds[i].fd)))
-			tssx_conn_drain(conn);
+			tssx_conn_drain(conn, (uint16_t)call->kfds[i].revents);
 	}
 	poll_soft_ready(call);
 	for (nfds_t i = 0; i < call->nfds; i++) {
@@ -157,11 +157,11 @@ static int poll_merge(struct poll_call *call)
 
 /* Spins on the rings until one is ready, the kernel's fds are due for a
  * look, or the spin is over. */
-static int poll_spin(struct poll_call *call, struct events_spin *spin)
+static int poll_spin(struct poll_call *call, struct tssx_spin *spin)
 {
 	int ready = 0;
 
-	while (!ready && events_spin_pause(spin))
+	while (!ready && tssx_spin_pause(spin))
 		ready = poll_soft_ready(call);
 	return ready;
 }
@@ -169,18 +169,17 @@ static int poll_spin(struct poll_call *call, struct events_spin *spin)
 static int poll_loop(struct poll_call *call)
 {
 	static const struct timespec zero;
-	struct events_spin spin = { .over = true };
+	struct tssx_spin spin = { .over = true };
 	bool first = true;
 
 	for (;;) {
-		bool passed = events_deadline_passed(&call->deadline);
+		bool passed = tssx_deadline_passed(&call->deadline);
 		struct timespec left_buf;
 		const struct timespec *left = &zero;
 		int ready = poll_soft_ready(call);
 
 		if (!ready && !passed && first)
-			events_spin_start(&spin, tssx_spin_budget_ns(),
-					  call->kernel_fds ? EVENTS_SPIN_LOOK_NS : 0, &call->deadline);
+			tssx_spin_start(&spin, call->kernel_fds ? EVENTS_SPIN_LOOK_NS : 0, &call->deadline);
 		first = false;
 		if (!ready && !passed && !spin.over)
 			ready = poll_spin(call, &spin);
@@ -191,12 +190,15 @@ static int poll_loop(struct poll_call *call)
 		}
 		/* Sleep only once the spin is over; a look is zero-timeout. */
 		if (!ready && !passed && spin.over)
-			left = events_deadline_left(&call->deadline, &left_buf);
+			left = tssx_deadline_left(&call->deadline, &left_buf);
 		if (TSSX_REAL(ppoll)(call->kfds, call->nfds, left, call->sigmask) < 0)
-			return -1;
-		ready = poll_merge(call);
-		if (ready > 0 || events_deadline_passed(&call->deadline))
+			ready = -1;
+		else
+			ready = poll_merge(call);
+		if (ready != 0 || tssx_deadline_passed(&call->deadline)) {
+			tssx_spin_stop(&spin);
 			return ready;
+		}
 	}
 }
 
@@ -225,11 +227,11 @@ int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 		call.kfds[i] = fds[i];
 		/* The real socket carries doorbells, and reports EOF and errors. */
 		if (call.kinds[i] == POLL_CONN)
-			call.kfds[i].events = POLLIN;
+			call.kfds[i].events = POLLIN | POLLRDHUP;
 		else if (fds[i].fd >= 0)
 			call.kernel_fds = true;
 	}
-	events_deadline_start(&call.deadline, timeout);
+	tssx_deadline_start(&call.deadline, timeout);
 	ready = poll_loop(&call);
 	if (ready >= 0)
 		errno = saved_errno;
@@ -242,7 +244,7 @@ TSSX_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 
 	if (likely(!poll_needed(fds, nfds)))
 		return TSSX_REAL(poll)(fds, nfds, timeout_ms);
-	return events_poll(fds, nfds, events_timespec_from_ms(timeout_ms, &ts), NULL);
+	return events_poll(fds, nfds, tssx_timespec_from_ms(timeout_ms, &ts), NULL);
 }
 
 TSSX_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
@@ -250,7 +252,7 @@ TSSX_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *ti
 {
 	if (likely(!poll_needed(fds, nfds)))
 		return TSSX_REAL(ppoll)(fds, nfds, timeout, sigmask);
-	if (!events_timespec_valid(timeout)) {
+	if (!tssx_timespec_valid(timeout)) {
 		errno = EINVAL;
 		return -1;
 	}

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sys/select.h>
 
+#include "conn/wait.h"
 #include "events/wrappers.h"
 #include "real_slots.h"
 #include "tssx/macros.h"
@@ -113,7 +114,7 @@ TSSX_EXPORT int select(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exce
 {
 	struct select_sets sets = { nfds, { (unsigned long *)readfds, (unsigned long *)writefds,
 					    (unsigned long *)exceptfds } };
-	struct events_deadline deadline;
+	struct tssx_deadline deadline;
 	struct timespec ts, left;
 	int ready;
 
@@ -121,15 +122,15 @@ TSSX_EXPORT int select(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exce
 		return TSSX_REAL(select)(nfds, readfds, writefds, exceptfds, timeout);
 	if (timeout) {
 		ts = (struct timespec){ timeout->tv_sec, timeout->tv_usec * 1000L };
-		if (timeout->tv_usec >= 1000000 || !events_timespec_valid(&ts)) {
+		if (timeout->tv_usec >= 1000000 || !tssx_timespec_valid(&ts)) {
 			errno = EINVAL;
 			return -1;
 		}
 	}
-	events_deadline_start(&deadline, timeout ? &ts : NULL);
+	tssx_deadline_start(&deadline, timeout ? &ts : NULL);
 	ready = select_via_poll(&sets, timeout ? &ts : NULL, NULL);
 	/* Linux's select() leaves the time not slept in *timeout. */
-	if (timeout && events_deadline_left(&deadline, &left))
+	if (timeout && tssx_deadline_left(&deadline, &left))
 		*timeout = (struct timeval){ left.tv_sec, left.tv_nsec / 1000 };
 	return ready;
 }
@@ -142,7 +143,7 @@ TSSX_EXPORT int pselect(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exc
 
 	if (likely(nfds <= 0 || !select_needed(&sets)))
 		return TSSX_REAL(pselect)(nfds, readfds, writefds, exceptfds, timeout, sigmask);
-	if (!events_timespec_valid(timeout)) {
+	if (!tssx_timespec_valid(timeout)) {
 		errno = EINVAL;
 		return -1;
 	}

@@ -228,118 +228,6 @@ static void test_rotate(void **state)
 	assert_int_equal(HASH_COUNT(set->entries), 3);
 }
 
-static void test_timeouts(void **state)
-{
-	struct events_deadline deadline;
-	struct timespec ts, left;
-
-	events_deadline_start_ms(&deadline, 0);
-	assert_true(events_deadline_passed(&deadline));
-	assert_non_null(events_deadline_left(&deadline, &left));
-	assert_true(left.tv_sec == 0 && left.tv_nsec == 0);
-
-	events_deadline_start_ms(&deadline, -1);
-	assert_false(events_deadline_passed(&deadline));
-	assert_null(events_deadline_left(&deadline, &left));
-
-	events_deadline_start_ms(&deadline, 60000);
-	assert_false(events_deadline_passed(&deadline));
-	events_deadline_left(&deadline, &left);
-	assert_true(left.tv_sec <= 60 && left.tv_sec >= 50);
-
-	assert_null(events_timespec_from_ms(-1, &ts));
-	assert_ptr_equal(events_timespec_from_ms(1500, &ts), &ts);
-	assert_true(ts.tv_sec == 1 && ts.tv_nsec == 500000000L);
-
-	assert_int_equal(events_timespec_to_ms(NULL), -1);
-	ts = (struct timespec){ 0, 1 };
-	assert_int_equal(events_timespec_to_ms(&ts), 1); /* never shorter */
-	ts = (struct timespec){ 2, 0 };
-	assert_int_equal(events_timespec_to_ms(&ts), 2000);
-	ts = (struct timespec){ 1L << 40, 0 };
-	assert_int_equal(events_timespec_to_ms(&ts), INT32_MAX);
-
-	assert_true(events_timespec_valid(NULL));
-	ts = (struct timespec){ 0, 999999999L };
-	assert_true(events_timespec_valid(&ts));
-	ts = (struct timespec){ 0, 1000000000L };
-	assert_false(events_timespec_valid(&ts));
-	ts = (struct timespec){ -1, 0 };
-	assert_false(events_timespec_valid(&ts));
-}
-
-#define LONG_NS (10 * 1000000000ull) /* never over within a test */
-
-static uint64_t monotonic_ns(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
-static void test_spin_not_started(void **state)
-{
-	struct events_deadline forever, zero;
-	struct events_spin spin;
-
-	events_deadline_start_ms(&forever, -1);
-	events_deadline_start_ms(&zero, 0);
-	assert_false(events_spin_start(&spin, 0, 0, &forever)); /* TSSX_SPIN_NS=0 */
-	assert_true(spin.over);
-	assert_false(events_spin_pause(&spin));
-	assert_false(events_spin_start(&spin, LONG_NS, 0, &zero)); /* a zero timeout */
-	assert_true(spin.over);
-}
-
-static void test_spin_lasts_its_budget(void **state)
-{
-	struct events_deadline forever;
-	struct events_spin spin;
-	uint64_t start = monotonic_ns();
-
-	events_deadline_start_ms(&forever, -1);
-	assert_true(events_spin_start(&spin, 50000, 0, &forever));
-	while (events_spin_pause(&spin))
-		;
-	assert_true(spin.over);
-	assert_true(monotonic_ns() - start >= 50000);
-	assert_false(events_spin_pause(&spin));
-}
-
-static void test_spin_never_past_the_deadline(void **state)
-{
-	struct events_deadline deadline;
-	struct events_spin spin;
-
-	events_deadline_start_ms(&deadline, 2);
-	assert_true(events_spin_start(&spin, LONG_NS, 0, &deadline));
-	assert_int_equal(spin.end_ns, (uint64_t)deadline.end.tv_sec * 1000000000u +
-				      (uint64_t)deadline.end.tv_nsec);
-	while (events_spin_pause(&spin))
-		;
-	assert_true(spin.over);
-	assert_true(events_deadline_passed(&deadline));
-}
-
-static void test_spin_looks_at_the_kernel(void **state)
-{
-	struct events_deadline forever;
-	struct events_spin spin;
-
-	events_deadline_start_ms(&forever, -1);
-	assert_true(events_spin_start(&spin, LONG_NS, 1000, &forever));
-	/* The first look at once, then one per interval, the spin going on. */
-	assert_false(events_spin_pause(&spin));
-	assert_false(spin.over);
-	while (events_spin_pause(&spin))
-		;
-	assert_false(spin.over);
-	assert_true(events_spin_start(&spin, LONG_NS, LONG_NS, &forever));
-	assert_false(events_spin_pause(&spin));
-	assert_true(events_spin_pause(&spin));
-}
-
 /* Several threads add and remove in one set while others close fds:
  * the counts stay consistent. */
 #define THREADS 4
@@ -399,11 +287,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_edge_triggered, set_up, tear_down),
 		cmocka_unit_test_setup_teardown(test_oneshot, set_up, tear_down),
 		cmocka_unit_test_setup_teardown(test_rotate, set_up, tear_down),
-		cmocka_unit_test(test_timeouts),
-		cmocka_unit_test(test_spin_not_started),
-		cmocka_unit_test(test_spin_lasts_its_budget),
-		cmocka_unit_test(test_spin_never_past_the_deadline),
-		cmocka_unit_test(test_spin_looks_at_the_kernel),
 		cmocka_unit_test(test_threads),
 	};
 

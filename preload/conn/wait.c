@@ -1,0 +1,280 @@
+/* Waiting: deadlines, the spin and its policy (wait.h). */
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "conn/wait.h"
+#include "init.h"
+
+/* ---- Deadlines ---- */
+
+static uint64_t timespec_ns(const struct timespec *ts)
+{
+	uint64_t sec = (uint64_t)ts->tv_sec;
+
+	/* Far beyond any process's life: as good as forever, no overflow. */
+	if (sec > (UINT64_MAX - TSSX_NSEC_PER_SEC) / TSSX_NSEC_PER_SEC / 2)
+		return TSSX_FOREVER;
+	return sec * (uint64_t)TSSX_NSEC_PER_SEC + (uint64_t)ts->tv_nsec;
+}
+
+void tssx_deadline_start(struct tssx_deadline *deadline, const struct timespec *timeout)
+{
+	uint64_t span = timeout ? timespec_ns(timeout) : TSSX_FOREVER;
+
+	deadline->at_ns = span == TSSX_FOREVER ? TSSX_FOREVER : tssx_now_ns() + span;
+}
+
+const struct timespec *tssx_timespec_from_ms(int timeout_ms, struct timespec *ts)
+{
+	if (timeout_ms < 0)
+		return NULL;
+	ts->tv_sec = timeout_ms / 1000;
+	ts->tv_nsec = timeout_ms % 1000 * 1000000L;
+	return ts;
+}
+
+void tssx_deadline_start_ms(struct tssx_deadline *deadline, int timeout_ms)
+{
+	struct timespec timeout;
+
+	tssx_deadline_start(deadline, tssx_timespec_from_ms(timeout_ms, &timeout));
+}
+
+bool tssx_timespec_valid(const struct timespec *timeout)
+{
+	return !timeout || (timeout->tv_sec >= 0 && timeout->tv_nsec >= 0 && timeout->tv_nsec < TSSX_NSEC_PER_SEC);
+}
+
+static uint64_t deadline_left_ns(const struct tssx_deadline *deadline)
+{
+	uint64_t now = tssx_now_ns();
+
+	return now >= deadline->at_ns ? 0 : deadline->at_ns - now;
+}
+
+struct timespec *tssx_deadline_left(const struct tssx_deadline *deadline, struct timespec *left)
+{
+	uint64_t ns;
+
+	if (deadline->at_ns == TSSX_FOREVER)
+		return NULL;
+	ns = deadline_left_ns(deadline);
+	left->tv_sec = (time_t)(ns / TSSX_NSEC_PER_SEC);
+	left->tv_nsec = (long)(ns % TSSX_NSEC_PER_SEC);
+	return left;
+}
+
+bool tssx_deadline_passed(const struct tssx_deadline *deadline)
+{
+	return deadline->at_ns != TSSX_FOREVER && deadline_left_ns(deadline) == 0;
+}
+
+int tssx_timespec_to_ms(const struct timespec *timeout)
+{
+	long long ms;
+
+	if (!timeout)
+		return -1;
+	ms = (long long)timeout->tv_sec * 1000 + (timeout->tv_nsec + 999999) / 1000000;
+	return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+int tssx_deadline_left_ms(const struct tssx_deadline *deadline)
+{
+	struct timespec left;
+
+	return tssx_timespec_to_ms(tssx_deadline_left(deadline, &left));
+}
+
+/* ---- The policy's pure parts ---- */
+
+bool tssx_spin_pays(unsigned runnable, unsigned cpus)
+{
+	/* 0: the count is unknown; spinning is bounded by the budget anyway. */
+	return runnable == 0 || runnable <= cpus;
+}
+
+unsigned tssx_spin_slots_for(unsigned cpus)
+{
+	unsigned slots = cpus / 2;
+
+	if (slots < 1)
+		return 1;
+	return slots > TSSX_SPIN_SLOTS_MAX ? TSSX_SPIN_SLOTS_MAX : slots;
+}
+
+_Atomic uint64_t *tssx_spin_slot_claim(_Atomic uint64_t *slots, unsigned n, uint64_t now, uint64_t until)
+{
+	for (unsigned i = 0; i < n; i++) {
+		/* Relaxed: a slot only counts spinners, it guards no data. */
+		uint64_t held = atomic_load_explicit(&slots[i], memory_order_relaxed);
+
+		if (held < now &&
+		    atomic_compare_exchange_strong_explicit(&slots[i], &held, until, memory_order_relaxed,
+							    memory_order_relaxed))
+			return &slots[i];
+	}
+	return NULL;
+}
+
+unsigned tssx_loadavg_runnable(const char *line)
+{
+	unsigned runnable, total;
+
+	if (sscanf(line, "%*s %*s %*s %u/%u", &runnable, &total) != 2)
+		return 0;
+	return runnable;
+}
+
+/* ---- The machine's view ---- */
+
+struct machine {
+	unsigned cpus;			/* this process may run on */
+	unsigned nslots;
+	_Atomic uint64_t *slots;	/* the shared page, or NULL */
+	int loadavg_fd;			/* -1: unknown */
+};
+
+static struct machine machine;
+static pthread_once_t machine_once = PTHREAD_ONCE_INIT;
+
+static unsigned allowed_cpus(void)
+{
+	cpu_set_t set;
+	long online;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		return (unsigned)CPU_COUNT(&set);
+	online = sysconf(_SC_NPROCESSORS_ONLN);
+	return online > 0 ? (unsigned)online : 1;
+}
+
+/*
+ * The spin slots, shared by the user's processes through a file in
+ * /dev/shm of their own (mode 0600): another user can neither read nor
+ * fill them.  A process of the same user that writes nonsense there can
+ * only stop spins (slots that look held) or let more of them run, each
+ * still bounded by its budget.  Without the file, spins are limited by the
+ * load alone.
+ */
+static _Atomic uint64_t *map_slots(void)
+{
+	char path[64];
+	size_t size = TSSX_SPIN_SLOTS_MAX * sizeof(uint64_t);
+	struct stat st;
+	void *page;
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/shm/tssx-spin-%u", (unsigned)getuid());
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != getuid() ||
+	    ((size_t)st.st_size < size && ftruncate(fd, (off_t)size) < 0)) {
+		close(fd);
+		return NULL;
+	}
+	page = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	return page == MAP_FAILED ? NULL : page;
+}
+
+static void machine_init(void)
+{
+	machine.cpus = allowed_cpus();
+	machine.nslots = tssx_spin_slots_for(machine.cpus);
+	machine.slots = map_slots();
+	machine.loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+}
+
+/* The machine's runnable tasks, at most TSSX_LOAD_REFRESH_NS old; 0 when
+ * unknown.  Racing threads may both read the file: harmless. */
+static unsigned runnable_now(uint64_t now)
+{
+	static _Atomic uint64_t read_at, runnable;
+	char line[128];
+	ssize_t n;
+
+	if (now - atomic_load_explicit(&read_at, memory_order_relaxed) < TSSX_LOAD_REFRESH_NS)
+		return (unsigned)atomic_load_explicit(&runnable, memory_order_relaxed);
+	if (machine.loadavg_fd < 0 || (n = pread(machine.loadavg_fd, line, sizeof(line) - 1, 0)) <= 0)
+		return 0;
+	line[n] = '\0';
+	atomic_store_explicit(&runnable, tssx_loadavg_runnable(line), memory_order_relaxed);
+	atomic_store_explicit(&read_at, now, memory_order_relaxed);
+	return (unsigned)atomic_load_explicit(&runnable, memory_order_relaxed);
+}
+
+/* Whether a spin from now to end_ns may run, and the slot it then holds. */
+static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot)
+{
+	pthread_once(&machine_once, machine_init);
+	*slot = NULL;
+	if (!tssx_spin_pays(runnable_now(now), machine.cpus))
+		return false;
+	if (!machine.slots)
+		return true;
+	*slot = tssx_spin_slot_claim(machine.slots, machine.nslots, now, end_ns);
+	return *slot != NULL;
+}
+
+/* ---- The spin ---- */
+
+bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, uint64_t look_every_ns,
+		     const struct tssx_deadline *deadline)
+{
+	spin->end_ns = now + budget_ns;
+	if (deadline->at_ns < spin->end_ns)
+		spin->end_ns = deadline->at_ns;
+	spin->look_every_ns = look_every_ns;
+	spin->look_ns = look_every_ns ? now : UINT64_MAX; /* the first at once */
+	spin->slot = NULL;
+	spin->over = spin->end_ns <= now;
+	return !spin->over;
+}
+
+bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline)
+{
+	uint64_t now = tssx_now_ns();
+
+	if (tssx_spin_setup(spin, now, tssx_opts.spin_ns, look_every_ns, deadline) &&
+	    !spin_allowed(now, spin->end_ns, &spin->slot))
+		spin->over = true;
+	return !spin->over;
+}
+
+void tssx_spin_stop(struct tssx_spin *spin)
+{
+	uint64_t held = spin->end_ns;
+
+	spin->over = true;
+	if (spin->slot)
+		atomic_compare_exchange_strong_explicit(spin->slot, &held, 0, memory_order_relaxed,
+							memory_order_relaxed);
+	spin->slot = NULL;
+}
+
+bool tssx_spin_pause(struct tssx_spin *spin)
+{
+	uint64_t now, until;
+
+	if (spin->over)
+		return false;
+	until = spin->look_ns < spin->end_ns ? spin->look_ns : spin->end_ns;
+	tssx_cpu_relax();
+	now = tssx_now_ns();
+	if (now < until)
+		return true;
+	if (now >= spin->end_ns)
+		tssx_spin_stop(spin);
+	if (spin->look_every_ns)
+		spin->look_ns = now + spin->look_every_ns;
+	return false;
+}

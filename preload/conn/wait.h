@@ -1,0 +1,115 @@
+/*
+ * Waiting, for every waiter of the library (docs/wait.md): the blocking
+ * reads and writes of the data path, the server's wait for a hello, and
+ * the poll/select/epoll wrappers.  One deadline type, one spin, one policy
+ * that decides whether a spin may start.
+ *
+ * A waiter that finds nothing to do may poll shared memory for the spin
+ * budget (TSSX_SPIN_NS, the upper bound; 0: never) before it arms its flags
+ * and sleeps: a peer that answers within the budget finds it awake, and
+ * neither side pays a doorbell or a wake-up.  That pays only while the peer
+ * has a CPU of its own to answer on.  So a spin starts only when
+ *   - no more tasks are runnable on the machine than the process has CPUs
+ *     (the 4th field of /proc/loadavg, read at most every
+ *     TSSX_LOAD_REFRESH_NS, counts the spinner itself and a running peer),
+ *   - and one of the machine's spin slots is free: a page shared by the
+ *     user's TSSX processes holds max(1, CPUs / 2) slots, each the end time
+ *     of the spin holding it, so that no more than half the CPUs spin at
+ *     once (the Go runtime's rule) and a spinner killed mid-spin frees its
+ *     slot when its budget ends.
+ * Otherwise the waiter sleeps at once: its CPU goes to the peer.
+ */
+#ifndef TSSX_PRELOAD_WAIT_H
+#define TSSX_PRELOAD_WAIT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "tssx/ring.h"
+
+#define TSSX_NSEC_PER_SEC 1000000000L
+/* A deadline that never passes. */
+#define TSSX_FOREVER UINT64_MAX
+/* How old the runnable count of /proc/loadavg may be. */
+#define TSSX_LOAD_REFRESH_NS 1000000u
+/* Most spin slots of a machine (one page of cache lines). */
+#define TSSX_SPIN_SLOTS_MAX 64u
+
+static inline uint64_t tssx_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * (uint64_t)TSSX_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* When a wait ends, on CLOCK_MONOTONIC; TSSX_FOREVER: never. */
+struct tssx_deadline {
+	uint64_t at_ns;
+};
+
+/* NULL: forever. */
+void tssx_deadline_start(struct tssx_deadline *deadline, const struct timespec *timeout);
+/* Negative: forever. */
+void tssx_deadline_start_ms(struct tssx_deadline *deadline, int timeout_ms);
+bool tssx_deadline_passed(const struct tssx_deadline *deadline);
+/* The time left into *left (zero once passed), or NULL for forever. */
+struct timespec *tssx_deadline_left(const struct tssx_deadline *deadline, struct timespec *left);
+/* The time left for poll(): -1 forever, 0 once passed, else rounded up to
+ * whole milliseconds (never shorter), saturated at INT_MAX. */
+int tssx_deadline_left_ms(const struct tssx_deadline *deadline);
+
+/* Rounded up to whole milliseconds, -1 for NULL, saturated at INT_MAX. */
+int tssx_timespec_to_ms(const struct timespec *timeout);
+/* A poll() timeout as a timespec in *ts, or NULL (forever) when negative. */
+const struct timespec *tssx_timespec_from_ms(int timeout_ms, struct timespec *ts);
+/* What ppoll(), pselect() and epoll_pwait2() accept; NULL is forever. */
+bool tssx_timespec_valid(const struct timespec *timeout);
+
+/*
+ * A spin: it lasts the budget and never past the deadline; when the waiter
+ * also has fds only the kernel can report, a zero-timeout look at them is
+ * due at once and then every `look_every_ns`, so that none waits longer
+ * than that for the spin to notice it.
+ */
+struct tssx_spin {
+	uint64_t end_ns;	/* CLOCK_MONOTONIC */
+	uint64_t look_every_ns;
+	uint64_t look_ns;	/* the next look at the kernel's fds */
+	bool over;
+	_Atomic uint64_t *slot;	/* the spin slot held, or NULL */
+};
+
+/* Starts a spin of the budget (TSSX_SPIN_NS) for a wait that found nothing
+ * to do, if the policy lets it; false, and no spin (spin->over), when the
+ * budget is 0, the deadline has passed (a zero timeout never spins) or
+ * spinning would not pay now.  look_every_ns 0: no look at the kernel
+ * before the spin is over.  Every started spin ends with tssx_spin_stop(). */
+bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline);
+/* One turn: pauses the CPU, then false when a look at the kernel is due
+ * or the spin is over (then spin->over stays true and its slot is free). */
+bool tssx_spin_pause(struct tssx_spin *spin);
+/* Gives the spin slot back; harmless on a spin that is over. */
+void tssx_spin_stop(struct tssx_spin *spin);
+
+/* ---- The pure parts, for the unit tests ---- */
+
+/* tssx_spin_start() without the policy: a spin of budget_ns from now. */
+bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, uint64_t look_every_ns,
+		     const struct tssx_deadline *deadline);
+
+/* Whether a spin can pay: `runnable` tasks on the machine, the caller
+ * included, fit on the `cpus` the caller may run on. */
+bool tssx_spin_pays(unsigned runnable, unsigned cpus);
+/* How many spin slots `cpus` CPUs have: half of them, at least one. */
+unsigned tssx_spin_slots_for(unsigned cpus);
+/* Claims a free slot of slots[0..n) (one whose spin ended before now) for a
+ * spin until `until`; NULL when all are held. */
+_Atomic uint64_t *tssx_spin_slot_claim(_Atomic uint64_t *slots, unsigned n, uint64_t now, uint64_t until);
+/* The runnable tasks of a /proc/loadavg line ("0.10 0.20 0.30 3/120 456"),
+ * or 0 when the line does not parse. */
+unsigned tssx_loadavg_runnable(const char *line);
+
+#endif

@@ -1,0 +1,231 @@
+/* Unit tests of the wait module (preload/conn/wait.c): deadlines, the spin
+ * and the pure parts of its policy. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "conn/wait.h"
+#include "init.h"
+
+/* wait.c reads the spin budget from the options; these tests give it
+ * explicitly (tssx_spin_setup). */
+struct tssx_options tssx_opts;
+
+static void test_timeouts(void **state)
+{
+	struct tssx_deadline deadline;
+	struct timespec ts, left;
+
+	tssx_deadline_start_ms(&deadline, 0);
+	assert_true(tssx_deadline_passed(&deadline));
+	assert_non_null(tssx_deadline_left(&deadline, &left));
+	assert_true(left.tv_sec == 0 && left.tv_nsec == 0);
+
+	tssx_deadline_start_ms(&deadline, -1);
+	assert_false(tssx_deadline_passed(&deadline));
+	assert_null(tssx_deadline_left(&deadline, &left));
+
+	tssx_deadline_start_ms(&deadline, 60000);
+	assert_false(tssx_deadline_passed(&deadline));
+	tssx_deadline_left(&deadline, &left);
+	assert_true(left.tv_sec <= 60 && left.tv_sec >= 50);
+
+	assert_null(tssx_timespec_from_ms(-1, &ts));
+	assert_ptr_equal(tssx_timespec_from_ms(1500, &ts), &ts);
+	assert_true(ts.tv_sec == 1 && ts.tv_nsec == 500000000L);
+
+	assert_int_equal(tssx_timespec_to_ms(NULL), -1);
+	ts = (struct timespec){ 0, 1 };
+	assert_int_equal(tssx_timespec_to_ms(&ts), 1); /* never shorter */
+	ts = (struct timespec){ 2, 0 };
+	assert_int_equal(tssx_timespec_to_ms(&ts), 2000);
+	ts = (struct timespec){ 1L << 40, 0 };
+	assert_int_equal(tssx_timespec_to_ms(&ts), INT32_MAX);
+
+	assert_true(tssx_timespec_valid(NULL));
+	ts = (struct timespec){ 0, 999999999L };
+	assert_true(tssx_timespec_valid(&ts));
+	ts = (struct timespec){ 0, 1000000000L };
+	assert_false(tssx_timespec_valid(&ts));
+	ts = (struct timespec){ -1, 0 };
+	assert_false(tssx_timespec_valid(&ts));
+}
+
+#define LONG_NS (10 * 1000000000ull) /* never over within a test */
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+static void test_spin_not_started(void **state)
+{
+	struct tssx_deadline forever, zero;
+	struct tssx_spin spin;
+
+	tssx_deadline_start_ms(&forever, -1);
+	tssx_deadline_start_ms(&zero, 0);
+	assert_false(tssx_spin_setup(&spin, monotonic_ns(), 0, 0, &forever)); /* TSSX_SPIN_NS=0 */
+	assert_true(spin.over);
+	assert_false(tssx_spin_pause(&spin));
+	assert_false(tssx_spin_setup(&spin, monotonic_ns(), LONG_NS, 0, &zero)); /* a zero timeout */
+	assert_true(spin.over);
+}
+
+static void test_spin_lasts_its_budget(void **state)
+{
+	struct tssx_deadline forever;
+	struct tssx_spin spin;
+	uint64_t start = monotonic_ns();
+
+	tssx_deadline_start_ms(&forever, -1);
+	assert_true(tssx_spin_setup(&spin, monotonic_ns(), 50000, 0, &forever));
+	while (tssx_spin_pause(&spin))
+		;
+	assert_true(spin.over);
+	assert_true(monotonic_ns() - start >= 50000);
+	assert_false(tssx_spin_pause(&spin));
+}
+
+static void test_spin_never_past_the_deadline(void **state)
+{
+	struct tssx_deadline deadline;
+	struct tssx_spin spin;
+
+	tssx_deadline_start_ms(&deadline, 2);
+	assert_true(tssx_spin_setup(&spin, monotonic_ns(), LONG_NS, 0, &deadline));
+	assert_int_equal(spin.end_ns, deadline.at_ns);
+	while (tssx_spin_pause(&spin))
+		;
+	assert_true(spin.over);
+	assert_true(tssx_deadline_passed(&deadline));
+}
+
+static void test_spin_looks_at_the_kernel(void **state)
+{
+	struct tssx_deadline forever;
+	struct tssx_spin spin;
+
+	tssx_deadline_start_ms(&forever, -1);
+	assert_true(tssx_spin_setup(&spin, monotonic_ns(), LONG_NS, 1000, &forever));
+	/* The first look at once, then one per interval, the spin going on. */
+	assert_false(tssx_spin_pause(&spin));
+	assert_false(spin.over);
+	while (tssx_spin_pause(&spin))
+		;
+	assert_false(spin.over);
+	assert_true(tssx_spin_setup(&spin, monotonic_ns(), LONG_NS, LONG_NS, &forever));
+	assert_false(tssx_spin_pause(&spin));
+	assert_true(tssx_spin_pause(&spin));
+}
+
+
+static void test_spin_pays_only_with_a_cpu_free(void **state)
+{
+	assert_true(tssx_spin_pays(0, 2)); /* unknown: the budget bounds it */
+	assert_true(tssx_spin_pays(1, 2));
+	assert_true(tssx_spin_pays(2, 2)); /* the spinner and its running peer */
+	assert_false(tssx_spin_pays(3, 2)); /* someone waits for a CPU */
+	assert_false(tssx_spin_pays(2, 1));
+}
+
+static void test_spin_slots_half_the_cpus(void **state)
+{
+	assert_int_equal(tssx_spin_slots_for(0), 1);
+	assert_int_equal(tssx_spin_slots_for(1), 1);
+	assert_int_equal(tssx_spin_slots_for(2), 1);
+	assert_int_equal(tssx_spin_slots_for(3), 1);
+	assert_int_equal(tssx_spin_slots_for(8), 4);
+	assert_int_equal(tssx_spin_slots_for(1000), TSSX_SPIN_SLOTS_MAX);
+}
+
+static void test_spin_slot_claim_and_release(void **state)
+{
+	static const struct tssx_deadline forever = { TSSX_FOREVER };
+	_Atomic uint64_t slots[2] = { 0, 0 };
+	struct tssx_spin spin;
+
+	assert_ptr_equal(tssx_spin_slot_claim(slots, 2, 100, 200), &slots[0]);
+	assert_ptr_equal(tssx_spin_slot_claim(slots, 2, 100, 300), &slots[1]);
+	assert_null(tssx_spin_slot_claim(slots, 2, 150, 400)); /* both held */
+	/* A spinner that never gave its slot back (killed): free once its
+	 * spin would have ended. */
+	assert_ptr_equal(tssx_spin_slot_claim(slots, 2, 201, 500), &slots[0]);
+	assert_int_equal(slots[0], 500);
+
+	/* Stopping gives the slot back, unless another spinner took it over. */
+	assert_true(tssx_spin_setup(&spin, 100, 400, 0, &forever));
+	spin.slot = &slots[0];
+	tssx_spin_stop(&spin);
+	assert_int_equal(slots[0], 0);
+	assert_null(spin.slot);
+	slots[1] = 999;
+	assert_true(tssx_spin_setup(&spin, 0, 300, 0, &forever));
+	spin.slot = &slots[1];
+	tssx_spin_stop(&spin);
+	assert_int_equal(slots[1], 999);
+}
+
+static void test_spin_over_frees_its_slot(void **state)
+{
+	static const struct tssx_deadline forever = { TSSX_FOREVER };
+	_Atomic uint64_t slot = 0;
+	struct tssx_spin spin;
+
+	assert_true(tssx_spin_setup(&spin, monotonic_ns(), 10000, 0, &forever));
+	spin.slot = tssx_spin_slot_claim(&slot, 1, monotonic_ns(), spin.end_ns);
+	assert_ptr_equal(spin.slot, &slot);
+	while (tssx_spin_pause(&spin))
+		;
+	assert_true(spin.over);
+	assert_int_equal(slot, 0);
+}
+
+static void test_loadavg_runnable(void **state)
+{
+	assert_int_equal(tssx_loadavg_runnable("0.73 0.75 0.35 5/106 16284\n"), 5);
+	assert_int_equal(tssx_loadavg_runnable("12.00 8.79 5.07 12/207 26784"), 12);
+	assert_int_equal(tssx_loadavg_runnable(""), 0);
+	assert_int_equal(tssx_loadavg_runnable("0.1 0.2 0.3 x/5 1"), 0);
+}
+
+static void test_deadline_left_ms(void **state)
+{
+	struct tssx_deadline deadline;
+
+	tssx_deadline_start_ms(&deadline, -1);
+	assert_int_equal(tssx_deadline_left_ms(&deadline), -1);
+	tssx_deadline_start_ms(&deadline, 0);
+	assert_int_equal(tssx_deadline_left_ms(&deadline), 0);
+	tssx_deadline_start_ms(&deadline, 5000);
+	assert_true(tssx_deadline_left_ms(&deadline) > 4000 && tssx_deadline_left_ms(&deadline) <= 5000);
+	/* Beyond any process's life: forever, without overflow. */
+	tssx_deadline_start(&deadline, &(struct timespec){ .tv_sec = INT64_MAX });
+	assert_int_equal(deadline.at_ns, TSSX_FOREVER);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_timeouts),
+		cmocka_unit_test(test_deadline_left_ms),
+		cmocka_unit_test(test_spin_not_started),
+		cmocka_unit_test(test_spin_lasts_its_budget),
+		cmocka_unit_test(test_spin_never_past_the_deadline),
+		cmocka_unit_test(test_spin_looks_at_the_kernel),
+		cmocka_unit_test(test_spin_pays_only_with_a_cpu_free),
+		cmocka_unit_test(test_spin_slots_half_the_cpus),
+		cmocka_unit_test(test_spin_slot_claim_and_release),
+		cmocka_unit_test(test_spin_over_frees_its_slot),
+		cmocka_unit_test(test_loadavg_runnable),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
