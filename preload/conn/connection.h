@@ -30,6 +30,8 @@ enum tssx_conn_state {
 	TSSX_CONN_FAILED,        /* every call fails with conn->error */
 };
 
+enum tssx_nonblock { TSSX_NONBLOCK_UNKNOWN, TSSX_BLOCKING, TSSX_NONBLOCKING };
+
 struct tssx_conn {
 	struct tssx_fd_object obj;
 	bool server;
@@ -39,6 +41,9 @@ struct tssx_conn {
 	_Atomic bool peer_closed;  /* the real socket reported EOF or HUP */
 	_Atomic bool read_shut;    /* this process did shutdown(SHUT_RD) */
 	_Atomic bool write_shut;   /* this process did shutdown(SHUT_WR) */
+	/* O_NONBLOCK of the socket as this process last read or set it
+	 * (enum tssx_nonblock): an F_GETFL per wait otherwise. */
+	_Atomic int nonblock;
 	pthread_mutex_t handshake_lock;
 	/* Events a waiter armed while the hello was pending (under
 	 * handshake_lock): armed on the rings as the handshake completes,

@@ -56,14 +56,33 @@ static inline void stat_add(_Atomic uint64_t *stat, uint64_t n)
 			      memory_order_relaxed);
 }
 
-static bool is_nonblocking(int fd, int flags)
+/*
+ * Whether a call must not wait.  O_NONBLOCK is read once and then kept up
+ * to date by this process's fcntl(F_SETFL) and ioctl(FIONBIO)
+ * (tssx_conn_note_nonblock).  Another process sharing the open file can
+ * change it unseen; a wait then still ends at once where it must, since
+ * the sleep is a recv() on the same non-blocking socket (EAGAIN).
+ */
+static bool is_nonblocking(struct tssx_conn *conn, int fd, int flags)
 {
+	int known = atomic_load_explicit(&conn->nonblock, memory_order_relaxed);
 	int fl;
 
 	if (flags & MSG_DONTWAIT)
 		return true;
+	if (known != TSSX_NONBLOCK_UNKNOWN)
+		return known == TSSX_NONBLOCKING;
 	fl = TSSX_REAL(fcntl)(fd, F_GETFL);
-	return fl >= 0 && (fl & O_NONBLOCK);
+	if (fl < 0)
+		return false;
+	tssx_conn_note_nonblock(conn, fl & O_NONBLOCK);
+	return fl & O_NONBLOCK;
+}
+
+void tssx_conn_note_nonblock(struct tssx_conn *conn, bool nonblocking)
+{
+	atomic_store_explicit(&conn->nonblock, nonblocking ? TSSX_NONBLOCKING : TSSX_BLOCKING,
+			      memory_order_relaxed);
 }
 
 static bool peer_done_writing(const struct tssx_conn *conn)
@@ -263,17 +282,22 @@ static void notice_peer_close(struct tssx_conn *conn, int fd)
 	errno = saved_errno;
 }
 
-/* The owner without a timeout sleeps in recv() itself: the doorbell that
- * wakes it is consumed by the same system call, where poll() and a drain
- * would make two or three.  A signal handler with SA_RESTART restarts it in
- * the kernel, as it would the plain socket's recv(). */
-static int sleep_in_recv(struct tssx_conn *conn, int fd)
+/*
+ * The owner sleeps in recv() itself: the doorbell that wakes it is consumed
+ * by the same system call, where poll() and a drain would make two or
+ * three.  A reader gets the socket's SO_RCVTIMEO from the kernel
+ * (timeout_is_ours: its EAGAIN ends the call); a writer sleeps so only
+ * without SO_SNDTIMEO, and an EAGAIN of SO_RCVTIMEO just re-checks.
+ */
+static int sleep_in_recv(struct tssx_conn *conn, int fd, bool timeout_is_ours)
 {
 	char buf[DRAIN_BYTES];
 	ssize_t n = TSSX_REAL(recv)(fd, buf, sizeof(buf), 0);
 
 	if (n < 0 && errno == EINTR)
 		return -EINTR;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return timeout_is_ours ? -EAGAIN : 0;
 	took_doorbells(conn, fd, buf, n);
 	return 0;
 }
@@ -283,8 +307,6 @@ static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int time
 	struct pollfd pfd = { .fd = fd, .events = owning ? POLLIN | POLLRDHUP : 0 };
 	int ready;
 
-	if (owning && timeout_ms < 0)
-		return sleep_in_recv(conn, fd);
 	if (!owning && (timeout_ms < 0 || timeout_ms > SHARED_WAIT_MS))
 		timeout_ms = SHARED_WAIT_MS;
 	ready = TSSX_REAL(poll)(&pfd, 1, timeout_ms);
@@ -321,11 +343,36 @@ static bool restarts_after_signal(const struct deadline *dl)
 
 /* Waits for data (reader) or space (writer).  0: re-check; -EAGAIN on the
  * socket's timeout; -EINTR; -EPROTO. */
+/* This thread's id, asked once: gettid() is a system call per wait
+ * otherwise.  A fork()ed child's thread has an id of its own. */
+static __thread uint32_t cached_tid;
+
+static void forget_tid(void)
+{
+	cached_tid = 0;
+}
+
+static void register_forget_tid(void)
+{
+	pthread_atfork(NULL, NULL, forget_tid);
+}
+
+static uint32_t thread_id(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	if (!cached_tid) {
+		pthread_once(&once, register_forget_tid);
+		cached_tid = (uint32_t)gettid();
+	}
+	return cached_tid;
+}
+
 static int wait_ring(struct tssx_conn *conn, int fd, bool writer, struct deadline *dl)
 {
 	_Atomic uint32_t *owner = &conn->rx->ctl->waiters;
 	uint32_t tid;
-	bool owning;
+	bool owning, kernel_restarts = false;
 	ssize_t avail;
 	int timeout_ms, ret;
 
@@ -335,20 +382,28 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, struct deadlin
 		return 0;
 	/* Ownership first: a doorbell that our flag calls for must not find
 	 * another owner who drains it before we sleep. */
-	tid = (uint32_t)gettid();
+	tid = thread_id();
 	owning = take_ownership(owner, tid);
 	avail = writer ? tssx_ring_arm_writer(conn->tx) : tssx_ring_arm_reader(conn->rx);
-	if (avail < 0)
+	if (avail < 0) {
 		ret = ring_broken(conn, fd);
-	else if (wait_over(conn, writer, avail))
+	} else if (wait_over(conn, writer, avail)) {
 		ret = 0;
-	else if ((timeout_ms = deadline_ms(dl, fd, writer)) == 0)
+	} else if (owning && !writer) {
+		/* The kernel applies SO_RCVTIMEO and SA_RESTART as to the
+		 * plain socket's recv(): no deadline of ours to read. */
+		ret = sleep_in_recv(conn, fd, true);
+		kernel_restarts = true;
+	} else if ((timeout_ms = deadline_ms(dl, fd, writer)) == 0) {
 		ret = -EAGAIN;
-	else
+	} else if (owning && timeout_ms < 0) {
+		ret = sleep_in_recv(conn, fd, false);
+	} else {
 		ret = sleep_on_socket(conn, fd, owning, timeout_ms);
+	}
 	if (owning)
 		atomic_compare_exchange_strong(owner, &tid, 0);
-	if (ret == -EINTR && restarts_after_signal(dl))
+	if (ret == -EINTR && !kernel_restarts && restarts_after_signal(dl))
 		return 0;
 	return ret;
 }
@@ -365,7 +420,7 @@ static ssize_t epipe(int flags)
  * only then: it costs a system call). */
 static int usable(struct tssx_conn *conn, int fd, int flags)
 {
-	return tssx_conn_is_ready(conn) ? 0 : tssx_conn_establish(conn, fd, is_nonblocking(fd, flags) ? 0 : -1);
+	return tssx_conn_is_ready(conn) ? 0 : tssx_conn_establish(conn, fd, is_nonblocking(conn, fd, flags) ? 0 : -1);
 }
 
 static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)
@@ -395,7 +450,7 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			ring_doorbell(conn, fd);
 		if (done == want)
 			return (ssize_t)done;
-		if (is_nonblocking(fd, flags)) {
+		if (is_nonblocking(conn, fd, flags)) {
 			if (!done)
 				notice_peer_close(conn, fd);
 			ret = -EAGAIN;
@@ -448,7 +503,7 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			return (ssize_t)done;
 		if (n > 0)
 			continue; /* more may have come in meanwhile */
-		if (is_nonblocking(fd, flags)) {
+		if (is_nonblocking(conn, fd, flags)) {
 			notice_peer_close(conn, fd);
 			if (at_eof(conn))
 				return (ssize_t)done;

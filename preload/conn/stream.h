@@ -20,6 +20,9 @@
 ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
 ssize_t tssx_conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
 int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how);
+/* This process set or cleared O_NONBLOCK on the connection's socket
+ * (fcntl F_SETFL, ioctl FIONBIO): the data path need not ask again. */
+void tssx_conn_note_nonblock(struct tssx_conn *conn, bool nonblocking);
 /* Bytes a write could take now without waiting (0 before the hello). */
 ssize_t tssx_conn_room(struct tssx_conn *conn, int fd);
 /* FIONREAD / SIOCOUTQ. */

@@ -103,11 +103,9 @@ bool tssx_spin_pays(unsigned runnable, unsigned cpus)
 
 unsigned tssx_spin_slots_for(unsigned cpus)
 {
-	unsigned slots = cpus / 2;
-
-	if (slots < 1)
+	if (cpus < 1)
 		return 1;
-	return slots > TSSX_SPIN_SLOTS_MAX ? TSSX_SPIN_SLOTS_MAX : slots;
+	return cpus > TSSX_SPIN_SLOTS_MAX ? TSSX_SPIN_SLOTS_MAX : cpus;
 }
 
 _Atomic uint64_t *tssx_spin_slot_claim(_Atomic uint64_t *slots, unsigned n, uint64_t now, uint64_t until)

@@ -13,10 +13,10 @@
  *     (the 4th field of /proc/loadavg, read at most every
  *     TSSX_LOAD_REFRESH_NS, counts the spinner itself and a running peer),
  *   - and one of the machine's spin slots is free: a page shared by the
- *     user's TSSX processes holds max(1, CPUs / 2) slots, each the end time
- *     of the spin holding it, so that no more than half the CPUs spin at
- *     once (the Go runtime's rule) and a spinner killed mid-spin frees its
- *     slot when its budget ends.
+ *     user's TSSX processes holds one slot per CPU, each the end time of
+ *     the spin holding it, so that spinners never outnumber the CPUs (the
+ *     load count alone is up to TSSX_LOAD_REFRESH_NS old) and a spinner
+ *     killed mid-spin frees its slot when its budget ends.
  * Otherwise the waiter sleeps at once: its CPU goes to the peer.
  */
 #ifndef TSSX_PRELOAD_WAIT_H
@@ -103,7 +103,8 @@ bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, u
 /* Whether a spin can pay: `runnable` tasks on the machine, the caller
  * included, fit on the `cpus` the caller may run on. */
 bool tssx_spin_pays(unsigned runnable, unsigned cpus);
-/* How many spin slots `cpus` CPUs have: half of them, at least one. */
+/* How many spin slots `cpus` CPUs have: one each, at least one, at most
+ * TSSX_SPIN_SLOTS_MAX. */
 unsigned tssx_spin_slots_for(unsigned cpus);
 /* Claims a free slot of slots[0..n) (one whose spin ended before now) for a
  * spin until `until`; NULL when all are held. */

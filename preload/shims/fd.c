@@ -125,9 +125,12 @@ static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, va_list arg
 	/* Every command takes at most one argument, an int or a pointer. */
 	void *arg = va_arg(args, void *);
 	int ret = real(fd, cmd, arg);
+	struct tssx_conn *conn;
 
 	if (ret >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC))
 		return share_fd(fd, ret);
+	if (ret >= 0 && cmd == F_SETFL && (conn = tssx_conn_lookup(fd)))
+		tssx_conn_note_nonblock(conn, (intptr_t)arg & O_NONBLOCK);
 	return ret;
 }
 
@@ -163,8 +166,13 @@ TSSX_EXPORT int ioctl(int fd, unsigned long request, ...)
 	va_start(args, request);
 	arg = va_arg(args, void *);
 	va_end(args);
-	if (likely(!conn) || (request != SIOCINQ && request != SIOCOUTQ))
-		return TSSX_REAL(ioctl)(fd, request, arg);
+	if (likely(!conn) || (request != SIOCINQ && request != SIOCOUTQ)) {
+		int ret = TSSX_REAL(ioctl)(fd, request, arg);
+
+		if (conn && ret == 0 && request == FIONBIO)
+			tssx_conn_note_nonblock(conn, *(int *)arg != 0);
+		return ret;
+	}
 	n = request == SIOCINQ ? tssx_conn_inq(conn, fd) : tssx_conn_outq(conn, fd);
 	if (n < 0)
 		return (int)tssx_result(n);

@@ -12,6 +12,7 @@ NAME=redis-compare
 source "$(dirname "$0")/lib.sh"
 need redis-server redis-server
 need redis-benchmark redis-tools
+source "$(dirname "$0")/compare.sh"
 
 rounds=${4:-5}
 requests=${5:-100000}
@@ -47,11 +48,6 @@ for ((round = 0; round < rounds; round++)); do
 		done
 	done
 done
-
-summary() { # "median min-max" of the numbers on stdin
-	sort -n | awk '{ v[NR] = $1 }
-		END { printf "%.0f %.0f-%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[1], v[NR] }'
-}
 
 echo "redis-benchmark -s, -n $requests, req/s of $rounds rounds: median min-max"
 printf '%-8s %-16s' clients command

@@ -136,13 +136,12 @@ static void test_spin_pays_only_with_a_cpu_free(void **state)
 	assert_false(tssx_spin_pays(2, 1));
 }
 
-static void test_spin_slots_half_the_cpus(void **state)
+static void test_spin_slots_one_per_cpu(void **state)
 {
 	assert_int_equal(tssx_spin_slots_for(0), 1);
 	assert_int_equal(tssx_spin_slots_for(1), 1);
-	assert_int_equal(tssx_spin_slots_for(2), 1);
-	assert_int_equal(tssx_spin_slots_for(3), 1);
-	assert_int_equal(tssx_spin_slots_for(8), 4);
+	assert_int_equal(tssx_spin_slots_for(2), 2);
+	assert_int_equal(tssx_spin_slots_for(8), 8);
 	assert_int_equal(tssx_spin_slots_for(1000), TSSX_SPIN_SLOTS_MAX);
 }
 
@@ -221,7 +220,7 @@ int main(void)
 		cmocka_unit_test(test_spin_never_past_the_deadline),
 		cmocka_unit_test(test_spin_looks_at_the_kernel),
 		cmocka_unit_test(test_spin_pays_only_with_a_cpu_free),
-		cmocka_unit_test(test_spin_slots_half_the_cpus),
+		cmocka_unit_test(test_spin_slots_one_per_cpu),
 		cmocka_unit_test(test_spin_slot_claim_and_release),
 		cmocka_unit_test(test_spin_over_frees_its_slot),
 		cmocka_unit_test(test_loadavg_runnable),
