@@ -13,7 +13,10 @@
  * environment.  Clients count their round trips in a shared counter page
  * (a memfd at ROLE_FD_A); the orchestrator reads the counters and each
  * role's CPU time (/proc/PID/schedstat, nanoseconds; the roles are
- * single-threaded) at the start and the end of the window.  The columns
+ * single-threaded) at the start and the end of the window, and, where the
+ * kernel lets it (root, tracefs), their system calls: a counting perf
+ * event on the raw_syscalls:sys_enter tracepoint per role, which costs the
+ * roles no stop per call as strace would.  The columns
  * alternate round by round, so a change in the machine's load hits both.
  */
 #include <dirent.h>
@@ -28,8 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <linux/perf_event.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -64,6 +69,7 @@ struct load_row {
 	unsigned n;
 	double rate[LCOL_COUNT][MAX_ROUNDS];	/* requests per second */
 	double cpu[LCOL_COUNT][MAX_ROUNDS];	/* CPU ns per request, all roles */
+	double syscalls[LCOL_COUNT][MAX_ROUNDS];	/* per request, all roles; < 0 unknown */
 	unsigned done[LCOL_COUNT];
 	bool shm_used;				/* every TSSX client mapped a segment */
 	int error;
@@ -286,8 +292,44 @@ int load_role_main(int argc, char **argv)
 struct load_procs {
 	pid_t pid[LOAD_MAX_PROCS];
 	bool counted[LOAD_MAX_PROCS]; /* its CPU time counts (not a hog) */
+	int syscall_fd[LOAD_MAX_PROCS]; /* its perf counter, or -1 */
 	unsigned n;
 };
+
+/* The id of the raw_syscalls:sys_enter tracepoint, or -1. */
+static long syscall_tracepoint(void)
+{
+	static const char *const paths[] = {
+		"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
+		"/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id",
+	};
+	static long id = -2;
+
+	for (size_t i = 0; id == -2 && i < ARRAY_SIZE(paths); i++) {
+		FILE *f = fopen(paths[i], "re");
+
+		if (f && fscanf(f, "%ld", &id) != 1)
+			id = -2;
+		if (f)
+			fclose(f);
+	}
+	if (id == -2)
+		id = -1;
+	return id;
+}
+
+/* A counter of pid's system calls from now on, or -1. */
+static int count_syscalls(pid_t pid)
+{
+	struct perf_event_attr attr = { .type = PERF_TYPE_TRACEPOINT, .size = sizeof(attr) };
+	long id = syscall_tracepoint();
+
+	if (id < 0)
+		return -1;
+	attr.config = (uint64_t)id;
+	attr.exclude_kernel = 0;
+	return (int)syscall(SYS_perf_event_open, &attr, pid, -1, -1, PERF_FLAG_FD_CLOEXEC);
+}
 
 /* Starts a role with the counter page at ROLE_FD_A and the write end of
  * ready at ROLE_FD_CTL; -1 on failure. */
@@ -310,6 +352,7 @@ static pid_t spawn(struct load_procs *procs, char **env, int counters, int ready
 	}
 	if (pid > 0) {
 		procs->counted[procs->n] = counted;
+		procs->syscall_fd[procs->n] = counted ? count_syscalls(pid) : -1;
 		procs->pid[procs->n++] = pid;
 	}
 	return pid;
@@ -319,9 +362,12 @@ static void stop_all(struct load_procs *procs)
 {
 	for (unsigned i = 0; i < procs->n; i++)
 		kill(procs->pid[i], SIGKILL);
-	for (unsigned i = 0; i < procs->n; i++)
+	for (unsigned i = 0; i < procs->n; i++) {
 		while (waitpid(procs->pid[i], NULL, 0) < 0 && errno == EINTR)
 			;
+		if (procs->syscall_fd[i] >= 0)
+			close(procs->syscall_fd[i]);
+	}
 	procs->n = 0;
 }
 
@@ -347,6 +393,24 @@ static uint64_t cpu_ns_counted(const struct load_procs *procs)
 	for (unsigned i = 0; i < procs->n; i++)
 		if (procs->counted[i])
 			sum += cpu_ns_of(procs->pid[i]);
+	return sum;
+}
+
+/* The system calls of the counted roles so far; -1 when some are not
+ * counted (no permission, no tracefs). */
+static int64_t syscalls_counted(const struct load_procs *procs)
+{
+	int64_t sum = 0;
+
+	for (unsigned i = 0; i < procs->n; i++) {
+		uint64_t n;
+
+		if (!procs->counted[i])
+			continue;
+		if (procs->syscall_fd[i] < 0 || read(procs->syscall_fd[i], &n, sizeof(n)) != sizeof(n))
+			return -1;
+		sum += (int64_t)n;
+	}
 	return sum;
 }
 
@@ -485,6 +549,7 @@ static int measure_round(const struct bench_config *cfg, struct load_row *row, i
 	struct load_slot *slots = MAP_FAILED;
 	int ready[2] = { -1, -1 };
 	uint64_t r0, c0, t0, r1, c1, t1;
+	int64_t s0, s1;
 	int err = -EIO;
 
 	if (counters >= 0 && ftruncate(counters, LOAD_MAX_CLIENTS * sizeof(*slots)) == 0)
@@ -494,14 +559,17 @@ static int measure_round(const struct bench_config *cfg, struct load_row *row, i
 	else if (start_round(cfg, row, col, t, counters, ready, &procs) && clients_running(slots, t.clients)) {
 		sleep_ns(cfg->warmup_ns / cfg->rounds);
 		r0 = requests_of(slots, t.clients);
+		s0 = syscalls_counted(&procs);
 		c0 = cpu_ns_counted(&procs);
 		t0 = bench_now_ns();
 		sleep_ns(cfg->duration_ns / cfg->rounds);
 		r1 = requests_of(slots, t.clients);
+		s1 = syscalls_counted(&procs);
 		c1 = cpu_ns_counted(&procs);
 		t1 = bench_now_ns();
 		if (r1 > r0 && !bench_interrupted) {
 			row->rate[col][row->done[col]] = (double)(r1 - r0) * 1e9 / (double)(t1 - t0);
+			row->syscalls[col][row->done[col]] = s0 < 0 || s1 < 0 ? -1 : (double)(s1 - s0) / (double)(r1 - r0);
 			row->cpu[col][row->done[col]++] = (double)(c1 - c0) / (double)(r1 - r0);
 			err = 0;
 		}
@@ -564,18 +632,19 @@ static void print_load_table(FILE *out, const struct bench_config *cfg, struct l
 {
 	fprintf(out, "tssx-bench --load: 64 B round trips per second, all clients together; %ld CPUs, "
 		"load average %.2f at the start\n", nproc, load);
-	fprintf(out, "median (min-max) over %u alternating rounds of %.2f s; CPU = CPU time of all\n"
-		"clients, servers and proxies per request (hogs not counted)\n\n", cfg->rounds,
+	fprintf(out, "median (min-max) over %u alternating rounds of %.2f s; CPU and sys = CPU time\n"
+		"and system calls of all clients, servers and proxies per request (hogs not\n"
+		"counted; sys '-' when the kernel does not let the bench count them)\n\n", cfg->rounds,
 		(double)cfg->duration_ns / 1e9 / cfg->rounds);
-	fprintf(out, "%-27s %-24s %-24s %6s %9s %9s\n", "scenario", " plain req/s", " TSSX req/s", "ratio",
-		"CPU plain", "CPU TSSX");
+	fprintf(out, "%-25s %-24s %-24s %6s %9s %9s %5s %5s\n", "scenario", " plain req/s", " TSSX req/s", "ratio",
+		"CPU plain", "CPU TSSX", "sys", "sys");
 	for (unsigned i = 0; i < nrows; i++) {
 		struct load_row *row = &rows[i];
 		double lo, hi, plain, tssx;
 		char label[64];
 
 		snprintf(label, sizeof(label), "%s %u", kind_labels[row->kind], row->n);
-		fprintf(out, "%-27s", label);
+		fprintf(out, "%-25s", label);
 		print_rate(out, row, LCOL_PLAIN);
 		print_rate(out, row, LCOL_TSSX);
 		if (row->done[LCOL_PLAIN] && row->done[LCOL_TSSX]) {
@@ -590,6 +659,14 @@ static void print_load_table(FILE *out, const struct bench_config *cfg, struct l
 				fprintf(out, " %6.1f us", median_of(row->cpu[col], row->done[col], &lo, &hi) / 1000);
 			else
 				fprintf(out, " %9s", "-");
+		}
+		for (int col = 0; col < LCOL_COUNT; col++) {
+			double sys = row->done[col] ? median_of(row->syscalls[col], row->done[col], &lo, &hi) : -1;
+
+			if (row->done[col] && lo >= 0)
+				fprintf(out, " %5.1f", sys);
+			else
+				fprintf(out, " %5s", "-");
 		}
 		if (row->error)
 			fprintf(out, "  failed: %s", strerror(-row->error));
