@@ -40,6 +40,7 @@
 #define DRAINER UINT32_MAX
 /* Doorbells drained per call: bounds the work a flooding peer can cause. */
 #define DRAIN_ROUNDS 16
+/* Doorbells taken by one receive. */
 #define DRAIN_BYTES 256
 
 /* A blocking call's deadline: the socket's SO_RCVTIMEO or SO_SNDTIMEO,
@@ -248,9 +249,9 @@ static bool take_ownership(_Atomic uint32_t *owner, uint32_t tid)
 	return false;
 }
 
-/* Drains doorbells for a caller that does not sleep here (non-blocking
- * calls, the event wrappers): only while no sleeper owns them, holding
- * ownership meanwhile so that none starts to. */
+/* Drains doorbells for the event wrappers, after their own sleep: only
+ * while no sleeper owns them, holding ownership meanwhile so that none
+ * starts to. */
 static void drain_as_guest(struct tssx_conn *conn, int fd, uint32_t revents)
 {
 	_Atomic uint32_t *owner = &conn->rx->ctl->waiters;

@@ -133,10 +133,19 @@ unsigned tssx_loadavg_runnable(const char *line)
 
 /* ---- The machine's view ---- */
 
+/* The page every TSSX process of the user maps. */
+struct shared_page {
+	_Atomic uint64_t slots[TSSX_SPIN_SLOTS_MAX];
+	/* The last runnable count read, and when: one read per
+	 * TSSX_LOAD_REFRESH_NS for the whole machine, not per process. */
+	alignas(64) _Atomic uint64_t load_read_at;
+	_Atomic uint64_t load_runnable;
+};
+
 struct machine {
 	unsigned cpus;			/* this process may run on */
 	unsigned nslots;
-	_Atomic uint64_t *slots;	/* the shared page, or NULL */
+	struct shared_page *page;	/* or this process's own */
 	int loadavg_fd;			/* -1: unknown */
 };
 
@@ -162,10 +171,10 @@ static unsigned allowed_cpus(void)
  * still bounded by its budget.  Without the file, spins are limited by the
  * load alone.
  */
-static _Atomic uint64_t *map_slots(void)
+static struct shared_page *map_page(void)
 {
 	char path[64];
-	size_t size = TSSX_SPIN_SLOTS_MAX * sizeof(uint64_t);
+	size_t size = sizeof(struct shared_page);
 	struct stat st;
 	void *page;
 	int fd;
@@ -188,39 +197,46 @@ static void machine_init(void)
 {
 	machine.cpus = allowed_cpus();
 	machine.nslots = tssx_spin_slots_for(machine.cpus);
-	machine.slots = map_slots();
+	machine.page = map_page();
 	machine.loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
 }
 
 /* The machine's runnable tasks, at most TSSX_LOAD_REFRESH_NS old; 0 when
- * unknown.  Racing threads may both read the file: harmless. */
-static unsigned runnable_now(uint64_t now)
+ * unknown.  Processes and threads that race may all read the file:
+ * harmless.  Relaxed: the two words are a hint, each valid alone. */
+static unsigned runnable_now(struct shared_page *page, uint64_t now)
 {
-	static _Atomic uint64_t read_at, runnable;
 	char line[128];
+	unsigned runnable;
 	ssize_t n;
 
-	if (now - atomic_load_explicit(&read_at, memory_order_relaxed) < TSSX_LOAD_REFRESH_NS)
-		return (unsigned)atomic_load_explicit(&runnable, memory_order_relaxed);
+	if (now - atomic_load_explicit(&page->load_read_at, memory_order_relaxed) < TSSX_LOAD_REFRESH_NS)
+		return (unsigned)atomic_load_explicit(&page->load_runnable, memory_order_relaxed);
 	if (machine.loadavg_fd < 0 || (n = pread(machine.loadavg_fd, line, sizeof(line) - 1, 0)) <= 0)
 		return 0;
 	line[n] = '\0';
-	atomic_store_explicit(&runnable, tssx_loadavg_runnable(line), memory_order_relaxed);
-	atomic_store_explicit(&read_at, now, memory_order_relaxed);
-	return (unsigned)atomic_load_explicit(&runnable, memory_order_relaxed);
+	runnable = tssx_loadavg_runnable(line);
+	atomic_store_explicit(&page->load_runnable, runnable, memory_order_relaxed);
+	atomic_store_explicit(&page->load_read_at, now, memory_order_relaxed);
+	return runnable;
 }
 
-/* Whether a spin from now to end_ns may run, and the slot it then holds. */
+/* Whether a spin from now to end_ns may run, and the slot it then holds.
+ * The slot first: it costs no system call. */
 static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot)
 {
+	static struct shared_page own; /* without /dev/shm: this process's view */
+	struct shared_page *page;
+
 	pthread_once(&machine_once, machine_init);
-	*slot = NULL;
-	if (!tssx_spin_pays(runnable_now(now), machine.cpus))
-		return false;
-	if (!machine.slots)
+	page = machine.page ? machine.page : &own;
+	*slot = tssx_spin_slot_claim(page->slots, machine.page ? machine.nslots : TSSX_SPIN_SLOTS_MAX, now, end_ns);
+	if (*slot && tssx_spin_pays(runnable_now(page, now), machine.cpus))
 		return true;
-	*slot = tssx_spin_slot_claim(machine.slots, machine.nslots, now, end_ns);
-	return *slot != NULL;
+	if (*slot)
+		atomic_store_explicit(*slot, 0, memory_order_relaxed);
+	*slot = NULL;
+	return false;
 }
 
 /* ---- The spin ---- */

@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -527,6 +528,45 @@ static void vectors_server(int fd)
 	send_all(fd, "+", 1);
 }
 
+/* ---- a blocked reader uses no CPU after its spin ----
+ *
+ * The client blocks in read() while the server waits BLOCKED_MS before it
+ * writes; the client's thread must have used less than BLOCKED_CPU_MS of
+ * CPU in that read (a spin of 20 us, the wake-up): a reader that kept
+ * spinning would use the whole wait on an idle machine, and still several
+ * times the bound on one shared with a dozen busy processes. */
+#define BLOCKED_MS 500
+#define BLOCKED_CPU_MS 10
+
+static uint64_t thread_cpu_us(void)
+{
+	struct rusage ru;
+
+	expect(getrusage(RUSAGE_THREAD, &ru) == 0);
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+static void blocked_client(int fd)
+{
+	uint64_t before;
+	char c;
+
+	send_all(fd, "?", 1);
+	before = thread_cpu_us();
+	expect(read(fd, &c, 1) == 1 && c == '!');
+	if (thread_cpu_us() - before >= BLOCKED_CPU_MS * 1000u)
+		die("blocked: the reader used %llu us of CPU in a %d ms read",
+		    (unsigned long long)(thread_cpu_us() - before), BLOCKED_MS);
+}
+
+static void blocked_server(int fd)
+{
+	wait_byte(fd);
+	usleep(BLOCKED_MS * 1000);
+	send_all(fd, "!", 1);
+}
+
 /* ---- an edge-triggered epoll thread wakes the others: no lost wake-up ----
  *
  * The server runs an event loop of three threads on one non-blocking fd:
@@ -740,6 +780,7 @@ static const struct probe {
 	{ "closing", closing_server, closing_client },
 	{ "vectors", vectors_server, vectors_client },
 	{ "wakeup", wakeup_server, wakeup_client },
+	{ "blocked", blocked_server, blocked_client },
 };
 
 int main(int argc, char **argv)
