@@ -35,15 +35,13 @@
 #define WATCH_EVENTS (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_ATTRIB | \
 		      IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 
-/* The whole of a /proc file, NUL-terminated, malloc'd; NULL and errno. */
-static char *read_proc_file(const char *path)
+/* The whole of a /proc file open at fd, from its start, NUL-terminated,
+ * malloc'd; NULL and errno. */
+static char *read_proc_fd(int fd)
 {
-	__do_close int fd = open(path, O_RDONLY | O_CLOEXEC);
 	__do_free char *text = NULL;
 	size_t size = 0, cap = 0;
 
-	if (fd < 0)
-		return NULL;
 	for (;;) {
 		ssize_t n;
 
@@ -54,7 +52,7 @@ static char *read_proc_file(const char *path)
 				return NULL;
 			text = grown;
 		}
-		n = read(fd, text + size, cap - size - 1);
+		n = pread(fd, text + size, cap - size - 1, (off_t)size);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -65,6 +63,104 @@ static char *read_proc_file(const char *path)
 	}
 	text[size] = '\0';
 	return move_ptr(text);
+}
+
+static char *read_proc_file(const char *path)
+{
+	__do_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	return fd < 0 ? NULL : read_proc_fd(fd);
+}
+
+/*
+ * Abstract names in other network namespaces (containers): the claim is
+ * checked in the writer's /proc/PID/net/unix, and checked again later in
+ * that namespace through a /proc/PID/net/unix kept open, which keeps
+ * showing its namespace's sockets after the writer is gone.  One per
+ * namespace, closed once no claim of it is left (recheck_all).
+ */
+#define NETNS_VIEWS_MAX 64
+/* A view no claim uses is kept this long: its claim may be on its way
+ * into the table. */
+#define NETNS_VIEW_GRACE_SECONDS 5
+
+static struct {
+	pthread_mutex_t lock;
+	struct netns_view {
+		uint64_t ino;
+		int fd;
+		time_t used;
+	} views[NETNS_VIEWS_MAX];
+	size_t n;
+} netns = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* The inode of pid's network namespace (0 for the daemon itself), or 0. */
+static uint64_t netns_of(pid_t pid)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", pid > 0 ? (int)pid : (int)getpid());
+	return stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+static struct netns_view *find_view(uint64_t ino)
+{
+	for (size_t i = 0; i < netns.n; i++)
+		if (netns.views[i].ino == ino)
+			return &netns.views[i];
+	return NULL;
+}
+
+/* The unix socket table of namespace `ino`, opening its view through pid
+ * (> 0) when there is none yet; NULL and errno. */
+static char *read_netns_table(uint64_t ino, pid_t pid)
+{
+	struct netns_view *view;
+	char path[64], *text = NULL;
+	int fd;
+
+	pthread_mutex_lock(&netns.lock);
+	view = find_view(ino);
+	if (!view && pid > 0 && netns.n < NETNS_VIEWS_MAX) {
+		snprintf(path, sizeof(path), "/proc/%d/net/unix", (int)pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && netns_of(pid) == ino) {
+			view = &netns.views[netns.n++];
+			*view = (struct netns_view){ .ino = ino, .fd = fd };
+		} else if (fd >= 0) {
+			close(fd); /* it moved meanwhile: no view */
+		}
+	}
+	if (view) {
+		view->used = time(NULL);
+		text = read_proc_fd(view->fd);
+	} else {
+		errno = pid > 0 && netns.n == NETNS_VIEWS_MAX ? ENOSPC : ENOENT;
+	}
+	pthread_mutex_unlock(&netns.lock);
+	return text;
+}
+
+/* Closes the views no claim uses any more. */
+static void prune_netns_views(const struct claim *claims, size_t n)
+{
+	time_t now = time(NULL);
+
+	pthread_mutex_lock(&netns.lock);
+	for (size_t i = 0; i < netns.n;) {
+		bool used = now - netns.views[i].used < NETNS_VIEW_GRACE_SECONDS;
+
+		for (size_t c = 0; c < n && !used; c++)
+			used = claims[c].netns == netns.views[i].ino;
+		if (used) {
+			i++;
+			continue;
+		}
+		close(netns.views[i].fd);
+		netns.views[i] = netns.views[--netns.n];
+	}
+	pthread_mutex_unlock(&netns.lock);
 }
 
 static bool fd_is_socket_inode(int fd_dir, const char *fd_name, const unsigned long *inodes,
@@ -103,11 +199,23 @@ static bool holds_socket(pid_t pid, const unsigned long *inodes, size_t n)
 	return found;
 }
 
-static int probe_abstract_listener(const char *name, size_t n, pid_t pid)
+static int probe_abstract_listener(const char *name, size_t n, pid_t pid, uint64_t *ns)
 {
+	static uint64_t own; /* the daemon's namespace: the same for good */
 	unsigned long inodes[LISTENERS_MAX];
-	char *table = read_proc_file("/proc/self/net/unix");
+	char *table;
 	size_t found;
+
+	if (!__atomic_load_n(&own, __ATOMIC_RELAXED))
+		__atomic_store_n(&own, netns_of(0), __ATOMIC_RELAXED);
+	if (pid > 0) {
+		uint64_t ino = netns_of(pid);
+
+		if (!ino)
+			return -ESRCH;
+		*ns = ino == __atomic_load_n(&own, __ATOMIC_RELAXED) ? 0 : ino;
+	}
+	table = *ns ? read_netns_table(*ns, pid) : read_proc_file("/proc/self/net/unix");
 
 	if (!table)
 		return -errno;
@@ -260,14 +368,18 @@ static bool reap_empty_dirs(void)
  * needs looking at again in a while. */
 static bool recheck_all(void)
 {
-	__do_free struct claim *claims = NULL;
+	__do_free struct claim *claims = NULL, *abstract = NULL;
 	ssize_t n = collect_claims(0, CLAIM_PATH, &claims);
+	ssize_t na = collect_claims(0, CLAIM_ABSTRACT, &abstract);
 	size_t remaining = 0;
 
 	sync_watches(claims, n > 0 ? (size_t)n : 0);
 	if (n > 0)
 		notifier_send(void_gone_claims(claims, (size_t)n, &remaining));
-	notifier_send(claims_recheck(0, CLAIM_ABSTRACT, &remaining));
+	prune_netns_views(abstract, na > 0 ? (size_t)na : 0);
+	remaining = 0; /* path claims are watched: only abstract ones are polled */
+	if (na > 0)
+		notifier_send(void_gone_claims(abstract, (size_t)na, &remaining));
 	return reap_empty_dirs() || remaining > 0;
 }
 

@@ -3,7 +3,9 @@
  *
  * A server bit redirects other processes' clients, so only the socket's
  * owner may set it: for a path socket, root or the owner of a file that is a
- * socket; for an abstract name, a process holding a listener of that name.
+ * socket; for an abstract name, a process holding a listener of that name
+ * in its own network namespace (a container's), where the claim is then
+ * checked again.
  * A claim is tied to that very socket (its (dev, ino), or the abstract name's
  * listener) and is void once the socket is gone.
  */
@@ -47,7 +49,7 @@ static int claim_abstract(const struct trust_probes *probes, pid_t pid, struct c
 	size_t n;
 	const char *name = abstract_bytes(c, &n);
 
-	if (probes->abstract_listener(name, n, pid) != 1)
+	if (probes->abstract_listener(name, n, pid, &c->netns) != 1)
 		return log_warn(-EPERM, "claim of abstract socket refused: pid %d does not listen on it",
 				(int)pid);
 	c->kind = CLAIM_ABSTRACT;
@@ -74,6 +76,7 @@ bool trust_claim_holds(const struct trust_probes *probes, const struct claim *cl
 {
 	struct file_identity id;
 	const char *name;
+	uint64_t netns = claim->netns;
 	size_t n;
 
 	switch (claim->kind) {
@@ -85,7 +88,7 @@ bool trust_claim_holds(const struct trust_probes *probes, const struct claim *cl
 	case CLAIM_ABSTRACT:
 		name = abstract_bytes(claim, &n);
 		/* Only a definite "no listener" voids it, not a failed probe. */
-		return probes->abstract_listener(name, n, 0) != 0;
+		return probes->abstract_listener(name, n, 0, &netns) != 0;
 	case CLAIM_NONE:
 		break;
 	}

@@ -36,6 +36,8 @@ struct claim {
 	enum claim_kind kind;
 	bool valid; /* once false, false for good: the socket is gone */
 	struct file_identity file; /* CLAIM_PATH */
+	uint64_t netns; /* CLAIM_ABSTRACT: the writer's network namespace,
+			 * 0 when it is the daemon's own */
 	struct sockaddr_un addr;
 	socklen_t len;
 };
@@ -44,9 +46,11 @@ struct trust_probes {
 	/* The file at the path, not following a final symlink, as the daemon
 	 * (root) sees it; 0 or -errno. */
 	int (*identify)(const char *path, struct file_identity *id);
-	/* 1 if a socket listens on the abstract name (bytes, n), held by
-	 * `pid` when pid > 0; 0 if not; -errno if that cannot be told. */
-	int (*abstract_listener)(const char *name, size_t n, pid_t pid);
+	/* 1 if a socket listens on the abstract name (bytes, n); 0 if not;
+	 * -errno if that cannot be told.  pid > 0: in pid's network
+	 * namespace, held by pid, and *netns receives which namespace that
+	 * is; pid 0: in the namespace *netns names (a claim's). */
+	int (*abstract_listener)(const char *name, size_t n, pid_t pid, uint64_t *netns);
 };
 
 /*

@@ -25,9 +25,13 @@ static int fake_identify(const char *path, struct file_identity *id)
 	return 0;
 }
 
-static int fake_abstract_listener(const char *name, size_t n, pid_t pid)
+/* The listener lives in network namespace 7 (not the daemon's). */
+static int fake_abstract_listener(const char *name, size_t n, pid_t pid, uint64_t *netns)
 {
-	if (!fake.abstract || n != strlen(fake.abstract) || memcmp(name, fake.abstract, n) != 0)
+	if (pid > 0)
+		*netns = pid == fake.listener_pid ? 7 : 0;
+	if (*netns != 7 || !fake.abstract || n != strlen(fake.abstract) ||
+	    memcmp(name, fake.abstract, n) != 0)
 		return 0;
 	return pid <= 0 || pid == fake.listener_pid;
 }
@@ -88,6 +92,7 @@ static void test_abstract_claims(void **state)
 
 	assert_int_equal(trust_claim(&probes, "@db", 65534, 4321, &c), 0);
 	assert_int_equal(c.kind, CLAIM_ABSTRACT);
+	assert_int_equal(c.netns, 7); /* checked again where it was made */
 	assert_true(trust_claim_holds(&probes, &c));
 	assert_int_equal(trust_claim(&probes, "@db", 0, 999, &c), -EPERM);   /* holds no listener */
 	assert_int_equal(trust_claim(&probes, "@other", 0, 4321, &c), -EPERM);
