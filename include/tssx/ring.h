@@ -145,8 +145,29 @@ static inline uint64_t tssx_ring_consumed(const struct tssx_ring *ring)
  * waiting for space.
  */
 ssize_t tssx_ring_arm_reader(struct tssx_ring *ring);
-bool tssx_ring_take_reader_wakeup(struct tssx_ring *ring);
 ssize_t tssx_ring_arm_writer(struct tssx_ring *ring);
-bool tssx_ring_take_writer_wakeup(struct tssx_ring *ring);
+
+/* Inline: every write and read that moved the ring asks (ring.c has the
+ * handshake's reasoning). */
+static inline bool tssx_ring_take_wakeup(_Atomic uint32_t *flag)
+{
+	/* Pairs with the fence in ring.c's arm(): the caller's counter store
+	 * (the release in tssx_ring_write/read) before this flag load. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (likely(!atomic_load_explicit(flag, memory_order_relaxed)))
+		return false;
+	/* Exactly one waker wins the flag and sends the doorbell. */
+	return atomic_exchange_explicit(flag, 0, memory_order_relaxed) != 0;
+}
+
+static inline bool tssx_ring_take_reader_wakeup(struct tssx_ring *ring)
+{
+	return tssx_ring_take_wakeup(&ring->ctl->reader_waiting);
+}
+
+static inline bool tssx_ring_take_writer_wakeup(struct tssx_ring *ring)
+{
+	return tssx_ring_take_wakeup(&ring->ctl->writer_waiting);
+}
 
 #endif

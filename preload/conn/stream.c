@@ -166,9 +166,10 @@ static int ring_broken(struct tssx_conn *conn, int fd)
 	return tssx_conn_fail(conn, fd, EPROTO, "ring counters corrupted");
 }
 
-/* Copies between the ring and iov, skipping the first `skip` bytes of iov. */
-static ssize_t ring_transfer(struct tssx_ring *ring, bool to_ring, const struct iovec *iov,
-			     int iovcnt, size_t skip, bool peek)
+/* Copies between the ring and iov, skipping the first `skip` bytes of iov:
+ * a call that resumes after a partial transfer. */
+static ssize_t ring_transfer_from(struct tssx_ring *ring, bool to_ring, const struct iovec *iov,
+				  int iovcnt, size_t skip)
 {
 	struct iovec first;
 	ssize_t n, rest;
@@ -180,14 +181,22 @@ static ssize_t ring_transfer(struct tssx_ring *ring, bool to_ring, const struct 
 	}
 	if (iovcnt == 0)
 		return 0;
-	if (skip == 0)
-		return to_ring ? tssx_ring_write(ring, iov, iovcnt) : tssx_ring_read(ring, iov, iovcnt, peek);
 	first = (struct iovec){ .iov_base = (char *)iov->iov_base + skip, .iov_len = iov->iov_len - skip };
 	n = to_ring ? tssx_ring_write(ring, &first, 1) : tssx_ring_read(ring, &first, 1, false);
 	if (n < (ssize_t)first.iov_len || iovcnt == 1)
 		return n;
 	rest = to_ring ? tssx_ring_write(ring, iov + 1, iovcnt - 1) : tssx_ring_read(ring, iov + 1, iovcnt - 1, false);
 	return rest < 0 ? rest : n + rest;
+}
+
+/* The first round of every call moves the whole iov (empty entries
+ * included: the ring skips them); only a resumed one needs the skipping. */
+static inline ssize_t ring_transfer(struct tssx_ring *ring, bool to_ring, const struct iovec *iov,
+				    int iovcnt, size_t skip, bool peek)
+{
+	if (likely(skip == 0))
+		return to_ring ? tssx_ring_write(ring, iov, iovcnt) : tssx_ring_read(ring, iov, iovcnt, peek);
+	return ring_transfer_from(ring, to_ring, iov, iovcnt, skip);
 }
 
 /* Remaining time in ms for poll(): -1 without a timeout, 0 once expired. */

@@ -285,20 +285,10 @@ static ssize_t arm(const struct tssx_ring *ring, _Atomic uint32_t *flag,
 		   ssize_t (*recheck)(const struct tssx_ring *))
 {
 	atomic_store_explicit(flag, 1, memory_order_relaxed);
-	/* Pairs with the fence in take_wakeup(): flag store before counter load. */
+	/* Pairs with the fence in tssx_ring_take_wakeup() (ring.h): flag
+	 * store before counter load. */
 	atomic_thread_fence(memory_order_seq_cst);
 	return recheck(ring);
-}
-
-static bool take_wakeup(_Atomic uint32_t *flag)
-{
-	/* Pairs with the fence in arm(): the caller's counter store (the
-	 * release in tssx_ring_write/read) before this flag load. */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (likely(!atomic_load_explicit(flag, memory_order_relaxed)))
-		return false;
-	/* Exactly one waker wins the flag and sends the doorbell. */
-	return atomic_exchange_explicit(flag, 0, memory_order_relaxed) != 0;
 }
 
 ssize_t tssx_ring_arm_reader(struct tssx_ring *ring)
@@ -306,17 +296,7 @@ ssize_t tssx_ring_arm_reader(struct tssx_ring *ring)
 	return arm(ring, &ring->ctl->reader_waiting, tssx_ring_readable);
 }
 
-bool tssx_ring_take_reader_wakeup(struct tssx_ring *ring)
-{
-	return take_wakeup(&ring->ctl->reader_waiting);
-}
-
 ssize_t tssx_ring_arm_writer(struct tssx_ring *ring)
 {
 	return arm(ring, &ring->ctl->writer_waiting, tssx_ring_writable);
-}
-
-bool tssx_ring_take_writer_wakeup(struct tssx_ring *ring)
-{
-	return take_wakeup(&ring->ctl->writer_waiting);
 }
