@@ -492,8 +492,6 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 
 	if (ret < 0)
 		return ret;
-	if (want == 0)
-		return 0;
 	for (;;) {
 		ssize_t n;
 
@@ -507,8 +505,16 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 		done += (size_t)n;
 		if (n > 0 && !peek && tssx_ring_take_writer_wakeup(conn->rx))
 			ring_doorbell(conn, fd);
-		if (done == want || (done && !waitall))
+		if (want == 0) {
+			/* The kernel's zero-length read waits for one byte like
+			 * any read, and copies nothing: EAGAIN, not a false EOF,
+			 * on an empty non-blocking connection. */
+			n = tssx_ring_readable(conn->rx);
+			if (n != 0)
+				return n < 0 ? ring_broken(conn, fd) : 0;
+		} else if (done == want || (done && !waitall)) {
 			return (ssize_t)done;
+		}
 		if (at_eof(conn))
 			return (ssize_t)done;
 		if (n > 0)

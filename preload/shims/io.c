@@ -48,7 +48,9 @@ TSSX_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
 	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
-	if (likely(!conn))
+	/* read(2) of nothing returns 0 before the socket is asked; recv()
+	 * of nothing is a socket call (stream.c). */
+	if (likely(!conn) || !len)
 		return TSSX_REAL(read)(fd, buf, len);
 	return conn_recv(conn, fd, buf, len, 0);
 }
@@ -73,7 +75,7 @@ TSSX_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
 	struct tssx_conn *conn = tssx_conn_lookup(fd);
 
-	if (likely(!conn))
+	if (likely(!conn) || (iovcnt >= 0 && iovcnt <= IOV_MAX && !tssx_iov_total(iov, iovcnt)))
 		return TSSX_REAL(readv)(fd, iov, iovcnt);
 	if (iovcnt < 0 || iovcnt > IOV_MAX)
 		return tssx_result(-EINVAL);

@@ -107,6 +107,7 @@ static void peek_server(int fd)
 	while (ioctl(fd, FIONREAD, &avail) == 0 && avail < 5)
 		usleep(1000);
 	expect(avail == 5);
+	expect(recv(fd, buf, 0, 0) == 0); /* data there: nothing copied */
 	send_all(fd, "+", 1);
 	expect(recv(fd, buf, 11, MSG_WAITALL) == 11 && !memcmp(buf, "hello world", 11));
 	expect(ioctl(fd, FIONREAD, &avail) == 0 && avail == 0);
@@ -326,6 +327,10 @@ static void nonblock_client(int fd)
 	set_nonblocking(fd);
 	expect(read(fd, &c, 1) < 0 && errno == EAGAIN);
 	expect(recv(fd, &c, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN);
+	/* Zero bytes from an empty connection: EAGAIN from recv(), not an
+	 * EOF; read(2) of nothing returns 0 without asking the socket. */
+	expect(recv(fd, &c, 0, MSG_DONTWAIT) < 0 && errno == EAGAIN);
+	expect(read(fd, &c, 0) == 0);
 	n = write(fd, big, sizeof(big));
 	expect(n > 0 && (size_t)n < sizeof(big)); /* what fit */
 	expect(write(fd, big, sizeof(big)) < 0 && errno == EAGAIN);
