@@ -15,7 +15,7 @@ BUILD_ASAN=${TSSX_BUILD_ASAN_DIR:-$ROOT/build-asan}
 
 # Build and test dependencies, by Debian package name.
 PACKAGES=(
-	gcc pkg-config meson ninja-build
+	gcc clang pkg-config meson ninja-build
 	libfuse3-dev fuse3 libcmocka-dev uthash-dev
 	python3 socat redis-server redis-tools procps psmisc util-linux
 	postgresql-15 nginx-light memcached libmemcached-tools curl nodejs

@@ -116,16 +116,6 @@ void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 	notifier_send(pending);
 }
 
-/* A digit, optionally followed by a newline, and nothing else. */
-static int parse_bits(const char *buf, size_t size)
-{
-	if (size < 1 || size > 2 || buf[0] < '0' || buf[0] > '3')
-		return -EINVAL;
-	if (size == 2 && buf[1] != '\n')
-		return -EINVAL;
-	return buf[0] - '0';
-}
-
 /* Checks the writer's right to the server bit of the handle's entry. */
 static int claim_server_bit(fuse_req_t req, const struct fuse_file_info *fi, struct claim *claim)
 {
@@ -150,7 +140,7 @@ void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 	struct claim claim;
 	struct reg_handle *h;
 	struct pending_inval pending;
-	int bits = parse_bits(buf, size);
+	int bits = table_parse_bits(buf, size);
 	int r = bits < 0 ? bits : 0;
 
 	if (r == 0 && (bits & TSSX_BIT_SERVER))

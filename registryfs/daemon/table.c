@@ -473,6 +473,15 @@ struct reg_handle *table_handle(struct reg_table *t, uint64_t id)
 	return h;
 }
 
+int table_parse_bits(const char *buf, size_t size)
+{
+	if (size < 1 || size > 2 || buf[0] < '0' || buf[0] > '3')
+		return -EINVAL;
+	if (size == 2 && buf[1] != '\n')
+		return -EINVAL;
+	return buf[0] - '0';
+}
+
 void table_set_bits(struct reg_table *t, struct reg_handle *h, unsigned bits,
 		    const struct claim *claim)
 {

@@ -90,6 +90,9 @@ int table_open(struct reg_table *t, uint64_t ino, struct reg_handle **out);
 /* The open handle with this id, or NULL once released: a request can reach
  * the daemon after the release of its handle (its caller was killed). */
 struct reg_handle *table_handle(struct reg_table *t, uint64_t id);
+/* What a write to an entry says: its bits, a digit 0-3 optionally followed
+ * by a newline and nothing else; -EINVAL for anything else. */
+int table_parse_bits(const char *buf, size_t size);
 /* Sets the handle's contribution; `claim` must be valid when bits has
  * the server bit. */
 void table_set_bits(struct reg_table *t, struct reg_handle *h, unsigned bits,

@@ -161,6 +161,19 @@ static void test_user_quota(void **state)
 	table_free(t);
 }
 
+static void test_parse_bits(void **state)
+{
+	const char *bad[] = { "", "4", "x", "1\n\n", "11", "1 ", "\n", "-1" };
+
+	(void)state;
+	assert_int_equal(table_parse_bits("0", 1), 0);
+	assert_int_equal(table_parse_bits("3", 1), 3);
+	assert_int_equal(table_parse_bits("2\n", 2), 2);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(table_parse_bits(bad[i], strlen(bad[i])), -EINVAL);
+	assert_int_equal(table_parse_bits("1", 0), -EINVAL);
+}
+
 static void test_bits_are_or_of_handles(void **state)
 {
 	struct reg_table *t = new_table(16);
@@ -297,6 +310,7 @@ int main(void)
 		cmocka_unit_test(test_bad_names),
 		cmocka_unit_test(test_bound),
 		cmocka_unit_test(test_user_quota),
+		cmocka_unit_test(test_parse_bits),
 		cmocka_unit_test(test_bits_are_or_of_handles),
 		cmocka_unit_test(test_entry_disappears_with_last_handle),
 		cmocka_unit_test(test_reap_empty_dirs),
