@@ -3,9 +3,9 @@
  * the threads of this process and its forked children (docs/data-path.md,
  * "Several writers or readers").
  *
- * The lock words live in a page of their own that this process maps
- * MAP_SHARED | MAP_ANONYMOUS: fork() shares it with the children, the peer
- * never sees it, so no peer can hold a lock of ours.  A word holds the
+ * The lock words live in memory of this process mapped MAP_SHARED |
+ * MAP_ANONYMOUS: fork() shares it with the children, the peer never sees
+ * it, so no peer can hold a lock of ours.  A word holds the
  * holder's process and thread id; a waiter that finds the holder dead (a
  * sibling killed in the middle of a copy) takes the lock over.  The ring's
  * counters are published only after a copy, so a holder that died left
@@ -20,16 +20,17 @@
 
 #include "macros.h"
 
-/* One page per connection per process.  Each word on a line of its own:
+/* One pair per connection per process.  Each word on a line of its own:
  * a writer and a reader of one end do not share a cache line. */
 struct tssx_side_locks {
 	alignas(TSSX_CACHELINE) _Atomic uint64_t producer; /* the tx ring's writers */
 	alignas(TSSX_CACHELINE) _Atomic uint64_t consumer; /* the rx ring's readers */
 };
 
-/* Maps a fresh, unlocked page; NULL with errno set when mmap fails. */
+/* A fresh, unlocked pair, from a shared mapping of 512 pairs; NULL with
+ * errno set when a new mapping is needed and mmap fails.  A pair is never
+ * given back (whoever holds one reuses it). */
 struct tssx_side_locks *tssx_side_locks_create(void);
-void tssx_side_locks_destroy(struct tssx_side_locks *locks);
 
 /* The calling thread as a lock word: process id << 32 | thread id, cached
  * per thread (reset in a fork()ed child). */

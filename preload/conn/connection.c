@@ -74,18 +74,46 @@ int tssx_conn_bind_client(int fd)
 	return -EADDRINUSE;
 }
 
-static struct tssx_conn *conn_new(int fd, bool server)
-{
-	struct tssx_conn *conn = calloc(1, sizeof(*conn));
+/*
+ * Connections that ended are kept for reuse, with their side locks,
+ * never given back: a data call that looked one up just before another
+ * thread closed its fd still takes its side lock and then finds that fd
+ * no longer refers to it (stream.c).
+ */
+static pthread_mutex_t spares_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tssx_conn *spares;
 
+static struct tssx_conn *conn_alloc(void)
+{
+	struct tssx_conn *conn;
+
+	pthread_mutex_lock(&spares_lock);
+	conn = spares;
+	if (conn)
+		spares = conn->next_spare;
+	pthread_mutex_unlock(&spares_lock);
+	if (conn) {
+		memset(&conn->server, 0, sizeof(*conn) - offsetof(struct tssx_conn, server));
+		return conn;
+	}
+	conn = calloc(1, sizeof(*conn));
 	if (!conn)
 		return NULL;
 	conn->locks = tssx_side_locks_create();
 	if (!conn->locks) {
-		tssx_log(TSSX_LOG_ERROR, "no page for a connection's locks: %m");
+		tssx_log(TSSX_LOG_ERROR, "no memory for a connection's locks: %m");
 		free(conn);
 		return NULL;
 	}
+	return conn;
+}
+
+static struct tssx_conn *conn_new(int fd, bool server)
+{
+	struct tssx_conn *conn = conn_alloc();
+
+	if (!conn)
+		return NULL;
 	conn->obj.kind = TSSX_FD_CONN;
 	conn->server = server;
 	atomic_init(&conn->fd, fd);
@@ -96,9 +124,10 @@ static struct tssx_conn *conn_new(int fd, bool server)
 static void conn_free(struct tssx_conn *conn)
 {
 	tssx_segment_detach(&conn->seg);
-	tssx_side_locks_destroy(conn->locks);
-	pthread_mutex_destroy(&conn->handshake_lock);
-	free(conn);
+	pthread_mutex_lock(&spares_lock);
+	conn->next_spare = spares;
+	spares = conn;
+	pthread_mutex_unlock(&spares_lock);
 }
 
 /*
@@ -216,8 +245,10 @@ int tssx_conn_fail(struct tssx_conn *conn, int fd, int error, const char *why)
 		if (atomic_compare_exchange_weak(&conn->state, &expected, TSSX_CONN_FAILED)) {
 			tssx_log(TSSX_LOG_ERROR, "fd %d: TSSX connection failed: %s (%s)", fd, why,
 				 strerror(error));
-			/* Wake the peer: it sees EOF or EPIPE instead of waiting. */
-			TSSX_REAL(shutdown)(fd, SHUT_RDWR);
+			/* Wake the peer: it sees EOF or EPIPE instead of waiting.
+			 * Not through a number closed and reused meanwhile. */
+			if (tssx_conn_owns_fd(conn, fd))
+				TSSX_REAL(shutdown)(fd, SHUT_RDWR);
 			break;
 		}
 	}
@@ -413,18 +444,37 @@ int tssx_conn_accept(int fd)
 	return 0;
 }
 
-void tssx_conn_put(struct tssx_conn *conn, int fd)
+void tssx_conn_end(struct tssx_conn *conn, int fd)
 {
-	if (!tssx_table_unref(&conn->obj)) {
-		/* The event wrappers reach the socket through conn->fd. */
-		int expected = fd;
+	bool kept;
 
-		atomic_compare_exchange_strong(&conn->fd, &expected, tssx_table_find(&conn->obj));
+	/* Data calls on their fast path hold a side lock instead of a
+	 * reference: wait until none is inside.  One that took a reference
+	 * under its lock meanwhile ends the connection when it returns;
+	 * the next ones find that fd no longer refers to it. */
+	tssx_side_lock(&conn->locks->producer);
+	tssx_side_lock(&conn->locks->consumer);
+	kept = atomic_load(&conn->obj.refs) != 0;
+	tssx_side_unlock(&conn->locks->consumer);
+	tssx_side_unlock(&conn->locks->producer);
+	if (kept)
 		return;
-	}
 	if (atomic_load(&conn->state) == TSSX_CONN_READY)
 		log_info("fd %d closed: ring sent=%llu received=%llu, socket sent=%llu received=%llu bytes",
 			 fd, (unsigned long long)conn->ring_sent, (unsigned long long)conn->ring_received,
 			 (unsigned long long)conn->sock_sent, (unsigned long long)conn->sock_received);
 	conn_free(conn);
+}
+
+void tssx_conn_put(struct tssx_conn *conn, int fd)
+{
+	if (!tssx_table_unref(&conn->obj)) {
+		/* The event wrappers reach the socket through conn->fd: another
+		 * fd of this process, or -1 while only calls hold it. */
+		int expected = fd;
+
+		atomic_compare_exchange_strong(&conn->fd, &expected, tssx_table_find(&conn->obj));
+		return;
+	}
+	tssx_conn_end(conn, fd);
 }

@@ -33,8 +33,13 @@ enum tssx_conn_state {
 enum tssx_nonblock { TSSX_NONBLOCK_UNKNOWN, TSSX_BLOCKING, TSSX_NONBLOCKING };
 
 struct tssx_conn {
+	/* Kept when the memory is reused for another connection (connection.c). */
 	struct tssx_fd_object obj;
-	bool server;
+	struct tssx_conn *next_spare; /* while ended, kept for reuse */
+	/* tx's writers and rx's readers of this process and its forks, in
+	 * memory the peer cannot write (side_lock.h). */
+	struct tssx_side_locks *locks;
+	bool server; /* the first member a reuse clears */
 	_Atomic int fd;            /* one fd of this process that refers to it */
 	_Atomic int state;         /* enum tssx_conn_state */
 	_Atomic int error;         /* errno once FAILED */
@@ -51,9 +56,6 @@ struct tssx_conn {
 	uint32_t armed_while_pending;
 	struct tssx_segment seg;
 	struct tssx_ring *rx, *tx;
-	/* tx's writers and rx's readers of this process and its forks, in
-	 * memory the peer cannot write (side_lock.h). */
-	struct tssx_side_locks *locks;
 	/* Statistics of this process, for the log line at close. */
 	_Atomic uint64_t ring_sent, ring_received, sock_sent, sock_received;
 };
@@ -112,6 +114,38 @@ static inline bool tssx_conn_is_ready(struct tssx_conn *conn)
 /* Marks the connection failed (log line, real socket shut down so that the
  * peer notices); returns -error. */
 int tssx_conn_fail(struct tssx_conn *conn, int fd, int error, const char *why);
+
+/* Whether fd still refers to the connection: a call in progress while
+ * another thread closes fd must not touch the number, which the kernel
+ * may already have given to another file. */
+static inline bool tssx_conn_owns_fd(struct tssx_conn *conn, int fd)
+{
+	return tssx_conn_lookup(fd) == conn;
+}
+
+/*
+ * A data call keeps the connection alive without touching its reference
+ * count on the fast path: it holds a side lock and checks under it that
+ * fd still refers to the connection, and the connection only ends under
+ * both side locks (connection.c).  A call that goes on after giving the
+ * lock back (to sleep, drain or ring a doorbell) takes a reference while
+ * it still holds the lock (tssx_conn_keep) and gives it back with
+ * tssx_conn_release() when it returns.
+ */
+static inline void tssx_conn_keep(struct tssx_conn *conn)
+{
+	/* Relaxed: the side lock orders it before the end's check. */
+	atomic_fetch_add_explicit(&conn->obj.refs, 1, memory_order_relaxed);
+}
+
+/* The last reference is gone: the connection ends (connection.c). */
+void tssx_conn_end(struct tssx_conn *conn, int fd);
+
+static inline void tssx_conn_release(struct tssx_conn *conn, int fd)
+{
+	if (atomic_fetch_sub_explicit(&conn->obj.refs, 1, memory_order_acq_rel) == 1)
+		tssx_conn_end(conn, fd);
+}
 
 /* fd no longer refers to it (its slot is taken): drops the table's
  * reference; the last one logs the counts and unmaps. */

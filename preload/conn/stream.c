@@ -97,6 +97,8 @@ static void ring_doorbell(struct tssx_conn *conn, int fd)
 	static const char bell;
 	int saved_errno = errno;
 
+	if (!tssx_conn_owns_fd(conn, fd))
+		return; /* closed by another thread: the number may be reused */
 	if (TSSX_REAL(send)(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
 		atomic_fetch_add_explicit(&conn->sock_sent, 1, memory_order_relaxed);
 	else if (errno == EPIPE || errno == ECONNRESET)
@@ -145,7 +147,7 @@ static void drain_doorbells(struct tssx_conn *conn, int fd, bool until_empty)
 	char buf[DRAIN_BYTES];
 	int saved_errno = errno;
 
-	for (int round = 0; round < DRAIN_ROUNDS; round++) {
+	for (int round = 0; round < DRAIN_ROUNDS && tssx_conn_owns_fd(conn, fd); round++) {
 		ssize_t n = TSSX_REAL(recv)(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
 		if (!took_doorbells(conn, fd, buf, n) || (!until_empty && n < (ssize_t)sizeof(buf)))
@@ -386,6 +388,11 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, struct deadlin
 	ssize_t avail;
 	int timeout_ms, ret;
 
+	/* Closed by another thread while this call slept: it woke for the
+	 * ring (checked before) or for nothing, and has no socket left to
+	 * sleep on. */
+	if (!tssx_conn_owns_fd(conn, fd))
+		return -EBADF;
 	if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
 		return -atomic_load(&conn->error);
 	if (spin(conn, writer))
@@ -433,7 +440,27 @@ static int usable(struct tssx_conn *conn, int fd, int flags)
 	return tssx_conn_is_ready(conn) ? 0 : tssx_conn_establish(conn, fd, is_nonblocking(conn, fd, flags) ? 0 : -1);
 }
 
-static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)
+/*
+ * Taken right after a side lock: whether the call may use the connection
+ * (connection.h, tssx_conn_keep).  A call that already keeps it does;
+ * otherwise fd must still refer to it, else another thread closed fd.
+ */
+static inline bool still_there(struct tssx_conn *conn, int fd, bool kept)
+{
+	return likely(kept) || likely(tssx_conn_owns_fd(conn, fd));
+}
+
+/* Under the side lock: the call goes on after giving it back. */
+static inline void keep(struct tssx_conn *conn, bool *kept)
+{
+	if (!*kept) {
+		tssx_conn_keep(conn);
+		*kept = true;
+	}
+}
+
+static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
+			   bool *kept)
 {
 	struct deadline dl = { 0 };
 	size_t want = tssx_iov_total(iov, iovcnt), done = 0;
@@ -447,16 +474,24 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 		return 0;
 	for (;;) {
 		ssize_t n;
+		bool wake;
 
 		tssx_side_lock(&conn->locks->producer);
+		if (!still_there(conn, fd, *kept)) {
+			tssx_side_unlock(&conn->locks->producer);
+			return done ? (ssize_t)done : -EBADF;
+		}
 		n = ring_transfer(conn->tx, true, iov, iovcnt, done, false);
 		if (n > 0)
 			stat_add(&conn->ring_sent, (uint64_t)n);
+		wake = n > 0 && tssx_ring_take_reader_wakeup(conn->tx);
+		if (wake || n < 0 || done + (size_t)n != want)
+			keep(conn, kept);
 		tssx_side_unlock(&conn->locks->producer);
 		if (n < 0)
 			return done ? (ssize_t)done : ring_broken(conn, fd);
 		done += (size_t)n;
-		if (n > 0 && tssx_ring_take_reader_wakeup(conn->tx))
+		if (wake)
 			ring_doorbell(conn, fd);
 		if (done == want)
 			return (ssize_t)done;
@@ -480,7 +515,8 @@ static bool at_eof(struct tssx_conn *conn)
 	return peer_done_writing(conn) && tssx_ring_readable(conn->rx) == 0;
 }
 
-static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)
+static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
+			   bool *kept)
 {
 	struct deadline dl = { 0 };
 	bool peek = flags & MSG_PEEK;
@@ -494,16 +530,24 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 		return ret;
 	for (;;) {
 		ssize_t n;
+		bool wake;
 
 		tssx_side_lock(&conn->locks->consumer);
+		if (!still_there(conn, fd, *kept)) {
+			tssx_side_unlock(&conn->locks->consumer);
+			return done ? (ssize_t)done : -EBADF;
+		}
 		n = ring_transfer(conn->rx, false, iov, iovcnt, done, peek);
 		if (n > 0 && !peek)
 			stat_add(&conn->ring_received, (uint64_t)n);
+		wake = n > 0 && !peek && tssx_ring_take_writer_wakeup(conn->rx);
+		if (wake || n <= 0 || !(done + (size_t)n == want || !waitall))
+			keep(conn, kept);
 		tssx_side_unlock(&conn->locks->consumer);
 		if (n < 0)
 			return done ? (ssize_t)done : ring_broken(conn, fd);
 		done += (size_t)n;
-		if (n > 0 && !peek && tssx_ring_take_writer_wakeup(conn->rx))
+		if (wake)
 			ring_doorbell(conn, fd);
 		if (want == 0) {
 			/* The kernel's zero-length read waits for one byte like
@@ -531,16 +575,22 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 	}
 }
 
-/* Sleeping and draining make system calls; a call that succeeds leaves
- * errno as it found it. */
-typedef ssize_t stream_fn(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
+/* A data call that went on beyond its side lock kept the connection
+ * (another thread's close() must not end it under a sleeper) and gives it
+ * back here.  Sleeping and draining make system calls; a call that
+ * succeeds leaves errno as it found it. */
+typedef ssize_t stream_fn(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
+			  bool *kept);
 
 static ssize_t keeping_errno(stream_fn *fn, struct tssx_conn *conn, int fd, const struct iovec *iov,
 			     int iovcnt, int flags)
 {
 	int saved_errno = errno;
-	ssize_t n = fn(conn, fd, iov, iovcnt, flags);
+	bool kept = false;
+	ssize_t n = fn(conn, fd, iov, iovcnt, flags, &kept);
 
+	if (kept)
+		tssx_conn_release(conn, fd);
 	if (n >= 0)
 		errno = saved_errno;
 	return n;

@@ -22,19 +22,33 @@
 #define LOCK_SPINS 256
 /* Yields between two checks whether the holder is alive. */
 #define YIELDS_PER_CHECK 64
+/* Lock pairs per shared mapping: a process maps one more only every this
+ * many connections it has open at once. */
+#define ARENA_SLOTS 512
 
 static __thread __attribute__((tls_model("initial-exec"))) uint64_t self_id;
 
+/* The current mapping that pairs are handed out from, and how many it
+ * handed out.  Pairs are never given back: the connections that use them
+ * are reused, not freed (preload/conn/connection.c). */
+static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tssx_side_locks *arena;
+static unsigned arena_used;
+
 /* fork() copies the forking thread's cached id: the child is another
- * process and must not pass for its parent's thread. */
-static void forget_self_in_child(void)
+ * process and must not pass for its parent's thread.  It also shares the
+ * parent's mapping: its new connections take pairs from a mapping of its
+ * own, which the parent cannot hand out too. */
+static void forget_parent_in_child(void)
 {
 	self_id = 0;
+	pthread_mutex_init(&arena_lock, NULL);
+	arena = NULL;
 }
 
 __attribute__((constructor)) static void side_lock_init(void)
 {
-	pthread_atfork(NULL, NULL, forget_self_in_child);
+	pthread_atfork(NULL, NULL, forget_parent_in_child);
 }
 
 uint64_t tssx_side_lock_self(void)
@@ -46,17 +60,23 @@ uint64_t tssx_side_lock_self(void)
 
 struct tssx_side_locks *tssx_side_locks_create(void)
 {
-	/* Zero-filled: both locks free. */
-	void *page = mmap(NULL, sizeof(struct tssx_side_locks), PROT_READ | PROT_WRITE,
-			  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	struct tssx_side_locks *locks = NULL;
 
-	return page == MAP_FAILED ? NULL : page;
-}
+	pthread_mutex_lock(&arena_lock);
+	if (!arena || arena_used == ARENA_SLOTS) {
+		/* Zero-filled: every lock free. */
+		void *region = mmap(NULL, ARENA_SLOTS * sizeof(*locks), PROT_READ | PROT_WRITE,
+				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
-void tssx_side_locks_destroy(struct tssx_side_locks *locks)
-{
-	if (locks)
-		munmap(locks, sizeof(*locks));
+		if (region != MAP_FAILED) {
+			arena = region;
+			arena_used = 0;
+		}
+	}
+	if (arena && arena_used < ARENA_SLOTS)
+		locks = &arena[arena_used++];
+	pthread_mutex_unlock(&arena_lock);
+	return locks;
 }
 
 /* The holder's thread is gone: killed, or its process exited. */

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -764,6 +765,85 @@ static void wakeup_client(int fd)
 	}
 	pthread_join(sender, NULL);
 	send_all(fd, "+", 1);
+
+/* ---- close() or dup2() over an fd another thread is blocked on ---- */
+
+struct blocked_read {
+	int fd;
+	_Atomic pid_t tid;
+	ssize_t n;
+	char byte;
+};
+
+static void *read_one(void *arg)
+{
+	struct blocked_read *r = arg;
+
+	atomic_store(&r->tid, gettid());
+	r->n = read(r->fd, &r->byte, 1);
+	return NULL;
+}
+
+/* Until the thread sleeps in the kernel ('S' in its stat). */
+static void wait_until_asleep(pid_t tid)
+{
+	char path[64], stat[256], *state;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	for (;;) {
+		FILE *f = fopen(path, "r");
+
+		expect(f && fgets(stat, sizeof(stat), f));
+		fclose(f);
+		state = strrchr(stat, ')');
+		if (state && state[1] == ' ' && state[2] == 'S')
+			return;
+		usleep(1000);
+	}
+}
+
+/* The client sends one byte once the server closed (or replaced) its fd
+ * under a blocked reader, then sees the server's socket go away. */
+static void closed_under_client(int fd)
+{
+	char c;
+
+	wait_peer();
+	send_all(fd, "x", 1);
+	expect(read(fd, &c, 1) == 0);
+}
+
+/* The kernel keeps the file of a blocked read alive: the read gets the
+ * byte sent after the close.  Over TSSX the connection must outlive the
+ * close for the sleeper as well (it used to be freed under it: SIGSEGV). */
+static void closed_under_server(int fd, bool replace)
+{
+	struct blocked_read r = { .fd = fd };
+	pthread_t reader;
+
+	expect(pthread_create(&reader, NULL, read_one, &r) == 0);
+	while (!atomic_load(&r.tid))
+		usleep(1000);
+	wait_until_asleep(atomic_load(&r.tid));
+	if (replace)
+		expect(dup2(STDERR_FILENO, fd) == fd);
+	else
+		expect(close(fd) == 0);
+	signal_peer();
+	pthread_join(reader, NULL);
+	expect(r.n == 1 && r.byte == 'x');
+	if (replace)
+		close(fd);
+}
+
+static void blockedclose_server(int fd)
+{
+	closed_under_server(fd, false);
+}
+
+static void blockeddup2_server(int fd)
+{
+	closed_under_server(fd, true);
 }
 
 static const struct probe {
@@ -786,6 +866,8 @@ static const struct probe {
 	{ "vectors", vectors_server, vectors_client },
 	{ "wakeup", wakeup_server, wakeup_client },
 	{ "blocked", blocked_server, blocked_client },
+	{ "blockedclose", blockedclose_server, closed_under_client },
+	{ "blockeddup2", blockeddup2_server, closed_under_client },
 };
 
 int main(int argc, char **argv)

@@ -335,7 +335,6 @@ static void test_several_producers(void **state)
 		assert_null(ret);
 	}
 	assert_int_equal(tssx_ring_readable(&reader), 0);
-	tssx_side_locks_destroy(locks);
 }
 
 /* ---- streams: a producer and a consumer with doorbells on a socketpair ---- */

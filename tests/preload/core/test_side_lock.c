@@ -62,7 +62,6 @@ static void test_threads_and_forks(void **state)
 	assert_int_equal(*c.value, 4 * LOCK_ROUNDS);
 	assert_int_equal(atomic_load(&c.locks->producer), 0);
 	munmap(c.value, sizeof(uint64_t));
-	tssx_side_locks_destroy(c.locks);
 }
 
 /* A forked sibling killed while it holds the lock: the next one in takes
@@ -96,7 +95,6 @@ static void test_dead_holder(void **state)
 	assert_int_equal(atomic_load(&locks->producer), 0);
 	close(ready[0]);
 	close(ready[1]);
-	tssx_side_locks_destroy(locks);
 }
 
 /* A forked child is not its parent's thread. */
