@@ -98,6 +98,9 @@ static inline size_t tssx_iov_total(const struct iovec *iov, int iovcnt)
  * read/write need the side's lock when several threads or processes share
  * that side; readable/writable/arm_* do not. */
 ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iovcnt);
+/* The same, or nothing when fewer than `least` bytes fit: several
+ * writers' bytes stay whole (least at most the capacity). */
+ssize_t tssx_ring_write_whole(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, size_t least);
 /* Copy out up to the iov's length; with peek the head does not move. */
 ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek);
 

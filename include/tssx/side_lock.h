@@ -33,8 +33,17 @@ struct tssx_side_locks {
 struct tssx_side_locks *tssx_side_locks_create(void);
 
 /* The calling thread as a lock word: process id << 32 | thread id, cached
- * per thread (reset in a fork()ed child). */
-uint64_t tssx_side_lock_self(void);
+ * per thread (0 until first used; reset in a fork()ed child).  Initial-exec:
+ * one load, no call (the library is preloaded, never dlopen()ed). */
+extern __thread __attribute__((tls_model("initial-exec"))) uint64_t tssx_side_lock_self_id;
+uint64_t tssx_side_lock_self_slow(void);
+
+static inline uint64_t tssx_side_lock_self(void)
+{
+	uint64_t self = tssx_side_lock_self_id;
+
+	return likely(self) ? self : tssx_side_lock_self_slow();
+}
 
 void tssx_side_lock_slow(_Atomic uint64_t *lock, uint64_t self);
 

@@ -168,10 +168,11 @@ static int ring_broken(struct tssx_conn *conn, int fd)
 	return tssx_conn_fail(conn, fd, EPROTO, "ring counters corrupted");
 }
 
-/* Copies between the ring and iov, skipping the first `skip` bytes of iov:
- * a call that resumes after a partial transfer. */
+/* Copies between the ring and iov, skipping the first `skip` bytes of iov
+ * (a call that resumes after a partial transfer); into the ring nothing
+ * unless at least `least` bytes fit. */
 static ssize_t ring_transfer_from(struct tssx_ring *ring, bool to_ring, const struct iovec *iov,
-				  int iovcnt, size_t skip)
+				  int iovcnt, size_t skip, size_t least)
 {
 	struct iovec first;
 	ssize_t n, rest;
@@ -184,21 +185,26 @@ static ssize_t ring_transfer_from(struct tssx_ring *ring, bool to_ring, const st
 	if (iovcnt == 0)
 		return 0;
 	first = (struct iovec){ .iov_base = (char *)iov->iov_base + skip, .iov_len = iov->iov_len - skip };
-	n = to_ring ? tssx_ring_write(ring, &first, 1) : tssx_ring_read(ring, &first, 1, false);
+	n = to_ring ? tssx_ring_write_whole(ring, &first, 1, least) : tssx_ring_read(ring, &first, 1, false);
 	if (n < (ssize_t)first.iov_len || iovcnt == 1)
 		return n;
-	rest = to_ring ? tssx_ring_write(ring, iov + 1, iovcnt - 1) : tssx_ring_read(ring, iov + 1, iovcnt - 1, false);
+	/* The room checked for `least` is still there: only this side,
+	 * under its lock, takes room. */
+	least = least > (size_t)n ? least - (size_t)n : 0;
+	rest = to_ring ? tssx_ring_write_whole(ring, iov + 1, iovcnt - 1, least)
+		       : tssx_ring_read(ring, iov + 1, iovcnt - 1, false);
 	return rest < 0 ? rest : n + rest;
 }
 
 /* The first round of every call moves the whole iov (empty entries
  * included: the ring skips them); only a resumed one needs the skipping. */
 static inline ssize_t ring_transfer(struct tssx_ring *ring, bool to_ring, const struct iovec *iov,
-				    int iovcnt, size_t skip, bool peek)
+				    int iovcnt, size_t skip, bool peek, size_t least)
 {
 	if (likely(skip == 0))
-		return to_ring ? tssx_ring_write(ring, iov, iovcnt) : tssx_ring_read(ring, iov, iovcnt, peek);
-	return ring_transfer_from(ring, to_ring, iov, iovcnt, skip);
+		return to_ring ? tssx_ring_write_whole(ring, iov, iovcnt, least)
+			       : tssx_ring_read(ring, iov, iovcnt, peek);
+	return ring_transfer_from(ring, to_ring, iov, iovcnt, skip, least);
 }
 
 /* Remaining time in ms for poll(): -1 without a timeout, 0 once expired. */
@@ -227,12 +233,13 @@ static ssize_t ring_avail(struct tssx_conn *conn, bool writer)
 
 /* Whether waiting must stop without sleeping: the ring moved, or the peer
  * will not move it any more. */
-static bool wait_over(struct tssx_conn *conn, bool writer, ssize_t avail)
+static bool wait_over(struct tssx_conn *conn, bool writer, ssize_t avail, size_t need)
 {
-	return avail != 0 || atomic_load(&conn->peer_closed) || (!writer && peer_done_writing(conn));
+	return avail < 0 || (size_t)avail >= need || atomic_load(&conn->peer_closed) ||
+	       (writer ? atomic_load(&conn->write_shut) : peer_done_writing(conn));
 }
 
-static bool spin(struct tssx_conn *conn, bool writer)
+static bool spin(struct tssx_conn *conn, bool writer, size_t need)
 {
 	static const struct tssx_deadline forever = { TSSX_FOREVER };
 	struct tssx_spin spin;
@@ -241,7 +248,7 @@ static bool spin(struct tssx_conn *conn, bool writer)
 	if (!tssx_spin_start(&spin, 0, &forever))
 		return false;
 	do
-		over = wait_over(conn, writer, ring_avail(conn, writer));
+		over = wait_over(conn, writer, ring_avail(conn, writer), need);
 	while (!over && tssx_spin_pause(&spin));
 	tssx_spin_stop(&spin);
 	return over;
@@ -353,8 +360,6 @@ static bool restarts_after_signal(const struct deadline *dl)
 	return true;
 }
 
-/* Waits for data (reader) or space (writer).  0: re-check; -EAGAIN on the
- * socket's timeout; -EINTR; -EPROTO. */
 /* This thread's id, asked once: gettid() is a system call per wait
  * otherwise.  A fork()ed child's thread has an id of its own. */
 static __thread uint32_t cached_tid;
@@ -380,7 +385,9 @@ static uint32_t thread_id(void)
 	return cached_tid;
 }
 
-static int wait_ring(struct tssx_conn *conn, int fd, bool writer, struct deadline *dl)
+/* Waits for data (reader) or `need` bytes of space (writer).  0: re-check;
+ * -EAGAIN on the socket's timeout; -EINTR; -EPROTO. */
+static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl)
 {
 	_Atomic uint32_t *owner = &conn->rx->ctl->waiters;
 	uint32_t tid;
@@ -395,7 +402,7 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, struct deadlin
 		return -EBADF;
 	if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
 		return -atomic_load(&conn->error);
-	if (spin(conn, writer))
+	if (spin(conn, writer, need))
 		return 0;
 	/* Ownership first: a doorbell that our flag calls for must not find
 	 * another owner who drains it before we sleep. */
@@ -404,7 +411,7 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, struct deadlin
 	avail = writer ? tssx_ring_arm_writer(conn->tx) : tssx_ring_arm_reader(conn->rx);
 	if (avail < 0) {
 		ret = ring_broken(conn, fd);
-	} else if (wait_over(conn, writer, avail)) {
+	} else if (wait_over(conn, writer, avail, need)) {
 		ret = 0;
 	} else if (owning && !writer) {
 		/* The kernel applies SO_RCVTIMEO and SA_RESTART as to the
@@ -463,8 +470,8 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			   bool *kept)
 {
 	struct deadline dl = { 0 };
-	size_t want = tssx_iov_total(iov, iovcnt), done = 0;
-	int ret = usable(conn, fd, flags);
+	size_t want = tssx_iov_total(iov, iovcnt), done = 0, least;
+	int ret = usable(conn, fd, flags), nonblocking = -1; /* -1: not asked yet */
 
 	if (ret < 0)
 		return ret;
@@ -472,6 +479,13 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 		return epipe(flags);
 	if (want == 0)
 		return 0;
+	/* Several writers' bytes do not interleave within half the ring
+	 * (docs/data-path.md): a write copies the rest of its bytes, up to
+	 * that, at once or not at all, and a blocking one waits for the room.
+	 * A non-blocking one copies what fits (a partial write is contiguous
+	 * too); asking which it is costs a system call, so only when the ring
+	 * is short of room. */
+	least = want < conn->tx->capacity / 2 ? want : conn->tx->capacity / 2;
 	for (;;) {
 		ssize_t n;
 		bool wake;
@@ -481,7 +495,7 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			tssx_side_unlock(&conn->locks->producer);
 			return done ? (ssize_t)done : -EBADF;
 		}
-		n = ring_transfer(conn->tx, true, iov, iovcnt, done, false);
+		n = ring_transfer(conn->tx, true, iov, iovcnt, done, false, least);
 		if (n > 0)
 			stat_add(&conn->ring_sent, (uint64_t)n);
 		wake = n > 0 && tssx_ring_take_reader_wakeup(conn->tx);
@@ -495,14 +509,22 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			ring_doorbell(conn, fd);
 		if (done == want)
 			return (ssize_t)done;
-		if (is_nonblocking(conn, fd, flags)) {
+		if (nonblocking < 0) {
+			nonblocking = is_nonblocking(conn, fd, flags);
+			least = 1;
+			if (nonblocking && n == 0)
+				continue; /* what fits, then */
+		}
+		if (!nonblocking)
+			least = want - done < conn->tx->capacity / 2 ? want - done : conn->tx->capacity / 2;
+		if (nonblocking) {
 			if (!done)
 				notice_peer_close(conn, fd);
 			ret = -EAGAIN;
 		} else {
-			ret = wait_ring(conn, fd, true, &dl);
+			ret = wait_ring(conn, fd, true, least, &dl);
 		}
-		if (atomic_load(&conn->peer_closed))
+		if (atomic_load(&conn->peer_closed) || atomic_load(&conn->write_shut))
 			return done ? (ssize_t)done : epipe(flags);
 		if (ret < 0)
 			return done ? (ssize_t)done : ret;
@@ -537,7 +559,7 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			tssx_side_unlock(&conn->locks->consumer);
 			return done ? (ssize_t)done : -EBADF;
 		}
-		n = ring_transfer(conn->rx, false, iov, iovcnt, done, peek);
+		n = ring_transfer(conn->rx, false, iov, iovcnt, done, peek, 0);
 		if (n > 0 && !peek)
 			stat_add(&conn->ring_received, (uint64_t)n);
 		wake = n > 0 && !peek && tssx_ring_take_writer_wakeup(conn->rx);
@@ -569,7 +591,7 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 				return (ssize_t)done;
 			return done ? (ssize_t)done : -EAGAIN;
 		}
-		ret = wait_ring(conn, fd, false, &dl);
+		ret = wait_ring(conn, fd, false, 1, &dl);
 		if (ret < 0)
 			return done ? (ssize_t)done : ret;
 	}

@@ -229,8 +229,10 @@ static inline void copy(const struct tssx_ring *ring, bool producer, uint64_t po
 		memcpy(buf + first, ring->data, len - first);
 }
 
+/* Moves up to the iovec's length, or nothing when fewer than `least`
+ * bytes can move. */
 static inline __attribute__((always_inline)) ssize_t
-transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iovcnt, bool peek)
+transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iovcnt, bool peek, size_t least)
 {
 	size_t want = tssx_iov_total(iov, iovcnt);
 	size_t done = 0, limit;
@@ -240,8 +242,8 @@ transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iov
 	if (unlikely(want == 0))
 		return 0;
 	n = available(ring, producer, want, &pos);
-	if (unlikely(n <= 0))
-		return n;
+	if (unlikely(n <= 0 || (size_t)n < least))
+		return n < 0 ? n : 0;
 	limit = (size_t)n < want ? (size_t)n : want;
 	for (int i = 0; done < limit; i++) {
 		size_t len = iov[i].iov_len;
@@ -259,12 +261,17 @@ transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iov
 
 ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iovcnt)
 {
-	return transfer(ring, true, iov, iovcnt, false);
+	return transfer(ring, true, iov, iovcnt, false, 0);
+}
+
+ssize_t tssx_ring_write_whole(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, size_t least)
+{
+	return transfer(ring, true, iov, iovcnt, false, least);
 }
 
 ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek)
 {
-	return transfer(ring, false, iov, iovcnt, peek);
+	return transfer(ring, false, iov, iovcnt, peek, 0);
 }
 
 /*

@@ -26,7 +26,7 @@
  * many connections it has open at once. */
 #define ARENA_SLOTS 512
 
-static __thread __attribute__((tls_model("initial-exec"))) uint64_t self_id;
+__thread __attribute__((tls_model("initial-exec"))) uint64_t tssx_side_lock_self_id;
 
 /* The current mapping that pairs are handed out from, and how many it
  * handed out.  Pairs are never given back: the connections that use them
@@ -41,7 +41,7 @@ static unsigned arena_used;
  * own, which the parent cannot hand out too. */
 static void forget_parent_in_child(void)
 {
-	self_id = 0;
+	tssx_side_lock_self_id = 0;
 	pthread_mutex_init(&arena_lock, NULL);
 	arena = NULL;
 }
@@ -51,11 +51,10 @@ __attribute__((constructor)) static void side_lock_init(void)
 	pthread_atfork(NULL, NULL, forget_parent_in_child);
 }
 
-uint64_t tssx_side_lock_self(void)
+uint64_t tssx_side_lock_self_slow(void)
 {
-	if (unlikely(!self_id))
-		self_id = (uint64_t)(uint32_t)getpid() << 32 | (uint32_t)gettid();
-	return self_id;
+	tssx_side_lock_self_id = (uint64_t)(uint32_t)getpid() << 32 | (uint32_t)gettid();
+	return tssx_side_lock_self_id;
 }
 
 struct tssx_side_locks *tssx_side_locks_create(void)

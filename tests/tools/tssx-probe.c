@@ -765,6 +765,62 @@ static void wakeup_client(int fd)
 	}
 	pthread_join(sender, NULL);
 	send_all(fd, "+", 1);
+}
+
+/* ---- writes from several threads and a forked child stay whole ---- */
+
+#define BLOCK 10000
+#define BLOCKS 300
+#define WRITERS 4
+
+/* One write(2) per block, each block one tag throughout. */
+static void *write_blocks(void *arg)
+{
+	struct tagged_writer *w = arg;
+	static _Thread_local uint8_t block[BLOCK];
+
+	memset(block, w->tag, sizeof(block));
+	for (int i = 0; i < BLOCKS; i++)
+		expect(write(w->fd, block, sizeof(block)) == BLOCK);
+	return NULL;
+}
+
+static void whole_client(int fd)
+{
+	struct tagged_writer w[WRITERS];
+	pthread_t t[WRITERS];
+	pid_t child = fork();
+	int status;
+
+	expect(child >= 0);
+	if (child == 0) {
+		struct tagged_writer forked = { .fd = fd, .tag = 'z' };
+
+		write_blocks(&forked);
+		_exit(0);
+	}
+	for (int i = 0; i < WRITERS; i++) {
+		w[i] = (struct tagged_writer){ .fd = fd, .tag = (uint8_t)('a' + i) };
+		expect(pthread_create(&t[i], NULL, write_blocks, &w[i]) == 0);
+	}
+	for (int i = 0; i < WRITERS; i++)
+		pthread_join(t[i], NULL);
+	expect(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* A block of 10,000 bytes fits the kernel's send buffer: the kernel keeps
+ * every such write whole, and so must the rings. */
+static void whole_server(int fd)
+{
+	static uint8_t block[BLOCK];
+
+	for (int i = 0; i < (WRITERS + 1) * BLOCKS; i++) {
+		expect(recv(fd, block, sizeof(block), MSG_WAITALL) == BLOCK);
+		for (size_t j = 1; j < sizeof(block); j++)
+			expect(block[j] == block[0]);
+	}
+	expect(read(fd, block, 1) == 0);
+}
 
 /* ---- close() or dup2() over an fd another thread is blocked on ---- */
 
@@ -866,6 +922,7 @@ static const struct probe {
 	{ "vectors", vectors_server, vectors_client },
 	{ "wakeup", wakeup_server, wakeup_client },
 	{ "blocked", blocked_server, blocked_client },
+	{ "whole", whole_server, whole_client },
 	{ "blockedclose", blockedclose_server, closed_under_client },
 	{ "blockeddup2", blockeddup2_server, closed_under_client },
 };

@@ -99,6 +99,23 @@ static void test_full_and_partial(void **state)
 	assert_int_equal(tssx_ring_readable(&f->ring), 0);
 }
 
+/* All or nothing down to `least`: what keeps several writers' bytes whole. */
+static void test_write_whole(void **state)
+{
+	struct fixture *f = *state;
+	struct iovec iov = { f->in, 300 };
+
+	assert_int_equal(put(f, 0, CAP - 200), CAP - 200);
+	assert_int_equal(tssx_ring_write_whole(&f->ring, &iov, 1, 300), 0);
+	assert_int_equal(tssx_ring_readable(&f->ring), CAP - 200);
+	/* Less demanding: what fits, once at least `least` does. */
+	assert_int_equal(tssx_ring_write_whole(&f->ring, &iov, 1, 150), 200);
+	assert_int_equal(get(f, 2 * CAP, false), CAP);
+	assert_int_equal(tssx_ring_write_whole(&f->ring, &iov, 1, 300), 300);
+	assert_int_equal(get(f, 2 * CAP, false), 300);
+	assert_memory_equal(f->out, f->in, 300);
+}
+
 static void test_wrap(void **state)
 {
 	struct fixture *f = *state;
@@ -501,6 +518,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_and_partial, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_whole, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peek, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iovec, setup, teardown),
