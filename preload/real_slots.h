@@ -27,7 +27,7 @@
 	X(close) X(dup) X(dup2) X(dup3) X(fcntl) X(fcntl64) X(ioctl)             \
 	X(close_range) X(closefrom) X(syscall) X(socket)                        \
 	X(listen) X(accept) X(accept4) X(connect) X(bind) X(shutdown)           \
-	X(getpeername) X(getsockname) X(getsockopt)                             \
+	X(getpeername) X(getsockname) X(getsockopt) X(setsockopt)               \
 	X(poll) X(ppoll) X(select) X(pselect)                                    \
 	X(epoll_create) X(epoll_create1) X(epoll_ctl) X(epoll_wait) X(epoll_pwait) \
 	TSSX_SHIM_EPOLL_PWAIT2(X)

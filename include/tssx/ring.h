@@ -103,6 +103,8 @@ ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iov
 ssize_t tssx_ring_write_whole(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, size_t least);
 /* Copy out up to the iov's length; with peek the head does not move. */
 ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek);
+/* A peek that starts `skip` bytes into the data (SO_PEEK_OFF). */
+ssize_t tssx_ring_peek_at(struct tssx_ring *ring, uint64_t skip, const struct iovec *iov, int iovcnt);
 
 /*
  * The end of the stream and the counters as the data path's readiness

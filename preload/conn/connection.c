@@ -117,6 +117,7 @@ static struct tssx_conn *conn_new(int fd, bool server)
 	conn->obj.kind = TSSX_FD_CONN;
 	conn->server = server;
 	atomic_init(&conn->fd, fd);
+	atomic_init(&conn->peek_off, -1);
 	pthread_mutex_init(&conn->handshake_lock, NULL);
 	return conn;
 }

@@ -49,6 +49,9 @@ struct tssx_conn {
 	/* O_NONBLOCK of the socket as this process last read or set it
 	 * (enum tssx_nonblock): an F_GETFL per wait otherwise. */
 	_Atomic int nonblock;
+	/* SO_PEEK_OFF: where the next MSG_PEEK starts, -1 when off; moved
+	 * under the consumer lock as the kernel moves it. */
+	_Atomic int peek_off;
 	pthread_mutex_t handshake_lock;
 	/* Events a waiter armed while the hello was pending (under
 	 * handshake_lock): armed on the rings as the handshake completes,

@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -537,6 +538,18 @@ static bool at_eof(struct tssx_conn *conn)
 	return peer_done_writing(conn) && tssx_ring_readable(conn->rx) == 0;
 }
 
+/* SO_PEEK_OFF as the kernel keeps it: a peek moves it past what it
+ * copied, a read back by what it took (not below 0).  Under the consumer
+ * lock: relaxed. */
+static void move_peek_off(struct tssx_conn *conn, int off, bool peek, size_t n)
+{
+	if (peek)
+		off = n > (size_t)(INT_MAX - off) ? INT_MAX : off + (int)n;
+	else
+		off = n >= (size_t)off ? 0 : off - (int)n;
+	atomic_store_explicit(&conn->peek_off, off, memory_order_relaxed);
+}
+
 static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
 			   bool *kept)
 {
@@ -552,6 +565,7 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 		return ret;
 	for (;;) {
 		ssize_t n;
+		int peek_off;
 		bool wake;
 
 		tssx_side_lock(&conn->locks->consumer);
@@ -559,9 +573,15 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			tssx_side_unlock(&conn->locks->consumer);
 			return done ? (ssize_t)done : -EBADF;
 		}
-		n = ring_transfer(conn->rx, false, iov, iovcnt, done, peek, 0);
+		peek_off = atomic_load_explicit(&conn->peek_off, memory_order_relaxed);
+		if (peek && peek_off >= 0)
+			n = tssx_ring_peek_at(conn->rx, (uint64_t)peek_off, iov, iovcnt);
+		else
+			n = ring_transfer(conn->rx, false, iov, iovcnt, done, peek, 0);
 		if (n > 0 && !peek)
 			stat_add(&conn->ring_received, (uint64_t)n);
+		if (unlikely(n > 0 && peek_off >= 0))
+			move_peek_off(conn, peek_off, peek, (size_t)n);
 		wake = n > 0 && !peek && tssx_ring_take_writer_wakeup(conn->rx);
 		if (wake || n <= 0 || !(done + (size_t)n == want || !waitall))
 			keep(conn, kept);

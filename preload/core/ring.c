@@ -230,9 +230,10 @@ static inline void copy(const struct tssx_ring *ring, bool producer, uint64_t po
 }
 
 /* Moves up to the iovec's length, or nothing when fewer than `least`
- * bytes can move. */
+ * bytes can move; a peek starts `skip` bytes into the data. */
 static inline __attribute__((always_inline)) ssize_t
-transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iovcnt, bool peek, size_t least)
+transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iovcnt, bool peek, size_t least,
+	 uint64_t skip)
 {
 	size_t want = tssx_iov_total(iov, iovcnt);
 	size_t done = 0, limit;
@@ -241,9 +242,11 @@ transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iov
 
 	if (unlikely(want == 0))
 		return 0;
-	n = available(ring, producer, want, &pos);
-	if (unlikely(n <= 0 || (size_t)n < least))
+	n = available(ring, producer, want + skip, &pos);
+	if (unlikely(n <= 0 || (size_t)n < least || (uint64_t)n <= skip))
 		return n < 0 ? n : 0;
+	n -= (ssize_t)skip;
+	pos += skip;
 	limit = (size_t)n < want ? (size_t)n : want;
 	for (int i = 0; done < limit; i++) {
 		size_t len = iov[i].iov_len;
@@ -261,17 +264,25 @@ transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iov
 
 ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iovcnt)
 {
-	return transfer(ring, true, iov, iovcnt, false, 0);
+	return transfer(ring, true, iov, iovcnt, false, 0, 0);
 }
 
 ssize_t tssx_ring_write_whole(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, size_t least)
 {
-	return transfer(ring, true, iov, iovcnt, false, least);
+	return transfer(ring, true, iov, iovcnt, false, least, 0);
 }
 
 ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek)
 {
-	return transfer(ring, false, iov, iovcnt, peek, 0);
+	return transfer(ring, false, iov, iovcnt, peek, 0, 0);
+}
+
+ssize_t tssx_ring_peek_at(struct tssx_ring *ring, uint64_t skip, const struct iovec *iov, int iovcnt)
+{
+	/* Past the capacity there is never data: no overflow below. */
+	if (skip >= ring->capacity)
+		return 0;
+	return transfer(ring, false, iov, iovcnt, true, 0, skip);
 }
 
 /*

@@ -252,17 +252,39 @@ TSSX_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
 	return 0;
 }
 
+/* SO_ERROR of a failed connection and SO_PEEK_OFF are the connection's,
+ * every other option the real socket's. */
 TSSX_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *len)
 {
 	struct tssx_conn *conn = tssx_conn_lookup(fd);
-	int error;
+	int answer;
 
-	if (!conn || level != SOL_SOCKET || name != SO_ERROR || !value || !len || *len < sizeof(int) ||
-	    atomic_load(&conn->state) != TSSX_CONN_FAILED)
+	if (!conn || level != SOL_SOCKET || !value || !len || *len < sizeof(int))
 		return TSSX_REAL(getsockopt)(fd, level, name, value, len);
-	error = atomic_load(&conn->error);
-	memcpy(value, &error, sizeof(error));
-	*len = sizeof(error);
+	if (name == SO_ERROR && atomic_load(&conn->state) == TSSX_CONN_FAILED)
+		answer = atomic_load(&conn->error);
+	else if (name == SO_PEEK_OFF)
+		answer = atomic_load(&conn->peek_off);
+	else
+		return TSSX_REAL(getsockopt)(fd, level, name, value, len);
+	memcpy(value, &answer, sizeof(answer));
+	*len = sizeof(answer);
+	return 0;
+}
+
+/* The rings are not the socket's buffer: the kernel's SO_PEEK_OFF would
+ * count doorbells.  The connection keeps it (stream.c). */
+TSSX_EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
+{
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
+	int off;
+
+	if (!conn || level != SOL_SOCKET || name != SO_PEEK_OFF)
+		return TSSX_REAL(setsockopt)(fd, level, name, value, len);
+	if (!value || len < sizeof(int))
+		return (int)tssx_result(-EINVAL);
+	memcpy(&off, value, sizeof(off));
+	atomic_store(&conn->peek_off, off < 0 ? -1 : off);
 	return 0;
 }
 

@@ -61,7 +61,13 @@ static void transfer(struct input *in, struct tssx_ring *ring, bool write, bool 
 	struct iovec iov[3];
 	int n = pieces(in, buf, len, iov);
 
-	check(write ? tssx_ring_write(ring, iov, n) : tssx_ring_read(ring, iov, n, peek), len);
+	if (write)
+		check(take(in, 1) & 1 ? tssx_ring_write_whole(ring, iov, n, (size_t)take(in, 2))
+				      : tssx_ring_write(ring, iov, n), len);
+	else if (peek && take(in, 1) & 1)
+		check(tssx_ring_peek_at(ring, take(in, 8), iov, n), len);
+	else
+		check(tssx_ring_read(ring, iov, n, peek), len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -115,6 +115,48 @@ static void peek_server(int fd)
 	send_all(fd, "+", 1);
 }
 
+/* ---- SO_PEEK_OFF ---- */
+
+static int peek_off(int fd)
+{
+	int off = -2;
+	socklen_t len = sizeof(off);
+
+	expect(getsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, &len) == 0);
+	return off;
+}
+
+static void peekoff_client(int fd)
+{
+	send_all(fd, "hello world", 11);
+	wait_byte(fd);
+}
+
+/* Peeks move the offset past what they copied, reads back by what they
+ * took. */
+static void peekoff_server(int fd)
+{
+	char buf[16] = { 0 };
+	int avail = 0, off = 0;
+
+	while (ioctl(fd, FIONREAD, &avail) == 0 && avail < 11)
+		usleep(1000);
+	expect(peek_off(fd) == -1);
+	expect(setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) == 0);
+	expect(recv(fd, buf, 5, MSG_PEEK) == 5 && !memcmp(buf, "hello", 5));
+	expect(peek_off(fd) == 5);
+	expect(recv(fd, buf, 3, MSG_PEEK) == 3 && !memcmp(buf, " wo", 3));
+	expect(peek_off(fd) == 8);
+	expect(read(fd, buf, 4) == 4 && !memcmp(buf, "hell", 4));
+	expect(peek_off(fd) == 4);
+	expect(recv(fd, buf, 3, MSG_PEEK) == 3 && !memcmp(buf, "rld", 3));
+	off = -1;
+	expect(setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) == 0);
+	expect(recv(fd, buf, 2, MSG_PEEK) == 2 && !memcmp(buf, "o ", 2));
+	expect(recv(fd, buf, 7, MSG_WAITALL) == 7 && !memcmp(buf, "o world", 7));
+	send_all(fd, "+", 1);
+}
+
 /* ---- SO_RCVTIMEO / SO_SNDTIMEO ---- */
 
 static void timeout_client(int fd)
@@ -922,6 +964,7 @@ static const struct probe {
 	{ "vectors", vectors_server, vectors_client },
 	{ "wakeup", wakeup_server, wakeup_client },
 	{ "blocked", blocked_server, blocked_client },
+	{ "peekoff", peekoff_server, peekoff_client },
 	{ "whole", whole_server, whole_client },
 	{ "blockedclose", blockedclose_server, closed_under_client },
 	{ "blockeddup2", blockeddup2_server, closed_under_client },

@@ -116,6 +116,20 @@ static void test_write_whole(void **state)
 	assert_memory_equal(f->out, f->in, 300);
 }
 
+/* SO_PEEK_OFF's peek: from `skip` bytes into the data, nothing past it. */
+static void test_peek_at(void **state)
+{
+	struct fixture *f = *state;
+	struct iovec iov = { f->out, 100 };
+
+	assert_int_equal(put(f, 0, 50), 50);
+	assert_int_equal(tssx_ring_peek_at(&f->ring, 20, &iov, 1), 30);
+	assert_memory_equal(f->out, f->in + 20, 30);
+	assert_int_equal(tssx_ring_peek_at(&f->ring, 50, &iov, 1), 0);
+	assert_int_equal(tssx_ring_peek_at(&f->ring, UINT64_MAX, &iov, 1), 0);
+	assert_int_equal(tssx_ring_readable(&f->ring), 50);
+}
+
 static void test_wrap(void **state)
 {
 	struct fixture *f = *state;
@@ -519,6 +533,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_and_partial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_write_whole, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_peek_at, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peek, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iovec, setup, teardown),
