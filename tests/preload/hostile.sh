@@ -106,3 +106,18 @@ with_preload yes env TSSX_RING_SIZE=256M "${limited[@]}" "${guard[@]}" "$tools/t
 check_plain "$work/client.log"
 grep -q "mmap of a .*-byte segment: Cannot allocate memory" "$work/client.log" ||
 	fail "no clear log line for a segment the client cannot map"
+
+# A hostile server holds every control word of its client's segment (the
+# lock words a preloaded client used to take there): the client's blocking
+# and non-blocking sends must not hang; it ends when the server leaves.
+for mode in --blocking --nonblock; do
+	spawn no "$work/serve.log" "$tools/tssx-forge" serve 2 "$sock"
+	forger=$spawned
+	wait_for_line "$work/serve.log" "serve: listening"
+	status=0
+	with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 64K \
+		${mode/--blocking/} >"$work/client.log" 2>&1 || status=$?
+	((status != 137)) || fail "a client hung on a hostile server's control words ($mode)"
+	grep -q "shared memory, client" "$work/client.log" || fail "the client to the hostile server was plain"
+	wait_pid "$forger" || fail "the hostile server failed"
+done

@@ -24,6 +24,13 @@
  * word, shut flags); the counters racing with random values; the memfd's
  * pages punched out.  Each connection ends when the server drops it or
  * after a while; the tool exits 0 when the time is up.
+ *
+ * tssx-forge serve SECONDS PATH: a hostile TSSX server.  Listens at PATH,
+ * claims it in the registry ($TSSX_REGISTRY) as a TSSX server, takes one
+ * client's hello and segment, and holds every control word but the
+ * counters of both rings at 1 for SECONDS (the lock words a preloaded
+ * client took for its own), draining the doorbells; then exits.  The
+ * client must not hang, whatever its calls return.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +48,7 @@
 
 #include "tools.h"
 #include "tssx/hello.h"
+#include "tssx/registry_client.h"
 #include "tssx/segment.h"
 
 #define RING (64 * 1024)
@@ -261,6 +269,61 @@ static void attack(const char *path, unsigned seconds)
 	printf("attack: %u connections in %u s\n", connections, seconds);
 }
 
+/* The hello and its memfd, mapped: the client's segment. */
+static void take_hello(int fd, struct tssx_segment *seg)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct tssx_hello raw, hello;
+	struct iovec iov = { .iov_base = &raw, .iov_len = sizeof(raw) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			      .msg_controllen = sizeof(control.buf) };
+	struct cmsghdr *cmsg;
+	int memfd;
+
+	if (recvmsg(fd, &msg, MSG_WAITALL) != (ssize_t)sizeof(raw) || tssx_hello_parse(&raw, sizeof(raw), &hello, NULL))
+		die("no hello");
+	cmsg = CMSG_FIRSTHDR(&msg);
+	if (!cmsg || cmsg->cmsg_type != SCM_RIGHTS)
+		die("no memfd");
+	memcpy(&memfd, CMSG_DATA(cmsg), sizeof(memfd));
+	if (tssx_segment_attach(seg, memfd, &hello) < 0)
+		die("cannot attach the client's segment");
+	close(memfd);
+}
+
+static void serve(const char *path, unsigned seconds)
+{
+	struct tssx_registry_hooks hooks = { .close = close };
+	struct sockaddr_un addr;
+	unsigned len = tool_addr(path, &addr);
+	uint64_t end, rng = 1;
+	struct tssx_segment seg;
+	int listener = tool_listen(path), fd;
+	char buf[4096];
+
+	if (tssx_registry_client_init(getenv("TSSX_REGISTRY"), &hooks) < 0 ||
+	    tssx_registry_claim(&addr, len, TSSX_BIT_SERVER) < 0)
+		die("cannot claim %s as a TSSX server", path);
+	printf("serve: listening\n");
+	fflush(stdout);
+	fd = accept(listener, NULL, NULL);
+	if (fd < 0)
+		die_errno("accept");
+	take_hello(fd, &seg);
+	end = now_ms() + seconds * 1000ull;
+	while (now_ms() < end) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+		scribble(&seg, HOLD_ONES, &rng);
+		if (poll(&pfd, 1, 1) > 0 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) == 0)
+			break;
+	}
+	printf("serve: done\n");
+}
+
 int main(int argc, char **argv)
 {
 	char buf[256];
@@ -271,9 +334,14 @@ int main(int argc, char **argv)
 		attack(argv[3], (unsigned)atoi(argv[2]));
 		return 0;
 	}
+	if (argc == 4 && !strcmp(argv[1], "serve")) {
+		serve(argv[3], (unsigned)atoi(argv[2]));
+		return 0;
+	}
 	if (argc != 3)
 		die("usage: tssx-forge magic|version|nofd|unsealed|short|indices|bypass|fds|fdsplit|huge PATH\n"
-		    "       tssx-forge attack SECONDS PATH");
+		    "       tssx-forge attack SECONDS PATH\n"
+		    "       tssx-forge serve SECONDS PATH");
 	fd = connect_as_tssx_client(argv[2]);
 	forge(fd, argv[1]);
 	/* The server drops us: EOF, or a reset. */
