@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/ioctl.h>
@@ -28,6 +29,7 @@
 	X(close_range) X(closefrom) X(syscall) X(socket)                        \
 	X(listen) X(accept) X(accept4) X(connect) X(bind) X(shutdown)           \
 	X(getpeername) X(getsockname) X(getsockopt) X(setsockopt)               \
+	X(sigaction) X(signal)                                                   \
 	X(poll) X(ppoll) X(select) X(pselect)                                    \
 	X(epoll_create) X(epoll_create1) X(epoll_ctl) X(epoll_wait) X(epoll_pwait) \
 	TSSX_SHIM_EPOLL_PWAIT2(X)

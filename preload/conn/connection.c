@@ -19,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "conn/fault.h"
 #include "conn/stream.h"
 #include "init.h"
 #include "real_slots.h"
@@ -152,6 +153,7 @@ static void populate_hot_pages(const struct tssx_segment *seg)
 /* The rings are known: from here on the data path works. */
 static void conn_ready(struct tssx_conn *conn, int fd)
 {
+	tssx_fault_install();
 	populate_hot_pages(&conn->seg);
 	conn->tx = &conn->seg.ring[conn->server ? TSSX_S2C : TSSX_C2S];
 	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];

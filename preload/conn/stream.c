@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conn/fault.h"
 #include "conn/stream.h"
 #include "init.h"
 #include "real_slots.h"
@@ -206,6 +207,35 @@ static inline ssize_t ring_transfer(struct tssx_ring *ring, bool to_ring, const 
 		return to_ring ? tssx_ring_write_whole(ring, iov, iovcnt, least)
 			       : tssx_ring_read(ring, iov, iovcnt, peek);
 	return ring_transfer_from(ring, to_ring, iov, iovcnt, skip, least);
+}
+
+/*
+ * The copy between the caller's buffers and the ring, under a fault
+ * guard (fault.h): a buffer the process cannot access makes it return
+ * -EFAULT with nothing published, as the ring's counters move only after
+ * a copy.  sigsetjmp() without the mask makes no system call.
+ */
+static ssize_t guarded_transfer(struct tssx_ring *ring, bool to_ring, const struct iovec *iov, int iovcnt,
+				size_t skip, bool peek, size_t least, int peek_off)
+{
+	struct tssx_fault_guard guard;
+	ssize_t n;
+
+	if (sigsetjmp(guard.env, 0))
+		return -EFAULT; /* the handler cleared tssx_fault_guard */
+	tssx_fault_guard = &guard;
+	if (peek && peek_off >= 0)
+		n = tssx_ring_peek_at(ring, (uint64_t)peek_off, iov, iovcnt);
+	else
+		n = ring_transfer(ring, to_ring, iov, iovcnt, skip, peek, least);
+	tssx_fault_guard = NULL;
+	return n;
+}
+
+/* A failed copy: the caller's fault (EFAULT) or the peer's (EPROTO). */
+static ssize_t copy_failed(struct tssx_conn *conn, int fd, ssize_t n)
+{
+	return n == -EFAULT ? n : ring_broken(conn, fd);
 }
 
 /* Remaining time in ms for poll(): -1 without a timeout, 0 once expired. */
@@ -496,7 +526,7 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			tssx_side_unlock(&conn->locks->producer);
 			return done ? (ssize_t)done : -EBADF;
 		}
-		n = ring_transfer(conn->tx, true, iov, iovcnt, done, false, least);
+		n = guarded_transfer(conn->tx, true, iov, iovcnt, done, false, least, -1);
 		if (n > 0)
 			stat_add(&conn->ring_sent, (uint64_t)n);
 		wake = n > 0 && tssx_ring_take_reader_wakeup(conn->tx);
@@ -504,7 +534,7 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			keep(conn, kept);
 		tssx_side_unlock(&conn->locks->producer);
 		if (n < 0)
-			return done ? (ssize_t)done : ring_broken(conn, fd);
+			return done ? (ssize_t)done : copy_failed(conn, fd, n);
 		done += (size_t)n;
 		if (wake)
 			ring_doorbell(conn, fd);
@@ -574,10 +604,7 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			return done ? (ssize_t)done : -EBADF;
 		}
 		peek_off = atomic_load_explicit(&conn->peek_off, memory_order_relaxed);
-		if (peek && peek_off >= 0)
-			n = tssx_ring_peek_at(conn->rx, (uint64_t)peek_off, iov, iovcnt);
-		else
-			n = ring_transfer(conn->rx, false, iov, iovcnt, done, peek, 0);
+		n = guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, peek_off);
 		if (n > 0 && !peek)
 			stat_add(&conn->ring_received, (uint64_t)n);
 		if (unlikely(n > 0 && peek_off >= 0))
@@ -587,7 +614,7 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			keep(conn, kept);
 		tssx_side_unlock(&conn->locks->consumer);
 		if (n < 0)
-			return done ? (ssize_t)done : ring_broken(conn, fd);
+			return done ? (ssize_t)done : copy_failed(conn, fd, n);
 		done += (size_t)n;
 		if (wake)
 			ring_doorbell(conn, fd);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -154,6 +155,49 @@ static void peekoff_server(int fd)
 	expect(setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) == 0);
 	expect(recv(fd, buf, 2, MSG_PEEK) == 2 && !memcmp(buf, "o ", 2));
 	expect(recv(fd, buf, 7, MSG_WAITALL) == 7 && !memcmp(buf, "o world", 7));
+	send_all(fd, "+", 1);
+}
+
+/* ---- bad buffer pointers: EFAULT, and the program's own SIGSEGV ---- */
+
+static volatile sig_atomic_t segv_seen;
+
+static void on_segv(int sig)
+{
+	(void)sig;
+	segv_seen = 1;
+}
+
+static void efault_client(int fd)
+{
+	send_all(fd, "abc", 3);
+	wait_byte(fd);
+}
+
+static void efault_server(int fd)
+{
+	/* Mapped without access: what a stale or wild pointer meets. */
+	void *bad = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct sigaction sa = { .sa_handler = on_segv }, old;
+	struct iovec iov[2] = { { "ok", 2 }, { bad, 2 } };
+	char buf[8];
+	int avail = 0;
+
+	expect(bad != MAP_FAILED);
+	while (ioctl(fd, FIONREAD, &avail) == 0 && avail < 3)
+		usleep(1000);
+	expect(read(fd, bad, 3) < 0 && errno == EFAULT);
+	expect(recv(fd, bad, 3, MSG_PEEK) < 0 && errno == EFAULT);
+	expect(write(fd, bad, 3) < 0 && errno == EFAULT);
+	expect(writev(fd, iov, 2) < 0 && errno == EFAULT);
+	/* Nothing was taken or sent. */
+	expect(read(fd, buf, 3) == 3 && !memcmp(buf, "abc", 3));
+	/* The program's own handler still runs for its own faults. */
+	sigemptyset(&sa.sa_mask);
+	expect(sigaction(SIGSEGV, &sa, NULL) == 0);
+	expect(sigaction(SIGSEGV, NULL, &old) == 0 && old.sa_handler == on_segv);
+	raise(SIGSEGV);
+	expect(segv_seen);
 	send_all(fd, "+", 1);
 }
 
@@ -965,6 +1009,7 @@ static const struct probe {
 	{ "wakeup", wakeup_server, wakeup_client },
 	{ "blocked", blocked_server, blocked_client },
 	{ "peekoff", peekoff_server, peekoff_client },
+	{ "efault", efault_server, efault_client },
 	{ "whole", whole_server, whole_client },
 	{ "blockedclose", blockedclose_server, closed_under_client },
 	{ "blockeddup2", blockeddup2_server, closed_under_client },
