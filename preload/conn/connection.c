@@ -299,7 +299,8 @@ static int hello_memfd(struct msghdr *msg, int *count)
 	return memfd;
 }
 
-static ssize_t receive_hello(int fd, struct tssx_hello *hello, int *memfd, int *fds, int timeout_ms)
+static ssize_t receive_hello(struct tssx_conn *conn, int fd, struct tssx_hello *hello, int *memfd, int *fds,
+			     int timeout_ms)
 {
 	union {
 		char buf[CMSG_SPACE(HELLO_FDS_MAX * sizeof(int))];
@@ -322,9 +323,20 @@ static ssize_t receive_hello(int fd, struct tssx_hello *hello, int *memfd, int *
 	tssx_deadline_start_ms(&deadline, timeout_ms);
 	if (timeout_ms)
 		tssx_spin_start(&spin, 0, &deadline);
-	while ((n = TSSX_REAL(recvmsg)(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC)) < 0) {
+	for (;;) {
 		int ready;
 
+		/* Another thread may close or replace fd while this one sleeps
+		 * for the hello: never read a number that is no longer this
+		 * socket. */
+		if (!tssx_conn_owns_fd(conn, fd)) {
+			n = -1;
+			errno = EBADF;
+			break;
+		}
+		n = TSSX_REAL(recvmsg)(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n >= 0)
+			break;
 		if (errno != EAGAIN || timeout_ms == 0)
 			break;
 		if (tssx_spin_pause(&spin))
@@ -387,8 +399,8 @@ static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 	int memfd = -1, fds = 0, ret;
 	ssize_t n;
 
-	n = receive_hello(fd, &raw, &memfd, &fds, timeout_ms);
-	if (n == -EAGAIN || n == -EINTR)
+	n = receive_hello(conn, fd, &raw, &memfd, &fds, timeout_ms);
+	if (n == -EAGAIN || n == -EINTR || n == -EBADF)
 		return (int)n;
 	if (n <= 0)
 		return tssx_conn_fail(conn, fd, ECONNRESET, n == 0 ? "peer closed before its hello" : "no hello");

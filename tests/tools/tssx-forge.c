@@ -300,12 +300,15 @@ static void serve(const char *path, unsigned seconds)
 	struct sockaddr_un addr;
 	unsigned len = tool_addr(path, &addr);
 	uint64_t end, rng = 1;
+	struct tssx_registry_claim *claim;
 	struct tssx_segment seg;
-	int listener = tool_listen(path), fd;
+	int listener = tool_listen(path), fd, error = 0;
 	char buf[4096];
 
-	if (tssx_registry_client_init(getenv("TSSX_REGISTRY"), &hooks) < 0 ||
-	    tssx_registry_claim(&addr, len, TSSX_BIT_SERVER) < 0)
+	if (tssx_registry_client_init(getenv("TSSX_REGISTRY"), 5000, &hooks) < 0)
+		die("no registry at $TSSX_REGISTRY");
+	claim = tssx_registry_claim(&addr, len, &error);
+	if (!claim || tssx_registry_claim_error(claim) < 0)
 		die("cannot claim %s as a TSSX server", path);
 	printf("serve: listening\n");
 	fflush(stdout);

@@ -950,6 +950,7 @@ static void closed_under_client(int fd)
 {
 	char c;
 
+	send_all(fd, "r", 1); /* the handshake is over before the reader blocks */
 	wait_peer();
 	send_all(fd, "x", 1);
 	expect(read(fd, &c, 1) == 0);
@@ -963,6 +964,7 @@ static void closed_under_server(int fd, bool replace)
 	struct blocked_read r = { .fd = fd };
 	pthread_t reader;
 
+	wait_byte(fd);
 	expect(pthread_create(&reader, NULL, read_one, &r) == 0);
 	while (!atomic_load(&r.tid))
 		usleep(1000);
