@@ -8,10 +8,14 @@
  * looks unbound.
  */
 #include <errno.h>
+#include <linux/sockios.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "init.h"
 #include "real_slots.h"
@@ -34,19 +38,57 @@ static bool is_stream(int fd)
 	return TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
 }
 
+/* SIOCUNIXFILE (Linux 6.18): an O_PATH fd of the file a Unix socket is
+ * bound to; not in every kernel's headers yet. */
+#define TSSX_SIOCUNIXFILE (SIOCPROTOPRIVATE + 0)
+
+/*
+ * The name clients reach a listener by.  getsockname() tells the name it
+ * was bound to, but a server may bind a temporary name and rename the file
+ * into place before listen() (to replace its socket atomically): the file
+ * the kernel holds tells the name now, absolute even after a bind to a
+ * relative path.  Without SIOCUNIXFILE, for a file removed since, or an
+ * abstract name, the bound name it is.
+ */
+static int listener_name(int fd, struct sockaddr_un *addr, socklen_t *len)
+{
+	char proc[32], path[sizeof(addr->sun_path)];
+	static const char deleted[] = " (deleted)";
+	ssize_t n;
+	int file;
+
+	*len = sizeof(*addr);
+	if (TSSX_REAL(getsockname)(fd, (struct sockaddr *)addr, len) < 0)
+		return -errno;
+	if (addr->sun_family != AF_UNIX || *len <= UNBOUND_LEN || addr->sun_path[0] == '\0')
+		return 0;
+	file = TSSX_REAL(ioctl)(fd, TSSX_SIOCUNIXFILE, 0);
+	if (file < 0)
+		return 0;
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", file);
+	n = readlink(proc, path, sizeof(path));
+	TSSX_REAL(close)(file);
+	if (n <= 0 || (size_t)n >= sizeof(path) || path[0] != '/' ||
+	    ((size_t)n >= sizeof(deleted) - 1 && !memcmp(path + n - (sizeof(deleted) - 1), deleted, sizeof(deleted) - 1)))
+		return 0;
+	memcpy(addr->sun_path, path, (size_t)n);
+	addr->sun_path[n] = '\0';
+	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
+	return 0;
+}
+
 /* A named Unix stream socket this process may claim: its claim, or NULL.
  * A claim the registry could not make in time is kept all the same: the
  * registry client makes it when the registry answers again. */
 static struct tssx_registry_claim *claim_server(int fd)
 {
 	struct sockaddr_un addr;
-	socklen_t len = sizeof(addr);
+	socklen_t len;
 	struct tssx_registry_claim *claim;
 	int error;
 
-	if (TSSX_REAL(getsockname)(fd, (struct sockaddr *)&addr, &len) < 0 ||
-	    addr.sun_family != AF_UNIX || len <= UNBOUND_LEN || !is_stream(fd) ||
-	    !tssx_selects(&addr, len))
+	if (listener_name(fd, &addr, &len) < 0 || addr.sun_family != AF_UNIX || len <= UNBOUND_LEN ||
+	    !is_stream(fd) || !tssx_selects(&addr, len))
 		return NULL;
 	claim = tssx_registry_claim(&addr, len, &error);
 	if (!claim) {

@@ -11,7 +11,9 @@
  * if any of them failed.  Both
  * print their byte counts and an FNV-1a checksum; any mismatch or error
  * exits 1.  --nonblock uses O_NONBLOCK and retries EAGAIN without poll().
- * PATH starting with '@' is an abstract name.  Sizes take K, M, G.
+ * PATH starting with '@' is an abstract name.  --rename (server) binds
+ * PATH.PID.tmp, renames it to PATH, then listens, as servers that replace
+ * their socket atomically do.  Sizes take K, M, G.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -85,10 +87,33 @@ static void *echo_connection(void *arg)
 	return NULL;
 }
 
-static int run_server(const char *path, long clients)
+/* Binds a temporary name, renames it into place, listens. */
+static int listen_renamed(const char *path)
+{
+	struct sockaddr_un addr;
+	char tmp[sizeof(addr.sun_path)];
+	unsigned len;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	if (fd < 0)
+		die_errno("socket");
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.%d.tmp", path, (int)getpid()) >= sizeof(tmp))
+		die("socket name too long: %s", path);
+	len = tool_addr(tmp, &addr);
+	unlink(tmp);
+	if (bind(fd, (struct sockaddr *)&addr, len) < 0)
+		die_errno("bind");
+	if (rename(tmp, path) < 0)
+		die_errno("rename");
+	if (listen(fd, 64) < 0)
+		die_errno("listen");
+	return fd;
+}
+
+static int run_server(const char *path, long clients, bool rename_first)
 {
 	pthread_t threads[64];
-	int listener = tool_listen(path);
+	int listener = rename_first ? listen_renamed(path) : tool_listen(path);
 	long served = 0;
 
 	if (clients > (long)ARRAY_LEN(threads))
@@ -182,9 +207,10 @@ int main(int argc, char **argv)
 {
 	uint64_t bytes = 1 << 20;
 	long clients = 1;
+	bool rename_first = false;
 
 	if (argc < 3)
-		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock]");
+		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock] [--rename]");
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 3; i < argc; i++) {
 		if (!strcmp(argv[i], "--nonblock"))
@@ -193,6 +219,8 @@ int main(int argc, char **argv)
 			bytes = parse_size(argv[++i]);
 		else if (!strcmp(argv[i], "--chunk") && i + 1 < argc)
 			chunk = (size_t)parse_size(argv[++i]);
+		else if (!strcmp(argv[i], "--rename"))
+			rename_first = true;
 		else if (!strcmp(argv[i], "--clients") && i + 1 < argc)
 			clients = (long)parse_size(argv[++i]);
 		else
@@ -201,7 +229,7 @@ int main(int argc, char **argv)
 	if (chunk == 0)
 		die("--chunk must be positive");
 	if (!strcmp(argv[1], "server"))
-		return run_server(argv[2], clients);
+		return run_server(argv[2], clients, rename_first);
 	if (!strcmp(argv[1], "client"))
 		return run_client(argv[2], bytes);
 	die("unknown mode %s", argv[1]);
