@@ -159,6 +159,7 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];
 	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);
 	tssx_conn_arm(conn, conn->armed_while_pending);
+	atomic_store(&conn->slot, tssx_conn_list_add(fd, conn->server, &conn->stats, sizeof(struct tssx_hello)));
 	log_info("fd %d: shared memory, %s", fd, conn->server ? "server" : "client");
 }
 
@@ -233,7 +234,7 @@ int tssx_conn_connect(int fd, struct tssx_client_prep *prep)
 	TSSX_REAL(close)(prep->memfd);
 	prep->memfd = -1;
 	prep->conn = NULL;
-	atomic_store(&conn->sock_sent, sizeof(prep->hello));
+	atomic_store(&conn->stats.sock_sent, sizeof(prep->hello));
 	conn_ready(conn, fd);
 	return 0;
 }
@@ -248,6 +249,7 @@ int tssx_conn_fail(struct tssx_conn *conn, int fd, int error, const char *why)
 		if (atomic_compare_exchange_weak(&conn->state, &expected, TSSX_CONN_FAILED)) {
 			tssx_log(TSSX_LOG_ERROR, "fd %d: TSSX connection failed: %s (%s)", fd, why,
 				 strerror(error));
+			tssx_conn_list_failed(atomic_load(&conn->slot), error);
 			/* Wake the peer: it sees EOF or EPIPE instead of waiting.
 			 * Not through a number closed and reused meanwhile. */
 			if (tssx_conn_owns_fd(conn, fd))
@@ -417,7 +419,7 @@ static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 		TSSX_REAL(close)(memfd);
 	if (ret < 0)
 		return tssx_conn_fail(conn, fd, -ret, why);
-	atomic_fetch_add(&conn->sock_received, (uint64_t)n);
+	atomic_fetch_add(&conn->stats.sock_received, (uint64_t)n);
 	conn_ready(conn, fd);
 	return 0;
 }
@@ -476,8 +478,9 @@ void tssx_conn_end(struct tssx_conn *conn, int fd)
 		return;
 	if (atomic_load(&conn->state) == TSSX_CONN_READY)
 		log_info("fd %d closed: ring sent=%llu received=%llu, socket sent=%llu received=%llu bytes",
-			 fd, (unsigned long long)conn->ring_sent, (unsigned long long)conn->ring_received,
-			 (unsigned long long)conn->sock_sent, (unsigned long long)conn->sock_received);
+			 fd, (unsigned long long)conn->stats.ring_sent, (unsigned long long)conn->stats.ring_received,
+			 (unsigned long long)conn->stats.sock_sent, (unsigned long long)conn->stats.sock_received);
+	tssx_conn_list_remove(atomic_load(&conn->slot));
 	conn_free(conn);
 }
 

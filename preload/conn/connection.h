@@ -16,6 +16,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "conn/conn_list.h"
 #include "conn/fd_table.h"
 #include "tssx/hello.h"
 #include "tssx/segment.h"
@@ -59,8 +60,10 @@ struct tssx_conn {
 	uint32_t armed_while_pending;
 	struct tssx_segment seg;
 	struct tssx_ring *rx, *tx;
-	/* Statistics of this process, for the log line at close. */
-	_Atomic uint64_t ring_sent, ring_received, sock_sent, sock_received;
+	/* Statistics of this process, for the log line at close and for
+	 * `tssx connections`, which finds them through the slot. */
+	struct tssx_conn_counters stats;
+	struct tssx_conn_slot *_Atomic slot; /* conn_list.h; NULL: not listed */
 };
 
 static inline struct tssx_conn *tssx_conn_of(struct tssx_fd_object *obj)

@@ -102,7 +102,7 @@ static void ring_doorbell(struct tssx_conn *conn, int fd)
 	if (!tssx_conn_owns_fd(conn, fd))
 		return; /* closed by another thread: the number may be reused */
 	if (TSSX_REAL(send)(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
-		atomic_fetch_add_explicit(&conn->sock_sent, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&conn->stats.sock_sent, 1, memory_order_relaxed);
 	else if (errno == EPIPE || errno == ECONNRESET)
 		atomic_store(&conn->peer_closed, true);
 	/* EAGAIN: the peer has unread doorbells and wakes up anyway. */
@@ -126,7 +126,7 @@ static bool only_doorbells(const char *buf, size_t len)
 static bool took_doorbells(struct tssx_conn *conn, int fd, const char *buf, ssize_t n)
 {
 	if (n > 0) {
-		atomic_fetch_add_explicit(&conn->sock_received, (uint64_t)n, memory_order_relaxed);
+		atomic_fetch_add_explicit(&conn->stats.sock_received, (uint64_t)n, memory_order_relaxed);
 		if (only_doorbells(buf, (size_t)n))
 			return true;
 		tssx_conn_fail(conn, fd, EPROTO, "stream bytes on the real socket: the peer wrote around the library");
@@ -528,7 +528,7 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 		}
 		n = guarded_transfer(conn->tx, true, iov, iovcnt, done, false, least, -1);
 		if (n > 0)
-			stat_add(&conn->ring_sent, (uint64_t)n);
+			stat_add(&conn->stats.ring_sent, (uint64_t)n);
 		wake = n > 0 && tssx_ring_take_reader_wakeup(conn->tx);
 		if (wake || n < 0 || done + (size_t)n != want)
 			keep(conn, kept);
@@ -606,7 +606,7 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 		peek_off = atomic_load_explicit(&conn->peek_off, memory_order_relaxed);
 		n = guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, peek_off);
 		if (n > 0 && !peek)
-			stat_add(&conn->ring_received, (uint64_t)n);
+			stat_add(&conn->stats.ring_received, (uint64_t)n);
 		if (unlikely(n > 0 && peek_off >= 0))
 			move_peek_off(conn, peek_off, peek, (size_t)n);
 		wake = n > 0 && !peek && tssx_ring_take_writer_wakeup(conn->rx);

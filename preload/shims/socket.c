@@ -164,6 +164,15 @@ TSSX_EXPORT int listen(int fd, int backlog)
 	return 0;
 }
 
+/* Whether fd is a listener whose server bit this process claimed. */
+static bool serves_tssx(int fd)
+{
+	struct tssx_fd_object *obj = tssx_table_get(fd);
+
+	return obj && obj->kind == TSSX_FD_LISTENER &&
+	       ((struct tssx_listener *)obj)->claim;
+}
+
 static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool is_accept4)
 {
 	struct sockaddr_storage peer;
@@ -188,6 +197,8 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 		}
 		tssx_copy_addr(addr, addrlen, &unbound_addr, UNBOUND_LEN);
 	} else {
+		if (enabled && serves_tssx(fd))
+			tssx_conn_list_plain(conn_fd, true, TSSX_PLAIN_CLIENT_PLAIN, 0);
 		tssx_copy_addr(addr, addrlen, &peer, peerlen);
 	}
 	errno = saved_errno;
@@ -211,22 +222,56 @@ enum client_path {
 	CLIENT_BOUND, /* bound by us on an earlier connect() that failed */
 };
 
-static enum client_path client_path(int fd, const struct sockaddr *addr, socklen_t len)
+/* Why a plain connection is plain, for `tssx connections`; reason 0: not
+ * a candidate at all (not a named Unix socket, TSSX disabled). */
+struct plain_why {
+	enum tssx_plain_reason reason;
+	int error;
+};
+
+static enum client_path client_path(int fd, const struct sockaddr *addr, socklen_t len, struct plain_why *why)
 {
 	struct sockaddr_storage self;
 	socklen_t selflen = sizeof(self);
 	int bits;
 
-	if (len <= UNBOUND_LEN || addr->sa_family != AF_UNIX || tssx_table_get(fd) ||
-	    !tssx_selects((const struct sockaddr_un *)addr, len))
+	*why = (struct plain_why){ 0 };
+	if (len <= UNBOUND_LEN || addr->sa_family != AF_UNIX || tssx_table_get(fd) || !tssx_init())
 		return CLIENT_PLAIN;
+	if (!tssx_selects((const struct sockaddr_un *)addr, len)) {
+		why->reason = TSSX_PLAIN_NOT_SELECTED;
+		return CLIENT_PLAIN;
+	}
 	bits = tssx_registry_lookup((const struct sockaddr_un *)addr, len);
-	if (bits < 0 || !(bits & TSSX_BIT_SERVER) || !is_stream(fd) ||
-	    TSSX_REAL(getsockname)(fd, (struct sockaddr *)&self, &selflen) < 0)
+	if (bits < 0 && bits != -ENOENT) {
+		*why = (struct plain_why){ TSSX_PLAIN_NO_REGISTRY, -bits };
+		return CLIENT_PLAIN;
+	}
+	if (bits < 0 || !(bits & TSSX_BIT_SERVER)) {
+		why->reason = TSSX_PLAIN_SERVER_PLAIN;
+		return CLIENT_PLAIN;
+	}
+	if (!is_stream(fd) || TSSX_REAL(getsockname)(fd, (struct sockaddr *)&self, &selflen) < 0)
 		return CLIENT_PLAIN;
 	if (selflen == UNBOUND_LEN)
 		return CLIENT_BIND;
-	return tssx_conn_is_client_addr(&self, selflen) ? CLIENT_BOUND : CLIENT_PLAIN;
+	if (tssx_conn_is_client_addr(&self, selflen))
+		return CLIENT_BOUND;
+	why->reason = TSSX_PLAIN_BOUND;
+	return CLIENT_PLAIN;
+}
+
+/* connect() of a socket that stays plain; a connected stream socket that
+ * could have used TSSX is listed with why it did not. */
+static int connect_plain(int fd, const struct sockaddr *addr, socklen_t len, struct plain_why why)
+{
+	int ret = TSSX_REAL(connect)(fd, addr, len);
+	int saved_errno = errno;
+
+	if (ret == 0 && why.reason && is_stream(fd))
+		tssx_conn_list_plain(fd, false, why.reason, why.error);
+	errno = saved_errno;
+	return ret;
 }
 
 static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len, enum client_path path)
@@ -244,7 +289,7 @@ static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len, enum
 		if (path == CLIENT_BOUND)
 			return log_error(-1, "fd %d: TSSX connection not possible: %s", fd, strerror(-ret));
 		log_debug("fd %d: no TSSX connection (%s): plain", fd, strerror(-ret));
-		return TSSX_REAL(connect)(fd, addr, len);
+		return connect_plain(fd, addr, len, (struct plain_why){ TSSX_PLAIN_SETUP_FAILED, -ret });
 	}
 	if (TSSX_REAL(connect)(fd, addr, len) < 0) {
 		int saved_errno = errno;
@@ -263,11 +308,12 @@ static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len, enum
 TSSX_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	int saved_errno = errno;
-	enum client_path path = addr ? client_path(fd, addr, len) : CLIENT_PLAIN;
+	struct plain_why why = { 0 };
+	enum client_path path = addr ? client_path(fd, addr, len, &why) : CLIENT_PLAIN;
 
 	errno = saved_errno;
 	if (path == CLIENT_PLAIN)
-		return TSSX_REAL(connect)(fd, addr, len);
+		return connect_plain(fd, addr, len, why);
 	if (connect_tssx(fd, addr, len, path) < 0)
 		return -1;
 	errno = saved_errno;

@@ -4,7 +4,8 @@
 # The Debian package end to end, on this machine: builds it from a copy of
 # the tree with dpkg-buildpackage, checks it with lintian (no errors),
 # installs it with apt, runs a preloaded echo pair through the INSTALLED
-# tssx, libtssx.so and tssx-registryfs, then purges it and checks that
+# tssx, libtssx.so and tssx-registryfs (and the installed tssx connections
+# and tssx bench --plot), then purges it and checks that
 # nothing is left: no file of the package, no unit, no enablement link, no
 # mount, no daemon.  Under systemd the unit the package started serves
 # /run/tssx; without systemd as PID 1 the installed daemon is started by
@@ -80,7 +81,8 @@ lintian "$work"/${PACKAGE}_*.changes >"$work/lintian.log" 2>&1 || true
 # What the package holds, to check it is all gone after the purge.
 dpkg-deb -c "$deb" | awk '$1 !~ /^d/ { sub(/^\./, "", $6); print $6 }' >"$work/files"
 for want in /usr/bin/tssx /usr/sbin/tssx-registryfs /lib/systemd/system/$UNIT \
-	/usr/share/man/man1/tssx.1.gz /usr/share/man/man8/tssx-registryfs.8.gz; do
+	/usr/share/man/man1/tssx.1.gz /usr/share/man/man8/tssx-registryfs.8.gz \
+	/usr/libexec/tssx/tssx-connections /usr/share/tssx/tssx-plot.py; do
 	grep -qx "$want" "$work/files" || fail "the package has no $want"
 done
 lib=$(grep '/libtssx\.so$' "$work/files") || fail "the package has no libtssx.so"
@@ -94,6 +96,10 @@ installed=true
 [[ -L $WANTS ]] || fail "installing did not enable $UNIT"
 maps=$(env -u TSSX_LIBRARY /usr/bin/tssx run grep -F libtssx.so /proc/self/maps 2>/dev/null) || true
 [[ $maps == *" $lib"* ]] || fail "tssx run does not preload the installed $lib"
+/usr/bin/tssx connections >"$work/connections.log" 2>&1 || fail "the installed tssx connections failed"
+/usr/bin/tssx bench --plot "$work/chart.svg" -t pingpong --duration 0.02 --warmup 0.005 --rounds 1 \
+	>"$work/plot.log" 2>&1 || fail "the installed tssx bench --plot failed"
+xmllint --noout "$work/chart.svg" || fail "the installed tssx bench --plot drew no valid SVG"
 
 # The pair, through the installed command, library and daemon.
 echo_pair() { # registry

@@ -1,0 +1,234 @@
+/*
+ * The connection table of this process (conn_list.h, docs/deploy.md).
+ *
+ * One private mapping of a memfd named TSSX_CONN_TABLE_NAME, made on the
+ * first connection, so that `tssx connections` finds it in /proc/PID/maps
+ * and reads it through /proc/PID/mem.  A process that never connects a
+ * Unix stream socket has none.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "conn/conn_list.h"
+#include "real_slots.h"
+#include "tssx/log.h"
+
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tssx_conn_table *table; /* under table_lock */
+static bool table_unavailable;
+
+/* A fork() while another thread holds the lock must not leave the child
+ * with it held: the child keeps the table (its private copy) and uses it. */
+static void lock_table(void)
+{
+	pthread_mutex_lock(&table_lock);
+}
+
+static void unlock_table(void)
+{
+	pthread_mutex_unlock(&table_lock);
+}
+
+static struct tssx_conn_table *table_create(void)
+{
+	struct tssx_conn_table *t;
+	int fd = memfd_create(TSSX_CONN_TABLE_NAME, MFD_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	if (ftruncate(fd, TSSX_CONN_TABLE_SIZE) < 0) {
+		TSSX_REAL(close)(fd);
+		return NULL;
+	}
+	t = mmap(NULL, TSSX_CONN_TABLE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	TSSX_REAL(close)(fd); /* the mapping keeps the memfd */
+	if (t == MAP_FAILED)
+		return NULL;
+	t->magic = TSSX_CONN_TABLE_MAGIC;
+	t->version = TSSX_CONN_TABLE_VERSION;
+	t->slot_size = sizeof(struct tssx_conn_slot);
+	t->slots = TSSX_CONN_TABLE_SLOTS;
+	t->plain_slots = TSSX_CONN_TABLE_PLAIN_SLOTS;
+	pthread_atfork(lock_table, unlock_table, unlock_table);
+	return t;
+}
+
+/* Under table_lock: the table, made on first use; NULL if it cannot be. */
+static struct tssx_conn_table *table_get(void)
+{
+	if (!table && !table_unavailable) {
+		table = table_create();
+		table_unavailable = !table;
+		if (!table)
+			log_debug("no connection table (%s): connections are not listed", strerror(errno));
+	}
+	return table;
+}
+
+/*
+ * A slot's generation is odd while it changes.  The reader is another
+ * process copying the slot through /proc/PID/mem: the release fence makes
+ * the odd generation visible before the fields change, the release add
+ * the fields before the even one.
+ */
+static void slot_begin(struct tssx_conn_slot *slot)
+{
+	atomic_fetch_add_explicit(&slot->generation, 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+}
+
+static void slot_end(struct tssx_conn_slot *slot)
+{
+	atomic_fetch_add_explicit(&slot->generation, 1, memory_order_release);
+}
+
+/* "/tmp/s.sock", or "@name" for an abstract one (NUL bytes as '@'). */
+static void copy_name(char *dst, size_t size, const struct sockaddr_un *addr, socklen_t len)
+{
+	size_t n = len > offsetof(struct sockaddr_un, sun_path) ? len - offsetof(struct sockaddr_un, sun_path) : 0;
+
+	if (n > sizeof(addr->sun_path))
+		n = sizeof(addr->sun_path);
+	if (n && addr->sun_path[0] != '\0')
+		n = strnlen(addr->sun_path, n);
+	if (n >= size)
+		n = size - 1;
+	for (size_t i = 0; i < n; i++)
+		dst[i] = addr->sun_path[i] ? addr->sun_path[i] : '@';
+	dst[n] = '\0';
+}
+
+/* What the socket itself tells: its inode, the peer's pid, the server's
+ * address, and for a TSSX connection the client's bound name. */
+static void describe_socket(struct tssx_conn_slot *slot, int fd, bool server, bool tssx)
+{
+	struct sockaddr_un addr;
+	struct ucred cred;
+	struct stat st;
+	socklen_t len = sizeof(addr), cred_len = sizeof(cred);
+
+	slot->fd = fd;
+	slot->server = server;
+	slot->socket_ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
+	slot->peer_pid = TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0 ? cred.pid : 0;
+	/* The server's address is the server's own name and the client's peer. */
+	if ((server ? TSSX_REAL(getsockname) : TSSX_REAL(getpeername))(fd, (struct sockaddr *)&addr, &len) == 0)
+		copy_name(slot->path, sizeof(slot->path), &addr, len);
+	len = sizeof(addr);
+	if (tssx && (server ? TSSX_REAL(getpeername) : TSSX_REAL(getsockname))(fd, (struct sockaddr *)&addr, &len) == 0)
+		copy_name(slot->client, sizeof(slot->client), &addr, len);
+}
+
+/* Copies a slot made on the stack into the table. */
+static void slot_write(struct tssx_conn_slot *slot, const struct tssx_conn_slot *from)
+{
+	slot_begin(slot);
+	memcpy((char *)slot + sizeof(slot->generation), (const char *)from + sizeof(from->generation),
+	       sizeof(*slot) - sizeof(slot->generation));
+	slot_end(slot);
+}
+
+/* Under table_lock: a free TSSX slot, or NULL when all are taken. */
+static struct tssx_conn_slot *free_slot(struct tssx_conn_table *t)
+{
+	uint32_t used = atomic_load_explicit(&t->used, memory_order_relaxed);
+
+	for (uint32_t i = 0; i < used; i++)
+		/* Acquire: pairs with the release in tssx_conn_list_remove(),
+		 * so a slot seen free is no longer being written. */
+		if (__atomic_load_n(&t->slot[i].state, __ATOMIC_ACQUIRE) == TSSX_SLOT_FREE)
+			return &t->slot[i];
+	if (used == t->slots)
+		return NULL;
+	atomic_store_explicit(&t->used, used + 1, memory_order_release);
+	return &t->slot[used];
+}
+
+/*
+ * Puts *from into the table: a free TSSX slot, or the next record of the
+ * plain ring.  The lock is held for a scan and a copy, with every signal
+ * blocked: a handler that connects or accepts in the same thread would
+ * otherwise wait for itself.  Returns the slot, or NULL.
+ */
+static struct tssx_conn_slot *table_put(const struct tssx_conn_slot *from)
+{
+	struct tssx_conn_table *t;
+	struct tssx_conn_slot *slot = NULL;
+	sigset_t all, old;
+	int saved_errno = errno;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pthread_mutex_lock(&table_lock);
+	t = table_get();
+	if (t && from->state == TSSX_SLOT_PLAIN) {
+		/* A ring: the oldest record goes; the tool lists only records
+		 * whose socket the process still holds. */
+		slot = &t->slot[t->slots + atomic_fetch_add_explicit(&t->next_plain, 1, memory_order_relaxed) %
+						t->plain_slots];
+	} else if (t && !(slot = free_slot(t))) {
+		atomic_fetch_add_explicit(&t->overflow, 1, memory_order_relaxed);
+	}
+	if (slot)
+		slot_write(slot, from);
+	pthread_mutex_unlock(&table_lock);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = saved_errno;
+	return slot;
+}
+
+struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, struct tssx_conn_counters *counters,
+					  unsigned hello_bytes)
+{
+	struct tssx_conn_slot slot = {
+		.state = TSSX_SLOT_TSSX,
+		.hello_bytes = hello_bytes,
+		.counters = (uint64_t)(uintptr_t)counters,
+	};
+	int saved_errno = errno;
+
+	describe_socket(&slot, fd, server, true);
+	errno = saved_errno;
+	return table_put(&slot);
+}
+
+void tssx_conn_list_failed(struct tssx_conn_slot *slot, int error)
+{
+	if (!slot)
+		return;
+	slot_begin(slot);
+	slot->error = error;
+	slot->state = TSSX_SLOT_FAILED;
+	slot_end(slot);
+}
+
+/* Lock-free (close() runs in signal handlers): only this connection's
+ * owner writes its slot, and it is free for others only once the last
+ * store below has released it. */
+void tssx_conn_list_remove(struct tssx_conn_slot *slot)
+{
+	if (!slot)
+		return;
+	slot_begin(slot);
+	slot->counters = 0;
+	slot_end(slot);
+	__atomic_store_n(&slot->state, TSSX_SLOT_FREE, __ATOMIC_RELEASE);
+}
+
+void tssx_conn_list_plain(int fd, bool server, enum tssx_plain_reason reason, int error)
+{
+	struct tssx_conn_slot slot = { .state = TSSX_SLOT_PLAIN, .reason = reason, .error = error };
+	int saved_errno = errno;
+
+	describe_socket(&slot, fd, server, false);
+	errno = saved_errno;
+	table_put(&slot);
+}
