@@ -14,7 +14,9 @@
 #
 # Skips when not root.  Installing and purging a system package is
 # serialized across concurrent runs by a lock, and the test refuses to
-# touch a tssx package that was installed before it (skip, with why).
+# touch a tssx package that was installed otherwise (skip, with why); one
+# that a run of this test left behind when it was killed (its marker file
+# says so) is purged first.
 set -euo pipefail
 
 src=$(readlink -f "$1") tools=$(readlink -f "$2") with_registry=$(readlink -f "$3")
@@ -22,6 +24,7 @@ PACKAGE=tssx
 UNIT=tssx-registryfs.service
 WANTS=/etc/systemd/system/multi-user.target.wants/$UNIT
 LOCK=/run/lock/tssx-package-test.lock
+MARKER=/run/lock/tssx-package-test.installed # this test installed it
 APT=(apt-get -qq -y -o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0)
 
 if ((EUID != 0)); then
@@ -39,21 +42,29 @@ fail() {
 	done
 	exit 1
 }
+purge() {
+	"${APT[@]}" purge "$PACKAGE" >"$work/purge.log" 2>&1 && rm -f "$MARKER"
+}
 cleanup() {
 	if $installed; then
-		"${APT[@]}" purge "$PACKAGE" >/dev/null 2>&1 ||
-			echo "package: could not purge $PACKAGE" >&2
+		purge || echo "package: could not purge $PACKAGE" >&2
 	fi
 	rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 exec 9>"$LOCK"
 flock -w 600 9 || fail "another package test holds $LOCK"
 
-if dpkg-query -W -f='${Status}' "$PACKAGE" 2>/dev/null | grep -q 'ok installed'; then
-	echo "SKIP: a $PACKAGE package is installed on this machine; the test would replace and purge it"
-	exit 77
+if dpkg-query -W -f='${Status}' "$PACKAGE" 2>/dev/null | grep -q 'installed'; then
+	if [[ ! -e $MARKER ]]; then
+		echo "SKIP: a $PACKAGE package is installed on this machine; the test would replace and purge it"
+		exit 77
+	fi
+	echo "package: purging the $PACKAGE package an interrupted run of this test left installed"
+	purge || fail "could not purge the $PACKAGE package an earlier run left"
 fi
 for tool in dpkg-buildpackage dh lintian; do
 	command -v "$tool" >/dev/null || fail "$tool is missing (contrib/dev.sh deps installs it)"
@@ -88,6 +99,7 @@ done
 lib=$(grep '/libtssx\.so$' "$work/files") || fail "the package has no libtssx.so"
 
 installed=true
+touch "$MARKER"
 "${APT[@]}" install --no-install-recommends "$deb" >"$work/install.log" 2>&1 || fail "apt-get install failed"
 [[ -x /usr/bin/tssx && -x /usr/sbin/tssx-registryfs && -r $lib && -r /lib/systemd/system/$UNIT ]] ||
 	fail "installed files missing"
@@ -138,7 +150,7 @@ else
 		fail "the pair over the installed daemon failed"
 fi
 
-"${APT[@]}" purge "$PACKAGE" >"$work/purge.log" 2>&1 || fail "apt-get purge failed"
+purge || fail "apt-get purge failed"
 installed=false
 dpkg-query -W -f='${Status}' "$PACKAGE" 2>/dev/null | grep -q 'installed' && fail "$PACKAGE is still installed"
 while read -r file; do
