@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "tssx/macros.h"
 #include "run.h"
 
@@ -676,6 +677,72 @@ static void print_load_table(FILE *out, const struct bench_config *cfg, struct l
 	}
 }
 
+/* A {"median", "min", "max"} object of one column's rounds, or null. */
+static void json_range(FILE *out, const double *v, unsigned n)
+{
+	double median, min, max;
+
+	if (!n) {
+		fputs("null", out);
+		return;
+	}
+	median = median_of(v, n, &min, &max);
+	if (min < 0) { /* a round the kernel would not count (system calls) */
+		fputs("null", out);
+		return;
+	}
+	fputs("{\"median\": ", out);
+	bench_json_number(out, median);
+	fputs(", \"min\": ", out);
+	bench_json_number(out, min);
+	fputs(", \"max\": ", out);
+	bench_json_number(out, max);
+	fprintf(out, ", \"rounds\": %u}", n);
+}
+
+/* The load table as JSON (--load --json); `tssx bench --load --plot`
+ * draws it (contrib/tssx-plot.py). */
+static void print_load_json(FILE *out, const struct bench_config *cfg, struct load_row *rows,
+			    unsigned nrows, long nproc, double load)
+{
+	static const char *const columns[] = { [LCOL_PLAIN] = "plain", [LCOL_TSSX] = "tssx" };
+
+	fprintf(out, "{\n  \"version\": \"%s\",\n  \"machine\": {\"nproc\": %ld, \"load\": ", TSSX_VERSION, nproc);
+	bench_json_number(out, load);
+	fputs("},\n  \"config\": {\"duration_s\": ", out);
+	bench_json_number(out, (double)cfg->duration_ns / 1e9);
+	fprintf(out, ", \"rounds\": %u, \"message\": %d},\n  \"load\": [\n", cfg->rounds, LOAD_MESSAGE);
+	for (unsigned i = 0; i < nrows; i++) {
+		const struct load_row *row = &rows[i];
+		char label[64];
+
+		snprintf(label, sizeof(label), "%s %u", kind_labels[row->kind], row->n);
+		fputs("    {\"scenario\": ", out);
+		bench_json_string(out, kind_labels[row->kind]);
+		fprintf(out, ", \"n\": %u, \"label\": ", row->n);
+		bench_json_string(out, label);
+		for (int col = 0; col < LCOL_COUNT; col++) {
+			fprintf(out, ",\n     \"%s\": ", columns[col]);
+			if (!row->done[col]) {
+				fputs("null", out);
+				continue;
+			}
+			fputs("{\"req_per_s\": ", out);
+			json_range(out, row->rate[col], row->done[col]);
+			fputs(", \"cpu_ns_per_req\": ", out);
+			json_range(out, row->cpu[col], row->done[col]);
+			fputs(", \"syscalls_per_req\": ", out);
+			json_range(out, row->syscalls[col], row->done[col]);
+			fputc('}', out);
+		}
+		fprintf(out, ",\n     \"shared_memory\": %s, \"error\": ",
+			row->done[LCOL_TSSX] && row->shm_used ? "true" : "false");
+		bench_json_string(out, row->error ? strerror(-row->error) : NULL);
+		fprintf(out, "}%s\n", i + 1 < nrows ? "," : "");
+	}
+	fputs("  ]\n}\n", out);
+}
+
 int load_main(const struct bench_config *cfg)
 {
 	struct load_row rows[16];
@@ -708,6 +775,9 @@ int load_main(const struct bench_config *cfg)
 			}
 	if (cfg->progress && isatty(STDERR_FILENO))
 		fputs("\r\033[K", stderr);
-	print_load_table(stdout, cfg, rows, nrows, nproc, load);
+	if (cfg->json)
+		print_load_json(stdout, cfg, rows, nrows, nproc, load);
+	else
+		print_load_table(stdout, cfg, rows, nrows, nproc, load);
 	return bench_interrupted ? 130 : failed ? 1 : 0;
 }

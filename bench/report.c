@@ -399,7 +399,7 @@ void bench_report_text(FILE *out, const struct bench_run *run)
  * JSON
  * --------------------------------------------------------------------- */
 
-static void json_number(FILE *out, double v)
+void bench_json_number(FILE *out, double v)
 {
 	if (isfinite(v))
 		fprintf(out, "%.6g", v);
@@ -407,7 +407,7 @@ static void json_number(FILE *out, double v)
 		fputs("null", out);
 }
 
-static void json_string(FILE *out, const char *s)
+void bench_json_string(FILE *out, const char *s)
 {
 	if (!s) {
 		fputs("null", out);
@@ -437,24 +437,24 @@ static void json_cell(FILE *out, const struct bench_run *run, const struct bench
 	}
 	if (!cell->done) {
 		fputs("{\"error\": ", out);
-		json_string(out, cell->error ? error_text(cell->error) : "not run");
+		bench_json_string(out, cell->error ? error_text(cell->error) : "not run");
 		fputc('}', out);
 		return;
 	}
 	fputs("{\"median\": ", out);
-	json_number(out, st->median);
+	bench_json_number(out, st->median);
 	fputs(", \"p99\": ", out);
-	json_number(out, st->p99);
+	bench_json_number(out, st->p99);
 	fputs(", \"min\": ", out);
-	json_number(out, st->min);
+	bench_json_number(out, st->min);
 	fputs(", \"max\": ", out);
-	json_number(out, st->max);
+	bench_json_number(out, st->max);
 	fprintf(out, ", \"samples\": %zu", st->n);
 	if (row->test == TEST_STREAM || row->test == TEST_DRAIN) {
 		fputs(", \"messages_per_s\": ", out);
-		json_number(out, 1e9 / st->median);
+		bench_json_number(out, 1e9 / st->median);
 		fputs(", \"gb_per_s\": ", out);
-		json_number(out, (double)row->size / st->median);
+		bench_json_number(out, (double)row->size / st->median);
 	}
 	if (col == COL_TSSX)
 		fprintf(out, ", \"shared_memory\": %s", cell->shm_used ? "true" : "false");
@@ -472,21 +472,21 @@ static void json_row(FILE *out, const struct bench_run *run, const struct bench_
 	char label[64];
 
 	fputs("    {\"test\": ", out);
-	json_string(out, row->mixed ? "connect_tssx_client_plain_server" : json_tests[row->test]);
+	bench_json_string(out, row->mixed ? "connect_tssx_client_plain_server" : json_tests[row->test]);
 	fprintf(out, ", \"size\": %zu, \"label\": ", row->size);
-	json_string(out, bench_row_label(row, label, sizeof(label)));
+	bench_json_string(out, bench_row_label(row, label, sizeof(label)));
 	fprintf(out, ", \"unit\": \"%s\"", row->test == TEST_BLOCKED ? "cpu_ns" : "ns_per_op");
 	for (int col = 0; col < COL_COUNT; col++) {
 		fprintf(out, ",\n     \"%s\": ", columns[col]);
 		json_cell(out, run, row, (enum bench_column)col);
 	}
 	fputs(",\n     \"tssx_vs_plain\": ", out);
-	json_number(out, ratio(run, row, COL_PLAIN, COL_TSSX));
+	bench_json_number(out, ratio(run, row, COL_PLAIN, COL_TSSX));
 	fputs(", \"tssx_vs_raw\": ", out);
-	json_number(out, ratio(run, row, COL_TSSX, COL_RAW));
+	bench_json_number(out, ratio(run, row, COL_TSSX, COL_RAW));
 	if (row->test == TEST_PIPE) {
 		fputs(", \"overhead_percent\": ", out);
-		json_number(out, (ratio(run, row, COL_TSSX, COL_PLAIN) - 1) * 100);
+		bench_json_number(out, (ratio(run, row, COL_TSSX, COL_PLAIN) - 1) * 100);
 	}
 	fputc('}', out);
 }
@@ -498,11 +498,11 @@ static void json_targets(FILE *out, const struct bench_run *run)
 		double value = target_value(run, &targets[i]);
 
 		fputs("    {\"name\": ", out);
-		json_string(out, targets[i].name);
+		bench_json_string(out, targets[i].name);
 		fputs(", \"value\": ", out);
-		json_number(out, value);
+		bench_json_number(out, value);
 		fputs(", \"limit\": ", out);
-		json_number(out, targets[i].limit);
+		bench_json_number(out, targets[i].limit);
 		fprintf(out, ", \"met\": %s}%s\n",
 			isnan(value) ? "null" : target_met(&targets[i], value) ? "true" : "false",
 			i + 1 < ARRAY_SIZE(targets) ? "," : "");
@@ -516,25 +516,25 @@ void bench_report_json(FILE *out, const struct bench_run *run)
 
 	fprintf(out, "{\n  \"version\": \"%s\",\n  \"machine\": {\"nproc\": %ld, \"cpu\": ", TSSX_VERSION,
 		run->nproc);
-	json_string(out, run->cpu);
+	bench_json_string(out, run->cpu);
 	fputs(", \"kernel\": ", out);
-	json_string(out, run->kernel);
+	bench_json_string(out, run->kernel);
 	fputs(", \"load\": ", out);
-	json_number(out, run->load);
+	bench_json_number(out, run->load);
 	fputs("},\n  \"config\": {\"duration_s\": ", out);
-	json_number(out, (double)cfg->duration_ns / 1e9);
+	bench_json_number(out, (double)cfg->duration_ns / 1e9);
 	fputs(", \"warmup_s\": ", out);
-	json_number(out, (double)cfg->warmup_ns / 1e9);
+	bench_json_number(out, (double)cfg->warmup_ns / 1e9);
 	fputs(", \"blocked_s\": ", out);
-	json_number(out, (double)cfg->block_ns / 1e9);
+	bench_json_number(out, (double)cfg->block_ns / 1e9);
 	fprintf(out, ", \"rounds\": %u", cfg->rounds);
 	fprintf(out, ", \"quick\": %s},\n  \"tssx\": {\"available\": %s, \"library\": ",
 		cfg->quick ? "true" : "false", cfg->library ? "true" : "false");
-	json_string(out, cfg->library);
+	bench_json_string(out, cfg->library);
 	fputs(", \"registry\": ", out);
-	json_string(out, cfg->registry);
+	bench_json_string(out, cfg->registry);
 	fputs(", \"reason\": ", out);
-	json_string(out, cfg->library ? NULL : cfg->tssx_missing);
+	bench_json_string(out, cfg->library ? NULL : cfg->tssx_missing);
 	fprintf(out, "},\n  \"interrupted\": %s,\n  \"results\": [\n", run->interrupted ? "true" : "false");
 	for (size_t i = 0; i < run->nrows; i++) {
 		json_row(out, run, &run->rows[i]);

@@ -78,5 +78,8 @@ int load_role_main(int argc, char **argv);
 void bench_report_text(FILE *out, const struct bench_run *run);
 void bench_report_json(FILE *out, const struct bench_run *run);
 const char *bench_row_label(const struct bench_row *row, char *buf, size_t size);
+/* A JSON number (null when not finite) and string (null for NULL). */
+void bench_json_number(FILE *out, double v);
+void bench_json_string(FILE *out, const char *s);
 
 #endif

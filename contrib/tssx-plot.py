@@ -2,12 +2,15 @@
 
 python3 tssx-plot.py RESULTS.json CHART.svg
 
-RESULTS.json is what `tssx-bench --json` printed.  The chart has round-trip
-latency and streaming throughput against message size, one line per column
-(raw shared memory, plain sockets, TSSX): medians, with bars from the
-fastest batch to the 99th percentile.  `tssx bench --plot` runs it.  The
-data goes to gnuplot inline; gnuplot writes the SVG.  Exits 1 with one line
-on stderr when the results hold nothing to draw or gnuplot fails.
+RESULTS.json is what `tssx-bench --json` printed: either the message-size
+table, drawn as round-trip latency and streaming throughput against message
+size, one line per column (raw shared memory, plain sockets, TSSX), medians
+with bars from the fastest batch to the 99th percentile; or the load table
+(`--load --json`), drawn as requests per second and CPU time per request
+for each scenario, plain and TSSX side by side, medians with bars over the
+rounds' range.  `tssx bench --plot` runs it.  The data goes to gnuplot
+inline; gnuplot writes the SVG.  Exits 1 with one line on stderr when the
+results hold nothing to draw or gnuplot fails.
 """
 import json
 import subprocess
@@ -95,9 +98,10 @@ def subtitle(results):
     config = results.get("config", {})
     parts = ["tssx-bench %s" % results.get("version", "?")]
     if machine:
-        parts.append("%s CPUs %s, Linux %s, load average %s"
-                     % (machine.get("nproc", "?"), machine.get("cpu", "?"),
-                        machine.get("kernel", "?"), machine.get("load", "?")))
+        parts.append(", ".join(
+            ["%s CPUs" % machine.get("nproc", "?") + (" %s" % machine["cpu"] if "cpu" in machine else "")]
+            + (["Linux %s" % machine["kernel"]] if "kernel" in machine else [])
+            + ["load average %s" % machine.get("load", "?")]))
     if config:
         parts.append("%s s per cell, %s rounds" % (config.get("duration_s", "?"), config.get("rounds", "?")))
     if results.get("tssx", {}).get("available") is False:
@@ -105,7 +109,59 @@ def subtitle(results):
     return "; ".join(parts)
 
 
+def load_panel(name, scenarios, key, title, ylabel, scale):
+    """A panel of the load table: one cluster per scenario, plain and TSSX
+    bars (median, range over the rounds)."""
+    lines = []
+    for row in scenarios:
+        values = []
+        for column in ("plain", "tssx"):
+            cell = (row.get(column) or {}).get(key)
+            values += [cell[k] / scale for k in ("median", "min", "max")] if cell else ["NaN"] * 3
+        lines.append("%s %s" % (quote(row.get("label", "?")), " ".join(str(v) for v in values)))
+    if not lines:
+        return None
+    block = "$%s" % name
+    commands = [
+        "set title %s" % quote(title),
+        "set ylabel %s" % quote(ylabel),
+        "set key above",
+        "set style data histograms",
+        "set style histogram errorbars gap 1 lw 1",
+        "set style fill solid 0.8 border -1",
+        "set xtics rotate by -35 left nomirror",
+        "set yrange [0:*]",
+        "plot %s using 2:3:4:xtic(1) lc rgb %s title 'plain Unix socket', "
+        "'' using 5:6:7 lc rgb %s title 'TSSX'"
+        % (block, quote(COLORS["plain"]), quote(COLORS["tssx"])),
+    ]
+    return "%s << EOD\n%s\nEOD" % (block, "\n".join(lines)), "\n".join(commands)
+
+
+def load_script(results, chart):
+    scenarios = results.get("load") or []
+    panels = [p for p in (
+        load_panel("rate", scenarios, "req_per_s", "64 B round trips, all clients (higher is better)",
+                   "thousand requests/s, median (bars: range)", 1e3),
+        load_panel("cpu", scenarios, "cpu_ns_per_req", "CPU time per request (lower is better)",
+                   "microseconds, median (bars: range)", 1e3),
+    ) if p]
+    if not panels:
+        fail("no load results to draw")
+    return "\n".join(
+        [blocks for blocks, _ in panels] + [
+            "set terminal svg size 1100,520 dynamic enhanced font 'sans,11' background rgb 'white'",
+            "set output %s" % quote(chart),
+            "set multiplot layout 1,%d title %s font ',10'" % (len(panels), quote(subtitle(results))),
+            "set grid ytics",
+            "set bmargin 7",
+            "set rmargin 8",
+        ] + [commands for _, commands in panels] + ["unset multiplot", "set output"]) + "\n"
+
+
 def script(results, chart):
+    if "load" in results:
+        return load_script(results, chart)
     rows = results.get("results") or []
     panels = [p for p in (
         panel("rt", [r for r in rows if r.get("test") == "pingpong"], round_trip_us,

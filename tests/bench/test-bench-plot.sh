@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tssx bench --plot: a tiny real run drawn by gnuplot into a valid SVG with
 # both panels and every measured column (TSSX too, inside a temporary
-# registry); --from draws a saved run the same way; --json still prints the
+# registry), and the same for the load table (--load); --from draws a
+# saved run the same way; --json still prints the
 # results; bad uses are usage errors and results with nothing to draw an
 # error, none of which leaves a chart behind.  Never a speed.
 set -euo pipefail
@@ -41,6 +42,29 @@ fi
 grep -q "chart written to $TMP/run.svg" "$TMP/err" || fail "--plot does not say where the chart is"
 python3 -c 'import json, sys; json.load(open(sys.argv[1]))["results"][0]["raw"]["median"]' "$TMP/run.json" ||
 	fail "--plot --json did not print the results"
+
+# The load table: every scenario, both panels, plain and TSSX (TSSX only
+# when it can run).
+columns=("plain Unix socket")
+have_tssx && columns+=("TSSX")
+run_load=("$TSSX_CMD" bench --load --plot "$TMP/load.svg" --json --duration 0.02 --rounds 1)
+if have_tssx; then
+	"$WITH_REGISTRY" "${run_load[@]}" >"$TMP/load.json" 2>"$TMP/err" || fail "--load --plot failed: $(cat "$TMP/err")"
+else
+	TSSX_REGISTRY=$TMP/none "${run_load[@]}" >"$TMP/load.json" 2>"$TMP/err" || fail "--load --plot failed: $(cat "$TMP/err")"
+fi
+xmllint --noout "$TMP/load.svg" || fail "$TMP/load.svg is not well-formed"
+python3 - "$TMP/load.svg" "${columns[@]}" <<'PY' || fail "$TMP/load.svg is not the load chart"
+import sys
+import xml.etree.ElementTree as ET
+
+text = " ".join(t.strip() for t in ET.parse(sys.argv[1]).getroot().itertext())
+wanted = ["64 B round trips", "CPU time per request", "pairs 1", "pairs + hogs 16",
+          "epoll server, clients 64", "chain via epoll proxy 8"] + sys.argv[2:]
+missing = [w for w in wanted if w not in text]
+if missing:
+    sys.exit(f"missing {missing}")
+PY
 
 "$TSSX_CMD" bench --plot "$TMP/saved.svg" --from "$TMP/run.json" 2>/dev/null || fail "--from failed"
 check_svg "$TMP/saved.svg" "raw shared memory" "plain Unix socket"
