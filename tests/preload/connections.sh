@@ -6,7 +6,7 @@
 # those bytes and whose socket counts are the hello and the doorbells;
 # a plain client of that server and a preloaded client of a plain server
 # show as 'plain' with why; closed connections disappear; another user sees
-# none of root's connections.
+# none of root's connections, and its own.
 NAME=connections
 source "$(dirname "$0")/lib.sh"
 
@@ -89,6 +89,25 @@ if id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null; then
 		fail "tssx connections as nobody failed: $(cat "$work/nobody.err")"
 	grep -q "no connection" "$work/nobody" && grep -q "only this user's processes" "$work/nobody.err" ||
 		fail "nobody sees: $(cat "$work/nobody" "$work/nobody.err")"
+
+	# ... and sees its own: a preloaded pair run as nobody.
+	as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+	chmod 711 "$work" && mkdir -m 1777 "$work/nobody-dir"
+	own_sock=$work/nobody-dir/s.sock
+	spawn yes "$work/nobody-server.log" "${as_nobody[@]}" "$tools/tssx-echo" server "$own_sock"
+	own_server=$spawned
+	wait_for_line "$work/nobody-server.log" "server: listening"
+	spawn yes "$work/nobody-client.log" "${as_nobody[@]}" bash -c 'hold_client "$@"' - "$own_sock" 999
+	own_client=$spawned
+	wait_for_line "$work/nobody-client.log" held
+	"${as_nobody[@]}" "$TSSX_CMD" connections >"$work/nobody" 2>"$work/nobody.err" ||
+		fail "tssx connections as nobody failed: $(cat "$work/nobody.err")"
+	grep -Eq "^tssx +$own_client/python3 +[0-9]+ +client +$own_server/tssx-echo +$own_sock +999 +999 " "$work/nobody" &&
+		grep -Eq "^tssx +$own_server/tssx-echo +[0-9]+ +server +$own_client/python3 +$own_sock +999 +999 " "$work/nobody" ||
+		fail "nobody does not see its own pair: $(cat "$work/nobody" "$work/nobody.err")"
+	! grep -q " $sock " "$work/nobody" || fail "nobody sees root's connections: $(cat "$work/nobody")"
+	kill "$own_client" "$own_server"
+	wait "$own_client" "$own_server" 2>/dev/null || true
 fi
 
 # Closed connections are gone.
