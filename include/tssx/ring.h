@@ -40,6 +40,7 @@ struct tssx_ring_ctl {
 	alignas(TSSX_CACHELINE) _Atomic uint64_t tail;
 	_Atomic uint32_t reader_waiting; /* consumer sleeps for data */
 	_Atomic uint32_t write_shut;     /* producer did shutdown(SHUT_WR) */
+	_Atomic uint32_t ancillary_sent; /* control-data records put on the socket */
 
 	/* Consumer's line: the mirror image. */
 	alignas(TSSX_CACHELINE) _Atomic uint64_t head;
@@ -47,6 +48,7 @@ struct tssx_ring_ctl {
 	/* On the rx ring of each end: the thread id of the one sleeper that
 	 * owns this end's doorbells (conn/stream.c), 0 when none. */
 	_Atomic uint32_t waiters;
+	_Atomic uint32_t ancillary_taken; /* records the consumer reached */
 };
 
 /* A process's local view of one ring. */

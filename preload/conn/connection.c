@@ -120,11 +120,13 @@ static struct tssx_conn *conn_new(int fd, bool server)
 	atomic_init(&conn->fd, fd);
 	atomic_init(&conn->peek_off, -1);
 	pthread_mutex_init(&conn->handshake_lock, NULL);
+	tssx_ancillary_init(&conn->ancillary);
 	return conn;
 }
 
 static void conn_free(struct tssx_conn *conn)
 {
+	tssx_ancillary_release(&conn->ancillary);
 	tssx_segment_detach(&conn->seg);
 	pthread_mutex_lock(&spares_lock);
 	conn->next_spare = spares;
@@ -305,7 +307,7 @@ static ssize_t receive_hello(struct tssx_conn *conn, int fd, struct tssx_hello *
 			     int timeout_ms)
 {
 	union {
-		char buf[CMSG_SPACE(HELLO_FDS_MAX * sizeof(int))];
+		char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(HELLO_FDS_MAX * sizeof(int))];
 		struct cmsghdr align;
 	} control;
 	struct iovec iov = { .iov_base = hello, .iov_len = sizeof(*hello) };

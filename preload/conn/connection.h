@@ -16,6 +16,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "conn/ancillary.h"
 #include "conn/conn_list.h"
 #include "conn/fd_table.h"
 #include "tssx/hello.h"
@@ -60,6 +61,7 @@ struct tssx_conn {
 	uint32_t armed_while_pending;
 	struct tssx_segment seg;
 	struct tssx_ring *rx, *tx;
+	struct tssx_ancillary_queue ancillary; /* records read, not yet reached */
 	/* Statistics of this process, for the log line at close and for
 	 * `tssx connections`, which finds them through the slot. */
 	struct tssx_conn_counters stats;

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conn/ancillary.h"
 #include "conn/fault.h"
 #include "conn/stream.h"
 #include "init.h"
@@ -42,8 +43,6 @@
 #define DRAINER UINT32_MAX
 /* Doorbells drained per call: bounds the work a flooding peer can cause. */
 #define DRAIN_ROUNDS 16
-/* Doorbells taken by one receive. */
-#define DRAIN_BYTES 256
 
 /* A blocking call's deadline: the socket's SO_RCVTIMEO or SO_SNDTIMEO,
  * read when the call first has to wait. */
@@ -109,31 +108,21 @@ static void ring_doorbell(struct tssx_conn *conn, int fd)
 	errno = saved_errno;
 }
 
-/* Doorbells are zero bytes; anything else is stream data a peer wrote
- * around the library (raw system calls, an exec'd image), which must not
- * vanish silently. */
-static bool only_doorbells(const char *buf, size_t len)
+/*
+ * One receive on the real socket (conn/ancillary.c reads it: doorbells
+ * counted, records of control data queued): anything else fails the
+ * connection; the peer's EOF is noted.  Returns the bytes read or -errno.
+ */
+static ssize_t receive_doorbells(struct tssx_conn *conn, int fd, int flags)
 {
-	for (size_t i = 0; i < len; i++) {
-		if (buf[i])
-			return false;
-	}
-	return true;
-}
+	const char *why = NULL;
+	ssize_t n = tssx_ancillary_read_socket(conn, fd, flags, &why);
 
-/* What a receive on the real socket brought: doorbells (counted; anything
- * else fails the connection), or the peer's EOF.  Whether to read on. */
-static bool took_doorbells(struct tssx_conn *conn, int fd, const char *buf, ssize_t n)
-{
-	if (n > 0) {
-		atomic_fetch_add_explicit(&conn->stats.sock_received, (uint64_t)n, memory_order_relaxed);
-		if (only_doorbells(buf, (size_t)n))
-			return true;
-		tssx_conn_fail(conn, fd, EPROTO, "stream bytes on the real socket: the peer wrote around the library");
-	} else if (n == 0 || errno == ECONNRESET) {
+	if (why)
+		tssx_conn_fail(conn, fd, (int)-n, why);
+	else if (n == 0 || n == -ECONNRESET)
 		atomic_store(&conn->peer_closed, true);
-	}
-	return false;
+	return why ? -EPROTO : n;
 }
 
 /*
@@ -146,13 +135,12 @@ static bool took_doorbells(struct tssx_conn *conn, int fd, const char *buf, ssiz
  */
 static void drain_doorbells(struct tssx_conn *conn, int fd, bool until_empty)
 {
-	char buf[DRAIN_BYTES];
 	int saved_errno = errno;
 
 	for (int round = 0; round < DRAIN_ROUNDS && tssx_conn_owns_fd(conn, fd); round++) {
-		ssize_t n = TSSX_REAL(recv)(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		ssize_t n = receive_doorbells(conn, fd, MSG_DONTWAIT);
 
-		if (!took_doorbells(conn, fd, buf, n) || (!until_empty && n < (ssize_t)sizeof(buf)))
+		if (n <= 0 || (!until_empty && n < TSSX_SOCKET_READ_BYTES))
 			break;
 	}
 	errno = saved_errno;
@@ -236,6 +224,44 @@ static ssize_t guarded_transfer(struct tssx_ring *ring, bool to_ring, const stru
 static ssize_t copy_failed(struct tssx_conn *conn, int fd, ssize_t n)
 {
 	return n == -EFAULT ? n : ring_broken(conn, fd);
+}
+
+/*
+ * A read of at most `limit` bytes (where a message with control data
+ * begins or ends, conn/ancillary.c), skipping the first `skip` bytes of
+ * iov.  Whole iovs in one copy when the limit allows it, else one piece
+ * at a time, each under the guard: a fault returns what earlier pieces
+ * moved.
+ */
+static ssize_t guarded_read_upto(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, size_t skip,
+				 bool peek, size_t limit)
+{
+	size_t done = 0;
+
+	while (iovcnt > 0 && skip >= iov->iov_len) {
+		skip -= iov->iov_len;
+		iov++;
+		iovcnt--;
+	}
+	if (skip == 0 && tssx_iov_total(iov, iovcnt) <= limit)
+		return guarded_transfer(ring, false, iov, iovcnt, 0, peek, 0, -1);
+	/* A peek of several pieces would read the first again: one piece. */
+	for (; iovcnt > 0 && done < limit; iov++, iovcnt--, skip = 0) {
+		struct iovec piece = { .iov_base = (char *)iov->iov_base + skip, .iov_len = iov->iov_len - skip };
+		ssize_t n;
+
+		if (piece.iov_len == 0)
+			continue;
+		if (piece.iov_len > limit - done)
+			piece.iov_len = limit - done;
+		n = guarded_transfer(ring, false, &piece, 1, 0, peek, 0, -1);
+		if (n < 0)
+			return done ? (ssize_t)done : n;
+		done += (size_t)n;
+		if ((size_t)n < piece.iov_len || peek)
+			break;
+	}
+	return (ssize_t)done;
 }
 
 /* Remaining time in ms for poll(): -1 without a timeout, 0 once expired. */
@@ -341,14 +367,12 @@ static void notice_peer_close(struct tssx_conn *conn, int fd)
  */
 static int sleep_in_recv(struct tssx_conn *conn, int fd, bool timeout_is_ours)
 {
-	char buf[DRAIN_BYTES];
-	ssize_t n = TSSX_REAL(recv)(fd, buf, sizeof(buf), 0);
+	ssize_t n = receive_doorbells(conn, fd, 0);
 
-	if (n < 0 && errno == EINTR)
+	if (n == -EINTR)
 		return -EINTR;
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	if (n == -EAGAIN || n == -EWOULDBLOCK)
 		return timeout_is_ours ? -EAGAIN : 0;
-	took_doorbells(conn, fd, buf, n);
 	return 0;
 }
 
@@ -497,8 +521,28 @@ static inline void keep(struct tssx_conn *conn, bool *kept)
 	}
 }
 
+/*
+ * With the producer lock held: puts a sendmsg()'s control data on the
+ * socket once the ring has room for the `least` bytes the caller then
+ * writes under the same lock (only this side takes room).  1: sent; 0: no
+ * room yet; -errno.
+ */
+static int attach_control(struct tssx_conn *conn, int fd, const struct msghdr *control, size_t len,
+			  size_t least, int flags)
+{
+	ssize_t room = tssx_ring_writable(conn->tx);
+
+	if (room < 0 || (size_t)room < least)
+		return room < 0 ? (int)room : 0;
+	/* A call that keeps the connection may have lost fd to another
+	 * thread's close(): never send on the number. */
+	if (!tssx_conn_owns_fd(conn, fd))
+		return -EBADF;
+	return tssx_ancillary_send(conn, fd, control, len, is_nonblocking(conn, fd, flags)) ?: 1;
+}
+
 static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
-			   bool *kept)
+			   const struct msghdr *control, bool *kept)
 {
 	struct deadline dl = { 0 };
 	size_t want = tssx_iov_total(iov, iovcnt), done = 0, least;
@@ -509,7 +553,7 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 	if (atomic_load(&conn->write_shut) || atomic_load(&conn->peer_closed))
 		return epipe(flags);
 	if (want == 0)
-		return 0;
+		return 0; /* the kernel drops control data without bytes too */
 	/* Several writers' bytes do not interleave within half the ring
 	 * (docs/data-path.md): a write copies the rest of its bytes, up to
 	 * that, at once or not at all, and a blocking one waits for the room.
@@ -518,7 +562,8 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 	 * is short of room. */
 	least = want < conn->tx->capacity / 2 ? want : conn->tx->capacity / 2;
 	for (;;) {
-		ssize_t n;
+		ssize_t n = 0;
+		int attached = 1;
 		bool wake;
 
 		tssx_side_lock(&conn->locks->producer);
@@ -526,13 +571,20 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			tssx_side_unlock(&conn->locks->producer);
 			return done ? (ssize_t)done : -EBADF;
 		}
-		n = guarded_transfer(conn->tx, true, iov, iovcnt, done, false, least, -1);
+		if (control)
+			attached = attach_control(conn, fd, control, want, least, flags);
+		if (attached > 0)
+			n = guarded_transfer(conn->tx, true, iov, iovcnt, done, false, least, -1);
 		if (n > 0)
 			stat_add(&conn->stats.ring_sent, (uint64_t)n);
 		wake = n > 0 && tssx_ring_take_reader_wakeup(conn->tx);
 		if (wake || n < 0 || done + (size_t)n != want)
 			keep(conn, kept);
 		tssx_side_unlock(&conn->locks->producer);
+		if (attached < 0)
+			return attached == -EPIPE ? epipe(flags) : attached;
+		if (attached > 0)
+			control = NULL;
 		if (n < 0)
 			return done ? (ssize_t)done : copy_failed(conn, fd, n);
 		done += (size_t)n;
@@ -580,8 +632,32 @@ static void move_peek_off(struct tssx_conn *conn, int off, bool peek, size_t n)
 	atomic_store_explicit(&conn->peek_off, off, memory_order_relaxed);
 }
 
+/*
+ * With the consumer lock held: reads what is there, up to the next
+ * message with control data (conn/ancillary.c), which goes to `anc`;
+ * *stop: the call returns after this read.  A peek at SO_PEEK_OFF reads
+ * past such boundaries and gets no control data.
+ */
+static ssize_t ring_receive(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, size_t done,
+			    bool peek, int peek_off, struct tssx_ancillary_want *anc, bool *stop)
+{
+	/* The tail before the count of records: every record for these
+	 * bytes is counted (ancillary.h). */
+	ssize_t avail, limit;
+
+	if (peek && peek_off >= 0)
+		return guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, peek_off);
+	avail = tssx_ring_readable(conn->rx);
+	if (avail <= 0)
+		return avail;
+	limit = tssx_ancillary_limit(conn, fd, (size_t)avail, done, anc, stop);
+	if (limit <= 0)
+		return limit;
+	return guarded_read_upto(conn->rx, iov, iovcnt, done, peek, (size_t)limit);
+}
+
 static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
-			   bool *kept)
+			   struct tssx_ancillary_want *anc, bool *kept)
 {
 	struct deadline dl = { 0 };
 	bool peek = flags & MSG_PEEK;
@@ -594,6 +670,7 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 	if (ret < 0)
 		return ret;
 	for (;;) {
+		bool stop = false;
 		ssize_t n;
 		int peek_off;
 		bool wake;
@@ -604,13 +681,13 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			return done ? (ssize_t)done : -EBADF;
 		}
 		peek_off = atomic_load_explicit(&conn->peek_off, memory_order_relaxed);
-		n = guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, peek_off);
+		n = ring_receive(conn, fd, iov, iovcnt, done, peek, peek_off, anc, &stop);
 		if (n > 0 && !peek)
 			stat_add(&conn->stats.ring_received, (uint64_t)n);
 		if (unlikely(n > 0 && peek_off >= 0))
 			move_peek_off(conn, peek_off, peek, (size_t)n);
 		wake = n > 0 && !peek && tssx_ring_take_writer_wakeup(conn->rx);
-		if (wake || n <= 0 || !(done + (size_t)n == want || !waitall))
+		if (wake || n <= 0 || !(done + (size_t)n == want || !waitall || stop))
 			keep(conn, kept);
 		tssx_side_unlock(&conn->locks->consumer);
 		if (n < 0)
@@ -625,7 +702,7 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			n = tssx_ring_readable(conn->rx);
 			if (n != 0)
 				return n < 0 ? ring_broken(conn, fd) : 0;
-		} else if (done == want || (done && !waitall)) {
+		} else if (done == want || (done && (!waitall || stop))) {
 			return (ssize_t)done;
 		}
 		if (at_eof(conn))
@@ -648,16 +725,8 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
  * (another thread's close() must not end it under a sleeper) and gives it
  * back here.  Sleeping and draining make system calls; a call that
  * succeeds leaves errno as it found it. */
-typedef ssize_t stream_fn(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
-			  bool *kept);
-
-static ssize_t keeping_errno(stream_fn *fn, struct tssx_conn *conn, int fd, const struct iovec *iov,
-			     int iovcnt, int flags)
+static ssize_t call_done(struct tssx_conn *conn, int fd, bool kept, ssize_t n, int saved_errno)
 {
-	int saved_errno = errno;
-	bool kept = false;
-	ssize_t n = fn(conn, fd, iov, iovcnt, flags, &kept);
-
 	if (kept)
 		tssx_conn_release(conn, fd);
 	if (n >= 0)
@@ -667,12 +736,50 @@ static ssize_t keeping_errno(stream_fn *fn, struct tssx_conn *conn, int fd, cons
 
 ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)
 {
-	return keeping_errno(send_stream, conn, fd, iov, iovcnt, flags);
+	int saved_errno = errno;
+	bool kept = false;
+	ssize_t n = send_stream(conn, fd, iov, iovcnt, flags, NULL, &kept);
+
+	return call_done(conn, fd, kept, n, saved_errno);
 }
 
 ssize_t tssx_conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)
 {
-	return keeping_errno(recv_stream, conn, fd, iov, iovcnt, flags);
+	int saved_errno = errno;
+	bool kept = false;
+	ssize_t n = recv_stream(conn, fd, iov, iovcnt, flags, NULL, &kept);
+
+	return call_done(conn, fd, kept, n, saved_errno);
+}
+
+ssize_t tssx_conn_sendmsg(struct tssx_conn *conn, int fd, const struct msghdr *msg, int flags)
+{
+	const struct msghdr *control = msg->msg_controllen && CMSG_FIRSTHDR(msg) ? msg : NULL;
+	int saved_errno = errno;
+	bool kept = false;
+	ssize_t n = send_stream(conn, fd, msg->msg_iov, (int)msg->msg_iovlen, flags, control, &kept);
+
+	return call_done(conn, fd, kept, n, saved_errno);
+}
+
+ssize_t tssx_conn_recvmsg(struct tssx_conn *conn, int fd, struct msghdr *msg, int flags)
+{
+	struct tssx_ancillary_want anc = { .msg = msg, .flags = flags };
+	int saved_errno = errno;
+	bool kept = false;
+	ssize_t n;
+
+	msg->msg_flags = 0;
+	if (!msg->msg_control)
+		msg->msg_controllen = 0;
+	n = recv_stream(conn, fd, msg->msg_iov, (int)msg->msg_iovlen, flags, &anc, &kept);
+	/* The peer's credentials are asked on fd: only while it is still
+	 * this connection's. */
+	if (n > 0 && !anc.delivered && tssx_conn_owns_fd(conn, fd))
+		tssx_ancillary_peer_credentials(fd, &anc);
+	if (!anc.delivered)
+		msg->msg_controllen = 0;
+	return call_done(conn, fd, kept, n, saved_errno);
 }
 
 int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how)

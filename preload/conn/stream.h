@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -19,6 +20,10 @@
  * SO_RCVTIMEO / SO_SNDTIMEO, signals, EOF and a dead peer like a socket. */
 ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
 ssize_t tssx_conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
+/* sendmsg()/recvmsg() with ancillary data (SCM_RIGHTS, SCM_CREDENTIALS)
+ * in stream order (conn/ancillary.h); msg_name is the caller's business. */
+ssize_t tssx_conn_sendmsg(struct tssx_conn *conn, int fd, const struct msghdr *msg, int flags);
+ssize_t tssx_conn_recvmsg(struct tssx_conn *conn, int fd, struct msghdr *msg, int flags);
 int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how);
 /* This process set or cleared O_NONBLOCK on the connection's socket
  * (fcntl F_SETFL, ioctl FIONBIO): the data path need not ask again. */

@@ -148,13 +148,9 @@ static ssize_t conn_recvmsg(struct tssx_conn *conn, int fd, struct msghdr *msg, 
 		return tssx_result(-EOPNOTSUPP);
 	if (msg->msg_iovlen > IOV_MAX)
 		return tssx_result(-EMSGSIZE);
-	n = tssx_result(tssx_conn_recv(conn, fd, msg->msg_iov, (int)msg->msg_iovlen, flags));
-	if (n < 0)
-		return n;
-	if (msg->msg_name)
+	n = tssx_result(tssx_conn_recvmsg(conn, fd, msg, flags));
+	if (n >= 0 && msg->msg_name)
 		peer_addr(fd, msg->msg_name, &msg->msg_namelen);
-	msg->msg_controllen = 0; /* the rings carry no ancillary data */
-	msg->msg_flags = 0;
 	return n;
 }
 
@@ -198,13 +194,7 @@ static ssize_t conn_sendmsg(struct tssx_conn *conn, int fd, const struct msghdr 
 		return tssx_result(-EISCONN);
 	if (msg->msg_iovlen > IOV_MAX)
 		return tssx_result(-EMSGSIZE);
-	if (msg->msg_controllen && CMSG_FIRSTHDR(msg))
-		/* Dropping it silently would lose fds or credentials the
-		 * peer relies on; see docs/design.md §5 for fd passing. */
-		return tssx_result(log_error(-EOPNOTSUPP,
-			"fd %d: ancillary data (SCM_RIGHTS, credentials) is not supported on TSSX connections yet",
-			fd));
-	return tssx_result(tssx_conn_send(conn, fd, msg->msg_iov, (int)msg->msg_iovlen, flags));
+	return tssx_result(tssx_conn_sendmsg(conn, fd, msg, flags));
 }
 
 TSSX_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
