@@ -765,7 +765,8 @@ ssize_t tssx_conn_sendmsg(struct tssx_conn *conn, int fd, const struct msghdr *m
 ssize_t tssx_conn_recvmsg(struct tssx_conn *conn, int fd, struct msghdr *msg, int flags)
 {
 	struct tssx_ancillary_want anc = { .msg = msg, .flags = flags };
-	int saved_errno = errno;
+	size_t controllen = msg->msg_controllen;
+	int saved_errno = errno, msg_flags = msg->msg_flags;
 	bool kept = false;
 	ssize_t n;
 
@@ -773,6 +774,13 @@ ssize_t tssx_conn_recvmsg(struct tssx_conn *conn, int fd, struct msghdr *msg, in
 	if (!msg->msg_control)
 		msg->msg_controllen = 0;
 	n = recv_stream(conn, fd, msg->msg_iov, (int)msg->msg_iovlen, flags, &anc, &kept);
+	if (n < 0) {
+		/* As the kernel: a failed call leaves msg alone, and a caller
+		 * that retries after EINTR (CPython) passes it again. */
+		msg->msg_controllen = controllen;
+		msg->msg_flags = msg_flags;
+		return call_done(conn, fd, kept, n, saved_errno);
+	}
 	/* The peer's credentials are asked on fd: only while it is still
 	 * this connection's. */
 	if (n > 0 && !anc.delivered && tssx_conn_owns_fd(conn, fd))

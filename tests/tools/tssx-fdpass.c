@@ -17,7 +17,10 @@
  * FD_CLOEXEC on exactly those; no fd arrives that was not sent.  With
  * --creds the receiver sets SO_PASSCRED and every recvmsg must carry the
  * sender's pid, uid and gid; the sender also passes its credentials
- * explicitly with every fifth message.  Any mismatch exits 1.
+ * explicitly with every fifth message.  A timer interrupts both ends
+ * every millisecond (a handler without SA_RESTART): calls that fail with
+ * EINTR are retried with the same msghdr, as CPython does.  Any mismatch
+ * exits 1.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +34,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -317,7 +321,9 @@ static int run_server(const char *path)
 	pass_credentials(listener);
 	printf("server: listening\n");
 	fflush(stdout);
-	sock = accept(listener, NULL, NULL);
+	do
+		sock = accept(listener, NULL, NULL);
+	while (sock < 0 && errno == EINTR);
 	if (sock < 0)
 		die_errno("accept");
 	close(listener);
@@ -338,6 +344,21 @@ static int run_client(const char *path)
 	return run(sock, "client");
 }
 
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+/* SIGALRM every millisecond, without SA_RESTART: blocked calls see EINTR. */
+static void interrupt_often(void)
+{
+	struct sigaction sa = { .sa_handler = on_alarm };
+	struct itimerval every_ms = { .it_interval = { .tv_usec = 1000 }, .it_value = { .tv_usec = 1000 } };
+
+	if (sigaction(SIGALRM, &sa, NULL) < 0 || setitimer(ITIMER_REAL, &every_ms, NULL) < 0)
+		die_errno("setitimer");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3)
@@ -351,6 +372,7 @@ int main(int argc, char **argv)
 		else
 			die("unknown option %s", argv[i]);
 	}
+	interrupt_often();
 	if (!strcmp(argv[1], "server"))
 		return run_server(argv[2]);
 	if (!strcmp(argv[1], "client"))
