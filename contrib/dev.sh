@@ -19,6 +19,7 @@ PACKAGES=(
 	libfuse3-dev fuse3 libcmocka-dev uthash-dev
 	python3 socat redis-server redis-tools procps psmisc util-linux
 	postgresql-15 nginx-light memcached libmemcached-tools curl nodejs
+	systemd
 	debhelper dpkg-dev fakeroot lintian gnuplot-nox libxml2-utils
 )
 

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "conn/handover.h"
 #include "init.h"
 #include "real_slots.h"
 #include "conn/fd_table.h"
@@ -113,4 +114,6 @@ bool tssx_selects(const struct sockaddr_un *addr, unsigned addrlen)
 __attribute__((constructor)) static void tssx_constructor(void)
 {
 	tssx_init();
+	/* Before main(): the connections an exec handed to this image. */
+	tssx_handover_adopt();
 }

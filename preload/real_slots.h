@@ -32,6 +32,7 @@
 	X(sigaction) X(signal)                                                   \
 	X(poll) X(ppoll) X(select) X(pselect)                                    \
 	X(epoll_create) X(epoll_create1) X(epoll_ctl) X(epoll_wait) X(epoll_pwait) \
+	X(execve) X(execvpe) X(fexecve) X(execveat)                              \
 	TSSX_SHIM_EPOLL_PWAIT2(X)
 
 #ifdef HAVE_EPOLL_PWAIT2

@@ -39,7 +39,7 @@ struct tssx_ring_ctl {
 	 */
 	alignas(TSSX_CACHELINE) _Atomic uint64_t tail;
 	_Atomic uint32_t reader_waiting; /* consumer sleeps for data */
-	_Atomic uint32_t write_shut;     /* producer did shutdown(SHUT_WR) */
+	_Atomic uint32_t write_shut;     /* producer did shutdown(SHUT_WR): TSSX_WRITE_* */
 	_Atomic uint32_t ancillary_sent; /* control-data records put on the socket */
 
 	/* Consumer's line: the mirror image. */
@@ -50,6 +50,11 @@ struct tssx_ring_ctl {
 	_Atomic uint32_t waiters;
 	_Atomic uint32_t ancillary_taken; /* records the consumer reached */
 };
+
+/* write_shut: the stream ends (EOF), or ends in an error because the
+ * producer's connection went to an image that cannot use it (exec). */
+#define TSSX_WRITE_SHUT 1u
+#define TSSX_WRITE_ABANDONED 2u
 
 /* A process's local view of one ring. */
 struct tssx_ring {

@@ -8,6 +8,7 @@
  * that needs the connection completes it (tssx_conn_establish()).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -121,11 +123,47 @@ static struct tssx_conn *conn_new(int fd, bool server)
 	atomic_init(&conn->peek_off, -1);
 	pthread_mutex_init(&conn->handshake_lock, NULL);
 	tssx_ancillary_init(&conn->ancillary);
+	atomic_init(&conn->memfd, -1);
+	conn->memfd_obj.kind = TSSX_FD_SEGMENT;
+	atomic_init(&conn->memfd_obj.refs, 0); /* counted by the table */
 	return conn;
+}
+
+/* Keeps the segment's memfd for a hand-over at exec; without a slot in
+ * the table (which protects it from close-all loops) it is closed. */
+static void keep_memfd(struct tssx_conn *conn, int memfd)
+{
+	if (tssx_table_set(memfd, &conn->memfd_obj) < 0) {
+		TSSX_REAL(close)(memfd);
+		return;
+	}
+	atomic_store(&conn->memfd, memfd);
+}
+
+struct tssx_conn *tssx_conn_of_memfd(struct tssx_fd_object *obj)
+{
+	return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, memfd_obj));
+}
+
+void tssx_conn_move_memfd(struct tssx_conn *conn)
+{
+	int old = atomic_load(&conn->memfd);
+	int moved = TSSX_REAL(fcntl)(old, F_DUPFD_CLOEXEC, 0);
+
+	atomic_store(&conn->memfd, -1);
+	tssx_table_take(old);
+	if (moved >= 0)
+		keep_memfd(conn, moved);
 }
 
 static void conn_free(struct tssx_conn *conn)
 {
+	int memfd = atomic_load(&conn->memfd);
+
+	if (memfd >= 0) {
+		tssx_table_take(memfd);
+		TSSX_REAL(close)(memfd);
+	}
 	tssx_ancillary_release(&conn->ancillary);
 	tssx_segment_detach(&conn->seg);
 	pthread_mutex_lock(&spares_lock);
@@ -155,7 +193,13 @@ static void populate_hot_pages(const struct tssx_segment *seg)
 /* The rings are known: from here on the data path works. */
 static void conn_ready(struct tssx_conn *conn, int fd)
 {
+	struct stat st;
+
 	tssx_fault_install();
+	if (fstat(fd, &st) == 0) {
+		conn->sock_dev = st.st_dev;
+		conn->sock_ino = st.st_ino;
+	}
 	populate_hot_pages(&conn->seg);
 	conn->tx = &conn->seg.ring[conn->server ? TSSX_S2C : TSSX_C2S];
 	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];
@@ -233,7 +277,7 @@ int tssx_conn_connect(int fd, struct tssx_client_prep *prep)
 		tssx_conn_abandon(prep);
 		return log_error(ret, "fd %d: TSSX handshake failed: %s", fd, strerror(-ret));
 	}
-	TSSX_REAL(close)(prep->memfd);
+	keep_memfd(conn, prep->memfd);
 	prep->memfd = -1;
 	prep->conn = NULL;
 	atomic_store(&conn->stats.sock_sent, sizeof(prep->hello));
@@ -417,10 +461,12 @@ static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 		if (ret < 0)
 			ret = attach_failure(ret, why, sizeof(why));
 	}
-	if (memfd >= 0)
-		TSSX_REAL(close)(memfd);
-	if (ret < 0)
+	if (ret < 0) {
+		if (memfd >= 0)
+			TSSX_REAL(close)(memfd);
 		return tssx_conn_fail(conn, fd, -ret, why);
+	}
+	keep_memfd(conn, memfd);
 	atomic_fetch_add(&conn->stats.sock_received, (uint64_t)n);
 	conn_ready(conn, fd);
 	return 0;
@@ -445,6 +491,35 @@ int tssx_conn_establish(struct tssx_conn *conn, int fd, int timeout_ms)
 	pthread_mutex_unlock(&conn->handshake_lock);
 	errno = saved_errno;
 	return ret;
+}
+
+int tssx_conn_adopt(int fd, int memfd, bool server)
+{
+	struct tssx_segment_header header;
+	struct tssx_hello hello;
+	struct tssx_conn *conn = NULL;
+	int ret = -EINVAL;
+
+	/* The header sizes the hello; tssx_segment_attach() then checks the
+	 * seals, the size and the header against it, as for a peer's hello. */
+	if (pread(memfd, &header, sizeof(header), 0) == (ssize_t)sizeof(header) &&
+	    tssx_ring_capacity_valid(header.ring_capacity[TSSX_C2S]) &&
+	    tssx_ring_capacity_valid(header.ring_capacity[TSSX_S2C])) {
+		tssx_hello_init(&hello, header.ring_capacity[TSSX_C2S], header.ring_capacity[TSSX_S2C]);
+		conn = conn_new(fd, server);
+		ret = conn ? tssx_segment_attach(&conn->seg, memfd, &hello) : -ENOMEM;
+	}
+	if (ret == 0)
+		ret = tssx_table_set(fd, &conn->obj);
+	if (ret < 0) {
+		TSSX_REAL(close)(memfd);
+		if (conn)
+			conn_free(conn);
+		return ret;
+	}
+	keep_memfd(conn, memfd);
+	conn_ready(conn, fd);
+	return 0;
 }
 
 int tssx_conn_accept(int fd)

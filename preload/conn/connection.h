@@ -62,6 +62,15 @@ struct tssx_conn {
 	struct tssx_segment seg;
 	struct tssx_ring *rx, *tx;
 	struct tssx_ancillary_queue ancillary; /* records read, not yet reached */
+	/* The segment's memfd, kept O_CLOEXEC so that exec can hand the
+	 * connection to the new image (conn/handover.c); -1 if it could not be
+	 * kept.  Its table slot points to memfd_obj (kind TSSX_FD_SEGMENT). */
+	_Atomic int memfd;
+	struct tssx_fd_object memfd_obj;
+	/* The real socket's identity: a copy of it that the table does not
+	 * know (dup2 in a vfork() child) is recognised at exec by it. */
+	dev_t sock_dev;
+	ino_t sock_ino;
 	/* Statistics of this process, for the log line at close and for
 	 * `tssx connections`, which finds them through the slot. */
 	struct tssx_conn_counters stats;
@@ -154,6 +163,14 @@ static inline void tssx_conn_release(struct tssx_conn *conn, int fd)
 	if (atomic_fetch_sub_explicit(&conn->obj.refs, 1, memory_order_acq_rel) == 1)
 		tssx_conn_end(conn, fd);
 }
+
+/* The new image of an exec, handed fd and the segment's memfd by the old
+ * one (conn/handover.c): a ready connection, or -errno (memfd is closed). */
+int tssx_conn_adopt(int fd, int memfd, bool server);
+/* The connection whose memfd_obj this is. */
+struct tssx_conn *tssx_conn_of_memfd(struct tssx_fd_object *obj);
+/* Moves the kept memfd to another number (the application dup2s onto it). */
+void tssx_conn_move_memfd(struct tssx_conn *conn);
 
 /* fd no longer refers to it (its slot is taken): drops the table's
  * reference; the last one logs the counts and unmaps. */

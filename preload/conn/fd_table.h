@@ -31,6 +31,7 @@ enum tssx_fd_kind {
 	TSSX_FD_CONN = 1,  /* a TSSX connection (struct tssx_conn) */
 	TSSX_FD_LISTENER,  /* a listening socket seen by listen()/accept() */
 	TSSX_FD_REGISTRY,  /* an fd the registry client keeps open */
+	TSSX_FD_SEGMENT,   /* a connection's memfd, kept for exec (conn/handover.c) */
 };
 
 /* What a slot points to: the first member of every tracked object.  refs

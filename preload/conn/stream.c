@@ -656,6 +656,15 @@ static ssize_t ring_receive(struct tssx_conn *conn, int fd, const struct iovec *
 	return guarded_read_upto(conn->rx, iov, iovcnt, done, peek, (size_t)limit);
 }
 
+/* What a read at the end returns: 0, or ECONNRESET when the peer's
+ * connection went to an image that could not use it (conn/handover.c). */
+static ssize_t end_of_stream(struct tssx_conn *conn)
+{
+	bool abandoned = atomic_load_explicit(&conn->rx->ctl->write_shut, memory_order_acquire) == TSSX_WRITE_ABANDONED;
+
+	return abandoned ? -ECONNRESET : 0;
+}
+
 static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
 			   struct tssx_ancillary_want *anc, bool *kept)
 {
@@ -706,13 +715,13 @@ static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			return (ssize_t)done;
 		}
 		if (at_eof(conn))
-			return (ssize_t)done;
+			return done ? (ssize_t)done : end_of_stream(conn);
 		if (n > 0)
 			continue; /* more may have come in meanwhile */
 		if (is_nonblocking(conn, fd, flags)) {
 			notice_peer_close(conn, fd);
 			if (at_eof(conn))
-				return (ssize_t)done;
+				return done ? (ssize_t)done : end_of_stream(conn);
 			return done ? (ssize_t)done : -EAGAIN;
 		}
 		ret = wait_ring(conn, fd, false, 1, &dl);

@@ -39,12 +39,15 @@ static void release_slot(int fd)
 	case TSSX_FD_REGISTRY:
 		tssx_registry_forget_fd(fd);
 		break;
+	case TSSX_FD_SEGMENT:
+		break; /* never forgotten: see tssx_fd_forget() */
 	}
 }
 
 void tssx_fd_forget(int fd)
 {
 	struct tssx_fd_slot *slot = tssx_table_slot(fd);
+	struct tssx_fd_object *obj;
 
 	/* A vfork() child closing what it inherited before its exec must
 	 * leave the parent's connections and epoll sets alone.  Asked only
@@ -53,7 +56,9 @@ void tssx_fd_forget(int fd)
 		return;
 	if (atomic_load(&slot->epoll_set) || atomic_load(&slot->watchers))
 		tssx_events_forget_fd(fd);
-	if (atomic_load(&slot->obj))
+	obj = atomic_load(&slot->obj);
+	/* A kept memfd outlives the closes of its number (is_kept_memfd()). */
+	if (obj && obj->kind != TSSX_FD_SEGMENT)
 		release_slot(fd);
 }
 
@@ -62,7 +67,8 @@ static int share_fd(int old_fd, int new_fd)
 {
 	struct tssx_fd_object *obj = tssx_table_get(old_fd);
 
-	if (likely(!obj) || obj->kind == TSSX_FD_REGISTRY || tssx_foreign_process())
+	if (likely(!obj) || obj->kind == TSSX_FD_REGISTRY || obj->kind == TSSX_FD_SEGMENT ||
+	    tssx_foreign_process())
 		return new_fd;
 	if (tssx_table_set(new_fd, obj) < 0) {
 		/* Beyond the table the duplicate would look like a plain
@@ -74,8 +80,19 @@ static int share_fd(int old_fd, int new_fd)
 	return new_fd;
 }
 
+/* A kept memfd (conn/handover.h): the application never opened it, so a
+ * close of its number is a close-all loop's; it stays open for an exec. */
+static bool is_kept_memfd(int fd)
+{
+	struct tssx_fd_object *obj = tssx_table_get(fd);
+
+	return obj && obj->kind == TSSX_FD_SEGMENT;
+}
+
 TSSX_EXPORT int close(int fd)
 {
+	if (unlikely(is_kept_memfd(fd)))
+		return 0;
 	tssx_fd_forget(fd);
 	return TSSX_REAL(close)(fd);
 }
@@ -93,6 +110,10 @@ static void replacing(int old_fd, int new_fd)
 {
 	if (old_fd == new_fd)
 		return;
+	if (unlikely(is_kept_memfd(new_fd)) && !tssx_foreign_process()) {
+		tssx_conn_move_memfd(tssx_conn_of_memfd(tssx_table_get(new_fd)));
+		return;
+	}
 	if (likely(!tssx_table_get(new_fd)) || TSSX_REAL(fcntl)(old_fd, F_GETFD) >= 0)
 		tssx_fd_forget(new_fd);
 }
@@ -193,19 +214,40 @@ static void forget_range(unsigned first, unsigned last)
 		tssx_fd_forget((int)fd);
 }
 
+/* The real close_range() around the kept memfds, which a close-all
+ * before exec (CPython's subprocess, in a vfork() child) must leave for
+ * the hand-over. */
+static int close_range_keeping(unsigned first, unsigned last, int flags)
+{
+	int high = tssx_table_high_fd();
+	unsigned from = first;
+
+	for (unsigned fd = first; high >= 0 && fd <= last && fd <= (unsigned)high; fd++) {
+		if (!is_kept_memfd((int)fd))
+			continue;
+		if (fd > from && TSSX_REAL(close_range)(from, fd - 1, flags) < 0)
+			return -1;
+		from = fd + 1;
+	}
+	return from > last ? 0 : TSSX_REAL(close_range)(from, last, flags);
+}
+
 TSSX_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 {
 	/* CPython's subprocess calls it in a vfork() child. */
 	if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last && !tssx_foreign_process())
 		forget_range(first, last);
-	return TSSX_REAL(close_range)(first, last, flags);
+	return close_range_keeping(first, last, flags);
 }
 
 TSSX_EXPORT void closefrom(int lowfd)
 {
+	unsigned first = lowfd < 0 ? 0 : (unsigned)lowfd;
+
 	if (!tssx_foreign_process())
-		forget_range(lowfd < 0 ? 0 : (unsigned)lowfd, ~0u);
-	TSSX_REAL(closefrom)(lowfd);
+		forget_range(first, ~0u);
+	if (close_range_keeping(first, ~0u, 0) < 0)
+		TSSX_REAL(closefrom)(lowfd);
 }
 
 /*

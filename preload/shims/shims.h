@@ -43,6 +43,10 @@ static inline void tssx_copy_addr(struct sockaddr *dst, socklen_t *len, const vo
  * still had it: it was closed behind our back (a raw system call). */
 void tssx_fd_forget(int fd);
 
+/* The new image of an exec tracks a listener the old one had claimed,
+ * and claims it (conn/handover.c). */
+void tssx_listener_adopt(int fd);
+
 /* A listener fd dies: the last one drops the claim. */
 void tssx_listener_release(struct tssx_listener *listener);
 

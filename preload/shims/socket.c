@@ -126,6 +126,12 @@ out:
 	pthread_mutex_unlock(&listeners_lock);
 }
 
+void tssx_listener_adopt(int fd)
+{
+	note_listener(fd);
+	log_debug("fd %d: listener inherited over exec, claimed again", fd);
+}
+
 void tssx_listener_release(struct tssx_listener *listener)
 {
 	if (!tssx_table_unref(&listener->obj))

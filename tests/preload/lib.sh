@@ -8,6 +8,8 @@
 set -euo pipefail
 
 with_registry=$1 registryfs=$2 lib=$3 tools=$4
+# Absolute: programs under test may change directory (pyenv's shims do).
+lib=$(realpath -- "$lib")
 NAME=${NAME:-$(basename "$0" .sh)}
 
 if [[ -z ${TSSX_PRELOAD_TEST_INSIDE:-} && -z ${NO_REGISTRY:-} ]]; then

@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# Listeners a server listened on under another name than it bound: it
-# serves preloaded clients through shared memory, byte-exact, from the
-# first client on.  Bind to a temporary name, rename into place, then
-# listen, as servers that replace their socket atomically do.
+# Listeners a server did not listen() on itself, or listened on under
+# another name: each serves preloaded clients through shared memory,
+# byte-exact, from the first client on.
+#  - a listener passed over exec by a small C program (tssx-echo
+#    listen-exec), and by systemd-socket-activate without --accept: the
+#    first client connects before the exec'd server accepts at all (a
+#    shell waits at a gate first), so the claim must survive the exec;
+#  - systemd-socket-activate --accept --inetd: the launcher accepts each
+#    connection and execs cat on it;
+#  - bind to a temporary name, rename into place, then listen.
 NAME=listeners
 source "$(dirname "$0")/lib.sh"
 
 sock=$work/s.sock
+gate=$work/gate
 bytes=$((3 << 20))
 
 # client N: preloaded echo client N in the background; sets $client_pid.
@@ -21,7 +28,47 @@ client_done() {
 	check_shm "$work/client$1.log" "$bytes"
 }
 
+# serve LOG READY CMD...: CMD, preloaded, serves 2 clients on $sock once
+# LOG shows READY, the first of which connects before the gate opens.
+serve() {
+	local log=$1 ready=$2; shift 2
+	rm -f "$sock" "$gate"
+	mkfifo "$gate"
+	spawn yes "$log" "$@"
+	server_pid=$spawned
+	wait_for_line "$log" "$ready"
+	client 1
+	wait_for_line "$work/client1.log" "shared memory"
+	echo go >"$gate"
+	client_done 1
+	client 2
+	client_done 2
+	wait_pid "$server_pid" || fail "server: $*"
+	[[ $(grep -c "server: echoed $bytes bytes" "$log") == 2 ]] || fail "$log: not 2 echoes"
+	[[ $(grep -c "closed: ring sent=$bytes" "$log") == 2 ]] || fail "$log: not 2 connections in shared memory"
+}
+
+# The server a gate holds back: a shell that execs tssx-echo.
+gated_server=(sh -c 'read -r go <"$0" && exec "$1" server fd:3 --clients 2' "$gate" "$tools/tssx-echo")
+
+# bind-rename-listen: no gate needed, the name is claimed at listen().
+rm -f "$sock"
 start_echo_server yes "$work/rename.log" "$sock" --clients 2 --rename
 for i in 1 2; do client "$i"; client_done "$i"; done
 wait_pid "$server_pid" || fail "renamed server"
-[[ $(grep -c "closed: ring sent=$bytes" "$work/rename.log") == 2 ]] || fail "renamed server: not 2 connections in shared memory"
+
+serve "$work/exec.log" "server: listening" "$tools/tssx-echo" listen-exec "$sock" "${gated_server[@]}"
+
+command -v systemd-socket-activate >/dev/null ||
+	{ echo "$NAME: SKIP: systemd-socket-activate not found (apt-get install systemd)" >&2; exit 77; }
+# It passes only the variables named with -E to what it runs.
+activate=(systemd-socket-activate -E LD_PRELOAD -E TSSX_REGISTRY -E TSSX_LOG)
+serve "$work/activate.log" "Listening on" "${activate[@]}" -l "$sock" "${gated_server[@]}"
+
+# --accept: the launcher accepts each connection and execs cat on it.
+rm -f "$sock"
+spawn yes "$work/accept.log" "${activate[@]}" --accept --inetd -l "$sock" cat
+server_pid=$spawned
+wait_for_line "$work/accept.log" "Listening on"
+for i in 1 2; do client "$i"; client_done "$i"; done
+! grep -q "TSSX connection failed" "$work/accept.log" || fail "accept: a connection failed"

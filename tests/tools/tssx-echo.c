@@ -3,6 +3,7 @@
  *
  *   tssx-echo server PATH [--clients N] [--chunk N] [--nonblock]
  *   tssx-echo client PATH [--bytes N] [--chunk N] [--nonblock]
+ *   tssx-echo listen-exec PATH CMD [ARG...]
  *
  * The client sends N pseudo-random bytes from one thread, shuts down its
  * writing side, and in another thread reads the echo until EOF, checking
@@ -11,9 +12,11 @@
  * if any of them failed.  Both
  * print their byte counts and an FNV-1a checksum; any mismatch or error
  * exits 1.  --nonblock uses O_NONBLOCK and retries EAGAIN without poll().
- * PATH starting with '@' is an abstract name.  --rename (server) binds
- * PATH.PID.tmp, renames it to PATH, then listens, as servers that replace
- * their socket atomically do.  Sizes take K, M, G.
+ * PATH starting with '@' is an abstract name, "fd:N" (server) the listener
+ * inherited as fd N.  --rename (server) binds PATH.PID.tmp, renames it to
+ * PATH, then listens, as servers that replace their socket atomically do.
+ * listen-exec listens on PATH and execs CMD with the listener as fd 3.
+ * Sizes take K, M, G.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -110,10 +113,17 @@ static int listen_renamed(const char *path)
 	return fd;
 }
 
+static int server_listener(const char *path, bool rename_first)
+{
+	if (!strncmp(path, "fd:", 3))
+		return (int)parse_size(path + 3);
+	return rename_first ? listen_renamed(path) : tool_listen(path);
+}
+
 static int run_server(const char *path, long clients, bool rename_first)
 {
 	pthread_t threads[64];
-	int listener = rename_first ? listen_renamed(path) : tool_listen(path);
+	int listener = server_listener(path, rename_first);
 	long served = 0;
 
 	if (clients > (long)ARRAY_LEN(threads))
@@ -203,6 +213,19 @@ static int run_client(const char *path, uint64_t bytes)
 	return 0;
 }
 
+/* Listens on path and execs argv with the listener as fd 3. */
+__attribute__((noreturn)) static void listen_exec(const char *path, char **argv)
+{
+	int listener = tool_listen(path);
+
+	printf("server: listening\n");
+	fflush(stdout);
+	if (listener != 3 && (dup2(listener, 3) < 0 || close(listener) < 0))
+		die_errno("dup2");
+	execvp(argv[0], argv);
+	die_errno("exec");
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t bytes = 1 << 20;
@@ -210,7 +233,13 @@ int main(int argc, char **argv)
 	bool rename_first = false;
 
 	if (argc < 3)
-		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock] [--rename]");
+		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock] [--rename]\n"
+		    "       tssx-echo listen-exec PATH CMD [ARG...]");
+	if (!strcmp(argv[1], "listen-exec")) {
+		if (argc < 4)
+			die("listen-exec: no command");
+		listen_exec(argv[2], argv + 3);
+	}
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 3; i < argc; i++) {
 		if (!strcmp(argv[i], "--nonblock"))

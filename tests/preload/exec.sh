@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Connections that live on in an exec'd image, both ends preloaded: the
+# image keeps using the shared memory, byte-exact in both directions.
+#  - socat EXEC:cat,nofork, and a shell script 'exec cat' under socat EXEC:
+#    a TSSX server that execs cat (directly, and through sh) on the
+#    accepted connection;
+#  - subprocess.Popen(pass_fds=...): a Python server hands the connection
+#    to an echoing child and closes its copy;
+#  - the client side: a Python client lets an exec'd cat write a file into
+#    its connection, then reads the echo itself.
+# An image that cannot take the connection over (not preloaded) must not
+# lose bytes silently: the client either gets the whole echo or an error,
+# never a short echo with a clean EOF.
+NAME=exec
+source "$(dirname "$0")/lib.sh"
+
+command -v socat >/dev/null || { echo "$NAME: SKIP: socat not found (apt-get install socat)" >&2; exit 77; }
+sock=$work/s.sock
+bytes=$((3 << 20))
+py=$(dirname "$0")/py_exec.py
+
+# socat_server LOG ADDRESS: a preloaded socat serving one client on $sock.
+socat_server() {
+	rm -f "$sock"
+	# -d -d: "listening on" once listen() (and with it the claim) is done.
+	spawn yes "$1" socat -d -d "UNIX-LISTEN:$sock" "$2"
+	server_pid=$spawned
+	wait_for_line "$1" "listening on"
+}
+
+# echo_client: a preloaded tssx-echo client, byte-exact through shared memory.
+echo_client() {
+	with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes "$bytes" \
+		>"$work/client.log" 2>&1 || fail "client of $1"
+	check_shm "$work/client.log" "$bytes"
+}
+
+# check_image LOG: the server side used shared memory and nothing failed;
+# only the exec'd image reads and writes, and the client's statistics show
+# that the rings carried the echo.
+check_image() {
+	grep -q "shared memory, server" "$1" || fail "$1: the server side never used shared memory"
+	! grep -q "TSSX connection failed\|not taken over" "$1" || fail "$1: a connection failed"
+}
+
+# A shell that execs cat (socat's SYSTEM would run it through system(),
+# whose exec no wrapper sees; see docs/preload.md).
+printf '#!/bin/sh\nexec cat\n' >"$work/exec-cat"
+chmod +x "$work/exec-cat"
+for address in EXEC:cat,nofork "EXEC:$work/exec-cat,nofork"; do
+	socat_server "$work/socat.log" "$address"
+	echo_client "socat $address"
+	wait_pid "$server_pid" || fail "socat $address"
+	check_image "$work/socat.log"
+done
+
+rm -f "$sock"
+spawn yes "$work/py.log" python3 "$py" server "$sock"
+server_pid=$spawned
+wait_for_line "$work/py.log" "server: listening"
+echo_client "Popen(pass_fds)"
+wait_pid "$server_pid" || fail "Popen(pass_fds) server"
+check_image "$work/py.log"
+
+start_echo_server yes "$work/server.log" "$sock"
+head -c "$bytes" /dev/urandom >"$work/data"
+with_preload yes "${guard[@]}" python3 "$py" writer "$sock" "$work/data" >"$work/writer.log" 2>&1 ||
+	fail "exec'd writer"
+wait_pid "$server_pid" || fail "server of the exec'd writer"
+sum=$(sha256sum <"$work/data")
+grep -q "writer: echo sha256 ${sum%% *}" "$work/writer.log" || fail "exec'd writer: echo differs"
+check_shm "$work/server.log" "$bytes"
+
+# Not preloaded after the exec: the whole echo or a loud error.
+socat_server "$work/socat.log" "EXEC:env -u LD_PRELOAD cat,nofork"
+status=0
+with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes "$bytes" >"$work/client.log" 2>&1 || status=$?
+case $status in
+0) grep -q "received $bytes" "$work/client.log" || fail "unpreloaded image: short echo reported as success" ;;
+137) fail "unpreloaded image: the client hung" ;;
+*) ! grep -q "echo incomplete" "$work/client.log" || fail "unpreloaded image: a clean EOF lost bytes" ;;
+esac
+wait_pid "$server_pid" || true
+grep -q "TSSX connection failed at exec" "$work/socat.log" || fail "unpreloaded image: no log line"
