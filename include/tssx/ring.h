@@ -49,6 +49,7 @@ struct tssx_ring_ctl {
 	 * owns this end's doorbells (conn/stream.c), 0 when none. */
 	_Atomic uint32_t waiters;
 	_Atomic uint32_t ancillary_taken; /* records the consumer reached */
+	_Atomic uint32_t read_shut;       /* consumer did shutdown(SHUT_RD): writes fail */
 };
 
 /* write_shut: the stream ends (EOF), or ends in an error because the

@@ -93,6 +93,12 @@ static bool peer_done_writing(const struct tssx_conn *conn)
 	       atomic_load(&conn->read_shut);
 }
 
+/* The peer did shutdown(SHUT_RD): as on Linux, writes fail with EPIPE. */
+static bool peer_stopped_reading(const struct tssx_conn *conn)
+{
+	return atomic_load_explicit(&conn->tx->ctl->read_shut, memory_order_acquire);
+}
+
 static void ring_doorbell(struct tssx_conn *conn, int fd)
 {
 	static const char bell;
@@ -293,7 +299,7 @@ static ssize_t ring_avail(struct tssx_conn *conn, bool writer)
 static bool wait_over(struct tssx_conn *conn, bool writer, ssize_t avail, size_t need)
 {
 	return avail < 0 || (size_t)avail >= need || atomic_load(&conn->peer_closed) ||
-	       (writer ? atomic_load(&conn->write_shut) : peer_done_writing(conn));
+	       (writer ? atomic_load(&conn->write_shut) || peer_stopped_reading(conn) : peer_done_writing(conn));
 }
 
 static bool spin(struct tssx_conn *conn, bool writer, size_t need)
@@ -550,7 +556,7 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 
 	if (ret < 0)
 		return ret;
-	if (atomic_load(&conn->write_shut) || atomic_load(&conn->peer_closed))
+	if (atomic_load(&conn->write_shut) || atomic_load(&conn->peer_closed) || peer_stopped_reading(conn))
 		return epipe(flags);
 	if (want == 0)
 		return 0; /* the kernel drops control data without bytes too */
@@ -607,7 +613,7 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 		} else {
 			ret = wait_ring(conn, fd, true, least, &dl);
 		}
-		if (atomic_load(&conn->peer_closed) || atomic_load(&conn->write_shut))
+		if (atomic_load(&conn->peer_closed) || atomic_load(&conn->write_shut) || peer_stopped_reading(conn))
 			return done ? (ssize_t)done : epipe(flags);
 		if (ret < 0)
 			return done ? (ssize_t)done : ret;
@@ -811,15 +817,18 @@ int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how)
 		return ret;
 	if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR)
 		return -EINVAL;
-	if (how != SHUT_WR)
+	if (how != SHUT_WR) {
 		atomic_store(&conn->read_shut, true);
+		atomic_store_explicit(&conn->rx->ctl->read_shut, 1, memory_order_release);
+	}
 	if (how != SHUT_RD) {
 		atomic_store(&conn->write_shut, true);
 		tssx_ring_shut_write(conn->tx);
-		/* Unconditionally: the peer may watch the socket with epoll
-		 * without a flag armed, and must see the end of the stream. */
-		ring_doorbell(conn, fd);
 	}
+	/* Unconditionally: the peer may watch the socket with epoll without a
+	 * flag armed, and must see the end of the stream, or that its writes
+	 * now fail. */
+	ring_doorbell(conn, fd);
 	return 0;
 }
 
@@ -885,7 +894,8 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
 	if (atomic_load(&conn->peer_closed) || (atomic_load(&conn->read_shut) && atomic_load(&conn->write_shut)))
 		ready |= POLLHUP;
 	/* A write that would fail at once (EPIPE) is ready too. */
-	if (writable > 0 || atomic_load(&conn->peer_closed) || atomic_load(&conn->write_shut))
+	if (writable > 0 || atomic_load(&conn->peer_closed) || atomic_load(&conn->write_shut) ||
+	    peer_stopped_reading(conn))
 		ready |= POLLOUT;
 	return ready & (events | POLLHUP | POLLERR);
 }
@@ -929,6 +939,6 @@ uint64_t tssx_conn_generation(struct tssx_conn *conn)
 		return (uint64_t)atomic_load(&conn->state) << 60;
 	/* Counters only grow: their sum changes whenever either ring moved. */
 	state = (uint64_t)peer_done_writing(conn) | (uint64_t)atomic_load(&conn->peer_closed) << 1 |
-		(uint64_t)atomic_load(&conn->write_shut) << 2;
+		(uint64_t)atomic_load(&conn->write_shut) << 2 | (uint64_t)peer_stopped_reading(conn) << 3;
 	return tssx_ring_produced(conn->rx) + tssx_ring_consumed(conn->tx) + (state << 60);
 }

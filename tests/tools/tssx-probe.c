@@ -292,6 +292,22 @@ static void shutdown_server(int fd)
 	expect(shutdown(fd, SHUT_WR) == 0);
 }
 
+/* After the peer's shutdown(SHUT_RD), writes fail with EPIPE (Linux). */
+static void shutrd_client(int fd)
+{
+	wait_byte(fd);
+	expect(send(fd, "z", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE);
+}
+
+static void shutrd_server(int fd)
+{
+	char c;
+
+	expect(shutdown(fd, SHUT_RD) == 0);
+	send_all(fd, "+", 1);
+	expect(read(fd, &c, 1) == 0);
+}
+
 static volatile sig_atomic_t sigpipes;
 
 static void on_sigpipe(int sig)
@@ -998,6 +1014,7 @@ static const struct probe {
 	{ "timeout", timeout_server, timeout_client },
 	{ "eintr", eintr_server, eintr_client },
 	{ "shutdown", shutdown_server, shutdown_client },
+	{ "shutrd", shutrd_server, shutrd_client },
 	{ "epipe", epipe_server, epipe_client },
 	{ "fork", fork_server, fork_client },
 	{ "threads", threads_server, threads_client },
