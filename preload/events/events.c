@@ -73,6 +73,7 @@ static struct events_set *set_take(int epfd)
 		pthread_mutex_init(&set->lock, NULL);
 	}
 	set->epfd = epfd;
+	set->dups = 0;
 	atomic_store(&set->tagged, false);
 	atomic_store(&set->kernel_fds, false);
 	set->next = live_sets;
@@ -225,14 +226,33 @@ static void set_clear(struct events_set *set)
 	pthread_mutex_unlock(&set->lock);
 }
 
-/* Closing an epoll fd: its set is emptied and kept for the next one. */
-static void forget_set(struct tssx_fd_slot *slot)
+/* Another fd whose slot holds set, or -1 (a rare path: walks the table). */
+static int other_fd_of(const struct events_set *set, int fd)
+{
+	int high = tssx_table_high_fd();
+
+	for (int other = 0; other <= high; other++) {
+		struct tssx_fd_slot *slot = tssx_table_slot(other);
+
+		if (other != fd && slot && atomic_load(&slot->epoll_set) == set)
+			return other;
+	}
+	return -1;
+}
+
+/* Closing an epoll fd: its set is emptied and kept for the next one,
+ * unless a copy of the fd keeps the epoll instance (and the set) alive. */
+static void forget_set(struct tssx_fd_slot *slot, int fd)
 {
 	struct events_set *set;
 
 	pthread_mutex_lock(&sets_lock);
 	set = atomic_exchange(&slot->epoll_set, NULL);
-	if (set) {
+	if (set && set->dups > 0) {
+		set->dups--;
+		if (set->epfd == fd)
+			set->epfd = other_fd_of(set, fd);
+	} else if (set) {
 		struct events_set **link = &live_sets;
 
 		while (*link != set)
@@ -262,7 +282,26 @@ void tssx_events_forget_fd(int fd)
 	if (!slot)
 		return;
 	if (atomic_load_explicit(&slot->epoll_set, memory_order_acquire))
-		forget_set(slot);
+		forget_set(slot, fd);
 	if (atomic_load_explicit(&slot->watchers, memory_order_acquire) > 0)
 		forget_tracked_fd(fd);
+}
+
+void tssx_events_dup_fd(int old_fd, int new_fd)
+{
+	struct events_set *set = events_set_of(old_fd);
+	struct tssx_fd_slot *slot;
+
+	if (likely(!set))
+		return;
+	/* Without a slot the copy reports the kernel's events only. */
+	slot = tssx_table_slot_make(new_fd);
+	if (!slot)
+		return;
+	pthread_mutex_lock(&sets_lock);
+	if (events_set_of(old_fd) == set && !atomic_load(&slot->epoll_set)) {
+		set->dups++;
+		atomic_store_explicit(&slot->epoll_set, set, memory_order_release);
+	}
+	pthread_mutex_unlock(&sets_lock);
 }

@@ -45,7 +45,8 @@ struct events_entry {
 };
 
 struct events_set {
-	int epfd;
+	int epfd;			/* one of the fds of the epoll instance */
+	unsigned dups;			/* other fds of it (dup), under the sets lock */
 	pthread_mutex_t lock;		/* entries; held while waiting is not */
 	struct events_entry *entries;	/* by fd, reported ones move to the end */
 	atomic_uint count;		/* entries, readable without the lock */
@@ -99,5 +100,8 @@ bool events_untag(uint64_t data, int *fd);
  * it is: an epoll set's entry for a closed fd goes away, and a closed epoll
  * fd's set with it. */
 void tssx_events_forget_fd(int fd);
+/* new_fd is a copy (dup, dup2, F_DUPFD) of old_fd: an epoll fd's copy
+ * shares its set. */
+void tssx_events_dup_fd(int old_fd, int new_fd);
 
 #endif

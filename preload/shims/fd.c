@@ -67,6 +67,10 @@ static int share_fd(int old_fd, int new_fd)
 {
 	struct tssx_fd_object *obj = tssx_table_get(old_fd);
 
+	/* An epoll fd's copy shares its set (the events' part of the slot). */
+	if (unlikely(events_set_of(old_fd)) && !tssx_foreign_process())
+		tssx_events_dup_fd(old_fd, new_fd);
+
 	if (likely(!obj) || obj->kind == TSSX_FD_REGISTRY || obj->kind == TSSX_FD_SEGMENT ||
 	    tssx_foreign_process())
 		return new_fd;

@@ -6,8 +6,8 @@
 NAME=semantics
 source "$(dirname "$0")/lib.sh"
 
-for probe in peek timeout eintr shutdown shutrd epipe fork threads nonblock addresses cmsg sendfile closing vectors \
-	blocked peekoff efault whole blockedclose blockeddup2; do
+for probe in peek timeout eintr shutdown shutrd epolldup epipe fork threads nonblock addresses cmsg sendfile closing \
+	vectors blocked peekoff efault whole blockedclose blockeddup2; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	with_preload yes "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||

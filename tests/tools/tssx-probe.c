@@ -308,6 +308,32 @@ static void shutrd_server(int fd)
 	expect(read(fd, &c, 1) == 0);
 }
 
+/* A copy (dup) of an epoll fd reports what the original would, also
+ * after the original is closed. */
+static void epolldup_client(int fd)
+{
+	wait_peer();
+	send_all(fd, "x", 1);
+	wait_byte(fd);
+}
+
+static void epolldup_server(int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 42 }, out = { 0 };
+	int epfd = epoll_create1(EPOLL_CLOEXEC), copy;
+	char c;
+
+	expect(epfd >= 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0);
+	copy = dup(epfd);
+	expect(copy >= 0 && close(epfd) == 0);
+	signal_peer();
+	/* The timeout only guards against a hang. */
+	expect(epoll_wait(copy, &out, 1, 10000) == 1 && out.data.u64 == 42 && (out.events & EPOLLIN));
+	expect(read(fd, &c, 1) == 1 && c == 'x');
+	send_all(fd, "+", 1);
+	close(copy);
+}
+
 static volatile sig_atomic_t sigpipes;
 
 static void on_sigpipe(int sig)
@@ -1015,6 +1041,7 @@ static const struct probe {
 	{ "eintr", eintr_server, eintr_client },
 	{ "shutdown", shutdown_server, shutdown_client },
 	{ "shutrd", shutrd_server, shutrd_client },
+	{ "epolldup", epolldup_server, epolldup_client },
 	{ "epipe", epipe_server, epipe_client },
 	{ "fork", fork_server, fork_client },
 	{ "threads", threads_server, threads_client },
