@@ -465,13 +465,11 @@ ssize_t tssx_ancillary_limit(struct tssx_conn *conn, int fd, size_t avail, size_
 			     struct tssx_ancillary_want *want, bool *stop)
 {
 	struct tssx_ring_ctl *ctl = conn->rx->ctl;
-	/* Acquire: pairs with the producer's release of the count, so the
-	 * record it counts is on the socket; the caller loaded the tail
-	 * before, so every record for the `avail` bytes is counted here. */
+	/* Acquire: see tssx_ancillary_pending(). */
 	uint32_t sent = atomic_load_explicit(&ctl->ancillary_sent, memory_order_acquire);
 	uint32_t taken = atomic_load_explicit(&ctl->ancillary_taken, memory_order_relaxed);
 
-	if (likely(sent == taken))
+	if (sent == taken)
 		return (ssize_t)avail;
 	if (sent - taken > MAX_PENDING)
 		return tssx_conn_fail(conn, fd, EPROTO, "ancillary counter corrupted");

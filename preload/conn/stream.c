@@ -647,15 +647,24 @@ static void move_peek_off(struct tssx_conn *conn, int off, bool peek, size_t n)
 static ssize_t ring_receive(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, size_t done,
 			    bool peek, int peek_off, struct tssx_ancillary_want *anc, bool *stop)
 {
-	/* The tail before the count of records: every record for these
-	 * bytes is counted (ancillary.h). */
-	ssize_t avail, limit;
+	/* The tail before the count of records: every record for the bytes
+	 * below it is counted (ancillary.h).  Acquire pairs with the
+	 * producer's release of the tail.  The head is this side's own
+	 * (the consumer lock is held); the ring checks both counters when it
+	 * copies, so a corrupted pair only lets it find them here. */
+	uint64_t tail, avail;
+	ssize_t limit;
 
 	if (peek && peek_off >= 0)
 		return guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, peek_off);
-	avail = tssx_ring_readable(conn->rx);
-	if (avail <= 0)
-		return avail;
+	tail = atomic_load_explicit(&conn->rx->ctl->tail, memory_order_acquire);
+	avail = tail - atomic_load_explicit(&conn->rx->ctl->head, memory_order_relaxed);
+	if (avail > conn->rx->capacity)
+		return guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, -1);
+	if (avail == 0)
+		return 0;
+	if (likely(!tssx_ancillary_pending(conn->rx)))
+		return guarded_read_upto(conn->rx, iov, iovcnt, done, peek, (size_t)avail);
 	limit = tssx_ancillary_limit(conn, fd, (size_t)avail, done, anc, stop);
 	if (limit <= 0)
 		return limit;
