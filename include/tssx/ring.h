@@ -134,6 +134,59 @@ static inline bool tssx_ring_write_shut(const struct tssx_ring *ring)
 	return atomic_load_explicit(&ring->ctl->write_shut, memory_order_acquire);
 }
 
+/* The producer's connection went to an image that cannot use it (exec):
+ * the stream ends in an error, not EOF (preload/conn/handover.c). */
+static inline void tssx_ring_abandon_write(struct tssx_ring *ring)
+{
+	atomic_store_explicit(&ring->ctl->write_shut, TSSX_WRITE_ABANDONED, memory_order_release);
+}
+
+static inline bool tssx_ring_write_abandoned(const struct tssx_ring *ring)
+{
+	return atomic_load_explicit(&ring->ctl->write_shut, memory_order_acquire) == TSSX_WRITE_ABANDONED;
+}
+
+/* The consumer did shutdown(SHUT_RD): the producer's writes fail (EPIPE).
+ * Release/acquire: the flag is a plain event, nothing else rides on it. */
+static inline void tssx_ring_shut_read(struct tssx_ring *ring)
+{
+	atomic_store_explicit(&ring->ctl->read_shut, 1, memory_order_release);
+}
+
+static inline bool tssx_ring_read_shut(const struct tssx_ring *ring)
+{
+	return atomic_load_explicit(&ring->ctl->read_shut, memory_order_acquire);
+}
+
+/*
+ * Records of control data placed in the stream (preload/conn/ancillary.c).
+ * The producer counts a record once it is on the socket and before it
+ * writes the message's bytes: release pairs with the consumer's acquire
+ * in tssx_ring_ancillary_ahead(), which, loaded after the tail, counts
+ * every record for the bytes below that tail.
+ */
+static inline void tssx_ring_count_ancillary(struct tssx_ring *ring)
+{
+	atomic_store_explicit(&ring->ctl->ancillary_sent,
+			      atomic_load_explicit(&ring->ctl->ancillary_sent, memory_order_relaxed) + 1,
+			      memory_order_release);
+}
+
+/* Records counted and not yet reached by the consumer (0: none). */
+static inline uint32_t tssx_ring_ancillary_ahead(const struct tssx_ring *ring)
+{
+	return atomic_load_explicit(&ring->ctl->ancillary_sent, memory_order_acquire) -
+	       atomic_load_explicit(&ring->ctl->ancillary_taken, memory_order_relaxed);
+}
+
+/* The consumer reached a record (only the consumer lock's holder). */
+static inline void tssx_ring_take_ancillary(struct tssx_ring *ring)
+{
+	atomic_store_explicit(&ring->ctl->ancillary_taken,
+			      atomic_load_explicit(&ring->ctl->ancillary_taken, memory_order_relaxed) + 1,
+			      memory_order_release);
+}
+
 /* Bytes ever written into the ring and ever read out of it: each moves
  * whenever its side moved the ring (edge-triggered readiness).  Acquire
  * pairs with the release that publishes the counter (tssx_ring_write,

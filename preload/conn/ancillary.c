@@ -91,12 +91,11 @@ static uint32_t count_fds(const struct msghdr *msg)
 int tssx_ancillary_send(struct tssx_conn *conn, int fd, const struct msghdr *msg, uint64_t length,
 			bool nonblocking)
 {
-	struct tssx_ring_ctl *ctl = conn->tx->ctl;
 	struct wire_record rec = {
 		.magic = RECORD_MAGIC,
 		.nfds = count_fds(msg),
 		/* Under the producer lock the tail is ours alone. */
-		.offset = atomic_load_explicit(&ctl->tail, memory_order_relaxed),
+		.offset = tssx_ring_produced(conn->tx),
 		.length = length,
 	};
 	struct iovec iov = { .iov_base = &rec, .iov_len = sizeof(rec) };
@@ -117,12 +116,10 @@ int tssx_ancillary_send(struct tssx_conn *conn, int fd, const struct msghdr *msg
 	/* A Unix stream socket queues a small message whole or not at all. */
 	if (n != (ssize_t)sizeof(rec))
 		return tssx_conn_fail(conn, fd, EPROTO, "ancillary record cut short");
-	/* Release: the record is on the socket before a reader that sees the
-	 * count (and, since the bytes are published after it, before any
-	 * reader that sees the message's bytes) looks for it. */
-	atomic_store_explicit(&ctl->ancillary_sent,
-			      atomic_load_explicit(&ctl->ancillary_sent, memory_order_relaxed) + 1,
-			      memory_order_release);
+	/* The record is on the socket before a reader that sees the count
+	 * (and, since the bytes are published after it, before any reader
+	 * that sees the message's bytes) looks for it. */
+	tssx_ring_count_ancillary(conn->tx);
 	return 0;
 }
 
@@ -420,26 +417,20 @@ static struct tssx_ancillary_record *next_record(struct tssx_conn *conn, int fd)
 
 static void pop_record(struct tssx_conn *conn, struct tssx_ancillary_record *rec)
 {
-	struct tssx_ring_ctl *ctl = conn->rx->ctl;
-
 	pthread_mutex_lock(&conn->ancillary.lock);
 	conn->ancillary.first = rec->next;
 	if (!rec->next)
 		conn->ancillary.last = NULL;
 	conn->ancillary.count--;
 	pthread_mutex_unlock(&conn->ancillary.lock);
-	/* Only this side's consumer lock holder writes it; release orders nothing
-	 * the peer needs, it only reads it for hostile-peer checks. */
-	atomic_store_explicit(&ctl->ancillary_taken,
-			      atomic_load_explicit(&ctl->ancillary_taken, memory_order_relaxed) + 1,
-			      memory_order_release);
+	tssx_ring_take_ancillary(conn->rx);
 }
 
 static ssize_t limit_at_record(struct tssx_conn *conn, int fd, size_t avail, size_t done,
 			       struct tssx_ancillary_want *want, bool *stop)
 {
 	struct tssx_ancillary_record *rec = next_record(conn, fd);
-	uint64_t head = atomic_load_explicit(&conn->rx->ctl->head, memory_order_relaxed), len;
+	uint64_t head = tssx_ring_consumed(conn->rx), len;
 
 	if (!rec)
 		return tssx_conn_fail(conn, fd, EPROTO, "ancillary data announced but not on the socket");
@@ -464,14 +455,11 @@ static ssize_t limit_at_record(struct tssx_conn *conn, int fd, size_t avail, siz
 ssize_t tssx_ancillary_limit(struct tssx_conn *conn, int fd, size_t avail, size_t done,
 			     struct tssx_ancillary_want *want, bool *stop)
 {
-	struct tssx_ring_ctl *ctl = conn->rx->ctl;
-	/* Acquire: see tssx_ancillary_pending(). */
-	uint32_t sent = atomic_load_explicit(&ctl->ancillary_sent, memory_order_acquire);
-	uint32_t taken = atomic_load_explicit(&ctl->ancillary_taken, memory_order_relaxed);
+	uint32_t ahead = tssx_ring_ancillary_ahead(conn->rx);
 
-	if (sent == taken)
+	if (ahead == 0)
 		return (ssize_t)avail;
-	if (sent - taken > MAX_PENDING)
+	if (ahead > MAX_PENDING)
 		return tssx_conn_fail(conn, fd, EPROTO, "ancillary counter corrupted");
 	return limit_at_record(conn, fd, avail, done, want, stop);
 }

@@ -21,7 +21,6 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#include "tssx/ring.h"
 
 struct tssx_conn;
 struct tssx_ancillary_record;
@@ -56,17 +55,6 @@ void tssx_ancillary_release(struct tssx_ancillary_queue *queue);
  */
 int tssx_ancillary_send(struct tssx_conn *conn, int fd, const struct msghdr *msg, uint64_t length,
 			bool nonblocking);
-
-/* Whether a record of control data is ahead of the reader; called after
- * loading the tail, it covers every byte below that tail.  Acquire pairs
- * with the producer's release of the count in tssx_ancillary_send(): the
- * record it counts is on the socket.  One load of the peer's line (next
- * to the tail the reader loads anyway) and one of our own. */
-static inline bool tssx_ancillary_pending(const struct tssx_ring *rx)
-{
-	return atomic_load_explicit(&rx->ctl->ancillary_sent, memory_order_acquire) !=
-	       atomic_load_explicit(&rx->ctl->ancillary_taken, memory_order_relaxed);
-}
 
 /*
  * Reader, holding this side's consumer lock, with `avail` bytes

@@ -139,7 +139,7 @@ static void abandon(struct tssx_conn *conn, int fd, const char *why)
 	int pair[2];
 
 	if (fd <= STDERR_FILENO && atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_READY)
-		atomic_store_explicit(&conn->tx->ctl->write_shut, TSSX_WRITE_ABANDONED, memory_order_release);
+		tssx_ring_abandon_write(conn->tx);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0) {
 		/* Closing a socket with unread data resets its peer. */
 		(void)!TSSX_REAL(send)(pair[0], "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -96,7 +96,7 @@ static bool peer_done_writing(const struct tssx_conn *conn)
 /* The peer did shutdown(SHUT_RD): as on Linux, writes fail with EPIPE. */
 static bool peer_stopped_reading(const struct tssx_conn *conn)
 {
-	return atomic_load_explicit(&conn->tx->ctl->read_shut, memory_order_acquire);
+	return tssx_ring_read_shut(conn->tx);
 }
 
 static void ring_doorbell(struct tssx_conn *conn, int fd)
@@ -652,18 +652,17 @@ static ssize_t ring_receive(struct tssx_conn *conn, int fd, const struct iovec *
 	 * producer's release of the tail.  The head is this side's own
 	 * (the consumer lock is held); the ring checks both counters when it
 	 * copies, so a corrupted pair only lets it find them here. */
-	uint64_t tail, avail;
+	uint64_t avail;
 	ssize_t limit;
 
 	if (peek && peek_off >= 0)
 		return guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, peek_off);
-	tail = atomic_load_explicit(&conn->rx->ctl->tail, memory_order_acquire);
-	avail = tail - atomic_load_explicit(&conn->rx->ctl->head, memory_order_relaxed);
+	avail = tssx_ring_produced(conn->rx) - tssx_ring_consumed(conn->rx);
 	if (avail > conn->rx->capacity)
 		return guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, -1);
 	if (avail == 0)
 		return 0;
-	if (likely(!tssx_ancillary_pending(conn->rx)))
+	if (likely(!tssx_ring_ancillary_ahead(conn->rx)))
 		return guarded_read_upto(conn->rx, iov, iovcnt, done, peek, (size_t)avail);
 	limit = tssx_ancillary_limit(conn, fd, (size_t)avail, done, anc, stop);
 	if (limit <= 0)
@@ -675,9 +674,7 @@ static ssize_t ring_receive(struct tssx_conn *conn, int fd, const struct iovec *
  * connection went to an image that could not use it (conn/handover.c). */
 static ssize_t end_of_stream(struct tssx_conn *conn)
 {
-	bool abandoned = atomic_load_explicit(&conn->rx->ctl->write_shut, memory_order_acquire) == TSSX_WRITE_ABANDONED;
-
-	return abandoned ? -ECONNRESET : 0;
+	return tssx_ring_write_abandoned(conn->rx) ? -ECONNRESET : 0;
 }
 
 static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
@@ -828,7 +825,7 @@ int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how)
 		return -EINVAL;
 	if (how != SHUT_WR) {
 		atomic_store(&conn->read_shut, true);
-		atomic_store_explicit(&conn->rx->ctl->read_shut, 1, memory_order_release);
+		tssx_ring_shut_read(conn->rx);
 	}
 	if (how != SHUT_RD) {
 		atomic_store(&conn->write_shut, true);
