@@ -461,6 +461,11 @@ ssize_t tssx_ancillary_limit(struct tssx_conn *conn, int fd, size_t avail, size_
 		return (ssize_t)avail;
 	if (ahead > MAX_PENDING)
 		return tssx_conn_fail(conn, fd, EPROTO, "ancillary counter corrupted");
+	/* A call that keeps the connection may have lost fd to another
+	 * thread's close() (connection.h): the socket is read and asked for
+	 * credentials only through a number that is still this connection's. */
+	if (!tssx_conn_owns_fd(conn, fd))
+		return -EBADF;
 	return limit_at_record(conn, fd, avail, done, want, stop);
 }
 

@@ -63,7 +63,8 @@ int tssx_ancillary_send(struct tssx_conn *conn, int fd, const struct msghdr *msg
  * data it writes that data into want (or drops it) and sets *stop: the
  * call must return after this read.  At such a message after `done` bytes
  * it returns 0 with *stop set.  -EPROTO for records that do not fit the
- * stream.
+ * stream; -EBADF when fd no longer refers to the connection (closed by
+ * another thread under a call that keeps it).
  */
 ssize_t tssx_ancillary_limit(struct tssx_conn *conn, int fd, size_t avail, size_t done,
 			     struct tssx_ancillary_want *want, bool *stop);

@@ -226,10 +226,12 @@ static ssize_t guarded_transfer(struct tssx_ring *ring, bool to_ring, const stru
 	return n;
 }
 
-/* A failed copy: the caller's fault (EFAULT) or the peer's (EPROTO). */
+/* A failed copy: the caller's fault (EFAULT), fd closed under a call
+ * that keeps the connection (EBADF, conn/ancillary.c), or the peer's
+ * (EPROTO). */
 static ssize_t copy_failed(struct tssx_conn *conn, int fd, ssize_t n)
 {
-	return n == -EFAULT ? n : ring_broken(conn, fd);
+	return n == -EFAULT || n == -EBADF ? n : ring_broken(conn, fd);
 }
 
 /*
@@ -527,23 +529,63 @@ static inline void keep(struct tssx_conn *conn, bool *kept)
 	}
 }
 
+/* Loads one byte this far apart: every page of a buffer is touched. */
+#define PROBE_STEP 4096
+
+/* Loads a byte of every page of the first `len` bytes of iov. */
+static __attribute__((noinline)) void touch_pages(const struct iovec *iov, int iovcnt, size_t len)
+{
+	for (; iovcnt > 0 && len > 0; iov++, iovcnt--) {
+		const volatile char *base = iov->iov_base;
+		size_t n = iov->iov_len < len ? iov->iov_len : len;
+
+		for (size_t off = 0; off < n; off += PROBE_STEP)
+			(void)base[off];
+		if (n)
+			(void)base[n - 1];
+		len -= n;
+	}
+}
+
 /*
- * With the producer lock held: puts a sendmsg()'s control data on the
- * socket once the ring has room for the `least` bytes the caller then
- * writes under the same lock (only this side takes room).  1: sent; 0: no
- * room yet; -errno.
+ * Whether the first `len` bytes of iov can be read, under the fault
+ * guard.  Asked before control data goes out: a copy that faulted after
+ * its record was on the socket would hand the fds to the next bytes
+ * written, where the kernel's sendmsg() fails whole with EFAULT.
  */
-static int attach_control(struct tssx_conn *conn, int fd, const struct msghdr *control, size_t len,
-			  size_t least, int flags)
+static bool can_read(const struct iovec *iov, int iovcnt, size_t len)
+{
+	struct tssx_fault_guard guard;
+
+	if (sigsetjmp(guard.env, 0))
+		return false; /* the handler cleared tssx_fault_guard */
+	tssx_fault_guard = &guard;
+	touch_pages(iov, iovcnt, len);
+	tssx_fault_guard = NULL;
+	return true;
+}
+
+/*
+ * With the producer lock held, before the call's first byte: puts a
+ * sendmsg()'s control data on the socket once the ring has room for the
+ * `least` bytes the caller then writes under the same lock (only this
+ * side takes room).  1: sent; 0: no room yet; -errno.
+ */
+static int attach_control(struct tssx_conn *conn, int fd, const struct msghdr *control, const struct iovec *iov,
+			  int iovcnt, size_t len, size_t least, int flags)
 {
 	ssize_t room = tssx_ring_writable(conn->tx);
 
-	if (room < 0 || (size_t)room < least)
-		return room < 0 ? (int)room : 0;
+	if (room < 0)
+		return ring_broken(conn, fd);
+	if ((size_t)room < least)
+		return 0;
 	/* A call that keeps the connection may have lost fd to another
 	 * thread's close(): never send on the number. */
 	if (!tssx_conn_owns_fd(conn, fd))
 		return -EBADF;
+	if (!can_read(iov, iovcnt, len < conn->tx->capacity ? len : conn->tx->capacity))
+		return -EFAULT;
 	return tssx_ancillary_send(conn, fd, control, len, is_nonblocking(conn, fd, flags)) ?: 1;
 }
 
@@ -578,7 +620,7 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 			return done ? (ssize_t)done : -EBADF;
 		}
 		if (control)
-			attached = attach_control(conn, fd, control, want, least, flags);
+			attached = attach_control(conn, fd, control, iov, iovcnt, want, least, flags);
 		if (attached > 0)
 			n = guarded_transfer(conn->tx, true, iov, iovcnt, done, false, least, -1);
 		if (n > 0)

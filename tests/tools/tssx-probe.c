@@ -90,6 +90,25 @@ static void wait_byte(int fd)
 	expect(read(fd, &c, 1) == 1);
 }
 
+/* sendmsg() of len bytes with one fd attached (SCM_RIGHTS). */
+static ssize_t send_with_fd(int fd, void *data, size_t len, int passed)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control = { 0 };
+	struct iovec iov = { .iov_base = data, .iov_len = len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &passed, sizeof(int));
+	return sendmsg(fd, &msg, 0);
+}
+
 /* ---- peek, waitall, FIONREAD ---- */
 
 static void peek_client(int fd)
@@ -170,8 +189,19 @@ static void on_segv(int sig)
 
 static void efault_client(int fd)
 {
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	char c = 0;
+	struct iovec iov = { .iov_base = &c, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
+
 	send_all(fd, "abc", 3);
-	wait_byte(fd);
+	/* The fd of the sendmsg() that failed with EFAULT never comes. */
+	expect(recvmsg(fd, &msg, 0) == 1 && c == '+');
+	expect(msg.msg_controllen == 0 && !(msg.msg_flags & MSG_CTRUNC));
 }
 
 static void efault_server(int fd)
@@ -190,6 +220,7 @@ static void efault_server(int fd)
 	expect(recv(fd, bad, 3, MSG_PEEK) < 0 && errno == EFAULT);
 	expect(write(fd, bad, 3) < 0 && errno == EFAULT);
 	expect(writev(fd, iov, 2) < 0 && errno == EFAULT);
+	expect(send_with_fd(fd, bad, 3, STDIN_FILENO) < 0 && errno == EFAULT);
 	/* Nothing was taken or sent. */
 	expect(read(fd, buf, 3) == 3 && !memcmp(buf, "abc", 3));
 	/* The program's own handler still runs for its own faults. */
@@ -505,21 +536,9 @@ static void addresses_server(int fd)
 
 static void cmsg_client(int fd)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} control = { 0 };
-	struct iovec iov = { .iov_base = "x", .iov_len = 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-			      .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
-	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-	int passed = STDIN_FILENO;
+	char x = 'x';
 
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cmsg), &passed, sizeof(int));
-	expect(sendmsg(fd, &msg, 0) == 1);
+	expect(send_with_fd(fd, &x, 1, STDIN_FILENO) == 1);
 	send_all(fd, "passed!", 7);
 }
 
