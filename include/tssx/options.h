@@ -9,6 +9,8 @@
  *   TSSX_RING_SIZE=N[K|M|G] capacity of each ring, power of two (default 1M)
  *   TSSX_RING_MAX=N[K|M|G]  largest ring a peer's hello may ask for (default 16M)
  *   TSSX_SPIN_NS=N          spin budget before sleeping (default 20000)
+ *   TSSX_YIELD_NS=N         budget of a spin that yields the CPU at every
+ *                           turn, where a spin would not pay (default 200000)
  *   TSSX_LOG=LEVEL          none|error|warn|info|debug (default warn)
  *
  * Patterns match the socket's path ("/tmp/app-*.sock") or "@name" for abstract
@@ -32,6 +34,7 @@ struct tssx_options {
 	uint64_t ring_size;
 	uint64_t ring_max; /* a hello asking for larger rings is refused */
 	uint64_t spin_ns;
+	uint64_t yield_ns;
 	int log_level;
 };
 

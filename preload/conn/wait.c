@@ -131,6 +131,26 @@ unsigned tssx_loadavg_runnable(const char *line)
 	return runnable;
 }
 
+bool tssx_yield_stalls_often(uint32_t *stall_share, uint64_t took_ns)
+{
+	/* An average over the last ~16 yields, in 1/65536ths. */
+	*stall_share -= *stall_share / TSSX_YIELD_AVERAGE_OVER;
+	if (took_ns >= TSSX_YIELD_STALL_NS)
+		*stall_share += 65536u / TSSX_YIELD_AVERAGE_OVER;
+	return *stall_share > 65536u / TSSX_YIELD_STALL_SHARE;
+}
+
+uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_ns)
+{
+	uint64_t doubled = previous_ns * 2;
+
+	/* Stalls again within the last pause's length of its end: the
+	 * long-running tasks are still there, wait twice as long. */
+	if (previous_ns == 0 || since_previous_ended_ns > previous_ns)
+		return TSSX_YIELD_BACKOFF_MIN_NS;
+	return doubled > TSSX_YIELD_BACKOFF_MAX_NS ? TSSX_YIELD_BACKOFF_MAX_NS : doubled;
+}
+
 /* ---- The machine's view ---- */
 
 /* The page every TSSX process of the user maps. */
@@ -140,7 +160,12 @@ struct shared_page {
 	 * TSSX_LOAD_REFRESH_NS for the whole machine, not per process. */
 	alignas(64) _Atomic uint64_t load_read_at;
 	_Atomic uint64_t load_runnable;
+	/* No yielding spin starts before yields_after: yields stalled
+	 * behind long-running tasks, backoff_ns ago (yield_stalled()). */
+	_Atomic uint64_t yields_after;
+	_Atomic uint64_t yield_backoff_ns;
 };
+
 
 struct machine {
 	unsigned cpus;			/* this process may run on */
@@ -201,6 +226,14 @@ static void machine_init(void)
 	machine.loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
 }
 
+static struct shared_page *shared_page(void)
+{
+	static struct shared_page own; /* without /dev/shm: this process's view */
+
+	pthread_once(&machine_once, machine_init);
+	return machine.page ? machine.page : &own;
+}
+
 /* The machine's runnable tasks, at most TSSX_LOAD_REFRESH_NS old; 0 when
  * unknown.  Processes and threads that race may all read the file:
  * harmless.  Relaxed: the two words are a hint, each valid alone. */
@@ -225,11 +258,8 @@ static unsigned runnable_now(struct shared_page *page, uint64_t now)
  * The slot first: it costs no system call. */
 static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot)
 {
-	static struct shared_page own; /* without /dev/shm: this process's view */
-	struct shared_page *page;
+	struct shared_page *page = shared_page();
 
-	pthread_once(&machine_once, machine_init);
-	page = machine.page ? machine.page : &own;
 	*slot = tssx_spin_slot_claim(page->slots, machine.page ? machine.nslots : TSSX_SPIN_SLOTS_MAX, now, end_ns);
 	if (*slot && tssx_spin_pays(runnable_now(page, now), machine.cpus))
 		return true;
@@ -250,8 +280,16 @@ bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, u
 	spin->look_every_ns = look_every_ns;
 	spin->look_ns = look_every_ns ? now : UINT64_MAX; /* the first at once */
 	spin->slot = NULL;
+	spin->yields = false;
+	spin->turn_ns = now;
 	spin->over = spin->end_ns <= now;
 	return !spin->over;
+}
+
+/* Whether yielding spins are paused: yields stalled lately (yield_stalled()). */
+static bool yields_paused(uint64_t now)
+{
+	return now < atomic_load_explicit(&shared_page()->yields_after, memory_order_relaxed);
 }
 
 bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline)
@@ -259,9 +297,16 @@ bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struc
 	uint64_t now = tssx_now_ns();
 
 	if (tssx_spin_setup(spin, now, tssx_opts.spin_ns, look_every_ns, deadline) &&
-	    !spin_allowed(now, spin->end_ns, &spin->slot))
-		spin->over = true;
-	return !spin->over;
+	    spin_allowed(now, spin->end_ns, &spin->slot))
+		return true;
+	/* No CPU to spin on: give it away at every turn instead, so that
+	 * the peer may run on it and answer before this waiter sleeps. */
+	if (!yields_paused(now) && tssx_spin_setup(spin, now, tssx_opts.yield_ns, look_every_ns, deadline)) {
+		spin->yields = true;
+		return true;
+	}
+	spin->over = true;
+	return false;
 }
 
 void tssx_spin_stop(struct tssx_spin *spin)
@@ -275,6 +320,30 @@ void tssx_spin_stop(struct tssx_spin *spin)
 	spin->slot = NULL;
 }
 
+/* A yield that let a long-running task have the CPU: the next wait would
+ * likely pay the same, where a sleeper woken by a doorbell would preempt
+ * it.  When such yields are common, no process of the user yields for a
+ * while, longer each time it happens again right away. */
+static bool yield_stalled(uint64_t took_ns, uint64_t now)
+{
+	static __thread uint32_t stall_share;
+	struct shared_page *page;
+	uint64_t after, backoff;
+
+	if (!tssx_yield_stalls_often(&stall_share, took_ns))
+		return false;
+	stall_share = 0;
+	page = shared_page();
+	after = atomic_load_explicit(&page->yields_after, memory_order_relaxed);
+	if (after > now)
+		return true; /* another thread paused them meanwhile */
+	backoff = tssx_yield_backoff(atomic_load_explicit(&page->yield_backoff_ns, memory_order_relaxed),
+				     now - after);
+	atomic_store_explicit(&page->yield_backoff_ns, backoff, memory_order_relaxed);
+	atomic_store_explicit(&page->yields_after, now + backoff, memory_order_relaxed);
+	return true;
+}
+
 bool tssx_spin_pause(struct tssx_spin *spin)
 {
 	uint64_t now, until;
@@ -282,8 +351,16 @@ bool tssx_spin_pause(struct tssx_spin *spin)
 	if (spin->over)
 		return false;
 	until = spin->look_ns < spin->end_ns ? spin->look_ns : spin->end_ns;
-	tssx_cpu_relax();
+	if (spin->yields)
+		sched_yield();
+	else
+		tssx_cpu_relax();
 	now = tssx_now_ns();
+	if (spin->yields && yield_stalled(now - spin->turn_ns, now)) {
+		tssx_spin_stop(spin);
+		return false;
+	}
+	spin->turn_ns = now;
 	if (now < until)
 		return true;
 	if (now >= spin->end_ns)

@@ -17,7 +17,13 @@
  *     the spin holding it, so that spinners never outnumber the CPUs (the
  *     load count alone is up to TSSX_LOAD_REFRESH_NS old) and a spinner
  *     killed mid-spin frees its slot when its budget ends.
- * Otherwise the waiter sleeps at once: its CPU goes to the peer.
+ * Otherwise the waiter gives its CPU away at every turn (sched_yield) for
+ * the yield budget (TSSX_YIELD_NS): a peer that waits for a CPU gets this
+ * one and answers before the waiter sleeps, again with no doorbell and no
+ * wake-up.  Where yields stall behind tasks that run long slices (a
+ * CPU-bound job takes the CPU to the next tick; a sleeper woken by a
+ * doorbell would preempt it) such spins pause for all the user's
+ * processes, longer each time the stalls go on.
  */
 #ifndef TSSX_PRELOAD_WAIT_H
 #define TSSX_PRELOAD_WAIT_H
@@ -79,6 +85,8 @@ struct tssx_spin {
 	uint64_t look_every_ns;
 	uint64_t look_ns;	/* the next look at the kernel's fds */
 	bool over;
+	bool yields;		/* gives the CPU away at every turn */
+	uint64_t turn_ns;	/* when the last turn ended */
 	_Atomic uint64_t *slot;	/* the spin slot held, or NULL */
 };
 
@@ -95,6 +103,24 @@ bool tssx_spin_pause(struct tssx_spin *spin);
 void tssx_spin_stop(struct tssx_spin *spin);
 
 /* ---- The pure parts, for the unit tests ---- */
+
+/* A yield that took this long let a long-running task have the CPU. */
+#define TSSX_YIELD_STALL_NS 1000000u
+/* Yields stop when more than 1/TSSX_YIELD_STALL_SHARE of the last
+ * ~TSSX_YIELD_AVERAGE_OVER yields of a thread stalled so. */
+#define TSSX_YIELD_STALL_SHARE 8u
+#define TSSX_YIELD_AVERAGE_OVER 16u
+/* For how long they stop: the first time, and at most. */
+#define TSSX_YIELD_BACKOFF_MIN_NS 50000000u
+#define TSSX_YIELD_BACKOFF_MAX_NS 2000000000u
+
+/* Records one yield that took took_ns in *stall_share (the thread's
+ * running share of stalled yields); true when stalls have become common. */
+bool tssx_yield_stalls_often(uint32_t *stall_share, uint64_t took_ns);
+/* How long to stop yielding after stalls became common, given the last
+ * such pause (0: none yet) and the time since it ended. */
+uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_ns);
+
 
 /* tssx_spin_start() without the policy: a spin of budget_ns from now. */
 bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, uint64_t look_every_ns,

@@ -23,6 +23,7 @@
  * space per connection at most. */
 #define DEFAULT_RING_MAX (16u << 20)
 #define DEFAULT_SPIN_NS 20000
+#define DEFAULT_YIELD_NS 200000
 #define MAX_SPIN_NS 1000000000ull /* one second: more is surely a typo */
 #define MAX_REGISTRY_TIMEOUT_MS 10000 /* likewise: every call may wait this long */
 
@@ -119,14 +120,24 @@ static bool parse_ring_max(const char *value, struct tssx_options *opts)
 	return true;
 }
 
-static bool parse_spin_ns(const char *value, struct tssx_options *opts)
+static bool parse_budget_ns(const char *value, uint64_t *budget_ns)
 {
 	uint64_t ns;
 
 	if (!parse_number(value, false, &ns) || ns > MAX_SPIN_NS)
 		return false;
-	opts->spin_ns = ns;
+	*budget_ns = ns;
 	return true;
+}
+
+static bool parse_spin_ns(const char *value, struct tssx_options *opts)
+{
+	return parse_budget_ns(value, &opts->spin_ns);
+}
+
+static bool parse_yield_ns(const char *value, struct tssx_options *opts)
+{
+	return parse_budget_ns(value, &opts->yield_ns);
 }
 
 static bool parse_registry_timeout(const char *value, struct tssx_options *opts)
@@ -179,6 +190,7 @@ static const struct variable variables[] = {
 	  "expected a power of two from 4K to 1G, with an optional K, M or G", "1M" },
 	{ "TSSX_RING_MAX", parse_ring_max, "expected a size from 4K to 1G, with an optional K, M or G", "16M" },
 	{ "TSSX_SPIN_NS", parse_spin_ns, "expected nanoseconds from 0 to 1000000000", "20000" },
+	{ "TSSX_YIELD_NS", parse_yield_ns, "expected nanoseconds from 0 to 1000000000", "200000" },
 	{ "TSSX_LOG", parse_log, "expected none, error, warn, info, debug or 0 to 4", "warn" },
 };
 
@@ -189,6 +201,7 @@ static void set_defaults(struct tssx_options *opts)
 	opts->ring_size = DEFAULT_RING_SIZE;
 	opts->ring_max = DEFAULT_RING_MAX;
 	opts->spin_ns = DEFAULT_SPIN_NS;
+	opts->yield_ns = DEFAULT_YIELD_NS;
 	opts->registry_timeout_ms = TSSX_REGISTRY_TIMEOUT_MS_DEFAULT;
 	opts->log_level = TSSX_LOG_WARN;
 }

@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib.sh" "$@"
 "${guard[@]}" "$tools/tssx-probe" wakeup "$work/p.sock" >"$work/plain.log" 2>&1 ||
 	fail "fails on plain sockets"
 for ((run = 1; run <= 20; run++)); do
-	TSSX_SPIN_NS=$((run % 2 ? 0 : 20000)) TSSX_RING_SIZE=64K with_preload yes "${guard[@]}" "$tools/tssx-probe" wakeup "$work/p.sock" \
+	TSSX_SPIN_NS=$((run % 2 ? 0 : 20000)) TSSX_YIELD_NS=$((run % 2 ? 0 : 200000)) TSSX_RING_SIZE=64K with_preload yes "${guard[@]}" "$tools/tssx-probe" wakeup "$work/p.sock" \
 		>"$work/wakeup.log" 2>&1 || fail "run $run fails over TSSX"
 	grep -q "shared memory, client" "$work/wakeup.log" || fail "run $run: not over shared memory"
 done

@@ -210,6 +210,43 @@ static void test_deadline_left_ms(void **state)
 	assert_int_equal(deadline.at_ns, TSSX_FOREVER);
 }
 
+static void test_yield_stalls_rare_and_common(void **state)
+{
+	uint32_t share = 0;
+	int i;
+
+	/* Short yields never stop a spin. */
+	for (i = 0; i < 1000; i++)
+		assert_false(tssx_yield_stalls_often(&share, TSSX_YIELD_STALL_NS - 1));
+	/* One stall in 64 (many busy pairs: a scheduler hiccup) neither. */
+	for (i = 0; i < 6400; i++)
+		assert_false(tssx_yield_stalls_often(&share, i % 64 ? 20000 : TSSX_YIELD_STALL_NS));
+	/* Back to back (a CPU-bound task runs its whole slice at every
+	 * yield): within three. */
+	share = 0;
+	assert_false(tssx_yield_stalls_often(&share, 4000000));
+	for (i = 0; i < 2 && !tssx_yield_stalls_often(&share, 4000000); i++)
+		;
+	assert_true(i < 2);
+}
+
+static void test_yield_backoff_doubles_while_stalls_go_on(void **state)
+{
+	uint64_t backoff = tssx_yield_backoff(0, UINT64_MAX);
+
+	assert_int_equal(backoff, TSSX_YIELD_BACKOFF_MIN_NS);
+	/* Stalls again right after the pause: twice as long, up to the most. */
+	for (int i = 0; i < 40; i++) {
+		uint64_t next = tssx_yield_backoff(backoff, 1000);
+
+		assert_true(next == backoff * 2 || next == TSSX_YIELD_BACKOFF_MAX_NS);
+		backoff = next;
+	}
+	assert_int_equal(backoff, TSSX_YIELD_BACKOFF_MAX_NS);
+	/* Long after the last pause: the least again. */
+	assert_int_equal(tssx_yield_backoff(backoff, backoff + 1), TSSX_YIELD_BACKOFF_MIN_NS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -224,6 +261,8 @@ int main(void)
 		cmocka_unit_test(test_spin_slot_claim_and_release),
 		cmocka_unit_test(test_spin_over_frees_its_slot),
 		cmocka_unit_test(test_loadavg_runnable),
+		cmocka_unit_test(test_yield_stalls_rare_and_common),
+		cmocka_unit_test(test_yield_backoff_doubles_while_stalls_go_on),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -57,6 +57,7 @@ static void assert_defaults(const struct tssx_options *opts)
 	assert_int_equal(opts->ring_size, 1 << 20);
 	assert_int_equal(opts->ring_max, 16 << 20);
 	assert_int_equal(opts->spin_ns, 20000);
+	assert_int_equal(opts->yield_ns, 200000);
 	assert_int_equal(opts->registry_timeout_ms, 50);
 	assert_int_equal(opts->log_level, TSSX_LOG_WARN);
 }
@@ -80,7 +81,7 @@ static void test_defaults(void **state)
 	/* Empty means unset. */
 	const char *names[] = { "TSSX_DISABLE", "TSSX_REGISTRY", "TSSX_REGISTRY_TIMEOUT",
 				"TSSX_INCLUDE", "TSSX_EXCLUDE", "TSSX_RING_SIZE", "TSSX_SPIN_NS",
-				"TSSX_LOG" };
+				"TSSX_YIELD_NS", "TSSX_LOG" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		opts = parse_one(names[i], "");
@@ -188,6 +189,17 @@ static void test_spin_ns(void **state)
 	assert_rejected("TSSX_SPIN_NS", "fast");
 }
 
+static void test_yield_ns(void **state)
+{
+	assert_int_equal(parse_one("TSSX_YIELD_NS", "0").yield_ns, 0);
+	assert_int_equal(parse_one("TSSX_YIELD_NS", "1000000000").yield_ns, 1000000000);
+	assert_int_equal(parse_one("TSSX_YIELD_NS", "5000").spin_ns, 20000); /* the other budget stays */
+	assert_int_equal(warnings, 0);
+	assert_rejected("TSSX_YIELD_NS", "1000000001");
+	assert_rejected("TSSX_YIELD_NS", "200us");
+	assert_rejected("TSSX_YIELD_NS", "-1");
+}
+
 static void test_log(void **state)
 {
 	const char *names[] = { "none", "error", "warn", "info", "debug" };
@@ -270,6 +282,7 @@ int main(void)
 		cmocka_unit_test(test_ring_max),
 		cmocka_unit_test(test_registry_timeout),
 		cmocka_unit_test(test_spin_ns),
+		cmocka_unit_test(test_yield_ns),
 		cmocka_unit_test(test_log),
 		cmocka_unit_test(test_several_warnings),
 		cmocka_unit_test(test_selects),
