@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/ioctl.h>
@@ -33,6 +34,7 @@
 	X(poll) X(ppoll) X(select) X(pselect)                                    \
 	X(epoll_create) X(epoll_create1) X(epoll_ctl) X(epoll_wait) X(epoll_pwait) \
 	X(execve) X(execvpe) X(fexecve) X(execveat)                              \
+	X(posix_spawn) X(posix_spawnp)                                          \
 	TSSX_SHIM_EPOLL_PWAIT2(X)
 
 #ifdef HAVE_EPOLL_PWAIT2

@@ -1,17 +1,21 @@
 /*
- * Connections and listener claims across exec (handover.h).
+ * Connections and listener claims across exec and spawn (handover.h).
  *
  * The record: TSSX_HANDOVER=ENTRY[,ENTRY...], each entry one of
- *   cFD:MEMFD:s|c   a ready connection, its segment's memfd, server/client
- *   pFD             a server connection whose hello is still on the socket
- *   dFD:FIRST       another fd of the connection entered at FIRST (dup)
- *   lFD             a claimed listener, to be claimed again
+ *   cINO:MEMFD:s|c  a ready connection: its socket's inode, its segment's
+ *                   memfd, server/client
+ *   pINO            a server connection whose hello is still on the socket
+ *   lINO            a claimed listener, to be claimed again
+ * The new image adopts every fd it holds that is a socket of that inode.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -76,9 +80,9 @@ static void append(struct tssx_handover *ho, const char *text)
 	ho->len += len;
 }
 
-static void append_int(struct tssx_handover *ho, int value)
+static void append_number(struct tssx_handover *ho, unsigned long long value)
 {
-	char digits[16], *p = digits + sizeof(digits);
+	char digits[24], *p = digits + sizeof(digits);
 
 	*--p = '\0';
 	do
@@ -87,13 +91,45 @@ static void append_int(struct tssx_handover *ho, int value)
 	append(ho, p);
 }
 
-/* Clears O_CLOEXEC of a kept fd for the exec; false if it is gone (an
- * application's close-all loop) or the list is full. */
+/* One entry, or false when it does not fit (the caller fails it). */
+static bool add_entry(struct tssx_handover *ho, char kind, ino_t ino, int memfd, char side)
+{
+	size_t mark = ho->len;
+
+	if (!ino)
+		return false; /* not open (closed before the exec) */
+	if (ho->len > sizeof(var_prefix) - 1)
+		append(ho, ",");
+	append(ho, (char[]){ kind, '\0' });
+	append_number(ho, ino);
+	if (memfd >= 0) {
+		append(ho, ":");
+		append_number(ho, (unsigned)memfd);
+		append(ho, (char[]){ ':', side, '\0' });
+	}
+	if (ho->truncated) {
+		ho->len = mark;
+		ho->entry[mark] = '\0';
+		ho->truncated = false;
+		return false;
+	}
+	return true;
+}
+
+/* Keeps a memfd open into the new image; false if it is gone (an
+ * application's close-all loop) or the list is full.  A spawn without
+ * the application's file actions clears O_CLOEXEC in the child only (a
+ * dup2 onto itself); otherwise it is cleared here for the exec or spawn
+ * and set again after. */
 static bool keep_open(struct tssx_handover *ho, int fd)
 {
 	int flags = TSSX_REAL(fcntl)(fd, F_GETFD);
 
-	if (flags < 0 || ho->ncleared == (int)(sizeof(ho->cloexec_cleared) / sizeof(int)))
+	if (flags < 0)
+		return false;
+	if (ho->via == TSSX_VIA_SPAWN)
+		return posix_spawn_file_actions_adddup2(&ho->actions, fd, fd) == 0;
+	if (ho->ncleared == TSSX_HANDOVER_MAX)
 		return false;
 	if (flags & FD_CLOEXEC) {
 		TSSX_REAL(fcntl)(fd, F_SETFD, flags & ~FD_CLOEXEC);
@@ -102,52 +138,52 @@ static bool keep_open(struct tssx_handover *ho, int fd)
 	return true;
 }
 
-/* One entry, or false when it does not fit (the caller fails it). */
-static bool add_entry(struct tssx_handover *ho, char kind, int fd, int extra, char side)
+static ino_t socket_inode(int fd)
 {
-	size_t mark = ho->len;
+	struct stat st;
 
-	if (ho->len > sizeof(var_prefix) - 1)
-		append(ho, ",");
-	append(ho, (char[]){ kind, '\0' });
-	append_int(ho, fd);
-	if (extra >= 0) {
-		append(ho, ":");
-		append_int(ho, extra);
-	}
-	if (side)
-		append(ho, (char[]){ ':', side, '\0' });
-	if (ho->truncated) {
-		ho->len = mark;
-		ho->entry[mark] = '\0';
-		return false;
-	}
-	return true;
+	return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) ? st.st_ino : 0;
+}
+
+/* A socket whose first read fails with ECONNRESET and whose writes fail
+ * with EPIPE: closing a socket with unread data resets its peer. */
+static int dead_socket(void)
+{
+	int pair[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+		return -1;
+	(void)!TSSX_REAL(send)(pair[0], "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	TSSX_REAL(close)(pair[1]);
+	return pair[0];
 }
 
 /*
  * A connection the new image cannot take over fails loudly in it: in
  * place of the fd it finds a socket whose first read fails with
- * ECONNRESET and whose writes fail with EPIPE (only this process's copy
+ * ECONNRESET and whose writes fail with EPIPE (only the new image's copy
  * is replaced; a parent keeps its own).  On stdin, stdout or stderr the
  * new image is meant to be the connection's user (inetd, socat EXEC,
  * systemd --inetd): the peer is told too, and once it has read what is in
  * its ring it gets ECONNRESET instead of a clean EOF.
  */
-static void abandon(struct tssx_conn *conn, int fd, const char *why)
+static void abandon(struct tssx_handover *ho, struct tssx_conn *conn, int fd, const char *why)
 {
-	int pair[2];
+	int dead;
 
 	if (fd <= STDERR_FILENO && atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_READY)
 		tssx_ring_abandon_write(conn->tx);
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0) {
-		/* Closing a socket with unread data resets its peer. */
-		(void)!TSSX_REAL(send)(pair[0], "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-		TSSX_REAL(close)(pair[1]);
-		TSSX_REAL(dup2)(pair[0], fd);
-		TSSX_REAL(close)(pair[0]);
+	if (ho->via == TSSX_VIA_SPAWN) {
+		if (ho->dead_socket < 0)
+			ho->dead_socket = dead_socket();
+		if (ho->dead_socket >= 0)
+			posix_spawn_file_actions_adddup2(&ho->actions, ho->dead_socket, fd);
+	} else if ((dead = dead_socket()) >= 0) {
+		TSSX_REAL(dup2)(dead, fd);
+		TSSX_REAL(close)(dead);
 	}
-	tssx_log(TSSX_LOG_ERROR, "fd %d: TSSX connection failed at exec: %s", fd, why);
+	tssx_log(TSSX_LOG_ERROR, "fd %d: TSSX connection failed at %s: %s", fd,
+		 ho->via == TSSX_VIA_EXEC ? "exec" : "spawn", why);
 }
 
 static bool inheritable(int fd)
@@ -157,45 +193,74 @@ static bool inheritable(int fd)
 	return flags >= 0 && !(flags & FD_CLOEXEC);
 }
 
-/* The first fd entered for conn, or -1; remembers it when it is new. */
-static int entered_at(struct tssx_handover *ho, struct tssx_conn *conn, int fd)
+/* conn's index among those seen (*fresh: just added); -1 when the list
+ * is full. */
+static int seen_at(struct tssx_handover *ho, struct tssx_conn *conn, bool *fresh)
 {
+	*fresh = false;
 	for (int i = 0; i < ho->nconns; i++) {
 		if (ho->conns[i] == conn)
-			return ho->conn_fds[i];
+			return i;
 	}
-	if (ho->nconns < (int)(sizeof(ho->conns) / sizeof(ho->conns[0]))) {
-		ho->conns[ho->nconns] = conn;
-		ho->conn_fds[ho->nconns++] = fd;
-	}
-	return -1;
+	if (ho->nconns == TSSX_HANDOVER_MAX)
+		return -1;
+	*fresh = true;
+	ho->conns[ho->nconns] = conn;
+	ho->handed[ho->nconns] = false;
+	return ho->nconns++;
 }
 
-static void prepare_conn(struct tssx_handover *ho, struct tssx_conn *conn, int fd, bool preloaded)
+/* One entry for conn, its memfd kept open; false if it cannot be handed
+ * over. */
+static bool hand_over(struct tssx_handover *ho, struct tssx_conn *conn, int fd)
 {
-	int state = atomic_load_explicit(&conn->state, memory_order_acquire);
-	int memfd = atomic_load(&conn->memfd), first;
+	int state = atomic_load_explicit(&conn->state, memory_order_acquire), memfd;
+	size_t mark = ho->len;
 
-	if (state == TSSX_CONN_FAILED)
+	if (state == TSSX_CONN_HELLO_PENDING)
+		return add_entry(ho, 'p', socket_inode(fd), -1, 0);
+	memfd = atomic_load(&conn->memfd);
+	if (state != TSSX_CONN_READY || memfd < 0 || !add_entry(ho, 'c', conn->sock_ino, memfd, conn->server ? 's' : 'c'))
+		return false;
+	if (keep_open(ho, memfd))
+		return true;
+	ho->len = mark;
+	ho->entry[mark] = '\0';
+	return false;
+}
+
+/* conn at fd: handed over once (the new image finds every copy by the
+ * inode), and every inheritable fd of it that could not be is failed. */
+static void prepare_conn(struct tssx_handover *ho, struct tssx_conn *conn, int fd, bool inheritable)
+{
+	bool fresh;
+	int i;
+
+	/* A spawning parent keeps its copy: whoever would take the hello, the
+	 * other would wait for it for good.  The parent takes it first, as
+	 * shutdown() does, and a client that never sends it fails. */
+	if ((ho->via == TSSX_VIA_SPAWN_ACTIONS || (ho->via == TSSX_VIA_SPAWN && inheritable)) &&
+	    tssx_conn_establish(conn, fd, 1000) == -EAGAIN)
+		tssx_conn_fail(conn, fd, ECONNRESET, "no hello before spawn");
+	if (atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_FAILED)
 		return;
-	if (preloaded && (first = entered_at(ho, conn, fd)) >= 0) {
-		if (!add_entry(ho, 'd', fd, first, 0))
-			abandon(conn, fd, "cannot hand it over (too many connections)");
-		return;
-	}
-	if (!preloaded)
-		abandon(conn, fd, "the new image does not load the library (not preloaded, or set-uid)");
-	else if (state == TSSX_CONN_HELLO_PENDING ? !add_entry(ho, 'p', fd, -1, 0)
-		 : memfd < 0 || !keep_open(ho, memfd) || !add_entry(ho, 'c', fd, memfd, conn->server ? 's' : 'c'))
-		abandon(conn, fd, "cannot hand it over (no segment fd, or too many connections)");
+	i = seen_at(ho, conn, &fresh);
+	if (fresh && ho->preloaded && (inheritable || ho->via != TSSX_VIA_SPAWN))
+		ho->handed[i] = hand_over(ho, conn, fd);
+	/* With the application's file actions the child's fds are known only
+	 * after the spawn (tssx_handover_undo). */
+	if (inheritable && !(i >= 0 && ho->handed[i]) && ho->via != TSSX_VIA_SPAWN_ACTIONS)
+		abandon(ho, conn, fd,
+			ho->preloaded ? "cannot hand it over (no segment fd, or too many connections)"
+				      : "the new image does not load the library (not preloaded, or set-uid)");
 }
 
 /* A claimed listener: the new image claims it again in its constructor,
  * before main(), not at its first accept. */
-static void prepare_listener(struct tssx_handover *ho, struct tssx_listener *listener, int fd)
+static void prepare_listener(struct tssx_handover *ho, struct tssx_listener *listener, int fd, bool inheritable)
 {
-	if (listener->claim)
-		add_entry(ho, 'l', fd, -1, 0);
+	if (ho->preloaded && listener->claim && (inheritable || ho->via != TSSX_VIA_SPAWN))
+		add_entry(ho, 'l', socket_inode(fd), -1, 0);
 }
 
 /* The connection an untracked fd is a copy of, or NULL.  A vfork() child
@@ -217,54 +282,204 @@ static struct tssx_conn *copy_of_conn(int fd, int high)
 	return NULL;
 }
 
-bool tssx_handover_prepare(struct tssx_handover *ho, const char *path, char *const envp[])
+bool tssx_handover_prepare(struct tssx_handover *ho, enum tssx_handover_via via, const char *path,
+			   char *const envp[])
 {
-	bool preloaded = loads_library(path, envp);
 	int high = tssx_table_high_fd();
 
+	ho->via = via;
+	ho->preloaded = loads_library(path, envp);
 	ho->len = 0;
 	ho->ncleared = 0;
 	ho->nconns = 0;
 	ho->truncated = false;
+	ho->dead_socket = -1;
+	ho->env_map = NULL;
+	if (via == TSSX_VIA_SPAWN)
+		posix_spawn_file_actions_init(&ho->actions);
 	append(ho, var_prefix);
 	for (int fd = 0; fd <= high; fd++) {
 		struct tssx_fd_object *obj = tssx_table_get(fd);
 
-		if (!obj || (obj->kind != TSSX_FD_CONN && obj->kind != TSSX_FD_LISTENER) || !inheritable(fd))
+		if (!obj || (obj->kind != TSSX_FD_CONN && obj->kind != TSSX_FD_LISTENER))
 			continue;
 		if (obj->kind == TSSX_FD_CONN)
-			prepare_conn(ho, tssx_conn_of(obj), fd, preloaded);
-		else if (preloaded)
-			prepare_listener(ho, (struct tssx_listener *)obj, fd);
+			prepare_conn(ho, tssx_conn_of(obj), fd, inheritable(fd));
+		else
+			prepare_listener(ho, (struct tssx_listener *)obj, fd, inheritable(fd));
 	}
 	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
 		struct tssx_conn *conn;
 
 		if (!tssx_table_get(fd) && inheritable(fd) && (conn = copy_of_conn(fd, high)))
-			prepare_conn(ho, conn, fd, preloaded);
+			prepare_conn(ho, conn, fd, true);
 	}
-	return preloaded && ho->len > sizeof(var_prefix) - 1;
+	return ho->preloaded && ho->len > sizeof(var_prefix) - 1;
 }
 
-void tssx_handover_undo(const struct tssx_handover *ho)
+char **tssx_handover_env(struct tssx_handover *ho, char *const envp[])
+{
+	size_t n = 0, out = 0;
+	char **env;
+
+	while (envp && envp[n])
+		n++;
+	ho->env_maplen = (n + 2) * sizeof(char *);
+	ho->env_map = mmap(NULL, ho->env_maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ho->env_map == MAP_FAILED) {
+		ho->env_map = NULL;
+		return NULL;
+	}
+	env = ho->env_map;
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(envp[i], var_prefix, sizeof(var_prefix) - 1))
+			env[out++] = envp[i];
+	}
+	env[out++] = ho->entry;
+	env[out] = NULL;
+	return env;
+}
+
+/* ---- After a spawn with the application's file actions ---- */
+
+static bool was_handed(const struct tssx_handover *ho, const struct tssx_conn *conn)
+{
+	for (int i = 0; i < ho->nconns; i++) {
+		if (ho->conns[i] == conn)
+			return ho->handed[i];
+	}
+	return false;
+}
+
+/* The inodes of the sockets the child holds, from /proc/PID/fd; -1 if
+ * they cannot be read (a set-uid child, one that is gone already). */
+static int child_sockets(pid_t child, ino_t *inodes, int max)
+{
+	char dir[64];
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)child);
+	d = opendir(dir);
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) && n < max) {
+		char target[64];
+		unsigned long long ino;
+		ssize_t len = readlinkat(dirfd(d), e->d_name, target, sizeof(target) - 1);
+
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		if (sscanf(target, "socket:[%llu]", &ino) == 1)
+			inodes[n++] = (ino_t)ino;
+	}
+	closedir(d);
+	return n;
+}
+
+static bool held_by_child(ino_t ino, const ino_t *inodes, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (inodes[i] == ino)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The child got connections through the application's file actions that
+ * were not handed over (it does not load the library, or they did not
+ * fit): it holds a socket that carries doorbells, not the stream.  Each
+ * fails on both ends: the peer reads ECONNRESET after what its ring
+ * holds, this process gets ECONNRESET.  If the child's fds cannot be
+ * read, every connection with an inheritable fd is taken to be held.
+ */
+static void fail_held_by_child(const struct tssx_handover *ho, pid_t child)
+{
+	ino_t inodes[1024];
+	int n = child_sockets(child, inodes, (int)(sizeof(inodes) / sizeof(inodes[0])));
+	int high = tssx_table_high_fd();
+
+	for (int fd = 0; fd <= high; fd++) {
+		struct tssx_conn *conn = tssx_conn_lookup(fd);
+
+		if (!conn || atomic_load_explicit(&conn->state, memory_order_acquire) != TSSX_CONN_READY ||
+		    was_handed(ho, conn) || !(n < 0 ? inheritable(fd) : held_by_child(conn->sock_ino, inodes, n)))
+			continue;
+		tssx_ring_abandon_write(conn->tx);
+		tssx_conn_fail(conn, fd, ECONNRESET,
+			       ho->preloaded ? "spawned with it, but it could not be handed over"
+					     : "spawned into an image that does not load the library");
+	}
+}
+
+void tssx_handover_undo(struct tssx_handover *ho, pid_t child)
 {
 	for (int i = 0; i < ho->ncleared; i++)
 		TSSX_REAL(fcntl)(ho->cloexec_cleared[i], F_SETFD, FD_CLOEXEC);
+	if (ho->env_map)
+		munmap(ho->env_map, ho->env_maplen);
+	if (ho->via == TSSX_VIA_SPAWN)
+		posix_spawn_file_actions_destroy(&ho->actions);
+	if (ho->dead_socket >= 0)
+		TSSX_REAL(close)(ho->dead_socket);
+	if (ho->via == TSSX_VIA_SPAWN_ACTIONS && child > 0)
+		fail_held_by_child(ho, child);
 }
 
 /* ---- The new image, in the constructor ---- */
 
-static bool parse_int(const char **p, int *out)
+/* A socket this process holds, and its inode. */
+struct held {
+	int fd;
+	ino_t ino;
+};
+
+/* Every socket of this process, from /proc/self/fd (malloc'd, *n of
+ * them); NULL if none or it cannot be read. */
+static struct held *held_sockets(int *n)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct held *held = NULL, *more;
+	struct dirent *e;
+	int cap = 0;
+
+	*n = 0;
+	if (!d)
+		return NULL;
+	while ((e = readdir(d))) {
+		char *end;
+		long fd = strtol(e->d_name, &end, 10);
+		ino_t ino;
+
+		if (*end || end == e->d_name || fd == dirfd(d) || !(ino = socket_inode((int)fd)))
+			continue;
+		if (*n == cap) {
+			cap = cap ? 2 * cap : 16;
+			more = realloc(held, (size_t)cap * sizeof(*held));
+			if (!more)
+				break;
+			held = more;
+		}
+		held[(*n)++] = (struct held){ (int)fd, ino };
+	}
+	closedir(d);
+	return held;
+}
+
+static bool parse_number(const char **p, unsigned long long max, unsigned long long *out)
 {
 	char *end;
-	long value;
 
+	if (**p < '0' || **p > '9')
+		return false;
 	errno = 0;
-	value = strtol(*p, &end, 10);
-	if (end == *p || errno || value < 0 || value > INT_MAX)
+	*out = strtoull(*p, &end, 10);
+	if (errno || *out > max)
 		return false;
 	*p = end;
-	*out = (int)value;
 	return true;
 }
 
@@ -284,65 +499,91 @@ static bool is_socket(int fd, int want_listening)
 	return !!listening == want_listening;
 }
 
-/* Another fd of a connection adopted at `first` shares it, as after dup(). */
-static int adopt_dup(int fd, int first)
+/* Whether fd is a segment's memfd as the old image named it: a number the
+ * application's file actions reused for another file is never touched. */
+static bool is_segment_memfd(int fd)
 {
-	struct tssx_conn *conn = tssx_conn_lookup(first);
+	static const char name[] = "/memfd:tssx ";
+	char link[64], target[sizeof(name) - 1];
 
-	if (!conn)
-		return -EBADF;
-	/* The table counts the reference. */
-	return tssx_table_set(fd, &conn->obj);
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	return fd >= 0 && !tssx_table_get(fd) && readlink(link, target, sizeof(target)) == (ssize_t)sizeof(target) &&
+	       !memcmp(target, name, sizeof(target));
 }
 
-static int adopt_conn(int fd, int memfd, bool server)
+/* The first copy of an entry's socket: adopted as the old image had it. */
+static int adopt_first(char kind, int fd, int memfd, char side)
 {
-	if (tssx_table_get(memfd))
-		return -EBADF;
-	TSSX_REAL(fcntl)(memfd, F_SETFD, FD_CLOEXEC);
-	return tssx_conn_adopt(fd, memfd, server);
-}
-
-/* Adopts one parsed entry; a connection that cannot be adopted is
- * failed loudly (its socket carries doorbells, not the stream). */
-static void adopt(char kind, int fd, int extra, char side)
-{
-	int ret;
-
 	switch (kind) {
 	case 'c':
-		ret = is_socket(fd, false) ? adopt_conn(fd, extra, side == 's') : -ENOTSOCK;
-		break;
+		if (!is_socket(fd, false))
+			return -ENOTSOCK;
+		if (!is_segment_memfd(memfd))
+			return -EBADF;
+		TSSX_REAL(fcntl)(memfd, F_SETFD, FD_CLOEXEC);
+		return tssx_conn_adopt(fd, memfd, side == 's');
 	case 'p':
-		ret = is_socket(fd, false) ? tssx_conn_accept(fd) : -ENOTSOCK;
-		break;
-	case 'd':
-		ret = is_socket(fd, false) ? adopt_dup(fd, extra) : -ENOTSOCK;
-		break;
+		return is_socket(fd, false) ? tssx_conn_accept(fd) : -ENOTSOCK;
 	default:
-		if (is_socket(fd, true))
-			tssx_listener_adopt(fd);
-		return;
+		if (!is_socket(fd, true))
+			return -ENOTSOCK;
+		tssx_listener_adopt(fd);
+		return tssx_table_get(fd) ? 0 : -ENOMEM;
 	}
-	if (ret < 0) {
-		tssx_log(TSSX_LOG_ERROR, "fd %d: TSSX connection not taken over after exec: %s", fd, strerror(-ret));
-		if (ret != -ENOTSOCK)
-			TSSX_REAL(shutdown)(fd, SHUT_RDWR);
+}
+
+/*
+ * Adopts one parsed entry at every fd that holds its socket: the first
+ * as the old image had it, the others as dups.  A connection that cannot
+ * be adopted is failed loudly (its socket carries doorbells, not the
+ * stream); a memfd no fd of this image needs is closed.
+ */
+static void adopt(const struct held *held, int nheld, char kind, ino_t ino, int memfd, char side)
+{
+	struct tssx_fd_object *first = NULL;
+
+	for (int i = 0; i < nheld; i++) {
+		int fd = held[i].fd, ret;
+
+		if (held[i].ino != ino || tssx_table_get(fd))
+			continue;
+		if (first) {
+			tssx_table_set(fd, first);
+			continue;
+		}
+		ret = adopt_first(kind, fd, memfd, side);
+		if (ret < 0) {
+			tssx_log(TSSX_LOG_ERROR, "fd %d: TSSX connection not taken over: %s", fd, strerror(-ret));
+			if (ret != -ENOTSOCK)
+				TSSX_REAL(shutdown)(fd, SHUT_RDWR);
+			return;
+		}
+		first = tssx_table_get(fd);
+		if (!first)
+			return;
 	}
+	if (!first && kind == 'c' && is_segment_memfd(memfd))
+		TSSX_REAL(close)(memfd);
 }
 
 /* Parses one entry at *p; false if it is malformed. */
-static bool parse_entry(const char **p, char *kind, int *fd, int *extra, char *side)
+static bool parse_entry(const char **p, char *kind, ino_t *ino, int *memfd, char *side)
 {
+	unsigned long long value;
+
 	*kind = *(*p)++;
-	*extra = -1;
+	*memfd = -1;
 	*side = 0;
-	if (!strchr("cpdl", *kind) || !*kind || !parse_int(p, fd) || tssx_table_get(*fd))
+	if (!*kind || !strchr("cpl", *kind) || !parse_number(p, ULLONG_MAX, &value) || !value)
 		return false;
-	if ((*kind == 'c' || *kind == 'd') && (*(*p)++ != ':' || !parse_int(p, extra) || *extra == *fd))
-		return false;
-	if (*kind == 'c' && (*(*p)++ != ':' || ((*side = *(*p)++) != 's' && *side != 'c')))
-		return false;
+	*ino = (ino_t)value;
+	if (*kind == 'c') {
+		if (*(*p)++ != ':' || !parse_number(p, INT_MAX, &value) || *(*p)++ != ':')
+			return false;
+		*memfd = (int)value;
+		if ((*side = *(*p)++) != 's' && *side != 'c')
+			return false;
+	}
 	return !**p || *(*p)++ == ',';
 }
 
@@ -351,6 +592,8 @@ void tssx_handover_adopt(void)
 	const char *value = getenv(TSSX_HANDOVER_VAR);
 	char record[sizeof(((struct tssx_handover *)0)->entry)];
 	const char *p = record;
+	struct held *held;
+	int nheld;
 
 	if (!value)
 		return;
@@ -361,15 +604,18 @@ void tssx_handover_adopt(void)
 	}
 	strcpy(record, value);
 	unsetenv(TSSX_HANDOVER_VAR);
+	held = held_sockets(&nheld);
 	while (*p) {
 		const char *start = p;
 		char kind, side;
-		int fd, extra;
+		ino_t ino;
+		int memfd;
 
-		if (!parse_entry(&p, &kind, &fd, &extra, &side)) {
+		if (!parse_entry(&p, &kind, &ino, &memfd, &side)) {
 			log_error(0, "%s: bad entry at \"%s\": ignored from there", TSSX_HANDOVER_VAR, start);
-			return;
+			break;
 		}
-		adopt(kind, fd, extra, side);
+		adopt(held, nheld, kind, ino, memfd, side);
 	}
+	free(held);
 }

@@ -33,48 +33,18 @@ struct exec_call {
 	char *const *argv;
 };
 
-/* envp without a stale hand-over entry, plus `entry`: an array in its own
- * mapping (*map, *maplen), or NULL if none can be mapped. */
-static char **with_entry(char *const envp[], char *entry, void **map, size_t *maplen)
-{
-	static const char name[] = TSSX_HANDOVER_VAR "=";
-	size_t n = 0, out = 0;
-	char **env;
-
-	while (envp && envp[n])
-		n++;
-	*maplen = (n + 2) * sizeof(char *);
-	*map = mmap(NULL, *maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (*map == MAP_FAILED) {
-		*map = NULL;
-		return NULL;
-	}
-	env = *map;
-	for (size_t i = 0; i < n; i++) {
-		if (strncmp(envp[i], name, sizeof(name) - 1))
-			env[out++] = envp[i];
-	}
-	env[out++] = entry;
-	env[out] = NULL;
-	return env;
-}
-
 static int exec_handing_over(const struct exec_call *call, char *const envp[])
 {
 	struct tssx_handover ho;
-	void *map = NULL;
-	size_t maplen = 0;
 	char **env = NULL;
 	int ret, saved_errno;
 
-	if (tssx_handover_prepare(&ho, call->file, envp))
-		env = with_entry(envp, ho.entry, &map, &maplen);
+	if (tssx_handover_prepare(&ho, TSSX_VIA_EXEC, call->file, envp))
+		env = tssx_handover_env(&ho, envp);
 	ret = call->run(call, env ? env : envp);
 	/* Still here: the exec failed, this image keeps everything. */
 	saved_errno = errno;
-	tssx_handover_undo(&ho);
-	if (map)
-		munmap(map, maplen);
+	tssx_handover_undo(&ho, -1);
 	errno = saved_errno;
 	return ret;
 }

@@ -75,10 +75,6 @@ check_shm "$work/server.log" "$bytes"
 socat_server "$work/socat.log" "EXEC:env -u LD_PRELOAD cat,nofork"
 status=0
 with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes "$bytes" >"$work/client.log" 2>&1 || status=$?
-case $status in
-0) grep -q "received $bytes" "$work/client.log" || fail "unpreloaded image: short echo reported as success" ;;
-137) fail "unpreloaded image: the client hung" ;;
-*) ! grep -q "echo incomplete" "$work/client.log" || fail "unpreloaded image: a clean EOF lost bytes" ;;
-esac
+check_no_silent_loss "$status" "$work/client.log" "$bytes" "unpreloaded image"
 wait_pid "$server_pid" || true
 grep -q "TSSX connection failed at exec" "$work/socat.log" || fail "unpreloaded image: no log line"

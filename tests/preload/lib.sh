@@ -119,3 +119,15 @@ check_shm() {
 check_plain() {
 	! grep -q "shared memory" "$1" || fail "$1: a connection used shared memory"
 }
+
+# check_no_silent_loss STATUS LOG BYTES WHAT: a tssx-echo client (exit
+# STATUS, output LOG) whose server handed the connection to an image that
+# cannot use it got the whole echo or an error: never a hang, never a
+# short echo that ended cleanly.
+check_no_silent_loss() {
+	case $1 in
+	0) grep -q "received $3 " "$2" || fail "$4: short echo reported as success" ;;
+	137) fail "$4: the client hung" ;;
+	*) ! grep -q "echo incomplete" "$2" || fail "$4: a clean EOF lost bytes" ;;
+	esac
+}

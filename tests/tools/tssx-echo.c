@@ -4,6 +4,7 @@
  *   tssx-echo server PATH [--clients N] [--chunk N] [--nonblock]
  *   tssx-echo client PATH [--bytes N] [--chunk N] [--nonblock]
  *   tssx-echo listen-exec PATH CMD [ARG...]
+ *   tssx-echo spawn PATH HOW CMD [ARG...]
  *
  * The client sends N pseudo-random bytes from one thread, shuts down its
  * writing side, and in another thread reads the echo until EOF, checking
@@ -16,6 +17,13 @@
  * inherited as fd N.  --rename (server) binds PATH.PID.tmp, renames it to
  * PATH, then listens, as servers that replace their socket atomically do.
  * listen-exec listens on PATH and execs CMD with the listener as fd 3.
+ * spawn listens on PATH, accepts one connection and lets CMD serve it as
+ * its stdin and stdout, started with system() (HOW "system": the
+ * connection on the server's own fds 0 and 1, CMD joined into one shell
+ * line), posix_spawn() ("spawn": the same, no file actions) or
+ * posix_spawnp() with file actions that dup2 the connection onto 0 and 1
+ * ("actions"); HOW with "-plain" appended starts CMD without LD_PRELOAD.
+ * It exits with CMD's status.
  * Sizes take K, M, G.
  */
 #include <errno.h>
@@ -24,6 +32,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -32,6 +41,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tools.h"
@@ -226,6 +236,81 @@ __attribute__((noreturn)) static void listen_exec(const char *path, char **argv)
 	die_errno("exec");
 }
 
+extern char **environ;
+
+/* The environment without LD_PRELOAD: the child image is not preloaded. */
+static char **unpreloaded(void)
+{
+	size_t n = 0, out = 0;
+	char **env;
+
+	while (environ[n])
+		n++;
+	env = xmalloc((n + 1) * sizeof(*env));
+	for (size_t i = 0; i < n; i++) {
+		if (strncmp(environ[i], "LD_PRELOAD=", 11))
+			env[out++] = environ[i];
+	}
+	env[out] = NULL;
+	return env;
+}
+
+/* CMD as one shell line for system(). */
+static char *shell_line(char **argv)
+{
+	size_t len = 1;
+	char *line;
+
+	for (char **a = argv; *a; a++)
+		len += strlen(*a) + 1;
+	line = xmalloc(len);
+	*line = '\0';
+	for (char **a = argv; *a; a++) {
+		strcat(line, *a);
+		if (a[1])
+			strcat(line, " ");
+	}
+	return line;
+}
+
+/* Accepts one connection on path and lets argv serve it (see the top). */
+static int spawn_server(const char *path, const char *how, char **argv)
+{
+	bool plain = strstr(how, "-plain") != NULL, actions = !strncmp(how, "actions", 7);
+	char **env = plain ? unpreloaded() : environ;
+	int listener = tool_listen(path), conn, status, err;
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+
+	fprintf(stderr, "server: listening\n");
+	conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+	if (conn < 0)
+		die_errno("accept");
+	close(listener);
+	if (!actions && (dup2(conn, STDIN_FILENO) < 0 || dup2(conn, STDOUT_FILENO) < 0 || close(conn) < 0))
+		die_errno("dup2");
+	if (!strncmp(how, "system", 6)) {
+		if (plain)
+			environ = env;
+		status = system(shell_line(argv));
+	} else {
+		posix_spawn_file_actions_init(&fa);
+		if (actions) {
+			posix_spawn_file_actions_adddup2(&fa, conn, STDIN_FILENO);
+			posix_spawn_file_actions_adddup2(&fa, conn, STDOUT_FILENO);
+		}
+		err = actions ? posix_spawnp(&pid, argv[0], &fa, NULL, argv, env)
+			      : posix_spawn(&pid, argv[0], NULL, NULL, argv, env);
+		if (err)
+			die("posix_spawn: %s", strerror(err));
+		posix_spawn_file_actions_destroy(&fa);
+		if (waitpid(pid, &status, 0) != pid)
+			die_errno("waitpid");
+	}
+	fprintf(stderr, "server: %s status %d\n", how, status);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t bytes = 1 << 20;
@@ -234,11 +319,17 @@ int main(int argc, char **argv)
 
 	if (argc < 3)
 		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock] [--rename]\n"
-		    "       tssx-echo listen-exec PATH CMD [ARG...]");
+		    "       tssx-echo listen-exec PATH CMD [ARG...]\n"
+		    "       tssx-echo spawn PATH system|spawn|actions[-plain] CMD [ARG...]");
 	if (!strcmp(argv[1], "listen-exec")) {
 		if (argc < 4)
 			die("listen-exec: no command");
 		listen_exec(argv[2], argv + 3);
+	}
+	if (!strcmp(argv[1], "spawn")) {
+		if (argc < 5)
+			die("spawn: no command");
+		return spawn_server(argv[2], argv[3], argv + 4);
 	}
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 3; i < argc; i++) {
