@@ -561,6 +561,28 @@ void tssx_conn_end(struct tssx_conn *conn, int fd)
 	conn_free(conn);
 }
 
+struct tssx_conn *tssx_conn_hold(int fd)
+{
+	struct tssx_conn *conn = tssx_conn_lookup(fd);
+	int refs;
+
+	if (!conn)
+		return NULL;
+	/* Only from a count above zero: the end starts at zero, under the
+	 * side locks, and must not find a reference it did not expect. */
+	refs = atomic_load(&conn->obj.refs);
+	do {
+		if (refs == 0)
+			return NULL;
+	} while (!atomic_compare_exchange_weak(&conn->obj.refs, &refs, refs + 1));
+	/* Ended and reused for another fd between the two: not fd's. */
+	if (!tssx_conn_owns_fd(conn, fd)) {
+		tssx_conn_release(conn, fd);
+		return NULL;
+	}
+	return conn;
+}
+
 void tssx_conn_put(struct tssx_conn *conn, int fd)
 {
 	if (!tssx_table_unref(&conn->obj)) {

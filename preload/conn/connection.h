@@ -164,6 +164,16 @@ static inline void tssx_conn_release(struct tssx_conn *conn, int fd)
 		tssx_conn_end(conn, fd);
 }
 
+/*
+ * For a call that looks at a connection without a side lock (the event
+ * wrappers, ioctl(), shutdown()), for as long as it runs: the connection
+ * on fd with a reference, or NULL.  As the kernel keeps a file alive for
+ * a call on it, another thread's close() then leaves the connection to
+ * this call's tssx_conn_release().  A connection whose count is already
+ * zero is ending: not taken.
+ */
+struct tssx_conn *tssx_conn_hold(int fd);
+
 /* The new image of an exec, handed fd and the segment's memfd by the old
  * one (conn/handover.c): a ready connection, or -errno (memfd is closed). */
 int tssx_conn_adopt(int fd, int memfd, bool server);

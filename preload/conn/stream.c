@@ -16,7 +16,7 @@
  * doorbells and drains them; its thread id is in the rx ring's `waiters`
  * word.  It takes ownership before arming its flag, so that no other
  * drainer stands between the doorbell its flag calls for and its poll().  The others are guests: they poll() for HUP only and re-check the
- * rings every SHARED_WAIT_MS, so a doorbell meant for a guest costs it at
+ * rings every TSSX_SHARED_WAIT_MS, so a doorbell meant for a guest costs it at
  * most that delay, never a hang.  A guest takes over from an owner whose
  * thread no longer exists (killed while asleep).  Calls that do not sleep
  * never drain (notice_peer_close).
@@ -38,7 +38,6 @@
 #include "conn/wait.h"
 #include "tssx/log.h"
 
-#define SHARED_WAIT_MS 10
 /* Owner word of a non-sleeping drainer: no thread id is this high. */
 #define DRAINER UINT32_MAX
 /* Doorbells drained per call: bounds the work a flooding peer can cause. */
@@ -108,10 +107,20 @@ static void ring_doorbell(struct tssx_conn *conn, int fd)
 		return; /* closed by another thread: the number may be reused */
 	if (TSSX_REAL(send)(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
 		atomic_fetch_add_explicit(&conn->stats.sock_sent, 1, memory_order_relaxed);
-	else if (errno == EPIPE || errno == ECONNRESET)
+	else if (errno == ECONNRESET || (errno == EPIPE && !peer_stopped_reading(conn)))
 		atomic_store(&conn->peer_closed, true);
+	/* EPIPE after the peer's shutdown(SHUT_RD): its socket takes no more
+	 * doorbells, but it may still write to us. */
 	/* EAGAIN: the peer has unread doorbells and wakes up anyway. */
 	errno = saved_errno;
+}
+
+/* The real socket reads 0: the peer closed, unless this side shut its
+ * reading down (the kernel's SHUT_RD, tssx_conn_shutdown()). */
+static void note_socket_eof(struct tssx_conn *conn)
+{
+	if (!tssx_ring_read_shut(conn->rx))
+		atomic_store(&conn->peer_closed, true);
 }
 
 /*
@@ -126,8 +135,10 @@ static ssize_t receive_doorbells(struct tssx_conn *conn, int fd, int flags)
 
 	if (why)
 		tssx_conn_fail(conn, fd, (int)-n, why);
-	else if (n == 0 || n == -ECONNRESET)
+	else if (n == -ECONNRESET)
 		atomic_store(&conn->peer_closed, true);
+	else if (n == 0)
+		note_socket_eof(conn);
 	return why ? -EPROTO : n;
 }
 
@@ -361,8 +372,10 @@ static void notice_peer_close(struct tssx_conn *conn, int fd)
 	int saved_errno = errno;
 	ssize_t n = TSSX_REAL(recv)(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
 
-	if (n == 0 || (n < 0 && errno == ECONNRESET))
+	if (n < 0 && errno == ECONNRESET)
 		atomic_store(&conn->peer_closed, true);
+	else if (n == 0)
+		note_socket_eof(conn);
 	errno = saved_errno;
 }
 
@@ -389,8 +402,8 @@ static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int time
 	struct pollfd pfd = { .fd = fd, .events = owning ? POLLIN | POLLRDHUP : 0 };
 	int ready;
 
-	if (!owning && (timeout_ms < 0 || timeout_ms > SHARED_WAIT_MS))
-		timeout_ms = SHARED_WAIT_MS;
+	if (!owning && (timeout_ms < 0 || timeout_ms > TSSX_SHARED_WAIT_MS))
+		timeout_ms = TSSX_SHARED_WAIT_MS;
 	ready = TSSX_REAL(poll)(&pfd, 1, timeout_ms);
 	if (ready < 0)
 		return -errno;
@@ -470,7 +483,9 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 	/* Ownership first: a doorbell that our flag calls for must not find
 	 * another owner who drains it before we sleep. */
 	tid = thread_id();
-	owning = take_ownership(owner, tid);
+	/* After this side's SHUT_RD no doorbell reaches the socket: nobody
+	 * owns them, a writer re-checks as a guest does. */
+	owning = !tssx_ring_read_shut(conn->rx) && take_ownership(owner, tid);
 	avail = writer ? tssx_ring_arm_writer(conn->tx) : tssx_ring_arm_reader(conn->rx);
 	if (avail < 0) {
 		ret = ring_broken(conn, fd);
@@ -877,6 +892,13 @@ int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how)
 	 * flag armed, and must see the end of the stream, or that its writes
 	 * now fail. */
 	ring_doorbell(conn, fd);
+	/* The kernel's shutdown of the reading side wakes every call asleep
+	 * on the socket, in every thread and fork (recv(), poll(),
+	 * epoll_wait()), as on a plain socket: they find the ring's flag.
+	 * The peer's doorbells no longer reach this side then; its own keep
+	 * going, so SHUT_WR stays in the ring. */
+	if (how != SHUT_WR && tssx_conn_owns_fd(conn, fd))
+		TSSX_REAL(shutdown)(fd, how);
 	return 0;
 }
 
@@ -948,7 +970,7 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
 	return ready & (events | POLLHUP | POLLERR);
 }
 
-void tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
+bool tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
 {
 	if (atomic_load_explicit(&conn->state, memory_order_acquire) != TSSX_CONN_READY) {
 		bool pending;
@@ -962,12 +984,15 @@ void tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
 			conn->armed_while_pending |= events & (POLLIN | POLLOUT);
 		pthread_mutex_unlock(&conn->handshake_lock);
 		if (pending || atomic_load(&conn->state) != TSSX_CONN_READY)
-			return;
+			return false;
 	}
 	if (events & POLLIN)
 		(void)tssx_ring_arm_reader(conn->rx);
 	if (events & POLLOUT)
 		(void)tssx_ring_arm_writer(conn->tx);
+	/* After this side's SHUT_RD (wait_ring) the socket reads EOF for
+	 * good and takes no doorbells. */
+	return tssx_ring_read_shut(conn->rx);
 }
 
 void tssx_conn_drain(struct tssx_conn *conn, uint32_t revents)

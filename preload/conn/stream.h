@@ -42,10 +42,17 @@ ssize_t tssx_conn_outq(struct tssx_conn *conn, int fd);
  * blocking and reports what a fresh socket would meanwhile. */
 uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events);
 
+/* A sleeper that no doorbell may wake re-checks the rings this often: a
+ * guest of the doorbell owner, or any waiter after its own SHUT_RD. */
+#define TSSX_SHARED_WAIT_MS 10
+
 /* Before sleeping on the real fd for `events`: arm the waiting flags so the
  * peer sends a doorbell.  Afterwards the caller re-checks tssx_conn_ready()
- * and sleeps only if it is still not ready. */
-void tssx_conn_arm(struct tssx_conn *conn, uint32_t events);
+ * and sleeps only if it is still not ready.  True when no doorbell can
+ * come (this side shut its reading down: the real socket reads EOF for
+ * good): the caller then watches the socket for POLLHUP only and sleeps
+ * at most TSSX_SHARED_WAIT_MS. */
+bool tssx_conn_arm(struct tssx_conn *conn, uint32_t events);
 
 /* After the real fd reported readable: consume pending doorbells without
  * blocking, so that level-triggered waits do not spin.  revents: what the

@@ -39,6 +39,7 @@ struct wait_call {
 	int maxevents;
 	const sigset_t *sigmask;
 	bool pwait2; /* nanosecond timeouts: sleep with epoll_pwait2 */
+	bool recheck; /* a connection no doorbell can wake (tssx_conn_arm()) */
 	struct tssx_deadline deadline;
 };
 
@@ -133,9 +134,10 @@ uint32_t events_set_probe(struct events_set *set, uint64_t *generation)
 	return ready;
 }
 
-static void set_arm_locked(struct events_set *set)
+static bool set_arm_locked(struct events_set *set)
 {
 	struct events_entry *entry, *tmp;
+	bool recheck = false;
 
 	HASH_ITER(hh, set->entries, entry, tmp) {
 		struct tssx_conn *conn = entry_conn(set, entry);
@@ -144,17 +146,21 @@ static void set_arm_locked(struct events_set *set)
 		if (entry->disabled)
 			continue;
 		if (conn)
-			tssx_conn_arm(conn, entry->events);
+			recheck |= tssx_conn_arm(conn, entry->events);
 		else if ((inner = events_set_of(entry->fd)) && atomic_load(&inner->count) > 0)
-			events_set_arm(inner);
+			recheck |= events_set_arm(inner);
 	}
+	return recheck;
 }
 
-void events_set_arm(struct events_set *set)
+bool events_set_arm(struct events_set *set)
 {
+	bool recheck;
+
 	pthread_mutex_lock(&set->lock);
-	set_arm_locked(set);
+	recheck = set_arm_locked(set);
 	pthread_mutex_unlock(&set->lock);
+	return recheck;
 }
 
 /* Reports ready tracked entries into events[0..max), each ready entry
@@ -189,7 +195,7 @@ static int collect(struct events_set *set, struct wait_call *call, int offset, b
 
 	pthread_mutex_lock(&set->lock);
 	if (arm)
-		set_arm_locked(set);
+		call->recheck = set_arm_locked(set);
 	count = collect_locked(set, call->events + offset, call->maxevents - offset);
 	pthread_mutex_unlock(&set->lock);
 	return count;
@@ -229,7 +235,10 @@ static int translate(struct events_set *set, struct epoll_event *events, int cou
 static int real_wait(struct wait_call *call, struct epoll_event *events, int max, bool sleep)
 {
 	struct timespec left_buf = { 0 };
-	const struct timespec *left = sleep ? tssx_deadline_left(&call->deadline, &left_buf) : &left_buf;
+	struct tssx_deadline recheck;
+	const struct timespec *left =
+		sleep ? tssx_deadline_left(events_sleep_until(&call->deadline, call->recheck, &recheck), &left_buf)
+		      : &left_buf;
 
 #ifdef HAVE_EPOLL_PWAIT2
 	if (call->pwait2)

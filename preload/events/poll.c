@@ -44,8 +44,12 @@ struct poll_call {
 	struct pollfd *fds;	/* the application's */
 	struct pollfd *kfds;	/* what the kernel watches */
 	unsigned char *kinds;
+	/* POLL_CONN's connections, held for the call (tssx_conn_hold()):
+	 * another thread may close their fds meanwhile. */
+	struct tssx_conn **conns;
 	nfds_t nfds;
 	bool kernel_fds;	/* fds that only the kernel can report */
+	bool recheck;		/* a connection no doorbell can wake (tssx_conn_arm()) */
 	const sigset_t *sigmask;
 	struct tssx_deadline deadline;
 };
@@ -70,6 +74,15 @@ uint32_t events_conn_ready(struct tssx_conn *conn, uint32_t events)
 	return ready & asked;
 }
 
+const struct tssx_deadline *events_sleep_until(const struct tssx_deadline *deadline, bool recheck,
+					       struct tssx_deadline *buf)
+{
+	if (!recheck)
+		return deadline;
+	tssx_deadline_start_ms(buf, TSSX_SHARED_WAIT_MS);
+	return buf->at_ns < deadline->at_ns ? buf : deadline;
+}
+
 bool events_poll_needed(int fd)
 {
 	struct events_set *set;
@@ -90,13 +103,43 @@ static bool poll_needed(const struct pollfd *fds, nfds_t nfds)
 	return false;
 }
 
-static enum poll_kind poll_kind_of(int fd)
+/* Entry i as the kernel sees it: a connection (held), an epoll fd that
+ * tracks some, or a plain fd. */
+static void poll_classify(struct poll_call *call, nfds_t i)
 {
-	if (fd < 0)
-		return POLL_PLAIN;
-	if (tssx_conn_lookup(fd))
-		return POLL_CONN;
-	return events_set_of(fd) ? POLL_SET : POLL_PLAIN;
+	int fd = call->fds[i].fd;
+
+	call->conns[i] = fd < 0 ? NULL : tssx_conn_hold(fd);
+	call->kfds[i] = call->fds[i];
+	if (call->conns[i]) {
+		call->kinds[i] = POLL_CONN;
+		/* The real socket carries doorbells, and reports EOF and errors. */
+		call->kfds[i].events = POLLIN | POLLRDHUP;
+		return;
+	}
+	call->kinds[i] = fd >= 0 && events_set_of(fd) ? POLL_SET : POLL_PLAIN;
+	if (fd >= 0)
+		call->kernel_fds = true;
+}
+
+/*
+ * The held connection of entry i while its fd still refers to it.  Once
+ * another thread closed or replaced the fd, the kernel answers for the
+ * number, as for a plain fd: POLLNVAL when closed, the new file's
+ * readiness otherwise; the kernel's poll looks at the fd again too when
+ * the old socket wakes it.
+ */
+static struct tssx_conn *poll_conn(struct poll_call *call, nfds_t i)
+{
+	if (call->kinds[i] != POLL_CONN)
+		return NULL;
+	if (likely(tssx_conn_owns_fd(call->conns[i], call->fds[i].fd)))
+		return call->conns[i];
+	call->kinds[i] = POLL_PLAIN;
+	call->kfds[i].events = call->fds[i].events;
+	call->kfds[i].revents = 0; /* the old socket's doorbells */
+	call->kernel_fds = true;
+	return NULL;
 }
 
 /* The readiness of the connections and sets alone; 0 for plain fds. */
@@ -111,7 +154,7 @@ static int poll_soft_ready(struct poll_call *call)
 		uint64_t generation;
 
 		pfd->revents = 0;
-		if (call->kinds[i] == POLL_CONN && (conn = tssx_conn_lookup(pfd->fd)))
+		if ((conn = poll_conn(call, i)))
 			pfd->revents = (short)events_conn_ready(conn, (uint16_t)pfd->events);
 		else if (call->kinds[i] == POLL_SET && (set = events_set_of(pfd->fd)))
 			pfd->revents = (short)(events_set_probe(set, &generation) & (uint16_t)pfd->events);
@@ -122,14 +165,21 @@ static int poll_soft_ready(struct poll_call *call)
 
 static void poll_arm(struct poll_call *call)
 {
+	call->recheck = false;
 	for (nfds_t i = 0; i < call->nfds; i++) {
 		struct tssx_conn *conn;
 		struct events_set *set;
 
-		if (call->kinds[i] == POLL_CONN && (conn = tssx_conn_lookup(call->fds[i].fd)))
-			tssx_conn_arm(conn, (uint16_t)call->fds[i].events);
-		else if (call->kinds[i] == POLL_SET && (set = events_set_of(call->fds[i].fd)))
-			events_set_arm(set);
+		if ((conn = poll_conn(call, i))) {
+			/* A socket that reads EOF for good would not let the
+			 * kernel's poll sleep: HUP only, and a re-check. */
+			if (tssx_conn_arm(conn, (uint16_t)call->fds[i].events)) {
+				call->kfds[i].events = 0;
+				call->recheck = true;
+			}
+		} else if (call->kinds[i] == POLL_SET && (set = events_set_of(call->fds[i].fd))) {
+			call->recheck |= events_set_arm(set);
+		}
 	}
 }
 
@@ -142,8 +192,7 @@ static int poll_merge(struct poll_call *call)
 	for (nfds_t i = 0; i < call->nfds; i++) {
 		struct tssx_conn *conn;
 
-		if (call->kinds[i] == POLL_CONN && call->kfds[i].revents &&
-		    (conn = tssx_conn_lookup(call->fds[i].fd)))
+		if ((conn = poll_conn(call, i)) && call->kfds[i].revents)
 			tssx_conn_drain(conn, (uint16_t)call->kfds[i].revents);
 	}
 	poll_soft_ready(call);
@@ -170,6 +219,7 @@ static int poll_loop(struct poll_call *call)
 {
 	static const struct timespec zero;
 	struct tssx_spin spin = { .over = true };
+	struct tssx_deadline recheck;
 	bool first = true;
 
 	for (;;) {
@@ -190,7 +240,8 @@ static int poll_loop(struct poll_call *call)
 		}
 		/* Sleep only once the spin is over; a look is zero-timeout. */
 		if (!ready && !passed && spin.over)
-			left = tssx_deadline_left(&call->deadline, &left_buf);
+			left = tssx_deadline_left(events_sleep_until(&call->deadline, call->recheck, &recheck),
+						  &left_buf);
 		if (TSSX_REAL(ppoll)(call->kfds, call->nfds, left, call->sigmask) < 0)
 			ready = -1;
 		else
@@ -207,34 +258,34 @@ int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 {
 	struct pollfd stack_kfds[POLL_STACK_ITEMS];
 	unsigned char stack_kinds[POLL_STACK_ITEMS];
+	struct tssx_conn *stack_conns[POLL_STACK_ITEMS];
 	__do_free struct pollfd *heap_kfds = NULL;
 	__do_free unsigned char *heap_kinds = NULL;
+	__do_free struct tssx_conn **heap_conns = NULL;
 	struct poll_call call = { .fds = fds, .nfds = nfds, .sigmask = sigmask,
-				  .kfds = stack_kfds, .kinds = stack_kinds };
+				  .kfds = stack_kfds, .kinds = stack_kinds, .conns = stack_conns };
 	int saved_errno = errno;
 	int ready;
 
 	if (nfds > POLL_STACK_ITEMS) {
 		call.kfds = heap_kfds = calloc(nfds, sizeof(*heap_kfds));
 		call.kinds = heap_kinds = calloc(nfds, sizeof(*heap_kinds));
-		if (!heap_kfds || !heap_kinds) {
+		call.conns = heap_conns = calloc(nfds, sizeof(*heap_conns));
+		if (!heap_kfds || !heap_kinds || !heap_conns) {
 			errno = ENOMEM;
 			return -1;
 		}
 	}
-	for (nfds_t i = 0; i < nfds; i++) {
-		call.kinds[i] = poll_kind_of(fds[i].fd);
-		call.kfds[i] = fds[i];
-		/* The real socket carries doorbells, and reports EOF and errors. */
-		if (call.kinds[i] == POLL_CONN)
-			call.kfds[i].events = POLLIN | POLLRDHUP;
-		else if (fds[i].fd >= 0)
-			call.kernel_fds = true;
-	}
+	for (nfds_t i = 0; i < nfds; i++)
+		poll_classify(&call, i);
 	tssx_deadline_start(&call.deadline, timeout);
 	ready = poll_loop(&call);
-	if (ready >= 0)
-		errno = saved_errno;
+	if (ready < 0)
+		saved_errno = errno; /* the call's error, kept past the releases */
+	for (nfds_t i = 0; i < nfds; i++)
+		if (call.conns[i])
+			tssx_conn_release(call.conns[i], fds[i].fd);
+	errno = saved_errno;
 	return ready;
 }
 

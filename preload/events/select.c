@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <sys/select.h>
 
+#include "conn/connection.h"
 #include "conn/wait.h"
 #include "events/wrappers.h"
 #include "real_slots.h"
@@ -68,16 +69,23 @@ static bool select_needed(const struct select_sets *sets)
 	return false;
 }
 
-/* The poll() results back into the sets; the count select() returns. */
-static int sets_fill(struct select_sets *sets, const struct pollfd *pfds, nfds_t count)
+/* The poll() results back into the sets; the count select() returns.
+ * The kernel's select() checks the fds as it starts (EBADF) and takes
+ * one closed while it sleeps as ready: POLLNVAL is an error only for an
+ * fd that was not a connection then (a connection's fd was open). */
+static int sets_fill(struct select_sets *sets, struct pollfd *pfds, const bool *was_conn, nfds_t count)
 {
 	int ready = 0;
 
-	for (nfds_t i = 0; i < count; i++)
-		if (pfds[i].revents & POLLNVAL) {
+	for (nfds_t i = 0; i < count; i++) {
+		if (!(pfds[i].revents & POLLNVAL))
+			continue;
+		if (!was_conn[i]) {
 			errno = EBADF;
 			return -1;
 		}
+		pfds[i].revents = POLLIN | POLLOUT; /* the kernel's DEFAULT_POLLMASK */
+	}
 	sets_clear(sets);
 	for (nfds_t i = 0; i < count; i++)
 		for (int s = 0; s < 3; s++)
@@ -92,21 +100,24 @@ static int select_via_poll(struct select_sets *sets, const struct timespec *time
 			   const sigset_t *sigmask)
 {
 	__do_free struct pollfd *pfds = calloc((size_t)sets->nfds, sizeof(*pfds));
+	__do_free bool *was_conn = calloc((size_t)sets->nfds, sizeof(*was_conn));
 	nfds_t count = 0;
 	int ready;
 
-	if (!pfds) {
+	if (!pfds || !was_conn) {
 		errno = ENOMEM;
 		return -1;
 	}
 	for (int fd = 0; fd < sets->nfds; fd++) {
 		short events = sets_events(sets, fd);
 
-		if (events)
-			pfds[count++] = (struct pollfd){ .fd = fd, .events = events };
+		if (!events)
+			continue;
+		was_conn[count] = tssx_conn_lookup(fd);
+		pfds[count++] = (struct pollfd){ .fd = fd, .events = events };
 	}
 	ready = events_poll(pfds, count, timeout, sigmask);
-	return ready < 0 ? -1 : sets_fill(sets, pfds, count);
+	return ready < 0 ? -1 : sets_fill(sets, pfds, was_conn, count);
 }
 
 TSSX_EXPORT int select(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exceptfds,

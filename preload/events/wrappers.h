@@ -14,6 +14,7 @@
 #include "events/events.h"
 
 struct tssx_conn;
+struct tssx_deadline;
 
 /* A connection's readiness in poll/epoll bits, with the *NORM aliases a
  * socket reports, limited to what was asked plus HUP and ERR. */
@@ -22,8 +23,13 @@ uint32_t events_conn_ready(struct tssx_conn *conn, uint32_t events);
  * one of its tracked entries would report, and the sum of their generations
  * (edge-triggered nesting). */
 uint32_t events_set_probe(struct events_set *set, uint64_t *generation);
-/* Arms every tracked connection in the set before the caller sleeps. */
-void events_set_arm(struct events_set *set);
+/* Arms every tracked connection in the set before the caller sleeps; true
+ * when one of them cannot be woken by a doorbell (tssx_conn_arm()). */
+bool events_set_arm(struct events_set *set);
+/* When a sleep ends: the call's deadline, or TSSX_SHARED_WAIT_MS from now
+ * when `recheck` (a connection no doorbell can wake) if that is sooner. */
+const struct tssx_deadline *events_sleep_until(const struct tssx_deadline *deadline, bool recheck,
+					       struct tssx_deadline *buf);
 /* poll() and ppoll() on a set holding TSSX connections or epoll fds that do. */
 int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 		const sigset_t *sigmask);

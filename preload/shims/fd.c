@@ -187,6 +187,7 @@ TSSX_EXPORT int ioctl(int fd, unsigned long request, ...)
 	va_list args;
 	void *arg;
 	ssize_t n;
+	int saved_errno;
 
 	va_start(args, request);
 	arg = va_arg(args, void *);
@@ -198,9 +199,16 @@ TSSX_EXPORT int ioctl(int fd, unsigned long request, ...)
 			tssx_conn_note_nonblock(conn, *(int *)arg != 0);
 		return ret;
 	}
+	/* Held while the rings are read: another thread may close fd. */
+	conn = tssx_conn_hold(fd);
+	if (!conn)
+		return TSSX_REAL(ioctl)(fd, request, arg);
+	saved_errno = errno;
 	n = request == SIOCINQ ? tssx_conn_inq(conn, fd) : tssx_conn_outq(conn, fd);
+	tssx_conn_release(conn, fd);
 	if (n < 0)
 		return (int)tssx_result(n);
+	errno = saved_errno;
 	*(int *)arg = n > INT_MAX ? INT_MAX : (int)n;
 	return 0;
 }

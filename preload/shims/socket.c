@@ -384,12 +384,15 @@ TSSX_EXPORT int setsockopt(int fd, int level, int name, const void *value, sockl
 
 TSSX_EXPORT int shutdown(int fd, int how)
 {
-	struct tssx_conn *conn = tssx_conn_lookup(fd);
-	int saved_errno = errno;
+	/* Held for the call: another thread may close fd meanwhile. */
+	struct tssx_conn *conn = tssx_conn_hold(fd);
+	int saved_errno = errno, ret;
 
 	if (!conn)
 		return TSSX_REAL(shutdown)(fd, how);
-	if (tssx_result(tssx_conn_shutdown(conn, fd, how)) < 0)
+	ret = tssx_conn_shutdown(conn, fd, how);
+	tssx_conn_release(conn, fd);
+	if (tssx_result(ret) < 0)
 		return -1;
 	errno = saved_errno;
 	return 0;

@@ -6,8 +6,17 @@
 NAME=semantics
 source "$(dirname "$0")/lib.sh"
 
+# under-WAITER-ACTION: a call blocked in one thread while another closes,
+# replaces or shuts down its fd; closerace: poll, FIONREAD and shutdown
+# racing a close.
+under=()
+for waiter in read poll select epoll; do
+	for action in close dup2 shutrd shutrdwr; do
+		under+=("under-$waiter-$action")
+	done
+done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork threads nonblock addresses cmsg sendfile closing \
-	vectors blocked peekoff efault whole blockedclose blockeddup2; do
+	vectors blocked peekoff efault whole "${under[@]}" closerace; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	with_preload yes "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -19,6 +20,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -65,14 +67,16 @@ static void send_all(int fd, const void *buf, size_t len)
 	}
 }
 
-/* Reads until EOF, counting bytes per value: counts[256]. */
+/* Reads until EOF, counting bytes per value: counts[256].  A peer that
+ * closed with bytes of ours unread resets the connection: the end too
+ * (the callers check the count). */
 static uint64_t drain_counting(int fd, uint64_t counts[256])
 {
 	uint8_t buf[65536];
 	uint64_t total = 0;
 	ssize_t n;
 
-	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+	while ((n = read(fd, buf, sizeof(buf))) != 0 && !(n < 0 && errno == ECONNRESET)) {
 		if (n < 0 && errno == EINTR)
 			continue;
 		expect(n > 0);
@@ -968,21 +972,61 @@ static void whole_server(int fd)
 	expect(read(fd, block, 1) == 0);
 }
 
-/* ---- close() or dup2() over an fd another thread is blocked on ---- */
+/* ---- close(), dup2() or shutdown() over an fd another thread is
+ * blocked on in read, poll, select or epoll_wait ---- */
 
-struct blocked_read {
-	int fd;
+enum waiter { WAIT_READ, WAIT_POLL, WAIT_SELECT, WAIT_EPOLL };
+enum under { UNDER_CLOSE, UNDER_DUP2, UNDER_SHUTRD, UNDER_SHUTRDWR };
+
+static const char *const waiter_names[] = { "read", "poll", "select", "epoll" };
+static const char *const under_names[] = { "close", "dup2", "shutrd", "shutrdwr" };
+/* The case "under-WAITER-ACTION", parsed by main() before the fork. */
+static enum waiter case_waiter;
+static enum under case_under;
+
+/* After its SHUT_RD the server still writes, more than a ring holds:
+ * its writes wait for room. */
+#define AFTER_SHUTRD_BYTES (3u << 20)
+/* An epoll_wait whose fd was closed sleeps to its timeout, as the kernel's. */
+#define UNDER_EPOLL_MS 500
+
+struct blocked {
+	int fd, epfd;
 	_Atomic pid_t tid;
-	ssize_t n;
+	long ret;
+	int err;
+	unsigned events;
 	char byte;
 };
 
-static void *read_one(void *arg)
+static void *blocked_call(void *arg)
 {
-	struct blocked_read *r = arg;
+	struct blocked *b = arg;
+	struct pollfd pfd = { .fd = b->fd, .events = POLLIN | POLLRDHUP };
+	struct epoll_event ev = { 0 };
+	fd_set readable;
 
-	atomic_store(&r->tid, gettid());
-	r->n = read(r->fd, &r->byte, 1);
+	atomic_store(&b->tid, gettid());
+	switch (case_waiter) {
+	case WAIT_READ:
+		b->ret = read(b->fd, &b->byte, 1);
+		break;
+	case WAIT_POLL:
+		b->ret = poll(&pfd, 1, -1);
+		b->events = (unsigned)pfd.revents;
+		break;
+	case WAIT_SELECT:
+		FD_ZERO(&readable);
+		FD_SET(b->fd, &readable);
+		b->ret = select(b->fd + 1, &readable, NULL, NULL, NULL);
+		b->events = b->ret > 0 && FD_ISSET(b->fd, &readable);
+		break;
+	case WAIT_EPOLL:
+		b->ret = epoll_wait(b->epfd, &ev, 1, UNDER_EPOLL_MS);
+		b->events = ev.events;
+		break;
+	}
+	b->err = b->ret < 0 ? errno : 0;
 	return NULL;
 }
 
@@ -1004,50 +1048,190 @@ static void wait_until_asleep(pid_t tid)
 	}
 }
 
-/* The client sends one byte once the server closed (or replaced) its fd
- * under a blocked reader, then sees the server's socket go away. */
-static void closed_under_client(int fd)
+/*
+ * What the kernel gives the blocked call.  A close() or dup2() does not
+ * end it: the call keeps the file alive, the byte the client sends after
+ * wakes it, and then a read gets the byte, a poll or select looks at the
+ * fd again (poll: POLLNVAL when closed, readable for /dev/null; select:
+ * readable either way, it checks fds only as it starts); epoll lost the
+ * socket with its last fd and sleeps to its timeout.  A shutdown(SHUT_RD)
+ * ends the call at once: EOF, readable; SHUT_RDWR adds the hang-up.
+ */
+static void check_blocked(const struct blocked *b)
+{
+	bool shut = case_under == UNDER_SHUTRD || case_under == UNDER_SHUTRDWR;
+	unsigned hup = case_under == UNDER_SHUTRDWR ? POLLHUP : 0;
+
+	fprintf(stderr, "under-%s-%s: ret %ld errno %d events %#x\n", waiter_names[case_waiter],
+		under_names[case_under], b->ret, b->err, b->events);
+	switch (case_waiter) {
+	case WAIT_READ:
+		expect(shut ? b->ret == 0 : b->ret == 1 && b->byte == 'x');
+		break;
+	case WAIT_POLL:
+		expect(b->ret == 1);
+		expect(b->events == (shut ? POLLIN | POLLRDHUP | hup : case_under == UNDER_CLOSE ? POLLNVAL : POLLIN));
+		break;
+	case WAIT_SELECT:
+		expect(b->ret == 1 && b->events);
+		break;
+	case WAIT_EPOLL:
+		expect(shut ? b->ret == 1 && b->events == (EPOLLIN | EPOLLRDHUP | hup) : b->ret == 0);
+		break;
+	}
+}
+
+static void under_client(int fd)
+{
+	uint64_t counts[256] = { 0 }, total;
+
+	send_all(fd, "r", 1); /* the handshake is over before the call blocks */
+	wait_peer();
+	(void)!send(fd, "x", 1, MSG_NOSIGNAL); /* EPIPE after the server's SHUT_RD */
+	total = drain_counting(fd, counts);
+	expect(total == (case_under == UNDER_SHUTRD ? AFTER_SHUTRD_BYTES : 0));
+	expect(counts['s'] == total);
+}
+
+static void under_server(int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+	struct blocked b = { .fd = fd, .epfd = -1 };
+	pthread_t thread;
+	int devnull;
+
+	wait_byte(fd);
+	if (case_waiter == WAIT_EPOLL) {
+		b.epfd = epoll_create1(EPOLL_CLOEXEC);
+		expect(b.epfd >= 0 && epoll_ctl(b.epfd, EPOLL_CTL_ADD, fd, &ev) == 0);
+	}
+	expect(pthread_create(&thread, NULL, blocked_call, &b) == 0);
+	while (!atomic_load(&b.tid))
+		usleep(1000);
+	wait_until_asleep(atomic_load(&b.tid));
+	switch (case_under) {
+	case UNDER_CLOSE:
+		expect(close(fd) == 0);
+		break;
+	case UNDER_DUP2:
+		devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		expect(devnull >= 0 && dup2(devnull, fd) == fd && close(devnull) == 0);
+		break;
+	case UNDER_SHUTRD:
+		expect(shutdown(fd, SHUT_RD) == 0);
+		break;
+	case UNDER_SHUTRDWR:
+		expect(shutdown(fd, SHUT_RDWR) == 0);
+		break;
+	}
+	/* A close or dup2 leaves the call asleep until the client's byte; a
+	 * shutdown must end it on its own, before the client does anything
+	 * (its close would wake the call as well). */
+	if (case_under == UNDER_CLOSE || case_under == UNDER_DUP2)
+		signal_peer();
+	pthread_join(thread, NULL);
+	check_blocked(&b);
+	if (case_under == UNDER_SHUTRD || case_under == UNDER_SHUTRDWR)
+		signal_peer();
+	if (case_under == UNDER_SHUTRD) {
+		char *after = xmalloc(AFTER_SHUTRD_BYTES);
+
+		memset(after, 's', AFTER_SHUTRD_BYTES);
+		expect(write(fd, after, AFTER_SHUTRD_BYTES) == (ssize_t)AFTER_SHUTRD_BYTES);
+		free(after);
+	}
+	if (b.epfd >= 0)
+		close(b.epfd);
+}
+
+/* "under-WAITER-ACTION": sets the case, or false. */
+static bool parse_under(const char *name)
+{
+	char want[64];
+
+	for (size_t w = 0; w < ARRAY_LEN(waiter_names); w++) {
+		for (size_t u = 0; u < ARRAY_LEN(under_names); u++) {
+			snprintf(want, sizeof(want), "under-%s-%s", waiter_names[w], under_names[u]);
+			if (!strcmp(name, want)) {
+				case_waiter = (enum waiter)w;
+				case_under = (enum under)u;
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+/* ---- poll, FIONREAD and shutdown racing the close of their fd ---- */
+
+#define RACE_CONNECTIONS 300
+
+static int listener_fd;
+
+struct racer {
+	int fd;
+	atomic_uint rounds;
+};
+
+/* Until the fd is gone: each call sees the connection or fails with
+ * EBADF (POLLNVAL); none may crash (they read the rings of a connection
+ * that the close ended under them). */
+static void *race_close(void *arg)
+{
+	struct racer *r = arg;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = r->fd, .events = POLLIN | POLLOUT };
+		int avail;
+
+		/* Between the library forgetting the fd and the kernel closing
+		 * it, the fd is the bare socket, which may be neither readable
+		 * nor writable (it carries only doorbells). */
+		expect(poll(&pfd, 1, 0) >= 0);
+		if (pfd.revents & POLLNVAL)
+			break;
+		if (ioctl(r->fd, FIONREAD, &avail) < 0) {
+			expect(errno == EBADF);
+			break;
+		}
+		if (shutdown(r->fd, SHUT_WR) < 0) {
+			expect(errno == EBADF);
+			break;
+		}
+		atomic_fetch_add(&r->rounds, 1);
+	}
+	return NULL;
+}
+
+static void closerace_client(int fd)
 {
 	char c;
 
-	send_all(fd, "r", 1); /* the handshake is over before the reader blocks */
-	wait_peer();
-	send_all(fd, "x", 1);
-	expect(read(fd, &c, 1) == 0);
-}
-
-/* The kernel keeps the file of a blocked read alive: the read gets the
- * byte sent after the close.  Over TSSX the connection must outlive the
- * close for the sleeper as well (it used to be freed under it: SIGSEGV). */
-static void closed_under_server(int fd, bool replace)
-{
-	struct blocked_read r = { .fd = fd };
-	pthread_t reader;
-
-	wait_byte(fd);
-	expect(pthread_create(&reader, NULL, read_one, &r) == 0);
-	while (!atomic_load(&r.tid))
-		usleep(1000);
-	wait_until_asleep(atomic_load(&r.tid));
-	if (replace)
-		expect(dup2(STDERR_FILENO, fd) == fd);
-	else
-		expect(close(fd) == 0);
-	signal_peer();
-	pthread_join(reader, NULL);
-	expect(r.n == 1 && r.byte == 'x');
-	if (replace)
+	for (int i = 0; i < RACE_CONNECTIONS; i++) {
+		if (i)
+			fd = tool_connect(sock_path);
+		send_all(fd, "r", 1);
+		while (read(fd, &c, 1) > 0)
+			;
 		close(fd);
+	}
 }
 
-static void blockedclose_server(int fd)
+static void closerace_server(int fd)
 {
-	closed_under_server(fd, false);
-}
+	for (int i = 0; i < RACE_CONNECTIONS; i++) {
+		struct racer r = { .fd = i ? accept(listener_fd, NULL, NULL) : fd };
+		pthread_t thread;
 
-static void blockeddup2_server(int fd)
-{
-	closed_under_server(fd, true);
+		expect(r.fd >= 0);
+		wait_byte(r.fd);
+		expect(pthread_create(&thread, NULL, race_close, &r) == 0);
+		/* A few rounds in, at a different point each time. */
+		while (atomic_load(&r.rounds) < (unsigned)(i % 7))
+			;
+		expect(close(r.fd) == 0);
+		pthread_join(thread, NULL);
+	}
 }
 
 static const struct probe {
@@ -1075,26 +1259,29 @@ static const struct probe {
 	{ "peekoff", peekoff_server, peekoff_client },
 	{ "efault", efault_server, efault_client },
 	{ "whole", whole_server, whole_client },
-	{ "blockedclose", blockedclose_server, closed_under_client },
-	{ "blockeddup2", blockeddup2_server, closed_under_client },
+	{ "closerace", closerace_server, closerace_client },
 };
 
 int main(int argc, char **argv)
 {
+	static const struct probe under = { "under", under_server, under_client };
 	const struct probe *probe = NULL;
 	int listener, fd, status;
 	pid_t child;
 
 	if (argc != 3)
-		die("usage: tssx-probe CASE PATH");
+		die("usage: tssx-probe CASE PATH\n"
+		    "CASE under-WAITER-ACTION: WAITER read, poll, select or epoll; ACTION close, dup2, shutrd or shutrdwr");
 	for (size_t i = 0; i < ARRAY_LEN(probes); i++) {
 		if (!strcmp(probes[i].name, argv[1]))
 			probe = &probes[i];
 	}
+	if (!probe && parse_under(argv[1]))
+		probe = &under;
 	if (!probe)
 		die("unknown case %s", argv[1]);
 	sock_path = argv[2];
-	listener = tool_listen(sock_path);
+	listener = listener_fd = tool_listen(sock_path);
 	expect(pipe(to_client) == 0 && pipe(to_server) == 0);
 	child = fork();
 	expect(child >= 0);
