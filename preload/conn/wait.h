@@ -99,6 +99,13 @@ bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struc
 /* One turn: pauses the CPU, then false when a look at the kernel is due
  * or the spin is over (then spin->over stays true and its slot is free). */
 bool tssx_spin_pause(struct tssx_spin *spin);
+/* Moves the next look at the kernel's fds to at_ns (a waiter that looked
+ * lately); no effect on a spin without looks. */
+static inline void tssx_spin_look_at(struct tssx_spin *spin, uint64_t at_ns)
+{
+	if (spin->look_every_ns)
+		spin->look_ns = at_ns;
+}
 /* Gives the spin slot back; harmless on a spin that is over. */
 void tssx_spin_stop(struct tssx_spin *spin);
 

@@ -256,21 +256,31 @@ static bool add_kernel_results(struct events_set *set, struct wait_call *call, i
 	if (*count == call->maxevents)
 		return true;
 	got = real_wait(call, call->events + *count, call->maxevents - *count, sleep);
+	/* Relaxed: a hint for how soon to look again, guarding nothing. */
+	atomic_store_explicit(&set->looked_ns, tssx_now_ns(), memory_order_relaxed);
 	if (got < 0)
 		return *count > 0;
 	*count += translate(set, call->events + *count, got);
 	return true;
 }
 
-/* Without sleeping: the rings, and only when they have something, the
- * kernel's fds for the slots left; after the rings filled a whole call,
- * the kernel first. */
+/* When the kernel's fds are next due a look (EVENTS_LOOK_EVERY_NS after
+ * the last). */
+static uint64_t next_look_ns(struct events_set *set)
+{
+	return atomic_load_explicit(&set->looked_ns, memory_order_relaxed) + EVENTS_LOOK_EVERY_NS;
+}
+
+/* Without sleeping: the rings, and only when they have something and a
+ * look is due, the kernel's fds for the slots left; after the rings filled
+ * a whole call, the kernel first. */
 static int poll_once(struct events_set *set, struct wait_call *call)
 {
 	bool kernel_first = atomic_exchange(&set->kernel_first, false);
 	int count = kernel_first ? 0 : collect(set, call, 0, false);
+	bool look = kernel_first || (count > 0 && tssx_now_ns() >= next_look_ns(set));
 
-	if ((count > 0 || kernel_first) && !add_kernel_results(set, call, &count, false))
+	if (look && !add_kernel_results(set, call, &count, false))
 		return -1;
 	if (kernel_first)
 		count += collect(set, call, count, false);
@@ -301,15 +311,18 @@ static int wait_once(struct events_set *set, struct wait_call *call, bool sleep)
 
 /* Before arming: spins on the rings for the spin budget, so that a peer
  * answering within it needs no doorbell; the kernel's other fds get a
- * zero-timeout look every EVENTS_SPIN_LOOK_NS meanwhile. */
+ * zero-timeout look every EVENTS_LOOK_EVERY_NS meanwhile, the first when
+ * one is due. */
 static int spin(struct events_set *set, struct wait_call *call)
 {
 	struct tssx_spin spin;
-	uint64_t look_ns = atomic_load(&set->kernel_fds) ? EVENTS_SPIN_LOOK_NS : 0;
+	bool kernel_fds = atomic_load(&set->kernel_fds);
 	int count = 0;
 
-	if (!tssx_spin_start(&spin, look_ns, &call->deadline))
+	if (!tssx_spin_start(&spin, kernel_fds ? EVENTS_LOOK_EVERY_NS : 0, &call->deadline))
 		return 0;
+	if (kernel_fds)
+		tssx_spin_look_at(&spin, next_look_ns(set));
 	while (!count) {
 		while (!(count = collect(set, call, 0, false)) && tssx_spin_pause(&spin))
 			;

@@ -57,6 +57,8 @@ struct events_set {
 	/* The kernel's set may hold fds only it can report (plain or watched
 	 * ones): spinning waits look at it now and then.  Never cleared. */
 	atomic_bool kernel_fds;
+	/* When a wait last looked at (or slept in) the kernel's set. */
+	_Atomic uint64_t looked_ns;
 	struct events_set *next;	/* in the live or the free list; never freed */
 };
 
@@ -92,9 +94,12 @@ uint32_t events_entry_report(struct events_entry *entry, uint32_t ready, uint64_
 uint64_t events_tag(int fd);
 bool events_untag(uint64_t data, int *fd);
 
-/* How often a spin looks at the kernel's fds, when the waiter has any
- * (conn/wait.h's look_every_ns). */
-#define EVENTS_SPIN_LOOK_NS 4000u
+/* How often a waiter that finds connections ready, or spins for them,
+ * looks at the kernel's fds when it has any (conn/wait.h's look_every_ns):
+ * a plain fd that becomes ready meanwhile is reported at most this late.
+ * Looking at every call cost a system call per request of a busy event
+ * loop, where the rings alone need none. */
+#define EVENTS_LOOK_EVERY_NS 20000u
 
 /* Called by close/dup2/dup3/close_range before an fd is released, whatever
  * it is: an epoll set's entry for a closed fd goes away, and a closed epoll

@@ -229,7 +229,7 @@ static int poll_loop(struct poll_call *call)
 		int ready = poll_soft_ready(call);
 
 		if (!ready && !passed && first)
-			tssx_spin_start(&spin, call->kernel_fds ? EVENTS_SPIN_LOOK_NS : 0, &call->deadline);
+			tssx_spin_start(&spin, call->kernel_fds ? EVENTS_LOOK_EVERY_NS : 0, &call->deadline);
 		first = false;
 		if (!ready && !passed && !spin.over)
 			ready = poll_spin(call, &spin);
