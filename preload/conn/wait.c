@@ -131,13 +131,29 @@ unsigned tssx_loadavg_runnable(const char *line)
 	return runnable;
 }
 
-bool tssx_yield_stalls_often(uint32_t *stall_share, uint64_t took_ns)
+uint64_t tssx_yield_stall_ns(unsigned runnable, unsigned cpus)
 {
-	/* An average over the last ~16 yields, in 1/65536ths. */
-	*stall_share -= *stall_share / TSSX_YIELD_AVERAGE_OVER;
-	if (took_ns >= TSSX_YIELD_STALL_NS)
-		*stall_share += 65536u / TSSX_YIELD_AVERAGE_OVER;
-	return *stall_share > 65536u / TSSX_YIELD_STALL_SHARE;
+	uint64_t busy = cpus ? (uint64_t)TSSX_YIELD_STALL_PER_TASK_NS * runnable / cpus : 0;
+
+	return busy > TSSX_YIELD_STALL_NS ? busy : TSSX_YIELD_STALL_NS;
+}
+
+bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_ns, uint64_t stall_ns)
+{
+	/* Exponentially decayed sums: about the last TSSX_YIELD_AVERAGE_OVER
+	 * yields count.  A turn beyond a second is a stopped process, not a
+	 * yield: capped, so that the sums cannot overflow. */
+	if (took_ns > TSSX_NSEC_PER_SEC)
+		took_ns = TSSX_NSEC_PER_SEC;
+	history->total_ns += took_ns - history->total_ns / TSSX_YIELD_AVERAGE_OVER;
+	history->stalled_ns -= history->stalled_ns / TSSX_YIELD_AVERAGE_OVER;
+	if (took_ns >= stall_ns)
+		history->stalled_ns += took_ns;
+	if (history->total_ns < TSSX_YIELD_HISTORY_MIN_NS ||
+	    history->stalled_ns <= history->total_ns / TSSX_YIELD_STALL_SHARE)
+		return false;
+	*history = (struct tssx_yield_history){ 0 };
+	return true;
 }
 
 uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_ns)
@@ -281,6 +297,8 @@ bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, u
 	spin->look_ns = look_every_ns ? now : UINT64_MAX; /* the first at once */
 	spin->slot = NULL;
 	spin->yields = false;
+	spin->turns_left = 0;
+	spin->deadline_ns = deadline->at_ns;
 	spin->turn_ns = now;
 	spin->over = spin->end_ns <= now;
 	return !spin->over;
@@ -303,6 +321,7 @@ bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struc
 	 * the peer may run on it and answer before this waiter sleeps. */
 	if (!yields_paused(now) && tssx_spin_setup(spin, now, tssx_opts.yield_ns, look_every_ns, deadline)) {
 		spin->yields = true;
+		spin->turns_left = TSSX_YIELD_TURNS_MIN;
 		return true;
 	}
 	spin->over = true;
@@ -326,14 +345,15 @@ void tssx_spin_stop(struct tssx_spin *spin)
  * while, longer each time it happens again right away. */
 static bool yield_stalled(uint64_t took_ns, uint64_t now)
 {
-	static __thread uint32_t stall_share;
-	struct shared_page *page;
-	uint64_t after, backoff;
+	static __thread struct tssx_yield_history history;
+	struct shared_page *page = shared_page();
+	uint64_t after, backoff, stall_ns = TSSX_YIELD_STALL_NS;
 
-	if (!tssx_yield_stalls_often(&stall_share, took_ns))
+	/* The runnable count only for a long turn: it may cost a read. */
+	if (took_ns >= stall_ns)
+		stall_ns = tssx_yield_stall_ns(runnable_now(page, now), machine.cpus);
+	if (!tssx_yield_stalls_often(&history, took_ns, stall_ns))
 		return false;
-	stall_share = 0;
-	page = shared_page();
 	after = atomic_load_explicit(&page->yields_after, memory_order_relaxed);
 	if (after > now)
 		return true; /* another thread paused them meanwhile */
@@ -344,26 +364,46 @@ static bool yield_stalled(uint64_t took_ns, uint64_t now)
 	return true;
 }
 
+/* A spin ends at its budget's end, or at the deadline while a yielding
+ * one still has turns to take. */
+static uint64_t spin_end_ns(const struct tssx_spin *spin)
+{
+	return spin->turns_left ? spin->deadline_ns : spin->end_ns;
+}
+
+/* One yield; false when yields stalled so often that the spin ends. */
+static bool yield_turn(struct tssx_spin *spin)
+{
+	uint64_t now;
+
+	sched_yield();
+	now = tssx_now_ns();
+	if (yield_stalled(now - spin->turn_ns, now))
+		return false;
+	spin->turn_ns = now;
+	if (spin->turns_left)
+		spin->turns_left--;
+	return true;
+}
+
 bool tssx_spin_pause(struct tssx_spin *spin)
 {
-	uint64_t now, until;
+	uint64_t now, until, end;
 
 	if (spin->over)
 		return false;
-	until = spin->look_ns < spin->end_ns ? spin->look_ns : spin->end_ns;
-	if (spin->yields)
-		sched_yield();
-	else
+	end = spin_end_ns(spin);
+	until = spin->look_ns < end ? spin->look_ns : end;
+	if (!spin->yields) {
 		tssx_cpu_relax();
-	now = tssx_now_ns();
-	if (spin->yields && yield_stalled(now - spin->turn_ns, now)) {
+	} else if (!yield_turn(spin)) {
 		tssx_spin_stop(spin);
 		return false;
 	}
-	spin->turn_ns = now;
+	now = tssx_now_ns();
 	if (now < until)
 		return true;
-	if (now >= spin->end_ns)
+	if (now >= spin_end_ns(spin))
 		tssx_spin_stop(spin);
 	if (spin->look_every_ns)
 		spin->look_ns = now + spin->look_every_ns;

@@ -86,6 +86,8 @@ struct tssx_spin {
 	uint64_t look_ns;	/* the next look at the kernel's fds */
 	bool over;
 	bool yields;		/* gives the CPU away at every turn */
+	unsigned turns_left;	/* turns it takes even past end_ns */
+	uint64_t deadline_ns;	/* never past it */
 	uint64_t turn_ns;	/* when the last turn ended */
 	_Atomic uint64_t *slot;	/* the spin slot held, or NULL */
 };
@@ -111,19 +113,40 @@ void tssx_spin_stop(struct tssx_spin *spin);
 
 /* ---- The pure parts, for the unit tests ---- */
 
-/* A yield that took this long let a long-running task have the CPU. */
+/* A yielding spin takes this many turns, even past its budget: when many
+ * tasks share the CPUs one turn may outlast the whole budget. */
+#define TSSX_YIELD_TURNS_MIN 8u
+/* A yield that took this long let a long-running task have the CPU: at
+ * least TSSX_YIELD_STALL_NS, and TSSX_YIELD_STALL_PER_TASK_NS per task
+ * runnable on each CPU (many short tasks make a long turn too). */
 #define TSSX_YIELD_STALL_NS 1000000u
-/* Yields stop when more than 1/TSSX_YIELD_STALL_SHARE of the last
- * ~TSSX_YIELD_AVERAGE_OVER yields of a thread stalled so. */
+#define TSSX_YIELD_STALL_PER_TASK_NS 100000u
+/* Yields stop when stalls took more than 1/TSSX_YIELD_STALL_SHARE of the
+ * time a thread spent in its last ~TSSX_YIELD_AVERAGE_OVER yields, once
+ * that history holds TSSX_YIELD_HISTORY_MIN_NS: a yield that waits out a
+ * CPU-bound task's slice (up to a tick, 4 ms at HZ=250) costs what a
+ * hundred doorbells and wake-ups cost, so a few of them undo the gain. */
 #define TSSX_YIELD_STALL_SHARE 8u
-#define TSSX_YIELD_AVERAGE_OVER 16u
+#define TSSX_YIELD_AVERAGE_OVER 256u
+#define TSSX_YIELD_HISTORY_MIN_NS 8000000u
 /* For how long they stop: the first time, and at most. */
 #define TSSX_YIELD_BACKOFF_MIN_NS 50000000u
 #define TSSX_YIELD_BACKOFF_MAX_NS 2000000000u
 
-/* Records one yield that took took_ns in *stall_share (the thread's
- * running share of stalled yields); true when stalls have become common. */
-bool tssx_yield_stalls_often(uint32_t *stall_share, uint64_t took_ns);
+/* How long a yield takes before it counts as stalled, with `runnable`
+ * tasks on `cpus` CPUs (0: unknown). */
+uint64_t tssx_yield_stall_ns(unsigned runnable, unsigned cpus);
+/* A thread's recent yields: running sums, decayed at every yield, of the
+ * time all took and of the time the stalled ones took. */
+struct tssx_yield_history {
+	uint64_t total_ns;
+	uint64_t stalled_ns;
+};
+
+/* Records one yield that took took_ns (a stall when stall_ns or more);
+ * true when stalls have come to cost too large a share of the time, and
+ * then the history starts anew. */
+bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_ns, uint64_t stall_ns);
 /* How long to stop yielding after stalls became common, given the last
  * such pause (0: none yet) and the time since it ended. */
 uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_ns);

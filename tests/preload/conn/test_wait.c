@@ -1,5 +1,6 @@
 /* Unit tests of the wait module (preload/conn/wait.c): deadlines, the spin
  * and the pure parts of its policy. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -212,22 +213,43 @@ static void test_deadline_left_ms(void **state)
 
 static void test_yield_stalls_rare_and_common(void **state)
 {
-	uint32_t share = 0;
+	const uint64_t stall = TSSX_YIELD_STALL_NS;
+	struct tssx_yield_history history = { 0 };
 	int i;
 
 	/* Short yields never stop a spin. */
-	for (i = 0; i < 1000; i++)
-		assert_false(tssx_yield_stalls_often(&share, TSSX_YIELD_STALL_NS - 1));
-	/* One stall in 64 (many busy pairs: a scheduler hiccup) neither. */
-	for (i = 0; i < 6400; i++)
-		assert_false(tssx_yield_stalls_often(&share, i % 64 ? 20000 : TSSX_YIELD_STALL_NS));
-	/* Back to back (a CPU-bound task runs its whole slice at every
-	 * yield): within three. */
-	share = 0;
-	assert_false(tssx_yield_stalls_often(&share, 4000000));
-	for (i = 0; i < 2 && !tssx_yield_stalls_often(&share, 4000000); i++)
+	for (i = 0; i < 100000; i++)
+		assert_false(tssx_yield_stalls_often(&history, 200000, stall));
+	/* Busy pairs: a 2 ms hiccup in 300 yields of 150 us is 4% of the
+	 * time, and yields go on. */
+	for (i = 0; i < 30000; i++)
+		assert_false(tssx_yield_stalls_often(&history, i % 300 ? 150000 : 2 * stall, stall));
+	/* A CPU-bound task's whole slice at one yield in eight: stop, and
+	 * start the history anew. */
+	for (i = 0; i < 1000 && !tssx_yield_stalls_often(&history, i % 8 ? 150000 : 4 * stall, stall); i++)
 		;
-	assert_true(i < 2);
+	assert_true(i < 1000);
+	assert_int_equal(history.total_ns, 0);
+	assert_int_equal(history.stalled_ns, 0);
+	/* From an empty history, stalls back to back stop within three. */
+	for (i = 0; i < 3 && !tssx_yield_stalls_often(&history, 4 * stall, stall); i++)
+		;
+	assert_true(i < 3);
+	/* A stopped process's turn neither overflows nor lasts. */
+	assert_false(tssx_yield_stalls_often(&history, UINT64_MAX, UINT64_MAX));
+	assert_true(history.total_ns <= 1000000000u);
+}
+
+static void test_yield_stall_grows_with_the_tasks(void **state)
+{
+	/* Few tasks, or the count unknown: the least. */
+	assert_int_equal(tssx_yield_stall_ns(0, 2), TSSX_YIELD_STALL_NS);
+	assert_int_equal(tssx_yield_stall_ns(4, 2), TSSX_YIELD_STALL_NS);
+	assert_int_equal(tssx_yield_stall_ns(5, 0), TSSX_YIELD_STALL_NS);
+	/* 64 clients and a server on 2 CPUs: a turn through them all is no
+	 * stall. */
+	assert_int_equal(tssx_yield_stall_ns(65, 2), 65u * TSSX_YIELD_STALL_PER_TASK_NS / 2);
+	assert_true(tssx_yield_stall_ns(UINT_MAX, 1) > TSSX_YIELD_STALL_NS);
 }
 
 static void test_yield_backoff_doubles_while_stalls_go_on(void **state)
@@ -262,6 +284,7 @@ int main(void)
 		cmocka_unit_test(test_spin_over_frees_its_slot),
 		cmocka_unit_test(test_loadavg_runnable),
 		cmocka_unit_test(test_yield_stalls_rare_and_common),
+		cmocka_unit_test(test_yield_stall_grows_with_the_tasks),
 		cmocka_unit_test(test_yield_backoff_doubles_while_stalls_go_on),
 	};
 
