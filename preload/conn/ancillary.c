@@ -18,6 +18,7 @@
 
 #include "conn/ancillary.h"
 #include "conn/connection.h"
+#include "conn/fault.h"
 #include "real_slots.h"
 #include "tssx/log.h"
 #include "tssx/macros.h"
@@ -368,13 +369,23 @@ static void put_fds(struct tssx_ancillary_want *want, size_t *used, const struct
 		msg->msg_flags |= MSG_CTRUNC;
 }
 
+/* Whether the caller gave a control buffer that can take control data.
+ * One it cannot write gets none, as from the kernel: the fds are closed
+ * (MSG_CTRUNC) and the bytes still returned (conn/fault.h). */
+static bool control_buffer(const struct msghdr *msg)
+{
+	struct iovec control = { .iov_base = msg->msg_control, .iov_len = msg->msg_controllen };
+
+	return control.iov_base && control.iov_len && tssx_fault_can_access(&control, 1, control.iov_len, true);
+}
+
 /* Gives the record's control data to the caller, or drops it. */
 static void deliver(int fd, const struct tssx_ancillary_record *rec, struct tssx_ancillary_want *want)
 {
 	struct ucred creds;
 	size_t used = 0;
 
-	if (!want || !want->msg->msg_control || !want->msg->msg_controllen) {
+	if (!want || !control_buffer(want->msg)) {
 		if (want && (rec->nfds || rec->truncated))
 			want->msg->msg_flags |= MSG_CTRUNC;
 		if (!(want && (want->flags & MSG_PEEK)))
@@ -476,7 +487,7 @@ void tssx_ancillary_peer_credentials(int fd, struct tssx_ancillary_want *want)
 	size_t used = 0;
 
 	/* Only for a buffer that can hold them: the check costs two calls. */
-	if (!msg->msg_control || msg->msg_controllen < CMSG_LEN(sizeof(creds)) || !peer_credentials(fd, &creds))
+	if (msg->msg_controllen < CMSG_LEN(sizeof(creds)) || !control_buffer(msg) || !peer_credentials(fd, &creds))
 		return;
 	put_credentials(want, &used, &creds);
 	msg->msg_controllen = used;

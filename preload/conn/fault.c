@@ -1,4 +1,5 @@
 /* EFAULT for bad user pointers (fault.h). */
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -53,6 +54,87 @@ static void on_fault(int sig, siginfo_t *info, void *context)
 		siglongjmp(guard->env, 1);
 	}
 	chain(sig, info, context);
+}
+
+/* Loads one byte this far apart: every page of a buffer is touched. */
+#define PROBE_STEP 4096
+
+static inline void touch(volatile char *byte, bool write)
+{
+	char c = *byte;
+
+	if (write)
+		*byte = c;
+}
+
+/* Touches a byte of every page of the first `len` bytes of iov. */
+static __attribute__((noinline)) void touch_pages(const struct iovec *iov, int iovcnt, size_t len, bool write)
+{
+	for (; iovcnt > 0 && len > 0; iov++, iovcnt--) {
+		volatile char *base = iov->iov_base;
+		size_t n = iov->iov_len < len ? iov->iov_len : len;
+
+		for (size_t off = 0; off < n; off += PROBE_STEP)
+			touch(base + off, write);
+		if (n)
+			touch(base + n - 1, write);
+		len -= n;
+	}
+}
+
+bool tssx_fault_can_access(const struct iovec *iov, int iovcnt, size_t len, bool write)
+{
+	struct tssx_fault_guard guard;
+
+	if (sigsetjmp(guard.env, 0))
+		return false; /* the handler cleared tssx_fault_guard */
+	tssx_fault_guard = &guard;
+	touch_pages(iov, iovcnt, len, write);
+	tssx_fault_guard = NULL;
+	return true;
+}
+
+/* The range of count elements of `size` bytes at base. */
+static struct iovec array_of(const void *base, size_t count, size_t size)
+{
+	return (struct iovec){ .iov_base = (void *)base, .iov_len = count * size };
+}
+
+bool tssx_fault_iov_ok(const struct iovec *iov, size_t iovcnt)
+{
+	struct iovec array = array_of(iov, iovcnt, sizeof(*iov));
+
+	return tssx_fault_can_access(&array, 1, array.iov_len, false);
+}
+
+/* Under one guard: the msghdr first, then what its fields point to. */
+static __attribute__((noinline)) void touch_msghdr(const struct msghdr *msg, bool receiving)
+{
+	struct iovec parts[3] = { array_of(msg, 1, sizeof(*msg)) };
+
+	touch_pages(parts, 1, sizeof(*msg), receiving);
+	if (msg->msg_iovlen > IOV_MAX)
+		return; /* EMSGSIZE, the caller's answer */
+	parts[1] = array_of(msg->msg_iov, msg->msg_iovlen, sizeof(struct iovec));
+	touch_pages(&parts[1], 1, parts[1].iov_len, false);
+	/* recvmsg() writes control data only when some comes: that write
+	 * is checked then (conn/ancillary.c), as the kernel's is. */
+	if (!receiving) {
+		parts[2] = array_of(msg->msg_control, msg->msg_controllen, 1);
+		touch_pages(&parts[2], 1, parts[2].iov_len, false);
+	}
+}
+
+bool tssx_fault_msghdr_ok(const struct msghdr *msg, bool receiving)
+{
+	struct tssx_fault_guard guard;
+
+	if (sigsetjmp(guard.env, 0))
+		return false; /* the handler cleared tssx_fault_guard */
+	tssx_fault_guard = &guard;
+	touch_msghdr(msg, receiving);
+	tssx_fault_guard = NULL;
+	return true;
 }
 
 static void install_fn(void)

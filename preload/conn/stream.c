@@ -544,42 +544,6 @@ static inline void keep(struct tssx_conn *conn, bool *kept)
 	}
 }
 
-/* Loads one byte this far apart: every page of a buffer is touched. */
-#define PROBE_STEP 4096
-
-/* Loads a byte of every page of the first `len` bytes of iov. */
-static __attribute__((noinline)) void touch_pages(const struct iovec *iov, int iovcnt, size_t len)
-{
-	for (; iovcnt > 0 && len > 0; iov++, iovcnt--) {
-		const volatile char *base = iov->iov_base;
-		size_t n = iov->iov_len < len ? iov->iov_len : len;
-
-		for (size_t off = 0; off < n; off += PROBE_STEP)
-			(void)base[off];
-		if (n)
-			(void)base[n - 1];
-		len -= n;
-	}
-}
-
-/*
- * Whether the first `len` bytes of iov can be read, under the fault
- * guard.  Asked before control data goes out: a copy that faulted after
- * its record was on the socket would hand the fds to the next bytes
- * written, where the kernel's sendmsg() fails whole with EFAULT.
- */
-static bool can_read(const struct iovec *iov, int iovcnt, size_t len)
-{
-	struct tssx_fault_guard guard;
-
-	if (sigsetjmp(guard.env, 0))
-		return false; /* the handler cleared tssx_fault_guard */
-	tssx_fault_guard = &guard;
-	touch_pages(iov, iovcnt, len);
-	tssx_fault_guard = NULL;
-	return true;
-}
-
 /*
  * With the producer lock held, before the call's first byte: puts a
  * sendmsg()'s control data on the socket once the ring has room for the
@@ -599,7 +563,10 @@ static int attach_control(struct tssx_conn *conn, int fd, const struct msghdr *c
 	 * thread's close(): never send on the number. */
 	if (!tssx_conn_owns_fd(conn, fd))
 		return -EBADF;
-	if (!can_read(iov, iovcnt, len < conn->tx->capacity ? len : conn->tx->capacity))
+	/* A copy that faulted after the record was on the socket would hand
+	 * the fds to the next bytes written, where the kernel's sendmsg()
+	 * fails whole with EFAULT. */
+	if (!tssx_fault_can_access(iov, iovcnt, len < conn->tx->capacity ? len : conn->tx->capacity, false))
 		return -EFAULT;
 	return tssx_ancillary_send(conn, fd, control, len, is_nonblocking(conn, fd, flags)) ?: 1;
 }

@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "conn/fault.h"
 #include "real_slots.h"
 #include "shims/shims.h"
 #include "tssx/log.h"
@@ -71,25 +72,49 @@ TSSX_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 	return conn_send(conn, fd, buf, len, 0);
 }
 
+/* readv()/writev()'s checks of the array, in the kernel's order: EINVAL
+ * for its length, EFAULT when it cannot be read (conn/fault.h). */
+static int iov_usable(const struct iovec *iov, int iovcnt)
+{
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		return -EINVAL;
+	return tssx_fault_iov_ok(iov, (size_t)iovcnt) ? 0 : -EFAULT;
+}
+
+/* sendmsg()/recvmsg()'s checks of msg, in the kernel's order: EFAULT for
+ * the msghdr, EMSGSIZE for too many iovecs, EFAULT for the array (and a
+ * send's control data), as conn/fault.h reads them. */
+static int msg_usable(const struct msghdr *msg, bool receiving)
+{
+	if (!tssx_fault_msghdr_ok(msg, receiving))
+		return -EFAULT;
+	return msg->msg_iovlen > IOV_MAX ? -EMSGSIZE : 0;
+}
+
 TSSX_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
 	struct tssx_conn *conn = tssx_conn_lookup(fd);
+	int ret;
 
-	if (likely(!conn) || (iovcnt >= 0 && iovcnt <= IOV_MAX && !tssx_iov_total(iov, iovcnt)))
+	if (likely(!conn))
 		return TSSX_REAL(readv)(fd, iov, iovcnt);
-	if (iovcnt < 0 || iovcnt > IOV_MAX)
-		return tssx_result(-EINVAL);
+	if ((ret = iov_usable(iov, iovcnt)) < 0)
+		return tssx_result(ret);
+	/* readv(2) of nothing returns 0 before the socket is asked. */
+	if (!tssx_iov_total(iov, iovcnt))
+		return TSSX_REAL(readv)(fd, iov, iovcnt);
 	return tssx_result(tssx_conn_recv(conn, fd, iov, iovcnt, 0));
 }
 
 TSSX_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
 	struct tssx_conn *conn = tssx_conn_lookup(fd);
+	int ret;
 
 	if (likely(!conn))
 		return TSSX_REAL(writev)(fd, iov, iovcnt);
-	if (iovcnt < 0 || iovcnt > IOV_MAX)
-		return tssx_result(-EINVAL);
+	if ((ret = iov_usable(iov, iovcnt)) < 0)
+		return tssx_result(ret);
 	return tssx_result(tssx_conn_send(conn, fd, iov, iovcnt, 0));
 }
 
@@ -142,12 +167,13 @@ TSSX_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
 
 static ssize_t conn_recvmsg(struct tssx_conn *conn, int fd, struct msghdr *msg, int flags)
 {
+	int ret = msg_usable(msg, true);
 	ssize_t n;
 
+	if (ret < 0)
+		return tssx_result(ret);
 	if (bad_flags(flags))
 		return tssx_result(-EOPNOTSUPP);
-	if (msg->msg_iovlen > IOV_MAX)
-		return tssx_result(-EMSGSIZE);
 	n = tssx_result(tssx_conn_recvmsg(conn, fd, msg, flags));
 	if (n >= 0 && msg->msg_name)
 		peer_addr(fd, msg->msg_name, &msg->msg_namelen);
@@ -188,12 +214,14 @@ TSSX_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const
 
 static ssize_t conn_sendmsg(struct tssx_conn *conn, int fd, const struct msghdr *msg, int flags)
 {
+	int ret = msg_usable(msg, false);
+
+	if (ret < 0)
+		return tssx_result(ret);
 	if (bad_flags(flags))
 		return tssx_result(-EOPNOTSUPP);
 	if (msg->msg_name && msg->msg_namelen)
 		return tssx_result(-EISCONN);
-	if (msg->msg_iovlen > IOV_MAX)
-		return tssx_result(-EMSGSIZE);
 	return tssx_result(tssx_conn_sendmsg(conn, fd, msg, flags));
 }
 

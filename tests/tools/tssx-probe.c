@@ -203,9 +203,30 @@ static void efault_client(int fd)
 			      .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
 
 	send_all(fd, "abc", 3);
+	/* A byte with an fd, for a recvmsg() whose control buffer is bad. */
+	expect(send_with_fd(fd, "d", 1, STDIN_FILENO) == 1);
 	/* The fd of the sendmsg() that failed with EFAULT never comes. */
 	expect(recvmsg(fd, &msg, 0) == 1 && c == '+');
 	expect(msg.msg_controllen == 0 && !(msg.msg_flags & MSG_CTRUNC));
+}
+
+/* Calls whose iovec array, msghdr or control data the process cannot
+ * read: EFAULT, with nothing taken or sent. */
+static void efault_structures(int fd, void *bad)
+{
+	char byte = 0;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = bad, .msg_iovlen = 2 };
+	struct msghdr control = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = bad,
+				  .msg_controllen = CMSG_SPACE(sizeof(int)) };
+
+	expect(readv(fd, bad, 2) < 0 && errno == EFAULT);
+	expect(writev(fd, bad, 2) < 0 && errno == EFAULT);
+	expect(recvmsg(fd, bad, 0) < 0 && errno == EFAULT);
+	expect(sendmsg(fd, bad, 0) < 0 && errno == EFAULT);
+	expect(recvmsg(fd, &msg, 0) < 0 && errno == EFAULT);
+	expect(sendmsg(fd, &msg, 0) < 0 && errno == EFAULT);
+	expect(sendmsg(fd, &control, 0) < 0 && errno == EFAULT);
 }
 
 static void efault_server(int fd)
@@ -217,16 +238,23 @@ static void efault_server(int fd)
 	char buf[8];
 	int avail = 0;
 
+	struct iovec got = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr control = { .msg_iov = &got, .msg_iovlen = 1, .msg_control = bad,
+				  .msg_controllen = CMSG_SPACE(sizeof(int)) };
+
 	expect(bad != MAP_FAILED);
-	while (ioctl(fd, FIONREAD, &avail) == 0 && avail < 3)
+	while (ioctl(fd, FIONREAD, &avail) == 0 && avail < 4)
 		usleep(1000);
 	expect(read(fd, bad, 3) < 0 && errno == EFAULT);
 	expect(recv(fd, bad, 3, MSG_PEEK) < 0 && errno == EFAULT);
 	expect(write(fd, bad, 3) < 0 && errno == EFAULT);
 	expect(writev(fd, iov, 2) < 0 && errno == EFAULT);
 	expect(send_with_fd(fd, bad, 3, STDIN_FILENO) < 0 && errno == EFAULT);
+	efault_structures(fd, bad);
 	/* Nothing was taken or sent. */
 	expect(read(fd, buf, 3) == 3 && !memcmp(buf, "abc", 3));
+	/* The kernel cannot give the fd: it is dropped, the byte comes. */
+	expect(recvmsg(fd, &control, 0) == 1 && buf[0] == 'd' && (control.msg_flags & MSG_CTRUNC));
 	/* The program's own handler still runs for its own faults. */
 	sigemptyset(&sa.sa_mask);
 	expect(sigaction(SIGSEGV, &sa, NULL) == 0);
