@@ -16,4 +16,11 @@
  * directory. */
 #define TSSX_REGISTRY_XATTR "user.tssx.registry"
 
+/* A read-only file at the registry's root holding a 64-bit counter (native
+ * byte order, at offset 0) that the daemon increments after every change
+ * of an entry's bits has reached the kernel's caches.  A client that saw
+ * it unchanged since it read an entry may answer from what it read
+ * without a system call.  Not a socket's name: "%g" is no escape. */
+#define TSSX_REGISTRY_GENERATION "%generation"
+
 #endif

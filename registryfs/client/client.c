@@ -5,12 +5,16 @@
  * the worker, at most the bound.
  *
  * Speed: the first lookup of a name has the worker open its registry file,
- * read it and keep a shared read-only mapping of its page; later lookups
- * are a mincore(2), which tells whether the page is still in the page cache
- * (the daemon drops it when the bits change), and a load from the mapping.
- * A missing name costs a failed openat2(RESOLVE_CACHED) on a cached
- * negative dentry.  Neither reaches the daemon, nor the worker, in the
- * steady state.
+ * read it and keep a shared read-only mapping of its page.  Later lookups
+ * answer with the bits read then while the registry's generation (a
+ * counter the daemon raises after every change of bits has reached the
+ * kernel, in a page this process keeps mapped and locked) has not moved:
+ * a load, no system call.  When it has, or the registry has none, a
+ * mincore(2) tells whether the entry's page is still in the page cache
+ * (the daemon drops it when the bits change) before a load from it.  A
+ * missing name costs a failed openat2(RESOLVE_CACHED) on a cached negative
+ * dentry.  None of them reaches the daemon, nor the worker, in the steady
+ * state.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -76,6 +80,25 @@ static void drop_entry(struct cached_entry *e)
 	free(e);
 }
 
+void drop_generation(void)
+{
+	if (state.generation_page)
+		munmap((void *)state.generation_page, (size_t)sysconf(_SC_PAGESIZE));
+	state.generation_page = NULL;
+}
+
+bool current_generation(uint64_t *value)
+{
+	if (!state.generation_page)
+		return false;
+	/* Acquire: the loads and the mincore(2) of an entry's page that
+	 * follow must not happen before this load.  The daemon stores a new
+	 * value only after the kernel has dropped the changed pages, so a
+	 * page still cached after this load holds bits at least as new. */
+	*value = __atomic_load_n(state.generation_page, __ATOMIC_ACQUIRE);
+	return true;
+}
+
 static void drop_claim_fd(struct tssx_registry_claim *claim)
 {
 	drop_fd(claim->fd);
@@ -97,6 +120,8 @@ void drop_registry(int why, uint64_t retry_after_ns)
 	}
 	drop_fd(state.dir_fd);
 	state.dir_fd = -1;
+	drop_generation();
+	state.generation_tried = false;
 	state.generation++;
 	state.missing = why;
 	state.retry_ns = monotonic_ns() + retry_after_ns;
@@ -135,6 +160,9 @@ static void unlock_client(void)
 
 static void child_after_fork(void)
 {
+	/* Memory locks are not inherited: a page that may leave the cache
+	 * cannot be trusted to load without the daemon. */
+	drop_generation();
 	worker_after_fork();
 	unlock_client();
 }
@@ -236,18 +264,33 @@ static int cached_miss(const char *name)
 	return errno == ENOENT ? -ENOENT : -EAGAIN;
 }
 
+/* What a lookup read from the entry's page, the generation being `now`
+ * (when `known`) before it read. */
+static void remember_bits(struct cached_entry *e, int bits, bool known, uint64_t now)
+{
+	e->bits = bits;
+	e->generation = now;
+	e->seen = known;
+}
+
 /* The answer of the caches (lock held), or -EAGAIN. */
 static int cached_lookup(const char *name)
 {
 	struct cached_entry *e;
+	uint64_t now = 0;
+	bool known;
 
 	HASH_FIND_STR(state.entries, name, e);
 	if (!e)
 		return cached_miss(name);
 	e->last_use = ++state.clock;
+	known = current_generation(&now);
+	if (known && e->seen && e->generation == now)
+		return e->bits;
 	if (!page_cached(e->map))
 		return -EAGAIN; /* changed: the daemon must be asked */
-	return read_bits_of(e->map);
+	remember_bits(e, read_bits_of(e->map), known, now);
+	return e->bits;
 }
 
 static bool job_done(const void *arg)
@@ -319,20 +362,25 @@ static struct cached_entry *new_entry(const char *name, const volatile char *map
 	e->map = map;
 	e->rw_fd = -1;
 	e->want_client = false;
+	e->seen = false;
 	e->last_use = ++state.clock;
 	HASH_ADD_STR(state.entries, name, e);
 	state.count++;
 	return e;
 }
 
-/* The worker read `name` through a new mapping (lock held): cache it,
- * unless a concurrent lookup cached it already.  False: map not kept. */
-bool cache_mapping(const char *name, const volatile char *map)
+bool cache_mapping(const char *name, const volatile char *map, int bits, bool known,
+		   uint64_t before)
 {
 	struct cached_entry *e;
 
 	HASH_FIND_STR(state.entries, name, e);
-	return !e && new_entry(name, map);
+	if (e)
+		return false;
+	e = new_entry(name, map);
+	if (e)
+		remember_bits(e, bits, known, before);
+	return e;
 }
 
 static bool claim_settled(const void *arg)

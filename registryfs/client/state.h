@@ -17,11 +17,16 @@
 #include "tssx/registry_client.h"
 
 /* One looked-up entry: a read-only shared mapping of its page, which also
- * keeps the daemon's handle (and so the entry) open.  No fd stays open. */
+ * keeps the daemon's handle (and so the entry) open.  No fd stays open.
+ * `bits` were read at `generation` (valid when `seen`): while the registry's
+ * generation stays there, they are the answer. */
 struct cached_entry {
 	UT_hash_handle hh;
 	uint64_t last_use;
 	const volatile char *map;
+	uint64_t generation;
+	int bits;
+	bool seen;
 	int rw_fd;        /* O_RDWR holding the client bit, or -1 */
 	bool want_client; /* the worker is to open rw_fd */
 	char name[];
@@ -61,6 +66,11 @@ struct client_state {
 	uint64_t timeout_ns;
 
 	int dir_fd;  /* the live registry's root, or -1 */
+	/* Its generation file's page, mapped and locked in memory (so a load
+	 * never faults to the daemon), or NULL; generation_tried: opened
+	 * once for this registry, not to be tried again. */
+	const uint64_t *generation_page;
+	bool generation_tried;
 	dev_t dev;   /* and its device, to tell a new mount from it */
 	unsigned generation; /* counts drop_registry(): what the worker made
 			      * unlocked belongs to the registry of its start */
@@ -113,8 +123,17 @@ bool worker_forget_fd(int fd);
 
 int read_bits_of(const volatile char *map);
 
-/* The worker read `name` through a new mapping (lock held): caches it,
- * unless a concurrent lookup did already.  False: the map is not kept. */
-bool cache_mapping(const char *name, const volatile char *map);
+/* The registry's generation, when it has one (lock held). */
+bool current_generation(uint64_t *value);
+
+/* The worker read `bits` of `name` through a new mapping (lock held),
+ * the registry's generation `before` being as current_generation() said
+ * (`known`): caches it, unless a concurrent lookup did already.  False:
+ * the map is not kept. */
+bool cache_mapping(const char *name, const volatile char *map, int bits, bool known,
+		   uint64_t before);
+
+/* Unmaps the generation page (lock held). */
+void drop_generation(void);
 
 #endif

@@ -33,6 +33,7 @@
 #include <utlist.h>
 
 #include "tssx/log.h"
+#include "tssx/registry_protocol.h"
 #include "state.h"
 
 /* A concurrent release may remove a parent we just made: try again. */
@@ -126,20 +127,70 @@ static int lookup_unlocked(int dir_fd, const char *name, const volatile char **m
 	return r;
 }
 
+/* The registry's generation page, mapped and locked (unlocked; NULL if
+ * the registry has none, an older daemon, or the lock is refused, as
+ * RLIMIT_MEMLOCK may: lookups then check the entry's page each time). */
+static const uint64_t *map_generation(int dir_fd)
+{
+	size_t page_size = (size_t)sysconf(_SC_PAGESIZE);
+	int fd = openat(dir_fd, TSSX_REGISTRY_GENERATION, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	void *page;
+
+	if (fd < 0)
+		return NULL;
+	page = mmap(NULL, page_size, PROT_READ, MAP_SHARED, fd, 0);
+	state.hooks.close(fd); /* the mapping keeps the handle */
+	if (page == MAP_FAILED)
+		return NULL;
+	/* Faults the page in (from the daemon: this thread may wait) and
+	 * keeps it: reclaim never takes a locked page. */
+	if (mlock(page, page_size) < 0) {
+		munmap(page, page_size);
+		return NULL;
+	}
+	return page;
+}
+
+/* Maps the generation page of the registry at dir_fd, once per registry
+ * (lock held, dropped meanwhile). */
+static void open_generation(int dir_fd)
+{
+	unsigned generation = state.generation;
+	const uint64_t *page;
+
+	if (state.generation_tried)
+		return;
+	state.generation_tried = true;
+	unlock();
+	page = map_generation(dir_fd);
+	lock();
+	if (generation == state.generation && !state.generation_page)
+		state.generation_page = page;
+	else if (page)
+		munmap((void *)page, (size_t)sysconf(_SC_PAGESIZE));
+}
+
 /* Reads the entry through a mapping the cache keeps (lock held). */
 static void run_lookup(struct lookup_job *job)
 {
 	const volatile char *map = NULL;
 	int dir_fd = registry_root(), r = dir_fd;
 	unsigned generation = state.generation;
+	uint64_t before = 0;
+	bool known;
 
 	if (dir_fd >= 0 && job->name[0]) {
+		open_generation(dir_fd);
+		/* Before the read: what it reads is at least that new. */
+		known = current_generation(&before);
+		generation = state.generation;
 		unlock();
 		r = lookup_unlocked(dir_fd, job->name, &map);
 		lock();
 		if (r == 0) {
 			r = read_bits_of(map);
-			if (generation != state.generation || !cache_mapping(job->name, map))
+			if (generation != state.generation ||
+			    !cache_mapping(job->name, map, r, known, before))
 				munmap((void *)map, (size_t)sysconf(_SC_PAGESIZE));
 		}
 		r = failed(r);

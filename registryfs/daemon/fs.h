@@ -6,6 +6,7 @@
  *   fs_files.c    entries' content: create, open, read, write, release
  *   fs_notify.c   kernel cache invalidations, sent after the replies
  *   fs_claims.c   the sockets behind server bits: probes and the watcher
+ *   fs_generation.c  the generation file, outside the table
  */
 #ifndef TSSX_REGISTRYFS_FS_H
 #define TSSX_REGISTRYFS_FS_H
@@ -82,6 +83,17 @@ void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse
 void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 	      struct fuse_file_info *fi);
 void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+
+/* The generation file (fs_generation.c): an inode the table never uses. */
+#define REG_GENERATION_INO (UINT64_MAX - 1)
+bool generation_is(fuse_ino_t ino);
+/* Replies and returns true when `name` in `parent` is the generation file. */
+bool generation_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
+void generation_getattr(fuse_req_t req);
+void generation_open(fuse_req_t req, struct fuse_file_info *fi);
+void generation_read(fuse_req_t req, size_t size, off_t off);
+/* The notifier's, after a batch that invalidated entries' content. */
+void generation_bump(void);
 
 /* Fills the entry reply for a node (a negative entry when NULL). */
 void fs_fill_entry(struct fuse_entry_param *e, const struct reg_node *node);

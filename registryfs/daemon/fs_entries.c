@@ -64,6 +64,8 @@ void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct reg_node *node = NULL;
 	int r;
 
+	if (generation_lookup(req, parent, name))
+		return;
 	registry_lock();
 	r = table_lookup(registry.table, parent, name, &node);
 	/* A miss is cached too: ino 0 with an entry timeout. */
@@ -106,6 +108,10 @@ static void reply_attr(fuse_req_t req, fuse_ino_t ino)
 
 void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+	if (generation_is(ino)) {
+		generation_getattr(req);
+		return;
+	}
 	registry_lock();
 	reply_attr(req, ino);
 }
@@ -115,7 +121,7 @@ void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		struct fuse_file_info *fi)
 {
-	if (to_set & ~FUSE_SET_ATTR_SIZE) {
+	if ((to_set & ~FUSE_SET_ATTR_SIZE) || generation_is(ino)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}

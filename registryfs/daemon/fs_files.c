@@ -78,6 +78,10 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct pending_inval pending;
 	int r;
 
+	if (generation_is(ino)) {
+		generation_open(req, fi);
+		return;
+	}
 	registry_lock();
 	/* ESTALE on an entry that went away makes the kernel look it up again. */
 	r = table_open(registry.table, ino, &h);
@@ -96,10 +100,15 @@ void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	size_t remaining;
-	struct pending_inval pending = claims_recheck(ino, CLAIM_NONE, &remaining);
+	struct pending_inval pending;
 	const struct reg_handle *h;
 	char content[2];
 
+	if (generation_is(ino)) {
+		generation_read(req, size, off);
+		return;
+	}
+	pending = claims_recheck(ino, CLAIM_NONE, &remaining);
 	registry_lock();
 	h = handle_of(fi);
 	if (h)

@@ -2,7 +2,8 @@
  * Kernel cache invalidations (docs/design.md §6).  A notify_inval_* sent from
  * inside the handler of a request on the same inode can deadlock the kernel
  * against itself, so handlers only queue the table's events and hand them,
- * after replying, to this thread, which sends them.
+ * after replying, to this thread, which sends them, and then increments
+ * the generation (fs_generation.c) once they have all reached the kernel.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -88,6 +89,18 @@ static void send_one(const struct reg_event *ev)
 			 strerror(-r));
 }
 
+/* Whether any of them changed an entry's content. */
+static bool send_all(const struct reg_event *events, size_t n)
+{
+	bool content = false;
+
+	for (size_t i = 0; i < n; i++) {
+		send_one(&events[i]);
+		content |= events[i].kind == REG_INVAL_INODE;
+	}
+	return content;
+}
+
 static void *notifier_main(void *arg)
 {
 	pthread_mutex_lock(&notifier.lock);
@@ -102,8 +115,8 @@ static void *notifier_main(void *arg)
 		notifier.events = NULL;
 		notifier.n = 0;
 		pthread_mutex_unlock(&notifier.lock);
-		for (size_t i = 0; i < n; i++)
-			send_one(&events[i]);
+		if (send_all(events, n))
+			generation_bump();
 		table_free_events(events, n);
 		pthread_mutex_lock(&notifier.lock);
 	}

@@ -10,17 +10,27 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "tssx/registry_client.h"
+#include "tssx/registry_protocol.h"
 
 #define SUN_OFFSET offsetof(struct sockaddr_un, sun_path)
 #define FDS_MAX 1024
@@ -82,7 +92,8 @@ static int claim_refused(const struct sockaddr_un *addr, socklen_t len)
 	return error;
 }
 
-/* How many entries of the registry this process maps (the cache). */
+/* How many entries of the registry this process maps (the cache; not the
+ * generation page). */
 static int mapped_entries(void)
 {
 	char line[PATH_MAX + 256];
@@ -91,7 +102,7 @@ static int mapped_entries(void)
 
 	assert_non_null(maps);
 	while (fgets(line, sizeof(line), maps))
-		n += strstr(line, mount) != NULL;
+		n += strstr(line, mount) && !strstr(line, TSSX_REGISTRY_GENERATION);
 	fclose(maps);
 	return n;
 }
@@ -406,6 +417,146 @@ static void test_forget_fd(void **state)
 	close(listener);
 }
 
+#if defined(__x86_64__)
+#define THIS_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define THIS_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+#ifdef THIS_AUDIT_ARCH
+/* The first system call the filtered thread tried, or -1. */
+static volatile sig_atomic_t trapped_call = -1;
+
+static void on_sigsys(int sig, siginfo_t *info, void *context)
+{
+	if (trapped_call < 0)
+		trapped_call = info->si_syscall;
+}
+
+#define ALLOW(nr) BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
+		  BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
+
+/* Traps every system call of the calling thread but what a mutex, a
+ * semaphore and a signal handler's return need. */
+static int trap_system_calls(void)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_AUDIT_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		ALLOW(SYS_futex), ALLOW(SYS_rt_sigreturn),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+	};
+	struct sock_fprog program = { .len = sizeof(filter) / sizeof(filter[0]), .filter = filter };
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -1;
+	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program);
+}
+
+struct filtered_lookup {
+	const struct sockaddr_un *addr;
+	socklen_t len;
+	const volatile uint64_t *generation; /* the test's own mapping */
+	uint64_t settled;
+	bool moved; /* since it settled: no lookup made */
+	int filter;
+	int result;
+	sem_t done;
+};
+
+/* Never returns: a thread's end makes system calls of its own (the
+ * sanitizers' teardown); it waits on a futex until the process exits. */
+static void *lookup_filtered(void *arg)
+{
+	static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+	static pthread_cond_t never = PTHREAD_COND_INITIALIZER;
+	struct filtered_lookup *l = arg;
+
+	l->filter = trap_system_calls();
+	l->moved = *l->generation != l->settled;
+	if (l->filter == 0 && !l->moved)
+		l->result = tssx_registry_lookup(l->addr, l->len);
+	sem_post(&l->done);
+	pthread_mutex_lock(&mutex);
+	for (;;)
+		pthread_cond_wait(&never, &mutex);
+	return NULL;
+}
+
+/* The generation page, mapped and locked like the client's. */
+static const volatile uint64_t *map_generation(void)
+{
+	char path[PATH_MAX];
+	void *page;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", mount, TSSX_REGISTRY_GENERATION);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	page = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(page != MAP_FAILED);
+	assert_int_equal(mlock(page, (size_t)sysconf(_SC_PAGESIZE)), 0);
+	close(fd);
+	return page;
+}
+
+/* One lookup in a thread whose every system call traps; false if the
+ * generation moved since it settled (an earlier test's release reaching
+ * the daemon late), and then none was made. */
+static bool lookup_trapping(struct filtered_lookup *l)
+{
+	struct sigaction trap = { .sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO };
+	pthread_t thread;
+
+	assert_int_equal(sigaction(SIGSYS, &trap, NULL), 0);
+	assert_int_equal(sem_init(&l->done, 0, 0), 0);
+	assert_int_equal(pthread_create(&thread, NULL, lookup_filtered, l), 0);
+	while (sem_wait(&l->done) < 0)
+		assert_int_equal(errno, EINTR);
+	assert_int_equal(l->filter, 0);
+	return !l->moved;
+}
+
+/* A lookup of an entry looked up before, with no change since, makes no
+ * system call: a thread whose every system call traps (seccomp) gets the
+ * answer.  It runs last: a trapped call leaves the client waiting for a
+ * worker it could not wake. */
+static void test_hit_makes_no_system_call(void **state)
+{
+	struct sockaddr_un addr;
+	socklen_t len = path_addr(&addr, "%s/nosyscall.sock", work);
+	int listener = listen_on(&addr, len);
+	struct tssx_registry_claim *claim = claim_held(&addr, len);
+	struct filtered_lookup lookup = { .addr = &addr, .len = len, .generation = map_generation() };
+	bool made = false;
+
+	assert_int_equal(lookup_until(&addr, len, 1), 1);
+	for (int attempt = 0; attempt < 50 && !made; attempt++) {
+		/* Settled: the generation did not move across a lookup,
+		 * which thus saw the last change. */
+		do {
+			lookup.settled = *lookup.generation;
+			assert_int_equal(tssx_registry_lookup(&addr, len), 1);
+		} while (*lookup.generation != lookup.settled);
+		made = lookup_trapping(&lookup);
+		if (!made)
+			usleep(20000);
+	}
+	assert_true(made);
+	assert_int_equal(trapped_call, -1);
+	assert_int_equal(lookup.result, 1);
+	tssx_registry_release(claim);
+	close(listener);
+}
+#else
+static void test_hit_makes_no_system_call(void **state)
+{
+	skip();
+}
+#endif
+
 static int setup(void **state)
 {
 	mount = getenv("TSSX_REGISTRY");
@@ -434,6 +585,7 @@ int main(void)
 		cmocka_unit_test(test_cache_is_bounded),
 		cmocka_unit_test(test_misses_keep_the_cache),
 		cmocka_unit_test(test_forget_fd),
+		cmocka_unit_test(test_hit_makes_no_system_call), /* last: see there */
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
