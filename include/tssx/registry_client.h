@@ -80,6 +80,16 @@ void tssx_registry_release(struct tssx_registry_claim *claim);
  * returns 0, or -errno when it will not be set. */
 int tssx_registry_mark_client(const struct sockaddr_un *addr, socklen_t len);
 
+/* Before a call that a multi-threaded process may not make (unshare of a
+ * user namespace, setns): stops the client's helper thread and waits
+ * until it has left the process, at most the bound; 0, or -EBUSY when it
+ * is stuck in a call to a daemon that does not answer.  Lookups and
+ * claims still work meanwhile (they start it again); */
+int tssx_registry_pause(void);
+/* after that call, starts it again if the process holds claims, which it
+ * watches over. */
+void tssx_registry_resume(void);
+
 /* The application closed (or dup2'd over) an fd the client kept: forget it
  * without closing it.  A claim whose fd this was is no longer held. */
 void tssx_registry_forget_fd(int fd);

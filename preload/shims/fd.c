@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -265,8 +266,9 @@ TSSX_EXPORT void closefrom(int lowfd)
 /*
  * Some programs close fds through syscall(SYS_close, fd) (libuv does):
  * those numbers go through the wrappers like the libc calls, so that the
- * table never keeps a connection for a number the kernel reuses.  Every
- * other system call passes through untouched.
+ * table never keeps a connection for a number the kernel reuses; unshare
+ * and setns like theirs (namespaces.c).  Every other system call passes
+ * through untouched.
  */
 TSSX_EXPORT long syscall(long number, ...)
 {
@@ -288,6 +290,10 @@ TSSX_EXPORT long syscall(long number, ...)
 		return dup3((int)arg[0], (int)arg[1], (int)arg[2]);
 	case SYS_close_range:
 		return close_range((unsigned)arg[0], (unsigned)arg[1], (int)arg[2]);
+	case SYS_unshare: /* namespaces.c */
+		return unshare((int)arg[0]);
+	case SYS_setns:
+		return setns((int)arg[0], (int)arg[1]);
 	default:
 		return TSSX_REAL(syscall)(number, arg[0], arg[1], arg[2], arg[3], arg[4], arg[5]);
 	}

@@ -19,11 +19,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <utlist.h>
@@ -273,6 +276,25 @@ static void remember_bits(struct cached_entry *e, int bits, bool known, uint64_t
 	e->seen = known;
 }
 
+/* While no worker watches the mount table, a new registry at the mount
+ * point is noticed here, at most once per retry time (lock held): a
+ * clock read (vDSO), and a poll of the table once it is due. */
+static void check_mounts(void)
+{
+	uint64_t now;
+
+	if (state.worker_running || state.mounts_fd < 0)
+		return;
+	now = monotonic_ns();
+	if (now < state.mounts_check_ns)
+		return;
+	state.mounts_check_ns = now + RETRY_NS;
+	if (mount_table_changed(state.mounts_fd)) {
+		state.mounts_changed = true;
+		wake_worker();
+	}
+}
+
 /* The answer of the caches (lock held), or -EAGAIN. */
 static int cached_lookup(const char *name)
 {
@@ -280,6 +302,7 @@ static int cached_lookup(const char *name)
 	uint64_t now = 0;
 	bool known;
 
+	check_mounts();
 	HASH_FIND_STR(state.entries, name, e);
 	if (!e)
 		return cached_miss(name);
@@ -471,6 +494,63 @@ int tssx_registry_mark_client(const struct sockaddr_un *addr, socklen_t len)
 	}
 	unlock_client();
 	return r;
+}
+
+static bool worker_stopped(const void *arg)
+{
+	(void)arg;
+	return !state.worker_running;
+}
+
+/* Waits until thread `tid` of this process has left it (the kernel
+ * removes an exiting thread from its group a moment after pthread's
+ * last word), until `deadline`; without /proc, at once. */
+static int thread_gone(pid_t tid, uint64_t deadline)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d", (int)tid);
+	while (access(path, F_OK) == 0) {
+		if (monotonic_ns() >= deadline)
+			return -EBUSY;
+		sched_yield();
+	}
+	return 0;
+}
+
+int tssx_registry_pause(void)
+{
+	uint64_t start = monotonic_ns(), deadline;
+	bool stopped = true;
+	pid_t tid;
+	int r;
+
+	lock_client();
+	deadline = start + state.timeout_ns;
+	if (state.worker_running) {
+		state.worker_exit = true;
+		eventfd_write(state.wake_fd, 1);
+		stopped = wait_for_worker(start, worker_stopped, NULL);
+	}
+	tid = state.worker_tid;
+	unlock_client();
+	if (!stopped)
+		return -EBUSY; /* in a call to the daemon, which does not answer */
+	r = tid ? thread_gone(tid, deadline) : 0;
+	lock_client();
+	if (r == 0 && state.worker_tid == tid && !state.worker_running)
+		state.worker_tid = 0;
+	unlock_client();
+	return r;
+}
+
+void tssx_registry_resume(void)
+{
+	lock_client();
+	state.worker_exit = false;
+	if (state.claims && !state.worker_running)
+		wake_worker(); /* back to watching over the claims */
+	unlock_client();
 }
 
 void tssx_registry_forget_fd(int fd)

@@ -58,6 +58,11 @@ struct lookup_job {
 	char name[];
 };
 
+/* A registry found missing or dead is looked for again after this, or at
+ * the next change of the mount table; a caller looks at the mount table
+ * at most this often while no worker watches it. */
+#define RETRY_NS 1000000000ull
+
 struct client_state {
 	pthread_mutex_t lock;
 	pthread_cond_t progress; /* CLOCK_MONOTONIC; the worker finished something */
@@ -83,12 +88,19 @@ struct client_state {
 	struct tssx_registry_claim *claims;
 	struct lookup_job *jobs; /* FIFO */
 
-	/* The worker.  wake_fd (an eventfd) and mounts_fd
-	 * (/proc/self/mountinfo) are the two things it waits on. */
+	/* The worker, running only while it has work, or claims to make
+	 * again when the registry changes.  wake_fd (an eventfd) and
+	 * mounts_fd (/proc/self/mountinfo) are the two things it waits on;
+	 * they stay open between workers, and a caller polls mounts_fd at
+	 * most once per retry time (mounts_check_ns) while none runs. */
 	bool worker_running;
 	bool worker_fds_lost; /* the application closed one: the worker exits */
+	bool worker_exit;     /* tssx_registry_pause(): exit when idle */
+	pid_t worker_tid;     /* of the last worker, 0 once it is gone */
 	int wake_fd;
 	int mounts_fd;
+	bool mounts_changed;  /* a caller saw it: the worker is to look */
+	uint64_t mounts_check_ns;
 	bool stuck;  /* the worker overran a caller's bound and is not back */
 	bool warned; /* about that, once per process */
 };
@@ -114,6 +126,10 @@ int registry_unavailable(void);
 
 /* The worker overran a caller's bound: warn once. */
 void note_stuck(void);
+
+/* Whether the mount table changed since the last look (unlocked; the
+ * file's poll consumes the change). */
+bool mount_table_changed(int mounts_fd);
 
 /* fork() child: the worker did not come along. */
 void worker_after_fork(void);

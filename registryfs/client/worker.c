@@ -11,7 +11,11 @@
  * mount point (a new mount, on another device) makes it drop what it holds
  * of the old one and make every claim again at once.
  *
- * Started on first need; signals blocked, detached.  A fork() child
+ * Started on first need; signals blocked, detached.  It exits once it has
+ * nothing to do and no claim to watch over (a process that only connects
+ * is single-threaded again between its calls; its callers look at the
+ * mount table themselves), and when tssx_registry_pause() asks, for a call
+ * that needs a single-threaded process (unshare, setns).  A fork() child
  * starts its own (the thread does not come along); an application that
  * closes one of its fds (a close-all loop) makes it exit, and the next
  * call starts a new one.
@@ -38,9 +42,6 @@
 
 /* A concurrent release may remove a parent we just made: try again. */
 #define CREATE_ATTEMPTS 3
-/* A registry found missing or dead is looked for again after this, or at
- * the next change of the mount table. */
-#define RETRY_NS 1000000000ull
 
 static void unlock(void)
 {
@@ -314,6 +315,8 @@ static void mark_client(struct cached_entry *e)
 	failed(fd);
 }
 
+static void mounts_changed(void);
+
 /* One piece of work, or false when there is none (lock held). */
 static bool work_once(void)
 {
@@ -327,6 +330,11 @@ static bool work_once(void)
 			free(job); /* its caller gave up before we started */
 		else
 			run_lookup(job);
+		return true;
+	}
+	if (state.mounts_changed) {
+		state.mounts_changed = false;
+		mounts_changed();
 		return true;
 	}
 	if (state.dir_fd < 0 && state.retry_ns && monotonic_ns() < state.retry_ns)
@@ -426,6 +434,15 @@ static short wait_for_work(int wake_fd, int mounts_fd, bool timed)
 	return (short)((fds[0].revents & POLLIN) | (fds[1].revents & (POLLPRI | POLLERR) ? POLLPRI : 0));
 }
 
+bool mount_table_changed(int mounts_fd)
+{
+	struct pollfd pfd = { .fd = mounts_fd, .events = POLLPRI };
+	struct timespec now = { 0 };
+
+	return syscall(SYS_ppoll, &pfd, 1, &now, NULL, _NSIG / 8) == 1 &&
+	       (pfd.revents & (POLLPRI | POLLERR));
+}
+
 static bool any_claim_pending(void)
 {
 	struct tssx_registry_claim *claim;
@@ -436,10 +453,18 @@ static bool any_claim_pending(void)
 	return false;
 }
 
+/* Whether the worker may end now that it has nothing to do (lock held):
+ * asked to, or no claim to make again when the registry changes. */
+static bool may_exit(void)
+{
+	return state.worker_exit || !state.claims;
+}
+
 static void *worker_main(void *arg)
 {
 	(void)arg;
 	lock();
+	state.worker_tid = gettid();
 	while (!state.worker_fds_lost) {
 		int wake_fd = state.wake_fd, mounts_fd = state.mounts_fd;
 		bool timed;
@@ -449,6 +474,8 @@ static void *worker_main(void *arg)
 			finished();
 			continue;
 		}
+		if (may_exit())
+			break;
 		timed = mounts_fd < 0 && any_claim_pending();
 		unlock();
 		events = wait_for_work(wake_fd, mounts_fd, timed);
@@ -465,12 +492,16 @@ static void *worker_main(void *arg)
 		if (events & POLLPRI)
 			mounts_changed();
 	}
-	/* The application closed one of our fds: the other goes with us. */
-	drop_fd(state.wake_fd);
-	drop_fd(state.mounts_fd);
-	state.wake_fd = state.mounts_fd = -1;
-	state.worker_fds_lost = false;
+	if (state.worker_fds_lost) {
+		/* The application closed one of our fds: the other goes too. */
+		drop_fd(state.wake_fd);
+		drop_fd(state.mounts_fd);
+		state.wake_fd = state.mounts_fd = -1;
+		state.worker_fds_lost = false;
+	}
 	state.worker_running = false;
+	state.worker_exit = false;
+	pthread_cond_broadcast(&state.progress); /* tssx_registry_pause() */
 	unlock();
 	return NULL;
 }
@@ -482,14 +513,17 @@ static int start_worker(void)
 	pthread_t thread;
 	int r;
 
-	state.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (state.wake_fd < 0)
-		return log_warn(-errno, "registry: no eventfd: %s", strerror(errno));
-	keep_fd(state.wake_fd);
-	/* Without it, restarts of the daemon are noticed only by calls. */
-	state.mounts_fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
-	if (state.mounts_fd >= 0)
-		keep_fd(state.mounts_fd);
+	if (state.wake_fd < 0) {
+		state.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (state.wake_fd < 0)
+			return log_warn(-errno, "registry: no eventfd: %s", strerror(errno));
+		keep_fd(state.wake_fd);
+		/* Without it, restarts of the daemon are noticed only when a
+		 * call finds the old registry dead. */
+		state.mounts_fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+		if (state.mounts_fd >= 0)
+			keep_fd(state.mounts_fd);
+	}
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigfillset(&all);
@@ -547,6 +581,8 @@ void worker_after_fork(void)
 	drop_fd(state.mounts_fd);
 	state.wake_fd = state.mounts_fd = -1;
 	state.worker_running = state.worker_fds_lost = state.stuck = false;
+	state.worker_exit = state.mounts_changed = false;
+	state.worker_tid = 0;
 	LL_FOREACH_SAFE(state.jobs, job, next)
 		free(job); /* their callers are threads of the parent */
 	state.jobs = NULL;

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# A registry call does not leave the process multi-threaded for calls
+# that need a single thread (docs/registry.md, Failure model): preloaded
+# programs that connect (a client) or listen (a server: its claim keeps
+# the helper thread watching) and then unshare(CLONE_NEWUSER), through
+# libc and through syscall(2); the unshare succeeds and the connections
+# still echo byte-exact over shared memory.
+NAME=single_thread
+source "$(dirname "$0")/lib.sh"
+peer=$(dirname "$0")/single_thread.py
+
+for how in libc syscall; do
+	# A client: its lookup ran on the helper thread.
+	start_echo_server yes "$work/server.log" "$work/$how.sock" --clients 2
+	with_preload yes "${guard[@]}" python3 "$peer" client "$work/$how.sock" "$how" \
+		>"$work/client.log" 2>&1 || fail "client unshare by $how"
+	wait_pid "$server_pid" || fail "echo server of the $how client"
+	check_shm "$work/client.log" $((64 << 10))
+
+	# A server: its claim is held across the unshare.
+	spawn yes "$work/server.log" python3 "$peer" server "$work/$how-server.sock" "$how"
+	server_pid=$spawned
+	wait_for_line "$work/server.log" "server: listening"
+	for ((i = 0; i < 40; i++)); do # the claim's invalidation is asynchronous
+		[[ $(cat "$TSSX_REGISTRY$work/$how-server.sock" 2>/dev/null) == 1 ]] && break
+		sleep 0.05
+	done
+	with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$work/$how-server.sock" \
+		--bytes 64K >"$work/client.log" 2>&1 || fail "client of the $how server"
+	wait_pid "$server_pid" || fail "server unshare by $how"
+	check_shm "$work/client.log" $((64 << 10))
+	check_shm "$work/server.log" $((64 << 10))
+done
+exit 0
