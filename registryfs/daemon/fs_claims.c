@@ -228,11 +228,18 @@ static int probe_abstract_listener(const char *name, size_t n, pid_t pid, uint64
 	return holds_socket(pid, inodes, found < LISTENERS_MAX ? found : LISTENERS_MAX);
 }
 
-static int probe_identify(const char *path, struct file_identity *id)
+static int probe_identify(pid_t pid, const char *path, struct file_identity *id)
 {
+	char in_root[PATH_MAX];
 	struct statx stx;
 
-	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &stx) < 0)
+	/* The writer's root: /proc/PID/root resolves the rest in its mount
+	 * namespace and below its root (chroot, pivot_root). */
+	if (pid > 0 && snprintf(in_root, sizeof(in_root), "/proc/%d/root%s", (int)pid, path) >=
+			       (int)sizeof(in_root))
+		return -ENAMETOOLONG;
+	if (statx(AT_FDCWD, pid > 0 ? in_root : path, AT_SYMLINK_NOFOLLOW,
+		  STATX_BASIC_STATS | STATX_BTIME, &stx) < 0)
 		return -errno;
 	*id = (struct file_identity){
 		.mode = stx.stx_mode,

@@ -3,7 +3,7 @@
  *
  * A server bit redirects other processes' clients, so only the socket's
  * owner may set it: for a path socket, root or the owner of a file that is a
- * socket; for an abstract name, a process holding a listener of that name
+ * socket, the same file as the writer sees it at that path; for an abstract name, a process holding a listener of that name
  * in its own network namespace (a container's), where the claim is then
  * checked again.
  * A claim is tied to that very socket (its (dev, ino), or the abstract name's
@@ -27,13 +27,31 @@ static const char *abstract_bytes(const struct claim *c, size_t *n)
 	return c->addr.sun_path + 1;
 }
 
-static int claim_path(const struct trust_probes *probes, uid_t uid, struct claim *c)
+static bool same_file(const struct file_identity *a, const struct file_identity *b)
 {
-	struct file_identity id;
-	int r = probes->identify(c->addr.sun_path, &id);
+	return a->dev == b->dev && a->ino == b->ino && a->born.tv_sec == b->born.tv_sec &&
+	       a->born.tv_nsec == b->born.tv_nsec;
+}
+
+/* The path must name the same socket for the writer as for the daemon,
+ * which answers everyone's lookups: a process in another mount namespace
+ * (a container, PrivateTmp=) may have its socket at a path where others
+ * find another file, or another socket, whose clients would then send a
+ * TSSX hello into a plain stream. */
+static int claim_path(const struct trust_probes *probes, uid_t uid, pid_t pid, struct claim *c)
+{
+	struct file_identity id, writers;
+	int r = probes->identify(0, c->addr.sun_path, &id);
 
 	if (r < 0)
 		return log_warn(-EPERM, "claim of %s refused: %s", c->addr.sun_path, strerror(-r));
+	r = pid > 0 ? probes->identify(pid, c->addr.sun_path, &writers) : -ESRCH;
+	if (r < 0)
+		return log_warn(-EPERM, "claim of %s refused: not seen as pid %d sees it: %s",
+				c->addr.sun_path, (int)pid, strerror(-r));
+	if (!same_file(&id, &writers))
+		return log_warn(-EPERM, "claim of %s refused: another file for pid %d (its own mount namespace)",
+				c->addr.sun_path, (int)pid);
 	if (!S_ISSOCK(id.mode))
 		return log_warn(-EPERM, "claim of %s refused: not a socket", c->addr.sun_path);
 	if (uid != 0 && id.uid != uid)
@@ -67,7 +85,7 @@ int trust_claim(const struct trust_probes *probes, const char *registry_name,
 	if (tssx_registry_name_is_abstract(registry_name))
 		r = claim_abstract(probes, pid, claim);
 	else
-		r = claim_path(probes, uid, claim);
+		r = claim_path(probes, uid, pid, claim);
 	claim->valid = r == 0;
 	return r;
 }
@@ -81,10 +99,8 @@ bool trust_claim_holds(const struct trust_probes *probes, const struct claim *cl
 
 	switch (claim->kind) {
 	case CLAIM_PATH:
-		return probes->identify(claim->addr.sun_path, &id) == 0 && S_ISSOCK(id.mode) &&
-		       id.dev == claim->file.dev && id.ino == claim->file.ino &&
-		       id.born.tv_sec == claim->file.born.tv_sec &&
-		       id.born.tv_nsec == claim->file.born.tv_nsec;
+		return probes->identify(0, claim->addr.sun_path, &id) == 0 && S_ISSOCK(id.mode) &&
+		       same_file(&id, &claim->file);
 	case CLAIM_ABSTRACT:
 		name = abstract_bytes(claim, &n);
 		/* Only a definite "no listener" voids it, not a failed probe. */

@@ -44,8 +44,9 @@ struct claim {
 
 struct trust_probes {
 	/* The file at the path, not following a final symlink, as the daemon
-	 * (root) sees it; 0 or -errno. */
-	int (*identify)(const char *path, struct file_identity *id);
+	 * (root) sees it (pid 0), or as process pid does, in its own root
+	 * and mount namespace (/proc/PID/root); 0 or -errno. */
+	int (*identify)(pid_t pid, const char *path, struct file_identity *id);
 	/* 1 if a socket listens on the abstract name (bytes, n); 0 if not;
 	 * -errno if that cannot be told.  pid > 0: in pid's network
 	 * namespace, held by pid, and *netns receives which namespace that

@@ -8,7 +8,11 @@
 #   counts as nobody's, who owns the socket file;
 # - an abstract name in a network namespace of its own, server and client
 #   in it: the daemon checks the claim in the writer's namespace, both use
-#   shared memory.
+#   shared memory;
+# - the shared directory bind-mounted at another path inside: plain, both
+#   ways; a container's socket at a path that names a plain server's
+#   socket outside gives that server no server bit;
+# - a container with its own registry daemon (and pid namespace).
 NAME=namespaces
 source "$(dirname "$0")/lib.sh"
 
@@ -17,17 +21,24 @@ mkdir "$shared"
 chmod 755 "$work"
 chmod 1777 "$shared"
 
-# in_container [unshare options...] -- CMD...: CMD preloaded in new mount
-# and network namespaces, with the shared directory and the registry
-# bind-mounted at their own paths.
-in_container() {
-	local opts=()
+# in_container_at PATH [unshare options...] -- CMD...: CMD preloaded in
+# new mount and network namespaces, with the shared directory bind-mounted
+# at PATH and the registry at its own path.  The mounts are the
+# namespace's: they go with its last process.
+in_container_at() {
+	local at=$1 opts=()
+	shift
 	while [[ $1 != -- ]]; do opts+=("$1"); shift; done
 	shift
 	unshare "${opts[@]}" --mount --net --propagation private -- bash -c '
-		mount --bind "$1" "$1" && mount --bind "$TSSX_REGISTRY" "$TSSX_REGISTRY" || exit 99
-		shift
-		exec env LD_PRELOAD="$LIB" TSSX_LOG=info "$@"' in-container "$shared" "$@"
+		mount --bind "$1" "$2" && mount --bind "$TSSX_REGISTRY" "$TSSX_REGISTRY" || exit 99
+		shift 2
+		exec env LD_PRELOAD="$LIB" TSSX_LOG=info "$@"' in-container "$shared" "$at" "$@"
+}
+
+# in_container [unshare options...] -- CMD...: the same, at its own path.
+in_container() {
+	in_container_at "$shared" "$@"
 }
 export LIB=$lib
 
@@ -68,6 +79,78 @@ with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$shared/userns.sock" -
 	>"$work/client.log" 2>&1 || fail "client outside, server in nobody's user namespace"
 wait_pid "$server_pid" || fail "server in nobody's user namespace"
 check_shm "$work/client.log" $((1 << 20))
+
+# The shared directory bind-mounted at another path inside ($app): each
+# side names the socket by its own path, the names do not meet, and the
+# connections are plain, byte-exact, both ways.
+app=$work/app
+mkdir "$app"
+start_echo_server yes "$work/server.log" "$shared/host.sock"
+in_container_at "$app" -- "${guard[@]}" "$tools/tssx-echo" client "$app/host.sock" --bytes 1M \
+	>"$work/client.log" 2>&1 || fail "client inside at another path, server outside"
+wait_pid "$server_pid" || fail "server outside, client at another path"
+check_plain "$work/client.log"
+
+rm -f "$work/server.log"
+in_container_at "$app" -- "$tools/tssx-echo" server "$app/inside.sock" >"$work/server.log" 2>&1 &
+server_pid=$!
+background+=("$server_pid")
+wait_for_line "$work/server.log" "server: listening"
+with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$shared/inside.sock" --bytes 1M \
+	>"$work/client.log" 2>&1 || fail "client outside, server inside at another path"
+wait_pid "$server_pid" || fail "server inside at another path"
+check_plain "$work/client.log"
+
+# Where the container's socket path names another socket outside (here a
+# plain server's under $app, which the container's bind mount hides), the
+# container's claim must not give that plain server a server bit: its
+# TSSX clients would send their hello into its stream.
+start_echo_server no "$work/plain.log" "$app/two.sock"
+plain_pid=$server_pid
+rm -f "$work/server.log"
+in_container_at "$app" -- "$tools/tssx-echo" server "$app/two.sock" >"$work/server.log" 2>&1 &
+server_pid=$!
+background+=("$server_pid")
+wait_for_line "$work/server.log" "server: listening"
+for ((i = 0; i < 40; i++)); do # a claim's invalidation is asynchronous
+	[[ $(cat "$TSSX_REGISTRY$app/two.sock" 2>/dev/null) == 1 ]] && break
+	sleep 0.05
+done
+[[ $(cat "$TSSX_REGISTRY$app/two.sock" 2>/dev/null) != 1 ]] ||
+	fail "the container's claim gave the plain server outside a server bit"
+with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$app/two.sock" --bytes 1M \
+	>"$work/client.log" 2>&1 || fail "client of the plain server the container's path hides"
+wait_pid "$plain_pid" || fail "the plain server outside"
+check_plain "$work/client.log"
+kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true
+
+# A container with a registry of its own (its own daemon at its own
+# TSSX_REGISTRY, here over the host's, unmounted in its mount namespace):
+# its server and client use shared memory.  Its own pid namespace with
+# its own /proc: when its first process ends, every other one is killed,
+# the daemon too, and its mounts go with the namespace.
+unshare --pid --fork --kill-child --mount-proc --mount --net --propagation private -- bash -c '
+	umount -l "$TSSX_REGISTRY" || exit 99
+	"$1" -f "$TSSX_REGISTRY" 2>"$2/own-daemon.log" &
+	for ((i = 0; i < 400; i++)); do
+		python3 -c "import os, sys; os.getxattr(sys.argv[1], \"user.tssx.registry\")" \
+			"$TSSX_REGISTRY" 2>/dev/null && break
+		sleep 0.025
+	done
+	env LD_PRELOAD="$LIB" TSSX_LOG=info "$3" server "$2/own.sock" >"$2/server.log" 2>&1 &
+	for ((i = 0; i < 400; i++)); do
+		grep -q "server: listening" "$2/server.log" && break
+		sleep 0.025
+	done
+	for ((i = 0; i < 40; i++)); do
+		[[ $(cat "$TSSX_REGISTRY$2/own.sock" 2>/dev/null) == 1 ]] && break
+		sleep 0.05
+	done
+	env LD_PRELOAD="$LIB" TSSX_LOG=info "$3" client "$2/own.sock" --bytes 1M >"$2/client.log" 2>&1' \
+	own-registry "$(realpath -- "$registryfs")" "$work" "$tools/tssx-echo" ||
+	fail "a container with its own registry"
+check_shm "$work/client.log" $((1 << 20))
+grep -q "$TSSX_REGISTRY" /proc/self/mountinfo || fail "the host's registry went"
 
 # An abstract name in a network namespace of its own.
 unshare --net -- bash -c '

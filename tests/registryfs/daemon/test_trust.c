@@ -9,19 +9,25 @@
 
 #include "trust.h"
 
-/* The fake system: one socket file and one abstract listener. */
+/* The fake system: one socket file and one abstract listener; process
+ * `other_ns_pid` lives in a mount namespace of its own, where the path
+ * is `other_ns_file` (NULL: nothing). */
 static struct {
 	const char *path;
 	struct file_identity id;
 	const char *abstract;
 	pid_t listener_pid;
+	pid_t other_ns_pid;
+	const struct file_identity *other_ns_file;
 } fake;
 
-static int fake_identify(const char *path, struct file_identity *id)
+static int fake_identify(pid_t pid, const char *path, struct file_identity *id)
 {
 	if (!fake.path || strcmp(path, fake.path) != 0)
 		return -ENOENT;
-	*id = fake.id;
+	if (pid > 0 && pid == fake.other_ns_pid && !fake.other_ns_file)
+		return -ENOENT;
+	*id = pid > 0 && pid == fake.other_ns_pid ? *fake.other_ns_file : fake.id;
 	return 0;
 }
 
@@ -49,6 +55,8 @@ static int setup(void **state)
 	};
 	fake.abstract = "db";
 	fake.listener_pid = 4321;
+	fake.other_ns_pid = 0;
+	fake.other_ns_file = NULL;
 	return 0;
 }
 
@@ -67,6 +75,29 @@ static void test_path_claims(void **state)
 	fake.id.mode = S_IFREG | 0644;
 	assert_int_equal(trust_claim(&probes, "tmp/s.sock", 0, 1, &c), -EPERM);  /* not a socket */
 	assert_int_equal(trust_claim(&probes, "bad%", 0, 1, &c), -EPERM);
+}
+
+/* A writer in a mount namespace of its own claims a path that names
+ * another file, or nothing, for everyone else: refused, for root too. */
+static void test_path_claims_across_mount_namespaces(void **state)
+{
+	struct file_identity other = fake.id;
+	struct claim c;
+
+	fake.other_ns_pid = 77;
+	fake.other_ns_file = &fake.id; /* a bind mount at the same path */
+	assert_int_equal(trust_claim(&probes, "tmp/s.sock", 1000, 77, &c), 0);
+	other.ino = 43;                 /* another socket there */
+	fake.other_ns_file = &other;
+	assert_int_equal(trust_claim(&probes, "tmp/s.sock", 1000, 77, &c), -EPERM);
+	assert_int_equal(trust_claim(&probes, "tmp/s.sock", 0, 77, &c), -EPERM);
+	assert_false(c.valid);
+	other.ino = 42;                 /* the same inode number, born later */
+	other.born.tv_nsec++;
+	assert_int_equal(trust_claim(&probes, "tmp/s.sock", 0, 77, &c), -EPERM);
+	fake.other_ns_file = NULL;      /* nothing there */
+	assert_int_equal(trust_claim(&probes, "tmp/s.sock", 0, 77, &c), -EPERM);
+	assert_int_equal(trust_claim(&probes, "tmp/s.sock", 0, 0, &c), -EPERM); /* no pid */
 }
 
 static void test_path_claim_lifetime(void **state)
@@ -128,6 +159,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_path_claims, setup),
+		cmocka_unit_test_setup(test_path_claims_across_mount_namespaces, setup),
 		cmocka_unit_test_setup(test_path_claim_lifetime, setup),
 		cmocka_unit_test_setup(test_abstract_claims, setup),
 		cmocka_unit_test_setup(test_unix_table, setup),
