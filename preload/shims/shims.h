@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "conn/stream.h"
 #include "conn/fd_table.h"
@@ -14,7 +15,12 @@
  * restart of the daemon). */
 struct tssx_listener {
 	struct tssx_fd_object obj;
-	struct tssx_registry_claim *claim; /* NULL: none */
+	struct tssx_registry_claim *_Atomic claim; /* NULL: none */
+	/* A path claim: the path and the socket file it named (SIOCUNIXFILE),
+	 * so that a rename after listen() is noticed; file_ino 0: not known. */
+	char path[108];
+	dev_t file_dev;
+	ino_t file_ino;
 };
 
 /* The wrappers' way of returning an internal result: -errno sets errno. */

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -48,15 +49,17 @@ static bool is_stream(int fd)
  * into place before listen() (to replace its socket atomically): the file
  * the kernel holds tells the name now, absolute even after a bind to a
  * relative path.  Without SIOCUNIXFILE, for a file removed since, or an
- * abstract name, the bound name it is.
+ * abstract name, the bound name it is.  *file (if known, else zero) is
+ * the file's identity.
  */
-static int listener_name(int fd, struct sockaddr_un *addr, socklen_t *len)
+static int listener_name(int fd, struct sockaddr_un *addr, socklen_t *len, struct stat *file_st)
 {
 	char proc[32], path[sizeof(addr->sun_path)];
 	static const char deleted[] = " (deleted)";
 	ssize_t n;
 	int file;
 
+	*file_st = (struct stat){ .st_ino = 0 };
 	*len = sizeof(*addr);
 	if (TSSX_REAL(getsockname)(fd, (struct sockaddr *)addr, len) < 0)
 		return -errno;
@@ -67,27 +70,33 @@ static int listener_name(int fd, struct sockaddr_un *addr, socklen_t *len)
 		return 0;
 	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", file);
 	n = readlink(proc, path, sizeof(path));
-	TSSX_REAL(close)(file);
 	if (n <= 0 || (size_t)n >= sizeof(path) || path[0] != '/' ||
-	    ((size_t)n >= sizeof(deleted) - 1 && !memcmp(path + n - (sizeof(deleted) - 1), deleted, sizeof(deleted) - 1)))
+	    ((size_t)n >= sizeof(deleted) - 1 && !memcmp(path + n - (sizeof(deleted) - 1), deleted, sizeof(deleted) - 1)) ||
+	    fstat(file, file_st) < 0) {
+		TSSX_REAL(close)(file);
+		*file_st = (struct stat){ .st_ino = 0 };
 		return 0;
+	}
+	TSSX_REAL(close)(file);
 	memcpy(addr->sun_path, path, (size_t)n);
 	addr->sun_path[n] = '\0';
 	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
 	return 0;
 }
 
-/* A named Unix stream socket this process may claim: its claim, or NULL.
- * A claim the registry could not make in time is kept all the same: the
- * registry client makes it when the registry answers again. */
-static struct tssx_registry_claim *claim_server(int fd)
+/* A named Unix stream socket this process may claim: its claim (the
+ * path and file it names noted in listener), or NULL.  A claim the
+ * registry could not make in time is kept all the same: the registry
+ * client makes it when the registry answers again. */
+static struct tssx_registry_claim *claim_server(int fd, struct tssx_listener *listener)
 {
 	struct sockaddr_un addr;
 	socklen_t len;
+	struct stat file;
 	struct tssx_registry_claim *claim;
 	int error;
 
-	if (listener_name(fd, &addr, &len) < 0 || addr.sun_family != AF_UNIX || len <= UNBOUND_LEN ||
+	if (listener_name(fd, &addr, &len, &file) < 0 || addr.sun_family != AF_UNIX || len <= UNBOUND_LEN ||
 	    !is_stream(fd) || !tssx_selects(&addr, len))
 		return NULL;
 	claim = tssx_registry_claim(&addr, len, &error);
@@ -101,7 +110,38 @@ static struct tssx_registry_claim *claim_server(int fd)
 			  strerror(-error));
 	else
 		log_debug("fd %d: server bit claimed", fd);
+	listener->file_dev = file.st_dev;
+	listener->file_ino = file.st_ino;
+	if (file.st_ino)
+		memcpy(listener->path, addr.sun_path, sizeof(listener->path));
 	return claim;
+}
+
+/*
+ * A plain client was accepted on a claimed path listener: if the file
+ * it was claimed by is no longer at that path (the server renamed its
+ * socket into place after listen()), the claim went with it (the registry
+ * voids it) and clients of the new name stay plain.  The claim follows
+ * the file to its name now.  One stat() per plain accept; TSSX clients,
+ * which found the claim, cost none.
+ */
+static void follow_rename(int fd, struct tssx_listener *listener)
+{
+	struct tssx_registry_claim *old, *claim;
+	struct stat st;
+
+	pthread_mutex_lock(&listeners_lock);
+	if (!listener->file_ino ||
+	    (stat(listener->path, &st) == 0 && st.st_ino == listener->file_ino && st.st_dev == listener->file_dev))
+		goto out;
+	old = atomic_load(&listener->claim);
+	listener->file_ino = 0;
+	claim = claim_server(fd, listener);
+	atomic_store(&listener->claim, claim);
+	tssx_registry_release(old);
+	log_debug("fd %d: listener renamed to %s: claimed there", fd, claim ? listener->path : "(nothing)");
+out:
+	pthread_mutex_unlock(&listeners_lock);
 }
 
 /* Remembers a listening socket (any family, so accept() asks only once)
@@ -117,7 +157,7 @@ static void note_listener(int fd)
 	if (!listener)
 		goto out;
 	listener->obj.kind = TSSX_FD_LISTENER;
-	listener->claim = claim_server(fd);
+	listener->claim = claim_server(fd, listener);
 	if (tssx_table_set(fd, &listener->obj) < 0) {
 		tssx_registry_release(listener->claim);
 		free(listener);
@@ -170,13 +210,14 @@ TSSX_EXPORT int listen(int fd, int backlog)
 	return 0;
 }
 
-/* Whether fd is a listener whose server bit this process claimed. */
-static bool serves_tssx(int fd)
+/* The listener on fd if it is one whose server bit this process claimed. */
+static struct tssx_listener *serving_tssx(int fd)
 {
 	struct tssx_fd_object *obj = tssx_table_get(fd);
 
-	return obj && obj->kind == TSSX_FD_LISTENER &&
-	       ((struct tssx_listener *)obj)->claim;
+	return obj && obj->kind == TSSX_FD_LISTENER && atomic_load(&((struct tssx_listener *)obj)->claim)
+		       ? (struct tssx_listener *)obj
+		       : NULL;
 }
 
 static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool is_accept4)
@@ -203,8 +244,12 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 		}
 		tssx_copy_addr(addr, addrlen, &unbound_addr, UNBOUND_LEN);
 	} else {
-		if (enabled && serves_tssx(fd))
+		struct tssx_listener *listener = enabled ? serving_tssx(fd) : NULL;
+
+		if (listener) {
 			tssx_conn_list_plain(conn_fd, true, TSSX_PLAIN_CLIENT_PLAIN, 0);
+			follow_rename(fd, listener);
+		}
 		tssx_copy_addr(addr, addrlen, &peer, peerlen);
 	}
 	errno = saved_errno;

@@ -8,7 +8,10 @@
 #    shell waits at a gate first), so the claim must survive the exec;
 #  - systemd-socket-activate --accept --inetd: the launcher accepts each
 #    connection and execs cat on it;
-#  - bind to a temporary name, rename into place, then listen.
+#  - bind to a temporary name, rename into place, then listen;
+#  - bind to a temporary name, listen, then rename into place: the claim
+#    follows at the first accept (of a client that found none and stayed
+#    plain, byte-exact); the next client goes through shared memory.
 NAME=listeners
 source "$(dirname "$0")/lib.sh"
 
@@ -56,6 +59,16 @@ rm -f "$sock"
 start_echo_server yes "$work/rename.log" "$sock" --clients 2 --rename
 for i in 1 2; do client "$i"; client_done "$i"; done
 wait_pid "$server_pid" || fail "renamed server"
+
+# bind-listen-rename: the first client finds no claim under the final name.
+rm -f "$sock"
+start_echo_server yes "$work/renamed-after.log" "$sock" --clients 2 --rename-after
+with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes "$bytes" \
+	>"$work/client1.log" 2>&1 || fail "first client of the server renamed after listen"
+check_plain "$work/client1.log"
+client 2
+client_done 2
+wait_pid "$server_pid" || fail "server renamed after listen"
 
 serve "$work/exec.log" "server: listening" "$tools/tssx-echo" listen-exec "$sock" "${gated_server[@]}"
 

@@ -15,7 +15,8 @@
  * exits 1.  --nonblock uses O_NONBLOCK and retries EAGAIN without poll().
  * PATH starting with '@' is an abstract name, "fd:N" (server) the listener
  * inherited as fd N.  --rename (server) binds PATH.PID.tmp, renames it to
- * PATH, then listens, as servers that replace their socket atomically do.
+ * PATH, then listens, as servers that replace their socket atomically do;
+ * --rename-after listens first, then renames.
  * listen-exec listens on PATH and execs CMD with the listener as fd 3.
  * spawn listens on PATH, accepts one connection and lets CMD serve it as
  * its stdin and stdout, started with system() (HOW "system": the
@@ -100,8 +101,9 @@ static void *echo_connection(void *arg)
 	return NULL;
 }
 
-/* Binds a temporary name, renames it into place, listens. */
-static int listen_renamed(const char *path)
+/* Binds a temporary name, renames it into place and listens, or with
+ * `after` listens first. */
+static int listen_renamed(const char *path, bool after)
 {
 	struct sockaddr_un addr;
 	char tmp[sizeof(addr.sun_path)];
@@ -116,24 +118,29 @@ static int listen_renamed(const char *path)
 	unlink(tmp);
 	if (bind(fd, (struct sockaddr *)&addr, len) < 0)
 		die_errno("bind");
+	if (after && listen(fd, 64) < 0)
+		die_errno("listen");
 	if (rename(tmp, path) < 0)
 		die_errno("rename");
-	if (listen(fd, 64) < 0)
+	if (!after && listen(fd, 64) < 0)
 		die_errno("listen");
 	return fd;
 }
 
-static int server_listener(const char *path, bool rename_first)
+/* How the server comes to listen on its name. */
+enum naming { BOUND, RENAMED_BEFORE_LISTEN, RENAMED_AFTER_LISTEN };
+
+static int server_listener(const char *path, enum naming naming)
 {
 	if (!strncmp(path, "fd:", 3))
 		return (int)parse_size(path + 3);
-	return rename_first ? listen_renamed(path) : tool_listen(path);
+	return naming == BOUND ? tool_listen(path) : listen_renamed(path, naming == RENAMED_AFTER_LISTEN);
 }
 
-static int run_server(const char *path, long clients, bool rename_first)
+static int run_server(const char *path, long clients, enum naming naming)
 {
 	pthread_t threads[64];
-	int listener = server_listener(path, rename_first);
+	int listener = server_listener(path, naming);
 	long served = 0;
 
 	if (clients > (long)ARRAY_LEN(threads))
@@ -315,10 +322,10 @@ int main(int argc, char **argv)
 {
 	uint64_t bytes = 1 << 20;
 	long clients = 1;
-	bool rename_first = false;
+	enum naming naming = BOUND;
 
 	if (argc < 3)
-		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock] [--rename]\n"
+		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock] [--rename|--rename-after]\n"
 		    "       tssx-echo listen-exec PATH CMD [ARG...]\n"
 		    "       tssx-echo spawn PATH system|spawn|actions[-plain] CMD [ARG...]");
 	if (!strcmp(argv[1], "listen-exec")) {
@@ -340,7 +347,9 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--chunk") && i + 1 < argc)
 			chunk = (size_t)parse_size(argv[++i]);
 		else if (!strcmp(argv[i], "--rename"))
-			rename_first = true;
+			naming = RENAMED_BEFORE_LISTEN;
+		else if (!strcmp(argv[i], "--rename-after"))
+			naming = RENAMED_AFTER_LISTEN;
 		else if (!strcmp(argv[i], "--clients") && i + 1 < argc)
 			clients = (long)parse_size(argv[++i]);
 		else
@@ -349,7 +358,7 @@ int main(int argc, char **argv)
 	if (chunk == 0)
 		die("--chunk must be positive");
 	if (!strcmp(argv[1], "server"))
-		return run_server(argv[2], clients, rename_first);
+		return run_server(argv[2], clients, naming);
 	if (!strcmp(argv[1], "client"))
 		return run_client(argv[2], bytes);
 	die("unknown mode %s", argv[1]);
