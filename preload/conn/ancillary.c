@@ -402,19 +402,24 @@ static void deliver(int fd, const struct tssx_ancillary_record *rec, struct tssx
 	want->delivered = true;
 }
 
-/* The oldest queued record; reads the socket for it if none is queued. */
-static struct tssx_ancillary_record *next_record(struct tssx_conn *conn, int fd)
+/* The oldest queued record whose message ends after stream offset `pos`;
+ * reads the socket while none is queued and fewer than the `ahead`
+ * announced records are. */
+static struct tssx_ancillary_record *record_from(struct tssx_conn *conn, int fd, uint64_t pos, uint32_t ahead)
 {
 	const char *why = NULL;
 
 	for (int round = 0; round < 64; round++) {
 		struct tssx_ancillary_record *rec;
+		unsigned queued;
 		ssize_t n;
 
 		pthread_mutex_lock(&conn->ancillary.lock);
-		rec = conn->ancillary.first;
+		for (rec = conn->ancillary.first; rec && rec->offset + rec->length <= pos; rec = rec->next)
+			;
+		queued = conn->ancillary.count;
 		pthread_mutex_unlock(&conn->ancillary.lock);
-		if (rec)
+		if (rec || queued >= ahead)
 			return rec;
 		n = tssx_ancillary_read_socket(conn, fd, MSG_DONTWAIT, &why);
 		if (n <= 0) {
@@ -437,34 +442,36 @@ static void pop_record(struct tssx_conn *conn, struct tssx_ancillary_record *rec
 	tssx_ring_take_ancillary(conn->rx);
 }
 
-static ssize_t limit_at_record(struct tssx_conn *conn, int fd, size_t avail, size_t done,
-			       struct tssx_ancillary_want *want, bool *stop)
+static ssize_t limit_at_record(struct tssx_conn *conn, int fd, size_t skip, size_t avail, size_t done,
+			       bool *stop, struct tssx_ancillary_record **at, uint32_t ahead)
 {
-	struct tssx_ancillary_record *rec = next_record(conn, fd);
-	uint64_t head = tssx_ring_consumed(conn->rx), len;
+	uint64_t head = tssx_ring_consumed(conn->rx), pos = head + skip;
+	/* A read takes the oldest record; a peek the one its offset reaches. */
+	struct tssx_ancillary_record *rec = record_from(conn, fd, skip ? pos : 0, ahead);
 
-	if (!rec)
-		return tssx_conn_fail(conn, fd, EPROTO, "ancillary data announced but not on the socket");
+	if (!rec) {
+		/* A peek past every message with control data reads on. */
+		return skip ? (ssize_t)avail
+			    : tssx_conn_fail(conn, fd, EPROTO, "ancillary data announced but not on the socket");
+	}
 	if (rec->offset < head)
 		return tssx_conn_fail(conn, fd, EPROTO, "ancillary data behind the stream");
-	if (rec->offset > head)
-		return (ssize_t)(rec->offset - head < avail ? rec->offset - head : avail);
+	if (rec->offset > pos)
+		return (ssize_t)(rec->offset - pos < avail ? rec->offset - pos : avail);
 	/* Control data begins here: not in a call that returned bytes before
-	 * it, and not before its first byte is there. */
+	 * it, and not before its first byte is there.  A peek at an offset
+	 * inside the message reads to its end without it (it goes with the
+	 * message's first byte). */
 	*stop = true;
 	if (done || !avail)
 		return 0;
-	len = rec->length < avail ? rec->length : avail;
-	deliver(fd, rec, want);
-	if (!(want && (want->flags & MSG_PEEK))) {
-		pop_record(conn, rec);
-		free(rec);
-	}
-	return (ssize_t)len;
+	if (rec->offset == pos)
+		*at = rec;
+	return (ssize_t)(rec->offset + rec->length - pos < avail ? rec->offset + rec->length - pos : avail);
 }
 
-ssize_t tssx_ancillary_limit(struct tssx_conn *conn, int fd, size_t avail, size_t done,
-			     struct tssx_ancillary_want *want, bool *stop)
+ssize_t tssx_ancillary_limit(struct tssx_conn *conn, int fd, size_t skip, size_t avail, size_t done, bool *stop,
+			     struct tssx_ancillary_record **at)
 {
 	uint32_t ahead = tssx_ring_ancillary_ahead(conn->rx);
 
@@ -477,7 +484,17 @@ ssize_t tssx_ancillary_limit(struct tssx_conn *conn, int fd, size_t avail, size_
 	 * credentials only through a number that is still this connection's. */
 	if (!tssx_conn_owns_fd(conn, fd))
 		return -EBADF;
-	return limit_at_record(conn, fd, avail, done, want, stop);
+	return limit_at_record(conn, fd, skip, avail, done, stop, at, ahead);
+}
+
+void tssx_ancillary_taken(struct tssx_conn *conn, int fd, struct tssx_ancillary_record *at,
+			  struct tssx_ancillary_want *want)
+{
+	deliver(fd, at, want);
+	if (!(want && (want->flags & MSG_PEEK))) {
+		pop_record(conn, at);
+		free(at);
+	}
 }
 
 void tssx_ancillary_peer_credentials(int fd, struct tssx_ancillary_want *want)

@@ -57,17 +57,29 @@ int tssx_ancillary_send(struct tssx_conn *conn, int fd, const struct msghdr *msg
 			bool nonblocking);
 
 /*
- * Reader, holding this side's consumer lock, with `avail` bytes
- * readable (loaded before this call) and `done` bytes already returned by
- * this call: how many bytes it may read now.  At a message with control
- * data it writes that data into want (or drops it) and sets *stop: the
- * call must return after this read.  At such a message after `done` bytes
- * it returns 0 with *stop set.  -EPROTO for records that do not fit the
+ * Reader, holding this side's consumer lock, reading from `skip` bytes
+ * past the head (a peek at SO_PEEK_OFF; 0 otherwise), with `avail` bytes
+ * readable from there (loaded before this call) and `done` bytes already
+ * returned by this call: how many bytes it may read now.  A read stops
+ * where a message with control data begins; one that begins there may
+ * read to the message's end and sets *stop (the call must return after
+ * it) and *at: once it has read at least one byte, tssx_ancillary_taken()
+ * hands the control data out.  At such a message after `done` bytes it
+ * returns 0 with *stop set.  -EPROTO for records that do not fit the
  * stream; -EBADF when fd no longer refers to the connection (closed by
  * another thread under a call that keeps it).
  */
-ssize_t tssx_ancillary_limit(struct tssx_conn *conn, int fd, size_t avail, size_t done,
-			     struct tssx_ancillary_want *want, bool *stop);
+ssize_t tssx_ancillary_limit(struct tssx_conn *conn, int fd, size_t skip, size_t avail, size_t done, bool *stop,
+			     struct tssx_ancillary_record **at);
+
+/*
+ * The read that began at record `at` returned bytes: its control data goes
+ * into want (or is dropped), and unless the read only peeked, the record
+ * is taken.  A read that returned nothing (EFAULT) leaves it queued, as
+ * the kernel leaves a message whose copy faulted with its fds.
+ */
+void tssx_ancillary_taken(struct tssx_conn *conn, int fd, struct tssx_ancillary_record *at,
+			  struct tssx_ancillary_want *want);
 
 /* Bytes one read of the real socket asks for. */
 #define TSSX_SOCKET_READ_BYTES 256

@@ -283,6 +283,20 @@ static ssize_t guarded_read_upto(struct tssx_ring *ring, const struct iovec *iov
 	return (ssize_t)done;
 }
 
+/* A peek at SO_PEEK_OFF of at most `limit` bytes (where a message with
+ * control data begins or ends): into the first non-empty piece of iov. */
+static ssize_t guarded_peek_upto(struct tssx_ring *ring, int peek_off, const struct iovec *iov, int iovcnt,
+				 size_t limit)
+{
+	struct iovec piece = { 0 };
+
+	for (; iovcnt > 0 && !piece.iov_len; iov++, iovcnt--)
+		piece = *iov;
+	if (piece.iov_len > limit)
+		piece.iov_len = limit;
+	return guarded_transfer(ring, false, &piece, 1, 0, true, 0, peek_off);
+}
+
 /* Remaining time in ms for poll(): -1 without a timeout, 0 once expired. */
 static int deadline_ms(struct deadline *dl, int fd, bool writer)
 {
@@ -664,9 +678,9 @@ static void move_peek_off(struct tssx_conn *conn, int off, bool peek, size_t n)
 
 /*
  * With the consumer lock held: reads what is there, up to the next
- * message with control data (conn/ancillary.c), which goes to `anc`;
- * *stop: the call returns after this read.  A peek at SO_PEEK_OFF reads
- * past such boundaries and gets no control data.
+ * message with control data (conn/ancillary.c), which goes to `anc` with
+ * the read that returns its first byte, a peek at SO_PEEK_OFF too;
+ * *stop: the call returns after this read.
  */
 static ssize_t ring_receive(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, size_t done,
 			    bool peek, int peek_off, struct tssx_ancillary_want *anc, bool *stop)
@@ -676,22 +690,33 @@ static ssize_t ring_receive(struct tssx_conn *conn, int fd, const struct iovec *
 	 * producer's release of the tail.  The head is this side's own
 	 * (the consumer lock is held); the ring checks both counters when it
 	 * copies, so a corrupted pair only lets it find them here. */
+	bool at_offset = peek && peek_off >= 0;
+	struct tssx_ancillary_record *at = NULL;
 	uint64_t avail;
-	ssize_t limit;
+	ssize_t limit, n;
 
-	if (peek && peek_off >= 0)
+	if (at_offset && likely(!tssx_ring_ancillary_ahead(conn->rx)))
 		return guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, peek_off);
 	avail = tssx_ring_produced(conn->rx) - tssx_ring_consumed(conn->rx);
 	if (avail > conn->rx->capacity)
 		return guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, -1);
+	if (at_offset && avail <= (uint64_t)peek_off)
+		return 0;
 	if (avail == 0)
 		return 0;
 	if (likely(!tssx_ring_ancillary_ahead(conn->rx)))
 		return guarded_read_upto(conn->rx, iov, iovcnt, done, peek, (size_t)avail);
-	limit = tssx_ancillary_limit(conn, fd, (size_t)avail, done, anc, stop);
+	if (at_offset)
+		avail -= (uint64_t)peek_off;
+	limit = tssx_ancillary_limit(conn, fd, at_offset ? (size_t)peek_off : 0, (size_t)avail, done, stop, &at);
 	if (limit <= 0)
 		return limit;
-	return guarded_read_upto(conn->rx, iov, iovcnt, done, peek, (size_t)limit);
+	n = at_offset ? guarded_peek_upto(conn->rx, peek_off, iov, iovcnt, (size_t)limit)
+		      : guarded_read_upto(conn->rx, iov, iovcnt, done, peek, (size_t)limit);
+	/* The control data goes with the bytes: none when the copy faulted. */
+	if (at && n > 0)
+		tssx_ancillary_taken(conn, fd, at, anc);
+	return n;
 }
 
 /* What a read at the end returns: 0, or ECONNRESET when the peer's

@@ -181,6 +181,111 @@ static void peekoff_server(int fd)
 	send_all(fd, "+", 1);
 }
 
+/* ---- control data under a faulting buffer and a peek at SO_PEEK_OFF ---- */
+
+/* An fd to pass: a pipe's read end with "Z" in it. */
+static int pipe_with_z(void)
+{
+	int p[2];
+
+	expect(pipe(p) == 0 && write(p[1], "Z", 1) == 1);
+	close(p[1]);
+	return p[0];
+}
+
+/* One recvmsg() of up to 15 bytes into buf (NUL-terminated), with room for
+ * one fd; returns the byte count or -1, *passed the fd received or -1. */
+static ssize_t recv_with_fd(int fd, char *buf, int flags, int *passed)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	struct iovec iov = { .iov_base = buf, .iov_len = 15 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
+	struct cmsghdr *cmsg;
+	ssize_t n = recvmsg(fd, &msg, flags);
+
+	*passed = -1;
+	if (n < 0)
+		return n;
+	buf[n] = '\0';
+	cmsg = CMSG_FIRSTHDR(&msg);
+	if (cmsg && cmsg->cmsg_type == SCM_RIGHTS && cmsg->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(passed, CMSG_DATA(cmsg), sizeof(int));
+	return n;
+}
+
+/* Whether fd is (a copy of) a pipe_with_z() end: reads its "Z". */
+static bool reads_z(int fd)
+{
+	char c = 0;
+
+	return fd >= 0 && read(fd, &c, 1) == 1 && c == 'Z';
+}
+
+static void fdfault_client(int fd)
+{
+	int passed = pipe_with_z();
+
+	expect(send_with_fd(fd, (char[]){ "abc" }, 3, passed) == 3);
+	close(passed);
+	wait_byte(fd);
+}
+
+/* A recvmsg() whose buffer faults takes nothing: the fd stays queued
+ * with its bytes, for the next recvmsg(). */
+static void fdfault_server(int fd)
+{
+	char *bad = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char buf[16];
+	int avail = 0, passed;
+
+	expect(bad != MAP_FAILED);
+	while (ioctl(fd, FIONREAD, &avail) == 0 && avail < 3)
+		usleep(1000);
+	expect(recv_with_fd(fd, bad, 0, &passed) < 0 && errno == EFAULT);
+	expect(recv_with_fd(fd, buf, 0, &passed) == 3 && !strcmp(buf, "abc"));
+	expect(reads_z(passed));
+	close(passed);
+	send_all(fd, "+", 1);
+}
+
+static void cmsgpeek_client(int fd)
+{
+	int passed = pipe_with_z();
+
+	send_all(fd, "xy", 2);
+	expect(send_with_fd(fd, (char[]){ "abc" }, 3, passed) == 3);
+	close(passed);
+	send_all(fd, "de", 2);
+	wait_byte(fd);
+}
+
+/* A peek at SO_PEEK_OFF that starts where a message with an fd starts
+ * gets a copy of the fd and stops at its end; the read then gets the fd
+ * itself. */
+static void cmsgpeek_server(int fd)
+{
+	char buf[16];
+	int avail = 0, off = 0, peeked, passed;
+
+	while (ioctl(fd, FIONREAD, &avail) == 0 && avail < 7)
+		usleep(1000);
+	expect(read(fd, buf, 2) == 2 && !memcmp(buf, "xy", 2));
+	expect(setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) == 0);
+	expect(recv_with_fd(fd, buf, MSG_PEEK, &peeked) == 3 && !strcmp(buf, "abc"));
+	expect(peek_off(fd) == 3);
+	expect(recv_with_fd(fd, buf, MSG_PEEK, &passed) == 2 && !strcmp(buf, "de") && passed < 0);
+	expect(recv_with_fd(fd, buf, 0, &passed) == 3 && !strcmp(buf, "abc"));
+	expect(reads_z(peeked) && passed >= 0 && passed != peeked);
+	close(peeked);
+	close(passed);
+	expect(recv_with_fd(fd, buf, 0, &passed) == 2 && !strcmp(buf, "de") && passed < 0);
+	send_all(fd, "+", 1);
+}
+
 /* ---- bad buffer pointers: EFAULT, and the program's own SIGSEGV ---- */
 
 static volatile sig_atomic_t segv_seen;
@@ -1286,6 +1391,8 @@ static const struct probe {
 	{ "blocked", blocked_server, blocked_client },
 	{ "peekoff", peekoff_server, peekoff_client },
 	{ "efault", efault_server, efault_client },
+	{ "fdfault", fdfault_server, fdfault_client },
+	{ "cmsgpeek", cmsgpeek_server, cmsgpeek_client },
 	{ "whole", whole_server, whole_client },
 	{ "closerace", closerace_server, closerace_client },
 };
