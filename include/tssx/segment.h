@@ -27,6 +27,12 @@ struct tssx_segment_header {
 	uint64_t ring_capacity[2];
 };
 
+/* Where direction dir's control block starts: after the header, both on
+ * the first page, each on cache lines of its own. */
+#define TSSX_SEGMENT_HEADER_SPAN \
+	((sizeof(struct tssx_segment_header) + TSSX_CACHELINE - 1) & ~(size_t)(TSSX_CACHELINE - 1))
+#define TSSX_SEGMENT_CTL_OFFSET(dir) (TSSX_SEGMENT_HEADER_SPAN + (size_t)(dir) * sizeof(struct tssx_ring_ctl))
+
 struct tssx_segment {
 	void *base;
 	size_t size;

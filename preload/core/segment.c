@@ -32,9 +32,7 @@ struct layout {
 	size_t size;
 };
 
-#define HEADER_SPAN ((sizeof(struct tssx_segment_header) + TSSX_CACHELINE - 1) & ~(size_t)(TSSX_CACHELINE - 1))
-
-_Static_assert(HEADER_SPAN + 2 * sizeof(struct tssx_ring_ctl) <= 4096,
+_Static_assert(TSSX_SEGMENT_CTL_OFFSET(2) <= 4096,
 	       "header and control blocks must fit the smallest page");
 
 static size_t page_align(size_t n)
@@ -48,9 +46,9 @@ static struct layout layout_of(uint64_t c2s_capacity, uint64_t s2c_capacity)
 {
 	struct layout l;
 
-	l.ctl[TSSX_C2S] = HEADER_SPAN;
-	l.ctl[TSSX_S2C] = l.ctl[TSSX_C2S] + sizeof(struct tssx_ring_ctl);
-	l.data[TSSX_C2S] = page_align(l.ctl[TSSX_S2C] + sizeof(struct tssx_ring_ctl));
+	l.ctl[TSSX_C2S] = TSSX_SEGMENT_CTL_OFFSET(TSSX_C2S);
+	l.ctl[TSSX_S2C] = TSSX_SEGMENT_CTL_OFFSET(TSSX_S2C);
+	l.data[TSSX_C2S] = page_align(TSSX_SEGMENT_CTL_OFFSET(2));
 	l.data[TSSX_S2C] = l.data[TSSX_C2S] + page_align(c2s_capacity);
 	l.size = l.data[TSSX_S2C] + page_align(s2c_capacity);
 	return l;

@@ -8,7 +8,7 @@ source "$(dirname "$0")/lib.sh"
 
 # under-WAITER-ACTION: a call blocked in one thread while another closes,
 # replaces or shuts down its fd; closerace: poll, FIONREAD and shutdown
-# racing a close.
+# racing a close; foreignowner: the client holds the server's waiters word.
 under=()
 for waiter in read poll select epoll; do
 	for action in close dup2 shutrd shutrdwr; do
@@ -16,7 +16,7 @@ for waiter in read poll select epoll; do
 	done
 done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork threads nonblock addresses cmsg sendfile closing \
-	vectors blocked peekoff efault fdfault cmsgpeek whole "${under[@]}" closerace; do
+	vectors blocked peekoff efault fdfault cmsgpeek whole "${under[@]}" closerace foreignowner; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	with_preload yes "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||

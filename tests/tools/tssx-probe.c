@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "tools.h"
+#include "tssx/segment.h"
 
 #define expect(cond) ((cond) ? (void)0 : die("%s:%d: expected %s (errno: %s)", __FILE__, __LINE__, #cond, strerror(errno)))
 
@@ -1295,6 +1296,128 @@ static bool parse_under(const char *name)
 	return false;
 }
 
+/* ---- the peer holds the waiters word at a live thread of its own ---- */
+
+/* The server's rx ring is c2s: its waiters word names the server's
+ * doorbell owner (docs/preload.md).  The client finds the segment the
+ * library mapped for it, or nothing on a plain socket. */
+static _Atomic uint32_t *server_owner_word(void)
+{
+	FILE *maps = fopen("/proc/self/maps", "r");
+	char line[512];
+	void *base = NULL;
+
+	expect(maps);
+	while (!base && fgets(line, sizeof(line), maps))
+		if (strstr(line, "/memfd:tssx") && sscanf(line, "%p", &base) != 1)
+			base = NULL;
+	fclose(maps);
+	if (!base)
+		return NULL;
+	return &((struct tssx_ring_ctl *)((char *)base + TSSX_SEGMENT_CTL_OFFSET(TSSX_C2S)))->waiters;
+}
+
+struct owner_holder {
+	_Atomic uint32_t *word;
+	atomic_bool stop;
+	_Atomic pid_t tid;
+};
+
+/* Stores its own thread id, alive as long as the client, over whatever
+ * the server writes there. */
+static void *hold_owner(void *arg)
+{
+	struct owner_holder *h = arg;
+
+	atomic_store(&h->tid, gettid());
+	while (!atomic_load(&h->stop)) {
+		atomic_store(h->word, (uint32_t)atomic_load(&h->tid));
+		usleep(100);
+	}
+	return NULL;
+}
+
+static void foreignowner_client(int fd)
+{
+	struct owner_holder holder = { .word = server_owner_word() };
+	char *in = xmalloc(AFTER_SHUTRD_BYTES);
+	pthread_t thread;
+
+	send_all(fd, "r", 1);
+	/* Preloaded (the test then checks shared memory was used), the
+	 * library mapped the segment here. */
+	expect(holder.word || !getenv("LD_PRELOAD"));
+	if (holder.word)
+		expect(pthread_create(&thread, NULL, hold_owner, &holder) == 0);
+	signal_peer(); /* the word is held */
+	wait_peer(); /* the server's read is asleep */
+	send_all(fd, "a", 1);
+	wait_peer(); /* timeout and signal done, the server writes */
+	expect(recv(fd, in, AFTER_SHUTRD_BYTES, MSG_WAITALL) == (ssize_t)AFTER_SHUTRD_BYTES);
+	for (size_t i = 0; i < AFTER_SHUTRD_BYTES; i++)
+		expect(in[i] == 'w');
+	free(in);
+	wait_peer(); /* the server's read is asleep: the close wakes it */
+	if (holder.word) {
+		/* The server never took the word: it is a CAS from 0. */
+		expect(atomic_load(holder.word) == (uint32_t)atomic_load(&holder.tid));
+		atomic_store(&holder.stop, true);
+		pthread_join(thread, NULL);
+	}
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+/* A read of one byte in a thread, once it sleeps in the kernel. */
+static void start_blocked_read(struct blocked *b, pthread_t *thread)
+{
+	atomic_store(&b->tid, 0);
+	expect(pthread_create(thread, NULL, blocked_call, b) == 0);
+	while (!atomic_load(&b->tid))
+		usleep(1000);
+	wait_until_asleep(atomic_load(&b->tid));
+}
+
+/* With the client's thread id in the server's waiters word for good, the
+ * server's blocking calls still end on data, a timeout, a signal, room
+ * and the client's close: none of them may wait for a doorbell that the
+ * owner the word names (alive, but not the server's) will never drain. */
+static void foreignowner_server(int fd)
+{
+	struct sigaction sa = { .sa_handler = on_usr1 }; /* no SA_RESTART: EINTR */
+	struct timeval timeout = { .tv_usec = 100 * 1000 }, none = { 0 };
+	struct blocked b = { .fd = fd, .epfd = -1 };
+	char *out = xmalloc(AFTER_SHUTRD_BYTES), c;
+	pthread_t thread;
+
+	wait_byte(fd);
+	wait_peer(); /* the word is held */
+	start_blocked_read(&b, &thread);
+	signal_peer();
+	pthread_join(thread, NULL);
+	expect(b.ret == 1 && b.byte == 'a');
+	expect(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) == 0);
+	expect(read(fd, &c, 1) < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+	expect(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof(none)) == 0);
+	sigemptyset(&sa.sa_mask);
+	expect(sigaction(SIGUSR1, &sa, NULL) == 0);
+	start_blocked_read(&b, &thread);
+	expect(pthread_kill(thread, SIGUSR1) == 0);
+	pthread_join(thread, NULL);
+	expect(b.ret < 0 && b.err == EINTR);
+	signal_peer();
+	memset(out, 'w', AFTER_SHUTRD_BYTES);
+	expect(write(fd, out, AFTER_SHUTRD_BYTES) == (ssize_t)AFTER_SHUTRD_BYTES);
+	free(out);
+	start_blocked_read(&b, &thread);
+	signal_peer();
+	pthread_join(thread, NULL);
+	expect(b.ret == 0);
+}
+
 /* ---- poll, FIONREAD and shutdown racing the close of their fd ---- */
 
 #define RACE_CONNECTIONS 300
@@ -1395,6 +1518,7 @@ static const struct probe {
 	{ "cmsgpeek", cmsgpeek_server, cmsgpeek_client },
 	{ "whole", whole_server, whole_client },
 	{ "closerace", closerace_server, closerace_client },
+	{ "foreignowner", foreignowner_server, foreignowner_client },
 };
 
 int main(int argc, char **argv)
