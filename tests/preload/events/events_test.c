@@ -404,6 +404,61 @@ static void case_epoll_edge(void)
 	expect_event(epfd, 0, 0, 0);
 }
 
+/* A connection deleted from a set and added again, as event loops do at
+ * every request: while deleted it is never reported and delete or modify
+ * say ENOENT; added again it is a fresh registration, level- and
+ * edge-triggered. */
+static void case_epoll_readd(void)
+{
+	int c, s, epfd = epoll_create1(EPOLL_CLOEXEC);
+
+	tssx_pair(&c, &s);
+	for (uint64_t round = 0; round < 100; round++) {
+		uint32_t mode = round % 2 ? EPOLLET : 0;
+
+		CHECK_EQ(epoll_add(epfd, s, EPOLLIN | mode, round), 0);
+		CHECK_EQ(epoll_add(epfd, s, EPOLLIN, round), -1);
+		CHECK_EQ(errno, EEXIST);
+		expect_event(epfd, 0, 0, 0);
+		put(c, "x");
+		expect_event(epfd, -1, round, EPOLLIN);
+		CHECK_EQ(epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL), 0);
+		put(c, "y"); /* its doorbell reaches the kernel's set */
+		expect_event(epfd, 20, 0, 0);
+		CHECK_EQ(epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL), -1);
+		CHECK_EQ(errno, ENOENT);
+		CHECK_EQ(epoll_mod(epfd, s, EPOLLIN, round), -1);
+		CHECK_EQ(errno, ENOENT);
+		CHECK_EQ(epoll_add(epfd, s, EPOLLIN | mode, round + 1000), 0);
+		expect_event(epfd, -1, round + 1000, EPOLLIN);
+		get(s, "xy");
+		expect_event(epfd, 0, 0, 0);
+		CHECK_EQ(epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL), 0);
+	}
+	/* EPOLLEXCLUSIVE after a delete: a registration of its own. */
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN | EPOLLEXCLUSIVE, 7), 0);
+	put(c, "z");
+	expect_event(epfd, -1, 7, EPOLLIN);
+	get(s, "z");
+	CHECK_EQ(epoll_mod(epfd, s, EPOLLIN, 8), -1);
+	CHECK_EQ(errno, EINVAL);
+	CHECK_EQ(epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL), 0);
+	/* Closed while deleted, its number taken by a new connection. */
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN, 9), 0);
+	CHECK_EQ(epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL), 0);
+	close(s);
+	close(c);
+	tssx_pair(&c, &s);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN, 10), 0);
+	expect_event(epfd, 0, 0, 0);
+	put(c, "w");
+	expect_event(epfd, -1, 10, EPOLLIN);
+	get(s, "w");
+	close(c);
+	close(s);
+	close(epfd);
+}
+
 static void case_epoll_oneshot(void)
 {
 	int c, s, epfd = epoll_create1(0);
@@ -830,6 +885,7 @@ int main(int argc, char **argv)
 		{ "epoll-level", case_epoll_level },
 		{ "epoll-edge", case_epoll_edge },
 		{ "epoll-oneshot", case_epoll_oneshot },
+		{ "epoll-readd", case_epoll_readd },
 		{ "epoll-exclusive", case_epoll_exclusive },
 		{ "epoll-close", case_epoll_close },
 		{ "epoll-late-connect", case_epoll_late_connect },
