@@ -146,10 +146,12 @@ bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_n
 	if (took_ns > TSSX_NSEC_PER_SEC)
 		took_ns = TSSX_NSEC_PER_SEC;
 	history->total_ns += took_ns - history->total_ns / TSSX_YIELD_AVERAGE_OVER;
+	if (history->yields < TSSX_YIELD_HISTORY_MIN)
+		history->yields++;
 	history->stalled_ns -= history->stalled_ns / TSSX_YIELD_AVERAGE_OVER;
 	if (took_ns >= stall_ns)
 		history->stalled_ns += took_ns;
-	if (history->total_ns < TSSX_YIELD_HISTORY_MIN_NS ||
+	if (history->yields < TSSX_YIELD_HISTORY_MIN || history->total_ns < TSSX_YIELD_HISTORY_MIN_NS ||
 	    history->stalled_ns <= history->total_ns / TSSX_YIELD_STALL_SHARE)
 		return false;
 	*history = (struct tssx_yield_history){ 0 };
@@ -176,11 +178,15 @@ struct shared_page {
 	 * TSSX_LOAD_REFRESH_NS for the whole machine, not per process. */
 	alignas(64) _Atomic uint64_t load_read_at;
 	_Atomic uint64_t load_runnable;
-	/* No yielding spin starts before yields_after: yields stalled
-	 * behind long-running tasks, backoff_ns ago (yield_stalled()). */
-	_Atomic uint64_t yields_after;
-	_Atomic uint64_t yield_backoff_ns;
 };
+
+/* No yielding spin of this process starts before yields_after: its yields
+ * stalled behind long-running tasks (yield_stalled()), the pause being
+ * yield_backoff_ns.  Per process: one process's stalls (a busy start, a
+ * CPU-bound neighbour on its CPU) do not stop the others' yields.
+ * Relaxed: hints, each valid alone. */
+static _Atomic uint64_t yields_after;
+static _Atomic uint64_t yield_backoff_ns;
 
 
 struct machine {
@@ -307,7 +313,7 @@ bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, u
 /* Whether yielding spins are paused: yields stalled lately (yield_stalled()). */
 static bool yields_paused(uint64_t now)
 {
-	return now < atomic_load_explicit(&shared_page()->yields_after, memory_order_relaxed);
+	return now < atomic_load_explicit(&yields_after, memory_order_relaxed);
 }
 
 bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline)
@@ -341,7 +347,7 @@ void tssx_spin_stop(struct tssx_spin *spin)
 
 /* A yield that let a long-running task have the CPU: the next wait would
  * likely pay the same, where a sleeper woken by a doorbell would preempt
- * it.  When such yields are common, no process of the user yields for a
+ * it.  When such yields are common, the process stops yielding for a
  * while, longer each time it happens again right away. */
 static bool yield_stalled(uint64_t took_ns, uint64_t now)
 {
@@ -354,13 +360,13 @@ static bool yield_stalled(uint64_t took_ns, uint64_t now)
 		stall_ns = tssx_yield_stall_ns(runnable_now(page, now), machine.cpus);
 	if (!tssx_yield_stalls_often(&history, took_ns, stall_ns))
 		return false;
-	after = atomic_load_explicit(&page->yields_after, memory_order_relaxed);
+	after = atomic_load_explicit(&yields_after, memory_order_relaxed);
 	if (after > now)
 		return true; /* another thread paused them meanwhile */
-	backoff = tssx_yield_backoff(atomic_load_explicit(&page->yield_backoff_ns, memory_order_relaxed),
+	backoff = tssx_yield_backoff(atomic_load_explicit(&yield_backoff_ns, memory_order_relaxed),
 				     now - after);
-	atomic_store_explicit(&page->yield_backoff_ns, backoff, memory_order_relaxed);
-	atomic_store_explicit(&page->yields_after, now + backoff, memory_order_relaxed);
+	atomic_store_explicit(&yield_backoff_ns, backoff, memory_order_relaxed);
+	atomic_store_explicit(&yields_after, now + backoff, memory_order_relaxed);
 	return true;
 }
 

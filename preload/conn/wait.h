@@ -123,11 +123,14 @@ void tssx_spin_stop(struct tssx_spin *spin);
 #define TSSX_YIELD_STALL_PER_TASK_NS 100000u
 /* Yields stop when stalls took more than 1/TSSX_YIELD_STALL_SHARE of the
  * time a thread spent in its last ~TSSX_YIELD_AVERAGE_OVER yields, once
- * that history holds TSSX_YIELD_HISTORY_MIN_NS: a yield that waits out a
+ * that history holds TSSX_YIELD_HISTORY_MIN yields and
+ * TSSX_YIELD_HISTORY_MIN_NS (a process's busy start alone does not stop
+ * them): a yield that waits out a
  * CPU-bound task's slice (up to a tick, 4 ms at HZ=250) costs what a
  * hundred doorbells and wake-ups cost, so a few of them undo the gain. */
 #define TSSX_YIELD_STALL_SHARE 8u
 #define TSSX_YIELD_AVERAGE_OVER 256u
+#define TSSX_YIELD_HISTORY_MIN 16u
 #define TSSX_YIELD_HISTORY_MIN_NS 8000000u
 /* For how long they stop: the first time, and at most. */
 #define TSSX_YIELD_BACKOFF_MIN_NS 50000000u
@@ -141,6 +144,7 @@ uint64_t tssx_yield_stall_ns(unsigned runnable, unsigned cpus);
 struct tssx_yield_history {
 	uint64_t total_ns;
 	uint64_t stalled_ns;
+	unsigned yields;	/* counted up to TSSX_YIELD_HISTORY_MIN */
 };
 
 /* Records one yield that took took_ns (a stall when stall_ns or more);
