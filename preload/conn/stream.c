@@ -677,6 +677,38 @@ static void move_peek_off(struct tssx_conn *conn, int off, bool peek, size_t n)
 }
 
 /*
+ * ring_receive() once records of control data are ahead (conn/ancillary.c):
+ * `avail` bytes readable, loaded before the count of records.  The read
+ * that returns a message's first byte gets its control data, a peek at
+ * SO_PEEK_OFF (peek_off >= 0) too.  Out of line: the data path without
+ * records stays as short as before.
+ */
+static __attribute__((noinline)) ssize_t ring_receive_records(struct tssx_conn *conn, int fd, const struct iovec *iov,
+							      int iovcnt, size_t done, bool peek, int peek_off,
+							      uint64_t avail, struct tssx_ancillary_want *anc,
+							      bool *stop)
+{
+	bool at_offset = peek && peek_off >= 0;
+	struct tssx_ancillary_record *at = NULL;
+	ssize_t limit, n;
+
+	if (at_offset) {
+		if (avail <= (uint64_t)peek_off)
+			return 0;
+		avail -= (uint64_t)peek_off;
+	}
+	limit = tssx_ancillary_limit(conn, fd, at_offset ? (size_t)peek_off : 0, (size_t)avail, done, stop, &at);
+	if (limit <= 0)
+		return limit;
+	n = at_offset ? guarded_peek_upto(conn->rx, peek_off, iov, iovcnt, (size_t)limit)
+		      : guarded_read_upto(conn->rx, iov, iovcnt, done, peek, (size_t)limit);
+	/* The control data goes with the bytes: none when the copy faulted. */
+	if (at && n > 0)
+		tssx_ancillary_taken(conn, fd, at, anc);
+	return n;
+}
+
+/*
  * With the consumer lock held: reads what is there, up to the next
  * message with control data (conn/ancillary.c), which goes to `anc` with
  * the read that returns its first byte, a peek at SO_PEEK_OFF too;
@@ -690,33 +722,19 @@ static ssize_t ring_receive(struct tssx_conn *conn, int fd, const struct iovec *
 	 * producer's release of the tail.  The head is this side's own
 	 * (the consumer lock is held); the ring checks both counters when it
 	 * copies, so a corrupted pair only lets it find them here. */
-	bool at_offset = peek && peek_off >= 0;
-	struct tssx_ancillary_record *at = NULL;
-	uint64_t avail;
-	ssize_t limit, n;
+	uint64_t avail = tssx_ring_produced(conn->rx) - tssx_ring_consumed(conn->rx);
 
-	if (at_offset && likely(!tssx_ring_ancillary_ahead(conn->rx)))
-		return guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, peek_off);
-	avail = tssx_ring_produced(conn->rx) - tssx_ring_consumed(conn->rx);
 	if (avail > conn->rx->capacity)
 		return guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, -1);
-	if (at_offset && avail <= (uint64_t)peek_off)
+	if (unlikely(peek && peek_off >= 0)) {
+		if (likely(!tssx_ring_ancillary_ahead(conn->rx)))
+			return guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, peek_off);
+	} else if (avail == 0) {
 		return 0;
-	if (avail == 0)
-		return 0;
-	if (likely(!tssx_ring_ancillary_ahead(conn->rx)))
+	} else if (likely(!tssx_ring_ancillary_ahead(conn->rx))) {
 		return guarded_read_upto(conn->rx, iov, iovcnt, done, peek, (size_t)avail);
-	if (at_offset)
-		avail -= (uint64_t)peek_off;
-	limit = tssx_ancillary_limit(conn, fd, at_offset ? (size_t)peek_off : 0, (size_t)avail, done, stop, &at);
-	if (limit <= 0)
-		return limit;
-	n = at_offset ? guarded_peek_upto(conn->rx, peek_off, iov, iovcnt, (size_t)limit)
-		      : guarded_read_upto(conn->rx, iov, iovcnt, done, peek, (size_t)limit);
-	/* The control data goes with the bytes: none when the copy faulted. */
-	if (at && n > 0)
-		tssx_ancillary_taken(conn, fd, at, anc);
-	return n;
+	}
+	return ring_receive_records(conn, fd, iov, iovcnt, done, peek, peek_off, avail, anc, stop);
 }
 
 /* What a read at the end returns: 0, or ECONNRESET when the peer's
