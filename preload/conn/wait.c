@@ -140,19 +140,14 @@ uint64_t tssx_yield_stall_ns(unsigned runnable, unsigned cpus)
 
 bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_ns, uint64_t stall_ns)
 {
-	/* Exponentially decayed sums: about the last TSSX_YIELD_AVERAGE_OVER
-	 * yields count.  A turn beyond a second is a stopped process, not a
-	 * yield: capped, so that the sums cannot overflow. */
-	if (took_ns > TSSX_NSEC_PER_SEC)
-		took_ns = TSSX_NSEC_PER_SEC;
-	history->total_ns += took_ns - history->total_ns / TSSX_YIELD_AVERAGE_OVER;
+	/* A running average over about the last TSSX_YIELD_AVERAGE_OVER
+	 * yields, in 1/65536ths. */
+	history->stall_share -= history->stall_share / TSSX_YIELD_AVERAGE_OVER;
+	if (took_ns >= stall_ns)
+		history->stall_share += 65536u / TSSX_YIELD_AVERAGE_OVER;
 	if (history->yields < TSSX_YIELD_HISTORY_MIN)
 		history->yields++;
-	history->stalled_ns -= history->stalled_ns / TSSX_YIELD_AVERAGE_OVER;
-	if (took_ns >= stall_ns)
-		history->stalled_ns += took_ns;
-	if (history->yields < TSSX_YIELD_HISTORY_MIN || history->total_ns < TSSX_YIELD_HISTORY_MIN_NS ||
-	    history->stalled_ns <= history->total_ns / TSSX_YIELD_STALL_SHARE)
+	if (history->yields < TSSX_YIELD_HISTORY_MIN || history->stall_share <= 65536u / TSSX_YIELD_STALL_SHARE)
 		return false;
 	*history = (struct tssx_yield_history){ 0 };
 	return true;

@@ -121,17 +121,15 @@ void tssx_spin_stop(struct tssx_spin *spin);
  * runnable on each CPU (many short tasks make a long turn too). */
 #define TSSX_YIELD_STALL_NS 1000000u
 #define TSSX_YIELD_STALL_PER_TASK_NS 100000u
-/* Yields stop when stalls took more than 1/TSSX_YIELD_STALL_SHARE of the
- * time a thread spent in its last ~TSSX_YIELD_AVERAGE_OVER yields, once
- * that history holds TSSX_YIELD_HISTORY_MIN yields and
- * TSSX_YIELD_HISTORY_MIN_NS (a process's busy start alone does not stop
- * them): a yield that waits out a
- * CPU-bound task's slice (up to a tick, 4 ms at HZ=250) costs what a
- * hundred doorbells and wake-ups cost, so a few of them undo the gain. */
+/* Yields stop when more than 1/TSSX_YIELD_STALL_SHARE of a thread's last
+ * ~TSSX_YIELD_AVERAGE_OVER yields stalled, once it has made
+ * TSSX_YIELD_HISTORY_MIN of them (a process's busy start alone does not
+ * stop them).  A share of the yields, not of their time: with 16 busy
+ * pairs on 2 CPUs a turn through all of them is long and now and then
+ * much longer, and a share of the time stopped their yields for good. */
 #define TSSX_YIELD_STALL_SHARE 8u
-#define TSSX_YIELD_AVERAGE_OVER 256u
+#define TSSX_YIELD_AVERAGE_OVER 16u
 #define TSSX_YIELD_HISTORY_MIN 16u
-#define TSSX_YIELD_HISTORY_MIN_NS 8000000u
 /* For how long they stop: the first time, and at most. */
 #define TSSX_YIELD_BACKOFF_MIN_NS 50000000u
 #define TSSX_YIELD_BACKOFF_MAX_NS 2000000000u
@@ -139,17 +137,14 @@ void tssx_spin_stop(struct tssx_spin *spin);
 /* How long a yield takes before it counts as stalled, with `runnable`
  * tasks on `cpus` CPUs (0: unknown). */
 uint64_t tssx_yield_stall_ns(unsigned runnable, unsigned cpus);
-/* A thread's recent yields: running sums, decayed at every yield, of the
- * time all took and of the time the stalled ones took. */
+/* A thread's recent yields: the running share of stalled ones. */
 struct tssx_yield_history {
-	uint64_t total_ns;
-	uint64_t stalled_ns;
+	uint32_t stall_share;
 	unsigned yields;	/* counted up to TSSX_YIELD_HISTORY_MIN */
 };
 
 /* Records one yield that took took_ns (a stall when stall_ns or more);
- * true when stalls have come to cost too large a share of the time, and
- * then the history starts anew. */
+ * true when stalls have become common, and then the history starts anew. */
 bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_ns, uint64_t stall_ns);
 /* How long to stop yielding after stalls became common, given the last
  * such pause (0: none yet) and the time since it ended. */
