@@ -25,12 +25,15 @@ chmod 1777 "$shared"
 # new mount and network namespaces, with the shared directory bind-mounted
 # at PATH and the registry at its own path.  The mounts are the
 # namespace's: they go with its last process.
+# It execs: started in the background (its own shell), its pid ($!) is
+# CMD's, which the test and its clean-up then stop; in the foreground it
+# runs in a subshell, ( in_container ... ).
 in_container_at() {
 	local at=$1 opts=()
 	shift
 	while [[ $1 != -- ]]; do opts+=("$1"); shift; done
 	shift
-	unshare "${opts[@]}" --mount --net --propagation private -- bash -c '
+	exec unshare "${opts[@]}" --mount --net --propagation private -- bash -c '
 		mount --bind "$1" "$2" && mount --bind "$TSSX_REGISTRY" "$TSSX_REGISTRY" || exit 99
 		shift 2
 		exec env LD_PRELOAD="$LIB" TSSX_LOG=info "$@"' in-container "$shared" "$at" "$@"
@@ -60,7 +63,7 @@ check_shm "$work/server.log" $((1 << 20))
 
 # Server outside, client inside.
 start_echo_server yes "$work/server.log" "$shared/out.sock"
-in_container -- "${guard[@]}" "$tools/tssx-echo" client "$shared/out.sock" --bytes 1M \
+(in_container -- "${guard[@]}" "$tools/tssx-echo" client "$shared/out.sock" --bytes 1M) \
 	>"$work/client.log" 2>&1 || fail "client inside, server outside"
 wait_pid "$server_pid" || fail "server outside"
 check_shm "$work/client.log" $((1 << 20))
@@ -86,7 +89,7 @@ check_shm "$work/client.log" $((1 << 20))
 app=$work/app
 mkdir "$app"
 start_echo_server yes "$work/server.log" "$shared/host.sock"
-in_container_at "$app" -- "${guard[@]}" "$tools/tssx-echo" client "$app/host.sock" --bytes 1M \
+(in_container_at "$app" -- "${guard[@]}" "$tools/tssx-echo" client "$app/host.sock" --bytes 1M) \
 	>"$work/client.log" 2>&1 || fail "client inside at another path, server outside"
 wait_pid "$server_pid" || fail "server outside, client at another path"
 check_plain "$work/client.log"
