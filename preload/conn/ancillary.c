@@ -372,7 +372,7 @@ static void put_fds(struct tssx_ancillary_want *want, size_t *used, const struct
 /* Whether the caller gave a control buffer that can take control data.
  * One it cannot write gets none, as from the kernel: the fds are closed
  * (MSG_CTRUNC) and the bytes still returned (conn/fault.h). */
-static bool control_buffer(const struct msghdr *msg)
+static bool can_take_control(const struct msghdr *msg)
 {
 	struct iovec control = { .iov_base = msg->msg_control, .iov_len = msg->msg_controllen };
 
@@ -385,7 +385,7 @@ static void deliver(int fd, const struct tssx_ancillary_record *rec, struct tssx
 	struct ucred creds;
 	size_t used = 0;
 
-	if (!want || !control_buffer(want->msg)) {
+	if (!want || !can_take_control(want->msg)) {
 		if (want && (rec->nfds || rec->truncated))
 			want->msg->msg_flags |= MSG_CTRUNC;
 		if (!(want && (want->flags & MSG_PEEK)))
@@ -504,7 +504,7 @@ void tssx_ancillary_peer_credentials(int fd, struct tssx_ancillary_want *want)
 	size_t used = 0;
 
 	/* Only for a buffer that can hold them: the check costs two calls. */
-	if (msg->msg_controllen < CMSG_LEN(sizeof(creds)) || !control_buffer(msg) || !peer_credentials(fd, &creds))
+	if (msg->msg_controllen < CMSG_LEN(sizeof(creds)) || !can_take_control(msg) || !peer_credentials(fd, &creds))
 		return;
 	put_credentials(want, &used, &creds);
 	msg->msg_controllen = used;
