@@ -183,7 +183,6 @@ struct shared_page {
 static _Atomic uint64_t yields_after;
 static _Atomic uint64_t yield_backoff_ns;
 
-
 struct machine {
 	unsigned cpus;			/* this process may run on */
 	unsigned nslots;
@@ -372,13 +371,10 @@ static uint64_t spin_end_ns(const struct tssx_spin *spin)
 	return spin->turns_left ? spin->deadline_ns : spin->end_ns;
 }
 
-/* One yield; false when yields stalled so often that the spin ends. */
-static bool yield_turn(struct tssx_spin *spin)
+/* A yield that returned at `now` counted; false when yields stalled so
+ * often that the spin ends. */
+static bool yield_counted(struct tssx_spin *spin, uint64_t now)
 {
-	uint64_t now;
-
-	sched_yield();
-	now = tssx_now_ns();
 	if (yield_stalled(now - spin->turn_ns, now))
 		return false;
 	spin->turn_ns = now;
@@ -395,13 +391,15 @@ bool tssx_spin_pause(struct tssx_spin *spin)
 		return false;
 	end = spin_end_ns(spin);
 	until = spin->look_ns < end ? spin->look_ns : end;
-	if (!spin->yields) {
+	if (spin->yields)
+		sched_yield();
+	else
 		tssx_cpu_relax();
-	} else if (!yield_turn(spin)) {
+	now = tssx_now_ns();
+	if (spin->yields && !yield_counted(spin, now)) {
 		tssx_spin_stop(spin);
 		return false;
 	}
-	now = tssx_now_ns();
 	if (now < until)
 		return true;
 	if (now >= spin_end_ns(spin))
