@@ -45,16 +45,30 @@ in_container() {
 }
 export LIB=$lib
 
+# container_server PATH SOCK: a preloaded tssx-echo server in a container
+# (in_container_at PATH), listening on SOCK, its pid in server_pid.
+container_server() {
+	rm -f "$work/server.log"
+	in_container_at "$1" -- "$tools/tssx-echo" server "$2" >"$work/server.log" 2>&1 &
+	server_pid=$!
+	background+=("$server_pid")
+	wait_for_line "$work/server.log" "server: listening"
+}
+
+# claimed SOCK: whether SOCK's registry file says a TSSX server listens
+# there, within 2 s (a claim's check is asynchronous).
+claimed() {
+	local i
+	for ((i = 0; i < 40; i++)); do
+		[[ $(cat "$TSSX_REGISTRY$1" 2>/dev/null) == 1 ]] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
 # Server inside, client outside.
-rm -f "$work/server.log"
-in_container -- "$tools/tssx-echo" server "$shared/in.sock" >"$work/server.log" 2>&1 &
-server_pid=$!
-background+=("$server_pid")
-wait_for_line "$work/server.log" "server: listening"
-for ((i = 0; i < 40; i++)); do # the claim's invalidation is asynchronous
-	[[ $(cat "$TSSX_REGISTRY$shared/in.sock" 2>/dev/null) == 1 ]] && break
-	sleep 0.05
-done
+container_server "$shared" "$shared/in.sock"
+claimed "$shared/in.sock" || fail "the container's server did not claim its socket"
 with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$shared/in.sock" --bytes 1M \
 	>"$work/client.log" 2>&1 || fail "client outside, server inside"
 wait_pid "$server_pid" || fail "server inside"
@@ -94,11 +108,7 @@ start_echo_server yes "$work/server.log" "$shared/host.sock"
 wait_pid "$server_pid" || fail "server outside, client at another path"
 check_plain "$work/client.log"
 
-rm -f "$work/server.log"
-in_container_at "$app" -- "$tools/tssx-echo" server "$app/inside.sock" >"$work/server.log" 2>&1 &
-server_pid=$!
-background+=("$server_pid")
-wait_for_line "$work/server.log" "server: listening"
+container_server "$app" "$app/inside.sock"
 with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$shared/inside.sock" --bytes 1M \
 	>"$work/client.log" 2>&1 || fail "client outside, server inside at another path"
 wait_pid "$server_pid" || fail "server inside at another path"
@@ -110,17 +120,8 @@ check_plain "$work/client.log"
 # TSSX clients would send their hello into its stream.
 start_echo_server no "$work/plain.log" "$app/two.sock"
 plain_pid=$server_pid
-rm -f "$work/server.log"
-in_container_at "$app" -- "$tools/tssx-echo" server "$app/two.sock" >"$work/server.log" 2>&1 &
-server_pid=$!
-background+=("$server_pid")
-wait_for_line "$work/server.log" "server: listening"
-for ((i = 0; i < 40; i++)); do # a claim's invalidation is asynchronous
-	[[ $(cat "$TSSX_REGISTRY$app/two.sock" 2>/dev/null) == 1 ]] && break
-	sleep 0.05
-done
-[[ $(cat "$TSSX_REGISTRY$app/two.sock" 2>/dev/null) != 1 ]] ||
-	fail "the container's claim gave the plain server outside a server bit"
+container_server "$app" "$app/two.sock"
+! claimed "$app/two.sock" || fail "the container's claim gave the plain server outside a server bit"
 with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$app/two.sock" --bytes 1M \
 	>"$work/client.log" 2>&1 || fail "client of the plain server the container's path hides"
 wait_pid "$plain_pid" || fail "the plain server outside"
