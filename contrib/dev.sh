@@ -17,7 +17,7 @@ BUILD_ASAN=${TSSX_BUILD_ASAN_DIR:-$ROOT/build-asan}
 PACKAGES=(
 	gcc clang pkg-config meson ninja-build
 	libfuse3-dev fuse3 libcmocka-dev uthash-dev
-	python3 socat redis-server redis-tools procps psmisc util-linux
+	python3 socat redis-server redis-tools procps psmisc util-linux iproute2
 	postgresql-15 nginx-light memcached libmemcached-tools curl nodejs
 	systemd
 	debhelper dpkg-dev fakeroot lintian gnuplot-nox libxml2-utils
