@@ -11,8 +11,9 @@
 
 #define TSSX_HELLO_MAGIC 0x58535354u /* "TSSX" */
 /* 2: the lock words left the control blocks (side_lock.h).
- * 3: the control blocks share the header's page (segment.h). */
-#define TSSX_PROTOCOL_VERSION 3u
+ * 3: the control blocks share the header's page (segment.h).
+ * 4: read_shut on the producer's line of the control block (ring.h). */
+#define TSSX_PROTOCOL_VERSION 4u
 
 enum { TSSX_C2S = 0, TSSX_S2C = 1 };
 

@@ -16,6 +16,7 @@
 #ifndef TSSX_RING_H
 #define TSSX_RING_H
 
+#include <errno.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -41,6 +42,9 @@ struct tssx_ring_ctl {
 	_Atomic uint32_t reader_waiting; /* consumer sleeps for data */
 	_Atomic uint32_t write_shut;     /* producer did shutdown(SHUT_WR): TSSX_WRITE_* */
 	_Atomic uint32_t ancillary_sent; /* control-data records put on the socket */
+	/* Consumer did shutdown(SHUT_RD): writes fail.  The producer checks
+	 * it at every write, the consumer writes it once. */
+	_Atomic uint32_t read_shut;
 
 	/* Consumer's line: the mirror image. */
 	alignas(TSSX_CACHELINE) _Atomic uint64_t head;
@@ -49,7 +53,6 @@ struct tssx_ring_ctl {
 	 * owns this end's doorbells (conn/stream.c), 0 when none. */
 	_Atomic uint32_t waiters;
 	_Atomic uint32_t ancillary_taken; /* records the consumer reached */
-	_Atomic uint32_t read_shut;       /* consumer did shutdown(SHUT_RD): writes fail */
 };
 
 /* write_shut: the stream ends (EOF), or ends in an error because the
@@ -72,6 +75,14 @@ struct tssx_ring {
 	 */
 	_Atomic uint64_t head_seen;
 	_Atomic uint64_t tail_seen;
+	/*
+	 * Consumer: ancillary_sent as loaded right after the tail now in
+	 * tail_seen, so it counts every record of control data for the bytes
+	 * below tail_seen (the producer counts a record before it writes its
+	 * bytes).  Equal to ancillary_taken, none of them concerns a read
+	 * that the cached tail allows: the read touches no line of the peer's.
+	 */
+	_Atomic uint32_t ancillary_seen;
 };
 
 /* A power of two within [TSSX_RING_MIN_CAPACITY, TSSX_RING_MAX_CAPACITY]. */
@@ -111,6 +122,13 @@ ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iov
 ssize_t tssx_ring_write_whole(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, size_t least);
 /* Copy out up to the iov's length; with peek the head does not move. */
 ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek);
+/* What tssx_ring_read_unmarked() returns when records of control data
+ * (preload/conn/ancillary.c) may concern the bytes it would read. */
+#define TSSX_RING_MARKED (-ENOMSG)
+/* tssx_ring_read(), or TSSX_RING_MARKED with nothing moved: the data path
+ * of a connection without control data in flight, which then loads no
+ * counter of the peer's as long as the bytes it saw allow the read. */
+ssize_t tssx_ring_read_unmarked(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek);
 /* A peek that starts `skip` bytes into the data (SO_PEEK_OFF). */
 ssize_t tssx_ring_peek_at(struct tssx_ring *ring, uint64_t skip, const struct iovec *iov, int iovcnt);
 
@@ -199,6 +217,19 @@ static inline uint64_t tssx_ring_produced(const struct tssx_ring *ring)
 static inline uint64_t tssx_ring_consumed(const struct tssx_ring *ring)
 {
 	return atomic_load_explicit(&ring->ctl->head, memory_order_acquire);
+}
+
+/*
+ * The owner of this end's doorbells (on its rx ring, conn/stream.c): the
+ * thread id of the one sleeper that drains them, 0 when none.  A
+ * compare-and-swap from *expected to owner (seq_cst), with the current
+ * value in *expected when it fails.  The peer can write the word: a wrong
+ * owner makes this end's sleepers guests, which re-check the ring every
+ * TSSX_SHARED_WAIT_MS (docs/data-path.md, threat model).
+ */
+static inline bool tssx_ring_swap_owner(struct tssx_ring *ring, uint32_t *expected, uint32_t owner)
+{
+	return atomic_compare_exchange_strong(&ring->ctl->waiters, expected, owner);
 }
 
 /*

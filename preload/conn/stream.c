@@ -175,11 +175,26 @@ static int ring_broken(struct tssx_conn *conn, int fd)
 	return tssx_conn_fail(conn, fd, EPROTO, "ring counters corrupted");
 }
 
+/* What a copy moves: into the ring; out of it, unless records of control
+ * data may concern the bytes (TSSX_RING_MARKED: the caller looks at the
+ * records); or out of it to a limit taken from the records. */
+enum move { MOVE_IN, MOVE_OUT, MOVE_OUT_LIMITED };
+
+static inline ssize_t move_once(struct tssx_ring *ring, enum move move, const struct iovec *iov, int iovcnt,
+				bool peek, size_t least)
+{
+	if (move == MOVE_IN)
+		return tssx_ring_write_whole(ring, iov, iovcnt, least);
+	if (move == MOVE_OUT)
+		return tssx_ring_read_unmarked(ring, iov, iovcnt, peek);
+	return tssx_ring_read(ring, iov, iovcnt, peek);
+}
+
 /* Copies between the ring and iov, skipping the first `skip` bytes of iov
  * (a call that resumes after a partial transfer); into the ring nothing
  * unless at least `least` bytes fit. */
-static ssize_t ring_transfer_from(struct tssx_ring *ring, bool to_ring, const struct iovec *iov,
-				  int iovcnt, size_t skip, size_t least)
+static ssize_t ring_transfer_from(struct tssx_ring *ring, enum move move, const struct iovec *iov, int iovcnt,
+				  size_t skip, size_t least)
 {
 	struct iovec first;
 	ssize_t n, rest;
@@ -192,26 +207,27 @@ static ssize_t ring_transfer_from(struct tssx_ring *ring, bool to_ring, const st
 	if (iovcnt == 0)
 		return 0;
 	first = (struct iovec){ .iov_base = (char *)iov->iov_base + skip, .iov_len = iov->iov_len - skip };
-	n = to_ring ? tssx_ring_write_whole(ring, &first, 1, least) : tssx_ring_read(ring, &first, 1, false);
+	n = move_once(ring, move, &first, 1, false, least);
 	if (n < (ssize_t)first.iov_len || iovcnt == 1)
 		return n;
 	/* The room checked for `least` is still there: only this side,
 	 * under its lock, takes room. */
 	least = least > (size_t)n ? least - (size_t)n : 0;
-	rest = to_ring ? tssx_ring_write_whole(ring, iov + 1, iovcnt - 1, least)
-		       : tssx_ring_read(ring, iov + 1, iovcnt - 1, false);
+	rest = move_once(ring, move, iov + 1, iovcnt - 1, false, least);
+	/* Records counted meanwhile concern bytes after these. */
+	if (rest == TSSX_RING_MARKED)
+		return n;
 	return rest < 0 ? rest : n + rest;
 }
 
 /* The first round of every call moves the whole iov (empty entries
  * included: the ring skips them); only a resumed one needs the skipping. */
-static inline ssize_t ring_transfer(struct tssx_ring *ring, bool to_ring, const struct iovec *iov,
-				    int iovcnt, size_t skip, bool peek, size_t least)
+static inline ssize_t ring_transfer(struct tssx_ring *ring, enum move move, const struct iovec *iov, int iovcnt,
+				    size_t skip, bool peek, size_t least)
 {
 	if (likely(skip == 0))
-		return to_ring ? tssx_ring_write_whole(ring, iov, iovcnt, least)
-			       : tssx_ring_read(ring, iov, iovcnt, peek);
-	return ring_transfer_from(ring, to_ring, iov, iovcnt, skip, least);
+		return move_once(ring, move, iov, iovcnt, peek, least);
+	return ring_transfer_from(ring, move, iov, iovcnt, skip, least);
 }
 
 /*
@@ -220,7 +236,7 @@ static inline ssize_t ring_transfer(struct tssx_ring *ring, bool to_ring, const 
  * -EFAULT with nothing published, as the ring's counters move only after
  * a copy.  sigsetjmp() without the mask makes no system call.
  */
-static ssize_t guarded_transfer(struct tssx_ring *ring, bool to_ring, const struct iovec *iov, int iovcnt,
+static ssize_t guarded_transfer(struct tssx_ring *ring, enum move move, const struct iovec *iov, int iovcnt,
 				size_t skip, bool peek, size_t least, int peek_off)
 {
 	struct tssx_fault_guard guard;
@@ -232,7 +248,7 @@ static ssize_t guarded_transfer(struct tssx_ring *ring, bool to_ring, const stru
 	if (peek && peek_off >= 0)
 		n = tssx_ring_peek_at(ring, (uint64_t)peek_off, iov, iovcnt);
 	else
-		n = ring_transfer(ring, to_ring, iov, iovcnt, skip, peek, least);
+		n = ring_transfer(ring, move, iov, iovcnt, skip, peek, least);
 	tssx_fault_guard = NULL;
 	return n;
 }
@@ -263,7 +279,7 @@ static ssize_t guarded_read_upto(struct tssx_ring *ring, const struct iovec *iov
 		iovcnt--;
 	}
 	if (skip == 0 && tssx_iov_total(iov, iovcnt) <= limit)
-		return guarded_transfer(ring, false, iov, iovcnt, 0, peek, 0, -1);
+		return guarded_transfer(ring, MOVE_OUT_LIMITED, iov, iovcnt, 0, peek, 0, -1);
 	/* A peek of several pieces would read the first again: one piece. */
 	for (; iovcnt > 0 && done < limit; iov++, iovcnt--, skip = 0) {
 		struct iovec piece = { .iov_base = (char *)iov->iov_base + skip, .iov_len = iov->iov_len - skip };
@@ -273,7 +289,7 @@ static ssize_t guarded_read_upto(struct tssx_ring *ring, const struct iovec *iov
 			continue;
 		if (piece.iov_len > limit - done)
 			piece.iov_len = limit - done;
-		n = guarded_transfer(ring, false, &piece, 1, 0, peek, 0, -1);
+		n = guarded_transfer(ring, MOVE_OUT_LIMITED, &piece, 1, 0, peek, 0, -1);
 		if (n < 0)
 			return done ? (ssize_t)done : n;
 		done += (size_t)n;
@@ -294,7 +310,7 @@ static ssize_t guarded_peek_upto(struct tssx_ring *ring, int peek_off, const str
 		piece = *iov;
 	if (piece.iov_len > limit)
 		piece.iov_len = limit;
-	return guarded_transfer(ring, false, &piece, 1, 0, true, 0, peek_off);
+	return guarded_transfer(ring, MOVE_OUT_LIMITED, &piece, 1, 0, true, 0, peek_off);
 }
 
 /* Remaining time in ms for poll(): -1 without a timeout, 0 once expired. */
@@ -345,15 +361,15 @@ static bool spin(struct tssx_conn *conn, bool writer, size_t need)
 }
 
 /* Becomes the owner of the connection's doorbells, if nobody else is. */
-static bool take_ownership(_Atomic uint32_t *owner, uint32_t tid)
+static bool take_ownership(struct tssx_ring *rx, uint32_t tid)
 {
 	uint32_t current = 0;
 
-	if (atomic_compare_exchange_strong(owner, &current, tid) || current == tid)
+	if (tssx_ring_swap_owner(rx, &current, tid) || current == tid)
 		return true;
 	/* An owner killed in its sleep never gives up: take over. */
 	if (current != DRAINER && kill((pid_t)current, 0) < 0 && errno == ESRCH)
-		return atomic_compare_exchange_strong(owner, &current, tid);
+		return tssx_ring_swap_owner(rx, &current, tid);
 	return false;
 }
 
@@ -362,14 +378,13 @@ static bool take_ownership(_Atomic uint32_t *owner, uint32_t tid)
  * starts to. */
 static void drain_as_guest(struct tssx_conn *conn, int fd, uint32_t revents)
 {
-	_Atomic uint32_t *owner = &conn->rx->ctl->waiters;
 	uint32_t expected = 0;
 
-	if (!atomic_compare_exchange_strong(owner, &expected, DRAINER))
+	if (!tssx_ring_swap_owner(conn->rx, &expected, DRAINER))
 		return; /* the owner drains them when it wakes, right away */
 	drain_doorbells(conn, fd, may_hide_eof(revents));
 	expected = DRAINER;
-	atomic_compare_exchange_strong(owner, &expected, 0);
+	tssx_ring_swap_owner(conn->rx, &expected, 0);
 }
 
 /*
@@ -479,7 +494,6 @@ static uint32_t thread_id(void)
  * -EAGAIN on the socket's timeout; -EINTR; -EPROTO. */
 static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl)
 {
-	_Atomic uint32_t *owner = &conn->rx->ctl->waiters;
 	uint32_t tid;
 	bool owning, kernel_restarts = false;
 	ssize_t avail;
@@ -499,7 +513,7 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 	tid = thread_id();
 	/* After this side's SHUT_RD no doorbell reaches the socket: nobody
 	 * owns them, a writer re-checks as a guest does. */
-	owning = !tssx_ring_read_shut(conn->rx) && take_ownership(owner, tid);
+	owning = !tssx_ring_read_shut(conn->rx) && take_ownership(conn->rx, tid);
 	avail = writer ? tssx_ring_arm_writer(conn->tx) : tssx_ring_arm_reader(conn->rx);
 	if (avail < 0) {
 		ret = ring_broken(conn, fd);
@@ -518,7 +532,7 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 		ret = sleep_on_socket(conn, fd, owning, timeout_ms);
 	}
 	if (owning)
-		atomic_compare_exchange_strong(owner, &tid, 0);
+		tssx_ring_swap_owner(conn->rx, &tid, 0);
 	if (ret == -EINTR && !kernel_restarts && restarts_after_signal(dl))
 		return 0;
 	return ret;
@@ -618,7 +632,7 @@ static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *i
 		if (control)
 			attached = attach_control(conn, fd, control, iov, iovcnt, want, least, flags);
 		if (attached > 0)
-			n = guarded_transfer(conn->tx, true, iov, iovcnt, done, false, least, -1);
+			n = guarded_transfer(conn->tx, MOVE_IN, iov, iovcnt, done, false, least, -1);
 		if (n > 0)
 			stat_add(&conn->stats.ring_sent, (uint64_t)n);
 		wake = n > 0 && tssx_ring_take_reader_wakeup(conn->tx);
@@ -677,25 +691,36 @@ static void move_peek_off(struct tssx_conn *conn, int off, bool peek, size_t n)
 }
 
 /*
- * ring_receive() once records of control data are ahead (conn/ancillary.c):
- * `avail` bytes readable, loaded before the count of records.  The read
- * that returns a message's first byte gets its control data, a peek at
- * SO_PEEK_OFF (peek_off >= 0) too.  Out of line: the data path without
- * records stays as short as before.
+ * ring_receive() once records of control data may be ahead
+ * (conn/ancillary.c), and every peek at SO_PEEK_OFF (peek_off >= 0).  The
+ * read that returns a message's first byte gets its control data, a peek
+ * at SO_PEEK_OFF too.  Out of line: the data path without records stays
+ * as short as before.
  */
 static __attribute__((noinline)) ssize_t ring_receive_records(struct tssx_conn *conn, int fd, const struct iovec *iov,
 							      int iovcnt, size_t done, bool peek, int peek_off,
-							      uint64_t avail, struct tssx_ancillary_want *anc,
-							      bool *stop)
+							      struct tssx_ancillary_want *anc, bool *stop)
 {
+	/* The tail before the count of records: every record for the bytes
+	 * below it is counted (ancillary.h).  Acquire pairs with the
+	 * producer's release of the tail.  The head is this side's own
+	 * (the consumer lock is held); the ring checks both counters when it
+	 * copies, so a corrupted pair only lets it find them here. */
+	uint64_t avail = tssx_ring_produced(conn->rx) - tssx_ring_consumed(conn->rx);
 	bool at_offset = peek && peek_off >= 0;
 	struct tssx_ancillary_record *at = NULL;
 	ssize_t limit, n;
 
+	if (avail > conn->rx->capacity)
+		return guarded_transfer(conn->rx, MOVE_OUT_LIMITED, iov, iovcnt, done, peek, 0, -1);
 	if (at_offset) {
+		if (likely(!tssx_ring_ancillary_ahead(conn->rx)))
+			return guarded_transfer(conn->rx, MOVE_OUT_LIMITED, iov, iovcnt, done, peek, 0, peek_off);
 		if (avail <= (uint64_t)peek_off)
 			return 0;
 		avail -= (uint64_t)peek_off;
+	} else if (avail == 0) {
+		return 0;
 	}
 	limit = tssx_ancillary_limit(conn, fd, at_offset ? (size_t)peek_off : 0, (size_t)avail, done, stop, &at);
 	if (limit <= 0)
@@ -712,29 +737,23 @@ static __attribute__((noinline)) ssize_t ring_receive_records(struct tssx_conn *
  * With the consumer lock held: reads what is there, up to the next
  * message with control data (conn/ancillary.c), which goes to `anc` with
  * the read that returns its first byte, a peek at SO_PEEK_OFF too;
- * *stop: the call returns after this read.
+ * *stop: the call returns after this read.  Without records in flight
+ * the read loads no counter of the producer's while the tail it saw
+ * allows it (tssx_ring_read_unmarked): a load of the producer's line per
+ * read made the producer's next store miss, and its wake-up check's fence
+ * wait for that miss, at every message.
  */
-static ssize_t ring_receive(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, size_t done,
-			    bool peek, int peek_off, struct tssx_ancillary_want *anc, bool *stop)
+static inline ssize_t ring_receive(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
+				   size_t done, bool peek, int peek_off, struct tssx_ancillary_want *anc,
+				   bool *stop)
 {
-	/* The tail before the count of records: every record for the bytes
-	 * below it is counted (ancillary.h).  Acquire pairs with the
-	 * producer's release of the tail.  The head is this side's own
-	 * (the consumer lock is held); the ring checks both counters when it
-	 * copies, so a corrupted pair only lets it find them here. */
-	uint64_t avail = tssx_ring_produced(conn->rx) - tssx_ring_consumed(conn->rx);
+	if (likely(!(peek && peek_off >= 0))) {
+		ssize_t n = guarded_transfer(conn->rx, MOVE_OUT, iov, iovcnt, done, peek, 0, -1);
 
-	if (avail > conn->rx->capacity)
-		return guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, -1);
-	if (unlikely(peek && peek_off >= 0)) {
-		if (likely(!tssx_ring_ancillary_ahead(conn->rx)))
-			return guarded_transfer(conn->rx, false, iov, iovcnt, done, peek, 0, peek_off);
-	} else if (avail == 0) {
-		return 0;
-	} else if (likely(!tssx_ring_ancillary_ahead(conn->rx))) {
-		return guarded_read_upto(conn->rx, iov, iovcnt, done, peek, (size_t)avail);
+		if (likely(n != TSSX_RING_MARKED))
+			return n;
 	}
-	return ring_receive_records(conn, fd, iov, iovcnt, done, peek, peek_off, avail, anc, stop);
+	return ring_receive_records(conn, fd, iov, iovcnt, done, peek, peek_off, anc, stop);
 }
 
 /* What a read at the end returns: 0, or ECONNRESET when the peer's

@@ -57,6 +57,7 @@ void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl,
 	ring->mask = capacity - 1;
 	atomic_init(&ring->head_seen, 0);
 	atomic_init(&ring->tail_seen, 0);
+	atomic_init(&ring->ancillary_seen, 0);
 }
 
 static ssize_t corrupted(const struct tssx_ring *ring, uint64_t head, uint64_t tail)
@@ -158,41 +159,91 @@ static inline uint64_t window(const struct tssx_ring *ring, bool producer, uint6
 }
 
 /*
+ * Loads the peer's counter into this process's view, checked against our
+ * own counter `own` and the view `seen`; the consumer loads the count of
+ * records of control data with it.  -EPROTO when corrupted.
+ */
+static __attribute__((noinline)) int refresh(struct tssx_ring *ring, bool producer, uint64_t own, uint64_t seen, uint64_t *fresh)
+{
+	struct side s = side_of(ring, producer);
+	/* Acquire pairs with the peer's release in publish(): the producer's
+	 * bytes below tail are in memory before the consumer copies them
+	 * out; the consumer's copies out of the space below head are done
+	 * before the producer overwrites it. */
+	uint64_t peer = atomic_load_explicit(s.peer, memory_order_acquire);
+
+	if (unlikely(went_backwards(peer, seen) || window(ring, producer, own, peer) == UINT64_MAX))
+		return producer ? (int)corrupted(ring, peer, own) : (int)corrupted(ring, own, peer);
+	/* After the tail: acquire pairs with the producer's release in
+	 * tssx_ring_count_ancillary(), made before it wrote the bytes below
+	 * this tail.  Relaxed store: the release of tail_seen below carries
+	 * it to the next holder of the consumer lock. */
+	if (!producer)
+		atomic_store_explicit(&ring->ancillary_seen,
+				      atomic_load_explicit(&ring->ctl->ancillary_sent, memory_order_acquire),
+				      memory_order_relaxed);
+	/* Release pairs with the acquire in available() and load_counters(). */
+	atomic_store_explicit(s.peer_seen, peer, memory_order_release);
+	*fresh = peer;
+	return 0;
+}
+
+/*
  * How many bytes this side can move at its own counter *pos, or -EPROTO.
  * The cached view of the peer answers when it already allows `want` bytes;
  * otherwise the peer's counter is loaded and checked.  The caller holds
  * this side's lock (or is its only thread), so *pos cannot move under it.
  */
-static inline ssize_t available(struct tssx_ring *ring, bool producer, size_t want, uint64_t *pos)
+static inline __attribute__((always_inline)) ssize_t available(struct tssx_ring *ring, bool producer, size_t want, uint64_t *pos)
 {
 	struct side s = side_of(ring, producer);
 	/* Our own counter: only this side stores it, serialised by its lock,
 	 * whose acquire orders the previous holder's store before this load. */
 	uint64_t own = atomic_load_explicit(s.own, memory_order_relaxed);
-	/* Acquire pairs with the release in publish() or in the refresh
-	 * below, from another thread of this process: whatever that thread
-	 * saw of the peer (its bytes or its freed space) is visible here. */
+	/* Acquire pairs with the release in publish() or in refresh(), from
+	 * another thread of this process: whatever that thread saw of the
+	 * peer (its bytes or its freed space) is visible here. */
 	uint64_t seen = atomic_load_explicit(s.peer_seen, memory_order_acquire);
 	uint64_t n = window(ring, producer, own, seen);
+	int r;
 
 	if (unlikely(went_backwards(own, atomic_load_explicit(s.own_seen, memory_order_relaxed))))
 		return producer ? corrupted(ring, seen, own) : corrupted(ring, own, seen);
 	if (likely(n != UINT64_MAX && n >= want))
 		goto done;
-	/* Acquire pairs with the peer's release in publish(): the producer's
-	 * bytes below tail are in memory before the consumer copies them
-	 * out; the consumer's copies out of the space below head are done
-	 * before the producer overwrites it. */
-	uint64_t fresh = atomic_load_explicit(s.peer, memory_order_acquire);
-
-	n = window(ring, producer, own, fresh);
-	if (unlikely(went_backwards(fresh, seen) || n == UINT64_MAX))
-		return producer ? corrupted(ring, fresh, own) : corrupted(ring, own, fresh);
-	/* Release pairs with the acquire above and in load_counters(). */
-	atomic_store_explicit(s.peer_seen, fresh, memory_order_release);
+	r = refresh(ring, producer, own, seen, &seen);
+	if (r < 0)
+		return r;
+	n = window(ring, producer, own, seen);
 done:
 	*pos = own;
 	return (ssize_t)n;
+}
+
+/* Whether records of control data not yet reached by the consumer were
+ * counted for the bytes below tail_seen (or later ones). */
+static inline bool records_seen_ahead(const struct tssx_ring *ring)
+{
+	return atomic_load_explicit(&ring->ancillary_seen, memory_order_relaxed) !=
+	       atomic_load_explicit(&ring->ctl->ancillary_taken, memory_order_relaxed);
+}
+
+/*
+ * For a read that must stop before control data, with bytes readable at
+ * `pos` below tail_seen: whether a record may concern them.  The count
+ * seen with an older tail may include records taken since: it is loaded
+ * again with a fresh tail before the answer is yes.  -EPROTO when the
+ * reload finds the counters corrupted.
+ */
+static inline int records_ahead(struct tssx_ring *ring, uint64_t pos)
+{
+	uint64_t tail;
+	int r;
+
+	if (likely(!records_seen_ahead(ring)))
+		return 0;
+	r = refresh(ring, false, pos, atomic_load_explicit(&ring->tail_seen, memory_order_acquire), &tail);
+	return r < 0 ? r : records_seen_ahead(ring);
 }
 
 static inline void publish(struct tssx_ring *ring, bool producer, uint64_t pos)
@@ -230,10 +281,12 @@ static inline void copy(const struct tssx_ring *ring, bool producer, uint64_t po
 }
 
 /* Moves up to the iovec's length, or nothing when fewer than `least`
- * bytes can move; a peek starts `skip` bytes into the data. */
+ * bytes can move; a peek starts `skip` bytes into the data; an `unmarked`
+ * read moves nothing when records of control data may concern its bytes
+ * (TSSX_RING_MARKED). */
 static inline __attribute__((always_inline)) ssize_t
 transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iovcnt, bool peek, size_t least,
-	 uint64_t skip)
+	 uint64_t skip, bool unmarked)
 {
 	size_t want = tssx_iov_total(iov, iovcnt);
 	size_t done = 0, limit;
@@ -245,6 +298,12 @@ transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iov
 	n = available(ring, producer, want + skip, &pos);
 	if (unlikely(n <= 0 || (size_t)n < least || (uint64_t)n <= skip))
 		return n < 0 ? n : 0;
+	if (unmarked) {
+		int ahead = records_ahead(ring, pos);
+
+		if (unlikely(ahead))
+			return ahead < 0 ? ahead : TSSX_RING_MARKED;
+	}
 	n -= (ssize_t)skip;
 	pos += skip;
 	limit = (size_t)n < want ? (size_t)n : want;
@@ -264,17 +323,22 @@ transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iov
 
 ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iovcnt)
 {
-	return transfer(ring, true, iov, iovcnt, false, 0, 0);
+	return transfer(ring, true, iov, iovcnt, false, 0, 0, false);
 }
 
 ssize_t tssx_ring_write_whole(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, size_t least)
 {
-	return transfer(ring, true, iov, iovcnt, false, least, 0);
+	return transfer(ring, true, iov, iovcnt, false, least, 0, false);
 }
 
 ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek)
 {
-	return transfer(ring, false, iov, iovcnt, peek, 0, 0);
+	return transfer(ring, false, iov, iovcnt, peek, 0, 0, false);
+}
+
+ssize_t tssx_ring_read_unmarked(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek)
+{
+	return transfer(ring, false, iov, iovcnt, peek, 0, 0, true);
 }
 
 ssize_t tssx_ring_peek_at(struct tssx_ring *ring, uint64_t skip, const struct iovec *iov, int iovcnt)
@@ -282,7 +346,7 @@ ssize_t tssx_ring_peek_at(struct tssx_ring *ring, uint64_t skip, const struct io
 	/* Past the capacity there is never data: no overflow below. */
 	if (skip >= ring->capacity)
 		return 0;
-	return transfer(ring, false, iov, iovcnt, true, 0, skip);
+	return transfer(ring, false, iov, iovcnt, true, 0, skip, false);
 }
 
 /*

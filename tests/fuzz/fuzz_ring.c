@@ -1,9 +1,10 @@
 /*
  * libFuzzer target: the ring's checks of what the peer writes.  The input
  * is a program: each step either scribbles a control word as a hostile
- * peer would (counters, flags, shut) or makes one call of this side
- * (write, read, peek, readable, writable, arm, wake-up).  Every call must
- * return a length within its request and the capacity, or -EPROTO, and
+ * peer would (counters, flags, shut, counts of records) or makes one call
+ * of this side (write, read, peek, readable, writable, arm, wake-up).
+ * Every call must return a length within its request and the capacity,
+ * -EPROTO, or TSSX_RING_MARKED from a read that stops before records, and
  * never touch memory outside the ring (ASan watches the data buffer,
  * allocated to its exact size).
  */
@@ -33,7 +34,7 @@ static uint64_t take(struct input *in, size_t bytes)
 
 static void check(ssize_t n, size_t want)
 {
-	if (n == -EPROTO)
+	if (n == -EPROTO || n == TSSX_RING_MARKED)
 		return;
 	if (n < 0 || (size_t)n > want || (size_t)n > CAP)
 		abort();
@@ -66,6 +67,8 @@ static void transfer(struct input *in, struct tssx_ring *ring, bool write, bool 
 				      : tssx_ring_write(ring, iov, n), len);
 	else if (peek && take(in, 1) & 1)
 		check(tssx_ring_peek_at(ring, take(in, 8), iov, n), len);
+	else if (take(in, 1) & 1)
+		check(tssx_ring_read_unmarked(ring, iov, n, peek), len);
 	else
 		check(tssx_ring_read(ring, iov, n, peek), len);
 }
@@ -76,7 +79,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint8_t *ring_data = malloc(CAP);
 	struct tssx_ring producer, consumer;
 	struct input in = { data, size };
-	_Atomic uint32_t *flags = &ctl.reader_waiting;
+	_Atomic uint32_t *words[] = { &ctl.writer_waiting, &ctl.write_shut, &ctl.read_shut,
+				      &ctl.ancillary_sent, &ctl.ancillary_taken };
 
 	tssx_log_level = TSSX_LOG_NONE;
 	tssx_ring_ctl_init(&ctl);
@@ -96,9 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 3:
 			atomic_fetch_add(&ctl.head, take(&in, 2));
 			break;
-		case 4: /* flags and shut words */
-			flags = take(&in, 1) & 1 ? &ctl.writer_waiting : &ctl.write_shut;
-			atomic_store(flags, (uint32_t)take(&in, 4));
+		case 4: /* flags, shut words and counts of records */
+			atomic_store(words[take(&in, 1) % ARRAY_SIZE(words)], (uint32_t)take(&in, 4));
 			break;
 		case 5:
 			transfer(&in, &producer, true, false);

@@ -257,6 +257,51 @@ static void test_own_counter_corrupted(void **state)
 	assert_int_equal(put(f, 0, 10), -EPROTO);
 }
 
+static ssize_t get_unmarked(struct tssx_ring *reader, struct fixture *f, size_t len)
+{
+	struct iovec iov = { f->out, len };
+
+	return tssx_ring_read_unmarked(reader, &iov, 1, false);
+}
+
+/*
+ * A read that stops before control data (on a view of its own, as the
+ * consumer's process has): it reads while no record is counted, moves
+ * nothing once one is (a record counted after the tail it saw concerns
+ * later bytes only), and reads again once the record is taken, without a
+ * stale count keeping it on the slow path.
+ */
+static void test_read_unmarked(void **state)
+{
+	struct fixture *f = *state;
+	struct tssx_ring reader;
+
+	tssx_ring_attach(&reader, &f->ctl, f->data, CAP);
+	assert_int_equal(put(f, 0, 100), 100);
+	assert_int_equal(get_unmarked(&reader, f, 10), 10);
+	/* The producer counts a record, then writes its bytes. */
+	tssx_ring_count_ancillary(&f->ring);
+	assert_int_equal(put(f, 100, 50), 50);
+	/* The tail seen before the record still allows 90 bytes: they are
+	 * not the record's. */
+	assert_int_equal(get_unmarked(&reader, f, 90), 90);
+	assert_memory_equal(f->out, f->in + 10, 90);
+	/* Its bytes: the caller must look at the records. */
+	assert_int_equal(get_unmarked(&reader, f, 50), TSSX_RING_MARKED);
+	assert_int_equal(tssx_ring_readable(&reader), 50);
+	assert_int_equal(tssx_ring_ancillary_ahead(&reader), 1);
+	tssx_ring_take_ancillary(&reader);
+	assert_int_equal(get_unmarked(&reader, f, 50), 50);
+	assert_memory_equal(f->out, f->in + 100, 50);
+	/* A corrupted tail found when the count is loaded again. */
+	tssx_ring_count_ancillary(&f->ring);
+	assert_int_equal(put(f, 0, 10), 10);
+	assert_int_equal(get_unmarked(&reader, f, 5), TSSX_RING_MARKED);
+	atomic_store(&f->ctl.tail, 5);
+	tssx_log_level = TSSX_LOG_NONE;
+	assert_int_equal(get_unmarked(&reader, f, 5), -EPROTO);
+}
+
 static void test_wakeup_flags(void **state)
 {
 	struct fixture *f = *state;
@@ -542,6 +587,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tail_backwards, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head_backwards, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_own_counter_corrupted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_unmarked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wakeup_flags, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_producers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
