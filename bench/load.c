@@ -56,7 +56,9 @@ struct load_slot {
 	_Atomic uint32_t shm_used; /* the client maps a TSSX segment */
 };
 
-enum load_kind { LOAD_PAIRS, LOAD_PAIRS_HOGS, LOAD_CLIENTS, LOAD_CHAIN };
+const char *const load_kind_names[LOAD_KIND_COUNT] = {
+	[LOAD_PAIRS] = "pairs", [LOAD_PAIRS_HOGS] = "hogs", [LOAD_CLIENTS] = "clients", [LOAD_CHAIN] = "chain",
+};
 
 static const char *const kind_labels[] = {
 	[LOAD_PAIRS] = "pairs", [LOAD_PAIRS_HOGS] = "pairs + hogs",
@@ -488,9 +490,9 @@ static struct load_topology topology_of(const struct load_row *row, long nproc)
 	case LOAD_CLIENTS:
 		return (struct load_topology){ .servers = 1, .clients = row->n };
 	case LOAD_CHAIN:
+	default:
 		return (struct load_topology){ .servers = 2, .clients = row->n, .proxy = true };
 	}
-	return (struct load_topology){ 0 };
 }
 
 static bool spawn_server(struct load_procs *procs, char **env, int counters, int ready[2],
@@ -604,18 +606,25 @@ static int measure_round(const struct bench_config *cfg, struct load_row *row, i
 	return bench_interrupted ? -EINTR : err;
 }
 
-static unsigned build_load_rows(struct load_row *rows)
+/* The rows of the scenarios in `kinds` (bits of enum load_kind). */
+static unsigned build_load_rows(struct load_row *rows, unsigned kinds)
 {
-	static const unsigned pairs[] = { 1, 2, 4, 8, 16 }, clients[] = { 1, 8, 64 };
+	static const unsigned pairs[] = { 1, 2, 4, 8, 16 }, clients[] = { 1, 8, 64 }, chain[] = { 1, 8 };
+	static const struct {
+		const unsigned *n;
+		size_t count;
+	} sizes[LOAD_KIND_COUNT] = {
+		[LOAD_PAIRS] = { pairs, ARRAY_SIZE(pairs) },
+		[LOAD_PAIRS_HOGS] = { pairs, ARRAY_SIZE(pairs) },
+		[LOAD_CLIENTS] = { clients, ARRAY_SIZE(clients) },
+		[LOAD_CHAIN] = { chain, ARRAY_SIZE(chain) },
+	};
 	unsigned n = 0;
 
-	for (int kind = LOAD_PAIRS; kind <= LOAD_PAIRS_HOGS; kind++)
-		for (size_t i = 0; i < ARRAY_SIZE(pairs); i++)
-			rows[n++] = (struct load_row){ .kind = (enum load_kind)kind, .n = pairs[i], .shm_used = true };
-	for (size_t i = 0; i < ARRAY_SIZE(clients); i++)
-		rows[n++] = (struct load_row){ .kind = LOAD_CLIENTS, .n = clients[i], .shm_used = true };
-	rows[n++] = (struct load_row){ .kind = LOAD_CHAIN, .n = 1, .shm_used = true };
-	rows[n++] = (struct load_row){ .kind = LOAD_CHAIN, .n = 8, .shm_used = true };
+	for (int kind = 0; kind < LOAD_KIND_COUNT; kind++)
+		for (size_t i = 0; (kinds & 1u << kind) && i < sizes[kind].count; i++)
+			rows[n++] = (struct load_row){ .kind = (enum load_kind)kind, .n = sizes[kind].n[i],
+						       .shm_used = true };
 	return n;
 }
 
@@ -761,7 +770,7 @@ static void print_load_json(FILE *out, const struct bench_config *cfg, struct lo
 int load_main(const struct bench_config *cfg)
 {
 	struct load_row rows[16];
-	unsigned nrows = build_load_rows(rows), total, step = 0;
+	unsigned nrows = build_load_rows(rows, cfg->load_kinds), total, step = 0;
 	long nproc = sysconf(_SC_NPROCESSORS_ONLN);
 	double load = -1;
 	FILE *f = fopen("/proc/loadavg", "re");

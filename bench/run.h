@@ -39,9 +39,15 @@ struct bench_row {
 	struct bench_cell cell[COL_COUNT];
 };
 
+/* The --load scenarios (load.c). */
+enum load_kind { LOAD_PAIRS, LOAD_PAIRS_HOGS, LOAD_CLIENTS, LOAD_CHAIN, LOAD_KIND_COUNT };
+/* Their names for -t. */
+extern const char *const load_kind_names[LOAD_KIND_COUNT];
+
 struct bench_config {
 	uint64_t warmup_ns, duration_ns, block_ns;
 	unsigned rounds;
+	unsigned load_kinds;      /* --load: bit (1 << enum load_kind) per scenario run */
 	bool quick, json, progress;
 	const char *dir;          /* private temporary directory for sockets */
 	char **env[2];            /* environment without / with the preload */

@@ -80,7 +80,9 @@ static const char usage_text[] =
 "  -w, --warmup=SECS     warm-up per cell, all rounds together (default 0.2)\n"
 "  -R, --rounds=N        rounds per cell (default 3), each with its own processes\n"
 "  -t, --tests=LIST      only these measurements, comma-separated:\n"
-"                        pingpong,stream,drain,connect,pipe,blocked\n"
+"                        pingpong,stream,drain,connect,pipe,blocked;\n"
+"                        with --load, only these scenarios:\n"
+"                        pairs,hogs,clients,chain\n"
 "  -L, --load            the load table instead (below)\n"
 "  -j, --json            print JSON instead of the table\n"
 "  -p, --progress        show progress on stderr even when it is not a tty\n"
@@ -96,6 +98,7 @@ static const char usage_text[] =
 "CPU time and system calls per request; 1-16 independent pairs, the same\n"
 "with a busy process per CPU, an epoll server with 1-64 clients, a client ->\n"
 "epoll proxy -> server chain (default 3 s per cell, --quick 1.2 s).\n"
+"-t names the scenarios to run (default: all four).\n"
 "\n"
 "Without a mounted registry or without the library the TSSX column is\n"
 "skipped, with one line on stderr saying why and how to fix it.\n"
@@ -409,14 +412,15 @@ static int in_run_dir(struct bench_config *cfg, unsigned tests, bool load)
 	return status;
 }
 
-static unsigned parse_tests(const char *list)
+/* A comma-separated list of names[] as a bit mask; 0 when a name is not one. */
+static unsigned parse_list(const char *list, const char *const *names, size_t count)
 {
 	char copy[256], *save = NULL;
 	unsigned tests = 0;
 
 	snprintf(copy, sizeof(copy), "%s", list);
 	for (char *name = strtok_r(copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
-		int test = parse_name(name, test_option_names, ARRAY_SIZE(test_option_names));
+		int test = parse_name(name, names, count);
 
 		if (test < 0)
 			return 0;
@@ -438,8 +442,9 @@ int main(int argc, char **argv)
 	};
 	struct bench_config cfg = { .warmup_ns = 200000000, .duration_ns = 1000000000,
 				    .block_ns = 1000000000, .rounds = DEFAULT_ROUNDS,
+				    .load_kinds = (1u << LOAD_KIND_COUNT) - 1,
 				    .progress = isatty(STDERR_FILENO) };
-	const char *library = NULL, *registry = NULL;
+	const char *library = NULL, *registry = NULL, *test_list = NULL;
 	bool duration_given = false, warmup_given = false, load = false;
 	unsigned tests = (1u << TEST_COUNT) - 1;
 	int opt, status;
@@ -470,8 +475,7 @@ int main(int argc, char **argv)
 				return usage_error("invalid number of rounds '%s'", optarg);
 			break;
 		case 't':
-			if (!(tests = parse_tests(optarg)))
-				return usage_error("invalid test list '%s'", optarg);
+			test_list = optarg; /* its names depend on --load */
 			break;
 		case 'L':
 			load = true;
@@ -501,6 +505,10 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (test_list && load && !(cfg.load_kinds = parse_list(test_list, load_kind_names, LOAD_KIND_COUNT)))
+		return usage_error("invalid scenario list '%s' (pairs,hogs,clients,chain)", test_list);
+	if (test_list && !load && !(tests = parse_list(test_list, test_option_names, ARRAY_SIZE(test_option_names))))
+		return usage_error("invalid test list '%s'", test_list);
 	if (cfg.quick && !duration_given)
 		cfg.duration_ns = 400000000;
 	if (cfg.quick && !warmup_given)

@@ -11,6 +11,7 @@
 
 #include "conn/wait.h"
 #include "init.h"
+#include "tssx/log.h"
 
 /* ---- Deadlines ---- */
 
@@ -164,6 +165,68 @@ uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_
 	return doubled > TSSX_YIELD_BACKOFF_MAX_NS ? TSSX_YIELD_BACKOFF_MAX_NS : doubled;
 }
 
+bool tssx_spin_history_skips(struct tssx_spin_history *history)
+{
+	if (!history->skip_left)
+		return false;
+	history->skip_left--;
+	return true;
+}
+
+void tssx_spin_history_record(struct tssx_spin_history *history, bool found)
+{
+	uint32_t skip = history->skip_next ? history->skip_next : TSSX_SPIN_SKIP_MIN;
+
+	/* A running average over about the last TSSX_SPIN_HISTORY_OVER
+	 * spins, in 1/65536ths. */
+	history->fail_share -= history->fail_share / TSSX_SPIN_HISTORY_OVER;
+	if (found) {
+		history->skip_next = skip / 2 > TSSX_SPIN_SKIP_MIN ? skip / 2 : TSSX_SPIN_SKIP_MIN;
+		return;
+	}
+	history->fail_share += 65536u / TSSX_SPIN_HISTORY_OVER;
+	if (history->fail_share <= 65536u / 2)
+		return;
+	history->skip_left = skip;
+	history->skip_next = skip * 2 < TSSX_SPIN_SKIP_MAX ? skip * 2 : TSSX_SPIN_SKIP_MAX;
+}
+
+/* ---- What the waits did ---- */
+
+/* Relaxed: counters, read only for the report. */
+static struct {
+	_Atomic uint64_t spins, spins_found, yielding, yielding_found, yields, skipped, refused;
+} wait_stats;
+
+static void count(_Atomic uint64_t *counter)
+{
+	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}
+
+void tssx_wait_stats_get(struct tssx_wait_stats *stats)
+{
+	stats->spins = atomic_load_explicit(&wait_stats.spins, memory_order_relaxed);
+	stats->spins_found = atomic_load_explicit(&wait_stats.spins_found, memory_order_relaxed);
+	stats->yielding = atomic_load_explicit(&wait_stats.yielding, memory_order_relaxed);
+	stats->yielding_found = atomic_load_explicit(&wait_stats.yielding_found, memory_order_relaxed);
+	stats->yields = atomic_load_explicit(&wait_stats.yields, memory_order_relaxed);
+	stats->skipped = atomic_load_explicit(&wait_stats.skipped, memory_order_relaxed);
+	stats->refused = atomic_load_explicit(&wait_stats.refused, memory_order_relaxed);
+}
+
+__attribute__((destructor)) static void wait_stats_report(void)
+{
+	struct tssx_wait_stats st;
+
+	tssx_wait_stats_get(&st);
+	if (st.spins || st.yielding || st.skipped || st.refused)
+		log_info("waits before sleeping: %llu spins (%llu found the answer), %llu yielding spins (%llu found it, "
+			 "%llu yields), %llu skipped (spins failed lately), %llu refused (no CPU free, yields paused)",
+			 (unsigned long long)st.spins, (unsigned long long)st.spins_found,
+			 (unsigned long long)st.yielding, (unsigned long long)st.yielding_found,
+			 (unsigned long long)st.yields, (unsigned long long)st.skipped, (unsigned long long)st.refused);
+}
+
 /* ---- The machine's view ---- */
 
 /* The page every TSSX process of the user maps. */
@@ -296,7 +359,7 @@ bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, u
 	spin->look_every_ns = look_every_ns;
 	spin->look_ns = look_every_ns ? now : UINT64_MAX; /* the first at once */
 	spin->slot = NULL;
-	spin->yields = false;
+	spin->kind = TSSX_SPIN_NONE;
 	spin->turns_left = 0;
 	spin->deadline_ns = deadline->at_ns;
 	spin->turn_ns = now;
@@ -310,33 +373,60 @@ static bool yields_paused(uint64_t now)
 	return now < atomic_load_explicit(&yields_after, memory_order_relaxed);
 }
 
+/* This thread's recent spins (tssx_spin_history_record). */
+static __thread struct tssx_spin_history spin_history;
+
 bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline)
 {
 	uint64_t now = tssx_now_ns();
 
-	if (tssx_spin_setup(spin, now, tssx_opts.spin_ns, look_every_ns, deadline) &&
-	    spin_allowed(now, spin->end_ns, &spin->slot))
+	if (!tssx_spin_setup(spin, now, tssx_opts.spin_ns, look_every_ns, deadline))
+		return false;
+	if (tssx_spin_history_skips(&spin_history)) {
+		count(&wait_stats.skipped);
+		spin->over = true;
+		return false;
+	}
+	if (spin_allowed(now, spin->end_ns, &spin->slot)) {
+		spin->kind = TSSX_SPIN_CPU;
 		return true;
+	}
 	/* No CPU to spin on: give it away at every turn instead, so that
 	 * the peer may run on it and answer before this waiter sleeps. */
 	if (!yields_paused(now) && tssx_spin_setup(spin, now, tssx_opts.yield_ns, look_every_ns, deadline)) {
-		spin->yields = true;
+		spin->kind = TSSX_SPIN_YIELDING;
 		spin->turns_left = TSSX_YIELD_TURNS_MIN;
 		return true;
 	}
+	count(&wait_stats.refused);
 	spin->over = true;
 	return false;
 }
 
-void tssx_spin_stop(struct tssx_spin *spin)
+/* Ends a spin, once: counts how it went and frees its slot. */
+static void spin_finish(struct tssx_spin *spin, bool found)
 {
 	uint64_t held = spin->end_ns;
 
+	if (spin->kind != TSSX_SPIN_NONE) {
+		bool yielding = spin->kind == TSSX_SPIN_YIELDING;
+
+		tssx_spin_history_record(&spin_history, found);
+		count(yielding ? &wait_stats.yielding : &wait_stats.spins);
+		if (found)
+			count(yielding ? &wait_stats.yielding_found : &wait_stats.spins_found);
+		spin->kind = TSSX_SPIN_NONE;
+	}
 	spin->over = true;
 	if (spin->slot)
 		atomic_compare_exchange_strong_explicit(spin->slot, &held, 0, memory_order_relaxed,
 							memory_order_relaxed);
 	spin->slot = NULL;
+}
+
+void tssx_spin_stop(struct tssx_spin *spin)
+{
+	spin_finish(spin, !spin->over);
 }
 
 /* A yield that let a long-running task have the CPU: the next wait would
@@ -391,19 +481,21 @@ bool tssx_spin_pause(struct tssx_spin *spin)
 		return false;
 	end = spin_end_ns(spin);
 	until = spin->look_ns < end ? spin->look_ns : end;
-	if (spin->yields)
+	if (spin->kind == TSSX_SPIN_YIELDING) {
 		sched_yield();
-	else
+		count(&wait_stats.yields);
+	} else {
 		tssx_cpu_relax();
+	}
 	now = tssx_now_ns();
-	if (spin->yields && !yield_counted(spin, now)) {
-		tssx_spin_stop(spin);
+	if (spin->kind == TSSX_SPIN_YIELDING && !yield_counted(spin, now)) {
+		spin_finish(spin, false);
 		return false;
 	}
 	if (now < until)
 		return true;
 	if (now >= spin_end_ns(spin))
-		tssx_spin_stop(spin);
+		spin_finish(spin, false);
 	if (spin->look_every_ns)
 		spin->look_ns = now + spin->look_every_ns;
 	return false;

@@ -22,8 +22,11 @@
  * one and answers before the waiter sleeps, again with no doorbell and no
  * wake-up.  Where yields stall behind tasks that run long slices (a
  * CPU-bound job takes the CPU to the next tick; a sleeper woken by a
- * doorbell would preempt it) such spins pause for all the user's
- * processes, longer each time the stalls go on.
+ * doorbell would preempt it) such spins pause for the process, longer
+ * each time the stalls go on.
+ * A thread whose recent spins of either kind mostly ended with nothing to
+ * do (its peers answer later than a spin lasts) sleeps at once for its
+ * next waits, more of them each time, and tries again now and then.
  */
 #ifndef TSSX_PRELOAD_WAIT_H
 #define TSSX_PRELOAD_WAIT_H
@@ -80,12 +83,18 @@ bool tssx_timespec_valid(const struct timespec *timeout);
  * due at once and then every `look_every_ns`, so that none waits longer
  * than that for the spin to notice it.
  */
+enum tssx_spin_kind {
+	TSSX_SPIN_NONE,		/* not started, or over and counted */
+	TSSX_SPIN_CPU,		/* polls shared memory on a CPU of its own */
+	TSSX_SPIN_YIELDING,	/* gives the CPU away at every turn */
+};
+
 struct tssx_spin {
+	enum tssx_spin_kind kind;
 	uint64_t end_ns;	/* CLOCK_MONOTONIC */
 	uint64_t look_every_ns;
 	uint64_t look_ns;	/* the next look at the kernel's fds */
 	bool over;
-	bool yields;		/* gives the CPU away at every turn */
 	unsigned turns_left;	/* turns it takes even past end_ns */
 	uint64_t deadline_ns;	/* never past it */
 	uint64_t turn_ns;	/* when the last turn ended */
@@ -108,8 +117,22 @@ static inline void tssx_spin_look_at(struct tssx_spin *spin, uint64_t at_ns)
 	if (spin->look_every_ns)
 		spin->look_ns = at_ns;
 }
-/* Gives the spin slot back; harmless on a spin that is over. */
+/* Ends the spin: the caller found something to do unless the spin was
+ * over already (its budget or deadline ran out), which the thread's
+ * history (tssx_spin_history_record) and the statistics count.  Gives the
+ * spin slot back; harmless on a spin that is over or never started. */
 void tssx_spin_stop(struct tssx_spin *spin);
+
+/* What this process's waits did before they slept, for TSSX_LOG=info
+ * (printed at exit) and the tests. */
+struct tssx_wait_stats {
+	uint64_t spins, spins_found;		/* on a CPU of their own */
+	uint64_t yielding, yielding_found;	/* spins that yielded */
+	uint64_t yields;			/* sched_yield() calls */
+	uint64_t skipped;			/* slept at once: spins failed lately */
+	uint64_t refused;			/* slept at once: no CPU free, yields paused */
+};
+void tssx_wait_stats_get(struct tssx_wait_stats *stats);
 
 /* ---- The pure parts, for the unit tests ---- */
 
@@ -150,6 +173,28 @@ bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_n
  * such pause (0: none yet) and the time since it ended. */
 uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_ns);
 
+
+/* A thread's recent spins: when more than half of its last ~8 ended with
+ * nothing to do (TSSX_SPIN_HISTORY_OVER), its next TSSX_SPIN_SKIP_MIN waits
+ * sleep at once, twice as many after each further failure up to
+ * TSSX_SPIN_SKIP_MAX, half as many after a spin that found something.
+ * A failed spin costs its budget and then the doorbell anyway; one that
+ * found the answer saves a doorbell and a wake-up: about even, so spins
+ * pay while at least half of them find it. */
+#define TSSX_SPIN_HISTORY_OVER 8u
+#define TSSX_SPIN_SKIP_MIN 4u
+#define TSSX_SPIN_SKIP_MAX 256u
+
+struct tssx_spin_history {
+	uint32_t fail_share;	/* running share of failed spins, 1/65536ths */
+	uint32_t skip_left;	/* waits that sleep at once from now */
+	uint32_t skip_next;	/* how many the next skip lasts; 0: the minimum */
+};
+
+/* Whether this wait sleeps at once (and then counts it as skipped). */
+bool tssx_spin_history_skips(struct tssx_spin_history *history);
+/* Records how a started spin ended. */
+void tssx_spin_history_record(struct tssx_spin_history *history, bool found);
 
 /* tssx_spin_start() without the policy: a spin of budget_ns from now. */
 bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, uint64_t look_every_ns,
