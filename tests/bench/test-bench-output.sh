@@ -107,6 +107,17 @@ check_table "$TMP/table"
 rc=0; "$TSSX_BENCH" --duration 0 2>/dev/null || rc=$?
 ((rc == 2)) || fail "--duration 0 exits $rc, not 2"
 "$TSSX_BENCH" --help | grep -q '^Usage: tssx-bench' || fail "--help"
+for bad in "--load -t pairs,bogus" "-t hogs"; do # names of the other table
+	rc=0; "$TSSX_BENCH" $bad 2>/dev/null || rc=$?
+	((rc == 2)) || fail "$bad exits $rc, not 2"
+done
+# --load -t: only the scenarios named, in the table's order.
+TSSX_REGISTRY=$TMP "$TSSX_BENCH" --load -t chain,pairs --duration 0.02 --rounds 1 --json \
+	>"$TMP/load.json" 2>/dev/null || fail "--load -t chain,pairs failed"
+python3 -c 'import json, sys; print(" ".join(r["scenario"] for r in json.load(open(sys.argv[1]))["load"]))' \
+	"$TMP/load.json" >"$TMP/scenarios" || fail "--load JSON"
+[[ $(cat "$TMP/scenarios") == "pairs pairs pairs pairs pairs chain via epoll proxy chain via epoll proxy" ]] ||
+	fail "--load -t chain,pairs ran: $(cat "$TMP/scenarios")"
 
 if ! have_tssx; then
 	echo "SKIP: libtssx.so or tests/lib/with-registry not built yet"
