@@ -139,7 +139,8 @@ uint64_t tssx_yield_stall_ns(unsigned runnable, unsigned cpus)
 	return busy > TSSX_YIELD_STALL_NS ? busy : TSSX_YIELD_STALL_NS;
 }
 
-bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_ns, uint64_t stall_ns)
+bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_ns, uint64_t stall_ns,
+			     bool probation)
 {
 	/* A running average over about the last TSSX_YIELD_AVERAGE_OVER
 	 * yields, in 1/65536ths. */
@@ -148,7 +149,8 @@ bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_n
 		history->stall_share += 65536u / TSSX_YIELD_AVERAGE_OVER;
 	if (history->yields < TSSX_YIELD_HISTORY_MIN)
 		history->yields++;
-	if (history->yields < TSSX_YIELD_HISTORY_MIN || history->stall_share <= 65536u / TSSX_YIELD_STALL_SHARE)
+	if (!(probation && took_ns >= stall_ns) &&
+	    (history->yields < TSSX_YIELD_HISTORY_MIN || history->stall_share <= 65536u / TSSX_YIELD_STALL_SHARE))
 		return false;
 	*history = (struct tssx_yield_history){ 0 };
 	return true;
@@ -429,29 +431,31 @@ void tssx_spin_stop(struct tssx_spin *spin)
 	spin_finish(spin, !spin->over);
 }
 
-/* A yield that let a long-running task have the CPU: the next wait would
- * likely pay the same, where a sleeper woken by a doorbell would preempt
- * it.  When such yields are common, the process stops yielding for a
- * while, longer each time it happens again right away. */
+/* A yield that let a long-running task have the CPU: the rest of this
+ * wait, and likely the next waits, would pay the same, where a sleeper
+ * woken by a doorbell would preempt it.  True when the yield stalled; the
+ * wait then sleeps.  When stalls are common, the process stops yielding
+ * for a while, longer each time it happens again right away. */
 static bool yield_stalled(uint64_t took_ns, uint64_t now)
 {
 	static __thread struct tssx_yield_history history;
 	struct shared_page *page = shared_page();
-	uint64_t after, backoff, stall_ns = TSSX_YIELD_STALL_NS;
+	uint64_t after, previous, backoff, stall_ns = TSSX_YIELD_STALL_NS;
+	bool probation;
 
 	/* The runnable count only for a long turn: it may cost a read. */
 	if (took_ns >= stall_ns)
 		stall_ns = tssx_yield_stall_ns(runnable_now(page, now), machine.cpus);
-	if (!tssx_yield_stalls_often(&history, took_ns, stall_ns))
-		return false;
 	after = atomic_load_explicit(&yields_after, memory_order_relaxed);
-	if (after > now)
-		return true; /* another thread paused them meanwhile */
-	backoff = tssx_yield_backoff(atomic_load_explicit(&yield_backoff_ns, memory_order_relaxed),
-				     now - after);
-	atomic_store_explicit(&yield_backoff_ns, backoff, memory_order_relaxed);
-	atomic_store_explicit(&yields_after, now + backoff, memory_order_relaxed);
-	return true;
+	previous = atomic_load_explicit(&yield_backoff_ns, memory_order_relaxed);
+	/* Within the last pause's length of its end: one stall is enough. */
+	probation = after && now - after <= previous;
+	if (tssx_yield_stalls_often(&history, took_ns, stall_ns, probation) && after <= now) {
+		backoff = tssx_yield_backoff(previous, now - after);
+		atomic_store_explicit(&yield_backoff_ns, backoff, memory_order_relaxed);
+		atomic_store_explicit(&yields_after, now + backoff, memory_order_relaxed);
+	}
+	return took_ns >= stall_ns;
 }
 
 /* A spin ends at its budget's end, or at the deadline while a yielding
@@ -461,8 +465,8 @@ static uint64_t spin_end_ns(const struct tssx_spin *spin)
 	return spin->turns_left ? spin->deadline_ns : spin->end_ns;
 }
 
-/* A yield that returned at `now` counted; false when yields stalled so
- * often that the spin ends. */
+/* A yield that returned at `now` counted; false when it stalled: the spin
+ * ends. */
 static bool yield_counted(struct tssx_spin *spin, uint64_t now)
 {
 	if (yield_stalled(now - spin->turn_ns, now))

@@ -167,8 +167,11 @@ struct tssx_yield_history {
 };
 
 /* Records one yield that took took_ns (a stall when stall_ns or more);
- * true when stalls have become common, and then the history starts anew. */
-bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_ns, uint64_t stall_ns);
+ * true when stalls have become common, or at the first stall while on
+ * probation (yields paused for stalls lately: the CPU-bound tasks are
+ * likely still there), and then the history starts anew. */
+bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_ns, uint64_t stall_ns,
+			     bool probation);
 /* How long to stop yielding after stalls became common, given the last
  * such pause (0: none yet) and the time since it ended. */
 uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_ns);

@@ -219,22 +219,29 @@ static void test_yield_stalls_rare_and_common(void **state)
 
 	/* Short yields never stop a spin. */
 	for (i = 0; i < 100000; i++)
-		assert_false(tssx_yield_stalls_often(&history, stall - 1, stall));
+		assert_false(tssx_yield_stalls_often(&history, stall - 1, stall, false));
 	/* One stall in 64 (busy pairs: a scheduler hiccup) neither. */
 	for (i = 0; i < 6400; i++)
-		assert_false(tssx_yield_stalls_often(&history, i % 64 ? 150000 : 2 * stall, stall));
+		assert_false(tssx_yield_stalls_often(&history, i % 64 ? 150000 : 2 * stall, stall, false));
 	/* A CPU-bound task's whole slice at every other yield: stop, and
 	 * start the history anew. */
-	for (i = 0; i < 1000 && !tssx_yield_stalls_often(&history, i % 2 ? 150000 : 4 * stall, stall); i++)
+	for (i = 0; i < 1000 && !tssx_yield_stalls_often(&history, i % 2 ? 150000 : 4 * stall, stall, false); i++)
 		;
 	assert_true(i < 1000);
 	assert_int_equal(history.stall_share, 0);
 	assert_int_equal(history.yields, 0);
 	/* From an empty history, stalls back to back stop once the history
 	 * holds its least number of yields, and not before. */
-	for (i = 0; i < 100 && !tssx_yield_stalls_often(&history, 4 * stall, stall); i++)
+	for (i = 0; i < 100 && !tssx_yield_stalls_often(&history, 4 * stall, stall, false); i++)
 		;
 	assert_int_equal(i, TSSX_YIELD_HISTORY_MIN - 1);
+	/* On probation (right after a pause), short yields go on, and the
+	 * first stall stops them, even with a fresh history. */
+	for (i = 0; i < 1000; i++)
+		assert_false(tssx_yield_stalls_often(&history, stall - 1, stall, true));
+	history = (struct tssx_yield_history){ 0 };
+	assert_true(tssx_yield_stalls_often(&history, stall, stall, true));
+	assert_int_equal(history.yields, 0);
 }
 
 static void test_yield_stall_grows_with_the_tasks(void **state)
