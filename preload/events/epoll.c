@@ -91,7 +91,8 @@ static struct tssx_conn *entry_conn(struct events_set *set, struct events_entry 
 	struct tssx_conn *conn = tssx_conn_lookup(entry->fd);
 	enum events_kind kind = conn ? EVENTS_CONN : EVENTS_WATCHED;
 
-	if (entry->kind != kind)
+	/* A parked entry keeps its registration until it is added again. */
+	if (entry->kind != kind && !entry->parked)
 		entry_reclassify(set, entry, kind);
 	return conn;
 }
@@ -143,7 +144,7 @@ static bool set_arm_locked(struct events_set *set)
 		struct tssx_conn *conn = entry_conn(set, entry);
 		struct events_set *inner;
 
-		if (entry->disabled)
+		if (entry->disabled || entry->parked)
 			continue;
 		if (conn)
 			recheck |= tssx_conn_arm(conn, entry->events);
@@ -222,6 +223,8 @@ static int translate(struct events_set *set, struct epoll_event *events, int cou
 		if (!entry)
 			continue; /* a closed fd's last words */
 		conn = entry_conn(set, entry);
+		if (entry->parked && !conn)
+			continue;
 		if (conn)
 			tssx_conn_drain(conn, events[i].events |
 						      (conn_kernel_events(entry->kernel_flags) & EPOLLRDHUP ? 0 : EPOLLRDHUP));
@@ -479,15 +482,54 @@ static int ctl_add(struct events_set *set, int fd, struct epoll_event *event)
 	return 0;
 }
 
+/* A connection's registration with the kernel is the same whatever the
+ * application asks for (conn_kernel_events()), unless EPOLLEXCLUSIVE is in
+ * play: then its changes need no system call. */
+static bool kernel_keeps(const struct events_entry *entry, const struct epoll_event *event)
+{
+	return entry->kind == EVENTS_CONN && !entry->kernel_flags && !(event->events & EPOLLEXCLUSIVE);
+}
+
 static int ctl_mod(struct events_set *set, struct events_entry *entry, struct epoll_event *event)
 {
 	struct events_entry probe = { .fd = entry->fd, .kind = entry->kind, .events = event->events };
 	struct epoll_event kernel = kernel_event(&probe, event->events & EPOLLEXCLUSIVE);
 
-	if (real_ctl(set->epfd, EPOLL_CTL_MOD, entry->fd, &kernel) < 0)
+	if (!kernel_keeps(entry, event) && real_ctl(set->epfd, EPOLL_CTL_MOD, entry->fd, &kernel) < 0)
 		return -1;
 	events_entry_modify(entry, event);
 	return 0;
+}
+
+/* EPOLL_CTL_DEL: a connection's entry is parked, anything else goes. */
+static int ctl_del(struct events_set *set, struct events_entry *entry)
+{
+	struct tssx_conn *conn = entry_conn(set, entry);
+	int rc;
+
+	if (conn && entry->kind == EVENTS_CONN && !entry->kernel_flags) {
+		events_entry_park(entry, conn);
+		return 0;
+	}
+	rc = real_ctl(set->epfd, EPOLL_CTL_DEL, entry->fd, NULL);
+	events_set_remove(set, entry); /* whatever the kernel says: it is gone */
+	return rc;
+}
+
+/* EPOLL_CTL_ADD over a parked entry: taken back without a system call
+ * when the fd is still the connection it was parked with; otherwise (the
+ * fd became another file, EPOLLEXCLUSIVE) registered anew. */
+static int ctl_add_parked(struct events_set *set, struct events_entry *entry, struct epoll_event *event)
+{
+	int fd = entry->fd;
+
+	if (kernel_keeps(entry, event) && tssx_conn_lookup(fd) == entry->parked_with) {
+		events_entry_unpark(entry, event);
+		return 0;
+	}
+	real_ctl(set->epfd, EPOLL_CTL_DEL, fd, NULL); /* ENOENT: that file is gone */
+	events_set_remove(set, entry);
+	return ctl_add(set, fd, event);
 }
 
 static int ctl_tracked(struct events_set *set, int op, int fd, struct epoll_event *event)
@@ -501,14 +543,17 @@ static int ctl_tracked(struct events_set *set, int op, int fd, struct epoll_even
 	}
 	pthread_mutex_lock(&set->lock);
 	entry = events_set_find(set, fd);
-	if (op == EPOLL_CTL_ADD) {
-		rc = ctl_add(set, fd, event);
+	if (entry && entry->parked && op != EPOLL_CTL_ADD) {
+		errno = ENOENT; /* as far as the application knows, it is gone */
+		rc = -1;
+	} else if (op == EPOLL_CTL_ADD) {
+		rc = entry && entry->parked ? ctl_add_parked(set, entry, event) : ctl_add(set, fd, event);
 	} else if (op == EPOLL_CTL_MOD && entry) {
 		rc = ctl_mod(set, entry, event);
+	} else if (op == EPOLL_CTL_DEL && entry) {
+		rc = ctl_del(set, entry);
 	} else {
 		rc = real_ctl(set->epfd, op, fd, event);
-		if (op == EPOLL_CTL_DEL && entry)
-			events_set_remove(set, entry);
 	}
 	pthread_mutex_unlock(&set->lock);
 	return rc;

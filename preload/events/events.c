@@ -166,11 +166,24 @@ void events_entry_modify(struct events_entry *entry, const struct epoll_event *e
 	entry_set_event(entry, event);
 }
 
+void events_entry_park(struct events_entry *entry, const void *conn)
+{
+	entry->parked = true;
+	entry->parked_with = conn;
+}
+
+void events_entry_unpark(struct events_entry *entry, const struct epoll_event *event)
+{
+	entry->parked = false;
+	entry->parked_with = NULL;
+	entry_set_event(entry, event);
+}
+
 uint32_t events_entry_peek(const struct events_entry *entry, uint32_t ready, uint64_t generation)
 {
 	uint32_t wanted = entry->events | EPOLLHUP | EPOLLERR;
 
-	if (entry->disabled)
+	if (entry->disabled || entry->parked)
 		return 0;
 	ready &= wanted & ~(uint32_t)(EPOLLET | EPOLLONESHOT | EPOLLWAKEUP);
 	if (!ready)

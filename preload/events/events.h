@@ -39,6 +39,14 @@ struct events_entry {
 	uint32_t kernel_flags;	/* EPOLLEXCLUSIVE, kept for our own registration */
 	epoll_data_t data;	/* as the application registered it */
 	bool disabled;		/* EPOLLONESHOT reported; re-armed by EPOLL_CTL_MOD */
+	/* Deleted by the application (EPOLL_CTL_DEL of a connection), but
+	 * kept, reporting nothing, with our registration in the kernel: an
+	 * event loop that deletes and adds its connections' fds at every
+	 * request (read interest, then write interest) adds them back
+	 * without a system call.  parked_with is the connection it was, so
+	 * that an fd that became another file is registered anew. */
+	bool parked;
+	const void *parked_with;
 	bool reported;		/* last_generation is valid */
 	uint64_t last_generation;
 	UT_hash_handle hh;
@@ -83,6 +91,10 @@ void events_set_rotate(struct events_set *set, struct events_entry *entry);
 /* EPOLL_CTL_MOD: new events and data, one-shot re-armed, and an
  * edge-triggered entry reports its current readiness again. */
 void events_entry_modify(struct events_entry *entry, const struct epoll_event *event);
+/* EPOLL_CTL_DEL of the connection conn: the entry stays, parked. */
+void events_entry_park(struct events_entry *entry, const void *conn);
+/* EPOLL_CTL_ADD of a parked entry: as a new entry would be. */
+void events_entry_unpark(struct events_entry *entry, const struct epoll_event *event);
 
 /* What the entry reports now, given its readiness and generation, without
  * changing its state. */

@@ -197,6 +197,31 @@ static void test_edge_triggered(void **state)
 	assert_int_equal(events_entry_report(entry, EPOLLIN, 12), 0);
 }
 
+static void test_parked(void **state)
+{
+	struct events_set *set = *state;
+	struct events_entry *entry = added(set, 421, EPOLLIN | EPOLLET);
+	struct epoll_event back = event_of(EPOLLOUT | EPOLLET, 6);
+	static const int conn = 1; /* any connection's address */
+
+	assert_int_equal(events_entry_report(entry, EPOLLIN, 20), EPOLLIN);
+	/* Parked: still there and tracked, reporting nothing. */
+	events_entry_park(entry, &conn);
+	assert_true(entry->parked);
+	assert_ptr_equal(entry->parked_with, &conn);
+	assert_ptr_equal(events_set_find(set, 421), entry);
+	assert_true(events_fd_is_tracked(421));
+	assert_int_equal(events_entry_peek(entry, EPOLLIN | EPOLLHUP, 21), 0);
+	assert_int_equal(events_entry_report(entry, EPOLLIN | EPOLLERR, 21), 0);
+	/* Added back: as a new entry, its edge not yet reported. */
+	events_entry_unpark(entry, &back);
+	assert_false(entry->parked);
+	assert_null(entry->parked_with);
+	assert_int_equal(entry->data.u64, 6);
+	assert_int_equal(events_entry_report(entry, EPOLLOUT, 20), EPOLLOUT);
+	assert_int_equal(events_entry_report(entry, EPOLLOUT, 20), 0);
+}
+
 static void test_oneshot(void **state)
 {
 	struct events_set *set = *state;
@@ -286,6 +311,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_level_triggered, set_up, tear_down),
 		cmocka_unit_test_setup_teardown(test_edge_triggered, set_up, tear_down),
 		cmocka_unit_test_setup_teardown(test_oneshot, set_up, tear_down),
+		cmocka_unit_test_setup_teardown(test_parked, set_up, tear_down),
 		cmocka_unit_test_setup_teardown(test_rotate, set_up, tear_down),
 		cmocka_unit_test(test_threads),
 	};
