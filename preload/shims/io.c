@@ -23,14 +23,21 @@ ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
 		       struct sockaddr *addr, socklen_t *addrlen);
 
-static ssize_t conn_recv(struct tssx_conn *conn, int fd, void *buf, size_t len, int flags)
+/*
+ * The TSSX side of read/recv and write/send, out of line: the wrapper
+ * keeps no frame of its own (no saved registers, no stack protector for
+ * the iovec), so on any other fd it is the inline lookup and a jump to
+ * the real call.
+ */
+static __attribute__((noinline)) ssize_t conn_recv(struct tssx_conn *conn, int fd, void *buf, size_t len, int flags)
 {
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 
 	return tssx_result(tssx_conn_recv(conn, fd, &iov, 1, flags));
 }
 
-static ssize_t conn_send(struct tssx_conn *conn, int fd, const void *buf, size_t len, int flags)
+static __attribute__((noinline)) ssize_t conn_send(struct tssx_conn *conn, int fd, const void *buf, size_t len,
+						  int flags)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 
