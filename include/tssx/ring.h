@@ -113,7 +113,10 @@ static inline size_t tssx_iov_total(const struct iovec *iov, int iovcnt)
 	return total;
 }
 
-/* Copy in as much of iov as fits (possibly 0); returns bytes or -EPROTO.
+/* Copy in as much of iov as fits (possibly 0); returns bytes, -EPROTO, or
+ * -EFAULT with nothing published when the caller's buffer faulted
+ * (tssx/copy.h: on x86-64 the copy returns it; elsewhere the caller's
+ * guard catches the fault first).
  * read/write need the side's lock when several threads or processes share
  * that side; readable/writable/arm_* do not. */
 ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iovcnt);

@@ -2,9 +2,12 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <ucontext.h>
 
 #include "conn/fault.h"
 #include "real_slots.h"
+#include "tssx/copy.h"
 
 __thread __attribute__((tls_model("initial-exec"))) struct tssx_fault_guard *tssx_fault_guard;
 
@@ -43,10 +46,29 @@ static void chain(int sig, siginfo_t *info, void *context)
 		raise(sig);
 }
 
+/* A fault inside the ring's copy resumes at its landing, which returns
+ * -EFAULT to the data path (tssx/copy.h); the handler's return restores
+ * the mask the copy ran with. */
+static bool land_copy(void *context)
+{
+#if TSSX_COPY_LANDS
+	ucontext_t *uc = context;
+	uintptr_t landing = tssx_copy_fault_landing((uintptr_t)uc->uc_mcontext.gregs[REG_RIP]);
+
+	if (landing) {
+		uc->uc_mcontext.gregs[REG_RIP] = (greg_t)landing;
+		return true;
+	}
+#endif
+	return false;
+}
+
 static void on_fault(int sig, siginfo_t *info, void *context)
 {
 	struct tssx_fault_guard *guard = tssx_fault_guard;
 
+	if (land_copy(context))
+		return;
 	if (guard) {
 		/* SA_NODEFER kept the signal unblocked: leaving without
 		 * sigreturn leaves the mask as the copy had it. */

@@ -32,6 +32,7 @@
 
 #include "conn/ancillary.h"
 #include "conn/fault.h"
+#include "tssx/copy.h"
 #include "conn/stream.h"
 #include "init.h"
 #include "real_slots.h"
@@ -230,12 +231,30 @@ static inline ssize_t ring_transfer(struct tssx_ring *ring, enum move move, cons
 	return ring_transfer_from(ring, move, iov, iovcnt, skip, least);
 }
 
+static inline ssize_t unguarded_transfer(struct tssx_ring *ring, enum move move, const struct iovec *iov,
+					 int iovcnt, size_t skip, bool peek, size_t least, int peek_off)
+{
+	if (peek && peek_off >= 0)
+		return tssx_ring_peek_at(ring, (uint64_t)peek_off, iov, iovcnt);
+	return ring_transfer(ring, move, iov, iovcnt, skip, peek, least);
+}
+
 /*
- * The copy between the caller's buffers and the ring, under a fault
- * guard (fault.h): a buffer the process cannot access makes it return
- * -EFAULT with nothing published, as the ring's counters move only after
- * a copy.  sigsetjmp() without the mask makes no system call.
+ * The copy between the caller's buffers and the ring: a buffer the
+ * process cannot access makes it return -EFAULT with nothing published,
+ * as the ring's counters move only after a copy.  On x86-64 the ring's
+ * copy returns it itself (tssx/copy.h), inline and without a guard;
+ * elsewhere the copy runs under a fault guard (fault.h): sigsetjmp()
+ * without the mask, no system call.
  */
+#if TSSX_COPY_LANDS
+static inline __attribute__((always_inline)) ssize_t
+guarded_transfer(struct tssx_ring *ring, enum move move, const struct iovec *iov, int iovcnt, size_t skip,
+		 bool peek, size_t least, int peek_off)
+{
+	return unguarded_transfer(ring, move, iov, iovcnt, skip, peek, least, peek_off);
+}
+#else
 static ssize_t guarded_transfer(struct tssx_ring *ring, enum move move, const struct iovec *iov, int iovcnt,
 				size_t skip, bool peek, size_t least, int peek_off)
 {
@@ -245,13 +264,11 @@ static ssize_t guarded_transfer(struct tssx_ring *ring, enum move move, const st
 	if (sigsetjmp(guard.env, 0))
 		return -EFAULT; /* the handler cleared tssx_fault_guard */
 	tssx_fault_guard = &guard;
-	if (peek && peek_off >= 0)
-		n = tssx_ring_peek_at(ring, (uint64_t)peek_off, iov, iovcnt);
-	else
-		n = ring_transfer(ring, move, iov, iovcnt, skip, peek, least);
+	n = unguarded_transfer(ring, move, iov, iovcnt, skip, peek, least, peek_off);
 	tssx_fault_guard = NULL;
 	return n;
 }
+#endif
 
 /* A failed copy: the caller's fault (EFAULT), fd closed under a call
  * that keeps the connection (EBADF, conn/ancillary.c), or the peer's
@@ -599,7 +616,9 @@ static int attach_control(struct tssx_conn *conn, int fd, const struct msghdr *c
 	return tssx_ancillary_send(conn, fd, control, len, is_nonblocking(conn, fd, flags)) ?: 1;
 }
 
-static ssize_t send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
+/* Inline in its two callers (send, sendmsg): one frame per call less. */
+static inline __attribute__((always_inline)) ssize_t
+send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
 			   const struct msghdr *control, bool *kept)
 {
 	struct deadline dl = { 0 };
@@ -763,7 +782,9 @@ static ssize_t end_of_stream(struct tssx_conn *conn)
 	return tssx_ring_write_abandoned(conn->rx) ? -ECONNRESET : 0;
 }
 
-static ssize_t recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
+/* Inline in its two callers (recv, recvmsg): one frame per call less. */
+static inline __attribute__((always_inline)) ssize_t
+recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
 			   struct tssx_ancillary_want *anc, bool *kept)
 {
 	struct deadline dl = { 0 };

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "tssx/copy.h"
 #include "tssx/log.h"
 #include "tssx/ring.h"
 
@@ -259,25 +260,20 @@ static inline void publish(struct tssx_ring *ring, bool producer, uint64_t pos)
 	atomic_store_explicit(s.own_seen, pos, memory_order_release);
 }
 
-/* Where `len` bytes at counter `pos` live: one span, or two when they wrap. */
-static inline void copy(const struct tssx_ring *ring, bool producer, uint64_t pos,
-			uint8_t *buf, size_t len)
+/* Copies `len` bytes at counter `pos` in or out: one span, or two when
+ * they wrap.  0, or -EFAULT when the caller's buffer faulted (copy.h). */
+static inline long copy(const struct tssx_ring *ring, bool producer, uint64_t pos, uint8_t *buf, size_t len)
 {
 	size_t offset = (size_t)(pos & ring->mask);
 	size_t to_end = (size_t)ring->capacity - offset;
 	size_t first = len < to_end ? len : to_end;
 	uint8_t *at = ring->data + offset;
+	long r = producer ? tssx_copy(at, buf, first) : tssx_copy(buf, at, first);
 
-	if (producer)
-		memcpy(at, buf, first);
-	else
-		memcpy(buf, at, first);
-	if (likely(len == first))
-		return;
-	if (producer)
-		memcpy(ring->data, buf + first, len - first);
-	else
-		memcpy(buf + first, ring->data, len - first);
+	if (likely(len == first) || r < 0)
+		return r;
+	return producer ? tssx_copy(ring->data, buf + first, len - first)
+			: tssx_copy(buf + first, ring->data, len - first);
 }
 
 /* Moves up to the iovec's length, or nothing when fewer than `least`
@@ -312,8 +308,9 @@ transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iov
 
 		if (len > limit - done)
 			len = limit - done;
-		if (len)
-			copy(ring, producer, pos + done, iov[i].iov_base, len);
+		/* A fault publishes nothing: the call fails whole. */
+		if (len && unlikely(copy(ring, producer, pos + done, iov[i].iov_base, len) < 0))
+			return -EFAULT;
 		done += len;
 	}
 	if (!peek)

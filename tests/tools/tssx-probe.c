@@ -339,6 +339,7 @@ static void efault_server(int fd)
 {
 	/* Mapped without access: what a stale or wild pointer meets. */
 	void *bad = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *half_bad = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	struct sigaction sa = { .sa_handler = on_segv }, old;
 	struct iovec iov[2] = { { "ok", 2 }, { bad, 2 } };
 	char buf[8];
@@ -349,11 +350,18 @@ static void efault_server(int fd)
 				  .msg_controllen = CMSG_SPACE(sizeof(int)) };
 
 	expect(bad != MAP_FAILED);
+	expect(half_bad != MAP_FAILED && mprotect(half_bad + 4096, 4096, PROT_NONE) == 0);
 	while (ioctl(fd, FIONREAD, &avail) == 0 && avail < 4)
 		usleep(1000);
 	expect(read(fd, bad, 3) < 0 && errno == EFAULT);
 	expect(recv(fd, bad, 3, MSG_PEEK) < 0 && errno == EFAULT);
 	expect(write(fd, bad, 3) < 0 && errno == EFAULT);
+	/* Every size class of the ring's copy (tssx/copy.h), and a buffer
+	 * that turns bad in the middle of the copy. */
+	expect(write(fd, bad, 12) < 0 && errno == EFAULT);
+	expect(write(fd, bad, 40) < 0 && errno == EFAULT);
+	expect(write(fd, bad, 3000) < 0 && errno == EFAULT);
+	expect(write(fd, half_bad + 4096 - 100, 200) < 0 && errno == EFAULT);
 	expect(writev(fd, iov, 2) < 0 && errno == EFAULT);
 	expect(send_with_fd(fd, bad, 3, STDIN_FILENO) < 0 && errno == EFAULT);
 	efault_structures(fd, bad);
