@@ -15,7 +15,7 @@
 #include <stdatomic.h>
 
 /* Resolves `symbol` into *slot; aborts with a message if libc lacks it. */
-void *tssx_real_resolve(void *_Atomic *slot, const char *symbol);
+__attribute__((cold)) void *tssx_real_resolve(void *_Atomic *slot, const char *symbol);
 
 static inline void *tssx_real_load(void *_Atomic *slot, const char *symbol)
 {
