@@ -20,10 +20,11 @@
 #include "conn/conn_list.h"
 #include "real_slots.h"
 #include "tssx/log.h"
+#include "tssx/macros.h"
 
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct tssx_conn_table *table; /* under table_lock */
-static bool table_unavailable;
+static struct tssx_conn_table *_Atomic table; /* made once, under table_lock */
+static bool table_unavailable;                 /* under table_lock */
 
 /* A fork() while another thread holds the lock must not leave the child
  * with it held: the child keeps the table (its private copy) and uses it. */
@@ -61,16 +62,34 @@ static struct tssx_conn_table *table_create(void)
 	return t;
 }
 
-/* Under table_lock: the table, made on first use; NULL if it cannot be. */
+/*
+ * The table, made on first use; NULL if it cannot be.  Only its making
+ * takes the lock, with every signal blocked: a handler that connects or
+ * accepts in the same thread would otherwise wait for itself.  Acquire
+ * pairs with the release below: the table's header is written before
+ * its address is seen.
+ */
 static struct tssx_conn_table *table_get(void)
 {
-	if (!table && !table_unavailable) {
-		table = table_create();
-		table_unavailable = !table;
-		if (!table)
+	struct tssx_conn_table *t = atomic_load_explicit(&table, memory_order_acquire);
+	sigset_t all, old;
+
+	if (likely(t))
+		return t;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pthread_mutex_lock(&table_lock);
+	t = atomic_load_explicit(&table, memory_order_relaxed);
+	if (!t && !table_unavailable) {
+		t = table_create();
+		table_unavailable = !t;
+		if (!t)
 			log_debug("no connection table (%s): connections are not listed", strerror(errno));
+		atomic_store_explicit(&table, t, memory_order_release);
 	}
-	return table;
+	pthread_mutex_unlock(&table_lock);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return t;
 }
 
 /*
@@ -106,9 +125,10 @@ static void copy_name(char *dst, size_t size, const struct sockaddr_un *addr, so
 	dst[n] = '\0';
 }
 
-/* What the socket itself tells: its inode, the peer's pid, the server's
- * address, and for a TSSX connection the client's bound name. */
-static void describe_socket(struct tssx_conn_slot *slot, int fd, bool server, bool tssx)
+/* What the socket itself tells: its inode (socket_ino if the caller
+ * knows it already), the peer's pid, the server's address, and for a
+ * TSSX connection the client's bound name. */
+static void describe_socket(struct tssx_conn_slot *slot, int fd, bool server, bool tssx, uint64_t socket_ino)
 {
 	struct sockaddr_un addr;
 	struct ucred cred;
@@ -117,7 +137,7 @@ static void describe_socket(struct tssx_conn_slot *slot, int fd, bool server, bo
 
 	slot->fd = fd;
 	slot->server = server;
-	slot->socket_ino = fstat(fd, &st) == 0 ? st.st_ino : 0;
+	slot->socket_ino = socket_ino ? socket_ino : fstat(fd, &st) == 0 ? st.st_ino : 0;
 	slot->peer_pid = TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0 ? cred.pid : 0;
 	/* The server's address is the server's own name and the client's peer. */
 	if ((server ? TSSX_REAL(getsockname) : TSSX_REAL(getpeername))(fd, (struct sockaddr *)&addr, &len) == 0)
@@ -136,68 +156,82 @@ static void slot_write(struct tssx_conn_slot *slot, const struct tssx_conn_slot 
 	slot_end(slot);
 }
 
-/* Under table_lock: a free TSSX slot, or NULL when all are taken. */
-static struct tssx_conn_slot *free_slot(struct tssx_conn_table *t)
+/*
+ * A free TSSX slot, claimed for *from's state and written, or NULL when
+ * all are taken.  Lock-free, with no signal to block: a slot is claimed
+ * by a compare-and-swap of its state from free, and the slots in use grow
+ * one at a time, each then claimed the same way.  Until the copy below
+ * begins, the reader may find the claimed slot with its last occupant's
+ * fields: their socket is closed, so it lists nothing.
+ */
+static struct tssx_conn_slot *put_tssx(struct tssx_conn_table *t, const struct tssx_conn_slot *from)
 {
-	uint32_t used = atomic_load_explicit(&t->used, memory_order_relaxed);
+	uint32_t used = atomic_load_explicit(&t->used, memory_order_acquire);
 
-	for (uint32_t i = 0; i < used; i++)
-		/* Acquire: pairs with the release in tssx_conn_list_remove(),
-		 * so a slot seen free is no longer being written. */
-		if (__atomic_load_n(&t->slot[i].state, __ATOMIC_ACQUIRE) == TSSX_SLOT_FREE)
-			return &t->slot[i];
-	if (used == t->slots)
-		return NULL;
-	atomic_store_explicit(&t->used, used + 1, memory_order_release);
-	return &t->slot[used];
+	for (;;) {
+		for (uint32_t i = 0; i < used; i++) {
+			uint32_t expected = TSSX_SLOT_FREE;
+
+			/* The claim's acquire pairs with the release in
+			 * tssx_conn_list_remove(), so a slot claimed free is
+			 * no longer being written. */
+			if (__atomic_load_n(&t->slot[i].state, __ATOMIC_RELAXED) == TSSX_SLOT_FREE &&
+			    __atomic_compare_exchange_n(&t->slot[i].state, &expected, from->state, false,
+							__ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+				slot_write(&t->slot[i], from);
+				return &t->slot[i];
+			}
+		}
+		if (used == t->slots)
+			return NULL;
+		/* One more slot in use, then scanned and claimed like the
+		 * others (by this thread or another).  Release: the table's
+		 * reader (another process) counts it only once it is zero;
+		 * acquire: a count another thread made is scanned too. */
+		if (!atomic_compare_exchange_weak_explicit(&t->used, &used, used + 1, memory_order_acq_rel,
+							   memory_order_acquire))
+			continue;
+		used++;
+	}
 }
 
-/*
- * Puts *from into the table: a free TSSX slot, or the next record of the
- * plain ring.  The lock is held for a scan and a copy, with every signal
- * blocked: a handler that connects or accepts in the same thread would
- * otherwise wait for itself.  Returns the slot, or NULL.
- */
-static struct tssx_conn_slot *table_put(const struct tssx_conn_slot *from)
+/* The next record of the plain ring: the oldest goes (the tool lists
+ * only records whose socket the process still holds).  Under the lock,
+ * so that two writers never share a record, with every signal blocked:
+ * a handler that connects in the same thread would otherwise wait for
+ * itself. */
+static void put_plain(struct tssx_conn_table *t, const struct tssx_conn_slot *from)
 {
-	struct tssx_conn_table *t;
-	struct tssx_conn_slot *slot = NULL;
 	sigset_t all, old;
-	int saved_errno = errno;
 
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	pthread_mutex_lock(&table_lock);
-	t = table_get();
-	if (t && from->state == TSSX_SLOT_PLAIN) {
-		/* A ring: the oldest record goes; the tool lists only records
-		 * whose socket the process still holds. */
-		slot = &t->slot[t->slots + atomic_fetch_add_explicit(&t->next_plain, 1, memory_order_relaxed) %
-						t->plain_slots];
-	} else if (t && !(slot = free_slot(t))) {
-		atomic_fetch_add_explicit(&t->overflow, 1, memory_order_relaxed);
-	}
-	if (slot)
-		slot_write(slot, from);
+	slot_write(&t->slot[t->slots + atomic_fetch_add_explicit(&t->next_plain, 1, memory_order_relaxed) %
+						   t->plain_slots],
+		   from);
 	pthread_mutex_unlock(&table_lock);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	errno = saved_errno;
-	return slot;
 }
 
-struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, struct tssx_conn_counters *counters,
-					  unsigned hello_bytes)
+struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, uint64_t socket_ino,
+					  struct tssx_conn_counters *counters, unsigned hello_bytes)
 {
 	struct tssx_conn_slot slot = {
 		.state = TSSX_SLOT_TSSX,
 		.hello_bytes = hello_bytes,
 		.counters = (uint64_t)(uintptr_t)counters,
 	};
+	struct tssx_conn_table *t;
+	struct tssx_conn_slot *put = NULL;
 	int saved_errno = errno;
 
-	describe_socket(&slot, fd, server, true);
+	describe_socket(&slot, fd, server, true, socket_ino);
+	t = table_get();
+	if (t && !(put = put_tssx(t, &slot)))
+		atomic_fetch_add_explicit(&t->overflow, 1, memory_order_relaxed);
 	errno = saved_errno;
-	return table_put(&slot);
+	return put;
 }
 
 void tssx_conn_list_failed(struct tssx_conn_slot *slot, int error)
@@ -226,9 +260,12 @@ void tssx_conn_list_remove(struct tssx_conn_slot *slot)
 void tssx_conn_list_plain(int fd, bool server, enum tssx_plain_reason reason, int error)
 {
 	struct tssx_conn_slot slot = { .state = TSSX_SLOT_PLAIN, .reason = reason, .error = error };
+	struct tssx_conn_table *t;
 	int saved_errno = errno;
 
-	describe_socket(&slot, fd, server, false);
+	describe_socket(&slot, fd, server, false, 0);
+	t = table_get();
+	if (t)
+		put_plain(t, &slot);
 	errno = saved_errno;
-	table_put(&slot);
 }

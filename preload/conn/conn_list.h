@@ -9,13 +9,15 @@
 #define TSSX_PRELOAD_CONN_LIST_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "tssx/conn_table.h"
 
-/* A TSSX connection on fd is ready: its slot, or NULL when not listed.
- * counters stay where they are; the slot records their address. */
-struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, struct tssx_conn_counters *counters,
-					  unsigned hello_bytes);
+/* A TSSX connection on fd (socket inode socket_ino, 0 if not known) is
+ * ready: its slot, or NULL when not listed.  counters stay where they
+ * are; the slot records their address. */
+struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, uint64_t socket_ino,
+					  struct tssx_conn_counters *counters, unsigned hello_bytes);
 /* The connection failed with error (lock-free: the data path's failures
  * call it, maybe in a signal handler). */
 void tssx_conn_list_failed(struct tssx_conn_slot *slot, int error);

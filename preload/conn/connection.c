@@ -205,7 +205,8 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];
 	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);
 	tssx_conn_arm(conn, conn->armed_while_pending);
-	atomic_store(&conn->slot, tssx_conn_list_add(fd, conn->server, &conn->stats, sizeof(struct tssx_hello)));
+	atomic_store(&conn->slot, tssx_conn_list_add(fd, conn->server, conn->sock_ino, &conn->stats,
+							      sizeof(struct tssx_hello)));
 	log_info("fd %d: shared memory, %s", fd, conn->server ? "server" : "client");
 }
 
