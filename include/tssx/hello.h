@@ -12,8 +12,9 @@
 #define TSSX_HELLO_MAGIC 0x58535354u /* "TSSX" */
 /* 2: the lock words left the control blocks (side_lock.h).
  * 3: the control blocks share the header's page (segment.h).
- * 4: read_shut on the producer's line of the control block (ring.h). */
-#define TSSX_PROTOCOL_VERSION 4u
+ * 4: read_shut on the producer's line of the control block (ring.h).
+ * 5: rings start in small areas on that page and grow (ring.h). */
+#define TSSX_PROTOCOL_VERSION 5u
 
 enum { TSSX_C2S = 0, TSSX_S2C = 1 };
 

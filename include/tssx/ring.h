@@ -29,6 +29,9 @@
 
 #define TSSX_RING_MIN_CAPACITY (4u * 1024)
 #define TSSX_RING_MAX_CAPACITY (1ull << 30)
+/* Every ring starts in a small area on the segment's first page and moves
+ * to its full capacity the first time a write does not fit there. */
+#define TSSX_RING_SMALL_CAPACITY 1024u
 
 /* Lives in the shared segment. */
 struct tssx_ring_ctl {
@@ -45,6 +48,9 @@ struct tssx_ring_ctl {
 	/* Consumer did shutdown(SHUT_RD): writes fail.  The producer checks
 	 * it at every write, the consumer writes it once. */
 	_Atomic uint32_t read_shut;
+	/* 0 while the ring is small; else 1 + the tail at which it grew: the
+	 * bytes from there on are in the full data area. */
+	_Atomic uint64_t grown;
 
 	/* Consumer's line: the mirror image. */
 	alignas(TSSX_CACHELINE) _Atomic uint64_t head;
@@ -60,12 +66,22 @@ struct tssx_ring_ctl {
 #define TSSX_WRITE_SHUT 1u
 #define TSSX_WRITE_ABANDONED 2u
 
-/* A process's local view of one ring. */
+/*
+ * A process's local view of one ring.  It starts small: the first bytes
+ * go to `small` (TSSX_RING_SMALL_CAPACITY bytes, on the page every
+ * connection touches anyway); the first write that does not fit there
+ * moves the ring to `data` for good, at the tail it had then (ctl->grown).
+ * A connection that only ever exchanges small messages keeps one page.
+ */
 struct tssx_ring {
 	struct tssx_ring_ctl *ctl;
+	uint8_t *small;
 	uint8_t *data;
-	uint64_t capacity; /* power of two, validated */
+	uint64_t capacity; /* of data: power of two, validated */
 	uint64_t mask;
+	/* ctl->grown as this process knows it (0: still small as far as
+	 * this process knows), checked when it was learnt. */
+	_Atomic uint64_t grown_seen;
 	/*
 	 * The highest head and tail this process has loaded or published
 	 * (process-local, never in shared memory; stale-low after a sibling
@@ -83,6 +99,10 @@ struct tssx_ring {
 	 * that the cached tail allows: the read touches no line of the peer's.
 	 */
 	_Atomic uint32_t ancillary_seen;
+	/* 1 + the counter a transfer of more than 64 KiB started at while it
+	 * copies and publishes chunk by chunk, else 0 (only the side lock's
+	 * holder touches it): what a copy that faulted had moved. */
+	uint64_t chunked_from;
 };
 
 /* A power of two within [TSSX_RING_MIN_CAPACITY, TSSX_RING_MAX_CAPACITY]. */
@@ -90,8 +110,9 @@ bool tssx_ring_capacity_valid(uint64_t capacity);
 
 /* Creator side: zero the control block. */
 void tssx_ring_ctl_init(struct tssx_ring_ctl *ctl);
-/* capacity must be a validated power of two. */
-void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl,
+/* small holds TSSX_RING_SMALL_CAPACITY bytes; capacity (of data) must be
+ * a validated power of two. */
+void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl, uint8_t *small,
 		      uint8_t *data, uint64_t capacity);
 
 /* Bytes ready to read / space to write, or -EPROTO on corrupted counters. */
@@ -123,7 +144,11 @@ ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iov
 /* The same, or nothing when fewer than `least` bytes fit: several
  * writers' bytes stay whole (least at most the capacity). */
 ssize_t tssx_ring_write_whole(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, size_t least);
-/* Copy out up to the iov's length; with peek the head does not move. */
+/* Copy out up to the iov's length; with peek the head does not move.
+ * A transfer of more than 64 KiB publishes its counter as it copies: one
+ * whose copy faults (the caller's buffer) returns the bytes it published
+ * before the fault, -EFAULT only when none (where a sigsetjmp guard jumps
+ * out of the copy instead, copy.h: tssx_ring_fault_moved()). */
 ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek);
 /* What tssx_ring_read_unmarked() returns when records of control data
  * (preload/conn/ancillary.c) may concern the bytes it would read. */
@@ -134,6 +159,10 @@ ssize_t tssx_ring_read(struct tssx_ring *ring, const struct iovec *iov, int iovc
 ssize_t tssx_ring_read_unmarked(struct tssx_ring *ring, const struct iovec *iov, int iovcnt, bool peek);
 /* A peek that starts `skip` bytes into the data (SO_PEEK_OFF). */
 ssize_t tssx_ring_peek_at(struct tssx_ring *ring, uint64_t skip, const struct iovec *iov, int iovcnt);
+/* After a write or read whose copy faulted (a signal handler jumped out
+ * of it): the bytes it had published, 0 if none.  The side lock's holder,
+ * before it gives the lock back. */
+size_t tssx_ring_fault_moved(struct tssx_ring *ring, bool producer);
 
 /*
  * The end of the stream and the counters as the data path's readiness

@@ -2,10 +2,11 @@
  * The shared segment of one connection: a header and two rings, in a sealed
  * memfd created by the client (docs/design.md §3).
  *
- *   [header|ctl c2s|ctl s2c][data c2s][data s2c]
+ *   [header|ctl c2s|ctl s2c|small c2s|small s2c][data c2s][data s2c]
  *
- * The header and the two control blocks share the first page, on cache
- * lines of their own; each ring's data starts on a page.
+ * The header, the two control blocks and both rings' small areas share the
+ * first page, on cache lines of their own; each ring's full data area
+ * starts on a page.  A connection whose rings never grow touches one page.
  *
  * The server maps it only after checking the memfd's seals (shrink and grow
  * sealed) and size against the validated hello.
@@ -32,6 +33,9 @@ struct tssx_segment_header {
 #define TSSX_SEGMENT_HEADER_SPAN \
 	((sizeof(struct tssx_segment_header) + TSSX_CACHELINE - 1) & ~(size_t)(TSSX_CACHELINE - 1))
 #define TSSX_SEGMENT_CTL_OFFSET(dir) (TSSX_SEGMENT_HEADER_SPAN + (size_t)(dir) * sizeof(struct tssx_ring_ctl))
+/* Where direction dir's small area starts (ring.h): in the second half of
+ * the first page, after the control blocks. */
+#define TSSX_SEGMENT_SMALL_OFFSET(dir) (2048 + (size_t)(dir) * TSSX_RING_SMALL_CAPACITY)
 
 struct tssx_segment {
 	void *base;

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
@@ -172,24 +171,6 @@ static void conn_free(struct tssx_conn *conn)
 	pthread_mutex_unlock(&spares_lock);
 }
 
-/*
- * Maps in the pages every connection touches at once: the first page (the
- * header and the control blocks) and the first page of each ring, in two
- * system calls (the first page and the first of the c2s ring are
- * adjacent).  Taking them one fault at a time costs far more where faults
- * are expensive (a virtual machine), and short connections pay it on both
- * sides.  Best effort: kernels before 5.14 lack MADV_POPULATE_WRITE and
- * simply fault them in later.
- */
-static void populate_hot_pages(const struct tssx_segment *seg)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	uint8_t *base = seg->base, *c2s = seg->ring[TSSX_C2S].data, *s2c = seg->ring[TSSX_S2C].data;
-
-	(void)madvise(base, (size_t)(c2s - base) + page, MADV_POPULATE_WRITE);
-	(void)madvise(s2c, page, MADV_POPULATE_WRITE);
-}
-
 /* The rings are known: from here on the data path works. */
 static void conn_ready(struct tssx_conn *conn, int fd)
 {
@@ -200,7 +181,6 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 		conn->sock_dev = st.st_dev;
 		conn->sock_ino = st.st_ino;
 	}
-	populate_hot_pages(&conn->seg);
 	conn->tx = &conn->seg.ring[conn->server ? TSSX_S2C : TSSX_C2S];
 	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];
 	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);

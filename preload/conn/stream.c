@@ -242,10 +242,11 @@ static inline ssize_t unguarded_transfer(struct tssx_ring *ring, enum move move,
 /*
  * The copy between the caller's buffers and the ring: a buffer the
  * process cannot access makes it return -EFAULT with nothing published,
- * as the ring's counters move only after a copy.  On x86-64 the ring's
- * copy returns it itself (tssx/copy.h), inline and without a guard;
- * elsewhere the copy runs under a fault guard (fault.h): sigsetjmp()
- * without the mask, no system call.
+ * as the ring's counters move only after a copy, or the bytes a large
+ * copy published before the fault (ring.h).  On x86-64 the ring's copy
+ * returns it itself (tssx/copy.h), inline and without a guard; elsewhere
+ * the copy runs under a fault guard (fault.h): sigsetjmp() without the
+ * mask, no system call.
  */
 #if TSSX_COPY_LANDS
 static inline __attribute__((always_inline)) ssize_t
@@ -261,8 +262,13 @@ static ssize_t guarded_transfer(struct tssx_ring *ring, enum move move, const st
 	struct tssx_fault_guard guard;
 	ssize_t n;
 
-	if (sigsetjmp(guard.env, 0))
-		return -EFAULT; /* the handler cleared tssx_fault_guard */
+	if (sigsetjmp(guard.env, 0)) {
+		/* The handler cleared tssx_fault_guard.  A large copy
+		 * publishes as it goes (ring.h): what it published moved. */
+		size_t moved = tssx_ring_fault_moved(ring, move == MOVE_IN);
+
+		return moved ? (ssize_t)moved : -EFAULT;
+	}
 	tssx_fault_guard = &guard;
 	n = unguarded_transfer(ring, move, iov, iovcnt, skip, peek, least, peek_off);
 	tssx_fault_guard = NULL;

@@ -44,21 +44,25 @@ void tssx_ring_ctl_init(struct tssx_ring_ctl *ctl)
 	atomic_store_explicit(&ctl->tail, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->writer_waiting, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->write_shut, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->grown, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->head, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->reader_waiting, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->waiters, 0, memory_order_relaxed);
 }
 
-void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl,
+void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl, uint8_t *small,
 		      uint8_t *data, uint64_t capacity)
 {
 	ring->ctl = ctl;
+	ring->small = small;
 	ring->data = data;
 	ring->capacity = capacity;
 	ring->mask = capacity - 1;
+	atomic_init(&ring->grown_seen, 0);
 	atomic_init(&ring->head_seen, 0);
 	atomic_init(&ring->tail_seen, 0);
 	atomic_init(&ring->ancillary_seen, 0);
+	ring->chunked_from = 0;
 }
 
 static ssize_t corrupted(const struct tssx_ring *ring, uint64_t head, uint64_t tail)
@@ -149,22 +153,86 @@ static inline struct side side_of(struct tssx_ring *ring, bool producer)
 
 /* Bytes the side may move between its own and the peer's counter: free
  * space for the producer, data for the consumer; UINT64_MAX when the pair
- * is more than a capacity apart (or crossed), i.e. corrupted. */
-static inline uint64_t window(const struct tssx_ring *ring, bool producer, uint64_t own, uint64_t peer)
+ * is more than `limit` apart (or crossed), i.e. corrupted. */
+static inline uint64_t window(bool producer, uint64_t limit, uint64_t own, uint64_t peer)
 {
 	uint64_t filled = producer ? own - peer : peer - own;
 
-	if (unlikely(filled > ring->capacity))
+	if (unlikely(filled > limit))
 		return UINT64_MAX;
-	return producer ? ring->capacity - filled : filled;
+	return producer ? limit - filled : filled;
+}
+
+/*
+ * How far the two counters may be apart: the small area's size while the
+ * ring is small; the full capacity once it grew (the producer counts the
+ * bytes still in the small area as if they took room in the full one).
+ */
+static inline uint64_t limit_of(const struct tssx_ring *ring, uint64_t grown)
+{
+	return grown ? ring->capacity : TSSX_RING_SMALL_CAPACITY;
+}
+
+/* Keeps a growth value learnt from the segment (learn_growth()). */
+static __attribute__((noinline)) int latch_growth(struct tssx_ring *ring, bool producer, uint64_t own, uint64_t g,
+						   uint64_t *grown)
+{
+	if (producer && g - 1 > own)
+		return log_error(-EPROTO, "ring corrupted by the peer: grown at %llu, tail %llu",
+				 (unsigned long long)(g - 1), (unsigned long long)own);
+	/* Relaxed: stored before this thread releases the counter it
+	 * loaded next (publish(), peer_seen), which orders it for them. */
+	atomic_store_explicit(&ring->grown_seen, g, memory_order_relaxed);
+	*grown = g;
+	return 0;
+}
+
+/*
+ * Learns that the ring grew (ctl->grown, which the peer may write at any
+ * time) and keeps it in grown_seen for the threads of this process; only
+ * ever once, a later value in shared memory is ignored.  The producer's
+ * growth point is at or below its tail; the consumer copies at most the
+ * small area's size from below it (copy_across()).  *grown is the value,
+ * 0 while the ring is small; returns 0 or -EPROTO.  Inline: a producer
+ * of a small ring asks on every call (a load of its own line).
+ */
+static inline __attribute__((always_inline)) int learn_growth(struct tssx_ring *ring, bool producer, uint64_t own,
+							      uint64_t *grown)
+{
+	/* Relaxed: the producer's store of grown precedes its release of
+	 * the first tail above the growth point, which the consumer has
+	 * acquired before it gets here; a producer holds the side lock,
+	 * whose acquire orders a sibling's store before this load. */
+	uint64_t g = atomic_load_explicit(&ring->ctl->grown, memory_order_relaxed);
+
+	*grown = 0;
+	if (likely(!g))
+		return 0;
+	return latch_growth(ring, producer, own, g, grown);
+}
+
+/* The producer moves the ring to its full data area at its tail `own`:
+ * a write that does not fit the small area. */
+static uint64_t grow(struct tssx_ring *ring, uint64_t own)
+{
+	/* Relaxed: the release of the next tail (publish()) orders it
+	 * before any byte the consumer may read past this point; the side
+	 * lock's release orders it for the next producer. */
+	atomic_store_explicit(&ring->ctl->grown, own + 1, memory_order_relaxed);
+	atomic_store_explicit(&ring->grown_seen, own + 1, memory_order_relaxed);
+	log_info("a ring grew from %u to %llu bytes at byte %llu", TSSX_RING_SMALL_CAPACITY,
+		 (unsigned long long)ring->capacity, (unsigned long long)own);
+	return own + 1;
 }
 
 /*
  * Loads the peer's counter into this process's view, checked against our
  * own counter `own` and the view `seen`; the consumer loads the count of
- * records of control data with it.  -EPROTO when corrupted.
+ * records of control data with it, and learns whether the ring grew
+ * (*grown).  -EPROTO when corrupted.
  */
-static __attribute__((noinline)) int refresh(struct tssx_ring *ring, bool producer, uint64_t own, uint64_t seen, uint64_t *fresh)
+static __attribute__((noinline)) int refresh(struct tssx_ring *ring, bool producer, uint64_t own, uint64_t seen,
+					     uint64_t *grown, uint64_t *fresh)
 {
 	struct side s = side_of(ring, producer);
 	/* Acquire pairs with the peer's release in publish(): the producer's
@@ -173,7 +241,9 @@ static __attribute__((noinline)) int refresh(struct tssx_ring *ring, bool produc
 	 * before the producer overwrites it. */
 	uint64_t peer = atomic_load_explicit(s.peer, memory_order_acquire);
 
-	if (unlikely(went_backwards(peer, seen) || window(ring, producer, own, peer) == UINT64_MAX))
+	if (!producer && !*grown)
+		(void)learn_growth(ring, false, own, grown); /* a consumer's never fails */
+	if (unlikely(went_backwards(peer, seen) || window(producer, limit_of(ring, *grown), own, peer) == UINT64_MAX))
 		return producer ? (int)corrupted(ring, peer, own) : (int)corrupted(ring, own, peer);
 	/* After the tail: acquire pairs with the producer's release in
 	 * tssx_ring_count_ancillary(), made before it wrote the bytes below
@@ -192,10 +262,13 @@ static __attribute__((noinline)) int refresh(struct tssx_ring *ring, bool produc
 /*
  * How many bytes this side can move at its own counter *pos, or -EPROTO.
  * The cached view of the peer answers when it already allows `want` bytes;
- * otherwise the peer's counter is loaded and checked.  The caller holds
- * this side's lock (or is its only thread), so *pos cannot move under it.
+ * otherwise the peer's counter is loaded and checked.  A producer for whom
+ * the small area is too small grows the ring.  The caller holds this
+ * side's lock (or is its only thread), so *pos cannot move under it.
+ * *grown is the growth value the copy goes by.
  */
-static inline __attribute__((always_inline)) ssize_t available(struct tssx_ring *ring, bool producer, size_t want, uint64_t *pos)
+static inline __attribute__((always_inline)) ssize_t available(struct tssx_ring *ring, bool producer, size_t want,
+							      uint64_t *pos, uint64_t *grown)
 {
 	struct side s = side_of(ring, producer);
 	/* Our own counter: only this side stores it, serialised by its lock,
@@ -203,21 +276,32 @@ static inline __attribute__((always_inline)) ssize_t available(struct tssx_ring 
 	uint64_t own = atomic_load_explicit(s.own, memory_order_relaxed);
 	/* Acquire pairs with the release in publish() or in refresh(), from
 	 * another thread of this process: whatever that thread saw of the
-	 * peer (its bytes or its freed space) is visible here. */
+	 * peer (its bytes or its freed space) is visible here, and the
+	 * growth it learnt before that. */
 	uint64_t seen = atomic_load_explicit(s.peer_seen, memory_order_acquire);
-	uint64_t n = window(ring, producer, own, seen);
+	uint64_t g = atomic_load_explicit(&ring->grown_seen, memory_order_relaxed);
+	uint64_t n;
 	int r;
 
 	if (unlikely(went_backwards(own, atomic_load_explicit(s.own_seen, memory_order_relaxed))))
 		return producer ? corrupted(ring, seen, own) : corrupted(ring, own, seen);
+	/* A producer sibling in another process may have grown the ring. */
+	if (producer && unlikely(!g) && learn_growth(ring, true, own, &g) < 0)
+		return -EPROTO;
+	n = window(producer, limit_of(ring, g), own, seen);
 	if (likely(n != UINT64_MAX && n >= want))
 		goto done;
-	r = refresh(ring, producer, own, seen, &seen);
+	r = refresh(ring, producer, own, seen, &g, &seen);
 	if (r < 0)
 		return r;
-	n = window(ring, producer, own, seen);
+	n = window(producer, limit_of(ring, g), own, seen);
+	if (producer && !g && n < want) {
+		g = grow(ring, own);
+		n = window(true, ring->capacity, own, seen);
+	}
 done:
 	*pos = own;
+	*grown = g;
 	return (ssize_t)n;
 }
 
@@ -238,12 +322,12 @@ static inline bool records_seen_ahead(const struct tssx_ring *ring)
  */
 static inline int records_ahead(struct tssx_ring *ring, uint64_t pos)
 {
-	uint64_t tail;
+	uint64_t tail, grown = atomic_load_explicit(&ring->grown_seen, memory_order_relaxed);
 	int r;
 
 	if (likely(!records_seen_ahead(ring)))
 		return 0;
-	r = refresh(ring, false, pos, atomic_load_explicit(&ring->tail_seen, memory_order_acquire), &tail);
+	r = refresh(ring, false, pos, atomic_load_explicit(&ring->tail_seen, memory_order_acquire), &grown, &tail);
 	return r < 0 ? r : records_seen_ahead(ring);
 }
 
@@ -260,20 +344,98 @@ static inline void publish(struct tssx_ring *ring, bool producer, uint64_t pos)
 	atomic_store_explicit(s.own_seen, pos, memory_order_release);
 }
 
-/* Copies `len` bytes at counter `pos` in or out: one span, or two when
- * they wrap.  0, or -EFAULT when the caller's buffer faulted (copy.h). */
-static inline long copy(const struct tssx_ring *ring, bool producer, uint64_t pos, uint8_t *buf, size_t len)
+/* Copies `len` bytes at counter `pos` of an area of `size` bytes (a power
+ * of two, len at most size) in or out: one span, or two when they wrap.
+ * 0, or -EFAULT when the caller's buffer faulted (copy.h). */
+static inline long copy_area(uint8_t *area, uint64_t size, bool producer, uint64_t pos, uint8_t *buf, size_t len)
 {
-	size_t offset = (size_t)(pos & ring->mask);
-	size_t to_end = (size_t)ring->capacity - offset;
+	size_t offset = (size_t)(pos & (size - 1));
+	size_t to_end = (size_t)size - offset;
 	size_t first = len < to_end ? len : to_end;
-	uint8_t *at = ring->data + offset;
+	uint8_t *at = area + offset;
 	long r = producer ? tssx_copy(at, buf, first) : tssx_copy(buf, at, first);
 
 	if (likely(len == first) || r < 0)
 		return r;
-	return producer ? tssx_copy(ring->data, buf + first, len - first)
-			: tssx_copy(buf + first, ring->data, len - first);
+	return producer ? tssx_copy(area, buf + first, len - first) : tssx_copy(buf + first, area, len - first);
+}
+
+/* A consumer's copy across the growth point `at`: the bytes below it from
+ * the small area, at most its size (more is the peer's corruption: only
+ * garbage, never an access outside it), the rest from the full one. */
+static __attribute__((noinline)) long copy_across(const struct tssx_ring *ring, uint64_t at, uint64_t pos,
+						    uint8_t *buf, size_t len)
+{
+	size_t small = at - pos < len ? (size_t)(at - pos) : len;
+	long r;
+
+	if (small > TSSX_RING_SMALL_CAPACITY)
+		small = TSSX_RING_SMALL_CAPACITY;
+	r = copy_area(ring->small, TSSX_RING_SMALL_CAPACITY, false, pos, buf, small);
+	if (small == len || r < 0)
+		return r;
+	return copy_area(ring->data, ring->capacity, false, pos + small, buf + small, len - small);
+}
+
+/* Where the full area starts for this side: never while the ring is
+ * small; for a producer at once when it grew; for the consumer at the
+ * growth point (the bytes below it are still in the small area). */
+static inline uint64_t full_from(bool producer, uint64_t grown)
+{
+	return !grown ? UINT64_MAX : producer ? 0 : grown - 1;
+}
+
+/* Where `len` bytes at counter `pos` live (full: full_from()); while the
+ * ring is small the window kept them within the small area's size.  0, or
+ * -EFAULT. */
+static inline __attribute__((always_inline)) long copy(const struct tssx_ring *ring, bool producer, uint64_t full,
+							 uint64_t pos, uint8_t *buf, size_t len)
+{
+	if (likely(pos >= full))
+		return copy_area(ring->data, ring->capacity, producer, pos, buf, len);
+	if (full == UINT64_MAX)
+		return copy_area(ring->small, TSSX_RING_SMALL_CAPACITY, producer, pos, buf, len);
+	return copy_across(ring, full, pos, buf, len);
+}
+
+/*
+ * A transfer larger than this publishes its counter after every chunk of
+ * it, so that the peer copies the first chunks out (or into the room they
+ * leave) while this side copies the next ones: on two CPUs a large
+ * message costs about one copy's time instead of two taking turns.
+ */
+#define PUBLISH_CHUNK (64u * 1024)
+
+/* The copy of a large transfer of `limit` bytes at `pos`, published
+ * chunk by chunk (the caller publishes the end): `limit`, or after a
+ * fault the bytes published before it (a published chunk is the peer's),
+ * -EFAULT if none.  Out of line: small transfers stay as short as before. */
+static __attribute__((noinline)) ssize_t copy_publishing(struct tssx_ring *ring, bool producer, uint64_t full,
+							   uint64_t pos, const struct iovec *iov, size_t limit)
+{
+	size_t done = 0, published = 0;
+
+	for (int i = 0; done < limit; i++) {
+		uint8_t *base = iov[i].iov_base;
+		size_t left = iov[i].iov_len < limit - done ? iov[i].iov_len : limit - done;
+
+		while (left) {
+			size_t len = PUBLISH_CHUNK - (done - published);
+
+			if (len > left)
+				len = left;
+			if (unlikely(copy(ring, producer, full, pos + done, base, len) < 0))
+				return published ? (ssize_t)published : -EFAULT;
+			base += len;
+			left -= len;
+			done += len;
+			if (done - published == PUBLISH_CHUNK) {
+				publish(ring, producer, pos + done);
+				published = done;
+			}
+		}
+	}
+	return (ssize_t)limit;
 }
 
 /* Moves up to the iovec's length, or nothing when fewer than `least`
@@ -286,12 +448,12 @@ transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iov
 {
 	size_t want = tssx_iov_total(iov, iovcnt);
 	size_t done = 0, limit;
-	uint64_t pos;
+	uint64_t pos, grown, full;
 	ssize_t n;
 
 	if (unlikely(want == 0))
 		return 0;
-	n = available(ring, producer, want + skip, &pos);
+	n = available(ring, producer, want + skip, &pos, &grown);
 	if (unlikely(n <= 0 || (size_t)n < least || (uint64_t)n <= skip))
 		return n < 0 ? n : 0;
 	if (unmarked) {
@@ -303,19 +465,40 @@ transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iov
 	n -= (ssize_t)skip;
 	pos += skip;
 	limit = (size_t)n < want ? (size_t)n : want;
+	full = full_from(producer, grown);
+	if (unlikely(limit > PUBLISH_CHUNK) && !peek) {
+		/* For a sigsetjmp guard (copy.h) that jumps out of it. */
+		ring->chunked_from = pos + 1;
+		n = copy_publishing(ring, producer, full, pos, iov, limit);
+		ring->chunked_from = 0;
+		if (n < 0 || (size_t)n < limit)
+			return n; /* faulted: what was published moved */
+		done = limit;
+	}
 	for (int i = 0; done < limit; i++) {
 		size_t len = iov[i].iov_len;
 
 		if (len > limit - done)
 			len = limit - done;
 		/* A fault publishes nothing: the call fails whole. */
-		if (len && unlikely(copy(ring, producer, pos + done, iov[i].iov_base, len) < 0))
+		if (len && unlikely(copy(ring, producer, full, pos + done, iov[i].iov_base, len) < 0))
 			return -EFAULT;
 		done += len;
 	}
 	if (!peek)
 		publish(ring, producer, pos + done);
 	return (ssize_t)done;
+}
+
+size_t tssx_ring_fault_moved(struct tssx_ring *ring, bool producer)
+{
+	uint64_t from = ring->chunked_from;
+
+	ring->chunked_from = 0;
+	if (!from)
+		return 0;
+	return (size_t)(atomic_load_explicit(producer ? &ring->tail_seen : &ring->head_seen, memory_order_relaxed) -
+			(from - 1));
 }
 
 ssize_t tssx_ring_write(struct tssx_ring *ring, const struct iovec *iov, int iovcnt)

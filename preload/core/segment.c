@@ -19,12 +19,13 @@
 #define REQUIRED_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
 
 /*
- * Byte offsets of the parts.  The header and both control blocks share the
- * first page, each on cache lines of its own, and each ring's data starts
- * on a page: a connection that moves a few bytes touches three pages, not
- * five.  Every page costs both ends at connect (allocating, zeroing and
- * mapping it) and at close (freeing it), and stays resident while the
- * connection is idle.
+ * Byte offsets of the parts.  The header, both control blocks and both
+ * small areas share the first page, each on cache lines of its own, and
+ * each ring's full data area starts on a page: a connection whose rings
+ * stay small touches one page (three before the small areas, five before
+ * the shared first page).  Every page costs both ends at connect
+ * (allocating, zeroing and mapping it) and at close (freeing it), and
+ * stays resident while the connection is idle.
  */
 struct layout {
 	size_t ctl[2];
@@ -32,8 +33,10 @@ struct layout {
 	size_t size;
 };
 
-_Static_assert(TSSX_SEGMENT_CTL_OFFSET(2) <= 4096,
-	       "header and control blocks must fit the smallest page");
+_Static_assert(TSSX_SEGMENT_CTL_OFFSET(2) <= TSSX_SEGMENT_SMALL_OFFSET(0),
+	       "the small areas must follow the control blocks");
+_Static_assert(TSSX_SEGMENT_SMALL_OFFSET(2) <= 4096,
+	       "header, control blocks and small areas must fit the smallest page");
 
 static size_t page_align(size_t n)
 {
@@ -80,7 +83,7 @@ static void attach_rings(struct tssx_segment *seg, const uint64_t capacity[2])
 
 	for (int dir = TSSX_C2S; dir <= TSSX_S2C; dir++)
 		tssx_ring_attach(&seg->ring[dir], (struct tssx_ring_ctl *)(base + l.ctl[dir]),
-				 base + l.data[dir], capacity[dir]);
+				 base + TSSX_SEGMENT_SMALL_OFFSET(dir), base + l.data[dir], capacity[dir]);
 }
 
 int tssx_segment_create(struct tssx_segment *seg, uint64_t c2s_capacity,

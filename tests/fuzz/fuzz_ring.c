@@ -1,12 +1,13 @@
 /*
  * libFuzzer target: the ring's checks of what the peer writes.  The input
  * is a program: each step either scribbles a control word as a hostile
- * peer would (counters, flags, shut, counts of records) or makes one call
+ * peer would (counters, flags, shut, counts of records, the growth
+ * point) or makes one call
  * of this side (write, read, peek, readable, writable, arm, wake-up).
  * Every call must return a length within its request and the capacity,
  * -EPROTO, or TSSX_RING_MARKED from a read that stops before records, and
- * never touch memory outside the ring (ASan watches the data buffer,
- * allocated to its exact size).
+ * never touch memory outside the ring (ASan watches the data buffer and
+ * the small area, each allocated to its exact size).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -76,7 +77,7 @@ static void transfer(struct input *in, struct tssx_ring *ring, bool write, bool 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static _Alignas(TSSX_CACHELINE) struct tssx_ring_ctl ctl;
-	uint8_t *ring_data = malloc(CAP);
+	uint8_t *ring_data = malloc(CAP), *small = malloc(TSSX_RING_SMALL_CAPACITY);
 	struct tssx_ring producer, consumer;
 	struct input in = { data, size };
 	_Atomic uint32_t *words[] = { &ctl.writer_waiting, &ctl.write_shut, &ctl.read_shut,
@@ -84,8 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	tssx_log_level = TSSX_LOG_NONE;
 	tssx_ring_ctl_init(&ctl);
-	tssx_ring_attach(&producer, &ctl, ring_data, CAP);
-	tssx_ring_attach(&consumer, &ctl, ring_data, CAP);
+	tssx_ring_attach(&producer, &ctl, small, ring_data, CAP);
+	tssx_ring_attach(&consumer, &ctl, small, ring_data, CAP);
 	while (in.left) {
 		switch (take(&in, 1) % 12) {
 		case 0: /* the peer moves or corrupts a counter */
@@ -100,7 +101,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 3:
 			atomic_fetch_add(&ctl.head, take(&in, 2));
 			break;
-		case 4: /* flags, shut words and counts of records */
+		case 4: /* flags, shut words and counts of records, or the growth point */
+			if (take(&in, 1) % 4 == 3) {
+				atomic_store(&ctl.grown, take(&in, 8));
+				break;
+			}
 			atomic_store(words[take(&in, 1) % ARRAY_SIZE(words)], (uint32_t)take(&in, 4));
 			break;
 		case 5:
@@ -125,10 +130,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			(void)tssx_ring_take_writer_wakeup(&consumer);
 			break;
 		default: /* a sibling's stale view: a fresh attach */
-			tssx_ring_attach(&consumer, &ctl, ring_data, CAP);
+			tssx_ring_attach(&consumer, &ctl, small, ring_data, CAP);
 			break;
 		}
 	}
 	free(ring_data);
+	free(small);
 	return 0;
 }

@@ -16,7 +16,7 @@ for waiter in read poll select epoll; do
 	done
 done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork threads nonblock addresses cmsg sendfile closing \
-	vectors blocked peekoff efault fdfault cmsgpeek whole "${under[@]}" closerace foreignowner; do
+	vectors blocked peekoff efault partialfault fdfault cmsgpeek whole "${under[@]}" closerace foreignowner; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	with_preload yes "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||

@@ -378,6 +378,70 @@ static void efault_server(int fd)
 	send_all(fd, "+", 1);
 }
 
+/* ---- a large copy that faults part of the way: what moved counts ---- */
+
+#define PARTIAL_WRITE (300u * 1024) /* good bytes before the bad page */
+#define PARTIAL_READ (128u * 1024)
+
+static uint8_t stream_byte(uint64_t at)
+{
+	return (uint8_t)(at * 7 + at / 251);
+}
+
+/* len good bytes followed by a page the process cannot touch. */
+static uint8_t *before_bad_page(size_t len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), span = (len + page - 1) / page * page;
+	uint8_t *map = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	expect(map != MAP_FAILED);
+	expect(mprotect(map + span, page, PROT_NONE) == 0);
+	return map + span - len;
+}
+
+/* Reads into a buffer whose end is bad: each read returns the bytes it
+ * copied before the fault, and they are never read twice or lost. */
+static void partialfault_client(int fd)
+{
+	uint8_t *buf = before_bad_page(PARTIAL_READ), small[4096];
+	uint64_t total = 0;
+
+	for (;;) {
+		ssize_t n = read(fd, buf, PARTIAL_READ + 100);
+		uint8_t *got = buf;
+
+		if (n < 0 && errno == EFAULT) {
+			/* Not a byte before the fault: go on with a good buffer. */
+			n = read(fd, small, sizeof(small));
+			got = small;
+		}
+		expect(n >= 0);
+		if (n == 0)
+			break;
+		for (ssize_t i = 0; i < n; i++)
+			expect(got[i] == stream_byte(total + (uint64_t)i));
+		total += (uint64_t)n;
+	}
+	send_all(fd, &total, sizeof(total));
+}
+
+/* A write whose buffer ends in a bad page returns the bytes it moved
+ * before the fault: exactly what the peer reads. */
+static void partialfault_server(int fd)
+{
+	uint8_t *buf = before_bad_page(PARTIAL_WRITE);
+	uint64_t total = 0;
+	ssize_t n;
+
+	for (uint64_t i = 0; i < PARTIAL_WRITE; i++)
+		buf[i] = stream_byte(i);
+	n = write(fd, buf, PARTIAL_WRITE + 100);
+	expect(n > 0 && (size_t)n <= PARTIAL_WRITE);
+	expect(shutdown(fd, SHUT_WR) == 0);
+	expect(read(fd, &total, sizeof(total)) == sizeof(total));
+	expect(total == (uint64_t)n);
+}
+
 /* ---- SO_RCVTIMEO / SO_SNDTIMEO ---- */
 
 static void timeout_client(int fd)
@@ -1522,6 +1586,7 @@ static const struct probe {
 	{ "blocked", blocked_server, blocked_client },
 	{ "peekoff", peekoff_server, peekoff_client },
 	{ "efault", efault_server, efault_client },
+	{ "partialfault", partialfault_server, partialfault_client },
 	{ "fdfault", fdfault_server, fdfault_client },
 	{ "cmsgpeek", cmsgpeek_server, cmsgpeek_client },
 	{ "whole", whole_server, whole_client },

@@ -26,7 +26,8 @@
 
 struct fixture {
 	alignas(TSSX_CACHELINE) struct tssx_ring_ctl ctl;
-	uint8_t *data; /* its own allocation: ASan catches any access past it */
+	uint8_t *small; /* each its own allocation: ASan catches any access past it */
+	uint8_t *data;
 	struct tssx_ring ring;
 	uint8_t in[4 * CAP];
 	uint8_t out[4 * CAP];
@@ -39,10 +40,12 @@ static int setup(void **state)
 
 	assert_non_null(f);
 	memset(f, 0, sizeof(*f));
+	f->small = calloc(1, TSSX_RING_SMALL_CAPACITY);
 	f->data = calloc(1, CAP);
+	assert_non_null(f->small);
 	assert_non_null(f->data);
 	tssx_ring_ctl_init(&f->ctl);
-	tssx_ring_attach(&f->ring, &f->ctl, f->data, CAP);
+	tssx_ring_attach(&f->ring, &f->ctl, f->small, f->data, CAP);
 	for (size_t i = 0; i < sizeof(f->in); i++)
 		f->in[i] = (uint8_t)(i * 7 + i / 251);
 	*state = f;
@@ -53,6 +56,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
+	free(f->small);
 	free(f->data);
 	free(f);
 	tssx_log_level = TSSX_LOG_WARN;
@@ -183,6 +187,86 @@ static void test_iovec(void **state)
 	assert_int_equal(tssx_ring_write(&f->ring, wv, 0), 0);
 }
 
+/* Reads len bytes in reads of `step` and checks them against in + off. */
+static void get_in_steps(struct fixture *f, size_t off, size_t len, size_t step)
+{
+	for (size_t done = 0; done < len; done += step) {
+		size_t n = len - done < step ? len - done : step;
+
+		assert_int_equal(get(f, n, false), n);
+		assert_memory_equal(f->out, f->in + off + done, n);
+	}
+}
+
+/* The ring starts in the small area and grows at the first write that
+ * does not fit there; the bytes before the growth point are still read
+ * from the small area, in reads that cross the point. */
+static void test_growth(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(tssx_ring_writable(&f->ring), CAP);
+	assert_int_equal(put(f, 0, 700), 700);
+	assert_int_equal(f->ctl.grown, 0);
+	assert_memory_equal(f->small, f->in, 700);
+	assert_int_equal(put(f, 700, 700), 700);
+	assert_int_equal(f->ctl.grown, 701);
+	assert_memory_equal(f->data + 700, f->in + 700, 700);
+	assert_int_equal(tssx_ring_readable(&f->ring), 1400);
+	get_in_steps(f, 0, 1400, 300);
+	/* Laps of the full area from there, across its wrap. */
+	for (size_t lap = 0; lap < 3; lap++) {
+		assert_int_equal(put(f, lap, CAP), CAP);
+		get_in_steps(f, lap, CAP, 1000);
+	}
+	assert_int_equal(f->ctl.grown, 701);
+}
+
+/* Messages that fit the small area never grow the ring. */
+static void test_stays_small(void **state)
+{
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < 100; i++) {
+		assert_int_equal(put(f, i, TSSX_RING_SMALL_CAPACITY), TSSX_RING_SMALL_CAPACITY);
+		get_in_steps(f, i, TSSX_RING_SMALL_CAPACITY, 100);
+	}
+	assert_int_equal(f->ctl.grown, 0);
+}
+
+/* A producer of another process (its own view, attached before the
+ * growth) learns it from the segment and writes where the consumer reads. */
+static void test_growth_learnt(void **state)
+{
+	struct fixture *f = *state;
+	struct tssx_ring sibling;
+	struct iovec iov = { f->in + 2000, 500 };
+
+	tssx_ring_attach(&sibling, &f->ctl, f->small, f->data, CAP);
+	assert_int_equal(put(f, 0, 2000), 2000);
+	assert_int_equal(tssx_ring_write(&sibling, &iov, 1), 500);
+	get_in_steps(f, 0, 2500, 700);
+}
+
+/* A growth point the peer made up: above the producer's tail, -EPROTO;
+ * far above the consumer's head, garbage bytes at most, every copy inside
+ * its area (each allocated to its exact size: ASan watches them). */
+static void test_growth_corrupted(void **state)
+{
+	struct fixture *f = *state;
+	struct tssx_ring producer;
+	struct iovec iov = { f->in, 10 };
+
+	tssx_log_level = TSSX_LOG_NONE;
+	tssx_ring_attach(&producer, &f->ctl, f->small, f->data, CAP);
+	assert_int_equal(put(f, 0, 100), 100);
+	f->ctl.grown = 1 + 5000;
+	f->ctl.tail = 3000;
+	/* More than the consumer already saw: it loads the counters again. */
+	assert_int_equal(get(f, 2 * CAP, false), 3000);
+	assert_int_equal(tssx_ring_write(&producer, &iov, 1), -EPROTO);
+}
+
 /* Every way a peer can corrupt the counters: every call says -EPROTO. */
 static void assert_all_eproto(struct fixture *f)
 {
@@ -276,7 +360,7 @@ static void test_read_unmarked(void **state)
 	struct fixture *f = *state;
 	struct tssx_ring reader;
 
-	tssx_ring_attach(&reader, &f->ctl, f->data, CAP);
+	tssx_ring_attach(&reader, &f->ctl, f->small, f->data, CAP);
 	assert_int_equal(put(f, 0, 100), 100);
 	assert_int_equal(get_unmarked(&reader, f, 10), 10);
 	/* The producer counts a record, then writes its bytes. */
@@ -381,11 +465,11 @@ static void test_several_producers(void **state)
 	struct tssx_ring reader;
 
 	assert_non_null(locks);
-	tssx_ring_attach(&reader, &f->ctl, f->data, CAP);
+	tssx_ring_attach(&reader, &f->ctl, f->small, f->data, CAP);
 	for (uint32_t i = 0; i < PRODUCERS; i++) {
 		args[i].id = i;
 		args[i].locks = locks;
-		tssx_ring_attach(&args[i].view, &f->ctl, f->data, CAP);
+		tssx_ring_attach(&args[i].view, &f->ctl, f->small, f->data, CAP);
 		assert_int_equal(pthread_create(&threads[i], NULL, produce_records, &args[i]), 0);
 	}
 	for (uint64_t got = 0; got < PRODUCERS * RECORDS;) {
@@ -582,6 +666,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_wrap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_peek, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_iovec, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_growth, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stays_small, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_growth_learnt, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_growth_corrupted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tail_too_far, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_head_past_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tail_backwards, setup, teardown),
