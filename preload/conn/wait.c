@@ -315,16 +315,23 @@ static struct shared_page *shared_page(void)
 	return machine.page ? machine.page : &own;
 }
 
+/* Whether the runnable count in the page is at most TSSX_LOAD_REFRESH_NS
+ * old.  Relaxed: the two words are a hint, each valid alone. */
+static bool runnable_fresh(struct shared_page *page, uint64_t now)
+{
+	return now - atomic_load_explicit(&page->load_read_at, memory_order_relaxed) < TSSX_LOAD_REFRESH_NS;
+}
+
 /* The machine's runnable tasks, at most TSSX_LOAD_REFRESH_NS old; 0 when
  * unknown.  Processes and threads that race may all read the file:
- * harmless.  Relaxed: the two words are a hint, each valid alone. */
+ * harmless. */
 static unsigned runnable_now(struct shared_page *page, uint64_t now)
 {
 	char line[128];
 	unsigned runnable;
 	ssize_t n;
 
-	if (now - atomic_load_explicit(&page->load_read_at, memory_order_relaxed) < TSSX_LOAD_REFRESH_NS)
+	if (runnable_fresh(page, now))
 		return (unsigned)atomic_load_explicit(&page->load_runnable, memory_order_relaxed);
 	if (machine.loadavg_fd < 0 || (n = pread(machine.loadavg_fd, line, sizeof(line) - 1, 0)) <= 0)
 		return 0;
@@ -336,11 +343,17 @@ static unsigned runnable_now(struct shared_page *page, uint64_t now)
 }
 
 /* Whether a spin from now to end_ns may run, and the slot it then holds.
- * The slot first: it costs no system call. */
+ * A fresh runnable count that refuses is read first: on a busy machine
+ * every wait is refused, and a claim and release of a slot would write
+ * the page's line that all the waiters read.  Else the slot first: it
+ * costs no system call, where a stale count costs a read of the file. */
 static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot)
 {
 	struct shared_page *page = shared_page();
 
+	*slot = NULL;
+	if (runnable_fresh(page, now) && !tssx_spin_pays(runnable_now(page, now), machine.cpus))
+		return false;
 	*slot = tssx_spin_slot_claim(page->slots, machine.page ? machine.nslots : TSSX_SPIN_SLOTS_MAX, now, end_ns);
 	if (*slot && tssx_spin_pays(runnable_now(page, now), machine.cpus))
 		return true;
