@@ -9,6 +9,9 @@
  *   clients    one epoll server (an event loop, like Redis) with N clients
  *   chain      client -> epoll proxy -> epoll server, the proxy keeping one
  *              upstream connection per client (kept alive)
+ *   fresh      one epoll server with N clients that each make a connection
+ *              per request (connect, request, answer, close), as a web
+ *              server in front of a FastCGI backend without keep-alive
  * Every role is this binary re-executed (--load-role) in the column's
  * environment.  Clients count their round trips in a shared counter page
  * (a memfd at ROLE_FD_A); the orchestrator reads the counters and each
@@ -47,6 +50,8 @@
 #define LOAD_MESSAGE 64
 #define LOAD_MAX_PROCS 160
 #define LOAD_MAX_CLIENTS 64
+/* Rows of all the scenarios together (build_load_rows). */
+#define LOAD_MAX_ROWS 24
 /* How long the roles may take to connect and answer their first request. */
 #define LOAD_START_NS (15ull * 1000000000u)
 
@@ -58,11 +63,13 @@ struct load_slot {
 
 const char *const load_kind_names[LOAD_KIND_COUNT] = {
 	[LOAD_PAIRS] = "pairs", [LOAD_PAIRS_HOGS] = "hogs", [LOAD_CLIENTS] = "clients", [LOAD_CHAIN] = "chain",
+	[LOAD_FRESH] = "fresh",
 };
 
 static const char *const kind_labels[] = {
 	[LOAD_PAIRS] = "pairs", [LOAD_PAIRS_HOGS] = "pairs + hogs",
 	[LOAD_CLIENTS] = "epoll server, clients", [LOAD_CHAIN] = "chain via epoll proxy",
+	[LOAD_FRESH] = "connection per request",
 };
 
 enum { LCOL_PLAIN, LCOL_TSSX, LCOL_COUNT };
@@ -156,21 +163,29 @@ static int role_failed(const char *role, const char *path, bool at_eof)
 	return 1;
 }
 
-static int role_client(const char *path, unsigned slot_index)
+/* Round trips on one connection, or (fresh) each on a connection of its
+ * own, counted in the client's slot. */
+static int role_client(const char *path, unsigned slot_index, bool fresh)
 {
 	struct load_slot *slots = mmap(NULL, LOAD_MAX_CLIENTS * sizeof(*slots), PROT_READ | PROT_WRITE,
 				       MAP_SHARED, ROLE_FD_A, 0);
 	uint8_t buf[LOAD_MESSAGE] = { 1 };
-	int fd = load_connect(path);
+	int fd = -1;
 
-	if (slots == MAP_FAILED || fd < 0 || slot_index >= LOAD_MAX_CLIENTS)
+	if (slots == MAP_FAILED || slot_index >= LOAD_MAX_CLIENTS)
 		return role_failed("client", path, false);
 	for (uint64_t n = 1;; n++) {
+		if (fd < 0 && (fd = load_connect(path)) < 0)
+			return role_failed("client", path, false);
 		if (!transfer(fd, buf, sizeof(buf), true) || !transfer(fd, buf, sizeof(buf), false))
 			return role_failed("client", path, errno == 0);
 		if (n == 1)
 			atomic_store(&slots[slot_index].shm_used, maps_tssx_segment());
 		atomic_store_explicit(&slots[slot_index].requests, n, memory_order_relaxed);
+		if (fresh) {
+			close(fd);
+			fd = -1;
+		}
 	}
 }
 
@@ -237,7 +252,9 @@ static bool loop_relay(struct loop_conn *c)
 	}
 }
 
-static int role_loop(const char *path, const char *upstream)
+/* An epoll loop; fresh: clients close after each request, which is not
+ * the end of the run (the orchestrator kills the server). */
+static int role_loop(const char *path, const char *upstream, bool fresh)
 {
 	struct epoll_event events[64];
 	int lfd = load_listen(path), epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -255,8 +272,10 @@ static int role_loop(const char *path, const char *upstream)
 			if (!c && !loop_accept(epfd, lfd, upstream))
 				return role_failed(upstream ? "proxy" : "server", path, false);
 			if (c && !loop_relay(c)) {
-				/* A client went away: the run is over. */
-				return 0;
+				if (!fresh)
+					return 0; /* a client went away: the run is over */
+				close(c->fd);
+				free(c);
 			}
 		}
 	}
@@ -268,20 +287,20 @@ static int __attribute__((noreturn)) role_hog(void)
 		;
 }
 
-/* --load-role client PATH SLOT | pair-server PATH | server PATH |
- * proxy PATH UPSTREAM | hog */
+/* --load-role client PATH SLOT | fresh-client PATH SLOT | pair-server PATH |
+ * server PATH | fresh-server PATH | proxy PATH UPSTREAM | hog */
 int load_role_main(int argc, char **argv)
 {
 	const char *role = argc > 2 ? argv[2] : "";
 
-	if (strcmp(role, "client") == 0 && argc == 5)
-		return role_client(argv[3], (unsigned)strtoul(argv[4], NULL, 10));
+	if ((strcmp(role, "client") == 0 || strcmp(role, "fresh-client") == 0) && argc == 5)
+		return role_client(argv[3], (unsigned)strtoul(argv[4], NULL, 10), role[0] == 'f');
 	if (strcmp(role, "pair-server") == 0 && argc == 4)
 		return role_pair_server(argv[3]);
-	if (strcmp(role, "server") == 0 && argc == 4)
-		return role_loop(argv[3], NULL);
+	if ((strcmp(role, "server") == 0 || strcmp(role, "fresh-server") == 0) && argc == 4)
+		return role_loop(argv[3], NULL, role[0] == 'f');
 	if (strcmp(role, "proxy") == 0 && argc == 5)
-		return role_loop(argv[3], argv[4]);
+		return role_loop(argv[3], argv[4], false);
 	if (strcmp(role, "hog") == 0 && argc == 3)
 		return role_hog();
 	fputs("tssx-bench: --load-role: bad arguments\n", stderr);
@@ -478,6 +497,7 @@ static uint64_t wait_for_a_request(struct load_slot *slots, unsigned clients, ui
 struct load_topology {
 	unsigned servers, clients, hogs;
 	bool proxy;
+	bool fresh; /* a connection per request */
 };
 
 static struct load_topology topology_of(const struct load_row *row, long nproc)
@@ -489,6 +509,8 @@ static struct load_topology topology_of(const struct load_row *row, long nproc)
 		return (struct load_topology){ .servers = row->n, .clients = row->n, .hogs = (unsigned)nproc };
 	case LOAD_CLIENTS:
 		return (struct load_topology){ .servers = 1, .clients = row->n };
+	case LOAD_FRESH:
+		return (struct load_topology){ .servers = 1, .clients = row->n, .fresh = true };
 	case LOAD_CHAIN:
 	default:
 		return (struct load_topology){ .servers = 2, .clients = row->n, .proxy = true };
@@ -531,11 +553,11 @@ static bool start_round(const struct bench_config *cfg, const struct load_row *r
 		if (!spawn_server(procs, env, counters, ready, "server", upstream, NULL) ||
 		    !spawn_server(procs, env, counters, ready, "proxy", path[0], upstream))
 			return false;
-	} else if (!spawn_server(procs, env, counters, ready, "server", path[0], NULL)) {
+	} else if (!spawn_server(procs, env, counters, ready, t.fresh ? "fresh-server" : "server", path[0], NULL)) {
 		return false;
 	}
 	for (unsigned i = 0; i < t.clients; i++) {
-		char *argv[] = { "tssx-bench", "--load-role", "client", path[i], slot, NULL };
+		char *argv[] = { "tssx-bench", "--load-role", t.fresh ? "fresh-client" : "client", path[i], slot, NULL };
 
 		snprintf(slot, sizeof(slot), "%u", i);
 		if (spawn(procs, env, counters, ready[1], true, argv) < 0)
@@ -609,7 +631,8 @@ static int measure_round(const struct bench_config *cfg, struct load_row *row, i
 /* The rows of the scenarios in `kinds` (bits of enum load_kind). */
 static unsigned build_load_rows(struct load_row *rows, unsigned kinds)
 {
-	static const unsigned pairs[] = { 1, 2, 4, 8, 16 }, clients[] = { 1, 8, 64 }, chain[] = { 1, 8 };
+	static const unsigned pairs[] = { 1, 2, 4, 8, 16 }, clients[] = { 1, 8, 64 }, chain[] = { 1, 8 },
+			      fresh[] = { 1, 8 };
 	static const struct {
 		const unsigned *n;
 		size_t count;
@@ -618,6 +641,7 @@ static unsigned build_load_rows(struct load_row *rows, unsigned kinds)
 		[LOAD_PAIRS_HOGS] = { pairs, ARRAY_SIZE(pairs) },
 		[LOAD_CLIENTS] = { clients, ARRAY_SIZE(clients) },
 		[LOAD_CHAIN] = { chain, ARRAY_SIZE(chain) },
+		[LOAD_FRESH] = { fresh, ARRAY_SIZE(fresh) },
 	};
 	unsigned n = 0;
 
@@ -769,7 +793,7 @@ static void print_load_json(FILE *out, const struct bench_config *cfg, struct lo
 
 int load_main(const struct bench_config *cfg)
 {
-	struct load_row rows[16];
+	struct load_row rows[LOAD_MAX_ROWS];
 	unsigned nrows = build_load_rows(rows, cfg->load_kinds), total, step = 0;
 	long nproc = sysconf(_SC_NPROCESSORS_ONLN);
 	double load = -1;

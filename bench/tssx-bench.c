@@ -82,7 +82,7 @@ static const char usage_text[] =
 "  -t, --tests=LIST      only these measurements, comma-separated:\n"
 "                        pingpong,stream,drain,connect,pipe,blocked;\n"
 "                        with --load, only these scenarios:\n"
-"                        pairs,hogs,clients,chain\n"
+"                        pairs,hogs,clients,chain,fresh\n"
 "  -L, --load            the load table instead (below)\n"
 "  -j, --json            print JSON instead of the table\n"
 "  -p, --progress        show progress on stderr even when it is not a tty\n"
@@ -97,8 +97,9 @@ static const char usage_text[] =
 "--load: plain and TSSX with many processes at once: 64 B round trips/s,\n"
 "CPU time and system calls per request; 1-16 independent pairs, the same\n"
 "with a busy process per CPU, an epoll server with 1-64 clients, a client ->\n"
-"epoll proxy -> server chain (default 3 s per cell, --quick 1.2 s).\n"
-"-t names the scenarios to run (default: all four).\n"
+"epoll proxy -> server chain, an epoll server whose 1 or 8 clients make a\n"
+"connection per request (default 3 s per cell, --quick 1.2 s).  -t names\n"
+"the scenarios to run (default: all five).\n"
 "\n"
 "Without a mounted registry or without the library the TSSX column is\n"
 "skipped, with one line on stderr saying why and how to fix it.\n"
@@ -506,7 +507,7 @@ int main(int argc, char **argv)
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (test_list && load && !(cfg.load_kinds = parse_list(test_list, load_kind_names, LOAD_KIND_COUNT)))
-		return usage_error("invalid scenario list '%s' (pairs,hogs,clients,chain)", test_list);
+		return usage_error("invalid scenario list '%s' (pairs,hogs,clients,chain,fresh)", test_list);
 	if (test_list && !load && !(tests = parse_list(test_list, test_option_names, ARRAY_SIZE(test_option_names))))
 		return usage_error("invalid test list '%s'", test_list);
 	if (cfg.quick && !duration_given)

@@ -60,7 +60,7 @@ import xml.etree.ElementTree as ET
 
 text = " ".join(t.strip() for t in ET.parse(sys.argv[1]).getroot().itertext())
 wanted = ["64 B round trips", "CPU time per request", "pairs 1", "pairs + hogs 16",
-          "epoll server, clients 64", "chain via epoll proxy 8"] + sys.argv[2:]
+          "epoll server, clients 64", "chain via epoll proxy 8", "connection per request 8"] + sys.argv[2:]
 missing = [w for w in wanted if w not in text]
 if missing:
     sys.exit(f"missing {missing}")
