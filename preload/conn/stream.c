@@ -1026,21 +1026,26 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
 	return ready & (events | POLLHUP | POLLERR);
 }
 
-bool tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
+enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
 {
 	if (atomic_load_explicit(&conn->state, memory_order_acquire) != TSSX_CONN_READY) {
 		bool pending;
 
 		/* Whoever takes the hello (a re-check, another thread's read)
 		 * arms these as the handshake completes: taking it consumes
-		 * what would have woken the real socket. */
+		 * what would have woken the real socket.  When another thread
+		 * takes it while this one sleeps, bytes the peer wrote before
+		 * that arm rang no doorbell (the flag was not up yet), and the
+		 * hello it consumed no longer wakes this sleeper. */
 		pthread_mutex_lock(&conn->handshake_lock);
 		pending = atomic_load(&conn->state) == TSSX_CONN_HELLO_PENDING;
 		if (pending)
 			conn->armed_while_pending |= events & (POLLIN | POLLOUT);
 		pthread_mutex_unlock(&conn->handshake_lock);
-		if (pending || atomic_load(&conn->state) != TSSX_CONN_READY)
-			return false;
+		if (pending)
+			return TSSX_ARM_RECHECK;
+		if (atomic_load(&conn->state) != TSSX_CONN_READY)
+			return TSSX_ARM_DOORBELL; /* failed or closed: the socket tells */
 	}
 	if (events & POLLIN)
 		(void)tssx_ring_arm_reader(conn->rx);
@@ -1048,7 +1053,7 @@ bool tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
 		(void)tssx_ring_arm_writer(conn->tx);
 	/* After this side's SHUT_RD (wait_ring) the socket reads EOF for
 	 * good and takes no doorbells. */
-	return tssx_ring_read_shut(conn->rx);
+	return tssx_ring_read_shut(conn->rx) ? TSSX_ARM_NO_DOORBELL : TSSX_ARM_DOORBELL;
 }
 
 void tssx_conn_drain(struct tssx_conn *conn, uint32_t revents)

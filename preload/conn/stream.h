@@ -46,13 +46,24 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events);
  * guest of the doorbell owner, or any waiter after its own SHUT_RD. */
 #define TSSX_SHARED_WAIT_MS 10
 
+/* What a sleeper on the real socket may rely on after tssx_conn_arm(). */
+enum tssx_arm {
+	TSSX_ARM_DOORBELL,	/* the peer's doorbell, or its close, wakes it */
+	/* The hello is still to be taken, maybe by another thread while this
+	 * one sleeps: the socket wakes it for the hello, but not for bytes
+	 * that the peer wrote before the taker armed; it re-checks every
+	 * TSSX_SHARED_WAIT_MS. */
+	TSSX_ARM_RECHECK,
+	/* This side shut its reading down: the real socket reads EOF for
+	 * good and takes no doorbells; it watches for POLLHUP only and
+	 * re-checks every TSSX_SHARED_WAIT_MS. */
+	TSSX_ARM_NO_DOORBELL,
+};
+
 /* Before sleeping on the real fd for `events`: arm the waiting flags so the
  * peer sends a doorbell.  Afterwards the caller re-checks tssx_conn_ready()
- * and sleeps only if it is still not ready.  True when no doorbell can
- * come (this side shut its reading down: the real socket reads EOF for
- * good): the caller then watches the socket for POLLHUP only and sleeps
- * at most TSSX_SHARED_WAIT_MS. */
-bool tssx_conn_arm(struct tssx_conn *conn, uint32_t events);
+ * and sleeps only if it is still not ready, as the result says. */
+enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events);
 
 /* After the real fd reported readable: consume pending doorbells without
  * blocking, so that level-triggered waits do not spin.  revents: what the

@@ -39,7 +39,7 @@ struct wait_call {
 	int maxevents;
 	const sigset_t *sigmask;
 	bool pwait2; /* nanosecond timeouts: sleep with epoll_pwait2 */
-	bool recheck; /* a connection no doorbell can wake (tssx_conn_arm()) */
+	bool recheck; /* a connection a doorbell may not wake (tssx_conn_arm()) */
 	struct tssx_deadline deadline;
 };
 
@@ -147,7 +147,7 @@ static bool set_arm_locked(struct events_set *set)
 		if (entry->disabled || entry->parked)
 			continue;
 		if (conn)
-			recheck |= tssx_conn_arm(conn, entry->events);
+			recheck |= tssx_conn_arm(conn, entry->events) != TSSX_ARM_DOORBELL;
 		else if ((inner = events_set_of(entry->fd)) && atomic_load(&inner->count) > 0)
 			recheck |= events_set_arm(inner);
 	}

@@ -49,7 +49,7 @@ struct poll_call {
 	struct tssx_conn **conns;
 	nfds_t nfds;
 	bool kernel_fds;	/* fds that only the kernel can report */
-	bool recheck;		/* a connection no doorbell can wake (tssx_conn_arm()) */
+	bool recheck;		/* a connection a doorbell may not wake (tssx_conn_arm()) */
 	const sigset_t *sigmask;
 	struct tssx_deadline deadline;
 };
@@ -171,12 +171,13 @@ static void poll_arm(struct poll_call *call)
 		struct events_set *set;
 
 		if ((conn = poll_conn(call, i))) {
+			enum tssx_arm arm = tssx_conn_arm(conn, (uint16_t)call->fds[i].events);
+
 			/* A socket that reads EOF for good would not let the
-			 * kernel's poll sleep: HUP only, and a re-check. */
-			if (tssx_conn_arm(conn, (uint16_t)call->fds[i].events)) {
+			 * kernel's poll sleep: HUP only. */
+			if (arm == TSSX_ARM_NO_DOORBELL)
 				call->kfds[i].events = 0;
-				call->recheck = true;
-			}
+			call->recheck |= arm != TSSX_ARM_DOORBELL;
 		} else if (call->kinds[i] == POLL_SET && (set = events_set_of(call->fds[i].fd))) {
 			call->recheck |= events_set_arm(set);
 		}
