@@ -106,7 +106,8 @@ TSSX_REGISTRY=$TMP "$TSSX_BENCH" "${TINY[@]}" --tests pingpong,stream,drain >"$T
 check_table "$TMP/table"
 rc=0; "$TSSX_BENCH" --duration 0 2>/dev/null || rc=$?
 ((rc == 2)) || fail "--duration 0 exits $rc, not 2"
-"$TSSX_BENCH" --help | grep -q '^Usage: tssx-bench' || fail "--help"
+help=$("$TSSX_BENCH" --help) # whole: grep -q would stop reading (SIGPIPE)
+grep -q '^Usage: tssx-bench' <<<"$help" || fail "--help"
 for bad in "--load -t pairs,bogus" "-t hogs"; do # names of the other table
 	rc=0; "$TSSX_BENCH" $bad 2>/dev/null || rc=$?
 	((rc == 2)) || fail "$bad exits $rc, not 2"

@@ -6,13 +6,17 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-"$TSSX_CMD" --help | grep -q '^Usage: tssx run' || fail "--help has no usage"
+# Whole outputs first: grep -q stops reading at its match, and a writer
+# still writing then dies of SIGPIPE, which pipefail reports.
+help=$("$TSSX_CMD" --help)
+grep -q '^Usage: tssx run' <<<"$help" || fail "--help has no usage"
 [[ $("$TSSX_CMD" --version) =~ ^tssx\ [0-9]+\.[0-9]+ ]] || fail "--version"
 rc=0; "$TSSX_CMD" frobnicate 2>/dev/null || rc=$?
 ((rc == 2)) || fail "unknown command exits $rc, not 2"
 rc=0; "$TSSX_CMD" run 2>/dev/null || rc=$?
 ((rc == 2)) || fail "run without a command exits $rc, not 2"
-"$TSSX_CMD" bench --help | grep -q '^Usage: tssx-bench' || fail "tssx bench does not run tssx-bench"
+help=$("$TSSX_CMD" bench --help)
+grep -q '^Usage: tssx-bench' <<<"$help" || fail "tssx bench does not run tssx-bench"
 rc=0; out=$(TSSX_REGISTRY=$TMP "$TSSX_CMD" status 2>&1) || rc=$?
 ((rc == 1)) && [[ $out == *"no registry mounted at $TMP"* ]] ||
 	fail "status without a registry: exit $rc, '$out'"
