@@ -503,11 +503,40 @@ int tssx_conn_adopt(int fd, int memfd, bool server)
 	return 0;
 }
 
+/*
+ * fork() with a server connection whose hello is still on the socket:
+ * both processes would wait for it, one would take it, and the other
+ * would read doorbells or EOF as its hello and fail the connection.  The
+ * parent takes it first, as before a spawn (conn/handover.c) and a
+ * shutdown(): the client sends it right behind its connect, and one that
+ * does not within a second fails.
+ */
+static void establish_before_fork(void)
+{
+	int high = tssx_table_high_fd(), saved_errno = errno;
+
+	for (int fd = 0; fd <= high; fd++) {
+		struct tssx_conn *conn = tssx_conn_lookup(fd);
+
+		if (conn && atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_HELLO_PENDING &&
+		    tssx_conn_establish(conn, fd, 1000) == -EAGAIN)
+			tssx_conn_fail(conn, fd, ECONNRESET, "no hello before fork");
+	}
+	errno = saved_errno;
+}
+
+static void register_establish_before_fork(void)
+{
+	pthread_atfork(establish_before_fork, NULL, NULL);
+}
+
 int tssx_conn_accept(int fd)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct tssx_conn *conn = conn_new(fd, true);
 	int ret;
 
+	pthread_once(&once, register_establish_before_fork);
 	if (!conn)
 		return -ENOMEM;
 	ret = tssx_table_set(fd, &conn->obj);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -299,12 +300,34 @@ static struct shared_page *map_page(void)
 	return page == MAP_FAILED ? NULL : page;
 }
 
+/*
+ * An fd kept for the process's life, moved from the lowest free number
+ * to one in the upper half of the fd limit: opened at the first spin,
+ * under a program's poll() or select(), it would otherwise take a number
+ * the program has just closed, which the kernel must answer with POLLNVAL
+ * or EBADF.
+ */
+static int away_from_program(int fd)
+{
+	struct rlimit limit;
+	int moved;
+
+	if (fd < 0 || getrlimit(RLIMIT_NOFILE, &limit) < 0 || limit.rlim_cur / 2 <= (rlim_t)fd ||
+	    limit.rlim_cur / 2 > INT_MAX)
+		return fd;
+	moved = fcntl(fd, F_DUPFD_CLOEXEC, (int)(limit.rlim_cur / 2));
+	if (moved < 0)
+		return fd;
+	close(fd);
+	return moved;
+}
+
 static void machine_init(void)
 {
 	machine.cpus = allowed_cpus();
 	machine.nslots = tssx_spin_slots_for(machine.cpus);
 	machine.page = map_page();
-	machine.loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+	machine.loadavg_fd = away_from_program(open("/proc/loadavg", O_RDONLY | O_CLOEXEC));
 }
 
 static struct shared_page *shared_page(void)

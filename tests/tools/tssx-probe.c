@@ -23,6 +23,7 @@
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -637,6 +638,202 @@ static void fork_server(int fd)
 
 	expect(drain_counting(fd, counts) == 4001000);
 	expect(counts['A'] == 2000000 && counts['B'] == 2000000 && counts['C'] == 1000);
+}
+
+/* ---- fork: both processes read, each byte goes to one of them ---- */
+
+#define FORKREAD_TAGS 16
+#define FORKREAD_UNIT 30000
+
+static void forkread_client(int fd)
+{
+	for (int i = 0; i < FORKREAD_TAGS; i++)
+		write_tagged(fd, (uint8_t)('a' + i), (size_t)(i + 1) * FORKREAD_UNIT);
+	close(fd);
+}
+
+/* Reads until EOF, counting bytes per value; any error fails. */
+static void drain_strictly(int fd, uint64_t counts[256])
+{
+	uint8_t buf[4096];
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		expect(n > 0);
+		for (ssize_t i = 0; i < n; i++)
+			counts[buf[i]]++;
+	}
+}
+
+/* The server and a forked child drain the connection at once; together
+ * they must have read every byte the client wrote exactly once. */
+static void forkread_server(int fd)
+{
+	uint64_t counts[256] = { 0 }, theirs[256] = { 0 }, total = 0;
+	int report[2], status;
+	pid_t child;
+
+	expect(pipe(report) == 0);
+	child = fork();
+	expect(child >= 0);
+	if (child == 0) {
+		close(report[0]);
+		drain_strictly(fd, counts);
+		expect(write(report[1], counts, sizeof(counts)) == (ssize_t)sizeof(counts));
+		_exit(0);
+	}
+	close(report[1]);
+	drain_strictly(fd, counts);
+	expect(read(report[0], theirs, sizeof(theirs)) == (ssize_t)sizeof(theirs));
+	expect(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(report[0]);
+	for (int c = 0; c < 256; c++) {
+		uint64_t want = c >= 'a' && c < 'a' + FORKREAD_TAGS ? (uint64_t)(c - 'a' + 1) * FORKREAD_UNIT : 0;
+
+		if (counts[c] + theirs[c] != want)
+			die("forkread: %lu + %lu bytes of '%c', want %lu", (unsigned long)counts[c],
+			    (unsigned long)theirs[c], c, (unsigned long)want);
+		total += counts[c] + theirs[c];
+	}
+	fprintf(stderr, "forkread: %lu bytes\n", (unsigned long)total);
+}
+
+/*
+ * forklate: the same with a server that forks while its connection's
+ * hello is still on the way.  Preloaded, the client is a TSSX client of
+ * its own, around the library (system calls, the core's ring): it sends
+ * its hello 200 ms after its connect, then the stream through the ring.
+ */
+#define LATE_HELLO_MS 200
+#define LATE_RING (64u * 1024)
+
+static void late_doorbell(int fd)
+{
+	(void)!send(fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+static void late_ring_send(struct tssx_ring *ring, int fd, const uint8_t *p, size_t len)
+{
+	while (len) {
+		struct iovec iov = { .iov_base = (void *)p, .iov_len = len };
+		ssize_t n = tssx_ring_write(ring, &iov, 1);
+		char bells[64];
+
+		expect(n >= 0);
+		if (n > 0 && tssx_ring_take_reader_wakeup(ring))
+			late_doorbell(fd);
+		if (n == 0 && tssx_ring_arm_writer(ring) == 0) {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+			expect(poll(&pfd, 1, 100) >= 0);
+			while (recv(fd, bells, sizeof(bells), MSG_DONTWAIT) > 0)
+				;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void forklate_client(int unused)
+{
+	struct sockaddr_un self = { .sun_family = AF_UNIX }, server = { .sun_family = AF_UNIX };
+	struct tssx_segment seg;
+	struct tssx_hello hello;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control = { 0 };
+	struct iovec iov = { .iov_base = &hello, .iov_len = sizeof(hello) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+			      .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+	uint8_t buf[1000];
+	int fd, memfd, n;
+
+	(void)unused;
+	if (!getenv("LD_PRELOAD")) {
+		forkread_client(tool_connect(sock_path));
+		return;
+	}
+	/* System calls: the library's socket(), bind() and connect() would
+	 * make this connection its own. */
+	fd = (int)syscall(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	expect(fd >= 0);
+	n = snprintf(self.sun_path + 1, sizeof(self.sun_path) - 1, "tssx-v1.probe-late.%d", (int)getpid());
+	expect(syscall(SYS_bind, fd, &self, offsetof(struct sockaddr_un, sun_path) + 1 + n) == 0);
+	snprintf(server.sun_path, sizeof(server.sun_path), "%s", sock_path);
+	expect(syscall(SYS_connect, fd, &server, sizeof(server)) == 0);
+	usleep(LATE_HELLO_MS * 1000);
+	expect(tssx_segment_create(&seg, LATE_RING, LATE_RING, &memfd, &hello) == 0);
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &memfd, sizeof(int));
+	expect(sendmsg(fd, &msg, MSG_NOSIGNAL) == (ssize_t)sizeof(hello));
+	close(memfd);
+	for (int i = 0; i < FORKREAD_TAGS; i++) {
+		memset(buf, 'a' + i, sizeof(buf));
+		for (size_t done = 0; done < (size_t)(i + 1) * FORKREAD_UNIT; done += sizeof(buf))
+			late_ring_send(&seg.ring[TSSX_C2S], fd, buf, sizeof(buf));
+	}
+	tssx_ring_shut_write(&seg.ring[TSSX_C2S]);
+	late_doorbell(fd);
+	close(fd);
+	tssx_segment_detach(&seg);
+}
+
+/* ---- select() and poll() with a closed fd beside a connection ---- */
+
+static void badfd_client(int fd)
+{
+	wait_byte(fd);
+	send_all(fd, "d", 1); /* the connection is readable from here */
+	wait_byte(fd);
+}
+
+/* The kernel's select() fails with EBADF and leaves the sets alone; poll()
+ * reports POLLNVAL for that fd and the connection's readiness.  With the
+ * connection idle (a poll that would sleep) and readable.  The library's
+ * first spin opened an fd of its own, which took the number just closed
+ * (select found it readable). */
+static void badfd_server(int fd)
+{
+	struct timespec brief = { .tv_nsec = 50 * 1000 * 1000 };
+	int pipefd[2], closed;
+	char c;
+
+	expect(pipe(pipefd) == 0);
+	closed = pipefd[0] > fd ? pipefd[0] : pipefd[1];
+	close(pipefd[0]);
+	close(pipefd[1]);
+	for (int round = 0; round < 2; round++) {
+		struct pollfd pfds[2] = { { .fd = fd, .events = POLLIN }, { .fd = closed, .events = POLLIN } };
+		struct timeval tv = { .tv_sec = 5 };
+		fd_set readable;
+
+		FD_ZERO(&readable);
+		FD_SET(fd, &readable);
+		FD_SET(closed, &readable);
+		errno = 0;
+		expect(select(closed + 1, &readable, NULL, NULL, &tv) < 0 && errno == EBADF);
+		expect(FD_ISSET(fd, &readable) && FD_ISSET(closed, &readable));
+		FD_ZERO(&readable);
+		FD_SET(fd, &readable);
+		FD_SET(closed, &readable);
+		errno = 0;
+		expect(pselect(closed + 1, &readable, NULL, NULL, &brief, NULL) < 0 && errno == EBADF);
+		expect(FD_ISSET(fd, &readable) && FD_ISSET(closed, &readable));
+		expect(poll(pfds, 2, 5000) == (round ? 2 : 1));
+		expect(pfds[0].revents == (round ? POLLIN : 0) && pfds[1].revents == POLLNVAL);
+		if (round == 0) {
+			send_all(fd, "+", 1);
+			/* Until the client's byte is there. */
+			expect(recv(fd, &c, 1, MSG_PEEK) == 1);
+		}
+	}
+	send_all(fd, "+", 1);
 }
 
 /* ---- threads writing one connection, dup ---- */
@@ -1575,6 +1772,9 @@ static const struct probe {
 	{ "epolldup", epolldup_server, epolldup_client },
 	{ "epipe", epipe_server, epipe_client },
 	{ "fork", fork_server, fork_client },
+	{ "forkread", forkread_server, forkread_client },
+	{ "badfd", badfd_server, badfd_client },
+	{ "forklate", forkread_server, forklate_client },
 	{ "threads", threads_server, threads_client },
 	{ "nonblock", nonblock_server, nonblock_client },
 	{ "addresses", addresses_server, addresses_client },
@@ -1620,7 +1820,8 @@ int main(int argc, char **argv)
 	if (child == 0) {
 		is_client = true;
 		close(listener);
-		fd = tool_connect(sock_path);
+		/* forklate's client makes its own connection. */
+		fd = probe->client == forklate_client ? -1 : tool_connect(sock_path);
 		probe->client(fd);
 		exit(0);
 	}
