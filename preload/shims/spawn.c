@@ -1,18 +1,20 @@
 /*
- * posix_spawn, posix_spawnp and system (conn/handover.h).
+ * posix_spawn, posix_spawnp, system, popen and pclose (conn/handover.h).
  *
  * glibc's posix_spawn() runs the child with clone(CLONE_VM|CLONE_VFORK)
- * and its internal execve, and system() calls its internal posix_spawn:
- * no exec wrapper sees either.  These wrappers hand the connections and
+ * and its internal execve, and system() and popen() call its internal
+ * posix_spawn: no exec wrapper sees any of them.  These wrappers hand the connections and
  * listener claims the child inherits to it as the exec wrappers do
  * (shims/exec.c), in the parent: the child's environment gets the
  * hand-over entry, and what cannot be handed over fails loudly.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -153,4 +155,154 @@ TSSX_EXPORT int system(const char *line)
 	if (!line)
 		return run_shell("exit 0") == 0;
 	return run_shell(line);
+}
+
+/*
+ * popen() and pclose() as glibc's (libio/iopopen.c) do them, with the
+ * spawn through the wrapper above: a pipe made O_CLOEXEC, its child end
+ * moved off the number the child uses (else no file action could clear
+ * its O_CLOEXEC) and dup2()ed onto it in the child, the streams of
+ * earlier popen() calls closed there (POSIX), /bin/sh -c --; the parent's
+ * end keeps O_CLOEXEC only with "e".  pclose() waits for the shell.
+ */
+struct popened {
+	FILE *stream;
+	int fd; /* the parent's end, as fileno() would lock the stream */
+	pid_t pid;
+	struct popened *next;
+};
+
+static pthread_mutex_t popen_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct popened *popened_list;
+
+/* "r" or "w", optionally with "e": whether it reads; -1 when invalid. */
+static int popen_mode(const char *mode, bool *cloexec)
+{
+	int reads = 0, writes = 0;
+
+	*cloexec = false;
+	for (; *mode; mode++) {
+		if (*mode == 'r')
+			reads = 1;
+		else if (*mode == 'w')
+			writes = 1;
+		else if (*mode == 'e')
+			*cloexec = true;
+		else
+			return -1;
+	}
+	return reads ^ writes ? reads : -1;
+}
+
+/* With popen_lock held: the shell, whose child_fd is the pipe's child end. */
+static int popen_spawn(struct popened *entry, const char *command, int child_end, int child_fd)
+{
+	posix_spawn_file_actions_t actions;
+	int ret;
+
+	posix_spawn_file_actions_init(&actions);
+	ret = posix_spawn_file_actions_adddup2(&actions, child_end, child_fd);
+	for (struct popened *p = popened_list; p && !ret; p = p->next)
+		if (p->fd != child_fd)
+			ret = posix_spawn_file_actions_addclose(&actions, p->fd);
+	if (!ret)
+		ret = posix_spawn(&entry->pid, "/bin/sh", &actions, NULL,
+				  (char *const[]){ "sh", "-c", "--", (char *)command, NULL }, environ);
+	posix_spawn_file_actions_destroy(&actions);
+	return ret;
+}
+
+/* The pipe's child end, moved off child_fd: the file action that dup2()s
+ * it there in the child clears its O_CLOEXEC only from another number. */
+static int off_child_fd(int child_end, int child_fd)
+{
+	int moved;
+
+	if (child_end != child_fd)
+		return child_end;
+	moved = fcntl(child_end, F_DUPFD_CLOEXEC, 0);
+	close(child_end);
+	return moved;
+}
+
+TSSX_EXPORT FILE *popen(const char *command, const char *mode)
+{
+	bool cloexec;
+	int reads = popen_mode(mode, &cloexec), pipe_fds[2], child_end, child_fd, ret, saved_errno;
+	struct popened *entry;
+
+	if (reads < 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	entry = calloc(1, sizeof(*entry));
+	if (!entry)
+		return NULL;
+	if (pipe2(pipe_fds, O_CLOEXEC) < 0)
+		goto no_pipe;
+	entry->fd = pipe_fds[!reads];
+	child_fd = reads ? STDOUT_FILENO : STDIN_FILENO;
+	child_end = off_child_fd(pipe_fds[reads], child_fd);
+	if (child_end < 0)
+		goto no_child_end;
+	entry->stream = fdopen(entry->fd, reads ? "r" : "w");
+	if (!entry->stream)
+		goto no_stream;
+	pthread_mutex_lock(&popen_lock);
+	ret = popen_spawn(entry, command, child_end, child_fd);
+	if (!ret) {
+		entry->next = popened_list;
+		popened_list = entry;
+	}
+	pthread_mutex_unlock(&popen_lock);
+	close(child_end);
+	if (ret) {
+		fclose(entry->stream);
+		free(entry);
+		errno = ret;
+		return NULL;
+	}
+	if (!cloexec)
+		fcntl(entry->fd, F_SETFD, 0);
+	return entry->stream;
+
+no_stream:
+	saved_errno = errno;
+	close(child_end);
+	errno = saved_errno;
+no_child_end:
+	saved_errno = errno;
+	close(entry->fd);
+	errno = saved_errno;
+no_pipe:
+	free(entry);
+	return NULL;
+}
+
+TSSX_EXPORT int pclose(FILE *stream)
+{
+	struct popened **at, *entry = NULL;
+	int status = -1;
+	pid_t waited;
+
+	pthread_mutex_lock(&popen_lock);
+	for (at = &popened_list; *at; at = &(*at)->next) {
+		if ((*at)->stream == stream) {
+			entry = *at;
+			*at = entry->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&popen_lock);
+	if (!entry) {
+		errno = ECHILD; /* not a stream of popen() */
+		return -1;
+	}
+	fclose(stream);
+	while ((waited = waitpid(entry->pid, &status, 0)) < 0 && errno == EINTR)
+		;
+	if (waited != entry->pid)
+		status = -1;
+	free(entry);
+	return status;
 }

@@ -6,7 +6,11 @@
 #  - system("cat") with the connection on the server's fds 0 and 1;
 #  - posix_spawn("/bin/cat") without file actions, the same;
 #  - posix_spawnp("cat") with file actions that dup2 the connection (kept
-#    O_CLOEXEC by the server) onto 0 and 1.
+#    O_CLOEXEC by the server) onto 0 and 1;
+#  - popen("cat >&0", "r") with the connection on the server's fds 0 and 1
+#    (glibc's popen spawns with its internal posix_spawn too: before the
+#    library wrapped popen, cat wrote the doorbells it read back into the
+#    socket, and the connection failed).
 # A preloaded child keeps using the shared memory: byte-exact, the client's
 # statistics show the rings carried the echo.  A child without the library
 # must not lose bytes silently: the client gets an error, never a clean EOF
@@ -25,7 +29,7 @@ spawn_server() {
 	wait_for_line "$work/server.log" "server: listening"
 }
 
-for how in system:cat spawn:/bin/cat actions:cat; do
+for how in system:cat spawn:/bin/cat actions:cat popen:cat; do
 	spawn_server "${how%%:*}" "${how#*:}"
 	with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes "$bytes" \
 		>"$work/client.log" 2>&1 || fail "client of ${how%%:*}"
@@ -37,7 +41,7 @@ done
 
 # Not preloaded: the whole echo (impossible without the rings) or a loud
 # error on the client, and a log line on the server.
-for how in system-plain:cat spawn-plain:/bin/cat actions-plain:cat; do
+for how in system-plain:cat spawn-plain:/bin/cat actions-plain:cat popen-plain:cat; do
 	spawn_server "${how%%:*}" "${how#*:}"
 	status=0
 	with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes "$bytes" \

@@ -23,7 +23,10 @@
  * connection on the server's own fds 0 and 1, CMD joined into one shell
  * line), posix_spawn() ("spawn": the same, no file actions) or
  * posix_spawnp() with file actions that dup2 the connection onto 0 and 1
- * ("actions"); HOW with "-plain" appended starts CMD without LD_PRELOAD.
+ * ("actions"), or popen("CMD >&0", "r") with the connection on the
+ * server's fds 0 and 1 ("popen": the pipe replaces the shell's stdout,
+ * which it sends back to stdin); HOW with "-plain" appended starts CMD
+ * without LD_PRELOAD.
  * It exits with CMD's status.
  * Sizes take K, M, G.
  */
@@ -280,6 +283,25 @@ static char *shell_line(char **argv)
 	return line;
 }
 
+/* popen(LINE >&0, "r"): the shell's stdin and stdout are the connection,
+ * its output goes to the pipe, which stays empty.  Returns pclose()'s. */
+static int popen_server(const char *line, char **env)
+{
+	char *command = xmalloc(strlen(line) + sizeof(" >&0")), buf[64];
+	FILE *out;
+
+	strcpy(command, line);
+	strcat(command, " >&0");
+	environ = env;
+	out = popen(command, "r");
+	if (!out)
+		die_errno("popen");
+	if (fread(buf, 1, sizeof(buf), out) > 0)
+		die("popen: the command wrote to the pipe");
+	free(command);
+	return pclose(out);
+}
+
 /* Accepts one connection on path and lets argv serve it (see the top). */
 static int spawn_server(const char *path, const char *how, char **argv)
 {
@@ -300,6 +322,8 @@ static int spawn_server(const char *path, const char *how, char **argv)
 		if (plain)
 			environ = env;
 		status = system(shell_line(argv));
+	} else if (!strncmp(how, "popen", 5)) {
+		status = popen_server(shell_line(argv), plain ? env : environ);
 	} else {
 		posix_spawn_file_actions_init(&fa);
 		if (actions) {
@@ -327,7 +351,7 @@ int main(int argc, char **argv)
 	if (argc < 3)
 		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock] [--rename|--rename-after]\n"
 		    "       tssx-echo listen-exec PATH CMD [ARG...]\n"
-		    "       tssx-echo spawn PATH system|spawn|actions[-plain] CMD [ARG...]");
+		    "       tssx-echo spawn PATH system|spawn|actions|popen[-plain] CMD [ARG...]");
 	if (!strcmp(argv[1], "listen-exec")) {
 		if (argc < 4)
 			die("listen-exec: no command");
