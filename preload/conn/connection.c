@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
@@ -125,44 +126,89 @@ static struct tssx_conn *conn_new(int fd, bool server)
 	atomic_init(&conn->memfd, -1);
 	conn->memfd_obj.kind = TSSX_FD_SEGMENT;
 	atomic_init(&conn->memfd_obj.refs, 0); /* counted by the table */
+	atomic_init(&conn->wake_fd, -1);
+	conn->wake_obj.kind = TSSX_FD_WAKE;
+	atomic_init(&conn->wake_obj.refs, 0);
 	return conn;
 }
 
-/* Keeps the segment's memfd for a hand-over at exec; without a slot in
- * the table (which protects it from close-all loops) it is closed. */
-static void keep_memfd(struct tssx_conn *conn, int memfd)
+/* The number of a kept fd of the connection (memfd_obj or wake_obj). */
+static _Atomic int *kept_number(struct tssx_conn *conn, struct tssx_fd_object *obj)
 {
-	if (tssx_table_set(memfd, &conn->memfd_obj) < 0) {
-		TSSX_REAL(close)(memfd);
+	return obj == &conn->memfd_obj ? &conn->memfd : &conn->wake_fd;
+}
+
+/* Keeps fd as the connection's obj; without a slot in the table (which
+ * protects it from close-all loops) it is closed. */
+static void keep_fd(struct tssx_conn *conn, struct tssx_fd_object *obj, int fd)
+{
+	if (tssx_table_set(fd, obj) < 0) {
+		TSSX_REAL(close)(fd);
 		return;
 	}
-	atomic_store(&conn->memfd, memfd);
+	atomic_store(kept_number(conn, obj), fd);
 }
 
-struct tssx_conn *tssx_conn_of_memfd(struct tssx_fd_object *obj)
+/* Keeps the segment's memfd for a hand-over at exec. */
+static void keep_memfd(struct tssx_conn *conn, int memfd)
 {
-	return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, memfd_obj));
+	keep_fd(conn, &conn->memfd_obj, memfd);
 }
 
-void tssx_conn_move_memfd(struct tssx_conn *conn)
+void tssx_conn_move_kept(struct tssx_fd_object *obj)
 {
-	int old = atomic_load(&conn->memfd);
+	struct tssx_conn *conn = obj->kind == TSSX_FD_SEGMENT
+					 ? (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, memfd_obj))
+					 : (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, wake_obj));
+	_Atomic int *number = kept_number(conn, obj);
+	int old = atomic_load(number);
 	int moved = TSSX_REAL(fcntl)(old, F_DUPFD_CLOEXEC, 0);
 
-	atomic_store(&conn->memfd, -1);
+	atomic_store(number, -1);
 	tssx_table_take(old);
 	if (moved >= 0)
-		keep_memfd(conn, moved);
+		keep_fd(conn, obj, moved);
+}
+
+int tssx_conn_wake_fd(struct tssx_conn *conn)
+{
+	int fd = atomic_load(&conn->wake_fd), none = -1;
+
+	if (fd >= 0)
+		return fd;
+	fd = eventfd(0, EFD_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	/* In the table before it is published: no close-all loop takes it. */
+	if (tssx_table_set(fd, &conn->wake_obj) < 0) {
+		TSSX_REAL(close)(fd);
+		return -1;
+	}
+	/* Seq_cst: a writer publishes it before it checks the end of the
+	 * stream, the shutdown sets the end before it looks for it
+	 * (stream.c), so one of the two sees the other. */
+	if (atomic_compare_exchange_strong(&conn->wake_fd, &none, fd))
+		return fd;
+	tssx_table_take(fd); /* another thread's came first */
+	TSSX_REAL(close)(fd);
+	return none;
+}
+
+/* The connection's kept fds are closed with it. */
+static void close_kept(struct tssx_conn *conn, struct tssx_fd_object *obj)
+{
+	int fd = atomic_load(kept_number(conn, obj));
+
+	if (fd >= 0) {
+		tssx_table_take(fd);
+		TSSX_REAL(close)(fd);
+	}
 }
 
 static void conn_free(struct tssx_conn *conn)
 {
-	int memfd = atomic_load(&conn->memfd);
-
-	if (memfd >= 0) {
-		tssx_table_take(memfd);
-		TSSX_REAL(close)(memfd);
-	}
+	close_kept(conn, &conn->memfd_obj);
+	close_kept(conn, &conn->wake_obj);
 	tssx_ancillary_release(&conn->ancillary);
 	tssx_segment_detach(&conn->seg);
 	pthread_mutex_lock(&spares_lock);
@@ -503,15 +549,7 @@ int tssx_conn_adopt(int fd, int memfd, bool server)
 	return 0;
 }
 
-/*
- * fork() with a server connection whose hello is still on the socket:
- * both processes would wait for it, one would take it, and the other
- * would read doorbells or EOF as its hello and fail the connection.  The
- * parent takes it first, as before a spawn (conn/handover.c) and a
- * shutdown(): the client sends it right behind its connect, and one that
- * does not within a second fails.
- */
-static void establish_before_fork(void)
+void tssx_conn_establish_all(const char *why)
 {
 	int high = tssx_table_high_fd(), saved_errno = errno;
 
@@ -520,23 +558,16 @@ static void establish_before_fork(void)
 
 		if (conn && atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_HELLO_PENDING &&
 		    tssx_conn_establish(conn, fd, 1000) == -EAGAIN)
-			tssx_conn_fail(conn, fd, ECONNRESET, "no hello before fork");
+			tssx_conn_fail(conn, fd, ECONNRESET, why);
 	}
 	errno = saved_errno;
 }
 
-static void register_establish_before_fork(void)
-{
-	pthread_atfork(establish_before_fork, NULL, NULL);
-}
-
 int tssx_conn_accept(int fd)
 {
-	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	struct tssx_conn *conn = conn_new(fd, true);
 	int ret;
 
-	pthread_once(&once, register_establish_before_fork);
 	if (!conn)
 		return -ENOMEM;
 	ret = tssx_table_set(fd, &conn->obj);

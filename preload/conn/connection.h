@@ -67,6 +67,13 @@ struct tssx_conn {
 	 * kept.  Its table slot points to memfd_obj (kind TSSX_FD_SEGMENT). */
 	_Atomic int memfd;
 	struct tssx_fd_object memfd_obj;
+	/* An eventfd written when this process (or a fork that shares it)
+	 * shuts the connection down for writing: a writer of another thread
+	 * asleep for room wakes on it (the socket has no such event).  Made by
+	 * the first writer that sleeps while the process has several threads;
+	 * -1 until then.  Its table slot points to wake_obj (TSSX_FD_WAKE). */
+	_Atomic int wake_fd;
+	struct tssx_fd_object wake_obj;
 	/* The real socket's identity: a copy of it that the table does not
 	 * know (dup2 in a vfork() child) is recognised at exec by it. */
 	dev_t sock_dev;
@@ -119,6 +126,10 @@ int tssx_conn_accept(int fd);
  * for the hello.  Returns 0 once READY, -EAGAIN, -EINTR, or the
  * connection's error. */
 int tssx_conn_establish(struct tssx_conn *conn, int fd, int timeout_ms);
+/* Completes every pending handshake of the process, waiting up to a
+ * second for each hello (the client sends it right behind its connect);
+ * one that does not come fails the connection with `why` in the log. */
+void tssx_conn_establish_all(const char *why);
 
 /* Whether the handshake is complete: one load, the data path's fast path.
  * Acquire: pairs with the release that publishes a READY connection, so
@@ -177,10 +188,12 @@ struct tssx_conn *tssx_conn_hold(int fd);
 /* The new image of an exec, handed fd and the segment's memfd by the old
  * one (conn/handover.c): a ready connection, or -errno (memfd is closed). */
 int tssx_conn_adopt(int fd, int memfd, bool server);
-/* The connection whose memfd_obj this is. */
-struct tssx_conn *tssx_conn_of_memfd(struct tssx_fd_object *obj);
-/* Moves the kept memfd to another number (the application dup2s onto it). */
-void tssx_conn_move_memfd(struct tssx_conn *conn);
+/* Moves a kept fd of a connection (its memfd_obj or wake_obj) to another
+ * number: the application dup2s onto it. */
+void tssx_conn_move_kept(struct tssx_fd_object *obj);
+/* The connection's wake fd (see wake_fd), made on first use; -1 if it
+ * cannot be made. */
+int tssx_conn_wake_fd(struct tssx_conn *conn);
 
 /* fd no longer refers to it (its slot is taken): drops the table's
  * reference; the last one logs the counts and unmaps. */

@@ -32,7 +32,16 @@ enum tssx_fd_kind {
 	TSSX_FD_LISTENER,  /* a listening socket seen by listen()/accept() */
 	TSSX_FD_REGISTRY,  /* an fd the registry client keeps open */
 	TSSX_FD_SEGMENT,   /* a connection's memfd, kept for exec (conn/handover.c) */
+	TSSX_FD_WAKE,      /* a connection's eventfd that wakes its writers (conn/stream.c) */
 };
+
+/* A connection's own fd, which the application never opened: its closes
+ * of the number (close-all loops) leave it open, a dup2() onto it moves it
+ * first (shims/fd.c). */
+static inline bool tssx_fd_kind_kept(enum tssx_fd_kind kind)
+{
+	return kind == TSSX_FD_SEGMENT || kind == TSSX_FD_WAKE;
+}
 
 /* What a slot points to: the first member of every tracked object.  refs
  * counts the slots that point to it (the fds of this process, dup). */

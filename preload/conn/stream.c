@@ -26,6 +26,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/single_threaded.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,6 +92,13 @@ static bool peer_done_writing(const struct tssx_conn *conn)
 {
 	return tssx_ring_write_shut(conn->rx) || atomic_load(&conn->peer_closed) ||
 	       atomic_load(&conn->read_shut);
+}
+
+/* This process or a fork of it did shutdown(SHUT_WR) (the ring's flag is
+ * shared with the forks): as on Linux, writes fail with EPIPE. */
+static bool shut_for_writing(const struct tssx_conn *conn)
+{
+	return atomic_load(&conn->write_shut) || tssx_ring_write_shut(conn->tx);
 }
 
 /* The peer did shutdown(SHUT_RD): as on Linux, writes fail with EPIPE. */
@@ -365,7 +373,7 @@ static ssize_t ring_avail(struct tssx_conn *conn, bool writer)
 static bool wait_over(struct tssx_conn *conn, bool writer, ssize_t avail, size_t need)
 {
 	return avail < 0 || (size_t)avail >= need || atomic_load(&conn->peer_closed) ||
-	       (writer ? atomic_load(&conn->write_shut) || peer_stopped_reading(conn) : peer_done_writing(conn));
+	       (writer ? shut_for_writing(conn) || peer_stopped_reading(conn) : peer_done_writing(conn));
 }
 
 static bool spin(struct tssx_conn *conn, bool writer, size_t need)
@@ -449,21 +457,24 @@ static int sleep_in_recv(struct tssx_conn *conn, int fd, bool timeout_is_ours)
 	return 0;
 }
 
-static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int timeout_ms)
+/* Sleeps on the socket, and on the connection's wake fd when wake >= 0
+ * (a writer that another thread's shutdown must wake). */
+static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int timeout_ms, int wake)
 {
-	struct pollfd pfd = { .fd = fd, .events = owning ? POLLIN | POLLRDHUP : 0 };
+	struct pollfd pfd[2] = { { .fd = fd, .events = owning ? POLLIN | POLLRDHUP : 0 },
+				 { .fd = wake, .events = POLLIN } };
 	int ready;
 
 	if (!owning && (timeout_ms < 0 || timeout_ms > TSSX_SHARED_WAIT_MS))
 		timeout_ms = TSSX_SHARED_WAIT_MS;
-	ready = TSSX_REAL(poll)(&pfd, 1, timeout_ms);
+	ready = TSSX_REAL(poll)(pfd, wake >= 0 ? 2 : 1, timeout_ms);
 	if (ready < 0)
 		return -errno;
-	if (ready > 0) {
-		if (pfd.revents & (POLLHUP | POLLERR))
+	if (ready > 0 && pfd[0].revents) {
+		if (pfd[0].revents & (POLLHUP | POLLERR))
 			atomic_store(&conn->peer_closed, true);
 		if (owning)
-			drain_doorbells(conn, fd, may_hide_eof((uint32_t)pfd.revents));
+			drain_doorbells(conn, fd, may_hide_eof((uint32_t)pfd[0].revents));
 	}
 	return 0;
 }
@@ -520,7 +531,7 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 	uint32_t tid;
 	bool owning, kernel_restarts = false;
 	ssize_t avail;
-	int timeout_ms, ret;
+	int timeout_ms, ret, wake;
 
 	/* Closed by another thread while this call slept: it woke for the
 	 * ring (checked before) or for nothing, and has no socket left to
@@ -537,6 +548,11 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 	/* After this side's SHUT_RD no doorbell reaches the socket: nobody
 	 * owns them, a writer re-checks as a guest does. */
 	owning = !tssx_ring_read_shut(conn->rx) && take_ownership(conn->rx, tid);
+	/* A writer that another thread may shut down sleeps where the
+	 * shutdown can wake it: the socket has no event for it (the kernel's
+	 * wakes a writer asleep for room, with EPIPE).  Published before
+	 * wait_over() looks at the end of the stream (tssx_conn_wake_fd). */
+	wake = writer && !__libc_single_threaded ? tssx_conn_wake_fd(conn) : -1;
 	avail = writer ? tssx_ring_arm_writer(conn->tx) : tssx_ring_arm_reader(conn->rx);
 	if (avail < 0) {
 		ret = ring_broken(conn, fd);
@@ -549,10 +565,10 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 		kernel_restarts = true;
 	} else if ((timeout_ms = deadline_ms(dl, fd, writer)) == 0) {
 		ret = -EAGAIN;
-	} else if (owning && timeout_ms < 0) {
+	} else if (owning && timeout_ms < 0 && wake < 0) {
 		ret = sleep_in_recv(conn, fd, false);
 	} else {
-		ret = sleep_on_socket(conn, fd, owning, timeout_ms);
+		ret = sleep_on_socket(conn, fd, owning, timeout_ms, wake);
 	}
 	if (owning)
 		tssx_ring_swap_owner(conn->rx, &tid, 0);
@@ -633,7 +649,7 @@ send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 
 	if (ret < 0)
 		return ret;
-	if (atomic_load(&conn->write_shut) || atomic_load(&conn->peer_closed) || peer_stopped_reading(conn))
+	if (shut_for_writing(conn) || atomic_load(&conn->peer_closed) || peer_stopped_reading(conn))
 		return epipe(flags);
 	if (want == 0)
 		return 0; /* the kernel drops control data without bytes too */
@@ -690,7 +706,13 @@ send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 		} else {
 			ret = wait_ring(conn, fd, true, least, &dl);
 		}
-		if (atomic_load(&conn->peer_closed) || atomic_load(&conn->write_shut) || peer_stopped_reading(conn))
+		/* A writer that this side's shutdown ended while it waited fails
+		 * without SIGPIPE, as the kernel's (its wait for room fails,
+		 * which skips the signal of a write that finds the socket
+		 * shut). */
+		if (shut_for_writing(conn))
+			return done ? (ssize_t)done : -EPIPE;
+		if (atomic_load(&conn->peer_closed) || peer_stopped_reading(conn))
 			return done ? (ssize_t)done : epipe(flags);
 		if (ret < 0)
 			return done ? (ssize_t)done : ret;
@@ -941,8 +963,15 @@ int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how)
 		tssx_ring_shut_read(conn->rx);
 	}
 	if (how != SHUT_RD) {
+		int wake;
+
 		atomic_store(&conn->write_shut, true);
 		tssx_ring_shut_write(conn->tx);
+		/* Seq_cst, after the flag: a writer asleep for room on the wake
+		 * fd, or about to be, sees one or the other (wait_ring). */
+		wake = atomic_load(&conn->wake_fd);
+		if (wake >= 0)
+			(void)!TSSX_REAL(write)(wake, &(uint64_t){ 1 }, sizeof(uint64_t));
 	}
 	/* Unconditionally: the peer may watch the socket with epoll without a
 	 * flag armed, and must see the end of the stream, or that its writes

@@ -41,6 +41,7 @@ static void release_slot(int fd)
 		tssx_registry_forget_fd(fd);
 		break;
 	case TSSX_FD_SEGMENT:
+	case TSSX_FD_WAKE:
 		break; /* never forgotten: see tssx_fd_forget() */
 	}
 }
@@ -58,8 +59,8 @@ void tssx_fd_forget(int fd)
 	if (atomic_load(&slot->epoll_set) || atomic_load(&slot->watchers))
 		tssx_events_forget_fd(fd);
 	obj = atomic_load(&slot->obj);
-	/* A kept memfd outlives the closes of its number (is_kept_memfd()). */
-	if (obj && obj->kind != TSSX_FD_SEGMENT)
+	/* A kept fd outlives the closes of its number (is_kept()). */
+	if (obj && !tssx_fd_kind_kept(obj->kind))
 		release_slot(fd);
 }
 
@@ -72,7 +73,7 @@ static int share_fd(int old_fd, int new_fd)
 	if (unlikely(events_set_of(old_fd)) && !tssx_foreign_process())
 		tssx_events_dup_fd(old_fd, new_fd);
 
-	if (likely(!obj) || obj->kind == TSSX_FD_REGISTRY || obj->kind == TSSX_FD_SEGMENT ||
+	if (likely(!obj) || obj->kind == TSSX_FD_REGISTRY || tssx_fd_kind_kept(obj->kind) ||
 	    tssx_foreign_process())
 		return new_fd;
 	if (tssx_table_set(new_fd, obj) < 0) {
@@ -85,18 +86,19 @@ static int share_fd(int old_fd, int new_fd)
 	return new_fd;
 }
 
-/* A kept memfd (conn/handover.h): the application never opened it, so a
- * close of its number is a close-all loop's; it stays open for an exec. */
-static bool is_kept_memfd(int fd)
+/* A connection's kept fd (its memfd for an exec, conn/handover.h, or its
+ * wake fd, conn/stream.c): the application never opened it, so a close
+ * of its number is a close-all loop's; it stays open. */
+static bool is_kept(int fd)
 {
 	struct tssx_fd_object *obj = tssx_table_get(fd);
 
-	return obj && obj->kind == TSSX_FD_SEGMENT;
+	return obj && tssx_fd_kind_kept(obj->kind);
 }
 
 TSSX_EXPORT int close(int fd)
 {
-	if (unlikely(is_kept_memfd(fd)))
+	if (unlikely(is_kept(fd)))
 		return 0;
 	tssx_fd_forget(fd);
 	return TSSX_REAL(close)(fd);
@@ -115,8 +117,8 @@ static void replacing(int old_fd, int new_fd)
 {
 	if (old_fd == new_fd)
 		return;
-	if (unlikely(is_kept_memfd(new_fd)) && !tssx_foreign_process()) {
-		tssx_conn_move_memfd(tssx_conn_of_memfd(tssx_table_get(new_fd)));
+	if (unlikely(is_kept(new_fd)) && !tssx_foreign_process()) {
+		tssx_conn_move_kept(tssx_table_get(new_fd));
 		return;
 	}
 	if (likely(!tssx_table_get(new_fd)) || TSSX_REAL(fcntl)(old_fd, F_GETFD) >= 0)
@@ -227,16 +229,16 @@ static void forget_range(unsigned first, unsigned last)
 		tssx_fd_forget((int)fd);
 }
 
-/* The real close_range() around the kept memfds, which a close-all
- * before exec (CPython's subprocess, in a vfork() child) must leave for
- * the hand-over. */
+/* The real close_range() around the kept fds: a close-all before exec
+ * (CPython's subprocess, in a vfork() child) must leave the memfds for
+ * the hand-over (the wake fds close at the exec). */
 static int close_range_keeping(unsigned first, unsigned last, int flags)
 {
 	int high = tssx_table_high_fd();
 	unsigned from = first;
 
 	for (unsigned fd = first; high >= 0 && fd <= last && fd <= (unsigned)high; fd++) {
-		if (!is_kept_memfd((int)fd))
+		if (!is_kept((int)fd))
 			continue;
 		if (fd > from && TSSX_REAL(close_range)(from, fd - 1, flags) < 0)
 			return -1;

@@ -1,5 +1,6 @@
 /*
- * posix_spawn, posix_spawnp, system, popen and pclose (conn/handover.h).
+ * fork, posix_spawn, posix_spawnp, system, popen and pclose
+ * (conn/handover.h).
  *
  * glibc's posix_spawn() runs the child with clone(CLONE_VM|CLONE_VFORK)
  * and its internal execve, and system() and popen() call its internal
@@ -19,11 +20,26 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "conn/connection.h"
 #include "conn/handover.h"
 #include "real_slots.h"
 #include "tssx/macros.h"
 
 extern char **environ;
+
+/*
+ * fork() with a server connection whose hello is still on the socket:
+ * both processes would wait for it, one would take it, and the other
+ * would read doorbells or EOF as its hello and fail the connection
+ * (EPROTO).  The parent takes it first, as before a spawn and a
+ * shutdown().  Not in a pthread_atfork() handler: the connection table's
+ * handler holds the lock that a connection made ready needs.
+ */
+TSSX_EXPORT pid_t fork(void)
+{
+	tssx_conn_establish_all("no hello before fork");
+	return TSSX_REAL(fork)();
+}
 
 typedef int spawn_fn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
 		     const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);

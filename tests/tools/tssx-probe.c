@@ -788,6 +788,7 @@ static void forklate_client(int unused)
 
 static void badfd_client(int fd)
 {
+	send_all(fd, "h", 1); /* the server's handshake completes on it */
 	wait_byte(fd);
 	send_all(fd, "d", 1); /* the connection is readable from here */
 	wait_byte(fd);
@@ -795,17 +796,23 @@ static void badfd_client(int fd)
 
 /* The kernel's select() fails with EBADF and leaves the sets alone; poll()
  * reports POLLNVAL for that fd and the connection's readiness.  With the
- * connection idle (a poll that would sleep) and readable.  The library's
- * first spin opened an fd of its own, which took the number just closed
- * (select found it readable). */
+ * connection idle (a poll that would sleep) and readable.  The fd closed
+ * is the lowest free number when the process first waits: the library's
+ * first spin opened an fd of its own, which took it (select found it
+ * readable).  The handshake is complete before, without a wait: the
+ * memfd it receives takes the lowest free number too, and kept for exec
+ * it would answer for the closed number as well. */
 static void badfd_server(int fd)
 {
 	struct timespec brief = { .tv_nsec = 50 * 1000 * 1000 };
-	int pipefd[2], closed;
+	int pipefd[2], closed, avail = 0;
 	char c;
 
+	while (ioctl(fd, FIONREAD, &avail) == 0 && avail == 0)
+		usleep(1000);
+	expect(read(fd, &c, 1) == 1 && c == 'h');
 	expect(pipe(pipefd) == 0);
-	closed = pipefd[0] > fd ? pipefd[0] : pipefd[1];
+	closed = pipefd[0] < pipefd[1] ? pipefd[0] : pipefd[1];
 	close(pipefd[0]);
 	close(pipefd[1]);
 	for (int round = 0; round < 2; round++) {
@@ -817,13 +824,13 @@ static void badfd_server(int fd)
 		FD_SET(fd, &readable);
 		FD_SET(closed, &readable);
 		errno = 0;
-		expect(select(closed + 1, &readable, NULL, NULL, &tv) < 0 && errno == EBADF);
+		expect(select((fd > closed ? fd : closed) + 1, &readable, NULL, NULL, &tv) < 0 && errno == EBADF);
 		expect(FD_ISSET(fd, &readable) && FD_ISSET(closed, &readable));
 		FD_ZERO(&readable);
 		FD_SET(fd, &readable);
 		FD_SET(closed, &readable);
 		errno = 0;
-		expect(pselect(closed + 1, &readable, NULL, NULL, &brief, NULL) < 0 && errno == EBADF);
+		expect(pselect((fd > closed ? fd : closed) + 1, &readable, NULL, NULL, &brief, NULL) < 0 && errno == EBADF);
 		expect(FD_ISSET(fd, &readable) && FD_ISSET(closed, &readable));
 		expect(poll(pfds, 2, 5000) == (round ? 2 : 1));
 		expect(pfds[0].revents == (round ? POLLIN : 0) && pfds[1].revents == POLLNVAL);
@@ -1687,6 +1694,77 @@ static void foreignowner_server(int fd)
 	expect(b.ret == 0);
 }
 
+/* ---- shutdown(SHUT_WR) under writers asleep for room ---- */
+
+struct asleep_writer {
+	int fd, flags;
+	_Atomic pid_t tid;
+	ssize_t ret;
+	int err;
+};
+
+static void *write_when_full(void *arg)
+{
+	struct asleep_writer *w = arg;
+
+	atomic_store(&w->tid, gettid());
+	w->ret = send(w->fd, "z", 1, w->flags);
+	w->err = errno;
+	return NULL;
+}
+
+static void shutwr_client(int fd)
+{
+	uint64_t counts[256] = { 0 };
+	uint64_t filled;
+
+	send_all(fd, "h", 1); /* the server's handshake is over before it fills */
+	wait_peer();
+	expect(read(to_client[0], &filled, sizeof(filled)) == sizeof(filled));
+	expect(drain_counting(fd, counts) == filled && counts['f'] == filled);
+}
+
+/* Two threads asleep in a write for room, one with MSG_NOSIGNAL; another
+ * thread's shutdown(SHUT_WR) ends both with EPIPE, neither with SIGPIPE
+ * (Linux 6.18: a wait for room that fails skips the signal, which a write
+ * that finds the socket already shut gets); the peer reads what was
+ * written before, then EOF. */
+static void shutwr_server(int fd)
+{
+	struct sigaction sa = { .sa_handler = on_sigpipe, .sa_flags = SA_RESTART };
+	struct asleep_writer w[2] = { { .fd = fd, .flags = MSG_NOSIGNAL }, { .fd = fd, .flags = 0 } };
+	char *block = xmalloc(65536);
+	uint64_t filled = 0;
+	pthread_t thread[2];
+	ssize_t n;
+
+	sigemptyset(&sa.sa_mask);
+	expect(sigaction(SIGPIPE, &sa, NULL) == 0);
+	/* Else the first non-blocking write may find the hello not read yet
+	 * (EAGAIN), and the writers an empty ring. */
+	wait_byte(fd);
+	memset(block, 'f', 65536);
+	while ((n = send(fd, block, 65536, MSG_DONTWAIT | MSG_NOSIGNAL)) > 0)
+		filled += (uint64_t)n;
+	expect(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+	for (int i = 0; i < 2; i++) {
+		expect(pthread_create(&thread[i], NULL, write_when_full, &w[i]) == 0);
+		while (!atomic_load(&w[i].tid))
+			usleep(1000);
+		wait_until_asleep(atomic_load(&w[i].tid));
+	}
+	expect(shutdown(fd, SHUT_WR) == 0);
+	for (int i = 0; i < 2; i++) {
+		pthread_join(thread[i], NULL);
+		fprintf(stderr, "shutwr: writer %d: ret %zd errno %d\n", i, w[i].ret, w[i].err);
+		expect(w[i].ret < 0 && w[i].err == EPIPE);
+	}
+	expect(sigpipes == 0); /* on_sigpipe(), of probe epipe */
+	signal_peer();
+	expect(write(to_client[1], &filled, sizeof(filled)) == sizeof(filled));
+	free(block);
+}
+
 /* ---- poll, FIONREAD and shutdown racing the close of their fd ---- */
 
 #define RACE_CONNECTIONS 300
@@ -1792,6 +1870,7 @@ static const struct probe {
 	{ "whole", whole_server, whole_client },
 	{ "closerace", closerace_server, closerace_client },
 	{ "foreignowner", foreignowner_server, foreignowner_client },
+	{ "shutwr", shutwr_server, shutwr_client },
 };
 
 int main(int argc, char **argv)
