@@ -9,9 +9,11 @@
  * The new image adopts every fd it holds that is a socket of that inode.
  */
 #include <dirent.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,12 +60,51 @@ static bool system_preloads_library(void)
 	return strstr(buf, "libtssx") != NULL;
 }
 
-/* The dynamic loader ignores LD_PRELOAD paths for set-uid programs. */
+#define PHDRS_READ 64
+
+/*
+ * Whether the image at path has a dynamic loader that would preload the
+ * library: an ELF file of this process's class with a PT_INTERP header, or
+ * anything else (a script: its interpreter decides; unreadable: the exec
+ * fails or the loader decides).  A static (or static-pie) image, or one of
+ * another class, never loads it: what it inherits would be bare sockets.
+ * No malloc: a vfork() child runs it.
+ */
+static bool has_loader(const char *path)
+{
+	ElfW(Ehdr) header;
+	ElfW(Phdr) phdrs[PHDRS_READ];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	bool loader = true;
+	ssize_t n;
+
+	if (fd < 0)
+		return true;
+	if (pread(fd, &header, sizeof(header), 0) == (ssize_t)sizeof(header) &&
+	    !memcmp(header.e_ident, ELFMAG, SELFMAG)) {
+		loader = header.e_ident[EI_CLASS] == (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) &&
+			 header.e_phentsize == sizeof(phdrs[0]);
+		n = loader ? pread(fd, phdrs, (size_t)(header.e_phnum < PHDRS_READ ? header.e_phnum : PHDRS_READ) *
+						 sizeof(phdrs[0]), (off_t)header.e_phoff) : 0;
+		/* More headers than read, or a short read: leave it to the loader. */
+		if (loader && header.e_phnum <= PHDRS_READ && n == (ssize_t)(header.e_phnum * sizeof(phdrs[0]))) {
+			loader = false;
+			for (int i = 0; i < header.e_phnum && !loader; i++)
+				loader = phdrs[i].p_type == PT_INTERP;
+		}
+	}
+	TSSX_REAL(close)(fd);
+	return loader;
+}
+
+/* The dynamic loader ignores LD_PRELOAD paths for set-uid programs, and a
+ * static image has none. */
 static bool loads_library(const char *path, char *const envp[])
 {
 	struct stat st;
 
-	if (path && strchr(path, '/') && stat(path, &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID)))
+	if (path && strchr(path, '/') &&
+	    ((stat(path, &st) == 0 && (st.st_mode & (S_ISUID | S_ISGID))) || !has_loader(path)))
 		return false;
 	return env_names_library(envp) || system_preloads_library();
 }
@@ -252,7 +293,7 @@ static void prepare_conn(struct tssx_handover *ho, struct tssx_conn *conn, int f
 	if (inheritable && !(i >= 0 && ho->handed[i]) && ho->via != TSSX_VIA_SPAWN_ACTIONS)
 		abandon(ho, conn, fd,
 			ho->preloaded ? "cannot hand it over (no segment fd, or too many connections)"
-				      : "the new image does not load the library (not preloaded, or set-uid)");
+				      : "the new image does not load the library (not preloaded, set-uid or static)");
 }
 
 /* A claimed listener: the new image claims it again in its constructor,
