@@ -13,7 +13,8 @@ source "$(dirname "$0")/lib.sh"
 # (forklate's client is a TSSX client of its own, not preloaded, whose
 # hello comes late: only the server's line says shared memory); badfd:
 # select and poll with a closed fd beside a connection; shutwr: writers
-# asleep for room in two threads while a third shuts the connection down.
+# asleep for room in two threads while a third shuts the connection down;
+# shutsibling: a forked child's SHUT_WR stops the parent's writes too.
 under=()
 for waiter in read poll select epoll; do
 	for action in close dup2 shutrd shutrdwr; do
@@ -22,7 +23,7 @@ for waiter in read poll select epoll; do
 done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
-	foreignowner shutwr; do
+	foreignowner shutwr shutsibling; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	with_preload yes "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||

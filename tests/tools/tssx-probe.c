@@ -1765,6 +1765,32 @@ static void shutwr_server(int fd)
 	free(block);
 }
 
+/* ---- shutdown(SHUT_WR) by a forked sibling ---- */
+
+static void shutsibling_client(int fd)
+{
+	char buf[4];
+
+	expect(recv(fd, buf, sizeof(buf), MSG_WAITALL) == 1 && buf[0] == 'a');
+}
+
+/* The socket is the processes': after a forked child's SHUT_WR the
+ * parent's writes fail too, and the peer reads EOF after what came
+ * before (the old library let the parent go on writing into the ring). */
+static void shutsibling_server(int fd)
+{
+	int status;
+	pid_t child;
+
+	send_all(fd, "a", 1);
+	child = fork();
+	expect(child >= 0);
+	if (child == 0)
+		_exit(shutdown(fd, SHUT_WR) == 0 ? 0 : 1);
+	expect(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	expect(send(fd, "b", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE);
+}
+
 /* ---- poll, FIONREAD and shutdown racing the close of their fd ---- */
 
 #define RACE_CONNECTIONS 300
@@ -1871,6 +1897,7 @@ static const struct probe {
 	{ "closerace", closerace_server, closerace_client },
 	{ "foreignowner", foreignowner_server, foreignowner_client },
 	{ "shutwr", shutwr_server, shutwr_client },
+	{ "shutsibling", shutsibling_server, shutsibling_client },
 };
 
 int main(int argc, char **argv)
