@@ -417,15 +417,19 @@ static __thread struct tssx_spin_history spin_history;
 bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline)
 {
 	uint64_t now = tssx_now_ns();
+	bool may_spin = tssx_spin_setup(spin, now, tssx_opts.spin_ns, look_every_ns, deadline);
 
-	if (!tssx_spin_setup(spin, now, tssx_opts.spin_ns, look_every_ns, deadline))
+	/* Both budgets 0 (TSSX_SPIN_NS=0 still yields unless TSSX_YIELD_NS=0
+	 * too), or no time left: a wait that the history does not count. */
+	if (!may_spin && !tssx_spin_setup(spin, now, tssx_opts.yield_ns, look_every_ns, deadline))
 		return false;
 	if (tssx_spin_history_skips(&spin_history)) {
 		count(&wait_stats.skipped);
 		spin->over = true;
 		return false;
 	}
-	if (spin_allowed(now, spin->end_ns, &spin->slot)) {
+	if (may_spin && tssx_spin_setup(spin, now, tssx_opts.spin_ns, look_every_ns, deadline) &&
+	    spin_allowed(now, spin->end_ns, &spin->slot)) {
 		spin->kind = TSSX_SPIN_CPU;
 		return true;
 	}

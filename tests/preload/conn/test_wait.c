@@ -273,6 +273,28 @@ static void test_yield_backoff_doubles_while_stalls_go_on(void **state)
 	assert_int_equal(tssx_yield_backoff(backoff, backoff + 1), TSSX_YIELD_BACKOFF_MIN_NS);
 }
 
+/* TSSX_SPIN_NS=0 never polls on a CPU of its own, but still yields (only
+ * TSSX_YIELD_NS=0 as well sleeps at once); no time left: neither. */
+static void test_spin_start_budgets(void **state)
+{
+	static const struct tssx_deadline forever = { TSSX_FOREVER }, zero = { 0 };
+	struct tssx_options saved = tssx_opts;
+	struct tssx_spin spin;
+
+	tssx_opts.spin_ns = 0;
+	tssx_opts.yield_ns = 50000;
+	assert_true(tssx_spin_start(&spin, 0, &forever));
+	assert_int_equal(spin.kind, TSSX_SPIN_YIELDING);
+	tssx_spin_stop(&spin);
+	assert_true(spin.over);
+	assert_false(tssx_spin_start(&spin, 0, &zero));
+	tssx_opts.yield_ns = 0;
+	assert_false(tssx_spin_start(&spin, 0, &forever));
+	assert_true(spin.over);
+	assert_int_equal(spin.kind, TSSX_SPIN_NONE);
+	tssx_opts = saved;
+}
+
 /* Counts the waits that skip their spin before one may spin again. */
 static unsigned skips_in_a_row(struct tssx_spin_history *history)
 {
@@ -340,6 +362,7 @@ int main(void)
 		cmocka_unit_test(test_yield_stall_grows_with_the_tasks),
 		cmocka_unit_test(test_yield_backoff_doubles_while_stalls_go_on),
 		cmocka_unit_test(test_spin_history_skips_when_spins_fail),
+		cmocka_unit_test(test_spin_start_budgets),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
