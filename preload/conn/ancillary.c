@@ -126,11 +126,22 @@ int tssx_ancillary_send(struct tssx_conn *conn, int fd, const struct msghdr *msg
 
 /* What the kernel attached to one read of the real socket. */
 struct attached {
-	int fds[MAX_FDS];
 	int nfds, used;
 	bool has_creds, truncated;
 	struct ucred creds;
+	int fds[MAX_FDS]; /* only the first nfds are ever read */
 };
+
+/* Every field but the fds: a sleeper receives its doorbells here, and
+ * zeroing those 1 KB every time was work for nothing. */
+static void attached_init(struct attached *att)
+{
+	att->nfds = 0;
+	att->used = 0;
+	att->has_creds = false;
+	att->truncated = false;
+	att->creds = (struct ucred){ 0 };
+}
 
 static void collect_control(struct msghdr *msg, struct attached *att)
 {
@@ -277,7 +288,7 @@ ssize_t tssx_ancillary_read_socket(struct tssx_conn *conn, int fd, int flags, co
 		.msg_control = control.buf,
 		.msg_controllen = sizeof(control.buf),
 	};
-	struct attached att = { .nfds = 0 };
+	struct attached att;
 	ssize_t n;
 	int ret;
 
@@ -286,6 +297,7 @@ ssize_t tssx_ancillary_read_socket(struct tssx_conn *conn, int fd, int flags, co
 	if (n < 0)
 		return -errno;
 	atomic_fetch_add_explicit(&conn->stats.sock_received, (uint64_t)n, memory_order_relaxed);
+	attached_init(&att);
 	collect_control(&msg, &att);
 	ret = parse_read(conn, fd, buf, (size_t)n, &att, why);
 	if (ret < 0) {
