@@ -196,9 +196,14 @@ void tssx_spin_history_record(struct tssx_spin_history *history, bool found)
 
 /* ---- What the waits did ---- */
 
-/* Relaxed: counters, read only for the report. */
+/* What this process's waits did before they slept, logged at exit at
+ * TSSX_LOG=info.  Relaxed: counters, read only for that line. */
 static struct {
-	_Atomic uint64_t spins, spins_found, yielding, yielding_found, yields, skipped, refused;
+	_Atomic uint64_t spins, spins_found;		/* on a CPU of their own */
+	_Atomic uint64_t yielding, yielding_found;	/* spins that yielded */
+	_Atomic uint64_t yields;			/* sched_yield() calls */
+	_Atomic uint64_t skipped;			/* slept at once: spins failed lately */
+	_Atomic uint64_t refused;			/* slept at once: no CPU free, yields paused */
 } wait_stats;
 
 static void count(_Atomic uint64_t *counter)
@@ -206,28 +211,20 @@ static void count(_Atomic uint64_t *counter)
 	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
 }
 
-void tssx_wait_stats_get(struct tssx_wait_stats *stats)
+static unsigned long long counted(_Atomic uint64_t *counter)
 {
-	stats->spins = atomic_load_explicit(&wait_stats.spins, memory_order_relaxed);
-	stats->spins_found = atomic_load_explicit(&wait_stats.spins_found, memory_order_relaxed);
-	stats->yielding = atomic_load_explicit(&wait_stats.yielding, memory_order_relaxed);
-	stats->yielding_found = atomic_load_explicit(&wait_stats.yielding_found, memory_order_relaxed);
-	stats->yields = atomic_load_explicit(&wait_stats.yields, memory_order_relaxed);
-	stats->skipped = atomic_load_explicit(&wait_stats.skipped, memory_order_relaxed);
-	stats->refused = atomic_load_explicit(&wait_stats.refused, memory_order_relaxed);
+	return (unsigned long long)atomic_load_explicit(counter, memory_order_relaxed);
 }
 
 __attribute__((destructor)) static void wait_stats_report(void)
 {
-	struct tssx_wait_stats st;
-
-	tssx_wait_stats_get(&st);
-	if (st.spins || st.yielding || st.skipped || st.refused)
+	if (counted(&wait_stats.spins) || counted(&wait_stats.yielding) || counted(&wait_stats.skipped) ||
+	    counted(&wait_stats.refused))
 		log_info("waits before sleeping: %llu spins (%llu found the answer), %llu yielding spins (%llu found it, "
 			 "%llu yields), %llu skipped (spins failed lately), %llu refused (no CPU free, yields paused)",
-			 (unsigned long long)st.spins, (unsigned long long)st.spins_found,
-			 (unsigned long long)st.yielding, (unsigned long long)st.yielding_found,
-			 (unsigned long long)st.yields, (unsigned long long)st.skipped, (unsigned long long)st.refused);
+			 counted(&wait_stats.spins), counted(&wait_stats.spins_found), counted(&wait_stats.yielding),
+			 counted(&wait_stats.yielding_found), counted(&wait_stats.yields), counted(&wait_stats.skipped),
+			 counted(&wait_stats.refused));
 }
 
 /* ---- The machine's view ---- */
@@ -428,8 +425,9 @@ bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struc
 		spin->over = true;
 		return false;
 	}
-	if (may_spin && tssx_spin_setup(spin, now, tssx_opts.spin_ns, look_every_ns, deadline) &&
-	    spin_allowed(now, spin->end_ns, &spin->slot)) {
+	/* may_spin: the spin of the first setup stands (the second ran only
+	 * without it). */
+	if (may_spin && spin_allowed(now, spin->end_ns, &spin->slot)) {
 		spin->kind = TSSX_SPIN_CPU;
 		return true;
 	}

@@ -123,17 +123,6 @@ static inline void tssx_spin_look_at(struct tssx_spin *spin, uint64_t at_ns)
  * spin slot back; harmless on a spin that is over or never started. */
 void tssx_spin_stop(struct tssx_spin *spin);
 
-/* What this process's waits did before they slept, for TSSX_LOG=info
- * (printed at exit) and the tests. */
-struct tssx_wait_stats {
-	uint64_t spins, spins_found;		/* on a CPU of their own */
-	uint64_t yielding, yielding_found;	/* spins that yielded */
-	uint64_t yields;			/* sched_yield() calls */
-	uint64_t skipped;			/* slept at once: spins failed lately */
-	uint64_t refused;			/* slept at once: no CPU free, yields paused */
-};
-void tssx_wait_stats_get(struct tssx_wait_stats *stats);
-
 /* ---- The pure parts, for the unit tests ---- */
 
 /* A yielding spin takes this many turns, even past its budget: when many
