@@ -512,9 +512,11 @@ static struct load_topology topology_of(const struct load_row *row, long nproc)
 	case LOAD_FRESH:
 		return (struct load_topology){ .servers = 1, .clients = row->n, .fresh = true };
 	case LOAD_CHAIN:
-	default:
 		return (struct load_topology){ .servers = 2, .clients = row->n, .proxy = true };
+	case LOAD_KIND_COUNT:
+		break; /* not a scenario */
 	}
+	return (struct load_topology){ 0 };
 }
 
 static bool spawn_server(struct load_procs *procs, char **env, int counters, int ready[2],

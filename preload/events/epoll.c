@@ -507,7 +507,7 @@ static int ctl_del(struct events_set *set, struct events_entry *entry)
 	struct tssx_conn *conn = entry_conn(set, entry);
 	int rc;
 
-	if (conn && entry->kind == EVENTS_CONN && !entry->kernel_flags) {
+	if (conn && !entry->kernel_flags) { /* entry_conn() made it EVENTS_CONN */
 		events_entry_park(entry, conn);
 		return 0;
 	}
