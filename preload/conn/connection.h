@@ -96,6 +96,24 @@ static inline struct tssx_conn *tssx_conn_lookup(int fd)
 	return tssx_conn_of(tssx_table_get(fd));
 }
 
+/* The same, and fd's slot (when there is one): a data call checks under
+ * its side lock that the slot still holds the connection
+ * (tssx_conn_still_at()), one load where a second lookup was several.
+ * Slots are never freed. */
+static inline struct tssx_conn *tssx_conn_lookup_slot(int fd, struct tssx_fd_slot **slot)
+{
+	*slot = tssx_table_slot(fd);
+	/* Acquire as in tssx_table_get(). */
+	return *slot ? tssx_conn_of(atomic_load_explicit(&(*slot)->obj, memory_order_acquire)) : NULL;
+}
+
+/* Whether the fd of this slot still refers to the connection
+ * (tssx_conn_owns_fd()). */
+static inline bool tssx_conn_still_at(struct tssx_conn *conn, struct tssx_fd_slot *slot)
+{
+	return atomic_load_explicit(&slot->obj, memory_order_acquire) == &conn->obj;
+}
+
 /* Whether a peer address (from accept) is a TSSX client's. */
 bool tssx_conn_is_client_addr(const void *addr, unsigned addrlen);
 /* Binds an unbound socket to a fresh TSSX client name. */

@@ -33,7 +33,7 @@
 
 #include "conn/ancillary.h"
 #include "conn/fault.h"
-#include "tssx/copy.h"
+#include "tssx/ring_fast.h"
 #include "conn/stream.h"
 #include "init.h"
 #include "real_slots.h"
@@ -888,6 +888,106 @@ static ssize_t call_done(struct tssx_conn *conn, int fd, bool kept, ssize_t n, i
 	if (n >= 0)
 		errno = saved_errno;
 	return n;
+}
+
+/* A result of the data path as the libc call returns it: -errno sets errno. */
+static inline ssize_t errno_result(ssize_t n)
+{
+	if (n < 0) {
+		errno = (int)-n;
+		return -1;
+	}
+	return n;
+}
+
+/* A doorbell that the fast path owes the peer, after its side lock: the
+ * reference it took under the lock (tssx_conn_keep) keeps the connection
+ * for it.  Out of line: rare, and its system call dwarfs the frame. */
+static __attribute__((noinline)) void ring_doorbell_kept(struct tssx_conn *conn, int fd)
+{
+	int saved_errno = errno;
+
+	ring_doorbell(conn, fd);
+	tssx_conn_release(conn, fd);
+	errno = saved_errno;
+}
+
+/*
+ * The common case of write()/send() (writer) and read()/recv() (reader)
+ * of one buffer, with the side lock held no longer than the copy
+ * (tssx_ring_move_fast(): the room or the data there, in one area,
+ * nothing of control data).  The bytes moved; -EFAULT with nothing
+ * moved, as the general path fails; or 0 with nothing moved: the call
+ * takes the general path, which also reports what went wrong.  No errno is touched, no deadline set up, no
+ * reference taken unless the peer must be woken.  A reader with
+ * SO_PEEK_OFF set moves it back at every read: the general path's.
+ */
+static inline __attribute__((always_inline)) ssize_t move_fast(struct tssx_conn *conn, struct tssx_fd_slot *slot,
+								   int fd, bool writer, void *buf, size_t len)
+{
+	_Atomic uint64_t *lock = writer ? &conn->locks->producer : &conn->locks->consumer;
+	struct tssx_ring *ring = writer ? conn->tx : conn->rx;
+	ssize_t n = 0;
+	bool wake = false;
+
+	tssx_side_lock(lock);
+	/* Under the lock: fd is still the connection's (still_there()), and
+	 * SO_PEEK_OFF moves only under the consumer lock. */
+	if (likely(tssx_conn_still_at(conn, slot)) &&
+	    (writer || likely(atomic_load_explicit(&conn->peek_off, memory_order_relaxed) < 0)))
+		n = tssx_ring_move_fast(ring, writer, buf, len);
+	if (likely(n > 0)) {
+		stat_add(writer ? &conn->stats.ring_sent : &conn->stats.ring_received, (uint64_t)n);
+		wake = writer ? tssx_ring_take_reader_wakeup(ring) : tssx_ring_take_writer_wakeup(ring);
+		if (unlikely(wake))
+			tssx_conn_keep(conn);
+	}
+	tssx_side_unlock(lock);
+	if (unlikely(wake))
+		ring_doorbell_kept(conn, fd);
+	return n;
+}
+
+/* The general path behind the fast one, with write(2)'s result. */
+static __attribute__((noinline)) ssize_t send_general(struct tssx_conn *conn, int fd, const void *buf, size_t len,
+						       int flags)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	return errno_result(tssx_conn_send(conn, fd, &iov, 1, flags));
+}
+
+static __attribute__((noinline)) ssize_t recv_general(struct tssx_conn *conn, int fd, void *buf, size_t len,
+						       int flags)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+
+	return errno_result(tssx_conn_recv(conn, fd, &iov, 1, flags));
+}
+
+ssize_t tssx_conn_write(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd, const void *buf, size_t len,
+			int flags)
+{
+	ssize_t n = 0;
+
+	/* send_stream()'s first checks: the general path fails these. */
+	if (likely(tssx_conn_is_ready(conn) && len) && likely(!shut_for_writing(conn)) &&
+	    likely(!atomic_load(&conn->peer_closed) && !peer_stopped_reading(conn)))
+		n = move_fast(conn, slot, fd, true, (void *)buf, len);
+	if (likely(n > 0))
+		return n;
+	return n == 0 ? send_general(conn, fd, buf, len, flags) : errno_result(n);
+}
+
+ssize_t tssx_conn_read(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd, void *buf, size_t len, int flags)
+{
+	ssize_t n = 0;
+
+	if (likely(tssx_conn_is_ready(conn) && len && !(flags & (MSG_PEEK | MSG_WAITALL))))
+		n = move_fast(conn, slot, fd, false, buf, len);
+	if (likely(n > 0))
+		return n;
+	return n == 0 ? recv_general(conn, fd, buf, len, flags) : errno_result(n);
 }
 
 ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)

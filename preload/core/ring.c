@@ -18,9 +18,8 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "tssx/copy.h"
 #include "tssx/log.h"
-#include "tssx/ring.h"
+#include "tssx/ring_fast.h"
 
 _Static_assert(sizeof(struct tssx_ring_ctl) == 2 * TSSX_CACHELINE,
 	       "producer and consumer lines must each be one cache line");
@@ -72,14 +71,6 @@ static ssize_t corrupted(const struct tssx_ring *ring, uint64_t head, uint64_t t
 			 (unsigned long long)ring->capacity);
 }
 
-/* A counter is never behind the value this process already saw.  Stale
- * seen values (a sibling thread or forked process moved on) are lower,
- * never higher, so they cannot trigger this. */
-static inline bool went_backwards(uint64_t counter, uint64_t seen)
-{
-	return (int64_t)(counter - seen) < 0;
-}
-
 /*
  * A consistent (head, tail) pair for callers that hold no lock (poll,
  * FIONREAD): siblings of the caller may move one counter and the peer the
@@ -101,7 +92,7 @@ static int load_counters(const struct tssx_ring *ring, uint64_t *head, uint64_t 
 		 * tail >= head first, so the tail we load next is >= h. */
 		h = atomic_load_explicit(&ctl->head, memory_order_acquire);
 		t = atomic_load_explicit(&ctl->tail, memory_order_acquire);
-		if (went_backwards(h, head_seen) || went_backwards(t, tail_seen))
+		if (tssx_ring_went_backwards(h, head_seen) || tssx_ring_went_backwards(t, tail_seen))
 			break;
 		if (likely(t - h <= ring->capacity)) {
 			*head = h;
@@ -149,28 +140,6 @@ static inline struct side side_of(struct tssx_ring *ring, bool producer)
 
 	return producer ? (struct side){ &ctl->tail, &ctl->head, &ring->tail_seen, &ring->head_seen }
 			: (struct side){ &ctl->head, &ctl->tail, &ring->head_seen, &ring->tail_seen };
-}
-
-/* Bytes the side may move between its own and the peer's counter: free
- * space for the producer, data for the consumer; UINT64_MAX when the pair
- * is more than `limit` apart (or crossed), i.e. corrupted. */
-static inline uint64_t window(bool producer, uint64_t limit, uint64_t own, uint64_t peer)
-{
-	uint64_t filled = producer ? own - peer : peer - own;
-
-	if (unlikely(filled > limit))
-		return UINT64_MAX;
-	return producer ? limit - filled : filled;
-}
-
-/*
- * How far the two counters may be apart: the small area's size while the
- * ring is small; the full capacity once it grew (the producer counts the
- * bytes still in the small area as if they took room in the full one).
- */
-static inline uint64_t limit_of(const struct tssx_ring *ring, uint64_t grown)
-{
-	return grown ? ring->capacity : TSSX_RING_SMALL_CAPACITY;
 }
 
 /* Keeps a growth value learnt from the segment (learn_growth()). */
@@ -243,7 +212,7 @@ static __attribute__((noinline)) int refresh(struct tssx_ring *ring, bool produc
 
 	if (!producer && !*grown)
 		(void)learn_growth(ring, false, own, grown); /* a consumer's never fails */
-	if (unlikely(went_backwards(peer, seen) || window(producer, limit_of(ring, *grown), own, peer) == UINT64_MAX))
+	if (unlikely(tssx_ring_went_backwards(peer, seen) || tssx_ring_window(producer, tssx_ring_limit(ring, *grown), own, peer) == UINT64_MAX))
 		return producer ? (int)corrupted(ring, peer, own) : (int)corrupted(ring, own, peer);
 	/* After the tail: acquire pairs with the producer's release in
 	 * tssx_ring_count_ancillary(), made before it wrote the bytes below
@@ -283,21 +252,21 @@ static inline __attribute__((always_inline)) ssize_t available(struct tssx_ring 
 	uint64_t n;
 	int r;
 
-	if (unlikely(went_backwards(own, atomic_load_explicit(s.own_seen, memory_order_relaxed))))
+	if (unlikely(tssx_ring_went_backwards(own, atomic_load_explicit(s.own_seen, memory_order_relaxed))))
 		return producer ? corrupted(ring, seen, own) : corrupted(ring, own, seen);
 	/* A producer sibling in another process may have grown the ring. */
 	if (producer && unlikely(!g) && learn_growth(ring, true, own, &g) < 0)
 		return -EPROTO;
-	n = window(producer, limit_of(ring, g), own, seen);
+	n = tssx_ring_window(producer, tssx_ring_limit(ring, g), own, seen);
 	if (likely(n != UINT64_MAX && n >= want))
 		goto done;
 	r = refresh(ring, producer, own, seen, &g, &seen);
 	if (r < 0)
 		return r;
-	n = window(producer, limit_of(ring, g), own, seen);
+	n = tssx_ring_window(producer, tssx_ring_limit(ring, g), own, seen);
 	if (producer && !g && n < want) {
 		g = grow(ring, own);
-		n = window(true, ring->capacity, own, seen);
+		n = tssx_ring_window(true, ring->capacity, own, seen);
 	}
 done:
 	*pos = own;
@@ -344,22 +313,6 @@ static inline void publish(struct tssx_ring *ring, bool producer, uint64_t pos)
 	atomic_store_explicit(s.own_seen, pos, memory_order_release);
 }
 
-/* Copies `len` bytes at counter `pos` of an area of `size` bytes (a power
- * of two, len at most size) in or out: one span, or two when they wrap.
- * 0, or -EFAULT when the caller's buffer faulted (copy.h). */
-static inline long copy_area(uint8_t *area, uint64_t size, bool producer, uint64_t pos, uint8_t *buf, size_t len)
-{
-	size_t offset = (size_t)(pos & (size - 1));
-	size_t to_end = (size_t)size - offset;
-	size_t first = len < to_end ? len : to_end;
-	uint8_t *at = area + offset;
-	long r = producer ? tssx_copy(at, buf, first) : tssx_copy(buf, at, first);
-
-	if (likely(len == first) || r < 0)
-		return r;
-	return producer ? tssx_copy(area, buf + first, len - first) : tssx_copy(buf + first, area, len - first);
-}
-
 /* A consumer's copy across the growth point `at`: the bytes below it from
  * the small area, at most its size (more is the peer's corruption: only
  * garbage, never an access outside it), the rest from the full one. */
@@ -371,10 +324,10 @@ static __attribute__((noinline)) long copy_across(const struct tssx_ring *ring, 
 
 	if (small > TSSX_RING_SMALL_CAPACITY)
 		small = TSSX_RING_SMALL_CAPACITY;
-	r = copy_area(ring->small, TSSX_RING_SMALL_CAPACITY, false, pos, buf, small);
+	r = tssx_ring_copy_area(ring->small, TSSX_RING_SMALL_CAPACITY, false, pos, buf, small);
 	if (small == len || r < 0)
 		return r;
-	return copy_area(ring->data, ring->capacity, false, pos + small, buf + small, len - small);
+	return tssx_ring_copy_area(ring->data, ring->capacity, false, pos + small, buf + small, len - small);
 }
 
 /* Where the full area starts for this side: never while the ring is
@@ -392,19 +345,11 @@ static inline __attribute__((always_inline)) long copy(const struct tssx_ring *r
 							 uint64_t pos, uint8_t *buf, size_t len)
 {
 	if (likely(pos >= full))
-		return copy_area(ring->data, ring->capacity, producer, pos, buf, len);
+		return tssx_ring_copy_area(ring->data, ring->capacity, producer, pos, buf, len);
 	if (full == UINT64_MAX)
-		return copy_area(ring->small, TSSX_RING_SMALL_CAPACITY, producer, pos, buf, len);
+		return tssx_ring_copy_area(ring->small, TSSX_RING_SMALL_CAPACITY, producer, pos, buf, len);
 	return copy_across(ring, full, pos, buf, len);
 }
-
-/*
- * A transfer larger than this publishes its counter after every chunk of
- * it, so that the peer copies the first chunks out (or into the room they
- * leave) while this side copies the next ones: on two CPUs a large
- * message costs about one copy's time instead of two taking turns.
- */
-#define PUBLISH_CHUNK (64u * 1024)
 
 /* The copy of a large transfer of `limit` bytes at `pos`, published
  * chunk by chunk (the caller publishes the end): `limit`, or after a
@@ -420,7 +365,7 @@ static __attribute__((noinline)) ssize_t copy_publishing(struct tssx_ring *ring,
 		size_t left = iov[i].iov_len < limit - done ? iov[i].iov_len : limit - done;
 
 		while (left) {
-			size_t len = PUBLISH_CHUNK - (done - published);
+			size_t len = TSSX_RING_PUBLISH_CHUNK - (done - published);
 
 			if (len > left)
 				len = left;
@@ -429,7 +374,7 @@ static __attribute__((noinline)) ssize_t copy_publishing(struct tssx_ring *ring,
 			base += len;
 			left -= len;
 			done += len;
-			if (done - published == PUBLISH_CHUNK) {
+			if (done - published == TSSX_RING_PUBLISH_CHUNK) {
 				publish(ring, producer, pos + done);
 				published = done;
 			}
@@ -466,7 +411,7 @@ transfer(struct tssx_ring *ring, bool producer, const struct iovec *iov, int iov
 	pos += skip;
 	limit = (size_t)n < want ? (size_t)n : want;
 	full = full_from(producer, grown);
-	if (unlikely(limit > PUBLISH_CHUNK) && !peek) {
+	if (unlikely(limit > TSSX_RING_PUBLISH_CHUNK) && !peek) {
 		/* For a sigsetjmp guard (copy.h) that jumps out of it. */
 		ring->chunked_from = pos + 1;
 		n = copy_publishing(ring, producer, full, pos, iov, limit);

@@ -23,27 +23,6 @@ ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
 		       struct sockaddr *addr, socklen_t *addrlen);
 
-/*
- * The TSSX side of read/recv and write/send, out of line: the wrapper
- * keeps no frame of its own (no saved registers, no stack protector for
- * the iovec), so on any other fd it is the inline lookup and a jump to
- * the real call.
- */
-static __attribute__((noinline)) ssize_t conn_recv(struct tssx_conn *conn, int fd, void *buf, size_t len, int flags)
-{
-	struct iovec iov = { .iov_base = buf, .iov_len = len };
-
-	return tssx_result(tssx_conn_recv(conn, fd, &iov, 1, flags));
-}
-
-static __attribute__((noinline)) ssize_t conn_send(struct tssx_conn *conn, int fd, const void *buf, size_t len,
-						  int flags)
-{
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-
-	return tssx_result(tssx_conn_send(conn, fd, &iov, 1, flags));
-}
-
 /* The peer's address as recvfrom()/recvmsg() report it: what
  * getpeername() shows. */
 static void peer_addr(int fd, struct sockaddr *addr, socklen_t *len)
@@ -54,13 +33,14 @@ static void peer_addr(int fd, struct sockaddr *addr, socklen_t *len)
 
 TSSX_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
-	struct tssx_conn *conn = tssx_conn_lookup(fd);
+	struct tssx_fd_slot *slot;
+	struct tssx_conn *conn = tssx_conn_lookup_slot(fd, &slot);
 
 	/* read(2) of nothing returns 0 before the socket is asked; recv()
 	 * of nothing is a socket call (stream.c). */
 	if (likely(!conn) || !len)
 		return TSSX_REAL(read)(fd, buf, len);
-	return conn_recv(conn, fd, buf, len, 0);
+	return tssx_conn_read(conn, slot, fd, buf, len, 0);
 }
 
 TSSX_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
@@ -72,11 +52,12 @@ TSSX_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 
 TSSX_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
-	struct tssx_conn *conn = tssx_conn_lookup(fd);
+	struct tssx_fd_slot *slot;
+	struct tssx_conn *conn = tssx_conn_lookup_slot(fd, &slot);
 
 	if (likely(!conn))
 		return TSSX_REAL(write)(fd, buf, len);
-	return conn_send(conn, fd, buf, len, 0);
+	return tssx_conn_write(conn, slot, fd, buf, len, 0);
 }
 
 /* readv()/writev()'s checks of the array, in the kernel's order: EINVAL
@@ -133,13 +114,14 @@ static bool bad_flags(int flags)
 
 TSSX_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
-	struct tssx_conn *conn = tssx_conn_lookup(fd);
+	struct tssx_fd_slot *slot;
+	struct tssx_conn *conn = tssx_conn_lookup_slot(fd, &slot);
 
 	if (likely(!conn))
 		return TSSX_REAL(recv)(fd, buf, len, flags);
 	if (bad_flags(flags))
 		return tssx_result(-EOPNOTSUPP);
-	return conn_recv(conn, fd, buf, len, flags);
+	return tssx_conn_read(conn, slot, fd, buf, len, flags);
 }
 
 TSSX_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
@@ -151,14 +133,15 @@ TSSX_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int
 
 TSSX_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *addrlen)
 {
-	struct tssx_conn *conn = tssx_conn_lookup(fd);
+	struct tssx_fd_slot *slot;
+	struct tssx_conn *conn = tssx_conn_lookup_slot(fd, &slot);
 	ssize_t n;
 
 	if (likely(!conn))
 		return TSSX_REAL(recvfrom)(fd, buf, len, flags, addr, addrlen);
 	if (bad_flags(flags))
 		return tssx_result(-EOPNOTSUPP);
-	n = conn_recv(conn, fd, buf, len, flags);
+	n = tssx_conn_read(conn, slot, fd, buf, len, flags);
 	if (n >= 0)
 		peer_addr(fd, addr, addrlen);
 	return n;
@@ -198,13 +181,14 @@ TSSX_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 TSSX_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-	struct tssx_conn *conn = tssx_conn_lookup(fd);
+	struct tssx_fd_slot *slot;
+	struct tssx_conn *conn = tssx_conn_lookup_slot(fd, &slot);
 
 	if (likely(!conn))
 		return TSSX_REAL(send)(fd, buf, len, flags);
 	if (bad_flags(flags))
 		return tssx_result(-EOPNOTSUPP);
-	return conn_send(conn, fd, buf, len, flags);
+	return tssx_conn_write(conn, slot, fd, buf, len, flags);
 }
 
 TSSX_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,

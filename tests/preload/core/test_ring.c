@@ -1,5 +1,5 @@
 /* Unit tests of the SPSC ring: contents, wrap, iovecs, hostile counters,
- * the wake-up handshake, the lock, and streams between threads and
+ * the wake-up handshake, the lock, the fast path, and streams between threads and
  * processes checked byte by byte. */
 #include <errno.h>
 #include <poll.h>
@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "tssx/log.h"
-#include "tssx/ring.h"
+#include "tssx/ring_fast.h"
 #include "tssx/segment.h"
 #include "tssx/side_lock.h"
 
@@ -386,6 +386,88 @@ static void test_read_unmarked(void **state)
 	assert_int_equal(get_unmarked(&reader, f, 5), -EPROTO);
 }
 
+static ssize_t put_fast(struct tssx_ring *ring, struct fixture *f, size_t off, size_t len)
+{
+	return tssx_ring_move_fast(ring, true, f->in + off, len);
+}
+
+static ssize_t get_fast(struct tssx_ring *ring, struct fixture *f, size_t len)
+{
+	return tssx_ring_move_fast(ring, false, f->out, len);
+}
+
+/*
+ * The fast path moves what the general one would in its common case,
+ * and leaves every other case to it with nothing moved (0): a ring to
+ * grow, a growth it has not learnt, bytes across the growth point,
+ * records of control data, a wrong counter.  (A faulting buffer: the
+ * integration tests, through the library's SIGSEGV handler.)
+ */
+static void test_fast_path(void **state)
+{
+	struct fixture *f = *state;
+	struct tssx_ring reader, sibling;
+	uint64_t tail;
+
+	tssx_ring_attach(&reader, &f->ctl, f->small, f->data, CAP);
+	tssx_ring_attach(&sibling, &f->ctl, f->small, f->data, CAP);
+	/* Small messages in the small area, across its wrap, in laps. */
+	for (size_t i = 0; i < 40; i++) {
+		assert_int_equal(put_fast(&f->ring, f, i, 100), 100);
+		assert_int_equal(get_fast(&reader, f, 200), 100);
+		assert_memory_equal(f->out, f->in + i, 100);
+	}
+	assert_int_equal(get_fast(&reader, f, 10), 0); /* empty */
+	/* Whole or nothing: the producer leaves a write that does not fit
+	 * the small area (it grows the ring) to the general path. */
+	assert_int_equal(put_fast(&f->ring, f, 0, 900), 900);
+	assert_int_equal(put_fast(&f->ring, f, 0, 200), 0);
+	assert_int_equal(f->ctl.grown, 0);
+	assert_int_equal(put(f, 900, 200), 200);
+	assert_true(f->ctl.grown);
+	/* A sibling that has not learnt the growth leaves it to ring.c. */
+	assert_int_equal(put_fast(&sibling, f, 0, 10), 0);
+	/* Bytes across the growth point: the general path's. */
+	assert_int_equal(get_fast(&reader, f, 1100), 0);
+	get_in_steps(f, 0, 900, 900);
+	get_in_steps(f, 900, 200, 200);
+	/* A view that another consumer left behind (the head is past the
+	 * tail it saw): the general path's, which loads the tail again. */
+	assert_int_equal(put_fast(&f->ring, f, 0, 10), 10);
+	assert_int_equal(get_fast(&reader, f, 10), 0);
+	assert_int_equal(tssx_ring_read(&reader, &(struct iovec){ f->out, 10 }, 1, false), 10);
+	/* In the full area from there, across its wrap. */
+	for (size_t lap = 0; lap < 3; lap++) {
+		assert_int_equal(put_fast(&f->ring, f, lap, CAP / 2), CAP / 2);
+		assert_int_equal(put_fast(&f->ring, f, lap + CAP / 2, CAP / 2), CAP / 2);
+		assert_int_equal(put_fast(&f->ring, f, 0, 1), 0); /* full */
+		assert_int_equal(get_fast(&reader, f, 2 * CAP), CAP);
+		assert_memory_equal(f->out, f->in + lap, CAP);
+	}
+	/* Records of control data ahead: the general path's. */
+	tssx_ring_count_ancillary(&f->ring);
+	assert_int_equal(put_fast(&f->ring, f, 0, 10), 10);
+	assert_int_equal(get_fast(&reader, f, 10), 0);
+	assert_int_equal(tssx_ring_readable(&reader), 10);
+	tssx_ring_take_ancillary(&reader);
+	assert_int_equal(get_fast(&reader, f, 10), 10);
+	/* Wrong counters move nothing, whatever the peer wrote. */
+	tail = atomic_load(&f->ctl.tail);
+	atomic_store(&f->ctl.tail, tail + CAP + 1);
+	assert_int_equal(get_fast(&reader, f, 10), 0);
+	atomic_store(&f->ctl.tail, tail - 1);
+	assert_int_equal(get_fast(&reader, f, 10), 0);
+	assert_int_equal(put_fast(&f->ring, f, 0, 10), 0);
+	atomic_store(&f->ctl.tail, tail);
+	atomic_store(&f->ctl.head, tail + 1);
+	assert_int_equal(get_fast(&reader, f, 10), 0);
+	tssx_log_level = TSSX_LOG_NONE;
+	assert_int_equal(tssx_ring_read(&reader, &(struct iovec){ f->out, 10 }, 1, false), -EPROTO);
+	atomic_store(&f->ctl.head, tail);
+	assert_int_equal(put_fast(&f->ring, f, 0, 10), 10);
+	assert_int_equal(get_fast(&reader, f, 10), 10);
+}
+
 static void test_wakeup_flags(void **state)
 {
 	struct fixture *f = *state;
@@ -676,6 +758,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_head_backwards, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_own_counter_corrupted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_unmarked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fast_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wakeup_flags, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_producers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
