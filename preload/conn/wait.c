@@ -124,13 +124,32 @@ _Atomic uint64_t *tssx_spin_slot_claim(_Atomic uint64_t *slots, unsigned n, uint
 	return NULL;
 }
 
+/* Past the next field and the blanks after it. */
+static const char *next_field(const char *p)
+{
+	while (*p && *p != ' ')
+		p++;
+	while (*p == ' ')
+		p++;
+	return p;
+}
+
+/* By hand, not sscanf(): a process refreshing the count every millisecond
+ * spent more in sscanf()'s set-up than in the read of the file. */
 unsigned tssx_loadavg_runnable(const char *line)
 {
-	unsigned runnable, total;
+	const char *p = next_field(next_field(next_field(line)));
+	unsigned runnable = 0;
 
-	if (sscanf(line, "%*s %*s %*s %u/%u", &runnable, &total) != 2)
+	if (*p < '0' || *p > '9')
 		return 0;
-	return runnable;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (runnable > (UINT_MAX - 9) / 10)
+			return 0;
+		runnable = runnable * 10 + (unsigned)(*p - '0');
+	}
+	/* "runnable/total": anything else is not the file we know. */
+	return *p == '/' && p[1] >= '0' && p[1] <= '9' ? runnable : 0;
 }
 
 uint64_t tssx_yield_stall_ns(unsigned runnable, unsigned cpus)

@@ -194,6 +194,12 @@ static void test_loadavg_runnable(void **state)
 	assert_int_equal(tssx_loadavg_runnable("12.00 8.79 5.07 12/207 26784"), 12);
 	assert_int_equal(tssx_loadavg_runnable(""), 0);
 	assert_int_equal(tssx_loadavg_runnable("0.1 0.2 0.3 x/5 1"), 0);
+	assert_int_equal(tssx_loadavg_runnable("0.1 0.2 0.3 7"), 0);
+	assert_int_equal(tssx_loadavg_runnable("0.1 0.2 0.3 7/"), 0);
+	assert_int_equal(tssx_loadavg_runnable("0.1 0.2"), 0);
+	assert_int_equal(tssx_loadavg_runnable("0.1 0.2 0.3 99999999999/5 1"), 0);
+	assert_int_equal(tssx_loadavg_runnable("0.1  0.2 0.3   4294967295/5 1"), 0);
+	assert_int_equal(tssx_loadavg_runnable("0.1 0.2 0.3 429496729/5 1"), 429496729);
 }
 
 static void test_deadline_left_ms(void **state)
