@@ -33,17 +33,39 @@
 #if defined(__x86_64__) && !defined(TSSX_COPY_ASAN)
 #define TSSX_COPY_LANDS 1
 
-/* 0, or -EFAULT when a load or store faulted (bytes before it may have
- * been copied). */
-long tssx_copy(void *dst, const void *src, size_t len);
-
-/* Where a fault at pc resumes: tssx_copy's landing for a pc inside its
- * copying instructions, else 0. */
+/* The leaf in assembly and its landing (copy_x86_64.S). */
+void tssx_copy_leaf(void);
 void tssx_copy_landing(void);
 
+/*
+ * 0, or -EFAULT when a load or store faulted (bytes before it may have
+ * been copied).  The call is made from inline assembly that names every
+ * register the leaf touches (rax, rcx, rdx, rsi, rdi, xmm0-xmm3, the
+ * flags), so that the caller keeps its values in the others across it
+ * instead of saving them as the ABI's call would make it: the data
+ * path's fast path (tssx/ring_fast.h) has no spills around its copy.
+ * The stack pointer moves below the red zone, which the caller may use,
+ * before the call pushes its return address.
+ */
+static inline long tssx_copy(void *dst, const void *src, size_t len)
+{
+	long r;
+
+	__asm__ volatile("lea -128(%%rsp), %%rsp\n\t"
+			 "call tssx_copy_leaf\n\t"
+			 "lea 128(%%rsp), %%rsp"
+			 : "=a"(r), "+D"(dst), "+S"(src), "+d"(len)
+			 :
+			 : "rcx", "xmm0", "xmm1", "xmm2", "xmm3", "cc", "memory");
+	return r;
+}
+
+/* Where a fault at pc resumes: the leaf's landing for a pc inside its
+ * copying instructions, else 0. */
 static inline uintptr_t tssx_copy_fault_landing(uintptr_t pc)
 {
-	return pc >= (uintptr_t)tssx_copy && pc < (uintptr_t)tssx_copy_landing ? (uintptr_t)tssx_copy_landing : 0;
+	return pc >= (uintptr_t)tssx_copy_leaf && pc < (uintptr_t)tssx_copy_landing ? (uintptr_t)tssx_copy_landing
+										 : 0;
 }
 #else
 #define TSSX_COPY_LANDS 0

@@ -1,8 +1,11 @@
 /*
- * tssx_copy(dst, src, len): 0, or -EFAULT when a load or store faults
- * (include/tssx/copy.h).  A leaf that never touches the stack, so that the
+ * tssx_copy_leaf: dst in rdi, src in rsi, len in rdx; rax 0, or -EFAULT
+ * when a load or store faults.  Called by tssx_copy()'s inline assembly
+ * (include/tssx/copy.h), which names what it touches: rax, rcx, rdx,
+ * rsi, rdi, xmm0-xmm3 and the flags; keep that list in step with the
+ * code below.  A leaf that never touches the stack, so that the
  * SIGSEGV/SIGBUS handler can resume a faulting access at
- * tssx_copy_landing, whose `ret` returns to tssx_copy's caller.  Sizes
+ * tssx_copy_landing, whose `ret` returns to the caller.  Sizes
  * from 8 to 64 bytes move with overlapping 8- and 16-byte loads and stores
  * (glibc's memcpy does the same), smaller ones byte by byte, larger ones
  * with `rep movsb` (fast strings: ERMS/FSRM).  The bytes of an overlapping
@@ -20,11 +23,11 @@
 .endm
 
 	.text
-	.globl	tssx_copy
-	.hidden	tssx_copy
-	.type	tssx_copy, @function
+	.globl	tssx_copy_leaf
+	.hidden	tssx_copy_leaf
+	.type	tssx_copy_leaf, @function
 	.p2align 4
-tssx_copy:
+tssx_copy_leaf:
 	_CET_ENDBR
 	cmp	$16, %rdx
 	jb	.Lbelow16
@@ -74,6 +77,6 @@ tssx_copy:
 tssx_copy_landing:
 	mov	$-14, %rax		/* -EFAULT */
 	ret
-	.size	tssx_copy, . - tssx_copy
+	.size	tssx_copy_leaf, . - tssx_copy_leaf
 
 	.section .note.GNU-stack, "", @progbits
