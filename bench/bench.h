@@ -31,6 +31,7 @@ enum bench_test {
 	TEST_CONNECT,  /* socket, connect, accept, 1-byte echo, close */
 	TEST_PIPE,     /* round trip over two pipes: cost on non-TSSX I/O */
 	TEST_BLOCKED,  /* CPU time of a reader blocked in read() */
+	TEST_IDLE,     /* resident shared memory of idle connections */
 	TEST_COUNT,
 };
 
@@ -39,6 +40,9 @@ enum bench_transport {
 	TRANSPORT_SOCKET, /* AF_UNIX stream socket (plain or under TSSX) */
 	TRANSPORT_PIPE,
 };
+
+/* Each test's name: on the command line (-t, a role's), in the JSON. */
+extern const char *const bench_test_names[TEST_COUNT];
 
 /* What a role process is told on its command line. */
 struct role_args {
@@ -53,7 +57,7 @@ struct role_args {
 
 /* What a client sends back on its control pipe, followed by `count`
  * doubles: nanoseconds per operation of each batch (CPU nanoseconds for
- * TEST_BLOCKED). */
+ * TEST_BLOCKED, bytes per connection for TEST_IDLE). */
 struct role_report {
 	uint32_t count;
 	uint32_t flags;
@@ -66,6 +70,9 @@ struct role_report {
  * what piled up in the ring while the reader was off its CPU (drained at
  * memcpy speed) is at most a quarter of a batch, not a whole sample. */
 #define DRAIN_MIN_BATCH ((4u << 20) / DRAIN_BYTES)
+
+/* Connections a TEST_IDLE client holds open, each after a 1-byte echo. */
+#define IDLE_CONNECTIONS 200
 
 /* Largest message: sizes the raw column's shared buffers. */
 #define BENCH_MAX_SIZE (4u << 20)

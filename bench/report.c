@@ -22,6 +22,7 @@ enum target_kind {
 	TIME_VS_PLAIN_AT_MOST, /* TSSX / plain */
 	OVERHEAD_AT_MOST,     /* TSSX / plain - 1, in percent */
 	CPU_AT_MOST,          /* TSSX's own value, nanoseconds */
+	BYTES_AT_MOST,        /* TSSX's own value, bytes */
 };
 
 struct target {
@@ -42,6 +43,7 @@ static const struct target targets[] = {
 	{ "connect cycle within 2x plain", TEST_CONNECT, 1, TIME_VS_PLAIN_AT_MOST, 2 },
 	{ "overhead on non-TSSX I/O within 2%", TEST_PIPE, 64, OVERHEAD_AT_MOST, 2 },
 	{ "blocked reader ~0 CPU (< 1 ms in 1 s)", TEST_BLOCKED, 1, CPU_AT_MOST, BLOCKED_CPU_LIMIT_NS },
+	{ "idle connection <= 20 KiB shared memory", TEST_IDLE, 1, BYTES_AT_MOST, 20 * 1024 },
 };
 
 static const char *size_text(size_t size, char *buf, size_t len)
@@ -75,6 +77,9 @@ const char *bench_row_label(const struct bench_row *row, char *buf, size_t size)
 		break;
 	case TEST_PIPE:
 		snprintf(buf, size, "pipe round trip %s", sz);
+		break;
+	case TEST_IDLE:
+		snprintf(buf, size, "idle connection: shared memory");
 		break;
 	default:
 		snprintf(buf, size, "reader blocked: CPU");
@@ -226,7 +231,15 @@ static void format_pair(char *buf, size_t len, double median, double p99, bool r
 		format_number(buf + n, len - (size_t)n, p99);
 }
 
-enum view { VIEW_TIME, VIEW_RATE, VIEW_BANDWIDTH, VIEW_CPU };
+enum view { VIEW_TIME, VIEW_RATE, VIEW_BANDWIDTH, VIEW_CPU, VIEW_BYTES };
+
+/* Bytes in KiB: "4.00 KiB". */
+static void format_bytes(char *buf, size_t len, double bytes)
+{
+	int n = format_number(buf, len, bytes / 1024);
+
+	snprintf(buf + n, len - (size_t)n, " KiB");
+}
 
 /* Whether a TSSX cell that mapped no shared memory ran on plain sockets:
  * only the tests that keep one connection open can tell. */
@@ -234,7 +247,7 @@ static bool fell_back(const struct bench_row *row, const struct bench_cell *cell
 {
 	return col == COL_TSSX && cell->done && !cell->shm_used &&
 	       (row->test == TEST_PINGPONG || row->test == TEST_STREAM || row->test == TEST_DRAIN ||
-		row->test == TEST_BLOCKED);
+		row->test == TEST_BLOCKED || row->test == TEST_IDLE);
 }
 
 static void format_cell(const struct bench_run *run, const struct bench_row *row,
@@ -257,6 +270,8 @@ static void format_cell(const struct bench_run *run, const struct bench_row *row
 		format_pair(buf, len, size / st->median, size / st->p99, false);
 	else if (view == VIEW_CPU)
 		format_time(buf, len, st->median, NAN);
+	else if (view == VIEW_BYTES)
+		format_bytes(buf, len, st->median);
 	else
 		format_time(buf, len, st->median, st->p99);
 	if (fell_back(row, cell, col) && strlen(buf) + 1 < len)
@@ -277,6 +292,7 @@ static const struct section sections[] = {
 	{ "connect cycle", TEST_CONNECT, VIEW_TIME },
 	{ "pipe round trip", TEST_PIPE, VIEW_TIME },
 	{ "blocked reader, CPU", TEST_BLOCKED, VIEW_CPU },
+	{ "idle connection, shared mem", TEST_IDLE, VIEW_BYTES },
 };
 
 static void format_ratios(const struct bench_run *run, const struct bench_row *row,
@@ -286,7 +302,7 @@ static void format_ratios(const struct bench_run *run, const struct bench_row *r
 	double slowdown = ratio(run, row, COL_TSSX, COL_RAW);
 
 	*vs_plain = *vs_raw = '\0';
-	if (row->test == TEST_BLOCKED)
+	if (row->test == TEST_BLOCKED || row->test == TEST_IDLE)
 		return;
 	if (row->test == TEST_PIPE && !isnan(speedup))
 		snprintf(vs_plain, len, "%+.1f%%", (1 / speedup - 1) * 100);
@@ -306,6 +322,9 @@ static void print_row(FILE *out, const struct bench_run *run, const struct bench
 		break;
 	case TEST_BLOCKED:
 		snprintf(label, sizeof(label), "  %.3g s in read()", (double)run->config->block_ns / 1e9);
+		break;
+	case TEST_IDLE:
+		snprintf(label, sizeof(label), "  of %d, per connection", IDLE_CONNECTIONS);
 		break;
 	default:
 		snprintf(label, sizeof(label), "  ");
@@ -336,6 +355,8 @@ static void print_targets(FILE *out, const struct bench_run *run)
 			snprintf(text, sizeof(text), "%+.1f%%", value);
 		else if (t->kind == CPU_AT_MOST)
 			format_time(text, sizeof(text), value, NAN);
+		else if (t->kind == BYTES_AT_MOST)
+			format_bytes(text, sizeof(text), value);
 		else
 			strcat(text + format_number(text, sizeof(text), value), "×");
 		fprintf(out, "  %-8s ", isnan(value) ? "" : target_met(t, value) ? "met" : "MISSED");
@@ -389,7 +410,8 @@ void bench_report_text(FILE *out, const struct bench_run *run)
 	fputs("\nvs plain: times faster than plain sockets (above 1 is better); vs raw: TSSX's\n"
 	      "time over the raw limit's (1 is the limit).  Connect cycle: socket, connect,\n"
 	      "accept, 1 B echo, close.  Pipe: no socket at all, TSSX column = with the\n"
-	      "preload.  Blocked reader: CPU used during one blocked read().\n", out);
+	      "preload.  Blocked reader: CPU used during one blocked read().  Idle\n"
+	      "connection: the pages of the segments resident in memory (both ends).\n", out);
 	if (any_fell_back(run))
 		fputs("* TSSX mapped no shared memory here: this connection ran on a plain socket\n", out);
 	print_targets(out, run);
@@ -461,27 +483,24 @@ static void json_cell(FILE *out, const struct bench_run *run, const struct bench
 	fputc('}', out);
 }
 
-static const char *const json_tests[] = {
-	[TEST_PINGPONG] = "pingpong", [TEST_STREAM] = "stream", [TEST_DRAIN] = "drain",
-	[TEST_CONNECT] = "connect", [TEST_PIPE] = "pipe", [TEST_BLOCKED] = "blocked",
-};
-
 static void json_row(FILE *out, const struct bench_run *run, const struct bench_row *row)
 {
 	static const char *const columns[] = { "raw", "plain", "tssx" };
 	char label[64];
 
 	fputs("    {\"test\": ", out);
-	bench_json_string(out, row->mixed ? "connect_tssx_client_plain_server" : json_tests[row->test]);
+	bench_json_string(out, row->mixed ? "connect_tssx_client_plain_server" : bench_test_names[row->test]);
 	fprintf(out, ", \"size\": %zu, \"label\": ", row->size);
 	bench_json_string(out, bench_row_label(row, label, sizeof(label)));
-	fprintf(out, ", \"unit\": \"%s\"", row->test == TEST_BLOCKED ? "cpu_ns" : "ns_per_op");
+	fprintf(out, ", \"unit\": \"%s\"",
+		row->test == TEST_BLOCKED ? "cpu_ns" : row->test == TEST_IDLE ? "bytes_per_connection" : "ns_per_op");
 	for (int col = 0; col < COL_COUNT; col++) {
 		fprintf(out, ",\n     \"%s\": ", columns[col]);
 		json_cell(out, run, row, (enum bench_column)col);
 	}
+	/* Memory is no speed: an idle connection has no ratios. */
 	fputs(",\n     \"tssx_vs_plain\": ", out);
-	bench_json_number(out, ratio(run, row, COL_PLAIN, COL_TSSX));
+	bench_json_number(out, row->test == TEST_IDLE ? NAN : ratio(run, row, COL_PLAIN, COL_TSSX));
 	fputs(", \"tssx_vs_raw\": ", out);
 	bench_json_number(out, ratio(run, row, COL_TSSX, COL_RAW));
 	if (row->test == TEST_PIPE) {

@@ -4,9 +4,11 @@
  * and the TSSX column: only LD_PRELOAD differs.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -126,19 +128,38 @@ static int write_messages(int fd, size_t size)
 	return r == -EPIPE || r == -ECONNRESET ? 0 : r;
 }
 
+/* Echoes the first byte of a connection. */
+static int echo_byte(int fd)
+{
+	uint8_t byte;
+	int r = read_full(fd, &byte, 1);
+
+	return r == 0 ? write_full(fd, &byte, 1) : r;
+}
+
 static int echo_connections(int listen_fd)
 {
 	for (;;) {
 		__do_close int fd = accept_one(listen_fd);
-		uint8_t byte;
 		int r;
 
 		if (fd < 0)
 			return fd;
-		r = read_full(fd, &byte, 1);
-		if (r == 0)
-			r = write_full(fd, &byte, 1);
+		r = echo_byte(fd);
 		if (r < 0 && r != -ECONNRESET && r != -EPIPE)
+			return r;
+	}
+}
+
+/* Echoes the first byte of every connection and keeps it open, idle,
+ * until the orchestrator stops this role (TEST_IDLE). */
+static int hold_connections(int listen_fd)
+{
+	for (;;) {
+		int fd = accept_one(listen_fd);
+		int r = fd < 0 ? fd : echo_byte(fd);
+
+		if (r < 0)
 			return r;
 	}
 }
@@ -182,6 +203,8 @@ static int serve_socket(const struct role_args *args)
 		return r;
 	if (args->test == TEST_CONNECT)
 		return echo_connections(listen_fd);
+	if (args->test == TEST_IDLE)
+		return hold_connections(listen_fd);
 	if ((fd = accept_one(listen_fd)) < 0)
 		return fd;
 	switch (args->test) {
@@ -376,6 +399,65 @@ static int measure_blocked(const struct role_args *args, double *sample, bool *s
 	return 0;
 }
 
+/*
+ * Bytes of TSSX segments resident in memory: mincore() of every mapping of
+ * a segment's memfd ("memfd:tssx") tells which of its pages are in the
+ * page cache, whichever end touched them; plain sockets have none.
+ */
+static int resident_segment_bytes(uint64_t *bytes)
+{
+	FILE *maps = fopen("/proc/self/maps", "re");
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned char vec[256];
+	char line[512];
+	int r = 0;
+
+	if (!maps)
+		return -errno;
+	*bytes = 0;
+	while (r == 0 && fgets(line, sizeof(line), maps)) {
+		uintptr_t start, end;
+
+		if (!strstr(line, "/memfd:tssx ") || sscanf(line, "%" SCNxPTR "-%" SCNxPTR, &start, &end) != 2)
+			continue;
+		for (uintptr_t at = start; r == 0 && at < end; at += sizeof(vec) * (size_t)page) {
+			size_t pages = (end - at) / (size_t)page < sizeof(vec) ? (end - at) / (size_t)page : sizeof(vec);
+
+			if (mincore((void *)at, pages * (size_t)page, vec) < 0)
+				r = -errno;
+			for (size_t i = 0; r == 0 && i < pages; i++)
+				*bytes += (vec[i] & 1) ? (uint64_t)page : 0;
+		}
+	}
+	fclose(maps);
+	return r;
+}
+
+/* One sample: the bytes of shared memory resident per connection while
+ * IDLE_CONNECTIONS connections, each past a 1-byte echo, sit idle; the
+ * server holds its ends open meanwhile.  The descriptors stay open until
+ * this role exits. */
+static int measure_idle(double *sample, bool *shm_used, const struct role_args *args)
+{
+	uint64_t bytes;
+	uint8_t byte = 'x';
+	int r;
+
+	for (int i = 0; i < IDLE_CONNECTIONS; i++) {
+		int fd = socket_connect(args->socket_path);
+
+		if (fd < 0)
+			return fd;
+		if ((r = write_full(fd, &byte, 1)) < 0 || (r = read_full(fd, &byte, 1)) < 0)
+			return r;
+	}
+	if ((r = resident_segment_bytes(&bytes)) < 0)
+		return r;
+	*sample = (double)bytes / IDLE_CONNECTIONS;
+	*shm_used = maps_memfd();
+	return 0;
+}
+
 static int send_report(const double *samples, uint32_t count, bool shm_used)
 {
 	struct role_report report = { .count = count, .flags = shm_used ? REPORT_SHM_USED : 0 };
@@ -394,6 +476,8 @@ static int client(const struct role_args *args)
 
 	if (args->test == TEST_BLOCKED) {
 		r = measure_blocked(args, samples, &shm_used);
+	} else if (args->test == TEST_IDLE) {
+		r = measure_idle(samples, &shm_used, args);
 	} else if (args->transport == TRANSPORT_RAW) {
 		if ((r = raw_client_op(args, &op)) < 0)
 			return r;

@@ -24,9 +24,10 @@
 
 extern char **environ;
 
-static const char *const test_names[] = {
+const char *const bench_test_names[TEST_COUNT] = {
 	[TEST_PINGPONG] = "pingpong", [TEST_STREAM] = "stream", [TEST_DRAIN] = "drain",
 	[TEST_CONNECT] = "connect", [TEST_PIPE] = "pipe", [TEST_BLOCKED] = "blocked",
+	[TEST_IDLE] = "idle",
 };
 static const char *const transport_names[] = {
 	[TRANSPORT_RAW] = "raw", [TRANSPORT_SOCKET] = "socket", [TRANSPORT_PIPE] = "pipe",
@@ -146,7 +147,7 @@ static pid_t spawn_role(const struct bench_config *cfg, const struct bench_case 
 {
 	char size[32], warmup[32], duration[32];
 	char *argv[] = { "tssx-bench", "--role", server ? "server" : "client",
-			 (char *)test_names[c->test], (char *)transport_names[c->transport],
+			 (char *)bench_test_names[c->test], (char *)transport_names[c->transport],
 			 size, (char *)path, warmup, duration, NULL };
 	bool preload = server ? c->preload_server : c->preload_client;
 	pid_t pid;

@@ -69,6 +69,10 @@ static const char usage_text[] =
 "                preload: what the library costs on I/O that is not TSSX\n"
 "  blocked       CPU time (getrusage) of a client blocked in read(2) until\n"
 "                the server answers after one second\n"
+"  idle          shared memory resident per idle connection: the client\n"
+"                holds 200 connections open after a 1 B echo each, the\n"
+"                server its ends; the pages of their segments in memory\n"
+"                (mincore), whichever end touched them, per connection\n"
 "The table ends with the ratios (TSSX vs plain, TSSX vs raw) and the\n"
 "project's targets, each marked met or missed.\n"
 "\n"
@@ -80,7 +84,7 @@ static const char usage_text[] =
 "  -w, --warmup=SECS     warm-up per cell, all rounds together (default 0.2)\n"
 "  -R, --rounds=N        rounds per cell (default 3), each with its own processes\n"
 "  -t, --tests=LIST      only these measurements, comma-separated:\n"
-"                        pingpong,stream,drain,connect,pipe,blocked;\n"
+"                        pingpong,stream,drain,connect,pipe,blocked,idle;\n"
 "                        with --load, only these scenarios:\n"
 "                        pairs,hogs,clients,chain,fresh\n"
 "  -L, --load            the load table instead (below)\n"
@@ -109,11 +113,6 @@ static const char usage_text[] =
 "\n"
 "Exit status: 0 when every cell was measured, 1 when some failed, 2 on a\n"
 "usage error, 130 when interrupted.\n";
-
-static const char *const test_option_names[] = {
-	[TEST_PINGPONG] = "pingpong", [TEST_STREAM] = "stream", [TEST_DRAIN] = "drain",
-	[TEST_CONNECT] = "connect", [TEST_PIPE] = "pipe", [TEST_BLOCKED] = "blocked",
-};
 
 static int parse_name(const char *name, const char *const *names, size_t count)
 {
@@ -159,7 +158,7 @@ static int role_from_argv(int argc, char **argv)
 
 	if (argc != 9)
 		return usage_error("--role: wrong number of arguments");
-	test = parse_name(argv[3], test_option_names, ARRAY_SIZE(test_option_names));
+	test = parse_name(argv[3], bench_test_names, ARRAY_SIZE(bench_test_names));
 	transport = parse_name(argv[4], transports, ARRAY_SIZE(transports));
 	args = (struct role_args){
 		.server = strcmp(argv[2], "server") == 0,
@@ -274,6 +273,8 @@ static size_t build_rows(struct bench_row *rows, unsigned tests)
 		n = add_row(rows, n, TEST_PIPE, PIPE_MESSAGE_SIZE, false, false);
 	if (tests & (1u << TEST_BLOCKED))
 		n = add_row(rows, n, TEST_BLOCKED, 1, false, false);
+	if (tests & (1u << TEST_IDLE))
+		n = add_row(rows, n, TEST_IDLE, 1, false, false);
 	return n;
 }
 
@@ -314,7 +315,8 @@ static void measure_all(const struct bench_config *cfg, struct bench_row *rows, 
 			total += cell_runs(cfg, &rows[i].cell[col], (enum bench_column)col);
 	for (size_t i = 0; i < nrows && !bench_interrupted; i++) {
 		struct bench_row *row = &rows[i];
-		unsigned rounds = row->test == TEST_PIPE ? 2 * cfg->rounds : row->test == TEST_BLOCKED ? 1 : cfg->rounds;
+		bool once = row->test == TEST_BLOCKED || row->test == TEST_IDLE; /* one sample each */
+		unsigned rounds = row->test == TEST_PIPE ? 2 * cfg->rounds : once ? 1 : cfg->rounds;
 		uint64_t duration = row->test == TEST_BLOCKED ? cfg->block_ns : cfg->duration_ns / rounds;
 		uint64_t warmup = cfg->warmup_ns / rounds;
 
@@ -508,7 +510,7 @@ int main(int argc, char **argv)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (test_list && load && !(cfg.load_kinds = parse_list(test_list, load_kind_names, LOAD_KIND_COUNT)))
 		return usage_error("invalid scenario list '%s' (pairs,hogs,clients,chain,fresh)", test_list);
-	if (test_list && !load && !(tests = parse_list(test_list, test_option_names, ARRAY_SIZE(test_option_names))))
+	if (test_list && !load && !(tests = parse_list(test_list, bench_test_names, ARRAY_SIZE(bench_test_names))))
 		return usage_error("invalid test list '%s'", test_list);
 	if (cfg.quick && !duration_given)
 		cfg.duration_ns = 400000000;

@@ -56,7 +56,7 @@ expect(tssx or doc["tssx"]["reason"], "tssx.reason when unavailable")
 
 tests = [r["test"] for r in doc["results"]]
 expect(tests == ["pingpong"] * 6 + ["stream"] * 6 + ["drain"] * 2 +
-       ["connect", "connect_tssx_client_plain_server", "pipe", "blocked"], f"rows {tests}")
+       ["connect", "connect_tssx_client_plain_server", "pipe", "blocked", "idle"], f"rows {tests}")
 expect([r["size"] for r in doc["results"][:6]] == [8, 64, 1024, 65536, 1048576, 4194304], "sizes")
 for row in doc["results"]:
     with_raw = row["test"] in ("pingpong", "stream", "drain")
@@ -66,17 +66,27 @@ for row in doc["results"]:
         expect(row["raw"] is None, f"{row['label']}: raw")
     cell_ok(row, "plain")
     if tssx:
-        if cell_ok(row, "tssx") and with_raw:
+        if cell_ok(row, "tssx") and (with_raw or row["test"] == "idle"):
             expect(row["tssx"]["shared_memory"] is True, f"{row['label']}: TSSX used no shared memory")
     else:
         expect(row["tssx"] is None, f"{row['label']}: tssx without TSSX")
-    ratio_ok(row, "tssx_vs_plain", "plain", "tssx")
+    if row["test"] == "idle":
+        expect(row["tssx_vs_plain"] is None and row["tssx_vs_raw"] is None, "idle: no ratios")
+    else:
+        ratio_ok(row, "tssx_vs_plain", "plain", "tssx")
     if with_raw:
         ratio_ok(row, "tssx_vs_raw", "tssx", "raw")
+    if row["test"] == "idle":
+        # Bytes per connection: none for plain sockets, at least the
+        # segment's first page (header, control blocks, small rings).
+        expect(row["unit"] == "bytes_per_connection", "idle: unit")
+        expect(row["plain"] and row["plain"]["median"] == 0, "idle: plain sockets hold no shared memory")
+        if tssx and row["tssx"]:
+            expect(row["tssx"]["median"] >= 4096, f"idle: TSSX {row['tssx']['median']} bytes per connection")
     if row["test"] == "pipe":
         expect(number(row["overhead_percent"]) if tssx else row["overhead_percent"] is None, "overhead")
 
-expect(len(doc["targets"]) == 8, "eight targets")
+expect(len(doc["targets"]) == 9, "nine targets")
 for t in doc["targets"]:
     expect(number(t["limit"]), f"target {t['name']}: limit")
     if tssx:
@@ -93,6 +103,7 @@ check_table() { # file
 	grep -q '^round trip  *raw shm  *plain socket  *TSSX  *vs plain  *vs raw$' "$1" || fail "table header"
 	[[ $(grep -cE '^  (8 B|64 B|1 KiB|64 KiB|1 MiB|4 MiB) ' "$1") == 20 ]] || fail "table rows"
 	grep -q '^targets, from this run:$' "$1" || fail "targets"
+	grep -q '^  of [0-9]*, per connection  *–  *0\.000 KiB ' "$1" || fail "idle connection row"
 }
 
 # Without TSSX: the column is skipped with one line on stderr.
@@ -101,7 +112,7 @@ TSSX_REGISTRY=$TMP "$TSSX_BENCH" "${TINY[@]}" --json >"$TMP/plain.json" 2>"$TMP/
 [[ $(wc -l <"$TMP/stderr") == 1 ]] && grep -q "TSSX column skipped" "$TMP/stderr" ||
 	fail "stderr without TSSX: $(cat "$TMP/stderr")"
 check_json "$TMP/plain.json" 0 || fail "JSON without TSSX"
-TSSX_REGISTRY=$TMP "$TSSX_BENCH" "${TINY[@]}" --tests pingpong,stream,drain >"$TMP/table" 2>/dev/null ||
+TSSX_REGISTRY=$TMP "$TSSX_BENCH" "${TINY[@]}" --tests pingpong,stream,drain,idle >"$TMP/table" 2>/dev/null ||
 	fail "table run failed"
 check_table "$TMP/table"
 rc=0; "$TSSX_BENCH" --duration 0 2>/dev/null || rc=$?
