@@ -64,6 +64,11 @@ bool tssx_foreign_process(void)
 	return owner && owner != getpid();
 }
 
+pid_t tssx_owner_pid(void)
+{
+	return atomic_load(&table_pid);
+}
+
 static void init_once_fn(void)
 {
 	atomic_store(&table_pid, getpid());

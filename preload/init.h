@@ -6,6 +6,7 @@
 #define TSSX_PRELOAD_INIT_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "tssx/options.h"
 
@@ -21,6 +22,10 @@ bool tssx_init(void);
  * without fork()): the table belongs to the suspended parent, which must
  * find it untouched.  A system call: for rare paths only. */
 bool tssx_foreign_process(void);
+
+/* The pid of the process that owns the fd table (set at init and in every
+ * fork()ed child; in a vfork() child still the parent's): no system call. */
+pid_t tssx_owner_pid(void);
 
 /* Whether a socket address is one TSSX may handle: enabled, and selected by
  * TSSX_INCLUDE / TSSX_EXCLUDE.  Sets up the registry client on first use:

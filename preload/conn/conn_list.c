@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -109,8 +110,7 @@ static void slot_end(struct tssx_conn_slot *slot)
 	atomic_fetch_add_explicit(&slot->generation, 1, memory_order_release);
 }
 
-/* "/tmp/s.sock", or "@name" for an abstract one (NUL bytes as '@'). */
-static void copy_name(char *dst, size_t size, const struct sockaddr_un *addr, socklen_t len)
+void tssx_conn_list_name(char *dst, size_t size, const struct sockaddr_un *addr, socklen_t len)
 {
 	size_t n = len > offsetof(struct sockaddr_un, sun_path) ? len - offsetof(struct sockaddr_un, sun_path) : 0;
 
@@ -127,8 +127,10 @@ static void copy_name(char *dst, size_t size, const struct sockaddr_un *addr, so
 
 /* What the socket itself tells: its inode (socket_ino if the caller
  * knows it already), the peer's pid, the server's address, and for a
- * TSSX connection the client's bound name. */
-static void describe_socket(struct tssx_conn_slot *slot, int fd, bool server, bool tssx, uint64_t socket_ino)
+ * TSSX connection the client's bound name (client, if the caller knows it
+ * already: the client bound it, the server's accept was told it). */
+static void describe_socket(struct tssx_conn_slot *slot, int fd, bool server, bool tssx, uint64_t socket_ino,
+			    const char *client)
 {
 	struct sockaddr_un addr;
 	struct ucred cred;
@@ -141,10 +143,13 @@ static void describe_socket(struct tssx_conn_slot *slot, int fd, bool server, bo
 	slot->peer_pid = TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0 ? cred.pid : 0;
 	/* The server's address is the server's own name and the client's peer. */
 	if ((server ? TSSX_REAL(getsockname) : TSSX_REAL(getpeername))(fd, (struct sockaddr *)&addr, &len) == 0)
-		copy_name(slot->path, sizeof(slot->path), &addr, len);
+		tssx_conn_list_name(slot->path, sizeof(slot->path), &addr, len);
 	len = sizeof(addr);
-	if (tssx && (server ? TSSX_REAL(getpeername) : TSSX_REAL(getsockname))(fd, (struct sockaddr *)&addr, &len) == 0)
-		copy_name(slot->client, sizeof(slot->client), &addr, len);
+	if (tssx && client && client[0])
+		snprintf(slot->client, sizeof(slot->client), "%s", client);
+	else if (tssx &&
+		 (server ? TSSX_REAL(getpeername) : TSSX_REAL(getsockname))(fd, (struct sockaddr *)&addr, &len) == 0)
+		tssx_conn_list_name(slot->client, sizeof(slot->client), &addr, len);
 }
 
 /* Copies a slot made on the stack into the table. */
@@ -214,7 +219,7 @@ static void put_plain(struct tssx_conn_table *t, const struct tssx_conn_slot *fr
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, uint64_t socket_ino,
+struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, uint64_t socket_ino, const char *client,
 					  struct tssx_conn_counters *counters, unsigned hello_bytes)
 {
 	struct tssx_conn_slot slot = {
@@ -226,7 +231,7 @@ struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, uint64_t socket_i
 	struct tssx_conn_slot *put = NULL;
 	int saved_errno = errno;
 
-	describe_socket(&slot, fd, server, true, socket_ino);
+	describe_socket(&slot, fd, server, true, socket_ino, client);
 	t = table_get();
 	if (t && !(put = put_tssx(t, &slot)))
 		atomic_fetch_add_explicit(&t->overflow, 1, memory_order_relaxed);
@@ -263,7 +268,7 @@ void tssx_conn_list_plain(int fd, bool server, enum tssx_plain_reason reason, in
 	struct tssx_conn_table *t;
 	int saved_errno = errno;
 
-	describe_socket(&slot, fd, server, false, 0);
+	describe_socket(&slot, fd, server, false, 0, NULL);
 	t = table_get();
 	if (t)
 		put_plain(t, &slot);

@@ -57,20 +57,26 @@ static unsigned process_random(void)
 	return random;
 }
 
-int tssx_conn_bind_client(int fd)
+int tssx_conn_bind_client(int fd, struct tssx_client_prep *prep)
 {
 	static _Atomic unsigned counter;
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 	int attempt;
 
 	for (attempt = 0; attempt < 8; attempt++) {
+		/* The table owner's pid, not getpid(): a vfork() child names
+		 * its sockets with its parent's pid, and the counter they
+		 * share still tells the names apart. */
 		int len = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "%s%d.%u.%08x",
-				   client_prefix, (int)getpid(), atomic_fetch_add(&counter, 1),
+				   client_prefix, (int)tssx_owner_pid(), atomic_fetch_add(&counter, 1),
 				   process_random());
+		socklen_t addrlen = offsetof(struct sockaddr_un, sun_path) + 1 + (socklen_t)len;
 
-		if (TSSX_REAL(bind)(fd, (struct sockaddr *)&addr,
-				    offsetof(struct sockaddr_un, sun_path) + 1 + (socklen_t)len) == 0)
+		if (TSSX_REAL(bind)(fd, (struct sockaddr *)&addr, addrlen) == 0) {
+			tssx_conn_list_name(prep->conn->client_name, sizeof(prep->conn->client_name), &addr,
+					    addrlen);
 			return 0;
+		}
 		if (errno != EADDRINUSE)
 			return -errno;
 	}
@@ -231,8 +237,8 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];
 	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);
 	tssx_conn_arm(conn, conn->armed_while_pending);
-	atomic_store(&conn->slot, tssx_conn_list_add(fd, conn->server, conn->sock_ino, &conn->stats,
-							      sizeof(struct tssx_hello)));
+	atomic_store(&conn->slot, tssx_conn_list_add(fd, conn->server, conn->sock_ino, conn->client_name,
+						      &conn->stats, sizeof(struct tssx_hello)));
 	log_info("fd %d: shared memory, %s", fd, conn->server ? "server" : "client");
 }
 
@@ -563,13 +569,15 @@ void tssx_conn_establish_all(const char *why)
 	errno = saved_errno;
 }
 
-int tssx_conn_accept(int fd)
+int tssx_conn_accept(int fd, const struct sockaddr_un *peer, socklen_t peerlen)
 {
 	struct tssx_conn *conn = conn_new(fd, true);
 	int ret;
 
 	if (!conn)
 		return -ENOMEM;
+	if (peer)
+		tssx_conn_list_name(conn->client_name, sizeof(conn->client_name), peer, peerlen);
 	ret = tssx_table_set(fd, &conn->obj);
 	if (ret < 0) {
 		conn_free(conn);

@@ -13,7 +13,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/uio.h>
 
 #include "conn/ancillary.h"
@@ -42,6 +44,10 @@ struct tssx_conn {
 	 * memory the peer cannot write (side_lock.h). */
 	struct tssx_side_locks *locks;
 	bool server; /* the first member a reuse clears */
+	/* The client's bound name as `tssx connections` shows it, when this
+	 * process knows it without asking the socket (it bound it, or accept
+	 * told it); "" otherwise. */
+	char client_name[TSSX_CONN_NAME_MAX];
 	_Atomic int fd;            /* one fd of this process that refers to it */
 	_Atomic int state;         /* enum tssx_conn_state */
 	_Atomic int error;         /* errno once FAILED */
@@ -116,8 +122,10 @@ static inline bool tssx_conn_still_at(struct tssx_conn *conn, struct tssx_fd_slo
 
 /* Whether a peer address (from accept) is a TSSX client's. */
 bool tssx_conn_is_client_addr(const void *addr, unsigned addrlen);
-/* Binds an unbound socket to a fresh TSSX client name. */
-int tssx_conn_bind_client(int fd);
+struct tssx_client_prep;
+/* Binds the socket to a fresh TSSX client name, which prep's connection
+ * keeps for its listing.  -EINVAL: the socket is bound already. */
+int tssx_conn_bind_client(int fd, struct tssx_client_prep *prep);
 
 /* A client connection made ready before the real connect, so that the
  * hello follows the connect at once: the server's accept, or its first
@@ -137,9 +145,10 @@ int tssx_conn_prepare(struct tssx_client_prep *prep);
 int tssx_conn_connect(int fd, struct tssx_client_prep *prep);
 /* Client, when the real connect failed: releases prep. */
 void tssx_conn_abandon(struct tssx_client_prep *prep);
-/* Server, after the real accept of a TSSX client: a connection whose hello
- * is read now if it is there, later otherwise. */
-int tssx_conn_accept(int fd);
+/* Server, after the real accept of a TSSX client (its address peer, or
+ * NULL if not known): a connection whose hello is read now if it is
+ * there, later otherwise. */
+int tssx_conn_accept(int fd, const struct sockaddr_un *peer, socklen_t peerlen);
 /* Completes a pending handshake, waiting up to timeout_ms (-1: forever)
  * for the hello.  Returns 0 once READY, -EAGAIN, -EINTR, or the
  * connection's error. */

@@ -564,7 +564,7 @@ static int adopt_first(char kind, int fd, int memfd, char side)
 		TSSX_REAL(fcntl)(memfd, F_SETFD, FD_CLOEXEC);
 		return tssx_conn_adopt(fd, memfd, side == 's');
 	case 'p':
-		return is_socket(fd, false) ? tssx_conn_accept(fd) : -ENOTSOCK;
+		return is_socket(fd, false) ? tssx_conn_accept(fd, NULL, 0) : -ENOTSOCK;
 	default:
 		if (!is_socket(fd, true))
 			return -ENOTSOCK;

@@ -235,7 +235,7 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 		return -1;
 	forget_stale(conn_fd);
 	if (enabled && tssx_conn_is_client_addr(&peer, peerlen)) {
-		ret = tssx_conn_accept(conn_fd);
+		ret = tssx_conn_accept(conn_fd, (const struct sockaddr_un *)&peer, peerlen);
 		if (ret < 0) {
 			/* Its hello would reach the application as data. */
 			TSSX_REAL(close)(conn_fd);
@@ -269,7 +269,11 @@ TSSX_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int f
 /* How connect() treats a socket. */
 enum client_path {
 	CLIENT_PLAIN,
-	CLIENT_BIND,  /* unbound: bind a TSSX name first */
+	/* A stream socket: bind a TSSX name first if it is unbound (the
+	 * bind tells, so the common case asks nothing more); one bound by us
+	 * on an earlier connect() that failed goes on with that name, one
+	 * the application bound stays plain. */
+	CLIENT_BIND,
 	CLIENT_BOUND, /* bound by us on an earlier connect() that failed */
 };
 
@@ -282,8 +286,6 @@ struct plain_why {
 
 static enum client_path client_path(int fd, const struct sockaddr *addr, socklen_t len, struct plain_why *why)
 {
-	struct sockaddr_storage self;
-	socklen_t selflen = sizeof(self);
 	int bits;
 
 	*why = (struct plain_why){ 0 };
@@ -302,13 +304,20 @@ static enum client_path client_path(int fd, const struct sockaddr *addr, socklen
 		why->reason = TSSX_PLAIN_SERVER_PLAIN;
 		return CLIENT_PLAIN;
 	}
-	if (!is_stream(fd) || TSSX_REAL(getsockname)(fd, (struct sockaddr *)&self, &selflen) < 0)
-		return CLIENT_PLAIN;
-	if (selflen == UNBOUND_LEN)
-		return CLIENT_BIND;
-	if (tssx_conn_is_client_addr(&self, selflen))
+	return is_stream(fd) ? CLIENT_BIND : CLIENT_PLAIN;
+}
+
+/* The bind found the socket bound already (EINVAL): by us on an earlier
+ * connect(), or by the application, which keeps it plain. */
+static enum client_path bound_path(int fd, struct plain_why *why)
+{
+	struct sockaddr_storage self;
+	socklen_t selflen = sizeof(self);
+
+	if (TSSX_REAL(getsockname)(fd, (struct sockaddr *)&self, &selflen) == 0 &&
+	    tssx_conn_is_client_addr(&self, selflen))
 		return CLIENT_BOUND;
-	why->reason = TSSX_PLAIN_BOUND;
+	*why = (struct plain_why){ TSSX_PLAIN_BOUND, 0 };
 	return CLIENT_PLAIN;
 }
 
@@ -325,14 +334,31 @@ static int connect_plain(int fd, const struct sockaddr *addr, socklen_t len, str
 	return ret;
 }
 
-static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len, enum client_path path)
+static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct tssx_client_prep prep;
+	enum client_path path = CLIENT_BIND;
 	int ret;
 
 	ret = tssx_conn_prepare(&prep);
-	if (ret == 0 && path == CLIENT_BIND)
-		ret = tssx_conn_bind_client(fd);
+	if (ret == 0)
+		ret = tssx_conn_bind_client(fd, &prep);
+	/* The bind found the socket bound, or no bind was tried (no
+	 * segment): whose name does it carry? */
+	if (ret == -EINVAL || (ret < 0 && !prep.conn)) {
+		int setup_error = prep.conn ? 0 : -ret;
+		struct plain_why why;
+
+		path = bound_path(fd, &why);
+		if (path == CLIENT_PLAIN) {
+			tssx_conn_abandon(&prep);
+			if (setup_error)
+				log_debug("fd %d: no TSSX connection (%s): plain", fd, strerror(setup_error));
+			return connect_plain(fd, addr, len,
+					     setup_error ? (struct plain_why){ TSSX_PLAIN_SETUP_FAILED, setup_error } : why);
+		}
+		ret = -setup_error;
+	}
 	if (ret < 0) {
 		/* A socket we did not bind is still unbound: plain it stays. */
 		if (prep.conn)
@@ -365,7 +391,7 @@ TSSX_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 	errno = saved_errno;
 	if (path == CLIENT_PLAIN)
 		return connect_plain(fd, addr, len, why);
-	if (connect_tssx(fd, addr, len, path) < 0)
+	if (connect_tssx(fd, addr, len) < 0)
 		return -1;
 	errno = saved_errno;
 	return 0;

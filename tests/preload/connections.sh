@@ -4,7 +4,9 @@
 # connection, shows as two 'tssx' rows (client and server, each with the
 # other's pid and program, the socket path) whose ring counts are exactly
 # those bytes and whose socket counts are the hello and the doorbells;
-# a plain client of that server and a preloaded client of a plain server
+# a plain client of that server, a preloaded client whose program bound
+# its socket before connecting (the library's bind finds it bound and
+# leaves it plain, byte-exact) and a preloaded client of a plain server
 # show as 'plain' with why; closed connections disappear; another user sees
 # none of root's connections, and its own.
 NAME=connections
@@ -16,33 +18,42 @@ sock=$work/s.sock plain_sock=$work/plain.sock
 bytes=123457
 HELLO=32 # sizeof(struct tssx_hello): the client sends it, the server receives it
 
-# hold_client SOCKET BYTES: sends BYTES, reads them back, says "held", and
-# keeps the connection until killed; exec: the spawned pid is Python's.
+# hold_client SOCKET BYTES [NAME]: (binds to the abstract NAME first,)
+# sends BYTES, reads them back and checks them, says "held", and keeps the
+# connection until killed; exec: the spawned pid is Python's.
 hold_client() {
 	exec python3 -c '
 import socket, sys, time
 s = socket.socket(socket.AF_UNIX)
+if len(sys.argv) > 3:
+    s.bind("\0" + sys.argv[3])
 s.connect(sys.argv[1])
 n = int(sys.argv[2])
-s.sendall(bytes(i % 251 for i in range(n)))
-got = 0
-while got < n:
+sent = bytes(i % 251 for i in range(n))
+s.sendall(sent)
+got = b""
+while len(got) < n:
     chunk = s.recv(65536)
     if not chunk:
         sys.exit("early EOF")
-    got += len(chunk)
+    got += chunk
+if got != sent:
+    sys.exit("echo differs")
 print("held", flush=True)
 time.sleep(120)' "$@"
 }
 export -f hold_client
 
-start_echo_server yes "$work/server.log" "$sock" --clients 2
+start_echo_server yes "$work/server.log" "$sock" --clients 3
 spawn yes "$work/client.log" bash -c 'hold_client "$@"' - "$sock" "$bytes"
 client=$spawned
 wait_for_line "$work/client.log" held
 spawn no "$work/plain-client.log" bash -c 'hold_client "$@"' - "$sock" 5
 plain_client=$spawned
 wait_for_line "$work/plain-client.log" held
+spawn yes "$work/bound-client.log" bash -c 'hold_client "$@"' - "$sock" 11 "bound-by-program.$$"
+bound_client=$spawned
+wait_for_line "$work/bound-client.log" held
 # A plain server, and a preloaded client of it.
 spawn no "$work/plain-server.log" "$tools/tssx-echo" server "$plain_sock"
 wait_for_line "$work/plain-server.log" "server: listening"
@@ -64,6 +75,8 @@ rows() { # socket
 }
 expect=$(printf '%s\n' \
 	"plain $server_pid server $plain_client - - - - - - client not TSSX-aware" \
+	"plain $server_pid server $bound_client - - - - - - client not TSSX-aware" \
+	"plain $bound_client client $server_pid - - - - - - client socket bound by the program" \
 	"tssx $client client $server_pid $bytes $bytes" \
 	"tssx $server_pid server $client $bytes $bytes" | sort)
 got=$(rows "$sock" | sed -E 's/^(tssx [0-9]+ [a-z]+ [0-9]+ [0-9]+ [0-9]+) [0-9]+ [0-9]+ [0-9]+ [0-9]+ -$/\1/')
@@ -120,8 +133,8 @@ if id nobody >/dev/null 2>&1 && command -v setpriv >/dev/null; then
 fi
 
 # Closed connections are gone.
-kill "$client" "$plain_client" "$client2"
-wait "$client" "$plain_client" "$client2" 2>/dev/null || true
+kill "$client" "$plain_client" "$bound_client" "$client2"
+wait "$client" "$plain_client" "$bound_client" "$client2" 2>/dev/null || true
 wait_pid "$server_pid" || fail "the echo server failed"
 "$TSSX_CMD" connections >"$work/out" 2>&1
 ! grep -q "$sock" "$work/out" || fail "closed connections still listed: $(cat "$work/out")"
