@@ -970,8 +970,10 @@ ssize_t tssx_conn_write(struct tssx_conn *conn, struct tssx_fd_slot *slot, int f
 {
 	ssize_t n = 0;
 
-	/* send_stream()'s first checks: the general path fails these. */
-	if (likely(tssx_conn_is_ready(conn) && len) && likely(!shut_for_writing(conn)) &&
+	/* send_stream()'s first checks: the general path fails these.  A
+	 * copy that may fault without landing (copy.h) needs the general
+	 * path's guard. */
+	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn) && len) && likely(!shut_for_writing(conn)) &&
 	    likely(!atomic_load(&conn->peer_closed) && !peer_stopped_reading(conn)))
 		n = move_fast(conn, slot, fd, true, (void *)buf, len);
 	if (likely(n > 0))
@@ -983,7 +985,7 @@ ssize_t tssx_conn_read(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd
 {
 	ssize_t n = 0;
 
-	if (likely(tssx_conn_is_ready(conn) && len && !(flags & (MSG_PEEK | MSG_WAITALL))))
+	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn) && len && !(flags & (MSG_PEEK | MSG_WAITALL))))
 		n = move_fast(conn, slot, fd, false, buf, len);
 	if (likely(n > 0))
 		return n;
