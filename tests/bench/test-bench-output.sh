@@ -55,9 +55,10 @@ expect(doc["tssx"]["available"] is tssx, "tssx.available")
 expect(tssx or doc["tssx"]["reason"], "tssx.reason when unavailable")
 
 tests = [r["test"] for r in doc["results"]]
-expect(tests == ["pingpong"] * 6 + ["stream"] * 6 + ["drain"] * 2 +
+SIZES = [8, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304]
+expect(tests == ["pingpong"] * len(SIZES) + ["stream"] * len(SIZES) + ["drain"] * 2 +
        ["connect", "connect_tssx_client_plain_server", "pipe", "blocked", "idle"], f"rows {tests}")
-expect([r["size"] for r in doc["results"][:6]] == [8, 64, 1024, 65536, 1048576, 4194304], "sizes")
+expect([r["size"] for r in doc["results"][:len(SIZES)]] == SIZES, "sizes")
 for row in doc["results"]:
     with_raw = row["test"] in ("pingpong", "stream", "drain")
     if with_raw:
@@ -86,7 +87,7 @@ for row in doc["results"]:
     if row["test"] == "pipe":
         expect(number(row["overhead_percent"]) if tssx else row["overhead_percent"] is None, "overhead")
 
-expect(len(doc["targets"]) == 9, "nine targets")
+expect(len(doc["targets"]) == 15, "fifteen targets")
 for t in doc["targets"]:
     expect(number(t["limit"]), f"target {t['name']}: limit")
     if tssx:
@@ -101,7 +102,10 @@ PY
 
 check_table() { # file
 	grep -q '^round trip  *raw shm  *plain socket  *TSSX  *vs plain  *vs raw$' "$1" || fail "table header"
-	[[ $(grep -cE '^  (8 B|64 B|1 KiB|64 KiB|1 MiB|4 MiB) ' "$1") == 20 ]] || fail "table rows"
+	# Ten sizes: round trip, streaming in messages/s and GB/s; 8 B and 64 B
+	# to a draining reader.
+	[[ $(grep -cE '^  (8 B|64 B|256 B|1 KiB|4 KiB|16 KiB|64 KiB|256 KiB|1 MiB|4 MiB) ' "$1") == 32 ]] ||
+		fail "table rows"
 	grep -q '^targets, from this run:$' "$1" || fail "targets"
 	grep -q '^  of [0-9]*, per connection  *–  *0\.000 KiB ' "$1" || fail "idle connection row"
 }
