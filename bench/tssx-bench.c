@@ -79,7 +79,7 @@ static const char usage_text[] =
 "project's targets, each marked met or missed.\n"
 "\n"
 "Options:\n"
-"  -q, --quick           short run: 0.4 s per cell, under 40 s on 2 cores\n"
+"  -q, --quick           short run: 0.4 s per cell, about a minute on 2 cores\n"
 "  -d, --duration=SECS   measuring time per cell, all rounds together (default 1;\n"
 "                        decimals allowed); below 1 it also shortens the\n"
 "                        blocked read\n"
