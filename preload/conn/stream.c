@@ -890,16 +890,6 @@ static ssize_t call_done(struct tssx_conn *conn, int fd, bool kept, ssize_t n, i
 	return n;
 }
 
-/* A result of the data path as the libc call returns it: -errno sets errno. */
-static inline ssize_t errno_result(ssize_t n)
-{
-	if (n < 0) {
-		errno = (int)-n;
-		return -1;
-	}
-	return n;
-}
-
 /* A doorbell that the fast path owes the peer, after its side lock: the
  * reference it took under the lock (tssx_conn_keep) keeps the connection
  * for it.  Out of line: rare, and its system call dwarfs the frame. */
@@ -918,9 +908,10 @@ static __attribute__((noinline)) void ring_doorbell_kept(struct tssx_conn *conn,
  * (tssx_ring_move_fast(): the room or the data there, in one area,
  * nothing of control data).  The bytes moved; -EFAULT with nothing
  * moved, as the general path fails; or 0 with nothing moved: the call
- * takes the general path, which also reports what went wrong.  No errno is touched, no deadline set up, no
- * reference taken unless the peer must be woken.  A reader with
- * SO_PEEK_OFF set moves it back at every read: the general path's.
+ * takes the general path, which also reports what went wrong.  No errno
+ * is touched, no deadline set up, no reference taken unless the peer must
+ * be woken.  A reader with SO_PEEK_OFF set moves it back at every read:
+ * the general path's.
  */
 static inline __attribute__((always_inline)) ssize_t move_fast(struct tssx_conn *conn, struct tssx_fd_slot *slot,
 								   int fd, bool writer, void *buf, size_t len)
@@ -954,7 +945,7 @@ static __attribute__((noinline)) ssize_t send_general(struct tssx_conn *conn, in
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 
-	return errno_result(tssx_conn_send(conn, fd, &iov, 1, flags));
+	return tssx_result(tssx_conn_send(conn, fd, &iov, 1, flags));
 }
 
 static __attribute__((noinline)) ssize_t recv_general(struct tssx_conn *conn, int fd, void *buf, size_t len,
@@ -962,7 +953,7 @@ static __attribute__((noinline)) ssize_t recv_general(struct tssx_conn *conn, in
 {
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 
-	return errno_result(tssx_conn_recv(conn, fd, &iov, 1, flags));
+	return tssx_result(tssx_conn_recv(conn, fd, &iov, 1, flags));
 }
 
 ssize_t tssx_conn_write(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd, const void *buf, size_t len,
@@ -978,7 +969,7 @@ ssize_t tssx_conn_write(struct tssx_conn *conn, struct tssx_fd_slot *slot, int f
 		n = move_fast(conn, slot, fd, true, (void *)buf, len);
 	if (likely(n > 0))
 		return n;
-	return n == 0 ? send_general(conn, fd, buf, len, flags) : errno_result(n);
+	return n == 0 ? send_general(conn, fd, buf, len, flags) : tssx_result(n);
 }
 
 ssize_t tssx_conn_read(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd, void *buf, size_t len, int flags)
@@ -989,7 +980,7 @@ ssize_t tssx_conn_read(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd
 		n = move_fast(conn, slot, fd, false, buf, len);
 	if (likely(n > 0))
 		return n;
-	return n == 0 ? recv_general(conn, fd, buf, len, flags) : errno_result(n);
+	return n == 0 ? recv_general(conn, fd, buf, len, flags) : tssx_result(n);
 }
 
 ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)

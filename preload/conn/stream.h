@@ -8,6 +8,7 @@
 #ifndef TSSX_PRELOAD_CONN_STREAM_H
 #define TSSX_PRELOAD_CONN_STREAM_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -15,6 +16,17 @@
 #include <sys/uio.h>
 
 #include "conn/connection.h"
+
+/* The libc call's way of returning an internal result (the wrappers',
+ * tssx_conn_write() and tssx_conn_read()'s): -errno sets errno. */
+static inline ssize_t tssx_result(ssize_t ret)
+{
+	if (ret < 0) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return ret;
+}
 
 /* flags are MSG_* flags; both honour O_NONBLOCK,
  * SO_RCVTIMEO / SO_SNDTIMEO, signals, EOF and a dead peer like a socket. */

@@ -23,16 +23,6 @@ struct tssx_listener {
 	ino_t file_ino;
 };
 
-/* The wrappers' way of returning an internal result: -errno sets errno. */
-static inline ssize_t tssx_result(ssize_t ret)
-{
-	if (ret < 0) {
-		errno = (int)-ret;
-		return -1;
-	}
-	return ret;
-}
-
 /* Copies an address out as the kernel does: truncated to *len, which
  * receives the full length. */
 static inline void tssx_copy_addr(struct sockaddr *dst, socklen_t *len, const void *src, socklen_t srclen)
