@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "conn/connection.h"
 #include "conn/handover.h"
 #include "init.h"
 #include "real_slots.h"
@@ -51,10 +52,12 @@ static void warn_option(const char *message)
 	tssx_log(TSSX_LOG_WARN, "%s", message);
 }
 
-/* No allocation here: only the pid of the child, which owns its copy. */
+/* No allocation here: the pid of the child, which owns its copy of the
+ * table, without the calls of the threads it did not inherit. */
 static void took_over_after_fork(void)
 {
 	atomic_store(&table_pid, getpid());
+	tssx_conn_forget_calls_after_fork();
 }
 
 bool tssx_foreign_process(void)

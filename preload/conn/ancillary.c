@@ -493,8 +493,10 @@ ssize_t tssx_ancillary_limit(struct tssx_conn *conn, int fd, size_t skip, size_t
 		return tssx_conn_fail(conn, fd, EPROTO, "ancillary counter corrupted");
 	/* A call that keeps the connection may have lost fd to another
 	 * thread's close() (connection.h): the socket is read and asked for
-	 * credentials only through a number that is still this connection's. */
-	if (!tssx_conn_owns_fd(conn, fd))
+	 * credentials only through a number that is still this connection's,
+	 * or the copy kept for the call. */
+	fd = tssx_conn_socket(conn, fd);
+	if (fd < 0)
 		return -EBADF;
 	return limit_at_record(conn, fd, skip, avail, done, stop, at, ahead);
 }

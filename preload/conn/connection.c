@@ -135,13 +135,30 @@ static struct tssx_conn *conn_new(int fd, bool server)
 	atomic_init(&conn->wake_fd, -1);
 	conn->wake_obj.kind = TSSX_FD_WAKE;
 	atomic_init(&conn->wake_obj.refs, 0);
+	atomic_init(&conn->held_fd, -1);
+	conn->held_obj.kind = TSSX_FD_HELD;
+	atomic_init(&conn->held_obj.refs, 0);
 	return conn;
 }
 
-/* The number of a kept fd of the connection (memfd_obj or wake_obj). */
+/* The number of a kept fd of the connection (memfd_obj, wake_obj or
+ * held_obj). */
 static _Atomic int *kept_number(struct tssx_conn *conn, struct tssx_fd_object *obj)
 {
-	return obj == &conn->memfd_obj ? &conn->memfd : &conn->wake_fd;
+	return obj == &conn->memfd_obj ? &conn->memfd : obj == &conn->wake_obj ? &conn->wake_fd : &conn->held_fd;
+}
+
+/* The connection a kept fd's object belongs to. */
+static struct tssx_conn *conn_of_kept(struct tssx_fd_object *obj)
+{
+	switch (obj->kind) {
+	case TSSX_FD_SEGMENT:
+		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, memfd_obj));
+	case TSSX_FD_WAKE:
+		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, wake_obj));
+	default:
+		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, held_obj));
+	}
 }
 
 /* Keeps fd as the connection's obj; without a slot in the table (which
@@ -163,9 +180,7 @@ static void keep_memfd(struct tssx_conn *conn, int memfd)
 
 void tssx_conn_move_kept(struct tssx_fd_object *obj)
 {
-	struct tssx_conn *conn = obj->kind == TSSX_FD_SEGMENT
-					 ? (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, memfd_obj))
-					 : (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, wake_obj));
+	struct tssx_conn *conn = conn_of_kept(obj);
 	_Atomic int *number = kept_number(conn, obj);
 	int old = atomic_load(number);
 	int moved = TSSX_REAL(fcntl)(old, F_DUPFD_CLOEXEC, 0);
@@ -215,6 +230,7 @@ static void conn_free(struct tssx_conn *conn)
 {
 	close_kept(conn, &conn->memfd_obj);
 	close_kept(conn, &conn->wake_obj);
+	close_kept(conn, &conn->held_obj);
 	tssx_ancillary_release(&conn->ancillary);
 	tssx_segment_detach(&conn->seg);
 	pthread_mutex_lock(&spares_lock);
@@ -632,15 +648,57 @@ struct tssx_conn *tssx_conn_hold(int fd)
 	return conn;
 }
 
+/* fd, the process's last fd of the connection, closes while calls keep
+ * the connection: they go on with a copy of the socket (held_fd), out of
+ * the program's way.  Without one they end with what they did, or EBADF. */
+static void hold_socket(struct tssx_conn *conn, int fd)
+{
+	int upper = tssx_fd_upper_half();
+	int copy = TSSX_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, upper);
+
+	if (copy < 0 && upper)
+		copy = TSSX_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+	if (copy >= 0 && atomic_load(&conn->held_fd) < 0)
+		keep_fd(conn, &conn->held_obj, copy);
+	else if (copy >= 0)
+		TSSX_REAL(close)(copy); /* a copy of an earlier last fd is there */
+}
+
 void tssx_conn_put(struct tssx_conn *conn, int fd)
 {
 	if (!tssx_table_unref(&conn->obj)) {
 		/* The event wrappers reach the socket through conn->fd: another
 		 * fd of this process, or -1 while only calls hold it. */
-		int expected = fd;
+		int expected = fd, other = tssx_table_find(&conn->obj);
 
-		atomic_compare_exchange_strong(&conn->fd, &expected, tssx_table_find(&conn->obj));
+		if (other < 0)
+			hold_socket(conn, fd);
+		atomic_compare_exchange_strong(&conn->fd, &expected, other);
 		return;
 	}
 	tssx_conn_end(conn, fd);
+}
+
+void tssx_conn_forget_calls_after_fork(void)
+{
+	int high = tssx_table_high_fd();
+	struct tssx_fd_object *obj;
+
+	/* The only thread is the forking one, in no call: nothing else
+	 * touches the table or the counts. */
+	for (int fd = 0; fd <= high; fd++) {
+		obj = tssx_table_get(fd);
+		if (obj && obj->kind == TSSX_FD_CONN)
+			atomic_store(&obj->refs, 0);
+	}
+	for (int fd = 0; fd <= high; fd++) {
+		obj = tssx_table_get(fd);
+		if (obj && obj->kind == TSSX_FD_CONN) {
+			atomic_fetch_add(&obj->refs, 1);
+		} else if (obj && obj->kind == TSSX_FD_HELD) {
+			atomic_store(&conn_of_kept(obj)->held_fd, -1);
+			tssx_table_take(fd);
+			TSSX_REAL(close)(fd);
+		}
+	}
 }

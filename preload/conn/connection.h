@@ -80,6 +80,14 @@ struct tssx_conn {
 	 * -1 until then.  Its table slot points to wake_obj (TSSX_FD_WAKE). */
 	_Atomic int wake_fd;
 	struct tssx_fd_object wake_obj;
+	/* A copy of the real socket, made when the process closed its last
+	 * fd of the connection while calls of other threads still kept it:
+	 * as the kernel keeps the file for a call in progress, they go on
+	 * with the copy (tssx_conn_socket), and the peer sees no hang-up
+	 * until the last of them returns.  -1 otherwise.  Its table slot
+	 * points to held_obj (TSSX_FD_HELD). */
+	_Atomic int held_fd;
+	struct tssx_fd_object held_obj;
 	/* The real socket's identity: a copy of it that the table does not
 	 * know (dup2 in a vfork() child) is recognised at exec by it. */
 	dev_t sock_dev;
@@ -221,6 +229,19 @@ void tssx_conn_move_kept(struct tssx_fd_object *obj);
 /* The connection's wake fd (see wake_fd), made on first use; -1 if it
  * cannot be made. */
 int tssx_conn_wake_fd(struct tssx_conn *conn);
+
+/* The socket a call that keeps the connection uses: its fd while that
+ * still refers to the connection, else the copy kept for it (held_fd),
+ * else -1 (the number may already name another file). */
+static inline int tssx_conn_socket(struct tssx_conn *conn, int fd)
+{
+	return likely(tssx_conn_owns_fd(conn, fd)) ? fd : atomic_load(&conn->held_fd);
+}
+
+/* In a fork() child: the calls of the parent's other threads are not
+ * there, so they keep no connection (their references are dropped) and
+ * need no copy of a socket (closed). */
+void tssx_conn_forget_calls_after_fork(void);
 
 /* fd no longer refers to it (its slot is taken): drops the table's
  * reference; the last one logs the counts and unmaps. */

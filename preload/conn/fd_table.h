@@ -33,6 +33,7 @@ enum tssx_fd_kind {
 	TSSX_FD_REGISTRY,  /* an fd the registry client keeps open */
 	TSSX_FD_SEGMENT,   /* a connection's memfd, kept for exec (conn/handover.c) */
 	TSSX_FD_WAKE,      /* a connection's eventfd that wakes its writers (conn/stream.c) */
+	TSSX_FD_HELD,      /* a copy of a connection's socket for calls in flight (connection.h) */
 };
 
 /* A connection's own fd, which the application never opened: its closes
@@ -40,7 +41,7 @@ enum tssx_fd_kind {
  * first (shims/fd.c). */
 static inline bool tssx_fd_kind_kept(enum tssx_fd_kind kind)
 {
-	return kind == TSSX_FD_SEGMENT || kind == TSSX_FD_WAKE;
+	return kind == TSSX_FD_SEGMENT || kind == TSSX_FD_WAKE || kind == TSSX_FD_HELD;
 }
 
 /* What a slot points to: the first member of every tracked object.  refs
@@ -120,5 +121,12 @@ int tssx_table_find(const struct tssx_fd_object *obj);
 
 /* Highest fd that may have a slot in use, for walking ranges (close_range). */
 int tssx_table_high_fd(void);
+
+/* Where an fd the library keeps open goes (F_DUPFD): the upper half of
+ * the fd limit, or 0 when the limit is too large to tell.  Made at the
+ * lowest free number, it could take one the program has just closed,
+ * which the kernel must answer with POLLNVAL or EBADF in the program's
+ * poll() or select(). */
+int tssx_fd_upper_half(void);
 
 #endif

@@ -112,7 +112,8 @@ static void ring_doorbell(struct tssx_conn *conn, int fd)
 	static const char bell;
 	int saved_errno = errno;
 
-	if (!tssx_conn_owns_fd(conn, fd))
+	fd = tssx_conn_socket(conn, fd);
+	if (fd < 0)
 		return; /* closed by another thread: the number may be reused */
 	if (TSSX_REAL(send)(fd, &bell, 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1)
 		atomic_fetch_add_explicit(&conn->stats.sock_sent, 1, memory_order_relaxed);
@@ -163,7 +164,7 @@ static void drain_doorbells(struct tssx_conn *conn, int fd, bool until_empty)
 {
 	int saved_errno = errno;
 
-	for (int round = 0; round < DRAIN_ROUNDS && tssx_conn_owns_fd(conn, fd); round++) {
+	for (int round = 0; round < DRAIN_ROUNDS && (fd = tssx_conn_socket(conn, fd)) >= 0; round++) {
 		ssize_t n = receive_doorbells(conn, fd, MSG_DONTWAIT);
 
 		if (n <= 0 || (!until_empty && n < TSSX_SOCKET_READ_BYTES))
@@ -533,10 +534,11 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 	ssize_t avail;
 	int timeout_ms, ret, wake;
 
-	/* Closed by another thread while this call slept: it woke for the
-	 * ring (checked before) or for nothing, and has no socket left to
-	 * sleep on. */
-	if (!tssx_conn_owns_fd(conn, fd))
+	/* Closed by another thread while this call slept: the call goes on
+	 * with the copy of the socket kept for it, as the kernel's with the
+	 * file, or, without one, has no socket left to sleep on. */
+	fd = tssx_conn_socket(conn, fd);
+	if (fd < 0)
 		return -EBADF;
 	if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
 		return -atomic_load(&conn->error);
@@ -628,7 +630,8 @@ static int attach_control(struct tssx_conn *conn, int fd, const struct msghdr *c
 		return 0;
 	/* A call that keeps the connection may have lost fd to another
 	 * thread's close(): never send on the number. */
-	if (!tssx_conn_owns_fd(conn, fd))
+	fd = tssx_conn_socket(conn, fd);
+	if (fd < 0)
 		return -EBADF;
 	/* A copy that faulted after the record was on the socket would hand
 	 * the fds to the next bytes written, where the kernel's sendmsg()

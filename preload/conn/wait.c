@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "conn/fd_table.h"
 #include "conn/wait.h"
 #include "init.h"
 #include "tssx/log.h"
@@ -316,22 +316,16 @@ static struct shared_page *map_page(void)
 	return page == MAP_FAILED ? NULL : page;
 }
 
-/*
- * An fd kept for the process's life, moved from the lowest free number
- * to one in the upper half of the fd limit: opened at the first spin,
- * under a program's poll() or select(), it would otherwise take a number
- * the program has just closed, which the kernel must answer with POLLNVAL
- * or EBADF.
- */
+/* An fd kept for the process's life, opened at the first spin, perhaps
+ * under a program's poll() or select(): moved away from the numbers the
+ * program uses (tssx_fd_upper_half). */
 static int away_from_program(int fd)
 {
-	struct rlimit limit;
-	int moved;
+	int upper = tssx_fd_upper_half(), moved;
 
-	if (fd < 0 || getrlimit(RLIMIT_NOFILE, &limit) < 0 || limit.rlim_cur / 2 <= (rlim_t)fd ||
-	    limit.rlim_cur / 2 > INT_MAX)
+	if (fd < 0 || upper <= fd)
 		return fd;
-	moved = fcntl(fd, F_DUPFD_CLOEXEC, (int)(limit.rlim_cur / 2));
+	moved = fcntl(fd, F_DUPFD_CLOEXEC, upper);
 	if (moved < 0)
 		return fd;
 	close(fd);

@@ -42,6 +42,7 @@ static void release_slot(int fd)
 		break;
 	case TSSX_FD_SEGMENT:
 	case TSSX_FD_WAKE:
+	case TSSX_FD_HELD:
 		break; /* never forgotten: see tssx_fd_forget() */
 	}
 }

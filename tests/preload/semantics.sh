@@ -6,7 +6,8 @@
 NAME=semantics
 source "$(dirname "$0")/lib.sh"
 
-# under-WAITER-ACTION: a call blocked in one thread while another closes,
+# under-WAITER-ACTION: a call blocked in one thread (a read, a write for
+# room, poll, select, epoll_wait) while another closes,
 # replaces or shuts down its fd; closerace: poll, FIONREAD and shutdown
 # racing a close; foreignowner: the client holds the server's waiters word;
 # forkread, forklate: the server and a forked child read one connection
@@ -14,16 +15,18 @@ source "$(dirname "$0")/lib.sh"
 # hello comes late: only the server's line says shared memory); badfd:
 # select and poll with a closed fd beside a connection; shutwr: writers
 # asleep for room in two threads while a third shuts the connection down;
-# shutsibling: a forked child's SHUT_WR stops the parent's writes too.
+# shutsibling: a forked child's SHUT_WR stops the parent's writes too;
+# forkcall: a child forked while a thread is blocked on the connection
+# closes it and keeps nothing of it.
 under=()
-for waiter in read poll select epoll; do
+for waiter in read write poll select epoll; do
 	for action in close dup2 shutrd shutrdwr; do
 		under+=("under-$waiter-$action")
 	done
 done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
-	foreignowner shutwr shutsibling; do
+	foreignowner shutwr shutsibling forkcall; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	with_preload yes "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||

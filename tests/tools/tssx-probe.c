@@ -4,6 +4,7 @@
  * preloaded to check the TSSX path, plain to check the check itself.
  * Exits 0 when both sides saw what a Unix stream socket gives.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -23,6 +24,7 @@
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -1382,13 +1384,29 @@ static void whole_server(int fd)
 	expect(read(fd, block, 1) == 0);
 }
 
-/* ---- close(), dup2() or shutdown() over an fd another thread is
- * blocked on in read, poll, select or epoll_wait ---- */
+/* Non-blocking writes of TAG until the connection holds no more (the
+ * peer reads nothing meanwhile); returns the bytes written. */
+static uint64_t fill_until_full(int fd, char tag)
+{
+	char *block = xmalloc(65536);
+	uint64_t filled = 0;
+	ssize_t n;
 
-enum waiter { WAIT_READ, WAIT_POLL, WAIT_SELECT, WAIT_EPOLL };
+	memset(block, tag, 65536);
+	while ((n = send(fd, block, 65536, MSG_DONTWAIT | MSG_NOSIGNAL)) > 0)
+		filled += (uint64_t)n;
+	expect(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+	free(block);
+	return filled;
+}
+
+/* ---- close(), dup2() or shutdown() over an fd another thread is
+ * blocked on in read, write (for room), poll, select or epoll_wait ---- */
+
+enum waiter { WAIT_READ, WAIT_WRITE, WAIT_POLL, WAIT_SELECT, WAIT_EPOLL };
 enum under { UNDER_CLOSE, UNDER_DUP2, UNDER_SHUTRD, UNDER_SHUTRDWR };
 
-static const char *const waiter_names[] = { "read", "poll", "select", "epoll" };
+static const char *const waiter_names[] = { "read", "write", "poll", "select", "epoll" };
 static const char *const under_names[] = { "close", "dup2", "shutrd", "shutrdwr" };
 /* The case "under-WAITER-ACTION", parsed by main() before the fork. */
 static enum waiter case_waiter;
@@ -1399,6 +1417,9 @@ static enum under case_under;
 #define AFTER_SHUTRD_BYTES (3u << 20)
 /* An epoll_wait whose fd was closed sleeps to its timeout, as the kernel's. */
 #define UNDER_EPOLL_MS 500
+/* The blocked write, into a full connection: more than a ring holds, so
+ * that it waits for room again after its first wake-up. */
+#define UNDER_WRITE_BYTES (3u << 20)
 
 struct blocked {
 	int fd, epfd;
@@ -1415,11 +1436,20 @@ static void *blocked_call(void *arg)
 	struct pollfd pfd = { .fd = b->fd, .events = POLLIN | POLLRDHUP };
 	struct epoll_event ev = { 0 };
 	fd_set readable;
+	char *block;
 
 	atomic_store(&b->tid, gettid());
 	switch (case_waiter) {
 	case WAIT_READ:
 		b->ret = read(b->fd, &b->byte, 1);
+		break;
+	case WAIT_WRITE:
+		block = xmalloc(UNDER_WRITE_BYTES);
+		memset(block, 'z', UNDER_WRITE_BYTES);
+		b->ret = write(b->fd, block, UNDER_WRITE_BYTES);
+		b->err = errno;
+		free(block);
+		errno = b->err;
 		break;
 	case WAIT_POLL:
 		b->ret = poll(&pfd, 1, -1);
@@ -1466,6 +1496,10 @@ static void wait_until_asleep(pid_t tid)
  * readable either way, it checks fds only as it starts); epoll lost the
  * socket with its last fd and sleeps to its timeout.  A shutdown(SHUT_RD)
  * ends the call at once: EOF, readable; SHUT_RDWR adds the hang-up.
+ * A write waiting for room goes on after a close, a dup2 or a SHUT_RD
+ * (which concerns only what this end reads) and writes all its bytes as
+ * the client drains; SHUT_RDWR ends it at once with EPIPE, nothing
+ * written.
  */
 static void check_blocked(const struct blocked *b)
 {
@@ -1477,6 +1511,9 @@ static void check_blocked(const struct blocked *b)
 	switch (case_waiter) {
 	case WAIT_READ:
 		expect(shut ? b->ret == 0 : b->ret == 1 && b->byte == 'x');
+		break;
+	case WAIT_WRITE:
+		expect(hup ? b->ret < 0 && b->err == EPIPE : b->ret == (long)UNDER_WRITE_BYTES);
 		break;
 	case WAIT_POLL:
 		expect(b->ret == 1);
@@ -1491,10 +1528,31 @@ static void check_blocked(const struct blocked *b)
 	}
 }
 
+/* The writer's case: what filled the connection, then the blocked
+ * write's bytes unless SHUT_RDWR ended it, then EOF. */
+static void under_write_client(int fd)
+{
+	uint64_t counts[256] = { 0 }, filled, total;
+	uint64_t written = case_under == UNDER_SHUTRDWR ? 0 : UNDER_WRITE_BYTES;
+
+	send_all(fd, "r", 1);
+	expect(read(to_client[0], &filled, sizeof(filled)) == sizeof(filled));
+	wait_peer();
+	total = drain_counting(fd, counts);
+	fprintf(stderr, "under-write-%s: client read %llu bytes, %llu filled, %llu written\n",
+		under_names[case_under], (unsigned long long)total, (unsigned long long)counts['f'],
+		(unsigned long long)counts['z']);
+	expect(counts['f'] == filled && counts['z'] == written && total == filled + written);
+}
+
 static void under_client(int fd)
 {
 	uint64_t counts[256] = { 0 }, total;
 
+	if (case_waiter == WAIT_WRITE) {
+		under_write_client(fd);
+		return;
+	}
 	send_all(fd, "r", 1); /* the handshake is over before the call blocks */
 	wait_peer();
 	(void)!send(fd, "x", 1, MSG_NOSIGNAL); /* EPIPE after the server's SHUT_RD */
@@ -1508,9 +1566,20 @@ static void under_server(int fd)
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
 	struct blocked b = { .fd = fd, .epfd = -1 };
 	pthread_t thread;
+	bool ends_alone;
+	uint64_t filled;
 	int devnull;
 
+	/* Whether the action alone ends the call, before the client does
+	 * anything (whose byte or drain would end it as well). */
+	ends_alone = case_waiter == WAIT_WRITE ? case_under == UNDER_SHUTRDWR
+					       : case_under == UNDER_SHUTRD || case_under == UNDER_SHUTRDWR;
 	wait_byte(fd);
+	if (case_waiter == WAIT_WRITE) {
+		signal(SIGPIPE, SIG_IGN); /* the check is the EPIPE */
+		filled = fill_until_full(fd, 'f');
+		expect(write(to_client[1], &filled, sizeof(filled)) == sizeof(filled));
+	}
 	if (case_waiter == WAIT_EPOLL) {
 		b.epfd = epoll_create1(EPOLL_CLOEXEC);
 		expect(b.epfd >= 0 && epoll_ctl(b.epfd, EPOLL_CTL_ADD, fd, &ev) == 0);
@@ -1534,16 +1603,13 @@ static void under_server(int fd)
 		expect(shutdown(fd, SHUT_RDWR) == 0);
 		break;
 	}
-	/* A close or dup2 leaves the call asleep until the client's byte; a
-	 * shutdown must end it on its own, before the client does anything
-	 * (its close would wake the call as well). */
-	if (case_under == UNDER_CLOSE || case_under == UNDER_DUP2)
+	if (!ends_alone)
 		signal_peer();
 	pthread_join(thread, NULL);
 	check_blocked(&b);
-	if (case_under == UNDER_SHUTRD || case_under == UNDER_SHUTRDWR)
+	if (ends_alone)
 		signal_peer();
-	if (case_under == UNDER_SHUTRD) {
+	if (case_under == UNDER_SHUTRD && case_waiter != WAIT_WRITE) {
 		char *after = xmalloc(AFTER_SHUTRD_BYTES);
 
 		memset(after, 's', AFTER_SHUTRD_BYTES);
@@ -1733,20 +1799,15 @@ static void shutwr_server(int fd)
 {
 	struct sigaction sa = { .sa_handler = on_sigpipe, .sa_flags = SA_RESTART };
 	struct asleep_writer w[2] = { { .fd = fd, .flags = MSG_NOSIGNAL }, { .fd = fd, .flags = 0 } };
-	char *block = xmalloc(65536);
-	uint64_t filled = 0;
+	uint64_t filled;
 	pthread_t thread[2];
-	ssize_t n;
 
 	sigemptyset(&sa.sa_mask);
 	expect(sigaction(SIGPIPE, &sa, NULL) == 0);
 	/* Else the first non-blocking write may find the hello not read yet
 	 * (EAGAIN), and the writers an empty ring. */
 	wait_byte(fd);
-	memset(block, 'f', 65536);
-	while ((n = send(fd, block, 65536, MSG_DONTWAIT | MSG_NOSIGNAL)) > 0)
-		filled += (uint64_t)n;
-	expect(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+	filled = fill_until_full(fd, 'f');
 	for (int i = 0; i < 2; i++) {
 		expect(pthread_create(&thread[i], NULL, write_when_full, &w[i]) == 0);
 		while (!atomic_load(&w[i].tid))
@@ -1762,7 +1823,6 @@ static void shutwr_server(int fd)
 	expect(sigpipes == 0); /* on_sigpipe(), of probe epipe */
 	signal_peer();
 	expect(write(to_client[1], &filled, sizeof(filled)) == sizeof(filled));
-	free(block);
 }
 
 /* ---- shutdown(SHUT_WR) by a forked sibling ---- */
@@ -1789,6 +1849,86 @@ static void shutsibling_server(int fd)
 		_exit(shutdown(fd, SHUT_WR) == 0 ? 0 : 1);
 	expect(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	expect(send(fd, "b", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE);
+}
+
+/* ---- fork() while another thread is blocked on the connection ---- */
+
+static void forkcall_client(int fd)
+{
+	uint64_t counts[256] = { 0 };
+
+	wait_peer();
+	send_all(fd, "x", 1);
+	/* EOF once the server's thread has its byte and the server closes,
+	 * while the child, which closed its copy, still runs. */
+	expect(drain_counting(fd, counts) == 0);
+	signal_peer();
+}
+
+/* Whether a link of /proc/self/fd names the socket or a memfd. */
+static bool holds_socket_or_memfd(ino_t socket_ino)
+{
+	char sock[64], path[300], target[256];
+	bool found = false;
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *d;
+
+	expect(dir);
+	snprintf(sock, sizeof(sock), "socket:[%llu]", (unsigned long long)socket_ino);
+	while ((d = readdir(dir))) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", d->d_name);
+		n = readlink(path, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (!strcmp(target, sock) || !strncmp(target, "/memfd:tssx", 11)) {
+			fprintf(stderr, "forkcall: child still holds fd %s: %s\n", d->d_name, target);
+			found = true;
+		}
+	}
+	closedir(dir);
+	return found;
+}
+
+/* A thread is blocked in read() when the process forks; the child closes
+ * the connection and lives on.  The blocked call is the parent's: the
+ * child keeps nothing of the connection (the old library counted the
+ * parent's call in the child too, whose connection then never ended: its
+ * memfd stayed open there), and the peer reads EOF once the parent's
+ * thread has returned and the parent closed, while the child runs. */
+static void forkcall_server(int fd)
+{
+	struct blocked b = { .fd = fd, .epfd = -1 };
+	int child_done[2], child_go[2], status;
+	pthread_t thread;
+	struct stat st;
+	pid_t child;
+	char c;
+
+	expect(fstat(fd, &st) == 0);
+	start_blocked_read(&b, &thread);
+	expect(pipe(child_done) == 0 && pipe(child_go) == 0);
+	child = fork();
+	expect(child >= 0);
+	if (child == 0) {
+		bool held;
+
+		close(fd);
+		held = holds_socket_or_memfd(st.st_ino);
+		(void)!write(child_done[1], "c", 1);
+		(void)!read(child_go[0], &c, 1);
+		_exit(held ? 1 : 0);
+	}
+	expect(read(child_done[0], &c, 1) == 1);
+	signal_peer();
+	pthread_join(thread, NULL);
+	expect(b.ret == 1 && b.byte == 'x');
+	expect(close(fd) == 0);
+	wait_peer(); /* the client read EOF */
+	expect(write(child_go[1], "g", 1) == 1);
+	expect(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 /* ---- poll, FIONREAD and shutdown racing the close of their fd ---- */
@@ -1898,6 +2038,7 @@ static const struct probe {
 	{ "foreignowner", foreignowner_server, foreignowner_client },
 	{ "shutwr", shutwr_server, shutwr_client },
 	{ "shutsibling", shutsibling_server, shutsibling_client },
+	{ "forkcall", forkcall_server, forkcall_client },
 };
 
 int main(int argc, char **argv)
@@ -1909,7 +2050,7 @@ int main(int argc, char **argv)
 
 	if (argc != 3)
 		die("usage: tssx-probe CASE PATH\n"
-		    "CASE under-WAITER-ACTION: WAITER read, poll, select or epoll; ACTION close, dup2, shutrd or shutrdwr");
+		    "CASE under-WAITER-ACTION: WAITER read, write, poll, select or epoll; ACTION close, dup2, shutrd or shutrdwr");
 	for (size_t i = 0; i < ARRAY_LEN(probes); i++) {
 		if (!strcmp(probes[i].name, argv[1]))
 			probe = &probes[i];
