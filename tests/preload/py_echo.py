@@ -26,8 +26,10 @@ def pattern(nbytes):
         block = hashlib.sha512(block[:64]).digest() * 1024
 
 
-def server(path):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+def server(path, kind=socket.SOCK_STREAM, chunk=CHUNK):
+    """Echoes what one connection sends; of a SOCK_SEQPACKET socket, each
+    message (up to chunk bytes) as one."""
+    with socket.socket(socket.AF_UNIX, kind) as listener:
         listener.bind(path)
         listener.listen(1)
         print("server: listening", flush=True)
@@ -35,7 +37,7 @@ def server(path):
         digest, total = hashlib.sha256(), 0
         with conn:
             while True:
-                data = conn.recv(CHUNK)
+                data = conn.recv(chunk)
                 if not data:
                     break
                 digest.update(data)
