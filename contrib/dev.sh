@@ -3,8 +3,9 @@
 #
 #   contrib/dev.sh deps    install whatever is missing (nothing when all is there)
 #   contrib/dev.sh build   deps, then configure and build into build/
-#   contrib/dev.sh test    build, run the whole suite, then the unit tests and
-#                          the daemon again built with -fsanitize=address,undefined
+#   contrib/dev.sh test    build, run the whole suite, then the unit tests, the
+#                          daemon and the hostile-peer and semantics tests of
+#                          the library again built with -fsanitize=address,undefined
 #   contrib/dev.sh demo    build, mount a registry, run a short side-by-side
 #                          benchmark: raw shared memory, plain sockets, TSSX
 set -euo pipefail
@@ -96,7 +97,7 @@ test_all() {
 	local rc=0
 	say "test suite"
 	run_suite "$BUILD" || rc=1
-	say "unit tests and daemon under AddressSanitizer and UBSan"
+	say "unit tests, daemon, hostile peers and semantics under AddressSanitizer and UBSan"
 	configure "$BUILD_ASAN" -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=true
 	quietly ninja -C "$BUILD_ASAN"
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

@@ -42,11 +42,23 @@ fail() {
 # Hang guard only: every command here finishes in seconds.
 guard=(timeout -s KILL 60)
 
+# A library built with AddressSanitizer (contrib/dev.sh test runs some of
+# these tests against one, in suite 'sanitize') needs the sanitizer's
+# runtime loaded before it in programs that were not built with it (env,
+# bash); $sanitized says so to the tests that must leave something out.
+preload=$lib
+sanitized=
+asan_runtime=$(ldd "$lib" 2>/dev/null | awk '/libasan/ { print $3 }')
+if [[ -n $asan_runtime ]]; then
+	preload="$asan_runtime $lib"
+	sanitized=1
+fi
+
 # with_preload yes|no CMD...: runs CMD preloaded (info logging) or plain.
 with_preload() {
 	local mode=$1; shift
 	if [[ $mode == yes ]]; then
-		env LD_PRELOAD="$lib" TSSX_LOG=info "$@"
+		env LD_PRELOAD="$preload" TSSX_LOG=info "$@"
 	else
 		"$@"
 	fi
@@ -60,7 +72,7 @@ spawn() {
 	# process's lines in it must not answer a wait_for_line for this one.
 	rm -f "$log"
 	if [[ $mode == yes ]]; then
-		env LD_PRELOAD="$lib" TSSX_LOG=info "$@" >"$log" 2>&1 &
+		env LD_PRELOAD="$preload" TSSX_LOG=info "$@" >"$log" 2>&1 &
 	else
 		env "$@" >"$log" 2>&1 &
 	fi
