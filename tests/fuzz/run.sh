@@ -12,6 +12,14 @@
 # Targets: hello (the hello parser and the segment it names), ring (the
 # ring's checks of peer-written counters and flags), name (the registry
 # name codec), registry (the daemon's write parser and table).
+#
+# Inputs: no seeds are committed (each target reaches its coverage within
+# seconds from an empty corpus).  With TSSX_FUZZ_CORPUS=DIR, the corpus
+# of TARGET is DIR/TARGET, kept across runs (a long run continues from
+# what the last one found), and an input that fails a target is kept as
+# DIR/crash-*, leak-*, timeout-* (to run again alone: TARGET FILE, the
+# binary built as here); without it, a temporary directory, and the
+# report shows the failing input in base64 (docs/data-path.md, "Fuzzing").
 set -euo pipefail
 
 src=$1 build=$2 budget=$3
@@ -50,9 +58,11 @@ for target in "${targets[@]}"; do
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-I"$src/include" -I"$build" -I"$src/registryfs/daemon" \
 		-o "$work/$target" "${files[@]}" || { echo "fuzz: $target does not build" >&2; exit 1; }
-	mkdir -p "$work/corpus-$target"
+	corpus=${TSSX_FUZZ_CORPUS:+$TSSX_FUZZ_CORPUS/$target}
+	corpus=${corpus:-$work/corpus-$target}
+	mkdir -p "$corpus"
 	if ! (cd "$work" && "./$target" "$limit" -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 \
-		"corpus-$target" >"$target.log" 2>&1); then
+		-artifact_prefix="${TSSX_FUZZ_CORPUS:-$work}/" "$corpus" >"$target.log" 2>&1); then
 		echo "fuzz: $target FAILED" >&2
 		tail -n 60 "$work/$target.log" >&2
 		exit 1
