@@ -61,13 +61,47 @@ static bool system_preloads_library(void)
 }
 
 #define PHDRS_READ 64
+/* Bytes of a PT_NOTE segment looked at for Go's note: the Go linker puts
+ * it among the first. */
+#define NOTES_READ 512
+/* The Go linker's build-ID note: name "Go", type 4. */
+#define GO_NOTE_NAME "Go"
+#define GO_NOTE_BUILDID 4
+
+/* Whether the PT_NOTE segment `note` holds Go's build-ID note (among its
+ * first NOTES_READ bytes). */
+static bool go_note(int fd, const ElfW(Phdr) *note)
+{
+	unsigned char buf[NOTES_READ];
+	size_t len = note->p_filesz < sizeof(buf) ? note->p_filesz : sizeof(buf), at = 0;
+	ElfW(Nhdr) hdr;
+
+	if (pread(fd, buf, len, (off_t)note->p_offset) != (ssize_t)len)
+		return false;
+	while (at + sizeof(hdr) <= len) {
+		memcpy(&hdr, buf + at, sizeof(hdr));
+		at += sizeof(hdr);
+		if (hdr.n_type == GO_NOTE_BUILDID && hdr.n_namesz == sizeof(GO_NOTE_NAME) &&
+		    at + sizeof(GO_NOTE_NAME) <= len && !memcmp(buf + at, GO_NOTE_NAME, sizeof(GO_NOTE_NAME)))
+			return true;
+		if (hdr.n_namesz > len || hdr.n_descsz > len)
+			break;
+		/* Name and descriptor, each padded to 4 bytes (the segment's
+		 * alignment for these notes). */
+		at += ((size_t)hdr.n_namesz + 3) / 4 * 4 + ((size_t)hdr.n_descsz + 3) / 4 * 4;
+	}
+	return false;
+}
 
 /*
  * Whether the image at path has a dynamic loader that would preload the
- * library: an ELF file of this process's class with a PT_INTERP header, or
- * anything else (a script: its interpreter decides; unreadable: the exec
- * fails or the loader decides).  A static (or static-pie) image, or one of
- * another class, never loads it: what it inherits would be bare sockets.
+ * library and goes through libc for its I/O: an ELF file of this
+ * process's class with a PT_INTERP header and without Go's build-ID note,
+ * or anything else (a script: its interpreter decides; unreadable: the
+ * exec fails or the loader decides).  A static (or static-pie) image, or
+ * one of another class, never loads it: what it inherits would be bare
+ * sockets.  A Go program built with cgo loads it but reads and writes by
+ * raw system calls, around every wrapper: it would read doorbells as data.
  * No malloc: a vfork() child runs it.
  */
 static bool has_loader(const char *path)
@@ -88,9 +122,14 @@ static bool has_loader(const char *path)
 						 sizeof(phdrs[0]), (off_t)header.e_phoff) : 0;
 		/* More headers than read, or a short read: leave it to the loader. */
 		if (loader && header.e_phnum <= PHDRS_READ && n == (ssize_t)(header.e_phnum * sizeof(phdrs[0]))) {
+			bool go = false;
+
 			loader = false;
-			for (int i = 0; i < header.e_phnum && !loader; i++)
-				loader = phdrs[i].p_type == PT_INTERP;
+			for (int i = 0; i < header.e_phnum && !go; i++) {
+				loader = loader || phdrs[i].p_type == PT_INTERP;
+				go = phdrs[i].p_type == PT_NOTE && go_note(fd, &phdrs[i]);
+			}
+			loader = loader && !go;
 		}
 	}
 	TSSX_REAL(close)(fd);
@@ -293,7 +332,7 @@ static void prepare_conn(struct tssx_handover *ho, struct tssx_conn *conn, int f
 	if (inheritable && !(i >= 0 && ho->handed[i]) && ho->via != TSSX_VIA_SPAWN_ACTIONS)
 		abandon(ho, conn, fd,
 			ho->preloaded ? "cannot hand it over (no segment fd, or too many connections)"
-				      : "the new image does not load the library (not preloaded, set-uid or static)");
+				      : "the new image does not load the library (not preloaded, set-uid, static or Go)");
 }
 
 /* A claimed listener: the new image claims it again in its constructor,

@@ -9,7 +9,7 @@
 #  - the client side: a Python client lets an exec'd cat write a file into
 #    its connection, then reads the echo itself.
 # An image that cannot take the connection over (not preloaded, static,
-# or set-user-ID) must not lose bytes silently: the client either gets the whole
+# set-user-ID, or Go) must not lose bytes silently: the client either gets the whole
 # echo or an error, never a short echo with a clean EOF.
 NAME=exec
 source "$(dirname "$0")/lib.sh"
@@ -93,6 +93,10 @@ image_fails "unpreloaded image" "EXEC:env -u LD_PRELOAD cat,nofork"
 if [[ -x $tools/tssx-static-cat ]]; then
 	image_fails "static image" "EXEC:$tools/tssx-static-cat,nofork"
 fi
+# A Go program built with cgo: the loader preloads the library, but Go's
+# runtime reads and writes by raw system calls (tssx-go-cat: the same,
+# with Go's build-ID note).  It read doorbells as data and echoed them.
+image_fails "Go image" "EXEC:$tools/tssx-go-cat,nofork"
 # A set-user-ID image of another user: the loader runs it in secure mode
 # and ignores an LD_PRELOAD path, so it must not be handed the connection.
 install -m 4755 -o nobody "$(command -v cat)" "$work/setuid-cat"
