@@ -13,6 +13,7 @@
 #include "conn/wait.h"
 #include "init.h"
 #include "tssx/log.h"
+#include "tssx/skip.h"
 
 /* ---- Deadlines ---- */
 
@@ -185,32 +186,6 @@ uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_
 	if (previous_ns == 0 || since_previous_ended_ns > previous_ns)
 		return TSSX_YIELD_BACKOFF_MIN_NS;
 	return doubled > TSSX_YIELD_BACKOFF_MAX_NS ? TSSX_YIELD_BACKOFF_MAX_NS : doubled;
-}
-
-bool tssx_spin_history_skips(struct tssx_spin_history *history)
-{
-	if (!history->skip_left)
-		return false;
-	history->skip_left--;
-	return true;
-}
-
-void tssx_spin_history_record(struct tssx_spin_history *history, bool found)
-{
-	uint32_t skip = history->skip_next ? history->skip_next : TSSX_SPIN_SKIP_MIN;
-
-	/* A running average over about the last TSSX_SPIN_HISTORY_OVER
-	 * spins, in 1/65536ths. */
-	history->fail_share -= history->fail_share / TSSX_SPIN_HISTORY_OVER;
-	if (found) {
-		history->skip_next = skip / 2 > TSSX_SPIN_SKIP_MIN ? skip / 2 : TSSX_SPIN_SKIP_MIN;
-		return;
-	}
-	history->fail_share += 65536u / TSSX_SPIN_HISTORY_OVER;
-	if (history->fail_share <= 65536u / 2)
-		return;
-	history->skip_left = skip;
-	history->skip_next = skip * 2 < TSSX_SPIN_SKIP_MAX ? skip * 2 : TSSX_SPIN_SKIP_MAX;
 }
 
 /* ---- What the waits did ---- */
@@ -421,8 +396,9 @@ static bool yields_paused(uint64_t now)
 	return now < atomic_load_explicit(&yields_after, memory_order_relaxed);
 }
 
-/* This thread's recent spins (tssx_spin_history_record). */
-static __thread struct tssx_spin_history spin_history;
+/* This thread's recent spins, and when they pay (wait.h). */
+static __thread struct tssx_skip_history spin_history;
+static const struct tssx_skip_rule spin_rule = { TSSX_SPIN_HISTORY_OVER, TSSX_SPIN_SKIP_MIN, TSSX_SPIN_SKIP_MAX };
 
 bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline)
 {
@@ -433,7 +409,7 @@ bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struc
 	 * too), or no time left: a wait that the history does not count. */
 	if (!may_spin && !tssx_spin_setup(spin, now, tssx_opts.yield_ns, look_every_ns, deadline))
 		return false;
-	if (tssx_spin_history_skips(&spin_history)) {
+	if (tssx_skip_history_skips(&spin_history)) {
 		count(&wait_stats.skipped);
 		spin->over = true;
 		return false;
@@ -464,7 +440,7 @@ static void spin_finish(struct tssx_spin *spin, bool found)
 	if (spin->kind != TSSX_SPIN_NONE) {
 		bool yielding = spin->kind == TSSX_SPIN_YIELDING;
 
-		tssx_spin_history_record(&spin_history, found);
+		tssx_skip_history_record(&spin_history, &spin_rule, found);
 		count(yielding ? &wait_stats.yielding : &wait_stats.spins);
 		if (found)
 			count(yielding ? &wait_stats.yielding_found : &wait_stats.spins_found);

@@ -119,7 +119,7 @@ static inline void tssx_spin_look_at(struct tssx_spin *spin, uint64_t at_ns)
 }
 /* Ends the spin: the caller found something to do unless the spin was
  * over already (its budget or deadline ran out), which the thread's
- * history (tssx_spin_history_record) and the statistics count.  Gives the
+ * history (tssx/skip.h) and the statistics count.  Gives the
  * spin slot back; harmless on a spin that is over or never started. */
 void tssx_spin_stop(struct tssx_spin *spin);
 
@@ -166,27 +166,16 @@ bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_n
 uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_ns);
 
 
-/* A thread's recent spins: when more than half of its last ~8 ended with
- * nothing to do (TSSX_SPIN_HISTORY_OVER), its next TSSX_SPIN_SKIP_MIN waits
- * sleep at once, twice as many after each further failure up to
- * TSSX_SPIN_SKIP_MAX, half as many after a spin that found something.
- * A failed spin costs its budget and then the doorbell anyway; one that
- * found the answer saves a doorbell and a wake-up: about even, so spins
- * pay while at least half of them find it. */
+/* A thread's recent spins (tssx/skip.h): when more than half of its last
+ * ~8 ended with nothing to do (TSSX_SPIN_HISTORY_OVER), its next
+ * TSSX_SPIN_SKIP_MIN waits sleep at once, twice as many after each further
+ * failure up to TSSX_SPIN_SKIP_MAX, half as many after a spin that found
+ * something.  A failed spin costs its budget and then the doorbell anyway;
+ * one that found the answer saves a doorbell and a wake-up: about even,
+ * so spins pay while at least half of them find it. */
 #define TSSX_SPIN_HISTORY_OVER 8u
 #define TSSX_SPIN_SKIP_MIN 4u
 #define TSSX_SPIN_SKIP_MAX 256u
-
-struct tssx_spin_history {
-	uint32_t fail_share;	/* running share of failed spins, 1/65536ths */
-	uint32_t skip_left;	/* waits that sleep at once from now */
-	uint32_t skip_next;	/* how many the next skip lasts; 0: the minimum */
-};
-
-/* Whether this wait sleeps at once (and then counts it as skipped). */
-bool tssx_spin_history_skips(struct tssx_spin_history *history);
-/* Records how a started spin ended. */
-void tssx_spin_history_record(struct tssx_spin_history *history, bool found);
 
 /* tssx_spin_start() without the policy: a spin of budget_ns from now. */
 bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, uint64_t look_every_ns,

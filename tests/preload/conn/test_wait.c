@@ -301,55 +301,6 @@ static void test_spin_start_budgets(void **state)
 	tssx_opts = saved;
 }
 
-/* Counts the waits that skip their spin before one may spin again. */
-static unsigned skips_in_a_row(struct tssx_spin_history *history)
-{
-	unsigned n = 0;
-
-	while (tssx_spin_history_skips(history))
-		n++;
-	return n;
-}
-
-static void test_spin_history_skips_when_spins_fail(void **state)
-{
-	struct tssx_spin_history history = { 0 };
-	unsigned failures = 0, skip;
-
-	/* Spins that find the answer, or fail one time in three: no skip. */
-	for (int i = 0; i < 3000; i++) {
-		tssx_spin_history_record(&history, i % 3 != 0);
-		assert_false(tssx_spin_history_skips(&history));
-	}
-	/* Failures back to back: once more than half of the recent ones
-	 * failed, the next TSSX_SPIN_SKIP_MIN waits sleep at once. */
-	history = (struct tssx_spin_history){ 0 };
-	do {
-		tssx_spin_history_record(&history, false);
-		failures++;
-	} while (history.skip_left == 0 && failures < 100);
-	assert_true(failures > 1 && failures < TSSX_SPIN_HISTORY_OVER);
-	assert_int_equal(skips_in_a_row(&history), TSSX_SPIN_SKIP_MIN);
-	/* Each probe that fails again doubles the skip, up to the most. */
-	for (skip = TSSX_SPIN_SKIP_MIN * 2; skip <= TSSX_SPIN_SKIP_MAX; skip *= 2) {
-		tssx_spin_history_record(&history, false);
-		assert_int_equal(skips_in_a_row(&history), skip);
-	}
-	tssx_spin_history_record(&history, false);
-	assert_int_equal(skips_in_a_row(&history), TSSX_SPIN_SKIP_MAX);
-	/* A probe that finds the answer halves the next skip. */
-	tssx_spin_history_record(&history, true);
-	assert_int_equal(skips_in_a_row(&history), 0);
-	tssx_spin_history_record(&history, false);
-	assert_int_equal(skips_in_a_row(&history), TSSX_SPIN_SKIP_MAX / 2);
-	/* Spins that find it again bring the share down: no more skips. */
-	for (int i = 0; i < 64; i++)
-		tssx_spin_history_record(&history, true);
-	tssx_spin_history_record(&history, false);
-	assert_int_equal(skips_in_a_row(&history), 0);
-	assert_int_equal(history.skip_next, TSSX_SPIN_SKIP_MIN);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -367,7 +318,6 @@ int main(void)
 		cmocka_unit_test(test_yield_stalls_rare_and_common),
 		cmocka_unit_test(test_yield_stall_grows_with_the_tasks),
 		cmocka_unit_test(test_yield_backoff_doubles_while_stalls_go_on),
-		cmocka_unit_test(test_spin_history_skips_when_spins_fail),
 		cmocka_unit_test(test_spin_start_budgets),
 	};
 
