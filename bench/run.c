@@ -87,32 +87,43 @@ static char *preload_variable(const char *library)
  * first and TSSX_REGISTRY set (library != NULL), or with every libtssx.so
  * taken out of LD_PRELOAD, so a bench started under `tssx run` still
  * measures plain sockets in the plain column. */
-char **bench_build_env(const char *library, const char *registry)
+char **bench_build_env(const char *library, const char *registry, const char *extra)
 {
 	size_t n = 0, k = 0;
 	char **env;
 
 	while (environ[n])
 		n++;
-	env = calloc(n + 3, sizeof(*env));
+	env = calloc(n + 4, sizeof(*env));
 	if (!env)
 		return NULL;
 	for (size_t i = 0; i < n; i++)
-		if (strncmp(environ[i], "LD_PRELOAD=", 11) && strncmp(environ[i], "TSSX_REGISTRY=", 14))
+		if (strncmp(environ[i], "LD_PRELOAD=", 11) && strncmp(environ[i], "TSSX_REGISTRY=", 14) &&
+		    !(extra && !strncmp(environ[i], extra, strcspn(extra, "=") + 1)))
 			env[k++] = environ[i];
 	if (!(env[k++] = preload_variable(library)))
 		return NULL;
 	if (registry && asprintf(&env[k++], "TSSX_REGISTRY=%s", registry) < 0)
 		return NULL;
+	if (extra && !(env[k++] = strdup(extra)))
+		return NULL;
 	return env;
 }
 
-/* Frees what bench_build_env() allocated: the two variables it set, since
- * it took every other entry as is from environ. */
+static bool from_environ(const char *entry)
+{
+	for (char **e = environ; *e; e++)
+		if (*e == entry)
+			return true;
+	return false;
+}
+
+/* Frees what bench_build_env() allocated: the variables it set, since it
+ * took every other entry as is from environ. */
 void bench_free_env(char **env)
 {
 	for (char **e = env; e && *e; e++)
-		if (!strncmp(*e, "LD_PRELOAD=", 11) || !strncmp(*e, "TSSX_REGISTRY=", 14))
+		if (!from_environ(*e))
 			free(*e);
 	free(env);
 }
@@ -157,7 +168,7 @@ static pid_t spawn_role(const struct bench_config *cfg, const struct bench_case 
 	snprintf(duration, sizeof(duration), "%" PRIu64, t.duration_ns);
 	pid = fork();
 	if (pid == 0)
-		exec_role(argv, cfg->env[preload], fds);
+		exec_role(argv, cfg->env[!preload ? 0 : c->test == TEST_CONNECT ? 2 : 1], fds);
 	return pid;
 }
 

@@ -50,7 +50,11 @@ struct bench_config {
 	unsigned load_kinds;      /* --load: bit (1 << enum load_kind) per scenario run */
 	bool quick, json, progress;
 	const char *dir;          /* private temporary directory for sockets */
-	char **env[2];            /* environment without / with the preload */
+	/* The environment without the preload, with it, and with it for
+	 * the connect cycle: TSSX_SHORT_CALLS=0, a segment at every cycle
+	 * (by default a client's short connections to one server soon go
+	 * plain, and the row would measure plain sockets). */
+	char **env[3];
 	const char *library;      /* libtssx.so, NULL when TSSX is unavailable */
 	const char *registry;
 	char tssx_missing[256];   /* why TSSX is unavailable, one line */
@@ -73,7 +77,7 @@ extern volatile sig_atomic_t bench_interrupted;
 void bench_case_of(const struct bench_row *row, enum bench_column col, struct bench_case *c);
 void bench_run_case(const struct bench_config *cfg, const struct bench_case *c,
 		    uint64_t warmup_ns, uint64_t duration_ns, struct bench_cell *cell);
-char **bench_build_env(const char *library, const char *registry);
+char **bench_build_env(const char *library, const char *registry, const char *extra);
 void bench_free_env(char **env);
 
 /* load.c: the --load table, and its role processes (--load-role). */

@@ -65,8 +65,10 @@ static const char usage_text[] =
 "                reads up to 64 KiB per read(2), as a buffered reader does:\n"
 "                messages/s for N = 8 B, 64 B (raw: the bare ring, one\n"
 "                publish per message, the reader takes what is there)\n"
-"  connect       socket, connect, accept, 1-byte echo, close: plain; TSSX;\n"
-"                a preloaded client to a server without TSSX\n"
+"  connect       socket, connect, accept, 1-byte echo, close: plain; TSSX\n"
+"                with a segment at every cycle (TSSX_SHORT_CALLS=0: by\n"
+"                default such short connections soon go plain); a\n"
+"                preloaded client to a server without TSSX\n"
 "  pipe          a 64 B round trip over two pipes, without and with the\n"
 "                preload: what the library costs on I/O that is not TSSX\n"
 "  blocked       CPU time (getrusage) of a client blocked in read(2) until\n"
@@ -527,13 +529,14 @@ int main(int argc, char **argv)
 	find_tssx(&cfg, library, registry);
 	if (cfg.tssx_missing[0])
 		fprintf(stderr, "tssx-bench: %s; TSSX column skipped\n", cfg.tssx_missing);
-	if (!(cfg.env[0] = bench_build_env(NULL, NULL)) ||
-	    (cfg.library && !(cfg.env[1] = bench_build_env(cfg.library, cfg.registry)))) {
+	if (!(cfg.env[0] = bench_build_env(NULL, NULL, NULL)) ||
+	    (cfg.library && (!(cfg.env[1] = bench_build_env(cfg.library, cfg.registry, NULL)) ||
+			     !(cfg.env[2] = bench_build_env(cfg.library, cfg.registry, "TSSX_SHORT_CALLS=0"))))) {
 		perror("tssx-bench");
 		return 1;
 	}
 	status = in_run_dir(&cfg, tests, load);
-	bench_free_env(cfg.env[0]);
-	bench_free_env(cfg.env[1]);
+	for (size_t i = 0; i < ARRAY_SIZE(cfg.env); i++)
+		bench_free_env(cfg.env[i]);
 	return status;
 }

@@ -11,6 +11,11 @@
  *   TSSX_SPIN_NS=N          spin budget before sleeping (default 20000)
  *   TSSX_YIELD_NS=N         budget of a spin that yields the CPU at every
  *                           turn, where a spin would not pay (default 200000)
+ *   TSSX_SHORT_CALLS=N      a client connection that moved data in fewer
+ *                           calls than this before its close was too short
+ *                           to pay for its segment: after a few of them to
+ *                           one server, the next go plain (default 16; 0:
+ *                           every connection uses shared memory)
  *   TSSX_LOG=LEVEL          none|error|warn|info|debug (default warn)
  *
  * Patterns match the socket's path ("/tmp/app-*.sock") or "@name" for abstract
@@ -35,6 +40,7 @@ struct tssx_options {
 	uint64_t ring_max; /* a hello asking for larger rings is refused */
 	uint64_t spin_ns;
 	uint64_t yield_ns;
+	unsigned short_calls; /* 0: never judge connections short */
 	int log_level;
 };
 

@@ -327,6 +327,7 @@ int tssx_conn_connect(int fd, struct tssx_client_prep *prep)
 		return log_error(ret, "fd %d: TSSX handshake failed: %s", fd, strerror(-ret));
 	}
 	keep_memfd(conn, prep->memfd);
+	conn->destination = prep->destination;
 	prep->memfd = -1;
 	prep->conn = NULL;
 	atomic_store(&conn->stats.sock_sent, sizeof(prep->hello));
@@ -618,10 +619,14 @@ void tssx_conn_end(struct tssx_conn *conn, int fd)
 	tssx_side_unlock(&conn->locks->producer);
 	if (kept)
 		return;
-	if (atomic_load(&conn->state) == TSSX_CONN_READY)
+	if (atomic_load(&conn->state) == TSSX_CONN_READY) {
 		log_info("fd %d closed: ring sent=%llu received=%llu, socket sent=%llu received=%llu bytes",
 			 fd, (unsigned long long)conn->stats.ring_sent, (unsigned long long)conn->stats.ring_received,
 			 (unsigned long long)conn->stats.sock_sent, (unsigned long long)conn->stats.sock_received);
+		if (conn->destination)
+			tssx_destination_record(conn->destination, atomic_load(&conn->sends) +
+								   atomic_load(&conn->receives));
+	}
 	tssx_conn_list_remove(atomic_load(&conn->slot));
 	conn_free(conn);
 }

@@ -20,6 +20,7 @@
 
 #include "conn/ancillary.h"
 #include "conn/conn_list.h"
+#include "conn/destination.h"
 #include "conn/fd_table.h"
 #include "tssx/hello.h"
 #include "tssx/segment.h"
@@ -95,6 +96,12 @@ struct tssx_conn {
 	/* Statistics of this process, for the log line at close and for
 	 * `tssx connections`, which finds them through the slot. */
 	struct tssx_conn_counters stats;
+	/* Reads and writes of this process that moved data, each updated
+	 * by its side's lock holder only. */
+	_Atomic uint64_t sends, receives;
+	/* A client's history of connections to its server, told at the end
+	 * how many calls this one made (destination.h); NULL otherwise. */
+	struct tssx_destination *destination;
 	struct tssx_conn_slot *_Atomic slot; /* conn_list.h; NULL: not listed */
 };
 
@@ -143,6 +150,7 @@ struct tssx_client_prep {
 	struct tssx_conn *conn;
 	struct tssx_hello hello;
 	int memfd;
+	struct tssx_destination *destination; /* the connection's, or NULL */
 };
 
 /* Client, before the real connect: the connection and its segment.

@@ -59,6 +59,14 @@ static inline void stat_add(_Atomic uint64_t *stat, uint64_t n)
 			      memory_order_relaxed);
 }
 
+/* A call moved n bytes (n > 0) through the rings: its side's statistics,
+ * under that side's lock. */
+static inline void count_moved(struct tssx_conn *conn, bool writer, uint64_t n)
+{
+	stat_add(writer ? &conn->stats.ring_sent : &conn->stats.ring_received, n);
+	stat_add(writer ? &conn->sends : &conn->receives, 1);
+}
+
 /*
  * Whether a call must not wait.  O_NONBLOCK is read once and then kept up
  * to date by this process's fcntl(F_SETFL) and ioctl(FIONBIO)
@@ -678,7 +686,7 @@ send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 		if (attached > 0)
 			n = guarded_transfer(conn->tx, MOVE_IN, iov, iovcnt, done, false, least, -1);
 		if (n > 0)
-			stat_add(&conn->stats.ring_sent, (uint64_t)n);
+			count_moved(conn, true, (uint64_t)n);
 		wake = n > 0 && tssx_ring_take_reader_wakeup(conn->tx);
 		if (wake || n < 0 || done + (size_t)n != want)
 			keep(conn, kept);
@@ -842,7 +850,7 @@ recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 		peek_off = atomic_load_explicit(&conn->peek_off, memory_order_relaxed);
 		n = ring_receive(conn, fd, iov, iovcnt, done, peek, peek_off, anc, &stop);
 		if (n > 0 && !peek)
-			stat_add(&conn->stats.ring_received, (uint64_t)n);
+			count_moved(conn, false, (uint64_t)n);
 		if (unlikely(n > 0 && peek_off >= 0))
 			move_peek_off(conn, peek_off, peek, (size_t)n);
 		wake = n > 0 && !peek && tssx_ring_take_writer_wakeup(conn->rx);
@@ -931,7 +939,7 @@ static inline __attribute__((always_inline)) ssize_t move_fast(struct tssx_conn 
 	    (writer || likely(atomic_load_explicit(&conn->peek_off, memory_order_relaxed) < 0)))
 		n = tssx_ring_move_fast(ring, writer, buf, len);
 	if (likely(n > 0)) {
-		stat_add(writer ? &conn->stats.ring_sent : &conn->stats.ring_received, (uint64_t)n);
+		count_moved(conn, writer, (uint64_t)n);
 		wake = writer ? tssx_ring_take_reader_wakeup(ring) : tssx_ring_take_writer_wakeup(ring);
 		if (unlikely(wake))
 			tssx_conn_keep(conn);

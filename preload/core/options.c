@@ -24,6 +24,8 @@
 #define DEFAULT_RING_MAX (16u << 20)
 #define DEFAULT_SPIN_NS 20000
 #define DEFAULT_YIELD_NS 200000
+#define DEFAULT_SHORT_CALLS 16
+#define MAX_SHORT_CALLS 1000000
 #define MAX_SPIN_NS 1000000000ull /* one second: more is surely a typo */
 #define MAX_REGISTRY_TIMEOUT_MS 10000 /* likewise: every call may wait this long */
 
@@ -140,6 +142,16 @@ static bool parse_yield_ns(const char *value, struct tssx_options *opts)
 	return parse_budget_ns(value, &opts->yield_ns);
 }
 
+static bool parse_short_calls(const char *value, struct tssx_options *opts)
+{
+	uint64_t calls;
+
+	if (!parse_number(value, false, &calls) || calls > MAX_SHORT_CALLS)
+		return false;
+	opts->short_calls = (unsigned)calls;
+	return true;
+}
+
 static bool parse_registry_timeout(const char *value, struct tssx_options *opts)
 {
 	uint64_t ms;
@@ -191,6 +203,7 @@ static const struct variable variables[] = {
 	{ "TSSX_RING_MAX", parse_ring_max, "expected a size from 4K to 1G, with an optional K, M or G", "16M" },
 	{ "TSSX_SPIN_NS", parse_spin_ns, "expected nanoseconds from 0 to 1000000000", "20000" },
 	{ "TSSX_YIELD_NS", parse_yield_ns, "expected nanoseconds from 0 to 1000000000", "200000" },
+	{ "TSSX_SHORT_CALLS", parse_short_calls, "expected a number of calls from 0 to 1000000", "16" },
 	{ "TSSX_LOG", parse_log, "expected none, error, warn, info, debug or 0 to 4", "warn" },
 };
 
@@ -202,6 +215,7 @@ static void set_defaults(struct tssx_options *opts)
 	opts->ring_max = DEFAULT_RING_MAX;
 	opts->spin_ns = DEFAULT_SPIN_NS;
 	opts->yield_ns = DEFAULT_YIELD_NS;
+	opts->short_calls = DEFAULT_SHORT_CALLS;
 	opts->registry_timeout_ms = TSSX_REGISTRY_TIMEOUT_MS_DEFAULT;
 	opts->log_level = TSSX_LOG_WARN;
 }

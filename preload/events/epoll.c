@@ -70,7 +70,7 @@ static void entry_reclassify(struct events_set *set, struct events_entry *entry,
 {
 	struct epoll_event event;
 
-	entry->kind = kind;
+	events_entry_set_kind(set, entry, kind);
 	entry->reported = false;
 	event = kernel_event(entry, 0);
 	if (!entry->kernel_flags) {
@@ -342,7 +342,7 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 	int saved_errno = errno;
 	int count = poll_once(set, call);
 
-	if (count == 0)
+	if (count == 0 && atomic_load_explicit(&set->conns, memory_order_relaxed))
 		count = spin(set, call);
 	while (count == 0) {
 		bool passed = tssx_deadline_passed(&call->deadline);
@@ -443,9 +443,11 @@ static bool may_become_conn(int fd)
 	struct sockaddr_storage peer;
 	socklen_t len = sizeof(peer);
 	int saved_errno = errno;
-	bool maybe = socket_option(fd, SO_DOMAIN) == AF_UNIX && socket_option(fd, SO_TYPE) == SOCK_STREAM &&
-		     socket_option(fd, SO_ACCEPTCONN) == 0 &&
-		     getpeername(fd, (struct sockaddr *)&peer, &len) < 0 && errno == ENOTCONN;
+	/* getpeername() first: it settles the common cases (a connected
+	 * socket, an fd that is no socket) in one system call. */
+	bool maybe = getpeername(fd, (struct sockaddr *)&peer, &len) < 0 && errno == ENOTCONN &&
+		     socket_option(fd, SO_DOMAIN) == AF_UNIX && socket_option(fd, SO_TYPE) == SOCK_STREAM &&
+		     socket_option(fd, SO_ACCEPTCONN) == 0;
 
 	errno = saved_errno;
 	return maybe;

@@ -141,6 +141,8 @@ int events_set_add(struct events_set *set, int fd, enum events_kind kind,
 	HASH_ADD_INT(set->entries, fd, entry);
 	atomic_fetch_add(&slot->watchers, 1);
 	atomic_fetch_add(&set->count, 1);
+	if (kind == EVENTS_CONN)
+		atomic_fetch_add(&set->conns, 1);
 	atomic_store(&set->tagged, true);
 	if (kind == EVENTS_WATCHED)
 		atomic_store(&set->kernel_fds, true);
@@ -152,7 +154,16 @@ void events_set_remove(struct events_set *set, struct events_entry *entry)
 	HASH_DEL(set->entries, entry);
 	atomic_fetch_sub(&tssx_table_slot(entry->fd)->watchers, 1);
 	atomic_fetch_sub(&set->count, 1);
+	if (entry->kind == EVENTS_CONN)
+		atomic_fetch_sub(&set->conns, 1);
 	free(entry);
+}
+
+void events_entry_set_kind(struct events_set *set, struct events_entry *entry, enum events_kind kind)
+{
+	if (entry->kind != kind)
+		atomic_fetch_add(&set->conns, kind == EVENTS_CONN ? 1u : (unsigned)-1);
+	entry->kind = kind;
 }
 
 void events_set_rotate(struct events_set *set, struct events_entry *entry)

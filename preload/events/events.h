@@ -58,6 +58,9 @@ struct events_set {
 	pthread_mutex_t lock;		/* entries; held while waiting is not */
 	struct events_entry *entries;	/* by fd, reported ones move to the end */
 	atomic_uint count;		/* entries, readable without the lock */
+	/* Entries of kind EVENTS_CONN: without any, a wait has no ring to
+	 * spin on and goes to the kernel at once. */
+	atomic_uint conns;
 	/* Our tags were given to the kernel: it may still report them for an
 	 * fd closed while a dup kept its file, so waits must translate. */
 	atomic_bool tagged;
@@ -84,6 +87,8 @@ struct events_entry *events_set_find(struct events_set *set, int fd);
 int events_set_add(struct events_set *set, int fd, enum events_kind kind,
 		   const struct epoll_event *event);
 void events_set_remove(struct events_set *set, struct events_entry *entry);
+/* A connection appeared on a watched fd, or went away from it. */
+void events_entry_set_kind(struct events_set *set, struct events_entry *entry, enum events_kind kind);
 /* Moves a reported entry behind the others, so a small maxevents still
  * reaches every ready entry in turn. */
 void events_set_rotate(struct events_set *set, struct events_entry *entry);

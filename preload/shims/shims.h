@@ -21,6 +21,9 @@ struct tssx_listener {
 	char path[108];
 	dev_t file_dev;
 	ino_t file_ino;
+	/* When a plain client was last listed and the path checked
+	 * (socket.c, plain_client_noted()). */
+	_Atomic uint64_t plain_noted_ns;
 };
 
 /* Copies an address out as the kernel does: truncated to *len, which

@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "conn/wait.h"
 #include "init.h"
 #include "real_slots.h"
 #include "shims/shims.h"
@@ -220,6 +221,27 @@ static struct tssx_listener *serving_tssx(int fd)
 		       : NULL;
 }
 
+/*
+ * Whether a plain client of a claimed listener is listed for `tssx
+ * connections` and the claim's path checked (follow_rename()): at most
+ * every PLAIN_CLIENT_EVERY_NS per listener.  The two cost six system
+ * calls, more than such a client's whole connection per request costs the
+ * server; under a stream of plain clients the listing keeps one of them
+ * every 10 ms and a rename is followed within 10 ms.
+ */
+#define PLAIN_CLIENT_EVERY_NS 10000000u
+
+static bool plain_client_due(struct tssx_listener *listener)
+{
+	uint64_t now = tssx_now_ns();
+	/* Relaxed: a time stamp, read and swapped alone. */
+	uint64_t last = atomic_load_explicit(&listener->plain_noted_ns, memory_order_relaxed);
+
+	return (last == 0 || now - last >= PLAIN_CLIENT_EVERY_NS) &&
+	       atomic_compare_exchange_strong_explicit(&listener->plain_noted_ns, &last, now,
+						       memory_order_relaxed, memory_order_relaxed);
+}
+
 static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool is_accept4)
 {
 	struct sockaddr_storage peer;
@@ -246,7 +268,7 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 	} else {
 		struct tssx_listener *listener = enabled ? serving_tssx(fd) : NULL;
 
-		if (listener) {
+		if (listener && plain_client_due(listener)) {
 			tssx_conn_list_plain(conn_fd, true, TSSX_PLAIN_CLIENT_PLAIN, 0);
 			follow_rename(fd, listener);
 		}
@@ -284,15 +306,26 @@ struct plain_why {
 	int error;
 };
 
-static enum client_path client_path(int fd, const struct sockaddr *addr, socklen_t len, struct plain_why *why)
+static enum client_path client_path(int fd, const struct sockaddr *addr, socklen_t len, struct plain_why *why,
+				    struct tssx_destination **dest)
 {
 	int bits;
 
 	*why = (struct plain_why){ 0 };
+	*dest = NULL;
 	if (len <= UNBOUND_LEN || addr->sa_family != AF_UNIX || tssx_table_get(fd) || !tssx_init())
 		return CLIENT_PLAIN;
 	if (!tssx_selects((const struct sockaddr_un *)addr, len)) {
 		why->reason = TSSX_PLAIN_NOT_SELECTED;
+		return CLIENT_PLAIN;
+	}
+	/* Recent connections there were too short to pay for a segment:
+	 * plain, before the registry is even asked.  Not listed in `tssx
+	 * connections`: the listing would cost more system calls than such
+	 * a connection makes. */
+	*dest = tssx_destination_of((const struct sockaddr_un *)addr, len, false);
+	if (*dest && tssx_destination_skips(*dest)) {
+		log_debug("fd %d: plain: recent connections to this server were short (TSSX_SHORT_CALLS)", fd);
 		return CLIENT_PLAIN;
 	}
 	bits = tssx_registry_lookup((const struct sockaddr_un *)addr, len);
@@ -334,13 +367,14 @@ static int connect_plain(int fd, const struct sockaddr *addr, socklen_t len, str
 	return ret;
 }
 
-static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len)
+static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len, struct tssx_destination *dest)
 {
 	struct tssx_client_prep prep;
 	enum client_path path = CLIENT_BIND;
 	int ret;
 
 	ret = tssx_conn_prepare(&prep);
+	prep.destination = dest;
 	if (ret == 0)
 		ret = tssx_conn_bind_client(fd, &prep);
 	/* The bind found the socket bound, or no bind was tried (no
@@ -386,12 +420,15 @@ TSSX_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	int saved_errno = errno;
 	struct plain_why why = { 0 };
-	enum client_path path = addr ? client_path(fd, addr, len, &why) : CLIENT_PLAIN;
+	struct tssx_destination *dest = NULL;
+	enum client_path path = addr ? client_path(fd, addr, len, &why, &dest) : CLIENT_PLAIN;
 
 	errno = saved_errno;
 	if (path == CLIENT_PLAIN)
 		return connect_plain(fd, addr, len, why);
-	if (connect_tssx(fd, addr, len) < 0)
+	if (!dest)
+		dest = tssx_destination_of((const struct sockaddr_un *)addr, len, true);
+	if (connect_tssx(fd, addr, len, dest) < 0)
 		return -1;
 	errno = saved_errno;
 	return 0;

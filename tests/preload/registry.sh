@@ -122,8 +122,10 @@ check_shm "$work/b-client.log" $((1 << 20))
 
 # --- kill -9 and restart under a running server and client ---
 # (not this client's bound: a round that times out on a loaded machine
-# would be plain)
-spawn yes "$work/loop.log" env TSSX_REGISTRY_TIMEOUT=2000 python3 "$peer" loop "$work/a.sock" "$work/stop"
+# would be plain; each round is a short connection, which would go plain
+# after three without TSSX_SHORT_CALLS=0)
+spawn yes "$work/loop.log" env TSSX_REGISTRY_TIMEOUT=2000 TSSX_SHORT_CALLS=0 python3 "$peer" loop "$work/a.sock" \
+	"$work/stop"
 loop_pid=$spawned
 wait_for_line "$work/loop.log" "shared memory, client"
 entry=$mnt$work/a.sock

@@ -58,6 +58,7 @@ static void assert_defaults(const struct tssx_options *opts)
 	assert_int_equal(opts->ring_max, 16 << 20);
 	assert_int_equal(opts->spin_ns, 20000);
 	assert_int_equal(opts->yield_ns, 200000);
+	assert_int_equal(opts->short_calls, 16);
 	assert_int_equal(opts->registry_timeout_ms, 50);
 	assert_int_equal(opts->log_level, TSSX_LOG_WARN);
 }
@@ -81,7 +82,7 @@ static void test_defaults(void **state)
 	/* Empty means unset. */
 	const char *names[] = { "TSSX_DISABLE", "TSSX_REGISTRY", "TSSX_REGISTRY_TIMEOUT",
 				"TSSX_INCLUDE", "TSSX_EXCLUDE", "TSSX_RING_SIZE", "TSSX_SPIN_NS",
-				"TSSX_YIELD_NS", "TSSX_LOG" };
+				"TSSX_YIELD_NS", "TSSX_SHORT_CALLS", "TSSX_LOG" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		opts = parse_one(names[i], "");
@@ -189,6 +190,18 @@ static void test_spin_ns(void **state)
 	assert_rejected("TSSX_SPIN_NS", "fast");
 }
 
+static void test_short_calls(void **state)
+{
+	assert_int_equal(parse_one("TSSX_SHORT_CALLS", "0").short_calls, 0);
+	assert_int_equal(parse_one("TSSX_SHORT_CALLS", "1000000").short_calls, 1000000);
+	assert_int_equal(parse_one("TSSX_SHORT_CALLS", "3").spin_ns, 20000); /* the others stay */
+	assert_int_equal(warnings, 0);
+	assert_rejected("TSSX_SHORT_CALLS", "1000001");
+	assert_rejected("TSSX_SHORT_CALLS", "16k");
+	assert_rejected("TSSX_SHORT_CALLS", "-1");
+	assert_rejected("TSSX_SHORT_CALLS", "x");
+}
+
 static void test_yield_ns(void **state)
 {
 	assert_int_equal(parse_one("TSSX_YIELD_NS", "0").yield_ns, 0);
@@ -283,6 +296,7 @@ int main(void)
 		cmocka_unit_test(test_registry_timeout),
 		cmocka_unit_test(test_spin_ns),
 		cmocka_unit_test(test_yield_ns),
+		cmocka_unit_test(test_short_calls),
 		cmocka_unit_test(test_log),
 		cmocka_unit_test(test_several_warnings),
 		cmocka_unit_test(test_selects),

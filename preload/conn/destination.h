@@ -1,0 +1,44 @@
+/*
+ * What this process's recent connections to one server were worth: a
+ * client connection that moved data in fewer than TSSX_SHORT_CALLS calls
+ * before it closed did not pay for its segment (a segment costs both ends
+ * more than a whole plain connection of that kind), and when most recent
+ * connections to a server were such, the next ones there stay plain, more
+ * of them each time a connection through shared memory is short again
+ * (tssx/skip.h; docs/preload.md, "Short-lived connections").
+ *
+ * Per process, keyed by the name connect() was given; a fork()ed child
+ * starts with its parent's.
+ */
+#ifndef TSSX_PRELOAD_DESTINATION_H
+#define TSSX_PRELOAD_DESTINATION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* The most servers a process keeps a history for; connections to others
+ * always use shared memory. */
+#define TSSX_DESTINATIONS_MAX 256u
+
+/* The skip rule of connections (tssx/skip.h): the share of short ones
+ * runs over about the last 4; then 16 connections stay plain, doubling up
+ * to 1024 while the connections that look again are short too. */
+#define TSSX_DESTINATION_AVERAGE_OVER 4u
+#define TSSX_DESTINATION_SKIP_MIN 16u
+#define TSSX_DESTINATION_SKIP_MAX 1024u
+
+struct tssx_destination;
+
+/* The history of connections to addr; made when `make` (the first
+ * connection through shared memory there), else NULL until then.  NULL
+ * too when TSSX_SHORT_CALLS is 0 or the table is full. */
+struct tssx_destination *tssx_destination_of(const struct sockaddr_un *addr, socklen_t len, bool make);
+/* Whether the next connection there stays plain. */
+bool tssx_destination_skips(struct tssx_destination *dest);
+/* A client connection there through shared memory ended after `calls`
+ * reads and writes that moved data in this process. */
+void tssx_destination_record(struct tssx_destination *dest, uint64_t calls);
+
+#endif

@@ -1,0 +1,116 @@
+/*
+ * A client's history of its connections per server (conn/destination.h):
+ * which names are one server, the table's bound, and the rule end to end
+ * (the rule itself: tests/preload/core/test_skip.c).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "conn/destination.h"
+#include "init.h"
+
+struct tssx_options tssx_opts = { .short_calls = 16 };
+
+static socklen_t path_addr(struct sockaddr_un *addr, const char *path, const char *after_nul)
+{
+	memset(addr, 0, sizeof(*addr));
+	addr->sun_family = AF_UNIX;
+	strcpy(addr->sun_path, path);
+	/* What a program leaves behind the NUL when it passes sizeof(addr). */
+	strcpy(addr->sun_path + strlen(path) + 1, after_nul);
+	return sizeof(*addr);
+}
+
+static socklen_t abstract_addr(struct sockaddr_un *addr, const char *name, size_t len)
+{
+	memset(addr, 0, sizeof(*addr));
+	addr->sun_family = AF_UNIX;
+	memcpy(addr->sun_path + 1, name, len);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + len);
+}
+
+static void test_names(void **state)
+{
+	struct sockaddr_un a, b;
+	socklen_t la = path_addr(&a, "/run/app.sock", "junk"), lb;
+	struct tssx_destination *dest;
+
+	(void)state;
+	/* Only a connection through shared memory makes an entry. */
+	assert_null(tssx_destination_of(&a, la, false));
+	dest = tssx_destination_of(&a, la, true);
+	assert_non_null(dest);
+	/* The bytes behind a path's NUL, and the length given, do not matter. */
+	lb = path_addr(&b, "/run/app.sock", "other");
+	assert_ptr_equal(tssx_destination_of(&b, lb, false), dest);
+	assert_ptr_equal(tssx_destination_of(&b, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 14), false),
+			 dest);
+	lb = path_addr(&b, "/run/app.sock2", "");
+	assert_ptr_not_equal(tssx_destination_of(&b, lb, true), dest);
+	/* An abstract name is all its bytes, NULs included. */
+	la = abstract_addr(&a, "x\0y", 3);
+	lb = abstract_addr(&b, "x\0z", 3);
+	dest = tssx_destination_of(&a, la, true);
+	assert_non_null(dest);
+	assert_ptr_not_equal(tssx_destination_of(&b, lb, true), dest);
+	assert_ptr_equal(tssx_destination_of(&a, la, false), dest);
+	/* No name: nothing to keep. */
+	assert_null(tssx_destination_of(&a, offsetof(struct sockaddr_un, sun_path), true));
+}
+
+static void test_rule(void **state)
+{
+	struct sockaddr_un a;
+	socklen_t len = path_addr(&a, "/run/rule.sock", "");
+	struct tssx_destination *dest = tssx_destination_of(&a, len, true);
+	int plain = 0;
+
+	(void)state;
+	/* Connections that pay: never plain. */
+	for (int i = 0; i < 100; i++) {
+		assert_false(tssx_destination_skips(dest));
+		tssx_destination_record(dest, 16);
+	}
+	/* Three of one request each: the next 16 go plain. */
+	for (int i = 0; i < 3; i++) {
+		assert_false(tssx_destination_skips(dest));
+		tssx_destination_record(dest, 2);
+	}
+	while (tssx_destination_skips(dest))
+		plain++;
+	assert_int_equal(plain, TSSX_DESTINATION_SKIP_MIN);
+}
+
+static void test_off_and_full(void **state)
+{
+	struct sockaddr_un a;
+	char path[64];
+	int made = 0;
+
+	(void)state;
+	tssx_opts.short_calls = 0;
+	assert_null(tssx_destination_of(&a, path_addr(&a, "/run/off.sock", ""), true));
+	tssx_opts.short_calls = 16;
+	for (int i = 0; i < 2 * (int)TSSX_DESTINATIONS_MAX; i++) {
+		snprintf(path, sizeof(path), "/run/many-%d.sock", i);
+		made += tssx_destination_of(&a, path_addr(&a, path, ""), true) != NULL;
+	}
+	/* The earlier tests made 5 entries: 4 in test_names, 1 in test_rule. */
+	assert_int_equal(made, TSSX_DESTINATIONS_MAX - 5);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_rule),
+		cmocka_unit_test(test_off_and_full),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,39 @@
+"""Client of tests/preload/short.sh: one connection per line of a plan to
+an echo server, each sending `calls` messages of 100 bytes and checking
+the echo byte for byte.  Before each connection it writes "connection N"
+to stderr, where the library's log lines follow, so the test can tell
+which connections went through shared memory."""
+import hashlib
+import socket
+import sys
+
+
+def one_connection(path, calls, seed):
+    c = socket.socket(socket.AF_UNIX)
+    c.connect(path)
+    for i in range(calls):
+        message = hashlib.sha256(b"%d.%d" % (seed, i)).digest() * 3 + b"tssx"
+        c.sendall(message)
+        got = b""
+        while len(got) < len(message):
+            chunk = c.recv(len(message) - len(got))
+            if not chunk:
+                sys.exit("connection %d: EOF after %d of %d bytes" % (seed, len(got), len(message)))
+            got += chunk
+        if got != message:
+            sys.exit("connection %d: the echo differs" % seed)
+    c.close()
+
+
+def main():
+    path, plan = sys.argv[1], sys.argv[2:]
+    n = 0
+    for item in plan:  # COUNTxCALLS
+        count, calls = (int(x) for x in item.split("x"))
+        for _ in range(count):
+            n += 1
+            print("connection %d" % n, file=sys.stderr, flush=True)
+            one_connection(path, calls, n)
+
+
+main()
