@@ -43,7 +43,8 @@ for i in $(seq 1 8); do
 	pids+=($!)
 done
 HELPER_PIDS+=("${pids[@]}")
-ls -R "$M" >/dev/null
+# A listing meanwhile (a directory may vanish under it: ls then fails).
+ls -R "$M" >/dev/null 2>&1 || true
 # Kill one on its way (wherever it is): its handles go with it.
 sleep 0.2
 { kill -KILL "${pids[0]}" && wait "${pids[0]}"; } 2>/dev/null || true
