@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -398,12 +400,30 @@ static dev_t mounted_device(int fd)
 	return dev;
 }
 
+/*
+ * A copy of fd for this thread's own use, numbered in the upper half of
+ * the fd limit: a dup() takes the lowest free number, often one that the
+ * program has just closed, and for a moment a close()d fd would be open
+ * again under the program's feet (its next call on it gets ENOTSOCK
+ * instead of EBADF, its poll() no POLLNVAL).  dup() where the limit has
+ * no upper half to speak of, or it is full.
+ */
+static int dup_away_from_program(int fd)
+{
+	struct rlimit limit;
+	int copy = -1;
+
+	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur / 2 > 64 && limit.rlim_cur / 2 <= INT_MAX)
+		copy = fcntl(fd, F_DUPFD_CLOEXEC, (int)(limit.rlim_cur / 2));
+	return copy >= 0 ? copy : dup(fd);
+}
+
 /* The mount table changed (lock held, dropped meanwhile): whether our
  * registry was replaced or went; if so, drop it, which makes every claim
  * pending again. */
 static void mounts_changed(void)
 {
-	int fd = dup(state.mounts_fd); /* read unlocked: our own */
+	int fd = dup_away_from_program(state.mounts_fd); /* read unlocked: our own */
 	dev_t dev;
 
 	if (fd < 0)
