@@ -8,7 +8,8 @@
 #     no doorbell), and per write or read on a pipe (a non-TSSX fd);
 #   - perf trace: the system calls of a TSSX connect cycle (socket,
 #     connect, accept, 1-byte echo, close), with their median durations;
-#   - the CPU time of 2,000 connect cycles, plain and TSSX;
+#   - the CPU time of 2,000 connect cycles, plain and TSSX (a segment at
+#     every cycle, and by default);
 #   - the shared memory resident per idle connection (2,000 of them).
 # LIBTSSX (default BUILD_DIR/preload/libtssx.so) is the library profiled,
 # for comparing builds with the same workload.  Needs valgrind, perf
@@ -47,17 +48,22 @@ echo "== $calls writes of 64 B, then $calls reads, on a pipe"
 callgrind pipe pipe "$calls" 64
 "$here/callgrind-count.py" "$out/pipe" "$lib" $((2 * calls))
 echo
-echo "== system calls of a TSSX connect cycle (perf trace, 300 cycles)"
-LD_PRELOAD=$lib perf trace -o "$out/trace" "$probe" connect "$out/sock" 300
+# A segment at every cycle: by default (TSSX_SHORT_CALLS) a process's
+# one-request connections to a server soon go plain.
+echo "== system calls of a TSSX connect cycle (perf trace, 300 cycles, TSSX_SHORT_CALLS=0)"
+TSSX_SHORT_CALLS=0 LD_PRELOAD=$lib perf trace -o "$out/trace" "$probe" connect "$out/sock" 300
 "$here/trace-medians.py" "$out/trace" 300
 echo
 echo "== CPU time of 2000 connect cycles (user + system, this process only)"
+# tssx: a segment at every cycle; tssx-default: short-lived connections
+# go plain after the first few (docs/preload.md, "Short-lived connections").
 for round in 1 2 3; do
-	for column in plain tssx; do
-		preload=
-		[[ $column == tssx ]] && preload=$lib
+	for column in plain tssx tssx-default; do
+		preload= short=0
+		[[ $column != plain ]] && preload=$lib
+		[[ $column == tssx-default ]] && short=
 		TIMEFORMAT="$column: %R s elapsed, %U s user, %S s system"
-		time LD_PRELOAD=$preload "$probe" connect "$out/sock" 2000
+		time TSSX_SHORT_CALLS=$short LD_PRELOAD=$preload "$probe" connect "$out/sock" 2000
 	done
 done
 echo
