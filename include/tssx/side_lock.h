@@ -16,6 +16,7 @@
 
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "macros.h"
@@ -24,13 +25,40 @@
  * a writer and a reader of one end do not share a cache line. */
 struct tssx_side_locks {
 	alignas(TSSX_CACHELINE) _Atomic uint64_t producer; /* the tx ring's writers */
+	/* The processes whose connection uses the pair: a fork() child that
+	 * inherits the connection joins, a process whose connection ended
+	 * (or that exits or execs) leaves.  Only a pair nobody uses is taken
+	 * for another connection, by whichever process first claims it.
+	 * Written at fork, close, exit and exec only. */
+	_Atomic uint32_t users;
 	alignas(TSSX_CACHELINE) _Atomic uint64_t consumer; /* the rx ring's readers */
 };
 
-/* A fresh, unlocked pair, from a shared mapping of 512 pairs; NULL with
- * errno set when a new mapping is needed and mmap fails.  A pair is never
- * given back (whoever holds one reuses it). */
+/* A fresh, unlocked pair with one user, from a shared mapping of 512
+ * pairs; NULL with errno set when a new mapping is needed and mmap fails.
+ * A pair is never unmapped: an ended connection keeps it for reuse. */
 struct tssx_side_locks *tssx_side_locks_create(void);
+
+/* A process more uses the pair (a fork() child that inherited it). */
+static inline void tssx_side_locks_join(struct tssx_side_locks *locks)
+{
+	atomic_fetch_add(&locks->users, 1);
+}
+
+/* This process no longer uses the pair. */
+static inline void tssx_side_locks_leave(struct tssx_side_locks *locks)
+{
+	atomic_fetch_sub(&locks->users, 1);
+}
+
+/* Takes a pair that no process uses for a new connection; false while
+ * one does (a fork()ed sibling's connection). */
+static inline bool tssx_side_locks_claim(struct tssx_side_locks *locks)
+{
+	uint32_t none = 0;
+
+	return atomic_compare_exchange_strong(&locks->users, &none, 1);
+}
 
 /* The calling thread as a lock word: process id << 32 | thread id, cached
  * per thread (0 until first used; reset in a fork()ed child).  Initial-exec:
@@ -46,6 +74,11 @@ static inline uint64_t tssx_side_lock_self(void)
 }
 
 void tssx_side_lock_slow(_Atomic uint64_t *lock, uint64_t self);
+
+/* Returns once no thread of this process holds the lock (a fork()ed
+ * sibling may, for as long as its own call takes): what a holder of ours
+ * did under it is then visible. */
+void tssx_side_lock_wait_own(_Atomic uint64_t *lock);
 
 /* Acquire pairs with the release in tssx_side_unlock(): the previous
  * holder's counter and data stores are visible to the next holder. */

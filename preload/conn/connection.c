@@ -87,20 +87,39 @@ int tssx_conn_bind_client(int fd, struct tssx_client_prep *prep)
  * Connections that ended are kept for reuse, with their side locks,
  * never given back: a data call that looked one up just before another
  * thread closed its fd still takes its side lock and then finds that fd
- * no longer refers to it (stream.c).
+ * no longer refers to it (stream.c).  One is reused only once no process
+ * uses its lock pair any more: a fork()ed child may still use it for the
+ * connection it inherited (a server forking a process per connection),
+ * and sharing it with the next, unrelated connection would serialize the
+ * two and let a sibling stopped mid-copy stall it.
  */
 static pthread_mutex_t spares_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tssx_conn *spares;
 
-static struct tssx_conn *conn_alloc(void)
+/* Spares looked at for a free pair before a new one is made: those whose
+ * pairs a child still uses (or a killed child never left) stay behind. */
+#define SPARES_LOOKED_AT 64
+
+static struct tssx_conn *spare_take(void)
 {
-	struct tssx_conn *conn;
+	struct tssx_conn **at = &spares, *conn = NULL;
 
 	pthread_mutex_lock(&spares_lock);
-	conn = spares;
-	if (conn)
-		spares = conn->next_spare;
+	for (int n = 0; *at && n < SPARES_LOOKED_AT; at = &(*at)->next_spare, n++) {
+		if (tssx_side_locks_claim((*at)->locks)) {
+			conn = *at;
+			*at = conn->next_spare;
+			break;
+		}
+	}
 	pthread_mutex_unlock(&spares_lock);
+	return conn;
+}
+
+static struct tssx_conn *conn_alloc(void)
+{
+	struct tssx_conn *conn = spare_take();
+
 	if (conn) {
 		memset(&conn->server, 0, sizeof(*conn) - offsetof(struct tssx_conn, server));
 		return conn;
@@ -233,6 +252,9 @@ static void conn_free(struct tssx_conn *conn)
 	close_kept(conn, &conn->held_obj);
 	tssx_ancillary_release(&conn->ancillary);
 	tssx_segment_detach(&conn->seg);
+	if (!conn->pair_left)
+		tssx_side_locks_leave(conn->locks);
+	conn->pair_left = false;
 	pthread_mutex_lock(&spares_lock);
 	conn->next_spare = spares;
 	spares = conn;
@@ -609,14 +631,14 @@ void tssx_conn_end(struct tssx_conn *conn, int fd)
 	bool kept;
 
 	/* Data calls on their fast path hold a side lock instead of a
-	 * reference: wait until none is inside.  One that took a reference
-	 * under its lock meanwhile ends the connection when it returns;
-	 * the next ones find that fd no longer refers to it. */
-	tssx_side_lock(&conn->locks->producer);
-	tssx_side_lock(&conn->locks->consumer);
+	 * reference: wait until none of this process is inside (not for the
+	 * lock itself, which a fork()ed sibling may hold for as long as its
+	 * call takes: a close never waits for another process).  One that
+	 * took a reference under its lock meanwhile ends the connection when
+	 * it returns; the next ones find that fd no longer refers to it. */
+	tssx_side_lock_wait_own(&conn->locks->producer);
+	tssx_side_lock_wait_own(&conn->locks->consumer);
 	kept = atomic_load(&conn->obj.refs) != 0;
-	tssx_side_unlock(&conn->locks->consumer);
-	tssx_side_unlock(&conn->locks->producer);
 	if (kept)
 		return;
 	if (atomic_load(&conn->state) == TSSX_CONN_READY) {
@@ -699,11 +721,52 @@ void tssx_conn_forget_calls_after_fork(void)
 	for (int fd = 0; fd <= high; fd++) {
 		obj = tssx_table_get(fd);
 		if (obj && obj->kind == TSSX_FD_CONN) {
-			atomic_fetch_add(&obj->refs, 1);
+			/* Its first fd: the child uses the pair too. */
+			if (atomic_fetch_add(&obj->refs, 1) == 0 && !tssx_conn_of(obj)->pair_left)
+				tssx_side_locks_join(tssx_conn_of(obj)->locks);
 		} else if (obj && obj->kind == TSSX_FD_HELD) {
 			atomic_store(&conn_of_kept(obj)->held_fd, -1);
 			tssx_table_take(fd);
 			TSSX_REAL(close)(fd);
 		}
 	}
+}
+
+/* Every connection of the table whose pair this process uses or left. */
+static void each_pair(bool leave)
+{
+	int high = tssx_table_high_fd();
+
+	for (int fd = 0; fd <= high; fd++) {
+		struct tssx_conn *conn = tssx_conn_lookup(fd);
+
+		if (!conn || conn->pair_left == leave)
+			continue;
+		conn->pair_left = leave;
+		if (leave)
+			tssx_side_locks_leave(conn->locks);
+		else
+			tssx_side_locks_join(conn->locks);
+	}
+}
+
+void tssx_conn_leave_pairs(void)
+{
+	/* A vfork() child never joined: its parent's connections stay. */
+	if (!tssx_foreign_process())
+		each_pair(true);
+}
+
+void tssx_conn_rejoin_pairs(void)
+{
+	if (!tssx_foreign_process())
+		each_pair(false);
+}
+
+/* The pairs of an exiting process are free for its forks (exit(), not
+ * _exit() or a signal: those pairs stay taken, and their connections'
+ * structs are not reused). */
+__attribute__((destructor)) static void leave_pairs_at_exit(void)
+{
+	tssx_conn_leave_pairs();
 }

@@ -44,6 +44,9 @@ struct tssx_conn {
 	/* tx's writers and rx's readers of this process and its forks, in
 	 * memory the peer cannot write (side_lock.h). */
 	struct tssx_side_locks *locks;
+	/* This process counts no longer among the pair's users (it is
+	 * exiting or exec'ing: tssx_conn_leave_pairs). */
+	bool pair_left;
 	bool server; /* the first member a reuse clears */
 	/* The client's bound name as `tssx connections` shows it, when this
 	 * process knows it without asking the socket (it bound it, or accept
@@ -250,6 +253,12 @@ static inline int tssx_conn_socket(struct tssx_conn *conn, int fd)
  * there, so they keep no connection (their references are dropped) and
  * need no copy of a socket (closed). */
 void tssx_conn_forget_calls_after_fork(void);
+
+/* Before an exec, and at exit: this process leaves the side-lock pairs of
+ * its connections, which its forks may reuse once nobody uses them;
+ * tssx_conn_rejoin_pairs() undoes it when the exec failed. */
+void tssx_conn_leave_pairs(void);
+void tssx_conn_rejoin_pairs(void);
 
 /* fd no longer refers to it (its slot is taken): drops the table's
  * reference; the last one logs the counts and unmaps. */

@@ -72,10 +72,23 @@ struct tssx_side_locks *tssx_side_locks_create(void)
 			arena_used = 0;
 		}
 	}
-	if (arena && arena_used < ARENA_SLOTS)
+	if (arena && arena_used < ARENA_SLOTS) {
 		locks = &arena[arena_used++];
+		atomic_store(&locks->users, 1);
+	}
 	pthread_mutex_unlock(&arena_lock);
 	return locks;
+}
+
+void tssx_side_lock_wait_own(_Atomic uint64_t *lock)
+{
+	uint32_t me = (uint32_t)(tssx_side_lock_self() >> 32);
+
+	/* Acquire pairs with the release in tssx_side_unlock() of our
+	 * holder, directly or through the release sequence that a sibling's
+	 * take (a read-modify-write) continues. */
+	while ((uint32_t)(atomic_load_explicit(lock, memory_order_acquire) >> 32) == me)
+		sched_yield();
 }
 
 /* The holder's thread is gone: killed, or its process exited. */

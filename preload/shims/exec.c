@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "conn/connection.h"
 #include "conn/handover.h"
 #include "real_slots.h"
 #include "tssx/macros.h"
@@ -41,9 +42,12 @@ static int exec_handing_over(const struct exec_call *call, char *const envp[])
 
 	if (tssx_handover_prepare(&ho, TSSX_VIA_EXEC, call->file, envp))
 		env = tssx_handover_env(&ho, envp);
+	/* The new image cannot see the side locks' mapping. */
+	tssx_conn_leave_pairs();
 	ret = call->run(call, env ? env : envp);
 	/* Still here: the exec failed, this image keeps everything. */
 	saved_errno = errno;
+	tssx_conn_rejoin_pairs();
 	tssx_handover_undo(&ho, -1);
 	errno = saved_errno;
 	return ret;

@@ -17,7 +17,9 @@ source "$(dirname "$0")/lib.sh"
 # asleep for room in two threads while a third shuts the connection down;
 # shutsibling: a forked child's SHUT_WR stops the parent's writes too;
 # forkcall: a child forked while a thread is blocked on the connection
-# closes it and keeps nothing of it.
+# closes it and keeps nothing of it; forkpair: a child holds its
+# connection's lock while the server closes its copy and serves the next
+# connection.
 under=()
 for waiter in read write poll select epoll; do
 	for action in close dup2 shutrd shutrdwr; do
@@ -26,7 +28,7 @@ for waiter in read write poll select epoll; do
 done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
-	foreignowner shutwr shutsibling forkcall; do
+	foreignowner shutwr shutsibling forkcall forkpair; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	with_preload yes "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||

@@ -39,6 +39,8 @@
 #define expect(cond) ((cond) ? (void)0 : die("%s:%d: expected %s (errno: %s)", __FILE__, __LINE__, #cond, strerror(errno)))
 
 static const char *sock_path;
+/* The server's listening socket, for cases that accept a second connection. */
+static int listener_fd;
 /* Ordering between the two processes, outside the connection under test:
  * the server signals on to_client, the client on to_server. */
 static int to_client[2], to_server[2];
@@ -1931,11 +1933,87 @@ static void forkcall_server(int fd)
 	expect(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* ---- a forked child's connection and the parent's next one ---- */
+
+static void forkpair_client(int fd)
+{
+	int second;
+	char c;
+
+	wait_peer(); /* the child holds its lock, the server closed its copy */
+	second = tool_connect(sock_path);
+	expect(recv(second, &c, 1, MSG_WAITALL) == 1 && c == 'n');
+	signal_peer();
+	close(second);
+}
+
+/* The first lock word of the side-lock mapping this process inherited
+ * (a 64 KiB MAP_SHARED anonymous mapping, /dev/zero), or NULL: plain. */
+static _Atomic uint64_t *first_side_lock(void)
+{
+	FILE *maps = fopen("/proc/self/maps", "r");
+	char line[512];
+	void *found = NULL;
+
+	expect(maps);
+	while (!found && fgets(line, sizeof(line), maps)) {
+		unsigned long start, end;
+		char perms[8];
+
+		if (sscanf(line, "%lx-%lx %7s", &start, &end, perms) == 3 && end - start == 65536 &&
+		    !strcmp(perms, "rw-s") && strstr(line, "/dev/zero"))
+			found = (void *)start;
+	}
+	fclose(maps);
+	return found;
+}
+
+/*
+ * A server forks a child per connection (as a postmaster does) and closes
+ * its own copy; the child sits in a write that holds its connection's
+ * producer lock (played here by storing its id in the word, as a child
+ * stopped in a debugger mid-copy would leave it).  The server's next
+ * connection is unrelated: its writes must not wait for that lock.  The
+ * library before reused the closed connection's lock pair for the next
+ * one, shared with the child: the write below spun for good.
+ */
+static void forkpair_server(int fd)
+{
+	int go[2], held[2], second, status;
+	pid_t child;
+	char c;
+
+	expect(pipe(go) == 0 && pipe(held) == 0);
+	send_all(fd, "h", 1); /* the handshake is over */
+	child = fork();
+	expect(child >= 0);
+	if (child == 0) {
+		_Atomic uint64_t *lock = first_side_lock();
+
+		if (lock)
+			atomic_store(lock, (uint64_t)(uint32_t)getpid() << 32 | (uint32_t)gettid());
+		(void)!write(held[1], "h", 1);
+		(void)!read(go[0], &c, 1);
+		if (lock)
+			atomic_store(lock, 0);
+		_exit(0);
+	}
+	expect(read(held[0], &c, 1) == 1);
+	expect(close(fd) == 0);
+	signal_peer();
+	second = accept(listener_fd, NULL, NULL);
+	expect(second >= 0);
+	send_all(second, "n", 1);
+	wait_peer();
+	close(second);
+	expect(write(go[1], "g", 1) == 1);
+	expect(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* ---- poll, FIONREAD and shutdown racing the close of their fd ---- */
 
 #define RACE_CONNECTIONS 300
 
-static int listener_fd;
 
 struct racer {
 	int fd;
@@ -2039,6 +2117,7 @@ static const struct probe {
 	{ "shutwr", shutwr_server, shutwr_client },
 	{ "shutsibling", shutsibling_server, shutsibling_client },
 	{ "forkcall", forkcall_server, forkcall_client },
+	{ "forkpair", forkpair_server, forkpair_client },
 };
 
 int main(int argc, char **argv)

@@ -123,12 +123,45 @@ static void test_self_after_fork(void **state)
 	close(pipefd[1]);
 }
 
+/* A pair is claimed for another connection only once no process uses it. */
+static void test_users(void **state)
+{
+	struct tssx_side_locks *locks = tssx_side_locks_create();
+
+	(void)state;
+	assert_non_null(locks);
+	assert_int_equal(atomic_load(&locks->users), 1);
+	assert_false(tssx_side_locks_claim(locks));
+	tssx_side_locks_join(locks); /* a fork()ed child */
+	tssx_side_locks_leave(locks); /* the parent's connection ended */
+	assert_false(tssx_side_locks_claim(locks));
+	tssx_side_locks_leave(locks); /* the child's too */
+	assert_true(tssx_side_locks_claim(locks));
+	assert_int_equal(atomic_load(&locks->users), 1);
+	assert_false(tssx_side_locks_claim(locks));
+}
+
+/* Waiting for this process's holders ignores another process's. */
+static void test_wait_own(void **state)
+{
+	struct tssx_side_locks *locks = tssx_side_locks_create();
+
+	(void)state;
+	assert_non_null(locks);
+	atomic_store(&locks->producer, (uint64_t)(uint32_t)(getpid() + 1) << 32 | 7);
+	tssx_side_lock_wait_own(&locks->producer); /* returns at once */
+	atomic_store(&locks->producer, 0);
+	tssx_side_lock_wait_own(&locks->producer);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_threads_and_forks),
 		cmocka_unit_test(test_dead_holder),
 		cmocka_unit_test(test_self_after_fork),
+		cmocka_unit_test(test_users),
+		cmocka_unit_test(test_wait_own),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
