@@ -26,6 +26,7 @@
 #include "init.h"
 #include "real_slots.h"
 #include "conn/wait.h"
+#include "tssx/fd_limit.h"
 #include "tssx/hello.h"
 #include "tssx/log.h"
 

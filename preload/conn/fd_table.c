@@ -1,8 +1,6 @@
 /* The fd table (fd_table.h). */
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 
 #include "conn/fd_table.h"
 
@@ -100,11 +98,3 @@ int tssx_table_find(const struct tssx_fd_object *obj)
 	return -1;
 }
 
-int tssx_fd_upper_half(void)
-{
-	struct rlimit limit;
-
-	if (getrlimit(RLIMIT_NOFILE, &limit) < 0 || limit.rlim_cur / 2 > INT_MAX)
-		return 0;
-	return (int)(limit.rlim_cur / 2);
-}

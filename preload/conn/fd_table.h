@@ -122,11 +122,4 @@ int tssx_table_find(const struct tssx_fd_object *obj);
 /* Highest fd that may have a slot in use, for walking ranges (close_range). */
 int tssx_table_high_fd(void);
 
-/* Where an fd the library keeps open goes (F_DUPFD): the upper half of
- * the fd limit, or 0 when the limit is too large to tell.  Made at the
- * lowest free number, it could take one the program has just closed,
- * which the kernel must answer with POLLNVAL or EBADF in the program's
- * poll() or select(). */
-int tssx_fd_upper_half(void);
-
 #endif

@@ -12,6 +12,7 @@
 #include "conn/fd_table.h"
 #include "conn/wait.h"
 #include "init.h"
+#include "tssx/fd_limit.h"
 #include "tssx/log.h"
 #include "tssx/skip.h"
 

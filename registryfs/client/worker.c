@@ -30,7 +30,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -38,6 +37,7 @@
 #include <unistd.h>
 #include <utlist.h>
 
+#include "tssx/fd_limit.h"
 #include "tssx/log.h"
 #include "tssx/registry_protocol.h"
 #include "state.h"
@@ -410,11 +410,10 @@ static dev_t mounted_device(int fd)
  */
 static int dup_away_from_program(int fd)
 {
-	struct rlimit limit;
-	int copy = -1;
+	int upper = tssx_fd_upper_half(), copy = -1;
 
-	if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur / 2 > 64 && limit.rlim_cur / 2 <= INT_MAX)
-		copy = fcntl(fd, F_DUPFD_CLOEXEC, (int)(limit.rlim_cur / 2));
+	if (upper > 64)
+		copy = fcntl(fd, F_DUPFD_CLOEXEC, upper);
 	return copy >= 0 ? copy : dup(fd);
 }
 
