@@ -342,7 +342,7 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 	int saved_errno = errno;
 	int count = poll_once(set, call);
 
-	if (count == 0 && atomic_load_explicit(&set->conns, memory_order_relaxed))
+	if (count == 0 && atomic_load_explicit(&set->ring_entries, memory_order_relaxed))
 		count = spin(set, call);
 	while (count == 0) {
 		bool passed = tssx_deadline_passed(&call->deadline);

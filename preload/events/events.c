@@ -121,6 +121,16 @@ static void entry_set_event(struct events_entry *entry, const struct epoll_event
 	entry->reported = false;
 }
 
+/* Whether the entry's readiness comes from rings a wait may spin on. */
+static void entry_count_rings(struct events_set *set, struct events_entry *entry)
+{
+	bool has_rings = entry->kind == EVENTS_CONN || events_set_of(entry->fd);
+
+	if (has_rings != entry->has_rings)
+		atomic_fetch_add(&set->ring_entries, has_rings ? 1u : (unsigned)-1);
+	entry->has_rings = has_rings;
+}
+
 int events_set_add(struct events_set *set, int fd, enum events_kind kind,
 		   const struct epoll_event *event)
 {
@@ -141,8 +151,7 @@ int events_set_add(struct events_set *set, int fd, enum events_kind kind,
 	HASH_ADD_INT(set->entries, fd, entry);
 	atomic_fetch_add(&slot->watchers, 1);
 	atomic_fetch_add(&set->count, 1);
-	if (kind == EVENTS_CONN)
-		atomic_fetch_add(&set->conns, 1);
+	entry_count_rings(set, entry);
 	atomic_store(&set->tagged, true);
 	if (kind == EVENTS_WATCHED)
 		atomic_store(&set->kernel_fds, true);
@@ -154,16 +163,15 @@ void events_set_remove(struct events_set *set, struct events_entry *entry)
 	HASH_DEL(set->entries, entry);
 	atomic_fetch_sub(&tssx_table_slot(entry->fd)->watchers, 1);
 	atomic_fetch_sub(&set->count, 1);
-	if (entry->kind == EVENTS_CONN)
-		atomic_fetch_sub(&set->conns, 1);
+	if (entry->has_rings)
+		atomic_fetch_sub(&set->ring_entries, 1);
 	free(entry);
 }
 
 void events_entry_set_kind(struct events_set *set, struct events_entry *entry, enum events_kind kind)
 {
-	if (entry->kind != kind)
-		atomic_fetch_add(&set->conns, kind == EVENTS_CONN ? 1u : (unsigned)-1);
 	entry->kind = kind;
+	entry_count_rings(set, entry);
 }
 
 void events_set_rotate(struct events_set *set, struct events_entry *entry)

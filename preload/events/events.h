@@ -47,6 +47,9 @@ struct events_entry {
 	 * that an fd that became another file is registered anew. */
 	bool parked;
 	const void *parked_with;
+	/* A connection, or an epoll fd (its connections are asked through
+	 * it): counted in the set's ring_entries. */
+	bool has_rings;
 	bool reported;		/* last_generation is valid */
 	uint64_t last_generation;
 	UT_hash_handle hh;
@@ -58,9 +61,9 @@ struct events_set {
 	pthread_mutex_t lock;		/* entries; held while waiting is not */
 	struct events_entry *entries;	/* by fd, reported ones move to the end */
 	atomic_uint count;		/* entries, readable without the lock */
-	/* Entries of kind EVENTS_CONN: without any, a wait has no ring to
-	 * spin on and goes to the kernel at once. */
-	atomic_uint conns;
+	/* Entries with rings behind them (events_entry.has_rings): without
+	 * any, a wait has nothing to spin on and goes to the kernel at once. */
+	atomic_uint ring_entries;
 	/* Our tags were given to the kernel: it may still report them for an
 	 * fd closed while a dup kept its file, so waits must translate. */
 	atomic_bool tagged;

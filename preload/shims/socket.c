@@ -237,7 +237,7 @@ static bool plain_client_due(struct tssx_listener *listener)
 	/* Relaxed: a time stamp, read and swapped alone. */
 	uint64_t last = atomic_load_explicit(&listener->plain_noted_ns, memory_order_relaxed);
 
-	return (last == 0 || now - last >= PLAIN_CLIENT_EVERY_NS) &&
+	return now - last >= PLAIN_CLIENT_EVERY_NS &&
 	       atomic_compare_exchange_strong_explicit(&listener->plain_noted_ns, &last, now,
 						       memory_order_relaxed, memory_order_relaxed);
 }

@@ -405,14 +405,14 @@ static dev_t mounted_device(int fd)
  * the fd limit: a dup() takes the lowest free number, often one that the
  * program has just closed, and for a moment a close()d fd would be open
  * again under the program's feet (its next call on it gets ENOTSOCK
- * instead of EBADF, its poll() no POLLNVAL).  dup() where the limit has
- * no upper half to speak of, or it is full.
+ * instead of EBADF, its poll() no POLLNVAL).  dup() where the limit is
+ * too large to tell its half, or that half is full.
  */
 static int dup_away_from_program(int fd)
 {
 	int upper = tssx_fd_upper_half(), copy = -1;
 
-	if (upper > 64)
+	if (upper > 0)
 		copy = fcntl(fd, F_DUPFD_CLOEXEC, upper);
 	return copy >= 0 ? copy : dup(fd);
 }
