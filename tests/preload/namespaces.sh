@@ -141,9 +141,9 @@ unshare --pid --fork --kill-child --mount-proc --mount --net --propagation priva
 			"$TSSX_REGISTRY" 2>/dev/null && break
 		sleep 0.025
 	done
-	env LD_PRELOAD="$LIB" TSSX_LOG=info "$3" server "$2/own.sock" >"$2/server.log" 2>&1 &
+	env LD_PRELOAD="$LIB" TSSX_LOG=info "$3" server "$2/own.sock" >"$2/own-server.log" 2>&1 &
 	for ((i = 0; i < 400; i++)); do
-		grep -q "server: listening" "$2/server.log" && break
+		grep -q "server: listening" "$2/own-server.log" 2>/dev/null && break
 		sleep 0.025
 	done
 	for ((i = 0; i < 40; i++)); do
@@ -156,14 +156,21 @@ unshare --pid --fork --kill-child --mount-proc --mount --net --propagation priva
 check_shm "$work/client.log" $((1 << 20))
 grep -q "$TSSX_REGISTRY" /proc/self/mountinfo || fail "the host's registry went"
 
-# An abstract name in a network namespace of its own.
+# An abstract name in a network namespace of its own.  The server's log
+# is its own (an earlier server's "listening" would let the client try
+# too early), and a client that fails takes the server down with it.
 unshare --net -- bash -c '
-	env LD_PRELOAD="$LIB" TSSX_LOG=info "$1" server @tssx-netns-test >"$2/server.log" 2>&1 &
+	env LD_PRELOAD="$LIB" TSSX_LOG=info "$1" server @tssx-netns-test >"$2/netns-server.log" 2>&1 &
+	server=$!
 	for ((i = 0; i < 400; i++)); do
-		grep -q "server: listening" "$2/server.log" && break
+		grep -q "server: listening" "$2/netns-server.log" 2>/dev/null && break
 		sleep 0.025
 	done
-	env LD_PRELOAD="$LIB" TSSX_LOG=info "$1" client @tssx-netns-test --bytes 1M >"$2/client.log" 2>&1 &&
-		wait' netns "$tools/tssx-echo" "$work" || fail "abstract name in its own network namespace"
+	if ! env LD_PRELOAD="$LIB" TSSX_LOG=info "$1" client @tssx-netns-test --bytes 1M >"$2/client.log" 2>&1; then
+		kill -KILL "$server"
+		wait "$server"
+		exit 1
+	fi
+	wait "$server"' netns "$tools/tssx-echo" "$work" || fail "abstract name in its own network namespace"
 check_shm "$work/client.log" $((1 << 20))
 exit 0
