@@ -4,18 +4,22 @@
 source "$(dirname "$0")/lib.sh"
 
 done_when() {
-	# A process listening at /tmp/x.sock writes 1 to MOUNT/tmp/x.sock.
-	start_helper server --listen /tmp/x.sock --open "$(entry /tmp/x.sock)" --write '1' --hold
+	# A process listening at /tmp/x.sock writes 1 to MOUNT/tmp/x.sock (a
+	# name of this run's own in /tmp: suites may run side by side).
+	local sock e
+	sock=$(mktemp -u /tmp/x.XXXXXX.sock)
+	e=$(entry "$sock")
+	start_helper server --listen "$sock" --open "$e" --write '1' --hold
 	local server=$HELPER_PID
 	expect "$(results_of server)" "ok ok ok" "server steps"
-	expect "$(cat "$(entry /tmp/x.sock)")" 1 "cat after the server's claim"
+	expect "$(cat "$e")" 1 "cat after the server's claim"
 	# The same write by nobody is refused.
 	expect "$(setpriv --reuid=nobody --regid=nogroup --clear-groups \
-		"$HELPER" --open "$(entry /tmp/x.sock)" --write 1 | paste -sd' ')" "ok EPERM" "nobody's claim"
+		"$HELPER" --open "$e" --write 1 | paste -sd' ')" "ok EPERM" "nobody's claim"
 	# After kill -9 of the server, the entry is gone.
 	kill -KILL "$server"
-	wait_until test ! -e "$(entry /tmp/x.sock)"
-	rm -f /tmp/x.sock
+	wait_until test ! -e "$e"
+	rm -f "$sock"
 }
 
 or_across_processes() {

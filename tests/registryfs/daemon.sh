@@ -9,6 +9,10 @@ mounted() {
 	awk -v m="$1" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo
 }
 
+fuse_answers() {
+	[[ $(stat -f -c %t "$1" 2>/dev/null) == 65735546 ]] # FUSE_SUPER_MAGIC
+}
+
 "$REGISTRYFS" --help | grep -q 'max_entries=N' || fail "--help lacks the options"
 "$REGISTRYFS" --version | grep -q '^tssx-registryfs [0-9]' || fail "--version"
 
@@ -48,7 +52,10 @@ ls "$mnt" >/dev/null 2>&1 && fail "the killed daemon's mount still answers"
 "$REGISTRYFS" -f "$mnt" &
 pid=$!
 HELPER_PIDS+=("$pid")
-wait_until test -d "$mnt/."
+# A FUSE file system that answers, not only a directory again: the daemon
+# detaches the dead mount before it installs its signal handlers, and a
+# SIGTERM in between would kill it (status 143) instead of unmounting.
+wait_until fuse_answers "$mnt"
 [[ -z $(ls "$mnt") ]] || fail "the new registry is not empty"
 kill -TERM "$pid"
 wait "$pid" || fail "exit status of the replacing daemon: $?"
