@@ -380,9 +380,12 @@ static pid_t spawn(struct load_procs *procs, char **env, int counters, int ready
 	return pid;
 }
 
+/* Killed in the reverse order of their start, clients before the servers
+ * they talk to: a client that outlived its server by a moment would
+ * report its refused connect or reset stream as a failure. */
 static void stop_all(struct load_procs *procs)
 {
-	for (unsigned i = 0; i < procs->n; i++)
+	for (unsigned i = procs->n; i-- > 0;)
 		kill(procs->pid[i], SIGKILL);
 	for (unsigned i = 0; i < procs->n; i++) {
 		while (waitpid(procs->pid[i], NULL, 0) < 0 && errno == EINTR)
