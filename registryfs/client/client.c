@@ -13,8 +13,9 @@
  * mincore(2) tells whether the entry's page is still in the page cache
  * (the daemon drops it when the bits change) before a load from it.  A
  * missing name costs a failed openat2(RESOLVE_CACHED) on a cached negative
- * dentry.  None of them reaches the daemon, nor the worker, in the steady
- * state.
+ * dentry the first time, and nothing while the generation stays where it
+ * was then (struct cached_miss).  None of them reaches the daemon, nor the
+ * worker, in the steady state.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +37,8 @@
 #include "state.h"
 
 #define CACHE_MAX 64
+/* Names remembered missing; beyond it the oldest is forgotten. */
+#define MISSES_MAX 16
 
 struct client_state state = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -83,6 +86,13 @@ static void drop_entry(struct cached_entry *e)
 	free(e);
 }
 
+static void forget_miss(struct cached_miss *m)
+{
+	HASH_DEL(state.misses, m);
+	state.miss_count--;
+	free(m);
+}
+
 void drop_generation(void)
 {
 	if (state.generation_page)
@@ -111,10 +121,13 @@ static void drop_claim_fd(struct tssx_registry_claim *claim)
 void drop_registry(int why, uint64_t retry_after_ns)
 {
 	struct cached_entry *e, *tmp;
+	struct cached_miss *m, *next;
 	struct tssx_registry_claim *claim;
 
 	HASH_ITER(hh, state.entries, e, tmp)
 		drop_entry(e);
+	HASH_ITER(hh, state.misses, m, next)
+		forget_miss(m);
 	DL_FOREACH(state.claims, claim) {
 		if (claim->state == CLAIM_HELD)
 			drop_claim_fd(claim);
@@ -267,6 +280,46 @@ static int cached_miss(const char *name)
 	return errno == ENOENT ? -ENOENT : -EAGAIN;
 }
 
+/* Remembers (m, or a new record) that name was missing at generation
+ * `now`; the oldest record goes beyond MISSES_MAX.  Without memory it is
+ * simply not remembered. */
+static void remember_miss(struct cached_miss *m, const char *name, uint64_t now)
+{
+	if (!m) {
+		if (state.miss_count >= MISSES_MAX)
+			forget_miss(state.misses); /* the head: the oldest added */
+		m = malloc(sizeof(*m) + strlen(name) + 1);
+		if (!m)
+			return;
+		strcpy(m->name, name);
+		HASH_ADD_STR(state.misses, name, m);
+		state.miss_count++;
+	}
+	m->generation = now;
+}
+
+/* A name without a cached entry: missing while the generation has not
+ * moved since it was found so, else what the dentry cache says (-ENOENT,
+ * or -EAGAIN: ask the worker).  The generation is read before the
+ * dentry cache is: a server bit that appears after that read moves it. */
+static int missing(const char *name)
+{
+	struct cached_miss *m;
+	uint64_t now = 0;
+	bool known = current_generation(&now);
+	int r;
+
+	HASH_FIND_STR(state.misses, name, m);
+	if (m && known && m->generation == now)
+		return -ENOENT;
+	r = cached_miss(name);
+	if (r == -ENOENT && known)
+		remember_miss(m, name, now);
+	else if (m)
+		forget_miss(m);
+	return r;
+}
+
 /* What a lookup read from the entry's page, the generation being `now`
  * (when `known`) before it read. */
 static void remember_bits(struct cached_entry *e, int bits, bool known, uint64_t now)
@@ -305,7 +358,7 @@ static int cached_lookup(const char *name)
 	check_mounts();
 	HASH_FIND_STR(state.entries, name, e);
 	if (!e)
-		return cached_miss(name);
+		return missing(name);
 	e->last_use = ++state.clock;
 	known = current_generation(&now);
 	if (known && e->seen && e->generation == now)

@@ -32,6 +32,18 @@ struct cached_entry {
 	char name[];
 };
 
+/* A name the kernel's dentry cache said is missing (a failed
+ * openat2(RESOLVE_CACHED)) while the registry's generation was
+ * `generation`: missing still while the generation stays there.  A server
+ * bit only ever appears through a write whose invalidation raises the
+ * generation, so a remembered miss never hides one for longer than a
+ * cached hit hides a change. */
+struct cached_miss {
+	UT_hash_handle hh;
+	uint64_t generation;
+	char name[];
+};
+
 enum claim_state {
 	CLAIM_PENDING, /* the worker is to make it */
 	CLAIM_HELD,
@@ -84,6 +96,8 @@ struct client_state {
 
 	struct cached_entry *entries;
 	unsigned count;
+	struct cached_miss *misses; /* in the order remembered */
+	unsigned miss_count;
 	uint64_t clock;
 	struct tssx_registry_claim *claims;
 	struct lookup_job *jobs; /* FIFO */

@@ -1,8 +1,10 @@
-"""Client of tests/preload/short.sh: one connection per line of a plan to
-an echo server, each sending `calls` messages of 100 bytes and checking
-the echo byte for byte.  Before each connection it writes "connection N"
-to stderr, where the library's log lines follow, so the test can tell
-which connections went through shared memory."""
+"""Client of tests/preload/short.sh and answers.sh: connections to an
+echo server, each sending `calls` messages of 100 bytes and checking the
+echo byte for byte, as a plan says (COUNTxCALLS arguments) or, with the
+plan "-", one for each line on stdin (CALLS), answered with "ok N" on
+stdout.  Before each connection it writes "connection N" to stderr,
+where the library's log lines follow, so the test can tell which
+connections went through shared memory."""
 import hashlib
 import socket
 import sys
@@ -28,6 +30,13 @@ def one_connection(path, calls, seed):
 def main():
     path, plan = sys.argv[1], sys.argv[2:]
     n = 0
+    if plan == ["-"]:
+        for line in sys.stdin:
+            n += 1
+            print("connection %d" % n, file=sys.stderr, flush=True)
+            one_connection(path, int(line), n)
+            print("ok %d" % n, flush=True)
+        return
     for item in plan:  # COUNTxCALLS
         count, calls = (int(x) for x in item.split("x"))
         for _ in range(count):

@@ -519,10 +519,44 @@ static bool lookup_trapping(struct filtered_lookup *l)
 	return !l->moved;
 }
 
+/* lookup_trapping() once the generation stayed put across a lookup that
+ * answered `expected` (which thus saw the last change); false if it kept
+ * moving. */
+static bool settled_lookup_trapping(struct filtered_lookup *l, int expected)
+{
+	for (int attempt = 0; attempt < 50; attempt++) {
+		do {
+			l->settled = *l->generation;
+			assert_int_equal(tssx_registry_lookup(l->addr, l->len), expected);
+		} while (*l->generation != l->settled);
+		if (lookup_trapping(l))
+			return true;
+		usleep(20000);
+	}
+	return false;
+}
+
+/* A lookup of a name found missing before, with no change since, makes
+ * no system call: the generation says no server bit appeared.  Before
+ * the test of a hit: a trapped call leaves the client waiting for a
+ * worker it could not wake. */
+static void test_miss_makes_no_system_call(void **state)
+{
+	struct sockaddr_un addr;
+	socklen_t len = path_addr(&addr, "%s/nosyscall-missing.sock", work);
+	struct filtered_lookup lookup = { .addr = &addr, .len = len, .generation = map_generation() };
+
+	/* The first lookup of a name the kernel never saw goes to the
+	 * worker; the next one finds the negative dentry it left. */
+	assert_int_equal(tssx_registry_lookup(&addr, len), -ENOENT);
+	assert_true(settled_lookup_trapping(&lookup, -ENOENT));
+	assert_int_equal(trapped_call, -1);
+	assert_int_equal(lookup.result, -ENOENT);
+}
+
 /* A lookup of an entry looked up before, with no change since, makes no
  * system call: a thread whose every system call traps (seccomp) gets the
- * answer.  It runs last: a trapped call leaves the client waiting for a
- * worker it could not wake. */
+ * answer.  It runs last: see above. */
 static void test_hit_makes_no_system_call(void **state)
 {
 	struct sockaddr_un addr;
@@ -530,27 +564,20 @@ static void test_hit_makes_no_system_call(void **state)
 	int listener = listen_on(&addr, len);
 	struct tssx_registry_claim *claim = claim_held(&addr, len);
 	struct filtered_lookup lookup = { .addr = &addr, .len = len, .generation = map_generation() };
-	bool made = false;
 
 	assert_int_equal(lookup_until(&addr, len, 1), 1);
-	for (int attempt = 0; attempt < 50 && !made; attempt++) {
-		/* Settled: the generation did not move across a lookup,
-		 * which thus saw the last change. */
-		do {
-			lookup.settled = *lookup.generation;
-			assert_int_equal(tssx_registry_lookup(&addr, len), 1);
-		} while (*lookup.generation != lookup.settled);
-		made = lookup_trapping(&lookup);
-		if (!made)
-			usleep(20000);
-	}
-	assert_true(made);
+	assert_true(settled_lookup_trapping(&lookup, 1));
 	assert_int_equal(trapped_call, -1);
 	assert_int_equal(lookup.result, 1);
 	tssx_registry_release(claim);
 	close(listener);
 }
 #else
+static void test_miss_makes_no_system_call(void **state)
+{
+	skip();
+}
+
 static void test_hit_makes_no_system_call(void **state)
 {
 	skip();
@@ -585,7 +612,9 @@ int main(void)
 		cmocka_unit_test(test_cache_is_bounded),
 		cmocka_unit_test(test_misses_keep_the_cache),
 		cmocka_unit_test(test_forget_fd),
-		cmocka_unit_test(test_hit_makes_no_system_call), /* last: see there */
+		/* last: see there */
+		cmocka_unit_test(test_miss_makes_no_system_call),
+		cmocka_unit_test(test_hit_makes_no_system_call),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
