@@ -125,12 +125,12 @@ void tssx_conn_list_name(char *dst, size_t size, const struct sockaddr_un *addr,
 	dst[n] = '\0';
 }
 
-/* What the socket itself tells: its inode (socket_ino if the caller
- * knows it already), the peer's pid, the server's address, and for a
- * TSSX connection the client's bound name (client, if the caller knows it
- * already: the client bound it, the server's accept was told it). */
-static void describe_socket(struct tssx_conn_slot *slot, int fd, bool server, bool tssx, uint64_t socket_ino,
-			    const char *client)
+/* What the socket itself tells, where the caller does not know it: its
+ * inode, the peer's pid, the server's address, and for a TSSX connection
+ * the client's bound name (the client bound it, the server's accept was
+ * told it). */
+static void describe_socket(struct tssx_conn_slot *slot, int fd, bool server, bool tssx,
+			    const struct tssx_conn_known *known)
 {
 	struct sockaddr_un addr;
 	struct ucred cred;
@@ -139,14 +139,16 @@ static void describe_socket(struct tssx_conn_slot *slot, int fd, bool server, bo
 
 	slot->fd = fd;
 	slot->server = server;
-	slot->socket_ino = socket_ino ? socket_ino : fstat(fd, &st) == 0 ? st.st_ino : 0;
+	slot->socket_ino = known->socket_ino ? known->socket_ino : fstat(fd, &st) == 0 ? st.st_ino : 0;
 	slot->peer_pid = TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0 ? cred.pid : 0;
 	/* The server's address is the server's own name and the client's peer. */
-	if ((server ? TSSX_REAL(getsockname) : TSSX_REAL(getpeername))(fd, (struct sockaddr *)&addr, &len) == 0)
+	if (known->server && known->server[0])
+		snprintf(slot->path, sizeof(slot->path), "%s", known->server);
+	else if ((server ? TSSX_REAL(getsockname) : TSSX_REAL(getpeername))(fd, (struct sockaddr *)&addr, &len) == 0)
 		tssx_conn_list_name(slot->path, sizeof(slot->path), &addr, len);
 	len = sizeof(addr);
-	if (tssx && client && client[0])
-		snprintf(slot->client, sizeof(slot->client), "%s", client);
+	if (tssx && known->client && known->client[0])
+		snprintf(slot->client, sizeof(slot->client), "%s", known->client);
 	else if (tssx &&
 		 (server ? TSSX_REAL(getpeername) : TSSX_REAL(getsockname))(fd, (struct sockaddr *)&addr, &len) == 0)
 		tssx_conn_list_name(slot->client, sizeof(slot->client), &addr, len);
@@ -219,7 +221,7 @@ static void put_plain(struct tssx_conn_table *t, const struct tssx_conn_slot *fr
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, uint64_t socket_ino, const char *client,
+struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, const struct tssx_conn_known *known,
 					  struct tssx_conn_counters *counters, unsigned hello_bytes)
 {
 	struct tssx_conn_slot slot = {
@@ -231,7 +233,7 @@ struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, uint64_t socket_i
 	struct tssx_conn_slot *put = NULL;
 	int saved_errno = errno;
 
-	describe_socket(&slot, fd, server, true, socket_ino, client);
+	describe_socket(&slot, fd, server, true, known);
 	t = table_get();
 	if (t && !(put = put_tssx(t, &slot)))
 		atomic_fetch_add_explicit(&t->overflow, 1, memory_order_relaxed);
@@ -262,13 +264,15 @@ void tssx_conn_list_remove(struct tssx_conn_slot *slot)
 	__atomic_store_n(&slot->state, TSSX_SLOT_FREE, __ATOMIC_RELEASE);
 }
 
-void tssx_conn_list_plain(int fd, bool server, enum tssx_plain_reason reason, int error)
+void tssx_conn_list_plain(int fd, bool server, const char *server_path, enum tssx_plain_reason reason,
+			  int error)
 {
 	struct tssx_conn_slot slot = { .state = TSSX_SLOT_PLAIN, .reason = reason, .error = error };
+	struct tssx_conn_known known = { .server = server_path };
 	struct tssx_conn_table *t;
 	int saved_errno = errno;
 
-	describe_socket(&slot, fd, server, false, 0, NULL);
+	describe_socket(&slot, fd, server, false, &known);
 	t = table_get();
 	if (t)
 		put_plain(t, &slot);

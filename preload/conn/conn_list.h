@@ -16,11 +16,17 @@
 
 #include "tssx/conn_table.h"
 
-/* A TSSX connection on fd (socket inode socket_ino, 0 if not known; the
- * client's bound name as tssx_conn_list_name() writes it, NULL or "" if
- * not known) is ready: its slot, or NULL when not listed.  counters stay
- * where they are; the slot records their address. */
-struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, uint64_t socket_ino, const char *client,
+/* What the caller knows of a connection without asking its socket, as
+ * tssx_conn_list_name() writes names; 0 and "" (or NULL) where not. */
+struct tssx_conn_known {
+	uint64_t socket_ino;
+	const char *server; /* the server's address */
+	const char *client; /* a TSSX client's bound name */
+};
+
+/* A TSSX connection on fd is ready: its slot, or NULL when not listed.
+ * counters stay where they are; the slot records their address. */
+struct tssx_conn_slot *tssx_conn_list_add(int fd, bool server, const struct tssx_conn_known *known,
 					  struct tssx_conn_counters *counters, unsigned hello_bytes);
 /* A socket address as the list shows it: "/tmp/s.sock", or "@name" for
  * an abstract one (NUL bytes as '@'). */
@@ -30,7 +36,9 @@ void tssx_conn_list_name(char *dst, size_t size, const struct sockaddr_un *addr,
 void tssx_conn_list_failed(struct tssx_conn_slot *slot, int error);
 /* The connection is closed in this process. */
 void tssx_conn_list_remove(struct tssx_conn_slot *slot);
-/* The connected Unix stream socket fd stays plain, because of reason. */
-void tssx_conn_list_plain(int fd, bool server, enum tssx_plain_reason reason, int error);
+/* The connected Unix stream socket fd stays plain, because of reason;
+ * server: its address, NULL or "" if not known. */
+void tssx_conn_list_plain(int fd, bool server, const char *server_path, enum tssx_plain_reason reason,
+			  int error);
 
 #endif

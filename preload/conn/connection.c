@@ -265,6 +265,7 @@ static void conn_free(struct tssx_conn *conn)
 /* The rings are known: from here on the data path works. */
 static void conn_ready(struct tssx_conn *conn, int fd)
 {
+	struct tssx_conn_known known;
 	struct stat st;
 
 	tssx_fault_install();
@@ -276,8 +277,8 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];
 	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);
 	tssx_conn_arm(conn, conn->armed_while_pending);
-	atomic_store(&conn->slot, tssx_conn_list_add(fd, conn->server, conn->sock_ino, conn->client_name,
-						      &conn->stats, sizeof(struct tssx_hello)));
+	known = (struct tssx_conn_known){ conn->sock_ino, conn->server_name, conn->client_name };
+	atomic_store(&conn->slot, tssx_conn_list_add(fd, conn->server, &known, &conn->stats, sizeof(struct tssx_hello)));
 	log_info("fd %d: shared memory, %s", fd, conn->server ? "server" : "client");
 }
 

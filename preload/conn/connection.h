@@ -52,6 +52,9 @@ struct tssx_conn {
 	 * process knows it without asking the socket (it bound it, or accept
 	 * told it); "" otherwise. */
 	char client_name[TSSX_CONN_NAME_MAX];
+	/* The server's address likewise (the address a client connected
+	 * to, when absolute or abstract); "" otherwise. */
+	char server_name[TSSX_CONN_PATH_MAX];
 	_Atomic int fd;            /* one fd of this process that refers to it */
 	_Atomic int state;         /* enum tssx_conn_state */
 	_Atomic int error;         /* errno once FAILED */

@@ -59,6 +59,7 @@ struct tssx_fd_slot {
 	 * and how many sets track this fd. */
 	struct events_set *_Atomic epoll_set;
 	atomic_uint watchers;
+	atomic_uint hints; /* enum tssx_fd_hint, below */
 };
 
 /* Hidden: the inline lookup reaches it without going through the GOT. */
@@ -96,6 +97,45 @@ static inline struct tssx_fd_object *tssx_table_get(int fd)
 	/* Acquire pairs with the release in tssx_table_set(): the object is
 	 * seen initialised. */
 	return slot ? atomic_load_explicit(&slot->obj, memory_order_acquire) : NULL;
+}
+
+/*
+ * What the library learnt of a plain socket when it made, accepted or
+ * connected it, so that it need not ask the kernel again: a hint is set
+ * only while it is true and cleared whenever the number is closed or
+ * replaced (tssx_fd_forget()), so a set hint is a fact; a missing one
+ * means "ask".  An fd whose number changes hands around the library (a
+ * close by inline assembly) can keep a stale hint, as it keeps a stale
+ * slot.  Relaxed: the number reaches another thread through the
+ * program's own synchronisation, and a close and the next socket() of
+ * the same number are ordered by the kernel's fd table.
+ */
+enum tssx_fd_hint {
+	TSSX_HINT_UNIX_STREAM = 1, /* an AF_UNIX SOCK_STREAM socket */
+	TSSX_HINT_CONNECTED = 2,   /* connected: never becomes a connection later */
+};
+
+/* Records hints of fd; only where its slot exists (no allocation: this
+ * runs in socket() and accept()). */
+static inline void tssx_fd_hint_add(int fd, unsigned hints)
+{
+	struct tssx_fd_slot *slot = tssx_table_slot(fd);
+
+	if (slot)
+		atomic_fetch_or_explicit(&slot->hints, hints, memory_order_relaxed);
+}
+
+static inline bool tssx_fd_hinted(int fd, enum tssx_fd_hint hint)
+{
+	struct tssx_fd_slot *slot = tssx_table_slot(fd);
+
+	return slot && (atomic_load_explicit(&slot->hints, memory_order_relaxed) & hint);
+}
+
+static inline void tssx_fd_hints_clear(struct tssx_fd_slot *slot)
+{
+	if (atomic_load_explicit(&slot->hints, memory_order_relaxed))
+		atomic_store_explicit(&slot->hints, 0, memory_order_relaxed);
 }
 
 /* Points fd at obj and counts the reference.  Returns 0, or -EBADF for an

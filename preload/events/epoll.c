@@ -443,11 +443,17 @@ static bool may_become_conn(int fd)
 	struct sockaddr_storage peer;
 	socklen_t len = sizeof(peer);
 	int saved_errno = errno;
+	bool maybe;
+
+	/* A socket this process accepted or connected plain: no question
+	 * (a server's clients, a proxy's upstream connections). */
+	if (tssx_fd_hinted(fd, TSSX_HINT_CONNECTED))
+		return false;
 	/* getpeername() first: it settles the common cases (a connected
 	 * socket, an fd that is no socket) in one system call. */
-	bool maybe = getpeername(fd, (struct sockaddr *)&peer, &len) < 0 && errno == ENOTCONN &&
-		     socket_option(fd, SO_DOMAIN) == AF_UNIX && socket_option(fd, SO_TYPE) == SOCK_STREAM &&
-		     socket_option(fd, SO_ACCEPTCONN) == 0;
+	maybe = getpeername(fd, (struct sockaddr *)&peer, &len) < 0 && errno == ENOTCONN &&
+		socket_option(fd, SO_DOMAIN) == AF_UNIX && socket_option(fd, SO_TYPE) == SOCK_STREAM &&
+		socket_option(fd, SO_ACCEPTCONN) == 0;
 
 	errno = saved_errno;
 	return maybe;

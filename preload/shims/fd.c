@@ -52,6 +52,10 @@ void tssx_fd_forget(int fd)
 	struct tssx_fd_slot *slot = tssx_table_slot(fd);
 	struct tssx_fd_object *obj;
 
+	/* Whatever the process: a vfork() child's close only costs its
+	 * parent a system call to ask again. */
+	if (slot)
+		tssx_fd_hints_clear(slot);
 	/* A vfork() child closing what it inherited before its exec must
 	 * leave the parent's connections and epoll sets alone.  Asked only
 	 * when there is something to forget: it costs a system call. */

@@ -22,7 +22,7 @@ struct tssx_listener {
 	dev_t file_dev;
 	ino_t file_ino;
 	/* When a plain client was last listed and the path checked
-	 * (socket.c, plain_client_noted()). */
+	 * (socket.c, plain_listing_due()). */
 	_Atomic uint64_t plain_noted_ns;
 };
 

@@ -40,6 +40,13 @@ static bool is_stream(int fd)
 	return TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
 }
 
+/* is_stream() of a socket connect() was given, which socket() may have
+ * told already. */
+static bool is_stream_client(int fd)
+{
+	return tssx_fd_hinted(fd, TSSX_HINT_UNIX_STREAM) || is_stream(fd);
+}
+
 /* SIOCUNIXFILE (Linux 6.18): an O_PATH fd of the file a Unix socket is
  * bound to; not in every kernel's headers yet. */
 #define TSSX_SIOCUNIXFILE (SIOCPROTOPRIVATE + 0)
@@ -194,8 +201,11 @@ TSSX_EXPORT int socket(int domain, int type, int protocol)
 {
 	int fd = TSSX_REAL(socket)(domain, type, protocol);
 
-	if (fd >= 0)
-		forget_stale(fd);
+	if (fd < 0)
+		return fd;
+	forget_stale(fd);
+	if (domain == AF_UNIX && (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM)
+		tssx_fd_hint_add(fd, TSSX_HINT_UNIX_STREAM);
 	return fd;
 }
 
@@ -222,24 +232,25 @@ static struct tssx_listener *serving_tssx(int fd)
 }
 
 /*
- * Whether a plain client of a claimed listener is listed for `tssx
- * connections` and the claim's path checked (follow_rename()): at most
- * every PLAIN_CLIENT_EVERY_NS per listener.  The two cost six system
- * calls, more than such a client's whole connection per request costs the
- * server; under a stream of plain clients the listing keeps one of them
- * every 10 ms and a rename is followed within 10 ms.
+ * Whether a plain connection is listed for `tssx connections`: at most
+ * every PLAIN_LISTED_EVERY_NS per listener for its plain clients (and
+ * then the claim's path checked, follow_rename()), and per process for
+ * its connections to plain servers.  A listing costs five or six system
+ * calls, more than such a connection per request costs either end;
+ * under a stream of them one is listed every 10 ms, and a rename is
+ * followed within 10 ms.  *last_ns: when one was last listed.
  */
-#define PLAIN_CLIENT_EVERY_NS 10000000u
+#define PLAIN_LISTED_EVERY_NS 10000000u
 
-static bool plain_client_due(struct tssx_listener *listener)
+static bool plain_listing_due(_Atomic uint64_t *last_ns)
 {
 	uint64_t now = tssx_now_ns();
 	/* Relaxed: a time stamp, read and swapped alone. */
-	uint64_t last = atomic_load_explicit(&listener->plain_noted_ns, memory_order_relaxed);
+	uint64_t last = atomic_load_explicit(last_ns, memory_order_relaxed);
 
-	return now - last >= PLAIN_CLIENT_EVERY_NS &&
-	       atomic_compare_exchange_strong_explicit(&listener->plain_noted_ns, &last, now,
-						       memory_order_relaxed, memory_order_relaxed);
+	return now - last >= PLAIN_LISTED_EVERY_NS &&
+	       atomic_compare_exchange_strong_explicit(last_ns, &last, now, memory_order_relaxed,
+						       memory_order_relaxed);
 }
 
 static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool is_accept4)
@@ -256,6 +267,7 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 	if (conn_fd < 0)
 		return -1;
 	forget_stale(conn_fd);
+	tssx_fd_hint_add(conn_fd, TSSX_HINT_CONNECTED);
 	if (enabled && tssx_conn_is_client_addr(&peer, peerlen)) {
 		ret = tssx_conn_accept(conn_fd, (const struct sockaddr_un *)&peer, peerlen);
 		if (ret < 0) {
@@ -268,8 +280,8 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 	} else {
 		struct tssx_listener *listener = enabled ? serving_tssx(fd) : NULL;
 
-		if (listener && plain_client_due(listener)) {
-			tssx_conn_list_plain(conn_fd, true, TSSX_PLAIN_CLIENT_PLAIN, 0);
+		if (listener && plain_listing_due(&listener->plain_noted_ns)) {
+			tssx_conn_list_plain(conn_fd, true, NULL, TSSX_PLAIN_CLIENT_PLAIN, 0);
 			follow_rename(fd, listener);
 		}
 		tssx_copy_addr(addr, addrlen, &peer, peerlen);
@@ -337,7 +349,7 @@ static enum client_path client_path(int fd, const struct sockaddr *addr, socklen
 		why->reason = TSSX_PLAIN_SERVER_PLAIN;
 		return CLIENT_PLAIN;
 	}
-	return is_stream(fd) ? CLIENT_BIND : CLIENT_PLAIN;
+	return is_stream_client(fd) ? CLIENT_BIND : CLIENT_PLAIN;
 }
 
 /* The bind found the socket bound already (EINVAL): by us on an earlier
@@ -354,15 +366,37 @@ static enum client_path bound_path(int fd, struct plain_why *why)
 	return CLIENT_PLAIN;
 }
 
+/* The server's address as the listing shows it, from the address
+ * connect() was given, when that is the name the server bound: absolute
+ * or abstract (a relative path resolves against the working directory).
+ * "" otherwise: the socket is asked. */
+static void server_name_of(char *dst, size_t size, const struct sockaddr *addr, socklen_t len)
+{
+	const struct sockaddr_un *sun = (const struct sockaddr_un *)addr;
+
+	dst[0] = '\0';
+	if (sun->sun_path[0] == '/' || sun->sun_path[0] == '\0')
+		tssx_conn_list_name(dst, size, sun, len);
+}
+
+/* When a process last listed a connection to a plain server. */
+static _Atomic uint64_t plain_server_listed_ns;
+
 /* connect() of a socket that stays plain; a connected stream socket that
- * could have used TSSX is listed with why it did not. */
+ * could have used TSSX is listed with why it did not (at most every
+ * 10 ms, plain_listing_due()). */
 static int connect_plain(int fd, const struct sockaddr *addr, socklen_t len, struct plain_why why)
 {
 	int ret = TSSX_REAL(connect)(fd, addr, len);
 	int saved_errno = errno;
+	char server[TSSX_CONN_PATH_MAX];
 
-	if (ret == 0 && why.reason && is_stream(fd))
-		tssx_conn_list_plain(fd, false, why.reason, why.error);
+	if (ret == 0)
+		tssx_fd_hint_add(fd, TSSX_HINT_CONNECTED);
+	if (ret == 0 && why.reason && plain_listing_due(&plain_server_listed_ns) && is_stream_client(fd)) {
+		server_name_of(server, sizeof(server), addr, len);
+		tssx_conn_list_plain(fd, false, server, why.reason, why.error);
+	}
 	errno = saved_errno;
 	return ret;
 }
@@ -375,8 +409,10 @@ static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len, stru
 
 	ret = tssx_conn_prepare(&prep);
 	prep.destination = dest;
-	if (ret == 0)
+	if (ret == 0) {
+		server_name_of(prep.conn->server_name, sizeof(prep.conn->server_name), addr, len);
 		ret = tssx_conn_bind_client(fd, &prep);
+	}
 	/* The bind found the socket bound, or no bind was tried (no
 	 * segment): whose name does it carry? */
 	if (ret == -EINVAL || (ret < 0 && !prep.conn)) {

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -31,6 +32,10 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #define TSSX_PREFIX "tssx-v1."
@@ -557,6 +562,134 @@ static void case_epoll_late_connect(void)
 	expect_event(epfd, 0, 0, 0);
 }
 
+/*
+ * Counting the getpeername() system calls of this thread: a seccomp
+ * filter traps each one that does not carry a marker in its (unused)
+ * fourth argument, and the handler counts it and makes it again with the
+ * marker, so the caller gets the kernel's answer.
+ */
+#if defined(__x86_64__)
+#define GETPEERNAME_MARK 0x7e55u
+static _Atomic int getpeername_calls;
+
+static void redo_getpeername(int sig, siginfo_t *info, void *context)
+{
+	greg_t *regs = ((ucontext_t *)context)->uc_mcontext.gregs;
+	int saved_errno = errno;
+	long r = syscall(SYS_getpeername, regs[REG_RDI], regs[REG_RSI], regs[REG_RDX], GETPEERNAME_MARK);
+
+	getpeername_calls++;
+	regs[REG_RAX] = r < 0 ? -errno : r;
+	errno = saved_errno;
+}
+
+static bool count_getpeername(void)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getpeername, 0, 4),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, GETPEERNAME_MARK, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog program = { .len = sizeof(filter) / sizeof(filter[0]), .filter = filter };
+	struct sigaction trap = { .sa_sigaction = redo_getpeername, .sa_flags = SA_SIGINFO };
+
+	CHECK_EQ(sigaction(SIGSYS, &trap, NULL), 0);
+	CHECK_EQ(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+	return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &program) == 0;
+}
+#else
+static _Atomic int getpeername_calls;
+
+static bool count_getpeername(void)
+{
+	return false;
+}
+#endif
+
+/* EPOLL_CTL_ADD of fd: how many getpeername() it asked the kernel, or -1
+ * where they are not counted. */
+static int add_asking(bool counted, int epfd, int fd, uint64_t data)
+{
+	int before = getpeername_calls;
+
+	CHECK_EQ(epoll_add(epfd, fd, EPOLLIN, data), 0);
+	return counted ? getpeername_calls - before : -1;
+}
+
+/* The unconnected socket c, in the set as data, connects over TSSX:
+ * the set must report its data (a set that did not track it sleeps on a
+ * socket that only carries doorbells: the test's timeout fails it). */
+static void connect_in_set(int epfd, int c, uint64_t data)
+{
+	int s;
+
+	connect_tssx(c);
+	s = accept(listener, NULL, NULL);
+	CHECK(s >= 0);
+	put(s, "late");
+	expect_event(epfd, -1, data, EPOLLIN);
+	get(c, "late");
+	CHECK_EQ(epoll_ctl(epfd, EPOLL_CTL_DEL, c, NULL), 0);
+	close(s);
+	close(c);
+}
+
+/* A plain client of ours, accepted: the raw connect bypasses the
+ * library, which would make it a TSSX client. */
+static int accept_plain(int *client)
+{
+	int s;
+
+	*client = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK_EQ(syscall(SYS_connect, *client, &listen_addr, sizeof(listen_addr)), 0);
+	s = accept(listener, NULL, NULL);
+	CHECK(s >= 0);
+	return s;
+}
+
+/* A socket the library accepted or connected plain joins a set without
+ * a question to the kernel (the library's hint, conn/fd_table.h); its
+ * number, closed or replaced by dup2() and made an unconnected socket,
+ * is asked about again and followed when it connects over TSSX. */
+static void case_epoll_hints(void)
+{
+	bool counted = count_getpeername();
+	int epfd = epoll_create1(0), client, s, c, unconnected;
+
+	s = accept_plain(&client);
+	CHECK(add_asking(counted, epfd, s, 10) <= 0);
+	put(client, "plain");
+	expect_event(epfd, -1, 10, EPOLLIN);
+	get(s, "plain");
+	CHECK_EQ(epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL), 0);
+
+	/* Closed: the next socket gets the number. */
+	close(s);
+	c = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK_EQ(c, s);
+	close(client);
+	CHECK(add_asking(counted, epfd, c, 11) != 0);
+	connect_in_set(epfd, c, 11);
+
+	/* Replaced by dup2(). */
+	s = accept_plain(&client);
+	unconnected = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK_EQ(dup2(unconnected, s), s);
+	close(unconnected);
+	CHECK(add_asking(counted, epfd, s, 12) != 0);
+	connect_in_set(epfd, s, 12);
+	close(client);
+	if (!counted)
+		printf("getpeername() calls not counted on this machine\n");
+}
+
 /* epoll in epoll, epoll in poll. */
 static void case_epoll_nested(void)
 {
@@ -903,6 +1036,7 @@ int main(int argc, char **argv)
 		{ "epoll-exclusive", case_epoll_exclusive },
 		{ "epoll-close", case_epoll_close },
 		{ "epoll-late-connect", case_epoll_late_connect },
+		{ "epoll-hints", case_epoll_hints },
 		{ "epoll-nested", case_epoll_nested },
 		{ "writable", case_writable },
 		{ "epoll-fork", case_epoll_fork },
