@@ -62,7 +62,13 @@ client2=$spawned
 wait_for_line "$work/client2.log" held
 
 "$TSSX_CMD" connections >"$work/out" 2>"$work/err" || fail "tssx connections failed: $(cat "$work/err")"
-[[ ! -s $work/err ]] || fail "tssx connections complained: $(cat "$work/err")"
+# Complaints about this test's processes, or about none in particular:
+# the tool reads every preloaded process of the machine, and other suites
+# or benchmarks running beside this one may fill their tables.
+ours=" $server_pid $client $plain_client $bound_client $client2 "
+complaints=$(awk -v ours="$ours" 'match($0, /^tssx-connections: [0-9]+\//) {
+	pid = substr($0, 19, RLENGTH - 19); if (index(ours, " " pid " ") == 0) next } { print }' "$work/err")
+[[ -z $complaints ]] || fail "tssx connections complained: $complaints"
 head -1 "$work/out" | grep -Eq '^STATE +PROCESS +FD +ROLE +PEER +SOCKET +RING-SENT +RING-RECV +SOCK-SENT +SOCK-RECV +BELLS-OUT +BELLS-IN +WHY$' ||
 	fail "header: $(head -1 "$work/out")"
 
