@@ -69,18 +69,102 @@ static inline long tssx_ring_copy_area(uint8_t *area, uint64_t size, bool produc
 }
 
 /*
+ * The producer's common case: all of buf[len] or nothing (several
+ * writers' bytes stay whole), within the room this process saw last or,
+ * when that is not enough, the room the consumer's head leaves.  0 with
+ * nothing moved when the stream is shut either way (the general path
+ * fails the call), the ring is to grow or a sibling process grew it, the
+ * write is larger than a chunk or than the area, or the counters look
+ * wrong; else len.
+ */
+static inline __attribute__((always_inline)) size_t tssx_ring_room_fast(struct tssx_ring *ring, uint64_t own,
+								       uint64_t seen, uint64_t grown, uint64_t limit,
+								       size_t len)
+{
+	struct tssx_ring_ctl *ctl = ring->ctl;
+
+	/* Relaxed: the flags are events the general path orders and reports;
+	 * grown: a sibling's store precedes its unlock, which our lock
+	 * acquired.  One test for the three words of the producer's line. */
+	if (unlikely(atomic_load_explicit(&ctl->write_shut, memory_order_relaxed) |
+		     atomic_load_explicit(&ctl->read_shut, memory_order_relaxed) |
+		     (!grown && atomic_load_explicit(&ctl->grown, memory_order_relaxed))))
+		return 0;
+	if (unlikely(len > limit || len > TSSX_RING_PUBLISH_CHUNK))
+		return 0;
+	/* Filled beyond limit - len: no room by what this process saw, or
+	 * counters that crossed (more than limit apart). */
+	if (unlikely(own - seen > limit - len)) {
+		/* Acquire pairs with the consumer's release of head: its
+		 * copies out of the room below it are done. */
+		uint64_t head = atomic_load_explicit(&ctl->head, memory_order_acquire);
+
+		if (unlikely(own - head > limit - len || tssx_ring_went_backwards(head, seen)))
+			return 0;
+		/* Release pairs with the acquire of the seen value above, in
+		 * another thread of this process. */
+		atomic_store_explicit(&ring->head_seen, head, memory_order_release);
+	}
+	return len;
+}
+
+/*
+ * The consumer's common case: up to len bytes, at most a chunk, of what
+ * this process saw of the tail or, when that is less than len, of the
+ * tail now, with the count of records of control data that goes with it
+ * (as ring.c's refresh()).  0 with nothing moved when there is nothing,
+ * the bytes start below the growth point or the ring grew in a way this
+ * process has not learnt, records of control data may concern them, or
+ * the counters look wrong.
+ */
+static inline __attribute__((always_inline)) size_t tssx_ring_data_fast(struct tssx_ring *ring, uint64_t own,
+								       uint64_t seen, uint64_t grown, uint64_t limit,
+								       size_t len)
+{
+	struct tssx_ring_ctl *ctl = ring->ctl;
+	uint64_t n = seen - own;
+
+	if (n < len) {
+		/* Acquire pairs with the producer's release of the tail: its
+		 * bytes below it are in memory. */
+		uint64_t tail = atomic_load_explicit(&ctl->tail, memory_order_acquire);
+
+		/* Bytes above the growth point are in the full area: ring.c
+		 * learns it (relaxed: ordered after the tail's acquire). */
+		if (unlikely(!grown && atomic_load_explicit(&ctl->grown, memory_order_relaxed)) ||
+		    unlikely(tail - own > limit || tssx_ring_went_backwards(tail, seen)))
+			return 0;
+		/* After the tail: acquire pairs with the producer's release
+		 * in tssx_ring_count_ancillary(); the release of tail_seen
+		 * carries it to this process's next consumer. */
+		atomic_store_explicit(&ring->ancillary_seen,
+				      atomic_load_explicit(&ctl->ancillary_sent, memory_order_acquire),
+				      memory_order_relaxed);
+		/* Release pairs with the acquire of the seen value above. */
+		atomic_store_explicit(&ring->tail_seen, tail, memory_order_release);
+		n = tail - own;
+	}
+	/* More than limit: the counters crossed (or the view is another
+	 * consumer's, left behind: the general path loads the tail). */
+	if (unlikely(n > limit))
+		return 0;
+	if (n > len)
+		n = len;
+	/* Below the growth point (grown - 1) the bytes start in the small
+	 * area; own + 1 < grown is never true while grown is 0. */
+	if (unlikely(!n || n > TSSX_RING_PUBLISH_CHUNK || own + 1 < grown) ||
+	    unlikely(atomic_load_explicit(&ring->ancillary_seen, memory_order_relaxed) !=
+		     atomic_load_explicit(&ctl->ancillary_taken, memory_order_relaxed)))
+		return 0;
+	return (size_t)n;
+}
+
+/*
  * One side's copy, in (producer) or out (consumer), `producer` a constant
- * at each call as in ring.c.  The peer's counter is loaded only when the
- * one this process saw last does not allow len bytes, with the count of
- * records of control data for a consumer, as ring.c's refresh() does.
- * The producer moves all of buf[len] or nothing (several writers' bytes
- * stay whole); the consumer up to len bytes, at most
- * TSSX_RING_PUBLISH_CHUNK.  Returns the bytes moved, their counter
- * published; 0 with nothing moved when the call is not this common case:
- * no room or no data, the ring is to grow or grew in a way this process
- * has not learnt yet, the bytes cross the growth point, records of
- * control data may concern them, the counters look wrong; -EFAULT with
- * nothing published when buf faulted.
+ * at each call as in ring.c: tssx_ring_room_fast() or
+ * tssx_ring_data_fast() says how much.  Returns the bytes moved, their
+ * counter published; 0 with nothing moved when the call is not this
+ * common case; -EFAULT with nothing published when buf faulted.
  */
 static inline __attribute__((always_inline)) ssize_t tssx_ring_move_fast(struct tssx_ring *ring, bool producer,
 									   uint8_t *buf, size_t len)
@@ -88,63 +172,27 @@ static inline __attribute__((always_inline)) ssize_t tssx_ring_move_fast(struct 
 	struct tssx_ring_ctl *ctl = ring->ctl;
 	_Atomic uint64_t *own_at = producer ? &ctl->tail : &ctl->head;
 	_Atomic uint64_t *own_seen = producer ? &ring->tail_seen : &ring->head_seen;
-	_Atomic uint64_t *peer_seen = producer ? &ring->head_seen : &ring->tail_seen;
 	/* Relaxed: only this side stores its counter, under its lock, whose
 	 * acquire orders the previous holder's store before this load. */
 	uint64_t own = atomic_load_explicit(own_at, memory_order_relaxed);
 	/* Acquire pairs with the release of the seen value by another
 	 * thread of this process (below, ring.c): what that thread saw of
 	 * the peer (its bytes or its freed room) is visible here, and the
-	 * growth it learnt before. */
-	uint64_t seen = atomic_load_explicit(peer_seen, memory_order_acquire);
+	 * growth it learnt before, which is loaded after it. */
+	uint64_t seen = atomic_load_explicit(producer ? &ring->head_seen : &ring->tail_seen, memory_order_acquire);
 	uint64_t grown = atomic_load_explicit(&ring->grown_seen, memory_order_relaxed);
 	uint64_t limit = tssx_ring_limit(ring, grown);
-	uint64_t n = tssx_ring_window(producer, limit, own, seen);
+	size_t n;
 
-	if (unlikely(n == UINT64_MAX) ||
-	    unlikely(tssx_ring_went_backwards(own, atomic_load_explicit(own_seen, memory_order_relaxed))))
+	/* Our own counter behind what this process published: the peer
+	 * wrote it, the general path says so. */
+	if (unlikely(tssx_ring_went_backwards(own, atomic_load_explicit(own_seen, memory_order_relaxed))))
 		return 0;
-	/* A producer sibling in another process may have grown the ring
-	 * (relaxed: its store precedes its unlock, which our lock acquired). */
-	if (producer && !grown && unlikely(atomic_load_explicit(&ctl->grown, memory_order_relaxed)))
+	n = producer ? tssx_ring_room_fast(ring, own, seen, grown, limit, len)
+		     : tssx_ring_data_fast(ring, own, seen, grown, limit, len);
+	if (unlikely(!n))
 		return 0;
-	if (n < len) {
-		/* Acquire pairs with the peer's release of its counter: the
-		 * producer's bytes below the tail are in memory, the
-		 * consumer's copies out of the room below the head are done. */
-		uint64_t peer = atomic_load_explicit(producer ? &ctl->head : &ctl->tail, memory_order_acquire);
-
-		/* Bytes above the growth point are in the full area: ring.c
-		 * learns it (relaxed: ordered after the tail's acquire). */
-		if (!producer && !grown && unlikely(atomic_load_explicit(&ctl->grown, memory_order_relaxed)))
-			return 0;
-		n = tssx_ring_window(producer, limit, own, peer);
-		if (unlikely(n == UINT64_MAX || tssx_ring_went_backwards(peer, seen)))
-			return 0;
-		/* After the tail: acquire pairs with the producer's release
-		 * in tssx_ring_count_ancillary(); the release of tail_seen
-		 * carries it to this process's next consumer. */
-		if (!producer)
-			atomic_store_explicit(&ring->ancillary_seen,
-					      atomic_load_explicit(&ctl->ancillary_sent, memory_order_acquire),
-					      memory_order_relaxed);
-		/* Release pairs with the acquire of the seen value above. */
-		atomic_store_explicit(peer_seen, peer, memory_order_release);
-	}
-	if (producer) {
-		if (unlikely(n < len || len > TSSX_RING_PUBLISH_CHUNK))
-			return 0;
-		n = len;
-	} else {
-		if (n > len)
-			n = len;
-		/* Below the growth point the bytes start in the small area. */
-		if (unlikely(!n || n > TSSX_RING_PUBLISH_CHUNK || (grown && own < grown - 1)) ||
-		    unlikely(atomic_load_explicit(&ring->ancillary_seen, memory_order_relaxed) !=
-			     atomic_load_explicit(&ctl->ancillary_taken, memory_order_relaxed)))
-			return 0;
-	}
-	if (unlikely(tssx_ring_copy_area(grown ? ring->data : ring->small, limit, producer, own, buf, (size_t)n) < 0))
+	if (unlikely(tssx_ring_copy_area(grown ? ring->data : ring->small, limit, producer, own, buf, n) < 0))
 		return -EFAULT;
 	/* Release pairs with the peer's acquire of this counter: the copy
 	 * (in or out) is done before the peer sees the counter that covers

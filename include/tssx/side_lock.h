@@ -92,6 +92,18 @@ static inline void tssx_side_lock(_Atomic uint64_t *lock)
 	tssx_side_lock_slow(lock, self);
 }
 
+/* The lock when it is free and this thread's id known, with the acquire
+ * of tssx_side_lock(); false otherwise, taking nothing: for a caller
+ * that has a general path to fall back on, which keeps no call (and no
+ * registers saved for it) on its fast one. */
+static inline bool tssx_side_trylock(_Atomic uint64_t *lock)
+{
+	uint64_t self = tssx_side_lock_self_id, free = 0;
+
+	return likely(self) && likely(atomic_compare_exchange_strong_explicit(lock, &free, self, memory_order_acquire,
+									      memory_order_relaxed));
+}
+
 static inline void tssx_side_unlock(_Atomic uint64_t *lock)
 {
 	/* Release pairs with the acquire in tssx_side_lock(). */

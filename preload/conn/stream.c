@@ -52,11 +52,21 @@ struct deadline {
 	struct tssx_deadline at;
 };
 
-/* A statistic only this process's holder of the ring lock updates. */
+/*
+ * A statistic only this process's holder of the ring lock updates; its
+ * readers (the log line at close, `tssx connections`) load it relaxed.
+ * On x86-64 one add to memory, which an aligned 8-byte load never sees
+ * torn: GCC does not fuse the relaxed load and store into it, and the
+ * fast path makes two of these per call.
+ */
 static inline void stat_add(_Atomic uint64_t *stat, uint64_t n)
 {
+#if defined(__x86_64__)
+	__asm__("addq %1, %0" : "+m"(*(uint64_t *)stat) : "er"(n));
+#else
 	atomic_store_explicit(stat, atomic_load_explicit(stat, memory_order_relaxed) + n,
 			      memory_order_relaxed);
+#endif
 }
 
 /* A call moved n bytes (n > 0) through the rings: its side's statistics,
@@ -903,14 +913,17 @@ static ssize_t call_done(struct tssx_conn *conn, int fd, bool kept, ssize_t n, i
 
 /* A doorbell that the fast path owes the peer, after its side lock: the
  * reference it took under the lock (tssx_conn_keep) keeps the connection
- * for it.  Out of line: rare, and its system call dwarfs the frame. */
-static __attribute__((noinline)) void ring_doorbell_kept(struct tssx_conn *conn, int fd)
+ * for it.  Returns the call's result, n.  Out of line and called last:
+ * rare, its system call dwarfs the frame, and nothing of the fast path
+ * is live across it. */
+static __attribute__((noinline)) ssize_t ring_doorbell_kept(struct tssx_conn *conn, int fd, ssize_t n)
 {
 	int saved_errno = errno;
 
 	ring_doorbell(conn, fd);
 	tssx_conn_release(conn, fd);
 	errno = saved_errno;
+	return n;
 }
 
 /*
@@ -919,10 +932,13 @@ static __attribute__((noinline)) void ring_doorbell_kept(struct tssx_conn *conn,
  * (tssx_ring_move_fast(): the room or the data there, in one area,
  * nothing of control data).  The bytes moved; -EFAULT with nothing
  * moved, as the general path fails; or 0 with nothing moved: the call
- * takes the general path, which also reports what went wrong.  No errno
- * is touched, no deadline set up, no reference taken unless the peer must
- * be woken.  A reader with SO_PEEK_OFF set moves it back at every read:
- * the general path's.
+ * takes the general path, which also reports what went wrong, and waits
+ * for a side lock another thread or process holds.  No errno is touched,
+ * no deadline set up, no reference taken unless the peer must be woken.
+ * A reader with SO_PEEK_OFF set moves it back at every read: the general
+ * path's.  No call before the return but the copy (inline assembly that
+ * names what it touches): the compiler keeps the values in registers
+ * that need no saving.
  */
 static inline __attribute__((always_inline)) ssize_t move_fast(struct tssx_conn *conn, struct tssx_fd_slot *slot,
 								   int fd, bool writer, void *buf, size_t len)
@@ -932,7 +948,8 @@ static inline __attribute__((always_inline)) ssize_t move_fast(struct tssx_conn 
 	ssize_t n = 0;
 	bool wake = false;
 
-	tssx_side_lock(lock);
+	if (unlikely(!tssx_side_trylock(lock)))
+		return 0;
 	/* Under the lock: fd is still the connection's (still_there()), and
 	 * SO_PEEK_OFF moves only under the consumer lock. */
 	if (likely(tssx_conn_still_at(conn, slot)) &&
@@ -946,7 +963,7 @@ static inline __attribute__((always_inline)) ssize_t move_fast(struct tssx_conn 
 	}
 	tssx_side_unlock(lock);
 	if (unlikely(wake))
-		ring_doorbell_kept(conn, fd);
+		return ring_doorbell_kept(conn, fd, n);
 	return n;
 }
 
@@ -970,28 +987,35 @@ static __attribute__((noinline)) ssize_t recv_general(struct tssx_conn *conn, in
 ssize_t tssx_conn_write(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd, const void *buf, size_t len,
 			int flags)
 {
-	ssize_t n = 0;
+	/* send_stream()'s first checks: the general path fails these (the
+	 * ring's shutdown flags are the fast path's, tssx_ring_move_fast()).
+	 * Relaxed: a shutdown or close in another thread is ordered with
+	 * this call by nothing either way.  A copy that may fault without
+	 * landing (copy.h) needs the general path's guard. */
+	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn) && len) &&
+	    likely(!atomic_load_explicit(&conn->write_shut, memory_order_relaxed) &&
+		   !atomic_load_explicit(&conn->peer_closed, memory_order_relaxed))) {
+		ssize_t n = move_fast(conn, slot, fd, true, (void *)buf, len);
 
-	/* send_stream()'s first checks: the general path fails these.  A
-	 * copy that may fault without landing (copy.h) needs the general
-	 * path's guard. */
-	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn) && len) && likely(!shut_for_writing(conn)) &&
-	    likely(!atomic_load(&conn->peer_closed) && !peer_stopped_reading(conn)))
-		n = move_fast(conn, slot, fd, true, (void *)buf, len);
-	if (likely(n > 0))
-		return n;
-	return n == 0 ? send_general(conn, fd, buf, len, flags) : tssx_result(n);
+		if (likely(n > 0))
+			return n;
+		if (n < 0)
+			return tssx_result(n);
+	}
+	return send_general(conn, fd, buf, len, flags);
 }
 
 ssize_t tssx_conn_read(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd, void *buf, size_t len, int flags)
 {
-	ssize_t n = 0;
+	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn) && len && !(flags & (MSG_PEEK | MSG_WAITALL)))) {
+		ssize_t n = move_fast(conn, slot, fd, false, buf, len);
 
-	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn) && len && !(flags & (MSG_PEEK | MSG_WAITALL))))
-		n = move_fast(conn, slot, fd, false, buf, len);
-	if (likely(n > 0))
-		return n;
-	return n == 0 ? recv_general(conn, fd, buf, len, flags) : tssx_result(n);
+		if (likely(n > 0))
+			return n;
+		if (n < 0)
+			return tssx_result(n);
+	}
+	return recv_general(conn, fd, buf, len, flags);
 }
 
 ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)

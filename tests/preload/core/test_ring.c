@@ -455,6 +455,8 @@ static void test_fast_path(void **state)
 	tail = atomic_load(&f->ctl.tail);
 	atomic_store(&f->ctl.tail, tail + CAP + 1);
 	assert_int_equal(get_fast(&reader, f, 10), 0);
+	/* ...and leave this process's view of the peer as it was. */
+	assert_int_equal(atomic_load(&reader.tail_seen), tail);
 	atomic_store(&f->ctl.tail, tail - 1);
 	assert_int_equal(get_fast(&reader, f, 10), 0);
 	assert_int_equal(put_fast(&f->ring, f, 0, 10), 0);
@@ -466,6 +468,14 @@ static void test_fast_path(void **state)
 	atomic_store(&f->ctl.head, tail);
 	assert_int_equal(put_fast(&f->ring, f, 0, 10), 10);
 	assert_int_equal(get_fast(&reader, f, 10), 10);
+	/* A stream shut either way: the general path fails the write. */
+	tssx_ring_shut_read(&f->ring);
+	assert_int_equal(put_fast(&f->ring, f, 0, 10), 0);
+	atomic_store(&f->ctl.read_shut, 0);
+	tssx_ring_shut_write(&f->ring);
+	assert_int_equal(put_fast(&f->ring, f, 0, 10), 0);
+	atomic_store(&f->ctl.write_shut, 0);
+	assert_int_equal(put_fast(&f->ring, f, 0, 10), 10);
 }
 
 static void test_wakeup_flags(void **state)
