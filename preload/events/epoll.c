@@ -337,11 +337,50 @@ static int spin(struct events_set *set, struct wait_call *call)
 	return count;
 }
 
+/*
+ * A set that tracks nothing (its connections closed: an event loop whose
+ * clients all went plain, preload.md "Short-lived connections") has
+ * nothing to collect, arm or spin on: the kernel's wait alone answers,
+ * translated, as the general path would after locking the set three
+ * times to find it empty.  *done false: something is tracked again and
+ * the general path is to go on (a doorbell of a connection added
+ * meanwhile woke the wait; translate() dropped it for the rings).
+ */
+static int wait_kernel_only(struct events_set *set, struct wait_call *call, bool *done)
+{
+	int count = 0;
+
+	*done = true;
+	for (;;) {
+		bool passed = tssx_deadline_passed(&call->deadline);
+
+		if (!add_kernel_results(set, call, &count, !passed))
+			return -1;
+		if (count || passed)
+			return count;
+		/* Relaxed: a hint; the general path locks the set. */
+		if (atomic_load_explicit(&set->count, memory_order_relaxed)) {
+			*done = false;
+			return 0;
+		}
+	}
+}
+
 static int wait_tracked(struct events_set *set, struct wait_call *call)
 {
 	int saved_errno = errno;
-	int count = poll_once(set, call);
+	bool done = false;
+	int count = 0;
 
+	/* Relaxed: as above. */
+	if (!atomic_load_explicit(&set->count, memory_order_relaxed))
+		count = wait_kernel_only(set, call, &done);
+	if (done) {
+		if (count >= 0)
+			errno = saved_errno;
+		return count;
+	}
+	count = poll_once(set, call);
 	if (count == 0 && atomic_load_explicit(&set->ring_entries, memory_order_relaxed))
 		count = spin(set, call);
 	while (count == 0) {

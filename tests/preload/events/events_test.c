@@ -690,6 +690,46 @@ static void case_epoll_hints(void)
 		printf("getpeername() calls not counted on this machine\n");
 }
 
+/* A set whose connections all closed waits in the kernel alone: a plain
+ * fd in it is reported with its data, a closed connection's
+ * registration that a copy of its fd keeps in the kernel reports
+ * nothing (the peer's close would show as our tag), and a connection
+ * added later is followed again. */
+static void case_epoll_emptied(void)
+{
+	int epfd = epoll_create1(0), pipe_fds[2], c, s, copy;
+	char byte;
+
+	CHECK_EQ(pipe(pipe_fds), 0);
+	CHECK_EQ(epoll_add(epfd, pipe_fds[0], EPOLLIN, 30), 0);
+	tssx_pair(&c, &s);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN, 31), 0);
+	put(c, "one");
+	expect_event(epfd, -1, 31, EPOLLIN);
+	get(s, "one");
+	copy = dup(s);
+	CHECK(copy >= 0);
+	close(s);
+	close(c);
+	expect_event(epfd, 0, 0, 0);
+	CHECK_EQ(write(pipe_fds[1], "p", 1), 1);
+	expect_event(epfd, -1, 30, EPOLLIN);
+	CHECK_EQ(read(pipe_fds[0], &byte, 1), 1);
+	expect_event(epfd, 0, 0, 0);
+	close(copy);
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN, 32), 0);
+	put(c, "two");
+	expect_event(epfd, -1, 32, EPOLLIN);
+	get(s, "two");
+	close(c);
+	close(s);
+	close(pipe_fds[0]);
+	close(pipe_fds[1]);
+	close(epfd);
+}
+
 /* epoll in epoll, epoll in poll. */
 static void case_epoll_nested(void)
 {
@@ -1037,6 +1077,7 @@ int main(int argc, char **argv)
 		{ "epoll-close", case_epoll_close },
 		{ "epoll-late-connect", case_epoll_late_connect },
 		{ "epoll-hints", case_epoll_hints },
+		{ "epoll-emptied", case_epoll_emptied },
 		{ "epoll-nested", case_epoll_nested },
 		{ "writable", case_writable },
 		{ "epoll-fork", case_epoll_fork },
