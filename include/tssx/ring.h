@@ -25,6 +25,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "barrier.h"
 #include "macros.h"
 
 #define TSSX_RING_MIN_CAPACITY (4u * 1024)
@@ -51,6 +52,13 @@ struct tssx_ring_ctl {
 	/* 0 while the ring is small; else 1 + the tail at which it grew: the
 	 * bytes from there on are in the full data area. */
 	_Atomic uint64_t grown;
+	/* 1: the consumer's sleepers can issue the asymmetric barrier
+	 * (barrier.h).  Written by the consumer as its end is set up. */
+	_Atomic uint32_t reader_barrier;
+	/* 1 while the producer's checks for a sleeping reader go without
+	 * their fence: a consumer going to sleep then issues the barrier.
+	 * Written by the producer, under its lock (tssx_ring_take_wakeup()). */
+	_Atomic uint32_t reader_unfenced;
 
 	/* Consumer's line: the mirror image. */
 	alignas(TSSX_CACHELINE) _Atomic uint64_t head;
@@ -59,6 +67,10 @@ struct tssx_ring_ctl {
 	 * owns this end's doorbells (conn/stream.c), 0 when none. */
 	_Atomic uint32_t waiters;
 	_Atomic uint32_t ancillary_taken; /* records the consumer reached */
+	/* The mirror images of reader_barrier (the producer's) and
+	 * reader_unfenced (the consumer's). */
+	_Atomic uint32_t writer_barrier;
+	_Atomic uint32_t writer_unfenced;
 };
 
 /* write_shut: the stream ends (EOF), or ends in an error because the
@@ -99,6 +111,10 @@ struct tssx_ring {
 	 * that the cached tail allows: the read touches no line of the peer's.
 	 */
 	_Atomic uint32_t ancillary_seen;
+	/* Checks for a sleeping reader (writer) in a row that found none,
+	 * while they fence (tssx_ring_take_wakeup()); only the producer's
+	 * (consumer's) lock holder touches it. */
+	uint32_t reader_quiet, writer_quiet;
 	/* 1 + the counter a transfer of more than 64 KiB started at while it
 	 * copies and publishes chunk by chunk, else 0 (only the side lock's
 	 * holder touches it): what a copy that faulted had moved. */
@@ -271,32 +287,89 @@ static inline bool tssx_ring_swap_owner(struct tssx_ring *ring, uint32_t *expect
  * spare doorbell).  A producer calls
  * take_reader_wakeup() after publishing: true means "the reader was asleep,
  * the flag is now cleared, send one doorbell".  Symmetric for writers
- * waiting for space.
+ * waiting for space.  The barrier between each side's store and load is
+ * a fence on each side, or, while the waker finds no sleeper for a while,
+ * the sleeper's membarrier() alone (barrier.h; ring.c has the reasoning).
  */
 ssize_t tssx_ring_arm_reader(struct tssx_ring *ring);
 ssize_t tssx_ring_arm_writer(struct tssx_ring *ring);
+/* The flag and the fence alone, for a caller that arms several rings and
+ * then issues one barrier (tssx_barrier_issue()) before it re-checks them
+ * all: whether this ring needs it (its waker goes without fence). */
+bool tssx_ring_raise_reader(struct tssx_ring *ring);
+bool tssx_ring_raise_writer(struct tssx_ring *ring);
 
-/* Inline: every write and read that moved the ring asks (ring.c has the
- * handshake's reasoning). */
-static inline bool tssx_ring_take_wakeup(_Atomic uint32_t *flag)
+/* This process's sleepers on ring, as its producer (writer_waiting) or
+ * its consumer (reader_waiting), can issue the barrier: the caller is
+ * registered (tssx_barrier_register()).  Relaxed: a waker that does not
+ * see it yet keeps its fence. */
+static inline void tssx_ring_promise_barrier(struct tssx_ring *ring, bool producer)
 {
-	/* Pairs with the fence in ring.c's arm(): the caller's counter store
-	 * (the release in tssx_ring_write/read) before this flag load. */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (likely(!atomic_load_explicit(flag, memory_order_relaxed)))
-		return false;
-	/* Exactly one waker wins the flag and sends the doorbell. */
-	return atomic_exchange_explicit(flag, 0, memory_order_relaxed) != 0;
+	atomic_store_explicit(producer ? &ring->ctl->writer_barrier : &ring->ctl->reader_barrier, 1,
+			      memory_order_relaxed);
+}
+
+/* Whether a sleeper of this process on ring (as producer or consumer)
+ * must not rely on a doorbell: its waker goes without fence and this
+ * process cannot issue the barrier (an image after exec that could not
+ * register, a seccomp filter since).  It then re-checks the ring every
+ * TSSX_SHARED_WAIT_MS; the waker fences again once it finds the flag. */
+static inline bool tssx_ring_sleep_bounded(const struct tssx_ring *ring, bool producer)
+{
+	return !tssx_barrier_usable() &&
+	       atomic_load_explicit(producer ? &ring->ctl->writer_unfenced : &ring->ctl->reader_unfenced,
+				    memory_order_relaxed);
+}
+
+/* The wake-up checks found no sleeper TSSX_WAKE_QUIET times in a row:
+ * they go without their fence from now on, when this process is
+ * registered and the sleepers can issue the barrier; the first sleeper
+ * they find makes them fence again, so that sleeps that come often cost
+ * no system call (ring.c). */
+#define TSSX_WAKE_QUIET 256
+
+/* The wake-up check but its common case below: with the fence, or a
+ * sleeper found.  Whether to ring. */
+bool tssx_ring_wake_check(struct tssx_ring *ring, bool reader);
+
+/*
+ * Inline: every write and read that moved the ring asks whether the
+ * reader (reader) or the writer sleeps.  The caller published its
+ * counter (a release store) just before and holds its side lock, under
+ * which the waker's word (`unfenced`) and the quiet count change.  The
+ * common case of a waker that goes without fence is here: no sleeper.
+ */
+static inline bool tssx_ring_take_wakeup(struct tssx_ring *ring, bool reader)
+{
+	struct tssx_ring_ctl *ctl = ring->ctl;
+
+	/* Both words 0 or 1 (a peer's other value is its own loss): one
+	 * test.  This process must be registered: a forked child whose
+	 * registration failed, an image after exec, find the word the
+	 * waker before them left. */
+	if (likely(atomic_load_explicit(reader ? &ctl->reader_unfenced : &ctl->writer_unfenced,
+					memory_order_relaxed) &
+		   atomic_load_explicit(&tssx_barrier_on, memory_order_relaxed))) {
+		/* The counter's store before the flag's load: a sleeper
+		 * that read the word issues membarrier(), which runs a full
+		 * barrier on this CPU whenever the two race (ring.c); only
+		 * the compiler must keep the order. */
+		atomic_signal_fence(memory_order_seq_cst);
+		if (likely(!atomic_load_explicit(reader ? &ctl->reader_waiting : &ctl->writer_waiting,
+						 memory_order_relaxed)))
+			return false;
+	}
+	return tssx_ring_wake_check(ring, reader);
 }
 
 static inline bool tssx_ring_take_reader_wakeup(struct tssx_ring *ring)
 {
-	return tssx_ring_take_wakeup(&ring->ctl->reader_waiting);
+	return tssx_ring_take_wakeup(ring, true);
 }
 
 static inline bool tssx_ring_take_writer_wakeup(struct tssx_ring *ring)
 {
-	return tssx_ring_take_wakeup(&ring->ctl->writer_waiting);
+	return tssx_ring_take_wakeup(ring, false);
 }
 
 #endif

@@ -275,8 +275,14 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 	}
 	conn->tx = &conn->seg.ring[conn->server ? TSSX_S2C : TSSX_C2S];
 	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];
+	/* Before this end can sleep on either ring (tssx/barrier.h). */
+	if (tssx_barrier_register()) {
+		tssx_ring_promise_barrier(conn->rx, false);
+		tssx_ring_promise_barrier(conn->tx, true);
+	}
 	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);
 	tssx_conn_arm(conn, conn->armed_while_pending);
+	tssx_conn_arm_barrier();
 	known = (struct tssx_conn_known){ conn->sock_ino, conn->server_name, conn->client_name };
 	atomic_store(&conn->slot, tssx_conn_list_add(fd, conn->server, &known, &conn->stats, sizeof(struct tssx_hello)));
 	log_info("fd %d: shared memory, %s", fd, conn->server ? "server" : "client");

@@ -548,7 +548,7 @@ static uint32_t thread_id(void)
 static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl)
 {
 	uint32_t tid;
-	bool owning, kernel_restarts = false;
+	bool owning, bounded, kernel_restarts = false;
 	ssize_t avail;
 	int timeout_ms, ret, wake;
 
@@ -574,20 +574,26 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 	 * wait_over() looks at the end of the stream (tssx_conn_wake_fd). */
 	wake = writer && !__libc_single_threaded ? tssx_conn_wake_fd(conn) : -1;
 	avail = writer ? tssx_ring_arm_writer(conn->tx) : tssx_ring_arm_reader(conn->rx);
+	/* A waker that goes without fence and a barrier this process
+	 * cannot issue (tssx/ring.h): no doorbell is sure to come, the sleep
+	 * re-checks as a guest's does. */
+	bounded = tssx_ring_sleep_bounded(writer ? conn->tx : conn->rx, writer);
 	if (avail < 0) {
 		ret = ring_broken(conn, fd);
 	} else if (wait_over(conn, writer, avail, need)) {
 		ret = 0;
-	} else if (owning && !writer) {
+	} else if (owning && !writer && !bounded) {
 		/* The kernel applies SO_RCVTIMEO and SA_RESTART as to the
 		 * plain socket's recv(): no deadline of ours to read. */
 		ret = sleep_in_recv(conn, fd, true);
 		kernel_restarts = true;
 	} else if ((timeout_ms = deadline_ms(dl, fd, writer)) == 0) {
 		ret = -EAGAIN;
-	} else if (owning && timeout_ms < 0 && wake < 0) {
+	} else if (owning && timeout_ms < 0 && wake < 0 && !bounded) {
 		ret = sleep_in_recv(conn, fd, false);
 	} else {
+		if (bounded && (timeout_ms < 0 || timeout_ms > TSSX_SHARED_WAIT_MS))
+			timeout_ms = TSSX_SHARED_WAIT_MS;
 		ret = sleep_on_socket(conn, fd, owning, timeout_ms, wake);
 	}
 	if (owning)
@@ -1183,6 +1189,11 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
 	return ready & (events | POLLHUP | POLLERR);
 }
 
+/* This thread raised a flag with tssx_conn_arm() whose waker goes
+ * without fence, and has not issued the barrier since
+ * (tssx_conn_arm_barrier()). */
+static __thread __attribute__((tls_model("initial-exec"))) bool barrier_owed;
+
 enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
 {
 	if (atomic_load_explicit(&conn->state, memory_order_acquire) != TSSX_CONN_READY) {
@@ -1204,13 +1215,28 @@ enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
 		if (atomic_load(&conn->state) != TSSX_CONN_READY)
 			return TSSX_ARM_DOORBELL; /* failed or closed: the socket tells */
 	}
-	if (events & POLLIN)
-		(void)tssx_ring_arm_reader(conn->rx);
-	if (events & POLLOUT)
-		(void)tssx_ring_arm_writer(conn->tx);
+	if ((events & POLLIN) && tssx_ring_raise_reader(conn->rx))
+		barrier_owed = true;
+	if ((events & POLLOUT) && tssx_ring_raise_writer(conn->tx))
+		barrier_owed = true;
 	/* After this side's SHUT_RD (wait_ring) the socket reads EOF for
 	 * good and takes no doorbells. */
-	return tssx_ring_read_shut(conn->rx) ? TSSX_ARM_NO_DOORBELL : TSSX_ARM_DOORBELL;
+	if (tssx_ring_read_shut(conn->rx))
+		return TSSX_ARM_NO_DOORBELL;
+	/* A waker that goes without fence and a barrier this process cannot
+	 * issue (tssx/ring.h): no doorbell is sure to come. */
+	if (((events & POLLIN) && tssx_ring_sleep_bounded(conn->rx, false)) ||
+	    ((events & POLLOUT) && tssx_ring_sleep_bounded(conn->tx, true)))
+		return TSSX_ARM_RECHECK;
+	return TSSX_ARM_DOORBELL;
+}
+
+void tssx_conn_arm_barrier(void)
+{
+	if (barrier_owed) {
+		barrier_owed = false;
+		(void)tssx_barrier_issue();
+	}
 }
 
 void tssx_conn_drain(struct tssx_conn *conn, uint32_t revents)

@@ -82,9 +82,17 @@ enum tssx_arm {
 };
 
 /* Before sleeping on the real fd for `events`: arm the waiting flags so the
- * peer sends a doorbell.  Afterwards the caller re-checks tssx_conn_ready()
- * and sleeps only if it is still not ready, as the result says. */
+ * peer sends a doorbell.  Afterwards the caller issues
+ * tssx_conn_arm_barrier() once for every connection it armed, then
+ * re-checks tssx_conn_ready() and sleeps only if it is still not ready,
+ * as the result says.  TSSX_ARM_RECHECK also when a waker goes without
+ * fence and this process cannot issue the barrier (tssx/ring.h). */
 enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events);
+/* The sleeper's barrier (tssx/barrier.h) between the flags this thread
+ * raised with tssx_conn_arm() and its re-check, where a waker goes
+ * without fence: one system call for a whole set; nothing when none
+ * does. */
+void tssx_conn_arm_barrier(void);
 
 /* After the real fd reported readable: consume pending doorbells without
  * blocking, so that level-triggered waits do not spin.  revents: what the

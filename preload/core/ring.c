@@ -47,6 +47,10 @@ void tssx_ring_ctl_init(struct tssx_ring_ctl *ctl)
 	atomic_store_explicit(&ctl->head, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->reader_waiting, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->waiters, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->reader_barrier, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->reader_unfenced, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->writer_barrier, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->writer_unfenced, 0, memory_order_relaxed);
 }
 
 void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl, uint8_t *small,
@@ -61,6 +65,8 @@ void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl, uint8_t
 	atomic_init(&ring->head_seen, 0);
 	atomic_init(&ring->tail_seen, 0);
 	atomic_init(&ring->ancillary_seen, 0);
+	ring->reader_quiet = 0;
+	ring->writer_quiet = 0;
 	ring->chunked_from = 0;
 }
 
@@ -479,31 +485,119 @@ ssize_t tssx_ring_peek_at(struct tssx_ring *ring, uint64_t skip, const struct io
  * then loads the other side's counter; the waker stores its counter and
  * then loads the flag.  Release/acquire does not order a store before a
  * later load of another location (the store may sit in the store buffer
- * while the load runs), so without a full fence both sides could miss each
- * other: the sleeper sees no new data and sleeps, the waker sees no flag
- * and sends no doorbell.  With a seq_cst fence between the store and the
- * load on both sides, at least one of them sees the other's store: either
- * the sleeper sees the data and does not sleep, or the waker sees the flag
+ * while the load runs), so without a full barrier between the store and
+ * the load on both sides they could miss each other: the sleeper sees no
+ * new data and sleeps, the waker sees no flag and sends no doorbell.
+ * With one, at least one of them sees the other's store: either the
+ * sleeper sees the data and does not sleep, or the waker sees the flag
  * and rings.  The flag stays set when the sleeper finds data after all: a
  * spare doorbell costs one drained byte, a cleared flag another sleeper
  * still relies on would cost a hang.
+ *
+ * The barrier is a seq_cst fence on each side, or, while the waker goes
+ * without (`unfenced`, tssx_ring_take_wakeup()), the sleeper's
+ * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) (barrier.h): it runs a full
+ * barrier on every CPU that runs a thread of a registered process, the
+ * waker's among them, between the sleeper's store and its load.  A waker
+ * whose flag load ran before that barrier had its counter store visible
+ * by then (it precedes the load in program order, and the barrier drains
+ * the store buffer), so the sleeper's load sees it; one whose load runs
+ * after it sees the flag.  Which of the two a sleeper needs it learns
+ * from `unfenced`, after its flag and its fence: the switch to it
+ * (tssx_ring_wake_unfence()) stores `unfenced`, fences and loads the
+ * flag, Dekker's pattern again, so a sleeper that reads 0 there is found
+ * by the switch, which rings, and every later sleeper reads 1.  The way
+ * back is a store of 0 by a waker that fences from then on: a sleeper
+ * that still reads 1 issues one barrier too many.
  */
-static ssize_t arm(const struct tssx_ring *ring, _Atomic uint32_t *flag,
+static ssize_t arm(const struct tssx_ring *ring, _Atomic uint32_t *flag, const _Atomic uint32_t *unfenced,
 		   ssize_t (*recheck)(const struct tssx_ring *))
 {
 	atomic_store_explicit(flag, 1, memory_order_relaxed);
-	/* Pairs with the fence in tssx_ring_take_wakeup() (ring.h): flag
-	 * store before counter load. */
+	/* Pairs with the fence of the waker's check or of its switch
+	 * (ring.h): flag store before the loads of `unfenced` and of the
+	 * counter. */
 	atomic_thread_fence(memory_order_seq_cst);
+	/* The waker goes without fence: the barrier on its CPU before the
+	 * counter's load (or, when this process cannot issue it, a sleep
+	 * that does not rely on a doorbell: tssx_ring_sleep_bounded()). */
+	if (atomic_load_explicit(unfenced, memory_order_relaxed))
+		(void)tssx_barrier_issue();
 	return recheck(ring);
 }
 
 ssize_t tssx_ring_arm_reader(struct tssx_ring *ring)
 {
-	return arm(ring, &ring->ctl->reader_waiting, tssx_ring_readable);
+	return arm(ring, &ring->ctl->reader_waiting, &ring->ctl->reader_unfenced, tssx_ring_readable);
 }
 
 ssize_t tssx_ring_arm_writer(struct tssx_ring *ring)
 {
-	return arm(ring, &ring->ctl->writer_waiting, tssx_ring_writable);
+	return arm(ring, &ring->ctl->writer_waiting, &ring->ctl->writer_unfenced, tssx_ring_writable);
+}
+
+/* arm() without the barrier and the re-check, which the caller makes once
+ * for all the rings it raised. */
+static bool raise(_Atomic uint32_t *flag, const _Atomic uint32_t *unfenced)
+{
+	atomic_store_explicit(flag, 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst); /* as in arm() */
+	return atomic_load_explicit(unfenced, memory_order_relaxed);
+}
+
+bool tssx_ring_raise_reader(struct tssx_ring *ring)
+{
+	return raise(&ring->ctl->reader_waiting, &ring->ctl->reader_unfenced);
+}
+
+bool tssx_ring_raise_writer(struct tssx_ring *ring)
+{
+	return raise(&ring->ctl->writer_waiting, &ring->ctl->writer_unfenced);
+}
+
+/* The switch to checks without fence (ring.h): whether a sleeper is to
+ * be woken after all. */
+static bool wake_unfence(_Atomic uint32_t *flag, _Atomic uint32_t *unfenced, const _Atomic uint32_t *barrier)
+{
+	/* Only where this process's CPUs take the sleepers' barrier and
+	 * the sleepers can issue it (else each sleep would have to re-check
+	 * on a timer). */
+	if (!tssx_barrier_usable() || atomic_load_explicit(barrier, memory_order_relaxed) != 1)
+		return false;
+	atomic_store_explicit(unfenced, 1, memory_order_relaxed);
+	/* Pairs with the fence of arm(): a sleeper that raised its flag
+	 * before reading 0 here is found below. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (likely(!atomic_load_explicit(flag, memory_order_relaxed)))
+		return false;
+	atomic_store_explicit(unfenced, 0, memory_order_relaxed);
+	return atomic_exchange_explicit(flag, 0, memory_order_relaxed) != 0;
+}
+
+bool tssx_ring_wake_check(struct tssx_ring *ring, bool reader)
+{
+	struct tssx_ring_ctl *ctl = ring->ctl;
+	_Atomic uint32_t *flag = reader ? &ctl->reader_waiting : &ctl->writer_waiting;
+	_Atomic uint32_t *unfenced = reader ? &ctl->reader_unfenced : &ctl->writer_unfenced;
+	uint32_t *quiet = reader ? &ring->reader_quiet : &ring->writer_quiet;
+
+	if (!(atomic_load_explicit(unfenced, memory_order_relaxed) &
+	      atomic_load_explicit(&tssx_barrier_on, memory_order_relaxed))) {
+		/* Pairs with the fence of arm(): the counter's store before
+		 * the flag's load. */
+		atomic_thread_fence(memory_order_seq_cst);
+		if (likely(!atomic_load_explicit(flag, memory_order_relaxed))) {
+			if (likely(++*quiet < TSSX_WAKE_QUIET))
+				return false;
+			*quiet = 0;
+			return wake_unfence(flag, unfenced, reader ? &ctl->reader_barrier : &ctl->writer_barrier);
+		}
+	}
+	/* A sleeper: sleeps that come often would each pay the system
+	 * call; fence again (relaxed: a sleeper that still reads 1 issues
+	 * one more barrier than needed). */
+	*quiet = 0;
+	atomic_store_explicit(unfenced, 0, memory_order_relaxed);
+	/* Exactly one waker wins the flag and sends the doorbell. */
+	return atomic_exchange_explicit(flag, 0, memory_order_relaxed) != 0;
 }

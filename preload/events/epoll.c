@@ -195,8 +195,10 @@ static int collect(struct events_set *set, struct wait_call *call, int offset, b
 	int count;
 
 	pthread_mutex_lock(&set->lock);
-	if (arm)
+	if (arm) {
 		call->recheck = set_arm_locked(set);
+		tssx_conn_arm_barrier();
+	}
 	count = collect_locked(set, call->events + offset, call->maxevents - offset);
 	pthread_mutex_unlock(&set->lock);
 	return count;

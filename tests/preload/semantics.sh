@@ -19,7 +19,10 @@ source "$(dirname "$0")/lib.sh"
 # forkcall: a child forked while a thread is blocked on the connection
 # closes it and keeps nothing of it; forkpair: a child holds its
 # connection's lock while the server closes its copy and serves the next
-# connection.
+# connection; barrierlost: the client's membarrier() fails (seccomp)
+# while the server's wake-up checks go without their fence, and its
+# sleeping reads still get every message (the library says it could not
+# issue the barrier).
 under=()
 for waiter in read write poll select epoll; do
 	for action in close dup2 shutrd shutrdwr; do
@@ -28,12 +31,16 @@ for waiter in read write poll select epoll; do
 done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
-	foreignowner shutwr shutsibling forkcall forkpair; do
+	foreignowner shutwr shutsibling forkcall forkpair barrierlost; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	with_preload yes "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||
 		fail "$probe: fails over TSSX"
 	{ [[ $probe == forklate ]] || grep -q "shared memory, client" "$work/$probe.log"; } &&
 		grep -q "shared memory, server" "$work/$probe.log" || fail "$probe: not over shared memory"
+	if [[ $probe == barrierlost ]] && grep -q "membarrier: available" "$work/$probe.log"; then
+		grep -q "membarrier() failed after it was registered" "$work/$probe.log" ||
+			fail "$probe: the client's membarrier() was never refused"
+	fi
 	rm -f "$work/$probe.log"
 done

@@ -5,6 +5,9 @@
  * Exits 0 when both sides saw what a Unix stream socket gives.
  */
 #include <dirent.h>
+#include <linux/filter.h>
+#include <linux/membarrier.h>
+#include <linux/seccomp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -18,6 +21,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -2081,6 +2085,68 @@ static void closerace_server(int fd)
 	}
 }
 
+/*
+ * barrierlost: the server writes 1024 messages while the client reads
+ * them without ever sleeping (non-blocking, in a loop), so that the
+ * server's wake-up checks go without their fence (docs/data-path.md,
+ * "Wake-ups without the fence");
+ * then the client's seccomp filter makes membarrier() fail with EPERM,
+ * and its reads, asleep when each of 20 later messages comes, must still
+ * get every one: the library re-checks on a timer when it cannot issue
+ * the barrier.  The client says whether the kernel has the command.
+ */
+#define BARRIER_BURST 1024
+#define BARRIER_ROUNDS 20
+
+static void deny_membarrier(void)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_membarrier, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { ARRAY_LEN(filter), filter };
+
+	expect(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+	expect(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0);
+}
+
+static void barrierlost_server(int fd)
+{
+	uint32_t seq = 0;
+
+	for (; seq < BARRIER_BURST; seq++)
+		send_all(fd, &seq, sizeof(seq));
+	wait_peer();
+	for (int round = 0; round < BARRIER_ROUNDS; round++, seq++) {
+		usleep(30000); /* the client's read sleeps meanwhile */
+		send_all(fd, &seq, sizeof(seq));
+	}
+}
+
+static void barrierlost_client(int fd)
+{
+	long commands = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	uint32_t got, want = 0;
+
+	printf("membarrier: %s\n", commands > 0 && (commands & MEMBARRIER_CMD_GLOBAL_EXPEDITED) ? "available" : "none");
+	fflush(stdout);
+	while (want < BARRIER_BURST) {
+		ssize_t n = recv(fd, &got, sizeof(got), MSG_DONTWAIT);
+
+		if (n < 0 && errno == EAGAIN)
+			continue;
+		/* Messages of 4 bytes come whole: one write each. */
+		expect(n == sizeof(got) && got == want);
+		want++;
+	}
+	deny_membarrier();
+	signal_peer();
+	for (int round = 0; round < BARRIER_ROUNDS; round++, want++)
+		expect(recv(fd, &got, sizeof(got), MSG_WAITALL) == sizeof(got) && got == want);
+}
+
 static const struct probe {
 	const char *name;
 	void (*server)(int fd);
@@ -2118,6 +2184,7 @@ static const struct probe {
 	{ "shutsibling", shutsibling_server, shutsibling_client },
 	{ "forkcall", forkcall_server, forkcall_client },
 	{ "forkpair", forkpair_server, forkpair_client },
+	{ "barrierlost", barrierlost_server, barrierlost_client },
 };
 
 int main(int argc, char **argv)

@@ -501,6 +501,59 @@ static void test_wakeup_flags(void **state)
 	assert_int_equal(tssx_ring_arm_writer(&f->ring), 1);
 }
 
+/* The wake-up check goes without its fence only after TSSX_WAKE_QUIET
+ * checks found no sleeper, in a registered process whose sleepers can
+ * issue the barrier, and fences again at the first sleeper. */
+static void test_wake_barrier(void **state)
+{
+	struct fixture *f = *state;
+	uint32_t registered = atomic_load(&tssx_barrier_on);
+
+	atomic_store(&tssx_barrier_on, 1);
+	for (int i = 0; i < 3 * TSSX_WAKE_QUIET; i++)
+		assert_false(tssx_ring_take_reader_wakeup(&f->ring));
+	assert_false(f->ctl.reader_unfenced); /* no promise */
+	tssx_ring_promise_barrier(&f->ring, false);
+	atomic_store(&tssx_barrier_on, 0);
+	for (int i = 0; i < 3 * TSSX_WAKE_QUIET; i++)
+		assert_false(tssx_ring_take_reader_wakeup(&f->ring));
+	assert_false(f->ctl.reader_unfenced); /* not registered */
+	atomic_store(&tssx_barrier_on, 1);
+	for (int i = 0; i < TSSX_WAKE_QUIET - 1; i++)
+		assert_false(tssx_ring_take_reader_wakeup(&f->ring));
+	assert_false(f->ctl.reader_unfenced);
+	assert_false(tssx_ring_take_reader_wakeup(&f->ring));
+	assert_true(f->ctl.reader_unfenced);
+	/* A sleeper now must issue the barrier, and is still found, once;
+	 * the checks fence again. */
+	assert_true(tssx_ring_raise_reader(&f->ring));
+	assert_int_equal(put(f, 0, 5), 5);
+	assert_true(tssx_ring_take_reader_wakeup(&f->ring));
+	assert_false(f->ctl.reader_unfenced);
+	assert_false(tssx_ring_take_reader_wakeup(&f->ring));
+	assert_false(tssx_ring_raise_reader(&f->ring));
+	/* A sleeper raised while the switch happens is found by it. */
+	for (int i = 0; i < TSSX_WAKE_QUIET - 1; i++)
+		assert_true(tssx_ring_take_reader_wakeup(&f->ring) == (i == 0));
+	atomic_store(&f->ctl.reader_waiting, 1);
+	assert_true(tssx_ring_take_reader_wakeup(&f->ring));
+	assert_false(f->ctl.reader_unfenced);
+	/* A sleeper whose waker goes without fence and that cannot issue
+	 * the barrier must not rely on a doorbell; one whose waker fences
+	 * may. */
+	atomic_store(&f->ctl.reader_unfenced, 1);
+	assert_false(tssx_ring_sleep_bounded(&f->ring, false));
+	atomic_store(&tssx_barrier_on, 0);
+	assert_true(tssx_ring_sleep_bounded(&f->ring, false));
+	assert_false(tssx_ring_sleep_bounded(&f->ring, true));
+	/* ...and its waker fences again, whatever the word says. */
+	assert_false(tssx_ring_take_reader_wakeup(&f->ring));
+	atomic_store(&f->ctl.reader_waiting, 1);
+	assert_true(tssx_ring_take_reader_wakeup(&f->ring));
+	assert_false(f->ctl.reader_unfenced);
+	atomic_store(&tssx_barrier_on, registered);
+}
+
 /* ---- several producers, each with its own view, serialised by the lock ---- */
 
 #define PRODUCERS 3
@@ -614,13 +667,15 @@ struct stream {
 	int doorbell; /* our end of the socketpair */
 	uint64_t total;
 	uint32_t seed;
+	size_t max_chunk; /* at most MAX_CHUNK */
+	bool unfenced_seen; /* its wake-up checks went without fence */
 };
 
 static size_t next_chunk(struct stream *s)
 {
 	s->seed ^= s->seed << 13, s->seed ^= s->seed >> 17, s->seed ^= s->seed << 5;
 	/* Mostly large, sometimes tiny, so both paths and the wrap get hit. */
-	return (s->seed & 3) ? s->seed % MAX_CHUNK + 1 : s->seed % 64 + 1;
+	return (s->seed & 3) ? s->seed % s->max_chunk + 1 : s->seed % 64 + 1;
 }
 
 /* Sleeps until the peer rings; false on a lost wake-up. */
@@ -661,6 +716,7 @@ static int produce(struct stream *s)
 			return (int)n;
 		if (tssx_ring_take_reader_wakeup(s->ring))
 			ring_doorbell(s->doorbell);
+		s->unfenced_seen |= atomic_load(&s->ring->ctl->reader_unfenced);
 		pos += (uint64_t)n;
 		if (n == 0 && tssx_ring_arm_writer(s->ring) == 0 && !wait_doorbell(s->doorbell))
 			return -ETIMEDOUT;
@@ -681,6 +737,7 @@ static int consume(struct stream *s)
 			return (int)n;
 		if (tssx_ring_take_writer_wakeup(s->ring))
 			ring_doorbell(s->doorbell);
+		s->unfenced_seen |= atomic_load(&s->ring->ctl->writer_unfenced);
 		if (memcmp(buf, pattern + pos % PERIOD, (size_t)n) != 0)
 			return -EBADMSG;
 		pos += (uint64_t)n;
@@ -704,8 +761,8 @@ static void test_two_threads(void **state)
 
 	fill_pattern();
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, bells), 0);
-	struct stream prod = { &f->ring, bells[0], 256ull << 20, 1 };
-	struct stream cons = { &f->ring, bells[1], 256ull << 20, 2 };
+	struct stream prod = { &f->ring, bells[0], 256ull << 20, 1, MAX_CHUNK, false };
+	struct stream cons = { &f->ring, bells[1], 256ull << 20, 2, MAX_CHUNK, false };
 
 	assert_int_equal(pthread_create(&t, NULL, producer_thread, &prod), 0);
 	assert_int_equal(consume(&cons), 0);
@@ -717,8 +774,13 @@ static void test_two_threads(void **state)
 
 /* The child attaches the segment from the memfd, as a server would, and
  * produces; the parent consumes through the creator's mapping. */
-static void test_two_processes(void **state)
+/* Two processes, the reader the parent: with `barrier`, both registered
+ * for the asymmetric barrier and promising it, and chunks small enough
+ * that many checks in a row find no sleeper: the wake-up checks go
+ * without their fence for a while, on both sides (checked). */
+static void run_two_processes(bool barrier)
 {
+	size_t max_chunk = barrier ? 512 : MAX_CHUNK;
 	struct tssx_segment client, server;
 	struct tssx_hello hello;
 	int memfd, bells[2], status;
@@ -730,22 +792,46 @@ static void test_two_processes(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct stream prod = { &server.ring[TSSX_C2S], bells[0], 64ull << 20, 3 };
+		struct stream prod = { &server.ring[TSSX_C2S], bells[0], 64ull << 20, 3, max_chunk, false };
 
 		if (tssx_segment_attach(&server, memfd, &hello) < 0)
 			_exit(2);
-		_exit(produce(&prod) == 0 ? 0 : 1);
+		if (barrier)
+			tssx_ring_promise_barrier(prod.ring, true);
+		if (produce(&prod) != 0)
+			_exit(1);
+		_exit(barrier && !prod.unfenced_seen ? 3 : 0);
 	}
-	struct stream cons = { &client.ring[TSSX_C2S], bells[1], 64ull << 20, 4 };
+	struct stream cons = { &client.ring[TSSX_C2S], bells[1], 64ull << 20, 4, max_chunk, false };
 
+	if (barrier)
+		tssx_ring_promise_barrier(cons.ring, false);
 	assert_int_equal(consume(&cons), 0);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(cons.unfenced_seen, barrier);
 	tssx_segment_detach(&client);
 	close(memfd);
 	close(bells[0]);
 	close(bells[1]);
+}
+
+static void test_two_processes(void **state)
+{
+	uint32_t registered = atomic_load(&tssx_barrier_on);
+
+	atomic_store(&tssx_barrier_on, 0);
+	run_two_processes(false);
+	atomic_store(&tssx_barrier_on, registered);
+}
+
+/* The fork() child is registered too (barrier.c re-registers it). */
+static void test_two_processes_barrier(void **state)
+{
+	if (!tssx_barrier_register())
+		skip(); /* a kernel without the command: the fence stays */
+	run_two_processes(true);
 }
 
 int main(void)
@@ -770,9 +856,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_unmarked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fast_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wakeup_flags, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wake_barrier, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_producers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
 		cmocka_unit_test(test_two_processes),
+		cmocka_unit_test(test_two_processes_barrier),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
