@@ -31,6 +31,19 @@ static void peer_addr(int fd, struct sockaddr *addr, socklen_t *len)
 		*len = 0;
 }
 
+/* The real read and write the first time, when the slot is still to be
+ * resolved: out of line, so that the wrappers make no call of their own
+ * and keep no frame (every call on any fd is a tail call). */
+static __attribute__((noinline, cold)) ssize_t resolve_read(int fd, void *buf, size_t len)
+{
+	return TSSX_REAL(read)(fd, buf, len);
+}
+
+static __attribute__((noinline, cold)) ssize_t resolve_write(int fd, const void *buf, size_t len)
+{
+	return TSSX_REAL(write)(fd, buf, len);
+}
+
 TSSX_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
 	struct tssx_fd_slot *slot;
@@ -38,8 +51,13 @@ TSSX_EXPORT ssize_t read(int fd, void *buf, size_t len)
 
 	/* read(2) of nothing returns 0 before the socket is asked; recv()
 	 * of nothing is a socket call (stream.c). */
-	if (likely(!conn) || !len)
-		return TSSX_REAL(read)(fd, buf, len);
+	if (likely(!conn) || !len) {
+		/* Acquire as in tssx_real_load(). */
+		ssize_t (*real)(int, void *, size_t) =
+			atomic_load_explicit(&tssx_real_slot_read, memory_order_acquire);
+
+		return likely(real) ? real(fd, buf, len) : resolve_read(fd, buf, len);
+	}
 	return tssx_conn_read(conn, slot, fd, buf, len, 0);
 }
 
@@ -55,8 +73,13 @@ TSSX_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 	struct tssx_fd_slot *slot;
 	struct tssx_conn *conn = tssx_conn_lookup_slot(fd, &slot);
 
-	if (likely(!conn))
-		return TSSX_REAL(write)(fd, buf, len);
+	if (likely(!conn)) {
+		/* Acquire as in tssx_real_load(). */
+		ssize_t (*real)(int, const void *, size_t) =
+			atomic_load_explicit(&tssx_real_slot_write, memory_order_acquire);
+
+		return likely(real) ? real(fd, buf, len) : resolve_write(fd, buf, len);
+	}
 	return tssx_conn_write(conn, slot, fd, buf, len, 0);
 }
 
