@@ -3,9 +3,11 @@
  * the threads of this process and its forked children (docs/data-path.md,
  * "Several writers or readers").
  *
- * The lock words live in memory of this process mapped MAP_SHARED |
- * MAP_ANONYMOUS: fork() shares it with the children, the peer never sees
- * it, so no peer can hold a lock of ours.  A word holds the
+ * The lock words live in memory of this process, a sealed memfd (an
+ * arena of pairs) mapped MAP_SHARED: fork() shares it with the children,
+ * an exec'd image maps it again from the fd the hand-over passes on
+ * (conn/handover.c), the peer never sees it, so no peer can hold a lock
+ * of ours.  A word holds the
  * holder's process and thread id; a waiter that finds the holder dead (a
  * sibling killed in the middle of a copy) takes the lock over.  The ring's
  * counters are published only after a copy, so a holder that died left
@@ -34,10 +36,39 @@ struct tssx_side_locks {
 	alignas(TSSX_CACHELINE) _Atomic uint64_t consumer; /* the rx ring's readers */
 };
 
-/* A fresh, unlocked pair with one user, from a shared mapping of 512
- * pairs; NULL with errno set when a new mapping is needed and mmap fails.
- * A pair is never unmapped: an ended connection keeps it for reuse. */
+/* Pairs per arena: a process makes one more arena (one memfd, one
+ * mapping) only every this many connections it has open at once. */
+#define TSSX_SIDE_LOCKS_PER_ARENA 512u
+#define TSSX_SIDE_LOCKS_ARENA_BYTES (TSSX_SIDE_LOCKS_PER_ARENA * sizeof(struct tssx_side_locks))
+/* The arena memfd's name (/proc/PID/fd shows "/memfd:" NAME). */
+#define TSSX_SIDE_LOCKS_MEMFD_NAME "tssx-locks"
+
+/* A fresh, unlocked pair with one user, from this process's current
+ * arena; NULL with errno set when a new arena is needed and cannot be
+ * made (memfd, size, seals or mmap).  A pair is never unmapped: an ended
+ * connection keeps it for reuse. */
 struct tssx_side_locks *tssx_side_locks_create(void);
+
+/* The memfd of the arena that holds locks (its number may change:
+ * tssx_side_locks_renumber) and the pair's index in it, for a hand-over
+ * at exec; -1 when the pair is not in an arena this process knows.  No
+ * malloc, no lock: a vfork() child runs it. */
+int tssx_side_locks_where(const struct tssx_side_locks *locks, unsigned *index);
+
+/* The arena fd old_fd is now new_fd (the application dup2()ed onto it). */
+void tssx_side_locks_renumber(int old_fd, int new_fd);
+
+/* New image of an exec: pair `index` of the arena on fd, handed over by
+ * the old image.  fd must be a memfd sealed against shrinking and growing
+ * of exactly TSSX_SIDE_LOCKS_ARENA_BYTES (else -EPERM/-EINVAL; one fd is
+ * mapped once, its later pairs come from that mapping), index below
+ * TSSX_SIDE_LOCKS_PER_ARENA (else -ERANGE).  A word that names a thread of
+ * this process is stale: no thread of the new image has taken a lock
+ * yet, so it was a thread of the old image, which the exec killed (its
+ * main thread's id is the new image's, which would wait for itself for
+ * good); it is freed.  Returns 0 and *locks, or -errno: the fd is the
+ * caller's, kept open on success. */
+int tssx_side_locks_adopt(int fd, unsigned index, struct tssx_side_locks **locks);
 
 /* A process more uses the pair (a fork() child that inherited it). */
 static inline void tssx_side_locks_join(struct tssx_side_locks *locks)

@@ -117,9 +117,26 @@ static struct tssx_conn *spare_take(void)
 	return conn;
 }
 
-static struct tssx_conn *conn_alloc(void)
+/* One table object for the fds of all arenas (tssx_conn_keep_arena). */
+static struct tssx_fd_object arena_obj = { .kind = TSSX_FD_LOCKS };
+
+void tssx_conn_keep_arena(const struct tssx_side_locks *locks)
 {
-	struct tssx_conn *conn = spare_take();
+	unsigned index;
+	int fd = tssx_side_locks_where(locks, &index);
+
+	/* Beyond the table, or out of memory: not kept; a close-all loop may
+	 * take it, and then an exec fails the connection loudly. */
+	if (fd >= 0 && !tssx_table_get(fd))
+		tssx_table_set_alias(fd, &arena_obj);
+}
+
+/* A connection struct with a pair of its own: a spare whose pair nobody
+ * uses, or a new one; with the pair an exec'd image was handed (handed,
+ * not NULL), a new struct. */
+static struct tssx_conn *conn_alloc(struct tssx_side_locks *handed)
+{
+	struct tssx_conn *conn = handed ? NULL : spare_take();
 
 	if (conn) {
 		memset(&conn->server, 0, sizeof(*conn) - offsetof(struct tssx_conn, server));
@@ -128,18 +145,19 @@ static struct tssx_conn *conn_alloc(void)
 	conn = calloc(1, sizeof(*conn));
 	if (!conn)
 		return NULL;
-	conn->locks = tssx_side_locks_create();
+	conn->locks = handed ? handed : tssx_side_locks_create();
 	if (!conn->locks) {
 		tssx_log(TSSX_LOG_ERROR, "no memory for a connection's locks: %m");
 		free(conn);
 		return NULL;
 	}
+	tssx_conn_keep_arena(conn->locks);
 	return conn;
 }
 
-static struct tssx_conn *conn_new(int fd, bool server)
+static struct tssx_conn *conn_new(int fd, bool server, struct tssx_side_locks *handed)
 {
-	struct tssx_conn *conn = conn_alloc();
+	struct tssx_conn *conn = conn_alloc(handed);
 
 	if (!conn)
 		return NULL;
@@ -198,14 +216,23 @@ static void keep_memfd(struct tssx_conn *conn, int memfd)
 	keep_fd(conn, &conn->memfd_obj, memfd);
 }
 
-void tssx_conn_move_kept(struct tssx_fd_object *obj)
+void tssx_conn_move_kept(int old)
 {
-	struct tssx_conn *conn = conn_of_kept(obj);
-	_Atomic int *number = kept_number(conn, obj);
-	int old = atomic_load(number);
+	struct tssx_fd_object *obj = tssx_table_get(old);
 	int moved = TSSX_REAL(fcntl)(old, F_DUPFD_CLOEXEC, 0);
+	struct tssx_conn *conn;
 
-	atomic_store(number, -1);
+	if (obj->kind == TSSX_FD_LOCKS) {
+		/* -1 if it could not be moved: no exec names a number that
+		 * the dup2 gives to another file. */
+		tssx_side_locks_renumber(old, moved);
+		tssx_table_take(old);
+		if (moved >= 0)
+			tssx_table_set_alias(moved, obj);
+		return;
+	}
+	conn = conn_of_kept(obj);
+	atomic_store(kept_number(conn, obj), -1);
 	tssx_table_take(old);
 	if (moved >= 0)
 		keep_fd(conn, obj, moved);
@@ -322,7 +349,7 @@ int tssx_conn_prepare(struct tssx_client_prep *prep)
 	int ret;
 
 	prep->memfd = -1;
-	prep->conn = conn_new(-1, false);
+	prep->conn = conn_new(-1, false, NULL);
 	if (!prep->conn)
 		return -ENOMEM;
 	ret = tssx_segment_create(&prep->conn->seg, tssx_opts.ring_size, tssx_opts.ring_size,
@@ -573,7 +600,7 @@ int tssx_conn_establish(struct tssx_conn *conn, int fd, int timeout_ms)
 	return ret;
 }
 
-int tssx_conn_adopt(int fd, int memfd, bool server)
+int tssx_conn_adopt(int fd, int memfd, bool server, struct tssx_side_locks *locks)
 {
 	struct tssx_segment_header header;
 	struct tssx_hello hello;
@@ -586,15 +613,18 @@ int tssx_conn_adopt(int fd, int memfd, bool server)
 	    tssx_ring_capacity_valid(header.ring_capacity[TSSX_C2S]) &&
 	    tssx_ring_capacity_valid(header.ring_capacity[TSSX_S2C])) {
 		tssx_hello_init(&hello, header.ring_capacity[TSSX_C2S], header.ring_capacity[TSSX_S2C]);
-		conn = conn_new(fd, server);
+		conn = conn_new(fd, server, locks);
 		ret = conn ? tssx_segment_attach(&conn->seg, memfd, &hello) : -ENOMEM;
 	}
 	if (ret == 0)
 		ret = tssx_table_set(fd, &conn->obj);
 	if (ret < 0) {
 		TSSX_REAL(close)(memfd);
+		/* Either way the pair loses the user it was given for us. */
 		if (conn)
 			conn_free(conn);
+		else
+			tssx_side_locks_leave(locks);
 		return ret;
 	}
 	keep_memfd(conn, memfd);
@@ -618,7 +648,7 @@ void tssx_conn_establish_all(const char *why)
 
 int tssx_conn_accept(int fd, const struct sockaddr_un *peer, socklen_t peerlen)
 {
-	struct tssx_conn *conn = conn_new(fd, true);
+	struct tssx_conn *conn = conn_new(fd, true, NULL);
 	int ret;
 
 	if (!conn)

@@ -234,12 +234,20 @@ static inline void tssx_conn_release(struct tssx_conn *conn, int fd)
  */
 struct tssx_conn *tssx_conn_hold(int fd);
 
-/* The new image of an exec, handed fd and the segment's memfd by the old
- * one (conn/handover.c): a ready connection, or -errno (memfd is closed). */
-int tssx_conn_adopt(int fd, int memfd, bool server);
-/* Moves a kept fd of a connection (its memfd_obj or wake_obj) to another
- * number: the application dup2s onto it. */
-void tssx_conn_move_kept(struct tssx_fd_object *obj);
+/* The new image of an exec, handed fd, the segment's memfd and the side
+ * locks' pair by the old one (conn/handover.c, which made the new image
+ * one of the pair's users): a ready connection, or -errno (memfd is
+ * closed, the pair left). */
+int tssx_conn_adopt(int fd, int memfd, bool server, struct tssx_side_locks *locks);
+/* The fd of every arena of side-lock pairs the process uses (made, or
+ * adopted after an exec) is kept in the table: close-all loops leave it,
+ * a dup2() onto it moves it (tssx_conn_move_kept), and an exec hands it
+ * on with the connections whose pairs it holds (conn/handover.c). */
+void tssx_conn_keep_arena(const struct tssx_side_locks *locks);
+/* Moves the kept fd at old (a connection's memfd, wake fd or socket copy,
+ * or an arena of side locks) to another number: the application dup2s
+ * onto it. */
+void tssx_conn_move_kept(int old);
 /* The connection's wake fd (see wake_fd), made on first use; -1 if it
  * cannot be made. */
 int tssx_conn_wake_fd(struct tssx_conn *conn);

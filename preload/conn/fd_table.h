@@ -34,14 +34,15 @@ enum tssx_fd_kind {
 	TSSX_FD_SEGMENT,   /* a connection's memfd, kept for exec (conn/handover.c) */
 	TSSX_FD_WAKE,      /* a connection's eventfd that wakes its writers (conn/stream.c) */
 	TSSX_FD_HELD,      /* a copy of a connection's socket for calls in flight (connection.h) */
+	TSSX_FD_LOCKS,     /* an arena of side-lock pairs, kept for exec (tssx/side_lock.h) */
 };
 
-/* A connection's own fd, which the application never opened: its closes
+/* A connection's own fd (or its side locks' arena), which the application never opened: its closes
  * of the number (close-all loops) leave it open, a dup2() onto it moves it
  * first (shims/fd.c). */
 static inline bool tssx_fd_kind_kept(enum tssx_fd_kind kind)
 {
-	return kind == TSSX_FD_SEGMENT || kind == TSSX_FD_WAKE || kind == TSSX_FD_HELD;
+	return kind == TSSX_FD_SEGMENT || kind == TSSX_FD_WAKE || kind == TSSX_FD_HELD || kind == TSSX_FD_LOCKS;
 }
 
 /* What a slot points to: the first member of every tracked object.  refs

@@ -2,8 +2,10 @@
  * Connections and listener claims across exec and spawn (handover.h).
  *
  * The record: TSSX_HANDOVER=ENTRY[,ENTRY...], each entry one of
- *   cINO:MEMFD:s|c  a ready connection: its socket's inode, its segment's
- *                   memfd, server/client
+ *   cINO:MEMFD:s|c:LOCKS:INDEX
+ *                   a ready connection: its socket's inode, its segment's
+ *                   memfd, server/client, the memfd of the arena that
+ *                   holds its side locks and the pair's index there
  *   pINO            a server connection whose hello is still on the socket
  *   lINO            a claimed listener, to be claimed again
  * The new image adopts every fd it holds that is a socket of that inode.
@@ -171,8 +173,17 @@ static void append_number(struct tssx_handover *ho, unsigned long long value)
 	append(ho, p);
 }
 
-/* One entry, or false when it does not fit (the caller fails it). */
-static bool add_entry(struct tssx_handover *ho, char kind, ino_t ino, int memfd, char side)
+/* Where a ready connection's segment and side locks are. */
+struct entry_fds {
+	int memfd;
+	char side;
+	int locks;
+	unsigned index;
+};
+
+/* One entry (fds NULL: only the inode), or false when it does not fit
+ * (the caller fails it). */
+static bool add_entry(struct tssx_handover *ho, char kind, ino_t ino, const struct entry_fds *fds)
 {
 	size_t mark = ho->len;
 
@@ -182,10 +193,13 @@ static bool add_entry(struct tssx_handover *ho, char kind, ino_t ino, int memfd,
 		append(ho, ",");
 	append(ho, (char[]){ kind, '\0' });
 	append_number(ho, ino);
-	if (memfd >= 0) {
+	if (fds) {
 		append(ho, ":");
-		append_number(ho, (unsigned)memfd);
-		append(ho, (char[]){ ':', side, '\0' });
+		append_number(ho, (unsigned)fds->memfd);
+		append(ho, (char[]){ ':', fds->side, ':', '\0' });
+		append_number(ho, (unsigned)fds->locks);
+		append(ho, ":");
+		append_number(ho, fds->index);
 	}
 	if (ho->truncated) {
 		ho->len = mark;
@@ -287,23 +301,36 @@ static int seen_at(struct tssx_handover *ho, struct tssx_conn *conn, bool *fresh
 	*fresh = true;
 	ho->conns[ho->nconns] = conn;
 	ho->handed[ho->nconns] = false;
+	ho->joined[ho->nconns] = false;
 	return ho->nconns++;
 }
 
-/* One entry for conn, its memfd kept open; false if it cannot be handed
- * over. */
-static bool hand_over(struct tssx_handover *ho, struct tssx_conn *conn, int fd)
+/*
+ * One entry for conn, its memfd and its side locks' arena kept open;
+ * false if it cannot be handed over.  The new image shares the pair with
+ * the processes that keep the connection (a parent after a spawn or a
+ * vfork()'s exec), so their writers and readers exclude each other's; it
+ * counts among the pair's users from here on (*joined; undone by
+ * tssx_handover_undo() if it never starts; it leaves the pair itself if
+ * it does not take the connection).
+ */
+static bool hand_over(struct tssx_handover *ho, struct tssx_conn *conn, int fd, bool *joined)
 {
-	int state = atomic_load_explicit(&conn->state, memory_order_acquire), memfd;
+	int state = atomic_load_explicit(&conn->state, memory_order_acquire);
+	struct entry_fds fds = { .side = conn->server ? 's' : 'c' };
 	size_t mark = ho->len;
 
 	if (state == TSSX_CONN_HELLO_PENDING)
-		return add_entry(ho, 'p', socket_inode(fd), -1, 0);
-	memfd = atomic_load(&conn->memfd);
-	if (state != TSSX_CONN_READY || memfd < 0 || !add_entry(ho, 'c', conn->sock_ino, memfd, conn->server ? 's' : 'c'))
+		return add_entry(ho, 'p', socket_inode(fd), NULL);
+	fds.memfd = atomic_load(&conn->memfd);
+	fds.locks = tssx_side_locks_where(conn->locks, &fds.index);
+	if (state != TSSX_CONN_READY || fds.memfd < 0 || fds.locks < 0 || !add_entry(ho, 'c', conn->sock_ino, &fds))
 		return false;
-	if (keep_open(ho, memfd))
+	if (keep_open(ho, fds.locks) && keep_open(ho, fds.memfd)) {
+		tssx_side_locks_join(conn->locks);
+		*joined = true;
 		return true;
+	}
 	ho->len = mark;
 	ho->entry[mark] = '\0';
 	return false;
@@ -326,7 +353,7 @@ static void prepare_conn(struct tssx_handover *ho, struct tssx_conn *conn, int f
 		return;
 	i = seen_at(ho, conn, &fresh);
 	if (fresh && ho->preloaded && (inheritable || ho->via != TSSX_VIA_SPAWN))
-		ho->handed[i] = hand_over(ho, conn, fd);
+		ho->handed[i] = hand_over(ho, conn, fd, &ho->joined[i]);
 	/* With the application's file actions the child's fds are known only
 	 * after the spawn (tssx_handover_undo). */
 	if (inheritable && !(i >= 0 && ho->handed[i]) && ho->via != TSSX_VIA_SPAWN_ACTIONS)
@@ -340,7 +367,7 @@ static void prepare_conn(struct tssx_handover *ho, struct tssx_conn *conn, int f
 static void prepare_listener(struct tssx_handover *ho, struct tssx_listener *listener, int fd, bool inheritable)
 {
 	if (ho->preloaded && listener->claim && (inheritable || ho->via != TSSX_VIA_SPAWN))
-		add_entry(ho, 'l', socket_inode(fd), -1, 0);
+		add_entry(ho, 'l', socket_inode(fd), NULL);
 }
 
 /* The connection an untracked fd is a copy of, or NULL.  A vfork() child
@@ -505,6 +532,10 @@ void tssx_handover_undo(struct tssx_handover *ho, pid_t child)
 		posix_spawn_file_actions_destroy(&ho->actions);
 	if (ho->dead_socket >= 0)
 		TSSX_REAL(close)(ho->dead_socket);
+	for (int i = 0; i < ho->nconns && child < 0; i++) {
+		if (ho->joined[i])
+			tssx_side_locks_leave(ho->conns[i]->locks);
+	}
 	if (ho->via == TSSX_VIA_SPAWN_ACTIONS && child > 0)
 		fail_held_by_child(ho, child);
 }
@@ -579,29 +610,73 @@ static bool is_socket(int fd, int want_listening)
 	return !!listening == want_listening;
 }
 
-/* Whether fd is a segment's memfd as the old image named it: a number the
- * application's file actions reused for another file is never touched. */
-static bool is_segment_memfd(int fd)
+/* Whether fd is a memfd the old image made under `name` (what
+ * /proc/self/fd shows: "/memfd:NAME (deleted)") and not one the table
+ * tracks as another kind than `kind`: a number the application's file
+ * actions reused for another file is never touched. */
+static bool is_library_memfd(int fd, const char *name, enum tssx_fd_kind kind)
 {
-	static const char name[] = "/memfd:tssx ";
-	char link[64], target[sizeof(name) - 1];
+	struct tssx_fd_object *obj = fd >= 0 ? tssx_table_get(fd) : NULL;
+	char link[64], target[64], want[64];
+	int len = snprintf(want, sizeof(want), "/memfd:%s ", name);
 
 	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	return fd >= 0 && !tssx_table_get(fd) && readlink(link, target, sizeof(target)) == (ssize_t)sizeof(target) &&
-	       !memcmp(target, name, sizeof(target));
+	return fd >= 0 && (!obj || obj->kind == kind) &&
+	       readlink(link, target, (size_t)len) == (ssize_t)len && !memcmp(target, want, (size_t)len);
 }
 
-/* The first copy of an entry's socket: adopted as the old image had it. */
-static int adopt_first(char kind, int fd, int memfd, char side)
+/* The segment's memfd, which no connection of this image uses yet. */
+static bool is_segment_memfd(int fd)
 {
-	switch (kind) {
+	return is_library_memfd(fd, "tssx", 0);
+}
+
+/* A parsed entry. */
+struct entry {
+	char kind;
+	ino_t ino;
+	struct entry_fds fds; /* kind 'c' */
+};
+
+/*
+ * The side locks' pair of a 'c' entry, from the arena the old image kept
+ * open for it, checked (tssx_side_locks_adopt()) and kept, so that this
+ * image excludes the writers and readers of the processes that keep the
+ * connection.  The hand-over made this image one of the pair's users: if
+ * it is not taken (*locks NULL), nothing else is to be undone.
+ */
+static int adopt_locks(const struct entry *e, struct tssx_side_locks **locks)
+{
+	int ret;
+
+	*locks = NULL;
+	if (!is_library_memfd(e->fds.locks, TSSX_SIDE_LOCKS_MEMFD_NAME, TSSX_FD_LOCKS))
+		return -EBADF;
+	ret = tssx_side_locks_adopt(e->fds.locks, e->fds.index, locks);
+	if (ret == 0) {
+		TSSX_REAL(fcntl)(e->fds.locks, F_SETFD, FD_CLOEXEC);
+		tssx_conn_keep_arena(*locks);
+	}
+	return ret;
+}
+
+/* The first copy of an entry's socket: adopted as the old image had it.
+ * A 'c' entry's pair (locks, or the error that refused it) is used or
+ * left. */
+static int adopt_first(const struct entry *e, int fd, struct tssx_side_locks *locks, int locks_error)
+{
+	int ret;
+
+	switch (e->kind) {
 	case 'c':
-		if (!is_socket(fd, false))
-			return -ENOTSOCK;
-		if (!is_segment_memfd(memfd))
-			return -EBADF;
-		TSSX_REAL(fcntl)(memfd, F_SETFD, FD_CLOEXEC);
-		return tssx_conn_adopt(fd, memfd, side == 's');
+		ret = !locks ? locks_error : !is_socket(fd, false) ? -ENOTSOCK : !is_segment_memfd(e->fds.memfd) ? -EBADF : 0;
+		if (ret < 0) {
+			if (locks)
+				tssx_side_locks_leave(locks);
+			return ret;
+		}
+		TSSX_REAL(fcntl)(e->fds.memfd, F_SETFD, FD_CLOEXEC);
+		return tssx_conn_adopt(fd, e->fds.memfd, e->fds.side == 's', locks);
 	case 'p':
 		return is_socket(fd, false) ? tssx_conn_accept(fd, NULL, 0) : -ENOTSOCK;
 	default:
@@ -616,24 +691,28 @@ static int adopt_first(char kind, int fd, int memfd, char side)
  * Adopts one parsed entry at every fd that holds its socket: the first
  * as the old image had it, the others as dups.  A connection that cannot
  * be adopted is failed loudly (its socket carries doorbells, not the
- * stream); a memfd no fd of this image needs is closed.
+ * stream); a memfd no fd of this image needs is closed, and a pair it
+ * does not use left.
  */
-static void adopt(const struct held *held, int nheld, char kind, ino_t ino, int memfd, char side)
+static void adopt(const struct held *held, int nheld, const struct entry *e)
 {
 	struct tssx_fd_object *first = NULL;
+	struct tssx_side_locks *locks = NULL;
+	int locks_error = e->kind == 'c' ? adopt_locks(e, &locks) : 0;
 
 	for (int i = 0; i < nheld; i++) {
 		int fd = held[i].fd, ret;
 
-		if (held[i].ino != ino || tssx_table_get(fd))
+		if (held[i].ino != e->ino || tssx_table_get(fd))
 			continue;
 		if (first) {
 			tssx_table_set(fd, first);
 			continue;
 		}
-		ret = adopt_first(kind, fd, memfd, side);
+		ret = adopt_first(e, fd, locks, locks_error);
 		if (ret < 0) {
-			tssx_log(TSSX_LOG_ERROR, "fd %d: TSSX connection not taken over: %s", fd, strerror(-ret));
+			tssx_log(TSSX_LOG_ERROR, "fd %d: TSSX connection not taken over: %s%s", fd, strerror(-ret),
+				 locks ? "" : " (its side locks)");
 			if (ret != -ENOTSOCK)
 				TSSX_REAL(shutdown)(fd, SHUT_RDWR);
 			return;
@@ -642,27 +721,34 @@ static void adopt(const struct held *held, int nheld, char kind, ino_t ino, int 
 		if (!first)
 			return;
 	}
-	if (!first && kind == 'c' && is_segment_memfd(memfd))
-		TSSX_REAL(close)(memfd);
+	if (first || e->kind != 'c')
+		return;
+	if (locks)
+		tssx_side_locks_leave(locks);
+	if (is_segment_memfd(e->fds.memfd))
+		TSSX_REAL(close)(e->fds.memfd);
 }
 
 /* Parses one entry at *p; false if it is malformed. */
-static bool parse_entry(const char **p, char *kind, ino_t *ino, int *memfd, char *side)
+static bool parse_entry(const char **p, struct entry *e)
 {
 	unsigned long long value;
 
-	*kind = *(*p)++;
-	*memfd = -1;
-	*side = 0;
-	if (!*kind || !strchr("cpl", *kind) || !parse_number(p, ULLONG_MAX, &value) || !value)
+	e->kind = *(*p)++;
+	if (!e->kind || !strchr("cpl", e->kind) || !parse_number(p, ULLONG_MAX, &value) || !value)
 		return false;
-	*ino = (ino_t)value;
-	if (*kind == 'c') {
+	e->ino = (ino_t)value;
+	if (e->kind == 'c') {
 		if (*(*p)++ != ':' || !parse_number(p, INT_MAX, &value) || *(*p)++ != ':')
 			return false;
-		*memfd = (int)value;
-		if ((*side = *(*p)++) != 's' && *side != 'c')
+		e->fds.memfd = (int)value;
+		if (((e->fds.side = *(*p)++) != 's' && e->fds.side != 'c') || *(*p)++ != ':' ||
+		    !parse_number(p, INT_MAX, &value))
 			return false;
+		e->fds.locks = (int)value;
+		if (*(*p)++ != ':' || !parse_number(p, UINT_MAX, &value))
+			return false;
+		e->fds.index = (unsigned)value;
 	}
 	return !**p || *(*p)++ == ',';
 }
@@ -687,15 +773,13 @@ void tssx_handover_adopt(void)
 	held = held_sockets(&nheld);
 	while (*p) {
 		const char *start = p;
-		char kind, side;
-		ino_t ino;
-		int memfd;
+		struct entry e = { 0 };
 
-		if (!parse_entry(&p, &kind, &ino, &memfd, &side)) {
+		if (!parse_entry(&p, &e)) {
 			log_error(0, "%s: bad entry at \"%s\": ignored from there", TSSX_HANDOVER_VAR, start);
 			break;
 		}
-		adopt(held, nheld, kind, ino, memfd, side);
+		adopt(held, nheld, &e);
 	}
 	free(held);
 }

@@ -5,8 +5,10 @@
  * Before the new image starts, the library writes a hand-over record into
  * its environment: for every TSSX connection it may inherit, the real
  * socket's inode, the segment's memfd (kept open for this, its O_CLOEXEC
- * cleared just for the exec) and the side; for every claimed listener its
- * inode.  The new image's constructor finds the sockets it holds by their
+ * cleared just for the exec), the side, and where its side locks are (the
+ * arena's memfd, kept open the same way, and the pair's index), so that
+ * the new image and the processes that keep the connection exclude each
+ * other's writers and readers; for every claimed listener its inode.  The new image's constructor finds the sockets it holds by their
  * inode, whatever fd a dup2() put them on, validates each and adopts it.
  * An image that will not load the library cannot take a connection over:
  * each one it would inherit fails loudly instead.
@@ -55,6 +57,7 @@ struct tssx_handover {
 	int ncleared;
 	struct tssx_conn *conns[TSSX_HANDOVER_MAX]; /* seen, and whether handed over */
 	bool handed[TSSX_HANDOVER_MAX];
+	bool joined[TSSX_HANDOVER_MAX]; /* the new image made a user of its side locks */
 	int nconns;
 	/* TSSX_VIA_SPAWN: the file actions to spawn with, and the socket that
 	 * replaces in the child what cannot be handed over (-1: none yet). */
@@ -86,9 +89,10 @@ static inline const posix_spawn_file_actions_t *tssx_handover_actions(const stru
 }
 
 /* The exec failed, or the spawn is over (child: its pid, or -1 if none
- * started): the kept fds are O_CLOEXEC again, what prepare made is gone,
- * and after TSSX_VIA_SPAWN_ACTIONS every connection the child holds
- * without having been handed it fails on both ends. */
+ * started): the kept fds are O_CLOEXEC again, what prepare made is gone
+ * (with no new image, also its place among the side locks' users), and
+ * after TSSX_VIA_SPAWN_ACTIONS every connection the child holds without
+ * having been handed it fails on both ends. */
 void tssx_handover_undo(struct tssx_handover *ho, pid_t child);
 
 /* New image, from the constructor: adopts what the old image handed over

@@ -6,13 +6,17 @@
  * (where the peer could write it and hang us for good).  Slow path: spin
  * with the CPU's pause hint, yield so that a holder preempted on this CPU
  * can finish, and now and then ask the kernel whether the holder still
- * exists.
+ * exists.  The pairs live in arenas: sealed memfds, so that an exec'd
+ * image can map the same pairs again.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,28 +26,40 @@
 #define LOCK_SPINS 256
 /* Yields between two checks whether the holder is alive. */
 #define YIELDS_PER_CHECK 64
-/* Lock pairs per shared mapping: a process maps one more only every this
- * many connections it has open at once. */
-#define ARENA_SLOTS 512
+/* Seals an arena must carry: its size is fixed, so no access to the
+ * mapping can fault (SIGBUS), whoever holds the fd. */
+#define ARENA_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
 
 __thread __attribute__((tls_model("initial-exec"))) uint64_t tssx_side_lock_self_id;
 
-/* The current mapping that pairs are handed out from, and how many it
- * handed out.  Pairs are never given back: the connections that use them
- * are reused, not freed (preload/conn/connection.c). */
+/* An arena this process maps: made here, inherited over fork() (the same
+ * mapping and fd number), or adopted after an exec.  Never unmapped or
+ * freed: the connections that use its pairs are reused, not freed
+ * (preload/conn/connection.c).  Pushed on a list that is only read
+ * without the lock (tssx_side_locks_where() runs in vfork() children). */
+struct arena {
+	struct tssx_side_locks *pairs;
+	_Atomic int fd;
+	struct arena *next;
+};
+
+static struct arena *_Atomic arenas;
+/* The arena that new pairs are handed out from, and how many it handed
+ * out: one this process made (a fork()ed child or an exec'd image makes
+ * its own, which the other processes of the family never hand out). */
 static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct tssx_side_locks *arena;
-static unsigned arena_used;
+static struct arena *current;
+static unsigned current_used;
 
 /* fork() copies the forking thread's cached id: the child is another
  * process and must not pass for its parent's thread.  It also shares the
- * parent's mapping: its new connections take pairs from a mapping of its
+ * parent's arenas: its new connections take pairs from an arena of its
  * own, which the parent cannot hand out too. */
 static void forget_parent_in_child(void)
 {
 	tssx_side_lock_self_id = 0;
 	pthread_mutex_init(&arena_lock, NULL);
-	arena = NULL;
+	current = NULL;
 }
 
 __attribute__((constructor)) static void side_lock_init(void)
@@ -57,27 +73,139 @@ uint64_t tssx_side_lock_self_slow(void)
 	return tssx_side_lock_self_id;
 }
 
+/* Maps the arena on fd and lists it; NULL with errno set. */
+static struct arena *arena_map(int fd)
+{
+	struct arena *arena = malloc(sizeof(*arena));
+	void *region;
+
+	if (!arena)
+		return NULL;
+	region = mmap(NULL, TSSX_SIDE_LOCKS_ARENA_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (region == MAP_FAILED) {
+		free(arena);
+		return NULL;
+	}
+	arena->pairs = region;
+	atomic_init(&arena->fd, fd);
+	arena->next = atomic_load_explicit(&arenas, memory_order_relaxed);
+	/* Release pairs with the acquire in find_arena(): a reader that sees
+	 * the node sees it filled in.  Pushed under arena_lock. */
+	atomic_store_explicit(&arenas, arena, memory_order_release);
+	return arena;
+}
+
+/* A new arena: a sealed memfd of its exact size, zero-filled (every lock
+ * free), mapped shared.  The core closes the fd itself only when making
+ * it failed (nobody else knows it then). */
+static struct arena *arena_make(void)
+{
+	int fd = memfd_create(TSSX_SIDE_LOCKS_MEMFD_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING), saved_errno;
+	struct arena *arena = NULL;
+
+	if (fd < 0)
+		return NULL;
+	if (ftruncate(fd, (off_t)TSSX_SIDE_LOCKS_ARENA_BYTES) == 0 &&
+	    fcntl(fd, F_ADD_SEALS, ARENA_SEALS | F_SEAL_SEAL) == 0)
+		arena = arena_map(fd);
+	if (!arena) {
+		saved_errno = errno;
+		close(fd);
+		errno = saved_errno;
+	}
+	return arena;
+}
+
 struct tssx_side_locks *tssx_side_locks_create(void)
 {
 	struct tssx_side_locks *locks = NULL;
 
 	pthread_mutex_lock(&arena_lock);
-	if (!arena || arena_used == ARENA_SLOTS) {
-		/* Zero-filled: every lock free. */
-		void *region = mmap(NULL, ARENA_SLOTS * sizeof(*locks), PROT_READ | PROT_WRITE,
-				    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (!current || current_used == TSSX_SIDE_LOCKS_PER_ARENA) {
+		struct arena *made = arena_make();
 
-		if (region != MAP_FAILED) {
-			arena = region;
-			arena_used = 0;
+		if (made) {
+			current = made;
+			current_used = 0;
 		}
 	}
-	if (arena && arena_used < ARENA_SLOTS) {
-		locks = &arena[arena_used++];
+	if (current && current_used < TSSX_SIDE_LOCKS_PER_ARENA) {
+		locks = &current->pairs[current_used++];
 		atomic_store(&locks->users, 1);
 	}
 	pthread_mutex_unlock(&arena_lock);
 	return locks;
+}
+
+/* The listed arena that holds locks, or the one mapped from fd (locks
+ * NULL); NULL if none.  Lock-free. */
+static struct arena *find_arena(const struct tssx_side_locks *locks, int fd)
+{
+	/* Acquire pairs with the release in arena_map(). */
+	for (struct arena *a = atomic_load_explicit(&arenas, memory_order_acquire); a; a = a->next) {
+		if (locks ? locks >= a->pairs && locks < a->pairs + TSSX_SIDE_LOCKS_PER_ARENA
+			  : atomic_load(&a->fd) == fd)
+			return a;
+	}
+	return NULL;
+}
+
+int tssx_side_locks_where(const struct tssx_side_locks *locks, unsigned *index)
+{
+	struct arena *arena = find_arena(locks, -1);
+
+	if (!arena)
+		return -1;
+	*index = (unsigned)(locks - arena->pairs);
+	return atomic_load(&arena->fd);
+}
+
+void tssx_side_locks_renumber(int old_fd, int new_fd)
+{
+	struct arena *arena = find_arena(NULL, old_fd);
+
+	if (arena)
+		atomic_store(&arena->fd, new_fd);
+}
+
+/* A word the old image left: its threads are gone with the exec. */
+static void free_if_ours(_Atomic uint64_t *lock, uint32_t pid)
+{
+	uint64_t holder = atomic_load(lock);
+
+	if (holder && (uint32_t)(holder >> 32) == pid)
+		atomic_compare_exchange_strong(lock, &holder, 0);
+}
+
+int tssx_side_locks_adopt(int fd, unsigned index, struct tssx_side_locks **locks)
+{
+	struct arena *arena;
+	struct stat st;
+	int seals;
+
+	if (index >= TSSX_SIDE_LOCKS_PER_ARENA)
+		return -ERANGE;
+	pthread_mutex_lock(&arena_lock);
+	arena = find_arena(NULL, fd);
+	if (!arena) {
+		seals = fcntl(fd, F_GET_SEALS);
+		if (seals < 0 || (seals & ARENA_SEALS) != ARENA_SEALS) {
+			pthread_mutex_unlock(&arena_lock);
+			return -EPERM;
+		}
+		if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != TSSX_SIDE_LOCKS_ARENA_BYTES) {
+			pthread_mutex_unlock(&arena_lock);
+			return -EINVAL;
+		}
+		arena = arena_map(fd);
+	}
+	pthread_mutex_unlock(&arena_lock);
+	if (!arena)
+		return -errno;
+	*locks = &arena->pairs[index];
+	free_if_ours(&(*locks)->producer, (uint32_t)getpid());
+	free_if_ours(&(*locks)->consumer, (uint32_t)getpid());
+	return 0;
 }
 
 void tssx_side_lock_wait_own(_Atomic uint64_t *lock)

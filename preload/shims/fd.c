@@ -43,6 +43,7 @@ static void release_slot(int fd)
 	case TSSX_FD_SEGMENT:
 	case TSSX_FD_WAKE:
 	case TSSX_FD_HELD:
+	case TSSX_FD_LOCKS:
 		break; /* never forgotten: see tssx_fd_forget() */
 	}
 }
@@ -91,8 +92,9 @@ static int share_fd(int old_fd, int new_fd)
 	return new_fd;
 }
 
-/* A connection's kept fd (its memfd for an exec, conn/handover.h, or its
- * wake fd, conn/stream.c): the application never opened it, so a close
+/* A connection's kept fd (its memfd or its side locks' arena for an
+ * exec, conn/handover.h, its wake fd, conn/stream.c, the copy of its
+ * socket for calls in flight): the application never opened it, so a close
  * of its number is a close-all loop's; it stays open. */
 static bool is_kept(int fd)
 {
@@ -123,7 +125,7 @@ static void replacing(int old_fd, int new_fd)
 	if (old_fd == new_fd)
 		return;
 	if (unlikely(is_kept(new_fd)) && !tssx_foreign_process()) {
-		tssx_conn_move_kept(tssx_table_get(new_fd));
+		tssx_conn_move_kept(new_fd);
 		return;
 	}
 	if (likely(!tssx_table_get(new_fd)) || TSSX_REAL(fcntl)(old_fd, F_GETFD) >= 0)

@@ -87,9 +87,11 @@ image_fails() {
 # Not preloaded after the exec.
 image_fails "unpreloaded image" "EXEC:env -u LD_PRELOAD cat,nofork"
 # A static image, whatever LD_PRELOAD says, has no loader to preload the
-# library.  (The hand-over took it for preloaded: it read doorbells as
-# data and echoed them, and only that failed the client, as bytes written
-# around the library, with no line saying why.)
+# library: tssx-static-cat is what a Go program built without cgo is (no
+# PT_INTERP, no libc, raw system calls).  (The hand-over took it for
+# preloaded: it read doorbells as data and echoed them, and only that
+# failed the client, as bytes written around the library, with no line
+# saying why.)  Built on x86-64 and arm64.
 if [[ -x $tools/tssx-static-cat ]]; then
 	image_fails "static image" "EXEC:$tools/tssx-static-cat,nofork"
 fi

@@ -22,7 +22,11 @@ source "$(dirname "$0")/lib.sh"
 # connection; barrierlost: the client's membarrier() fails (seccomp)
 # while the server's wake-up checks go without their fence, and its
 # sleeping reads still get every message (the library says it could not
-# issue the barrier).
+# issue the barrier); execwrite, execread: the client and the image its
+# child exec'd write blocks of 32 KiB at once (each read back whole) or
+# drain the connection at once (each byte read once), execwrite2/execread2
+# the same with an image exec'd twice; execlie: hand-over records that lie
+# about the side locks are refused loudly, stale holders are freed.
 under=()
 for waiter in read write poll select epoll; do
 	for action in close dup2 shutrd shutrdwr; do
@@ -31,7 +35,7 @@ for waiter in read write poll select epoll; do
 done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
-	foreignowner shutwr shutsibling forkcall forkpair barrierlost; do
+	foreignowner shutwr shutsibling forkcall forkpair barrierlost execwrite execwrite2 execread execread2 execlie; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	with_preload yes "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||

@@ -42,6 +42,8 @@
 
 #define expect(cond) ((cond) ? (void)0 : die("%s:%d: expected %s (errno: %s)", __FILE__, __LINE__, #cond, strerror(errno)))
 
+extern char **environ;
+
 static const char *sock_path;
 /* The server's listening socket, for cases that accept a second connection. */
 static int listener_fd;
@@ -653,10 +655,16 @@ static void fork_server(int fd)
 #define FORKREAD_TAGS 16
 #define FORKREAD_UNIT 30000
 
-static void forkread_client(int fd)
+/* FORKREAD_TAGS tags, the i-th (i + 1) units long. */
+static void write_tag_run(int fd, size_t unit)
 {
 	for (int i = 0; i < FORKREAD_TAGS; i++)
-		write_tagged(fd, (uint8_t)('a' + i), (size_t)(i + 1) * FORKREAD_UNIT);
+		write_tagged(fd, (uint8_t)('a' + i), (size_t)(i + 1) * unit);
+}
+
+static void forkread_client(int fd)
+{
+	write_tag_run(fd, FORKREAD_UNIT);
 	close(fd);
 }
 
@@ -675,11 +683,28 @@ static void drain_strictly(int fd, uint64_t counts[256])
 	}
 }
 
+/* Two readers' counts of a write_tag_run(unit): together they read every
+ * byte exactly once. */
+static void check_read_once(const char *name, const uint64_t counts[256], const uint64_t theirs[256], size_t unit)
+{
+	uint64_t total = 0;
+
+	for (int c = 0; c < 256; c++) {
+		uint64_t want = c >= 'a' && c < 'a' + FORKREAD_TAGS ? (uint64_t)(c - 'a' + 1) * unit : 0;
+
+		if (counts[c] + theirs[c] != want)
+			die("%s: %lu + %lu bytes of '%c', want %lu", name, (unsigned long)counts[c],
+			    (unsigned long)theirs[c], c, (unsigned long)want);
+		total += counts[c] + theirs[c];
+	}
+	fprintf(stderr, "%s: %lu bytes\n", name, (unsigned long)total);
+}
+
 /* The server and a forked child drain the connection at once; together
  * they must have read every byte the client wrote exactly once. */
 static void forkread_server(int fd)
 {
-	uint64_t counts[256] = { 0 }, theirs[256] = { 0 }, total = 0;
+	uint64_t counts[256] = { 0 }, theirs[256] = { 0 };
 	int report[2], status;
 	pid_t child;
 
@@ -697,15 +722,7 @@ static void forkread_server(int fd)
 	expect(read(report[0], theirs, sizeof(theirs)) == (ssize_t)sizeof(theirs));
 	expect(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	close(report[0]);
-	for (int c = 0; c < 256; c++) {
-		uint64_t want = c >= 'a' && c < 'a' + FORKREAD_TAGS ? (uint64_t)(c - 'a' + 1) * FORKREAD_UNIT : 0;
-
-		if (counts[c] + theirs[c] != want)
-			die("forkread: %lu + %lu bytes of '%c', want %lu", (unsigned long)counts[c],
-			    (unsigned long)theirs[c], c, (unsigned long)want);
-		total += counts[c] + theirs[c];
-	}
-	fprintf(stderr, "forkread: %lu bytes\n", (unsigned long)total);
+	check_read_once("forkread", counts, theirs, FORKREAD_UNIT);
 }
 
 /*
@@ -1871,7 +1888,9 @@ static void forkcall_client(int fd)
 	signal_peer();
 }
 
-/* Whether a link of /proc/self/fd names the socket or a memfd. */
+/* Whether a link of /proc/self/fd names the socket or a segment's memfd
+ * (not the arena of side locks, "/memfd:tssx-locks", which the process
+ * keeps for its later connections). */
 static bool holds_socket_or_memfd(ino_t socket_ino)
 {
 	char sock[64], path[300], target[256];
@@ -1889,7 +1908,7 @@ static bool holds_socket_or_memfd(ino_t socket_ino)
 		if (n <= 0)
 			continue;
 		target[n] = '\0';
-		if (!strcmp(target, sock) || !strncmp(target, "/memfd:tssx", 11)) {
+		if (!strcmp(target, sock) || !strncmp(target, "/memfd:tssx ", 12)) {
 			fprintf(stderr, "forkcall: child still holds fd %s: %s\n", d->d_name, target);
 			found = true;
 		}
@@ -2147,6 +2166,319 @@ static void barrierlost_client(int fd)
 		expect(recv(fd, &got, sizeof(got), MSG_WAITALL) == sizeof(got) && got == want);
 }
 
+/* ---- one connection shared by a process and the image its child
+ * exec'd: writes stay whole, each byte goes to one reader; a hand-over
+ * record that lies ---- */
+
+/* Under the kernel's whole-write size (one skb: 36,544 bytes with 4 KiB
+ * pages, SKB_MAX_HEAD(0) + 32 KiB of fragments): the plain run keeps
+ * every block whole too. */
+#define EXEC_BLOCK 32768
+#define EXEC_BLOCKS 600
+#define EXEC_UNIT 250000
+/* execwrite2, execread2: the child's image execs once more before it
+ * starts. */
+static int exec_hops;
+
+/* A forked child execs this program as the helper of ROLE (exec_helper())
+ * on the connection at fd; it writes a byte to `ready` once it runs
+ * (after its last exec), and a reader its counts to `report`. */
+static pid_t spawn_exec_helper(int fd, const char *role, int ready, int report)
+{
+	char hops[16], fds[3][16];
+	pid_t child = fork();
+
+	expect(child >= 0);
+	if (child)
+		return child;
+	snprintf(hops, sizeof(hops), "%d", exec_hops);
+	snprintf(fds[0], sizeof(fds[0]), "%d", fd);
+	snprintf(fds[1], sizeof(fds[1]), "%d", ready);
+	snprintf(fds[2], sizeof(fds[2]), "%d", report);
+	expect(fcntl(fd, F_SETFD, 0) == 0);
+	execl("/proc/self/exe", "tssx-probe", "--exec", hops, role, fds[0], fds[1], fds[2], (char *)NULL);
+	die_errno("exec of the helper");
+}
+
+static void wait_ok(pid_t child)
+{
+	int status;
+
+	expect(waitpid(child, &status, 0) == child);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die("child %d ended with status %#x", (int)child, status);
+}
+
+/* One write(2) per block of EXEC_BLOCK bytes of tag. */
+static void write_exec_blocks(int fd, uint8_t tag)
+{
+	uint8_t *block = xmalloc(EXEC_BLOCK);
+
+	memset(block, tag, EXEC_BLOCK);
+	for (int i = 0; i < EXEC_BLOCKS; i++)
+		expect(write(fd, block, EXEC_BLOCK) == EXEC_BLOCK);
+	free(block);
+}
+
+/* The client and its exec'd child write blocks at once. */
+static void execwrite_client(int fd)
+{
+	int ready[2];
+	pid_t child;
+	char c;
+
+	expect(pipe(ready) == 0);
+	child = spawn_exec_helper(fd, "write", ready[1], -1);
+	expect(read(ready[0], &c, 1) == 1);
+	write_exec_blocks(fd, 'P');
+	wait_ok(child);
+}
+
+/* Every block is whole: one tag throughout; as many of each writer. */
+static void execwrite_server(int fd)
+{
+	uint8_t *block = xmalloc(EXEC_BLOCK);
+	int parent = 0, image = 0;
+
+	for (int i = 0; i < 2 * EXEC_BLOCKS; i++) {
+		expect(recv(fd, block, EXEC_BLOCK, MSG_WAITALL) == EXEC_BLOCK);
+		for (size_t j = 1; j < EXEC_BLOCK; j++) {
+			if (block[j] != block[0])
+				die("execwrite: block %d mixes '%c' and '%c' at byte %zu", i, block[0], block[j], j);
+		}
+		expect(block[0] == 'P' || block[0] == 'E');
+		*(block[0] == 'P' ? &parent : &image) += 1;
+	}
+	expect(parent == EXEC_BLOCKS && image == EXEC_BLOCKS);
+	expect(read(fd, block, 1) == 0);
+	free(block);
+}
+
+/* The client and its exec'd child drain the connection at once. */
+static void execread_client(int fd)
+{
+	uint64_t counts[256] = { 0 }, theirs[256] = { 0 };
+	int ready[2], report[2];
+	pid_t child;
+	char c;
+
+	expect(pipe(ready) == 0 && pipe(report) == 0);
+	child = spawn_exec_helper(fd, "read", ready[1], report[1]);
+	close(report[1]);
+	expect(read(ready[0], &c, 1) == 1);
+	signal_peer();
+	drain_strictly(fd, counts);
+	expect(read(report[0], theirs, sizeof(theirs)) == (ssize_t)sizeof(theirs));
+	wait_ok(child);
+	check_read_once("execread", counts, theirs, EXEC_UNIT);
+}
+
+static void execread_server(int fd)
+{
+	wait_peer();
+	write_tag_run(fd, EXEC_UNIT);
+}
+
+/* The fd whose /proc/self/fd link starts with `target`, or -1. */
+static int fd_linked_to(const char *target)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int found = -1;
+
+	expect(d != NULL);
+	while ((e = readdir(d)) && found < 0) {
+		char link[64], path[300];
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n > 0 && (link[n] = '\0', !strncmp(link, target, strlen(target))))
+			found = atoi(e->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
+/* The library's side locks as tssx/side_lock.h lays them out. */
+struct probe_locks {
+	_Alignas(64) _Atomic uint64_t producer;
+	_Atomic uint32_t users;
+	_Alignas(64) _Atomic uint64_t consumer;
+};
+#define PROBE_ARENA_PAIRS 512
+
+/* Above TSSX_SHORT_CALLS's default. */
+#define EXEC_CALLS 20
+
+enum lie { LIE_NONE_STALE, LIE_INDEX, LIE_NOT_ARENA, LIE_UNSEALED, LIE_SHORT, LIE_CLOSED, LIES };
+static const char *const lie_names[] = { "stale holder", "index", "not an arena", "unsealed", "short", "closed" };
+
+/* A memfd named as the library's arena, of `size` bytes, sealed or not. */
+static int fake_arena(size_t size, bool sealed)
+{
+	int fd = memfd_create("tssx-locks", MFD_ALLOW_SEALING);
+
+	expect(fd >= 0 && ftruncate(fd, (off_t)size) == 0);
+	expect(!sealed || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0);
+	return fd;
+}
+
+/*
+ * In a forked child of the client: execs the helper by a raw system call,
+ * which no wrapper sees, with a hand-over record of its own making for the
+ * connection at fd: the true one, whose pair's words name this process's
+ * main thread as the holder (as a thread of the old image left them,
+ * killed by the exec while it held them), or one that lies about the
+ * side locks.
+ */
+static void exec_lying(int fd, enum lie lie, int ready)
+{
+	int memfd = fd_linked_to("/memfd:tssx "), arena = fd_linked_to("/memfd:tssx-locks "), locks = arena;
+	struct probe_locks *pairs;
+	unsigned index = 0;
+	char record[256], fds[2][16];
+	char *argv[] = { "tssx-probe", "--exec", "1", "lie", fds[0], fds[1], "-1", NULL };
+	char *envp[256] = { record };
+	struct stat st;
+	int n = 1;
+
+	for (char **e = environ; *e && n < (int)ARRAY_LEN(envp) - 1; e++) {
+		if (strncmp(*e, "TSSX_HANDOVER=", strlen("TSSX_HANDOVER=")))
+			envp[n++] = *e;
+	}
+	expect(memfd >= 0 && arena >= 0 && fstat(fd, &st) == 0);
+	pairs = mmap(NULL, PROBE_ARENA_PAIRS * sizeof(*pairs), PROT_READ | PROT_WRITE, MAP_SHARED, arena, 0);
+	expect(pairs != MAP_FAILED);
+	switch (lie) {
+	case LIE_NONE_STALE:
+		/* The connection's pair: the only one in use (the first case:
+		 * the lies after it name fds or indexes that are refused
+		 * first). */
+		for (unsigned i = 0; i < PROBE_ARENA_PAIRS; i++) {
+			if (atomic_load(&pairs[i].users))
+				index = i;
+		}
+		atomic_store(&pairs[index].producer, (uint64_t)getpid() << 32 | (uint64_t)getpid());
+		atomic_store(&pairs[index].consumer, (uint64_t)getpid() << 32 | (uint64_t)getpid());
+		break;
+	case LIE_INDEX:
+		index = PROBE_ARENA_PAIRS;
+		break;
+	case LIE_NOT_ARENA:
+		locks = STDERR_FILENO;
+		break;
+	case LIE_UNSEALED:
+		locks = fake_arena(PROBE_ARENA_PAIRS * sizeof(*pairs), false);
+		break;
+	case LIE_SHORT:
+		locks = fake_arena(4096, true);
+		break;
+	case LIE_CLOSED:
+		locks = 1000;
+		break;
+	case LIES:
+		break;
+	}
+	snprintf(record, sizeof(record), "TSSX_HANDOVER=c%llu:%d:c:%d:%u", (unsigned long long)st.st_ino, memfd, locks,
+		 index);
+	snprintf(fds[0], sizeof(fds[0]), "%d", fd);
+	snprintf(fds[1], sizeof(fds[1]), "%d", ready);
+	expect(fcntl(fd, F_SETFD, 0) == 0 && fcntl(memfd, F_SETFD, 0) == 0 && fcntl(arena, F_SETFD, 0) == 0);
+	syscall(SYS_execve, "/proc/self/exe", argv, envp);
+	die_errno("exec of the helper");
+}
+
+/* Preloaded only (a plain run has no record to lie in): every lie makes
+ * the new image refuse the connection loudly (its helper's write fails),
+ * the true record with stale holders is taken and used both ways. */
+static void execlie_client(int fd)
+{
+	if (fd_linked_to("/memfd:tssx-locks ") < 0) {
+		signal_peer(); /* no cases */
+		return;
+	}
+	for (int lie = 0; lie < LIES; lie++) {
+		int ready[2], status;
+		pid_t child;
+		char c;
+
+		if (lie)
+			fd = tool_connect(sock_path);
+		expect(fd_linked_to("/memfd:tssx ") >= 0);
+		/* Calls enough that the connection does not count as
+		 * short-lived, which would keep the next ones plain
+		 * (docs/preload.md, "Short-lived connections"). */
+		for (int i = 0; i < EXEC_CALLS; i++)
+			send_all(fd, "c", 1);
+		expect(pipe(ready) == 0);
+		child = fork();
+		expect(child >= 0);
+		if (child == 0)
+			exec_lying(fd, (enum lie)lie, ready[1]);
+		close(ready[1]);
+		expect(read(ready[0], &c, 1) == 1);
+		expect(waitpid(child, &status, 0) == child && WIFEXITED(status));
+		if (WEXITSTATUS(status) != (lie == LIE_NONE_STALE ? 0 : 3))
+			die("execlie: %s: helper status %d", lie_names[lie], WEXITSTATUS(status));
+		close(ready[0]);
+		close(fd);
+	}
+	signal_peer();
+}
+
+static void execlie_server(int fd)
+{
+	char c;
+
+	/* The client is plain (no cases) or runs them all. */
+	for (int lie = 0; lie < LIES && fd_linked_to("/memfd:tssx-locks ") >= 0; lie++) {
+		if (lie)
+			fd = accept(listener_fd, NULL, NULL);
+		expect(fd >= 0);
+		for (int i = 0; i < EXEC_CALLS; i++)
+			expect(read(fd, &c, 1) == 1 && c == 'c');
+		if (lie == LIE_NONE_STALE) {
+			expect(read(fd, &c, 1) == 1 && c == 'x');
+			send_all(fd, "y", 1);
+		}
+		/* A refused connection is shut down: EOF, never a hang. */
+		expect(read(fd, &c, 1) <= 0);
+		if (lie)
+			close(fd);
+	}
+	wait_peer();
+}
+
+/* The exec'd side: tssx-probe --exec HOPS ROLE FD READY REPORT. */
+static int exec_helper(char **argv)
+{
+	int hops = atoi(argv[2]), fd = atoi(argv[4]), ready = atoi(argv[5]), report = atoi(argv[6]);
+	const char *role = argv[3];
+	uint64_t counts[256] = { 0 };
+	char c;
+
+	if (hops > 1) {
+		char fewer[16];
+
+		snprintf(fewer, sizeof(fewer), "%d", hops - 1);
+		execl("/proc/self/exe", "tssx-probe", "--exec", fewer, role, argv[4], argv[5], argv[6], (char *)NULL);
+		die_errno("exec of the helper again");
+	}
+	expect(write(ready, "!", 1) == 1);
+	if (!strcmp(role, "write")) {
+		write_exec_blocks(fd, 'E');
+	} else if (!strcmp(role, "read")) {
+		drain_strictly(fd, counts);
+		expect(write(report, counts, sizeof(counts)) == (ssize_t)sizeof(counts));
+	} else {
+		if (send(fd, "x", 1, MSG_NOSIGNAL) < 0)
+			return errno == EPIPE ? 3 : 1;
+		expect(read(fd, &c, 1) == 1 && c == 'y');
+	}
+	return 0;
+}
+
 static const struct probe {
 	const char *name;
 	void (*server)(int fd);
@@ -2185,6 +2517,11 @@ static const struct probe {
 	{ "forkcall", forkcall_server, forkcall_client },
 	{ "forkpair", forkpair_server, forkpair_client },
 	{ "barrierlost", barrierlost_server, barrierlost_client },
+	{ "execwrite", execwrite_server, execwrite_client },
+	{ "execwrite2", execwrite_server, execwrite_client },
+	{ "execread", execread_server, execread_client },
+	{ "execread2", execread_server, execread_client },
+	{ "execlie", execlie_server, execlie_client },
 };
 
 int main(int argc, char **argv)
@@ -2194,6 +2531,8 @@ int main(int argc, char **argv)
 	int listener, fd, status;
 	pid_t child;
 
+	if (argc == 7 && !strcmp(argv[1], "--exec"))
+		return exec_helper(argv);
 	if (argc != 3)
 		die("usage: tssx-probe CASE PATH\n"
 		    "CASE under-WAITER-ACTION: WAITER read, write, poll, select or epoll; ACTION close, dup2, shutrd or shutrdwr");
@@ -2205,6 +2544,7 @@ int main(int argc, char **argv)
 		probe = &under;
 	if (!probe)
 		die("unknown case %s", argv[1]);
+	exec_hops = argv[1][strlen(argv[1]) - 1] == '2' ? 2 : 1;
 	sock_path = argv[2];
 	listener = listener_fd = tool_listen(sock_path);
 	expect(pipe(to_client) == 0 && pipe(to_server) == 0);

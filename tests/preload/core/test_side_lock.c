@@ -2,6 +2,8 @@
  * The side locks: exclusion among threads and forked processes, and a
  * holder that died holding the lock is taken over.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -154,6 +156,101 @@ static void test_wait_own(void **state)
 	tssx_side_lock_wait_own(&locks->producer);
 }
 
+/* The arena a pair lives in, as an exec hands it on: its fd and index. */
+static void test_where_and_renumber(void **state)
+{
+	struct tssx_side_locks *first = tssx_side_locks_create(), *second = tssx_side_locks_create();
+	unsigned index, index2;
+	int fd, moved;
+
+	(void)state;
+	assert_non_null(first);
+	assert_non_null(second);
+	fd = tssx_side_locks_where(first, &index);
+	assert_true(fd >= 0);
+	assert_int_equal(tssx_side_locks_where(second, &index2), fd);
+	assert_int_equal(index2, index + 1);
+	/* Not a pair of any arena. */
+	assert_int_equal(tssx_side_locks_where((struct tssx_side_locks *)&index, &index2), -1);
+	moved = dup(fd);
+	assert_true(moved >= 0);
+	tssx_side_locks_renumber(fd, moved);
+	assert_int_equal(tssx_side_locks_where(first, &index2), moved);
+	tssx_side_locks_renumber(moved, fd);
+	close(moved);
+}
+
+/* What an exec'd image does with the arena fd and index it was handed:
+ * through a mapping of its own (a dup of the fd here), the same words. */
+static void test_adopt(void **state)
+{
+	struct tssx_side_locks *locks = tssx_side_locks_create(), *adopted = NULL, *again = NULL;
+	unsigned index;
+	int fd, copy;
+
+	(void)state;
+	assert_non_null(locks);
+	fd = tssx_side_locks_where(locks, &index);
+	copy = dup(fd);
+	assert_true(copy >= 0);
+	assert_int_equal(tssx_side_locks_adopt(copy, index, &adopted), 0);
+	assert_ptr_not_equal(adopted, locks);
+	tssx_side_lock(&adopted->producer);
+	assert_int_equal(atomic_load(&locks->producer), tssx_side_lock_self());
+	tssx_side_unlock(&adopted->producer);
+	assert_int_equal(atomic_load(&locks->producer), 0);
+	/* One mapping per fd: a second pair of the same arena comes from it. */
+	assert_int_equal(tssx_side_locks_adopt(copy, index, &again), 0);
+	assert_ptr_equal(again, adopted);
+	/* Index of a pair past the arena. */
+	assert_int_equal(tssx_side_locks_adopt(copy, TSSX_SIDE_LOCKS_PER_ARENA, &again), -ERANGE);
+}
+
+/* Words a thread of the old image left (same pid after an exec) are
+ * freed; another process's holder is kept. */
+static void test_adopt_frees_stale(void **state)
+{
+	struct tssx_side_locks *locks = tssx_side_locks_create(), *adopted = NULL;
+	uint64_t ours = (uint64_t)(uint32_t)getpid() << 32 | (uint32_t)getpid();
+	uint64_t other = (uint64_t)(uint32_t)(getpid() + 1) << 32 | 5;
+	unsigned index;
+	int copy;
+
+	(void)state;
+	assert_non_null(locks);
+	copy = dup(tssx_side_locks_where(locks, &index));
+	atomic_store(&locks->producer, ours);
+	atomic_store(&locks->consumer, other);
+	assert_int_equal(tssx_side_locks_adopt(copy, index, &adopted), 0);
+	assert_int_equal(atomic_load(&locks->producer), 0);
+	assert_int_equal(atomic_load(&locks->consumer), other);
+	atomic_store(&locks->consumer, 0);
+}
+
+/* Anything but a sealed arena of the exact size is refused. */
+static void test_adopt_refuses(void **state)
+{
+	struct tssx_side_locks *locks = NULL;
+	int pipefd[2], unsealed, sealed_short;
+
+	(void)state;
+	assert_int_equal(pipe(pipefd), 0);
+	assert_int_equal(tssx_side_locks_adopt(pipefd[0], 0, &locks), -EPERM);
+	unsealed = memfd_create(TSSX_SIDE_LOCKS_MEMFD_NAME, MFD_ALLOW_SEALING);
+	assert_int_equal(ftruncate(unsealed, TSSX_SIDE_LOCKS_ARENA_BYTES), 0);
+	assert_int_equal(tssx_side_locks_adopt(unsealed, 0, &locks), -EPERM);
+	sealed_short = memfd_create(TSSX_SIDE_LOCKS_MEMFD_NAME, MFD_ALLOW_SEALING);
+	assert_int_equal(ftruncate(sealed_short, 4096), 0);
+	assert_int_equal(fcntl(sealed_short, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+	assert_int_equal(tssx_side_locks_adopt(sealed_short, 0, &locks), -EINVAL);
+	assert_int_equal(tssx_side_locks_adopt(-1, 0, &locks), -EPERM);
+	assert_null(locks);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	close(unsealed);
+	close(sealed_short);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -162,6 +259,10 @@ int main(void)
 		cmocka_unit_test(test_self_after_fork),
 		cmocka_unit_test(test_users),
 		cmocka_unit_test(test_wait_own),
+		cmocka_unit_test(test_where_and_renumber),
+		cmocka_unit_test(test_adopt),
+		cmocka_unit_test(test_adopt_frees_stale),
+		cmocka_unit_test(test_adopt_refuses),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
