@@ -100,8 +100,12 @@ test_all() {
 	say "unit tests, daemon, hostile peers and semantics under AddressSanitizer and UBSan"
 	configure "$BUILD_ASAN" -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=true
 	quietly ninja -C "$BUILD_ASAN"
+	# The tests' timeouts are hang guards for the plain build: the
+	# sanitizers make the same work several times slower (hostile.sh took
+	# 78 s of its 120 alone at load 14, and timed out beside the other
+	# sanitized tests).
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		run_suite "$BUILD_ASAN" --suite unit --suite sanitize || rc=1
+		run_suite "$BUILD_ASAN" --suite unit --suite sanitize --timeout-multiplier 3 || rc=1
 	echo "tests: $PASSED passed, $FAILED failed, $SKIPPED skipped"
 	return "$rc"
 }

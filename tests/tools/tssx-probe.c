@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -2174,29 +2175,40 @@ static void barrierlost_client(int fd)
  * pages, SKB_MAX_HEAD(0) + 32 KiB of fragments): the plain run keeps
  * every block whole too. */
 #define EXEC_BLOCK 32768
-#define EXEC_BLOCKS 600
+#define EXEC_BLOCKS 1000
 #define EXEC_UNIT 250000
 /* execwrite2, execread2: the child's image execs once more before it
  * starts. */
 static int exec_hops;
+/* spawnwrite, spawnread: the helper is started with posix_spawn() (no
+ * file actions) instead of fork() and exec. */
+static bool exec_by_spawn;
 
-/* A forked child execs this program as the helper of ROLE (exec_helper())
- * on the connection at fd; it writes a byte to `ready` once it runs
- * (after its last exec), and a reader its counts to `report`. */
+/* This program as the helper of ROLE (exec_helper()) on the connection at
+ * fd, exec'd by a forked child or spawned; once it runs (after its last
+ * exec) it writes a byte to `ready` (a socket) and waits for one back
+ * before it starts (start_together()); a reader writes its counts to
+ * `report`. */
 static pid_t spawn_exec_helper(int fd, const char *role, int ready, int report)
 {
 	char hops[16], fds[3][16];
-	pid_t child = fork();
+	char *argv[] = { "tssx-probe", "--exec", hops, (char *)role, fds[0], fds[1], fds[2], NULL };
+	pid_t child;
 
-	expect(child >= 0);
-	if (child)
-		return child;
 	snprintf(hops, sizeof(hops), "%d", exec_hops);
 	snprintf(fds[0], sizeof(fds[0]), "%d", fd);
 	snprintf(fds[1], sizeof(fds[1]), "%d", ready);
 	snprintf(fds[2], sizeof(fds[2]), "%d", report);
 	expect(fcntl(fd, F_SETFD, 0) == 0);
-	execl("/proc/self/exe", "tssx-probe", "--exec", hops, role, fds[0], fds[1], fds[2], (char *)NULL);
+	if (exec_by_spawn) {
+		expect(posix_spawn(&child, "/proc/self/exe", NULL, NULL, argv, environ) == 0);
+		return child;
+	}
+	child = fork();
+	expect(child >= 0);
+	if (child)
+		return child;
+	execv("/proc/self/exe", argv);
 	die_errno("exec of the helper");
 }
 
@@ -2220,16 +2232,24 @@ static void write_exec_blocks(int fd, uint8_t tag)
 	free(block);
 }
 
+/* The helper runs: both go on at the same moment. */
+static void start_together(int ready)
+{
+	char c;
+
+	expect(read(ready, &c, 1) == 1);
+	expect(write(ready, "!", 1) == 1);
+}
+
 /* The client and its exec'd child write blocks at once. */
 static void execwrite_client(int fd)
 {
 	int ready[2];
 	pid_t child;
-	char c;
 
-	expect(pipe(ready) == 0);
+	expect(socketpair(AF_UNIX, SOCK_STREAM, 0, ready) == 0);
 	child = spawn_exec_helper(fd, "write", ready[1], -1);
-	expect(read(ready[0], &c, 1) == 1);
+	start_together(ready[0]);
 	write_exec_blocks(fd, 'P');
 	wait_ok(child);
 }
@@ -2237,46 +2257,74 @@ static void execwrite_client(int fd)
 /* Every block is whole: one tag throughout; as many of each writer. */
 static void execwrite_server(int fd)
 {
-	uint8_t *block = xmalloc(EXEC_BLOCK);
-	int parent = 0, image = 0;
+	uint8_t *block = xmalloc(EXEC_BLOCK), *parent = xmalloc(EXEC_BLOCK), *image = xmalloc(EXEC_BLOCK);
+	int parents = 0, images = 0;
 
+	memset(parent, 'P', EXEC_BLOCK);
+	memset(image, 'E', EXEC_BLOCK);
 	for (int i = 0; i < 2 * EXEC_BLOCKS; i++) {
 		expect(recv(fd, block, EXEC_BLOCK, MSG_WAITALL) == EXEC_BLOCK);
-		for (size_t j = 1; j < EXEC_BLOCK; j++) {
-			if (block[j] != block[0])
-				die("execwrite: block %d mixes '%c' and '%c' at byte %zu", i, block[0], block[j], j);
-		}
-		expect(block[0] == 'P' || block[0] == 'E');
-		*(block[0] == 'P' ? &parent : &image) += 1;
+		if (!memcmp(block, parent, EXEC_BLOCK))
+			parents++;
+		else if (!memcmp(block, image, EXEC_BLOCK))
+			images++;
+		else
+			die("execwrite: block %d is not whole: '%c' ... '%c'", i, block[0], block[EXEC_BLOCK - 1]);
 	}
-	expect(parent == EXEC_BLOCKS && image == EXEC_BLOCKS);
+	expect(parents == EXEC_BLOCKS && images == EXEC_BLOCKS);
 	expect(read(fd, block, 1) == 0);
 	free(block);
+	free(parent);
+	free(image);
 }
 
-/* The client and its exec'd child drain the connection at once. */
+/* The client and its exec'd child drain the connection at once, from a
+ * connection the server filled first (semantics.sh gives the ring room
+ * for the whole run), so that both read throughout. */
 static void execread_client(int fd)
 {
 	uint64_t counts[256] = { 0 }, theirs[256] = { 0 };
 	int ready[2], report[2];
 	pid_t child;
-	char c;
 
-	expect(pipe(ready) == 0 && pipe(report) == 0);
+	expect(socketpair(AF_UNIX, SOCK_STREAM, 0, ready) == 0 && pipe(report) == 0);
 	child = spawn_exec_helper(fd, "read", ready[1], report[1]);
 	close(report[1]);
-	expect(read(ready[0], &c, 1) == 1);
 	signal_peer();
+	wait_peer();
+	start_together(ready[0]);
 	drain_strictly(fd, counts);
 	expect(read(report[0], theirs, sizeof(theirs)) == (ssize_t)sizeof(theirs));
 	wait_ok(child);
 	check_read_once("execread", counts, theirs, EXEC_UNIT);
 }
 
+/* The same run as write_tag_run(), in writes of up to 64 KiB: as much
+ * as the connection takes before the readers start (told when a write
+ * would block), the rest while they read. */
 static void execread_server(int fd)
 {
+	uint8_t *buf = xmalloc(65536);
+	bool full = false;
+
 	wait_peer();
-	write_tag_run(fd, EXEC_UNIT);
+	for (int i = 0; i < FORKREAD_TAGS; i++) {
+		memset(buf, 'a' + i, 65536);
+		for (size_t left = (size_t)(i + 1) * EXEC_UNIT; left;) {
+			ssize_t n = send(fd, buf, left < 65536 ? left : 65536, full ? MSG_NOSIGNAL : MSG_DONTWAIT | MSG_NOSIGNAL);
+
+			if (n < 0 && !full && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				full = true;
+				signal_peer();
+				continue;
+			}
+			expect(n > 0);
+			left -= (size_t)n;
+		}
+	}
+	if (!full)
+		signal_peer();
+	free(buf);
 }
 
 /* The fd whose /proc/self/fd link starts with `target`, or -1. */
@@ -2401,7 +2449,6 @@ static void execlie_client(int fd)
 	for (int lie = 0; lie < LIES; lie++) {
 		int ready[2], status;
 		pid_t child;
-		char c;
 
 		if (lie)
 			fd = tool_connect(sock_path);
@@ -2411,13 +2458,13 @@ static void execlie_client(int fd)
 		 * (docs/preload.md, "Short-lived connections"). */
 		for (int i = 0; i < EXEC_CALLS; i++)
 			send_all(fd, "c", 1);
-		expect(pipe(ready) == 0);
+		expect(socketpair(AF_UNIX, SOCK_STREAM, 0, ready) == 0);
 		child = fork();
 		expect(child >= 0);
 		if (child == 0)
 			exec_lying(fd, (enum lie)lie, ready[1]);
 		close(ready[1]);
-		expect(read(ready[0], &c, 1) == 1);
+		start_together(ready[0]);
 		expect(waitpid(child, &status, 0) == child && WIFEXITED(status));
 		if (WEXITSTATUS(status) != (lie == LIE_NONE_STALE ? 0 : 3))
 			die("execlie: %s: helper status %d", lie_names[lie], WEXITSTATUS(status));
@@ -2466,6 +2513,7 @@ static int exec_helper(char **argv)
 		die_errno("exec of the helper again");
 	}
 	expect(write(ready, "!", 1) == 1);
+	expect(read(ready, &c, 1) == 1);
 	if (!strcmp(role, "write")) {
 		write_exec_blocks(fd, 'E');
 	} else if (!strcmp(role, "read")) {
@@ -2521,6 +2569,8 @@ static const struct probe {
 	{ "execwrite2", execwrite_server, execwrite_client },
 	{ "execread", execread_server, execread_client },
 	{ "execread2", execread_server, execread_client },
+	{ "spawnwrite", execwrite_server, execwrite_client },
+	{ "spawnread", execread_server, execread_client },
 	{ "execlie", execlie_server, execlie_client },
 };
 
@@ -2545,6 +2595,7 @@ int main(int argc, char **argv)
 	if (!probe)
 		die("unknown case %s", argv[1]);
 	exec_hops = argv[1][strlen(argv[1]) - 1] == '2' ? 2 : 1;
+	exec_by_spawn = !strncmp(argv[1], "spawn", 5);
 	sock_path = argv[2];
 	listener = listener_fd = tool_listen(sock_path);
 	expect(pipe(to_client) == 0 && pipe(to_server) == 0);
