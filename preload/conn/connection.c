@@ -23,6 +23,7 @@
 
 #include "conn/fault.h"
 #include "conn/stream.h"
+#include "conn/unseen.h"
 #include "init.h"
 #include "real_slots.h"
 #include "conn/wait.h"
@@ -163,6 +164,7 @@ static struct tssx_conn *conn_new(int fd, bool server, struct tssx_side_locks *h
 		return NULL;
 	conn->obj.kind = TSSX_FD_CONN;
 	conn->server = server;
+	conn->born_forks = tssx_unseen_forks();
 	atomic_init(&conn->fd, fd);
 	atomic_init(&conn->peek_off, -1);
 	pthread_mutex_init(&conn->handshake_lock, NULL);
@@ -402,6 +404,7 @@ int tssx_conn_fail(struct tssx_conn *conn, int fd, int error, const char *why)
 		if (atomic_compare_exchange_weak(&conn->state, &expected, TSSX_CONN_FAILED)) {
 			tssx_log(TSSX_LOG_ERROR, "fd %d: TSSX connection failed: %s (%s)", fd, why,
 				 strerror(error));
+			tssx_unseen_changed();
 			tssx_conn_list_failed(atomic_load(&conn->slot), error);
 			/* Wake the peer: it sees EOF or EPIPE instead of waiting.
 			 * Not through a number closed and reused meanwhile. */
@@ -615,6 +618,8 @@ int tssx_conn_adopt(int fd, int memfd, bool server, struct tssx_side_locks *lock
 		tssx_hello_init(&hello, header.ring_capacity[TSSX_C2S], header.ring_capacity[TSSX_S2C]);
 		conn = conn_new(fd, server, locks);
 		ret = conn ? tssx_segment_attach(&conn->seg, memfd, &hello) : -ENOMEM;
+		if (conn) /* the image before the exec may live on (fork, spawn) */
+			atomic_store(&conn->unseen_unfit, true);
 	}
 	if (ret == 0)
 		ret = tssx_table_set(fd, &conn->obj);

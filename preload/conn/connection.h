@@ -48,6 +48,11 @@ struct tssx_conn {
 	 * exiting or exec'ing: tssx_conn_leave_pairs). */
 	bool pair_left;
 	bool server; /* the first member a reuse clears */
+	/* tssx_unseen_forks() when it was made, and whether it may never go
+	 * cold in an epoll set (duplicated, or handed over at exec):
+	 * conn/unseen.h. */
+	uint64_t born_forks;
+	_Atomic bool unseen_unfit;
 	/* The client's bound name as `tssx connections` shows it, when this
 	 * process knows it without asking the socket (it bound it, or accept
 	 * told it); "" otherwise. */

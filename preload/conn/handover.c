@@ -26,6 +26,7 @@
 
 #include "conn/connection.h"
 #include "conn/handover.h"
+#include "conn/unseen.h"
 #include "real_slots.h"
 #include "shims/shims.h"
 #include "tssx/log.h"
@@ -329,6 +330,9 @@ static bool hand_over(struct tssx_handover *ho, struct tssx_conn *conn, int fd, 
 	if (keep_open(ho, fds.locks) && keep_open(ho, fds.memfd)) {
 		tssx_side_locks_join(conn->locks);
 		*joined = true;
+		/* The new image's drains are not counted here (conn/unseen.h). */
+		atomic_store(&conn->unseen_unfit, true);
+		tssx_unseen_exec_shares();
 		return true;
 	}
 	ho->len = mark;

@@ -35,6 +35,7 @@
 #include "conn/fault.h"
 #include "tssx/ring_fast.h"
 #include "conn/stream.h"
+#include "conn/unseen.h"
 #include "init.h"
 #include "real_slots.h"
 #include "conn/wait.h"
@@ -161,6 +162,8 @@ static ssize_t receive_doorbells(struct tssx_conn *conn, int fd, int flags)
 	const char *why = NULL;
 	ssize_t n = tssx_ancillary_read_socket(conn, fd, flags, &why);
 
+	if (n > 0)
+		tssx_unseen_doorbells_taken(conn);
 	if (why)
 		tssx_conn_fail(conn, fd, (int)-n, why);
 	else if (n == -ECONNRESET)
@@ -1109,8 +1112,9 @@ int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how)
 	}
 	/* Unconditionally: the peer may watch the socket with epoll without a
 	 * flag armed, and must see the end of the stream, or that its writes
-	 * now fail. */
+	 * now fail.  This side's epoll sets get no doorbell of it. */
 	ring_doorbell(conn, fd);
+	tssx_unseen_changed();
 	/* The kernel's shutdown of the reading side wakes every call asleep
 	 * on the socket, in every thread and fork (recv(), poll(),
 	 * epoll_wait()), as on a plain socket: they find the ring's flag.

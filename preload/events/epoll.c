@@ -20,9 +20,11 @@
 #include <errno.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <utlist.h>
 
 #include "config.h"
 #include "conn/stream.h"
+#include "conn/unseen.h"
 #include "conn/wait.h"
 #include "events/wrappers.h"
 #include "real_slots.h"
@@ -32,6 +34,34 @@
 
 /* What the kernel accepts together with EPOLLEXCLUSIVE. */
 #define EXCLUSIVE_OK (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE)
+
+/* For the TSSX_LOG=info line at exit: what the waits cost. */
+static struct {
+	_Atomic uint64_t waits;		/* epoll_wait calls on sets of ours */
+	_Atomic uint64_t looks;		/* passes over a set's hot entries */
+	_Atomic uint64_t looked;	/* entries whose rings they looked at */
+	_Atomic uint64_t cooled;	/* entries that went cold */
+	_Atomic uint64_t rescans;	/* times a set made every entry hot */
+} epoll_stats;
+
+static void stats_add(_Atomic uint64_t *counter, uint64_t n)
+{
+	atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
+}
+
+static unsigned long long stats_of(_Atomic uint64_t *counter)
+{
+	return (unsigned long long)atomic_load_explicit(counter, memory_order_relaxed);
+}
+
+__attribute__((destructor)) static void epoll_stats_report(void)
+{
+	if (stats_of(&epoll_stats.waits))
+		log_info("epoll: %llu waits, %llu looks at the rings of %llu entries in all; %llu went cold, "
+			 "all made hot again %llu times",
+			 stats_of(&epoll_stats.waits), stats_of(&epoll_stats.looks), stats_of(&epoll_stats.looked),
+			 stats_of(&epoll_stats.cooled), stats_of(&epoll_stats.rescans));
+}
 
 struct wait_call {
 	int epfd;
@@ -71,6 +101,7 @@ static void entry_reclassify(struct events_set *set, struct events_entry *entry,
 	struct epoll_event event;
 
 	events_entry_set_kind(set, entry, kind);
+	events_entry_heat(set, entry);
 	entry->reported = false;
 	event = kernel_event(entry, 0);
 	if (!entry->kernel_flags) {
@@ -135,20 +166,26 @@ uint32_t events_set_probe(struct events_set *set, uint64_t *generation)
 	return ready;
 }
 
+/* Arms the hot entries (a cold one is armed already); a connection that
+ * will ring a doorbell may go cold once a look after this finds nothing
+ * to report. */
 static bool set_arm_locked(struct events_set *set)
 {
 	struct events_entry *entry, *tmp;
 	bool recheck = false;
 
-	HASH_ITER(hh, set->entries, entry, tmp) {
+	DL_FOREACH_SAFE2(set->hot, entry, tmp, hot_next) {
 		struct tssx_conn *conn = entry_conn(set, entry);
 		struct events_set *inner;
 
 		if (entry->disabled || entry->parked)
 			continue;
-		if (conn)
-			recheck |= tssx_conn_arm(conn, entry->events) != TSSX_ARM_DOORBELL;
-		else if ((inner = events_set_of(entry->fd)) && atomic_load(&inner->count) > 0)
+		if (conn) {
+			bool doorbell = tssx_conn_arm(conn, entry->events) == TSSX_ARM_DOORBELL;
+
+			recheck |= !doorbell;
+			entry->may_cool = doorbell && tssx_unseen_may_cool(conn);
+		} else if ((inner = events_set_of(entry->fd)) && atomic_load(&inner->count) > 0)
 			recheck |= events_set_arm(inner);
 	}
 	return recheck;
@@ -164,26 +201,60 @@ bool events_set_arm(struct events_set *set)
 	return recheck;
 }
 
-/* Reports ready tracked entries into events[0..max), each ready entry
- * visited once, reported ones moved behind the others for fairness. */
+/* Arms a connection silent for EVENTS_COLD_AFTER_NS, so that its next
+ * look may let it go cold; true if it will ring a doorbell. */
+static bool arm_silent(struct events_entry *entry, uint64_t now)
+{
+	struct tssx_conn *conn;
+
+	if (!entry->active_ns)
+		entry->active_ns = now;
+	if (entry->kind != EVENTS_CONN || now - entry->active_ns < EVENTS_COLD_AFTER_NS ||
+	    !(conn = tssx_conn_lookup(entry->fd)) || !tssx_unseen_may_cool(conn))
+		return false;
+	return tssx_conn_arm(conn, entry->events) == TSSX_ARM_DOORBELL;
+}
+
+/* Reports ready hot entries into events[0..max), each visited once,
+ * reported ones moved behind the others for fairness.  An entry with
+ * nothing to report goes cold when it may: armed, and looked at again
+ * since (its doorbell will heat it), or unable to report before the
+ * application's next epoll_ctl (one-shot fired, deleted). */
 static int collect_locked(struct events_set *set, struct epoll_event *events, int max)
 {
-	unsigned int todo = HASH_COUNT(set->entries);
-	struct events_entry *entry = set->entries, *next;
+	uint64_t unseen = tssx_unseen_changes(), now = tssx_now_ns();
+	struct events_entry *entry, *next;
+	unsigned int todo, looked = 0, cooled = 0;
 	int count = 0;
 
-	for (; entry && todo > 0 && count < max; todo--, entry = next) {
+	if (unseen != set->unseen_seen) {
+		set->unseen_seen = unseen;
+		events_set_heat_all(set);
+		stats_add(&epoll_stats.rescans, 1);
+	}
+	todo = atomic_load_explicit(&set->hot_count, memory_order_relaxed);
+	for (entry = set->hot; entry && todo > 0 && count < max; todo--, entry = next, looked++) {
 		uint64_t generation;
 		uint32_t ready;
 
-		next = entry->hh.next;
+		next = entry->hot_next;
 		ready = entry_readiness(set, entry, &generation);
 		ready = events_entry_report(entry, ready, generation);
-		if (!ready)
-			continue;
-		events[count++] = (struct epoll_event){ .events = ready, .data = entry->data };
-		events_set_rotate(set, entry);
+		if (ready) {
+			events[count++] = (struct epoll_event){ .events = ready, .data = entry->data };
+			events_set_rotate(set, entry);
+			entry->active_ns = now;
+		} else if (entry->may_cool || entry->disabled || entry->parked) {
+			events_entry_cool(set, entry);
+			cooled++;
+		} else {
+			entry->may_cool = arm_silent(entry, now);
+		}
 	}
+	stats_add(&epoll_stats.looks, 1);
+	stats_add(&epoll_stats.looked, looked);
+	if (cooled)
+		stats_add(&epoll_stats.cooled, cooled);
 	return count;
 }
 
@@ -202,6 +273,15 @@ static int collect(struct events_set *set, struct wait_call *call, int offset, b
 	count = collect_locked(set, call->events + offset, call->maxevents - offset);
 	pthread_mutex_unlock(&set->lock);
 	return count;
+}
+
+/* Doorbells whose report this set harvested: no other set of this process
+ * needs them when it is the connection's only one (conn/unseen.h). */
+static void drain_reported(struct tssx_conn *conn, const struct events_entry *entry, uint32_t events)
+{
+	tssx_unseen_by_sole_set = events_fd_trackers(entry->fd) == 1;
+	tssx_conn_drain(conn, events | (conn_kernel_events(entry->kernel_flags) & EPOLLRDHUP ? 0 : EPOLLRDHUP));
+	tssx_unseen_by_sole_set = false;
 }
 
 /* Real results back into the application's terms: its own entries pass,
@@ -224,12 +304,12 @@ static int translate(struct events_set *set, struct epoll_event *events, int cou
 		entry = events_set_find(set, fd);
 		if (!entry)
 			continue; /* a closed fd's last words */
+		events_entry_heat(set, entry);
 		conn = entry_conn(set, entry);
 		if (entry->parked && !conn)
 			continue;
 		if (conn)
-			tssx_conn_drain(conn, events[i].events |
-						      (conn_kernel_events(entry->kernel_flags) & EPOLLRDHUP ? 0 : EPOLLRDHUP));
+			drain_reported(conn, entry, events[i].events);
 		else
 			events[kept++] = (struct epoll_event){ .events = events[i].events, .data = entry->data };
 	}
@@ -321,7 +401,9 @@ static int wait_once(struct events_set *set, struct wait_call *call, bool sleep)
 static int spin(struct events_set *set, struct wait_call *call)
 {
 	struct tssx_spin spin;
-	bool kernel_fds = atomic_load(&set->kernel_fds);
+	/* Cold connections are the kernel's to report, like plain fds. */
+	bool kernel_fds = atomic_load(&set->kernel_fds) ||
+			  atomic_load_explicit(&set->hot_count, memory_order_relaxed) < atomic_load(&set->count);
 	int count = 0;
 
 	if (!tssx_spin_start(&spin, kernel_fds ? EVENTS_LOOK_EVERY_NS : 0, &call->deadline))
@@ -382,6 +464,7 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 			errno = saved_errno;
 		return count;
 	}
+	stats_add(&epoll_stats.waits, 1);
 	count = poll_once(set, call);
 	if (count == 0 && atomic_load_explicit(&set->ring_entries, memory_order_relaxed))
 		count = spin(set, call);
@@ -547,6 +630,7 @@ static int ctl_mod(struct events_set *set, struct events_entry *entry, struct ep
 	if (!kernel_keeps(entry, event) && real_ctl(set->epfd, EPOLL_CTL_MOD, entry->fd, &kernel) < 0)
 		return -1;
 	events_entry_modify(entry, event);
+	events_entry_heat(set, entry); /* to be armed for its new events */
 	return 0;
 }
 
@@ -574,6 +658,7 @@ static int ctl_add_parked(struct events_set *set, struct events_entry *entry, st
 
 	if (kernel_keeps(entry, event) && tssx_conn_lookup(fd) == entry->parked_with) {
 		events_entry_unpark(entry, event);
+		events_entry_heat(set, entry);
 		return 0;
 	}
 	real_ctl(set->epfd, EPOLL_CTL_DEL, fd, NULL); /* ENOENT: that file is gone */

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <utlist.h>
 
 #include "events/events.h"
 #include "conn/fd_table.h"
@@ -24,11 +25,16 @@ struct events_set *events_set_of(int epfd)
 	return slot ? atomic_load_explicit(&slot->epoll_set, memory_order_acquire) : NULL;
 }
 
-bool events_fd_is_tracked(int fd)
+unsigned events_fd_trackers(int fd)
 {
 	struct tssx_fd_slot *slot = tssx_table_slot(fd);
 
-	return slot && atomic_load_explicit(&slot->watchers, memory_order_acquire) > 0;
+	return slot ? atomic_load_explicit(&slot->watchers, memory_order_acquire) : 0;
+}
+
+bool events_fd_is_tracked(int fd)
+{
+	return events_fd_trackers(fd) > 0;
 }
 
 static void lock_sets(void)
@@ -74,6 +80,8 @@ static struct events_set *set_take(int epfd)
 	}
 	set->epfd = epfd;
 	set->dups = 0;
+	set->hot = NULL;
+	atomic_store(&set->hot_count, 0);
 	atomic_store(&set->tagged, false);
 	atomic_store(&set->kernel_fds, false);
 	set->next = live_sets;
@@ -149,6 +157,7 @@ int events_set_add(struct events_set *set, int fd, enum events_kind kind,
 	entry->kernel_flags = event->events & EPOLLEXCLUSIVE;
 	entry_set_event(entry, event);
 	HASH_ADD_INT(set->entries, fd, entry);
+	events_entry_heat(set, entry);
 	atomic_fetch_add(&slot->watchers, 1);
 	atomic_fetch_add(&set->count, 1);
 	entry_count_rings(set, entry);
@@ -160,6 +169,7 @@ int events_set_add(struct events_set *set, int fd, enum events_kind kind,
 
 void events_set_remove(struct events_set *set, struct events_entry *entry)
 {
+	events_entry_cool(set, entry);
 	HASH_DEL(set->entries, entry);
 	atomic_fetch_sub(&tssx_table_slot(entry->fd)->watchers, 1);
 	atomic_fetch_sub(&set->count, 1);
@@ -176,8 +186,37 @@ void events_entry_set_kind(struct events_set *set, struct events_entry *entry, e
 
 void events_set_rotate(struct events_set *set, struct events_entry *entry)
 {
-	HASH_DEL(set->entries, entry);
-	HASH_ADD_INT(set->entries, fd, entry);
+	DL_DELETE2(set->hot, entry, hot_prev, hot_next);
+	DL_APPEND2(set->hot, entry, hot_prev, hot_next);
+}
+
+void events_entry_heat(struct events_set *set, struct events_entry *entry)
+{
+	entry->may_cool = false;
+	entry->active_ns = 0;
+	if (entry->hot)
+		return;
+	DL_APPEND2(set->hot, entry, hot_prev, hot_next);
+	entry->hot = true;
+	atomic_fetch_add_explicit(&set->hot_count, 1, memory_order_relaxed);
+}
+
+void events_entry_cool(struct events_set *set, struct events_entry *entry)
+{
+	entry->may_cool = false;
+	if (!entry->hot)
+		return;
+	DL_DELETE2(set->hot, entry, hot_prev, hot_next);
+	entry->hot = false;
+	atomic_fetch_sub_explicit(&set->hot_count, 1, memory_order_relaxed);
+}
+
+void events_set_heat_all(struct events_set *set)
+{
+	struct events_entry *entry, *tmp;
+
+	HASH_ITER(hh, set->entries, entry, tmp)
+		events_entry_heat(set, entry);
 }
 
 void events_entry_modify(struct events_entry *entry, const struct epoll_event *event)

@@ -52,6 +52,18 @@ struct events_entry {
 	bool has_rings;
 	bool reported;		/* last_generation is valid */
 	uint64_t last_generation;
+	/* Hot: in the set's hot list, looked at by every wait.  A connection
+	 * that was armed, re-checked and found with nothing to report goes
+	 * cold (epoll.c): the doorbell its flag calls for makes the kernel
+	 * report its socket, which heats it again.  may_cool: armed by the
+	 * last arming pass of the set, since it last heated. */
+	bool hot;
+	bool may_cool;
+	/* When it last reported, or was first looked at since it heated
+	 * (0: not yet): a connection silent for EVENTS_COLD_AFTER_NS is armed
+	 * even by a wait that does not sleep. */
+	uint64_t active_ns;
+	struct events_entry *hot_prev, *hot_next;
 	UT_hash_handle hh;
 };
 
@@ -59,7 +71,13 @@ struct events_set {
 	int epfd;			/* one of the fds of the epoll instance */
 	unsigned dups;			/* other fds of it (dup), under the sets lock */
 	pthread_mutex_t lock;		/* entries; held while waiting is not */
-	struct events_entry *entries;	/* by fd, reported ones move to the end */
+	struct events_entry *entries;	/* by fd */
+	/* The entries a wait looks at, reported ones moved to the end: a
+	 * wait costs what its hot entries cost, not what the set holds. */
+	struct events_entry *hot;
+	atomic_uint hot_count;	/* written under the lock */
+	/* tssx_unseen_changes() when the set last made every entry hot. */
+	uint64_t unseen_seen;
 	atomic_uint count;		/* entries, readable without the lock */
 	/* Entries with rings behind them (events_entry.has_rings): without
 	 * any, a wait has nothing to spin on and goes to the kernel at once. */
@@ -92,9 +110,17 @@ int events_set_add(struct events_set *set, int fd, enum events_kind kind,
 void events_set_remove(struct events_set *set, struct events_entry *entry);
 /* A connection appeared on a watched fd, or went away from it. */
 void events_entry_set_kind(struct events_set *set, struct events_entry *entry, enum events_kind kind);
-/* Moves a reported entry behind the others, so a small maxevents still
- * reaches every ready entry in turn. */
+/* Moves a reported (hot) entry behind the other hot ones, so a small
+ * maxevents still reaches every ready entry in turn. */
 void events_set_rotate(struct events_set *set, struct events_entry *entry);
+/* Into the hot list (a no-op for a hot entry), its arming forgotten. */
+void events_entry_heat(struct events_set *set, struct events_entry *entry);
+/* Out of the hot list (a no-op for a cold entry). */
+void events_entry_cool(struct events_set *set, struct events_entry *entry);
+/* Every entry hot: after a change that no kernel event reports. */
+void events_set_heat_all(struct events_set *set);
+/* How many sets track fd (lock-free). */
+unsigned events_fd_trackers(int fd);
 
 /* EPOLL_CTL_MOD: new events and data, one-shot re-armed, and an
  * edge-triggered entry reports its current readiness again. */
@@ -120,6 +146,12 @@ bool events_untag(uint64_t data, int *fd);
  * Looking at every call cost a system call per request of a busy event
  * loop, where the rings alone need none. */
 #define EVENTS_LOOK_EVERY_NS 20000u
+
+/* A busy set may never sleep (some connection is always ready), and a
+ * wait arms only before it sleeps: its idle connections go cold after
+ * this long without anything to report.  Their next message costs the
+ * peer a doorbell, which a millisecond of silence dwarfs. */
+#define EVENTS_COLD_AFTER_NS 1000000u
 
 /* Called by close/dup2/dup3/close_range before an fd is released, whatever
  * it is: an epoll set's entry for a closed fd goes away, and a closed epoll

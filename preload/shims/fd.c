@@ -16,6 +16,8 @@
 #include <linux/sockios.h>
 #include <unistd.h>
 
+#include "conn/connection.h"
+#include "conn/unseen.h"
 #include "events/events.h"
 #include "init.h"
 #include "real_slots.h"
@@ -70,6 +72,14 @@ void tssx_fd_forget(int fd)
 		release_slot(fd);
 }
 
+/* Two numbers of one connection: epoll sets that hold it under one no
+ * longer see every drain through the other (conn/unseen.h). */
+static void conn_duplicated(struct tssx_conn *conn)
+{
+	atomic_store(&conn->unseen_unfit, true);
+	tssx_unseen_changed();
+}
+
 /* new_fd now refers to what old_fd refers to. */
 static int share_fd(int old_fd, int new_fd)
 {
@@ -89,6 +99,8 @@ static int share_fd(int old_fd, int new_fd)
 		errno = EMFILE;
 		return -1;
 	}
+	if (tssx_conn_of(obj))
+		conn_duplicated(tssx_conn_of(obj));
 	return new_fd;
 }
 

@@ -1062,12 +1062,147 @@ static void case_idle(void)
 	CHECK_EQ((uintptr_t)which, IDLE_CONNS / 2);
 }
 
+/* ---- idle connections cost nothing (docs/events.md) ---- */
+
+/* A connection that went cold in an epoll set (a wait armed it and found
+ * nothing) is reported even when its doorbell never reaches the set:
+ * read first by poll() in this process, or by poll() in a fork that
+ * shares the connection; and when this process's own shutdown changes
+ * what it reports, which rings no doorbell to this side. */
+static void case_epoll_cold(void)
+{
+	int c, s, epfd = epoll_create1(EPOLL_CLOEXEC), status;
+	pid_t child;
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN | EPOLLRDHUP, 5), 0);
+	expect_event(epfd, 20, 0, 0); /* armed, nothing: cold */
+	put(c, "a");
+	CHECK_EQ(poll_one(s, POLLIN, -1), POLLIN); /* takes the doorbell */
+	expect_event(epfd, 1000, 5, EPOLLIN);
+	get(s, "a");
+	expect_event(epfd, 20, 0, 0);
+
+	/* A fork reads the doorbell. */
+	put(c, "b");
+	child = fork();
+	CHECK(child >= 0);
+	if (child == 0)
+		_exit(poll_one(s, POLLIN, -1) == POLLIN ? 0 : 1);
+	CHECK_EQ(waitpid(child, &status, 0), child);
+	CHECK_EQ(status, 0);
+	expect_event(epfd, 1000, 5, EPOLLIN);
+	get(s, "b");
+	expect_event(epfd, 20, 0, 0);
+
+	/* This side's shutdown of its reading side: EOF, as the kernel says. */
+	CHECK_EQ(shutdown(s, SHUT_RD), 0);
+	expect_event(epfd, 1000, 5, EPOLLIN | EPOLLRDHUP);
+}
+
+/* One epoll set with MANY_IDLE idle connections and one busy one: its
+ * looks at the rings (a wait makes one or more) see the busy connection,
+ * not every connection in the set (the statistics line of `many-work`, run with
+ * TSSX_LOG=info in a child); the idle ones still answer when they speak. */
+#define MANY_IDLE 500
+#define MANY_ROUNDS 300
+#define MANY_LOOKED_PER_LOOK 20
+
+static int many_epfd;
+
+static void *many_echo(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct epoll_event got[8];
+		int n = epoll_wait(many_epfd, got, 8, -1);
+
+		CHECK(n > 0);
+		for (int i = 0; i < n; i++) {
+			char buf[64];
+			int fd = (int)got[i].data.u64;
+			ssize_t len = read(fd, buf, sizeof(buf));
+
+			if (len <= 0)
+				return NULL; /* the busy client's close ends it */
+			CHECK_EQ(write(fd, buf, (size_t)len), len);
+		}
+	}
+}
+
+static void case_many_work(void)
+{
+	static int clients[MANY_IDLE + 1], servers[MANY_IDLE + 1];
+	struct rlimit files;
+	pthread_t thread;
+	char msg[32];
+
+	CHECK_EQ(getrlimit(RLIMIT_NOFILE, &files), 0);
+	files.rlim_cur = files.rlim_max;
+	CHECK_EQ(setrlimit(RLIMIT_NOFILE, &files), 0);
+	CHECK(files.rlim_cur > 2 * MANY_IDLE + 100);
+	many_epfd = epoll_create1(EPOLL_CLOEXEC);
+	for (int i = 0; i <= MANY_IDLE; i++) {
+		tssx_pair(&clients[i], &servers[i]);
+		CHECK_EQ(epoll_add(many_epfd, servers[i], EPOLLIN, (uint64_t)servers[i]), 0);
+	}
+	CHECK_EQ(pthread_create(&thread, NULL, many_echo, NULL), 0);
+	for (int round = 0; round < MANY_ROUNDS; round++) {
+		snprintf(msg, sizeof(msg), "round %d", round);
+		put(clients[MANY_IDLE], msg);
+		get(clients[MANY_IDLE], msg);
+	}
+	for (int i = 0; i < MANY_IDLE; i += MANY_IDLE / 5) {
+		snprintf(msg, sizeof(msg), "idle %d", i);
+		put(clients[i], msg);
+		get(clients[i], msg);
+	}
+	close(clients[MANY_IDLE]);
+	CHECK_EQ(pthread_join(thread, NULL), 0);
+}
+
+static void case_epoll_many(void)
+{
+	static char out[1 << 20]; /* a line per connection, then the statistics */
+	int err[2], status;
+	char *line;
+	size_t len = 0;
+	ssize_t n;
+	unsigned long long waits, looks, looked;
+	pid_t child;
+
+	CHECK_EQ(pipe(err), 0);
+	child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		dup2(err[1], STDERR_FILENO);
+		setenv("TSSX_LOG", "info", 1);
+		execl("/proc/self/exe", "events-test", "many-work", (char *)NULL);
+		_exit(127);
+	}
+	close(err[1]);
+	while (len < sizeof(out) - 1 && (n = read(err[0], out + len, sizeof(out) - 1 - len)) > 0)
+		len += (size_t)n;
+	out[len] = '\0';
+	CHECK_EQ(waitpid(child, &status, 0), child);
+	if (status != 0)
+		fail(__LINE__, "many-work failed: %s", out);
+	CHECK(strstr(out, "shared memory, server"));
+	line = strstr(out, "epoll: ");
+	if (!line || sscanf(line, "epoll: %llu waits, %llu looks at the rings of %llu", &waits, &looks, &looked) != 3)
+		fail(__LINE__, "no epoll statistics in: %s", out);
+	CHECK(waits >= MANY_ROUNDS && looks >= waits);
+	if (looked > MANY_LOOKED_PER_LOOK * looks)
+		fail(__LINE__, "%llu entries looked at per look in a set of %d: %.*s", looked / looks,
+		     MANY_IDLE + 1, (int)strcspn(line, "\n"), line);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct { const char *name; void (*run)(void); } cases[] = {
 		{ "poll-mixed", case_poll_mixed },
 		{ "poll-hangup", case_poll_hangup },
-				{ "poll-handshake", case_poll_handshake },
+		{ "poll-handshake", case_poll_handshake },
 		{ "select", case_select },
 		{ "epoll-level", case_epoll_level },
 		{ "epoll-edge", case_epoll_edge },
@@ -1085,6 +1220,9 @@ int main(int argc, char **argv)
 		{ "eintr", case_eintr },
 		{ "sigmask", case_sigmask },
 		{ "idle", case_idle },
+		{ "epoll-cold", case_epoll_cold },
+		{ "epoll-many", case_epoll_many },
+		{ "many-work", case_many_work },
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -245,12 +245,49 @@ static void test_rotate(void **state)
 
 	added(set, 432, EPOLLIN);
 	added(set, 433, EPOLLIN);
-	assert_ptr_equal(set->entries, first);
+	assert_ptr_equal(set->hot, first);
 	events_set_rotate(set, first);
-	assert_int_equal(set->entries->fd, 432);
-	assert_null(first->hh.next);
+	assert_int_equal(set->hot->fd, 432);
+	assert_null(first->hot_next);
 	assert_ptr_equal(events_set_find(set, 431), first);
 	assert_int_equal(HASH_COUNT(set->entries), 3);
+	assert_int_equal(atomic_load(&set->hot_count), 3);
+}
+
+/* The hot list: new entries are hot, a cold one leaves the list but not
+ * the set, heating forgets its arming, a removed entry leaves both. */
+static void test_heat_cool(void **state)
+{
+	struct events_set *set = *state;
+	struct events_entry *a = added(set, 441, EPOLLIN), *b = added(set, 442, EPOLLIN);
+	struct events_entry *c = added(set, 443, EPOLLIN);
+
+	assert_true(a->hot && b->hot && c->hot);
+	b->may_cool = true;
+	events_entry_cool(set, b);
+	assert_false(b->hot);
+	assert_false(b->may_cool);
+	events_entry_cool(set, b); /* twice: a no-op */
+	assert_int_equal(atomic_load(&set->hot_count), 2);
+	assert_ptr_equal(set->hot, a);
+	assert_ptr_equal(a->hot_next, c);
+	assert_ptr_equal(events_set_find(set, 442), b);
+	b->may_cool = true;
+	events_entry_heat(set, b);
+	assert_true(b->hot);
+	assert_false(b->may_cool);
+	assert_ptr_equal(c->hot_next, b); /* heated entries go last */
+	events_entry_heat(set, b);
+	assert_int_equal(atomic_load(&set->hot_count), 3);
+	events_entry_cool(set, a);
+	events_entry_cool(set, c);
+	assert_ptr_equal(set->hot, b);
+	events_set_remove(set, b);
+	assert_null(set->hot);
+	assert_int_equal(atomic_load(&set->hot_count), 0);
+	events_set_heat_all(set);
+	assert_int_equal(atomic_load(&set->hot_count), 2);
+	assert_true(a->hot && c->hot);
 }
 
 /* Several threads add and remove in one set while others close fds:
@@ -313,6 +350,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_oneshot, set_up, tear_down),
 		cmocka_unit_test_setup_teardown(test_parked, set_up, tear_down),
 		cmocka_unit_test_setup_teardown(test_rotate, set_up, tear_down),
+		cmocka_unit_test_setup_teardown(test_heat_cool, set_up, tear_down),
 		cmocka_unit_test(test_threads),
 	};
 
