@@ -12,6 +12,9 @@
  *   fresh      one epoll server with N clients that each make a connection
  *              per request (connect, request, answer, close), as a web
  *              server in front of a FastCGI backend without keep-alive
+ *   idle       one epoll server with one busy client and N connections
+ *              that answered once and stay open, silent (Redis with many
+ *              clients kept open, a web server's keep-alive connections)
  * Every role is this binary re-executed (--load-role) in the column's
  * environment.  Clients count their round trips in a shared counter page
  * (a memfd at ROLE_FD_A); the orchestrator reads the counters and each
@@ -36,6 +39,7 @@
 #include <sys/epoll.h>
 #include <linux/perf_event.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -63,13 +67,13 @@ struct load_slot {
 
 const char *const load_kind_names[LOAD_KIND_COUNT] = {
 	[LOAD_PAIRS] = "pairs", [LOAD_PAIRS_HOGS] = "hogs", [LOAD_CLIENTS] = "clients", [LOAD_CHAIN] = "chain",
-	[LOAD_FRESH] = "fresh",
+	[LOAD_FRESH] = "fresh", [LOAD_IDLE] = "idle",
 };
 
 static const char *const kind_labels[] = {
 	[LOAD_PAIRS] = "pairs", [LOAD_PAIRS_HOGS] = "pairs + hogs",
 	[LOAD_CLIENTS] = "epoll server, clients", [LOAD_CHAIN] = "chain via epoll proxy",
-	[LOAD_FRESH] = "connection per request",
+	[LOAD_FRESH] = "connection per request", [LOAD_IDLE] = "epoll + idle conns",
 };
 
 enum { LCOL_PLAIN, LCOL_TSSX, LCOL_COUNT };
@@ -252,6 +256,17 @@ static bool loop_relay(struct loop_conn *c)
 	}
 }
 
+/* Room for the idle scenario's connections: the soft limit up to the hard. */
+static bool raise_fd_limit(void)
+{
+	struct rlimit files;
+
+	if (getrlimit(RLIMIT_NOFILE, &files) < 0)
+		return false;
+	files.rlim_cur = files.rlim_max;
+	return setrlimit(RLIMIT_NOFILE, &files) == 0;
+}
+
 /* An epoll loop; fresh: clients close after each request, which is not
  * the end of the run (the orchestrator kills the server). */
 static int role_loop(const char *path, const char *upstream, bool fresh)
@@ -260,7 +275,7 @@ static int role_loop(const char *path, const char *upstream, bool fresh)
 	int lfd = load_listen(path), epfd = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event lev = { .events = EPOLLIN, .data.ptr = NULL };
 
-	if (lfd < 0 || epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &lev) < 0 ||
+	if (!raise_fd_limit() || lfd < 0 || epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &lev) < 0 ||
 	    write(ROLE_FD_CTL, "r", 1) != 1)
 		return role_failed(upstream ? "proxy" : "server", path, false);
 	for (;;) {
@@ -281,6 +296,26 @@ static int role_loop(const char *path, const char *upstream, bool fresh)
 	}
 }
 
+/* The idle scenario's silent connections: each answers one round trip,
+ * then all stay open until the run ends. */
+static int role_idle_holder(const char *path, unsigned count)
+{
+	uint8_t buf[LOAD_MESSAGE] = { 2 };
+
+	if (!raise_fd_limit())
+		return role_failed("idle holder", path, false);
+	for (unsigned i = 0; i < count; i++) {
+		int fd = load_connect(path);
+
+		if (fd < 0 || !transfer(fd, buf, sizeof(buf), true) || !transfer(fd, buf, sizeof(buf), false))
+			return role_failed("idle holder", path, false);
+	}
+	if (write(ROLE_FD_CTL, "r", 1) != 1)
+		return role_failed("idle holder", path, false);
+	for (;;)
+		pause();
+}
+
 static int __attribute__((noreturn)) role_hog(void)
 {
 	for (volatile uint64_t n = 0;; n++)
@@ -288,7 +323,8 @@ static int __attribute__((noreturn)) role_hog(void)
 }
 
 /* --load-role client PATH SLOT | fresh-client PATH SLOT | pair-server PATH |
- * server PATH | fresh-server PATH | proxy PATH UPSTREAM | hog */
+ * server PATH | fresh-server PATH | proxy PATH UPSTREAM | idle-holder PATH N |
+ * hog */
 int load_role_main(int argc, char **argv)
 {
 	const char *role = argc > 2 ? argv[2] : "";
@@ -301,6 +337,8 @@ int load_role_main(int argc, char **argv)
 		return role_loop(argv[3], NULL, role[0] == 'f');
 	if (strcmp(role, "proxy") == 0 && argc == 5)
 		return role_loop(argv[3], argv[4], false);
+	if (strcmp(role, "idle-holder") == 0 && argc == 5)
+		return role_idle_holder(argv[3], (unsigned)strtoul(argv[4], NULL, 10));
 	if (strcmp(role, "hog") == 0 && argc == 3)
 		return role_hog();
 	fputs("tssx-bench: --load-role: bad arguments\n", stderr);
@@ -499,6 +537,7 @@ static uint64_t wait_for_a_request(struct load_slot *slots, unsigned clients, ui
 
 struct load_topology {
 	unsigned servers, clients, hogs;
+	unsigned idle; /* silent connections to the server */
 	bool proxy;
 	bool fresh; /* a connection per request */
 };
@@ -516,6 +555,8 @@ static struct load_topology topology_of(const struct load_row *row, long nproc)
 		return (struct load_topology){ .servers = 1, .clients = row->n, .fresh = true };
 	case LOAD_CHAIN:
 		return (struct load_topology){ .servers = 2, .clients = row->n, .proxy = true };
+	case LOAD_IDLE:
+		return (struct load_topology){ .servers = 1, .clients = 1, .idle = row->n };
 	case LOAD_KIND_COUNT:
 		break; /* not a scenario */
 	}
@@ -560,6 +601,13 @@ static bool start_round(const struct bench_config *cfg, const struct load_row *r
 			return false;
 	} else if (!spawn_server(procs, env, counters, ready, t.fresh ? "fresh-server" : "server", path[0], NULL)) {
 		return false;
+	}
+	if (t.idle) {
+		char count[16];
+
+		snprintf(count, sizeof(count), "%u", t.idle);
+		if (!spawn_server(procs, env, counters, ready, "idle-holder", path[0], count))
+			return false;
 	}
 	for (unsigned i = 0; i < t.clients; i++) {
 		char *argv[] = { "tssx-bench", "--load-role", t.fresh ? "fresh-client" : "client", path[i], slot, NULL };
@@ -637,7 +685,7 @@ static int measure_round(const struct bench_config *cfg, struct load_row *row, i
 static unsigned build_load_rows(struct load_row *rows, unsigned kinds)
 {
 	static const unsigned pairs[] = { 1, 2, 4, 8, 16 }, clients[] = { 1, 8, 64 }, chain[] = { 1, 8 },
-			      fresh[] = { 1, 8 };
+			      fresh[] = { 1, 8 }, idle[] = { 100, 1000 };
 	static const struct {
 		const unsigned *n;
 		size_t count;
@@ -647,6 +695,7 @@ static unsigned build_load_rows(struct load_row *rows, unsigned kinds)
 		[LOAD_CLIENTS] = { clients, ARRAY_SIZE(clients) },
 		[LOAD_CHAIN] = { chain, ARRAY_SIZE(chain) },
 		[LOAD_FRESH] = { fresh, ARRAY_SIZE(fresh) },
+		[LOAD_IDLE] = { idle, ARRAY_SIZE(idle) },
 	};
 	unsigned n = 0;
 

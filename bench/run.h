@@ -40,7 +40,7 @@ struct bench_row {
 };
 
 /* The --load scenarios (load.c). */
-enum load_kind { LOAD_PAIRS, LOAD_PAIRS_HOGS, LOAD_CLIENTS, LOAD_CHAIN, LOAD_FRESH, LOAD_KIND_COUNT };
+enum load_kind { LOAD_PAIRS, LOAD_PAIRS_HOGS, LOAD_CLIENTS, LOAD_CHAIN, LOAD_FRESH, LOAD_IDLE, LOAD_KIND_COUNT };
 /* Their names for -t. */
 extern const char *const load_kind_names[LOAD_KIND_COUNT];
 
