@@ -201,15 +201,23 @@ bool events_set_arm(struct events_set *set)
 	return recheck;
 }
 
-/* Arms a connection silent for EVENTS_COLD_AFTER_NS, so that its next
- * look may let it go cold; true if it will ring a doorbell. */
-static bool arm_silent(struct events_entry *entry, uint64_t now)
+/* The entry reported, or heated and is looked at for the first time. */
+static void entry_active(struct events_set *set, struct events_entry *entry, uint64_t now)
+{
+	entry->active_ns = now;
+	entry->active_wait = atomic_load_explicit(&set->waits, memory_order_relaxed);
+}
+
+/* Arms a connection silent for EVENTS_COLD_AFTER_NS and _WAITS, so that
+ * its next look may let it go cold; true if it will ring a doorbell. */
+static bool arm_silent(struct events_set *set, struct events_entry *entry, uint64_t now)
 {
 	struct tssx_conn *conn;
 
 	if (!entry->active_ns)
-		entry->active_ns = now;
+		entry_active(set, entry, now);
 	if (entry->kind != EVENTS_CONN || now - entry->active_ns < EVENTS_COLD_AFTER_NS ||
+	    atomic_load_explicit(&set->waits, memory_order_relaxed) - entry->active_wait < EVENTS_COLD_AFTER_WAITS ||
 	    !(conn = tssx_conn_lookup(entry->fd)) || !tssx_unseen_may_cool(conn))
 		return false;
 	return tssx_conn_arm(conn, entry->events) == TSSX_ARM_DOORBELL;
@@ -243,12 +251,12 @@ static int collect_locked(struct events_set *set, struct epoll_event *events, in
 		if (ready) {
 			events[count++] = (struct epoll_event){ .events = ready, .data = entry->data };
 			events_set_rotate(set, entry);
-			entry->active_ns = now;
+			entry_active(set, entry, now);
 		} else if (entry->may_cool || entry->disabled || entry->parked) {
 			events_entry_cool(set, entry);
 			cooled++;
 		} else {
-			entry->may_cool = arm_silent(entry, now);
+			entry->may_cool = arm_silent(set, entry, now);
 		}
 	}
 	stats_add(&epoll_stats.looks, 1);
@@ -465,6 +473,9 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 		return count;
 	}
 	stats_add(&epoll_stats.waits, 1);
+	/* Relaxed, not a read-modify-write: a count for a heuristic. */
+	atomic_store_explicit(&set->waits, atomic_load_explicit(&set->waits, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 	count = poll_once(set, call);
 	if (count == 0 && atomic_load_explicit(&set->ring_entries, memory_order_relaxed))
 		count = spin(set, call);

@@ -60,9 +60,11 @@ struct events_entry {
 	bool hot;
 	bool may_cool;
 	/* When it last reported, or was first looked at since it heated
-	 * (0: not yet): a connection silent for EVENTS_COLD_AFTER_NS is armed
-	 * even by a wait that does not sleep. */
+	 * (0: not yet), in time and in the set's waits: a connection silent
+	 * for EVENTS_COLD_AFTER_NS and EVENTS_COLD_AFTER_WAITS is armed even
+	 * by a wait that does not sleep. */
 	uint64_t active_ns;
+	uint64_t active_wait;
 	struct events_entry *hot_prev, *hot_next;
 	UT_hash_handle hh;
 };
@@ -78,6 +80,8 @@ struct events_set {
 	atomic_uint hot_count;	/* written under the lock */
 	/* tssx_unseen_changes() when the set last made every entry hot. */
 	uint64_t unseen_seen;
+	/* Its epoll_wait calls, roughly (concurrent ones may count once). */
+	_Atomic uint64_t waits;
 	atomic_uint count;		/* entries, readable without the lock */
 	/* Entries with rings behind them (events_entry.has_rings): without
 	 * any, a wait has nothing to spin on and goes to the kernel at once. */
@@ -149,9 +153,13 @@ bool events_untag(uint64_t data, int *fd);
 
 /* A busy set may never sleep (some connection is always ready), and a
  * wait arms only before it sleeps: its idle connections go cold after
- * this long without anything to report.  Their next message costs the
- * peer a doorbell, which a millisecond of silence dwarfs. */
+ * this long and this many of its waits without anything to report.
+ * Their next message costs the peer a doorbell and the set a look at the
+ * kernel, which a millisecond of silence dwarfs; the waits keep a busy
+ * server's clients hot while they queue for its turns (64 clients on 2
+ * CPUs: each reports every few waits, but may wait longer than 1 ms). */
 #define EVENTS_COLD_AFTER_NS 1000000u
+#define EVENTS_COLD_AFTER_WAITS 64u
 
 /* Called by close/dup2/dup3/close_range before an fd is released, whatever
  * it is: an epoll set's entry for a closed fd goes away, and a closed epoll
