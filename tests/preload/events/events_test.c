@@ -1105,7 +1105,7 @@ static void case_epoll_cold(void)
  * not every connection in the set (the statistics line of `many-work`, run with
  * TSSX_LOG=info in a child); the idle ones still answer when they speak. */
 #define MANY_IDLE 500
-#define MANY_ROUNDS 300
+#define MANY_ROUNDS 2000
 #define MANY_LOOKED_PER_LOOK 20
 
 static int many_epfd;
