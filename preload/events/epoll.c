@@ -259,6 +259,9 @@ static int collect_locked(struct events_set *set, struct epoll_event *events, in
 			entry->may_cool = arm_silent(set, entry, now);
 		}
 	}
+	/* Between the flags arm_silent() raised and the next look, which
+	 * re-checks them (stream.h). */
+	tssx_conn_arm_barrier();
 	stats_add(&epoll_stats.looks, 1);
 	stats_add(&epoll_stats.looked, looked);
 	if (cooled)
