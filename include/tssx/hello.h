@@ -13,8 +13,10 @@
 /* 2: the lock words left the control blocks (side_lock.h).
  * 3: the control blocks share the header's page (segment.h).
  * 4: read_shut on the producer's line of the control block (ring.h).
- * 5: rings start in small areas on that page and grow (ring.h). */
-#define TSSX_PROTOCOL_VERSION 5u
+ * 5: rings start in small areas on that page and grow (ring.h).
+ * 6: the waiting flags say which bells to ring, futex words beside them
+ *    (ring.h). */
+#define TSSX_PROTOCOL_VERSION 6u
 
 enum { TSSX_C2S = 0, TSSX_S2C = 1 };
 

@@ -43,7 +43,7 @@ struct tssx_ring_ctl {
 	 * writes it only when going to sleep.
 	 */
 	alignas(TSSX_CACHELINE) _Atomic uint64_t tail;
-	_Atomic uint32_t reader_waiting; /* consumer sleeps for data */
+	_Atomic uint32_t reader_waiting; /* consumer sleeps for data: TSSX_BELL_* */
 	_Atomic uint32_t write_shut;     /* producer did shutdown(SHUT_WR): TSSX_WRITE_* */
 	_Atomic uint32_t ancillary_sent; /* control-data records put on the socket */
 	/* Consumer did shutdown(SHUT_RD): writes fail.  The producer checks
@@ -59,10 +59,13 @@ struct tssx_ring_ctl {
 	 * their fence: a consumer going to sleep then issues the barrier.
 	 * Written by the producer, under its lock (tssx_ring_take_wakeup()). */
 	_Atomic uint32_t reader_unfenced;
+	/* The futex word a consumer asleep on the futex bell waits on: the
+	 * producer (and this process's own wakers) add one before waking. */
+	_Atomic uint32_t reader_bell;
 
 	/* Consumer's line: the mirror image. */
 	alignas(TSSX_CACHELINE) _Atomic uint64_t head;
-	_Atomic uint32_t writer_waiting; /* producer sleeps for space */
+	_Atomic uint32_t writer_waiting; /* producer sleeps for space: TSSX_BELL_* */
 	/* On the rx ring of each end: the thread id of the one sleeper that
 	 * owns this end's doorbells (conn/stream.c), 0 when none. */
 	_Atomic uint32_t waiters;
@@ -71,6 +74,7 @@ struct tssx_ring_ctl {
 	 * reader_unfenced (the consumer's). */
 	_Atomic uint32_t writer_barrier;
 	_Atomic uint32_t writer_unfenced;
+	_Atomic uint32_t writer_bell;     /* reader_bell's mirror image */
 };
 
 /* write_shut: the stream ends (EOF), or ends in an error because the
@@ -281,21 +285,41 @@ static inline bool tssx_ring_swap_owner(struct tssx_ring *ring, uint32_t *expect
 }
 
 /*
- * Sleep/wake protocol.  A consumer about to sleep calls arm_reader(), which
- * sets reader_waiting and returns the re-checked readable count: if it is
- * non-zero the consumer must not sleep (the flag stays set: at worst one
- * spare doorbell).  A producer calls
- * take_reader_wakeup() after publishing: true means "the reader was asleep,
- * the flag is now cleared, send one doorbell".  Symmetric for writers
- * waiting for space.  The barrier between each side's store and load is
- * a fence on each side, or, while the waker finds no sleeper for a while,
- * the sleeper's membarrier() alone (barrier.h; ring.c has the reasoning).
+ * Sleep/wake protocol.  A consumer about to sleep calls arm_reader() with
+ * the bell that wakes it, which adds it to reader_waiting and returns the
+ * re-checked readable count: if it is non-zero the consumer must not sleep
+ * (the flag stays set: at worst one spare doorbell).  A producer calls
+ * take_reader_wakeup() after publishing: non-zero means "a reader was
+ * asleep, the flag is now cleared, ring these bells" (tssx_bells_of()).
+ * Symmetric for writers waiting for space.  The barrier between each
+ * side's store and load is a fence on each side, or, while the waker finds
+ * no sleeper for a while, the sleeper's membarrier() alone (barrier.h;
+ * ring.c has the reasoning).
+ *
+ * The bells: a byte on the real socket, which every sleeper in the kernel
+ * (recv, poll, select, epoll) sees, and a futex wake-up on the ring's bell
+ * word (reader_bell, writer_bell), cheaper, for the data path's own
+ * sleeps (preload/conn/bell.c).  Sleepers of both kinds may wait on one
+ * ring at once: each adds its bit.
  */
-ssize_t tssx_ring_arm_reader(struct tssx_ring *ring);
-ssize_t tssx_ring_arm_writer(struct tssx_ring *ring);
-/* The flag and the fence alone, for a caller that arms several rings and
- * then issues one barrier (tssx_barrier_issue()) before it re-checks them
- * all: whether this ring needs it (its waker goes without fence). */
+#define TSSX_BELL_SOCKET 1u
+#define TSSX_BELL_FUTEX 2u
+#define TSSX_BELLS (TSSX_BELL_SOCKET | TSSX_BELL_FUTEX)
+
+/* The bells a flag taken by a waker calls for: its bits; a value with
+ * any other bit (the peer can write the flag) rings both, which costs a
+ * spurious wake-up at worst. */
+static inline uint32_t tssx_bells_of(uint32_t flag)
+{
+	return flag & ~TSSX_BELLS ? TSSX_BELLS : flag;
+}
+
+ssize_t tssx_ring_arm_reader(struct tssx_ring *ring, uint32_t bell);
+ssize_t tssx_ring_arm_writer(struct tssx_ring *ring, uint32_t bell);
+/* The flag (the socket's bell: the event wrappers) and the fence alone,
+ * for a caller that arms several rings and then issues one barrier
+ * (tssx_barrier_issue()) before it re-checks them all: whether this ring
+ * needs it (its waker goes without fence). */
 bool tssx_ring_raise_reader(struct tssx_ring *ring);
 bool tssx_ring_raise_writer(struct tssx_ring *ring);
 
@@ -329,8 +353,8 @@ static inline bool tssx_ring_sleep_bounded(const struct tssx_ring *ring, bool pr
 #define TSSX_WAKE_QUIET 256
 
 /* The wake-up check but its common case below: with the fence, or a
- * sleeper found.  Whether to ring. */
-bool tssx_ring_wake_check(struct tssx_ring *ring, bool reader);
+ * sleeper found.  The bells to ring (tssx_bells_of()), 0: none. */
+uint32_t tssx_ring_wake_check(struct tssx_ring *ring, bool reader);
 
 /*
  * Inline: every write and read that moved the ring asks whether the
@@ -338,8 +362,9 @@ bool tssx_ring_wake_check(struct tssx_ring *ring, bool reader);
  * counter (a release store) just before and holds its side lock, under
  * which the waker's word (`unfenced`) and the quiet count change.  The
  * common case of a waker that goes without fence is here: no sleeper.
+ * The bells to ring, 0: none.
  */
-static inline bool tssx_ring_take_wakeup(struct tssx_ring *ring, bool reader)
+static inline uint32_t tssx_ring_take_wakeup(struct tssx_ring *ring, bool reader)
 {
 	struct tssx_ring_ctl *ctl = ring->ctl;
 
@@ -357,19 +382,31 @@ static inline bool tssx_ring_take_wakeup(struct tssx_ring *ring, bool reader)
 		atomic_signal_fence(memory_order_seq_cst);
 		if (likely(!atomic_load_explicit(reader ? &ctl->reader_waiting : &ctl->writer_waiting,
 						 memory_order_relaxed)))
-			return false;
+			return 0;
 	}
 	return tssx_ring_wake_check(ring, reader);
 }
 
-static inline bool tssx_ring_take_reader_wakeup(struct tssx_ring *ring)
+static inline uint32_t tssx_ring_take_reader_wakeup(struct tssx_ring *ring)
 {
 	return tssx_ring_take_wakeup(ring, true);
 }
 
-static inline bool tssx_ring_take_writer_wakeup(struct tssx_ring *ring)
+static inline uint32_t tssx_ring_take_writer_wakeup(struct tssx_ring *ring)
 {
 	return tssx_ring_take_wakeup(ring, false);
+}
+
+/* The futex words that the futex bell of a reader (for data) and of a
+ * writer (for room) rings. */
+static inline _Atomic uint32_t *tssx_ring_reader_bell(struct tssx_ring *ring)
+{
+	return &ring->ctl->reader_bell;
+}
+
+static inline _Atomic uint32_t *tssx_ring_writer_bell(struct tssx_ring *ring)
+{
+	return &ring->ctl->writer_bell;
 }
 
 #endif

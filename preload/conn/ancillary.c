@@ -239,6 +239,32 @@ static bool starts_record(const struct wire_record *wire, size_t have)
 	return memcmp(&wire->magic, &magic, have < sizeof(magic) ? have : sizeof(magic)) == 0;
 }
 
+#define BYPASSED "stream bytes on the real socket: the peer wrote around the library"
+
+/* Whether a byte at buf (have bytes there, at most a record's header)
+ * that is not a doorbell starts no record either. */
+static bool bypassed(const char *buf, size_t have)
+{
+	struct wire_record wire;
+
+	if (have > sizeof(wire))
+		have = sizeof(wire);
+	memcpy(&wire, buf, have);
+	return !starts_record(&wire, have);
+}
+
+void tssx_ancillary_check_bypass(struct tssx_conn *conn, int fd)
+{
+	char buf[64];
+	ssize_t n = TSSX_REAL(recv)(fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+	ssize_t pos = 0;
+
+	while (pos < n && !buf[pos])
+		pos++;
+	if (pos < n && bypassed(buf + pos, (size_t)(n - pos)))
+		tssx_conn_fail(conn, fd, EPROTO, BYPASSED);
+}
+
 /* Walks one read: zero bytes are doorbells, anything else starts a record. */
 static int parse_read(struct tssx_conn *conn, int fd, const char *buf, size_t len, struct attached *att,
 		      const char **why)
@@ -254,13 +280,13 @@ static int parse_read(struct tssx_conn *conn, int fd, const char *buf, size_t le
 			pos++;
 			continue;
 		}
+		if (bypassed(buf + pos, have)) {
+			*why = BYPASSED;
+			return -EPROTO;
+		}
 		if (have > sizeof(wire))
 			have = sizeof(wire);
 		memcpy(&wire, buf + pos, have);
-		if (!starts_record(&wire, have)) {
-			*why = "stream bytes on the real socket: the peer wrote around the library";
-			return -EPROTO;
-		}
 		if (have < sizeof(wire) && read_rest(conn, fd, (char *)&wire + have, sizeof(wire) - have) < 0) {
 			*why = "ancillary record cut short";
 			return -EPROTO;

@@ -92,6 +92,10 @@ void tssx_ancillary_taken(struct tssx_conn *conn, int fd, struct tssx_ancillary_
  * record, with *why set.
  */
 ssize_t tssx_ancillary_read_socket(struct tssx_conn *conn, int fd, int flags, const char **why);
+/* For a watcher of the socket that does not read it (conn/bell.c): a
+ * look without taking anything; bytes that are neither doorbells nor a
+ * record fail the connection, as the read would. */
+void tssx_ancillary_check_bypass(struct tssx_conn *conn, int fd);
 
 /* Credentials for a recvmsg() that got no record, when the application
  * set SO_PASSCRED: the peer's, as the kernel attaches to every message. */

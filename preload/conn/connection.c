@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "conn/bell.h"
 #include "conn/fault.h"
 #include "conn/stream.h"
 #include "conn/unseen.h"
@@ -178,6 +179,7 @@ static struct tssx_conn *conn_new(int fd, bool server, struct tssx_side_locks *h
 	atomic_init(&conn->held_fd, -1);
 	conn->held_obj.kind = TSSX_FD_HELD;
 	atomic_init(&conn->held_obj.refs, 0);
+	atomic_init(&conn->bell_fd, -1);
 	return conn;
 }
 
@@ -277,6 +279,7 @@ static void close_kept(struct tssx_conn *conn, struct tssx_fd_object *obj)
 
 static void conn_free(struct tssx_conn *conn)
 {
+	tssx_bell_forget(conn);
 	close_kept(conn, &conn->memfd_obj);
 	close_kept(conn, &conn->wake_obj);
 	close_kept(conn, &conn->held_obj);
@@ -744,6 +747,8 @@ void tssx_conn_put(struct tssx_conn *conn, int fd)
 		if (other < 0)
 			hold_socket(conn, fd);
 		atomic_compare_exchange_strong(&conn->fd, &expected, other);
+		/* After the copy: its futex sleepers wake to watch that. */
+		tssx_bell_unwatch(conn, fd);
 		return;
 	}
 	tssx_conn_end(conn, fd);

@@ -100,6 +100,12 @@ struct tssx_conn {
 	 * points to held_obj (TSSX_FD_HELD). */
 	_Atomic int held_fd;
 	struct tssx_fd_object held_obj;
+	/* The socket the futex bell's watcher watches for this process's
+	 * futex sleepers (conn/bell.c), -1 when none; its registration's tag
+	 * and the watcher's epoch (a fork()ed child's differs). */
+	_Atomic int bell_fd;
+	uint16_t bell_tag;
+	_Atomic uint32_t bell_epoch;
 	/* The real socket's identity: a copy of it that the table does not
 	 * know (dup2 in a vfork() child) is recognised at exec by it. */
 	dev_t sock_dev;

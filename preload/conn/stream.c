@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "conn/ancillary.h"
+#include "conn/bell.h"
 #include "conn/fault.h"
 #include "tssx/ring_fast.h"
 #include "conn/stream.h"
@@ -126,7 +127,7 @@ static bool peer_stopped_reading(const struct tssx_conn *conn)
 	return tssx_ring_read_shut(conn->tx);
 }
 
-static void ring_doorbell(struct tssx_conn *conn, int fd)
+static void ring_socket(struct tssx_conn *conn, int fd)
 {
 	static const char bell;
 	int saved_errno = errno;
@@ -142,6 +143,16 @@ static void ring_doorbell(struct tssx_conn *conn, int fd)
 	 * doorbells, but it may still write to us. */
 	/* EAGAIN: the peer has unread doorbells and wakes up anyway. */
 	errno = saved_errno;
+}
+
+/* Rings the bells that a flag taken from the peer's sleepers called for
+ * (ring.h): a byte on the real socket, the futex bell on `word`. */
+static void ring_doorbell(struct tssx_conn *conn, int fd, uint32_t bells, _Atomic uint32_t *word)
+{
+	if (bells & TSSX_BELL_FUTEX)
+		tssx_bell_ring(word);
+	if (bells & TSSX_BELL_SOCKET)
+		ring_socket(conn, fd);
 }
 
 /* The real socket reads 0: the peer closed, unless this side shut its
@@ -366,8 +377,8 @@ static ssize_t guarded_peek_upto(struct tssx_ring *ring, int peek_off, const str
 	return guarded_transfer(ring, MOVE_OUT_LIMITED, &piece, 1, 0, true, 0, peek_off);
 }
 
-/* Remaining time in ms for poll(): -1 without a timeout, 0 once expired. */
-static int deadline_ms(struct deadline *dl, int fd, bool writer)
+/* The call's deadline, the socket's timeout read at its first wait. */
+static const struct tssx_deadline *deadline_of(struct deadline *dl, int fd, bool writer)
 {
 	if (!dl->known) {
 		struct timeval tv = { 0 };
@@ -382,7 +393,7 @@ static int deadline_ms(struct deadline *dl, int fd, bool writer)
 			tssx_deadline_start(&dl->at, &timeout);
 		}
 	}
-	return tssx_deadline_left_ms(&dl->at);
+	return &dl->at;
 }
 
 static ssize_t ring_avail(struct tssx_conn *conn, bool writer)
@@ -411,6 +422,47 @@ static bool spin(struct tssx_conn *conn, bool writer, size_t need)
 	while (!over && tssx_spin_pause(&spin));
 	tssx_spin_stop(&spin);
 	return over;
+}
+
+/*
+ * Sleeps on the futex bell (conn/bell.h) while the watcher watches the
+ * socket for the peer's hang-up.  Any number of sleepers may: the bell
+ * wakes all of them, and none drains the socket.  0: re-check; -EAGAIN
+ * on the socket's timeout; -EINTR; -EPROTO; 1: no watcher, or a sleep
+ * that must re-check on a timer: the caller sleeps on the socket.
+ */
+static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl)
+{
+	_Atomic uint32_t *word = writer ? tssx_ring_writer_bell(conn->tx) : tssx_ring_reader_bell(conn->rx);
+	const struct tssx_deadline *at = deadline_of(dl, fd, writer);
+	/* Before the flag and the look at the watcher: a wake-up after
+	 * either then ends the sleep at once (tssx_bell_seen()). */
+	uint32_t seen = tssx_bell_seen(word);
+	ssize_t avail;
+	int ret;
+
+	if (!tssx_bell_watch(conn, fd))
+		return 1;
+	avail = writer ? tssx_ring_arm_writer(conn->tx, TSSX_BELL_FUTEX)
+		       : tssx_ring_arm_reader(conn->rx, TSSX_BELL_FUTEX);
+	if (avail < 0)
+		return ring_broken(conn, fd);
+	if (wait_over(conn, writer, avail, need))
+		return 0;
+	/* A waker that goes without fence and a barrier this process cannot
+	 * issue (tssx/ring.h): the socket's sleep re-checks on a timer. */
+	if (tssx_ring_sleep_bounded(writer ? conn->tx : conn->rx, writer))
+		return 1;
+	if (tssx_deadline_passed(at))
+		return -EAGAIN;
+	tssx_wait_count_sleep(true);
+	ret = tssx_bell_sleep(word, seen, at);
+	/* The watcher failed the connection (bytes around the library): the
+	 * call fails as the sleeper in recv() that found them would, before
+	 * the hang-up that the failure caused reads as an EOF. */
+	if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
+		return -atomic_load(&conn->error);
+	return ret;
 }
 
 /* Becomes the owner of the connection's doorbells, if nobody else is. */
@@ -470,7 +522,10 @@ static void notice_peer_close(struct tssx_conn *conn, int fd)
  */
 static int sleep_in_recv(struct tssx_conn *conn, int fd, bool timeout_is_ours)
 {
-	ssize_t n = receive_doorbells(conn, fd, 0);
+	ssize_t n;
+
+	tssx_wait_count_sleep(false);
+	n = receive_doorbells(conn, fd, 0);
 
 	if (n == -EINTR)
 		return -EINTR;
@@ -487,6 +542,7 @@ static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int time
 				 { .fd = wake, .events = POLLIN } };
 	int ready;
 
+	tssx_wait_count_sleep(false);
 	if (!owning && (timeout_ms < 0 || timeout_ms > TSSX_SHARED_WAIT_MS))
 		timeout_ms = TSSX_SHARED_WAIT_MS;
 	ready = TSSX_REAL(poll)(pfd, wake >= 0 ? 2 : 1, timeout_ms);
@@ -565,6 +621,9 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 		return -atomic_load(&conn->error);
 	if (spin(conn, writer, need))
 		return 0;
+	ret = sleep_on_bell(conn, fd, writer, need, dl);
+	if (ret <= 0)
+		return ret;
 	/* Ownership first: a doorbell that our flag calls for must not find
 	 * another owner who drains it before we sleep. */
 	tid = thread_id();
@@ -576,7 +635,8 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 	 * wakes a writer asleep for room, with EPIPE).  Published before
 	 * wait_over() looks at the end of the stream (tssx_conn_wake_fd). */
 	wake = writer && !__libc_single_threaded ? tssx_conn_wake_fd(conn) : -1;
-	avail = writer ? tssx_ring_arm_writer(conn->tx) : tssx_ring_arm_reader(conn->rx);
+	avail = writer ? tssx_ring_arm_writer(conn->tx, TSSX_BELL_SOCKET)
+		       : tssx_ring_arm_reader(conn->rx, TSSX_BELL_SOCKET);
 	/* A waker that goes without fence and a barrier this process
 	 * cannot issue (tssx/ring.h): no doorbell is sure to come, the sleep
 	 * re-checks as a guest's does. */
@@ -590,7 +650,7 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 		 * plain socket's recv(): no deadline of ours to read. */
 		ret = sleep_in_recv(conn, fd, true);
 		kernel_restarts = true;
-	} else if ((timeout_ms = deadline_ms(dl, fd, writer)) == 0) {
+	} else if ((timeout_ms = tssx_deadline_left_ms(deadline_of(dl, fd, writer))) == 0) {
 		ret = -EAGAIN;
 	} else if (owning && timeout_ms < 0 && wake < 0 && !bounded) {
 		ret = sleep_in_recv(conn, fd, false);
@@ -693,7 +753,7 @@ send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 	for (;;) {
 		ssize_t n = 0;
 		int attached = 1;
-		bool wake;
+		uint32_t bells;
 
 		tssx_side_lock(&conn->locks->producer);
 		if (!still_there(conn, fd, *kept)) {
@@ -706,8 +766,8 @@ send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 			n = guarded_transfer(conn->tx, MOVE_IN, iov, iovcnt, done, false, least, -1);
 		if (n > 0)
 			count_moved(conn, true, (uint64_t)n);
-		wake = n > 0 && tssx_ring_take_reader_wakeup(conn->tx);
-		if (wake || n < 0 || done + (size_t)n != want)
+		bells = n > 0 ? tssx_ring_take_reader_wakeup(conn->tx) : 0;
+		if (bells || n < 0 || done + (size_t)n != want)
 			keep(conn, kept);
 		tssx_side_unlock(&conn->locks->producer);
 		if (attached < 0)
@@ -717,8 +777,8 @@ send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 		if (n < 0)
 			return done ? (ssize_t)done : copy_failed(conn, fd, n);
 		done += (size_t)n;
-		if (wake)
-			ring_doorbell(conn, fd);
+		if (bells)
+			ring_doorbell(conn, fd, bells, tssx_ring_reader_bell(conn->tx));
 		if (done == want)
 			return (ssize_t)done;
 		if (nonblocking < 0) {
@@ -859,7 +919,7 @@ recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 		bool stop = false;
 		ssize_t n;
 		int peek_off;
-		bool wake;
+		uint32_t bells;
 
 		tssx_side_lock(&conn->locks->consumer);
 		if (!still_there(conn, fd, *kept)) {
@@ -872,15 +932,15 @@ recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 			count_moved(conn, false, (uint64_t)n);
 		if (unlikely(n > 0 && peek_off >= 0))
 			move_peek_off(conn, peek_off, peek, (size_t)n);
-		wake = n > 0 && !peek && tssx_ring_take_writer_wakeup(conn->rx);
-		if (wake || n <= 0 || !(done + (size_t)n == want || !waitall || stop))
+		bells = n > 0 && !peek ? tssx_ring_take_writer_wakeup(conn->rx) : 0;
+		if (bells || n <= 0 || !(done + (size_t)n == want || !waitall || stop))
 			keep(conn, kept);
 		tssx_side_unlock(&conn->locks->consumer);
 		if (n < 0)
 			return done ? (ssize_t)done : copy_failed(conn, fd, n);
 		done += (size_t)n;
-		if (wake)
-			ring_doorbell(conn, fd);
+		if (bells)
+			ring_doorbell(conn, fd, bells, tssx_ring_writer_bell(conn->rx));
 		if (want == 0) {
 			/* The kernel's zero-length read waits for one byte like
 			 * any read, and copies nothing: EAGAIN, not a false EOF,
@@ -925,11 +985,12 @@ static ssize_t call_done(struct tssx_conn *conn, int fd, bool kept, ssize_t n, i
  * for it.  Returns the call's result, n.  Out of line and called last:
  * rare, its system call dwarfs the frame, and nothing of the fast path
  * is live across it. */
-static __attribute__((noinline)) ssize_t ring_doorbell_kept(struct tssx_conn *conn, int fd, ssize_t n)
+static __attribute__((noinline)) ssize_t ring_doorbell_kept(struct tssx_conn *conn, int fd, ssize_t n, bool writer,
+							    uint32_t bells)
 {
 	int saved_errno = errno;
 
-	ring_doorbell(conn, fd);
+	ring_doorbell(conn, fd, bells, writer ? tssx_ring_reader_bell(conn->tx) : tssx_ring_writer_bell(conn->rx));
 	tssx_conn_release(conn, fd);
 	errno = saved_errno;
 	return n;
@@ -955,7 +1016,7 @@ static inline __attribute__((always_inline)) ssize_t move_fast(struct tssx_conn 
 	_Atomic uint64_t *lock = writer ? &conn->locks->producer : &conn->locks->consumer;
 	struct tssx_ring *ring = writer ? conn->tx : conn->rx;
 	ssize_t n = 0;
-	bool wake = false;
+	uint32_t bells = 0;
 
 	if (unlikely(!tssx_side_trylock(lock)))
 		return 0;
@@ -966,13 +1027,13 @@ static inline __attribute__((always_inline)) ssize_t move_fast(struct tssx_conn 
 		n = tssx_ring_move_fast(ring, writer, buf, len);
 	if (likely(n > 0)) {
 		count_moved(conn, writer, (uint64_t)n);
-		wake = writer ? tssx_ring_take_reader_wakeup(ring) : tssx_ring_take_writer_wakeup(ring);
-		if (unlikely(wake))
+		bells = writer ? tssx_ring_take_reader_wakeup(ring) : tssx_ring_take_writer_wakeup(ring);
+		if (unlikely(bells))
 			tssx_conn_keep(conn);
 	}
 	tssx_side_unlock(lock);
-	if (unlikely(wake))
-		return ring_doorbell_kept(conn, fd, n);
+	if (unlikely(bells))
+		return ring_doorbell_kept(conn, fd, n, writer, bells);
 	return n;
 }
 
@@ -1112,8 +1173,14 @@ int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how)
 	}
 	/* Unconditionally: the peer may watch the socket with epoll without a
 	 * flag armed, and must see the end of the stream, or that its writes
-	 * now fail.  This side's epoll sets get no doorbell of it. */
-	ring_doorbell(conn, fd);
+	 * now fail.  This side's epoll sets get no doorbell of it.  Every
+	 * futex sleeper of either end re-checks too: the peer's for the end
+	 * of the stream or its writes' failure, this process's for its own
+	 * shutdown (after the flags above, seq_cst: tssx_bell_seen()). */
+	ring_socket(conn, fd);
+	tssx_bell_ring(tssx_ring_reader_bell(conn->tx));
+	tssx_bell_ring(tssx_ring_writer_bell(conn->rx));
+	tssx_bell_wake_own(conn);
 	tssx_unseen_changed();
 	/* The kernel's shutdown of the reading side wakes every call asleep
 	 * on the socket, in every thread and fork (recv(), poll(),

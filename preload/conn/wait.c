@@ -199,6 +199,7 @@ static struct {
 	_Atomic uint64_t yields;			/* sched_yield() calls */
 	_Atomic uint64_t skipped;			/* slept at once: spins failed lately */
 	_Atomic uint64_t refused;			/* slept at once: no CPU free, yields paused */
+	_Atomic uint64_t sleeps, futex_sleeps;		/* of the data path, and on the futex bell */
 } wait_stats;
 
 static void count(_Atomic uint64_t *counter)
@@ -211,15 +212,21 @@ static unsigned long long counted(_Atomic uint64_t *counter)
 	return (unsigned long long)atomic_load_explicit(counter, memory_order_relaxed);
 }
 
+void tssx_wait_count_sleep(bool futex)
+{
+	count(futex ? &wait_stats.futex_sleeps : &wait_stats.sleeps);
+}
+
 __attribute__((destructor)) static void wait_stats_report(void)
 {
 	if (counted(&wait_stats.spins) || counted(&wait_stats.yielding) || counted(&wait_stats.skipped) ||
-	    counted(&wait_stats.refused))
+	    counted(&wait_stats.refused) || counted(&wait_stats.sleeps) || counted(&wait_stats.futex_sleeps))
 		log_info("waits before sleeping: %llu spins (%llu found the answer), %llu yielding spins (%llu found it, "
-			 "%llu yields), %llu skipped (spins failed lately), %llu refused (no CPU free, yields paused)",
+			 "%llu yields), %llu skipped (spins failed lately), %llu refused (no CPU free, yields paused); "
+			 "data path sleeps: %llu on the futex bell, %llu on the socket",
 			 counted(&wait_stats.spins), counted(&wait_stats.spins_found), counted(&wait_stats.yielding),
 			 counted(&wait_stats.yielding_found), counted(&wait_stats.yields), counted(&wait_stats.skipped),
-			 counted(&wait_stats.refused));
+			 counted(&wait_stats.refused), counted(&wait_stats.futex_sleeps), counted(&wait_stats.sleeps));
 }
 
 /* ---- The machine's view ---- */
@@ -292,10 +299,7 @@ static struct shared_page *map_page(void)
 	return page == MAP_FAILED ? NULL : page;
 }
 
-/* An fd kept for the process's life, opened at the first spin, perhaps
- * under a program's poll() or select(): moved away from the numbers the
- * program uses (tssx_fd_upper_half). */
-static int away_from_program(int fd)
+int tssx_fd_away_from_program(int fd)
 {
 	int upper = tssx_fd_upper_half(), moved;
 
@@ -313,7 +317,7 @@ static void machine_init(void)
 	machine.cpus = allowed_cpus();
 	machine.nslots = tssx_spin_slots_for(machine.cpus);
 	machine.page = map_page();
-	machine.loadavg_fd = away_from_program(open("/proc/loadavg", O_RDONLY | O_CLOEXEC));
+	machine.loadavg_fd = tssx_fd_away_from_program(open("/proc/loadavg", O_RDONLY | O_CLOEXEC));
 }
 
 static struct shared_page *shared_page(void)

@@ -123,6 +123,16 @@ static inline void tssx_spin_look_at(struct tssx_spin *spin, uint64_t at_ns)
  * spin slot back; harmless on a spin that is over or never started. */
 void tssx_spin_stop(struct tssx_spin *spin);
 
+/* An fd kept for the process's life (the load file of the first spin,
+ * the futex bell's epoll fd), made perhaps under a program's poll() or
+ * select(): moved away from the numbers the program uses
+ * (tssx_fd_upper_half); fd itself when it cannot be, or is negative. */
+int tssx_fd_away_from_program(int fd);
+
+/* A sleep of the data path, on the futex bell or on the socket
+ * (conn/bell.h), for the statistics line. */
+void tssx_wait_count_sleep(bool futex);
+
 /* ---- The pure parts, for the unit tests ---- */
 
 /* A yielding spin takes this many turns, even past its budget: when many

@@ -51,6 +51,8 @@ void tssx_ring_ctl_init(struct tssx_ring_ctl *ctl)
 	atomic_store_explicit(&ctl->reader_unfenced, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->writer_barrier, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->writer_unfenced, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->reader_bell, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->writer_bell, 0, memory_order_relaxed);
 }
 
 void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl, uint8_t *small,
@@ -509,11 +511,14 @@ ssize_t tssx_ring_peek_at(struct tssx_ring *ring, uint64_t skip, const struct io
  * by the switch, which rings, and every later sleeper reads 1.  The way
  * back is a store of 0 by a waker that fences from then on: a sleeper
  * that still reads 1 issues one barrier too many.
+ *
+ * The flag holds a bit per bell (ring.h), added: a sleeper of the other
+ * kind may have armed it already.
  */
 static ssize_t arm(const struct tssx_ring *ring, _Atomic uint32_t *flag, const _Atomic uint32_t *unfenced,
-		   ssize_t (*recheck)(const struct tssx_ring *))
+		   uint32_t bell, ssize_t (*recheck)(const struct tssx_ring *))
 {
-	atomic_store_explicit(flag, 1, memory_order_relaxed);
+	atomic_fetch_or_explicit(flag, bell, memory_order_relaxed);
 	/* Pairs with the fence of the waker's check or of its switch
 	 * (ring.h): flag store before the loads of `unfenced` and of the
 	 * counter. */
@@ -526,21 +531,21 @@ static ssize_t arm(const struct tssx_ring *ring, _Atomic uint32_t *flag, const _
 	return recheck(ring);
 }
 
-ssize_t tssx_ring_arm_reader(struct tssx_ring *ring)
+ssize_t tssx_ring_arm_reader(struct tssx_ring *ring, uint32_t bell)
 {
-	return arm(ring, &ring->ctl->reader_waiting, &ring->ctl->reader_unfenced, tssx_ring_readable);
+	return arm(ring, &ring->ctl->reader_waiting, &ring->ctl->reader_unfenced, bell, tssx_ring_readable);
 }
 
-ssize_t tssx_ring_arm_writer(struct tssx_ring *ring)
+ssize_t tssx_ring_arm_writer(struct tssx_ring *ring, uint32_t bell)
 {
-	return arm(ring, &ring->ctl->writer_waiting, &ring->ctl->writer_unfenced, tssx_ring_writable);
+	return arm(ring, &ring->ctl->writer_waiting, &ring->ctl->writer_unfenced, bell, tssx_ring_writable);
 }
 
 /* arm() without the barrier and the re-check, which the caller makes once
  * for all the rings it raised. */
 static bool raise(_Atomic uint32_t *flag, const _Atomic uint32_t *unfenced)
 {
-	atomic_store_explicit(flag, 1, memory_order_relaxed);
+	atomic_fetch_or_explicit(flag, TSSX_BELL_SOCKET, memory_order_relaxed);
 	atomic_thread_fence(memory_order_seq_cst); /* as in arm() */
 	return atomic_load_explicit(unfenced, memory_order_relaxed);
 }
@@ -555,26 +560,26 @@ bool tssx_ring_raise_writer(struct tssx_ring *ring)
 	return raise(&ring->ctl->writer_waiting, &ring->ctl->writer_unfenced);
 }
 
-/* The switch to checks without fence (ring.h): whether a sleeper is to
- * be woken after all. */
-static bool wake_unfence(_Atomic uint32_t *flag, _Atomic uint32_t *unfenced, const _Atomic uint32_t *barrier)
+/* The switch to checks without fence (ring.h): the bells of a sleeper to
+ * be woken after all, 0: none. */
+static uint32_t wake_unfence(_Atomic uint32_t *flag, _Atomic uint32_t *unfenced, const _Atomic uint32_t *barrier)
 {
 	/* Only where this process's CPUs take the sleepers' barrier and
 	 * the sleepers can issue it (else each sleep would have to re-check
 	 * on a timer). */
 	if (!tssx_barrier_usable() || atomic_load_explicit(barrier, memory_order_relaxed) != 1)
-		return false;
+		return 0;
 	atomic_store_explicit(unfenced, 1, memory_order_relaxed);
 	/* Pairs with the fence of arm(): a sleeper that raised its flag
 	 * before reading 0 here is found below. */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (likely(!atomic_load_explicit(flag, memory_order_relaxed)))
-		return false;
+		return 0;
 	atomic_store_explicit(unfenced, 0, memory_order_relaxed);
-	return atomic_exchange_explicit(flag, 0, memory_order_relaxed) != 0;
+	return tssx_bells_of(atomic_exchange_explicit(flag, 0, memory_order_relaxed));
 }
 
-bool tssx_ring_wake_check(struct tssx_ring *ring, bool reader)
+uint32_t tssx_ring_wake_check(struct tssx_ring *ring, bool reader)
 {
 	struct tssx_ring_ctl *ctl = ring->ctl;
 	_Atomic uint32_t *flag = reader ? &ctl->reader_waiting : &ctl->writer_waiting;
@@ -588,7 +593,7 @@ bool tssx_ring_wake_check(struct tssx_ring *ring, bool reader)
 		atomic_thread_fence(memory_order_seq_cst);
 		if (likely(!atomic_load_explicit(flag, memory_order_relaxed))) {
 			if (likely(++*quiet < TSSX_WAKE_QUIET))
-				return false;
+				return 0;
 			*quiet = 0;
 			return wake_unfence(flag, unfenced, reader ? &ctl->reader_barrier : &ctl->writer_barrier);
 		}
@@ -598,6 +603,6 @@ bool tssx_ring_wake_check(struct tssx_ring *ring, bool reader)
 	 * one more barrier than needed). */
 	*quiet = 0;
 	atomic_store_explicit(unfenced, 0, memory_order_relaxed);
-	/* Exactly one waker wins the flag and sends the doorbell. */
-	return atomic_exchange_explicit(flag, 0, memory_order_relaxed) != 0;
+	/* Exactly one waker wins the flag and rings its bells. */
+	return tssx_bells_of(atomic_exchange_explicit(flag, 0, memory_order_relaxed));
 }

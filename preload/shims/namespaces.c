@@ -2,12 +2,14 @@
  * unshare(2) and setns(2): the kernel refuses a new user namespace, and
  * setns into a user or mount namespace, to a process with more than one
  * thread (EINVAL), and the registry client's helper thread may be running
- * (docs/registry.md, Failure model).  It is stopped for the call, and
- * started again after it when the process has claims to watch over.
+ * (docs/registry.md, Failure model), and the futex bell's watcher
+ * (conn/bell.h).  They are stopped for the call, and started again after
+ * it: the helper when the process has claims to watch over.
  */
 #include <errno.h>
 #include <sched.h>
 
+#include "conn/bell.h"
 #include "real_slots.h"
 #include "tssx/macros.h"
 #include "tssx/registry_client.h"
@@ -22,6 +24,7 @@ static int resumed(int r)
 	int saved = errno;
 
 	tssx_registry_resume();
+	tssx_bell_resume();
 	errno = saved;
 	return r;
 }
@@ -31,11 +34,13 @@ TSSX_EXPORT int unshare(int flags)
 	if (!(flags & ONE_THREAD_FLAGS))
 		return TSSX_REAL(unshare)(flags);
 	tssx_registry_pause();
+	tssx_bell_pause();
 	return resumed(TSSX_REAL(unshare)(flags));
 }
 
 TSSX_EXPORT int setns(int fd, int nstype)
 {
 	tssx_registry_pause();
+	tssx_bell_pause();
 	return resumed(TSSX_REAL(setns)(fd, nstype));
 }

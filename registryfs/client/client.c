@@ -34,6 +34,7 @@
 
 #include "tssx/log.h"
 #include "tssx/registry_name.h"
+#include "tssx/thread_gone.h"
 #include "state.h"
 
 #define CACHE_MAX 64
@@ -555,22 +556,6 @@ static bool worker_stopped(const void *arg)
 	return !state.worker_running;
 }
 
-/* Waits until thread `tid` of this process has left it (the kernel
- * removes an exiting thread from its group a moment after pthread's
- * last word), until `deadline`; without /proc, at once. */
-static int thread_gone(pid_t tid, uint64_t deadline)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/self/task/%d", (int)tid);
-	while (access(path, F_OK) == 0) {
-		if (monotonic_ns() >= deadline)
-			return -EBUSY;
-		sched_yield();
-	}
-	return 0;
-}
-
 int tssx_registry_pause(void)
 {
 	uint64_t start = monotonic_ns(), deadline;
@@ -589,7 +574,7 @@ int tssx_registry_pause(void)
 	unlock_client();
 	if (!stopped)
 		return -EBUSY; /* in a call to the daemon, which does not answer */
-	r = tid ? thread_gone(tid, deadline) : 0;
+	r = tid ? tssx_thread_gone(tid, deadline) : 0;
 	lock_client();
 	if (r == 0 && state.worker_tid == tid && !state.worker_running)
 		state.worker_tid = 0;

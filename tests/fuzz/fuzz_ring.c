@@ -125,8 +125,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			check(tssx_ring_writable(&producer), CAP);
 			break;
 		case 9:
-			check(tssx_ring_arm_reader(&consumer), CAP);
-			check(tssx_ring_arm_writer(&producer), CAP);
+			check(tssx_ring_arm_reader(&consumer, TSSX_BELL_FUTEX), CAP);
+			check(tssx_ring_arm_writer(&producer, TSSX_BELL_SOCKET), CAP);
 			break;
 		case 10:
 			(void)tssx_ring_take_reader_wakeup(&producer);

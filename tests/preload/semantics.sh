@@ -32,16 +32,32 @@ source "$(dirname "$0")/lib.sh"
 # before passed now and then, with it the writers failed 5 runs of 5, the
 # readers 4-5 of 5); execlie: hand-over records that lie
 # about the side locks are refused loudly, stale holders are freed.
+# peer-WAITER-ACTION: a read (a write for room) blocked while the peer
+# closes, shuts down, is killed (kill -9), or is killed while a fork still
+# holds the connection; signal-WAITER-HOW: a signal's handler runs under
+# it, without SA_RESTART, with it, with it and a socket timeout; forksleep:
+# a child forked after its parent slept sleeps on the connection and wakes
+# at the peer's death.  These sleep on the futex bell (docs/wait.md): the
+# statistics line must say so.
 under=()
 for waiter in read write poll select epoll; do
 	for action in close dup2 shutrd shutrdwr; do
 		under+=("under-$waiter-$action")
 	done
 done
+bell=(forksleep)
+for waiter in read write; do
+	for action in close shut kill killfork; do
+		bell+=("peer-$waiter-$action")
+	done
+	for how in intr restart timeo; do
+		bell+=("signal-$waiter-$how")
+	done
+done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
 	foreignowner shutwr shutsibling forkcall forkpair barrierlost execwrite execwrite2 execread execread2 spawnwrite \
-	spawnread execlie; do
+	spawnread execlie "${bell[@]}"; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	ring=()
@@ -54,5 +70,7 @@ for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread for
 		grep -q "membarrier() failed after it was registered" "$work/$probe.log" ||
 			fail "$probe: the client's membarrier() was never refused"
 	fi
+	[[ " ${bell[*]} " != *" $probe "* ]] || grep -q "data path sleeps: [1-9][0-9]* on the futex bell" "$work/$probe.log" ||
+		fail "$probe: no sleep on the futex bell"
 	rm -f "$work/$probe.log"
 done

@@ -750,7 +750,7 @@ static void late_ring_send(struct tssx_ring *ring, int fd, const uint8_t *p, siz
 		expect(n >= 0);
 		if (n > 0 && tssx_ring_take_reader_wakeup(ring))
 			late_doorbell(fd);
-		if (n == 0 && tssx_ring_arm_writer(ring) == 0) {
+		if (n == 0 && tssx_ring_arm_writer(ring, TSSX_BELL_SOCKET) == 0) {
 			struct pollfd pfd = { .fd = fd, .events = POLLIN };
 
 			expect(poll(&pfd, 1, 100) >= 0);
@@ -1452,6 +1452,7 @@ struct blocked {
 	int err;
 	unsigned events;
 	char byte;
+	_Atomic bool done;
 };
 
 static void *blocked_call(void *arg)
@@ -1491,6 +1492,7 @@ static void *blocked_call(void *arg)
 		break;
 	}
 	b->err = b->ret < 0 ? errno : 0;
+	atomic_store(&b->done, true);
 	return NULL;
 }
 
@@ -1499,7 +1501,7 @@ static void wait_until_asleep(pid_t tid)
 {
 	char path[64], stat[256], *state;
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)tid); /* a thread's or a process's */
 	for (;;) {
 		FILE *f = fopen(path, "r");
 
@@ -1645,21 +1647,243 @@ static void under_server(int fd)
 }
 
 /* "under-WAITER-ACTION": sets the case, or false. */
-static bool parse_under(const char *name)
+/* A case "PREFIX-WAITER-WHAT": WAITER one of the first `waiters` of
+ * waiter_names, WHAT one of whats[n] (its index into *what). */
+static bool parse_case(const char *name, const char *prefix, size_t waiters, const char *const *whats, size_t n,
+		       size_t *what)
 {
 	char want[64];
 
-	for (size_t w = 0; w < ARRAY_LEN(waiter_names); w++) {
-		for (size_t u = 0; u < ARRAY_LEN(under_names); u++) {
-			snprintf(want, sizeof(want), "under-%s-%s", waiter_names[w], under_names[u]);
+	for (size_t w = 0; w < waiters; w++) {
+		for (size_t i = 0; i < n; i++) {
+			snprintf(want, sizeof(want), "%s-%s-%s", prefix, waiter_names[w], whats[i]);
 			if (!strcmp(name, want)) {
 				case_waiter = (enum waiter)w;
-				case_under = (enum under)u;
+				*what = i;
 				return true;
 			}
 		}
 	}
 	return false;
+}
+
+static bool parse_under(const char *name)
+{
+	size_t what;
+
+	if (!parse_case(name, "under", ARRAY_LEN(waiter_names), under_names, ARRAY_LEN(under_names), &what))
+		return false;
+	case_under = (enum under)what;
+	return true;
+}
+
+/* ---- the peer's close, shutdown or death under a blocked call ----
+ *
+ * peer-WAITER-ACTION: the server's read (or write for room) blocks in a
+ * thread; the client closes, shuts down (SHUT_WR for a read, SHUT_RD for
+ * a write), is killed (kill -9 of the process holding the connection) or
+ * is killed while another process forked from the client still holds the
+ * connection.  As on a plain socket, the read returns 0 and the write fails with EPIPE once
+ * the last holder is gone, and not before: killfork's call must still
+ * be blocked after its peer died, until the child dies too.
+ */
+
+enum peer_action { PEER_CLOSE, PEER_SHUT, PEER_KILL, PEER_KILLFORK };
+
+static const char *const peer_names[] = { "close", "shut", "kill", "killfork" };
+static enum peer_action case_peer;
+
+/* How long killfork's call must stay blocked after the peer's death:
+ * a wrong wake-up comes at once. */
+#define KILLFORK_STILL_MS 200
+
+/* The server's call of the case, blocked in a thread until it sleeps. */
+static void start_blocked(struct blocked *b, pthread_t *thread)
+{
+	expect(pthread_create(thread, NULL, blocked_call, b) == 0);
+	while (!atomic_load(&b->tid))
+		usleep(1000);
+	wait_until_asleep(atomic_load(&b->tid));
+}
+
+static void peer_server(int fd)
+{
+	struct blocked b = { .fd = fd, .epfd = -1 };
+	pthread_t thread;
+
+	signal(SIGPIPE, SIG_IGN); /* the check is the EPIPE */
+	wait_byte(fd);
+	if (case_waiter == WAIT_WRITE)
+		fill_until_full(fd, 'f');
+	start_blocked(&b, &thread);
+	signal_peer();
+	if (case_peer == PEER_KILLFORK) {
+		wait_peer(); /* the peer is dead, its child holds on */
+		usleep(KILLFORK_STILL_MS * 1000);
+		expect(!atomic_load(&b.done));
+		signal_peer();
+	}
+	pthread_join(thread, NULL);
+	fprintf(stderr, "peer-%s-%s: ret %ld errno %d\n", waiter_names[case_waiter], peer_names[case_peer], b.ret,
+		b.err);
+	/* The kernel says ECONNRESET when the peer closed with bytes of ours
+	 * unread (the ones that filled the connection). */
+	if (case_waiter == WAIT_READ)
+		expect(b.ret == 0);
+	else
+		expect(b.ret < 0 && (b.err == EPIPE || b.err == ECONNRESET));
+	signal_peer();
+}
+
+/* A process that holds the connection until it is killed. */
+static pid_t holder(void)
+{
+	pid_t pid = fork();
+
+	expect(pid >= 0);
+	if (pid == 0) {
+		for (;;)
+			pause();
+	}
+	return pid;
+}
+
+static void kill_and_reap(pid_t pid)
+{
+	expect(kill(pid, SIGKILL) == 0 && waitpid(pid, NULL, 0) == pid);
+}
+
+static void peer_client(int fd)
+{
+	pid_t peer = -1, child = -1;
+
+	send_all(fd, "r", 1); /* the handshake is over before the call blocks */
+	if (case_peer == PEER_KILL || case_peer == PEER_KILLFORK) {
+		peer = holder();
+		/* Its fork, which outlives it: a holder of the peer's. */
+		if (case_peer == PEER_KILLFORK)
+			child = holder();
+		close(fd);
+	}
+	wait_peer();
+	switch (case_peer) {
+	case PEER_CLOSE:
+		close(fd);
+		break;
+	case PEER_SHUT:
+		expect(shutdown(fd, case_waiter == WAIT_READ ? SHUT_WR : SHUT_RD) == 0);
+		break;
+	case PEER_KILL:
+		kill_and_reap(peer);
+		break;
+	case PEER_KILLFORK:
+		kill_and_reap(peer);
+		signal_peer();
+		wait_peer();
+		kill_and_reap(child);
+		break;
+	}
+	wait_peer();
+}
+
+/* ---- a signal under a blocked read or write ----
+ *
+ * signal-WAITER-HOW: the server's read (or write for room) blocks and a
+ * SIGALRM handler runs: without SA_RESTART the call fails with EINTR
+ * ("intr"); with it, the call goes on and completes when the client
+ * sends or drains ("restart"); with it on a socket with SO_RCVTIMEO or
+ * SO_SNDTIMEO, the call fails with EINTR all the same ("timeo", socket(7)).
+ */
+
+enum signal_how { SIGNAL_INTR, SIGNAL_RESTART, SIGNAL_TIMEO };
+
+static const char *const signal_names[] = { "intr", "restart", "timeo" };
+static enum signal_how case_signal;
+
+/* The blocked write: more than the client drains in one read. */
+#define SIGNAL_WRITE_BYTES (256u << 10)
+
+static void signal_server(int fd)
+{
+	struct timeval long_timeout = { .tv_sec = 30 };
+	char *block = xmalloc(SIGNAL_WRITE_BYTES), c = 0;
+	ssize_t n;
+
+	wait_byte(fd);
+	if (case_waiter == WAIT_WRITE)
+		fill_until_full(fd, 'f');
+	if (case_signal == SIGNAL_TIMEO)
+		expect(setsockopt(fd, SOL_SOCKET, case_waiter == WAIT_READ ? SO_RCVTIMEO : SO_SNDTIMEO,
+				  &long_timeout, sizeof(long_timeout)) == 0);
+	arm_alarm(case_signal == SIGNAL_INTR ? 0 : SA_RESTART);
+	signal_peer();
+	memset(block, 'z', SIGNAL_WRITE_BYTES);
+	n = case_waiter == WAIT_READ ? read(fd, &c, 1) : write(fd, block, SIGNAL_WRITE_BYTES);
+	fprintf(stderr, "signal-%s-%s: ret %zd errno %d\n", waiter_names[case_waiter], signal_names[case_signal], n,
+		n < 0 ? errno : 0);
+	if (case_signal != SIGNAL_RESTART)
+		expect(n < 0 && errno == EINTR);
+	else if (case_waiter == WAIT_READ)
+		expect(n == 1 && c == 'x');
+	else
+		expect(n == (ssize_t)SIGNAL_WRITE_BYTES);
+	free(block);
+	signal_peer();
+}
+
+static void signal_client(int fd)
+{
+	uint64_t counts[256] = { 0 };
+
+	send_all(fd, "r", 1);
+	wait_peer();
+	if (case_signal == SIGNAL_RESTART) {
+		usleep(300 * 1000); /* the restarted call outlives its alarm */
+		if (case_waiter == WAIT_READ) {
+			send_all(fd, "x", 1);
+		} else {
+			drain_counting(fd, counts);
+			expect(counts['z'] == SIGNAL_WRITE_BYTES);
+		}
+	}
+	wait_peer();
+}
+
+/* ---- forksleep: a child forked after its parent slept on the
+ * connection sleeps on it too, and wakes when the peer dies ---- */
+
+static void forksleep_server(int fd)
+{
+	pid_t child;
+	int status;
+	char c;
+
+	signal_peer();
+	wait_byte(fd); /* sleeps: the client sends a moment later */
+	child = fork();
+	expect(child >= 0);
+	if (child == 0) {
+		alarm(30); /* a sleep nothing wakes fails the case */
+		exit(read(fd, &c, 1) == 0 ? 0 : 1);
+	}
+	wait_until_asleep(child);
+	signal_peer();
+	expect(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	signal_peer();
+}
+
+static void forksleep_client(int fd)
+{
+	pid_t peer;
+
+	wait_peer();
+	usleep(50 * 1000);
+	send_all(fd, "r", 1);
+	peer = holder();
+	close(fd);
+	wait_peer();
+	kill_and_reap(peer);
+	wait_peer();
 }
 
 /* ---- the peer holds the waiters word at a live thread of its own ---- */
@@ -2572,11 +2796,34 @@ static const struct probe {
 	{ "spawnwrite", execwrite_server, execwrite_client },
 	{ "spawnread", execread_server, execread_client },
 	{ "execlie", execlie_server, execlie_client },
+	{ "forksleep", forksleep_server, forksleep_client },
 };
+
+static bool parse_peer(const char *name)
+{
+	size_t what;
+
+	if (!parse_case(name, "peer", WAIT_WRITE + 1, peer_names, ARRAY_LEN(peer_names), &what))
+		return false;
+	case_peer = (enum peer_action)what;
+	return true;
+}
+
+static bool parse_signal(const char *name)
+{
+	size_t what;
+
+	if (!parse_case(name, "signal", WAIT_WRITE + 1, signal_names, ARRAY_LEN(signal_names), &what))
+		return false;
+	case_signal = (enum signal_how)what;
+	return true;
+}
 
 int main(int argc, char **argv)
 {
 	static const struct probe under = { "under", under_server, under_client };
+	static const struct probe peer = { "peer", peer_server, peer_client };
+	static const struct probe sig = { "signal", signal_server, signal_client };
 	const struct probe *probe = NULL;
 	int listener, fd, status;
 	pid_t child;
@@ -2585,13 +2832,19 @@ int main(int argc, char **argv)
 		return exec_helper(argv);
 	if (argc != 3)
 		die("usage: tssx-probe CASE PATH\n"
-		    "CASE under-WAITER-ACTION: WAITER read, write, poll, select or epoll; ACTION close, dup2, shutrd or shutrdwr");
+		    "CASE under-WAITER-ACTION: WAITER read, write, poll, select or epoll; ACTION close, dup2, shutrd or shutrdwr\n"
+		    "CASE peer-WAITER-ACTION: WAITER read or write; ACTION close, shut, kill or killfork\n"
+		    "CASE signal-WAITER-HOW: WAITER read or write; HOW intr, restart or timeo");
 	for (size_t i = 0; i < ARRAY_LEN(probes); i++) {
 		if (!strcmp(probes[i].name, argv[1]))
 			probe = &probes[i];
 	}
 	if (!probe && parse_under(argv[1]))
 		probe = &under;
+	if (!probe && parse_peer(argv[1]))
+		probe = &peer;
+	if (!probe && parse_signal(argv[1]))
+		probe = &sig;
 	if (!probe)
 		die("unknown case %s", argv[1]);
 	exec_hops = argv[1][strlen(argv[1]) - 1] == '2' ? 2 : 1;

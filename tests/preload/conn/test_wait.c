@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "conn/bell.h"
 #include "conn/wait.h"
 #include "init.h"
 
@@ -301,6 +302,23 @@ static void test_spin_start_budgets(void **state)
 	tssx_opts = saved;
 }
 
+/* The futex bell's watcher tells a stale event from a current one by the
+ * tag its registration carries beside the connection. */
+static void test_bell_pack(void **state)
+{
+	static char conn;
+	uint16_t tag;
+
+	(void)state;
+	assert_ptr_equal(tssx_bell_unpack(tssx_bell_pack(&conn, 7), &tag), &conn);
+	assert_int_equal(tag, 7);
+	assert_ptr_equal(tssx_bell_unpack(tssx_bell_pack(&conn, UINT16_MAX), &tag), &conn);
+	assert_int_equal(tag, UINT16_MAX);
+	assert_true(tssx_bell_pack(&conn, 1) != tssx_bell_pack(&conn, 2));
+	/* Above the user half: nothing to pack, the sleeper takes the socket. */
+	assert_int_equal(tssx_bell_pack((void *)(uintptr_t)(1ull << 48), 1), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -319,6 +337,7 @@ int main(void)
 		cmocka_unit_test(test_yield_stall_grows_with_the_tasks),
 		cmocka_unit_test(test_yield_backoff_doubles_while_stalls_go_on),
 		cmocka_unit_test(test_spin_start_budgets),
+		cmocka_unit_test(test_bell_pack),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -272,8 +272,8 @@ static void assert_all_eproto(struct fixture *f)
 {
 	assert_int_equal(tssx_ring_readable(&f->ring), -EPROTO);
 	assert_int_equal(tssx_ring_writable(&f->ring), -EPROTO);
-	assert_int_equal(tssx_ring_arm_reader(&f->ring), -EPROTO);
-	assert_int_equal(tssx_ring_arm_writer(&f->ring), -EPROTO);
+	assert_int_equal(tssx_ring_arm_reader(&f->ring, TSSX_BELL_SOCKET), -EPROTO);
+	assert_int_equal(tssx_ring_arm_writer(&f->ring, TSSX_BELL_SOCKET), -EPROTO);
 	assert_int_equal(get(f, 2 * CAP, false), -EPROTO);
 	assert_int_equal(get(f, 2 * CAP, true), -EPROTO);
 	assert_int_equal(put(f, 0, 2 * CAP), -EPROTO);
@@ -483,22 +483,52 @@ static void test_wakeup_flags(void **state)
 	struct fixture *f = *state;
 
 	assert_false(tssx_ring_take_reader_wakeup(&f->ring));
-	assert_int_equal(tssx_ring_arm_reader(&f->ring), 0);
+	assert_int_equal(tssx_ring_arm_reader(&f->ring, TSSX_BELL_SOCKET), 0);
 	assert_int_equal(f->ctl.reader_waiting, 1);
 	assert_int_equal(put(f, 0, 5), 5);
 	assert_true(tssx_ring_take_reader_wakeup(&f->ring));
 	assert_false(tssx_ring_take_reader_wakeup(&f->ring));
 	/* Data already there: the reader must not sleep. */
-	assert_int_equal(tssx_ring_arm_reader(&f->ring), 5);
+	assert_int_equal(tssx_ring_arm_reader(&f->ring, TSSX_BELL_SOCKET), 5);
 
 	assert_false(tssx_ring_take_writer_wakeup(&f->ring));
 	assert_int_equal(put(f, 0, CAP), CAP - 5);
-	assert_int_equal(tssx_ring_arm_writer(&f->ring), 0);
+	assert_int_equal(tssx_ring_arm_writer(&f->ring, TSSX_BELL_SOCKET), 0);
 	assert_int_equal(f->ctl.writer_waiting, 1);
 	assert_int_equal(get(f, 1, false), 1);
 	assert_true(tssx_ring_take_writer_wakeup(&f->ring));
 	assert_false(tssx_ring_take_writer_wakeup(&f->ring));
-	assert_int_equal(tssx_ring_arm_writer(&f->ring), 1);
+	assert_int_equal(tssx_ring_arm_writer(&f->ring, TSSX_BELL_SOCKET), 1);
+}
+
+/* Sleepers of both kinds on one ring: each adds its bell, the waker
+ * rings both; a flag the peer scribbled rings both too. */
+static void test_wakeup_bells(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(tssx_ring_arm_reader(&f->ring, TSSX_BELL_FUTEX), 0);
+	assert_int_equal(f->ctl.reader_waiting, TSSX_BELL_FUTEX);
+	assert_int_equal(tssx_ring_arm_reader(&f->ring, TSSX_BELL_SOCKET), 0);
+	assert_int_equal(f->ctl.reader_waiting, TSSX_BELL_FUTEX | TSSX_BELL_SOCKET);
+	assert_int_equal(put(f, 0, 5), 5);
+	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), TSSX_BELL_FUTEX | TSSX_BELL_SOCKET);
+	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), 0);
+
+	assert_int_equal(put(f, 0, CAP), CAP - 5);
+	assert_int_equal(tssx_ring_arm_writer(&f->ring, TSSX_BELL_FUTEX), 0);
+	assert_int_equal(get(f, 1, false), 1);
+	assert_int_equal(tssx_ring_take_writer_wakeup(&f->ring), TSSX_BELL_FUTEX);
+	assert_int_equal(tssx_ring_take_writer_wakeup(&f->ring), 0);
+
+	atomic_store(&f->ctl.reader_waiting, 4u);
+	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), TSSX_BELLS);
+	assert_int_equal(f->ctl.reader_waiting, 0);
+	assert_int_equal(tssx_bells_of(0), 0);
+	assert_int_equal(tssx_bells_of(TSSX_BELL_SOCKET), TSSX_BELL_SOCKET);
+	assert_int_equal(tssx_bells_of(TSSX_BELL_FUTEX), TSSX_BELL_FUTEX);
+	assert_int_equal(tssx_bells_of(UINT32_MAX), TSSX_BELLS);
+	assert_int_equal(tssx_bells_of(0x80000000u | TSSX_BELL_FUTEX), TSSX_BELLS);
 }
 
 /* The wake-up check goes without its fence only after TSSX_WAKE_QUIET
@@ -718,7 +748,7 @@ static int produce(struct stream *s)
 			ring_doorbell(s->doorbell);
 		s->unfenced_seen |= atomic_load(&s->ring->ctl->reader_unfenced);
 		pos += (uint64_t)n;
-		if (n == 0 && tssx_ring_arm_writer(s->ring) == 0 && !wait_doorbell(s->doorbell))
+		if (n == 0 && tssx_ring_arm_writer(s->ring, TSSX_BELL_SOCKET) == 0 && !wait_doorbell(s->doorbell))
 			return -ETIMEDOUT;
 	}
 	return 0;
@@ -741,7 +771,7 @@ static int consume(struct stream *s)
 		if (memcmp(buf, pattern + pos % PERIOD, (size_t)n) != 0)
 			return -EBADMSG;
 		pos += (uint64_t)n;
-		if (n == 0 && tssx_ring_arm_reader(s->ring) == 0 && !wait_doorbell(s->doorbell))
+		if (n == 0 && tssx_ring_arm_reader(s->ring, TSSX_BELL_SOCKET) == 0 && !wait_doorbell(s->doorbell))
 			return -ETIMEDOUT;
 	}
 	return tssx_ring_readable(s->ring) == 0 ? 0 : -EMSGSIZE;
@@ -857,6 +887,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fast_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wakeup_flags, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wake_barrier, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wakeup_bells, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_producers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
 		cmocka_unit_test(test_two_processes),

@@ -1,0 +1,338 @@
+/* The futex bell and its watcher (bell.h, docs/wait.md "The futex bell"). */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "conn/ancillary.h"
+#include "conn/bell.h"
+#include "init.h"
+#include "real_slots.h"
+#include "tssx/log.h"
+#include "tssx/thread_gone.h"
+
+/* Events the watcher takes at once. */
+#define WATCH_BATCH 16
+
+/* ---- The futex ---- */
+
+static long futex(_Atomic uint32_t *word, int op, uint32_t value, const struct timespec *timeout)
+{
+	/* Shared, not private: the word is in the segment, and the peer's
+	 * process wakes it. */
+	return syscall(SYS_futex, word, op, value, timeout, NULL, 0);
+}
+
+int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, const struct tssx_deadline *deadline)
+{
+	struct timespec left;
+
+	/* FUTEX_WAIT's timeout is relative, on CLOCK_MONOTONIC as the
+	 * deadline.  A signal ends a sleep with a timeout with EINTR
+	 * whatever SA_RESTART says, and one without restarts under it:
+	 * exactly what a socket with and without SO_RCVTIMEO does. */
+	if (futex(word, FUTEX_WAIT, seen, tssx_deadline_left(deadline, &left)) == 0 || errno == EAGAIN)
+		return 0;
+	if (errno == ETIMEDOUT)
+		return -EAGAIN;
+	if (errno == EINTR)
+		return -EINTR;
+	/* The segment is ours and mapped: nothing else is expected, and a
+	 * re-check is never wrong. */
+	return 0;
+}
+
+void tssx_bell_ring(_Atomic uint32_t *word)
+{
+	/* Seq_cst: after the flag the waker took, or the state it set for
+	 * the sleeper to find (bell.h, tssx_bell_seen()). */
+	atomic_fetch_add(word, 1);
+	futex(word, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+void tssx_bell_wake_own(struct tssx_conn *conn)
+{
+	tssx_bell_ring(tssx_ring_reader_bell(conn->rx));
+	tssx_bell_ring(tssx_ring_writer_bell(conn->tx));
+}
+
+/* ---- The watcher ---- */
+
+/*
+ * The watcher of this process.  Its lock orders everything: a connection
+ * is watched (its bell_fd, bell_tag, bell_epoch) and forgotten under it,
+ * and the watcher touches a connection only under it and only while the
+ * registration an event carries is the connection's current one; the
+ * connection ends only after tssx_bell_forget(), so it is alive and its
+ * segment mapped whenever the watcher touches it.
+ */
+static struct {
+	pthread_mutex_t lock;
+	int epoll_fd;		/* -1: none (yet, or since a fork) */
+	bool running;		/* the thread, on epoll_fd */
+	bool paused;		/* tssx_bell_pause(): no thread until resumed */
+	pthread_t thread;
+	_Atomic pid_t tid;	/* the thread's, once it runs */
+	uint16_t next_tag;
+	/* Changes in a fork() child: the parent's registrations (bell_fd
+	 * with another epoch) are not the child's, and the child has no
+	 * watcher until its first futex sleep.  Atomic: read without the
+	 * lock by a sleeper's look (tssx_bell_watch). */
+	_Atomic uint32_t epoch;
+} watcher = { .lock = PTHREAD_MUTEX_INITIALIZER, .epoll_fd = -1 };
+
+/* Whether conn's socket is watched in this process.  Seq_cst: a sleeper
+ * asks after it loaded its bell word, and tssx_bell_unwatch() rings the
+ * bell after it changed the answer (bell.h, tssx_bell_seen()). */
+static bool watched(struct tssx_conn *conn)
+{
+	return atomic_load(&conn->bell_fd) >= 0 && atomic_load(&conn->bell_epoch) == atomic_load(&watcher.epoch);
+}
+
+/* The socket hung up: the peer closed it (its last holder) or died, shut
+ * it down, or failed the connection.  As a sleeper in recv() notes its
+ * EOF (conn/stream.c): the peer closed, unless this side shut its reading
+ * down, which the kernel reports alike. */
+static void hung_up(struct tssx_conn *conn, uint32_t events)
+{
+	if ((events & (EPOLLHUP | EPOLLERR)) || !tssx_ring_read_shut(conn->rx))
+		atomic_store(&conn->peer_closed, true);
+	tssx_bell_wake_own(conn);
+}
+
+/* Under the lock: what an event of a current registration says. */
+static void take_event(struct tssx_conn *conn, uint32_t events)
+{
+	/* Bytes came: doorbells for this process's event-loop waiters, a
+	 * record of control data (its reader takes it), or bytes written
+	 * around the library, which a sleeper in recv() would have found
+	 * and failed the connection for, before it saw the hang-up behind
+	 * them. */
+	if (events & EPOLLIN)
+		tssx_ancillary_check_bypass(conn, atomic_load(&conn->bell_fd));
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		hung_up(conn, events);
+	else if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
+		tssx_bell_wake_own(conn);
+}
+
+static void *watcher_main(void *arg)
+{
+	int epoll_fd = (int)(intptr_t)arg;
+	struct epoll_event events[WATCH_BATCH];
+
+	atomic_store(&watcher.tid, gettid());
+	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+	for (;;) {
+		int n;
+
+		/* The only cancellation point of the thread (tssx_bell_pause),
+		 * where it holds nothing. */
+		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
+		n = TSSX_REAL(epoll_wait)(epoll_fd, events, WATCH_BATCH, -1);
+		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
+		if (n < 0 && errno != EINTR)
+			break;
+		pthread_mutex_lock(&watcher.lock);
+		for (int i = 0; i < n; i++) {
+			uint16_t tag;
+			struct tssx_conn *conn = tssx_bell_unpack(events[i].data.u64, &tag);
+
+			if (watched(conn) && conn->bell_tag == tag)
+				take_event(conn, events[i].events);
+		}
+		pthread_mutex_unlock(&watcher.lock);
+	}
+	/* The fd is no epoll set any more (the program closed the number):
+	 * every registration goes with it, and the next sleeps make new
+	 * ones.  Sleepers of now may sleep past the peer's death. */
+	tssx_log(TSSX_LOG_WARN, "futex bell: the watcher stopped: %m");
+	pthread_mutex_lock(&watcher.lock);
+	/* Not when tssx_bell_pause() took it over (running is false): that
+	 * one joins it. */
+	if (watcher.running && watcher.epoll_fd == epoll_fd) {
+		watcher.epoll_fd = -1;
+		watcher.running = false;
+		atomic_fetch_add(&watcher.epoch, 1);
+		pthread_detach(pthread_self());
+	}
+	pthread_mutex_unlock(&watcher.lock);
+	return NULL;
+}
+
+static void lock_for_fork(void)
+{
+	pthread_mutex_lock(&watcher.lock);
+}
+
+static void unlock_after_fork(void)
+{
+	pthread_mutex_unlock(&watcher.lock);
+}
+
+/* The child has the parent's epoll fd (the same set: never change it
+ * here) and no watcher thread. */
+static void child_after_fork(void)
+{
+	if (watcher.epoll_fd >= 0)
+		TSSX_REAL(close)(watcher.epoll_fd);
+	watcher.epoll_fd = -1;
+	watcher.running = watcher.paused = false;
+	atomic_store(&watcher.tid, 0);
+	atomic_fetch_add(&watcher.epoch, 1);
+	pthread_mutex_unlock(&watcher.lock);
+}
+
+static void register_fork_handlers(void)
+{
+	pthread_atfork(lock_for_fork, unlock_after_fork, child_after_fork);
+}
+
+/* Under the lock: the thread, with every signal blocked (a signal is the
+ * program's, and a thread asleep in epoll_wait() must not take it from
+ * the thread it is for). */
+static bool thread_start(void)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int r;
+
+	pthread_attr_init(&attr);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread inherits it */
+	r = pthread_create(&watcher.thread, &attr, watcher_main, (void *)(intptr_t)watcher.epoll_fd);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (r != 0) {
+		tssx_log(TSSX_LOG_WARN, "futex bell: no watcher thread (%s): sleeps take the socket", strerror(r));
+		return false;
+	}
+	watcher.running = true;
+	return true;
+}
+
+/* Under the lock: the watcher of this process, started at its first
+ * futex sleep. */
+static bool watcher_start(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	if (watcher.running)
+		return true;
+	if (watcher.paused)
+		return false;
+	pthread_once(&once, register_fork_handlers);
+	if (watcher.epoll_fd < 0) {
+		watcher.epoll_fd = tssx_fd_away_from_program(TSSX_REAL(epoll_create1)(EPOLL_CLOEXEC));
+		if (watcher.epoll_fd < 0) {
+			tssx_log(TSSX_LOG_WARN, "futex bell: no epoll fd (%m): sleeps take the socket");
+			return false;
+		}
+	}
+	return thread_start();
+}
+
+int tssx_bell_pause(void)
+{
+	bool running;
+
+	pthread_mutex_lock(&watcher.lock);
+	watcher.paused = true;
+	running = watcher.running;
+	watcher.running = false;
+	pthread_mutex_unlock(&watcher.lock);
+	if (!running)
+		return 0;
+	/* Its registrations stay in the set, and events that come meanwhile
+	 * wait there for the thread of tssx_bell_resume(). */
+	pthread_cancel(watcher.thread);
+	pthread_join(watcher.thread, NULL);
+	return tssx_thread_gone(atomic_exchange(&watcher.tid, 0), tssx_now_ns() + TSSX_NSEC_PER_SEC);
+}
+
+void tssx_bell_resume(void)
+{
+	pthread_mutex_lock(&watcher.lock);
+	watcher.paused = false;
+	if (watcher.epoll_fd >= 0 && !watcher.running)
+		thread_start();
+	pthread_mutex_unlock(&watcher.lock);
+}
+
+bool tssx_bell_watch(struct tssx_conn *conn, int fd)
+{
+	/* Edge-triggered: the hang-up is reported once, and at once when it
+	 * is there already as the socket is added (the kernel polls a file
+	 * as it adds it): a peer that died before this registration wakes
+	 * the sleeper too.  EPOLLIN for bytes that are not doorbells
+	 * (take_event()): edges only, as bytes come. */
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLET };
+	bool ok = true;
+
+	/* A vfork() child shares the parent's memory and watcher. */
+	if (tssx_foreign_process())
+		return false;
+	if (watched(conn))
+		return true;
+	pthread_mutex_lock(&watcher.lock);
+	/* Watched on any fd of this process's: all refer to one socket. */
+	if (watched(conn))
+		goto out;
+	ok = false;
+	if (!watcher_start())
+		goto out;
+	ev.data.u64 = tssx_bell_pack(conn, watcher.next_tag + 1);
+	if (!ev.data.u64 || TSSX_REAL(epoll_ctl)(watcher.epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		goto out;
+	watcher.next_tag++;
+	conn->bell_tag = watcher.next_tag;
+	atomic_store(&conn->bell_epoch, atomic_load(&watcher.epoch));
+	atomic_store(&conn->bell_fd, fd);
+	ok = true;
+out:
+	pthread_mutex_unlock(&watcher.lock);
+	return ok;
+}
+
+/* Under the lock, conn watched: the registration goes. */
+static void unwatch_locked(struct tssx_conn *conn)
+{
+	TSSX_REAL(epoll_ctl)(watcher.epoll_fd, EPOLL_CTL_DEL, atomic_load(&conn->bell_fd), NULL);
+	atomic_store(&conn->bell_fd, -1);
+}
+
+void tssx_bell_unwatch(struct tssx_conn *conn, int fd)
+{
+	bool woken = false;
+
+	/* Without the lock: only closes of the socket watched go on, and
+	 * the watch of a number happens before its close. */
+	if (atomic_load_explicit(&conn->bell_fd, memory_order_relaxed) != fd || tssx_foreign_process())
+		return;
+	pthread_mutex_lock(&watcher.lock);
+	if (watched(conn) && atomic_load(&conn->bell_fd) == fd) {
+		unwatch_locked(conn);
+		woken = true;
+	}
+	pthread_mutex_unlock(&watcher.lock);
+	/* Its futex sleepers go on with the copy of the socket kept for
+	 * them (connection.h, held_fd): they watch that one. */
+	if (woken)
+		tssx_bell_wake_own(conn);
+}
+
+void tssx_bell_forget(struct tssx_conn *conn)
+{
+	if (atomic_load_explicit(&conn->bell_fd, memory_order_relaxed) < 0 || tssx_foreign_process())
+		return;
+	pthread_mutex_lock(&watcher.lock);
+	if (watched(conn))
+		unwatch_locked(conn);
+	atomic_store(&conn->bell_fd, -1);
+	pthread_mutex_unlock(&watcher.lock);
+}
