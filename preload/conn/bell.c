@@ -274,11 +274,14 @@ bool tssx_bell_watch(struct tssx_conn *conn, int fd)
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLET };
 	bool ok = true;
 
-	/* A vfork() child shares the parent's memory and watcher. */
-	if (tssx_foreign_process())
-		return false;
+	/* Watched: the parent's watcher also wakes a vfork() child, which
+	 * shares its memory.  tssx_foreign_process() only then: it costs a
+	 * getpid() per sleep otherwise. */
 	if (watched(conn))
 		return true;
+	/* A vfork() child must not start a watcher in the parent's memory. */
+	if (tssx_foreign_process())
+		return false;
 	pthread_mutex_lock(&watcher.lock);
 	/* Watched on any fd of this process's: all refer to one socket. */
 	if (watched(conn))

@@ -69,6 +69,12 @@ struct tssx_conn {
 	/* O_NONBLOCK of the socket as this process last read or set it
 	 * (enum tssx_nonblock): an F_GETFL per wait otherwise. */
 	_Atomic int nonblock;
+	/* SO_RCVTIMEO and SO_SNDTIMEO as this process last read them, in
+	 * ns (0: none): a getsockopt() per sleep otherwise.  Valid while
+	 * timeouts_read is timeouts_set + 1: this process's setsockopt()
+	 * counts in timeouts_set, and a read that raced it is stale. */
+	_Atomic uint32_t timeouts_set, timeouts_read;
+	_Atomic uint64_t rcvtimeo_ns, sndtimeo_ns;
 	/* SO_PEEK_OFF: where the next MSG_PEEK starts, -1 when off; moved
 	 * under the consumer lock as the kernel moves it. */
 	_Atomic int peek_off;

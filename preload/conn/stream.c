@@ -48,7 +48,7 @@
 #define DRAIN_ROUNDS 16
 
 /* A blocking call's deadline: the socket's SO_RCVTIMEO or SO_SNDTIMEO,
- * read when the call first has to wait. */
+ * from the call's first wait on. */
 struct deadline {
 	bool known;
 	struct tssx_deadline at;
@@ -377,21 +377,48 @@ static ssize_t guarded_peek_upto(struct tssx_ring *ring, int peek_off, const str
 	return guarded_transfer(ring, MOVE_OUT_LIMITED, &piece, 1, 0, true, 0, peek_off);
 }
 
-/* The call's deadline, the socket's timeout read at its first wait. */
-static const struct tssx_deadline *deadline_of(struct deadline *dl, int fd, bool writer)
+static uint64_t timeval_ns(const struct timeval *tv)
+{
+	return (uint64_t)tv->tv_sec * (uint64_t)TSSX_NSEC_PER_SEC + (uint64_t)tv->tv_usec * 1000u;
+}
+
+/* The socket's SO_RCVTIMEO (reader) or SO_SNDTIMEO (writer) in ns, 0 for
+ * none, read once and then kept until this process sets an option
+ * (connection.h).  Another process sharing the open file can change them
+ * unseen, as O_NONBLOCK (is_nonblocking()). */
+static uint64_t socket_timeout_ns(struct tssx_conn *conn, int fd, bool writer)
+{
+	struct timeval rcv = { 0 }, snd = { 0 };
+	socklen_t len = sizeof(rcv);
+	uint32_t set = atomic_load(&conn->timeouts_set);
+
+	if (atomic_load(&conn->timeouts_read) != set + 1) {
+		if (TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, &len) < 0)
+			rcv = (struct timeval){ 0 };
+		len = sizeof(snd);
+		if (TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, &len) < 0)
+			snd = (struct timeval){ 0 };
+		atomic_store(&conn->rcvtimeo_ns, timeval_ns(&rcv));
+		atomic_store(&conn->sndtimeo_ns, timeval_ns(&snd));
+		atomic_store(&conn->timeouts_read, set + 1);
+	}
+	return atomic_load(writer ? &conn->sndtimeo_ns : &conn->rcvtimeo_ns);
+}
+
+void tssx_conn_forget_timeouts(struct tssx_conn *conn)
+{
+	atomic_fetch_add(&conn->timeouts_set, 1);
+}
+
+/* The call's deadline, from the socket's timeout at its first wait. */
+static const struct tssx_deadline *deadline_of(struct deadline *dl, struct tssx_conn *conn, int fd, bool writer)
 {
 	if (!dl->known) {
-		struct timeval tv = { 0 };
-		socklen_t len = sizeof(tv);
-		struct timespec timeout;
+		uint64_t ns = socket_timeout_ns(conn, fd, writer);
+		struct timespec timeout = { (time_t)(ns / TSSX_NSEC_PER_SEC), (long)(ns % TSSX_NSEC_PER_SEC) };
 
 		dl->known = true;
-		dl->at.at_ns = TSSX_FOREVER;
-		if (TSSX_REAL(getsockopt)(fd, SOL_SOCKET, writer ? SO_SNDTIMEO : SO_RCVTIMEO, &tv, &len) == 0 &&
-		    (tv.tv_sec || tv.tv_usec)) {
-			timeout = (struct timespec){ tv.tv_sec, tv.tv_usec * 1000L };
-			tssx_deadline_start(&dl->at, &timeout);
-		}
+		tssx_deadline_start(&dl->at, ns ? &timeout : NULL);
 	}
 	return &dl->at;
 }
@@ -434,7 +461,7 @@ static bool spin(struct tssx_conn *conn, bool writer, size_t need)
 static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl)
 {
 	_Atomic uint32_t *word = writer ? tssx_ring_writer_bell(conn->tx) : tssx_ring_reader_bell(conn->rx);
-	const struct tssx_deadline *at = deadline_of(dl, fd, writer);
+	const struct tssx_deadline *at = deadline_of(dl, conn, fd, writer);
 	/* Before the flag and the look at the watcher: a wake-up after
 	 * either then ends the sleep at once (tssx_bell_seen()). */
 	uint32_t seen = tssx_bell_seen(word);
@@ -650,7 +677,7 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 		 * plain socket's recv(): no deadline of ours to read. */
 		ret = sleep_in_recv(conn, fd, true);
 		kernel_restarts = true;
-	} else if ((timeout_ms = tssx_deadline_left_ms(deadline_of(dl, fd, writer))) == 0) {
+	} else if ((timeout_ms = tssx_deadline_left_ms(deadline_of(dl, conn, fd, writer))) == 0) {
 		ret = -EAGAIN;
 	} else if (owning && timeout_ms < 0 && wake < 0 && !bounded) {
 		ret = sleep_in_recv(conn, fd, false);

@@ -49,6 +49,10 @@ int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how);
 /* This process set or cleared O_NONBLOCK on the connection's socket
  * (fcntl F_SETFL, ioctl FIONBIO): the data path need not ask again. */
 void tssx_conn_note_nonblock(struct tssx_conn *conn, bool nonblocking);
+/* This process set an option of the connection's socket, maybe
+ * SO_RCVTIMEO or SO_SNDTIMEO (each has several names): the data path
+ * reads them again at its next sleep. */
+void tssx_conn_forget_timeouts(struct tssx_conn *conn);
 /* Bytes a write could take now without waiting (0 before the hello). */
 ssize_t tssx_conn_room(struct tssx_conn *conn, int fd);
 /* FIONREAD / SIOCOUTQ. */

@@ -511,14 +511,19 @@ TSSX_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *
 }
 
 /* The rings are not the socket's buffer: the kernel's SO_PEEK_OFF would
- * count doorbells.  The connection keeps it (stream.c). */
+ * count doorbells.  The connection keeps it (stream.c).  The data path
+ * keeps the socket's timeouts, read again after an option is set. */
 TSSX_EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
 {
 	struct tssx_conn *conn = tssx_conn_lookup(fd);
-	int off;
+	int off, ret;
 
-	if (!conn || level != SOL_SOCKET || name != SO_PEEK_OFF)
-		return TSSX_REAL(setsockopt)(fd, level, name, value, len);
+	if (!conn || level != SOL_SOCKET || name != SO_PEEK_OFF) {
+		ret = TSSX_REAL(setsockopt)(fd, level, name, value, len);
+		if (conn && level == SOL_SOCKET)
+			tssx_conn_forget_timeouts(conn);
+		return ret;
+	}
 	if (!value || len < sizeof(int))
 		return (int)tssx_result(-EINVAL);
 	memcpy(&off, value, sizeof(off));
