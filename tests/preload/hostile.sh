@@ -5,7 +5,10 @@
 # 1,000 hostile connects must leave the server with as many fds and
 # mappings as before, and a server whose segments are attacked (control
 # words held, counters racing, pages punched out) keeps serving good
-# clients during and after the attack.
+# clients during and after the attack.  Hostile servers: one holds every
+# control word at 1, one writes random values into the waiting flags and
+# futex bell words while its client sleeps on the futex bell; the client
+# ends when the server leaves.
 NAME=hostile
 source "$(dirname "$0")/lib.sh"
 
@@ -126,3 +129,17 @@ for mode in --blocking --nonblock; do
 	grep -q "shared memory, client" "$work/client.log" || fail "the client to the hostile server was plain"
 	wait_pid "$forger" || fail "the hostile server failed"
 done
+
+# A hostile server writes random values into the waiting flags and the
+# futex bell words while its client's read sleeps on the futex bell, and
+# never answers: the read ends when the server leaves.
+spawn no "$work/serve.log" "$tools/tssx-forge" bells 2 "$sock"
+forger=$spawned
+wait_for_line "$work/serve.log" "serve: listening"
+status=0
+with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 64K >"$work/client.log" 2>&1 || status=$?
+((status != 137)) || fail "a client hung on a hostile server's bell words"
+grep -q "data path sleeps: [1-9][0-9]* on the futex bell" "$work/client.log" ||
+	fail "the client of the hostile server did not sleep on the futex bell"
+wait_pid "$forger" || fail "the hostile server failed"
+

@@ -31,6 +31,12 @@
  * counters of both rings at 1 for SECONDS (the lock words a preloaded
  * client took for its own), draining the doorbells; then exits.  The
  * client must not hang, whatever its calls return.
+ *
+ * tssx-forge bells SECONDS PATH: the same server, which writes random
+ * values into the words a sleeping client waits on instead (the waiting
+ * flags and the futex bell words of both rings, nothing else) and never
+ * answers: the client's read sleeps throughout and must end when the
+ * server exits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -227,6 +233,20 @@ static void scribble(struct tssx_segment *seg, enum attack how, uint64_t *rng)
 	}
 }
 
+/* The words a sleeper of the peer's waits on, at random values: the
+ * waiting flags and the bell words of both rings. */
+static void scribble_bells(struct tssx_segment *seg, uint64_t *rng)
+{
+	for (int r = 0; r < 2; r++) {
+		struct tssx_ring_ctl *ctl = seg->ring[r].ctl;
+		_Atomic uint32_t *words[] = { &ctl->reader_waiting, &ctl->writer_waiting, &ctl->reader_bell,
+					      &ctl->writer_bell };
+
+		for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+			atomic_store_explicit(words[i], (uint32_t)next_random(rng), memory_order_relaxed);
+	}
+}
+
 /* One connection under attack until the server drops it or `until`. */
 static void attack_connection(const char *path, enum attack how, uint64_t until, uint64_t *rng)
 {
@@ -294,7 +314,7 @@ static void take_hello(int fd, struct tssx_segment *seg)
 	close(memfd);
 }
 
-static void serve(const char *path, unsigned seconds)
+static void serve(const char *path, unsigned seconds, bool bells)
 {
 	struct tssx_registry_hooks hooks = { .close = close };
 	struct sockaddr_un addr;
@@ -320,7 +340,10 @@ static void serve(const char *path, unsigned seconds)
 	while (now_ms() < end) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 
-		scribble(&seg, HOLD_ONES, &rng);
+		if (bells)
+			scribble_bells(&seg, &rng);
+		else
+			scribble(&seg, HOLD_ONES, &rng);
 		if (poll(&pfd, 1, 1) > 0 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) == 0)
 			break;
 	}
@@ -337,14 +360,14 @@ int main(int argc, char **argv)
 		attack(argv[3], (unsigned)atoi(argv[2]));
 		return 0;
 	}
-	if (argc == 4 && !strcmp(argv[1], "serve")) {
-		serve(argv[3], (unsigned)atoi(argv[2]));
+	if (argc == 4 && (!strcmp(argv[1], "serve") || !strcmp(argv[1], "bells"))) {
+		serve(argv[3], (unsigned)atoi(argv[2]), !strcmp(argv[1], "bells"));
 		return 0;
 	}
 	if (argc != 3)
 		die("usage: tssx-forge magic|version|nofd|unsealed|short|indices|bypass|fds|fdsplit|huge PATH\n"
 		    "       tssx-forge attack SECONDS PATH\n"
-		    "       tssx-forge serve SECONDS PATH");
+		    "       tssx-forge serve|bells SECONDS PATH");
 	fd = connect_as_tssx_client(argv[2]);
 	forge(fd, argv[1]);
 	/* The server drops us: EOF, or a reset. */

@@ -28,6 +28,7 @@
 #include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/sendfile.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -1735,13 +1736,15 @@ static void peer_server(int fd)
 	signal_peer();
 }
 
-/* A process that holds the connection until it is killed. */
+/* A process that holds the connection until it is killed, or its parent
+ * (the client) dies: a case that fails leaves none behind. */
 static pid_t holder(void)
 {
 	pid_t pid = fork();
 
 	expect(pid >= 0);
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		for (;;)
 			pause();
 	}
