@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
@@ -741,6 +743,19 @@ static void late_doorbell(int fd)
 	(void)!send(fd, "", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+/* The bells a reader's flag asks for (tssx/ring.h): the socket's byte,
+ * the futex bell on the ring's word (what the library's sleeping reads
+ * wait on, conn/bell.c). */
+static void late_bells(struct tssx_ring *ring, int fd, uint32_t bells)
+{
+	if (bells & TSSX_BELL_FUTEX) {
+		atomic_fetch_add(tssx_ring_reader_bell(ring), 1);
+		syscall(SYS_futex, tssx_ring_reader_bell(ring), FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	}
+	if (bells & TSSX_BELL_SOCKET)
+		late_doorbell(fd);
+}
+
 static void late_ring_send(struct tssx_ring *ring, int fd, const uint8_t *p, size_t len)
 {
 	while (len) {
@@ -749,8 +764,8 @@ static void late_ring_send(struct tssx_ring *ring, int fd, const uint8_t *p, siz
 		char bells[64];
 
 		expect(n >= 0);
-		if (n > 0 && tssx_ring_take_reader_wakeup(ring))
-			late_doorbell(fd);
+		if (n > 0)
+			late_bells(ring, fd, tssx_ring_take_reader_wakeup(ring));
 		if (n == 0 && tssx_ring_arm_writer(ring, TSSX_BELL_SOCKET) == 0) {
 			struct pollfd pfd = { .fd = fd, .events = POLLIN };
 
@@ -806,7 +821,7 @@ static void forklate_client(int unused)
 			late_ring_send(&seg.ring[TSSX_C2S], fd, buf, sizeof(buf));
 	}
 	tssx_ring_shut_write(&seg.ring[TSSX_C2S]);
-	late_doorbell(fd);
+	late_bells(&seg.ring[TSSX_C2S], fd, TSSX_BELLS);
 	close(fd);
 	tssx_segment_detach(&seg);
 }
