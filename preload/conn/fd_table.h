@@ -83,6 +83,14 @@ static inline struct tssx_fd_slot *tssx_table_slot(int fd)
 /* fd's slot, made on first use; NULL beyond the table or out of memory. */
 struct tssx_fd_slot *tssx_table_slot_make(int fd);
 
+/* How many epoll sets of this process track fd (events/; lock-free). */
+static inline unsigned tssx_table_watchers(int fd)
+{
+	struct tssx_fd_slot *slot = tssx_table_slot(fd);
+
+	return slot ? atomic_load_explicit(&slot->watchers, memory_order_acquire) : 0;
+}
+
 /* Whether the slot holds anything: an object or epoll bookkeeping. */
 static inline bool tssx_table_slot_busy(struct tssx_fd_slot *slot)
 {

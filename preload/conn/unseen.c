@@ -63,15 +63,6 @@ bool tssx_unseen_may_cool(const struct tssx_conn *conn)
 	return family && !atomic_load_explicit(&family->exec_shared, memory_order_relaxed);
 }
 
-/* Whether an epoll set of this process holds fd (conn/fd_table.h keeps
- * the count for events/). */
-static bool events_tracked(int fd)
-{
-	struct tssx_fd_slot *slot = tssx_table_slot(fd);
-
-	return slot && atomic_load_explicit(&slot->watchers, memory_order_relaxed) > 0;
-}
-
 /* Release: the drain (or change) before the count that announces it,
  * paired with the acquire in tssx_unseen_changes(). */
 static void count(_Atomic uint64_t *counter)
@@ -88,7 +79,7 @@ void tssx_unseen_doorbells_taken(const struct tssx_conn *conn)
 		count(&family->changes);
 		if (sole)
 			atomic_fetch_add_explicit(&own_family_changes, 1, memory_order_relaxed);
-	} else if (!sole && events_tracked(atomic_load_explicit(&conn->fd, memory_order_relaxed))) {
+	} else if (!sole && tssx_table_watchers(atomic_load_explicit(&conn->fd, memory_order_relaxed)) > 0) {
 		count(&local_changes);
 	}
 }

@@ -35,18 +35,10 @@
 /* What the kernel accepts together with EPOLLEXCLUSIVE. */
 #define EXCLUSIVE_OK (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP | EPOLLWAKEUP | EPOLLET | EPOLLEXCLUSIVE)
 
-/* For the TSSX_LOG=info line at exit: what the waits cost. */
-static struct {
-	_Atomic uint64_t waits;		/* epoll_wait calls on sets of ours */
-	_Atomic uint64_t looks;		/* passes over a set's hot entries */
-	_Atomic uint64_t looked;	/* entries whose rings they looked at */
-	_Atomic uint64_t cooled;	/* entries that went cold */
-	_Atomic uint64_t rescans;	/* times a set made every entry hot */
-} epoll_stats;
-
+/* A set's counter, under its lock: no read-modify-write (events.h). */
 static void stats_add(_Atomic uint64_t *counter, uint64_t n)
 {
-	atomic_fetch_add_explicit(counter, n, memory_order_relaxed);
+	atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
 static unsigned long long stats_of(_Atomic uint64_t *counter)
@@ -56,11 +48,14 @@ static unsigned long long stats_of(_Atomic uint64_t *counter)
 
 __attribute__((destructor)) static void epoll_stats_report(void)
 {
-	if (stats_of(&epoll_stats.waits))
+	struct events_stats total = { 0 };
+	uint64_t waits = 0;
+
+	if (events_stats_total(&waits, &total) && waits)
 		log_info("epoll: %llu waits, %llu looks at the rings of %llu entries in all; %llu went cold, "
 			 "all made hot again %llu times",
-			 stats_of(&epoll_stats.waits), stats_of(&epoll_stats.looks), stats_of(&epoll_stats.looked),
-			 stats_of(&epoll_stats.cooled), stats_of(&epoll_stats.rescans));
+			 (unsigned long long)waits, stats_of(&total.looks), stats_of(&total.looked),
+			 stats_of(&total.cooled), stats_of(&total.rescans));
 }
 
 struct wait_call {
@@ -238,7 +233,7 @@ static int collect_locked(struct events_set *set, struct epoll_event *events, in
 	if (unseen != set->unseen_seen) {
 		set->unseen_seen = unseen;
 		events_set_heat_all(set);
-		stats_add(&epoll_stats.rescans, 1);
+		stats_add(&set->stats.rescans, 1);
 	}
 	todo = atomic_load_explicit(&set->hot_count, memory_order_relaxed);
 	for (entry = set->hot; entry && todo > 0 && count < max; todo--, entry = next, looked++) {
@@ -262,10 +257,10 @@ static int collect_locked(struct events_set *set, struct epoll_event *events, in
 	/* Between the flags arm_silent() raised and the next look, which
 	 * re-checks them (stream.h). */
 	tssx_conn_arm_barrier();
-	stats_add(&epoll_stats.looks, 1);
-	stats_add(&epoll_stats.looked, looked);
+	stats_add(&set->stats.looks, 1);
+	stats_add(&set->stats.looked, looked);
 	if (cooled)
-		stats_add(&epoll_stats.cooled, cooled);
+		stats_add(&set->stats.cooled, cooled);
 	return count;
 }
 
@@ -290,7 +285,7 @@ static int collect(struct events_set *set, struct wait_call *call, int offset, b
  * needs them when it is the connection's only one (conn/unseen.h). */
 static void drain_reported(struct tssx_conn *conn, const struct events_entry *entry, uint32_t events)
 {
-	tssx_unseen_by_sole_set = events_fd_trackers(entry->fd) == 1;
+	tssx_unseen_by_sole_set = tssx_table_watchers(entry->fd) == 1;
 	tssx_conn_drain(conn, events | (conn_kernel_events(entry->kernel_flags) & EPOLLRDHUP ? 0 : EPOLLRDHUP));
 	tssx_unseen_by_sole_set = false;
 }
@@ -475,10 +470,9 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 			errno = saved_errno;
 		return count;
 	}
-	stats_add(&epoll_stats.waits, 1);
-	/* Relaxed, not a read-modify-write: a count for a heuristic. */
-	atomic_store_explicit(&set->waits, atomic_load_explicit(&set->waits, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
+	/* Without the lock: a count for a heuristic and the statistics,
+	 * which may miss one of two concurrent waits. */
+	stats_add(&set->waits, 1);
 	count = poll_once(set, call);
 	if (count == 0 && atomic_load_explicit(&set->ring_entries, memory_order_relaxed))
 		count = spin(set, call);

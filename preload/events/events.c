@@ -25,16 +25,9 @@ struct events_set *events_set_of(int epfd)
 	return slot ? atomic_load_explicit(&slot->epoll_set, memory_order_acquire) : NULL;
 }
 
-unsigned events_fd_trackers(int fd)
-{
-	struct tssx_fd_slot *slot = tssx_table_slot(fd);
-
-	return slot ? atomic_load_explicit(&slot->watchers, memory_order_acquire) : 0;
-}
-
 bool events_fd_is_tracked(int fd)
 {
-	return events_fd_trackers(fd) > 0;
+	return tssx_table_watchers(fd) > 0;
 }
 
 static void lock_sets(void)
@@ -209,6 +202,32 @@ void events_entry_cool(struct events_set *set, struct events_entry *entry)
 	DL_DELETE2(set->hot, entry, hot_prev, hot_next);
 	entry->hot = false;
 	atomic_fetch_sub_explicit(&set->hot_count, 1, memory_order_relaxed);
+}
+
+static void stats_sum(_Atomic uint64_t *total, _Atomic uint64_t *counter)
+{
+	atomic_fetch_add_explicit(total, atomic_load_explicit(counter, memory_order_relaxed), memory_order_relaxed);
+}
+
+static void sets_total(struct events_set *set, uint64_t *waits, struct events_stats *total)
+{
+	for (; set; set = set->next) {
+		*waits += atomic_load_explicit(&set->waits, memory_order_relaxed);
+		stats_sum(&total->looks, &set->stats.looks);
+		stats_sum(&total->looked, &set->stats.looked);
+		stats_sum(&total->cooled, &set->stats.cooled);
+		stats_sum(&total->rescans, &set->stats.rescans);
+	}
+}
+
+bool events_stats_total(uint64_t *waits, struct events_stats *total)
+{
+	if (pthread_mutex_trylock(&sets_lock) != 0)
+		return false;
+	sets_total(live_sets, waits, total);
+	sets_total(free_sets, waits, total);
+	pthread_mutex_unlock(&sets_lock);
+	return true;
 }
 
 void events_set_heat_all(struct events_set *set)

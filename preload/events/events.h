@@ -69,6 +69,16 @@ struct events_entry {
 	UT_hash_handle hh;
 };
 
+/* What a set's looks at the rings cost (epoll.c), for the TSSX_LOG=info
+ * line at exit.  Written under the set's lock without a read-modify-write:
+ * an event loop's looks pay no locked instruction for them. */
+struct events_stats {
+	_Atomic uint64_t looks;		/* passes over the hot entries */
+	_Atomic uint64_t looked;	/* entries whose rings they looked at */
+	_Atomic uint64_t cooled;	/* entries that went cold */
+	_Atomic uint64_t rescans;	/* times every entry was made hot */
+};
+
 struct events_set {
 	int epfd;			/* one of the fds of the epoll instance */
 	unsigned dups;			/* other fds of it (dup), under the sets lock */
@@ -82,6 +92,7 @@ struct events_set {
 	uint64_t unseen_seen;
 	/* Its epoll_wait calls, roughly (concurrent ones may count once). */
 	_Atomic uint64_t waits;
+	struct events_stats stats;	/* kept when the set is reused */
 	atomic_uint count;		/* entries, readable without the lock */
 	/* Entries with rings behind them (events_entry.has_rings): without
 	 * any, a wait has nothing to spin on and goes to the kernel at once. */
@@ -121,10 +132,12 @@ void events_set_rotate(struct events_set *set, struct events_entry *entry);
 void events_entry_heat(struct events_set *set, struct events_entry *entry);
 /* Out of the hot list (a no-op for a cold entry). */
 void events_entry_cool(struct events_set *set, struct events_entry *entry);
+/* The waits and stats of every set so far; false when another thread
+ * holds the sets' lock (at exit: the line is skipped, not waited for). */
+bool events_stats_total(uint64_t *waits, struct events_stats *total);
+
 /* Every entry hot: after a change that no kernel event reports. */
 void events_set_heat_all(struct events_set *set);
-/* How many sets track fd (lock-free). */
-unsigned events_fd_trackers(int fd);
 
 /* EPOLL_CTL_MOD: new events and data, one-shot re-armed, and an
  * edge-triggered entry reports its current readiness again. */
