@@ -294,7 +294,26 @@ static void conn_free(struct tssx_conn *conn)
 	pthread_mutex_unlock(&spares_lock);
 }
 
-/* The rings are known: from here on the data path works. */
+/*
+ * The segment is mapped: this end's rings, and its promise to issue the
+ * barrier (tssx/barrier.h) before it can sleep on either.  A client
+ * makes it before its hello goes out, so that the server's first writes
+ * find it: registering may take milliseconds (the kernel synchronises
+ * the process's CPUs), and a server that wrote meanwhile would count
+ * its quiet wake-up checks with their fence for nothing.
+ */
+static void conn_bind_rings(struct tssx_conn *conn)
+{
+	conn->tx = &conn->seg.ring[conn->server ? TSSX_S2C : TSSX_C2S];
+	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];
+	if (tssx_barrier_register()) {
+		tssx_ring_promise_barrier(conn->rx, false);
+		tssx_ring_promise_barrier(conn->tx, true);
+	}
+}
+
+/* The rings are bound (conn_bind_rings()): from here on the data path
+ * works. */
 static void conn_ready(struct tssx_conn *conn, int fd)
 {
 	struct tssx_conn_known known;
@@ -304,13 +323,6 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 	if (fstat(fd, &st) == 0) {
 		conn->sock_dev = st.st_dev;
 		conn->sock_ino = st.st_ino;
-	}
-	conn->tx = &conn->seg.ring[conn->server ? TSSX_S2C : TSSX_C2S];
-	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];
-	/* Before this end can sleep on either ring (tssx/barrier.h). */
-	if (tssx_barrier_register()) {
-		tssx_ring_promise_barrier(conn->rx, false);
-		tssx_ring_promise_barrier(conn->tx, true);
 	}
 	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);
 	tssx_conn_arm(conn, conn->armed_while_pending);
@@ -359,9 +371,12 @@ int tssx_conn_prepare(struct tssx_client_prep *prep)
 		return -ENOMEM;
 	ret = tssx_segment_create(&prep->conn->seg, tssx_opts.ring_size, tssx_opts.ring_size,
 				  &prep->memfd, &prep->hello);
-	if (ret < 0)
+	if (ret < 0) {
 		tssx_conn_abandon(prep);
-	return ret;
+		return ret;
+	}
+	conn_bind_rings(prep->conn);
+	return 0;
 }
 
 void tssx_conn_abandon(struct tssx_client_prep *prep)
@@ -581,6 +596,7 @@ static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 	}
 	keep_memfd(conn, memfd);
 	atomic_fetch_add(&conn->stats.sock_received, (uint64_t)n);
+	conn_bind_rings(conn);
 	conn_ready(conn, fd);
 	return 0;
 }
@@ -636,6 +652,7 @@ int tssx_conn_adopt(int fd, int memfd, bool server, struct tssx_side_locks *lock
 		return ret;
 	}
 	keep_memfd(conn, memfd);
+	conn_bind_rings(conn);
 	conn_ready(conn, fd);
 	return 0;
 }
