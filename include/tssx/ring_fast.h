@@ -160,6 +160,22 @@ static inline __attribute__((always_inline)) size_t tssx_ring_data_fast(struct t
 }
 
 /*
+ * For a consumer that found the ring empty and polls it: whether the tail
+ * moved past what this process read, or the producer shut its end.  Loads
+ * the producer's line only, which a poll keeps shared until the producer's
+ * next store.  Relaxed: a hint; the read that follows loads the tail with
+ * acquire and checks it (a made-up tail only ends the poll early).
+ */
+static inline bool tssx_ring_data_came(const struct tssx_ring *ring)
+{
+	const struct tssx_ring_ctl *ctl = ring->ctl;
+
+	return atomic_load_explicit(&ctl->tail, memory_order_relaxed) !=
+		       atomic_load_explicit(&ring->head_seen, memory_order_relaxed) ||
+	       atomic_load_explicit(&ctl->write_shut, memory_order_relaxed);
+}
+
+/*
  * One side's copy, in (producer) or out (consumer), `producer` a constant
  * at each call as in ring.c: tssx_ring_room_fast() or
  * tssx_ring_data_fast() says how much.  Returns the bytes moved, their

@@ -1102,6 +1102,34 @@ ssize_t tssx_conn_write(struct tssx_conn *conn, struct tssx_fd_slot *slot, int f
 	return send_general(conn, fd, buf, len, flags);
 }
 
+/*
+ * The fast path found nothing to read.  A blocking read in a thread whose
+ * last wait was answered while it spun on a CPU of its own polls the
+ * tail for a few microseconds first (tssx_spin_quick()) and, when bytes
+ * came, takes them by the fast path: a request and its answer then cost
+ * the reader no second lock, no reference on the connection, no spin
+ * slot and no statistics' locked adds (docs/data-path.md, "The quick
+ * spin").  Everything else, and what the quick spin did not find, is the
+ * general path's.  Out of line: the fast path with data stays as short.
+ */
+static __attribute__((noinline)) ssize_t read_after_spin(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd,
+							 void *buf, size_t len, int flags)
+{
+	/* Relaxed: as is_nonblocking() reads it; unknown takes the general
+	 * path, which asks the socket. */
+	if (!(flags & MSG_DONTWAIT) &&
+	    atomic_load_explicit(&conn->nonblock, memory_order_relaxed) == TSSX_BLOCKING &&
+	    tssx_spin_quick(conn->rx)) {
+		ssize_t n = move_fast(conn, slot, fd, false, buf, len);
+
+		if (n > 0)
+			return n;
+		if (n < 0)
+			return tssx_result(n);
+	}
+	return recv_general(conn, fd, buf, len, flags);
+}
+
 ssize_t tssx_conn_read(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd, void *buf, size_t len, int flags)
 {
 	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn) && len && !(flags & (MSG_PEEK | MSG_WAITALL)))) {
@@ -1111,6 +1139,7 @@ ssize_t tssx_conn_read(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd
 			return n;
 		if (n < 0)
 			return tssx_result(n);
+		return read_after_spin(conn, slot, fd, buf, len, flags);
 	}
 	return recv_general(conn, fd, buf, len, flags);
 }

@@ -14,6 +14,7 @@
 #include "init.h"
 #include "tssx/fd_limit.h"
 #include "tssx/log.h"
+#include "tssx/ring_fast.h"
 #include "tssx/skip.h"
 
 /* ---- Deadlines ---- */
@@ -200,11 +201,20 @@ static struct {
 	_Atomic uint64_t skipped;			/* slept at once: spins failed lately */
 	_Atomic uint64_t refused;			/* slept at once: no CPU free, yields paused */
 	_Atomic uint64_t sleeps, futex_sleeps;		/* of the data path, and on the futex bell */
+	_Atomic uint64_t quick, quick_found;		/* tssx_spin_quick() */
 } wait_stats;
 
 static void count(_Atomic uint64_t *counter)
 {
 	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+}
+
+/* A count of the quick spin, which takes no locked instruction: threads
+ * that count at the same moment may lose one of their counts. */
+static void count_unlocked(_Atomic uint64_t *counter)
+{
+	atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 }
 
 static unsigned long long counted(_Atomic uint64_t *counter)
@@ -220,10 +230,13 @@ void tssx_wait_count_sleep(bool futex)
 __attribute__((destructor)) static void wait_stats_report(void)
 {
 	if (counted(&wait_stats.spins) || counted(&wait_stats.yielding) || counted(&wait_stats.skipped) ||
-	    counted(&wait_stats.refused) || counted(&wait_stats.sleeps) || counted(&wait_stats.futex_sleeps))
-		log_info("waits before sleeping: %llu spins (%llu found the answer), %llu yielding spins (%llu found it, "
-			 "%llu yields), %llu skipped (spins failed lately), %llu refused (no CPU free, yields paused); "
-			 "data path sleeps: %llu on the futex bell, %llu on the socket",
+	    counted(&wait_stats.refused) || counted(&wait_stats.sleeps) || counted(&wait_stats.futex_sleeps) ||
+	    counted(&wait_stats.quick))
+		log_info("waits before sleeping: %llu quick spins (%llu found the answer), %llu spins (%llu found it), "
+			 "%llu yielding spins (%llu found it, %llu yields), %llu skipped (spins failed lately), "
+			 "%llu refused (no CPU free, yields paused); data path sleeps: %llu on the futex bell, "
+			 "%llu on the socket",
+			 counted(&wait_stats.quick), counted(&wait_stats.quick_found),
 			 counted(&wait_stats.spins), counted(&wait_stats.spins_found), counted(&wait_stats.yielding),
 			 counted(&wait_stats.yielding_found), counted(&wait_stats.yields), counted(&wait_stats.skipped),
 			 counted(&wait_stats.refused), counted(&wait_stats.futex_sleeps), counted(&wait_stats.sleeps));
@@ -401,6 +414,10 @@ static bool yields_paused(uint64_t now)
 	return now < atomic_load_explicit(&yields_after, memory_order_relaxed);
 }
 
+/* Whether this thread's last spin ran on a CPU of its own and found the
+ * answer: its next blocking reads may spin quickly (tssx_spin_quick()). */
+static __thread __attribute__((tls_model("initial-exec"))) bool spin_paid;
+
 /* This thread's recent spins, and when they pay (wait.h). */
 static __thread struct tssx_skip_history spin_history;
 static const struct tssx_skip_rule spin_rule = { TSSX_SPIN_HISTORY_OVER, TSSX_SPIN_SKIP_MIN, TSSX_SPIN_SKIP_MAX };
@@ -409,6 +426,9 @@ bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struc
 {
 	uint64_t now = tssx_now_ns();
 	bool may_spin = tssx_spin_setup(spin, now, tssx_opts.spin_ns, look_every_ns, deadline);
+
+	/* Until this spin, if any, finds the answer on a CPU of its own. */
+	spin_paid = false;
 
 	/* Both budgets 0 (TSSX_SPIN_NS=0 still yields unless TSSX_YIELD_NS=0
 	 * too), or no time left: a wait that the history does not count. */
@@ -446,6 +466,7 @@ static void spin_finish(struct tssx_spin *spin, bool found)
 		bool yielding = spin->kind == TSSX_SPIN_YIELDING;
 
 		tssx_skip_history_record(&spin_history, &spin_rule, found);
+		spin_paid = found && !yielding;
 		count(yielding ? &wait_stats.yielding : &wait_stats.spins);
 		if (found)
 			count(yielding ? &wait_stats.yielding_found : &wait_stats.spins_found);
@@ -461,6 +482,35 @@ static void spin_finish(struct tssx_spin *spin, bool found)
 void tssx_spin_stop(struct tssx_spin *spin)
 {
 	spin_finish(spin, !spin->over);
+}
+
+bool tssx_spin_quick(const struct tssx_ring *ring)
+{
+	uint64_t budget = tssx_opts.spin_ns < TSSX_QUICK_SPIN_NS ? tssx_opts.spin_ns : TSSX_QUICK_SPIN_NS;
+	uint64_t end = 0;
+
+	if (!spin_paid || !budget)
+		return false;
+	count_unlocked(&wait_stats.quick);
+	for (unsigned turn = 0;; turn++) {
+		if (tssx_ring_data_came(ring)) {
+			count_unlocked(&wait_stats.quick_found);
+			return true;
+		}
+		/* The clock after the first turns: an answer that comes at
+		 * once costs no read of it. */
+		if (turn % TSSX_QUICK_SPIN_TURNS == TSSX_QUICK_SPIN_TURNS - 1) {
+			uint64_t now = tssx_now_ns();
+
+			if (!end)
+				end = now + budget;
+			else if (now >= end)
+				break;
+		}
+		tssx_cpu_relax();
+	}
+	spin_paid = false;
+	return false;
 }
 
 /* A yield that let a long-running task have the CPU: the rest of this

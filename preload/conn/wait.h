@@ -123,6 +123,21 @@ static inline void tssx_spin_look_at(struct tssx_spin *spin, uint64_t at_ns)
  * spin slot back; harmless on a spin that is over or never started. */
 void tssx_spin_stop(struct tssx_spin *spin);
 
+/*
+ * The quick spin of a blocking read that found its ring empty, before the
+ * general path and its wait (conn/stream.c): polls tssx_ring_data_came()
+ * with the pause hint, the clock every TSSX_QUICK_SPIN_TURNS turns, for
+ * at most TSSX_QUICK_SPIN_NS (and the spin budget).  No spin slot, no
+ * locked instruction, nothing written that another process reads.  Only
+ * in a thread whose last spin ran on a CPU of its own (the policy above
+ * allowed it) and found the answer; a quick spin that finds nothing
+ * clears that, so the thread's next waits go through the policy again.
+ * True when something came (or the producer shut its end).
+ */
+#define TSSX_QUICK_SPIN_NS 5000u
+#define TSSX_QUICK_SPIN_TURNS 16u
+bool tssx_spin_quick(const struct tssx_ring *ring);
+
 /* An fd kept for the process's life (the load file of the first spin,
  * the futex bell's epoll fd), made perhaps under a program's poll() or
  * select(): moved away from the numbers the program uses

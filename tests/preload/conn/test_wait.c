@@ -302,6 +302,48 @@ static void test_spin_start_budgets(void **state)
 	tssx_opts = saved;
 }
 
+/* A spin that ended: found (true) or over, on a CPU of its own or yielding. */
+static void spin_ended(enum tssx_spin_kind kind, bool found)
+{
+	static const struct tssx_deadline forever = { TSSX_FOREVER };
+	struct tssx_spin spin;
+
+	assert_true(tssx_spin_setup(&spin, monotonic_ns(), LONG_NS, 0, &forever));
+	spin.kind = kind;
+	spin.over = !found;
+	tssx_spin_stop(&spin);
+}
+
+/* The quick spin polls only in a thread whose last spin found the answer
+ * on a CPU of its own, ends when the tail moved or the producer shut its
+ * end, and one that found nothing sends the next waits to the policy. */
+static void test_spin_quick(void **state)
+{
+	struct tssx_options saved = tssx_opts;
+	struct tssx_ring_ctl ctl = { 0 };
+	struct tssx_ring ring = { .ctl = &ctl };
+
+	tssx_opts.spin_ns = 20000;
+	atomic_store(&ctl.tail, 64);
+	assert_false(tssx_spin_quick(&ring)); /* no spin yet */
+	spin_ended(TSSX_SPIN_YIELDING, true);
+	assert_false(tssx_spin_quick(&ring));
+	spin_ended(TSSX_SPIN_CPU, false);
+	assert_false(tssx_spin_quick(&ring));
+	spin_ended(TSSX_SPIN_CPU, true);
+	assert_true(tssx_spin_quick(&ring)); /* the tail moved */
+	assert_true(tssx_spin_quick(&ring)); /* still allowed */
+	atomic_store(&ring.head_seen, 64);
+	assert_false(tssx_spin_quick(&ring)); /* nothing came within the budget */
+	atomic_store(&ctl.write_shut, TSSX_WRITE_SHUT);
+	assert_false(tssx_spin_quick(&ring)); /* the last one failed: the policy's turn */
+	spin_ended(TSSX_SPIN_CPU, true);
+	assert_true(tssx_spin_quick(&ring)); /* the producer shut its end */
+	tssx_opts.spin_ns = 0;
+	assert_false(tssx_spin_quick(&ring)); /* TSSX_SPIN_NS=0: never */
+	tssx_opts = saved;
+}
+
 /* The futex bell's watcher tells a stale event from a current one by the
  * tag its registration carries beside the connection. */
 static void test_bell_pack(void **state)
@@ -337,6 +379,7 @@ int main(void)
 		cmocka_unit_test(test_yield_stall_grows_with_the_tasks),
 		cmocka_unit_test(test_yield_backoff_doubles_while_stalls_go_on),
 		cmocka_unit_test(test_spin_start_budgets),
+		cmocka_unit_test(test_spin_quick),
 		cmocka_unit_test(test_bell_pack),
 	};
 
