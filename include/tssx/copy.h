@@ -38,16 +38,15 @@ void tssx_copy_leaf(void);
 void tssx_copy_landing(void);
 
 /*
- * 0, or -EFAULT when a load or store faulted (bytes before it may have
- * been copied).  The call is made from inline assembly that names every
- * register the leaf touches (rax, rcx, rdx, rsi, rdi, xmm0-xmm3, the
- * flags), so that the caller keeps its values in the others across it
- * instead of saving them as the ABI's call would make it: the data
- * path's fast path (tssx/ring_fast.h) has no spills around its copy.
- * The stack pointer moves below the red zone, which the caller may use,
- * before the call pushes its return address.
+ * The leaf's call: 0, or -EFAULT when a load or store faulted (bytes
+ * before it may have been copied).  The call is made from inline
+ * assembly that names every register the leaf touches (rax, rcx, rdx,
+ * rsi, rdi, xmm0-xmm3, the flags), so that the caller keeps its values
+ * in the others across it instead of saving them as the ABI's call would
+ * make it.  The stack pointer moves below the red zone, which the caller
+ * may use, before the call pushes its return address.
  */
-static inline long tssx_copy(void *dst, const void *src, size_t len)
+static inline long tssx_copy_call(void *dst, const void *src, size_t len)
 {
 	long r;
 
@@ -60,12 +59,89 @@ static inline long tssx_copy(void *dst, const void *src, size_t len)
 	return r;
 }
 
+/*
+ * A copy inline in its caller, for the sizes of small messages: the loads
+ * and stores are a site (struct tssx_copy_site) in the section
+ * tssx_copy_sites, so that a fault in one of them resumes at the site's
+ * landing, a label of the caller that returns -EFAULT: the kernel's
+ * exception tables again, without a call.  Each entry holds its three
+ * addresses relative to itself (no relocation in a shared object).
+ * Overlapping pairs of 8- or 16-byte moves, as the leaf's; all loads
+ * before the first store.
+ */
+struct tssx_copy_site {
+	int32_t from, to, landing;
+};
+
+#define TSSX_COPY_SITE(moves)                                                                          \
+	"1:\n\t" moves "2:\n\t"                                                                         \
+	".pushsection tssx_copy_sites, \"a\"\n\t"                                                        \
+	".balign 4\n\t"                                                                                \
+	".long 1b - ., 2b - ., %l[fault] - .\n\t"                                                      \
+	".popsection"
+
+/* The inline copy's largest size: larger ones call the leaf. */
+#define TSSX_COPY_INLINE_MAX 64u
+
+static inline __attribute__((always_inline)) long tssx_copy(void *dst, const void *src, size_t len)
+{
+	if (len < 8 || len > TSSX_COPY_INLINE_MAX)
+		return tssx_copy_call(dst, src, len);
+	if (len <= 16)
+		__asm__ goto(TSSX_COPY_SITE("movq (%[s]), %%xmm0\n\t"
+					    "movq -8(%[s],%[n]), %%xmm1\n\t"
+					    "movq %%xmm0, (%[d])\n\t"
+					    "movq %%xmm1, -8(%[d],%[n])\n\t")
+			     :
+			     : [d] "r"(dst), [s] "r"(src), [n] "r"(len)
+			     : "xmm0", "xmm1", "memory"
+			     : fault);
+	else if (len <= 32)
+		__asm__ goto(TSSX_COPY_SITE("movdqu (%[s]), %%xmm0\n\t"
+					    "movdqu -16(%[s],%[n]), %%xmm1\n\t"
+					    "movdqu %%xmm0, (%[d])\n\t"
+					    "movdqu %%xmm1, -16(%[d],%[n])\n\t")
+			     :
+			     : [d] "r"(dst), [s] "r"(src), [n] "r"(len)
+			     : "xmm0", "xmm1", "memory"
+			     : fault);
+	else
+		__asm__ goto(TSSX_COPY_SITE("movdqu (%[s]), %%xmm0\n\t"
+					    "movdqu 16(%[s]), %%xmm1\n\t"
+					    "movdqu -32(%[s],%[n]), %%xmm2\n\t"
+					    "movdqu -16(%[s],%[n]), %%xmm3\n\t"
+					    "movdqu %%xmm0, (%[d])\n\t"
+					    "movdqu %%xmm1, 16(%[d])\n\t"
+					    "movdqu %%xmm2, -32(%[d],%[n])\n\t"
+					    "movdqu %%xmm3, -16(%[d],%[n])\n\t")
+			     :
+			     : [d] "r"(dst), [s] "r"(src), [n] "r"(len)
+			     : "xmm0", "xmm1", "xmm2", "xmm3", "memory"
+			     : fault);
+	return 0;
+fault:
+	return -EFAULT;
+}
+
+/* The inline copies' sites, from the linker. */
+extern const struct tssx_copy_site __start_tssx_copy_sites[] __attribute__((visibility("hidden")));
+extern const struct tssx_copy_site __stop_tssx_copy_sites[] __attribute__((visibility("hidden")));
+
 /* Where a fault at pc resumes: the leaf's landing for a pc inside its
- * copying instructions, else 0. */
+ * copying instructions, an inline site's landing for a pc inside its
+ * moves, else 0. */
 static inline uintptr_t tssx_copy_fault_landing(uintptr_t pc)
 {
-	return pc >= (uintptr_t)tssx_copy_leaf && pc < (uintptr_t)tssx_copy_landing ? (uintptr_t)tssx_copy_landing
-										 : 0;
+	if (pc >= (uintptr_t)tssx_copy_leaf && pc < (uintptr_t)tssx_copy_landing)
+		return (uintptr_t)tssx_copy_landing;
+	for (const struct tssx_copy_site *site = __start_tssx_copy_sites; site < __stop_tssx_copy_sites; site++) {
+		uintptr_t from = (uintptr_t)&site->from + (uintptr_t)(intptr_t)site->from;
+		uintptr_t to = (uintptr_t)&site->to + (uintptr_t)(intptr_t)site->to;
+
+		if (pc >= from && pc < to)
+			return (uintptr_t)&site->landing + (uintptr_t)(intptr_t)site->landing;
+	}
+	return 0;
 }
 #else
 #define TSSX_COPY_LANDS 0

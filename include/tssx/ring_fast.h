@@ -54,7 +54,7 @@ static inline uint64_t tssx_ring_limit(const struct tssx_ring *ring, uint64_t gr
 /* Copies `len` bytes at counter `pos` of an area of `size` bytes (a power
  * of two, len at most size) in or out: one span, or two when they wrap.
  * 0, or -EFAULT when the caller's buffer faulted (copy.h). */
-static inline long tssx_ring_copy_area(uint8_t *area, uint64_t size, bool producer, uint64_t pos, uint8_t *buf,
+static inline __attribute__((always_inline)) long tssx_ring_copy_area(uint8_t *area, uint64_t size, bool producer, uint64_t pos, uint8_t *buf,
 				       size_t len)
 {
 	size_t offset = (size_t)(pos & (size - 1));

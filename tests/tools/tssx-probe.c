@@ -374,7 +374,10 @@ static void efault_server(int fd)
 	/* Every size class of the ring's copy (tssx/copy.h), and a buffer
 	 * that turns bad in the middle of the copy. */
 	expect(write(fd, bad, 12) < 0 && errno == EFAULT);
+	expect(write(fd, bad, 20) < 0 && errno == EFAULT);
 	expect(write(fd, bad, 40) < 0 && errno == EFAULT);
+	expect(write(fd, bad, 64) < 0 && errno == EFAULT);
+	expect(write(fd, half_bad + 4096 - 20, 40) < 0 && errno == EFAULT);
 	expect(write(fd, bad, 3000) < 0 && errno == EFAULT);
 	expect(write(fd, half_bad + 4096 - 100, 200) < 0 && errno == EFAULT);
 	expect(writev(fd, iov, 2) < 0 && errno == EFAULT);
