@@ -30,6 +30,10 @@
 #endif
 #endif
 
+/* The sizes tssx_copy_inline() copies: small messages. */
+#define TSSX_COPY_INLINE_MIN 8u
+#define TSSX_COPY_INLINE_MAX 64u
+
 #if defined(__x86_64__) && !defined(TSSX_COPY_ASAN)
 #define TSSX_COPY_LANDS 1
 
@@ -80,13 +84,9 @@ struct tssx_copy_site {
 	".long 1b - ., 2b - ., %l[fault] - .\n\t"                                                      \
 	".popsection"
 
-/* The inline copy's largest size: larger ones call the leaf. */
-#define TSSX_COPY_INLINE_MAX 64u
-
-static inline __attribute__((always_inline)) long tssx_copy(void *dst, const void *src, size_t len)
+/* The inline copy, for len in [TSSX_COPY_INLINE_MIN, TSSX_COPY_INLINE_MAX]. */
+static inline __attribute__((always_inline)) long tssx_copy_inline(void *dst, const void *src, size_t len)
 {
-	if (len < 8 || len > TSSX_COPY_INLINE_MAX)
-		return tssx_copy_call(dst, src, len);
 	if (len <= 16)
 		__asm__ goto(TSSX_COPY_SITE("movq (%[s]), %%xmm0\n\t"
 					    "movq -8(%[s],%[n]), %%xmm1\n\t"
@@ -123,6 +123,13 @@ fault:
 	return -EFAULT;
 }
 
+static inline __attribute__((always_inline)) long tssx_copy(void *dst, const void *src, size_t len)
+{
+	if (len < TSSX_COPY_INLINE_MIN || len > TSSX_COPY_INLINE_MAX)
+		return tssx_copy_call(dst, src, len);
+	return tssx_copy_inline(dst, src, len);
+}
+
 /* The inline copies' sites, from the linker. */
 extern const struct tssx_copy_site __start_tssx_copy_sites[] __attribute__((visibility("hidden")));
 extern const struct tssx_copy_site __stop_tssx_copy_sites[] __attribute__((visibility("hidden")));
@@ -150,6 +157,11 @@ static inline long tssx_copy(void *dst, const void *src, size_t len)
 {
 	memcpy(dst, src, len);
 	return 0;
+}
+
+static inline long tssx_copy_inline(void *dst, const void *src, size_t len)
+{
+	return tssx_copy(dst, src, len);
 }
 #endif
 

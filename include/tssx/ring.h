@@ -364,7 +364,10 @@ uint32_t tssx_ring_wake_check(struct tssx_ring *ring, bool reader);
  * common case of a waker that goes without fence is here: no sleeper.
  * The bells to ring, 0: none.
  */
-static inline uint32_t tssx_ring_take_wakeup(struct tssx_ring *ring, bool reader)
+/* The inline part of tssx_ring_take_wakeup(): true when the check goes
+ * without its fence and finds no sleeper, so that nothing is owed and
+ * tssx_ring_wake_check() need not run. */
+static inline bool tssx_ring_wakeup_quiet(struct tssx_ring *ring, bool reader)
 {
 	struct tssx_ring_ctl *ctl = ring->ctl;
 
@@ -380,10 +383,16 @@ static inline uint32_t tssx_ring_take_wakeup(struct tssx_ring *ring, bool reader
 		 * barrier on this CPU whenever the two race (ring.c); only
 		 * the compiler must keep the order. */
 		atomic_signal_fence(memory_order_seq_cst);
-		if (likely(!atomic_load_explicit(reader ? &ctl->reader_waiting : &ctl->writer_waiting,
-						 memory_order_relaxed)))
-			return 0;
+		return !atomic_load_explicit(reader ? &ctl->reader_waiting : &ctl->writer_waiting,
+					     memory_order_relaxed);
 	}
+	return false;
+}
+
+static inline uint32_t tssx_ring_take_wakeup(struct tssx_ring *ring, bool reader)
+{
+	if (likely(tssx_ring_wakeup_quiet(ring, reader)))
+		return 0;
 	return tssx_ring_wake_check(ring, reader);
 }
 

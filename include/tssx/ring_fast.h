@@ -77,11 +77,11 @@ static inline __attribute__((always_inline)) long tssx_ring_copy_area(uint8_t *a
  * write is larger than a chunk or than the area, or the counters look
  * wrong; else len.
  */
-static inline __attribute__((always_inline)) size_t tssx_ring_room_fast(struct tssx_ring *ring, uint64_t own,
+static inline __attribute__((always_inline)) size_t tssx_ring_room_fast(struct tssx_ring *ring,
+								       struct tssx_ring_ctl *ctl, uint64_t own,
 								       uint64_t seen, uint64_t grown, uint64_t limit,
-								       size_t len)
+								       size_t len, bool small)
 {
-	struct tssx_ring_ctl *ctl = ring->ctl;
 
 	/* Relaxed: the flags are events the general path orders and reports;
 	 * grown: a sibling's store precedes its unlock, which our lock
@@ -90,7 +90,8 @@ static inline __attribute__((always_inline)) size_t tssx_ring_room_fast(struct t
 		     atomic_load_explicit(&ctl->read_shut, memory_order_relaxed) |
 		     (!grown && atomic_load_explicit(&ctl->grown, memory_order_relaxed))))
 		return 0;
-	if (unlikely(len > limit || len > TSSX_RING_PUBLISH_CHUNK))
+	/* A small message fits any area (TSSX_RING_SMALL_CAPACITY). */
+	if (!small && unlikely(len > limit || len > TSSX_RING_PUBLISH_CHUNK))
 		return 0;
 	/* Filled beyond limit - len: no room by what this process saw, or
 	 * counters that crossed (more than limit apart). */
@@ -117,11 +118,11 @@ static inline __attribute__((always_inline)) size_t tssx_ring_room_fast(struct t
  * process has not learnt, records of control data may concern them, or
  * the counters look wrong.
  */
-static inline __attribute__((always_inline)) size_t tssx_ring_data_fast(struct tssx_ring *ring, uint64_t own,
+static inline __attribute__((always_inline)) size_t tssx_ring_data_fast(struct tssx_ring *ring,
+								       struct tssx_ring_ctl *ctl, uint64_t own,
 								       uint64_t seen, uint64_t grown, uint64_t limit,
 								       size_t len)
 {
-	struct tssx_ring_ctl *ctl = ring->ctl;
 	uint64_t n = seen - own;
 
 	if (n < len) {
@@ -180,10 +181,13 @@ static inline bool tssx_ring_data_came(const struct tssx_ring *ring)
  * at each call as in ring.c: tssx_ring_room_fast() or
  * tssx_ring_data_fast() says how much.  Returns the bytes moved, their
  * counter published; 0 with nothing moved when the call is not this
- * common case; -EFAULT with nothing published when buf faulted.
+ * common case; -EFAULT with nothing published when buf faulted.  `small`
+ * (a constant), for len at most TSSX_COPY_INLINE_MAX: only a copy of at
+ * least TSSX_COPY_INLINE_MIN bytes that does not wrap, inline
+ * (tssx_copy_inline()), any other 0.
  */
-static inline __attribute__((always_inline)) ssize_t tssx_ring_move_fast(struct tssx_ring *ring, bool producer,
-									   uint8_t *buf, size_t len)
+static inline __attribute__((always_inline)) ssize_t tssx_ring_move_sized(struct tssx_ring *ring, bool producer,
+									    uint8_t *buf, size_t len, bool small)
 {
 	struct tssx_ring_ctl *ctl = ring->ctl;
 	_Atomic uint64_t *own_at = producer ? &ctl->tail : &ctl->head;
@@ -204,18 +208,44 @@ static inline __attribute__((always_inline)) ssize_t tssx_ring_move_fast(struct 
 	 * wrote it, the general path says so. */
 	if (unlikely(tssx_ring_went_backwards(own, atomic_load_explicit(own_seen, memory_order_relaxed))))
 		return 0;
-	n = producer ? tssx_ring_room_fast(ring, own, seen, grown, limit, len)
-		     : tssx_ring_data_fast(ring, own, seen, grown, limit, len);
+	/* ctl passed down: loaded once, where each acquire below would
+	 * make the compiler load ring->ctl again. */
+	n = producer ? tssx_ring_room_fast(ring, ctl, own, seen, grown, limit, len, small)
+		     : tssx_ring_data_fast(ring, ctl, own, seen, grown, limit, len);
 	if (unlikely(!n))
 		return 0;
-	if (unlikely(tssx_ring_copy_area(grown ? ring->data : ring->small, limit, producer, own, buf, n) < 0))
+	if (small) {
+		uint8_t *at = (grown ? ring->data : ring->small) + (own & (limit - 1));
+
+		if (unlikely(n < TSSX_COPY_INLINE_MIN || (own & (limit - 1)) + n > limit))
+			return 0;
+		if (unlikely((producer ? tssx_copy_inline(at, buf, n) : tssx_copy_inline(buf, at, n)) < 0))
+			return -EFAULT;
+	} else if (unlikely(tssx_ring_copy_area(grown ? ring->data : ring->small, limit, producer, own, buf, n) < 0)) {
 		return -EFAULT;
+	}
 	/* Release pairs with the peer's acquire of this counter: the copy
 	 * (in or out) is done before the peer sees the counter that covers
 	 * it; the second with the acquire of own_seen in ring.c. */
 	atomic_store_explicit(own_at, own + n, memory_order_release);
 	atomic_store_explicit(own_seen, own + n, memory_order_release);
 	return (ssize_t)n;
+}
+
+static inline __attribute__((always_inline)) ssize_t tssx_ring_move_fast(struct tssx_ring *ring, bool producer,
+									   uint8_t *buf, size_t len)
+{
+	return tssx_ring_move_sized(ring, producer, buf, len, false);
+}
+
+/* tssx_ring_move_fast() of a small message, len at most
+ * TSSX_COPY_INLINE_MAX: a copy of at least TSSX_COPY_INLINE_MIN bytes
+ * that does not wrap, inline; any other 0 with nothing moved (the caller
+ * then tries tssx_ring_move_fast()). */
+static inline __attribute__((always_inline)) ssize_t tssx_ring_move_small(struct tssx_ring *ring, bool producer,
+									    uint8_t *buf, size_t len)
+{
+	return tssx_ring_move_sized(ring, producer, buf, len, true);
 }
 
 #endif

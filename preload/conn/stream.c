@@ -1007,16 +1007,28 @@ static ssize_t call_done(struct tssx_conn *conn, int fd, bool kept, ssize_t n, i
 	return n;
 }
 
-/* A doorbell that the fast path owes the peer, after its side lock: the
- * reference it took under the lock (tssx_conn_keep) keeps the connection
- * for it.  Returns the call's result, n.  Out of line and called last:
- * rare, its system call dwarfs the frame, and nothing of the fast path
- * is live across it. */
-static __attribute__((noinline)) ssize_t ring_doorbell_kept(struct tssx_conn *conn, int fd, ssize_t n, bool writer,
-							    uint32_t bells)
+/*
+ * The end of a fast call whose check for a sleeping peer did not go
+ * without its fence or found one (tssx_ring_wakeup_quiet()): the check,
+ * under the side lock still held; then a doorbell the peer needs, after
+ * the lock, with a reference on the connection taken under it
+ * (tssx_conn_keep) that keeps the connection for it.  Returns the call's
+ * result, n.  Out of line and called last: rare (the first checks of a
+ * ring, a peer going to sleep), and nothing of the fast path is live
+ * across it.
+ */
+static __attribute__((noinline)) ssize_t move_fast_wake(struct tssx_conn *conn, int fd, ssize_t n, bool writer)
 {
-	int saved_errno = errno;
+	_Atomic uint64_t *lock = writer ? &conn->locks->producer : &conn->locks->consumer;
+	uint32_t bells = writer ? tssx_ring_take_reader_wakeup(conn->tx) : tssx_ring_take_writer_wakeup(conn->rx);
+	int saved_errno;
 
+	if (bells)
+		tssx_conn_keep(conn);
+	tssx_side_unlock(lock);
+	if (!bells)
+		return n;
+	saved_errno = errno;
 	ring_doorbell(conn, fd, bells, writer ? tssx_ring_reader_bell(conn->tx) : tssx_ring_writer_bell(conn->rx));
 	tssx_conn_release(conn, fd);
 	errno = saved_errno;
@@ -1027,23 +1039,23 @@ static __attribute__((noinline)) ssize_t ring_doorbell_kept(struct tssx_conn *co
  * The common case of write()/send() (writer) and read()/recv() (reader)
  * of one buffer, with the side lock held no longer than the copy
  * (tssx_ring_move_fast(): the room or the data there, in one area,
- * nothing of control data).  The bytes moved; -EFAULT with nothing
+ * nothing of control data; `small`, a constant: tssx_ring_move_small(),
+ * a small message copied inline).  The bytes moved; -EFAULT with nothing
  * moved, as the general path fails; or 0 with nothing moved: the call
  * takes the general path, which also reports what went wrong, and waits
  * for a side lock another thread or process holds.  No errno is touched,
  * no deadline set up, no reference taken unless the peer must be woken.
  * A reader with SO_PEEK_OFF set moves it back at every read: the general
- * path's.  No call before the return but the copy (inline assembly that
- * names what it touches): the compiler keeps the values in registers
- * that need no saving.
+ * path's.  With `small`, no call at all but the last (move_fast_wake(),
+ * rare): the compiler keeps the values in registers that need no saving.
  */
 static inline __attribute__((always_inline)) ssize_t move_fast(struct tssx_conn *conn, struct tssx_fd_slot *slot,
-								   int fd, bool writer, void *buf, size_t len)
+								   int fd, bool writer, void *buf, size_t len,
+								   bool small)
 {
 	_Atomic uint64_t *lock = writer ? &conn->locks->producer : &conn->locks->consumer;
 	struct tssx_ring *ring = writer ? conn->tx : conn->rx;
 	ssize_t n = 0;
-	uint32_t bells = 0;
 
 	if (unlikely(!tssx_side_trylock(lock)))
 		return 0;
@@ -1051,16 +1063,19 @@ static inline __attribute__((always_inline)) ssize_t move_fast(struct tssx_conn 
 	 * SO_PEEK_OFF moves only under the consumer lock. */
 	if (likely(tssx_conn_still_at(conn, slot)) &&
 	    (writer || likely(atomic_load_explicit(&conn->peek_off, memory_order_relaxed) < 0)))
-		n = tssx_ring_move_fast(ring, writer, buf, len);
+		n = small ? tssx_ring_move_small(ring, writer, buf, len) : tssx_ring_move_fast(ring, writer, buf, len);
 	if (likely(n > 0)) {
 		count_moved(conn, writer, (uint64_t)n);
-		bells = writer ? tssx_ring_take_reader_wakeup(ring) : tssx_ring_take_writer_wakeup(ring);
-		if (unlikely(bells))
-			tssx_conn_keep(conn);
+		if (unlikely(!tssx_ring_wakeup_quiet(ring, writer))) {
+			n = move_fast_wake(conn, fd, n, writer);
+			/* It returns n: the callers' checks of the result
+			 * fold, and the call is their last (a jump). */
+			if (n <= 0)
+				__builtin_unreachable();
+			return n;
+		}
 	}
 	tssx_side_unlock(lock);
-	if (unlikely(bells))
-		return ring_doorbell_kept(conn, fd, n, writer, bells);
 	return n;
 }
 
@@ -1081,8 +1096,25 @@ static __attribute__((noinline)) ssize_t recv_general(struct tssx_conn *conn, in
 	return tssx_result(tssx_conn_recv(conn, fd, &iov, 1, flags));
 }
 
-ssize_t tssx_conn_write(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd, const void *buf, size_t len,
-			int flags)
+/* The fast path of any size (the copy may call the leaf), then the
+ * general path: a write of more than a small message, or one that the
+ * small path declined.  Out of line, and fd's slot looked up again: the
+ * small path keeps no frame and fewer values. */
+static __attribute__((noinline)) ssize_t write_sized(int fd, const void *buf, size_t len, int flags,
+						     struct tssx_conn *conn)
+{
+	struct tssx_fd_slot *slot = tssx_table_slot(fd);
+	ssize_t n = slot ? move_fast(conn, slot, fd, true, (void *)buf, len, false) : 0;
+
+	if (likely(n > 0))
+		return n;
+	if (n < 0)
+		return tssx_result(n);
+	return send_general(conn, fd, buf, len, flags);
+}
+
+ssize_t tssx_conn_write(int fd, const void *buf, size_t len, int flags, struct tssx_conn *conn,
+			struct tssx_fd_slot *slot)
 {
 	/* send_stream()'s first checks: the general path fails these (the
 	 * ring's shutdown flags are the fast path's, tssx_ring_move_fast()).
@@ -1092,54 +1124,68 @@ ssize_t tssx_conn_write(struct tssx_conn *conn, struct tssx_fd_slot *slot, int f
 	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn) && len) &&
 	    likely(!atomic_load_explicit(&conn->write_shut, memory_order_relaxed) &&
 		   !atomic_load_explicit(&conn->peer_closed, memory_order_relaxed))) {
-		ssize_t n = move_fast(conn, slot, fd, true, (void *)buf, len);
+		if (likely(len <= TSSX_COPY_INLINE_MAX)) {
+			ssize_t n = move_fast(conn, slot, fd, true, (void *)buf, len, true);
 
-		if (likely(n > 0))
-			return n;
-		if (n < 0)
-			return tssx_result(n);
+			if (likely(n > 0))
+				return n;
+			if (n < 0)
+				return tssx_result(n);
+		}
+		return write_sized(fd, buf, len, flags, conn);
 	}
 	return send_general(conn, fd, buf, len, flags);
 }
 
 /*
- * The fast path found nothing to read.  A blocking read in a thread whose
- * last wait was answered while it spun on a CPU of its own polls the
- * tail for a few microseconds first (tssx_spin_quick()) and, when bytes
- * came, takes them by the fast path: a request and its answer then cost
- * the reader no second lock, no reference on the connection, no spin
- * slot and no statistics' locked adds (docs/data-path.md, "The quick
- * spin").  Everything else, and what the quick spin did not find, is the
- * general path's.  Out of line: the fast path with data stays as short.
+ * A read that the small path did not serve: the fast path of any size,
+ * unless the ring is empty.  Then a blocking read in a thread whose last
+ * wait was answered while it spun on a CPU of its own polls the tail for
+ * a few microseconds (tssx_spin_quick()) and, when bytes came, takes them
+ * by the fast path: a request and its answer then cost the reader no
+ * second lock, no reference on the connection, no spin slot and no
+ * statistics' locked adds (docs/data-path.md, "The quick spin").
+ * Everything else, and what the quick spin did not find, is the general
+ * path's.  Out of line, and fd's slot looked up again: the small path
+ * keeps no frame and fewer values.
  */
-static __attribute__((noinline)) ssize_t read_after_spin(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd,
-							 void *buf, size_t len, int flags)
+static __attribute__((noinline)) ssize_t read_sized(int fd, void *buf, size_t len, int flags, struct tssx_conn *conn)
 {
+	struct tssx_fd_slot *slot = tssx_table_slot(fd);
+	ssize_t n = 0;
+
+	if (!slot)
+		n = 0;
+	else if (tssx_ring_data_came(conn->rx))
+		n = move_fast(conn, slot, fd, false, buf, len, false);
 	/* Relaxed: as is_nonblocking() reads it; unknown takes the general
 	 * path, which asks the socket. */
-	if (!(flags & MSG_DONTWAIT) &&
-	    atomic_load_explicit(&conn->nonblock, memory_order_relaxed) == TSSX_BLOCKING &&
-	    tssx_spin_quick(conn->rx)) {
-		ssize_t n = move_fast(conn, slot, fd, false, buf, len);
-
-		if (n > 0)
-			return n;
-		if (n < 0)
-			return tssx_result(n);
-	}
+	else if (!(flags & MSG_DONTWAIT) &&
+		 atomic_load_explicit(&conn->nonblock, memory_order_relaxed) == TSSX_BLOCKING &&
+		 tssx_spin_quick(conn->rx))
+		n = move_fast(conn, slot, fd, false, buf, len, false);
+	if (likely(n > 0))
+		return n;
+	if (n < 0)
+		return tssx_result(n);
 	return recv_general(conn, fd, buf, len, flags);
 }
 
-ssize_t tssx_conn_read(struct tssx_conn *conn, struct tssx_fd_slot *slot, int fd, void *buf, size_t len, int flags)
+ssize_t tssx_conn_read(int fd, void *buf, size_t len, int flags, struct tssx_conn *conn, struct tssx_fd_slot *slot)
 {
 	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn) && len && !(flags & (MSG_PEEK | MSG_WAITALL)))) {
-		ssize_t n = move_fast(conn, slot, fd, false, buf, len);
+		/* Without flags (read()): none to keep for the fallback,
+		 * one register more for the small path. */
+		if (likely(len <= TSSX_COPY_INLINE_MAX && !flags)) {
+			ssize_t n = move_fast(conn, slot, fd, false, buf, len, true);
 
-		if (likely(n > 0))
-			return n;
-		if (n < 0)
-			return tssx_result(n);
-		return read_after_spin(conn, slot, fd, buf, len, flags);
+			if (likely(n > 0))
+				return n;
+			if (n < 0)
+				return tssx_result(n);
+			return read_sized(fd, buf, len, 0, conn);
+		}
+		return read_sized(fd, buf, len, flags, conn);
 	}
 	return recv_general(conn, fd, buf, len, flags);
 }

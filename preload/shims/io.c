@@ -58,7 +58,7 @@ TSSX_EXPORT ssize_t read(int fd, void *buf, size_t len)
 
 		return likely(real) ? real(fd, buf, len) : resolve_read(fd, buf, len);
 	}
-	return tssx_conn_read(conn, slot, fd, buf, len, 0);
+	return tssx_conn_read(fd, buf, len, 0, conn, slot);
 }
 
 TSSX_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
@@ -80,7 +80,7 @@ TSSX_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 
 		return likely(real) ? real(fd, buf, len) : resolve_write(fd, buf, len);
 	}
-	return tssx_conn_write(conn, slot, fd, buf, len, 0);
+	return tssx_conn_write(fd, buf, len, 0, conn, slot);
 }
 
 /* readv()/writev()'s checks of the array, in the kernel's order: EINVAL
@@ -144,7 +144,7 @@ TSSX_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 		return TSSX_REAL(recv)(fd, buf, len, flags);
 	if (bad_flags(flags))
 		return tssx_result(-EOPNOTSUPP);
-	return tssx_conn_read(conn, slot, fd, buf, len, flags);
+	return tssx_conn_read(fd, buf, len, flags, conn, slot);
 }
 
 TSSX_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
@@ -164,7 +164,7 @@ TSSX_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct so
 		return TSSX_REAL(recvfrom)(fd, buf, len, flags, addr, addrlen);
 	if (bad_flags(flags))
 		return tssx_result(-EOPNOTSUPP);
-	n = tssx_conn_read(conn, slot, fd, buf, len, flags);
+	n = tssx_conn_read(fd, buf, len, flags, conn, slot);
 	if (n >= 0)
 		peer_addr(fd, addr, addrlen);
 	return n;
@@ -211,7 +211,7 @@ TSSX_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 		return TSSX_REAL(send)(fd, buf, len, flags);
 	if (bad_flags(flags))
 		return tssx_result(-EOPNOTSUPP);
-	return tssx_conn_write(conn, slot, fd, buf, len, flags);
+	return tssx_conn_write(fd, buf, len, flags, conn, slot);
 }
 
 TSSX_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,

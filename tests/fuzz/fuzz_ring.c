@@ -63,9 +63,15 @@ static void transfer(struct input *in, struct tssx_ring *ring, bool write, bool 
 	struct iovec iov[3];
 	int n = pieces(in, buf, len, iov);
 
-	/* The data path's common case (tssx/ring_fast.h), one buffer. */
-	if (take(in, 1) % 4 == 0)
+	/* The data path's common case (tssx/ring_fast.h), one buffer; a
+	 * small message's. */
+	uint8_t how = take(in, 1);
+
+	if (how % 8 == 0)
 		check(tssx_ring_move_fast(ring, write, buf, len), len);
+	else if (how % 8 == 1)
+		check(tssx_ring_move_small(ring, write, buf, len % (TSSX_COPY_INLINE_MAX + 1)),
+		      len % (TSSX_COPY_INLINE_MAX + 1));
 	else if (write)
 		check(take(in, 1) & 1 ? tssx_ring_write_whole(ring, iov, n, (size_t)take(in, 2))
 				      : tssx_ring_write(ring, iov, n), len);
