@@ -31,7 +31,7 @@
 #endif
 
 /* The sizes tssx_copy_inline() copies: small messages. */
-#define TSSX_COPY_INLINE_MIN 8u
+#define TSSX_COPY_INLINE_MIN 4u
 #define TSSX_COPY_INLINE_MAX 64u
 
 #if defined(__x86_64__) && !defined(TSSX_COPY_ASAN)
@@ -70,7 +70,7 @@ static inline long tssx_copy_call(void *dst, const void *src, size_t len)
  * landing, a label of the caller that returns -EFAULT: the kernel's
  * exception tables again, without a call.  Each entry holds its three
  * addresses relative to itself (no relocation in a shared object).
- * Overlapping pairs of 8- or 16-byte moves, as the leaf's; all loads
+ * Overlapping pairs of 4-, 8- or 16-byte moves, as the leaf's; all loads
  * before the first store.
  */
 struct tssx_copy_site {
@@ -84,27 +84,26 @@ struct tssx_copy_site {
 	".long 1b - ., 2b - ., %l[fault] - .\n\t"                                                      \
 	".popsection"
 
+/* len in [w, 2w]: the first and the last w bytes, through xmm0 and xmm1,
+ * with `mov` (movd, movq, movdqu); a fault goes to the caller's label
+ * `fault`. */
+#define TSSX_COPY_ENDS(mov, w)                                                                         \
+	__asm__ goto(TSSX_COPY_SITE(mov " (%[s]), %%xmm0\n\t" mov " -" #w "(%[s],%[n]), %%xmm1\n\t" mov        \
+				    " %%xmm0, (%[d])\n\t" mov " %%xmm1, -" #w "(%[d],%[n])\n\t")                 \
+		     :                                                                                 \
+		     : [d] "r"(dst), [s] "r"(src), [n] "r"(len)                                       \
+		     : "xmm0", "xmm1", "memory"                                                         \
+		     : fault)
+
 /* The inline copy, for len in [TSSX_COPY_INLINE_MIN, TSSX_COPY_INLINE_MAX]. */
 static inline __attribute__((always_inline)) long tssx_copy_inline(void *dst, const void *src, size_t len)
 {
-	if (len <= 16)
-		__asm__ goto(TSSX_COPY_SITE("movq (%[s]), %%xmm0\n\t"
-					    "movq -8(%[s],%[n]), %%xmm1\n\t"
-					    "movq %%xmm0, (%[d])\n\t"
-					    "movq %%xmm1, -8(%[d],%[n])\n\t")
-			     :
-			     : [d] "r"(dst), [s] "r"(src), [n] "r"(len)
-			     : "xmm0", "xmm1", "memory"
-			     : fault);
+	if (len < 8)
+		TSSX_COPY_ENDS("movd", 4);
+	else if (len <= 16)
+		TSSX_COPY_ENDS("movq", 8);
 	else if (len <= 32)
-		__asm__ goto(TSSX_COPY_SITE("movdqu (%[s]), %%xmm0\n\t"
-					    "movdqu -16(%[s],%[n]), %%xmm1\n\t"
-					    "movdqu %%xmm0, (%[d])\n\t"
-					    "movdqu %%xmm1, -16(%[d],%[n])\n\t")
-			     :
-			     : [d] "r"(dst), [s] "r"(src), [n] "r"(len)
-			     : "xmm0", "xmm1", "memory"
-			     : fault);
+		TSSX_COPY_ENDS("movdqu", 16);
 	else
 		__asm__ goto(TSSX_COPY_SITE("movdqu (%[s]), %%xmm0\n\t"
 					    "movdqu 16(%[s]), %%xmm1\n\t"

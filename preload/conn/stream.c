@@ -1124,7 +1124,7 @@ ssize_t tssx_conn_write(int fd, const void *buf, size_t len, int flags, struct t
 	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn) && len) &&
 	    likely(!atomic_load_explicit(&conn->write_shut, memory_order_relaxed) &&
 		   !atomic_load_explicit(&conn->peer_closed, memory_order_relaxed))) {
-		if (likely(len <= TSSX_COPY_INLINE_MAX)) {
+		if (likely(len - TSSX_COPY_INLINE_MIN <= TSSX_COPY_INLINE_MAX - TSSX_COPY_INLINE_MIN)) {
 			ssize_t n = move_fast(conn, slot, fd, true, (void *)buf, len, true);
 
 			if (likely(n > 0))
@@ -1138,31 +1138,37 @@ ssize_t tssx_conn_write(int fd, const void *buf, size_t len, int flags, struct t
 }
 
 /*
- * A read that the small path did not serve: the fast path of any size,
- * unless the ring is empty.  Then a blocking read in a thread whose last
- * wait was answered while it spun on a CPU of its own polls the tail for
- * a few microseconds (tssx_spin_quick()) and, when bytes came, takes them
- * by the fast path: a request and its answer then cost the reader no
- * second lock, no reference on the connection, no spin slot and no
- * statistics' locked adds (docs/data-path.md, "The quick spin").
- * Everything else, and what the quick spin did not find, is the general
- * path's.  Out of line, and fd's slot looked up again: the small path
- * keeps no frame and fewer values.
+ * A read that the small path did not serve (`tried`) or did not try: the
+ * fast path of any size, unless the small path found the ring empty.
+ * A blocking read that finds it empty, in a thread whose last wait was
+ * answered while it spun on a CPU of its own, polls the tail for a few
+ * microseconds (tssx_spin_quick()) and, when bytes came, takes them by
+ * the fast path: a request and its answer then cost the reader no second
+ * lock, no reference on the connection, no spin slot and no statistics'
+ * locked adds (docs/data-path.md, "The quick spin").  Everything else,
+ * and what the quick spin did not find, is the general path's.  A read
+ * that the small path did not try loads no word of the producer's here
+ * before the fast path: that path loads the tail only when the tail this
+ * process saw does not allow the read (a load of the peer's line at
+ * every read is what the streaming regression was, docs/benchmark.md).
+ * Out of line, and fd's slot looked up again: the small path keeps no
+ * frame and fewer values.
  */
-static __attribute__((noinline)) ssize_t read_sized(int fd, void *buf, size_t len, int flags, struct tssx_conn *conn)
+static __attribute__((noinline)) ssize_t read_sized(int fd, void *buf, size_t len, int flags, struct tssx_conn *conn,
+						    bool tried)
 {
 	struct tssx_fd_slot *slot = tssx_table_slot(fd);
 	ssize_t n = 0;
 
 	if (!slot)
-		n = 0;
-	else if (tssx_ring_data_came(conn->rx))
+		return recv_general(conn, fd, buf, len, flags);
+	if (!tried || tssx_ring_data_came(conn->rx))
 		n = move_fast(conn, slot, fd, false, buf, len, false);
 	/* Relaxed: as is_nonblocking() reads it; unknown takes the general
 	 * path, which asks the socket. */
-	else if (!(flags & MSG_DONTWAIT) &&
-		 atomic_load_explicit(&conn->nonblock, memory_order_relaxed) == TSSX_BLOCKING &&
-		 tssx_spin_quick(conn->rx))
+	if (n == 0 && !(flags & MSG_DONTWAIT) &&
+	    atomic_load_explicit(&conn->nonblock, memory_order_relaxed) == TSSX_BLOCKING &&
+	    !tssx_ring_data_came(conn->rx) && tssx_spin_quick(conn->rx))
 		n = move_fast(conn, slot, fd, false, buf, len, false);
 	if (likely(n > 0))
 		return n;
@@ -1183,9 +1189,9 @@ ssize_t tssx_conn_read(int fd, void *buf, size_t len, int flags, struct tssx_con
 				return n;
 			if (n < 0)
 				return tssx_result(n);
-			return read_sized(fd, buf, len, 0, conn);
+			return read_sized(fd, buf, len, 0, conn, true);
 		}
-		return read_sized(fd, buf, len, flags, conn);
+		return read_sized(fd, buf, len, flags, conn, false);
 	}
 	return recv_general(conn, fd, buf, len, flags);
 }

@@ -373,6 +373,7 @@ static void efault_server(int fd)
 	expect(write(fd, bad, 3) < 0 && errno == EFAULT);
 	/* Every size class of the ring's copy (tssx/copy.h), and a buffer
 	 * that turns bad in the middle of the copy. */
+	expect(write(fd, bad, 5) < 0 && errno == EFAULT);
 	expect(write(fd, bad, 12) < 0 && errno == EFAULT);
 	expect(write(fd, bad, 20) < 0 && errno == EFAULT);
 	expect(write(fd, bad, 40) < 0 && errno == EFAULT);

@@ -80,12 +80,12 @@ static void on_fault(int sig, siginfo_t *info, void *context)
 	uc->uc_mcontext.gregs[REG_RIP] = (greg_t)landing;
 }
 
-/* Every size class, the inline ones (8-16, 17-32, 33-64 bytes) and the
+/* Every size class, the inline ones (4-7, 8-16, 17-32, 33-64 bytes) and the
  * leaf's, from and to a page without access, and from a buffer that
  * turns bad in the middle of the copy. */
 static void test_faults_land(void **state)
 {
-	static const size_t lens[] = { 1, 7, 8, 12, 16, 17, 24, 32, 33, 40, 64, 65, 100, 3000 };
+	static const size_t lens[] = { 1, 3, 4, 5, 7, 8, 12, 16, 17, 24, 32, 33, 40, 64, 65, 100, 3000 };
 	struct sigaction sa = { .sa_sigaction = on_fault, .sa_flags = SA_SIGINFO | SA_NODEFER }, old;
 	uint8_t *pages = mmap(NULL, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t *bad = pages + 4096, good[4096] = { 0 };
