@@ -41,7 +41,8 @@ void bench_case_of(const struct bench_row *row, enum bench_column col, struct be
 		.transport = col == COL_RAW ? TRANSPORT_RAW
 			   : row->test == TEST_PIPE ? TRANSPORT_PIPE : TRANSPORT_SOCKET,
 		.preload_client = col == COL_TSSX,
-		.preload_server = col == COL_TSSX && !row->mixed,
+		.preload_server = col == COL_TSSX && !bench_row_is_mixed(row),
+		.segment_always = row->test == TEST_CONNECT && row->connect == CONNECT_SEGMENT,
 	};
 }
 
@@ -168,7 +169,7 @@ static pid_t spawn_role(const struct bench_config *cfg, const struct bench_case 
 	snprintf(duration, sizeof(duration), "%" PRIu64, t.duration_ns);
 	pid = fork();
 	if (pid == 0)
-		exec_role(argv, cfg->env[!preload ? 0 : c->test == TEST_CONNECT ? 2 : 1], fds);
+		exec_role(argv, cfg->env[!preload ? 0 : c->segment_always ? 2 : 1], fds);
 	return pid;
 }
 

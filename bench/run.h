@@ -14,12 +14,26 @@
 
 enum bench_column { COL_RAW, COL_PLAIN, COL_TSSX, COL_COUNT };
 
+/* How a connect row runs its TSSX column. */
+enum connect_mode {
+	/* Both ends preloaded, a segment at every cycle (TSSX_SHORT_CALLS=0):
+	 * what a connection through shared memory costs. */
+	CONNECT_SEGMENT,
+	/* Both ends preloaded with the library's defaults: a loop of short
+	 * connections to one server soon goes plain (docs/preload.md,
+	 * "Short-lived connections"), as a program's would. */
+	CONNECT_DEFAULT,
+	/* A preloaded client, a server without TSSX. */
+	CONNECT_MIXED,
+};
+
 /* One measurement: which roles, under which environment. */
 struct bench_case {
 	enum bench_test test;
 	enum bench_transport transport;
 	size_t size;
 	bool preload_server, preload_client;
+	bool segment_always; /* with TSSX_SHORT_CALLS=0 */
 };
 
 struct bench_cell {
@@ -35,9 +49,15 @@ struct bench_cell {
 struct bench_row {
 	enum bench_test test;
 	size_t size;
-	bool mixed; /* connect: preloaded client, server without TSSX */
+	enum connect_mode connect; /* connect rows only */
 	struct bench_cell cell[COL_COUNT];
 };
+
+/* The connect row of a preloaded client and a server without TSSX. */
+static inline bool bench_row_is_mixed(const struct bench_row *row)
+{
+	return row->test == TEST_CONNECT && row->connect == CONNECT_MIXED;
+}
 
 /* The --load scenarios (load.c). */
 enum load_kind { LOAD_PAIRS, LOAD_PAIRS_HOGS, LOAD_CLIENTS, LOAD_CHAIN, LOAD_FRESH, LOAD_IDLE, LOAD_KIND_COUNT };
@@ -51,9 +71,9 @@ struct bench_config {
 	bool quick, json, progress;
 	const char *dir;          /* private temporary directory for sockets */
 	/* The environment without the preload, with it, and with it for
-	 * the connect cycle: TSSX_SHORT_CALLS=0, a segment at every cycle
+	 * the connect cycle with a segment at every cycle: TSSX_SHORT_CALLS=0
 	 * (by default a client's short connections to one server soon go
-	 * plain, and the row would measure plain sockets). */
+	 * plain, which the CONNECT_DEFAULT row measures). */
 	char **env[3];
 	const char *library;      /* libtssx.so, NULL when TSSX is unavailable */
 	const char *registry;

@@ -65,10 +65,13 @@ static const char usage_text[] =
 "                reads up to 64 KiB per read(2), as a buffered reader does:\n"
 "                messages/s for N = 8 B, 64 B (raw: the bare ring, one\n"
 "                publish per message, the reader takes what is there)\n"
-"  connect       socket, connect, accept, 1-byte echo, close: plain; TSSX\n"
-"                with a segment at every cycle (TSSX_SHORT_CALLS=0: by\n"
-"                default such short connections soon go plain); a\n"
-"                preloaded client to a server without TSSX\n"
+"  connect       socket, connect, accept, 1-byte echo, close, in a loop:\n"
+"                plain; TSSX with a segment at every cycle\n"
+"                (TSSX_SHORT_CALLS=0: what shared memory costs a\n"
+"                connection); TSSX by default, where such short\n"
+"                connections soon go plain (what a program's loop of\n"
+"                connects costs); a preloaded client to a server without\n"
+"                TSSX\n"
 "  pipe          a 64 B round trip over two pipes, without and with the\n"
 "                preload: what the library costs on I/O that is not TSSX\n"
 "  blocked       CPU time (getrusage) of a client blocked in read(2) until\n"
@@ -249,14 +252,23 @@ static void find_tssx(struct bench_config *cfg, const char *library, const char 
  * The run
  * --------------------------------------------------------------------- */
 
-static size_t add_row(struct bench_row *rows, size_t n, enum bench_test test, size_t size,
-		      bool mixed, bool with_raw)
+static size_t add_row(struct bench_row *rows, size_t n, enum bench_test test, size_t size, bool with_raw)
 {
-	rows[n] = (struct bench_row){ .test = test, .size = size, .mixed = mixed };
+	rows[n] = (struct bench_row){ .test = test, .size = size };
 	rows[n].cell[COL_RAW].wanted = with_raw;
-	rows[n].cell[COL_PLAIN].wanted = !mixed;
+	rows[n].cell[COL_PLAIN].wanted = true;
 	rows[n].cell[COL_TSSX].wanted = true;
 	return n + 1;
+}
+
+/* The mixed row has no plain cell of its own: it is compared with the
+ * plain connect cycle. */
+static size_t add_connect_row(struct bench_row *rows, size_t n, enum connect_mode connect)
+{
+	n = add_row(rows, n, TEST_CONNECT, 1, false);
+	rows[n - 1].connect = connect;
+	rows[n - 1].cell[COL_PLAIN].wanted = !bench_row_is_mixed(&rows[n - 1]);
+	return n;
 }
 
 static size_t build_rows(struct bench_row *rows, unsigned tests)
@@ -266,20 +278,21 @@ static size_t build_rows(struct bench_row *rows, unsigned tests)
 	for (int test = TEST_PINGPONG; test <= TEST_STREAM; test++)
 		if (tests & (1u << test))
 			for (size_t i = 0; i < ARRAY_SIZE(message_sizes); i++)
-				n = add_row(rows, n, (enum bench_test)test, message_sizes[i], false, true);
+				n = add_row(rows, n, (enum bench_test)test, message_sizes[i], true);
 	if (tests & (1u << TEST_DRAIN))
 		for (size_t i = 0; i < ARRAY_SIZE(drain_sizes); i++)
-			n = add_row(rows, n, TEST_DRAIN, drain_sizes[i], false, true);
+			n = add_row(rows, n, TEST_DRAIN, drain_sizes[i], true);
 	if (tests & (1u << TEST_CONNECT)) {
-		n = add_row(rows, n, TEST_CONNECT, 1, false, false);
-		n = add_row(rows, n, TEST_CONNECT, 1, true, false);
+		n = add_connect_row(rows, n, CONNECT_SEGMENT);
+		n = add_connect_row(rows, n, CONNECT_DEFAULT);
+		n = add_connect_row(rows, n, CONNECT_MIXED);
 	}
 	if (tests & (1u << TEST_PIPE))
-		n = add_row(rows, n, TEST_PIPE, PIPE_MESSAGE_SIZE, false, false);
+		n = add_row(rows, n, TEST_PIPE, PIPE_MESSAGE_SIZE, false);
 	if (tests & (1u << TEST_BLOCKED))
-		n = add_row(rows, n, TEST_BLOCKED, 1, false, false);
+		n = add_row(rows, n, TEST_BLOCKED, 1, false);
 	if (tests & (1u << TEST_IDLE))
-		n = add_row(rows, n, TEST_IDLE, 1, false, false);
+		n = add_row(rows, n, TEST_IDLE, 1, false);
 	return n;
 }
 
@@ -298,7 +311,7 @@ static void show_progress(const struct bench_config *cfg, const struct bench_row
 	if (!cfg->progress)
 		return;
 	fprintf(stderr, "%s[%u/%u] %s, %s%s", isatty(STDERR_FILENO) ? "\r\033[K" : "", done + 1, total,
-		bench_row_label(row, label, sizeof(label)), row->mixed ? "preloaded client" : column_names[col],
+		bench_row_label(row, label, sizeof(label)), bench_row_is_mixed(row) ? "preloaded client" : column_names[col],
 		isatty(STDERR_FILENO) ? "" : "\n");
 }
 
@@ -378,7 +391,9 @@ static void on_interrupt(int sig)
 
 static int run_table(const struct bench_config *cfg, unsigned tests)
 {
-	struct bench_row rows[2 * ARRAY_SIZE(message_sizes) + ARRAY_SIZE(drain_sizes) + 4];
+	/* The rows of build_rows(): round trip and streaming per size, drain
+	 * per size, three connect rows, pipe, blocked, idle. */
+	struct bench_row rows[2 * ARRAY_SIZE(message_sizes) + ARRAY_SIZE(drain_sizes) + 3 + 3];
 	struct bench_run run = { .config = cfg, .rows = rows };
 	bool failed = false;
 

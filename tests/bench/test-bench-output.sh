@@ -57,7 +57,8 @@ expect(tssx or doc["tssx"]["reason"], "tssx.reason when unavailable")
 tests = [r["test"] for r in doc["results"]]
 SIZES = [8, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304]
 expect(tests == ["pingpong"] * len(SIZES) + ["stream"] * len(SIZES) + ["drain"] * 2 +
-       ["connect", "connect_tssx_client_plain_server", "pipe", "blocked", "idle"], f"rows {tests}")
+       ["connect", "connect_default", "connect_tssx_client_plain_server", "pipe", "blocked", "idle"],
+       f"rows {tests}")
 expect([r["size"] for r in doc["results"][:len(SIZES)]] == SIZES, "sizes")
 for row in doc["results"]:
     with_raw = row["test"] in ("pingpong", "stream", "drain")
@@ -87,7 +88,7 @@ for row in doc["results"]:
     if row["test"] == "pipe":
         expect(number(row["overhead_percent"]) if tssx else row["overhead_percent"] is None, "overhead")
 
-expect(len(doc["targets"]) == 15, "fifteen targets")
+expect(len(doc["targets"]) == 16, "sixteen targets")
 for t in doc["targets"]:
     expect(number(t["limit"]), f"target {t['name']}: limit")
     if tssx:
