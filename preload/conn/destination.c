@@ -42,6 +42,18 @@ static void register_fork_handlers(void)
 	pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
 }
 
+/* The destination this thread last found: a client connects to one
+ * server again and again, and comparing the name costs a connect a
+ * tenth of hashing it (a path of 40 bytes: about 20 instructions against
+ * 240) and no lock.  Its name never changes once it is in the table, and
+ * the thread found it under the lock. */
+static __thread struct tssx_destination *last_found;
+
+static bool is_named(const struct tssx_destination *dest, const char *name, size_t name_len)
+{
+	return dest && dest->name_len == name_len && memcmp(dest->name, name, name_len) == 0;
+}
+
 struct tssx_destination *tssx_destination_of(const struct sockaddr_un *addr, socklen_t len, bool make)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -55,6 +67,8 @@ struct tssx_destination *tssx_destination_of(const struct sockaddr_un *addr, soc
 	 * name is all of its bytes. */
 	if (addr->sun_path[0])
 		name_len = strnlen(addr->sun_path, name_len);
+	if (is_named(last_found, addr->sun_path, name_len))
+		return last_found;
 	pthread_once(&once, register_fork_handlers);
 	pthread_mutex_lock(&destinations_lock);
 	HASH_FIND(hh, destinations, addr->sun_path, name_len, dest);
@@ -65,6 +79,8 @@ struct tssx_destination *tssx_destination_of(const struct sockaddr_un *addr, soc
 		destination_count++;
 	}
 	pthread_mutex_unlock(&destinations_lock);
+	if (dest)
+		last_found = dest;
 	return dest;
 }
 

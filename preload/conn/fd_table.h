@@ -125,13 +125,21 @@ enum tssx_fd_hint {
 };
 
 /* Records hints of fd; only where its slot exists (no allocation: this
- * runs in socket() and accept()). */
+ * runs in socket() and accept()).  A load and a store, no locked
+ * instruction (three per connection per request otherwise): the hints of
+ * a number are set by the thread that made, accepted or connected it,
+ * and one lost to another thread's at the same moment only means asking
+ * the kernel. */
 static inline void tssx_fd_hint_add(int fd, unsigned hints)
 {
 	struct tssx_fd_slot *slot = tssx_table_slot(fd);
+	unsigned had;
 
-	if (slot)
-		atomic_fetch_or_explicit(&slot->hints, hints, memory_order_relaxed);
+	if (!slot)
+		return;
+	had = atomic_load_explicit(&slot->hints, memory_order_relaxed);
+	if ((had & hints) != hints)
+		atomic_store_explicit(&slot->hints, had | hints, memory_order_relaxed);
 }
 
 static inline bool tssx_fd_hinted(int fd, enum tssx_fd_hint hint)

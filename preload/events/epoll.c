@@ -295,10 +295,17 @@ static void drain_reported(struct tssx_conn *conn, const struct events_entry *en
  * watched fds get their data back. */
 static int translate(struct events_set *set, struct epoll_event *events, int count)
 {
-	int kept = 0;
+	int kept = 0, first_fd;
 
+	/* The application's own entries pass as they are: without a tag
+	 * among the results there is nothing to look up, and no lock to take
+	 * (an event loop whose clients all went plain). */
+	while (kept < count && !events_untag(events[kept].data.u64, &first_fd))
+		kept++;
+	if (kept == count)
+		return count;
 	pthread_mutex_lock(&set->lock);
-	for (int i = 0; i < count; i++) {
+	for (int i = kept; i < count; i++) {
 		struct events_entry *entry;
 		struct tssx_conn *conn;
 		int fd;
@@ -438,16 +445,18 @@ static int spin(struct events_set *set, struct wait_call *call)
  */
 static int wait_kernel_only(struct events_set *set, struct wait_call *call, bool *done)
 {
-	int count = 0;
-
 	*done = true;
 	for (;;) {
-		bool passed = tssx_deadline_passed(&call->deadline);
+		/* The first wait is for the whole timeout (a zero one only
+		 * looks); set->looked_ns is left alone: it paces the looks of
+		 * a set with rings, which this one has none of. */
+		int got = real_wait(call, call->events, call->maxevents, true);
 
-		if (!add_kernel_results(set, call, &count, !passed))
+		if (got < 0)
 			return -1;
-		if (count || passed)
-			return count;
+		got = translate(set, call->events, got);
+		if (got || tssx_deadline_passed(&call->deadline))
+			return got;
 		/* Relaxed: a hint; the general path locks the set. */
 		if (atomic_load_explicit(&set->count, memory_order_relaxed)) {
 			*done = false;

@@ -16,20 +16,6 @@ static pthread_mutex_t sets_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct events_set *live_sets;	/* under sets_lock */
 static struct events_set *free_sets;	/* closed epoll fds' sets, for reuse */
 
-#define EVENTS_TAG_HIGH 0x54535358u /* "TSSX": never the top of a pointer */
-
-struct events_set *events_set_of(int epfd)
-{
-	struct tssx_fd_slot *slot = tssx_table_slot(epfd);
-
-	return slot ? atomic_load_explicit(&slot->epoll_set, memory_order_acquire) : NULL;
-}
-
-bool events_fd_is_tracked(int fd)
-{
-	return tssx_table_watchers(fd) > 0;
-}
-
 static void lock_sets(void)
 {
 	pthread_mutex_lock(&sets_lock);
@@ -280,19 +266,6 @@ uint32_t events_entry_report(struct events_entry *entry, uint32_t ready, uint64_
 	if (entry->events & EPOLLONESHOT)
 		entry->disabled = true;
 	return ready;
-}
-
-uint64_t events_tag(int fd)
-{
-	return (uint64_t)EVENTS_TAG_HIGH << 32 | (uint32_t)fd;
-}
-
-bool events_untag(uint64_t data, int *fd)
-{
-	if (data >> 32 != EVENTS_TAG_HIGH)
-		return false;
-	*fd = (int)(uint32_t)data;
-	return true;
 }
 
 static void set_forget_fd(struct events_set *set, int fd)

@@ -22,6 +22,8 @@
 #include <time.h>
 #include <uthash.h>
 
+#include "conn/fd_table.h"
+
 enum events_kind {
 	/* A TSSX connection: the kernel watches its doorbells (EPOLLIN|EPOLLET),
 	 * its readiness comes from the rings. */
@@ -109,13 +111,25 @@ struct events_set {
 	struct events_set *next;	/* in the live or the free list; never freed */
 };
 
-/* Lock-free: the set of an epoll fd, NULL if we never saw it. */
-struct events_set *events_set_of(int epfd);
+/* Lock-free and inline (every epoll_wait and epoll_ctl asks): the set of
+ * an epoll fd, NULL if we never saw it. */
+static inline struct events_set *events_set_of(int epfd)
+{
+	struct tssx_fd_slot *slot = tssx_table_slot(epfd);
+
+	/* Acquire pairs with the release of the set's install in the slot
+	 * (events.c): the set is seen initialised. */
+	return slot ? atomic_load_explicit(&slot->epoll_set, memory_order_acquire) : NULL;
+}
+
 /* The set of epfd, made on first use.  NULL with errno EBADF for a
  * negative fd, ENOMEM (also beyond the fds the table holds). */
 struct events_set *events_set_open(int epfd);
 /* Whether some set tracks fd (lock-free). */
-bool events_fd_is_tracked(int fd);
+static inline bool events_fd_is_tracked(int fd)
+{
+	return tssx_table_watchers(fd) > 0;
+}
 
 /* These four need the set's lock. */
 struct events_entry *events_set_find(struct events_set *set, int fd);
@@ -153,9 +167,22 @@ uint32_t events_entry_peek(const struct events_entry *entry, uint32_t ready, uin
 /* The same, remembering the report (edge-triggered, one-shot). */
 uint32_t events_entry_report(struct events_entry *entry, uint32_t ready, uint64_t generation);
 
-/* The data we register with the kernel for a tracked fd, and back. */
-uint64_t events_tag(int fd);
-bool events_untag(uint64_t data, int *fd);
+/* The data we register with the kernel for a tracked fd, and back;
+ * inline: epoll_wait looks at every result. */
+#define EVENTS_TAG_HIGH 0x54535358u /* "TSSX": never the top of a pointer */
+
+static inline uint64_t events_tag(int fd)
+{
+	return (uint64_t)EVENTS_TAG_HIGH << 32 | (uint32_t)fd;
+}
+
+static inline bool events_untag(uint64_t data, int *fd)
+{
+	if (data >> 32 != EVENTS_TAG_HIGH)
+		return false;
+	*fd = (int)(uint32_t)data;
+	return true;
+}
 
 /* How often a waiter that finds connections ready, or spins for them,
  * looks at the kernel's fds when it has any (conn/wait.h's look_every_ns):

@@ -86,6 +86,27 @@ static void test_rule(void **state)
 	assert_int_equal(plain, TSSX_DESTINATION_SKIP_MIN);
 }
 
+/* The destination a thread found last answers its own name only. */
+static void test_last_found(void **state)
+{
+	struct sockaddr_un a, b;
+	socklen_t la = path_addr(&a, "/run/last-a.sock", ""), lb = path_addr(&b, "/run/last-b.sock", "other");
+	struct tssx_destination *da = tssx_destination_of(&a, la, true), *db;
+
+	(void)state;
+	assert_non_null(da);
+	assert_null(tssx_destination_of(&b, lb, false));
+	db = tssx_destination_of(&b, lb, true);
+	assert_non_null(db);
+	assert_ptr_not_equal(db, da);
+	assert_ptr_equal(tssx_destination_of(&a, la, false), da);
+	assert_ptr_equal(tssx_destination_of(&a, la, false), da);
+	/* A prefix of the last name, or the name with more after it. */
+	assert_null(tssx_destination_of(&b, path_addr(&b, "/run/last-a.soc", ""), false));
+	assert_null(tssx_destination_of(&b, path_addr(&b, "/run/last-a.sock2", ""), false));
+	assert_ptr_equal(tssx_destination_of(&b, path_addr(&b, "/run/last-b.sock", ""), false), db);
+}
+
 static void test_off_and_full(void **state)
 {
 	struct sockaddr_un a;
@@ -100,8 +121,9 @@ static void test_off_and_full(void **state)
 		snprintf(path, sizeof(path), "/run/many-%d.sock", i);
 		made += tssx_destination_of(&a, path_addr(&a, path, ""), true) != NULL;
 	}
-	/* The earlier tests made 5 entries: 4 in test_names, 1 in test_rule. */
-	assert_int_equal(made, TSSX_DESTINATIONS_MAX - 5);
+	/* The earlier tests made 7 entries: 4 in test_names, 1 in test_rule,
+	 * 2 in test_last_found. */
+	assert_int_equal(made, TSSX_DESTINATIONS_MAX - 7);
 }
 
 int main(void)
@@ -109,6 +131,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_rule),
+		cmocka_unit_test(test_last_found),
 		cmocka_unit_test(test_off_and_full),
 	};
 
