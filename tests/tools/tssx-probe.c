@@ -499,20 +499,35 @@ static void on_alarm(int sig)
 	(void)sig;
 }
 
+/*
+ * SIGALRM every 100 ms until disarm_alarm(), not once: a signal handled
+ * before the call sleeps (the process preempted that long on a loaded
+ * machine, in the library's spin or before the system call) interrupts
+ * nothing, on a plain socket as over TSSX, and the call would then wait
+ * for its peer, which waits for it.  A later signal finds it asleep.
+ */
 static void arm_alarm(int flags)
 {
 	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = flags };
-	struct itimerval it = { .it_value = { .tv_usec = 100 * 1000 } };
+	struct itimerval it = { .it_interval = { .tv_usec = 100 * 1000 }, .it_value = { .tv_usec = 100 * 1000 } };
 
 	sigemptyset(&sa.sa_mask);
 	expect(sigaction(SIGALRM, &sa, NULL) == 0);
 	expect(setitimer(ITIMER_REAL, &it, NULL) == 0);
 }
 
+/* Before anything that may block without SA_RESTART. */
+static void disarm_alarm(void)
+{
+	struct itimerval off = { 0 };
+
+	expect(setitimer(ITIMER_REAL, &off, NULL) == 0);
+}
+
 static void eintr_client(int fd)
 {
 	wait_byte(fd);
-	usleep(300 * 1000); /* the server's restarted read outlives its alarm */
+	usleep(300 * 1000); /* the server's restarted read outlives alarms */
 	send_all(fd, "x", 1);
 	wait_byte(fd);
 }
@@ -526,6 +541,7 @@ static void eintr_server(int fd)
 	arm_alarm(SA_RESTART);
 	send_all(fd, "+", 1);
 	expect(read(fd, &c, 1) == 1 && c == 'x');
+	disarm_alarm();
 	send_all(fd, "+", 1);
 }
 
@@ -1841,6 +1857,7 @@ static void signal_server(int fd)
 	signal_peer();
 	memset(block, 'z', SIGNAL_WRITE_BYTES);
 	n = case_waiter == WAIT_READ ? read(fd, &c, 1) : write(fd, block, SIGNAL_WRITE_BYTES);
+	disarm_alarm();
 	fprintf(stderr, "signal-%s-%s: ret %zd errno %d\n", waiter_names[case_waiter], signal_names[case_signal], n,
 		n < 0 ? errno : 0);
 	if (case_signal != SIGNAL_RESTART)
@@ -1860,7 +1877,7 @@ static void signal_client(int fd)
 	send_all(fd, "r", 1);
 	wait_peer();
 	if (case_signal == SIGNAL_RESTART) {
-		usleep(300 * 1000); /* the restarted call outlives its alarm */
+		usleep(300 * 1000); /* the restarted call outlives alarms */
 		if (case_waiter == WAIT_READ) {
 			send_all(fd, "x", 1);
 		} else {
