@@ -17,14 +17,23 @@
  *                                     1-byte echo each: prints the growth
  *                                     of Shmem in /proc/meminfo per
  *                                     connection (both ends' segment)
+ *   tssx-hotpath fresh PATH N         tssx bench --load's connection per
+ *                                     request: this process an epoll
+ *                                     server echoing 64 B, a fork()ed
+ *                                     child a client making N connections
+ *                                     (connect, write, read, close); two
+ *                                     processes, as a program's are
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void die(const char *what)
@@ -35,7 +44,8 @@ static void die(const char *what)
 
 static void usage(void)
 {
-	fputs("usage: tssx-hotpath stream PATH N SIZE | pipe N SIZE | connect PATH N | idle PATH N\n",
+	fputs("usage: tssx-hotpath stream PATH N SIZE | pipe N SIZE | connect PATH N | idle PATH N |\n"
+	      "                    fresh PATH N\n",
 	      stderr);
 	exit(2);
 }
@@ -165,6 +175,97 @@ static void idle_connections(int listen_fd, const char *path, unsigned long n)
 	       shmem_kib() - before, (double)(shmem_kib() - before) / (double)n);
 }
 
+/* Exactly len bytes each way on a blocking fd. */
+static void echo_message(int fd, char *buf, size_t len)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = write(fd, buf + done, len - done);
+
+		if (n <= 0)
+			die("write");
+		done += (size_t)n;
+	}
+	for (size_t done = 0; done < len;) {
+		ssize_t n = read(fd, buf + done, len - done);
+
+		if (n <= 0)
+			die("read");
+		done += (size_t)n;
+	}
+}
+
+static void fresh_client(const char *path, unsigned long n)
+{
+	struct sockaddr_un addr = address(path);
+	char buf[64] = { 1 };
+
+	for (unsigned long i = 0; i < n; i++) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+			die("connect");
+		echo_message(fd, buf, sizeof(buf));
+		close(fd);
+	}
+}
+
+/* tssx-bench's epoll server (bench/load.c, role_loop): level-triggered,
+ * a non-blocking fd per client read until EAGAIN and echoed; the client
+ * closes after its answer. */
+static void fresh_serve(int listen_fd, unsigned long n)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = listen_fd }, events[64];
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+	unsigned long closed = 0;
+	char buf[1024];
+
+	if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, listen_fd, &ev) < 0)
+		die("epoll");
+	while (closed < n) {
+		int ready = epoll_wait(epfd, events, 64, -1);
+
+		if (ready < 0 && errno != EINTR)
+			die("epoll_wait");
+		for (int i = 0; i < ready; i++) {
+			int fd = events[i].data.fd;
+			ssize_t got;
+
+			if (fd == listen_fd) {
+				ev.data.fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+				if (ev.data.fd < 0 || fcntl(ev.data.fd, F_SETFL, O_NONBLOCK) < 0 ||
+				    epoll_ctl(epfd, EPOLL_CTL_ADD, ev.data.fd, &ev) < 0)
+					die("accept");
+				continue;
+			}
+			while ((got = read(fd, buf, sizeof(buf))) > 0)
+				if (write(fd, buf, (size_t)got) != got)
+					die("echo");
+			if (got == 0 || errno != EAGAIN) {
+				close(fd);
+				closed++;
+			}
+		}
+	}
+	close(epfd);
+}
+
+static void fresh_requests(const char *path, unsigned long n)
+{
+	int listen_fd = listen_on(path), status;
+	pid_t client = fork();
+
+	if (client < 0)
+		die("fork");
+	if (client == 0) {
+		close(listen_fd);
+		fresh_client(path, n);
+		_exit(0);
+	}
+	fresh_serve(listen_fd, n);
+	if (waitpid(client, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die("client");
+}
+
 int main(int argc, char **argv)
 {
 	int listen_fd, out, in, pipe_fd[2];
@@ -180,6 +281,9 @@ int main(int argc, char **argv)
 	} else if (argc == 4 && strcmp(argv[1], "connect") == 0) {
 		listen_fd = listen_on(argv[2]);
 		connect_cycles(listen_fd, argv[2], number(argv[3]));
+		unlink(argv[2]);
+	} else if (argc == 4 && strcmp(argv[1], "fresh") == 0) {
+		fresh_requests(argv[2], number(argv[3]));
 		unlink(argv[2]);
 	} else if (argc == 4 && strcmp(argv[1], "idle") == 0) {
 		listen_fd = listen_on(argv[2]);
