@@ -27,20 +27,21 @@ hogs_note() {
 	[[ ${HOGS:-0} == 1 ]] && echo ", one CPU-bound process per CPU running"
 }
 
-summary() { # "median min-max" of the numbers on stdin
-	sort -n | awk '{ v[NR] = $1 }
-		END { printf "%.0f %.0f-%.0f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[1], v[NR] }'
+summary() { # "median min-max" of the numbers on stdin, with $digits decimals (0)
+	sort -n | awk -v d="${digits:-0}" '{ v[NR] = $1 }
+		END { f = "%." d "f"; printf f " " f "-" f, NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[1], v[NR] }'
 }
 
-# compare_table LABEL ROWS...: from $work/rates ("ROW MODE VALUE" lines),
-# one line per row: plain and tssx as median min-max, and their ratio.
+# compare_table LABEL ROWS...: from $rates, default $work/rates ("ROW MODE
+# VALUE" lines), one line per row: plain and tssx as median min-max, and
+# their ratio.
 compare_table() {
-	local label=$1 row plain tssx
+	local label=$1 row plain tssx file=${rates:-$work/rates}
 	shift
 	printf '%-8s %24s %24s %7s\n' "$label" plain TSSX ratio
 	for row in "$@"; do
-		plain=$(awk -v r="$row" '$1 == r && $2 == "plain" { print $3 }' "$work/rates" | summary)
-		tssx=$(awk -v r="$row" '$1 == r && $2 == "tssx" { print $3 }' "$work/rates" | summary)
+		plain=$(awk -v r="$row" '$1 == r && $2 == "plain" { print $3 }' "$file" | summary)
+		tssx=$(awk -v r="$row" '$1 == r && $2 == "tssx" { print $3 }' "$file" | summary)
 		printf '%-8s %24s %24s %6.2fx\n' "$row" "$plain" "$tssx" \
 			"$(awk -v a="${tssx%% *}" -v b="${plain%% *}" 'BEGIN { print b ? a / b : 0 }')"
 	done
