@@ -113,16 +113,18 @@ unsigned tssx_spin_slots_for(unsigned cpus)
 	return cpus > TSSX_SPIN_SLOTS_MAX ? TSSX_SPIN_SLOTS_MAX : cpus;
 }
 
-_Atomic uint64_t *tssx_spin_slot_claim(_Atomic uint64_t *slots, unsigned n, uint64_t now, uint64_t until)
+_Atomic uint64_t *tssx_spin_slot_claim(struct tssx_spin_slot *slots, unsigned n, unsigned first, uint64_t now,
+				       uint64_t until)
 {
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned k = 0; k < n; k++) {
+		_Atomic uint64_t *end = &slots[(first + k) % n].end;
 		/* Relaxed: a slot only counts spinners, it guards no data. */
-		uint64_t held = atomic_load_explicit(&slots[i], memory_order_relaxed);
+		uint64_t held = atomic_load_explicit(end, memory_order_relaxed);
 
 		if (held < now &&
-		    atomic_compare_exchange_strong_explicit(&slots[i], &held, until, memory_order_relaxed,
+		    atomic_compare_exchange_strong_explicit(end, &held, until, memory_order_relaxed,
 							    memory_order_relaxed))
-			return &slots[i];
+			return end;
 	}
 	return NULL;
 }
@@ -244,9 +246,13 @@ __attribute__((destructor)) static void wait_stats_report(void)
 
 /* ---- The machine's view ---- */
 
-/* The page every TSSX process of the user maps. */
+/* The page every TSSX process of the user maps.  Each slot on a line of
+ * its own: with the slots on one line, every claim and release of both
+ * ends of a round trip wrote that line, four transfers between the CPUs
+ * per round trip (docs/benchmark.md, "The round trip against the raw
+ * ring"). */
 struct shared_page {
-	_Atomic uint64_t slots[TSSX_SPIN_SLOTS_MAX];
+	struct tssx_spin_slot slots[TSSX_SPIN_SLOTS_MAX];
 	/* The last runnable count read, and when: one read per
 	 * TSSX_LOAD_REFRESH_NS for the whole machine, not per process. */
 	alignas(64) _Atomic uint64_t load_read_at;
@@ -298,7 +304,9 @@ static struct shared_page *map_page(void)
 	void *page;
 	int fd;
 
-	snprintf(path, sizeof(path), "/dev/shm/tssx-spin-%u", (unsigned)getuid());
+	/* "-2": the layout of slots on lines of their own (a library of
+	 * before, with all slots on one line, keeps its own file). */
+	snprintf(path, sizeof(path), "/dev/shm/tssx-spin-2-%u", (unsigned)getuid());
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return NULL;
@@ -375,12 +383,17 @@ static unsigned runnable_now(struct shared_page *page, uint64_t now)
  * costs no system call, where a stale count costs a read of the file. */
 static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot)
 {
+	/* The slot this thread held last. */
+	static __thread __attribute__((tls_model("initial-exec"))) unsigned slot_hint;
 	struct shared_page *page = shared_page();
+	unsigned nslots = machine.page ? machine.nslots : TSSX_SPIN_SLOTS_MAX;
 
 	*slot = NULL;
 	if (runnable_fresh(page, now) && !tssx_spin_pays(runnable_now(page, now), machine.cpus))
 		return false;
-	*slot = tssx_spin_slot_claim(page->slots, machine.page ? machine.nslots : TSSX_SPIN_SLOTS_MAX, now, end_ns);
+	*slot = tssx_spin_slot_claim(page->slots, nslots, slot_hint % nslots, now, end_ns);
+	if (*slot)
+		slot_hint = (unsigned)((struct tssx_spin_slot *)*slot - page->slots);
 	if (*slot && tssx_spin_pays(runnable_now(page, now), machine.cpus))
 		return true;
 	if (*slot)

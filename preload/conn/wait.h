@@ -31,6 +31,7 @@
 #ifndef TSSX_PRELOAD_WAIT_H
 #define TSSX_PRELOAD_WAIT_H
 
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -43,8 +44,9 @@
 #define TSSX_FOREVER UINT64_MAX
 /* How old the runnable count of /proc/loadavg may be. */
 #define TSSX_LOAD_REFRESH_NS 1000000u
-/* Most spin slots of a machine (one page of cache lines). */
-#define TSSX_SPIN_SLOTS_MAX 64u
+/* Most spin slots of a machine: one cache line each, and the runnable
+ * count's, on one page. */
+#define TSSX_SPIN_SLOTS_MAX 63u
 
 static inline uint64_t tssx_now_ns(void)
 {
@@ -212,9 +214,18 @@ bool tssx_spin_pays(unsigned runnable, unsigned cpus);
 /* How many spin slots `cpus` CPUs have: one each, at least one, at most
  * TSSX_SPIN_SLOTS_MAX. */
 unsigned tssx_spin_slots_for(unsigned cpus);
+/* A spin slot: when the spin that holds it ends (0: free), on a cache
+ * line of its own, so that spinners on different CPUs write different
+ * lines. */
+struct tssx_spin_slot {
+	alignas(64) _Atomic uint64_t end;
+};
 /* Claims a free slot of slots[0..n) (one whose spin ended before now) for a
- * spin until `until`; NULL when all are held. */
-_Atomic uint64_t *tssx_spin_slot_claim(_Atomic uint64_t *slots, unsigned n, uint64_t now, uint64_t until);
+ * spin until `until`, looking from slots[first] on (the one the thread
+ * held last: its line is likely still in this CPU's cache); NULL when
+ * all are held. */
+_Atomic uint64_t *tssx_spin_slot_claim(struct tssx_spin_slot *slots, unsigned n, unsigned first, uint64_t now,
+				       uint64_t until);
 /* The runnable tasks of a /proc/loadavg line ("0.10 0.20 0.30 3/120 456"),
  * or 0 when the line does not parse. */
 unsigned tssx_loadavg_runnable(const char *line);

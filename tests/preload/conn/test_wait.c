@@ -150,43 +150,51 @@ static void test_spin_slots_one_per_cpu(void **state)
 static void test_spin_slot_claim_and_release(void **state)
 {
 	static const struct tssx_deadline forever = { TSSX_FOREVER };
-	_Atomic uint64_t slots[2] = { 0, 0 };
+	struct tssx_spin_slot slots[3] = { 0 };
 	struct tssx_spin spin;
 
-	assert_ptr_equal(tssx_spin_slot_claim(slots, 2, 100, 200), &slots[0]);
-	assert_ptr_equal(tssx_spin_slot_claim(slots, 2, 100, 300), &slots[1]);
-	assert_null(tssx_spin_slot_claim(slots, 2, 150, 400)); /* both held */
+	assert_ptr_equal(tssx_spin_slot_claim(slots, 2, 0, 100, 200), &slots[0].end);
+	assert_ptr_equal(tssx_spin_slot_claim(slots, 2, 0, 100, 300), &slots[1].end);
+	assert_null(tssx_spin_slot_claim(slots, 2, 1, 150, 400)); /* both held */
 	/* A spinner that never gave its slot back (killed): free once its
 	 * spin would have ended. */
-	assert_ptr_equal(tssx_spin_slot_claim(slots, 2, 201, 500), &slots[0]);
-	assert_int_equal(slots[0], 500);
+	assert_ptr_equal(tssx_spin_slot_claim(slots, 2, 1, 201, 500), &slots[0].end);
+	assert_int_equal(slots[0].end, 500);
+	/* The thread's own slot first, then the others, never past n. */
+	assert_ptr_equal(tssx_spin_slot_claim(slots, 3, 2, 600, 700), &slots[2].end);
+	assert_ptr_equal(tssx_spin_slot_claim(slots, 3, 2, 600, 800), &slots[0].end);
+	assert_ptr_equal(tssx_spin_slot_claim(slots, 3, 2, 600, 900), &slots[1].end);
+	assert_null(tssx_spin_slot_claim(slots, 3, 1, 600, 1000));
+	/* Each on a line of its own. */
+	assert_int_equal((char *)&slots[1] - (char *)&slots[0], 64);
+	slots[0].end = 500;
 
 	/* Stopping gives the slot back, unless another spinner took it over. */
 	assert_true(tssx_spin_setup(&spin, 100, 400, 0, &forever));
-	spin.slot = &slots[0];
+	spin.slot = &slots[0].end;
 	tssx_spin_stop(&spin);
-	assert_int_equal(slots[0], 0);
+	assert_int_equal(slots[0].end, 0);
 	assert_null(spin.slot);
-	slots[1] = 999;
+	slots[1].end = 999;
 	assert_true(tssx_spin_setup(&spin, 0, 300, 0, &forever));
-	spin.slot = &slots[1];
+	spin.slot = &slots[1].end;
 	tssx_spin_stop(&spin);
-	assert_int_equal(slots[1], 999);
+	assert_int_equal(slots[1].end, 999);
 }
 
 static void test_spin_over_frees_its_slot(void **state)
 {
 	static const struct tssx_deadline forever = { TSSX_FOREVER };
-	_Atomic uint64_t slot = 0;
+	struct tssx_spin_slot slot = { 0 };
 	struct tssx_spin spin;
 
 	assert_true(tssx_spin_setup(&spin, monotonic_ns(), 10000, 0, &forever));
-	spin.slot = tssx_spin_slot_claim(&slot, 1, monotonic_ns(), spin.end_ns);
-	assert_ptr_equal(spin.slot, &slot);
+	spin.slot = tssx_spin_slot_claim(&slot, 1, 0, monotonic_ns(), spin.end_ns);
+	assert_ptr_equal(spin.slot, &slot.end);
 	while (tssx_spin_pause(&spin))
 		;
 	assert_true(spin.over);
-	assert_int_equal(slot, 0);
+	assert_int_equal(slot.end, 0);
 }
 
 static void test_loadavg_runnable(void **state)
