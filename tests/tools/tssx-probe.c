@@ -500,16 +500,20 @@ static void on_alarm(int sig)
 }
 
 /*
- * SIGALRM every 100 ms until disarm_alarm(), not once: a signal handled
- * before the call sleeps (the process preempted that long on a loaded
- * machine, in the library's spin or before the system call) interrupts
- * nothing, on a plain socket as over TSSX, and the call would then wait
- * for its peer, which waits for it.  A later signal finds it asleep.
+ * SIGALRM in 100 ms, and with `repeat` every 100 ms until disarm_alarm():
+ * a signal handled before the call sleeps (the process preempted that
+ * long on a loaded machine, in the library's spin or before the system
+ * call) interrupts nothing, on a plain socket as over TSSX, and a call
+ * that must fail with EINTR would then wait for its peer, which waits
+ * for it; a later signal finds it asleep.  A call that restarts goes on
+ * either way and takes one: a signal while a write is under way would
+ * end it early with the count so far, as the kernel does.
  */
-static void arm_alarm(int flags)
+static void arm_alarm(int flags, bool repeat)
 {
 	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = flags };
-	struct itimerval it = { .it_interval = { .tv_usec = 100 * 1000 }, .it_value = { .tv_usec = 100 * 1000 } };
+	struct timeval every = { .tv_usec = repeat ? 100 * 1000 : 0 };
+	struct itimerval it = { .it_interval = every, .it_value = { .tv_usec = 100 * 1000 } };
 
 	sigemptyset(&sa.sa_mask);
 	expect(sigaction(SIGALRM, &sa, NULL) == 0);
@@ -536,9 +540,9 @@ static void eintr_server(int fd)
 {
 	char c;
 
-	arm_alarm(0);
+	arm_alarm(0, true);
 	expect(read(fd, &c, 1) < 0 && errno == EINTR);
-	arm_alarm(SA_RESTART);
+	arm_alarm(SA_RESTART, false);
 	send_all(fd, "+", 1);
 	expect(read(fd, &c, 1) == 1 && c == 'x');
 	disarm_alarm();
@@ -1853,7 +1857,7 @@ static void signal_server(int fd)
 	if (case_signal == SIGNAL_TIMEO)
 		expect(setsockopt(fd, SOL_SOCKET, case_waiter == WAIT_READ ? SO_RCVTIMEO : SO_SNDTIMEO,
 				  &long_timeout, sizeof(long_timeout)) == 0);
-	arm_alarm(case_signal == SIGNAL_INTR ? 0 : SA_RESTART);
+	arm_alarm(case_signal == SIGNAL_INTR ? 0 : SA_RESTART, case_signal != SIGNAL_RESTART);
 	signal_peer();
 	memset(block, 'z', SIGNAL_WRITE_BYTES);
 	n = case_waiter == WAIT_READ ? read(fd, &c, 1) : write(fd, block, SIGNAL_WRITE_BYTES);
