@@ -89,26 +89,56 @@ static struct epoll_event kernel_event(const struct events_entry *entry, uint32_
 	return event;
 }
 
+/* Entry's registration in the kernel replaced by event (EPOLLEXCLUSIVE
+ * ones cannot be modified, only deleted and added again). */
+static int reregister(struct events_set *set, const struct events_entry *entry, struct epoll_event event)
+{
+	if (!entry->kernel_flags)
+		return real_ctl(set->epfd, EPOLL_CTL_MOD, entry->fd, &event);
+	if (real_ctl(set->epfd, EPOLL_CTL_DEL, entry->fd, NULL) < 0)
+		return -1;
+	event.events |= entry->kernel_flags;
+	return real_ctl(set->epfd, EPOLL_CTL_ADD, entry->fd, &event);
+}
+
 /* A connection appeared on a watched fd, or one went away: register what
  * the kernel must now watch for it. */
 static void entry_reclassify(struct events_set *set, struct events_entry *entry, enum events_kind kind)
 {
-	struct epoll_event event;
-
 	events_entry_set_kind(set, entry, kind);
 	events_entry_heat(set, entry);
 	entry->reported = false;
-	event = kernel_event(entry, 0);
-	if (!entry->kernel_flags) {
-		if (real_ctl(set->epfd, EPOLL_CTL_MOD, entry->fd, &event) == 0)
-			return;
-	} else if (real_ctl(set->epfd, EPOLL_CTL_DEL, entry->fd, NULL) == 0) {
-		/* EPOLLEXCLUSIVE entries cannot be modified, only re-added */
-		event = kernel_event(entry, entry->kernel_flags);
-		if (real_ctl(set->epfd, EPOLL_CTL_ADD, entry->fd, &event) == 0)
-			return;
-	}
-	log_warn(0, "epoll %d: cannot re-register fd %d: %m", set->epfd, entry->fd);
+	if (reregister(set, entry, kernel_event(entry, 0)) < 0)
+		log_warn(0, "epoll %d: cannot re-register fd %d: %m", set->epfd, entry->fd);
+}
+
+/*
+ * The application closes entry's fd.  A registration in the kernel
+ * belongs to the open file, not to the fd: while a copy of the fd keeps
+ * the file open, it stays in the set and reports, to a plain program
+ * with the program's data.  A watched fd's registration holds the
+ * application's events, level-triggered ones too; left under our tag,
+ * with no entry to translate it, a ready one (an unconnected socket's
+ * EPOLLOUT|EPOLLHUP) woke every wait only to be dropped, a busy loop
+ * until the wait's timeout.  So it becomes the application's own
+ * registration again; one the kernel disabled (EPOLLONESHOT reported)
+ * reports nothing until an EPOLL_CTL_MOD that no open fd can name, and
+ * is deleted.  A connection's registration stays ours: edge-triggered
+ * doorbells, each dropped once (docs/events.md, "Closed while a copy
+ * keeps the file").
+ */
+void events_entry_release(struct events_set *set, const struct events_entry *entry)
+{
+	struct epoll_event own = kernel_event(entry, 0);
+	int saved_errno = errno, rc;
+
+	if (entry->kind != EVENTS_WATCHED)
+		return;
+	own.data = entry->data;
+	rc = entry->disabled ? real_ctl(set->epfd, EPOLL_CTL_DEL, entry->fd, NULL) : reregister(set, entry, own);
+	if (rc < 0)
+		log_warn(0, "epoll %d: closing fd %d: its registration keeps our tag: %m", set->epfd, entry->fd);
+	errno = saved_errno;
 }
 
 /* The entry's connection, after making its kind match what the fd is now. */
@@ -290,6 +320,15 @@ static void drain_reported(struct tssx_conn *conn, const struct events_entry *en
 	tssx_unseen_by_sole_set = false;
 }
 
+/* A watched fd's result as the application registered it; a one-shot
+ * one the kernel has now disabled (events_entry_release() must know). */
+static struct epoll_event watched_result(struct events_entry *entry, uint32_t events)
+{
+	if (entry->events & EPOLLONESHOT)
+		entry->disabled = true;
+	return (struct epoll_event){ .events = events, .data = entry->data };
+}
+
 /* Real results back into the application's terms: its own entries pass,
  * doorbells are drained and dropped (the rings tell on the next collect),
  * watched fds get their data back. */
@@ -324,7 +363,7 @@ static int translate(struct events_set *set, struct epoll_event *events, int cou
 		if (conn)
 			drain_reported(conn, entry, events[i].events);
 		else
-			events[kept++] = (struct epoll_event){ .events = events[i].events, .data = entry->data };
+			events[kept++] = watched_result(entry, events[i].events);
 	}
 	pthread_mutex_unlock(&set->lock);
 	return kept;

@@ -274,8 +274,10 @@ static void set_forget_fd(struct events_set *set, int fd)
 
 	pthread_mutex_lock(&set->lock);
 	entry = events_set_find(set, fd);
-	if (entry)
+	if (entry) {
+		events_entry_release(set, entry);
 		events_set_remove(set, entry);
+	}
 	pthread_mutex_unlock(&set->lock);
 }
 

@@ -153,6 +153,11 @@ bool events_stats_total(uint64_t *waits, struct events_stats *total);
 /* Every entry hot: after a change that no kernel event reports. */
 void events_set_heat_all(struct events_set *set);
 
+/* entry's fd is being closed (epoll.c; the set's lock held, before the
+ * entry is removed): the kernel's registration, which outlives the fd
+ * while a copy keeps its file open, is left as the application's own. */
+void events_entry_release(struct events_set *set, const struct events_entry *entry);
+
 /* EPOLL_CTL_MOD: new events and data, one-shot re-armed, and an
  * edge-triggered entry reports its current readiness again. */
 void events_entry_modify(struct events_entry *entry, const struct epoll_event *event);
