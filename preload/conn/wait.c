@@ -415,6 +415,7 @@ bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, u
 	spin->slot = NULL;
 	spin->kind = TSSX_SPIN_NONE;
 	spin->turns_left = 0;
+	spin->yields_left = 0;
 	spin->deadline_ns = deadline->at_ns;
 	spin->turn_ns = now;
 	spin->over = spin->end_ns <= now;
@@ -463,6 +464,7 @@ bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struc
 	if (!yields_paused(now) && tssx_spin_setup(spin, now, tssx_opts.yield_ns, look_every_ns, deadline)) {
 		spin->kind = TSSX_SPIN_YIELDING;
 		spin->turns_left = TSSX_YIELD_TURNS_MIN;
+		spin->yields_left = TSSX_YIELD_TURNS_MAX;
 		return true;
 	}
 	count(&wait_stats.refused);
@@ -560,8 +562,8 @@ static uint64_t spin_end_ns(const struct tssx_spin *spin)
 	return spin->turns_left ? spin->deadline_ns : spin->end_ns;
 }
 
-/* A yield that returned at `now` counted; false when it stalled: the spin
- * ends. */
+/* A yield that returned at `now` counted; false when it stalled or was the
+ * spin's last (TSSX_YIELD_TURNS_MAX): the spin ends. */
 static bool yield_counted(struct tssx_spin *spin, uint64_t now)
 {
 	if (yield_stalled(now - spin->turn_ns, now))
@@ -569,7 +571,7 @@ static bool yield_counted(struct tssx_spin *spin, uint64_t now)
 	spin->turn_ns = now;
 	if (spin->turns_left)
 		spin->turns_left--;
-	return true;
+	return --spin->yields_left > 0;
 }
 
 bool tssx_spin_pause(struct tssx_spin *spin)

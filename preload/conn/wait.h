@@ -98,6 +98,7 @@ struct tssx_spin {
 	uint64_t look_ns;	/* the next look at the kernel's fds */
 	bool over;
 	unsigned turns_left;	/* turns it takes even past end_ns */
+	unsigned yields_left;	/* a yielding spin's yields before it ends */
 	uint64_t deadline_ns;	/* never past it */
 	uint64_t turn_ns;	/* when the last turn ended */
 	_Atomic uint64_t *slot;	/* the spin slot held, or NULL */
@@ -155,6 +156,15 @@ void tssx_wait_count_sleep(bool futex);
 /* A yielding spin takes this many turns, even past its budget: when many
  * tasks share the CPUs one turn may outlast the whole budget. */
 #define TSSX_YIELD_TURNS_MIN 8u
+/* And at most this many, within its budget: a yielding spin that needs
+ * more found a peer that answers too late for its yields to pay.  Each
+ * is a system call and, where other tasks are runnable, two task switches
+ * that the tasks with work to do wait through: pgbench's waits for its
+ * backends took about 50 yields per yielding spin that found the answer,
+ * its backends' about 20 (docs/wait.md, "Yields that take too many
+ * turns").  A spin ended so counts as failed, so that a thread whose
+ * answers come that late sleeps at once (TSSX_SPIN_HISTORY_OVER below). */
+#define TSSX_YIELD_TURNS_MAX 16u
 /* A yield that took this long let a long-running task have the CPU: at
  * least TSSX_YIELD_STALL_NS, and TSSX_YIELD_STALL_PER_TASK_NS per task
  * runnable on each CPU (many short tasks make a long turn too). */

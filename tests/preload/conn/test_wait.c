@@ -310,6 +310,38 @@ static void test_spin_start_budgets(void **state)
 	tssx_opts = saved;
 }
 
+/* A yielding spin ends at its TSSX_YIELD_TURNS_MAX-th yield however long
+ * its budget (or earlier, at a yield that stalled), and counts as failed:
+ * a thread whose spins end so sleeps at once for its next waits. */
+static void test_yielding_spin_turns_max(void **state)
+{
+	static const struct tssx_deadline forever = { TSSX_FOREVER };
+	struct tssx_options saved = tssx_opts;
+	struct tssx_spin spin;
+	unsigned spins = 0;
+
+	(void)state;
+	tssx_opts.spin_ns = 0;
+	tssx_opts.yield_ns = LONG_NS;
+	/* Until the thread sleeps at once: skipped, or (on a loaded machine)
+	 * refused because its yields stalled. */
+	while (tssx_spin_start(&spin, 0, &forever)) {
+		unsigned turns = 1;
+
+		assert_int_equal(spin.kind, TSSX_SPIN_YIELDING);
+		while (tssx_spin_pause(&spin)) {
+			assert_true(turns < TSSX_YIELD_TURNS_MAX);
+			turns++;
+		}
+		assert_true(spin.over);
+		tssx_spin_stop(&spin);
+		assert_true(++spins <= TSSX_SPIN_HISTORY_OVER);
+	}
+	assert_true(spins > 0);
+	assert_true(spin.over);
+	tssx_opts = saved;
+}
+
 /* A spin that ended: found (true) or over, on a CPU of its own or yielding. */
 static void spin_ended(enum tssx_spin_kind kind, bool found)
 {
@@ -387,6 +419,7 @@ int main(void)
 		cmocka_unit_test(test_yield_stall_grows_with_the_tasks),
 		cmocka_unit_test(test_yield_backoff_doubles_while_stalls_go_on),
 		cmocka_unit_test(test_spin_start_budgets),
+		cmocka_unit_test(test_yielding_spin_turns_max),
 		cmocka_unit_test(test_spin_quick),
 		cmocka_unit_test(test_bell_pack),
 	};
