@@ -159,11 +159,11 @@ void tssx_wait_count_sleep(bool futex);
 /* And at most this many, within its budget: a yielding spin that needs
  * more found a peer that answers too late for its yields to pay.  Each
  * is a system call and, where other tasks are runnable, two task switches
- * that the tasks with work to do wait through: pgbench's waits for its
- * backends took about 50 yields per yielding spin that found the answer,
- * its backends' about 20 (docs/wait.md, "Yields that take too many
- * turns").  A spin ended so counts as failed, so that a thread whose
- * answers come that late sleeps at once (TSSX_SPIN_HISTORY_OVER below). */
+ * that the tasks with work to do wait through: pgbench's yielding spins
+ * found the answer 79-95% of the time, but after 18-62 yields each
+ * (docs/wait.md, "Yields that take too many turns").  A spin ended
+ * so counts as failed, so that a thread whose answers come that late
+ * sleeps at once (TSSX_SPIN_HISTORY_OVER below). */
 #define TSSX_YIELD_TURNS_MAX 16u
 /* A yield that took this long let a long-running task have the CPU: at
  * least TSSX_YIELD_STALL_NS, and TSSX_YIELD_STALL_PER_TASK_NS per task
