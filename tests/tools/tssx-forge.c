@@ -40,6 +40,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,6 +50,7 @@
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -155,6 +158,21 @@ static void hello_with_extra_fds(int fd, enum layout layout)
 	close(fds[0]);
 }
 
+/*
+ * Wakes the server's reader as an honest writer would, wherever it
+ * sleeps: a read sleeps on the ring's futex bell, which a byte on the
+ * socket does not ring (only the peer's close does, through the
+ * watcher); poll and epoll sleep on the socket's doorbell.
+ */
+static void wake_reader(struct tssx_ring *ring, int fd)
+{
+	_Atomic uint32_t *bell = &ring->ctl->reader_bell;
+
+	atomic_fetch_add(bell, 1);
+	syscall(SYS_futex, bell, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	send(fd, "", 1, MSG_NOSIGNAL);
+}
+
 static void forge(int fd, const char *how)
 {
 	struct tssx_hello hello;
@@ -184,7 +202,7 @@ static void forge(int fd, const char *how)
 		close(good_handshake(fd, &seg));
 		atomic_store(&seg.ring[TSSX_C2S].ctl->tail, 1ull << 40);
 		atomic_store(&seg.ring[TSSX_S2C].ctl->head, 1ull << 41);
-		send(fd, "", 1, MSG_NOSIGNAL); /* a doorbell, in case it sleeps */
+		wake_reader(&seg.ring[TSSX_C2S], fd);
 	} else if (!strcmp(how, "bypass")) {
 		close(good_handshake(fd, &seg));
 		send(fd, "GET / HTTP/1.0\r\n", 16, MSG_NOSIGNAL);
