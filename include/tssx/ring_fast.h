@@ -54,8 +54,8 @@ static inline uint64_t tssx_ring_limit(const struct tssx_ring *ring, uint64_t gr
 /* Copies `len` bytes at counter `pos` of an area of `size` bytes (a power
  * of two, len at most size) in or out: one span, or two when they wrap.
  * 0, or -EFAULT when the caller's buffer faulted (copy.h). */
-static inline __attribute__((always_inline)) long tssx_ring_copy_area(uint8_t *area, uint64_t size, bool producer, uint64_t pos, uint8_t *buf,
-				       size_t len)
+static inline __attribute__((always_inline)) long tssx_ring_copy_area(uint8_t *area, uint64_t size, bool producer,
+								      uint64_t pos, uint8_t *buf, size_t len)
 {
 	size_t offset = (size_t)(pos & (size - 1));
 	size_t to_end = (size_t)size - offset;
@@ -82,7 +82,6 @@ static inline __attribute__((always_inline)) size_t tssx_ring_room_fast(struct t
 								       uint64_t seen, uint64_t grown, uint64_t limit,
 								       size_t len, bool small)
 {
-
 	/* Relaxed: the flags are events the general path orders and reports;
 	 * grown: a sibling's store precedes its unlock, which our lock
 	 * acquired.  One test for the three words of the producer's line. */
