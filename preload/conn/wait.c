@@ -204,6 +204,7 @@ static struct {
 	_Atomic uint64_t refused;			/* slept at once: no CPU free, yields paused */
 	_Atomic uint64_t sleeps, futex_sleeps;		/* of the data path, and on the futex bell */
 	_Atomic uint64_t quick, quick_found;		/* tssx_spin_quick() */
+	_Atomic uint64_t cpu_yields, cpu_yields_handed;	/* of spins on a CPU, and those that let a task run */
 } wait_stats;
 
 static void count(_Atomic uint64_t *counter)
@@ -237,11 +238,12 @@ __attribute__((destructor)) static void wait_stats_report(void)
 		log_info("waits before sleeping: %llu quick spins (%llu found the answer), %llu spins (%llu found it), "
 			 "%llu yielding spins (%llu found it, %llu yields), %llu skipped (spins failed lately), "
 			 "%llu refused (no CPU free, yields paused); data path sleeps: %llu on the futex bell, "
-			 "%llu on the socket",
+			 "%llu on the socket; yields of spins on a CPU: %llu (%llu let another task run)",
 			 counted(&wait_stats.quick), counted(&wait_stats.quick_found),
 			 counted(&wait_stats.spins), counted(&wait_stats.spins_found), counted(&wait_stats.yielding),
 			 counted(&wait_stats.yielding_found), counted(&wait_stats.yields), counted(&wait_stats.skipped),
-			 counted(&wait_stats.refused), counted(&wait_stats.futex_sleeps), counted(&wait_stats.sleeps));
+			 counted(&wait_stats.refused), counted(&wait_stats.futex_sleeps), counted(&wait_stats.sleeps),
+			 counted(&wait_stats.cpu_yields), counted(&wait_stats.cpu_yields_handed));
 }
 
 /* ---- The machine's view ---- */
@@ -404,6 +406,10 @@ static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot)
 
 /* ---- The spin ---- */
 
+/* This thread's last yield of a spin on a CPU let another task run
+ * (tssx_spin_cpu_yielded()): its peer likely shares this CPU. */
+static __thread __attribute__((tls_model("initial-exec"))) bool cpu_shared;
+
 bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, uint64_t look_every_ns,
 		     const struct tssx_deadline *deadline)
 {
@@ -418,6 +424,8 @@ bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, u
 	spin->yields_left = 0;
 	spin->deadline_ns = deadline->at_ns;
 	spin->turn_ns = now;
+	spin->yield_ns = cpu_shared ? now : now + TSSX_SPIN_YIELD_AFTER_NS;
+	spin->handed = false;
 	spin->over = spin->end_ns <= now;
 	return !spin->over;
 }
@@ -481,7 +489,9 @@ static void spin_finish(struct tssx_spin *spin, bool found)
 		bool yielding = spin->kind == TSSX_SPIN_YIELDING;
 
 		tssx_skip_history_record(&spin_history, &spin_rule, found);
-		spin_paid = found && !yielding;
+		/* An answer that came only after a yield let the peer run
+		 * came from this CPU: a quick spin would keep the peer from it. */
+		spin_paid = found && !yielding && !spin->handed;
 		count(yielding ? &wait_stats.yielding : &wait_stats.spins);
 		if (found)
 			count(yielding ? &wait_stats.yielding_found : &wait_stats.spins_found);
@@ -555,6 +565,32 @@ static bool yield_stalled(uint64_t took_ns, uint64_t now)
 	return took_ns >= stall_ns;
 }
 
+bool tssx_spin_cpu_yielded(struct tssx_spin *spin, uint64_t from_ns, uint64_t now_ns)
+{
+	cpu_shared = now_ns - from_ns >= TSSX_SPIN_HANDED_NS;
+	spin->handed |= cpu_shared;
+	spin->yield_ns = now_ns + TSSX_SPIN_YIELD_AFTER_NS;
+	return cpu_shared;
+}
+
+/* A turn of a spin on a CPU: the pause hint, or a yield when the spin has
+ * found nothing for TSSX_SPIN_YIELD_AFTER_NS (wait.h).  Returns the time. */
+static uint64_t cpu_turn(struct tssx_spin *spin)
+{
+	uint64_t now;
+
+	if (spin->turn_ns < spin->yield_ns) {
+		tssx_cpu_relax();
+		return tssx_now_ns();
+	}
+	sched_yield();
+	now = tssx_now_ns();
+	count(&wait_stats.cpu_yields);
+	if (tssx_spin_cpu_yielded(spin, spin->turn_ns, now))
+		count(&wait_stats.cpu_yields_handed);
+	return now;
+}
+
 /* A spin ends at its budget's end, or at the deadline while a yielding
  * one still has turns to take. */
 static uint64_t spin_end_ns(const struct tssx_spin *spin)
@@ -582,13 +618,14 @@ bool tssx_spin_pause(struct tssx_spin *spin)
 		return false;
 	end = spin_end_ns(spin);
 	until = spin->look_ns < end ? spin->look_ns : end;
-	if (spin->kind == TSSX_SPIN_YIELDING) {
+	if (spin->kind != TSSX_SPIN_YIELDING) {
+		now = cpu_turn(spin);
+		spin->turn_ns = now;
+	} else {
 		sched_yield();
 		count(&wait_stats.yields);
-	} else {
-		tssx_cpu_relax();
+		now = tssx_now_ns();
 	}
-	now = tssx_now_ns();
 	if (spin->kind == TSSX_SPIN_YIELDING && !yield_counted(spin, now)) {
 		spin_finish(spin, false);
 		return false;

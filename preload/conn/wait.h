@@ -101,6 +101,8 @@ struct tssx_spin {
 	unsigned yields_left;	/* a yielding spin's yields before it ends */
 	uint64_t deadline_ns;	/* never past it */
 	uint64_t turn_ns;	/* when the last turn ended */
+	uint64_t yield_ns;	/* a spin on a CPU: when it yields next */
+	bool handed;		/* a spin on a CPU: one of its yields let another task run */
 	_Atomic uint64_t *slot;	/* the spin slot held, or NULL */
 };
 
@@ -110,7 +112,9 @@ struct tssx_spin {
  * spinning would not pay now.  look_every_ns 0: no look at the kernel
  * before the spin is over.  Every started spin ends with tssx_spin_stop(). */
 bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline);
-/* One turn: pauses the CPU, then false when a look at the kernel is due
+/* One turn: pauses the CPU (a spin on a CPU that found nothing for
+ * TSSX_SPIN_YIELD_AFTER_NS yields it, tssx_spin_cpu_yielded()), then
+ * false when a look at the kernel is due
  * or the spin is over (then spin->over stays true and its slot is free). */
 bool tssx_spin_pause(struct tssx_spin *spin);
 /* Moves the next look at the kernel's fds to at_ns (a waiter that looked
@@ -214,7 +218,38 @@ uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_
 #define TSSX_SPIN_SKIP_MIN 4u
 #define TSSX_SPIN_SKIP_MAX 256u
 
-/* tssx_spin_start() without the policy: a spin of budget_ns from now. */
+/*
+ * A spin on a CPU of its own that found nothing for this long yields the
+ * CPU once, and again every as long.  The policy allows such a spin when
+ * no more tasks are runnable than CPUs, but that does not say where they
+ * run: a futex wake-up may queue the peer on the waiter's own CPU while
+ * the other CPU idles (the kernel puts a wakee near its waker), and a
+ * spin there only keeps the peer from answering until the budget is over.
+ * Every such spin failed, the thread's history then sent its waits to
+ * sleep at once, each sleep's wake-up put the two on one CPU again, and
+ * neither was ever runnable long enough for the kernel to move one to
+ * the idle CPU: round trips of 5.7-7.5 us for whole cells instead of
+ * 0.3 us (docs/wait.md, "Two ends on one CPU").  The yield hands the
+ * CPU to the queued peer, which answers, and two waiters that stay
+ * runnable show the kernel's balancer a CPU with two tasks beside an idle
+ * one.  Where nothing else is queued the yield returns at once: one
+ * system call per TSSX_SPIN_YIELD_AFTER_NS of a spin that waits that long
+ * anyway.
+ */
+#define TSSX_SPIN_YIELD_AFTER_NS 10000u
+/* A yield that took this long let another task run (one that returns at
+ * once takes 0.5-1 us on the VM of docs/benchmark.md). */
+#define TSSX_SPIN_HANDED_NS 2000u
+/* A yield of a spin on a CPU, made at from_ns, returned at now_ns: when it
+ * took TSSX_SPIN_HANDED_NS or more it let another task run, likely the
+ * peer on this CPU, and then true.  Such a spin does not count as one on
+ * a CPU of its own for the quick spin, and the thread's next spins on a
+ * CPU yield at their first turn until a yield returns at once. */
+bool tssx_spin_cpu_yielded(struct tssx_spin *spin, uint64_t from_ns, uint64_t now_ns);
+
+/* tssx_spin_start() without the policy: a spin of budget_ns from now
+ * (a spin on a CPU that yields at its first turn when the thread's last
+ * such yield let another task run). */
 bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, uint64_t look_every_ns,
 		     const struct tssx_deadline *deadline);
 

@@ -384,6 +384,48 @@ static void test_spin_quick(void **state)
 	tssx_opts = saved;
 }
 
+/* A spin on a CPU yields once it found nothing for TSSX_SPIN_YIELD_AFTER_NS.
+ * A yield that let another task run (it took TSSX_SPIN_HANDED_NS or more:
+ * the peer, queued on this CPU) leaves no quick spin to the thread, whose
+ * answers come from its own CPU, and its next spins yield at their first
+ * turn, until a yield returns at once (the two ends run apart again). */
+static void test_spin_yields_to_a_peer_on_its_cpu(void **state)
+{
+	static const struct tssx_deadline forever = { TSSX_FOREVER };
+	struct tssx_options saved = tssx_opts;
+	struct tssx_ring_ctl ctl = { 0 };
+	struct tssx_ring ring = { .ctl = &ctl };
+	struct tssx_spin spin;
+	uint64_t t = 1000000;
+
+	(void)state;
+	tssx_opts.spin_ns = 20000;
+	atomic_store(&ctl.tail, 64); /* the quick spin finds bytes when it runs */
+	assert_true(tssx_spin_setup(&spin, t, LONG_NS, 0, &forever));
+	assert_int_equal(spin.yield_ns, t + TSSX_SPIN_YIELD_AFTER_NS);
+	spin.kind = TSSX_SPIN_CPU;
+	/* Nobody else wanted the CPU: the next yield as long after. */
+	assert_false(tssx_spin_cpu_yielded(&spin, t, t + TSSX_SPIN_HANDED_NS - 1));
+	assert_false(spin.handed);
+	assert_int_equal(spin.yield_ns, t + TSSX_SPIN_HANDED_NS - 1 + TSSX_SPIN_YIELD_AFTER_NS);
+	/* The peer ran meanwhile, and answered. */
+	assert_true(tssx_spin_cpu_yielded(&spin, t, t + TSSX_SPIN_HANDED_NS));
+	assert_true(spin.handed);
+	tssx_spin_stop(&spin);
+	assert_false(tssx_spin_quick(&ring));
+	/* The next spin on a CPU yields at its first turn; its yield returns
+	 * at once: the thread spins quickly again after it found the answer. */
+	assert_true(tssx_spin_setup(&spin, t, LONG_NS, 0, &forever));
+	assert_int_equal(spin.yield_ns, t);
+	spin.kind = TSSX_SPIN_CPU;
+	assert_false(tssx_spin_cpu_yielded(&spin, t, t + 1));
+	tssx_spin_stop(&spin);
+	assert_true(tssx_spin_quick(&ring));
+	assert_true(tssx_spin_setup(&spin, t, LONG_NS, 0, &forever));
+	assert_int_equal(spin.yield_ns, t + TSSX_SPIN_YIELD_AFTER_NS);
+	tssx_opts = saved;
+}
+
 /* The futex bell's watcher tells a stale event from a current one by the
  * tag its registration carries beside the connection. */
 static void test_bell_pack(void **state)
@@ -421,6 +463,7 @@ int main(void)
 		cmocka_unit_test(test_spin_start_budgets),
 		cmocka_unit_test(test_yielding_spin_turns_max),
 		cmocka_unit_test(test_spin_quick),
+		cmocka_unit_test(test_spin_yields_to_a_peer_on_its_cpu),
 		cmocka_unit_test(test_bell_pack),
 	};
 
