@@ -129,7 +129,8 @@ TSSX_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 	return tssx_result(tssx_conn_send(conn, fd, iov, iovcnt, 0));
 }
 
-/* Flags a Unix stream socket rejects. */
+/* Flags the rings cannot carry: out-of-band data, which a Unix stream
+ * socket takes since Linux 5.15 (docs/preload.md, differences). */
 static bool bad_flags(int flags)
 {
 	return flags & MSG_OOB;

@@ -8,6 +8,8 @@
 #    shell waits at a gate first), so the claim must survive the exec;
 #  - systemd-socket-activate --accept --inetd: the launcher accepts each
 #    connection and execs cat on it;
+#  - systemd-socket-activate without the library, starting a preloaded
+#    server: its first accept claims the listener it inherited;
 #  - bind to a temporary name, rename into place, then listen;
 #  - bind to a temporary name, listen, then rename into place: the claim
 #    follows at the first accept (of a client that found none and stayed
@@ -29,6 +31,18 @@ client() {
 client_done() {
 	wait_pid "$client_pid" || fail "client $1"
 	check_shm "$work/client$1.log" "$bytes"
+}
+
+# plain_then_shared WHAT: the server ($server_pid) has no claim under the
+# name yet: its first client stays plain, byte-exact; the accept of that
+# client claims the name, and client 2 goes through shared memory.
+plain_then_shared() {
+	with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes "$bytes" \
+		>"$work/client1.log" 2>&1 || fail "first client of the $1"
+	check_plain "$work/client1.log"
+	client 2
+	client_done 2
+	wait_pid "$server_pid" || fail "$1"
 }
 
 # serve LOG READY CMD...: CMD, preloaded, serves 2 clients on $sock once
@@ -63,12 +77,7 @@ wait_pid "$server_pid" || fail "renamed server"
 # bind-listen-rename: the first client finds no claim under the final name.
 rm -f "$sock"
 start_echo_server yes "$work/renamed-after.log" "$sock" --clients 2 --rename-after
-with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes "$bytes" \
-	>"$work/client1.log" 2>&1 || fail "first client of the server renamed after listen"
-check_plain "$work/client1.log"
-client 2
-client_done 2
-wait_pid "$server_pid" || fail "server renamed after listen"
+plain_then_shared "server renamed after listen"
 
 serve "$work/exec.log" "server: listening" "$tools/tssx-echo" listen-exec "$sock" "${gated_server[@]}"
 
@@ -77,6 +86,18 @@ command -v systemd-socket-activate >/dev/null ||
 # It passes only the variables named with -E to what it runs.
 activate=(systemd-socket-activate -E LD_PRELOAD -E TSSX_REGISTRY -E TSSX_LOG)
 serve "$work/activate.log" "Listening on" "${activate[@]}" -l "$sock" "${gated_server[@]}"
+
+# A launcher without the library (systemd itself): it starts the preloaded
+# server at the first connection, and the server's first sight of the
+# listener is its first accept, which claims it.  The first client found
+# no claim: plain, byte-exact; the next one goes through shared memory.
+rm -f "$sock"
+spawn no "$work/unpreloaded.log" systemd-socket-activate -E TSSX_REGISTRY -l "$sock" \
+	env LD_PRELOAD="$preload" TSSX_LOG=info "$tools/tssx-echo" server fd:3 --clients 2
+server_pid=$spawned
+wait_for_line "$work/unpreloaded.log" "Listening on"
+plain_then_shared "server an unpreloaded launcher started"
+[[ $(grep -c "server: echoed $bytes bytes" "$work/unpreloaded.log") == 2 ]] || fail "unpreloaded launcher: not 2 echoes"
 
 # --accept: the launcher accepts each connection and execs cat on it.
 rm -f "$sock"
