@@ -24,7 +24,7 @@ static inline void *tssx_real_load(void *_Atomic *slot, const char *symbol)
 }
 
 #define TSSX_REAL_SLOT(name) void *_Atomic tssx_real_slot_##name
-#define TSSX_REAL_EXTERN(name) extern void *_Atomic tssx_real_slot_##name
+#define TSSX_REAL_EXTERN(name) extern void *_Atomic tssx_real_slot_##name __attribute__((visibility("hidden")))
 #define TSSX_REAL(name) ((__typeof__(&name))tssx_real_load(&tssx_real_slot_##name, #name))
 
 #endif

@@ -21,8 +21,9 @@
  * (not yet, or the kernel refused: no such command, a seccomp filter):
  * the fence then stays on both sides.  Set by tssx_barrier_register(),
  * cleared after a failure of the barrier or of fork()'s registration.
- * A word the wake-up check tests with one instruction. */
-extern _Atomic uint32_t tssx_barrier_on;
+ * A word the wake-up check tests with one instruction (hidden: reached
+ * without going through the GOT). */
+extern _Atomic uint32_t tssx_barrier_on __attribute__((visibility("hidden")));
 
 /* Registers this process, once (two system calls the first time):
  * whether it is registered. */

@@ -98,6 +98,13 @@ struct tssx_ring {
 	/* ctl->grown as this process knows it (0: still small as far as
 	 * this process knows), checked when it was learnt. */
 	_Atomic uint64_t grown_seen;
+	/* The area this process copies to or from, and its size
+	 * (tssx_ring_limit()): small and TSSX_RING_SMALL_CAPACITY until it
+	 * learns the growth, then data and capacity.  Set with grown_seen,
+	 * before it, by the side lock's holder, and read by the next: two
+	 * loads where the fast path computed them from grown_seen. */
+	uint8_t *area;
+	uint64_t area_size;
 	/*
 	 * The highest head and tail this process has loaded or published
 	 * (process-local, never in shared memory; stale-low after a sibling

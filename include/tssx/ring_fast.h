@@ -200,7 +200,7 @@ static inline __attribute__((always_inline)) ssize_t tssx_ring_move_sized(struct
 	 * growth it learnt before, which is loaded after it. */
 	uint64_t seen = atomic_load_explicit(producer ? &ring->head_seen : &ring->tail_seen, memory_order_acquire);
 	uint64_t grown = atomic_load_explicit(&ring->grown_seen, memory_order_relaxed);
-	uint64_t limit = tssx_ring_limit(ring, grown);
+	uint64_t limit = ring->area_size;
 	size_t n;
 
 	/* Our own counter behind what this process published: the peer
@@ -214,13 +214,13 @@ static inline __attribute__((always_inline)) ssize_t tssx_ring_move_sized(struct
 	if (unlikely(!n))
 		return 0;
 	if (small) {
-		uint8_t *at = (grown ? ring->data : ring->small) + (own & (limit - 1));
+		uint8_t *at = ring->area + (own & (limit - 1));
 
 		if (unlikely(n < TSSX_COPY_INLINE_MIN || (own & (limit - 1)) + n > limit))
 			return 0;
 		if (unlikely((producer ? tssx_copy_inline(at, buf, n) : tssx_copy_inline(buf, at, n)) < 0))
 			return -EFAULT;
-	} else if (unlikely(tssx_ring_copy_area(grown ? ring->data : ring->small, limit, producer, own, buf, n) < 0)) {
+	} else if (unlikely(tssx_ring_copy_area(ring->area, limit, producer, own, buf, n) < 0)) {
 		return -EFAULT;
 	}
 	/* Release pairs with the peer's acquire of this counter: the copy

@@ -1120,8 +1120,10 @@ ssize_t tssx_conn_write(int fd, const void *buf, size_t len, int flags, struct t
 	 * ring's shutdown flags are the fast path's, tssx_ring_move_fast()).
 	 * Relaxed: a shutdown or close in another thread is ordered with
 	 * this call by nothing either way.  A copy that may fault without
-	 * landing (copy.h) needs the general path's guard. */
-	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn) && len) &&
+	 * landing (copy.h) needs the general path's guard.  A write of
+	 * nothing is not a small message and moves nothing on the fast path
+	 * of any size: the general path returns 0, as send_stream() does. */
+	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn)) &&
 	    likely(!atomic_load_explicit(&conn->write_shut, memory_order_relaxed) &&
 		   !atomic_load_explicit(&conn->peer_closed, memory_order_relaxed))) {
 		if (likely(len - TSSX_COPY_INLINE_MIN <= TSSX_COPY_INLINE_MAX - TSSX_COPY_INLINE_MIN)) {
@@ -1177,12 +1179,18 @@ static __attribute__((noinline)) ssize_t read_sized(int fd, void *buf, size_t le
 	return recv_general(conn, fd, buf, len, flags);
 }
 
-ssize_t tssx_conn_read(int fd, void *buf, size_t len, int flags, struct tssx_conn *conn, struct tssx_fd_slot *slot)
+/* recv() of one buffer, and read() (`unflagged`, a constant: no flags
+ * and len > 0, which read() checked, so one comparison of len is left). */
+static inline __attribute__((always_inline)) ssize_t conn_read(int fd, void *buf, size_t len, int flags,
+							       struct tssx_conn *conn, struct tssx_fd_slot *slot,
+							       bool unflagged)
 {
-	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn) && len && !(flags & (MSG_PEEK | MSG_WAITALL)))) {
+	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn)) &&
+	    (unflagged || likely(len && !(flags & (MSG_PEEK | MSG_WAITALL))))) {
 		/* Without flags (read()): none to keep for the fallback,
-		 * one register more for the small path. */
-		if (likely(len <= TSSX_COPY_INLINE_MAX && !flags)) {
+		 * one register more for the small path.  len - 1: read()'s
+		 * len is not 0. */
+		if (likely(unflagged ? len - 1 < TSSX_COPY_INLINE_MAX : len <= TSSX_COPY_INLINE_MAX && !flags)) {
 			ssize_t n = move_fast(conn, slot, fd, false, buf, len, true);
 
 			if (likely(n > 0))
@@ -1194,6 +1202,17 @@ ssize_t tssx_conn_read(int fd, void *buf, size_t len, int flags, struct tssx_con
 		return read_sized(fd, buf, len, flags, conn, false);
 	}
 	return recv_general(conn, fd, buf, len, flags);
+}
+
+ssize_t tssx_conn_read(int fd, void *buf, size_t len, struct tssx_conn *conn, struct tssx_fd_slot *slot)
+{
+	return conn_read(fd, buf, len, 0, conn, slot, true);
+}
+
+ssize_t tssx_conn_recv_one(int fd, void *buf, size_t len, int flags, struct tssx_conn *conn,
+			   struct tssx_fd_slot *slot)
+{
+	return conn_read(fd, buf, len, flags, conn, slot, false);
 }
 
 ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)

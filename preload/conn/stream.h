@@ -40,8 +40,11 @@ ssize_t tssx_conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, 
  * path's frame (docs/data-path.md, "The fast path"). */
 ssize_t tssx_conn_write(int fd, const void *buf, size_t len, int flags, struct tssx_conn *conn,
 			struct tssx_fd_slot *slot);
-ssize_t tssx_conn_read(int fd, void *buf, size_t len, int flags, struct tssx_conn *conn,
-		       struct tssx_fd_slot *slot);
+ssize_t tssx_conn_recv_one(int fd, void *buf, size_t len, int flags, struct tssx_conn *conn,
+			   struct tssx_fd_slot *slot);
+/* read(): tssx_conn_recv_one() without flags, for len > 0 (read() of
+ * nothing returns 0 before the socket is asked): two checks fewer. */
+ssize_t tssx_conn_read(int fd, void *buf, size_t len, struct tssx_conn *conn, struct tssx_fd_slot *slot);
 /* sendmsg()/recvmsg() with ancillary data (SCM_RIGHTS, SCM_CREDENTIALS)
  * in stream order (conn/ancillary.h); msg_name is the caller's business. */
 ssize_t tssx_conn_sendmsg(struct tssx_conn *conn, int fd, const struct msghdr *msg, int flags);

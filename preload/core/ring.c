@@ -64,6 +64,8 @@ void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl, uint8_t
 	ring->capacity = capacity;
 	ring->mask = capacity - 1;
 	atomic_init(&ring->grown_seen, 0);
+	ring->area = small;
+	ring->area_size = TSSX_RING_SMALL_CAPACITY;
 	atomic_init(&ring->head_seen, 0);
 	atomic_init(&ring->tail_seen, 0);
 	atomic_init(&ring->ancillary_seen, 0);
@@ -150,6 +152,13 @@ static inline struct side side_of(struct tssx_ring *ring, bool producer)
 			: (struct side){ &ctl->head, &ctl->tail, &ring->head_seen, &ring->tail_seen };
 }
 
+/* This process copies to and from the full data area from now on. */
+static void move_to_data(struct tssx_ring *ring)
+{
+	ring->area = ring->data;
+	ring->area_size = ring->capacity;
+}
+
 /* Keeps a growth value learnt from the segment (learn_growth()). */
 static __attribute__((noinline)) int latch_growth(struct tssx_ring *ring, bool producer, uint64_t own, uint64_t g,
 						   uint64_t *grown)
@@ -159,6 +168,7 @@ static __attribute__((noinline)) int latch_growth(struct tssx_ring *ring, bool p
 				 (unsigned long long)(g - 1), (unsigned long long)own);
 	/* Relaxed: stored before this thread releases the counter it
 	 * loaded next (publish(), peer_seen), which orders it for them. */
+	move_to_data(ring);
 	atomic_store_explicit(&ring->grown_seen, g, memory_order_relaxed);
 	*grown = g;
 	return 0;
@@ -196,6 +206,7 @@ static uint64_t grow(struct tssx_ring *ring, uint64_t own)
 	 * before any byte the consumer may read past this point; the side
 	 * lock's release orders it for the next producer. */
 	atomic_store_explicit(&ring->ctl->grown, own + 1, memory_order_relaxed);
+	move_to_data(ring);
 	atomic_store_explicit(&ring->grown_seen, own + 1, memory_order_relaxed);
 	log_info("a ring grew from %u to %llu bytes at byte %llu", TSSX_RING_SMALL_CAPACITY,
 		 (unsigned long long)ring->capacity, (unsigned long long)own);

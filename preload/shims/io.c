@@ -58,7 +58,7 @@ TSSX_EXPORT ssize_t read(int fd, void *buf, size_t len)
 
 		return likely(real) ? real(fd, buf, len) : resolve_read(fd, buf, len);
 	}
-	return tssx_conn_read(fd, buf, len, 0, conn, slot);
+	return tssx_conn_read(fd, buf, len, conn, slot);
 }
 
 TSSX_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
@@ -145,7 +145,7 @@ TSSX_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 		return TSSX_REAL(recv)(fd, buf, len, flags);
 	if (bad_flags(flags))
 		return tssx_result(-EOPNOTSUPP);
-	return tssx_conn_read(fd, buf, len, flags, conn, slot);
+	return tssx_conn_recv_one(fd, buf, len, flags, conn, slot);
 }
 
 TSSX_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
@@ -165,7 +165,7 @@ TSSX_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct so
 		return TSSX_REAL(recvfrom)(fd, buf, len, flags, addr, addrlen);
 	if (bad_flags(flags))
 		return tssx_result(-EOPNOTSUPP);
-	n = tssx_conn_read(fd, buf, len, flags, conn, slot);
+	n = tssx_conn_recv_one(fd, buf, len, flags, conn, slot);
 	if (n >= 0)
 		peer_addr(fd, addr, addrlen);
 	return n;
