@@ -31,7 +31,7 @@
 	X(close_range) X(closefrom) X(syscall) X(socket)                        \
 	X(listen) X(accept) X(accept4) X(connect) X(bind) X(shutdown)           \
 	X(getpeername) X(getsockname) X(getsockopt) X(setsockopt)               \
-	X(sigaction) X(signal)                                                   \
+	X(sigaction)                                                             \
 	X(poll) X(ppoll) X(select) X(pselect)                                    \
 	X(epoll_create) X(epoll_create1) X(epoll_ctl) X(epoll_wait) X(epoll_pwait) \
 	X(execve) X(execvpe) X(fexecve) X(execveat)                              \

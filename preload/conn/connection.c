@@ -517,6 +517,12 @@ static ssize_t receive_hello(struct tssx_conn *conn, int fd, struct tssx_hello *
 			break;
 		if (tssx_spin_pause(&spin))
 			continue;
+		/* A handler that ran in the spin ends the wait as one in the
+		 * poll below would. */
+		if (tssx_deadline_interrupted(&deadline)) {
+			errno = EINTR;
+			break;
+		}
 		ready = TSSX_REAL(poll)(&pfd, 1, tssx_deadline_left_ms(&deadline));
 		if (ready <= 0) {
 			errno = ready < 0 ? errno : EAGAIN;

@@ -48,7 +48,7 @@
 #define DRAIN_ROUNDS 16
 
 /* A blocking call's deadline: the socket's SO_RCVTIMEO or SO_SNDTIMEO,
- * from the call's first wait on. */
+ * from the call's first wait on; at.interrupts from the call's start. */
 struct deadline {
 	bool known;
 	struct tssx_deadline at;
@@ -418,9 +418,45 @@ static const struct tssx_deadline *deadline_of(struct deadline *dl, struct tssx_
 		struct timespec timeout = { (time_t)(ns / TSSX_NSEC_PER_SEC), (long)(ns % TSSX_NSEC_PER_SEC) };
 
 		dl->known = true;
-		tssx_deadline_start(&dl->at, ns ? &timeout : NULL);
+		tssx_deadline_set(&dl->at, ns ? &timeout : NULL);
 	}
 	return &dl->at;
+}
+
+/*
+ * A handler of the program ran in this thread while the call waited: the
+ * call fails with EINTR, or, under SA_RESTART on a socket without a
+ * timeout (socket(7)), goes on as the kernel restarts it (the count is
+ * taken again).  The trampoline (shims/signal.c) says which; a sleep in
+ * poll() or on the futex ended by a handler installed around it (before
+ * the library was loaded, by a raw system call) restarts only when no
+ * handler is installed without SA_RESTART: programs install theirs alike.
+ */
+static bool handler_interrupts(struct tssx_conn *conn, int fd, bool writer, struct deadline *dl, bool counted)
+{
+	if (deadline_of(dl, conn, fd, writer)->at_ns != TSSX_FOREVER)
+		return true;
+	if (counted) {
+		if (!tssx_interrupt_restarts())
+			return true;
+		dl->at.interrupts = tssx_interrupt_mark();
+		return false;
+	}
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+
+		if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL &&
+		    sa.sa_handler != SIG_IGN && !(sa.sa_flags & SA_RESTART))
+			return true;
+	}
+	return false;
+}
+
+/* Whether the call ends with EINTR: a handler ran since it started (or
+ * restarted), in a wait that the kernel could not see. */
+static bool interrupted(struct tssx_conn *conn, int fd, bool writer, struct deadline *dl)
+{
+	return unlikely(tssx_deadline_interrupted(&dl->at)) && handler_interrupts(conn, fd, writer, dl, true);
 }
 
 static ssize_t ring_avail(struct tssx_conn *conn, bool writer)
@@ -436,9 +472,10 @@ static bool wait_over(struct tssx_conn *conn, bool writer, ssize_t avail, size_t
 	       (writer ? shut_for_writing(conn) || peer_stopped_reading(conn) : peer_done_writing(conn));
 }
 
-static bool spin(struct tssx_conn *conn, bool writer, size_t need)
+static bool spin(struct tssx_conn *conn, bool writer, size_t need, const struct deadline *dl)
 {
-	static const struct tssx_deadline forever = { TSSX_FOREVER };
+	/* The socket's timeout is asked only if the spin does not answer. */
+	const struct tssx_deadline forever = { TSSX_FOREVER, dl->at.interrupts };
 	struct tssx_spin spin;
 	bool over = false;
 
@@ -476,6 +513,8 @@ static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t nee
 		return ring_broken(conn, fd);
 	if (wait_over(conn, writer, avail, need))
 		return 0;
+	if (interrupted(conn, fd, writer, dl))
+		return -EINTR;
 	/* A waker that goes without fence and a barrier this process cannot
 	 * issue (tssx/ring.h): the socket's sleep re-checks on a timer. */
 	if (tssx_ring_sleep_bounded(writer ? conn->tx : conn->rx, writer))
@@ -584,26 +623,6 @@ static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int time
 	return 0;
 }
 
-/*
- * poll() returns EINTR whatever the handler's SA_RESTART says; a socket
- * call restarts unless the socket has a timeout (socket(7)).  Which signal
- * interrupted is unknown here, so the call restarts only when no handler
- * is installed without SA_RESTART: programs install theirs alike.
- */
-static bool restarts_after_signal(const struct deadline *dl)
-{
-	if (dl->at.at_ns != TSSX_FOREVER)
-		return false;
-	for (int sig = 1; sig < NSIG; sig++) {
-		struct sigaction sa;
-
-		if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL &&
-		    sa.sa_handler != SIG_IGN && !(sa.sa_flags & SA_RESTART))
-			return false;
-	}
-	return true;
-}
-
 /* This thread's id, asked once: gettid() is a system call per wait
  * otherwise.  A fork()ed child's thread has an id of its own. */
 static __thread uint32_t cached_tid;
@@ -646,8 +665,10 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 		return -EBADF;
 	if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
 		return -atomic_load(&conn->error);
-	if (spin(conn, writer, need))
+	if (spin(conn, writer, need, dl))
 		return 0;
+	if (interrupted(conn, fd, writer, dl))
+		return -EINTR;
 	ret = sleep_on_bell(conn, fd, writer, need, dl);
 	if (ret <= 0)
 		return ret;
@@ -672,6 +693,8 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 		ret = ring_broken(conn, fd);
 	} else if (wait_over(conn, writer, avail, need)) {
 		ret = 0;
+	} else if (interrupted(conn, fd, writer, dl)) {
+		ret = -EINTR;
 	} else if (owning && !writer && !bounded) {
 		/* The kernel applies SO_RCVTIMEO and SA_RESTART as to the
 		 * plain socket's recv(): no deadline of ours to read. */
@@ -688,7 +711,8 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 	}
 	if (owning)
 		tssx_ring_swap_owner(conn->rx, &tid, 0);
-	if (ret == -EINTR && !kernel_restarts && restarts_after_signal(dl))
+	if (ret == -EINTR && !kernel_restarts &&
+	    !handler_interrupts(conn, fd, writer, dl, tssx_deadline_interrupted(&dl->at)))
 		return 0;
 	return ret;
 }
@@ -760,7 +784,7 @@ static inline __attribute__((always_inline)) ssize_t
 send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
 			   const struct msghdr *control, bool *kept)
 {
-	struct deadline dl = { 0 };
+	struct deadline dl = { .at.interrupts = tssx_interrupt_mark() };
 	size_t want = tssx_iov_total(iov, iovcnt), done = 0, least;
 	int ret = usable(conn, fd, flags), nonblocking = -1; /* -1: not asked yet */
 
@@ -930,9 +954,9 @@ static ssize_t end_of_stream(struct tssx_conn *conn)
 /* Inline in its two callers (recv, recvmsg): one frame per call less. */
 static inline __attribute__((always_inline)) ssize_t
 recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
-			   struct tssx_ancillary_want *anc, bool *kept)
+			   struct tssx_ancillary_want *anc, bool *kept, uint32_t interrupts)
 {
-	struct deadline dl = { 0 };
+	struct deadline dl = { .at.interrupts = interrupts };
 	bool peek = flags & MSG_PEEK;
 	/* MSG_PEEK | MSG_WAITALL returns what is there, as peeking cannot
 	 * accumulate. */
@@ -1079,6 +1103,16 @@ static inline __attribute__((always_inline)) ssize_t move_fast(struct tssx_conn 
 	return n;
 }
 
+static ssize_t conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
+			 uint32_t interrupts)
+{
+	int saved_errno = errno;
+	bool kept = false;
+	ssize_t n = recv_stream(conn, fd, iov, iovcnt, flags, NULL, &kept, interrupts);
+
+	return call_done(conn, fd, kept, n, saved_errno);
+}
+
 /* The general path behind the fast one, with write(2)'s result. */
 static __attribute__((noinline)) ssize_t send_general(struct tssx_conn *conn, int fd, const void *buf, size_t len,
 						       int flags)
@@ -1088,12 +1122,13 @@ static __attribute__((noinline)) ssize_t send_general(struct tssx_conn *conn, in
 	return tssx_result(tssx_conn_send(conn, fd, &iov, 1, flags));
 }
 
+/* interrupts: the count of handled signals when the read began. */
 static __attribute__((noinline)) ssize_t recv_general(struct tssx_conn *conn, int fd, void *buf, size_t len,
-						       int flags)
+						       int flags, uint32_t interrupts)
 {
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 
-	return tssx_result(tssx_conn_recv(conn, fd, &iov, 1, flags));
+	return tssx_result(conn_recv(conn, fd, &iov, 1, flags, interrupts));
 }
 
 /* The fast path of any size (the copy may call the leaf), then the
@@ -1160,10 +1195,12 @@ static __attribute__((noinline)) ssize_t read_sized(int fd, void *buf, size_t le
 						    bool tried)
 {
 	struct tssx_fd_slot *slot = tssx_table_slot(fd);
+	/* Before the quick spin: a handler that runs in it ends the call. */
+	uint32_t interrupts = tssx_interrupt_mark();
 	ssize_t n = 0;
 
 	if (!slot)
-		return recv_general(conn, fd, buf, len, flags);
+		return recv_general(conn, fd, buf, len, flags, interrupts);
 	if (!tried || tssx_ring_data_came(conn->rx))
 		n = move_fast(conn, slot, fd, false, buf, len, false);
 	/* Relaxed: as is_nonblocking() reads it; unknown takes the general
@@ -1176,7 +1213,7 @@ static __attribute__((noinline)) ssize_t read_sized(int fd, void *buf, size_t le
 		return n;
 	if (n < 0)
 		return tssx_result(n);
-	return recv_general(conn, fd, buf, len, flags);
+	return recv_general(conn, fd, buf, len, flags, interrupts);
 }
 
 /* recv() of one buffer, and read() (`unflagged`, a constant: no flags
@@ -1201,7 +1238,7 @@ static inline __attribute__((always_inline)) ssize_t conn_read(int fd, void *buf
 		}
 		return read_sized(fd, buf, len, flags, conn, false);
 	}
-	return recv_general(conn, fd, buf, len, flags);
+	return recv_general(conn, fd, buf, len, flags, tssx_interrupt_mark());
 }
 
 ssize_t tssx_conn_read(int fd, void *buf, size_t len, struct tssx_conn *conn, struct tssx_fd_slot *slot)
@@ -1226,11 +1263,7 @@ ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, 
 
 ssize_t tssx_conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)
 {
-	int saved_errno = errno;
-	bool kept = false;
-	ssize_t n = recv_stream(conn, fd, iov, iovcnt, flags, NULL, &kept);
-
-	return call_done(conn, fd, kept, n, saved_errno);
+	return conn_recv(conn, fd, iov, iovcnt, flags, tssx_interrupt_mark());
 }
 
 ssize_t tssx_conn_sendmsg(struct tssx_conn *conn, int fd, const struct msghdr *msg, int flags)
@@ -1254,7 +1287,7 @@ ssize_t tssx_conn_recvmsg(struct tssx_conn *conn, int fd, struct msghdr *msg, in
 	msg->msg_flags = 0;
 	if (!msg->msg_control)
 		msg->msg_controllen = 0;
-	n = recv_stream(conn, fd, msg->msg_iov, (int)msg->msg_iovlen, flags, &anc, &kept);
+	n = recv_stream(conn, fd, msg->msg_iov, (int)msg->msg_iovlen, flags, &anc, &kept, tssx_interrupt_mark());
 	if (n < 0) {
 		/* As the kernel: a failed call leaves msg alone, and a caller
 		 * that retries after EINTR (CPython) passes it again. */

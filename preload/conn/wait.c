@@ -29,11 +29,20 @@ static uint64_t timespec_ns(const struct timespec *ts)
 	return sec * (uint64_t)TSSX_NSEC_PER_SEC + (uint64_t)ts->tv_nsec;
 }
 
-void tssx_deadline_start(struct tssx_deadline *deadline, const struct timespec *timeout)
+/* Counted by the trampoline of shims/signal.c. */
+__thread __attribute__((tls_model("initial-exec"))) volatile struct tssx_interrupts tssx_interrupts;
+
+void tssx_deadline_set(struct tssx_deadline *deadline, const struct timespec *timeout)
 {
 	uint64_t span = timeout ? timespec_ns(timeout) : TSSX_FOREVER;
 
 	deadline->at_ns = span == TSSX_FOREVER ? TSSX_FOREVER : tssx_now_ns() + span;
+}
+
+void tssx_deadline_start(struct tssx_deadline *deadline, const struct timespec *timeout)
+{
+	deadline->interrupts = tssx_interrupt_mark();
+	tssx_deadline_set(deadline, timeout);
 }
 
 const struct timespec *tssx_timespec_from_ms(int timeout_ms, struct timespec *ts)
@@ -423,10 +432,11 @@ bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, u
 	spin->turns_left = 0;
 	spin->yields_left = 0;
 	spin->deadline_ns = deadline->at_ns;
+	spin->interrupts = deadline->interrupts;
 	spin->turn_ns = now;
 	spin->yield_ns = cpu_shared ? now : now + TSSX_SPIN_YIELD_AFTER_NS;
 	spin->handed = false;
-	spin->over = spin->end_ns <= now;
+	spin->over = spin->end_ns <= now || tssx_deadline_interrupted(deadline);
 	return !spin->over;
 }
 
@@ -616,6 +626,14 @@ bool tssx_spin_pause(struct tssx_spin *spin)
 
 	if (spin->over)
 		return false;
+	/* A handler of the program ran: the call ends as the kernel's would
+	 * (EINTR, or a restart that waits anew), which says nothing of
+	 * whether spinning pays. */
+	if (tssx_interrupted_since(spin->interrupts)) {
+		spin->kind = TSSX_SPIN_NONE;
+		spin_finish(spin, false);
+		return false;
+	}
 	end = spin_end_ns(spin);
 	until = spin->look_ns < end ? spin->look_ns : end;
 	if (spin->kind != TSSX_SPIN_YIELDING) {

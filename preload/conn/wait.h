@@ -37,6 +37,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "conn/interrupt.h"
 #include "tssx/ring.h"
 
 #define TSSX_NSEC_PER_SEC 1000000000L
@@ -56,13 +57,24 @@ static inline uint64_t tssx_now_ns(void)
 	return (uint64_t)ts.tv_sec * (uint64_t)TSSX_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
-/* When a wait ends, on CLOCK_MONOTONIC; TSSX_FOREVER: never. */
+/* When a wait ends, on CLOCK_MONOTONIC (TSSX_FOREVER: never), and the
+ * count of handled signals when its call started: a handler that runs
+ * later ends it too (conn/interrupt.h). */
 struct tssx_deadline {
 	uint64_t at_ns;
+	uint32_t interrupts;
 };
 
-/* NULL: forever. */
+/* A call's deadline, from now; NULL: forever. */
 void tssx_deadline_start(struct tssx_deadline *deadline, const struct timespec *timeout);
+/* Its time only, from now, for a call that learns its timeout late: the
+ * count taken when the call started stays. */
+void tssx_deadline_set(struct tssx_deadline *deadline, const struct timespec *timeout);
+/* Whether a handler of the program ran since the call started. */
+static inline bool tssx_deadline_interrupted(const struct tssx_deadline *deadline)
+{
+	return tssx_interrupted_since(deadline->interrupts);
+}
 /* Negative: forever. */
 void tssx_deadline_start_ms(struct tssx_deadline *deadline, int timeout_ms);
 bool tssx_deadline_passed(const struct tssx_deadline *deadline);
@@ -100,6 +112,7 @@ struct tssx_spin {
 	unsigned turns_left;	/* turns it takes even past end_ns */
 	unsigned yields_left;	/* a yielding spin's yields before it ends */
 	uint64_t deadline_ns;	/* never past it */
+	uint32_t interrupts;	/* the deadline's: a handler ends the spin */
 	uint64_t turn_ns;	/* when the last turn ended */
 	uint64_t yield_ns;	/* a spin on a CPU: when it yields next */
 	bool handed;		/* a spin on a CPU: one of its yields let another task run */

@@ -377,6 +377,13 @@ static int real_wait(struct wait_call *call, struct epoll_event *events, int max
 		sleep ? tssx_deadline_left(events_sleep_until(&call->deadline, call->recheck, &recheck), &left_buf)
 		      : &left_buf;
 
+	/* A handler ran while the call spun or looked: it ends the call, as
+	 * it ends the kernel's epoll_wait (never restarted). */
+	if (sleep && tssx_deadline_interrupted(&call->deadline)) {
+		errno = EINTR;
+		return -1;
+	}
+
 #ifdef HAVE_EPOLL_PWAIT2
 	if (call->pwait2)
 		return TSSX_REAL(epoll_pwait2)(call->epfd, events, max, left, call->sigmask);

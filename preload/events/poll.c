@@ -240,10 +240,17 @@ static int poll_loop(struct poll_call *call)
 			poll_arm(call);
 			ready = poll_soft_ready(call);
 		}
-		/* Sleep only once the spin is over; a look is zero-timeout. */
-		if (!ready && !passed && spin.over)
+		/* Sleep only once the spin is over; a look is zero-timeout.
+		 * A handler that ran meanwhile ends the call, as it ends the
+		 * kernel's poll (never restarted). */
+		if (!ready && !passed && spin.over) {
+			if (tssx_deadline_interrupted(&call->deadline)) {
+				errno = EINTR;
+				return -1;
+			}
 			left = tssx_deadline_left(events_sleep_until(&call->deadline, call->recheck, &recheck),
 						  &left_buf);
+		}
 		if (TSSX_REAL(ppoll)(call->kfds, call->nfds, left, call->sigmask) < 0)
 			ready = -1;
 		else

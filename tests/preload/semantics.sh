@@ -38,7 +38,9 @@ source "$(dirname "$0")/lib.sh"
 # it, without SA_RESTART, with it, with it and a socket timeout; forksleep:
 # a child forked after its parent slept sleeps on the connection and wakes
 # at the peer's death.  These sleep on the futex bell (docs/wait.md): the
-# statistics line must say so.
+# statistics line must say so.  signal-WAITER-spin: a handler that runs
+# while the call spins or yields ends it as one in its sleep does, with
+# spins of up to a second where the machine allows them.
 under=()
 for waiter in read write poll select epoll; do
 	for action in close dup2 shutrd shutrdwr; do
@@ -54,15 +56,20 @@ for waiter in read write; do
 		bell+=("signal-$waiter-$how")
 	done
 done
+spinning=()
+for waiter in read write poll select epoll; do
+	spinning+=("signal-$waiter-spin")
+done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
 	foreignowner shutwr shutsibling forkcall forkpair barrierlost execwrite execwrite2 execread execread2 spawnwrite \
-	spawnread execlie "${bell[@]}"; do
+	spawnread execlie handlers "${bell[@]}" "${spinning[@]}"; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
-	ring=()
-	[[ $probe != exec[wr]* && $probe != spawn* ]] || ring=(TSSX_RING_SIZE=64M TSSX_RING_MAX=64M)
-	with_preload yes env "${ring[@]}" "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||
+	options=()
+	[[ $probe != exec[wr]* && $probe != spawn* ]] || options=(TSSX_RING_SIZE=64M TSSX_RING_MAX=64M)
+	[[ $probe != *-spin ]] || options=(TSSX_SPIN_NS=1000000000)
+	with_preload yes env "${options[@]}" "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||
 		fail "$probe: fails over TSSX"
 	{ [[ $probe == forklate ]] || grep -q "shared memory, client" "$work/$probe.log"; } &&
 		grep -q "shared memory, server" "$work/$probe.log" || fail "$probe: not over shared memory"

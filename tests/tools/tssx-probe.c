@@ -39,6 +39,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "tools.h"
@@ -547,6 +548,90 @@ static void eintr_server(int fd)
 	expect(read(fd, &c, 1) == 1 && c == 'x');
 	disarm_alarm();
 	send_all(fd, "+", 1);
+}
+
+/* ---- handlers: what sigaction(), signal() and siginterrupt() read back
+ * and run, as glibc's own (the library wraps every handler, shims/signal.c) */
+
+static _Atomic int handled_plain, handled_info, handled_code;
+
+static void count_plain(int sig)
+{
+	atomic_fetch_add(&handled_plain, sig);
+}
+
+static void count_info(int sig, siginfo_t *info, void *context)
+{
+	(void)context;
+	atomic_fetch_add(&handled_info, sig);
+	atomic_store(&handled_code, info->si_signo == sig ? info->si_code : -1);
+}
+
+static struct sigaction action_of(int sig)
+{
+	struct sigaction now;
+
+	expect(sigaction(sig, NULL, &now) == 0);
+	return now;
+}
+
+/* siginterrupt() is obsolete, and still in programs. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static void handlers_server(int fd)
+{
+	struct sigaction plain = { .sa_handler = count_plain, .sa_flags = SA_RESTART | SA_NODEFER };
+	struct sigaction info = { .sa_sigaction = count_info, .sa_flags = SA_SIGINFO };
+	struct sigaction once = { .sa_handler = count_plain, .sa_flags = SA_RESETHAND };
+	struct sigaction ignore = { .sa_handler = SIG_IGN }, old, now;
+	const int kept = SA_SIGINFO | SA_RESTART | SA_NODEFER | SA_RESETHAND;
+
+	wait_byte(fd);
+	sigemptyset(&plain.sa_mask);
+	sigaddset(&plain.sa_mask, SIGUSR2);
+	sigemptyset(&info.sa_mask);
+	sigemptyset(&once.sa_mask);
+	sigemptyset(&ignore.sa_mask);
+	/* The program's handler, flags and mask read back; it runs. */
+	expect(sigaction(SIGUSR1, &plain, NULL) == 0);
+	now = action_of(SIGUSR1);
+	expect(now.sa_handler == count_plain && (now.sa_flags & kept) == (SA_RESTART | SA_NODEFER));
+	expect(sigismember(&now.sa_mask, SIGUSR2) == 1);
+	expect(raise(SIGUSR1) == 0 && atomic_load(&handled_plain) == SIGUSR1);
+	/* SA_SIGINFO: the handler gets its siginfo; the old action is the
+	 * program's. */
+	expect(sigaction(SIGUSR1, &info, &old) == 0);
+	expect(old.sa_handler == count_plain && (old.sa_flags & kept) == (SA_RESTART | SA_NODEFER));
+	expect(action_of(SIGUSR1).sa_sigaction == count_info && (action_of(SIGUSR1).sa_flags & kept) == SA_SIGINFO);
+	expect(raise(SIGUSR1) == 0 && atomic_load(&handled_info) == SIGUSR1 && atomic_load(&handled_code) == SI_TKILL);
+	/* signal(): the old handler back, BSD semantics, siginterrupt()'s
+	 * flag kept for later signal() calls. */
+	expect(signal(SIGUSR1, count_plain) == info.sa_handler); /* the same storage as sa_sigaction */
+	expect((action_of(SIGUSR1).sa_flags & kept) == SA_RESTART);
+	expect(siginterrupt(SIGUSR1, 1) == 0 && !(action_of(SIGUSR1).sa_flags & SA_RESTART));
+	expect(signal(SIGUSR1, count_plain) == count_plain && !(action_of(SIGUSR1).sa_flags & SA_RESTART));
+	expect(siginterrupt(SIGUSR1, 0) == 0 && (action_of(SIGUSR1).sa_flags & SA_RESTART));
+	expect(action_of(SIGUSR1).sa_handler == count_plain);
+	/* SA_RESETHAND: the default once it ran. */
+	expect(sigaction(SIGUSR2, &once, NULL) == 0);
+	expect(raise(SIGUSR2) == 0 && atomic_load(&handled_plain) == SIGUSR1 + SIGUSR2);
+	expect(action_of(SIGUSR2).sa_handler == SIG_DFL);
+	/* SIG_IGN as it is; the handler it replaced read back. */
+	expect(sigaction(SIGUSR1, &ignore, &old) == 0 && old.sa_handler == count_plain);
+	expect(action_of(SIGUSR1).sa_handler == SIG_IGN && raise(SIGUSR1) == 0);
+	expect(atomic_load(&handled_plain) == SIGUSR1 + SIGUSR2);
+	/* What the kernel refuses, refused. */
+	expect(sigaction(SIGKILL, &plain, NULL) < 0 && errno == EINVAL);
+	expect(signal(SIGSTOP, count_plain) == SIG_ERR && errno == EINVAL);
+	expect(signal(0, count_plain) == SIG_ERR && errno == EINVAL);
+	signal_peer();
+}
+#pragma GCC diagnostic pop
+
+static void handlers_client(int fd)
+{
+	send_all(fd, "r", 1);
+	wait_peer();
 }
 
 /* ---- shutdown each way, EPIPE ---- */
@@ -1501,20 +1586,19 @@ static void *blocked_call(void *arg)
 	struct pollfd pfd = { .fd = b->fd, .events = POLLIN | POLLRDHUP };
 	struct epoll_event ev = { 0 };
 	fd_set readable;
-	char *block;
+	/* Made before the id is out: from then on the thread is in its call
+	 * (signal-WAITER-spin). */
+	char *block = case_waiter == WAIT_WRITE ? xmalloc(UNDER_WRITE_BYTES) : NULL;
 
+	if (block)
+		memset(block, 'z', UNDER_WRITE_BYTES);
 	atomic_store(&b->tid, gettid());
 	switch (case_waiter) {
 	case WAIT_READ:
 		b->ret = read(b->fd, &b->byte, 1);
 		break;
 	case WAIT_WRITE:
-		block = xmalloc(UNDER_WRITE_BYTES);
-		memset(block, 'z', UNDER_WRITE_BYTES);
 		b->ret = write(b->fd, block, UNDER_WRITE_BYTES);
-		b->err = errno;
-		free(block);
-		errno = b->err;
 		break;
 	case WAIT_POLL:
 		b->ret = poll(&pfd, 1, -1);
@@ -1532,6 +1616,7 @@ static void *blocked_call(void *arg)
 		break;
 	}
 	b->err = b->ret < 0 ? errno : 0;
+	free(block);
 	atomic_store(&b->done, true);
 	return NULL;
 }
@@ -1835,11 +1920,12 @@ static void peer_client(int fd)
  * ("intr"); with it, the call goes on and completes when the client
  * sends or drains ("restart"); with it on a socket with SO_RCVTIMEO or
  * SO_SNDTIMEO, the call fails with EINTR all the same ("timeo", socket(7)).
+ * "spin", for every waiter: below.
  */
 
-enum signal_how { SIGNAL_INTR, SIGNAL_RESTART, SIGNAL_TIMEO };
+enum signal_how { SIGNAL_INTR, SIGNAL_RESTART, SIGNAL_TIMEO, SIGNAL_SPIN };
 
-static const char *const signal_names[] = { "intr", "restart", "timeo" };
+static const char *const signal_names[] = { "intr", "restart", "timeo", "spin" };
 static enum signal_how case_signal;
 
 /* The blocked write: more than the client drains in one read. */
@@ -1889,6 +1975,125 @@ static void signal_client(int fd)
 			expect(counts['z'] == SIGNAL_WRITE_BYTES);
 		}
 	}
+	wait_peer();
+}
+
+/*
+ * signal-WAITER-spin: the first handler that runs while a call waits ends
+ * it with EINTR (signal(7); poll, select and epoll_wait are never
+ * restarted), also while the call waits in user space: in the library's
+ * spin (the suite runs this case with TSSX_SPIN_NS=1000000000: a spin the
+ * machine allows lasts a second) or its yields, where the kernel sees no
+ * call to interrupt.  Each round's call runs in a thread of its own;
+ * SIGALRM goes to that thread a few microseconds after it set its id
+ * (more each round, to meet the call at different points of its wait),
+ * then every 100 ms until the call returns, which must fail with EINTR.
+ * The first handler tells where it interrupted the thread: in the probe's
+ * own code, before the call; in user space, within the call or still
+ * before its wait (a thread preempted there; on a plain socket, in libc's
+ * wrapper before the system call), so that the call may wait for the next
+ * signal on a plain socket too; or in a system call: in a sleep, which
+ * the kernel ends at once, or in one of the library's yields, which must
+ * end as the sleep does.  After a first handler in a system call the call
+ * must have returned with that handler alone.  A library that cannot
+ * tell that a handler ran in its yields (or its spin) waits on, and only
+ * the next signal ends the call.
+ */
+#define SPIN_SIGNAL_ROUNDS 24
+#define SPIN_SIGNAL_FIRST_STEP_US 40
+#define SPIN_SIGNAL_EVERY_US (100 * 1000)
+/* So that a call that no signal ends fails the probe instead of hanging. */
+#define SPIN_SIGNAL_LIMIT_US (3000 * 1000)
+
+enum interrupted_at { AT_NOTHING, AT_PROBE, AT_SYSTEM_CALL, AT_USER_SPACE };
+
+static _Atomic unsigned spin_handled;
+static _Atomic int spin_first_at;
+
+/* The probe's own code (GNU ld's symbols around the executable's text). */
+extern char __executable_start[], etext[];
+
+static enum interrupted_at interrupted_where(void *context)
+{
+#if defined(__x86_64__)
+	const unsigned char *ip = (const unsigned char *)((ucontext_t *)context)->uc_mcontext.gregs[REG_RIP];
+
+	if ((const char *)ip >= __executable_start && (const char *)ip < etext)
+		return AT_PROBE;
+	/* x86-64's `syscall` is 0f 05: the handler returns behind it. */
+	return ip[-2] == 0x0f && ip[-1] == 0x05 ? AT_SYSTEM_CALL : AT_USER_SPACE;
+#else
+	(void)context;
+	return AT_SYSTEM_CALL;
+#endif
+}
+
+static void on_spin_alarm(int sig, siginfo_t *info, void *context)
+{
+	(void)sig;
+	(void)info;
+	if (atomic_fetch_add(&spin_handled, 1) == 0)
+		atomic_store(&spin_first_at, interrupted_where(context));
+}
+
+/* Where the round's first handler ran. */
+static enum interrupted_at spin_signal_round(int fd, int epfd, unsigned round)
+{
+	static const char *const at_names[] = { "nowhere", "the probe", "a system call", "user space" };
+	struct blocked b = { .fd = fd, .epfd = epfd };
+	pthread_t thread;
+	pid_t tid;
+	unsigned waited = 0;
+	enum interrupted_at at;
+
+	atomic_store(&spin_handled, 0);
+	atomic_store(&spin_first_at, AT_NOTHING);
+	expect(pthread_create(&thread, NULL, blocked_call, &b) == 0);
+	while (!(tid = atomic_load(&b.tid)))
+		;
+	usleep(round * SPIN_SIGNAL_FIRST_STEP_US);
+	while (!atomic_load(&b.done) && waited < SPIN_SIGNAL_LIMIT_US) {
+		expect(syscall(SYS_tgkill, getpid(), tid, SIGALRM) == 0);
+		usleep(SPIN_SIGNAL_EVERY_US);
+		waited += SPIN_SIGNAL_EVERY_US;
+	}
+	expect(pthread_join(thread, NULL) == 0);
+	at = (enum interrupted_at)atomic_load(&spin_first_at);
+	fprintf(stderr, "signal-%s-spin round %u: ret %ld errno %d after %u handlers, the first in %s\n",
+		waiter_names[case_waiter], round, b.ret, b.err, atomic_load(&spin_handled), at_names[at]);
+	expect(b.ret < 0 && b.err == EINTR);
+	expect(at != AT_SYSTEM_CALL || atomic_load(&spin_handled) == 1);
+	return at;
+}
+
+static void spin_signal_server(int fd)
+{
+	struct sigaction sa = { .sa_sigaction = on_spin_alarm, .sa_flags = SA_SIGINFO };
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+	unsigned in_user_space = 0;
+	int epfd = -1;
+
+	wait_byte(fd);
+	if (case_waiter == WAIT_WRITE)
+		fill_until_full(fd, 'f');
+	if (case_waiter == WAIT_EPOLL) {
+		epfd = epoll_create1(EPOLL_CLOEXEC);
+		expect(epfd >= 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0);
+	}
+	sigemptyset(&sa.sa_mask);
+	expect(sigaction(SIGALRM, &sa, NULL) == 0);
+	for (unsigned round = 1; round <= SPIN_SIGNAL_ROUNDS; round++)
+		in_user_space += spin_signal_round(fd, epfd, round) == AT_USER_SPACE;
+	fprintf(stderr, "signal-%s-spin: the first handler ran in user space in %u of %d rounds\n",
+		waiter_names[case_waiter], in_user_space, SPIN_SIGNAL_ROUNDS);
+	if (epfd >= 0)
+		close(epfd);
+	signal_peer();
+}
+
+static void spin_signal_client(int fd)
+{
+	send_all(fd, "r", 1);
 	wait_peer();
 }
 
@@ -2840,6 +3045,7 @@ static const struct probe {
 	{ "spawnread", execread_server, execread_client },
 	{ "execlie", execlie_server, execlie_client },
 	{ "forksleep", forksleep_server, forksleep_client },
+	{ "handlers", handlers_server, handlers_client },
 };
 
 static bool parse_peer(const char *name)
@@ -2856,10 +3062,11 @@ static bool parse_signal(const char *name)
 {
 	size_t what;
 
-	if (!parse_case(name, "signal", WAIT_WRITE + 1, signal_names, ARRAY_LEN(signal_names), &what))
+	if (!parse_case(name, "signal", ARRAY_LEN(waiter_names), signal_names, ARRAY_LEN(signal_names), &what))
 		return false;
 	case_signal = (enum signal_how)what;
-	return true;
+	/* Restarts and timeouts are the data calls': read and write. */
+	return case_signal == SIGNAL_SPIN || case_waiter <= WAIT_WRITE;
 }
 
 int main(int argc, char **argv)
@@ -2867,6 +3074,7 @@ int main(int argc, char **argv)
 	static const struct probe under = { "under", under_server, under_client };
 	static const struct probe peer = { "peer", peer_server, peer_client };
 	static const struct probe sig = { "signal", signal_server, signal_client };
+	static const struct probe spin_sig = { "signal", spin_signal_server, spin_signal_client };
 	const struct probe *probe = NULL;
 	int listener, fd, status;
 	pid_t child;
@@ -2877,7 +3085,8 @@ int main(int argc, char **argv)
 		die("usage: tssx-probe CASE PATH\n"
 		    "CASE under-WAITER-ACTION: WAITER read, write, poll, select or epoll; ACTION close, dup2, shutrd or shutrdwr\n"
 		    "CASE peer-WAITER-ACTION: WAITER read or write; ACTION close, shut, kill or killfork\n"
-		    "CASE signal-WAITER-HOW: WAITER read or write; HOW intr, restart or timeo");
+		    "CASE signal-WAITER-HOW: WAITER read or write; HOW intr, restart or timeo\n"
+		    "CASE signal-WAITER-spin: WAITER read, write, poll, select or epoll");
 	for (size_t i = 0; i < ARRAY_LEN(probes); i++) {
 		if (!strcmp(probes[i].name, argv[1]))
 			probe = &probes[i];
@@ -2887,7 +3096,7 @@ int main(int argc, char **argv)
 	if (!probe && parse_peer(argv[1]))
 		probe = &peer;
 	if (!probe && parse_signal(argv[1]))
-		probe = &sig;
+		probe = case_signal == SIGNAL_SPIN ? &spin_sig : &sig;
 	if (!probe)
 		die("unknown case %s", argv[1]);
 	exec_hops = argv[1][strlen(argv[1]) - 1] == '2' ? 2 : 1;

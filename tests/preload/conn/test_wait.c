@@ -96,6 +96,31 @@ static void test_spin_lasts_its_budget(void **state)
 	assert_false(tssx_spin_pause(&spin));
 }
 
+/* A handler of the program that runs in this thread (the trampoline's
+ * count, conn/interrupt.h) ends a spin of the call that began before it,
+ * and no spin starts for a call it already interrupted; a call that
+ * begins after it is not interrupted. */
+static void test_spin_ends_at_a_handler(void **state)
+{
+	struct tssx_deadline call, later;
+	struct tssx_spin spin;
+
+	tssx_deadline_start_ms(&call, -1);
+	assert_false(tssx_deadline_interrupted(&call));
+	assert_true(tssx_spin_setup(&spin, monotonic_ns(), LONG_NS, 0, &call));
+	assert_true(tssx_spin_pause(&spin));
+	tssx_interrupts.handled++;
+	assert_true(tssx_deadline_interrupted(&call));
+	assert_false(tssx_spin_pause(&spin));
+	assert_true(spin.over);
+	assert_false(tssx_spin_setup(&spin, monotonic_ns(), LONG_NS, 0, &call));
+	tssx_deadline_start_ms(&later, -1);
+	assert_false(tssx_deadline_interrupted(&later));
+	assert_true(tssx_spin_setup(&spin, monotonic_ns(), LONG_NS, 0, &later));
+	assert_true(tssx_spin_pause(&spin));
+	tssx_interrupts.handled = 0; /* the other tests' deadlines began at 0 */
+}
+
 static void test_spin_never_past_the_deadline(void **state)
 {
 	struct tssx_deadline deadline;
@@ -149,7 +174,7 @@ static void test_spin_slots_one_per_cpu(void **state)
 
 static void test_spin_slot_claim_and_release(void **state)
 {
-	static const struct tssx_deadline forever = { TSSX_FOREVER };
+	static const struct tssx_deadline forever = { .at_ns = TSSX_FOREVER };
 	struct tssx_spin_slot slots[3] = { 0 };
 	struct tssx_spin spin;
 
@@ -184,7 +209,7 @@ static void test_spin_slot_claim_and_release(void **state)
 
 static void test_spin_over_frees_its_slot(void **state)
 {
-	static const struct tssx_deadline forever = { TSSX_FOREVER };
+	static const struct tssx_deadline forever = { .at_ns = TSSX_FOREVER };
 	struct tssx_spin_slot slot = { 0 };
 	struct tssx_spin spin;
 
@@ -292,7 +317,7 @@ static void test_yield_backoff_doubles_while_stalls_go_on(void **state)
  * TSSX_YIELD_NS=0 as well sleeps at once); no time left: neither. */
 static void test_spin_start_budgets(void **state)
 {
-	static const struct tssx_deadline forever = { TSSX_FOREVER }, zero = { 0 };
+	static const struct tssx_deadline forever = { .at_ns = TSSX_FOREVER }, zero = { 0 };
 	struct tssx_options saved = tssx_opts;
 	struct tssx_spin spin;
 
@@ -315,7 +340,7 @@ static void test_spin_start_budgets(void **state)
  * a thread whose spins end so sleeps at once for its next waits. */
 static void test_yielding_spin_turns_max(void **state)
 {
-	static const struct tssx_deadline forever = { TSSX_FOREVER };
+	static const struct tssx_deadline forever = { .at_ns = TSSX_FOREVER };
 	struct tssx_options saved = tssx_opts;
 	struct tssx_spin spin;
 	unsigned spins = 0;
@@ -345,7 +370,7 @@ static void test_yielding_spin_turns_max(void **state)
 /* A spin that ended: found (true) or over, on a CPU of its own or yielding. */
 static void spin_ended(enum tssx_spin_kind kind, bool found)
 {
-	static const struct tssx_deadline forever = { TSSX_FOREVER };
+	static const struct tssx_deadline forever = { .at_ns = TSSX_FOREVER };
 	struct tssx_spin spin;
 
 	assert_true(tssx_spin_setup(&spin, monotonic_ns(), LONG_NS, 0, &forever));
@@ -451,6 +476,7 @@ int main(void)
 		cmocka_unit_test(test_spin_not_started),
 		cmocka_unit_test(test_spin_lasts_its_budget),
 		cmocka_unit_test(test_spin_never_past_the_deadline),
+		cmocka_unit_test(test_spin_ends_at_a_handler),
 		cmocka_unit_test(test_spin_looks_at_the_kernel),
 		cmocka_unit_test(test_spin_pays_only_with_a_cpu_free),
 		cmocka_unit_test(test_spin_slots_one_per_cpu),
