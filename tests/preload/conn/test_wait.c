@@ -416,7 +416,7 @@ static void test_spin_quick(void **state)
  * turn, until a yield returns at once (the two ends run apart again). */
 static void test_spin_yields_to_a_peer_on_its_cpu(void **state)
 {
-	static const struct tssx_deadline forever = { TSSX_FOREVER };
+	static const struct tssx_deadline forever = { .at_ns = TSSX_FOREVER };
 	struct tssx_options saved = tssx_opts;
 	struct tssx_ring_ctl ctl = { 0 };
 	struct tssx_ring ring = { .ctl = &ctl };
