@@ -9,6 +9,12 @@
  *            socketpair when the peer sleeps (what libtssx does)
  *   pipe     the same with the doorbell through a pipe
  *   futex    the same with FUTEX_WAIT / FUTEX_WAKE on the message counter
+ *   epbell   the bell's doorbell, the sleeper in epoll_wait on the socket
+ *            (edge-triggered), then a drain: libtssx's epoll sets before
+ *            the eventfd bell
+ *   epevent  the sleeper in epoll_wait on an eventfd of its own (count 1,
+ *            edge-triggered, never read) that the waker writes 0 to:
+ *            libtssx's eventfd bell (docs/events.md)
  *
  * Modes alternate round by round; it prints per mode the median and range
  * of round trips per second (all pairs together) and of CPU time per round
@@ -19,9 +25,12 @@
 #include <linux/futex.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -31,10 +40,10 @@
 #include <unistd.h>
 
 #define MESSAGE 64
-#define MODES 4
+#define MODES 6
 
-enum mode { MODE_SOCKET, MODE_BELL, MODE_PIPE, MODE_FUTEX };
-static const char *const mode_names[MODES] = { "socket", "bell", "pipe", "futex" };
+enum mode { MODE_SOCKET, MODE_BELL, MODE_PIPE, MODE_FUTEX, MODE_EPOLL_BELL, MODE_EPOLL_EVENTFD };
+static const char *const mode_names[MODES] = { "socket", "bell", "pipe", "futex", "epbell", "epevent" };
 
 /* One direction of a pair: the writer bumps `seq` after the message, the
  * reader sleeps when it finds no new one.  Each on a line of its own. */
@@ -48,7 +57,8 @@ struct lane {
 struct end {
 	enum mode mode;
 	struct lane *in, *out;
-	int bell_in, bell_out;	/* socket or pipe fds; for MODE_SOCKET the data fd */
+	int bell_in, bell_out;	/* socket, pipe or eventfd fds; for MODE_SOCKET the data fd */
+	int epfd;		/* the epoll modes' set, holding bell_in */
 };
 
 struct result {
@@ -69,20 +79,28 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* A doorbell owed to this end, consumed (the eventfd's is never read). */
 static void take_bell(const struct end *e)
 {
 	char bell;
 
+	if (e->mode == MODE_FUTEX || e->mode == MODE_EPOLL_EVENTFD)
+		return;
 	if (read(e->bell_in, &bell, 1) != 1)
 		_exit(3); /* the peer is gone */
 }
 
 static void sleep_on(const struct end *e, unsigned seen)
 {
-	if (e->mode == MODE_FUTEX)
+	struct epoll_event event;
+
+	if (e->mode == MODE_FUTEX) {
 		syscall(SYS_futex, &e->in->seq, FUTEX_WAIT, seen, NULL, NULL, 0);
-	else
-		take_bell(e);
+		return;
+	}
+	if ((e->mode == MODE_EPOLL_BELL || e->mode == MODE_EPOLL_EVENTFD) && epoll_wait(e->epfd, &event, 1, -1) < 0)
+		_exit(3);
+	take_bell(e);
 }
 
 /* Waits until the peer's counter moves past `seen`.  The flag is raised
@@ -95,7 +113,7 @@ static void wait_for(const struct end *e, unsigned seen)
 	while (atomic_load(&e->in->seq) == seen) {
 		atomic_store(&e->in->sleeping, 1);
 		if (atomic_load(&e->in->seq) != seen) {
-			if (atomic_exchange(&e->in->sleeping, 0) == 0 && e->mode != MODE_FUTEX)
+			if (atomic_exchange(&e->in->sleeping, 0) == 0)
 				take_bell(e);
 			return;
 		}
@@ -106,13 +124,17 @@ static void wait_for(const struct end *e, unsigned seen)
 static void post(const struct end *e)
 {
 	static const char bell;
+	static const uint64_t zero;
 
 	atomic_fetch_add(&e->out->seq, 1);
 	if (atomic_exchange(&e->out->sleeping, 0) == 0)
 		return;
 	if (e->mode == MODE_FUTEX)
 		syscall(SYS_futex, &e->out->seq, FUTEX_WAKE, 1, NULL, NULL, 0);
-	else if (write(e->bell_out, &bell, 1) != 1)
+	else if (e->mode == MODE_EPOLL_EVENTFD) {
+		if (write(e->bell_out, &zero, sizeof(zero)) != sizeof(zero))
+			_exit(3);
+	} else if (write(e->bell_out, &bell, 1) != 1)
 		_exit(3);
 }
 
@@ -184,11 +206,23 @@ static void client(struct end *e, double seconds, long *trips)
 }
 
 /* The two ends' fds: a socketpair for socket and bell, two pipes for pipe
- * (each end reads its own), none for futex. */
+ * (each end reads its own), an eventfd per end for epevent (each end holds
+ * its own and a copy of the peer's), none for futex. */
 static void connect_ends(enum mode mode, struct end *server, struct end *client_end)
 {
 	int sv[2], to_server[2], to_client[2];
 
+	if (mode == MODE_EPOLL_EVENTFD) {
+		server->bell_in = eventfd(1, EFD_CLOEXEC);
+		client_end->bell_in = eventfd(1, EFD_CLOEXEC);
+		if (server->bell_in < 0 || client_end->bell_in < 0)
+			die("eventfd");
+		server->bell_out = dup(client_end->bell_in);
+		client_end->bell_out = dup(server->bell_in);
+		if (server->bell_out < 0 || client_end->bell_out < 0)
+			die("dup");
+		return;
+	}
 	if (mode == MODE_PIPE) {
 		if (pipe(to_server) < 0 || pipe(to_client) < 0)
 			die("pipe");
@@ -231,6 +265,13 @@ static pid_t start(struct end *e, const struct end *other, double seconds, long 
 	if (pid > 0)
 		return pid;
 	close_end(other);
+	if (e->mode == MODE_EPOLL_BELL || e->mode == MODE_EPOLL_EVENTFD) {
+		struct epoll_event event = { .events = EPOLLIN | EPOLLET };
+
+		e->epfd = epoll_create1(EPOLL_CLOEXEC);
+		if (e->epfd < 0 || epoll_ctl(e->epfd, EPOLL_CTL_ADD, e->bell_in, &event) < 0)
+			die("epoll");
+	}
 	if (trips)
 		client(e, seconds, trips);
 	serve(e);
@@ -248,8 +289,8 @@ static struct result run_round(enum mode mode, int pairs, double seconds, long *
 	if (lanes == MAP_FAILED)
 		die("mmap");
 	for (int p = 0; p < pairs; p++) {
-		struct end server = { mode, &lanes[2 * p], &lanes[2 * p + 1], -1, -1 };
-		struct end client_end = { mode, &lanes[2 * p + 1], &lanes[2 * p], -1, -1 };
+		struct end server = { mode, &lanes[2 * p], &lanes[2 * p + 1], -1, -1, -1 };
+		struct end client_end = { mode, &lanes[2 * p + 1], &lanes[2 * p], -1, -1, -1 };
 
 		trips[p] = 0;
 		connect_ends(mode, &server, &client_end);
@@ -291,7 +332,8 @@ static void usage(FILE *out, int status)
 	      "\n"
 	      "Ping-pong pairs that sleep at every wait, woken through a Unix socket\n"
 	      "(the message itself, or a doorbell byte beside a message in shared\n"
-	      "memory), a pipe doorbell or a futex; modes alternate round by round.\n"
+	      "memory), a pipe doorbell or a futex, or sleeping in epoll_wait on the\n"
+	      "socket (with the doorbell) or on an eventfd; modes alternate round by round.\n"
 	      "\n"
 	      "  -p PAIRS    pairs at once (default 16)\n"
 	      "  -H HOGS     CPU-bound processes running throughout (default 0)\n"
