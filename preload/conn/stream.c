@@ -36,6 +36,7 @@
 #include "conn/fault.h"
 #include "tssx/ring_fast.h"
 #include "conn/stream.h"
+#include "conn/stream_fast.h"
 #include "conn/unseen.h"
 #include "init.h"
 #include "real_slots.h"
@@ -53,31 +54,6 @@ struct deadline {
 	bool known;
 	struct tssx_deadline at;
 };
-
-/*
- * A statistic only this process's holder of the ring lock updates; its
- * readers (the log line at close, `tssx connections`) load it relaxed.
- * On x86-64 one add to memory, which an aligned 8-byte load never sees
- * torn: GCC does not fuse the relaxed load and store into it, and the
- * fast path makes two of these per call.
- */
-static inline void stat_add(_Atomic uint64_t *stat, uint64_t n)
-{
-#if defined(__x86_64__)
-	__asm__("addq %1, %0" : "+m"(*(uint64_t *)stat) : "er"(n));
-#else
-	atomic_store_explicit(stat, atomic_load_explicit(stat, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-#endif
-}
-
-/* A call moved n bytes (n > 0) through the rings: its side's statistics,
- * under that side's lock. */
-static inline void count_moved(struct tssx_conn *conn, bool writer, uint64_t n)
-{
-	stat_add(writer ? &conn->stats.ring_sent : &conn->stats.ring_received, n);
-	stat_add(writer ? &conn->sends : &conn->receives, 1);
-}
 
 /*
  * Whether a call must not wait.  O_NONBLOCK is read once and then kept up
@@ -838,7 +814,7 @@ send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 		if (attached > 0)
 			n = guarded_transfer(conn->tx, MOVE_IN, iov, iovcnt, done, false, least, -1);
 		if (n > 0)
-			count_moved(conn, true, (uint64_t)n);
+			tssx_conn_count_moved(conn, true, (uint64_t)n);
 		bells = n > 0 ? tssx_ring_take_reader_wakeup(conn->tx) : 0;
 		if (bells || n < 0 || done + (size_t)n != want)
 			keep(conn, kept);
@@ -1002,7 +978,7 @@ recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 		peek_off = atomic_load_explicit(&conn->peek_off, memory_order_relaxed);
 		n = ring_receive(conn, fd, iov, iovcnt, done, peek, peek_off, anc, &stop);
 		if (n > 0 && !peek)
-			count_moved(conn, false, (uint64_t)n);
+			tssx_conn_count_moved(conn, false, (uint64_t)n);
 		if (unlikely(n > 0 && peek_off >= 0))
 			move_peek_off(conn, peek_off, peek, (size_t)n);
 		bells = n > 0 && !peek ? tssx_ring_take_writer_wakeup(conn->rx) : 0;
@@ -1063,7 +1039,7 @@ static ssize_t call_done(struct tssx_conn *conn, int fd, bool kept, ssize_t n, i
  * ring, a peer going to sleep), and nothing of the fast path is live
  * across it.
  */
-static __attribute__((noinline)) ssize_t move_fast_wake(struct tssx_conn *conn, int fd, ssize_t n, bool writer)
+__attribute__((noinline)) ssize_t tssx_conn_fast_wake(struct tssx_conn *conn, int fd, ssize_t n, bool writer)
 {
 	_Atomic uint64_t *lock = writer ? &conn->locks->producer : &conn->locks->consumer;
 	uint32_t bells = writer ? tssx_ring_take_reader_wakeup(conn->tx) : tssx_ring_take_writer_wakeup(conn->rx);
@@ -1081,50 +1057,6 @@ static __attribute__((noinline)) ssize_t move_fast_wake(struct tssx_conn *conn, 
 	return n;
 }
 
-/*
- * The common case of write()/send() (writer) and read()/recv() (reader)
- * of one buffer, with the side lock held no longer than the copy
- * (tssx_ring_move_fast(): the room or the data there, in one area,
- * nothing of control data; `small`, a constant: tssx_ring_move_small(),
- * a small message copied inline).  The bytes moved; -EFAULT with nothing
- * moved, as the general path fails; or 0 with nothing moved: the call
- * takes the general path, which also reports what went wrong, and waits
- * for a side lock another thread or process holds.  No errno is touched,
- * no deadline set up, no reference taken unless the peer must be woken.
- * A reader with SO_PEEK_OFF set moves it back at every read: the general
- * path's.  With `small`, no call at all but the last (move_fast_wake(),
- * rare): the compiler keeps the values in registers that need no saving.
- */
-static inline __attribute__((always_inline)) ssize_t move_fast(struct tssx_conn *conn, struct tssx_fd_slot *slot,
-								   int fd, bool writer, void *buf, size_t len,
-								   bool small)
-{
-	_Atomic uint64_t *lock = writer ? &conn->locks->producer : &conn->locks->consumer;
-	struct tssx_ring *ring = writer ? conn->tx : conn->rx;
-	ssize_t n = 0;
-
-	if (unlikely(!tssx_side_trylock(lock)))
-		return 0;
-	/* Under the lock: fd is still the connection's (still_there()), and
-	 * SO_PEEK_OFF moves only under the consumer lock. */
-	if (likely(tssx_conn_still_at(conn, slot)) &&
-	    (writer || likely(atomic_load_explicit(&conn->peek_off, memory_order_relaxed) < 0)))
-		n = small ? tssx_ring_move_small(ring, writer, buf, len) : tssx_ring_move_fast(ring, writer, buf, len);
-	if (likely(n > 0)) {
-		count_moved(conn, writer, (uint64_t)n);
-		if (unlikely(!tssx_ring_wakeup_quiet(ring, writer))) {
-			n = move_fast_wake(conn, fd, n, writer);
-			/* It returns n: the callers' checks of the result
-			 * fold, and the call is their last (a jump). */
-			if (n <= 0)
-				__builtin_unreachable();
-			return n;
-		}
-	}
-	tssx_side_unlock(lock);
-	return n;
-}
-
 static ssize_t conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
 			 uint32_t interrupts)
 {
@@ -1136,8 +1068,8 @@ static ssize_t conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov
 }
 
 /* The general path behind the fast one, with write(2)'s result. */
-static __attribute__((noinline)) ssize_t send_general(struct tssx_conn *conn, int fd, const void *buf, size_t len,
-						       int flags)
+__attribute__((noinline)) ssize_t tssx_conn_send_general(struct tssx_conn *conn, int fd, const void *buf, size_t len,
+							  int flags)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 
@@ -1145,8 +1077,8 @@ static __attribute__((noinline)) ssize_t send_general(struct tssx_conn *conn, in
 }
 
 /* interrupts: the count of handled signals when the read began. */
-static __attribute__((noinline)) ssize_t recv_general(struct tssx_conn *conn, int fd, void *buf, size_t len,
-						       int flags, uint32_t interrupts)
+__attribute__((noinline)) ssize_t tssx_conn_recv_general(struct tssx_conn *conn, int fd, void *buf, size_t len,
+							  int flags, uint32_t interrupts)
 {
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 
@@ -1157,43 +1089,17 @@ static __attribute__((noinline)) ssize_t recv_general(struct tssx_conn *conn, in
  * general path: a write of more than a small message, or one that the
  * small path declined.  Out of line, and fd's slot looked up again: the
  * small path keeps no frame and fewer values. */
-static __attribute__((noinline)) ssize_t write_sized(int fd, const void *buf, size_t len, int flags,
-						     struct tssx_conn *conn)
+__attribute__((noinline)) ssize_t tssx_conn_write_sized(int fd, const void *buf, size_t len, int flags,
+							struct tssx_conn *conn)
 {
 	struct tssx_fd_slot *slot = tssx_table_slot(fd);
-	ssize_t n = slot ? move_fast(conn, slot, fd, true, (void *)buf, len, false) : 0;
+	ssize_t n = slot ? tssx_conn_move_fast(conn, slot, fd, true, (void *)buf, len, false) : 0;
 
 	if (likely(n > 0))
 		return n;
 	if (n < 0)
 		return tssx_result(n);
-	return send_general(conn, fd, buf, len, flags);
-}
-
-ssize_t tssx_conn_write(int fd, const void *buf, size_t len, int flags, struct tssx_conn *conn,
-			struct tssx_fd_slot *slot)
-{
-	/* send_stream()'s first checks: the general path fails these (the
-	 * ring's shutdown flags are the fast path's, tssx_ring_move_fast()).
-	 * Relaxed: a shutdown or close in another thread is ordered with
-	 * this call by nothing either way.  A copy that may fault without
-	 * landing (copy.h) needs the general path's guard.  A write of
-	 * nothing is not a small message and moves nothing on the fast path
-	 * of any size: the general path returns 0, as send_stream() does. */
-	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn)) &&
-	    likely(!atomic_load_explicit(&conn->write_shut, memory_order_relaxed) &&
-		   !atomic_load_explicit(&conn->peer_closed, memory_order_relaxed))) {
-		if (likely(len - TSSX_COPY_INLINE_MIN <= TSSX_COPY_INLINE_MAX - TSSX_COPY_INLINE_MIN)) {
-			ssize_t n = move_fast(conn, slot, fd, true, (void *)buf, len, true);
-
-			if (likely(n > 0))
-				return n;
-			if (n < 0)
-				return tssx_result(n);
-		}
-		return write_sized(fd, buf, len, flags, conn);
-	}
-	return send_general(conn, fd, buf, len, flags);
+	return tssx_conn_send_general(conn, fd, buf, len, flags);
 }
 
 /*
@@ -1213,8 +1119,8 @@ ssize_t tssx_conn_write(int fd, const void *buf, size_t len, int flags, struct t
  * Out of line, and fd's slot looked up again: the small path keeps no
  * frame and fewer values.
  */
-static __attribute__((noinline)) ssize_t read_sized(int fd, void *buf, size_t len, int flags, struct tssx_conn *conn,
-						    bool tried)
+__attribute__((noinline)) ssize_t tssx_conn_read_sized(int fd, void *buf, size_t len, int flags,
+						       struct tssx_conn *conn, bool tried)
 {
 	struct tssx_fd_slot *slot = tssx_table_slot(fd);
 	/* Before the quick spin: a handler that runs in it ends the call. */
@@ -1222,56 +1128,20 @@ static __attribute__((noinline)) ssize_t read_sized(int fd, void *buf, size_t le
 	ssize_t n = 0;
 
 	if (!slot)
-		return recv_general(conn, fd, buf, len, flags, interrupts);
+		return tssx_conn_recv_general(conn, fd, buf, len, flags, interrupts);
 	if (!tried || tssx_ring_data_came(conn->rx))
-		n = move_fast(conn, slot, fd, false, buf, len, false);
+		n = tssx_conn_move_fast(conn, slot, fd, false, buf, len, false);
 	/* Relaxed: as is_nonblocking() reads it; unknown takes the general
 	 * path, which asks the socket. */
 	if (n == 0 && !(flags & MSG_DONTWAIT) &&
 	    atomic_load_explicit(&conn->nonblock, memory_order_relaxed) == TSSX_BLOCKING &&
 	    !tssx_ring_data_came(conn->rx) && tssx_spin_quick(conn->rx))
-		n = move_fast(conn, slot, fd, false, buf, len, false);
+		n = tssx_conn_move_fast(conn, slot, fd, false, buf, len, false);
 	if (likely(n > 0))
 		return n;
 	if (n < 0)
 		return tssx_result(n);
-	return recv_general(conn, fd, buf, len, flags, interrupts);
-}
-
-/* recv() of one buffer, and read() (`unflagged`, a constant: no flags
- * and len > 0, which read() checked, so one comparison of len is left). */
-static inline __attribute__((always_inline)) ssize_t conn_read(int fd, void *buf, size_t len, int flags,
-							       struct tssx_conn *conn, struct tssx_fd_slot *slot,
-							       bool unflagged)
-{
-	if (TSSX_COPY_LANDS && likely(tssx_conn_is_ready(conn)) &&
-	    (unflagged || likely(len && !(flags & (MSG_PEEK | MSG_WAITALL))))) {
-		/* Without flags (read()): none to keep for the fallback,
-		 * one register more for the small path.  len - 1: read()'s
-		 * len is not 0. */
-		if (likely(unflagged ? len - 1 < TSSX_COPY_INLINE_MAX : len <= TSSX_COPY_INLINE_MAX && !flags)) {
-			ssize_t n = move_fast(conn, slot, fd, false, buf, len, true);
-
-			if (likely(n > 0))
-				return n;
-			if (n < 0)
-				return tssx_result(n);
-			return read_sized(fd, buf, len, 0, conn, true);
-		}
-		return read_sized(fd, buf, len, flags, conn, false);
-	}
-	return recv_general(conn, fd, buf, len, flags, tssx_interrupt_mark());
-}
-
-ssize_t tssx_conn_read(int fd, void *buf, size_t len, struct tssx_conn *conn, struct tssx_fd_slot *slot)
-{
-	return conn_read(fd, buf, len, 0, conn, slot, true);
-}
-
-ssize_t tssx_conn_recv_one(int fd, void *buf, size_t len, int flags, struct tssx_conn *conn,
-			   struct tssx_fd_slot *slot)
-{
-	return conn_read(fd, buf, len, flags, conn, slot, false);
+	return tssx_conn_recv_general(conn, fd, buf, len, flags, interrupts);
 }
 
 ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags)

@@ -32,19 +32,6 @@ static inline ssize_t tssx_result(ssize_t ret)
  * SO_RCVTIMEO / SO_SNDTIMEO, signals, EOF and a dead peer like a socket. */
 ssize_t tssx_conn_send(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
 ssize_t tssx_conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags);
-/* The same for one buffer, send() and recv() on fd, whose table slot is
- * `slot` (tssx_conn_lookup_slot()), the arguments in the order of those
- * calls' (the wrappers' jump moves fewer registers); they return as those
- * calls do: the bytes, or -1 with errno set.  Their common case (the
- * room or the data there, the peer awake) is inline, without the general
- * path's frame (docs/data-path.md, "The fast path"). */
-ssize_t tssx_conn_write(int fd, const void *buf, size_t len, int flags, struct tssx_conn *conn,
-			struct tssx_fd_slot *slot);
-ssize_t tssx_conn_recv_one(int fd, void *buf, size_t len, int flags, struct tssx_conn *conn,
-			   struct tssx_fd_slot *slot);
-/* read(): tssx_conn_recv_one() without flags, for len > 0 (read() of
- * nothing returns 0 before the socket is asked): two checks fewer. */
-ssize_t tssx_conn_read(int fd, void *buf, size_t len, struct tssx_conn *conn, struct tssx_fd_slot *slot);
 /* sendmsg()/recvmsg() with ancillary data (SCM_RIGHTS, SCM_CREDENTIALS)
  * in stream order (conn/ancillary.h); msg_name is the caller's business. */
 ssize_t tssx_conn_sendmsg(struct tssx_conn *conn, int fd, const struct msghdr *msg, int flags);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "conn/fault.h"
+#include "conn/stream_fast.h"
 #include "real_slots.h"
 #include "shims/shims.h"
 #include "tssx/log.h"
