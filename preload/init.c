@@ -2,12 +2,14 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "conn/connection.h"
 #include "conn/handover.h"
 #include "init.h"
 #include "real_slots.h"
+#include "shims/shims.h"
 #include "conn/fd_table.h"
 #include "tssx/log.h"
 #include "tssx/registry_client.h"
@@ -125,6 +127,22 @@ bool tssx_selects(const struct sockaddr_un *addr, unsigned addrlen)
 __attribute__((constructor)) static void tssx_constructor(void)
 {
 	tssx_init();
-	/* Before main(): the connections an exec handed to this image. */
+	/* Before main(): the connections an exec handed to this image, and
+	 * the standard streams of those on fds 0-2. */
 	tssx_handover_adopt();
+	for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++)
+		if (tssx_conn_lookup(fd))
+			tssx_stdio_adopt(fd);
+}
+
+/* exit(): the connection streams' output is written while this process
+ * still uses its connections' pairs; then the pairs are free for its
+ * forks (not at _exit() or a signal: those pairs stay taken, and their
+ * connections' structs are not reused).  glibc flushes the streams only
+ * after every destructor: what a later one writes still goes through the
+ * rings then, counted as this process's though it left. */
+__attribute__((destructor)) static void tssx_destructor(void)
+{
+	tssx_stdio_flush();
+	tssx_conn_leave_pairs();
 }

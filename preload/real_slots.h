@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/ioctl.h>
@@ -35,7 +36,7 @@
 	X(poll) X(ppoll) X(select) X(pselect)                                    \
 	X(epoll_create) X(epoll_create1) X(epoll_ctl) X(epoll_wait) X(epoll_pwait) \
 	X(execve) X(execvpe) X(fexecve) X(execveat)                              \
-	X(posix_spawn) X(posix_spawnp) X(fork) X(unshare) X(setns)              \
+	X(posix_spawn) X(posix_spawnp) X(fork) X(unshare) X(setns) X(fdopen)    \
 	TSSX_SHIM_EPOLL_PWAIT2(X)
 
 #ifdef HAVE_EPOLL_PWAIT2

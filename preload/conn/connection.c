@@ -970,11 +970,3 @@ void tssx_conn_rejoin_pairs(void)
 	if (!tssx_foreign_process())
 		each_pair(false);
 }
-
-/* The pairs of an exiting process are free for its forks (exit(), not
- * _exit() or a signal: those pairs stay taken, and their connections'
- * structs are not reused). */
-__attribute__((destructor)) static void leave_pairs_at_exit(void)
-{
-	tssx_conn_leave_pairs();
-}

@@ -101,8 +101,12 @@ static int share_fd(int old_fd, int new_fd)
 		errno = EMFILE;
 		return -1;
 	}
-	if (tssx_conn_of(obj))
+	if (tssx_conn_of(obj)) {
 		conn_duplicated(tssx_conn_of(obj));
+		/* Its standard stream must read or write it through us. */
+		if (new_fd <= STDERR_FILENO)
+			tssx_stdio_adopt(new_fd);
+	}
 	return new_fd;
 }
 

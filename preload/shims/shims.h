@@ -49,4 +49,14 @@ void tssx_listener_adopt(int fd);
 /* A listener fd dies: the last one drops the claim. */
 void tssx_listener_release(struct tssx_listener *listener);
 
+/* fd (0, 1 or 2) is a connection: its standard stream becomes one that
+ * moves its bytes through the wrappers, keeping what the old one had
+ * buffered (shims/stdio.c). */
+void tssx_stdio_adopt(int fd);
+
+/* At exit, before the library's own teardown: the connection streams'
+ * buffered output is written (glibc's own flush comes after every
+ * destructor). */
+void tssx_stdio_flush(void);
+
 #endif

@@ -4,9 +4,9 @@ py_exec.py server PATH: accepts one connection and echoes it from a child
     started with subprocess.Popen(..., pass_fds=(fd,)); the parent closes
     its copy at once.
 py_exec.py echo FD: the child: echoes FD until EOF.
-py_exec.py writer PATH FILE: connects, lets `cat FILE` (Popen, stdout the
-    socket) write FILE into the connection, shuts down writing and prints
-    the SHA-256 of what the peer echoed."""
+py_exec.py writer PATH FILE [CMD...]: connects, lets CMD (default cat; Popen,
+    stdin FILE, stdout the socket) write into the connection, shuts down
+    writing and prints the SHA-256 of what the peer echoed."""
 import hashlib
 import os
 import socket
@@ -48,7 +48,7 @@ def main():
     reader = threading.Thread(target=read_echo)
     reader.start()
     with open(sys.argv[3], "rb") as data:
-        subprocess.run(["cat"], stdin=data, stdout=sock.fileno(), check=True)
+        subprocess.run(sys.argv[4:] or ["cat"], stdin=data, stdout=sock.fileno(), check=True)
     sock.shutdown(socket.SHUT_WR)
     reader.join()
     print("writer: echo sha256", digest.hexdigest(), flush=True)

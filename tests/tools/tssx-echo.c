@@ -18,6 +18,12 @@
  * PATH, then listens, as servers that replace their socket atomically do;
  * --rename-after listens first, then renames.
  * listen-exec listens on PATH and execs CMD with the listener as fd 3.
+ * --stdio (server) echoes through stdio streams that fdopen() made of the
+ * connection and a dup of it, --stdio-std through stdin and stdout after
+ * dup2()s of the connection onto fds 0 and 1 (one client at a time; its
+ * messages then go to stderr): the first line with getline(), the next
+ * bytes one by one with getc() and fprintf("%c"), the rest with fread()
+ * and fwrite().
  * spawn listens on PATH, accepts one connection and lets CMD serve it as
  * its stdin and stdout, started with system() (HOW "system": the
  * connection on the server's own fds 0 and 1, CMD joined into one shell
@@ -78,28 +84,91 @@ static bool write_all(int fd, const uint8_t *buf, size_t len)
 	return true;
 }
 
+/* How the server reads and writes its connections. */
+enum echo_io { ECHO_FD, ECHO_FDOPEN, ECHO_STANDARD };
+static enum echo_io echo_io = ECHO_FD;
+
+struct echoed {
+	uint64_t total, sum;
+};
+
+static void count(struct echoed *e, const void *buf, size_t len)
+{
+	e->sum = fnv1a(e->sum, buf, len);
+	e->total += len;
+}
+
+/* With read() and write(); whether it ended at EOF. */
+static bool echo_fd(int fd, uint8_t *buf, struct echoed *e)
+{
+	ssize_t n;
+
+	while ((n = io_retry(fd, buf, chunk, false)) > 0) {
+		count(e, buf, (size_t)n);
+		if (!write_all(fd, buf, (size_t)n))
+			break;
+	}
+	close(fd);
+	return n == 0;
+}
+
+/* With stdio streams (--stdio, --stdio-std); whether it ended at EOF
+ * with every byte written. */
+static bool echo_stdio(int fd, uint8_t *buf, struct echoed *e)
+{
+	FILE *in, *out;
+	char *line = NULL;
+	size_t cap = 0, n;
+	ssize_t len;
+	int c;
+	bool ok;
+
+	if (echo_io == ECHO_STANDARD) {
+		if (dup2(fd, STDIN_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0 || close(fd) < 0)
+			die_errno("server: dup2");
+		/* The streams the dup2()s made (preload/shims/stdio.c). */
+		in = stdin;
+		out = stdout;
+	} else {
+		int out_fd = dup(fd);
+
+		if (out_fd < 0 || !(in = fdopen(fd, "r")) || !(out = fdopen(out_fd, "w")))
+			die_errno("server: fdopen");
+	}
+	if ((len = getline(&line, &cap, in)) > 0) {
+		count(e, line, (size_t)len);
+		fwrite(line, 1, (size_t)len, out);
+	}
+	for (int i = 0; i < 4096 && (c = getc(in)) != EOF; i++) {
+		count(e, &(uint8_t){ (uint8_t)c }, 1);
+		fprintf(out, "%c", c);
+	}
+	while ((n = fread(buf, 1, chunk, in)) > 0) {
+		count(e, buf, n);
+		fwrite(buf, 1, n, out);
+	}
+	ok = !ferror(in) && !ferror(out);
+	if (fclose(out) != 0 || fclose(in) != 0)
+		ok = false;
+	free(line);
+	return ok;
+}
+
 static void *echo_connection(void *arg)
 {
 	int fd = (int)(intptr_t)arg;
 	uint8_t *buf = xmalloc(chunk);
-	uint64_t total = 0, sum = FNV_INIT;
-	ssize_t n;
+	struct echoed e = { .sum = FNV_INIT };
+	FILE *report = echo_io == ECHO_STANDARD ? stderr : stdout;
 
-	while ((n = io_retry(fd, buf, chunk, false)) > 0) {
-		sum = fnv1a(sum, buf, (size_t)n);
-		total += (uint64_t)n;
-		if (!write_all(fd, buf, (size_t)n))
-			break;
-	}
-	if (n != 0) {
+	if (!(echo_io == ECHO_FD ? echo_fd : echo_stdio)(fd, buf, &e)) {
 		/* One broken connection does not stop the others. */
-		printf("server: connection failed after %" PRIu64 " bytes: %s\n", total, strerror(errno));
+		fprintf(report, "server: connection failed after %" PRIu64 " bytes: %s\n", e.total, strerror(errno));
 		failed = true;
 	} else {
-		printf("server: echoed %" PRIu64 " bytes checksum %016" PRIx64 "\n", total, sum);
+		fprintf(report, "server: echoed %" PRIu64 " bytes checksum %016" PRIx64 "\n", e.total, e.sum);
 	}
-	fflush(stdout);
-	close(fd);
+	fflush(report);
 	free(buf);
 	return NULL;
 }
@@ -350,6 +419,7 @@ int main(int argc, char **argv)
 
 	if (argc < 3)
 		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock] [--rename|--rename-after]\n"
+		    "           [--stdio|--stdio-std]\n"
 		    "       tssx-echo listen-exec PATH CMD [ARG...]\n"
 		    "       tssx-echo spawn PATH system|spawn|actions|popen[-plain] CMD [ARG...]");
 	if (!strcmp(argv[1], "listen-exec")) {
@@ -370,6 +440,10 @@ int main(int argc, char **argv)
 			bytes = parse_size(argv[++i]);
 		else if (!strcmp(argv[i], "--chunk") && i + 1 < argc)
 			chunk = (size_t)parse_size(argv[++i]);
+		else if (!strcmp(argv[i], "--stdio"))
+			echo_io = ECHO_FDOPEN;
+		else if (!strcmp(argv[i], "--stdio-std"))
+			echo_io = ECHO_STANDARD;
 		else if (!strcmp(argv[i], "--rename"))
 			naming = RENAMED_BEFORE_LISTEN;
 		else if (!strcmp(argv[i], "--rename-after"))
