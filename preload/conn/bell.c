@@ -11,6 +11,7 @@
 
 #include "conn/ancillary.h"
 #include "conn/bell.h"
+#include "conn/fd_table.h"
 #include "init.h"
 #include "real_slots.h"
 #include "tssx/log.h"
@@ -21,30 +22,54 @@
 
 /* ---- The futex ---- */
 
-static long futex(_Atomic uint32_t *word, int op, uint32_t value, const struct timespec *timeout)
+/* Wakes every sleeper on word: op is FUTEX_WAKE for a word of the
+ * segment, which the peer's process shares, FUTEX_WAKE_PRIVATE for one in
+ * this process's memory. */
+static void futex_wake(_Atomic uint32_t *word, int op)
 {
-	/* Shared, not private: the word is in the segment, and the peer's
-	 * process wakes it. */
-	return syscall(SYS_futex, word, op, value, timeout, NULL, 0);
+	syscall(SYS_futex, word, op, INT_MAX, NULL, NULL, 0);
 }
 
-int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, const struct tssx_deadline *deadline)
+/* Whether this kernel waits on two words at once (FUTEX_WAITV, Linux
+ * 5.16), asked once: a call with no word at all fails with EINVAL where
+ * it exists, ENOSYS before, EPERM under a seccomp filter that forbids it. */
+static bool waitv_works(void)
 {
-	struct timespec left;
+	static _Atomic int known; /* 0: not asked yet, 1: works, -1: not */
+	int k = atomic_load_explicit(&known, memory_order_relaxed);
 
-	/* FUTEX_WAIT's timeout is relative, on CLOCK_MONOTONIC as the
-	 * deadline.  A signal ends a sleep with a timeout with EINTR
-	 * whatever SA_RESTART says, and one without restarts under it:
-	 * exactly what a socket with and without SO_RCVTIMEO does. */
-	if (futex(word, FUTEX_WAIT, seen, tssx_deadline_left(deadline, &left)) == 0 || errno == EAGAIN)
-		return 0;
-	if (errno == ETIMEDOUT)
-		return -EAGAIN;
-	if (errno == EINTR)
-		return -EINTR;
-	/* The segment is ours and mapped: nothing else is expected, and a
-	 * re-check is never wrong. */
-	return 0;
+	if (!k) {
+		int saved_errno = errno;
+
+		k = syscall(SYS_futex_waitv, NULL, 0, 0, NULL, 0) < 0 && errno == EINVAL ? 1 : -1;
+		errno = saved_errno;
+		if (k < 0)
+			tssx_log(TSSX_LOG_INFO, "futex bell: no FUTEX_WAITV: sleeps take the socket");
+		atomic_store_explicit(&known, k, memory_order_relaxed);
+	}
+	return k > 0;
+}
+
+bool tssx_bell_may_sleep(const struct tssx_deadline *deadline)
+{
+	return deadline->at_ns == TSSX_FOREVER && waitv_works();
+}
+
+int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, struct tssx_conn *conn, uint32_t own_seen)
+{
+	/* The ring's word shared (the peer's process wakes it), this
+	 * process's own private: a wake of either ends the sleep, and a
+	 * change of either since its look makes it return at once.  A
+	 * signal restarts it under SA_RESTART and fails it with EINTR
+	 * without, as recv() and send() on a socket without a timeout. */
+	struct futex_waitv words[2] = {
+		{ .val = seen, .uaddr = (uintptr_t)word, .flags = FUTEX_32 },
+		{ .val = own_seen, .uaddr = (uintptr_t)&conn->own_bell, .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG },
+	};
+
+	if (syscall(SYS_futex_waitv, words, 2, 0, NULL, 0) >= 0 || errno != EINTR)
+		return 0; /* woken, a word moved (EAGAIN), or nothing expected: a re-check is never wrong */
+	return -EINTR;
 }
 
 void tssx_bell_ring(_Atomic uint32_t *word)
@@ -52,11 +77,16 @@ void tssx_bell_ring(_Atomic uint32_t *word)
 	/* Seq_cst: after the flag the waker took, or the state it set for
 	 * the sleeper to find (bell.h, tssx_bell_seen()). */
 	atomic_fetch_add(word, 1);
-	futex(word, FUTEX_WAKE, INT_MAX, NULL);
+	futex_wake(word, FUTEX_WAKE);
 }
 
 void tssx_bell_wake_own(struct tssx_conn *conn)
 {
+	/* This process's sleepers, whatever the peer writes to the rings'
+	 * words: seq_cst, after what the waker set for them to find. */
+	atomic_fetch_add(&conn->own_bell, 1);
+	futex_wake(&conn->own_bell, FUTEX_WAKE_PRIVATE);
+	/* A fork()ed child's, which share the rings but not this memory. */
 	tssx_bell_ring(tssx_ring_reader_bell(conn->rx));
 	tssx_bell_ring(tssx_ring_writer_bell(conn->tx));
 }
@@ -73,9 +103,12 @@ void tssx_bell_wake_own(struct tssx_conn *conn)
  */
 static struct {
 	pthread_mutex_t lock;
-	int epoll_fd;		/* -1: none (yet, or since a fork) */
+	/* -1: none (yet, or since a fork).  Kept in the fd table (kind
+	 * TSSX_FD_BELL, watch_obj): a close-all loop of the program leaves
+	 * it open, a dup2() onto it moves it (tssx_bell_move_watcher). */
+	int epoll_fd;
 	bool running;		/* the thread, on epoll_fd */
-	bool paused;		/* tssx_bell_pause(): no thread until resumed */
+	unsigned stops;		/* tssx_bell_pause()s: no thread until as many resumes */
 	pthread_t thread;
 	_Atomic pid_t tid;	/* the thread's, once it runs */
 	uint16_t next_tag;
@@ -85,6 +118,35 @@ static struct {
 	 * lock by a sleeper's look (tssx_bell_watch). */
 	_Atomic uint32_t epoch;
 } watcher = { .lock = PTHREAD_MUTEX_INITIALIZER, .epoll_fd = -1 };
+
+/* The table's object for the watcher's epoll fd (fd_table.h). */
+static struct tssx_fd_object watch_obj = { .kind = TSSX_FD_BELL };
+
+/* Under the lock: the watcher's epoll fd is fd, kept from the program's
+ * closes (without a slot, beyond the table or out of memory, a close-all
+ * loop may take it: the watcher then stops, below). */
+static void keep_epoll_fd(int fd)
+{
+	watcher.epoll_fd = fd;
+	if (fd >= 0 && !tssx_table_get(fd))
+		tssx_table_set_alias(fd, &watch_obj);
+}
+
+/* Under the lock: the epoll fd goes (closed when close_it), and with it
+ * every registration: the next futex sleeps make new ones. */
+static void drop_epoll_fd(bool close_it)
+{
+	int fd = watcher.epoll_fd;
+
+	if (fd < 0)
+		return;
+	if (tssx_table_get(fd) == &watch_obj)
+		tssx_table_take(fd);
+	if (close_it)
+		TSSX_REAL(close)(fd);
+	watcher.epoll_fd = -1;
+	atomic_fetch_add(&watcher.epoch, 1);
+}
 
 /* Whether conn's socket is watched in this process.  Seq_cst: a sleeper
  * asks after it loaded its bell word, and tssx_bell_unwatch() rings the
@@ -148,17 +210,17 @@ static void *watcher_main(void *arg)
 		}
 		pthread_mutex_unlock(&watcher.lock);
 	}
-	/* The fd is no epoll set any more (the program closed the number):
-	 * every registration goes with it, and the next sleeps make new
-	 * ones.  Sleepers of now may sleep past the peer's death. */
+	/* The fd is no epoll set any more: the number was closed around the
+	 * library (a raw system call), or it had no slot in the table.  Every
+	 * registration goes with it, and the next sleeps make new ones.
+	 * Sleepers of now may sleep past the peer's death. */
 	tssx_log(TSSX_LOG_WARN, "futex bell: the watcher stopped: %m");
 	pthread_mutex_lock(&watcher.lock);
 	/* Not when tssx_bell_pause() took it over (running is false): that
 	 * one joins it. */
 	if (watcher.running && watcher.epoll_fd == epoll_fd) {
-		watcher.epoll_fd = -1;
+		drop_epoll_fd(false);
 		watcher.running = false;
-		atomic_fetch_add(&watcher.epoch, 1);
 		pthread_detach(pthread_self());
 	}
 	pthread_mutex_unlock(&watcher.lock);
@@ -179,12 +241,10 @@ static void unlock_after_fork(void)
  * here) and no watcher thread. */
 static void child_after_fork(void)
 {
-	if (watcher.epoll_fd >= 0)
-		TSSX_REAL(close)(watcher.epoll_fd);
-	watcher.epoll_fd = -1;
-	watcher.running = watcher.paused = false;
+	drop_epoll_fd(true);
+	watcher.running = false;
+	watcher.stops = 0;
 	atomic_store(&watcher.tid, 0);
-	atomic_fetch_add(&watcher.epoch, 1);
 	pthread_mutex_unlock(&watcher.lock);
 }
 
@@ -224,11 +284,11 @@ static bool watcher_start(void)
 
 	if (watcher.running)
 		return true;
-	if (watcher.paused)
+	if (watcher.stops)
 		return false;
 	pthread_once(&once, register_fork_handlers);
 	if (watcher.epoll_fd < 0) {
-		watcher.epoll_fd = tssx_fd_away_from_program(TSSX_REAL(epoll_create1)(EPOLL_CLOEXEC));
+		keep_epoll_fd(tssx_fd_away_from_program(TSSX_REAL(epoll_create1)(EPOLL_CLOEXEC)));
 		if (watcher.epoll_fd < 0) {
 			tssx_log(TSSX_LOG_WARN, "futex bell: no epoll fd (%m): sleeps take the socket");
 			return false;
@@ -242,7 +302,7 @@ int tssx_bell_pause(void)
 	bool running;
 
 	pthread_mutex_lock(&watcher.lock);
-	watcher.paused = true;
+	watcher.stops++;
 	running = watcher.running;
 	watcher.running = false;
 	pthread_mutex_unlock(&watcher.lock);
@@ -258,10 +318,33 @@ int tssx_bell_pause(void)
 void tssx_bell_resume(void)
 {
 	pthread_mutex_lock(&watcher.lock);
-	watcher.paused = false;
-	if (watcher.epoll_fd >= 0 && !watcher.running)
+	if (watcher.stops)
+		watcher.stops--;
+	if (!watcher.stops && watcher.epoll_fd >= 0 && !watcher.running)
 		thread_start();
 	pthread_mutex_unlock(&watcher.lock);
+}
+
+void tssx_bell_move_watcher(int old)
+{
+	/* The thread leaves first: it must never wait on the number once
+	 * the program's dup2() gave it to another file (an epoll set of the
+	 * program's, whose events it would take). */
+	tssx_bell_pause();
+	pthread_mutex_lock(&watcher.lock);
+	if (watcher.epoll_fd == old) {
+		int moved = tssx_fd_away_from_program(TSSX_REAL(fcntl)(old, F_DUPFD_CLOEXEC, 0));
+
+		/* The set is the same file under the new number, its
+		 * registrations too; without a copy they go with the number. */
+		tssx_table_take(old);
+		if (moved >= 0)
+			keep_epoll_fd(moved);
+		else
+			drop_epoll_fd(false);
+	}
+	pthread_mutex_unlock(&watcher.lock);
+	tssx_bell_resume();
 }
 
 bool tssx_bell_watch(struct tssx_conn *conn, int fd)

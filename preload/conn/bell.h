@@ -12,7 +12,8 @@
  * EPOLLHUP, edge-triggered), notes the hang-up as a sleeper in recv()
  * would note its EOF, and rings this process's bells; bytes that are not
  * doorbells (EPOLLIN) fail the connection as that recv() would.  Where the watcher cannot be had (no
- * thread, no epoll fd, a vfork() child) the sleeper takes the socket bell.
+ * thread, no epoll fd, a vfork() child), the sleep has a deadline or the
+ * kernel no FUTEX_WAITV, the sleeper takes the socket bell.
  */
 #ifndef TSSX_PRELOAD_CONN_BELL_H
 #define TSSX_PRELOAD_CONN_BELL_H
@@ -39,18 +40,30 @@ static inline uint32_t tssx_bell_seen(_Atomic uint32_t *word)
 	return atomic_load_explicit(word, memory_order_acquire);
 }
 
-/* Sleeps while *word holds `seen`, until the deadline.  0: woken (or the
- * word moved: re-check); -EAGAIN: the deadline passed; -EINTR: a signal's
- * handler ran, where the kernel's recv() and send() return it too (a
- * sleep with a deadline, the socket's timeout, always; one without only
- * when the handler has no SA_RESTART, else the kernel restarts it). */
-int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, const struct tssx_deadline *deadline);
+/* Whether a sleep until `deadline` may take the futex bell: one without a
+ * deadline, on a kernel with FUTEX_WAITV.  Otherwise the sleeper takes the
+ * socket bell: FUTEX_WAITV restarts under SA_RESTART whatever its timeout,
+ * where recv() and send() on a socket with a timeout fail with EINTR, and
+ * one word alone loses this process's own wake-ups to a peer that writes
+ * it back (docs/wait.md, "Wake-ups of this process"). */
+bool tssx_bell_may_sleep(const struct tssx_deadline *deadline);
+
+/* Sleeps while *word holds `seen` and conn's own bell `own_seen` (both
+ * loaded with tssx_bell_seen() before the sleeper armed its flag): the
+ * peer's wake-ups come on the ring's word, this process's own
+ * (tssx_bell_wake_own) on a word in its memory, which no peer writes.
+ * 0: woken (or a word moved: re-check); -EINTR: a signal's handler ran
+ * without SA_RESTART, where the kernel's recv() and send() return it too
+ * (under SA_RESTART the kernel restarts the sleep, as it restarts them). */
+int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, struct tssx_conn *conn, uint32_t own_seen);
 
 /* Wakes every sleeper on word, of either process. */
 void tssx_bell_ring(_Atomic uint32_t *word);
 
 /* Wakes this process's futex sleepers of conn (they re-check): its own
- * shutdown, the watcher's hang-up, a change of the socket watched. */
+ * shutdown, the watcher's hang-up, a change of the socket watched; on its
+ * own bell, which the peer cannot hold still, and on the rings' words for
+ * the sleepers of forks that share the connection. */
 void tssx_bell_wake_own(struct tssx_conn *conn);
 
 /* fd, about to be closed, no longer refers to conn: when it is the
@@ -60,6 +73,11 @@ void tssx_bell_unwatch(struct tssx_conn *conn, int fd);
 
 /* conn ends: the watcher lets go of it. */
 void tssx_bell_forget(struct tssx_conn *conn);
+
+/* The program dup2()s onto old, the watcher's epoll fd (kept in the fd
+ * table, kind TSSX_FD_BELL): the watcher moves it to another number, its
+ * thread stopped meanwhile. */
+void tssx_bell_move_watcher(int old);
 
 /* Around a call that needs a single thread (unshare(), setns():
  * shims/namespaces.c): the watcher's thread leaves the process (0, or

@@ -270,9 +270,14 @@ static void keep_bells(struct tssx_conn *conn, int own, int peer)
 void tssx_conn_move_kept(int old)
 {
 	struct tssx_fd_object *obj = tssx_table_get(old);
-	int moved = TSSX_REAL(fcntl)(old, F_DUPFD_CLOEXEC, 0);
 	struct tssx_conn *conn;
+	int moved;
 
+	if (obj->kind == TSSX_FD_BELL) {
+		tssx_bell_move_watcher(old);
+		return;
+	}
+	moved = TSSX_REAL(fcntl)(old, F_DUPFD_CLOEXEC, 0);
 	if (obj->kind == TSSX_FD_LOCKS) {
 		/* -1 if it could not be moved: no exec names a number that
 		 * the dup2 gives to another file. */

@@ -120,6 +120,12 @@ struct tssx_conn {
 	_Atomic int bell_fd;
 	uint16_t bell_tag;
 	_Atomic uint32_t bell_epoch;
+	/* This process's own bell of the connection: its futex sleepers wait
+	 * on it beside the ring's word, and its own wakers (a shutdown, the
+	 * watcher, a close of the socket watched) add one and wake it
+	 * (tssx_bell_wake_own): in this process's memory, so no peer can
+	 * write it back under a sleeper. */
+	_Atomic uint32_t own_bell;
 	/* The real socket's identity: a copy of it that the table does not
 	 * know (dup2 in a vfork() child) is recognised at exec by it. */
 	dev_t sock_dev;
@@ -271,8 +277,8 @@ int tssx_conn_adopt(int fd, int memfd, bool server, struct tssx_side_locks *lock
  * on with the connections whose pairs it holds (conn/handover.c). */
 void tssx_conn_keep_arena(const struct tssx_side_locks *locks);
 /* Moves the kept fd at old (a connection's memfd, wake fd, socket copy
- * or eventfd, or an arena of side locks) to another number: the
- * application dup2s onto it. */
+ * or eventfd, an arena of side locks, the futex bell watcher's epoll fd)
+ * to another number: the application dup2s onto it. */
 void tssx_conn_move_kept(int old);
 /* The connection's wake fd (see wake_fd), made on first use; -1 if it
  * cannot be made. */

@@ -2136,10 +2136,10 @@ static void forksleep_client(int fd)
 
 /* ---- the peer holds the waiters word at a live thread of its own ---- */
 
-/* The server's rx ring is c2s: its waiters word names the server's
- * doorbell owner (docs/preload.md).  The client finds the segment the
- * library mapped for it, or nothing on a plain socket. */
-static _Atomic uint32_t *server_owner_word(void)
+/* The control block of the ring of direction dir (TSSX_C2S: the server's
+ * rx, TSSX_S2C: its tx) in the segment the library mapped for the client,
+ * or NULL on a plain socket. */
+static struct tssx_ring_ctl *client_ring_ctl(int dir)
 {
 	FILE *maps = fopen("/proc/self/maps", "r");
 	char line[512];
@@ -2150,9 +2150,15 @@ static _Atomic uint32_t *server_owner_word(void)
 		if (strstr(line, "/memfd:tssx") && sscanf(line, "%p", &base) != 1)
 			base = NULL;
 	fclose(maps);
-	if (!base)
-		return NULL;
-	return &((struct tssx_ring_ctl *)((char *)base + TSSX_SEGMENT_CTL_OFFSET(TSSX_C2S)))->waiters;
+	return base ? (struct tssx_ring_ctl *)((char *)base + TSSX_SEGMENT_CTL_OFFSET(dir)) : NULL;
+}
+
+/* Its waiters word names the server's doorbell owner (docs/preload.md). */
+static _Atomic uint32_t *server_owner_word(void)
+{
+	struct tssx_ring_ctl *ctl = client_ring_ctl(TSSX_C2S);
+
+	return ctl ? &ctl->waiters : NULL;
 }
 
 struct owner_holder {
@@ -2202,6 +2208,134 @@ static void foreignowner_client(int fd)
 		atomic_store(&holder.stop, true);
 		pthread_join(thread, NULL);
 	}
+}
+
+/* ---- bellhold: this process's own wake-up under a peer that writes the
+ * bell word back ----
+ *
+ * The server's write for room sleeps in a thread.  A SIGUSR2 handler
+ * (SA_RESTART) takes the thread out of its sleep and waits there while
+ * the main thread shuts the writing down (a wake-up of this process's
+ * own, which the socket does not see) and the client writes the write's
+ * bell word back to what it held before the shutdown; then the handler
+ * returns and the kernel restarts the sleep.  As on a plain socket, the
+ * write fails with EPIPE.  The library before slept on the ring's word
+ * alone, found it as it expected, and slept until the peer's next move
+ * (the client waits for the server: until the guard's kill).
+ */
+
+static int handler_in[2], handler_go[2];
+
+static void on_usr2_held(int sig)
+{
+	char c;
+
+	(void)sig;
+	(void)!write(handler_in[1], "h", 1);
+	(void)!read(handler_go[0], &c, 1);
+}
+
+static void bellhold_server(int fd)
+{
+	struct sigaction sa = { .sa_handler = on_usr2_held, .sa_flags = SA_RESTART };
+	struct blocked b = { .fd = fd, .epfd = -1 };
+	pthread_t thread;
+	char c;
+
+	expect(pipe(handler_in) == 0 && pipe(handler_go) == 0);
+	expect(sigaction(SIGUSR2, &sa, NULL) == 0);
+	signal(SIGPIPE, SIG_IGN); /* the check is the EPIPE */
+	wait_byte(fd);
+	case_waiter = WAIT_WRITE;
+	fill_until_full(fd, 'f');
+	start_blocked(&b, &thread);
+	signal_peer(); /* the client notes the word */
+	wait_peer();
+	expect(pthread_kill(thread, SIGUSR2) == 0);
+	expect(read(handler_in[0], &c, 1) == 1);
+	expect(shutdown(fd, SHUT_WR) == 0);
+	signal_peer(); /* the client writes the word back */
+	wait_peer();
+	expect(write(handler_go[1], "g", 1) == 1);
+	pthread_join(thread, NULL);
+	fprintf(stderr, "bellhold: ret %ld errno %d\n", b.ret, b.err);
+	expect(b.ret < 0 && b.err == EPIPE);
+	signal_peer();
+}
+
+static void bellhold_client(int fd)
+{
+	struct tssx_ring_ctl *ctl;
+	uint32_t seen = 0;
+
+	send_all(fd, "r", 1);
+	ctl = client_ring_ctl(TSSX_S2C);
+	expect(ctl || !getenv("LD_PRELOAD"));
+	wait_peer(); /* the server's write sleeps */
+	if (ctl)
+		seen = atomic_load(&ctl->writer_bell);
+	signal_peer();
+	wait_peer(); /* the server shut its writing down */
+	if (ctl)
+		atomic_store(&ctl->writer_bell, seen);
+	signal_peer();
+	wait_peer();
+}
+
+/* ---- closeall: a close-all loop under futex sleepers, then the peer's
+ * death ----
+ *
+ * Two connections, a read asleep on each; the server closes every fd from
+ * 3 to its limit but those it needs (a daemon's close-all loop), the
+ * client closes the second connection (its read returns 0), then the
+ * process that holds the first is killed: its read returns 0 too.  The
+ * library before lost the futex bell watcher's epoll fd to the loop: the
+ * watcher stopped at its next event (the second connection's hang-up),
+ * and the first read slept on after its peer died.
+ */
+
+static void closeall_server(int fd)
+{
+	struct blocked first = { .fd = fd, .epfd = -1 }, second = { .epfd = -1 };
+	pthread_t threads[2];
+	struct rlimit files;
+
+	wait_byte(fd);
+	second.fd = accept(listener_fd, NULL, NULL);
+	expect(second.fd >= 0);
+	wait_byte(second.fd);
+	start_blocked(&first, &threads[0]);
+	start_blocked(&second, &threads[1]);
+	expect(getrlimit(RLIMIT_NOFILE, &files) == 0);
+	for (rlim_t n = 3; n < files.rlim_cur; n++)
+		if ((int)n != fd && (int)n != second.fd && (int)n != to_client[1] && (int)n != to_server[0])
+			close((int)n);
+	signal_peer(); /* the client closes the second connection */
+	pthread_join(threads[1], NULL);
+	fprintf(stderr, "closeall: second ret %ld errno %d\n", second.ret, second.err);
+	expect(second.ret == 0);
+	signal_peer(); /* the client kills the first one's holder */
+	pthread_join(threads[0], NULL);
+	fprintf(stderr, "closeall: first ret %ld errno %d\n", first.ret, first.err);
+	expect(first.ret == 0);
+	signal_peer();
+}
+
+static void closeall_client(int fd)
+{
+	pid_t peer;
+	int second;
+
+	send_all(fd, "r", 1);
+	peer = holder(); /* before the second connection: it holds the first only */
+	close(fd);
+	second = tool_connect(sock_path);
+	send_all(second, "r", 1);
+	wait_peer();
+	close(second);
+	wait_peer();
+	kill_and_reap(peer);
+	wait_peer();
 }
 
 static void on_usr1(int sig)
@@ -3046,6 +3180,8 @@ static const struct probe {
 	{ "execlie", execlie_server, execlie_client },
 	{ "forksleep", forksleep_server, forksleep_client },
 	{ "handlers", handlers_server, handlers_client },
+	{ "bellhold", bellhold_server, bellhold_client },
+	{ "closeall", closeall_server, closeall_client },
 };
 
 static bool parse_peer(const char *name)
