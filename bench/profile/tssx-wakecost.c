@@ -15,6 +15,9 @@
  *   epevent  the sleeper in epoll_wait on an eventfd of its own (count 1,
  *            edge-triggered, never read) that the waker writes 0 to:
  *            libtssx's eventfd bell (docs/events.md)
+ *   waitv    the futex mode with FUTEX_WAITV on the counter and on a
+ *            private word of the sleeper's that nothing moves (libtssx's
+ *            futex bell: its own wake-ups come on that word, docs/wait.md)
  *
  * Modes alternate round by round; it prints per mode the median and range
  * of round trips per second (all pairs together) and of CPU time per round
@@ -40,10 +43,16 @@
 #include <unistd.h>
 
 #define MESSAGE 64
-#define MODES 6
+#define MODES 7
 
-enum mode { MODE_SOCKET, MODE_BELL, MODE_PIPE, MODE_FUTEX, MODE_EPOLL_BELL, MODE_EPOLL_EVENTFD };
-static const char *const mode_names[MODES] = { "socket", "bell", "pipe", "futex", "epbell", "epevent" };
+enum mode { MODE_SOCKET, MODE_BELL, MODE_PIPE, MODE_FUTEX, MODE_EPOLL_BELL, MODE_EPOLL_EVENTFD, MODE_WAITV };
+static const char *const mode_names[MODES] = { "socket", "bell", "pipe", "futex", "epbell", "epevent", "waitv" };
+
+/* The modes whose wake-up is a FUTEX_WAKE on the counter. */
+static int wakes_by_futex(enum mode mode)
+{
+	return mode == MODE_FUTEX || mode == MODE_WAITV;
+}
 
 /* One direction of a pair: the writer bumps `seq` after the message, the
  * reader sleeps when it finds no new one.  Each on a line of its own. */
@@ -84,7 +93,7 @@ static void take_bell(const struct end *e)
 {
 	char bell;
 
-	if (e->mode == MODE_FUTEX || e->mode == MODE_EPOLL_EVENTFD)
+	if (wakes_by_futex(e->mode) || e->mode == MODE_EPOLL_EVENTFD)
 		return;
 	if (read(e->bell_in, &bell, 1) != 1)
 		_exit(3); /* the peer is gone */
@@ -92,10 +101,20 @@ static void take_bell(const struct end *e)
 
 static void sleep_on(const struct end *e, unsigned seen)
 {
+	/* Each end is a process: the word is its own. */
+	static _Atomic unsigned own;
+	struct futex_waitv words[2] = {
+		{ .val = seen, .uaddr = (uintptr_t)&e->in->seq, .flags = FUTEX_32 },
+		{ .val = 0, .uaddr = (uintptr_t)&own, .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG },
+	};
 	struct epoll_event event;
 
 	if (e->mode == MODE_FUTEX) {
 		syscall(SYS_futex, &e->in->seq, FUTEX_WAIT, seen, NULL, NULL, 0);
+		return;
+	}
+	if (e->mode == MODE_WAITV) {
+		syscall(SYS_futex_waitv, words, 2, 0, NULL, 0);
 		return;
 	}
 	if ((e->mode == MODE_EPOLL_BELL || e->mode == MODE_EPOLL_EVENTFD) && epoll_wait(e->epfd, &event, 1, -1) < 0)
@@ -129,7 +148,7 @@ static void post(const struct end *e)
 	atomic_fetch_add(&e->out->seq, 1);
 	if (atomic_exchange(&e->out->sleeping, 0) == 0)
 		return;
-	if (e->mode == MODE_FUTEX)
+	if (wakes_by_futex(e->mode))
 		syscall(SYS_futex, &e->out->seq, FUTEX_WAKE, 1, NULL, NULL, 0);
 	else if (e->mode == MODE_EPOLL_EVENTFD) {
 		if (write(e->bell_out, &zero, sizeof(zero)) != sizeof(zero))
@@ -170,7 +189,8 @@ static void receive_message(struct end *e, unsigned *seen, char *message)
 }
 
 /* The server echoes until the client closes its end (socket modes) or
- * sends a message starting with 0 (futex, which has no end of stream). */
+ * sends a message starting with 0 (futex and waitv, which have no end of
+ * stream). */
 static void serve(struct end *e)
 {
 	char message[MESSAGE];
@@ -207,7 +227,7 @@ static void client(struct end *e, double seconds, long *trips)
 
 /* The two ends' fds: a socketpair for socket and bell, two pipes for pipe
  * (each end reads its own), an eventfd per end for epevent (each end holds
- * its own and a copy of the peer's), none for futex. */
+ * its own and a copy of the peer's), none for futex and waitv. */
 static void connect_ends(enum mode mode, struct end *server, struct end *client_end)
 {
 	int sv[2], to_server[2], to_client[2];
@@ -232,7 +252,7 @@ static void connect_ends(enum mode mode, struct end *server, struct end *client_
 		server->bell_out = to_client[1];
 		return;
 	}
-	if (mode == MODE_FUTEX)
+	if (wakes_by_futex(mode))
 		return;
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
 		die("socketpair");
@@ -333,7 +353,8 @@ static void usage(FILE *out, int status)
 	      "Ping-pong pairs that sleep at every wait, woken through a Unix socket\n"
 	      "(the message itself, or a doorbell byte beside a message in shared\n"
 	      "memory), a pipe doorbell or a futex, or sleeping in epoll_wait on the\n"
-	      "socket (with the doorbell) or on an eventfd; modes alternate round by round.\n"
+	      "socket (with the doorbell) or on an eventfd, or in FUTEX_WAITV on the\n"
+	      "futex and a private word; modes alternate round by round.\n"
 	      "\n"
 	      "  -p PAIRS    pairs at once (default 16)\n"
 	      "  -H HOGS     CPU-bound processes running throughout (default 0)\n"

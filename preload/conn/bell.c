@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conn/ancillary.h"
@@ -50,26 +51,41 @@ static bool waitv_works(void)
 	return k > 0;
 }
 
-bool tssx_bell_may_sleep(const struct tssx_deadline *deadline)
+bool tssx_bell_may_sleep(void)
 {
-	return deadline->at_ns == TSSX_FOREVER && waitv_works();
+	return waitv_works();
 }
 
-int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, struct tssx_conn *conn, uint32_t own_seen)
+int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, struct tssx_conn *conn, uint32_t own_seen,
+		    const struct tssx_deadline *deadline)
 {
 	/* The ring's word shared (the peer's process wakes it), this
-	 * process's own private: a wake of either ends the sleep, and a
-	 * change of either since its look makes it return at once.  A
-	 * signal restarts it under SA_RESTART and fails it with EINTR
-	 * without, as recv() and send() on a socket without a timeout. */
-	struct futex_waitv words[2] = {
+	 * process's own private, and the count of the thread's handled
+	 * signals (conn/interrupt.h): a wake of the first two ends the
+	 * sleep, and a change of any since its look makes it return at
+	 * once.  A handler restarts the sleep under SA_RESTART (fails it
+	 * with EINTR without, whatever the timeout), and the restart finds
+	 * the count moved: the caller decides as for a handler in its spin. */
+	struct futex_waitv words[3] = {
 		{ .val = seen, .uaddr = (uintptr_t)word, .flags = FUTEX_32 },
 		{ .val = own_seen, .uaddr = (uintptr_t)&conn->own_bell, .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG },
+		{ .val = deadline->interrupts,
+		  .uaddr = (uintptr_t)&tssx_interrupts.handled,
+		  .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG },
 	};
+	/* Absolute, on CLOCK_MONOTONIC as the deadline. */
+	struct timespec at = { (time_t)(deadline->at_ns / TSSX_NSEC_PER_SEC),
+			       (long)(deadline->at_ns % TSSX_NSEC_PER_SEC) };
 
-	if (syscall(SYS_futex_waitv, words, 2, 0, NULL, 0) >= 0 || errno != EINTR)
-		return 0; /* woken, a word moved (EAGAIN), or nothing expected: a re-check is never wrong */
-	return -EINTR;
+	if (syscall(SYS_futex_waitv, words, 3, 0, deadline->at_ns == TSSX_FOREVER ? NULL : &at, CLOCK_MONOTONIC) >= 0)
+		return 0;
+	if (errno == ETIMEDOUT)
+		return -EAGAIN;
+	if (errno == EINTR)
+		return -EINTR;
+	/* A word moved (EAGAIN), or nothing expected: a re-check is never
+	 * wrong. */
+	return 0;
 }
 
 void tssx_bell_ring(_Atomic uint32_t *word)

@@ -12,8 +12,8 @@
  * EPOLLHUP, edge-triggered), notes the hang-up as a sleeper in recv()
  * would note its EOF, and rings this process's bells; bytes that are not
  * doorbells (EPOLLIN) fail the connection as that recv() would.  Where the watcher cannot be had (no
- * thread, no epoll fd, a vfork() child), the sleep has a deadline or the
- * kernel no FUTEX_WAITV, the sleeper takes the socket bell.
+ * thread, no epoll fd, a vfork() child) or the kernel has no FUTEX_WAITV,
+ * the sleeper takes the socket bell.
  */
 #ifndef TSSX_PRELOAD_CONN_BELL_H
 #define TSSX_PRELOAD_CONN_BELL_H
@@ -40,22 +40,22 @@ static inline uint32_t tssx_bell_seen(_Atomic uint32_t *word)
 	return atomic_load_explicit(word, memory_order_acquire);
 }
 
-/* Whether a sleep until `deadline` may take the futex bell: one without a
- * deadline, on a kernel with FUTEX_WAITV.  Otherwise the sleeper takes the
- * socket bell: FUTEX_WAITV restarts under SA_RESTART whatever its timeout,
- * where recv() and send() on a socket with a timeout fail with EINTR, and
+/* Whether this process's sleeps may take the futex bell: the kernel has
+ * FUTEX_WAITV (Linux 5.16).  Otherwise the sleeper takes the socket bell:
  * one word alone loses this process's own wake-ups to a peer that writes
  * it back (docs/wait.md, "Wake-ups of this process"). */
-bool tssx_bell_may_sleep(const struct tssx_deadline *deadline);
+bool tssx_bell_may_sleep(void);
 
-/* Sleeps while *word holds `seen` and conn's own bell `own_seen` (both
- * loaded with tssx_bell_seen() before the sleeper armed its flag): the
- * peer's wake-ups come on the ring's word, this process's own
- * (tssx_bell_wake_own) on a word in its memory, which no peer writes.
- * 0: woken (or a word moved: re-check); -EINTR: a signal's handler ran
- * without SA_RESTART, where the kernel's recv() and send() return it too
- * (under SA_RESTART the kernel restarts the sleep, as it restarts them). */
-int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, struct tssx_conn *conn, uint32_t own_seen);
+/* Sleeps while *word holds `seen`, conn's own bell `own_seen` (both loaded
+ * with tssx_bell_seen() before the sleeper armed its flag) and the
+ * thread's count of handled signals the deadline's mark, until the
+ * deadline: the peer's wake-ups come on the ring's word, this process's
+ * own (tssx_bell_wake_own) on a word in its memory, which no peer writes.
+ * 0: woken (or a word moved: re-check, a handler's run included);
+ * -EAGAIN: the deadline passed; -EINTR: a handler ran without SA_RESTART,
+ * where the kernel's recv() and send() return it too. */
+int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, struct tssx_conn *conn, uint32_t own_seen,
+		    const struct tssx_deadline *deadline);
 
 /* Wakes every sleeper on word, of either process. */
 void tssx_bell_ring(_Atomic uint32_t *word);

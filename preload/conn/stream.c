@@ -489,9 +489,10 @@ static bool spin(struct tssx_conn *conn, bool writer, size_t need, const struct 
 /*
  * Sleeps on the futex bell (conn/bell.h) while the watcher watches the
  * socket for the peer's hang-up.  Any number of sleepers may: the bell
- * wakes all of them, and none drains the socket.  0: re-check; -EINTR;
- * -EPROTO; 1: no watcher, a sleep with a deadline, no FUTEX_WAITV, or a
- * sleep that must re-check on a timer: the caller sleeps on the socket.
+ * wakes all of them, and none drains the socket.  0: re-check; -EAGAIN
+ * on the socket's timeout; -EINTR; -EPROTO; 1: no watcher, no FUTEX_WAITV,
+ * or a sleep that must re-check on a timer: the caller sleeps on the
+ * socket.
  */
 static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl)
 {
@@ -503,7 +504,7 @@ static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t nee
 	ssize_t avail;
 	int ret;
 
-	if (!tssx_bell_may_sleep(at) || !tssx_bell_watch(conn, fd))
+	if (!tssx_bell_may_sleep() || !tssx_bell_watch(conn, fd))
 		return 1;
 	avail = writer ? tssx_ring_arm_writer(conn->tx, TSSX_BELL_FUTEX)
 		       : tssx_ring_arm_reader(conn->rx, TSSX_BELL_FUTEX);
@@ -517,8 +518,10 @@ static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t nee
 	 * issue (tssx/ring.h): the socket's sleep re-checks on a timer. */
 	if (tssx_ring_sleep_bounded(writer ? conn->tx : conn->rx, writer))
 		return 1;
+	if (tssx_deadline_passed(at))
+		return -EAGAIN;
 	tssx_wait_count_sleep(true);
-	ret = tssx_bell_sleep(word, seen, conn, own_seen);
+	ret = tssx_bell_sleep(word, seen, conn, own_seen, at);
 	/* The watcher failed the connection (bytes around the library): the
 	 * call fails as the sleeper in recv() that found them would, before
 	 * the hang-up that the failure caused reads as an EOF. */

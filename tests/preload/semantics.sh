@@ -35,12 +35,11 @@ source "$(dirname "$0")/lib.sh"
 # peer-WAITER-ACTION: a read (a write for room) blocked while the peer
 # closes, shuts down, is killed (kill -9), or is killed while a fork still
 # holds the connection; signal-WAITER-HOW: a signal's handler runs under
-# it, without SA_RESTART, with it, with it and a socket timeout (which sleeps
-# on the socket bell); forksleep:
+# it, without SA_RESTART, with it, with it and a socket timeout; forksleep:
 # a child forked after its parent slept sleeps on the connection and wakes
 # at the peer's death; bellhold: another thread's shutdown wakes a write
-# asleep for room while the peer writes the bell word back (docs/wait.md, "Wake-ups
-# of this process"); closeall: a close-all loop under reads asleep leaves
+# asleep for room while the peer writes the bell word back (docs/wait.md,
+# "Wake-ups of this process"); closeall: a close-all loop under reads asleep leaves
 # the watcher its epoll fd, and the peer's death still wakes them.  These
 # sleep on the futex bell (docs/wait.md): the statistics line must say so.
 # signal-WAITER-spin: a handler that runs while the call spins or yields
@@ -53,16 +52,13 @@ for waiter in read write poll select epoll; do
 	done
 done
 bell=(forksleep bellhold closeall)
-timed=()
 for waiter in read write; do
 	for action in close shut kill killfork; do
 		bell+=("peer-$waiter-$action")
 	done
-	for how in intr restart; do
+	for how in intr restart timeo; do
 		bell+=("signal-$waiter-$how")
 	done
-	# With a timeout the sleep takes the socket bell (docs/wait.md).
-	timed+=("signal-$waiter-timeo")
 done
 spinning=()
 for waiter in read write poll select epoll; do
@@ -71,7 +67,7 @@ done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
 	foreignowner shutwr shutsibling forkcall forkpair barrierlost execwrite execwrite2 execread execread2 spawnwrite \
-	spawnread execlie handlers "${bell[@]}" "${timed[@]}" "${spinning[@]}"; do
+	spawnread execlie handlers "${bell[@]}" "${spinning[@]}"; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	options=()

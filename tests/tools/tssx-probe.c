@@ -2147,7 +2147,7 @@ static struct tssx_ring_ctl *client_ring_ctl(int dir)
 
 	expect(maps);
 	while (!base && fgets(line, sizeof(line), maps))
-		if (strstr(line, "/memfd:tssx") && sscanf(line, "%p", &base) != 1)
+		if (strstr(line, "/memfd:tssx (deleted)") && sscanf(line, "%p", &base) != 1)
 			base = NULL;
 	fclose(maps);
 	return base ? (struct tssx_ring_ctl *)((char *)base + TSSX_SEGMENT_CTL_OFFSET(dir)) : NULL;
