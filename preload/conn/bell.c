@@ -120,7 +120,7 @@ void tssx_bell_wake_own(struct tssx_conn *conn)
 static struct {
 	pthread_mutex_t lock;
 	/* -1: none (yet, or since a fork).  Kept in the fd table (kind
-	 * TSSX_FD_BELL, watch_obj): a close-all loop of the program leaves
+	 * TSSX_FD_WATCHER, watch_obj): a close-all loop of the program leaves
 	 * it open, a dup2() onto it moves it (tssx_bell_move_watcher). */
 	int epoll_fd;
 	bool running;		/* the thread, on epoll_fd */
@@ -136,7 +136,7 @@ static struct {
 } watcher = { .lock = PTHREAD_MUTEX_INITIALIZER, .epoll_fd = -1 };
 
 /* The table's object for the watcher's epoll fd (fd_table.h). */
-static struct tssx_fd_object watch_obj = { .kind = TSSX_FD_BELL };
+static struct tssx_fd_object watch_obj = { .kind = TSSX_FD_WATCHER };
 
 /* Under the lock: the watcher's epoll fd is fd, kept from the program's
  * closes (without a slot, beyond the table or out of memory, a close-all

@@ -75,7 +75,7 @@ void tssx_bell_unwatch(struct tssx_conn *conn, int fd);
 void tssx_bell_forget(struct tssx_conn *conn);
 
 /* The program dup2()s onto old, the watcher's epoll fd (kept in the fd
- * table, kind TSSX_FD_BELL): the watcher moves it to another number, its
+ * table, kind TSSX_FD_WATCHER): the watcher moves it to another number, its
  * thread stopped meanwhile. */
 void tssx_bell_move_watcher(int old);
 

@@ -273,7 +273,7 @@ void tssx_conn_move_kept(int old)
 	struct tssx_conn *conn;
 	int moved;
 
-	if (obj->kind == TSSX_FD_BELL) {
+	if (obj->kind == TSSX_FD_WATCHER) {
 		tssx_bell_move_watcher(old);
 		return;
 	}

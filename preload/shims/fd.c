@@ -48,7 +48,7 @@ static void release_slot(int fd)
 	case TSSX_FD_LOCKS:
 	case TSSX_FD_OWN_BELL:
 	case TSSX_FD_PEER_BELL:
-	case TSSX_FD_BELL:
+	case TSSX_FD_WATCHER:
 		break; /* never forgotten: see tssx_fd_forget() */
 	}
 }
