@@ -20,6 +20,11 @@ source "$(dirname "$0")/lib.sh"
 sock=$work/s.sock
 gate=$work/gate
 bytes=$((3 << 20))
+# A claim or a lookup that the registry does not answer within the timeout
+# (50 ms by default) leaves a server plain until its claim is made, or a
+# client plain: on a loaded machine a client that must find the claim
+# found none now and then.  Every process here waits up to 10 s for it.
+export TSSX_REGISTRY_TIMEOUT=10000
 
 # client N: preloaded echo client N in the background; sets $client_pid.
 client() {
@@ -65,8 +70,9 @@ serve() {
 	[[ $(grep -c "closed: ring sent=$bytes" "$log") == 2 ]] || fail "$log: not 2 connections in shared memory"
 }
 
-# The server a gate holds back: a shell that execs tssx-echo.
-gated_server=(sh -c 'read -r go <"$0" && exec "$1" server fd:3 --clients 2' "$gate" "$tools/tssx-echo")
+# The server a gate holds back: a shell that execs tssx-echo (started by
+# systemd-socket-activate only at the first connection).
+gated_server=(sh -c 'echo gated && read -r go <"$0" && exec "$1" server fd:3 --clients 2' "$gate" "$tools/tssx-echo")
 
 # bind-rename-listen: no gate needed, the name is claimed at listen().
 rm -f "$sock"
@@ -79,12 +85,15 @@ rm -f "$sock"
 start_echo_server yes "$work/renamed-after.log" "$sock" --clients 2 --rename-after
 plain_then_shared "server renamed after listen"
 
-serve "$work/exec.log" "server: listening" "$tools/tssx-echo" listen-exec "$sock" "${gated_server[@]}"
+# Ready once the image exec'd behind the gate has claimed the listener
+# again (its constructor does, before the shell says "gated"): a client
+# that came during the exec would find no claim and stay plain.
+serve "$work/exec.log" "gated" "$tools/tssx-echo" listen-exec "$sock" "${gated_server[@]}"
 
 command -v systemd-socket-activate >/dev/null ||
 	{ echo "$NAME: SKIP: systemd-socket-activate not found (apt-get install systemd)" >&2; exit 77; }
 # It passes only the variables named with -E to what it runs.
-activate=(systemd-socket-activate -E LD_PRELOAD -E TSSX_REGISTRY -E TSSX_LOG)
+activate=(systemd-socket-activate -E LD_PRELOAD -E TSSX_REGISTRY -E TSSX_LOG -E TSSX_REGISTRY_TIMEOUT)
 serve "$work/activate.log" "Listening on" "${activate[@]}" -l "$sock" "${gated_server[@]}"
 
 # A launcher without the library (systemd itself): it starts the preloaded
@@ -92,7 +101,7 @@ serve "$work/activate.log" "Listening on" "${activate[@]}" -l "$sock" "${gated_s
 # listener is its first accept, which claims it.  The first client found
 # no claim: plain, byte-exact; the next one goes through shared memory.
 rm -f "$sock"
-spawn no "$work/unpreloaded.log" systemd-socket-activate -E TSSX_REGISTRY -l "$sock" \
+spawn no "$work/unpreloaded.log" systemd-socket-activate -E TSSX_REGISTRY -E TSSX_REGISTRY_TIMEOUT -l "$sock" \
 	env LD_PRELOAD="$preload" TSSX_LOG=info "$tools/tssx-echo" server fd:3 --clients 2
 server_pid=$spawned
 wait_for_line "$work/unpreloaded.log" "Listening on"
