@@ -41,10 +41,13 @@ source "$(dirname "$0")/lib.sh"
 # asleep for room while the peer writes the bell word back (docs/wait.md,
 # "Wake-ups of this process"); closeall: a close-all loop under reads asleep leaves
 # the watcher its epoll fd, and the peer's death still wakes them.  These
-# sleep on the futex bell (docs/wait.md): the statistics line must say so.
-# signal-WAITER-spin: a handler that runs while the call spins or yields
-# ends it as one in its sleep does, with spins of up to a second where the
-# machine allows them.
+# sleep on the futex bell (docs/wait.md): the statistics line must say so;
+# but for signal-WAITER-intr and -timeo, which end at the first handler:
+# when it runs before the call sleeps (the call slow to get there under
+# load, e.g. a write copying its first 1 MiB under ASan) the call ends
+# without sleeping, as it should.  signal-WAITER-spin: a handler that runs
+# while the call spins or yields ends it as one in its sleep does, with
+# spins of up to a second where the machine allows them.
 under=()
 for waiter in read write poll select epoll; do
 	for action in close dup2 shutrd shutrdwr; do
@@ -52,13 +55,13 @@ for waiter in read write poll select epoll; do
 	done
 done
 bell=(forksleep bellhold closeall)
+signals=()
 for waiter in read write; do
 	for action in close shut kill killfork; do
 		bell+=("peer-$waiter-$action")
 	done
-	for how in intr restart timeo; do
-		bell+=("signal-$waiter-$how")
-	done
+	bell+=("signal-$waiter-restart")
+	signals+=("signal-$waiter-intr" "signal-$waiter-timeo")
 done
 spinning=()
 for waiter in read write poll select epoll; do
@@ -67,7 +70,7 @@ done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
 	foreignowner shutwr shutsibling forkcall forkpair barrierlost execwrite execwrite2 execread execread2 spawnwrite \
-	spawnread execlie handlers "${bell[@]}" "${spinning[@]}"; do
+	spawnread execlie handlers "${bell[@]}" "${signals[@]}" "${spinning[@]}"; do
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	options=()
