@@ -17,12 +17,13 @@
  *                                     1-byte echo each: prints the growth
  *                                     of Shmem in /proc/meminfo per
  *                                     connection (both ends' segment)
- *   tssx-hotpath fresh PATH N         tssx bench --load's connection per
+ *   tssx-hotpath fresh PATH N [C]     tssx bench --load's connection per
  *                                     request: this process an epoll
- *                                     server echoing 64 B, a fork()ed
- *                                     child a client making N connections
- *                                     (connect, write, read, close); two
- *                                     processes, as a program's are
+ *                                     server echoing 64 B, C fork()ed
+ *                                     children (default 1) clients making
+ *                                     N connections each (connect, write,
+ *                                     read, close); separate processes,
+ *                                     as a program's are
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +46,7 @@ static void die(const char *what)
 static void usage(void)
 {
 	fputs("usage: tssx-hotpath stream PATH N SIZE | pipe N SIZE | connect PATH N | idle PATH N |\n"
-	      "                    fresh PATH N\n",
+	      "                    fresh PATH N [CLIENTS]\n",
 	      stderr);
 	exit(2);
 }
@@ -249,21 +250,25 @@ static void fresh_serve(int listen_fd, unsigned long n)
 	close(epfd);
 }
 
-static void fresh_requests(const char *path, unsigned long n)
+static void fresh_requests(const char *path, unsigned long n, unsigned long clients)
 {
 	int listen_fd = listen_on(path), status;
-	pid_t client = fork();
 
-	if (client < 0)
-		die("fork");
-	if (client == 0) {
-		close(listen_fd);
-		fresh_client(path, n);
-		_exit(0);
+	for (unsigned long c = 0; c < clients; c++) {
+		pid_t client = fork();
+
+		if (client < 0)
+			die("fork");
+		if (client == 0) {
+			close(listen_fd);
+			fresh_client(path, n);
+			_exit(0);
+		}
 	}
-	fresh_serve(listen_fd, n);
-	if (waitpid(client, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		die("client");
+	fresh_serve(listen_fd, n * clients);
+	for (unsigned long c = 0; c < clients; c++)
+		if (wait(&status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			die("client");
 }
 
 int main(int argc, char **argv)
@@ -282,8 +287,8 @@ int main(int argc, char **argv)
 		listen_fd = listen_on(argv[2]);
 		connect_cycles(listen_fd, argv[2], number(argv[3]));
 		unlink(argv[2]);
-	} else if (argc == 4 && strcmp(argv[1], "fresh") == 0) {
-		fresh_requests(argv[2], number(argv[3]));
+	} else if ((argc == 4 || argc == 5) && strcmp(argv[1], "fresh") == 0) {
+		fresh_requests(argv[2], number(argv[3]), argc == 5 ? number(argv[4]) : 1);
 		unlink(argv[2]);
 	} else if (argc == 4 && strcmp(argv[1], "idle") == 0) {
 		listen_fd = listen_on(argv[2]);

@@ -14,8 +14,11 @@
  *   TSSX_SHORT_CALLS=N      a client connection that moved data in fewer
  *                           calls than this before its close was too short
  *                           to pay for its segment: after a few of them to
- *                           one server, the next go plain (default 16; 0:
- *                           every connection uses shared memory)
+ *                           one server, the next go plain; blocking calls
+ *                           of a connection sleep on the socket until it
+ *                           made that many (default 16; 0: every
+ *                           connection uses shared memory, and the futex
+ *                           bell from its first call)
  *   TSSX_LOG=LEVEL          none|error|warn|info|debug (default warn)
  *
  * Patterns match the socket's path ("/tmp/app-*.sock") or "@name" for abstract

@@ -857,11 +857,19 @@ void tssx_conn_end(struct tssx_conn *conn, int fd)
 			 fd, (unsigned long long)conn->stats.ring_sent, (unsigned long long)conn->stats.ring_received,
 			 (unsigned long long)conn->stats.sock_sent, (unsigned long long)conn->stats.sock_received);
 		if (conn->destination)
-			tssx_destination_record(conn->destination, atomic_load(&conn->sends) +
-								   atomic_load(&conn->receives));
+			tssx_destination_record(conn->destination, tssx_conn_outlived_short(conn));
 	}
 	tssx_conn_list_remove(atomic_load(&conn->slot));
 	conn_free(conn);
+}
+
+bool tssx_conn_outlived_short(struct tssx_conn *conn)
+{
+	/* Relaxed: counters of this process's calls; a count a moment old
+	 * only delays the answer by a call. */
+	return atomic_load_explicit(&conn->sends, memory_order_relaxed) +
+		       atomic_load_explicit(&conn->receives, memory_order_relaxed) >=
+	       tssx_opts.short_calls;
 }
 
 struct tssx_conn *tssx_conn_hold(int fd)

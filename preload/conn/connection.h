@@ -220,6 +220,14 @@ static inline bool tssx_conn_is_ready(struct tssx_conn *conn)
 	return likely(atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_READY);
 }
 
+/* Whether the connection has outlived a short one: moved data in at least
+ * TSSX_SHORT_CALLS reads and writes of this process (0: every connection
+ * has).  A client's history of its server learns it at the close
+ * (destination.h); a sleep on the futex bell needs it first (conn/bell.h:
+ * the watcher thread is for connections that last).  docs/preload.md,
+ * "Short-lived connections". */
+bool tssx_conn_outlived_short(struct tssx_conn *conn);
+
 /* Marks the connection failed (log line, real socket shut down so that the
  * peer notices); returns -error. */
 int tssx_conn_fail(struct tssx_conn *conn, int fd, int error, const char *why);

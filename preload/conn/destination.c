@@ -94,9 +94,9 @@ bool tssx_destination_skips(struct tssx_destination *dest)
 	return skips;
 }
 
-void tssx_destination_record(struct tssx_destination *dest, uint64_t calls)
+void tssx_destination_record(struct tssx_destination *dest, bool paid)
 {
 	pthread_mutex_lock(&destinations_lock);
-	tssx_skip_history_record(&dest->history, &short_rule, calls >= tssx_opts.short_calls);
+	tssx_skip_history_record(&dest->history, &short_rule, paid);
 	pthread_mutex_unlock(&destinations_lock);
 }

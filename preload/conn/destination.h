@@ -37,8 +37,8 @@ struct tssx_destination;
 struct tssx_destination *tssx_destination_of(const struct sockaddr_un *addr, socklen_t len, bool make);
 /* Whether the next connection there stays plain. */
 bool tssx_destination_skips(struct tssx_destination *dest);
-/* A client connection there through shared memory ended after `calls`
- * reads and writes that moved data in this process. */
-void tssx_destination_record(struct tssx_destination *dest, uint64_t calls);
+/* A client connection there through shared memory ended, long enough to
+ * pay for its segment or not (tssx_conn_outlived_short()). */
+void tssx_destination_record(struct tssx_destination *dest, bool paid);
 
 #endif

@@ -490,9 +490,9 @@ static bool spin(struct tssx_conn *conn, bool writer, size_t need, const struct 
  * Sleeps on the futex bell (conn/bell.h) while the watcher watches the
  * socket for the peer's hang-up.  Any number of sleepers may: the bell
  * wakes all of them, and none drains the socket.  0: re-check; -EAGAIN
- * on the socket's timeout; -EINTR; -EPROTO; 1: no watcher, no FUTEX_WAITV,
- * or a sleep that must re-check on a timer: the caller sleeps on the
- * socket.
+ * on the socket's timeout; -EINTR; -EPROTO; 1: a short connection yet, no
+ * watcher, no FUTEX_WAITV, or a sleep that must re-check on a timer: the
+ * caller sleeps on the socket.
  */
 static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl)
 {
@@ -504,7 +504,15 @@ static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t nee
 	ssize_t avail;
 	int ret;
 
-	if (!tssx_bell_may_sleep() || !tssx_bell_watch(conn, fd))
+	/* The watcher is a thread for the rest of the process's life (glibc
+	 * keeps its multi-threaded system call wrappers once one was made,
+	 * and the kernel takes a file reference at every fd call while two
+	 * share the fd table): a process whose connections are all short (a
+	 * client with a connection per request, whose probes of the server
+	 * go through shared memory) must not pay that at every call for
+	 * sleeps that the socket serves as well.  docs/wait.md, "The futex
+	 * bell". */
+	if (!tssx_conn_outlived_short(conn) || !tssx_bell_may_sleep() || !tssx_bell_watch(conn, fd))
 		return 1;
 	avail = writer ? tssx_ring_arm_writer(conn->tx, TSSX_BELL_FUTEX)
 		       : tssx_ring_arm_reader(conn->rx, TSSX_BELL_FUTEX);

@@ -41,13 +41,17 @@ source "$(dirname "$0")/lib.sh"
 # asleep for room while the peer writes the bell word back (docs/wait.md,
 # "Wake-ups of this process"); closeall: a close-all loop under reads asleep leaves
 # the watcher its epoll fd, and the peer's death still wakes them.  These
-# sleep on the futex bell (docs/wait.md): the statistics line must say so;
-# but for signal-WAITER-intr and -timeo, which end at the first handler:
-# when it runs before the call sleeps (the call slow to get there under
-# load, e.g. a write copying its first 1 MiB under ASan) the call ends
-# without sleeping, as it should.  signal-WAITER-spin: a handler that runs
-# while the call spins or yields ends it as one in its sleep does, with
-# spins of up to a second where the machine allows them.
+# sleep on the futex bell (docs/wait.md) with TSSX_SHORT_CALLS=0, and the
+# statistics line must say so; they run with the default too, where a
+# connection's sleeps take the socket until it made 16 calls.
+# signal-WAITER-intr and -timeo end at the first handler: when it runs
+# before the call sleeps (the call slow to get there under load, e.g. a
+# write copying its first 1 MiB under ASan) the call ends without
+# sleeping, as it should; they run with the default only.  shortsleep:
+# the read of a connection of one call starts no thread (the futex bell's
+# watcher) and sleeps on the socket.  signal-WAITER-spin: a handler that
+# runs while the call spins or yields ends it as one in its sleep does,
+# with spins of up to a second where the machine allows them.
 under=()
 for waiter in read write poll select epoll; do
 	for action in close dup2 shutrd shutrdwr; do
@@ -70,21 +74,32 @@ done
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
 	foreignowner shutwr shutsibling forkcall forkpair barrierlost execwrite execwrite2 execread execread2 spawnwrite \
-	spawnread execlie handlers "${bell[@]}" "${signals[@]}" "${spinning[@]}"; do
+	spawnread execlie handlers shortsleep "${bell[@]}" "${bell[@]/%/ futex}" "${signals[@]}" "${spinning[@]}"; do
+	options=()
+	if [[ $probe == *" futex" ]]; then
+		probe=${probe% futex}
+		options=(TSSX_SHORT_CALLS=0)
+	fi
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
-	options=()
 	[[ $probe != exec[wr]* && $probe != spawn* ]] || options=(TSSX_RING_SIZE=64M TSSX_RING_MAX=64M)
 	[[ $probe != *-spin ]] || options=(TSSX_SPIN_NS=1000000000)
-	with_preload yes env "${options[@]}" "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/$probe.log" 2>&1 ||
-		fail "$probe: fails over TSSX"
+	with_preload yes env "${options[@]}" "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" \
+		>"$work/$probe.log" 2>&1 || fail "$probe ${options[*]}: fails over TSSX"
 	{ [[ $probe == forklate ]] || grep -q "shared memory, client" "$work/$probe.log"; } &&
 		grep -q "shared memory, server" "$work/$probe.log" || fail "$probe: not over shared memory"
 	if [[ $probe == barrierlost ]] && grep -q "membarrier: available" "$work/$probe.log"; then
 		grep -q "membarrier() failed after it was registered" "$work/$probe.log" ||
 			fail "$probe: the client's membarrier() was never refused"
 	fi
-	[[ " ${bell[*]} " != *" $probe "* ]] || grep -q "data path sleeps: [1-9][0-9]* on the futex bell" "$work/$probe.log" ||
-		fail "$probe: no sleep on the futex bell"
+	if [[ ${options[*]} == TSSX_SHORT_CALLS=0 ]]; then
+		grep -q "data path sleeps: [1-9][0-9]* on the futex bell" "$work/$probe.log" ||
+			fail "$probe: no sleep on the futex bell"
+	elif [[ $probe == shortsleep ]]; then
+		! grep -q "data path sleeps: [1-9][0-9]* on the futex bell" "$work/$probe.log" ||
+			fail "$probe: a short connection slept on the futex bell"
+	fi
+	[[ $probe != shortsleep ]] || grep -q "data path sleeps: 0 on the futex bell, [1-9][0-9]* on the socket" \
+		"$work/$probe.log" || fail "$probe: the read did not sleep on the socket"
 	rm -f "$work/$probe.log"
 done

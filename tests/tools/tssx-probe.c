@@ -2138,6 +2138,48 @@ static void forksleep_client(int fd)
 	wait_peer();
 }
 
+/* ---- shortsleep: the blocking read of a short connection sleeps
+ * without making the process multi-threaded ---- */
+
+static pid_t client_pid;
+
+static void shortsleep_server(int fd)
+{
+	wait_peer();
+	wait_until_asleep(client_pid); /* in its read: nothing else blocks it */
+	send_all(fd, "a", 1);
+	wait_byte(fd);
+}
+
+static unsigned thread_count(void)
+{
+	DIR *dir = opendir("/proc/self/task");
+	struct dirent *d;
+	unsigned n = 0;
+
+	expect(dir);
+	while ((d = readdir(dir)))
+		n += d->d_name[0] != '.';
+	closedir(dir);
+	return n;
+}
+
+/* The futex bell's watcher is a thread for the rest of the process's
+ * life, which a connection of a few calls must not start (docs/wait.md,
+ * "The futex bell").  The registry client's helper, which made the
+ * lookup of the connect, ends on its own. */
+static void shortsleep_client(int fd)
+{
+	char c;
+
+	signal_peer();
+	expect(read(fd, &c, 1) == 1 && c == 'a');
+	send_all(fd, "b", 1);
+	alarm(30); /* a thread that stays fails the case */
+	while (thread_count() > 1)
+		usleep(1000);
+}
+
 /* ---- the peer holds the waiters word at a live thread of its own ---- */
 
 /* The control block of the ring of direction dir (TSSX_C2S: the server's
@@ -3186,6 +3228,7 @@ static const struct probe {
 	{ "handlers", handlers_server, handlers_client },
 	{ "bellhold", bellhold_server, bellhold_client },
 	{ "closeall", closeall_server, closeall_client },
+	{ "shortsleep", shortsleep_server, shortsleep_client },
 };
 
 static bool parse_peer(const char *name)
@@ -3246,6 +3289,7 @@ int main(int argc, char **argv)
 	expect(pipe(to_client) == 0 && pipe(to_server) == 0);
 	child = fork();
 	expect(child >= 0);
+	client_pid = child;
 	if (child == 0) {
 		is_client = true;
 		close(listener);

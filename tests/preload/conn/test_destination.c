@@ -74,12 +74,12 @@ static void test_rule(void **state)
 	/* Connections that pay: never plain. */
 	for (int i = 0; i < 100; i++) {
 		assert_false(tssx_destination_skips(dest));
-		tssx_destination_record(dest, 16);
+		tssx_destination_record(dest, true);
 	}
 	/* Three of one request each: the next 16 go plain. */
 	for (int i = 0; i < 3; i++) {
 		assert_false(tssx_destination_skips(dest));
-		tssx_destination_record(dest, 2);
+		tssx_destination_record(dest, false);
 	}
 	while (tssx_destination_skips(dest))
 		plain++;
