@@ -230,6 +230,10 @@ void tssx_conn_move_kept(int old)
 		tssx_bell_move_watcher(old);
 		return;
 	}
+	if (obj->kind == TSSX_FD_LOADAVG) {
+		tssx_wait_move_loadavg(old);
+		return;
+	}
 	moved = TSSX_REAL(fcntl)(old, F_DUPFD_CLOEXEC, 0);
 	if (obj->kind == TSSX_FD_LOCKS) {
 		/* -1 if it could not be moved: no exec names a number that

@@ -276,7 +276,8 @@ int tssx_conn_adopt(int fd, int memfd, bool server, struct tssx_side_locks *lock
  * on with the connections whose pairs it holds (conn/handover.c). */
 void tssx_conn_keep_arena(const struct tssx_side_locks *locks);
 /* Moves the kept fd at old (a connection's memfd, wake fd or socket copy,
- * an arena of side locks, the futex bell watcher's epoll fd) to another
+ * an arena of side locks, the futex bell watcher's epoll fd, the spin
+ * policy's /proc/loadavg) to another
  * number: the application dup2s onto it. */
 void tssx_conn_move_kept(int old);
 /* The connection's wake fd (see wake_fd), made on first use; -1 if it

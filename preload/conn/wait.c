@@ -282,7 +282,11 @@ struct machine {
 	unsigned cpus;			/* this process may run on */
 	unsigned nslots;
 	struct shared_page *page;	/* or this process's own */
-	int loadavg_fd;			/* -1: unknown */
+	/* -1: unknown.  Kept in the fd table (kind TSSX_FD_LOADAVG): a
+	 * close-all loop of the program leaves it open, a dup2() onto it
+	 * moves it first (tssx_wait_move_loadavg).  Atomic: read without a
+	 * lock by every waiter that finds the count stale. */
+	_Atomic int loadavg_fd;
 };
 
 static struct machine machine;
@@ -344,12 +348,36 @@ int tssx_fd_away_from_program(int fd)
 	return moved;
 }
 
+/* The table's object for the load file's fd (fd_table.h). */
+static struct tssx_fd_object loadavg_obj = { .kind = TSSX_FD_LOADAVG };
+
+/* The load file is fd from now on, kept from the program's closes
+ * (without a slot, beyond the table or out of memory, a close-all loop
+ * may take it: a read of it then fails, or reads the program's file that
+ * took the number, and the count is only a hint). */
+static void keep_loadavg_fd(int fd)
+{
+	if (fd >= 0 && !tssx_table_get(fd))
+		tssx_table_set_alias(fd, &loadavg_obj);
+	atomic_store(&machine.loadavg_fd, fd);
+}
+
+void tssx_wait_move_loadavg(int old)
+{
+	int moved = tssx_fd_away_from_program(fcntl(old, F_DUPFD_CLOEXEC, 0));
+
+	/* The new number first: a waiter that read the old one before the
+	 * program's dup2 at most parses the program's file once. */
+	keep_loadavg_fd(moved);
+	tssx_table_take(old);
+}
+
 static void machine_init(void)
 {
 	machine.cpus = allowed_cpus();
 	machine.nslots = tssx_spin_slots_for(machine.cpus);
 	machine.page = map_page();
-	machine.loadavg_fd = tssx_fd_away_from_program(open("/proc/loadavg", O_RDONLY | O_CLOEXEC));
+	keep_loadavg_fd(tssx_fd_away_from_program(open("/proc/loadavg", O_RDONLY | O_CLOEXEC)));
 }
 
 static struct shared_page *shared_page(void)
@@ -375,10 +403,12 @@ static unsigned runnable_now(struct shared_page *page, uint64_t now)
 	char line[128];
 	unsigned runnable;
 	ssize_t n;
+	int fd;
 
 	if (runnable_fresh(page, now))
 		return (unsigned)atomic_load_explicit(&page->load_runnable, memory_order_relaxed);
-	if (machine.loadavg_fd < 0 || (n = pread(machine.loadavg_fd, line, sizeof(line) - 1, 0)) <= 0)
+	fd = atomic_load_explicit(&machine.loadavg_fd, memory_order_relaxed);
+	if (fd < 0 || (n = pread(fd, line, sizeof(line) - 1, 0)) <= 0)
 		return 0;
 	line[n] = '\0';
 	runnable = tssx_loadavg_runnable(line);

@@ -163,6 +163,8 @@ bool tssx_spin_quick(const struct tssx_ring *ring);
  * select(): moved away from the numbers the program uses
  * (tssx_fd_upper_half); fd itself when it cannot be, or is negative. */
 int tssx_fd_away_from_program(int fd);
+/* Moves the load file's fd away from old: the program dup2s onto it. */
+void tssx_wait_move_loadavg(int old);
 
 /* A sleep of the data path, on the futex bell or on the socket
  * (conn/bell.h), for the statistics line. */

@@ -40,7 +40,8 @@ source "$(dirname "$0")/lib.sh"
 # at the peer's death; bellhold: another thread's shutdown wakes a write
 # asleep for room while the peer writes the bell word back (docs/wait.md,
 # "Wake-ups of this process"); closeall: a close-all loop under reads asleep leaves
-# the watcher its epoll fd, and the peer's death still wakes them.  These
+# the watcher its epoll fd and the spin rule its /proc/loadavg (a dup2 onto
+# that number moves it), and the peer's death still wakes them.  These
 # sleep on the futex bell (docs/wait.md) with TSSX_SHORT_CALLS=0, and the
 # statistics line must say so; they run with the default too, where a
 # connection's sleeps take the socket until it made 16 calls.

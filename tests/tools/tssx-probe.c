@@ -2328,6 +2328,27 @@ static void bellhold_client(int fd)
 	wait_peer();
 }
 
+/* The fd whose /proc/self/fd link starts with `target`, or -1. */
+static int fd_linked_to(const char *target)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int found = -1;
+
+	expect(d != NULL);
+	while ((e = readdir(d)) && found < 0) {
+		char link[64], path[300];
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n > 0 && (link[n] = '\0', !strncmp(link, target, strlen(target))))
+			found = atoi(e->d_name);
+	}
+	closedir(d);
+	return found;
+}
+
 /* ---- closeall: a close-all loop under futex sleepers, then the peer's
  * death ----
  *
@@ -2337,8 +2358,27 @@ static void bellhold_client(int fd)
  * process that holds the first is killed: its read returns 0 too.  The
  * library before lost the futex bell watcher's epoll fd to the loop: the
  * watcher stopped at its next event (the second connection's hang-up),
- * and the first read slept on after its peer died.
+ * and the first read slept on after its peer died.  The spin policy's
+ * /proc/loadavg survives the loop too, and a dup2() onto its number moves
+ * it (the library before lost it to the loop).
  */
+
+/* The loop left the library's load file open; a dup2() onto its number
+ * gives the number to the program and the file another. */
+static void expect_loadavg_kept(void)
+{
+	int loadavg = fd_linked_to("/proc/loadavg"), other, moved;
+
+	if (!getenv("LD_PRELOAD"))
+		return;
+	other = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	expect(loadavg >= 0 && other >= 0);
+	expect(dup2(other, loadavg) == loadavg);
+	moved = fd_linked_to("/proc/loadavg");
+	expect(moved >= 0 && moved != loadavg);
+	close(loadavg);
+	close(other);
+}
 
 static void closeall_server(int fd)
 {
@@ -2356,6 +2396,7 @@ static void closeall_server(int fd)
 	for (rlim_t n = 3; n < files.rlim_cur; n++)
 		if ((int)n != fd && (int)n != second.fd && (int)n != to_client[1] && (int)n != to_server[0])
 			close((int)n);
+	expect_loadavg_kept();
 	signal_peer(); /* the client closes the second connection */
 	pthread_join(threads[1], NULL);
 	fprintf(stderr, "closeall: second ret %ld errno %d\n", second.ret, second.err);
@@ -2977,27 +3018,6 @@ static void execread_server(int fd)
 	if (!full)
 		signal_peer();
 	free(buf);
-}
-
-/* The fd whose /proc/self/fd link starts with `target`, or -1. */
-static int fd_linked_to(const char *target)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int found = -1;
-
-	expect(d != NULL);
-	while ((e = readdir(d)) && found < 0) {
-		char link[64], path[300];
-		ssize_t n;
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-		n = readlink(path, link, sizeof(link) - 1);
-		if (n > 0 && (link[n] = '\0', !strncmp(link, target, strlen(target))))
-			found = atoi(e->d_name);
-	}
-	closedir(d);
-	return found;
 }
 
 /* The library's side locks as tssx/side_lock.h lays them out. */
