@@ -3280,7 +3280,7 @@ int main(int argc, char **argv)
 	static const struct probe spin_sig = { "signal", spin_signal_server, spin_signal_client };
 	const struct probe *probe = NULL;
 	int listener, fd, status;
-	pid_t child;
+	pid_t child, server;
 
 	if (argc == 7 && !strcmp(argv[1], "--exec"))
 		return exec_helper(argv);
@@ -3307,11 +3307,17 @@ int main(int argc, char **argv)
 	sock_path = argv[2];
 	listener = listener_fd = tool_listen(sock_path);
 	expect(pipe(to_client) == 0 && pipe(to_server) == 0);
+	server = getpid();
 	child = fork();
 	expect(child >= 0);
 	client_pid = child;
 	if (child == 0) {
 		is_client = true;
+		/* A server that fails (or its guard's kill) takes the client
+		 * with it: nothing of a failed probe stays behind. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != server)
+			exit(1);
 		close(listener);
 		/* forklate's client makes its own connection. */
 		fd = probe->client == forklate_client ? -1 : tool_connect(sock_path);
