@@ -32,5 +32,9 @@ struct tssx_skip_history {
 bool tssx_skip_history_skips(struct tssx_skip_history *history);
 /* Records whether an attempt that was made paid. */
 void tssx_skip_history_record(struct tssx_skip_history *history, const struct tssx_skip_rule *rule, bool paid);
+/* A skipped attempt that would have paid (its user saw what the attempt
+ * waited for come in time): counts as a probe that paid, and the skip
+ * ends; the next attempt is made. */
+void tssx_skip_history_paid_anyway(struct tssx_skip_history *history, const struct tssx_skip_rule *rule);
 
 #endif

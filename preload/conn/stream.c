@@ -633,25 +633,16 @@ static uint32_t thread_id(void)
 	return cached_tid;
 }
 
-/* Waits for data (reader) or `need` bytes of space (writer).  0: re-check;
- * -EAGAIN on the socket's timeout; -EINTR; -EPROTO. */
-static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl)
+/* wait_ring() after a spin that did not end the wait: sleeps on the
+ * futex bell or on the socket fd (the connection's, or the copy kept for
+ * the call).  The same results. */
+static int sleep_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl)
 {
 	uint32_t tid;
 	bool owning, bounded, kernel_restarts = false;
 	ssize_t avail;
 	int timeout_ms, ret, wake;
 
-	/* Closed by another thread while this call slept: the call goes on
-	 * with the copy of the socket kept for it, as the kernel's with the
-	 * file, or, without one, has no socket left to sleep on. */
-	fd = tssx_conn_socket(conn, fd);
-	if (fd < 0)
-		return -EBADF;
-	if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
-		return -atomic_load(&conn->error);
-	if (spin(conn, writer, need, dl))
-		return 0;
 	if (interrupted(conn, fd, writer, dl))
 		return -EINTR;
 	ret = sleep_on_bell(conn, fd, writer, need, dl);
@@ -699,6 +690,29 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 	if (ret == -EINTR && !kernel_restarts &&
 	    !handler_interrupts(conn, fd, writer, dl, tssx_deadline_interrupted(&dl->at)))
 		return 0;
+	return ret;
+}
+
+/* Waits for data (reader) or `need` bytes of space (writer).  0: re-check;
+ * -EAGAIN on the socket's timeout; -EINTR; -EPROTO. */
+static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl)
+{
+	int ret;
+
+	/* Closed by another thread while this call slept: the call goes on
+	 * with the copy of the socket kept for it, as the kernel's with the
+	 * file, or, without one, has no socket left to sleep on. */
+	fd = tssx_conn_socket(conn, fd);
+	if (fd < 0)
+		return -EBADF;
+	if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
+		return -atomic_load(&conn->error);
+	if (spin(conn, writer, need, dl))
+		return 0;
+	ret = sleep_ring(conn, fd, writer, need, dl);
+	/* Whether the answer came in time for a spin, had the thread's
+	 * history not skipped it (a load of the counters after a sleep). */
+	tssx_spin_skipped_ended(ret == 0 && wait_over(conn, writer, ring_avail(conn, writer), need));
 	return ret;
 }
 

@@ -210,6 +210,7 @@ static struct {
 	_Atomic uint64_t yielding, yielding_found;	/* spins that yielded */
 	_Atomic uint64_t yields;			/* sched_yield() calls */
 	_Atomic uint64_t skipped;			/* slept at once: spins failed lately */
+	_Atomic uint64_t skips_ended;			/* by a skipped wait answered within a spin */
 	_Atomic uint64_t refused;			/* slept at once: no CPU free, yields paused */
 	_Atomic uint64_t sleeps, futex_sleeps;		/* of the data path, and on the futex bell */
 	_Atomic uint64_t quick, quick_found;		/* tssx_spin_quick() */
@@ -245,12 +246,13 @@ __attribute__((destructor)) static void wait_stats_report(void)
 	    counted(&wait_stats.refused) || counted(&wait_stats.sleeps) || counted(&wait_stats.futex_sleeps) ||
 	    counted(&wait_stats.quick))
 		log_info("waits before sleeping: %llu quick spins (%llu found the answer), %llu spins (%llu found it), "
-			 "%llu yielding spins (%llu found it, %llu yields), %llu skipped (spins failed lately), "
-			 "%llu refused (no CPU free, yields paused); data path sleeps: %llu on the futex bell, "
+			 "%llu yielding spins (%llu found it, %llu yields), %llu skipped (spins failed lately; "
+			 "%llu answered within a spin, which ended the skip), %llu refused (no CPU free, yields paused); data path sleeps: %llu on the futex bell, "
 			 "%llu on the socket; yields of spins on a CPU: %llu (%llu let another task run)",
 			 counted(&wait_stats.quick), counted(&wait_stats.quick_found),
 			 counted(&wait_stats.spins), counted(&wait_stats.spins_found), counted(&wait_stats.yielding),
 			 counted(&wait_stats.yielding_found), counted(&wait_stats.yields), counted(&wait_stats.skipped),
+			 counted(&wait_stats.skips_ended),
 			 counted(&wait_stats.refused), counted(&wait_stats.futex_sleeps), counted(&wait_stats.sleeps),
 			 counted(&wait_stats.cpu_yields), counted(&wait_stats.cpu_yields_handed));
 }
@@ -484,6 +486,11 @@ static __thread __attribute__((tls_model("initial-exec"))) bool spin_paid;
 static __thread struct tssx_skip_history spin_history;
 static const struct tssx_skip_rule spin_rule = { TSSX_SPIN_HISTORY_OVER, TSSX_SPIN_SKIP_MIN, TSSX_SPIN_SKIP_MAX };
 
+/* The end of the spin on a CPU that this thread's last wait would have
+ * made, had its history not sent it to sleep at once; 0: it was not so
+ * sent (tssx_spin_skipped_ended()). */
+static __thread uint64_t skipped_spin_end_ns;
+
 bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline)
 {
 	uint64_t now = tssx_now_ns();
@@ -491,6 +498,7 @@ bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struc
 
 	/* Until this spin, if any, finds the answer on a CPU of its own. */
 	spin_paid = false;
+	skipped_spin_end_ns = 0;
 
 	/* Both budgets 0 (TSSX_SPIN_NS=0 still yields unless TSSX_YIELD_NS=0
 	 * too), or no time left: a wait that the history does not count. */
@@ -498,6 +506,10 @@ bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struc
 		return false;
 	if (tssx_skip_history_skips(&spin_history)) {
 		count(&wait_stats.skipped);
+		/* Only a spin on a CPU's budget: a yielding spin's is ten
+		 * times as long, and its yields are capped anyway. */
+		if (may_spin)
+			skipped_spin_end_ns = spin->end_ns;
 		spin->over = true;
 		return false;
 	}
@@ -547,6 +559,17 @@ static void spin_finish(struct tssx_spin *spin, bool found)
 void tssx_spin_stop(struct tssx_spin *spin)
 {
 	spin_finish(spin, !spin->over);
+}
+
+void tssx_spin_skipped_ended(bool answered)
+{
+	uint64_t spin_end = skipped_spin_end_ns;
+
+	skipped_spin_end_ns = 0;
+	if (spin_end && answered && tssx_now_ns() <= spin_end) {
+		tssx_skip_history_paid_anyway(&spin_history, &spin_rule);
+		count(&wait_stats.skips_ended);
+	}
 }
 
 bool tssx_spin_quick(const struct tssx_ring *ring)

@@ -26,7 +26,8 @@
  * each time the stalls go on.
  * A thread whose recent spins of either kind mostly ended with nothing to
  * do (its peers answer later than a spin lasts) sleeps at once for its
- * next waits, more of them each time, and tries again now and then.
+ * next waits, more of them each time, and tries again now and then, or
+ * as soon as one of those waits was answered within a spin's budget.
  */
 #ifndef TSSX_PRELOAD_WAIT_H
 #define TSSX_PRELOAD_WAIT_H
@@ -142,6 +143,20 @@ static inline void tssx_spin_look_at(struct tssx_spin *spin, uint64_t at_ns)
  * history (tssx/skip.h) and the statistics count.  Gives the
  * spin slot back; harmless on a spin that is over or never started. */
 void tssx_spin_stop(struct tssx_spin *spin);
+/*
+ * Ends a wait that tssx_spin_start() refused because the thread's spins
+ * failed lately (its history skips them), after the waiter slept:
+ * `answered` when the wait found what it waited for.  An answer that came
+ * before the spin would have ended counts as a spin that paid, and the
+ * skip ends: the thread's next wait spins.  Without it, the two ends of a
+ * ping-pong whose spins failed for a moment (a burst of other work, both
+ * ends on one CPU) sleep on: each end's waits, its probes included, then
+ * last as long as its peer's wake-up, and both histories keep skipping
+ * for up to TSSX_SPIN_SKIP_MAX waits at a time (docs/wait.md, "Sleeping
+ * because the peer slept").  No effect after any other wait; the event
+ * wrappers' waits do not call it.
+ */
+void tssx_spin_skipped_ended(bool answered);
 
 /*
  * The quick spin of a blocking read that found its ring empty, before the

@@ -28,3 +28,9 @@ void tssx_skip_history_record(struct tssx_skip_history *history, const struct ts
 	history->skip_left = skip;
 	history->skip_next = skip * 2 < rule->skip_max ? skip * 2 : rule->skip_max;
 }
+
+void tssx_skip_history_paid_anyway(struct tssx_skip_history *history, const struct tssx_skip_rule *rule)
+{
+	tssx_skip_history_record(history, rule, true);
+	history->skip_left = 0;
+}

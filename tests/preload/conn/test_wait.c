@@ -379,6 +379,56 @@ static void spin_ended(enum tssx_spin_kind kind, bool found)
 	tssx_spin_stop(&spin);
 }
 
+/*
+ * A thread whose spins failed (its peer slept, or ran on this CPU) sleeps
+ * at once for its next waits, up to TSSX_SPIN_SKIP_MAX of them.  One of
+ * those waits whose answer came before the spin it skipped would have
+ * ended counts as a spin that paid: the next wait spins again.  One that
+ * found nothing (a timeout, a signal) or whose answer came later leaves
+ * the skip as it was.  Before the fix every wait of the skip slept, its
+ * answers however quick, and the thread spun again only at its next
+ * probe: in a ping-pong whose other end skipped too, that probe waited
+ * for the peer's wake-up and failed, and both ends slept on.
+ */
+static void test_skip_ends_when_answered_within_a_spin(void **state)
+{
+	static const struct tssx_deadline forever = { .at_ns = TSSX_FOREVER };
+	struct tssx_options saved = tssx_opts;
+	struct tssx_spin spin;
+	uint64_t start;
+
+	(void)state;
+	tssx_opts.spin_ns = LONG_NS;
+	tssx_opts.yield_ns = LONG_NS;
+	for (unsigned i = 0; i < 4 * TSSX_SPIN_HISTORY_OVER * 2; i++)
+		spin_ended(TSSX_SPIN_CPU, false);
+	assert_false(tssx_spin_start(&spin, 0, &forever)); /* skipped */
+	tssx_spin_skipped_ended(false);			   /* slept, found nothing */
+	assert_false(tssx_spin_start(&spin, 0, &forever));
+	tssx_opts.spin_ns = 1000;
+	start = monotonic_ns();
+	assert_false(tssx_spin_start(&spin, 0, &forever));
+	while (monotonic_ns() < start + 2 * tssx_opts.spin_ns)
+		;
+	tssx_spin_skipped_ended(true); /* answered, after the spin would have ended */
+	tssx_opts.spin_ns = LONG_NS;
+	assert_false(tssx_spin_start(&spin, 0, &forever));
+	tssx_spin_skipped_ended(true); /* answered within the spin */
+	/* The next wait spins: on a CPU, or yielding on a busy machine. */
+	assert_true(tssx_spin_start(&spin, 0, &forever));
+	assert_int_not_equal(spin.kind, TSSX_SPIN_NONE);
+	tssx_spin_stop(&spin);
+	/* After any other wait, no effect: a spin that fails again skips. */
+	tssx_spin_skipped_ended(true);
+	spin_ended(TSSX_SPIN_CPU, false);
+	assert_false(tssx_spin_start(&spin, 0, &forever));
+	/* The history as the next tests expect it: no skip, spins that pay. */
+	tssx_spin_skipped_ended(true);
+	for (unsigned i = 0; i < 4 * TSSX_SPIN_HISTORY_OVER * 2; i++)
+		spin_ended(TSSX_SPIN_CPU, true);
+	tssx_opts = saved;
+}
+
 /* The quick spin polls only in a thread whose last spin found the answer
  * on a CPU of its own, ends when the tail moved or the producer shut its
  * end, and one that found nothing sends the next waits to the policy. */
@@ -487,6 +537,9 @@ int main(void)
 		cmocka_unit_test(test_yield_stall_grows_with_the_tasks),
 		cmocka_unit_test(test_yield_backoff_doubles_while_stalls_go_on),
 		cmocka_unit_test(test_spin_start_budgets),
+		/* Before any yield of the process: none has stalled, so a
+		 * spin that rule 1 refuses yields instead of sleeping. */
+		cmocka_unit_test(test_skip_ends_when_answered_within_a_spin),
 		cmocka_unit_test(test_yielding_spin_turns_max),
 		cmocka_unit_test(test_spin_quick),
 		cmocka_unit_test(test_spin_yields_to_a_peer_on_its_cpu),

@@ -61,6 +61,15 @@ static void check_rule(const struct tssx_skip_rule *rule)
 	tssx_skip_history_record(&history, rule, false);
 	assert_int_equal(skips_in_a_row(&history), 0);
 	assert_int_equal(history.skip_next, rule->skip_min);
+	/* A skipped attempt that would have paid ends the skip, as a probe
+	 * that paid would: the next skip is half as long. */
+	for (int i = 0; i < 64; i++)
+		tssx_skip_history_record(&history, rule, false);
+	assert_true(tssx_skip_history_skips(&history));
+	tssx_skip_history_paid_anyway(&history, rule);
+	assert_int_equal(skips_in_a_row(&history), 0);
+	tssx_skip_history_record(&history, rule, false);
+	assert_int_equal(skips_in_a_row(&history), rule->skip_max / 2);
 }
 
 static void test_spin_rule(void **state)
