@@ -489,7 +489,7 @@ static const struct tssx_skip_rule spin_rule = { TSSX_SPIN_HISTORY_OVER, TSSX_SP
 /* The end of the spin on a CPU that this thread's last wait would have
  * made, had its history not sent it to sleep at once; 0: it was not so
  * sent (tssx_spin_skipped_ended()). */
-static __thread uint64_t skipped_spin_end_ns;
+static __thread __attribute__((tls_model("initial-exec"))) uint64_t skipped_spin_end_ns;
 
 bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline)
 {
