@@ -60,6 +60,48 @@ static unsigned process_random(void)
 	return random;
 }
 
+/* n in decimal at p; the end. */
+static char *put_decimal(char *p, unsigned long n)
+{
+	char digits[20];
+	int len = 0;
+
+	do
+		digits[len++] = (char)('0' + n % 10);
+	while ((n /= 10));
+	while (len)
+		*p++ = digits[--len];
+	return p;
+}
+
+/* n as eight hex digits at p; the end. */
+static char *put_hex8(char *p, unsigned n)
+{
+	for (int shift = 28; shift >= 0; shift -= 4)
+		*p++ = "0123456789abcdef"[(n >> shift) & 0xf];
+	return p;
+}
+
+/*
+ * "PREFIX<pid>.<counter>.<random, 8 hex digits>" after the abstract
+ * name's NUL; its length.  By hand: snprintf() cost a connect about 1,800
+ * instructions (docs/benchmark.md, "The connect cycle in counts").  At
+ * most 10 + 1 + 10 + 1 + 8 characters follow the prefix: it fits.
+ */
+static socklen_t client_name(struct sockaddr_un *addr, pid_t pid, unsigned counter, unsigned random)
+{
+	char *p = addr->sun_path + 1;
+
+	_Static_assert(1 + CLIENT_PREFIX_LEN + 30 <= sizeof(addr->sun_path), "the client name must fit");
+	memcpy(p, client_prefix, CLIENT_PREFIX_LEN);
+	p = put_decimal(p + CLIENT_PREFIX_LEN, (unsigned long)pid);
+	*p++ = '.';
+	p = put_decimal(p, counter);
+	*p++ = '.';
+	p = put_hex8(p, random);
+	return (socklen_t)(p - (char *)addr);
+}
+
 int tssx_conn_bind_client(int fd, struct tssx_client_prep *prep)
 {
 	static _Atomic unsigned counter;
@@ -70,10 +112,8 @@ int tssx_conn_bind_client(int fd, struct tssx_client_prep *prep)
 		/* The table owner's pid, not getpid(): a vfork() child names
 		 * its sockets with its parent's pid, and the counter they
 		 * share still tells the names apart. */
-		int len = snprintf(addr.sun_path + 1, sizeof(addr.sun_path) - 1, "%s%d.%u.%08x",
-				   client_prefix, (int)tssx_owner_pid(), atomic_fetch_add(&counter, 1),
-				   process_random());
-		socklen_t addrlen = offsetof(struct sockaddr_un, sun_path) + 1 + (socklen_t)len;
+		socklen_t addrlen =
+			client_name(&addr, tssx_owner_pid(), atomic_fetch_add(&counter, 1), process_random());
 
 		if (TSSX_REAL(bind)(fd, (struct sockaddr *)&addr, addrlen) == 0) {
 			tssx_conn_list_name(prep->conn->client_name, sizeof(prep->conn->client_name), &addr,
@@ -595,8 +635,10 @@ static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 		return (int)n;
 	if (n <= 0)
 		return tssx_conn_fail(conn, fd, ECONNRESET, n == 0 ? "peer closed before its hello" : "no hello");
+	/* why is written only by a check that fails (snprintf() of the
+	 * parser's reason at every hello cost about 600 instructions). */
+	why[0] = '\0';
 	ret = tssx_hello_parse(&raw, (size_t)n, &hello, &reason);
-	snprintf(why, sizeof(why), "%s", reason);
 	if (ret == 0)
 		ret = hello_acceptable(&hello, memfd, fds, why, sizeof(why));
 	if (ret == 0) {
@@ -607,7 +649,7 @@ static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 	if (ret < 0) {
 		if (memfd >= 0)
 			TSSX_REAL(close)(memfd);
-		return tssx_conn_fail(conn, fd, -ret, why);
+		return tssx_conn_fail(conn, fd, -ret, why[0] ? why : reason);
 	}
 	keep_memfd(conn, memfd);
 	atomic_fetch_add(&conn->stats.sock_received, (uint64_t)n);

@@ -40,7 +40,9 @@ _Static_assert(TSSX_SEGMENT_SMALL_OFFSET(2) <= 4096,
 
 static size_t page_align(size_t n)
 {
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	/* getpagesize(): sysconf() took about 80 instructions, nine times
+	 * per connect (docs/benchmark.md, "The connect cycle in counts"). */
+	size_t page = (size_t)getpagesize();
 
 	return (n + page - 1) & ~(page - 1);
 }

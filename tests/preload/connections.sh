@@ -108,6 +108,12 @@ s_queued=$(queued "$server_pid")
 ((c_out == s_in + s_queued && s_out == c_in + c_queued)) ||
 	fail "doorbells: the client sent $c_out, the server got $s_in ($s_queued queued); server sent $s_out, client got $c_in ($c_queued queued)"
 
+# The TSSX client's socket carries the name the library bound: the
+# prefix the server tells TSSX clients by, the client's pid, a counter and
+# eight hex digits of the process's random number.
+ss -xnpH | grep "pid=$client," | grep -Eq " @tssx-v1\.$client\.[0-9]+\.[0-9a-f]{8} " ||
+	fail "the TSSX client's socket name: $(ss -xnpH | grep "pid=$client,")"
+
 grep -Eq "^plain +$client2/python3 +[0-9]+ +client +[0-9]+/tssx-echo +$plain_sock .* server not TSSX-aware$" "$work/out" ||
 	fail "the preloaded client of a plain server is not listed as plain: $(cat "$work/out")"
 
