@@ -119,9 +119,12 @@ void tssx_conn_list_name(char *dst, size_t size, const struct sockaddr_un *addr,
 		n = strnlen(addr->sun_path, n);
 	if (n >= size)
 		n = size - 1;
-	for (size_t i = 0; i < n; i++)
-		dst[i] = addr->sun_path[i] ? addr->sun_path[i] : '@';
+	/* Copied whole, then its NULs found (a byte at a time cost a connect
+	 * with a segment about 700 instructions for its three names). */
+	memcpy(dst, addr->sun_path, n);
 	dst[n] = '\0';
+	for (char *nul = memchr(dst, '\0', n); nul; nul = memchr(nul, '\0', (size_t)(dst + n - nul)))
+		*nul = '@';
 }
 
 /* src into dst of size bytes, cut to fit, NUL-terminated: snprintf()'s

@@ -728,7 +728,8 @@ void tssx_conn_establish_all(const char *why)
 	errno = saved_errno;
 }
 
-int tssx_conn_accept(int fd, const struct sockaddr_un *peer, socklen_t peerlen)
+int tssx_conn_accept(int fd, const struct sockaddr_un *peer, socklen_t peerlen, const struct sockaddr_un *self,
+		     socklen_t selflen)
 {
 	struct tssx_conn *conn = conn_new(fd, true, NULL);
 	int ret;
@@ -737,6 +738,8 @@ int tssx_conn_accept(int fd, const struct sockaddr_un *peer, socklen_t peerlen)
 		return -ENOMEM;
 	if (peer)
 		tssx_conn_list_name(conn->client_name, sizeof(conn->client_name), peer, peerlen);
+	if (self)
+		tssx_conn_list_name(conn->server_name, sizeof(conn->server_name), self, selflen);
 	ret = tssx_table_set(fd, &conn->obj);
 	if (ret < 0) {
 		conn_free(conn);

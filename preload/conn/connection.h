@@ -58,7 +58,8 @@ struct tssx_conn {
 	 * told it); "" otherwise. */
 	char client_name[TSSX_CONN_NAME_MAX];
 	/* The server's address likewise (the address a client connected
-	 * to, when absolute or abstract); "" otherwise. */
+	 * to, when absolute or abstract; a server's claimed path); ""
+	 * otherwise. */
 	char server_name[TSSX_CONN_PATH_MAX];
 	_Atomic int fd;            /* one fd of this process that refers to it */
 	_Atomic int state;         /* enum tssx_conn_state */
@@ -190,10 +191,11 @@ int tssx_conn_prepare(struct tssx_client_prep *prep);
 int tssx_conn_connect(int fd, struct tssx_client_prep *prep);
 /* Client, when the real connect failed: releases prep. */
 void tssx_conn_abandon(struct tssx_client_prep *prep);
-/* Server, after the real accept of a TSSX client (its address peer, or
- * NULL if not known): a connection whose hello is read now if it is
- * there, later otherwise. */
-int tssx_conn_accept(int fd, const struct sockaddr_un *peer, socklen_t peerlen);
+/* Server, after the real accept of a TSSX client (its address peer, and
+ * the server's own name self, each NULL if not known): a connection whose
+ * hello is read now if it is there, later otherwise. */
+int tssx_conn_accept(int fd, const struct sockaddr_un *peer, socklen_t peerlen, const struct sockaddr_un *self,
+		     socklen_t selflen);
 /* Completes a pending handshake, waiting up to timeout_ms (-1: forever)
  * for the hello.  Returns 0 once READY, -EAGAIN, -EINTR, or the
  * connection's error. */

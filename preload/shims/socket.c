@@ -253,6 +253,32 @@ static bool plain_listing_due(_Atomic uint64_t *last_ns)
 						       memory_order_relaxed);
 }
 
+/* The path a claimed path listener's clients connect to (the name its
+ * claim follows) for the listing of a TSSX connection accepted there,
+ * which then need not ask the socket (getsockname(), which would also
+ * give the name bound before a rename); false where not known (an
+ * abstract name, a path without its file), and the listing asks. */
+static bool claimed_path(int fd, struct sockaddr_un *addr, socklen_t *len)
+{
+	struct tssx_fd_object *obj = tssx_table_get(fd);
+	struct tssx_listener *listener = (struct tssx_listener *)obj;
+	bool known;
+
+	if (!obj || obj->kind != TSSX_FD_LISTENER)
+		return false;
+	/* follow_rename() may be rewriting it. */
+	pthread_mutex_lock(&listeners_lock);
+	known = listener->file_ino != 0;
+	if (known) {
+		*addr = (struct sockaddr_un){ .sun_family = AF_UNIX };
+		memcpy(addr->sun_path, listener->path, sizeof(addr->sun_path));
+		*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+				   strnlen(addr->sun_path, sizeof(addr->sun_path)));
+	}
+	pthread_mutex_unlock(&listeners_lock);
+	return known;
+}
+
 static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool is_accept4)
 {
 	struct sockaddr_storage peer;
@@ -269,7 +295,12 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 	forget_stale(conn_fd);
 	tssx_fd_hint_add(conn_fd, TSSX_HINT_CONNECTED);
 	if (enabled && tssx_conn_is_client_addr(&peer, peerlen)) {
-		ret = tssx_conn_accept(conn_fd, (const struct sockaddr_un *)&peer, peerlen);
+		struct sockaddr_un self;
+		socklen_t selflen = 0;
+		bool self_known = claimed_path(fd, &self, &selflen);
+
+		ret = tssx_conn_accept(conn_fd, (const struct sockaddr_un *)&peer, peerlen,
+				       self_known ? &self : NULL, selflen);
 		if (ret < 0) {
 			/* Its hello would reach the application as data. */
 			TSSX_REAL(close)(conn_fd);
