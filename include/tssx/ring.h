@@ -304,18 +304,21 @@ static inline bool tssx_ring_swap_owner(struct tssx_ring *ring, uint32_t *expect
  * ring.c has the reasoning).
  *
  * The bells: a byte on the real socket, which every sleeper in the kernel
- * (recv, poll, select, epoll) sees, and a futex wake-up on the ring's bell
+ * (recv, poll, select, epoll) sees; a futex wake-up on the ring's bell
  * word (reader_bell, writer_bell), cheaper, for the data path's own
- * sleeps (preload/conn/bell.c).  Sleepers of both kinds may wait on one
- * ring at once: each adds its bit.
+ * sleeps (preload/conn/bell.c); and a write to the sleeper's eventfd,
+ * which its epoll sets watch beside the socket (docs/events.md, "The
+ * eventfd bell").  Sleepers of every kind may wait on one ring at once:
+ * each adds its bit.
  */
 #define TSSX_BELL_SOCKET 1u
 #define TSSX_BELL_FUTEX 2u
-#define TSSX_BELLS (TSSX_BELL_SOCKET | TSSX_BELL_FUTEX)
+#define TSSX_BELL_EVENTFD 4u
+#define TSSX_BELLS (TSSX_BELL_SOCKET | TSSX_BELL_FUTEX | TSSX_BELL_EVENTFD)
 
 /* The bells a flag taken by a waker calls for: its bits; a value with
- * any other bit (the peer can write the flag) rings both, which costs a
- * spurious wake-up at worst. */
+ * any other bit (the peer can write the flag) rings them all, which costs
+ * a spurious wake-up at worst. */
 static inline uint32_t tssx_bells_of(uint32_t flag)
 {
 	return flag & ~TSSX_BELLS ? TSSX_BELLS : flag;
@@ -323,12 +326,13 @@ static inline uint32_t tssx_bells_of(uint32_t flag)
 
 ssize_t tssx_ring_arm_reader(struct tssx_ring *ring, uint32_t bell);
 ssize_t tssx_ring_arm_writer(struct tssx_ring *ring, uint32_t bell);
-/* The flag (the socket's bell: the event wrappers) and the fence alone,
- * for a caller that arms several rings and then issues one barrier
- * (tssx_barrier_issue()) before it re-checks them all: whether this ring
- * needs it (its waker goes without fence). */
-bool tssx_ring_raise_reader(struct tssx_ring *ring);
-bool tssx_ring_raise_writer(struct tssx_ring *ring);
+/* The flag (with the bell of a sleeper in the kernel: the event
+ * wrappers' socket or eventfd) and the fence alone, for a caller that
+ * arms several rings and then issues one barrier (tssx_barrier_issue())
+ * before it re-checks them all: whether this ring needs it (its waker
+ * goes without fence). */
+bool tssx_ring_raise_reader(struct tssx_ring *ring, uint32_t bell);
+bool tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell);
 
 /* This process's sleepers on ring, as its producer (writer_waiting) or
  * its consumer (reader_waiting), can issue the barrier: the caller is

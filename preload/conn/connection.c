@@ -197,6 +197,15 @@ static struct tssx_conn *conn_alloc(struct tssx_side_locks *handed)
 	return conn;
 }
 
+/* A kept fd of a new connection: none yet (-1); its object's references
+ * are counted by the table. */
+static void kept_init(_Atomic int *fd, struct tssx_fd_object *obj, enum tssx_fd_kind kind)
+{
+	atomic_init(fd, -1);
+	obj->kind = kind;
+	atomic_init(&obj->refs, 0);
+}
+
 static struct tssx_conn *conn_new(int fd, bool server, struct tssx_side_locks *handed)
 {
 	struct tssx_conn *conn = conn_alloc(handed);
@@ -210,24 +219,26 @@ static struct tssx_conn *conn_new(int fd, bool server, struct tssx_side_locks *h
 	atomic_init(&conn->peek_off, -1);
 	pthread_mutex_init(&conn->handshake_lock, NULL);
 	tssx_ancillary_init(&conn->ancillary);
-	atomic_init(&conn->memfd, -1);
-	conn->memfd_obj.kind = TSSX_FD_SEGMENT;
-	atomic_init(&conn->memfd_obj.refs, 0); /* counted by the table */
-	atomic_init(&conn->wake_fd, -1);
-	conn->wake_obj.kind = TSSX_FD_WAKE;
-	atomic_init(&conn->wake_obj.refs, 0);
-	atomic_init(&conn->held_fd, -1);
-	conn->held_obj.kind = TSSX_FD_HELD;
-	atomic_init(&conn->held_obj.refs, 0);
+	kept_init(&conn->memfd, &conn->memfd_obj, TSSX_FD_SEGMENT);
+	kept_init(&conn->wake_fd, &conn->wake_obj, TSSX_FD_WAKE);
+	kept_init(&conn->held_fd, &conn->held_obj, TSSX_FD_HELD);
+	kept_init(&conn->own_bell_fd, &conn->own_bell_obj, TSSX_FD_OWN_BELL);
+	kept_init(&conn->peer_bell_fd, &conn->peer_bell_obj, TSSX_FD_PEER_BELL);
 	atomic_init(&conn->bell_fd, -1);
 	return conn;
 }
 
-/* The number of a kept fd of the connection (memfd_obj, wake_obj or
- * held_obj). */
+/* The number of a kept fd of the connection (memfd_obj, wake_obj,
+ * held_obj, own_bell_obj or peer_bell_obj). */
 static _Atomic int *kept_number(struct tssx_conn *conn, struct tssx_fd_object *obj)
 {
-	return obj == &conn->memfd_obj ? &conn->memfd : obj == &conn->wake_obj ? &conn->wake_fd : &conn->held_fd;
+	if (obj == &conn->memfd_obj)
+		return &conn->memfd;
+	if (obj == &conn->wake_obj)
+		return &conn->wake_fd;
+	if (obj == &conn->own_bell_obj)
+		return &conn->own_bell_fd;
+	return obj == &conn->peer_bell_obj ? &conn->peer_bell_fd : &conn->held_fd;
 }
 
 /* The connection a kept fd's object belongs to. */
@@ -238,6 +249,10 @@ static struct tssx_conn *conn_of_kept(struct tssx_fd_object *obj)
 		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, memfd_obj));
 	case TSSX_FD_WAKE:
 		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, wake_obj));
+	case TSSX_FD_OWN_BELL:
+		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, own_bell_obj));
+	case TSSX_FD_PEER_BELL:
+		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, peer_bell_obj));
 	default:
 		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, held_obj));
 	}
@@ -254,10 +269,42 @@ static void keep_fd(struct tssx_conn *conn, struct tssx_fd_object *obj, int fd)
 	atomic_store(kept_number(conn, obj), fd);
 }
 
+/* The connection's kept fds are closed with it. */
+static void close_kept(struct tssx_conn *conn, struct tssx_fd_object *obj)
+{
+	int fd = atomic_exchange(kept_number(conn, obj), -1);
+
+	if (fd >= 0) {
+		tssx_table_take(fd);
+		TSSX_REAL(close)(fd);
+	}
+}
+
 /* Keeps the segment's memfd for a hand-over at exec. */
 static void keep_memfd(struct tssx_conn *conn, int memfd)
 {
 	keep_fd(conn, &conn->memfd_obj, memfd);
+}
+
+/* Keeps the eventfd bell's two fds, own and peer's, or neither: with one
+ * alone this end would ring an eventfd the peer's sets never watch, or
+ * watch one the peer never rings (both still work, through the socket,
+ * but pay for nothing).  Closes them when they are not kept. */
+static void keep_bells(struct tssx_conn *conn, int own, int peer)
+{
+	if (own < 0 || peer < 0) {
+		if (own >= 0)
+			TSSX_REAL(close)(own);
+		if (peer >= 0)
+			TSSX_REAL(close)(peer);
+		return;
+	}
+	keep_fd(conn, &conn->own_bell_obj, own);
+	keep_fd(conn, &conn->peer_bell_obj, peer);
+	if (atomic_load(&conn->own_bell_fd) < 0 || atomic_load(&conn->peer_bell_fd) < 0) {
+		close_kept(conn, &conn->own_bell_obj);
+		close_kept(conn, &conn->peer_bell_obj);
+	}
 }
 
 void tssx_conn_move_kept(int old)
@@ -315,23 +362,14 @@ int tssx_conn_wake_fd(struct tssx_conn *conn)
 	return none;
 }
 
-/* The connection's kept fds are closed with it. */
-static void close_kept(struct tssx_conn *conn, struct tssx_fd_object *obj)
-{
-	int fd = atomic_load(kept_number(conn, obj));
-
-	if (fd >= 0) {
-		tssx_table_take(fd);
-		TSSX_REAL(close)(fd);
-	}
-}
-
 static void conn_free(struct tssx_conn *conn)
 {
 	tssx_bell_forget(conn);
 	close_kept(conn, &conn->memfd_obj);
 	close_kept(conn, &conn->wake_obj);
 	close_kept(conn, &conn->held_obj);
+	close_kept(conn, &conn->own_bell_obj);
+	close_kept(conn, &conn->peer_bell_obj);
 	tssx_ancillary_release(&conn->ancillary);
 	tssx_segment_detach(&conn->seg);
 	if (!conn->pair_left)
@@ -374,17 +412,30 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 		conn->sock_ino = st.st_ino;
 	}
 	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);
-	tssx_conn_arm(conn, conn->armed_while_pending);
+	tssx_conn_arm(conn, conn->armed_while_pending, TSSX_BELL_SOCKET);
 	tssx_conn_arm_barrier();
 	known = (struct tssx_conn_known){ conn->sock_ino, conn->server_name, conn->client_name };
 	atomic_store(&conn->slot, tssx_conn_list_add(fd, conn->server, &known, &conn->stats, sizeof(struct tssx_hello)));
 	log_info("fd %d: shared memory, %s", fd, conn->server ? "server" : "client");
 }
 
-static int send_hello(int fd, const struct tssx_hello *hello, int memfd)
+/* The hello with the memfd and, when it says so, the two eventfds. */
+/* Closes the eventfds of a hello not sent or not kept. */
+static void close_bells(int *bells)
 {
+	for (int i = 0; i < TSSX_HELLO_BELL_FDS; i++) {
+		if (bells[i] >= 0)
+			TSSX_REAL(close)(bells[i]);
+		bells[i] = -1;
+	}
+}
+
+static int send_hello(int fd, const struct tssx_hello *hello, int memfd, const int *bells)
+{
+	int fds[1 + TSSX_HELLO_BELL_FDS] = { memfd, bells[TSSX_HELLO_CLIENT_BELL], bells[TSSX_HELLO_SERVER_BELL] };
+	size_t nfds = 1 + hello->bell_fds;
 	union {
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(sizeof(fds))];
 		struct cmsghdr align;
 	} control = { 0 };
 	struct iovec iov = { .iov_base = (void *)hello, .iov_len = sizeof(*hello) };
@@ -392,15 +443,15 @@ static int send_hello(int fd, const struct tssx_hello *hello, int memfd)
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
 		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
+		.msg_controllen = CMSG_SPACE(nfds * sizeof(int)),
 	};
 	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
 	ssize_t n;
 
 	cmsg->cmsg_level = SOL_SOCKET;
 	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cmsg), &memfd, sizeof(int));
+	cmsg->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+	memcpy(CMSG_DATA(cmsg), fds, nfds * sizeof(int));
 	do
 		n = TSSX_REAL(sendmsg)(fd, &msg, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
@@ -410,11 +461,33 @@ static int send_hello(int fd, const struct tssx_hello *hello, int memfd)
 	return n == (ssize_t)sizeof(*hello) ? 0 : -EIO;
 }
 
+/*
+ * The eventfd bell's two eventfds, the client's and the server's, both
+ * made here and sent in the hello, so that the server needs no message
+ * of its own.  Each starts at 1 and is never read: a wake-up is a write
+ * of 0, which never blocks and never fails whatever the peer did to the
+ * eventfd (made it blocking, filled its counter), yet wakes its epoll
+ * sets, which report it readable for its count (docs/events.md).  None
+ * when either cannot be made (this process at its fd limit): the socket
+ * rings then.
+ */
+static void make_bells(struct tssx_client_prep *prep)
+{
+	for (int i = 0; i < TSSX_HELLO_BELL_FDS; i++)
+		prep->bells[i] = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (prep->bells[TSSX_HELLO_CLIENT_BELL] >= 0 && prep->bells[TSSX_HELLO_SERVER_BELL] >= 0) {
+		prep->hello.bell_fds = TSSX_HELLO_BELL_FDS;
+		return;
+	}
+	close_bells(prep->bells);
+}
+
 int tssx_conn_prepare(struct tssx_client_prep *prep)
 {
 	int ret;
 
 	prep->memfd = -1;
+	prep->bells[TSSX_HELLO_CLIENT_BELL] = prep->bells[TSSX_HELLO_SERVER_BELL] = -1;
 	prep->conn = conn_new(-1, false, NULL);
 	if (!prep->conn)
 		return -ENOMEM;
@@ -424,12 +497,14 @@ int tssx_conn_prepare(struct tssx_client_prep *prep)
 		tssx_conn_abandon(prep);
 		return ret;
 	}
+	make_bells(prep);
 	conn_bind_rings(prep->conn);
 	return 0;
 }
 
 void tssx_conn_abandon(struct tssx_client_prep *prep)
 {
+	close_bells(prep->bells);
 	if (prep->memfd >= 0)
 		TSSX_REAL(close)(prep->memfd);
 	if (prep->conn)
@@ -443,7 +518,7 @@ int tssx_conn_connect(int fd, struct tssx_client_prep *prep)
 	struct tssx_conn *conn = prep->conn;
 	int ret;
 
-	ret = send_hello(fd, &prep->hello, prep->memfd);
+	ret = send_hello(fd, &prep->hello, prep->memfd, prep->bells);
 	if (ret == 0) {
 		atomic_store(&conn->fd, fd);
 		ret = tssx_table_set(fd, &conn->obj);
@@ -453,6 +528,8 @@ int tssx_conn_connect(int fd, struct tssx_client_prep *prep)
 		return log_error(ret, "fd %d: TSSX handshake failed: %s", fd, strerror(-ret));
 	}
 	keep_memfd(conn, prep->memfd);
+	keep_bells(conn, prep->bells[TSSX_HELLO_CLIENT_BELL], prep->bells[TSSX_HELLO_SERVER_BELL]);
+	prep->bells[TSSX_HELLO_CLIENT_BELL] = prep->bells[TSSX_HELLO_SERVER_BELL] = -1;
 	conn->destination = prep->destination;
 	prep->memfd = -1;
 	prep->conn = NULL;
@@ -488,17 +565,32 @@ int tssx_conn_fail(struct tssx_conn *conn, int fd, int error, const char *why)
  * here, where it is closed, instead of staying open unseen. */
 #define HELLO_FDS_MAX 253
 
+/* The fds a hello brings: the memfd, then the eventfds it announces. */
+struct hello_fds {
+	int fd[1 + TSSX_HELLO_BELL_FDS]; /* -1 where none came */
+	int count;      /* how many came, kept or closed */
+	bool truncated; /* the kernel installed no more (MSG_CTRUNC) */
+};
+
+static void hello_fds_close(struct hello_fds *fds)
+{
+	for (int i = 0; i < 1 + TSSX_HELLO_BELL_FDS; i++) {
+		if (fds->fd[i] >= 0)
+			TSSX_REAL(close)(fds->fd[i]);
+		fds->fd[i] = -1;
+	}
+}
+
 /*
  * Takes the fds out of the hello's control messages, whatever their
- * layout: one fd in one message is the memfd (returned, *count 1); every
- * other fd is closed and *count says how many there were (the kernel
- * closed those that did not fit, MSG_CTRUNC).  Returns -1 without a memfd.
+ * layout: the first ones, as many as a hello may carry, are kept in
+ * order; every other fd is closed.  MSG_CTRUNC: the kernel installed no
+ * more, because this process reached its fd limit or because there were
+ * more than the room for HELLO_FDS_MAX (hello_acceptable() tells which).
  */
-static int hello_memfd(struct msghdr *msg, int *count)
+static void hello_fds_take(struct msghdr *msg, struct hello_fds *fds)
 {
-	int memfd = -1;
-
-	*count = 0;
+	*fds = (struct hello_fds){ .fd = { -1, -1, -1 } };
 	for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(msg); cmsg; cmsg = CMSG_NXTHDR(msg, cmsg)) {
 		size_t n;
 
@@ -509,22 +601,17 @@ static int hello_memfd(struct msghdr *msg, int *count)
 			int received;
 
 			memcpy(&received, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
-			if (++*count == 1)
-				memfd = received;
+			if (fds->count < 1 + TSSX_HELLO_BELL_FDS)
+				fds->fd[fds->count] = received;
 			else
 				TSSX_REAL(close)(received);
+			fds->count++;
 		}
 	}
-	if (msg->msg_flags & MSG_CTRUNC)
-		*count = HELLO_FDS_MAX + 1;
-	if (*count > 1 && memfd >= 0) {
-		TSSX_REAL(close)(memfd);
-		memfd = -1;
-	}
-	return memfd;
+	fds->truncated = msg->msg_flags & MSG_CTRUNC;
 }
 
-static ssize_t receive_hello(struct tssx_conn *conn, int fd, struct tssx_hello *hello, int *memfd, int *fds,
+static ssize_t receive_hello(struct tssx_conn *conn, int fd, struct tssx_hello *hello, struct hello_fds *fds,
 			     int timeout_ms)
 {
 	union {
@@ -581,20 +668,67 @@ static ssize_t receive_hello(struct tssx_conn *conn, int fd, struct tssx_hello *
 	tssx_spin_stop(&spin);
 	if (n < 0)
 		return -errno;
-	*memfd = hello_memfd(&msg, fds);
+	hello_fds_take(&msg, fds);
 	return n;
 }
 
-/* Reads and checks the hello, maps the segment.  Called under the lock. */
-/* The hello's checks beyond its own fields: what this process accepts. */
-static int hello_acceptable(const struct tssx_hello *hello, int memfd, int fds, char *why, size_t size)
+/*
+ * Whether fd is an eventfd, which a write of 0 wakes without ever
+ * blocking: any other file the peer sent (a pipe, a FUSE file) could
+ * block this end's writes.  -1: cannot tell (no /proc).
+ */
+static int is_eventfd(int fd)
 {
-	if (fds > HELLO_FDS_MAX)
-		snprintf(why, size, "hello with more than %d fds", HELLO_FDS_MAX);
-	else if (fds > 1)
-		snprintf(why, size, "hello with %d fds", fds);
-	else if (memfd < 0)
+	static const char eventfd_link[] = "anon_inode:[eventfd]";
+	char path[32], link[sizeof(eventfd_link)];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, link, sizeof(link));
+	if (n < 0)
+		return -1;
+	return n == (ssize_t)sizeof(eventfd_link) - 1 && memcmp(link, eventfd_link, (size_t)n) == 0;
+}
+
+/*
+ * The eventfds of a hello: -EPROTO when one is no eventfd; closed (the
+ * socket rings then) when this process reached its fd limit on the way
+ * in and not both came, or when it cannot tell what they are.
+ */
+static int hello_bells(int fd, struct hello_fds *fds, char *why, size_t size)
+{
+	int *bell = fds->fd + 1, kind[TSSX_HELLO_BELL_FDS];
+
+	if (bell[TSSX_HELLO_CLIENT_BELL] < 0 || bell[TSSX_HELLO_SERVER_BELL] < 0) {
+		if (fds->truncated)
+			log_info("fd %d: at the fd limit, the client's eventfds dropped: the socket rings", fd);
+		close_bells(bell);
+		return 0;
+	}
+	for (int i = 0; i < TSSX_HELLO_BELL_FDS; i++)
+		kind[i] = is_eventfd(bell[i]);
+	if (!kind[TSSX_HELLO_CLIENT_BELL] || !kind[TSSX_HELLO_SERVER_BELL]) {
+		snprintf(why, size, "hello with an fd that is no eventfd");
+		return -EPROTO;
+	}
+	if (kind[TSSX_HELLO_CLIENT_BELL] < 0 || kind[TSSX_HELLO_SERVER_BELL] < 0)
+		close_bells(bell);
+	return 0;
+}
+
+/* The hello's checks beyond its own fields: what this process accepts.
+ * A hello truncated short of what it announced reached this process's
+ * fd limit: its eventfds are dropped, not the connection. */
+static int hello_acceptable(const struct tssx_hello *hello, const struct hello_fds *fds, char *why, size_t size)
+{
+	int announced = 1 + (int)hello->bell_fds;
+
+	if (fds->count == 0)
 		snprintf(why, size, "hello without a segment");
+	else if (fds->truncated && fds->count >= announced)
+		snprintf(why, size, "hello with more than %d fds", fds->count);
+	else if (!fds->truncated && fds->count != announced)
+		snprintf(why, size, "hello with %d fds, %d announced", fds->count, announced);
 	else if (hello->ring_capacity[TSSX_C2S] > tssx_opts.ring_max ||
 		 hello->ring_capacity[TSSX_S2C] > tssx_opts.ring_max)
 		snprintf(why, size, "rings larger than TSSX_RING_MAX (%llu/%llu bytes, at most %llu)",
@@ -626,11 +760,12 @@ static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 {
 	struct tssx_hello raw, hello;
 	const char *reason = "bad hello";
+	struct hello_fds fds = { .fd = { -1, -1, -1 } };
 	char why[128];
-	int memfd = -1, fds = 0, ret;
+	int ret;
 	ssize_t n;
 
-	n = receive_hello(conn, fd, &raw, &memfd, &fds, timeout_ms);
+	n = receive_hello(conn, fd, &raw, &fds, timeout_ms);
 	if (n == -EAGAIN || n == -EINTR || n == -EBADF)
 		return (int)n;
 	if (n <= 0)
@@ -640,18 +775,20 @@ static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 	why[0] = '\0';
 	ret = tssx_hello_parse(&raw, (size_t)n, &hello, &reason);
 	if (ret == 0)
-		ret = hello_acceptable(&hello, memfd, fds, why, sizeof(why));
+		ret = hello_acceptable(&hello, &fds, why, sizeof(why));
+	if (ret == 0)
+		ret = hello_bells(fd, &fds, why, sizeof(why));
 	if (ret == 0) {
-		ret = tssx_segment_attach(&conn->seg, memfd, &hello);
+		ret = tssx_segment_attach(&conn->seg, fds.fd[0], &hello);
 		if (ret < 0)
 			ret = attach_failure(ret, why, sizeof(why));
 	}
 	if (ret < 0) {
-		if (memfd >= 0)
-			TSSX_REAL(close)(memfd);
+		hello_fds_close(&fds);
 		return tssx_conn_fail(conn, fd, -ret, why[0] ? why : reason);
 	}
-	keep_memfd(conn, memfd);
+	keep_memfd(conn, fds.fd[0]);
+	keep_bells(conn, fds.fd[1 + TSSX_HELLO_SERVER_BELL], fds.fd[1 + TSSX_HELLO_CLIENT_BELL]);
 	atomic_fetch_add(&conn->stats.sock_received, (uint64_t)n);
 	conn_bind_rings(conn);
 	conn_ready(conn, fd);

@@ -99,6 +99,14 @@ struct tssx_conn {
 	 * -1 until then.  Its table slot points to wake_obj (TSSX_FD_WAKE). */
 	_Atomic int wake_fd;
 	struct tssx_fd_object wake_obj;
+	/* The eventfd bell (docs/events.md): own_bell_fd is this end's
+	 * eventfd, which its epoll sets watch beside the socket and the peer
+	 * writes; peer_bell_fd the peer's, which this end writes.  Both from
+	 * the client's hello, O_CLOEXEC (an exec'd image rings and sleeps on
+	 * the socket); -1 without them.  Their slots point to own_bell_obj
+	 * (TSSX_FD_OWN_BELL) and peer_bell_obj (TSSX_FD_PEER_BELL). */
+	_Atomic int own_bell_fd, peer_bell_fd;
+	struct tssx_fd_object own_bell_obj, peer_bell_obj;
 	/* A copy of the real socket, made when the process closed its last
 	 * fd of the connection while calls of other threads still kept it:
 	 * as the kernel keeps the file for a call in progress, they go on
@@ -180,6 +188,7 @@ struct tssx_client_prep {
 	struct tssx_conn *conn;
 	struct tssx_hello hello;
 	int memfd;
+	int bells[TSSX_HELLO_BELL_FDS]; /* -1 each without them */
 	struct tssx_destination *destination; /* the connection's, or NULL */
 };
 
@@ -277,10 +286,10 @@ int tssx_conn_adopt(int fd, int memfd, bool server, struct tssx_side_locks *lock
  * a dup2() onto it moves it (tssx_conn_move_kept), and an exec hands it
  * on with the connections whose pairs it holds (conn/handover.c). */
 void tssx_conn_keep_arena(const struct tssx_side_locks *locks);
-/* Moves the kept fd at old (a connection's memfd, wake fd or socket copy,
- * an arena of side locks, the futex bell watcher's epoll fd, the spin
- * policy's /proc/loadavg) to another
- * number: the application dup2s onto it. */
+/* Moves the kept fd at old (a connection's memfd, wake fd, socket copy
+ * or eventfd, an arena of side locks, the futex bell watcher's epoll fd,
+ * the spin policy's /proc/loadavg) to another number: the application
+ * dup2s onto it. */
 void tssx_conn_move_kept(int old);
 /* The connection's wake fd (see wake_fd), made on first use; -1 if it
  * cannot be made. */

@@ -35,6 +35,8 @@ enum tssx_fd_kind {
 	TSSX_FD_WAKE,      /* a connection's eventfd that wakes its writers (conn/stream.c) */
 	TSSX_FD_HELD,      /* a copy of a connection's socket for calls in flight (connection.h) */
 	TSSX_FD_LOCKS,     /* an arena of side-lock pairs, kept for exec (tssx/side_lock.h) */
+	TSSX_FD_OWN_BELL,  /* a connection's eventfd that the peer writes to wake its epoll sets */
+	TSSX_FD_PEER_BELL, /* the peer's eventfd of a connection, written to wake the peer's */
 	TSSX_FD_WATCHER,   /* the futex bell watcher's epoll fd (conn/bell.h) */
 	TSSX_FD_LOADAVG,   /* the spin policy's /proc/loadavg (conn/wait.c) */
 };
@@ -46,7 +48,8 @@ enum tssx_fd_kind {
 static inline bool tssx_fd_kind_kept(enum tssx_fd_kind kind)
 {
 	return kind == TSSX_FD_SEGMENT || kind == TSSX_FD_WAKE || kind == TSSX_FD_HELD || kind == TSSX_FD_LOCKS ||
-	       kind == TSSX_FD_WATCHER || kind == TSSX_FD_LOADAVG;
+	       kind == TSSX_FD_OWN_BELL || kind == TSSX_FD_PEER_BELL || kind == TSSX_FD_WATCHER ||
+	       kind == TSSX_FD_LOADAVG;
 }
 
 /* What a slot points to: the first member of every tracked object.  refs

@@ -121,12 +121,34 @@ static void ring_socket(struct tssx_conn *conn, int fd)
 	errno = saved_errno;
 }
 
+/*
+ * The eventfd bell: a write of 0 to the peer's eventfd, which its epoll
+ * sets watch edge-triggered.  Its count stays what it was (1 from its
+ * making, never read), so the write never blocks and never fails, even
+ * on an eventfd the peer made blocking or filled, and every write is an
+ * edge (docs/events.md, "The eventfd bell").  False without one (an
+ * exec'd image, a peer that sent none) or when the write failed: the
+ * socket rings instead, which the peer's sets watch too.
+ */
+static bool ring_eventfd(struct tssx_conn *conn)
+{
+	static const uint64_t zero;
+	int saved_errno = errno, fd = atomic_load_explicit(&conn->peer_bell_fd, memory_order_relaxed);
+	bool rung = fd >= 0 && TSSX_REAL(write)(fd, &zero, sizeof(zero)) == (ssize_t)sizeof(zero);
+
+	errno = saved_errno;
+	return rung;
+}
+
 /* Rings the bells that a flag taken from the peer's sleepers called for
- * (ring.h): a byte on the real socket, the futex bell on `word`. */
+ * (ring.h): a byte on the real socket, the futex bell on `word`, the
+ * peer's eventfd (or the socket in its place). */
 static void ring_doorbell(struct tssx_conn *conn, int fd, uint32_t bells, _Atomic uint32_t *word)
 {
 	if (bells & TSSX_BELL_FUTEX)
 		tssx_bell_ring(word);
+	if ((bells & TSSX_BELL_EVENTFD) && !ring_eventfd(conn))
+		bells |= TSSX_BELL_SOCKET;
 	if (bells & TSSX_BELL_SOCKET)
 		ring_socket(conn, fd);
 }
@@ -1318,7 +1340,7 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
  * (tssx_conn_arm_barrier()). */
 static __thread __attribute__((tls_model("initial-exec"))) bool barrier_owed;
 
-enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
+enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events, uint32_t bell)
 {
 	if (atomic_load_explicit(&conn->state, memory_order_acquire) != TSSX_CONN_READY) {
 		bool pending;
@@ -1339,9 +1361,9 @@ enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events)
 		if (atomic_load(&conn->state) != TSSX_CONN_READY)
 			return TSSX_ARM_DOORBELL; /* failed or closed: the socket tells */
 	}
-	if ((events & POLLIN) && tssx_ring_raise_reader(conn->rx))
+	if ((events & POLLIN) && tssx_ring_raise_reader(conn->rx, bell))
 		barrier_owed = true;
-	if ((events & POLLOUT) && tssx_ring_raise_writer(conn->tx))
+	if ((events & POLLOUT) && tssx_ring_raise_writer(conn->tx, bell))
 		barrier_owed = true;
 	/* After this side's SHUT_RD (wait_ring) the socket reads EOF for
 	 * good and takes no doorbells. */

@@ -77,12 +77,23 @@ enum tssx_arm {
 };
 
 /* Before sleeping on the real fd for `events`: arm the waiting flags so the
- * peer sends a doorbell.  Afterwards the caller issues
+ * peer rings `bell`: TSSX_BELL_SOCKET, or TSSX_BELL_EVENTFD for a sleeper
+ * whose kernel wait watches the connection's own eventfd too
+ * (tssx_conn_own_bell()); the peer rings the socket instead when it
+ * cannot ring that.  TSSX_ARM_DOORBELL holds for either.  Afterwards the caller issues
  * tssx_conn_arm_barrier() once for every connection it armed, then
  * re-checks tssx_conn_ready() and sleeps only if it is still not ready,
  * as the result says.  TSSX_ARM_RECHECK also when a waker goes without
  * fence and this process cannot issue the barrier (tssx/ring.h). */
-enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events);
+enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events, uint32_t bell);
+
+/* The eventfd this end's epoll sets may watch beside the socket for the
+ * eventfd bell, -1 when there is none (the connection is not ready, or
+ * either end could not have it). */
+static inline int tssx_conn_own_bell(struct tssx_conn *conn)
+{
+	return tssx_conn_is_ready(conn) ? atomic_load_explicit(&conn->own_bell_fd, memory_order_relaxed) : -1;
+}
 /* The sleeper's barrier (tssx/barrier.h) between the flags this thread
  * raised with tssx_conn_arm() and its re-check, where a waker goes
  * without fence: one system call for a whole set; nothing when none

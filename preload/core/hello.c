@@ -25,15 +25,19 @@ static int reject(int err, const char **why, const char *reason)
 
 int tssx_hello_parse(const void *buf, size_t len, struct tssx_hello *out, const char **why)
 {
-	struct tssx_hello hello;
+	struct tssx_hello hello = { 0 };
 
-	if (len < sizeof(hello))
+	/* Magic and version first: another version's hello may be of
+	 * another length, and is refused for its version. */
+	memcpy(&hello, buf, len < sizeof(hello) ? len : sizeof(hello));
+	if (len < offsetof(struct tssx_hello, length))
 		return reject(-EBADMSG, why, "short hello");
-	memcpy(&hello, buf, sizeof(hello));
 	if (hello.magic != TSSX_HELLO_MAGIC)
 		return reject(-EBADMSG, why, "bad magic");
 	if (hello.version != TSSX_PROTOCOL_VERSION)
 		return reject(-EPROTONOSUPPORT, why, "unsupported protocol version");
+	if (len < sizeof(hello))
+		return reject(-EBADMSG, why, "short hello");
 	if (hello.length != sizeof(hello))
 		return reject(-EBADMSG, why, "wrong hello length");
 	if (!tssx_ring_capacity_valid(hello.ring_capacity[TSSX_C2S]) ||
@@ -42,6 +46,8 @@ int tssx_hello_parse(const void *buf, size_t len, struct tssx_hello *out, const 
 	if (hello.segment_size != tssx_segment_size(hello.ring_capacity[TSSX_C2S],
 						    hello.ring_capacity[TSSX_S2C]))
 		return reject(-EINVAL, why, "segment size does not match the ring capacities");
+	if ((hello.bell_fds != 0 && hello.bell_fds != TSSX_HELLO_BELL_FDS) || hello.reserved != 0)
+		return reject(-EINVAL, why, "bad count of eventfds");
 	*out = hello;
 	return 0;
 }

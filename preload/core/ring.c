@@ -554,21 +554,21 @@ ssize_t tssx_ring_arm_writer(struct tssx_ring *ring, uint32_t bell)
 
 /* arm() without the barrier and the re-check, which the caller makes once
  * for all the rings it raised. */
-static bool raise(_Atomic uint32_t *flag, const _Atomic uint32_t *unfenced)
+static bool raise(_Atomic uint32_t *flag, const _Atomic uint32_t *unfenced, uint32_t bell)
 {
-	atomic_fetch_or_explicit(flag, TSSX_BELL_SOCKET, memory_order_relaxed);
+	atomic_fetch_or_explicit(flag, bell, memory_order_relaxed);
 	atomic_thread_fence(memory_order_seq_cst); /* as in arm() */
 	return atomic_load_explicit(unfenced, memory_order_relaxed);
 }
 
-bool tssx_ring_raise_reader(struct tssx_ring *ring)
+bool tssx_ring_raise_reader(struct tssx_ring *ring, uint32_t bell)
 {
-	return raise(&ring->ctl->reader_waiting, &ring->ctl->reader_unfenced);
+	return raise(&ring->ctl->reader_waiting, &ring->ctl->reader_unfenced, bell);
 }
 
-bool tssx_ring_raise_writer(struct tssx_ring *ring)
+bool tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell)
 {
-	return raise(&ring->ctl->writer_waiting, &ring->ctl->writer_unfenced);
+	return raise(&ring->ctl->writer_waiting, &ring->ctl->writer_unfenced, bell);
 }
 
 /* The switch to checks without fence (ring.h): the bells of a sleeper to

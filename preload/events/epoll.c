@@ -53,9 +53,10 @@ __attribute__((destructor)) static void epoll_stats_report(void)
 
 	if (events_stats_total(&waits, &total) && waits)
 		log_info("epoll: %llu waits, %llu looks at the rings of %llu entries in all; %llu went cold, "
-			 "all made hot again %llu times",
+			 "all made hot again %llu times; woken %llu times by an eventfd, %llu by a socket",
 			 (unsigned long long)waits, stats_of(&total.looks), stats_of(&total.looked),
-			 stats_of(&total.cooled), stats_of(&total.rescans));
+			 stats_of(&total.cooled), stats_of(&total.rescans), stats_of(&total.eventfd_reports),
+			 stats_of(&total.socket_reports));
 }
 
 struct wait_call {
@@ -89,6 +90,72 @@ static struct epoll_event kernel_event(const struct events_entry *entry, uint32_
 	return event;
 }
 
+/*
+ * The eventfd bell (docs/events.md): a connection's own eventfd, which
+ * the peer writes instead of sending a byte on the socket, is added to
+ * the kernel's set beside the socket, edge-triggered and never read,
+ * under a tag of its own (events_bell_tag()): the bell the entry arms
+ * with.  Where it cannot be, the socket's byte wakes the set as before:
+ * no eventfd (an exec'd image, a peer at its fd limit), EPOLLEXCLUSIVE
+ * (which wakes one waiter per event of each fd: two fds would wake two),
+ * the eventfd in the set already under another fd of the connection.
+ *
+ * Added only by the set's own arming before it sleeps (may_add), once
+ * the connection is ready: the eventfd is readable (its count is 1), so
+ * the kernel reports it once as it is added, and that sleep takes the
+ * report at once and drops it.  Added by an arming that does not sleep
+ * on the set (a nested set armed through its parent or poll(), a silent
+ * connection's arming), the report would wait in the set, and a poll()
+ * of the epoll fd would find it readable with nothing to report; those
+ * arm with the socket's bell until the set's own sleep added it.
+ */
+static uint32_t entry_bell(struct events_set *set, struct events_entry *entry, struct tssx_conn *conn, bool may_add)
+{
+	if (entry->bell == EVENTS_BELL_UNTRIED && may_add) {
+		struct epoll_event event = { .events = EPOLLIN | EPOLLET, .data.u64 = events_bell_tag(entry->fd) };
+		int fd = tssx_conn_own_bell(conn), saved_errno = errno;
+
+		if (fd < 0 && !tssx_conn_is_ready(conn))
+			return TSSX_BELL_SOCKET; /* the hello may bring one */
+		entry->bell = EVENTS_BELL_SOCKET;
+		if (fd >= 0 && !entry->kernel_flags && real_ctl(set->epfd, EPOLL_CTL_ADD, fd, &event) == 0) {
+			entry->bell = EVENTS_BELL_EVENTFD;
+			entry->bell_fd = fd;
+		}
+		errno = saved_errno;
+	}
+	return entry->bell == EVENTS_BELL_EVENTFD ? TSSX_BELL_EVENTFD : TSSX_BELL_SOCKET;
+}
+
+/*
+ * The entry goes, or stops being this connection's: its eventfd leaves
+ * the kernel's set.  The kernel would drop it only with the eventfd's
+ * file, which the peer holds open, and a peer left holding it could wake
+ * the set when the connection is long gone.  Not when the number no
+ * longer names the connection's eventfd (the application dup2()ed onto
+ * it, which moved it), nor for a connection shared with a fork: the set
+ * may be the fork's too (inherited), whose entry relies on it; the
+ * registration then goes with the file, when both ends closed it.
+ */
+static void entry_bell_drop(struct events_set *set, struct events_entry *entry)
+{
+	struct tssx_conn *conn = tssx_conn_lookup(entry->fd);
+	int saved_errno = errno;
+
+	if (entry->bell == EVENTS_BELL_EVENTFD && conn && tssx_conn_own_bell(conn) == entry->bell_fd &&
+	    conn->born_forks == tssx_unseen_forks())
+		real_ctl(set->epfd, EPOLL_CTL_DEL, entry->bell_fd, NULL);
+	entry->bell = EVENTS_BELL_UNTRIED;
+	errno = saved_errno;
+}
+
+/* An entry leaves the set, with its eventfd. */
+static void entry_remove(struct events_set *set, struct events_entry *entry)
+{
+	entry_bell_drop(set, entry);
+	events_set_remove(set, entry);
+}
+
 /* Entry's registration in the kernel replaced by event (EPOLLEXCLUSIVE
  * ones cannot be modified, only deleted and added again). */
 static int reregister(struct events_set *set, const struct events_entry *entry, struct epoll_event event)
@@ -105,6 +172,7 @@ static int reregister(struct events_set *set, const struct events_entry *entry, 
  * the kernel must now watch for it. */
 static void entry_reclassify(struct events_set *set, struct events_entry *entry, enum events_kind kind)
 {
+	entry_bell_drop(set, entry);
 	events_entry_set_kind(set, entry, kind);
 	events_entry_heat(set, entry);
 	entry->reported = false;
@@ -127,11 +195,12 @@ static void entry_reclassify(struct events_set *set, struct events_entry *entry,
  * doorbells, each dropped once (docs/events.md, "Closed while a copy
  * keeps the file").
  */
-void events_entry_release(struct events_set *set, const struct events_entry *entry)
+void events_entry_release(struct events_set *set, struct events_entry *entry)
 {
 	struct epoll_event own = kernel_event(entry, 0);
 	int saved_errno = errno, rc;
 
+	entry_bell_drop(set, entry);
 	if (entry->kind != EVENTS_WATCHED)
 		return;
 	own.data = entry->data;
@@ -194,7 +263,7 @@ uint32_t events_set_probe(struct events_set *set, uint64_t *generation)
 /* Arms the hot entries (a cold one is armed already); a connection that
  * will ring a doorbell may go cold once a look after this finds nothing
  * to report. */
-static bool set_arm_locked(struct events_set *set)
+static bool set_arm_locked(struct events_set *set, bool own_sleep)
 {
 	struct events_entry *entry, *tmp;
 	bool recheck = false;
@@ -206,7 +275,8 @@ static bool set_arm_locked(struct events_set *set)
 		if (entry->disabled || entry->parked)
 			continue;
 		if (conn) {
-			bool doorbell = tssx_conn_arm(conn, entry->events) == TSSX_ARM_DOORBELL;
+			bool doorbell = tssx_conn_arm(conn, entry->events, entry_bell(set, entry, conn, own_sleep)) ==
+					TSSX_ARM_DOORBELL;
 
 			recheck |= !doorbell;
 			entry->may_cool = doorbell && tssx_unseen_may_cool(conn);
@@ -221,7 +291,7 @@ bool events_set_arm(struct events_set *set)
 	bool recheck;
 
 	pthread_mutex_lock(&set->lock);
-	recheck = set_arm_locked(set);
+	recheck = set_arm_locked(set, false);
 	pthread_mutex_unlock(&set->lock);
 	return recheck;
 }
@@ -245,7 +315,7 @@ static bool arm_silent(struct events_set *set, struct events_entry *entry, uint6
 	    atomic_load_explicit(&set->waits, memory_order_relaxed) - entry->active_wait < EVENTS_COLD_AFTER_WAITS ||
 	    !(conn = tssx_conn_lookup(entry->fd)) || !tssx_unseen_may_cool(conn))
 		return false;
-	return tssx_conn_arm(conn, entry->events) == TSSX_ARM_DOORBELL;
+	return tssx_conn_arm(conn, entry->events, entry_bell(set, entry, conn, false)) == TSSX_ARM_DOORBELL;
 }
 
 /* Reports ready hot entries into events[0..max), each visited once,
@@ -303,7 +373,7 @@ static int collect(struct events_set *set, struct wait_call *call, int offset, b
 
 	pthread_mutex_lock(&set->lock);
 	if (arm) {
-		call->recheck = set_arm_locked(set);
+		call->recheck = set_arm_locked(set, true);
 		tssx_conn_arm_barrier();
 	}
 	count = collect_locked(set, call->events + offset, call->maxevents - offset);
@@ -357,11 +427,18 @@ static int translate(struct events_set *set, struct epoll_event *events, int cou
 		if (!entry)
 			continue; /* a closed fd's last words */
 		events_entry_heat(set, entry);
+		/* The eventfd bell: nothing to drain, the rings tell. */
+		if (events_tag_is_bell(events[i].data.u64)) {
+			stats_add(&set->stats.eventfd_reports, 1);
+			continue;
+		}
 		conn = entry_conn(set, entry);
 		if (entry->parked && !conn)
 			continue;
-		if (conn)
+		if (conn) {
+			stats_add(&set->stats.socket_reports, 1);
 			drain_reported(conn, entry, events[i].events);
+		}
 		else
 			events[kept++] = watched_result(entry, events[i].events);
 	}
@@ -693,7 +770,7 @@ static int ctl_add(struct events_set *set, int fd, struct epoll_event *event)
 		return -1;
 	stale = events_set_find(set, fd);
 	if (stale)
-		events_set_remove(set, stale);
+		entry_remove(set, stale);
 	rc = events_set_add(set, fd, kind, event);
 	if (rc < 0) {
 		real_ctl(set->epfd, EPOLL_CTL_DEL, fd, NULL);
@@ -734,7 +811,7 @@ static int ctl_del(struct events_set *set, struct events_entry *entry)
 		return 0;
 	}
 	rc = real_ctl(set->epfd, EPOLL_CTL_DEL, entry->fd, NULL);
-	events_set_remove(set, entry); /* whatever the kernel says: it is gone */
+	entry_remove(set, entry); /* whatever the kernel says: it is gone */
 	return rc;
 }
 
@@ -751,7 +828,7 @@ static int ctl_add_parked(struct events_set *set, struct events_entry *entry, st
 		return 0;
 	}
 	real_ctl(set->epfd, EPOLL_CTL_DEL, fd, NULL); /* ENOENT: that file is gone */
-	events_set_remove(set, entry);
+	entry_remove(set, entry);
 	return ctl_add(set, fd, event);
 }
 

@@ -203,6 +203,8 @@ static void sets_total(struct events_set *set, uint64_t *waits, struct events_st
 		stats_sum(&total->looked, &set->stats.looked);
 		stats_sum(&total->cooled, &set->stats.cooled);
 		stats_sum(&total->rescans, &set->stats.rescans);
+		stats_sum(&total->eventfd_reports, &set->stats.eventfd_reports);
+		stats_sum(&total->socket_reports, &set->stats.socket_reports);
 	}
 }
 

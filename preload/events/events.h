@@ -34,6 +34,12 @@ enum events_kind {
 	EVENTS_WATCHED,
 };
 
+enum events_bell {
+	EVENTS_BELL_UNTRIED, /* not added yet: at the entry's next arming */
+	EVENTS_BELL_EVENTFD, /* added: the entry arms with TSSX_BELL_EVENTFD */
+	EVENTS_BELL_SOCKET,  /* cannot be: the entry arms with TSSX_BELL_SOCKET */
+};
+
 struct events_entry {
 	int fd;
 	enum events_kind kind;
@@ -67,6 +73,11 @@ struct events_entry {
 	 * by a wait that does not sleep. */
 	uint64_t active_ns;
 	uint64_t active_wait;
+	/* The eventfd bell (epoll.c): whether the connection's own eventfd
+	 * (its number bell_fd) is in the kernel's set beside its socket, so
+	 * that the entry arms with TSSX_BELL_EVENTFD. */
+	enum events_bell bell;
+	int bell_fd;
 	struct events_entry *hot_prev, *hot_next;
 	UT_hash_handle hh;
 };
@@ -79,6 +90,10 @@ struct events_stats {
 	_Atomic uint64_t looked;	/* entries whose rings they looked at */
 	_Atomic uint64_t cooled;	/* entries that went cold */
 	_Atomic uint64_t rescans;	/* times every entry was made hot */
+	/* Reports of a connection by the kernel: its eventfd's edges, and
+	 * its socket's (doorbells drained, or the peer's close). */
+	_Atomic uint64_t eventfd_reports;
+	_Atomic uint64_t socket_reports;
 };
 
 struct events_set {
@@ -155,8 +170,9 @@ void events_set_heat_all(struct events_set *set);
 
 /* entry's fd is being closed (epoll.c; the set's lock held, before the
  * entry is removed): the kernel's registration, which outlives the fd
- * while a copy keeps its file open, is left as the application's own. */
-void events_entry_release(struct events_set *set, const struct events_entry *entry);
+ * while a copy keeps its file open, is left as the application's own;
+ * a connection's eventfd leaves the set. */
+void events_entry_release(struct events_set *set, struct events_entry *entry);
 
 /* EPOLL_CTL_MOD: new events and data, one-shot re-armed, and an
  * edge-triggered entry reports its current readiness again. */
@@ -172,21 +188,34 @@ uint32_t events_entry_peek(const struct events_entry *entry, uint32_t ready, uin
 /* The same, remembering the report (edge-triggered, one-shot). */
 uint32_t events_entry_report(struct events_entry *entry, uint32_t ready, uint64_t generation);
 
-/* The data we register with the kernel for a tracked fd, and back;
- * inline: epoll_wait looks at every result. */
-#define EVENTS_TAG_HIGH 0x54535358u /* "TSSX": never the top of a pointer */
+/* The data we register with the kernel for a tracked fd, and for the
+ * eventfd of a connection on fd, and back; inline: epoll_wait looks at
+ * every result. */
+#define EVENTS_TAG_HIGH 0x54535358u	 /* "TSSX": never the top of a pointer */
+#define EVENTS_BELL_TAG_HIGH 0x54535342u /* "TSSB" */
 
 static inline uint64_t events_tag(int fd)
 {
 	return (uint64_t)EVENTS_TAG_HIGH << 32 | (uint32_t)fd;
 }
 
+static inline uint64_t events_bell_tag(int fd)
+{
+	return (uint64_t)EVENTS_BELL_TAG_HIGH << 32 | (uint32_t)fd;
+}
+
+/* Whether data is one of our tags (either kind), and its fd. */
 static inline bool events_untag(uint64_t data, int *fd)
 {
-	if (data >> 32 != EVENTS_TAG_HIGH)
+	if (data >> 32 != EVENTS_TAG_HIGH && data >> 32 != EVENTS_BELL_TAG_HIGH)
 		return false;
 	*fd = (int)(uint32_t)data;
 	return true;
+}
+
+static inline bool events_tag_is_bell(uint64_t data)
+{
+	return data >> 32 == EVENTS_BELL_TAG_HIGH;
 }
 
 /* How often a waiter that finds connections ready, or spins for them,

@@ -171,7 +171,7 @@ static void poll_arm(struct poll_call *call)
 		struct events_set *set;
 
 		if ((conn = poll_conn(call, i))) {
-			enum tssx_arm arm = tssx_conn_arm(conn, (uint16_t)call->fds[i].events);
+			enum tssx_arm arm = tssx_conn_arm(conn, (uint16_t)call->fds[i].events, TSSX_BELL_SOCKET);
 
 			/* A socket that reads EOF for good would not let the
 			 * kernel's poll sleep: HUP only. */

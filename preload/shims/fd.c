@@ -46,6 +46,8 @@ static void release_slot(int fd)
 	case TSSX_FD_WAKE:
 	case TSSX_FD_HELD:
 	case TSSX_FD_LOCKS:
+	case TSSX_FD_OWN_BELL:
+	case TSSX_FD_PEER_BELL:
 	case TSSX_FD_WATCHER:
 	case TSSX_FD_LOADAVG:
 		break; /* never forgotten: see tssx_fd_forget() */

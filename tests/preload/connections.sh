@@ -16,7 +16,7 @@ source "$(dirname "$0")/lib.sh"
 lib=$(readlink -f "$lib") # absolute, whatever directory a process runs in
 sock=$work/s.sock plain_sock=$work/plain.sock
 bytes=123457
-HELLO=32 # sizeof(struct tssx_hello): the client sends it, the server receives it
+HELLO=40 # sizeof(struct tssx_hello): the client sends it, the server receives it
 
 # hold_client SOCKET BYTES [NAME]: (binds to the abstract NAME first,)
 # sends BYTES, reads them back and checks them, says "held", and keeps the

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A hostile TSSX client (tssx-forge) breaks the protocol in each way it
 # can: the preloaded server logs why and drops that connection, the forger
-# sees EOF (no hang), and the server goes on to serve a good client.  Then
+# sees EOF (no hang), and the server goes on to serve a good client; one
+# whose eventfd is blocking and full is served without a hang.  Then
 # 1,000 hostile connects must leave the server with as many fds and
 # mappings as before, and a server whose segments are attacked (control
 # words held, counters racing, pages punched out) keeps serving good
@@ -23,9 +24,10 @@ declare -A reason=(
 	[bypass]="stream bytes on the real socket"
 	[fds]="hello with 3 fds"
 	[fdsplit]="hello with 3 fds"
+	[bellfds]="hello with an fd that is no eventfd"
 	[huge]="rings larger than TSSX_RING_MAX"
 )
-cases=(magic version nofd unsealed short indices bypass fds fdsplit huge)
+cases=(magic version nofd unsealed short indices bypass fds fdsplit bellfds huge)
 
 for how in "${cases[@]}"; do
 	start_echo_server yes "$work/server.log" "$sock" --clients 2
@@ -38,6 +40,17 @@ for how in "${cases[@]}"; do
 	grep -q "echoed 1048576 bytes" "$work/server.log" || fail "$how: good client not served"
 	check_shm "$work/client.log" 1048576
 done
+
+# A client whose eventfd, the one the server writes to wake it, is
+# blocking and full: the server's wake-up (a write of 0) must not block
+# its echo, nor the good client after it.
+start_echo_server yes "$work/server.log" "$sock" --clients 2
+"${guard[@]}" "$tools/tssx-forge" bellfull "$sock" >"$work/forge.log" 2>&1 ||
+	fail "bellfull: no echo: $(cat "$work/forge.log")"
+with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 1M >"$work/client.log" 2>&1 ||
+	fail "bellfull: no good connection after it"
+wait_pid "$server_pid" || fail "bellfull: the server failed: $(cat "$work/server.log")"
+check_shm "$work/client.log" 1048576
 
 # counts PID: its open fds and its shared mappings (segments, lock pages).
 # Not the private ones: glibc keeps the stacks of ended threads for reuse

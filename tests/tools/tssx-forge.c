@@ -12,10 +12,17 @@
  *   bypass    a good handshake, then stream bytes on the real socket
  *   fds       a good hello with the memfd and two more fds in one message
  *   fdsplit   the same fds, one control message each
+ *   bellfds   a hello announcing two eventfds, with fds that are none
  *   huge      a hello asking for 1 GiB rings (a sparse memfd of 2 GiB)
  *
  * The server must drop that connection (its socket reports EOF here) and
  * live on; this tool exits 0 once it sees the EOF.
+ *
+ * tssx-forge bellfull PATH: a good handshake with the two eventfds, the
+ * one the server writes to wake this client made blocking and full, and
+ * this client's reader flag asking for the eventfd bell; then one message
+ * that the server echoes: its wake-up of this client must not block it.
+ * Exits 0 once the echo came back.
  *
  * tssx-forge attack SECONDS PATH: one connection after another, each with
  * a good handshake and then an attack on the segment while the server
@@ -48,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -144,8 +152,9 @@ static int good_handshake(int fd, struct tssx_segment *seg)
 	return memfd;
 }
 
-/* A good hello whose memfd travels with two more fds. */
-static void hello_with_extra_fds(int fd, enum layout layout)
+/* A good hello whose memfd travels with two more fds, which it
+ * announces as eventfds or not. */
+static void hello_with_extra_fds(int fd, enum layout layout, uint32_t announced)
 {
 	struct tssx_segment seg;
 	struct tssx_hello hello;
@@ -153,6 +162,7 @@ static void hello_with_extra_fds(int fd, enum layout layout)
 
 	if (tssx_segment_create(&seg, RING, RING, &fds[0], &hello) < 0)
 		die("segment");
+	hello.bell_fds = announced;
 	fds[1] = fds[2] = STDERR_FILENO;
 	send_hello_fds(fd, &hello, fds, 3, layout);
 	close(fds[0]);
@@ -192,9 +202,11 @@ static void forge(int fd, const char *how)
 	} else if (!strcmp(how, "short")) {
 		send_hello(fd, &hello, make_memfd(hello.segment_size / 2, true));
 	} else if (!strcmp(how, "fds")) {
-		hello_with_extra_fds(fd, ONE_MESSAGE);
+		hello_with_extra_fds(fd, ONE_MESSAGE, 0);
 	} else if (!strcmp(how, "fdsplit")) {
-		hello_with_extra_fds(fd, MESSAGE_EACH);
+		hello_with_extra_fds(fd, MESSAGE_EACH, 0);
+	} else if (!strcmp(how, "bellfds")) {
+		hello_with_extra_fds(fd, ONE_MESSAGE, TSSX_HELLO_BELL_FDS);
 	} else if (!strcmp(how, "huge")) {
 		tssx_hello_init(&hello, TSSX_RING_MAX_CAPACITY, TSSX_RING_MAX_CAPACITY);
 		send_hello(fd, &hello, make_memfd(hello.segment_size, true));
@@ -209,6 +221,40 @@ static void forge(int fd, const char *how)
 	} else {
 		die("unknown case %s", how);
 	}
+}
+
+/* bellfull (above): the server's eventfd bell written to an eventfd this
+ * client made blocking and full, which a write of anything but 0 would
+ * block on until someone reads it. */
+static void bell_full(const char *path)
+{
+	static const uint64_t full = UINT64_MAX - 1;
+	int fd = connect_as_tssx_client(path), fds[3];
+	struct tssx_segment seg;
+	struct tssx_hello hello;
+	struct iovec iov = { .iov_base = "ping", .iov_len = 4 };
+	char echo[4];
+
+	if (tssx_segment_create(&seg, RING, RING, &fds[0], &hello) < 0)
+		die("segment");
+	fds[1 + TSSX_HELLO_CLIENT_BELL] = eventfd(0, EFD_CLOEXEC);
+	fds[1 + TSSX_HELLO_SERVER_BELL] = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fds[1] < 0 || fds[2] < 0 || write(fds[1], &full, sizeof(full)) != (ssize_t)sizeof(full))
+		die_errno("eventfd");
+	hello.bell_fds = TSSX_HELLO_BELL_FDS;
+	send_hello_fds(fd, &hello, fds, 3, ONE_MESSAGE);
+	atomic_store(&seg.ring[TSSX_S2C].ctl->reader_waiting, TSSX_BELL_EVENTFD);
+	if (tssx_ring_write(&seg.ring[TSSX_C2S], &iov, 1) != 4)
+		die("ring write");
+	wake_reader(&seg.ring[TSSX_C2S], fd);
+	iov = (struct iovec){ .iov_base = echo, .iov_len = sizeof(echo) };
+	/* The server's echo wakes nobody here (its eventfd bell cannot be
+	 * read: full): look for it; the caller's guard ends a hang. */
+	while (tssx_ring_readable(&seg.ring[TSSX_S2C]) < (ssize_t)sizeof(echo))
+		usleep(1000);
+	if (tssx_ring_read(&seg.ring[TSSX_S2C], &iov, 1, false) != 4 || memcmp(echo, "ping", 4) != 0)
+		die("no echo");
+	close(fd);
 }
 
 /* ---- attack: a well-formed connection whose segment is then spoiled ---- */
@@ -376,6 +422,10 @@ int main(int argc, char **argv)
 
 	if (argc == 4 && !strcmp(argv[1], "attack")) {
 		attack(argv[3], (unsigned)atoi(argv[2]));
+		return 0;
+	}
+	if (argc == 3 && !strcmp(argv[1], "bellfull")) {
+		bell_full(argv[2]);
 		return 0;
 	}
 	if (argc == 4 && (!strcmp(argv[1], "serve") || !strcmp(argv[1], "bells"))) {

@@ -74,6 +74,28 @@ static void test_bad_version(void **state)
 	assert_refused(&hello, sizeof(hello), -EPROTONOSUPPORT);
 	hello.version = 0;
 	assert_refused(&hello, sizeof(hello), -EPROTONOSUPPORT);
+	/* Version 6's hello was 8 bytes shorter: refused for its version. */
+	hello.version = 6;
+	assert_refused(&hello, sizeof(hello) - 8, -EPROTONOSUPPORT);
+}
+
+static void test_bell_fds(void **state)
+{
+	struct tssx_hello hello = valid(), out;
+
+	assert_int_equal(hello.bell_fds, 0);
+	hello.bell_fds = TSSX_HELLO_BELL_FDS;
+	assert_int_equal(tssx_hello_parse(&hello, sizeof(hello), &out, NULL), 0);
+	assert_int_equal(out.bell_fds, TSSX_HELLO_BELL_FDS);
+	hello.bell_fds = 1;
+	assert_refused(&hello, sizeof(hello), -EINVAL);
+	hello.bell_fds = 3;
+	assert_refused(&hello, sizeof(hello), -EINVAL);
+	hello.bell_fds = UINT32_MAX;
+	assert_refused(&hello, sizeof(hello), -EINVAL);
+	hello.bell_fds = 0;
+	hello.reserved = 1;
+	assert_refused(&hello, sizeof(hello), -EINVAL);
 }
 
 static void test_bad_length(void **state)
@@ -120,6 +142,7 @@ int main(void)
 		cmocka_unit_test(test_short),
 		cmocka_unit_test(test_bad_magic),
 		cmocka_unit_test(test_bad_version),
+		cmocka_unit_test(test_bell_fds),
 		cmocka_unit_test(test_bad_length),
 		cmocka_unit_test(test_bad_capacity),
 		cmocka_unit_test(test_bad_segment_size),

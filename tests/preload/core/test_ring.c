@@ -521,12 +521,20 @@ static void test_wakeup_bells(void **state)
 	assert_int_equal(tssx_ring_take_writer_wakeup(&f->ring), TSSX_BELL_FUTEX);
 	assert_int_equal(tssx_ring_take_writer_wakeup(&f->ring), 0);
 
-	atomic_store(&f->ctl.reader_waiting, 4u);
+	/* The eventfd bell of an epoll sleeper beside a futex sleeper. */
+	assert_false(tssx_ring_raise_reader(&f->ring, TSSX_BELL_EVENTFD));
+	assert_false(tssx_ring_raise_reader(&f->ring, TSSX_BELL_FUTEX));
+	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), TSSX_BELL_EVENTFD | TSSX_BELL_FUTEX);
+	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), 0);
+
+	atomic_store(&f->ctl.reader_waiting, 8u);
 	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), TSSX_BELLS);
 	assert_int_equal(f->ctl.reader_waiting, 0);
 	assert_int_equal(tssx_bells_of(0), 0);
 	assert_int_equal(tssx_bells_of(TSSX_BELL_SOCKET), TSSX_BELL_SOCKET);
 	assert_int_equal(tssx_bells_of(TSSX_BELL_FUTEX), TSSX_BELL_FUTEX);
+	assert_int_equal(tssx_bells_of(TSSX_BELL_EVENTFD | TSSX_BELL_SOCKET), TSSX_BELL_EVENTFD | TSSX_BELL_SOCKET);
+	assert_int_equal(TSSX_BELLS, TSSX_BELL_SOCKET | TSSX_BELL_FUTEX | TSSX_BELL_EVENTFD);
 	assert_int_equal(tssx_bells_of(UINT32_MAX), TSSX_BELLS);
 	assert_int_equal(tssx_bells_of(0x80000000u | TSSX_BELL_FUTEX), TSSX_BELLS);
 }
@@ -556,12 +564,12 @@ static void test_wake_barrier(void **state)
 	assert_true(f->ctl.reader_unfenced);
 	/* A sleeper now must issue the barrier, and is still found, once;
 	 * the checks fence again. */
-	assert_true(tssx_ring_raise_reader(&f->ring));
+	assert_true(tssx_ring_raise_reader(&f->ring, TSSX_BELL_SOCKET));
 	assert_int_equal(put(f, 0, 5), 5);
 	assert_true(tssx_ring_take_reader_wakeup(&f->ring));
 	assert_false(f->ctl.reader_unfenced);
 	assert_false(tssx_ring_take_reader_wakeup(&f->ring));
-	assert_false(tssx_ring_raise_reader(&f->ring));
+	assert_false(tssx_ring_raise_reader(&f->ring, TSSX_BELL_SOCKET));
 	/* A sleeper raised while the switch happens is found by it. */
 	for (int i = 0; i < TSSX_WAKE_QUIET - 1; i++)
 		assert_true(tssx_ring_take_reader_wakeup(&f->ring) == (i == 0));

@@ -137,7 +137,7 @@ static void test_corrupted_header(void **state)
 
 	tssx_log_level = TSSX_LOG_NONE;
 	assert_header_refused(p, offsetof(struct tssx_segment_header, magic), 0xdeadbeef);
-	assert_header_refused(p, offsetof(struct tssx_segment_header, version), 7);
+	assert_header_refused(p, offsetof(struct tssx_segment_header, version), TSSX_PROTOCOL_VERSION + 1);
 	assert_header_refused(p, offsetof(struct tssx_segment_header, ring_capacity[TSSX_C2S]), 8192);
 	assert_header_refused(p, offsetof(struct tssx_segment_header, ring_capacity[TSSX_S2C]), 8192);
 	/* Restored: accepted again. */

@@ -9,6 +9,7 @@
  * to the TSSX prefix, which raw system calls show).  No timing thresholds:
  * timeouts are checked by their results, idleness by counting wake-ups.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -1259,14 +1260,13 @@ static void case_many_work(void)
 	CHECK_EQ(pthread_join(thread, NULL), 0);
 }
 
-static void case_epoll_many(void)
+/* Runs `events-test WORK` in a child with TSSX_LOG=info and the given
+ * environment, and returns its log (the statistics lines). */
+static void run_logged(const char *work, char *out, size_t size, const char *const *env)
 {
-	static char out[1 << 20]; /* a line per connection, then the statistics */
 	int err[2], status;
-	char *line;
 	size_t len = 0;
 	ssize_t n;
-	unsigned long long waits, looks, looked;
 	pid_t child;
 
 	CHECK_EQ(pipe(err), 0);
@@ -1275,16 +1275,28 @@ static void case_epoll_many(void)
 	if (child == 0) {
 		dup2(err[1], STDERR_FILENO);
 		setenv("TSSX_LOG", "info", 1);
-		execl("/proc/self/exe", "events-test", "many-work", (char *)NULL);
+		for (; env && env[0]; env += 2)
+			setenv(env[0], env[1], 1);
+		execl("/proc/self/exe", "events-test", work, (char *)NULL);
 		_exit(127);
 	}
 	close(err[1]);
-	while (len < sizeof(out) - 1 && (n = read(err[0], out + len, sizeof(out) - 1 - len)) > 0)
+	while (len < size - 1 && (n = read(err[0], out + len, size - 1 - len)) > 0)
 		len += (size_t)n;
 	out[len] = '\0';
+	close(err[0]);
 	CHECK_EQ(waitpid(child, &status, 0), child);
 	if (status != 0)
-		fail(__LINE__, "many-work failed: %s", out);
+		fail(__LINE__, "%s failed: %s", work, out);
+}
+
+static void case_epoll_many(void)
+{
+	static char out[1 << 20]; /* a line per connection, then the statistics */
+	char *line;
+	unsigned long long waits, looks, looked;
+
+	run_logged("many-work", out, sizeof(out), NULL);
 	CHECK(strstr(out, "shared memory, server"));
 	line = strstr(out, "epoll: ");
 	if (!line || sscanf(line, "epoll: %llu waits, %llu looks at the rings of %llu", &waits, &looks, &looked) != 3)
@@ -1293,6 +1305,133 @@ static void case_epoll_many(void)
 	if (looked > MANY_LOOKED_PER_LOOK * looks)
 		fail(__LINE__, "%llu entries looked at per look in a set of %d: %.*s", looked / looks,
 		     MANY_IDLE + 1, (int)strcspn(line, "\n"), line);
+}
+
+/* An epoll ping-pong whose every wait sleeps (no spin, no yield: run by
+ * `epoll-bell`): both ends wake by the eventfd bell, and neither sends
+ * nor drains a byte on its socket beyond the hello, though the program
+ * closed and dup2()ed over every fd it did not make first. */
+#define BELL_ROUNDS 500
+
+static int bell_server_epfd;
+
+static void wait_readable(int epfd, int fd)
+{
+	struct epoll_event got;
+
+	CHECK_EQ(epoll_wait(epfd, &got, 1, -1), 1);
+	CHECK_EQ(got.data.u64, (uint64_t)fd);
+	CHECK(got.events & EPOLLIN);
+}
+
+static void *bell_echo(void *arg)
+{
+	int fd = *(int *)arg;
+	char buf[64];
+
+	for (;;) {
+		ssize_t len;
+
+		wait_readable(bell_server_epfd, fd);
+		len = read(fd, buf, sizeof(buf));
+		CHECK(len > 0);
+		CHECK_EQ(write(fd, buf, (size_t)len), len);
+		if (len == 4 && memcmp(buf, "quit", 4) == 0)
+			return NULL;
+	}
+}
+
+/* What a program does to fds it does not know: closes them (a close-all
+ * loop) and dup2()s onto them.  The library's own (here the eventfds)
+ * stay, moved away from a dup2. */
+static void close_and_cover_others(const int *keep, int kept)
+{
+	char path[sizeof("/proc/self/fd/") + sizeof(((struct dirent *)0)->d_name)], link[64];
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC), eventfds[16], found = 0;
+	DIR *dir;
+	struct dirent *d;
+
+	CHECK(null >= 0);
+	for (int fd = 3; fd < 1024; fd++) {
+		bool keeping = fd == null;
+
+		for (int i = 0; i < kept; i++)
+			keeping |= fd == keep[i];
+		if (!keeping)
+			close(fd);
+	}
+	dir = opendir("/proc/self/fd");
+	CHECK(dir);
+	while ((d = readdir(dir))) {
+		ssize_t n;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", d->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		if (n > 0 && (link[n] = '\0', strcmp(link, "anon_inode:[eventfd]") == 0) && found < 16)
+			eventfds[found++] = atoi(d->d_name);
+	}
+	closedir(dir);
+	CHECK_EQ(found, 4); /* both ends' own and peer's: still there */
+	for (int i = 0; i < found; i++)
+		CHECK_EQ(dup2(null, eventfds[i]), eventfds[i]);
+	close(null);
+}
+
+static void case_bell_work(void)
+{
+	int client, server, epfd;
+	pthread_t thread;
+	char msg[32], buf[32];
+
+	tssx_pair(&client, &server);
+	close_and_cover_others((int[]){ client, server }, 2);
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	bell_server_epfd = epoll_create1(EPOLL_CLOEXEC);
+	CHECK_EQ(epoll_add(bell_server_epfd, server, EPOLLIN | EPOLLET, (uint64_t)server), 0);
+	CHECK_EQ(epoll_add(epfd, client, EPOLLIN | EPOLLET, (uint64_t)client), 0);
+	CHECK_EQ(pthread_create(&thread, NULL, bell_echo, &server), 0);
+	for (int round = 0; round <= BELL_ROUNDS; round++) {
+		int len = round < BELL_ROUNDS ? snprintf(msg, sizeof(msg), "round %d", round)
+					      : snprintf(msg, sizeof(msg), "quit");
+
+		CHECK_EQ(write(client, msg, (size_t)len), len);
+		wait_readable(epfd, client);
+		CHECK_EQ(read(client, buf, sizeof(buf)), len);
+		CHECK(memcmp(buf, msg, (size_t)len) == 0);
+	}
+	CHECK_EQ(pthread_join(thread, NULL), 0);
+	close(client);
+	close(server);
+}
+
+static void case_epoll_bell(void)
+{
+	static const char *const no_spin[] = { "TSSX_SPIN_NS", "0", "TSSX_YIELD_NS", "0", NULL };
+	static char out[1 << 16];
+	unsigned long long by_eventfd, by_socket, ring_sent, ring_received, sock_sent, sock_received;
+	unsigned closes = 0;
+	const char *line;
+
+	run_logged("bell-work", out, sizeof(out), no_spin);
+	line = strstr(out, "epoll: ");
+	if (!line || !(line = strstr(line, "woken ")) ||
+	    sscanf(line, "woken %llu times by an eventfd, %llu by a socket", &by_eventfd, &by_socket) != 2)
+		fail(__LINE__, "no epoll statistics in: %s", out);
+	/* The waits that slept (most: the peer answers only after the
+	 * waiter's own message, and nobody spins) were woken by the eventfd,
+	 * never through the socket. */
+	if (by_eventfd == 0 || by_socket != 0)
+		fail(__LINE__, "woken %llu times by an eventfd, %llu by a socket: %s", by_eventfd, by_socket, out);
+	/* Both ends: the ring carried everything, the socket the hello only. */
+	for (line = out; (line = strstr(line, "closed: ring sent=")); line++) {
+		CHECK_EQ(sscanf(line, "closed: ring sent=%llu received=%llu, socket sent=%llu received=%llu", &ring_sent,
+				&ring_received, &sock_sent, &sock_received), 4);
+		CHECK(ring_sent > 0 && ring_received == ring_sent);
+		CHECK((sock_sent == 0 && sock_received > 0) || (sock_sent > 0 && sock_received == 0));
+		CHECK(sock_sent + sock_received < 64); /* the hello, no doorbell */
+		closes++;
+	}
+	CHECK_EQ(closes, 2);
 }
 
 int main(int argc, char **argv)
@@ -1322,6 +1461,8 @@ int main(int argc, char **argv)
 		{ "epoll-cold", case_epoll_cold },
 		{ "epoll-many", case_epoll_many },
 		{ "many-work", case_many_work },
+		{ "epoll-bell", case_epoll_bell },
+		{ "bell-work", case_bell_work },
 	};
 
 	signal(SIGPIPE, SIG_IGN);

@@ -19,7 +19,7 @@
  * given back), counted. */
 static int released;
 
-void events_entry_release(struct events_set *set, const struct events_entry *entry)
+void events_entry_release(struct events_set *set, struct events_entry *entry)
 {
 	(void)set;
 	(void)entry;
@@ -72,6 +72,15 @@ static void test_tag_roundtrip(void **state)
 	assert_int_equal(fd, 0);
 	assert_true(events_untag(events_tag(123456), &fd));
 	assert_int_equal(fd, 123456);
+	assert_false(events_tag_is_bell(events_tag(123456)));
+	/* the eventfd bell's tag: ours, of its connection's fd, told apart */
+	fd = -1;
+	assert_true(events_untag(events_bell_tag(654321), &fd));
+	assert_int_equal(fd, 654321);
+	assert_true(events_tag_is_bell(events_bell_tag(654321)));
+	assert_true(events_tag_is_bell(events_bell_tag(0)));
+	assert_false(events_tag_is_bell(42));
+	assert_false(events_tag_is_bell((uint64_t)(uintptr_t)&fd));
 	/* what applications store: small numbers and user-space pointers */
 	assert_false(events_untag(42, &fd));
 	assert_false(events_untag((uint64_t)(uintptr_t)&fd, &fd));
