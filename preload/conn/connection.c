@@ -280,10 +280,37 @@ static void close_kept(struct tssx_conn *conn, struct tssx_fd_object *obj)
 	}
 }
 
+/*
+ * Keeps fd, new to the process (made or received at the lowest free
+ * number), in the upper half of the fd limit (tssx_fd_away_from_program),
+ * or where it is when that is full.  Left among the program's numbers,
+ * each connection's memfd and eventfds would push the numbers of the
+ * program's next sockets up by three, and programs index tables sized by
+ * their connections with fd numbers: Redis's event loop holds maxclients
+ * + 128 fds and never watches a client's socket beyond it, whose requests
+ * then wait for good (docs/preload.md, "Costs").
+ */
+static void keep_new_fd(struct tssx_conn *conn, struct tssx_fd_object *obj, int fd)
+{
+	keep_fd(conn, obj, tssx_fd_away_from_program(fd));
+}
+
+/* A copy of fd in the upper half of the fd limit, or anywhere when that
+ * is full, or -1. */
+static int copy_away(int fd)
+{
+	int upper = tssx_fd_upper_half();
+	int copy = TSSX_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, upper);
+
+	if (copy < 0 && upper)
+		copy = TSSX_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
+	return copy;
+}
+
 /* Keeps the segment's memfd for a hand-over at exec. */
 static void keep_memfd(struct tssx_conn *conn, int memfd)
 {
-	keep_fd(conn, &conn->memfd_obj, memfd);
+	keep_new_fd(conn, &conn->memfd_obj, memfd);
 }
 
 /* Keeps the eventfd bell's two fds, own and peer's, or neither: with one
@@ -299,8 +326,8 @@ static void keep_bells(struct tssx_conn *conn, int own, int peer)
 			TSSX_REAL(close)(peer);
 		return;
 	}
-	keep_fd(conn, &conn->own_bell_obj, own);
-	keep_fd(conn, &conn->peer_bell_obj, peer);
+	keep_new_fd(conn, &conn->own_bell_obj, own);
+	keep_new_fd(conn, &conn->peer_bell_obj, peer);
 	if (atomic_load(&conn->own_bell_fd) < 0 || atomic_load(&conn->peer_bell_fd) < 0) {
 		close_kept(conn, &conn->own_bell_obj);
 		close_kept(conn, &conn->peer_bell_obj);
@@ -321,7 +348,7 @@ void tssx_conn_move_kept(int old)
 		tssx_wait_move_loadavg(old);
 		return;
 	}
-	moved = TSSX_REAL(fcntl)(old, F_DUPFD_CLOEXEC, 0);
+	moved = copy_away(old);
 	if (obj->kind == TSSX_FD_LOCKS) {
 		/* -1 if it could not be moved: no exec names a number that
 		 * the dup2 gives to another file. */
@@ -344,7 +371,7 @@ int tssx_conn_wake_fd(struct tssx_conn *conn)
 
 	if (fd >= 0)
 		return fd;
-	fd = eventfd(0, EFD_CLOEXEC);
+	fd = tssx_fd_away_from_program(eventfd(0, EFD_CLOEXEC)); /* as keep_new_fd() */
 	if (fd < 0)
 		return -1;
 	/* In the table before it is published: no close-all loop takes it. */
@@ -948,11 +975,8 @@ struct tssx_conn *tssx_conn_hold(int fd)
  * the program's way.  Without one they end with what they did, or EBADF. */
 static void hold_socket(struct tssx_conn *conn, int fd)
 {
-	int upper = tssx_fd_upper_half();
-	int copy = TSSX_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, upper);
+	int copy = copy_away(fd);
 
-	if (copy < 0 && upper)
-		copy = TSSX_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
 	if (copy >= 0 && atomic_load(&conn->held_fd) < 0)
 		keep_fd(conn, &conn->held_obj, copy);
 	else if (copy >= 0)

@@ -39,3 +39,20 @@ fail() {
 	tail -n 20 "$work"/*.log >&2 2>/dev/null || true
 	exit 1
 }
+
+# start_preloaded_redis SOCK [ARGS...]: a preloaded redis-server with ARGS
+# on the Unix socket SOCK, logging to $work/server.log, its pid in
+# $server_pid; returns once a plain redis-cli got PONG.
+start_preloaded_redis() {
+	local sock=$1 i
+	shift
+	"${preloaded[@]}" redis-server "$@" --port 0 --unixsocket "$sock" --save '' --appendonly no \
+		--dir "$work" --logfile '' >"$work/server.log" 2>&1 &
+	server_pid=$!
+	for ((i = 0; i < 200; i++)); do
+		[[ -S $sock ]] && redis-cli -s "$sock" ping 2>/dev/null | grep -qx PONG && return 0
+		kill -0 "$server_pid" 2>/dev/null || fail "redis-server exited"
+		sleep 0.05
+	done
+	fail "redis-server did not come up"
+}

@@ -23,14 +23,7 @@ hostile_fail() {
 }
 
 sock=$work/redis.sock
-"${preloaded[@]}" redis-server --port 0 --unixsocket "$sock" --save '' --appendonly no \
-	--dir "$work" --logfile '' >"$work/server.log" 2>&1 &
-server_pid=$!
-for ((i = 0; i < 200; i++)); do
-	[[ -S $sock ]] && redis-cli -s "$sock" ping 2>/dev/null | grep -qx PONG && break
-	kill -0 "$server_pid" 2>/dev/null || hostile_fail "redis-server exited"
-	sleep 0.05
-done
+start_preloaded_redis "$sock"
 
 # ping: one plain request answered within the guard
 ping() {
