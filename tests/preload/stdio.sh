@@ -15,6 +15,21 @@
 # Before the library's streams, the servers and the filters read nothing
 # (the real socket carries only doorbells) and the filters' writes failed
 # the connection.
+#
+# Streams made before their fd became a connection (tssx-stdio-late):
+#  - fdopen(s, "r+") of a socket before its connect(), and a socket
+#    dup2()ed onto a fopen()ed stream's fd before its connect(): the
+#    connection stays plain, every byte echoes through the stream;
+#  - a connection dup2()ed onto a fopen()ed stream's fd, and copies of
+#    stdin and stdout taken before the connection landed on fds 0 and 1:
+#    those streams' reads and writes fail with EBADF, their unwritten
+#    output reaches the peer, the rest echoes through the rings;
+#  - a server accepts a TSSX client onto the number of a stream whose fd
+#    was closed under it: the stream's read fails with EBADF.
+# Before, the first two went into shared memory (the streams wrote
+# around the rings, the server failed the connection with EPROTO), the
+# old streams of the next two wrote into their buffers and read the
+# real socket, and the stale stream read the real socket (EAGAIN).
 NAME=stdio
 source "$(dirname "$0")/lib.sh"
 
@@ -78,4 +93,34 @@ for filter in "od -c" "sed -n p"; do
 	check_shm "$work/server.log" "$out"
 	check_ring "$work/writer.log" "$out" 0
 done
+late=$tools/tssx-stdio-late
+for mode in fdopen dup2-first onto-stream saved-std; do
+	start_echo_server yes "$work/server.log" "$sock"
+	with_preload yes "${guard[@]}" "$late" "$mode" "$sock" 1M >"$work/client.log" 2>&1 ||
+		fail "$mode: the client"
+	wait_pid "$server_pid" || fail "$mode: the server"
+	sum=$(grep -o "server: echoed 1048576 bytes checksum [0-9a-f]*" "$work/server.log") ||
+		fail "$mode: the server did not echo every byte"
+	grep -q "client: ${sum#server: }" "$work/client.log" || fail "$mode: the echo differs"
+	case $mode in
+	fdopen | dup2-first)
+		check_plain "$work/client.log"
+		check_plain "$work/server.log"
+		;;
+	*)
+		grep -q "shared memory, client" "$work/client.log" || fail "$mode: the client's connection was plain"
+		check_shm "$work/server.log" $((1 << 20))
+		;;
+	esac
+done
+
+rm -f "$sock"
+spawn yes "$work/server.log" "$late" stale-accept "$sock"
+server_pid=$spawned
+wait_for_line "$work/server.log" "server: listening"
+with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 1M >"$work/client.log" 2>&1 ||
+	fail "stale-accept: the client"
+wait_pid "$server_pid" || fail "stale-accept: the server"
+grep -q "server: echoed 1048576 bytes" "$work/server.log" || fail "stale-accept: the server did not echo"
+check_shm "$work/client.log" $((1 << 20))
 exit 0
