@@ -60,6 +60,7 @@ static void took_over_after_fork(void)
 {
 	atomic_store(&table_pid, getpid());
 	tssx_conn_forget_calls_after_fork();
+	tssx_stdio_after_fork();
 }
 
 bool tssx_foreign_process(void)

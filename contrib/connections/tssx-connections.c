@@ -264,6 +264,7 @@ static const char *why(const struct tssx_conn_slot *slot, char *buf, size_t size
 		[TSSX_PLAIN_BOUND] = "client socket bound by the program",
 		[TSSX_PLAIN_SETUP_FAILED] = "set-up failed",
 		[TSSX_PLAIN_CLIENT_PLAIN] = "client not TSSX-aware",
+		[TSSX_PLAIN_STDIO] = "a stdio stream was on the socket",
 	};
 	const char *reason;
 

@@ -52,6 +52,7 @@ enum tssx_plain_reason {
 	TSSX_PLAIN_BOUND,            /* the application bound the client socket */
 	TSSX_PLAIN_SETUP_FAILED,     /* segment or client name: `error` */
 	TSSX_PLAIN_CLIENT_PLAIN,     /* (server side) the client is not TSSX-aware */
+	TSSX_PLAIN_STDIO,            /* a stdio stream of the program was on the client socket */
 };
 
 #define TSSX_CONN_PATH_MAX 112 /* sun_path, "@name" for an abstract socket */

@@ -105,9 +105,9 @@ static int share_fd(int old_fd, int new_fd)
 	}
 	if (tssx_conn_of(obj)) {
 		conn_duplicated(tssx_conn_of(obj));
-		/* Its standard stream must read or write it through us. */
-		if (new_fd <= STDERR_FILENO)
-			tssx_stdio_adopt(new_fd);
+		/* Its standard stream must read or write it through us, an
+		 * older stream of the program not at all. */
+		tssx_stdio_landed(new_fd);
 	}
 	return new_fd;
 }

@@ -54,6 +54,21 @@ void tssx_listener_release(struct tssx_listener *listener);
  * buffered (shims/stdio.c). */
 void tssx_stdio_adopt(int fd);
 
+/* A connection landed on fd (dup2, dup3, F_DUPFD, accept): its standard
+ * stream if fd is 0, 1 or 2 becomes the library's (tssx_stdio_adopt()),
+ * and every other stream of the program on fd fails its reads and writes
+ * with EBADF from now on, after its unwritten output went to the
+ * connection (shims/stdio.c). */
+void tssx_stdio_landed(int fd);
+
+/* Whether the program has a stdio stream of glibc's own on fd: connect()
+ * keeps such a socket plain. */
+bool tssx_stdio_on(int fd);
+
+/* In a fork()ed child (init.c's handler): what the streams held
+ * unwritten is the parent's too. */
+void tssx_stdio_after_fork(void);
+
 /* At exit, before the library's own teardown: the connection streams'
  * buffered output is written (glibc's own flush comes after every
  * destructor). */

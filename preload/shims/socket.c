@@ -307,6 +307,9 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 			errno = ECONNABORTED;
 			return log_error(-1, "fd %d: cannot track a TSSX client: %s", fd, strerror(-ret));
 		}
+		/* A stream of the program on the number (closed under it)
+		 * would read the real socket. */
+		tssx_stdio_landed(conn_fd);
 		tssx_copy_addr(addr, addrlen, &unbound_addr, UNBOUND_LEN);
 	} else {
 		struct tssx_listener *listener = enabled ? serving_tssx(fd) : NULL;
@@ -380,7 +383,16 @@ static enum client_path client_path(int fd, const struct sockaddr *addr, socklen
 		why->reason = TSSX_PLAIN_SERVER_PLAIN;
 		return CLIENT_PLAIN;
 	}
-	return is_stream_client(fd) ? CLIENT_BIND : CLIENT_PLAIN;
+	if (!is_stream_client(fd))
+		return CLIENT_PLAIN;
+	/* glibc's stream would read the real socket and write around the
+	 * rings; plain, both ends keep working. */
+	if (unlikely(tssx_stdio_on(fd))) {
+		log_debug("fd %d: plain: a stdio stream of the program is on it", fd);
+		why->reason = TSSX_PLAIN_STDIO;
+		return CLIENT_PLAIN;
+	}
+	return CLIENT_BIND;
 }
 
 /* The bind found the socket bound already (EINVAL): by us on an earlier
