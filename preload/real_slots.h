@@ -37,6 +37,7 @@
 	X(epoll_create) X(epoll_create1) X(epoll_ctl) X(epoll_wait) X(epoll_pwait) \
 	X(execve) X(execvpe) X(fexecve) X(execveat)                              \
 	X(posix_spawn) X(posix_spawnp) X(fork) X(unshare) X(setns) X(fdopen)    \
+	X(setvbuf) X(setbuf) X(setbuffer) X(setlinebuf)                         \
 	TSSX_SHIM_EPOLL_PWAIT2(X)
 
 #ifdef HAVE_EPOLL_PWAIT2

@@ -18,6 +18,7 @@
  * fd of one (dup2, dup3, F_DUPFD, accept) makes its reads and writes fail
  * with EBADF (docs/preload.md, "Streams older than their connection").
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -298,6 +299,43 @@ static void refuse_stream(FILE *stream, int fd)
 	stream->_IO_buf_end = (char *)((uintptr_t)stream->_IO_buf_base + ((uintptr_t)1 << 62));
 	funlockfile(stream);
 	log_info("fd %d: a stdio stream made before it became a connection fails its reads and writes (EBADF)", fd);
+}
+
+/* A stream refuse_stream() made fail, its fd still a connection: no
+ * stream glibc opened has both flags while it is open. */
+static bool refused(FILE *stream)
+{
+	return (stream->_flags & (STREAM_NO_READS | STREAM_NO_WRITES)) == (STREAM_NO_READS | STREAM_NO_WRITES) &&
+	       stream->_fileno >= 0 && tssx_conn_lookup(stream->_fileno);
+}
+
+/* A refused stream keeps its buffer: a new one would bring back the size
+ * at which a read goes to the fd directly. */
+TSSX_EXPORT int setvbuf(FILE *stream, char *buf, int mode, size_t size)
+{
+	if (unlikely(refused(stream))) {
+		errno = EBADF;
+		return EOF;
+	}
+	return TSSX_REAL(setvbuf)(stream, buf, mode, size);
+}
+
+TSSX_EXPORT void setbuf(FILE *stream, char *buf)
+{
+	if (likely(!refused(stream)))
+		TSSX_REAL(setbuf)(stream, buf);
+}
+
+TSSX_EXPORT void setbuffer(FILE *stream, char *buf, size_t size)
+{
+	if (likely(!refused(stream)))
+		TSSX_REAL(setbuffer)(stream, buf, size);
+}
+
+TSSX_EXPORT void setlinebuf(FILE *stream)
+{
+	if (likely(!refused(stream)))
+		TSSX_REAL(setlinebuf)(stream);
 }
 
 void tssx_stdio_landed(int fd)

@@ -19,9 +19,10 @@
  * of stdin and stdout taken before the connection is dup2()ed onto fds 0
  * and 1 (its report goes to stderr).  Both expect the old streams'
  * reads and writes to fail with EBADF rather than read the real socket
- * or write around the rings, the unwritten output to reach the peer, and
- * the rest of BYTES to echo through the fd (onto-stream) or through
- * stdin and stdout (saved-std): nothing lost.
+ * or write around the rings (also after a setvbuf() or setbuf() that
+ * would make every read go to the fd), the unwritten output to reach the
+ * peer, and the rest of BYTES to echo through the fd (onto-stream) or
+ * through stdin and stdout (saved-std): nothing lost.
  *
  * stale-accept (a server): accepts one client onto the number of a
  * stream whose fd was closed under it, expects a read of that stream to
@@ -153,6 +154,14 @@ static void expect_refused(FILE *f, const char *what)
 	errno = 0;
 	if (fread(big, 1, sizeof(big), f) != 0 || errno != EBADF || !ferror(f))
 		die("%s: its large read did not fail with EBADF (%s)", what, strerror(errno));
+	clearerr(f);
+	/* Unbuffered, every read would go to the fd directly. */
+	errno = 0;
+	if (setvbuf(f, NULL, _IONBF, 0) == 0 || errno != EBADF)
+		die("%s: setvbuf() did not fail with EBADF (%s)", what, strerror(errno));
+	setbuf(f, NULL);
+	if (fread(big, 1, 1, f) != 0 || errno != EBADF || !ferror(f))
+		die("%s: its read after setbuf() did not fail with EBADF (%s)", what, strerror(errno));
 	clearerr(f);
 }
 
