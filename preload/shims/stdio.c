@@ -287,15 +287,18 @@ static void write_pending(FILE *stream, int fd)
 static void refuse_stream(FILE *stream, int fd)
 {
 	flockfile(stream);
+	/* Never read or written yet: a buffer to enlarge, which is not
+	 * freed (as glibc's unbuffered streams have it).  An ungetc() may
+	 * have put its read pointers in a push-back area already. */
+	if (!stream->_IO_buf_base) {
+		stream->_IO_buf_base = stream->_shortbuf;
+		stream->_flags |= STREAM_USER_BUF;
+	}
+	if (!stream->_IO_read_ptr)
+		stream->_IO_read_base = stream->_IO_read_ptr = stream->_IO_read_end = stream->_IO_buf_base;
 	write_pending(stream, fd);
 	stream->_flags = (stream->_flags | STREAM_NO_READS | STREAM_NO_WRITES) &
 			 ~(STREAM_CURRENTLY_PUTTING | _IO_EOF_SEEN);
-	if (!stream->_IO_buf_base) {
-		stream->_IO_buf_base = stream->_shortbuf;
-		stream->_IO_read_base = stream->_IO_read_ptr = stream->_IO_read_end = stream->_shortbuf;
-		stream->_IO_write_base = stream->_IO_write_ptr = stream->_IO_write_end = stream->_shortbuf;
-		stream->_flags |= STREAM_USER_BUF;
-	}
 	stream->_IO_buf_end = (char *)((uintptr_t)stream->_IO_buf_base + ((uintptr_t)1 << 62));
 	funlockfile(stream);
 	log_info("fd %d: a stdio stream made before it became a connection fails its reads and writes (EBADF)", fd);

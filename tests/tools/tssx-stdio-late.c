@@ -17,7 +17,8 @@
  * onto-stream: a connection dup2()ed onto the fd of a stream fopen()ed
  * on /dev/null, which holds output not written yet.  saved-std: copies
  * of stdin and stdout taken before the connection is dup2()ed onto fds 0
- * and 1 (its report goes to stderr).  Both expect the old streams'
+ * and 1 (its report goes to stderr; a byte pushed back into stdin
+ * before must be read from the new stdin first).  Both expect the old streams'
  * reads and writes to fail with EBADF rather than read the real socket
  * or write around the rings (also after a setvbuf() or setbuf() that
  * would make every read go to the fd), the unwritten output to reach the
@@ -256,12 +257,17 @@ static void run_saved_std(const char *path, uint64_t bytes)
 	int fd = tool_connect(path);
 	struct echo e;
 
+	/* Pushed back before stdin was ever read: no buffer yet. */
+	if (ungetc('u', stdin) != 'u')
+		die_errno("ungetc");
 	if (dup2(fd, STDIN_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0 || close(fd) < 0)
 		die_errno("dup2");
 	if (stdin == saved_in || stdout == saved_out)
 		die("saved-std: the standard streams were not replaced");
 	expect_refused(saved_out, "the old stdout");
 	expect_refused(saved_in, "the old stdin");
+	if (getc(stdin) != 'u')
+		die("saved-std: the pushed-back byte did not move to the new stdin");
 	echo_init(&e);
 	echo_until(&e, stdout, stdin, STDIN_FILENO, bytes);
 	expect_eof(STDOUT_FILENO, stdin);
