@@ -80,6 +80,12 @@ static size_t next_chunk(struct echo *e, uint64_t left)
 	return n;
 }
 
+static void echo_free(struct echo *e)
+{
+	free(e->sent);
+	free(e->back);
+}
+
 static void echoed(struct echo *e, size_t n)
 {
 	if (memcmp(e->sent, e->back, n))
@@ -198,6 +204,7 @@ static void run_fdopen(const char *path, uint64_t bytes)
 	echo_until(&e, f, f, fd, bytes);
 	expect_eof(fd, f);
 	report(stdout, "client", &e);
+	echo_free(&e);
 	if (fclose(f) != 0)
 		die_errno("fclose");
 }
@@ -218,6 +225,7 @@ static void run_dup2_first(const char *path, uint64_t bytes)
 	echo_until(&e, f, f, fileno(f), bytes);
 	expect_eof(fileno(f), f);
 	report(stdout, "client", &e);
+	echo_free(&e);
 	if (fclose(f) != 0)
 		die_errno("fclose");
 }
@@ -245,6 +253,7 @@ static void run_onto_stream(const char *path, uint64_t bytes)
 	echo_until(&e, NULL, NULL, fd, bytes);
 	expect_eof(fd, NULL);
 	report(stdout, "client", &e);
+	echo_free(&e);
 	/* Its fclose() would close the fd around the library. */
 	close(fileno(f));
 	close(fd);
@@ -272,6 +281,7 @@ static void run_saved_std(const char *path, uint64_t bytes)
 	echo_until(&e, stdout, stdin, STDIN_FILENO, bytes);
 	expect_eof(STDOUT_FILENO, stdin);
 	report(stderr, "client", &e);
+	echo_free(&e);
 }
 
 /* Accepts one client onto a stale stream's number and echoes it. */
