@@ -41,7 +41,10 @@ source "$(dirname "$0")/lib.sh"
 # asleep for room while the peer writes the bell word back (docs/wait.md,
 # "Wake-ups of this process"); closeall: a close-all loop under reads asleep leaves
 # the watcher its epoll fd and the spin rule its /proc/loadavg (a dup2 onto
-# that number moves it), and the peer's death still wakes them.  These
+# that number moves it), and the peer's death still wakes them;
+# sleepcount: a read blocked for half a second sleeps once, and no thread
+# of its process is switched in or out while it sleeps (context switches
+# from /proc, no timing: a wake-up on a timer fails it).  These
 # sleep on the futex bell (docs/wait.md) with TSSX_SHORT_CALLS=0, and the
 # statistics line must say so; they run with the default too, where a
 # connection's sleeps take the socket until it made 16 calls.
@@ -59,7 +62,7 @@ for waiter in read write poll select epoll; do
 		under+=("under-$waiter-$action")
 	done
 done
-bell=(forksleep bellhold closeall)
+bell=(forksleep bellhold closeall sleepcount)
 signals=()
 for waiter in read write; do
 	for action in close shut kill killfork; do

@@ -2180,6 +2180,134 @@ static void shortsleep_client(int fd)
 		usleep(1000);
 }
 
+/* ---- sleepcount: a read blocked for a while sleeps once and is woken
+ * once, and no thread of its process wakes meanwhile ---- */
+
+/* How long the server holds its answer once the client's read sleeps: a
+ * wake-up that comes on a timer (a re-check, a watcher's look) shows as a
+ * context switch within it.  Not a threshold: the counts must not move at
+ * all, however long the hold. */
+#define SLEEPCOUNT_HOLD_MS 500
+#define SLEEPCOUNT_THREADS_MAX 16
+
+/* The context switches, voluntary and not, of one thread. */
+struct thread_switches {
+	int tid;
+	unsigned long switches;
+};
+
+static unsigned long status_field(const char *path, const char *name)
+{
+	FILE *f = fopen(path, "r");
+	char line[256];
+	unsigned long value = 0;
+	size_t len = strlen(name);
+
+	expect(f);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, name, len))
+			value = strtoul(line + len, NULL, 10);
+	fclose(f);
+	return value;
+}
+
+/* Every thread of process pid and its context switches so far. */
+static size_t process_switches(pid_t pid, struct thread_switches *out)
+{
+	char path[320];
+	DIR *dir;
+	struct dirent *d;
+	size_t n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	expect((dir = opendir(path)));
+	while ((d = readdir(dir))) {
+		if (d->d_name[0] == '.')
+			continue;
+		expect(n < SLEEPCOUNT_THREADS_MAX);
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/status", (int)pid, d->d_name);
+		out[n].tid = atoi(d->d_name);
+		out[n].switches = status_field(path, "voluntary_ctxt_switches:") +
+				  status_field(path, "nonvoluntary_ctxt_switches:");
+		n++;
+	}
+	closedir(dir);
+	return n;
+}
+
+/* Every thread of process pid asleep: the counted round starts only once
+ * a thread that the first sleep started (the futex bell's watcher) has
+ * gone to sleep itself. */
+static void wait_until_all_asleep(pid_t pid)
+{
+	struct thread_switches threads[SLEEPCOUNT_THREADS_MAX];
+	size_t n = process_switches(pid, threads);
+
+	for (size_t i = 0; i < n; i++)
+		wait_until_asleep(threads[i].tid);
+}
+
+/* Round 0 is the connection's first sleep, which may start the futex
+ * bell's watcher; round 1 is counted: while its read sleeps, no thread of
+ * the client may run at all. */
+static void sleepcount_server(int fd)
+{
+	struct thread_switches before[SLEEPCOUNT_THREADS_MAX], after[SLEEPCOUNT_THREADS_MAX];
+
+	for (int round = 0; round < 2; round++) {
+		wait_peer();
+		wait_until_asleep(client_pid);
+		if (round == 1) {
+			size_t n;
+
+			wait_until_all_asleep(client_pid);
+			n = process_switches(client_pid, before);
+
+			usleep(SLEEPCOUNT_HOLD_MS * 1000);
+			expect(process_switches(client_pid, after) == n);
+			for (size_t i = 0; i < n; i++) {
+				if (after[i].tid != before[i].tid || after[i].switches != before[i].switches)
+					die("sleepcount: thread %d (the reader: %d) of the blocked reader's process switched %lu times "
+					    "while the read slept", after[i].tid, (int)client_pid, after[i].switches - before[i].switches);
+			}
+		}
+		send_all(fd, "a", 1);
+	}
+	wait_byte(fd);
+}
+
+/* The threads the library may keep past the first sleep: the futex bell's
+ * watcher when the connection sleeps on it from its first call. */
+static unsigned threads_kept(void)
+{
+	const char *short_calls = getenv("TSSX_SHORT_CALLS");
+
+	return getenv("LD_PRELOAD") && short_calls && !strcmp(short_calls, "0") ? 2 : 1;
+}
+
+static void sleepcount_client(int fd)
+{
+	for (int round = 0; round < 2; round++) {
+		struct rusage start, end;
+		char c;
+
+		/* The registry's helper thread (the connect's lookup) ends on
+		 * its own; the counted round waits for it. */
+		alarm(30);
+		while (round == 1 && thread_count() > threads_kept())
+			usleep(1000);
+		alarm(0);
+		signal_peer();
+		expect(getrusage(RUSAGE_THREAD, &start) == 0);
+		expect(read(fd, &c, 1) == 1 && c == 'a');
+		expect(getrusage(RUSAGE_THREAD, &end) == 0);
+		/* One sleep: a wake-up that went back to sleep is a second. */
+		if (round == 1 && end.ru_nvcsw - start.ru_nvcsw != 1)
+			die("sleepcount: the blocked read slept %ld times", end.ru_nvcsw - start.ru_nvcsw);
+	}
+	send_all(fd, "b", 1);
+}
+
 /* ---- the peer holds the waiters word at a live thread of its own ---- */
 
 /* The control block of the ring of direction dir (TSSX_C2S: the server's
@@ -3247,6 +3375,7 @@ static const struct probe {
 	{ "forksleep", forksleep_server, forksleep_client },
 	{ "handlers", handlers_server, handlers_client },
 	{ "bellhold", bellhold_server, bellhold_client },
+	{ "sleepcount", sleepcount_server, sleepcount_client },
 	{ "closeall", closeall_server, closeall_client },
 	{ "shortsleep", shortsleep_server, shortsleep_client },
 };
