@@ -71,6 +71,14 @@ struct role_report {
  * memcpy speed) is at most a quarter of a batch, not a whole sample. */
 #define DRAIN_MIN_BATCH ((4u << 20) / DRAIN_BYTES)
 
+/* A TEST_BLOCKED row's size: which connection of the client's process
+ * blocks.  The first read of a process carries its first-use work (the
+ * registry's helper thread marking the client, the wait policy's setup:
+ * docs/wait.md, "What a blocked reader costs"); a later connection's
+ * read shows what a blocked read itself costs. */
+#define BLOCKED_FIRST 1
+#define BLOCKED_LATER 2
+
 /* Connections a TEST_IDLE client holds open, each after a 1-byte echo. */
 #define IDLE_CONNECTIONS 200
 

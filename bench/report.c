@@ -54,7 +54,10 @@ static const struct target targets[] = {
 	{ "connect cycle by default within 1.2x plain", TEST_CONNECT, 1, TIME_VS_PLAIN_AT_MOST, 1.2, 0,
 	  CONNECT_DEFAULT },
 	{ "overhead on non-TSSX I/O within 2%", TEST_PIPE, 64, OVERHEAD_AT_MOST, 2, 0, CONNECT_SEGMENT },
-	{ "blocked reader ~0 CPU (< 1 ms in 1 s)", TEST_BLOCKED, 1, CPU_AT_MOST, BLOCKED_CPU_LIMIT_NS, 0, CONNECT_SEGMENT },
+	/* A later connection's read: the first of a process also carries the
+	 * process's first-use work (bench.h, BLOCKED_FIRST). */
+	{ "blocked reader ~0 CPU (< 1 ms in 1 s)", TEST_BLOCKED, BLOCKED_LATER, CPU_AT_MOST, BLOCKED_CPU_LIMIT_NS, 0,
+	  CONNECT_SEGMENT },
 	/* Issue 12's: each the worst row of its range. */
 	{ "round trips 8 B-64 KiB within 1.3x raw", TEST_PINGPONG, 8, WORST_TIME_VS_RAW_AT_MOST, 1.3, 64 * 1024,
 	  CONNECT_SEGMENT },
@@ -376,7 +379,8 @@ static void print_row(FILE *out, const struct bench_run *run, const struct bench
 							   : "both ends, a segment each");
 		break;
 	case TEST_BLOCKED:
-		snprintf(label, sizeof(label), "  %.3g s in read()", (double)run->config->block_ns / 1e9);
+		snprintf(label, sizeof(label), "  %.3g s in read(), %s", (double)run->config->block_ns / 1e9,
+			 row->size == BLOCKED_LATER ? "later" : "first");
 		break;
 	case TEST_IDLE:
 		snprintf(label, sizeof(label), "  of %d, per connection", IDLE_CONNECTIONS);

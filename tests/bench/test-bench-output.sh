@@ -57,7 +57,7 @@ expect(tssx or doc["tssx"]["reason"], "tssx.reason when unavailable")
 tests = [r["test"] for r in doc["results"]]
 SIZES = [8, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304]
 expect(tests == ["pingpong"] * len(SIZES) + ["stream"] * len(SIZES) + ["drain"] * 2 +
-       ["connect", "connect_default", "connect_tssx_client_plain_server", "pipe", "blocked", "idle"],
+       ["connect", "connect_default", "connect_tssx_client_plain_server", "pipe", "blocked", "blocked", "idle"],
        f"rows {tests}")
 expect([r["size"] for r in doc["results"][:len(SIZES)]] == SIZES, "sizes")
 for row in doc["results"]:
