@@ -1316,21 +1316,26 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
 			return ready_of_failed(events);
 		return events & POLLOUT; /* a fresh socket's readiness */
 	}
-	readable = tssx_ring_readable(conn->rx);
-	writable = tssx_ring_writable(conn->tx);
+	/* Only the rings of the directions asked about: the other ring's
+	 * counters are on lines the peer writes, a cache miss per look for
+	 * nothing (a reader's event loop asks for POLLIN alone).  A ring
+	 * broken in the direction not asked about fails the call that uses
+	 * it, or the next look that asks. */
+	readable = events & POLLIN ? tssx_ring_readable(conn->rx) : 0;
+	writable = events & POLLOUT ? tssx_ring_writable(conn->tx) : 0;
 	if (readable < 0 || writable < 0) {
 		ring_broken(conn, fd);
 		return ready_of_failed(events);
 	}
-	if (readable > 0 || peer_done_writing(conn))
+	if (readable > 0 || ((events & POLLIN) && peer_done_writing(conn)))
 		ready |= POLLIN;
-	if (peer_done_writing(conn))
+	if ((events & POLLRDHUP) && peer_done_writing(conn))
 		ready |= POLLRDHUP;
 	if (atomic_load(&conn->peer_closed) || (atomic_load(&conn->read_shut) && atomic_load(&conn->write_shut)))
 		ready |= POLLHUP;
 	/* A write that would fail at once (EPIPE) is ready too. */
-	if (writable > 0 || atomic_load(&conn->peer_closed) || atomic_load(&conn->write_shut) ||
-	    peer_stopped_reading(conn))
+	if ((events & POLLOUT) && (writable > 0 || atomic_load(&conn->peer_closed) ||
+				   atomic_load(&conn->write_shut) || peer_stopped_reading(conn)))
 		ready |= POLLOUT;
 	return ready & (events | POLLHUP | POLLERR);
 }

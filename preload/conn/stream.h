@@ -53,7 +53,8 @@ ssize_t tssx_conn_outq(struct tssx_conn *conn, int fd);
 /* ---- Readiness, for the event-loop wrappers ---- */
 
 /* Readiness computed from the rings and the real socket's state, for the
- * requested events (POLLHUP and POLLERR are always reported).  A server
+ * requested events (POLLHUP and POLLERR are always reported; a broken
+ * ring only when its direction is asked about).  A server
  * connection still waiting for its hello tries to complete it without
  * blocking and reports what a fresh socket would meanwhile. */
 uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events);
