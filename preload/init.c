@@ -7,6 +7,7 @@
 #include "config.h"
 #include "conn/connection.h"
 #include "conn/handover.h"
+#include "conn/kept.h"
 #include "init.h"
 #include "real_slots.h"
 #include "shims/shims.h"
@@ -94,6 +95,7 @@ static void registry_once_fn(void)
 		.close = real_close,
 		.fd_kept = registry_fd_kept,
 		.fd_dropped = registry_fd_dropped,
+		.copy_fd = tssx_kept_copy,
 	};
 	int ret = tssx_registry_client_init(tssx_opts.registry, tssx_opts.registry_timeout_ms, &hooks);
 

@@ -37,6 +37,10 @@ struct tssx_registry_hooks {
 	 * Called with the client's lock held, from any thread. */
 	void (*fd_kept)(int fd);
 	void (*fd_dropped)(int fd);
+	/* A copy of fd, for a moment's use by the client's thread, at a
+	 * number the program's next fds do not take (the preload's kept
+	 * numbers), or -1.  NULL: a copy at the lowest free number. */
+	int (*copy_fd)(int fd);
 };
 
 /* Remembers the mount point and the bound, and looks for the registry

@@ -13,6 +13,7 @@
 #include "conn/ancillary.h"
 #include "conn/bell.h"
 #include "conn/fd_table.h"
+#include "conn/kept.h"
 #include "init.h"
 #include "real_slots.h"
 #include "tssx/log.h"
@@ -144,8 +145,7 @@ static struct tssx_fd_object watch_obj = { .kind = TSSX_FD_WATCHER };
 static void keep_epoll_fd(int fd)
 {
 	watcher.epoll_fd = fd;
-	if (fd >= 0 && !tssx_table_get(fd))
-		tssx_table_set_alias(fd, &watch_obj);
+	tssx_kept_alias(fd, &watch_obj);
 }
 
 /* Under the lock: the epoll fd goes (closed when close_it), and with it
@@ -304,7 +304,7 @@ static bool watcher_start(void)
 		return false;
 	pthread_once(&once, register_fork_handlers);
 	if (watcher.epoll_fd < 0) {
-		keep_epoll_fd(tssx_fd_away_from_program(TSSX_REAL(epoll_create1)(EPOLL_CLOEXEC)));
+		keep_epoll_fd(tssx_kept_place(TSSX_REAL(epoll_create1)(EPOLL_CLOEXEC)));
 		if (watcher.epoll_fd < 0) {
 			tssx_log(TSSX_LOG_WARN, "futex bell: no epoll fd (%m): sleeps take the socket");
 			return false;
@@ -341,15 +341,17 @@ void tssx_bell_resume(void)
 	pthread_mutex_unlock(&watcher.lock);
 }
 
-void tssx_bell_move_watcher(int old)
+bool tssx_bell_move_watcher(int old)
 {
+	bool its = false;
+
 	/* The thread leaves first: it must never wait on the number once
 	 * the program's dup2() gave it to another file (an epoll set of the
 	 * program's, whose events it would take). */
 	tssx_bell_pause();
 	pthread_mutex_lock(&watcher.lock);
 	if (watcher.epoll_fd == old) {
-		int moved = tssx_fd_away_from_program(TSSX_REAL(fcntl)(old, F_DUPFD_CLOEXEC, 0));
+		int moved = tssx_kept_copy(old);
 
 		/* The set is the same file under the new number, its
 		 * registrations too; without a copy they go with the number. */
@@ -358,9 +360,11 @@ void tssx_bell_move_watcher(int old)
 			keep_epoll_fd(moved);
 		else
 			drop_epoll_fd(false);
+		its = true;
 	}
 	pthread_mutex_unlock(&watcher.lock);
 	tssx_bell_resume();
+	return its;
 }
 
 bool tssx_bell_watch(struct tssx_conn *conn, int fd)

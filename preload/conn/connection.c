@@ -28,7 +28,6 @@
 #include "init.h"
 #include "real_slots.h"
 #include "conn/wait.h"
-#include "tssx/fd_limit.h"
 #include "tssx/hello.h"
 #include "tssx/log.h"
 
@@ -165,12 +164,23 @@ static struct tssx_fd_object arena_obj = { .kind = TSSX_FD_LOCKS };
 void tssx_conn_keep_arena(const struct tssx_side_locks *locks)
 {
 	unsigned index;
-	int fd = tssx_side_locks_where(locks, &index);
+	int fd, moved;
 
-	/* Beyond the table, or out of memory: not kept; a close-all loop may
-	 * take it, and then an exec fails the connection loudly. */
-	if (fd >= 0 && !tssx_table_get(fd))
-		tssx_table_set_alias(fd, &arena_obj);
+	tssx_kept_lock();
+	fd = tssx_side_locks_where(locks, &index);
+	/* New (made, or adopted after an exec): among the kept numbers, and
+	 * kept.  Beyond the table, or out of memory: not kept; a close-all
+	 * loop may take it, and then an exec fails the connection loudly. */
+	if (fd >= 0 && !tssx_table_get(fd)) {
+		moved = tssx_kept_copy(fd);
+		if (moved >= 0) {
+			tssx_side_locks_renumber(fd, moved);
+			TSSX_REAL(close)(fd);
+			fd = moved;
+		}
+		tssx_kept_alias(fd, &arena_obj);
+	}
+	tssx_kept_unlock();
 }
 
 /* A connection struct with a pair of its own: a spare whose pair nobody
@@ -272,39 +282,35 @@ static void keep_fd(struct tssx_conn *conn, struct tssx_fd_object *obj, int fd)
 /* The connection's kept fds are closed with it. */
 static void close_kept(struct tssx_conn *conn, struct tssx_fd_object *obj)
 {
-	int fd = atomic_exchange(kept_number(conn, obj), -1);
+	int fd;
 
+	tssx_kept_lock();
+	fd = atomic_exchange(kept_number(conn, obj), -1);
 	if (fd >= 0) {
 		tssx_table_take(fd);
 		TSSX_REAL(close)(fd);
 	}
+	tssx_kept_unlock();
 }
 
 /*
  * Keeps fd, new to the process (made or received at the lowest free
- * number), in the upper half of the fd limit (tssx_fd_away_from_program),
- * or where it is when that is full.  Left among the program's numbers,
- * each connection's memfd and eventfds would push the numbers of the
- * program's next sockets up by three, and programs index tables sized by
- * their connections with fd numbers: Redis's event loop holds maxclients
- * + 128 fds and never watches a client's socket beyond it, whose requests
- * then wait for good (docs/preload.md, "Costs").
+ * number), among the kept numbers (conn/kept.h), or where it is when
+ * they are full.  Left among the program's numbers, each connection's
+ * memfd and eventfds would push the numbers of the program's next
+ * sockets up by three, and programs index tables sized by their
+ * connections with fd numbers: Redis's event loop holds maxclients + 128
+ * fds and never watches a client's socket beyond it, whose requests then
+ * wait for good (docs/preload.md, "Where the library's fds go").  Its
+ * number was the lowest free one: the kept numbers move up first when
+ * the program's come near them.
  */
 static void keep_new_fd(struct tssx_conn *conn, struct tssx_fd_object *obj, int fd)
 {
-	keep_fd(conn, obj, tssx_fd_away_from_program(fd));
-}
-
-/* A copy of fd in the upper half of the fd limit, or anywhere when that
- * is full, or -1. */
-static int copy_away(int fd)
-{
-	int upper = tssx_fd_upper_half();
-	int copy = TSSX_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, upper);
-
-	if (copy < 0 && upper)
-		copy = TSSX_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 0);
-	return copy;
+	tssx_conn_note_program_fd(fd);
+	tssx_kept_lock();
+	keep_fd(conn, obj, tssx_kept_place(fd));
+	tssx_kept_unlock();
 }
 
 /* Keeps the segment's memfd for a hand-over at exec. */
@@ -336,33 +342,85 @@ static void keep_bells(struct tssx_conn *conn, int own, int peer)
 
 void tssx_conn_move_kept(int old)
 {
-	struct tssx_fd_object *obj = tssx_table_get(old);
-	struct tssx_conn *conn;
-	int moved;
-
-	if (obj->kind == TSSX_FD_WATCHER) {
+	if (tssx_table_get(old)->kind == TSSX_FD_WATCHER) {
 		tssx_bell_move_watcher(old);
 		return;
 	}
+	tssx_kept_lock();
+	tssx_conn_renumber_kept(old, tssx_kept_copy(old));
+	tssx_kept_unlock();
+}
+
+void tssx_conn_renumber_kept(int old, int moved)
+{
+	struct tssx_fd_object *obj = tssx_table_get(old);
+	struct tssx_conn *conn;
+
 	if (obj->kind == TSSX_FD_LOADAVG) {
-		tssx_wait_move_loadavg(old);
+		tssx_wait_renumber_loadavg(old, moved);
 		return;
 	}
-	moved = copy_away(old);
 	if (obj->kind == TSSX_FD_LOCKS) {
 		/* -1 if it could not be moved: no exec names a number that
 		 * the dup2 gives to another file. */
 		tssx_side_locks_renumber(old, moved);
 		tssx_table_take(old);
-		if (moved >= 0)
-			tssx_table_set_alias(moved, obj);
+		tssx_kept_alias(moved, obj);
 		return;
 	}
+	/* The new number first: a thread that loads it meanwhile finds
+	 * one of the two open. */
 	conn = conn_of_kept(obj);
-	atomic_store(kept_number(conn, obj), -1);
+	if (moved >= 0 && tssx_table_set(moved, obj) < 0) {
+		TSSX_REAL(close)(moved);
+		moved = -1;
+	}
+	atomic_store(kept_number(conn, obj), moved);
 	tssx_table_take(old);
-	if (moved >= 0)
-		keep_fd(conn, obj, moved);
+}
+
+/* Under the lock: every kept fd below floor moved to floor or above, but
+ * a connection's socket copy (calls in flight use its number; it goes
+ * with them) and the watcher's epoll fd (its thread must stop first,
+ * which it cannot under this lock): its number is returned, or -1.  Until
+ * the kept numbers are full. */
+static int move_below(int floor)
+{
+	int high = tssx_table_high_fd(), watcher = -1;
+
+	for (int fd = 0; fd < floor && fd <= high; fd++) {
+		struct tssx_fd_object *obj = tssx_table_get(fd);
+		int moved;
+
+		if (!obj || !tssx_fd_kind_kept(obj->kind) || obj->kind == TSSX_FD_HELD)
+			continue;
+		if (obj->kind == TSSX_FD_WATCHER) {
+			watcher = fd;
+			continue;
+		}
+		moved = TSSX_REAL(fcntl)(fd, F_DUPFD_CLOEXEC, floor);
+		if (moved < 0)
+			break;
+		tssx_conn_renumber_kept(fd, moved);
+		TSSX_REAL(close)(fd);
+	}
+	return watcher;
+}
+
+void tssx_conn_follow_program(int fd)
+{
+	int floor, watcher = -1;
+
+	/* A vfork() child shares the parent's memory, not its fds. */
+	if (tssx_foreign_process())
+		return;
+	tssx_kept_lock();
+	floor = tssx_kept_raise_floor(fd);
+	if (floor)
+		watcher = move_below(floor);
+	tssx_kept_unlock();
+	if (watcher >= 0 && tssx_bell_move_watcher(watcher))
+		TSSX_REAL(close)(watcher);
 }
 
 int tssx_conn_wake_fd(struct tssx_conn *conn)
@@ -371,22 +429,26 @@ int tssx_conn_wake_fd(struct tssx_conn *conn)
 
 	if (fd >= 0)
 		return fd;
-	fd = tssx_fd_away_from_program(eventfd(0, EFD_CLOEXEC)); /* as keep_new_fd() */
+	fd = eventfd(0, EFD_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	/* In the table before it is published: no close-all loop takes it. */
-	if (tssx_table_set(fd, &conn->wake_obj) < 0) {
-		TSSX_REAL(close)(fd);
-		return -1;
-	}
-	/* Seq_cst: a writer publishes it before it checks the end of the
+	tssx_conn_note_program_fd(fd); /* as keep_new_fd() */
+	tssx_kept_lock();
+	fd = tssx_kept_place(fd);
+	/* In the table before it is published: no close-all loop takes it.
+	 * Seq_cst: a writer publishes it before it checks the end of the
 	 * stream, the shutdown sets the end before it looks for it
 	 * (stream.c), so one of the two sees the other. */
-	if (atomic_compare_exchange_strong(&conn->wake_fd, &none, fd))
-		return fd;
-	tssx_table_take(fd); /* another thread's came first */
-	TSSX_REAL(close)(fd);
-	return none;
+	if (tssx_table_set(fd, &conn->wake_obj) < 0) {
+		TSSX_REAL(close)(fd);
+		fd = -1;
+	} else if (!atomic_compare_exchange_strong(&conn->wake_fd, &none, fd)) {
+		tssx_table_take(fd); /* another thread's came first */
+		TSSX_REAL(close)(fd);
+		fd = none;
+	}
+	tssx_kept_unlock();
+	return fd;
 }
 
 static void conn_free(struct tssx_conn *conn)
@@ -872,7 +934,10 @@ int tssx_conn_adopt(int fd, int memfd, bool server, struct tssx_side_locks *lock
 			tssx_side_locks_leave(locks);
 		return ret;
 	}
-	keep_memfd(conn, memfd);
+	/* Where the old image kept it. */
+	tssx_kept_lock();
+	keep_fd(conn, &conn->memfd_obj, memfd);
+	tssx_kept_unlock();
 	conn_bind_rings(conn);
 	conn_ready(conn, fd);
 	return 0;
@@ -975,7 +1040,7 @@ struct tssx_conn *tssx_conn_hold(int fd)
  * the program's way.  Without one they end with what they did, or EBADF. */
 static void hold_socket(struct tssx_conn *conn, int fd)
 {
-	int copy = copy_away(fd);
+	int copy = tssx_kept_copy(fd);
 
 	if (copy >= 0 && atomic_load(&conn->held_fd) < 0)
 		keep_fd(conn, &conn->held_obj, copy);

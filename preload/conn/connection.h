@@ -22,7 +22,9 @@
 #include "conn/conn_list.h"
 #include "conn/destination.h"
 #include "conn/fd_table.h"
+#include "conn/kept.h"
 #include "tssx/hello.h"
+#include "tssx/macros.h"
 #include "tssx/segment.h"
 #include "tssx/side_lock.h"
 
@@ -291,6 +293,23 @@ void tssx_conn_keep_arena(const struct tssx_side_locks *locks);
  * the spin policy's /proc/loadavg) to another number: the application
  * dup2s onto it. */
 void tssx_conn_move_kept(int old);
+/* The kept fd at old (any of those but the watcher's) is at moved from
+ * now on (-1: gone); old, out of the table, is the caller's to close or
+ * to lose.  Under tssx_kept_lock() (conn/kept.h). */
+void tssx_conn_renumber_kept(int old, int moved);
+/* The program's numbers reached fd: the kept numbers move above it
+ * (conn/kept.h).  Takes tssx_kept_lock(); never under it, nor under the
+ * futex bell's lock (it moves the watcher's epoll fd). */
+void tssx_conn_follow_program(int fd);
+/* fd is a number of the program's (what its socket(), accept() or dup()
+ * returned), or the lowest free one (where the library's next fd was
+ * made): the kept numbers follow it when it reaches half of their
+ * floor.  A load and a compare otherwise. */
+static inline void tssx_conn_note_program_fd(int fd)
+{
+	if (unlikely(fd >= atomic_load_explicit(&tssx_kept_watermark, memory_order_relaxed)))
+		tssx_conn_follow_program(fd);
+}
 /* The connection's wake fd (see wake_fd), made on first use; -1 if it
  * cannot be made. */
 int tssx_conn_wake_fd(struct tssx_conn *conn);

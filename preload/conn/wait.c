@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "conn/fd_table.h"
+#include "conn/kept.h"
 #include "conn/wait.h"
 #include "init.h"
-#include "tssx/fd_limit.h"
 #include "tssx/log.h"
 #include "tssx/ring_fast.h"
 #include "tssx/skip.h"
@@ -337,19 +337,6 @@ static struct shared_page *map_page(void)
 	return page == MAP_FAILED ? NULL : page;
 }
 
-int tssx_fd_away_from_program(int fd)
-{
-	int upper = tssx_fd_upper_half(), moved;
-
-	if (fd < 0 || upper <= fd)
-		return fd;
-	moved = fcntl(fd, F_DUPFD_CLOEXEC, upper);
-	if (moved < 0)
-		return fd;
-	close(fd);
-	return moved;
-}
-
 /* The table's object for the load file's fd (fd_table.h). */
 static struct tssx_fd_object loadavg_obj = { .kind = TSSX_FD_LOADAVG };
 
@@ -359,15 +346,12 @@ static struct tssx_fd_object loadavg_obj = { .kind = TSSX_FD_LOADAVG };
  * took the number, and the count is only a hint). */
 static void keep_loadavg_fd(int fd)
 {
-	if (fd >= 0 && !tssx_table_get(fd))
-		tssx_table_set_alias(fd, &loadavg_obj);
+	tssx_kept_alias(fd, &loadavg_obj);
 	atomic_store(&machine.loadavg_fd, fd);
 }
 
-void tssx_wait_move_loadavg(int old)
+void tssx_wait_renumber_loadavg(int old, int moved)
 {
-	int moved = tssx_fd_away_from_program(fcntl(old, F_DUPFD_CLOEXEC, 0));
-
 	/* The new number first: a waiter that read the old one before the
 	 * program's dup2 at most parses the program's file once. */
 	keep_loadavg_fd(moved);
@@ -379,7 +363,7 @@ static void machine_init(void)
 	machine.cpus = allowed_cpus();
 	machine.nslots = tssx_spin_slots_for(machine.cpus);
 	machine.page = map_page();
-	keep_loadavg_fd(tssx_fd_away_from_program(open("/proc/loadavg", O_RDONLY | O_CLOEXEC)));
+	keep_loadavg_fd(tssx_kept_place(open("/proc/loadavg", O_RDONLY | O_CLOEXEC)));
 }
 
 static struct shared_page *shared_page(void)

@@ -173,13 +173,9 @@ void tssx_spin_skipped_ended(bool answered);
 #define TSSX_QUICK_SPIN_TURNS 16u
 bool tssx_spin_quick(const struct tssx_ring *ring);
 
-/* An fd kept for the process's life (the load file of the first spin,
- * the futex bell's epoll fd), made perhaps under a program's poll() or
- * select(): moved away from the numbers the program uses
- * (tssx_fd_upper_half); fd itself when it cannot be, or is negative. */
-int tssx_fd_away_from_program(int fd);
-/* Moves the load file's fd away from old: the program dup2s onto it. */
-void tssx_wait_move_loadavg(int old);
+/* The load file's fd is moved (-1: gone) from old, which the program
+ * dup2s onto or the kept numbers left (conn/kept.h). */
+void tssx_wait_renumber_loadavg(int old, int moved);
 
 /* A sleep of the data path, on the futex bell or on the socket
  * (conn/bell.h), for the statistics line. */

@@ -204,6 +204,7 @@ TSSX_EXPORT int socket(int domain, int type, int protocol)
 	if (fd < 0)
 		return fd;
 	forget_stale(fd);
+	tssx_conn_note_program_fd(fd);
 	if (domain == AF_UNIX && (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM)
 		tssx_fd_hint_add(fd, TSSX_HINT_UNIX_STREAM);
 	return fd;
@@ -293,6 +294,7 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 	if (conn_fd < 0)
 		return -1;
 	forget_stale(conn_fd);
+	tssx_conn_note_program_fd(conn_fd);
 	tssx_fd_hint_add(conn_fd, TSSX_HINT_CONNECTED);
 	if (enabled && tssx_conn_is_client_addr(&peer, peerlen)) {
 		struct sockaddr_un self;

@@ -37,7 +37,6 @@
 #include <unistd.h>
 #include <utlist.h>
 
-#include "tssx/fd_limit.h"
 #include "tssx/log.h"
 #include "tssx/registry_protocol.h"
 #include "state.h"
@@ -401,20 +400,15 @@ static dev_t mounted_device(int fd)
 }
 
 /*
- * A copy of fd for this thread's own use, numbered in the upper half of
- * the fd limit: a dup() takes the lowest free number, often one that the
- * program has just closed, and for a moment a close()d fd would be open
- * again under the program's feet (its next call on it gets ENOTSOCK
- * instead of EBADF, its poll() no POLLNVAL).  dup() where the limit is
- * too large to tell its half, or that half is full.
+ * A copy of fd for this thread's own use, where the preload keeps its fds
+ * (hooks.copy_fd): a dup() takes the lowest free number, often one that
+ * the program has just closed, and for a moment a close()d fd would be
+ * open again under the program's feet (its next call on it gets ENOTSOCK
+ * instead of EBADF, its poll() no POLLNVAL).
  */
 static int dup_away_from_program(int fd)
 {
-	int upper = tssx_fd_upper_half(), copy = -1;
-
-	if (upper > 0)
-		copy = fcntl(fd, F_DUPFD_CLOEXEC, upper);
-	return copy >= 0 ? copy : dup(fd);
+	return state.hooks.copy_fd ? state.hooks.copy_fd(fd) : fcntl(fd, F_DUPFD_CLOEXEC, 0);
 }
 
 /* The mount table changed (lock held, dropped meanwhile): whether our

@@ -22,7 +22,7 @@ need redis-cli redis-tools
 need python3 python3
 
 # Room for the clients' sockets, and the library's fds of each in the
-# upper half of the limit, in both processes.
+# kept numbers above the program's, in both processes.
 ulimit -n "$(ulimit -Hn)"
 limit=$(ulimit -n)
 [[ $limit == unlimited ]] && limit=1048576
