@@ -64,11 +64,10 @@ static int floor_for(int fd)
 	return floor < half ? floor : half;
 }
 
-/* The program's numbers may reach half of it before it moves; at half
- * the limit it stays. */
-static void publish_floor(int floor)
+/* The program's numbers may reach half the floor before it moves; at
+ * half the limit it stays. */
+static void publish_watermark(int floor)
 {
-	atomic_store(&kept_floor, floor);
 	atomic_store(&tssx_kept_watermark, floor < limit_half() ? floor / 2 : INT_MAX);
 }
 
@@ -82,7 +81,7 @@ static int floor_now(int lowest)
 	floor = floor_for(lowest);
 	if (!atomic_compare_exchange_strong(&kept_floor, &none, floor))
 		return none;
-	publish_floor(floor);
+	publish_watermark(floor);
 	return floor;
 }
 
@@ -118,6 +117,7 @@ int tssx_kept_raise_floor(int fd)
 
 	if (floor <= atomic_load(&kept_floor))
 		return 0;
-	publish_floor(floor);
+	atomic_store(&kept_floor, floor);
+	publish_watermark(floor);
 	return floor;
 }
