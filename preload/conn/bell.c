@@ -207,16 +207,27 @@ static void *watcher_main(void *arg)
 	atomic_store(&watcher.tid, gettid());
 	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 	for (;;) {
-		int n;
+		int n, error;
 
 		/* The only cancellation point of the thread (tssx_bell_pause),
 		 * where it holds nothing. */
 		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
 		n = TSSX_REAL(epoll_wait)(epoll_fd, events, WATCH_BATCH, -1);
+		error = errno;
 		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
-		if (n < 0 && errno != EINTR)
-			break;
 		pthread_mutex_lock(&watcher.lock);
+		/* The set moved up with the library's kept fds
+		 * (tssx_bell_renumber_watcher): the same set under another
+		 * number; the old one may be closed already (EBADF). */
+		if (watcher.epoll_fd >= 0 && watcher.epoll_fd != epoll_fd) {
+			epoll_fd = watcher.epoll_fd;
+			n = n < 0 ? 0 : n;
+		}
+		if (n < 0 && error != EINTR) {
+			pthread_mutex_unlock(&watcher.lock);
+			errno = error;
+			break;
+		}
 		for (int i = 0; i < n; i++) {
 			uint16_t tag;
 			struct tssx_conn *conn = tssx_bell_unpack(events[i].data.u64, &tag);
@@ -341,10 +352,8 @@ void tssx_bell_resume(void)
 	pthread_mutex_unlock(&watcher.lock);
 }
 
-bool tssx_bell_move_watcher(int old)
+void tssx_bell_move_watcher(int old)
 {
-	bool its = false;
-
 	/* The thread leaves first: it must never wait on the number once
 	 * the program's dup2() gave it to another file (an epoll set of the
 	 * program's, whose events it would take). */
@@ -360,10 +369,26 @@ bool tssx_bell_move_watcher(int old)
 			keep_epoll_fd(moved);
 		else
 			drop_epoll_fd(false);
-		its = true;
 	}
 	pthread_mutex_unlock(&watcher.lock);
 	tssx_bell_resume();
+}
+
+bool tssx_bell_renumber_watcher(int old, int moved)
+{
+	bool its;
+
+	pthread_mutex_lock(&watcher.lock);
+	its = watcher.epoll_fd == old;
+	if (its) {
+		/* The thread, asleep on the old number, keeps the set's file
+		 * and takes the new number when it wakes (watcher_main): no
+		 * stop (a cancelled thread's frames stay poisoned under
+		 * AddressSanitizer, which then reports its exit). */
+		tssx_table_take(old);
+		keep_epoll_fd(moved);
+	}
+	pthread_mutex_unlock(&watcher.lock);
 	return its;
 }
 

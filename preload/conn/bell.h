@@ -75,10 +75,14 @@ void tssx_bell_unwatch(struct tssx_conn *conn, int fd);
 void tssx_bell_forget(struct tssx_conn *conn);
 
 /* The program dup2()s onto old, the watcher's epoll fd (kept in the fd
- * table, kind TSSX_FD_WATCHER), or the kept numbers moved up (conn/kept.h):
- * the watcher moves it to another number, its thread stopped meanwhile.
- * True when old was its fd: old is then the caller's to close or lose. */
-bool tssx_bell_move_watcher(int old);
+ * table, kind TSSX_FD_WATCHER): the watcher moves it to another number, its
+ * thread stopped meanwhile. */
+void tssx_bell_move_watcher(int old);
+
+/* The library's kept fds move up (conn/kept.h): the watcher's epoll fd,
+ * old, is at moved from now on.  True when old was its fd: old is then
+ * the caller's to close; else moved is. */
+bool tssx_bell_renumber_watcher(int old, int moved);
 
 /* Around a call that needs a single thread (unshare(), setns():
  * shims/namespaces.c): the watcher's thread leaves the process (0, or

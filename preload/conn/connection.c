@@ -381,9 +381,9 @@ void tssx_conn_renumber_kept(int old, int moved)
 
 /* Under the lock: every kept fd below floor moved to floor or above, but
  * a connection's socket copy (calls in flight use its number; it goes
- * with them) and the watcher's epoll fd (its thread must stop first,
- * which it cannot under this lock): its number is returned, or -1.  Until
- * the kept numbers are full. */
+ * with them) and the watcher's epoll fd (under the futex bell's lock,
+ * which a fork takes before this one): its number is returned, or -1.
+ * Until the kept numbers are full. */
 static int move_below(int floor)
 {
 	int high = tssx_table_high_fd(), watcher = -1;
@@ -407,6 +407,15 @@ static int move_below(int floor)
 	return watcher;
 }
 
+/* The watcher's epoll fd, old, to floor or above. */
+static void move_watcher(int old, int floor)
+{
+	int moved = TSSX_REAL(fcntl)(old, F_DUPFD_CLOEXEC, floor);
+
+	if (moved >= 0)
+		TSSX_REAL(close)(tssx_bell_renumber_watcher(old, moved) ? old : moved);
+}
+
 void tssx_conn_follow_program(int fd)
 {
 	int floor, watcher = -1;
@@ -419,8 +428,8 @@ void tssx_conn_follow_program(int fd)
 	if (floor)
 		watcher = move_below(floor);
 	tssx_kept_unlock();
-	if (watcher >= 0 && tssx_bell_move_watcher(watcher))
-		TSSX_REAL(close)(watcher);
+	if (watcher >= 0)
+		move_watcher(watcher, floor);
 }
 
 int tssx_conn_wake_fd(struct tssx_conn *conn)

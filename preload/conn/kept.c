@@ -52,9 +52,11 @@ static int limit_half(void)
 }
 
 /* The floor for a program whose numbers reached fd: the first power of
- * two above twice fd, at least KEPT_FLOOR_MIN, at most half the limit.
- * The kernel's table then holds the program's numbers and the kept ones
- * in at most four times what the program's alone need. */
+ * two above twice fd, at least KEPT_FLOOR_MIN, at most half the limit:
+ * at most four times the program's highest number, so that the kernel's
+ * table (the power of two above the highest fd) holds the program's fds
+ * and the kept ones above them in about 8 times what the program's alone
+ * need. */
 static int floor_for(int fd)
 {
 	int half = limit_half(), floor = KEPT_FLOOR_MIN;

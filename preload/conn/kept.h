@@ -18,9 +18,9 @@
 #ifndef TSSX_PRELOAD_KEPT_H
 #define TSSX_PRELOAD_KEPT_H
 
-#include "conn/fd_table.h"
-
 #include <stdatomic.h>
+
+#include "conn/fd_table.h"
 
 /* Held by every placement, renumbering and close of a connection's kept
  * fds and of the arenas' (connection.c), and by a move of the floor,
