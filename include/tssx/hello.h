@@ -17,8 +17,10 @@
  * 6: the waiting flags say which bells to ring, futex words beside them
  *    (ring.h).
  * 7: the eventfd bell (TSSX_BELL_EVENTFD): the hello may carry two
- *    eventfds behind the memfd (bell_fds). */
-#define TSSX_PROTOCOL_VERSION 7u
+ *    eventfds behind the memfd (bell_fds).
+ * 8: each line of the control blocks alone in a pair of lines
+ *    (TSSX_LINE_PAIR): the control blocks start at 128 and 384. */
+#define TSSX_PROTOCOL_VERSION 8u
 
 /* The eventfds a hello carries behind the memfd, in SCM_RIGHTS order:
  * the client's (the server writes it to wake the client's epoll sets),

@@ -10,6 +10,11 @@
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #define TSSX_CACHELINE 64
+/* The pair of lines that the CPUs' adjacent-line prefetchers fetch
+ * together (Intel's spatial prefetcher, AMD's): a word written by one
+ * end on a line whose pair the other end polls moves between the CPUs
+ * as if it shared that line (docs/data-path.md, "The segment"). */
+#define TSSX_LINE_PAIR 128
 
 /* The CPU's spin-wait hint, for loops that poll a shared line. */
 static inline void tssx_cpu_relax(void)

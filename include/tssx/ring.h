@@ -40,9 +40,11 @@ struct tssx_ring_ctl {
 	 * Producer's line: written by the producer on every write, read by
 	 * the consumer.  The flag the producer checks after every write lives
 	 * here too, so that check hits the producer's own cache; the consumer
-	 * writes it only when going to sleep.
+	 * writes it only when going to sleep.  Each line alone in its pair of
+	 * lines (TSSX_LINE_PAIR): the consumer polls this one, and the line
+	 * beside it must not be one the peer writes at every message.
 	 */
-	alignas(TSSX_CACHELINE) _Atomic uint64_t tail;
+	alignas(TSSX_LINE_PAIR) _Atomic uint64_t tail;
 	_Atomic uint32_t reader_waiting; /* consumer sleeps for data: TSSX_BELL_* */
 	_Atomic uint32_t write_shut;     /* producer did shutdown(SHUT_WR): TSSX_WRITE_* */
 	_Atomic uint32_t ancillary_sent; /* control-data records put on the socket */
@@ -64,7 +66,7 @@ struct tssx_ring_ctl {
 	_Atomic uint32_t reader_bell;
 
 	/* Consumer's line: the mirror image. */
-	alignas(TSSX_CACHELINE) _Atomic uint64_t head;
+	alignas(TSSX_LINE_PAIR) _Atomic uint64_t head;
 	_Atomic uint32_t writer_waiting; /* producer sleeps for space: TSSX_BELL_* */
 	/* On the rx ring of each end: the thread id of the one sleeper that
 	 * owns this end's doorbells (conn/stream.c), 0 when none. */

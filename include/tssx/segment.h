@@ -29,9 +29,9 @@ struct tssx_segment_header {
 };
 
 /* Where direction dir's control block starts: after the header, both on
- * the first page, each on cache lines of its own. */
+ * the first page, each line alone in its pair of lines (ring.h). */
 #define TSSX_SEGMENT_HEADER_SPAN \
-	((sizeof(struct tssx_segment_header) + TSSX_CACHELINE - 1) & ~(size_t)(TSSX_CACHELINE - 1))
+	((sizeof(struct tssx_segment_header) + TSSX_LINE_PAIR - 1) & ~(size_t)(TSSX_LINE_PAIR - 1))
 #define TSSX_SEGMENT_CTL_OFFSET(dir) (TSSX_SEGMENT_HEADER_SPAN + (size_t)(dir) * sizeof(struct tssx_ring_ctl))
 /* Where direction dir's small area starts (ring.h): in the second half of
  * the first page, after the control blocks. */

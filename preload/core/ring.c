@@ -21,10 +21,10 @@
 #include "tssx/log.h"
 #include "tssx/ring_fast.h"
 
-_Static_assert(sizeof(struct tssx_ring_ctl) == 2 * TSSX_CACHELINE,
-	       "producer and consumer lines must each be one cache line");
-_Static_assert(offsetof(struct tssx_ring_ctl, head) == TSSX_CACHELINE,
-	       "head must start the consumer's cache line");
+_Static_assert(sizeof(struct tssx_ring_ctl) == 2 * TSSX_LINE_PAIR,
+	       "producer and consumer lines must each be alone in a pair of lines");
+_Static_assert(offsetof(struct tssx_ring_ctl, head) == TSSX_LINE_PAIR,
+	       "head must start the consumer's pair of lines");
 
 /* Attempts at a consistent (head, tail) pair while siblings and the peer
  * move both counters; a peer scribbling for longer than this is hostile. */

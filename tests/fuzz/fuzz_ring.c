@@ -85,7 +85,7 @@ static void transfer(struct input *in, struct tssx_ring *ring, bool write, bool 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static _Alignas(TSSX_CACHELINE) struct tssx_ring_ctl ctl;
+	static struct tssx_ring_ctl ctl;
 	uint8_t *ring_data = malloc(CAP), *small = malloc(TSSX_RING_SMALL_CAPACITY);
 	struct tssx_ring producer, consumer;
 	struct input in = { data, size };

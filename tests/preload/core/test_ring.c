@@ -25,7 +25,7 @@
 #define CAP TSSX_RING_MIN_CAPACITY
 
 struct fixture {
-	alignas(TSSX_CACHELINE) struct tssx_ring_ctl ctl;
+	struct tssx_ring_ctl ctl; /* aligned as its lines are */
 	uint8_t *small; /* each its own allocation: ASan catches any access past it */
 	uint8_t *data;
 	struct tssx_ring ring;
@@ -36,7 +36,7 @@ struct fixture {
 static int setup(void **state)
 {
 	/* test_calloc() does not honour the cache-line alignment. */
-	struct fixture *f = aligned_alloc(TSSX_CACHELINE, sizeof(*f));
+	struct fixture *f = aligned_alloc(alignof(struct fixture), sizeof(*f));
 
 	assert_non_null(f);
 	memset(f, 0, sizeof(*f));

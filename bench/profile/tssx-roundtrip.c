@@ -1,0 +1,256 @@
+/*
+ * tssx-roundtrip: a ping-pong pair with each end pinned to a CPU of its
+ * choice, for comparing round trips side by side with less noise than
+ * `tssx bench`, whose ends go where the scheduler puts them
+ * (docs/benchmark.md, "Cache lines per round trip").
+ *
+ *   tssx-roundtrip raw N SIZE CPU CPU          the bench's raw column: a
+ *                                              sequence number and a
+ *                                              buffer per direction, each
+ *                                              on lines of its own
+ *   tssx-roundtrip socket PATH N SIZE CPU CPU  a Unix stream socket,
+ *                                              write() and read(): TSSX
+ *                                              when run with LD_PRELOAD
+ *
+ * The client (first CPU) and the server (second CPU; the same CPU puts
+ * both ends on one) are processes of their own, each pinned after a batch
+ * of warm-up (after the library counted the CPUs it may use: two ends on
+ * one CPU as a wake-up can put them, docs/wait.md "Two ends on one CPU").
+ * N round trips of SIZE bytes in batches of 1,000; prints the median
+ * batch's time per round trip and the fastest and slowest batch, then
+ * the client's and the server's voluntary context switches (sleeps).
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../bench.h"
+
+#define BATCH 1000ul
+#define MAX_SIZE (1u << 20)
+#define LINE 64
+
+static void die(const char *what)
+{
+	fprintf(stderr, "tssx-roundtrip: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void usage(void)
+{
+	fputs("usage: tssx-roundtrip raw N SIZE CPU CPU | socket PATH N SIZE CPU CPU\n", stderr);
+	exit(2);
+}
+
+static unsigned long number(const char *arg, unsigned long most)
+{
+	char *end;
+	unsigned long n = strtoul(arg, &end, 10);
+
+	if (!*arg || *end || n > most)
+		usage();
+	return n;
+}
+
+static void pin(unsigned long cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) < 0)
+		die("sched_setaffinity");
+}
+
+/* What both kinds of pair do at each round trip of the client. */
+struct pair {
+	void (*round_trip)(struct pair *pair);
+	int fd;                  /* socket */
+	struct raw_lines *lines; /* raw */
+	size_t size;
+	uint64_t seq;
+	uint8_t *buf;
+};
+
+/* Times the batches and prints the summary line. */
+static void measure(struct pair *pair, unsigned long n, unsigned long cpu)
+{
+	unsigned long batches = n / BATCH ? n / BATCH : 1;
+	double *ns = calloc(batches, sizeof(*ns));
+	struct bench_stats stats;
+
+	if (!ns)
+		die("calloc");
+	for (unsigned long b = 0; b <= batches; b++) {
+		uint64_t start = bench_now_ns();
+
+		for (unsigned long i = 0; i < BATCH; i++)
+			pair->round_trip(pair);
+		if (b)
+			ns[b - 1] = (double)(bench_now_ns() - start) / BATCH;
+		else
+			pin(cpu);
+	}
+	bench_stats_compute(ns, batches, &stats);
+	printf("median %.0f ns, min %.0f, max %.0f (%lu batches of %lu)\n", stats.median, stats.min, stats.max,
+	       batches, BATCH);
+	free(ns);
+}
+
+static long sleeps(int who)
+{
+	struct rusage ru;
+
+	getrusage(who, &ru);
+	return ru.ru_nvcsw;
+}
+
+/* ---- raw: the bench's raw column (bench/raw.c) ---- */
+
+struct raw_lines {
+	_Alignas(LINE) _Atomic uint64_t ping;
+	_Alignas(LINE) _Atomic uint64_t pong;
+	_Alignas(LINE) uint8_t ping_buf[MAX_SIZE];
+	_Alignas(LINE) uint8_t pong_buf[MAX_SIZE];
+};
+
+static void raw_wait(_Atomic uint64_t *word, uint64_t seq)
+{
+	while (atomic_load_explicit(word, memory_order_acquire) != seq)
+		__builtin_ia32_pause();
+}
+
+static void raw_round_trip(struct pair *p)
+{
+	uint64_t seq = ++p->seq;
+
+	memcpy(p->lines->ping_buf, p->buf, p->size);
+	atomic_store_explicit(&p->lines->ping, seq, memory_order_release);
+	raw_wait(&p->lines->pong, seq);
+	memcpy(p->buf, p->lines->pong_buf, p->size);
+}
+
+static void raw_answer(struct raw_lines *lines, size_t size, unsigned long total, unsigned long cpu)
+{
+	static uint8_t buf[MAX_SIZE];
+
+	for (uint64_t seq = 1; seq <= total; seq++) {
+		if (seq == BATCH + 1)
+			pin(cpu);
+		raw_wait(&lines->ping, seq);
+		memcpy(buf, lines->ping_buf, size);
+		memcpy(lines->pong_buf, buf, size);
+		atomic_store_explicit(&lines->pong, seq, memory_order_release);
+	}
+}
+
+/* ---- socket ---- */
+
+static void full(ssize_t (*io)(int, void *, size_t), int fd, uint8_t *buf, size_t size)
+{
+	for (size_t done = 0; done < size;) {
+		ssize_t r = io(fd, buf + done, size - done);
+
+		if (r <= 0)
+			die(r ? "read or write" : "end of stream");
+		done += (size_t)r;
+	}
+}
+
+static ssize_t write_some(int fd, void *buf, size_t len)
+{
+	return write(fd, buf, len);
+}
+
+static void socket_round_trip(struct pair *p)
+{
+	full(write_some, p->fd, p->buf, p->size);
+	full(read, p->fd, p->buf, p->size);
+}
+
+static void socket_serve(int fd, uint8_t *buf, size_t size, unsigned long total, unsigned long cpu)
+{
+	for (unsigned long i = 0; i < total; i++) {
+		if (i == BATCH)
+			pin(cpu);
+		full(read, fd, buf, size);
+		full(write_some, fd, buf, size);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	bool raw = argc == 6 && !strcmp(argv[1], "raw");
+	int at = raw ? 2 : 3;
+	struct pair pair = { 0 };
+	unsigned long n, client_cpu, server_cpu, total;
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int listen_fd = -1, status;
+	pid_t server;
+
+	if (!raw && (argc != 7 || strcmp(argv[1], "socket")))
+		usage();
+	n = number(argv[at], 100000000);
+	pair.size = number(argv[at + 1], MAX_SIZE);
+	client_cpu = number(argv[at + 2], CPU_SETSIZE - 1);
+	server_cpu = number(argv[at + 3], CPU_SETSIZE - 1);
+	total = ((n / BATCH ? n / BATCH : 1) + 1) * BATCH;
+	if (!pair.size)
+		usage();
+	pair.buf = calloc(1, pair.size);
+	if (!pair.buf)
+		die("calloc");
+	if (raw) {
+		pair.lines = mmap(NULL, sizeof(*pair.lines), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (pair.lines == MAP_FAILED)
+			die("mmap");
+		pair.round_trip = raw_round_trip;
+	} else {
+		if (snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", argv[2]) >= (int)sizeof(addr.sun_path))
+			usage();
+		listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		unlink(argv[2]);
+		if (listen_fd < 0 || bind(listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(listen_fd, 1) < 0)
+			die("listen");
+		pair.round_trip = socket_round_trip;
+	}
+	fflush(stdout);
+	server = fork();
+	if (server < 0)
+		die("fork");
+	if (server == 0) {
+		if (raw) {
+			raw_answer(pair.lines, pair.size, total, server_cpu);
+		} else {
+			int fd = accept(listen_fd, NULL, NULL);
+
+			if (fd < 0)
+				die("accept");
+			socket_serve(fd, pair.buf, pair.size, total, server_cpu);
+		}
+		exit(0);
+	}
+	if (!raw) {
+		pair.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (pair.fd < 0 || connect(pair.fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+			die("connect");
+	}
+	measure(&pair, n, client_cpu);
+	if (waitpid(server, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+		die("server");
+	printf("sleeps: client %ld, server %ld\n", sleeps(RUSAGE_SELF), sleeps(RUSAGE_CHILDREN));
+	if (!raw)
+		unlink(argv[2]);
+	return 0;
+}
