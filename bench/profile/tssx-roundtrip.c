@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "../bench.h"
+#include "tssx/macros.h"
 
 #define BATCH 1000ul
 #define MAX_SIZE (1u << 20)
@@ -128,7 +129,7 @@ struct raw_lines {
 static void raw_wait(_Atomic uint64_t *word, uint64_t seq)
 {
 	while (atomic_load_explicit(word, memory_order_acquire) != seq)
-		__builtin_ia32_pause();
+		tssx_cpu_relax();
 }
 
 static void raw_round_trip(struct pair *p)
