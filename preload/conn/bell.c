@@ -452,7 +452,7 @@ void tssx_bell_unwatch(struct tssx_conn *conn, int fd)
 	}
 	pthread_mutex_unlock(&watcher.lock);
 	/* Its futex sleepers go on with the copy of the socket kept for
-	 * them (connection.h, held_fd): they watch that one. */
+	 * them (connection.h, held): they watch that one. */
 	if (woken)
 		tssx_bell_wake_own(conn);
 }

@@ -209,11 +209,11 @@ static struct tssx_conn *conn_alloc(struct tssx_side_locks *handed)
 
 /* A kept fd of a new connection: none yet (-1); its object's references
  * are counted by the table. */
-static void kept_init(_Atomic int *fd, struct tssx_fd_object *obj, enum tssx_fd_kind kind)
+static void kept_init(struct tssx_kept_fd *kept, enum tssx_fd_kind kind)
 {
-	atomic_init(fd, -1);
-	obj->kind = kind;
-	atomic_init(&obj->refs, 0);
+	atomic_init(&kept->fd, -1);
+	kept->obj.kind = kind;
+	atomic_init(&kept->obj.refs, 0);
 }
 
 static struct tssx_conn *conn_new(int fd, bool server, struct tssx_side_locks *handed)
@@ -229,63 +229,41 @@ static struct tssx_conn *conn_new(int fd, bool server, struct tssx_side_locks *h
 	atomic_init(&conn->peek_off, -1);
 	pthread_mutex_init(&conn->handshake_lock, NULL);
 	tssx_ancillary_init(&conn->ancillary);
-	kept_init(&conn->memfd, &conn->memfd_obj, TSSX_FD_SEGMENT);
-	kept_init(&conn->wake_fd, &conn->wake_obj, TSSX_FD_WAKE);
-	kept_init(&conn->held_fd, &conn->held_obj, TSSX_FD_HELD);
-	kept_init(&conn->own_bell_fd, &conn->own_bell_obj, TSSX_FD_OWN_BELL);
-	kept_init(&conn->peer_bell_fd, &conn->peer_bell_obj, TSSX_FD_PEER_BELL);
+	kept_init(&conn->memfd, TSSX_FD_SEGMENT);
+	kept_init(&conn->wake, TSSX_FD_WAKE);
+	kept_init(&conn->held, TSSX_FD_HELD);
+	kept_init(&conn->own_eventfd, TSSX_FD_OWN_BELL);
+	kept_init(&conn->peer_eventfd, TSSX_FD_PEER_BELL);
 	atomic_init(&conn->bell_fd, -1);
 	return conn;
 }
 
-/* The number of a kept fd of the connection (memfd_obj, wake_obj,
- * held_obj, own_bell_obj or peer_bell_obj). */
-static _Atomic int *kept_number(struct tssx_conn *conn, struct tssx_fd_object *obj)
+/* The record of a kept fd's object (the slot of a kind that
+ * tssx_fd_kind_kept() names, but the process-wide ones). */
+static struct tssx_kept_fd *kept_of(struct tssx_fd_object *obj)
 {
-	if (obj == &conn->memfd_obj)
-		return &conn->memfd;
-	if (obj == &conn->wake_obj)
-		return &conn->wake_fd;
-	if (obj == &conn->own_bell_obj)
-		return &conn->own_bell_fd;
-	return obj == &conn->peer_bell_obj ? &conn->peer_bell_fd : &conn->held_fd;
+	_Static_assert(offsetof(struct tssx_kept_fd, obj) == 0, "a kept fd's object is its record");
+	return (struct tssx_kept_fd *)obj;
 }
 
-/* The connection a kept fd's object belongs to. */
-static struct tssx_conn *conn_of_kept(struct tssx_fd_object *obj)
+/* Keeps fd as kept; without a slot in the table (which protects it from
+ * close-all loops) it is closed. */
+static void keep_fd(struct tssx_kept_fd *kept, int fd)
 {
-	switch (obj->kind) {
-	case TSSX_FD_SEGMENT:
-		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, memfd_obj));
-	case TSSX_FD_WAKE:
-		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, wake_obj));
-	case TSSX_FD_OWN_BELL:
-		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, own_bell_obj));
-	case TSSX_FD_PEER_BELL:
-		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, peer_bell_obj));
-	default:
-		return (struct tssx_conn *)((char *)obj - offsetof(struct tssx_conn, held_obj));
-	}
-}
-
-/* Keeps fd as the connection's obj; without a slot in the table (which
- * protects it from close-all loops) it is closed. */
-static void keep_fd(struct tssx_conn *conn, struct tssx_fd_object *obj, int fd)
-{
-	if (tssx_table_set(fd, obj) < 0) {
+	if (tssx_table_set(fd, &kept->obj) < 0) {
 		TSSX_REAL(close)(fd);
 		return;
 	}
-	atomic_store(kept_number(conn, obj), fd);
+	atomic_store(&kept->fd, fd);
 }
 
 /* The connection's kept fds are closed with it. */
-static void close_kept(struct tssx_conn *conn, struct tssx_fd_object *obj)
+static void close_kept(struct tssx_kept_fd *kept)
 {
 	int fd;
 
 	tssx_kept_lock();
-	fd = atomic_exchange(kept_number(conn, obj), -1);
+	fd = atomic_exchange(&kept->fd, -1);
 	if (fd >= 0) {
 		tssx_table_take(fd);
 		TSSX_REAL(close)(fd);
@@ -305,18 +283,18 @@ static void close_kept(struct tssx_conn *conn, struct tssx_fd_object *obj)
  * number was the lowest free one: the kept numbers move up first when
  * the program's come near them.
  */
-static void keep_new_fd(struct tssx_conn *conn, struct tssx_fd_object *obj, int fd)
+static void keep_new_fd(struct tssx_kept_fd *kept, int fd)
 {
 	tssx_conn_note_program_fd(fd);
 	tssx_kept_lock();
-	keep_fd(conn, obj, tssx_kept_place(fd));
+	keep_fd(kept, tssx_kept_place(fd));
 	tssx_kept_unlock();
 }
 
 /* Keeps the segment's memfd for a hand-over at exec. */
 static void keep_memfd(struct tssx_conn *conn, int memfd)
 {
-	keep_new_fd(conn, &conn->memfd_obj, memfd);
+	keep_new_fd(&conn->memfd, memfd);
 }
 
 /* Keeps the eventfd bell's two fds, own and peer's, or neither: with one
@@ -332,11 +310,11 @@ static void keep_bells(struct tssx_conn *conn, int own, int peer)
 			TSSX_REAL(close)(peer);
 		return;
 	}
-	keep_new_fd(conn, &conn->own_bell_obj, own);
-	keep_new_fd(conn, &conn->peer_bell_obj, peer);
-	if (atomic_load(&conn->own_bell_fd) < 0 || atomic_load(&conn->peer_bell_fd) < 0) {
-		close_kept(conn, &conn->own_bell_obj);
-		close_kept(conn, &conn->peer_bell_obj);
+	keep_new_fd(&conn->own_eventfd, own);
+	keep_new_fd(&conn->peer_eventfd, peer);
+	if (atomic_load(&conn->own_eventfd.fd) < 0 || atomic_load(&conn->peer_eventfd.fd) < 0) {
+		close_kept(&conn->own_eventfd);
+		close_kept(&conn->peer_eventfd);
 	}
 }
 
@@ -354,7 +332,6 @@ void tssx_conn_move_kept(int old)
 void tssx_conn_renumber_kept(int old, int moved)
 {
 	struct tssx_fd_object *obj = tssx_table_get(old);
-	struct tssx_conn *conn;
 
 	if (obj->kind == TSSX_FD_LOADAVG) {
 		tssx_wait_renumber_loadavg(old, moved);
@@ -370,12 +347,11 @@ void tssx_conn_renumber_kept(int old, int moved)
 	}
 	/* The new number first: a thread that loads it meanwhile finds
 	 * one of the two open. */
-	conn = conn_of_kept(obj);
 	if (moved >= 0 && tssx_table_set(moved, obj) < 0) {
 		TSSX_REAL(close)(moved);
 		moved = -1;
 	}
-	atomic_store(kept_number(conn, obj), moved);
+	atomic_store(&kept_of(obj)->fd, moved);
 	tssx_table_take(old);
 }
 
@@ -434,7 +410,7 @@ void tssx_conn_follow_program(int fd)
 
 int tssx_conn_wake_fd(struct tssx_conn *conn)
 {
-	int fd = atomic_load(&conn->wake_fd), none = -1;
+	int fd = atomic_load(&conn->wake.fd), none = -1;
 
 	if (fd >= 0)
 		return fd;
@@ -448,10 +424,10 @@ int tssx_conn_wake_fd(struct tssx_conn *conn)
 	 * Seq_cst: a writer publishes it before it checks the end of the
 	 * stream, the shutdown sets the end before it looks for it
 	 * (stream.c), so one of the two sees the other. */
-	if (tssx_table_set(fd, &conn->wake_obj) < 0) {
+	if (tssx_table_set(fd, &conn->wake.obj) < 0) {
 		TSSX_REAL(close)(fd);
 		fd = -1;
-	} else if (!atomic_compare_exchange_strong(&conn->wake_fd, &none, fd)) {
+	} else if (!atomic_compare_exchange_strong(&conn->wake.fd, &none, fd)) {
 		tssx_table_take(fd); /* another thread's came first */
 		TSSX_REAL(close)(fd);
 		fd = none;
@@ -463,11 +439,11 @@ int tssx_conn_wake_fd(struct tssx_conn *conn)
 static void conn_free(struct tssx_conn *conn)
 {
 	tssx_bell_forget(conn);
-	close_kept(conn, &conn->memfd_obj);
-	close_kept(conn, &conn->wake_obj);
-	close_kept(conn, &conn->held_obj);
-	close_kept(conn, &conn->own_bell_obj);
-	close_kept(conn, &conn->peer_bell_obj);
+	close_kept(&conn->memfd);
+	close_kept(&conn->wake);
+	close_kept(&conn->held);
+	close_kept(&conn->own_eventfd);
+	close_kept(&conn->peer_eventfd);
 	tssx_ancillary_release(&conn->ancillary);
 	tssx_segment_detach(&conn->seg);
 	if (!conn->pair_left)
@@ -517,17 +493,23 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 	log_info("fd %d: shared memory, %s", fd, conn->server ? "server" : "client");
 }
 
-/* The hello with the memfd and, when it says so, the two eventfds. */
-/* Closes the eventfds of a hello not sent or not kept. */
-static void close_bells(int *bells)
+/* Closes the count fds at fds that are open, and marks each -1: a
+ * hello's fds not sent or not kept. */
+static void close_fds(int *fds, int count)
 {
-	for (int i = 0; i < TSSX_HELLO_BELL_FDS; i++) {
-		if (bells[i] >= 0)
-			TSSX_REAL(close)(bells[i]);
-		bells[i] = -1;
+	for (int i = 0; i < count; i++) {
+		if (fds[i] >= 0)
+			TSSX_REAL(close)(fds[i]);
+		fds[i] = -1;
 	}
 }
 
+static void close_bells(int *bells)
+{
+	close_fds(bells, TSSX_HELLO_BELL_FDS);
+}
+
+/* The hello with the memfd and, when it says so, the two eventfds. */
 static int send_hello(int fd, const struct tssx_hello *hello, int memfd, const int *bells)
 {
 	int fds[1 + TSSX_HELLO_BELL_FDS] = { memfd, bells[TSSX_HELLO_CLIENT_BELL], bells[TSSX_HELLO_SERVER_BELL] };
@@ -669,15 +651,6 @@ struct hello_fds {
 	int count;      /* how many came, kept or closed */
 	bool truncated; /* the kernel installed no more (MSG_CTRUNC) */
 };
-
-static void hello_fds_close(struct hello_fds *fds)
-{
-	for (int i = 0; i < 1 + TSSX_HELLO_BELL_FDS; i++) {
-		if (fds->fd[i] >= 0)
-			TSSX_REAL(close)(fds->fd[i]);
-		fds->fd[i] = -1;
-	}
-}
 
 /*
  * Takes the fds out of the hello's control messages, whatever their
@@ -882,7 +855,7 @@ static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 			ret = attach_failure(ret, why, sizeof(why));
 	}
 	if (ret < 0) {
-		hello_fds_close(&fds);
+		close_fds(fds.fd, 1 + TSSX_HELLO_BELL_FDS);
 		return tssx_conn_fail(conn, fd, -ret, why[0] ? why : reason);
 	}
 	keep_memfd(conn, fds.fd[0]);
@@ -945,7 +918,7 @@ int tssx_conn_adopt(int fd, int memfd, bool server, struct tssx_side_locks *lock
 	}
 	/* Where the old image kept it. */
 	tssx_kept_lock();
-	keep_fd(conn, &conn->memfd_obj, memfd);
+	keep_fd(&conn->memfd, memfd);
 	tssx_kept_unlock();
 	conn_bind_rings(conn);
 	conn_ready(conn, fd);
@@ -1045,14 +1018,14 @@ struct tssx_conn *tssx_conn_hold(int fd)
 }
 
 /* fd, the process's last fd of the connection, closes while calls keep
- * the connection: they go on with a copy of the socket (held_fd), out of
+ * the connection: they go on with a copy of the socket (held), out of
  * the program's way.  Without one they end with what they did, or EBADF. */
 static void hold_socket(struct tssx_conn *conn, int fd)
 {
 	int copy = tssx_kept_copy(fd);
 
-	if (copy >= 0 && atomic_load(&conn->held_fd) < 0)
-		keep_fd(conn, &conn->held_obj, copy);
+	if (copy >= 0 && atomic_load(&conn->held.fd) < 0)
+		keep_fd(&conn->held, copy);
 	else if (copy >= 0)
 		TSSX_REAL(close)(copy); /* a copy of an earlier last fd is there */
 }
@@ -1093,7 +1066,7 @@ void tssx_conn_forget_calls_after_fork(void)
 			if (atomic_fetch_add(&obj->refs, 1) == 0 && !tssx_conn_of(obj)->pair_left)
 				tssx_side_locks_join(tssx_conn_of(obj)->locks);
 		} else if (obj && obj->kind == TSSX_FD_HELD) {
-			atomic_store(&conn_of_kept(obj)->held_fd, -1);
+			atomic_store(&kept_of(obj)->fd, -1);
 			tssx_table_take(fd);
 			TSSX_REAL(close)(fd);
 		}

@@ -39,6 +39,15 @@ enum tssx_conn_state {
 
 enum tssx_nonblock { TSSX_NONBLOCK_UNKNOWN, TSSX_BLOCKING, TSSX_NONBLOCKING };
 
+/* A connection's own fd of one kind (the memfd, an eventfd, the socket's
+ * copy) kept out of the program's way (conn/kept.h): its number, -1 when
+ * none, and the object its table slot points to, first, so that a slot's
+ * object is the whole record. */
+struct tssx_kept_fd {
+	struct tssx_fd_object obj;
+	_Atomic int fd;
+};
+
 struct tssx_conn {
 	/* Kept when the memory is reused for another connection (connection.c). */
 	struct tssx_fd_object obj;
@@ -91,32 +100,28 @@ struct tssx_conn {
 	struct tssx_ancillary_queue ancillary; /* records read, not yet reached */
 	/* The segment's memfd, kept O_CLOEXEC so that exec can hand the
 	 * connection to the new image (conn/handover.c); -1 if it could not be
-	 * kept.  Its table slot points to memfd_obj (kind TSSX_FD_SEGMENT). */
-	_Atomic int memfd;
-	struct tssx_fd_object memfd_obj;
+	 * kept.  Kind TSSX_FD_SEGMENT. */
+	struct tssx_kept_fd memfd;
 	/* An eventfd written when this process (or a fork that shares it)
 	 * shuts the connection down for writing: a writer of another thread
 	 * asleep for room wakes on it (the socket has no such event).  Made by
 	 * the first writer that sleeps while the process has several threads;
-	 * -1 until then.  Its table slot points to wake_obj (TSSX_FD_WAKE). */
-	_Atomic int wake_fd;
-	struct tssx_fd_object wake_obj;
-	/* The eventfd bell (docs/events.md): own_bell_fd is this end's
-	 * eventfd, which its epoll sets watch beside the socket and the peer
-	 * writes; peer_bell_fd the peer's, which this end writes.  Both from
-	 * the client's hello, O_CLOEXEC (an exec'd image rings and sleeps on
-	 * the socket); -1 without them.  Their slots point to own_bell_obj
-	 * (TSSX_FD_OWN_BELL) and peer_bell_obj (TSSX_FD_PEER_BELL). */
-	_Atomic int own_bell_fd, peer_bell_fd;
-	struct tssx_fd_object own_bell_obj, peer_bell_obj;
+	 * -1 until then.  Kind TSSX_FD_WAKE. */
+	struct tssx_kept_fd wake;
+	/* The eventfd bell (docs/events.md): own_eventfd is this end's
+	 * eventfd, which its epoll sets watch beside the socket and the
+	 * peer writes; peer_eventfd the peer's, which this end writes.  Both
+	 * from the client's hello, O_CLOEXEC (an exec'd image rings and
+	 * sleeps on the socket); -1 without them.  Kinds TSSX_FD_OWN_BELL
+	 * and TSSX_FD_PEER_BELL. */
+	struct tssx_kept_fd own_eventfd, peer_eventfd;
 	/* A copy of the real socket, made when the process closed its last
 	 * fd of the connection while calls of other threads still kept it:
 	 * as the kernel keeps the file for a call in progress, they go on
 	 * with the copy (tssx_conn_socket), and the peer sees no hang-up
-	 * until the last of them returns.  -1 otherwise.  Its table slot
-	 * points to held_obj (TSSX_FD_HELD). */
-	_Atomic int held_fd;
-	struct tssx_fd_object held_obj;
+	 * until the last of them returns.  -1 otherwise.  Kind
+	 * TSSX_FD_HELD. */
+	struct tssx_kept_fd held;
 	/* The socket the futex bell's watcher watches for this process's
 	 * futex sleepers (conn/bell.c), -1 when none; its registration's tag
 	 * and the watcher's epoch (a fork()ed child's differs). */
@@ -310,16 +315,16 @@ static inline void tssx_conn_note_program_fd(int fd)
 	if (unlikely(fd >= atomic_load_explicit(&tssx_kept_watermark, memory_order_relaxed)))
 		tssx_conn_follow_program(fd);
 }
-/* The connection's wake fd (see wake_fd), made on first use; -1 if it
+/* The connection's wake fd (see wake), made on first use; -1 if it
  * cannot be made. */
 int tssx_conn_wake_fd(struct tssx_conn *conn);
 
 /* The socket a call that keeps the connection uses: its fd while that
- * still refers to the connection, else the copy kept for it (held_fd),
+ * still refers to the connection, else the copy kept for it (held),
  * else -1 (the number may already name another file). */
 static inline int tssx_conn_socket(struct tssx_conn *conn, int fd)
 {
-	return likely(tssx_conn_owns_fd(conn, fd)) ? fd : atomic_load(&conn->held_fd);
+	return likely(tssx_conn_owns_fd(conn, fd)) ? fd : atomic_load(&conn->held.fd);
 }
 
 /* In a fork() child: the calls of the parent's other threads are not

@@ -323,7 +323,7 @@ static bool hand_over(struct tssx_handover *ho, struct tssx_conn *conn, int fd, 
 
 	if (state == TSSX_CONN_HELLO_PENDING)
 		return add_entry(ho, 'p', socket_inode(fd), NULL);
-	fds.memfd = atomic_load(&conn->memfd);
+	fds.memfd = atomic_load(&conn->memfd.fd);
 	fds.locks = tssx_side_locks_where(conn->locks, &fds.index);
 	if (state != TSSX_CONN_READY || fds.memfd < 0 || fds.locks < 0 || !add_entry(ho, 'c', conn->sock_ino, &fds))
 		return false;

@@ -133,7 +133,7 @@ static void ring_socket(struct tssx_conn *conn, int fd)
 static bool ring_eventfd(struct tssx_conn *conn)
 {
 	static const uint64_t zero;
-	int saved_errno = errno, fd = atomic_load_explicit(&conn->peer_bell_fd, memory_order_relaxed);
+	int saved_errno = errno, fd = atomic_load_explicit(&conn->peer_eventfd.fd, memory_order_relaxed);
 	bool rung = fd >= 0 && TSSX_REAL(write)(fd, &zero, sizeof(zero)) == (ssize_t)sizeof(zero);
 
 	errno = saved_errno;
@@ -1242,7 +1242,7 @@ int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how)
 		tssx_ring_shut_write(conn->tx);
 		/* Seq_cst, after the flag: a writer asleep for room on the wake
 		 * fd, or about to be, sees one or the other (wait_ring). */
-		wake = atomic_load(&conn->wake_fd);
+		wake = atomic_load(&conn->wake.fd);
 		if (wake >= 0)
 			(void)!TSSX_REAL(write)(wake, &(uint64_t){ 1 }, sizeof(uint64_t));
 	}

@@ -93,7 +93,7 @@ enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events, uint32_t be
  * either end could not have it). */
 static inline int tssx_conn_own_bell(struct tssx_conn *conn)
 {
-	return tssx_conn_is_ready(conn) ? atomic_load_explicit(&conn->own_bell_fd, memory_order_relaxed) : -1;
+	return tssx_conn_is_ready(conn) ? atomic_load_explicit(&conn->own_eventfd.fd, memory_order_relaxed) : -1;
 }
 /* The sleeper's barrier (tssx/barrier.h) between the flags this thread
  * raised with tssx_conn_arm() and its re-check, where a waker goes
