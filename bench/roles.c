@@ -3,7 +3,6 @@
  * environment of their column.  The socket code is the same for the plain
  * and the TSSX column: only LD_PRELOAD differs.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -18,6 +17,7 @@
 
 #include "tssx/macros.h"
 #include "bench.h"
+#include "thread_count.h"
 
 struct socket_client {
 	const struct role_args *args;
@@ -391,20 +391,6 @@ static uint64_t cpu_time_ns(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000u +
 	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000u;
-}
-
-static unsigned thread_count(void)
-{
-	DIR *dir = opendir("/proc/self/task");
-	struct dirent *d;
-	unsigned n = 0;
-
-	if (!dir)
-		return 0;
-	while ((d = readdir(dir)))
-		n += d->d_name[0] != '.';
-	closedir(dir);
-	return n;
 }
 
 /* BLOCKED_LATER: a first connection and its 1-byte echo, then until the
