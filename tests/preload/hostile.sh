@@ -9,7 +9,8 @@
 # clients during and after the attack.  Hostile servers: one holds every
 # control word at 1, one writes random values into the waiting flags and
 # futex bell words while its client sleeps on the futex bell; the client
-# ends when the server leaves.
+# ends when the server leaves.  A peer that breaks the ring this end
+# writes fails this end's write, not its read of the bytes there.
 NAME=hostile
 source "$(dirname "$0")/lib.sh"
 
@@ -158,3 +159,11 @@ grep -q "data path sleeps: [1-9][0-9]* on the futex bell" "$work/client.log" ||
 	fail "the client of the hostile server did not sleep on the futex bell"
 wait_pid "$forger" || fail "the hostile server failed"
 
+
+# A peer that breaks the ring this end writes, with a byte for this end
+# there to read (tssx-probe txbroken): a look for POLLIN alone reports the
+# byte and the read takes it; the next look for POLLOUT reports the error
+# and the write fails with EPROTO.
+with_preload yes "${guard[@]}" "$tools/tssx-probe" txbroken "$work/p.sock" >"$work/txbroken.log" 2>&1 ||
+	fail "txbroken: the broken tx ring failed a read, or no write"
+grep -q "TSSX connection failed: ring counters corrupted" "$work/txbroken.log" || fail "txbroken: no clear log line"

@@ -2444,6 +2444,42 @@ static void bellhold_client(int fd)
 	wait_peer();
 }
 
+/* ---- txbroken: the peer breaks the ring this end writes ----
+ *
+ * Preloaded only.  The client writes a byte, then moves the head of the
+ * server's tx ring (the counter the client, its consumer, writes) past
+ * its tail.  A look for POLLIN alone loads only the rx ring: it reports
+ * the byte, and the read takes it.  The broken ring fails the next look
+ * that asks about its direction (POLLERR with POLLOUT) and the write
+ * (EPROTO: docs/data-path.md, "Threat model").  The library before loaded
+ * both rings at every look and failed the connection at the POLLIN look.
+ */
+
+static void txbroken_server(int fd)
+{
+	struct pollfd in = { .fd = fd, .events = POLLIN }, out = { .fd = fd, .events = POLLOUT };
+	char c;
+
+	wait_peer(); /* the byte is there, the ring broken */
+	expect(poll(&in, 1, -1) == 1 && in.revents == POLLIN);
+	expect(read(fd, &c, 1) == 1 && c == 'a');
+	expect(poll(&out, 1, -1) == 1 && (out.revents & POLLERR));
+	expect(send(fd, "b", 1, MSG_NOSIGNAL) < 0 && errno == EPROTO);
+	signal_peer();
+}
+
+static void txbroken_client(int fd)
+{
+	struct tssx_ring_ctl *ctl;
+
+	send_all(fd, "a", 1);
+	ctl = client_ring_ctl(TSSX_S2C);
+	expect(ctl);
+	atomic_store(&ctl->head, atomic_load(&ctl->tail) + 1);
+	signal_peer();
+	wait_peer();
+}
+
 /* The fd whose /proc/self/fd link starts with `target`, or -1. */
 static int fd_linked_to(const char *target)
 {
@@ -3366,6 +3402,7 @@ static const struct probe {
 	{ "sleepcount", sleepcount_server, sleepcount_client },
 	{ "closeall", closeall_server, closeall_client },
 	{ "shortsleep", shortsleep_server, shortsleep_client },
+	{ "txbroken", txbroken_server, txbroken_client },
 };
 
 static bool parse_peer(const char *name)
