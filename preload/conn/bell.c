@@ -22,14 +22,19 @@
 /* Events the watcher takes at once. */
 #define WATCH_BATCH 16
 
-/* ---- The futex ---- */
+/* ---- The futex ----
+ *
+ * Its calls go to libc's syscall(), not through the library's own wrapper
+ * of it (shims/fd.c), which unpacks six variadic arguments and switches on
+ * the number for the fd calls it must see: about 45 instructions at every
+ * wake and every sleep that a futex never needs. */
 
 /* Wakes every sleeper on word: op is FUTEX_WAKE for a word of the
  * segment, which the peer's process shares, FUTEX_WAKE_PRIVATE for one in
  * this process's memory. */
 static void futex_wake(_Atomic uint32_t *word, int op)
 {
-	syscall(SYS_futex, word, op, INT_MAX, NULL, NULL, 0);
+	TSSX_REAL(syscall)(SYS_futex, word, op, INT_MAX, NULL, NULL, 0);
 }
 
 /* Whether this kernel waits on two words at once (FUTEX_WAITV, Linux
@@ -43,7 +48,7 @@ static bool waitv_works(void)
 	if (!k) {
 		int saved_errno = errno;
 
-		k = syscall(SYS_futex_waitv, NULL, 0, 0, NULL, 0) < 0 && errno == EINVAL ? 1 : -1;
+		k = TSSX_REAL(syscall)(SYS_futex_waitv, NULL, 0, 0, NULL, 0) < 0 && errno == EINVAL ? 1 : -1;
 		errno = saved_errno;
 		if (k < 0)
 			tssx_log(TSSX_LOG_INFO, "futex bell: no FUTEX_WAITV: sleeps take the socket");
@@ -78,7 +83,8 @@ int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, struct tssx_conn *con
 	struct timespec at = { (time_t)(deadline->at_ns / TSSX_NSEC_PER_SEC),
 			       (long)(deadline->at_ns % TSSX_NSEC_PER_SEC) };
 
-	if (syscall(SYS_futex_waitv, words, 3, 0, deadline->at_ns == TSSX_FOREVER ? NULL : &at, CLOCK_MONOTONIC) >= 0)
+	if (TSSX_REAL(syscall)(SYS_futex_waitv, words, 3, 0, deadline->at_ns == TSSX_FOREVER ? NULL : &at,
+			       CLOCK_MONOTONIC) >= 0)
 		return 0;
 	if (errno == ETIMEDOUT)
 		return -EAGAIN;

@@ -733,8 +733,10 @@ static int wait_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, s
 		return 0;
 	ret = sleep_ring(conn, fd, writer, need, dl);
 	/* Whether the answer came in time for a spin, had the thread's
-	 * history not skipped it (a load of the counters after a sleep). */
-	tssx_spin_skipped_ended(ret == 0 && wait_over(conn, writer, ring_avail(conn, writer), need));
+	 * history not skipped it (a load of the counters after a sleep,
+	 * made only then: most sleeps were refused a spin, not skipped). */
+	if (tssx_spin_skipped_pending())
+		tssx_spin_skipped_ended(ret == 0 && wait_over(conn, writer, ring_avail(conn, writer), need));
 	return ret;
 }
 

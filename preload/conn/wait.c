@@ -217,14 +217,10 @@ static struct {
 	_Atomic uint64_t cpu_yields, cpu_yields_handed;	/* of spins on a CPU, and those that let a task run */
 } wait_stats;
 
+/* Without a locked instruction, which every sleeping wait would pay
+ * once or twice for a line of statistics: threads that count at the
+ * same moment may lose one of their counts. */
 static void count(_Atomic uint64_t *counter)
-{
-	atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
-}
-
-/* A count of the quick spin, which takes no locked instruction: threads
- * that count at the same moment may lose one of their counts. */
-static void count_unlocked(_Atomic uint64_t *counter)
 {
 	atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
@@ -381,6 +377,12 @@ static bool runnable_fresh(struct shared_page *page, uint64_t now)
 	return now - atomic_load_explicit(&page->load_read_at, memory_order_relaxed) < TSSX_LOAD_REFRESH_NS;
 }
 
+/* The runnable count in the page, fresh or not.  Relaxed: as above. */
+static unsigned runnable_kept(struct shared_page *page)
+{
+	return (unsigned)atomic_load_explicit(&page->load_runnable, memory_order_relaxed);
+}
+
 /* The machine's runnable tasks, at most TSSX_LOAD_REFRESH_NS old; 0 when
  * unknown.  Processes and threads that race may all read the file:
  * harmless. */
@@ -392,7 +394,7 @@ static unsigned runnable_now(struct shared_page *page, uint64_t now)
 	int fd;
 
 	if (runnable_fresh(page, now))
-		return (unsigned)atomic_load_explicit(&page->load_runnable, memory_order_relaxed);
+		return runnable_kept(page);
 	fd = atomic_load_explicit(&machine.loadavg_fd, memory_order_relaxed);
 	if (fd < 0 || (n = pread(fd, line, sizeof(line) - 1, 0)) <= 0)
 		return 0;
@@ -416,7 +418,9 @@ static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot)
 	unsigned nslots = machine.page ? machine.nslots : TSSX_SPIN_SLOTS_MAX;
 
 	*slot = NULL;
-	if (runnable_fresh(page, now) && !tssx_spin_pays(runnable_now(page, now), machine.cpus))
+	/* The count straight from the page: runnable_now() and its buffer
+	 * for the file cost a refused wait some twenty instructions more. */
+	if (runnable_fresh(page, now) && !tssx_spin_pays(runnable_kept(page), machine.cpus))
 		return false;
 	*slot = tssx_spin_slot_claim(page->slots, nslots, slot_hint % nslots, now, end_ns);
 	if (*slot)
@@ -545,6 +549,11 @@ void tssx_spin_stop(struct tssx_spin *spin)
 	spin_finish(spin, !spin->over);
 }
 
+bool tssx_spin_skipped_pending(void)
+{
+	return skipped_spin_end_ns != 0;
+}
+
 void tssx_spin_skipped_ended(bool answered)
 {
 	uint64_t spin_end = skipped_spin_end_ns;
@@ -563,10 +572,10 @@ bool tssx_spin_quick(const struct tssx_ring *ring)
 
 	if (!spin_paid || !budget)
 		return false;
-	count_unlocked(&wait_stats.quick);
+	count(&wait_stats.quick);
 	for (unsigned turn = 0;; turn++) {
 		if (tssx_ring_data_came(ring)) {
-			count_unlocked(&wait_stats.quick_found);
+			count(&wait_stats.quick_found);
 			return true;
 		}
 		/* The clock after the first turns: an answer that comes at

@@ -157,6 +157,10 @@ void tssx_spin_stop(struct tssx_spin *spin);
  * wrappers' waits do not call it.
  */
 void tssx_spin_skipped_ended(bool answered);
+/* Whether the thread's last wait was so refused and not yet ended: the
+ * look for `answered` is needed only then (tssx_spin_start() forgets a
+ * pending one). */
+bool tssx_spin_skipped_pending(void);
 
 /*
  * The quick spin of a blocking read that found its ring empty, before the

@@ -303,16 +303,29 @@ static void entry_active(struct events_set *set, struct events_entry *entry, uin
 	entry->active_wait = atomic_load_explicit(&set->waits, memory_order_relaxed);
 }
 
+/* The time of a look, read at its first need and kept for the rest of
+ * it (*now 0: not read yet).  A look that reports nothing and cools
+ * nothing reads no clock: most looks of a waiter that sleeps at every
+ * wait (docs/events.md, "A sleeping wait's own work"). */
+static uint64_t look_time(uint64_t *now)
+{
+	if (!*now)
+		*now = tssx_now_ns();
+	return *now;
+}
+
 /* Arms a connection silent for EVENTS_COLD_AFTER_NS and _WAITS, so that
- * its next look may let it go cold; true if it will ring a doorbell. */
-static bool arm_silent(struct events_set *set, struct events_entry *entry, uint64_t now)
+ * its next look may let it go cold; true if it will ring a doorbell.  The
+ * waits first: they need no clock. */
+static bool arm_silent(struct events_set *set, struct events_entry *entry, uint64_t *now)
 {
 	struct tssx_conn *conn;
 
 	if (!entry->active_ns)
-		entry_active(set, entry, now);
-	if (entry->kind != EVENTS_CONN || now - entry->active_ns < EVENTS_COLD_AFTER_NS ||
+		entry_active(set, entry, look_time(now));
+	if (entry->kind != EVENTS_CONN ||
 	    atomic_load_explicit(&set->waits, memory_order_relaxed) - entry->active_wait < EVENTS_COLD_AFTER_WAITS ||
+	    look_time(now) - entry->active_ns < EVENTS_COLD_AFTER_NS ||
 	    !(conn = tssx_conn_lookup(entry->fd)) || !tssx_unseen_may_cool(conn))
 		return false;
 	return tssx_conn_arm(conn, entry->events, entry_bell(set, entry, conn, false)) == TSSX_ARM_DOORBELL;
@@ -322,10 +335,11 @@ static bool arm_silent(struct events_set *set, struct events_entry *entry, uint6
  * reported ones moved behind the others for fairness.  An entry with
  * nothing to report goes cold when it may: armed, and looked at again
  * since (its doorbell will heat it), or unable to report before the
- * application's next epoll_ctl (one-shot fired, deleted). */
-static int collect_locked(struct events_set *set, struct epoll_event *events, int max)
+ * application's next epoll_ctl (one-shot fired, deleted).  *now: the
+ * look's time (look_time()). */
+static int collect_locked(struct events_set *set, struct epoll_event *events, int max, uint64_t *now)
 {
-	uint64_t unseen = tssx_unseen_changes(), now = tssx_now_ns();
+	uint64_t unseen = tssx_unseen_changes();
 	struct events_entry *entry, *next;
 	unsigned int todo, looked = 0, cooled = 0;
 	int count = 0;
@@ -346,7 +360,7 @@ static int collect_locked(struct events_set *set, struct epoll_event *events, in
 		if (ready) {
 			events[count++] = (struct epoll_event){ .events = ready, .data = entry->data };
 			events_set_rotate(set, entry);
-			entry_active(set, entry, now);
+			entry_active(set, entry, look_time(now));
 		} else if (entry->may_cool || entry->disabled || entry->parked) {
 			events_entry_cool(set, entry);
 			cooled++;
@@ -366,8 +380,9 @@ static int collect_locked(struct events_set *set, struct epoll_event *events, in
 
 /* What the rings say is ready, into events[offset..).  Before sleeping,
  * arm first, so that whatever happens from here on rings a doorbell (a
- * connection still waiting for its hello arms as the hello is taken). */
-static int collect(struct events_set *set, struct wait_call *call, int offset, bool arm)
+ * connection still waiting for its hello arms as the hello is taken).
+ * *now: as in collect_locked(). */
+static int collect(struct events_set *set, struct wait_call *call, int offset, bool arm, uint64_t *now)
 {
 	int count;
 
@@ -376,7 +391,7 @@ static int collect(struct events_set *set, struct wait_call *call, int offset, b
 		call->recheck = set_arm_locked(set, true);
 		tssx_conn_arm_barrier();
 	}
-	count = collect_locked(set, call->events + offset, call->maxevents - offset);
+	count = collect_locked(set, call->events + offset, call->maxevents - offset, now);
 	pthread_mutex_unlock(&set->lock);
 	return count;
 }
@@ -469,16 +484,19 @@ static int real_wait(struct wait_call *call, struct epoll_event *events, int max
 }
 
 /* Adds the kernel's results, translated, to events[*count..); false when
- * its error is what the call returns. */
-static bool add_kernel_results(struct events_set *set, struct wait_call *call, int *count, bool sleep)
+ * its error is what the call returns.  *now: when the kernel answered,
+ * for the look at the rings that follows. */
+static bool add_kernel_results(struct events_set *set, struct wait_call *call, int *count, bool sleep,
+			       uint64_t *now)
 {
 	int got;
 
 	if (*count == call->maxevents)
 		return true;
 	got = real_wait(call, call->events + *count, call->maxevents - *count, sleep);
+	*now = tssx_now_ns();
 	/* Relaxed: a hint for how soon to look again, guarding nothing. */
-	atomic_store_explicit(&set->looked_ns, tssx_now_ns(), memory_order_relaxed);
+	atomic_store_explicit(&set->looked_ns, *now, memory_order_relaxed);
 	if (got < 0)
 		return *count > 0;
 	*count += translate(set, call->events + *count, got);
@@ -498,13 +516,14 @@ static uint64_t next_look_ns(struct events_set *set)
 static int poll_once(struct events_set *set, struct wait_call *call)
 {
 	bool kernel_first = atomic_exchange(&set->kernel_first, false);
-	int count = kernel_first ? 0 : collect(set, call, 0, false);
-	bool look = kernel_first || (count > 0 && tssx_now_ns() >= next_look_ns(set));
+	uint64_t now = 0;
+	int count = kernel_first ? 0 : collect(set, call, 0, false, &now);
+	bool look = kernel_first || (count > 0 && look_time(&now) >= next_look_ns(set));
 
-	if (look && !add_kernel_results(set, call, &count, false))
+	if (look && !add_kernel_results(set, call, &count, false, &now))
 		return -1;
 	if (kernel_first)
-		count += collect(set, call, count, false);
+		count += collect(set, call, count, false, &now);
 	if (count == call->maxevents)
 		atomic_store(&set->kernel_first, !kernel_first);
 	return count;
@@ -515,17 +534,19 @@ static int poll_once(struct events_set *set, struct wait_call *call)
  * wait also reports its own fds. */
 static int kernel_then_rings(struct events_set *set, struct wait_call *call, bool sleep)
 {
+	uint64_t now = 0;
 	int count = 0;
 
-	if (!add_kernel_results(set, call, &count, sleep))
+	if (!add_kernel_results(set, call, &count, sleep, &now))
 		return -1;
-	return count + collect(set, call, count, false);
+	return count + collect(set, call, count, false, &now);
 }
 
 /* Arms (when it may sleep) and re-checks, then waits in the kernel. */
 static int wait_once(struct events_set *set, struct wait_call *call, bool sleep)
 {
-	int count = collect(set, call, 0, sleep);
+	uint64_t now = 0;
+	int count = collect(set, call, 0, sleep, &now);
 
 	return count ? count : kernel_then_rings(set, call, sleep);
 }
@@ -547,8 +568,10 @@ static int spin(struct events_set *set, struct wait_call *call)
 	if (kernel_fds)
 		tssx_spin_look_at(&spin, next_look_ns(set));
 	while (!count) {
-		while (!(count = collect(set, call, 0, false)) && tssx_spin_pause(&spin))
-			;
+		uint64_t now = 0;
+
+		while (!(count = collect(set, call, 0, false, &now)) && tssx_spin_pause(&spin))
+			now = 0;
 		if (count || spin.over)
 			break;
 		count = kernel_then_rings(set, call, false);
