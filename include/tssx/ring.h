@@ -85,6 +85,18 @@ struct tssx_ring_ctl {
 #define TSSX_WRITE_ABANDONED 2u
 
 /*
+ * The holders of one flag's bells in this process (never in shared
+ * memory): per bell, the sleepers that raised it and will lower it when
+ * they leave (tssx_ring_unhold()), or TSSX_RING_HOLD_STICKY once a holder
+ * raised it that never lowers (an epoll set's cold entries rely on their
+ * flags across calls).  Indexed by the bell's bit position.
+ */
+#define TSSX_RING_HOLD_STICKY UINT16_MAX
+struct tssx_ring_holds {
+	_Atomic uint16_t of[3];
+};
+
+/*
  * A process's local view of one ring.  It starts small: the first bytes
  * go to `small` (TSSX_RING_SMALL_CAPACITY bytes, on the page every
  * connection touches anyway); the first write that does not fit there
@@ -128,6 +140,10 @@ struct tssx_ring {
 	 * while they fence (tssx_ring_take_wakeup()); only the producer's
 	 * (consumer's) lock holder touches it. */
 	uint32_t reader_quiet, writer_quiet;
+	/* This process's holders of the bells of reader_waiting (its
+	 * consumers' sleepers) and of writer_waiting (its producers'):
+	 * tssx_ring_hold(). */
+	struct tssx_ring_holds reader_holds, writer_holds;
 	/* 1 + the counter a transfer of more than 64 KiB started at while it
 	 * copies and publishes chunk by chunk, else 0 (only the side lock's
 	 * holder touches it): what a copy that faulted had moved. */
@@ -297,7 +313,8 @@ static inline bool tssx_ring_swap_owner(struct tssx_ring *ring, uint32_t *expect
  * Sleep/wake protocol.  A consumer about to sleep calls arm_reader() with
  * the bell that wakes it, which adds it to reader_waiting and returns the
  * re-checked readable count: if it is non-zero the consumer must not sleep
- * (the flag stays set: at worst one spare doorbell).  A producer calls
+ * (the flag stays set, at worst one spare doorbell, unless the sleeper
+ * holds it, below: it lowers it as it leaves).  A producer calls
  * take_reader_wakeup() after publishing: non-zero means "a reader was
  * asleep, the flag is now cleared, ring these bells" (tssx_bells_of()).
  * Symmetric for writers waiting for space.  The barrier between each
@@ -335,6 +352,37 @@ ssize_t tssx_ring_arm_writer(struct tssx_ring *ring, uint32_t bell);
  * goes without fence). */
 bool tssx_ring_raise_reader(struct tssx_ring *ring, uint32_t bell);
 bool tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell);
+
+/*
+ * Holds: lowering a flag its sleeper no longer needs.  A sleeper that
+ * leaves (woken, or its re-check found the ring moved) used to leave its
+ * bit raised, since another sleeper of the same bell may rely on it: the
+ * peer then rang once more at its next message, for nothing (a doorbell
+ * sent and drained, docs/benchmark.md).  Now a sleeper of an end that only
+ * this process holds raises its bell as a counted hold and lowers it as
+ * it leaves: the bit goes when the last counted holder of this process
+ * leaves and no sticky one raised it.  The counts are in this process's
+ * memory (struct tssx_ring_holds), so nothing the peer writes makes this
+ * process lower a bit that a sleeper of its own relies on: a peer's value
+ * in the flag only keeps its own bits (a spare wake-up), and the peer
+ * could clear our bits itself anyway, as a peer that does not ring.  The
+ * caller serialises hold and unhold of all rings with one lock of its
+ * process, and calls them only for an end no other process holds (a
+ * fork()ed sibling's sleepers are not counted here); conn/hold.c.
+ */
+
+/* Raises bell (one TSSX_BELL_* bit) in the reader's (reader) or writer's
+ * flag for a holder: counted (it calls tssx_ring_unhold() when it leaves)
+ * or not (sticky: the bit is never lowered by this process again).  Then
+ * the fence, as tssx_ring_raise_reader(): whether the waker goes without
+ * fence. */
+bool tssx_ring_hold(struct tssx_ring *ring, bool reader, uint32_t bell, bool counted);
+/* A counted holder of bell leaves: true when it was the last, no sticky
+ * holder raised the bell, and the bit was lowered. */
+bool tssx_ring_unhold(struct tssx_ring *ring, bool reader, uint32_t bell);
+/* Whether bell is raised sticky on ring (it stays so: a look without the
+ * lock is enough). */
+bool tssx_ring_hold_sticky(struct tssx_ring *ring, bool reader, uint32_t bell);
 
 /* This process's sleepers on ring, as its producer (writer_waiting) or
  * its consumer (reader_waiting), can issue the barrier: the caller is

@@ -486,7 +486,7 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 		conn->sock_ino = st.st_ino;
 	}
 	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);
-	tssx_conn_arm(conn, conn->armed_while_pending, TSSX_BELL_SOCKET);
+	tssx_conn_arm(conn, conn->armed_while_pending, TSSX_BELL_SOCKET, NULL);
 	tssx_conn_arm_barrier();
 	known = (struct tssx_conn_known){ conn->sock_ino, conn->server_name, conn->client_name };
 	atomic_store(&conn->slot, tssx_conn_list_add(fd, conn->server, &known, &conn->stats, sizeof(struct tssx_hello)));

@@ -26,6 +26,7 @@
 
 #include "conn/connection.h"
 #include "conn/handover.h"
+#include "conn/hold.h"
 #include "conn/unseen.h"
 #include "real_slots.h"
 #include "shims/shims.h"
@@ -330,8 +331,12 @@ static bool hand_over(struct tssx_handover *ho, struct tssx_conn *conn, int fd, 
 	if (keep_open(ho, fds.locks) && keep_open(ho, fds.memfd)) {
 		tssx_side_locks_join(conn->locks);
 		*joined = true;
-		/* The new image's drains are not counted here (conn/unseen.h). */
+		/* The new image's drains are not counted here (conn/unseen.h),
+		 * nor its sleepers' holds: no lowering of this image's (or of
+		 * a vfork() parent's threads) may take a bit the new image
+		 * raised (conn/hold.h). */
 		atomic_store(&conn->unseen_unfit, true);
+		tssx_hold_settle();
 		tssx_unseen_exec_shares();
 		return true;
 	}

@@ -34,6 +34,7 @@
 #include "conn/ancillary.h"
 #include "conn/bell.h"
 #include "conn/fault.h"
+#include "conn/hold.h"
 #include "tssx/ring_fast.h"
 #include "conn/stream.h"
 #include "conn/stream_fast.h"
@@ -486,6 +487,43 @@ static bool spin(struct tssx_conn *conn, bool writer, size_t need, const struct 
 	return over;
 }
 
+/* Raises the flag of this sleeper (a reader's on rx, a writer's on tx)
+ * with a counted hold on bell (conn/hold.h), issues the barrier where its
+ * waker goes without fence (tssx/ring.h), and re-checks.  1: sleep; 0:
+ * re-check instead (the ring moved, or the peer will not move it);
+ * -EINTR; -EPROTO.  The caller leaves the hold as it returns
+ * (tssx_hold_leave()), whatever it did meanwhile. */
+static int arm_held(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl, uint32_t bell)
+{
+	ssize_t avail;
+
+	if (tssx_hold_raise(conn, !writer, bell, TSSX_HOLD_COUNTED))
+		(void)tssx_barrier_issue();
+	avail = ring_avail(conn, writer);
+	if (avail < 0)
+		return ring_broken(conn, fd);
+	if (wait_over(conn, writer, avail, need))
+		return 0;
+	return interrupted(conn, fd, writer, dl) ? -EINTR : 1;
+}
+
+/* The futex sleep of sleep_on_bell(), armed: 0 or -EINTR (-EAGAIN at the
+ * deadline), or the connection's error. */
+static int sleep_on_word(struct tssx_conn *conn, _Atomic uint32_t *word, uint32_t seen, uint32_t own_seen,
+			 const struct tssx_deadline *at)
+{
+	int ret;
+
+	tssx_wait_count_sleep(true);
+	ret = tssx_bell_sleep(word, seen, conn, own_seen, at);
+	/* The watcher failed the connection (bytes around the library): the
+	 * call fails as the sleeper in recv() that found them would, before
+	 * the hang-up that the failure caused reads as an EOF. */
+	if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
+		return -atomic_load(&conn->error);
+	return ret;
+}
+
 /*
  * Sleeps on the futex bell (conn/bell.h) while the watcher watches the
  * socket for the peer's hang-up.  Any number of sleepers may: the bell
@@ -501,7 +539,6 @@ static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t nee
 	/* Before the flag and the look at the watcher: a wake-up after
 	 * either then ends the sleep at once (tssx_bell_seen()). */
 	uint32_t seen = tssx_bell_seen(word), own_seen = tssx_bell_seen(&conn->own_bell);
-	ssize_t avail;
 	int ret;
 
 	/* The watcher is a thread for the rest of the process's life (glibc
@@ -514,27 +551,12 @@ static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t nee
 	 * bell". */
 	if (!tssx_conn_outlived_short(conn) || !tssx_bell_may_sleep() || !tssx_bell_watch(conn, fd))
 		return 1;
-	avail = writer ? tssx_ring_arm_writer(conn->tx, TSSX_BELL_FUTEX)
-		       : tssx_ring_arm_reader(conn->rx, TSSX_BELL_FUTEX);
-	if (avail < 0)
-		return ring_broken(conn, fd);
-	if (wait_over(conn, writer, avail, need))
-		return 0;
-	if (interrupted(conn, fd, writer, dl))
-		return -EINTR;
+	ret = arm_held(conn, fd, writer, need, dl, TSSX_BELL_FUTEX);
 	/* A waker that goes without fence and a barrier this process cannot
-	 * issue (tssx/ring.h): the socket's sleep re-checks on a timer. */
-	if (tssx_ring_sleep_bounded(writer ? conn->tx : conn->rx, writer))
-		return 1;
-	if (tssx_deadline_passed(at))
-		return -EAGAIN;
-	tssx_wait_count_sleep(true);
-	ret = tssx_bell_sleep(word, seen, conn, own_seen, at);
-	/* The watcher failed the connection (bytes around the library): the
-	 * call fails as the sleeper in recv() that found them would, before
-	 * the hang-up that the failure caused reads as an EOF. */
-	if (atomic_load(&conn->state) == TSSX_CONN_FAILED)
-		return -atomic_load(&conn->error);
+	 * issue (tssx/ring.h): 1, the socket's sleep re-checks on a timer. */
+	if (ret > 0 && !tssx_ring_sleep_bounded(writer ? conn->tx : conn->rx, writer))
+		ret = tssx_deadline_passed(at) ? -EAGAIN : sleep_on_word(conn, word, seen, own_seen, at);
+	tssx_hold_leave(conn, !writer, TSSX_BELL_FUTEX);
 	return ret;
 }
 
@@ -662,7 +684,6 @@ static int sleep_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, 
 {
 	uint32_t tid;
 	bool owning, bounded, kernel_restarts = false;
-	ssize_t avail;
 	int timeout_ms, ret, wake;
 
 	if (interrupted(conn, fd, writer, dl))
@@ -681,18 +702,13 @@ static int sleep_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, 
 	 * wakes a writer asleep for room, with EPIPE).  Published before
 	 * wait_over() looks at the end of the stream (tssx_conn_wake_fd). */
 	wake = writer && !__libc_single_threaded ? tssx_conn_wake_fd(conn) : -1;
-	avail = writer ? tssx_ring_arm_writer(conn->tx, TSSX_BELL_SOCKET)
-		       : tssx_ring_arm_reader(conn->rx, TSSX_BELL_SOCKET);
+	ret = arm_held(conn, fd, writer, need, dl, TSSX_BELL_SOCKET);
 	/* A waker that goes without fence and a barrier this process
 	 * cannot issue (tssx/ring.h): no doorbell is sure to come, the sleep
 	 * re-checks as a guest's does. */
 	bounded = tssx_ring_sleep_bounded(writer ? conn->tx : conn->rx, writer);
-	if (avail < 0) {
-		ret = ring_broken(conn, fd);
-	} else if (wait_over(conn, writer, avail, need)) {
-		ret = 0;
-	} else if (interrupted(conn, fd, writer, dl)) {
-		ret = -EINTR;
+	if (ret <= 0) {
+		/* nothing to sleep for */
 	} else if (owning && !writer && !bounded) {
 		/* The kernel applies SO_RCVTIMEO and SA_RESTART as to the
 		 * plain socket's recv(): no deadline of ours to read. */
@@ -707,6 +723,7 @@ static int sleep_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, 
 			timeout_ms = TSSX_SHARED_WAIT_MS;
 		ret = sleep_on_socket(conn, fd, owning, timeout_ms, wake);
 	}
+	tssx_hold_leave(conn, !writer, TSSX_BELL_SOCKET);
 	if (owning)
 		tssx_ring_swap_owner(conn->rx, &tid, 0);
 	if (ret == -EINTR && !kernel_restarts &&
@@ -1347,7 +1364,7 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
  * (tssx_conn_arm_barrier()). */
 static __thread __attribute__((tls_model("initial-exec"))) bool barrier_owed;
 
-enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events, uint32_t bell)
+enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events, uint32_t bell, bool *held)
 {
 	if (atomic_load_explicit(&conn->state, memory_order_acquire) != TSSX_CONN_READY) {
 		bool pending;
@@ -1368,10 +1385,16 @@ enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events, uint32_t be
 		if (atomic_load(&conn->state) != TSSX_CONN_READY)
 			return TSSX_ARM_DOORBELL; /* failed or closed: the socket tells */
 	}
-	if ((events & POLLIN) && tssx_ring_raise_reader(conn->rx, bell))
-		barrier_owed = true;
-	if ((events & POLLOUT) && tssx_ring_raise_writer(conn->tx, bell))
-		barrier_owed = true;
+	if (events & (POLLIN | POLLOUT)) {
+		enum tssx_hold hold = !held ? TSSX_HOLD_STICKY : *held ? TSSX_HOLD_KEPT : TSSX_HOLD_COUNTED;
+
+		if ((events & POLLIN) && tssx_hold_raise(conn, true, bell, hold))
+			barrier_owed = true;
+		if ((events & POLLOUT) && tssx_hold_raise(conn, false, bell, hold))
+			barrier_owed = true;
+		if (held)
+			*held = true;
+	}
 	/* After this side's SHUT_RD (wait_ring) the socket reads EOF for
 	 * good and takes no doorbells. */
 	if (tssx_ring_read_shut(conn->rx))
@@ -1382,6 +1405,14 @@ enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events, uint32_t be
 	    ((events & POLLOUT) && tssx_ring_sleep_bounded(conn->tx, true)))
 		return TSSX_ARM_RECHECK;
 	return TSSX_ARM_DOORBELL;
+}
+
+void tssx_conn_disarm(struct tssx_conn *conn, uint32_t events, uint32_t bell)
+{
+	if (events & POLLIN)
+		tssx_hold_leave(conn, true, bell);
+	if (events & POLLOUT)
+		tssx_hold_leave(conn, false, bell);
 }
 
 void tssx_conn_arm_barrier(void)

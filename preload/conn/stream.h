@@ -85,8 +85,17 @@ enum tssx_arm {
  * tssx_conn_arm_barrier() once for every connection it armed, then
  * re-checks tssx_conn_ready() and sleeps only if it is still not ready,
  * as the result says.  TSSX_ARM_RECHECK also when a waker goes without
- * fence and this process cannot issue the barrier (tssx/ring.h). */
-enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events, uint32_t bell);
+ * fence and this process cannot issue the barrier (tssx/ring.h).
+ * held: NULL for a caller whose flags stay raised after it (an epoll set's
+ * entries, which rely on them across calls: the bells go sticky,
+ * conn/hold.h); else whether the caller holds the bells already, false
+ * the first time: the raise then takes a counted hold and sets it, and the
+ * caller ends it with tssx_conn_disarm() as it returns, so that the peer
+ * does not ring for a sleeper that left. */
+enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events, uint32_t bell, bool *held);
+
+/* The end of the holds tssx_conn_arm() took for `events` and `bell`. */
+void tssx_conn_disarm(struct tssx_conn *conn, uint32_t events, uint32_t bell);
 
 /* The eventfd this end's epoll sets may watch beside the socket for the
  * eventfd bell, -1 when there is none (the connection is not ready, or

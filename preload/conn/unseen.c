@@ -54,6 +54,11 @@ static bool shared_by_fork(const struct tssx_conn *conn)
 	return conn->born_forks != atomic_load_explicit(&forks, memory_order_relaxed);
 }
 
+bool tssx_unseen_held_alone(const struct tssx_conn *conn)
+{
+	return !atomic_load_explicit(&conn->unseen_unfit, memory_order_relaxed) && !shared_by_fork(conn);
+}
+
 bool tssx_unseen_may_cool(const struct tssx_conn *conn)
 {
 	if (atomic_load_explicit(&conn->unseen_unfit, memory_order_relaxed))

@@ -31,6 +31,12 @@ struct tssx_conn;
  * (a connection made before the last fork() is shared with a fork). */
 uint64_t tssx_unseen_forks(void);
 
+/* Whether no other process holds conn: it was made after this process's
+ * last fork(), and neither handed to an exec'd image nor adopted from one
+ * (nor duplicated: the same mark, kept conservative).  Once false, false
+ * for good. */
+bool tssx_unseen_held_alone(const struct tssx_conn *conn);
+
 /* Whether an epoll set may leave conn cold. */
 bool tssx_unseen_may_cool(const struct tssx_conn *conn);
 

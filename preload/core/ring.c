@@ -71,6 +71,10 @@ void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl, uint8_t
 	atomic_init(&ring->ancillary_seen, 0);
 	ring->reader_quiet = 0;
 	ring->writer_quiet = 0;
+	for (int i = 0; i < 3; i++) {
+		atomic_init(&ring->reader_holds.of[i], 0);
+		atomic_init(&ring->writer_holds.of[i], 0);
+	}
 	ring->chunked_from = 0;
 }
 
@@ -503,9 +507,10 @@ ssize_t tssx_ring_peek_at(struct tssx_ring *ring, uint64_t skip, const struct io
  * new data and sleeps, the waker sees no flag and sends no doorbell.
  * With one, at least one of them sees the other's store: either the
  * sleeper sees the data and does not sleep, or the waker sees the flag
- * and rings.  The flag stays set when the sleeper finds data after all: a
- * spare doorbell costs one drained byte, a cleared flag another sleeper
- * still relies on would cost a hang.
+ * and rings.  The flag stays set when the sleeper finds data after all,
+ * unless its sleeper holds it (tssx_ring_hold(), below): a spare doorbell
+ * costs one drained byte, a cleared flag another sleeper still relies on
+ * would cost a hang.
  *
  * The barrier is a seq_cst fence on each side, or, while the waker goes
  * without (`unfenced`, tssx_ring_take_wakeup()), the sleeper's
@@ -569,6 +574,61 @@ bool tssx_ring_raise_reader(struct tssx_ring *ring, uint32_t bell)
 bool tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell)
 {
 	return raise(&ring->ctl->writer_waiting, &ring->ctl->writer_unfenced, bell);
+}
+
+/*
+ * Holds (ring.h).  The caller holds its process's lock of the holds
+ * (conn/hold.c) around both, so that a count and the bit it stands for
+ * change together for this process: a holder that raises its bell after
+ * the last one lowered it raises it again, one that raises it before
+ * keeps the count above 0 and the bit up.  The waker's exchange
+ * (tssx_ring_wake_check()) takes the bit whatever the counts: holders it
+ * woke find it lowered already when they leave, and each later sleeper
+ * raises it again.
+ */
+static _Atomic uint16_t *hold_count(struct tssx_ring *ring, bool reader, uint32_t bell)
+{
+	return &(reader ? &ring->reader_holds : &ring->writer_holds)->of[__builtin_ctz(bell) % 3];
+}
+
+bool tssx_ring_hold(struct tssx_ring *ring, bool reader, uint32_t bell, bool counted)
+{
+	_Atomic uint16_t *count = hold_count(ring, reader, bell);
+	uint16_t held = atomic_load_explicit(count, memory_order_relaxed);
+
+	/* Relaxed: the lock orders the counts; a count that would reach
+	 * the sticky value sticks (spare doorbells, never a lowered bit). */
+	if (held != TSSX_RING_HOLD_STICKY)
+		atomic_store_explicit(count, counted ? held + 1 : TSSX_RING_HOLD_STICKY, memory_order_relaxed);
+	return reader ? tssx_ring_raise_reader(ring, bell) : tssx_ring_raise_writer(ring, bell);
+}
+
+bool tssx_ring_unhold(struct tssx_ring *ring, bool reader, uint32_t bell)
+{
+	_Atomic uint16_t *count = hold_count(ring, reader, bell);
+	uint16_t held = atomic_load_explicit(count, memory_order_relaxed);
+
+	/* 0: no counted holder to leave (a caller's mistake): the bit stays. */
+	if (held == TSSX_RING_HOLD_STICKY || held == 0)
+		return false;
+	atomic_store_explicit(count, held - 1, memory_order_relaxed);
+	if (held > 1)
+		return false;
+	/* The last holder of this process, on an end no other process
+	 * holds: no sleeper relies on the bit.  Relaxed: the lock orders it
+	 * against this process's raises (a raise after it is a later
+	 * modification of the flag, which then fences as ever); against the
+	 * waker's exchange either order is right: the exchange first rang a
+	 * bell nobody needs any more, the lowering first makes the waker
+	 * ring none.  Only this bell's bit: a peer's other bits stay. */
+	atomic_fetch_and_explicit(reader ? &ring->ctl->reader_waiting : &ring->ctl->writer_waiting, ~bell,
+				  memory_order_relaxed);
+	return true;
+}
+
+bool tssx_ring_hold_sticky(struct tssx_ring *ring, bool reader, uint32_t bell)
+{
+	return atomic_load_explicit(hold_count(ring, reader, bell), memory_order_relaxed) == TSSX_RING_HOLD_STICKY;
 }
 
 /* The switch to checks without fence (ring.h): the bells of a sleeper to

@@ -275,7 +275,7 @@ static bool set_arm_locked(struct events_set *set, bool own_sleep)
 		if (entry->disabled || entry->parked)
 			continue;
 		if (conn) {
-			bool doorbell = tssx_conn_arm(conn, entry->events, entry_bell(set, entry, conn, own_sleep)) ==
+			bool doorbell = tssx_conn_arm(conn, entry->events, entry_bell(set, entry, conn, own_sleep), NULL) ==
 					TSSX_ARM_DOORBELL;
 
 			recheck |= !doorbell;
@@ -328,7 +328,7 @@ static bool arm_silent(struct events_set *set, struct events_entry *entry, uint6
 	    look_time(now) - entry->active_ns < EVENTS_COLD_AFTER_NS ||
 	    !(conn = tssx_conn_lookup(entry->fd)) || !tssx_unseen_may_cool(conn))
 		return false;
-	return tssx_conn_arm(conn, entry->events, entry_bell(set, entry, conn, false)) == TSSX_ARM_DOORBELL;
+	return tssx_conn_arm(conn, entry->events, entry_bell(set, entry, conn, false), NULL) == TSSX_ARM_DOORBELL;
 }
 
 /* Reports ready hot entries into events[0..max), each visited once,

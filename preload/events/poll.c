@@ -47,6 +47,10 @@ struct poll_call {
 	/* POLL_CONN's connections, held for the call (tssx_conn_hold()):
 	 * another thread may close their fds meanwhile. */
 	struct tssx_conn **conns;
+	/* Whether the call holds the bell of POLL_CONN's connection
+	 * (tssx_conn_arm()), until it returns: its flags are lowered then,
+	 * whatever became of the fd meanwhile. */
+	bool *held;
 	nfds_t nfds;
 	bool kernel_fds;	/* fds that only the kernel can report */
 	bool recheck;		/* a connection a doorbell may not wake (tssx_conn_arm()) */
@@ -171,7 +175,8 @@ static void poll_arm(struct poll_call *call)
 		struct events_set *set;
 
 		if ((conn = poll_conn(call, i))) {
-			enum tssx_arm arm = tssx_conn_arm(conn, (uint16_t)call->fds[i].events, TSSX_BELL_SOCKET);
+			enum tssx_arm arm = tssx_conn_arm(conn, (uint16_t)call->fds[i].events, TSSX_BELL_SOCKET,
+							  &call->held[i]);
 
 			/* A socket that reads EOF for good would not let the
 			 * kernel's poll sleep: HUP only. */
@@ -268,11 +273,13 @@ int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 	struct pollfd stack_kfds[POLL_STACK_ITEMS];
 	unsigned char stack_kinds[POLL_STACK_ITEMS];
 	struct tssx_conn *stack_conns[POLL_STACK_ITEMS];
+	bool stack_held[POLL_STACK_ITEMS] = { false };
 	__do_free struct pollfd *heap_kfds = NULL;
 	__do_free unsigned char *heap_kinds = NULL;
 	__do_free struct tssx_conn **heap_conns = NULL;
-	struct poll_call call = { .fds = fds, .nfds = nfds, .sigmask = sigmask,
-				  .kfds = stack_kfds, .kinds = stack_kinds, .conns = stack_conns };
+	__do_free bool *heap_held = NULL;
+	struct poll_call call = { .fds = fds, .nfds = nfds, .sigmask = sigmask, .kfds = stack_kfds,
+				  .kinds = stack_kinds, .conns = stack_conns, .held = stack_held };
 	int saved_errno = errno;
 	int ready;
 
@@ -280,7 +287,8 @@ int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 		call.kfds = heap_kfds = calloc(nfds, sizeof(*heap_kfds));
 		call.kinds = heap_kinds = calloc(nfds, sizeof(*heap_kinds));
 		call.conns = heap_conns = calloc(nfds, sizeof(*heap_conns));
-		if (!heap_kfds || !heap_kinds || !heap_conns) {
+		call.held = heap_held = calloc(nfds, sizeof(*heap_held));
+		if (!heap_kfds || !heap_kinds || !heap_conns || !heap_held) {
 			errno = ENOMEM;
 			return -1;
 		}
@@ -291,9 +299,12 @@ int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 	ready = poll_loop(&call);
 	if (ready < 0)
 		saved_errno = errno; /* the call's error, kept past the releases */
-	for (nfds_t i = 0; i < nfds; i++)
+	for (nfds_t i = 0; i < nfds; i++) {
+		if (call.held[i])
+			tssx_conn_disarm(call.conns[i], (uint16_t)fds[i].events, TSSX_BELL_SOCKET);
 		if (call.conns[i])
 			tssx_conn_release(call.conns[i], fds[i].fd);
+	}
 	errno = saved_errno;
 	return ready;
 }

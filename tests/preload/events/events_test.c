@@ -1434,6 +1434,101 @@ static void case_epoll_bell(void)
 	CHECK_EQ(closes, 2);
 }
 
+/* A poll() over several connections of which one gets the answers: the
+ * flags it raised on the others are lowered as it returns, so that the
+ * peer rings none of them at its next message (docs/data-path.md,
+ * "Sleeping and waking").  Run by poll-lowered, without spin or yield:
+ * every poll that finds nothing arms all four and sleeps. */
+#define LOWERED_PAIRS 4
+#define LOWERED_ROUNDS 20
+
+static void *lowered_answer(void *arg)
+{
+	const int *server = arg;
+	char buf[32];
+
+	for (int round = 0; round <= LOWERED_ROUNDS; round++) {
+		ssize_t len = read(server[0], buf, sizeof(buf));
+
+		CHECK(len > 0);
+		/* After the last round: a message on each quiet connection
+		 * while the client sleeps in read() on the first, not in poll. */
+		if (round == LOWERED_ROUNDS)
+			for (int i = 1; i < LOWERED_PAIRS; i++)
+				CHECK_EQ(write(server[i], "late", 4), 4);
+		else
+			usleep(1000); /* so that the client's poll sleeps */
+		CHECK_EQ(write(server[0], buf, (size_t)len), len);
+	}
+	return NULL;
+}
+
+static void case_lowered_work(void)
+{
+	int client[LOWERED_PAIRS], server[LOWERED_PAIRS];
+	struct pollfd pfd[LOWERED_PAIRS];
+	pthread_t thread;
+	char buf[32];
+
+	for (int i = 0; i < LOWERED_PAIRS; i++) {
+		tssx_pair(&client[i], &server[i]);
+		pfd[i] = (struct pollfd){ .fd = client[i], .events = POLLIN };
+	}
+	CHECK_EQ(pthread_create(&thread, NULL, lowered_answer, server), 0);
+	for (int round = 0; round < LOWERED_ROUNDS; round++) {
+		CHECK_EQ(write(client[0], "ask", 3), 3);
+		CHECK_EQ(poll(pfd, LOWERED_PAIRS, -1), 1);
+		CHECK_EQ(pfd[0].revents, POLLIN);
+		CHECK_EQ(read(client[0], buf, sizeof(buf)), 3);
+	}
+	CHECK_EQ(write(client[0], "last", 4), 4);
+	CHECK_EQ(read(client[0], buf, sizeof(buf)), 4);
+	for (int i = 1; i < LOWERED_PAIRS; i++)
+		CHECK_EQ(read(client[i], buf, sizeof(buf)), 4);
+	CHECK_EQ(pthread_join(thread, NULL), 0);
+	fprintf(stderr, "lowered-work: answering %d, quiet %d %d %d\n", server[0], server[1], server[2], server[3]);
+	for (int i = 0; i < LOWERED_PAIRS; i++) {
+		close(client[i]);
+		close(server[i]);
+	}
+}
+
+/* Bytes fd sent on its socket (the hello, doorbells), from its line at
+ * close. */
+static unsigned long long socket_sent(const char *out, int fd)
+{
+	char prefix[32];
+	const char *line;
+	unsigned long long sent;
+
+	snprintf(prefix, sizeof(prefix), "fd %d closed: ", fd);
+	line = strstr(out, prefix);
+	if (!line || !(line = strstr(line, "socket sent=")) || sscanf(line, "socket sent=%llu", &sent) != 1)
+		fail(__LINE__, "no line for fd %d at close in: %s", fd, out);
+	return sent;
+}
+
+static void case_poll_lowered(void)
+{
+	static const char *const no_spin[] = { "TSSX_SPIN_NS", "0", "TSSX_YIELD_NS", "0", NULL };
+	static char out[1 << 16];
+	int answering, quiet[LOWERED_PAIRS - 1];
+	const char *line;
+
+	run_logged("lowered-work", out, sizeof(out), no_spin);
+	line = strstr(out, "lowered-work: ");
+	if (!line || sscanf(line, "lowered-work: answering %d, quiet %d %d %d", &answering, &quiet[0], &quiet[1],
+			    &quiet[2]) != 4)
+		fail(__LINE__, "no fds in: %s", out);
+	/* The polls slept, and the answers woke them through the socket. */
+	CHECK(socket_sent(out, answering) > 0);
+	/* The quiet connections' flags were down when their message came:
+	 * no doorbell (the server end sends no hello). */
+	for (int i = 0; i < LOWERED_PAIRS - 1; i++)
+		if (socket_sent(out, quiet[i]) != 0)
+			fail(__LINE__, "fd %d rang a poll that had returned: %s", quiet[i], out);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct { const char *name; void (*run)(void); } cases[] = {
@@ -1463,6 +1558,8 @@ int main(int argc, char **argv)
 		{ "many-work", case_many_work },
 		{ "epoll-bell", case_epoll_bell },
 		{ "bell-work", case_bell_work },
+		{ "poll-lowered", case_poll_lowered },
+		{ "lowered-work", case_lowered_work },
 	};
 
 	signal(SIGPIPE, SIG_IGN);
