@@ -85,18 +85,6 @@ struct tssx_ring_ctl {
 #define TSSX_WRITE_ABANDONED 2u
 
 /*
- * The holders of one flag's bells in this process (never in shared
- * memory): per bell, the sleepers that raised it and will lower it when
- * they leave (tssx_ring_unhold()), or TSSX_RING_HOLD_STICKY once a holder
- * raised it that never lowers (an epoll set's cold entries rely on their
- * flags across calls).  Indexed by the bell's bit position.
- */
-#define TSSX_RING_HOLD_STICKY UINT16_MAX
-struct tssx_ring_holds {
-	_Atomic uint16_t of[3];
-};
-
-/*
  * A process's local view of one ring.  It starts small: the first bytes
  * go to `small` (TSSX_RING_SMALL_CAPACITY bytes, on the page every
  * connection touches anyway); the first write that does not fit there
@@ -140,10 +128,6 @@ struct tssx_ring {
 	 * while they fence (tssx_ring_take_wakeup()); only the producer's
 	 * (consumer's) lock holder touches it. */
 	uint32_t reader_quiet, writer_quiet;
-	/* This process's holders of the bells of reader_waiting (its
-	 * consumers' sleepers) and of writer_waiting (its producers'):
-	 * tssx_ring_hold(). */
-	struct tssx_ring_holds reader_holds, writer_holds;
 	/* 1 + the counter a transfer of more than 64 KiB started at while it
 	 * copies and publishes chunk by chunk, else 0 (only the side lock's
 	 * holder touches it): what a copy that faulted had moved. */
@@ -362,7 +346,7 @@ bool tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell);
  * this process holds raises its bell as a counted hold and lowers it as
  * it leaves: the bit goes when the last counted holder of this process
  * leaves and no sticky one raised it.  The counts are in this process's
- * memory (struct tssx_ring_holds), so nothing the peer writes makes this
+ * memory (struct tssx_ring_holds, below), so nothing the peer writes makes this
  * process lower a bit that a sleeper of its own relies on: a peer's value
  * in the flag only keeps its own bits (a spare wake-up), and the peer
  * could clear our bits itself anyway, as a peer that does not ring.  The
@@ -371,18 +355,33 @@ bool tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell);
  * fork()ed sibling's sleepers are not counted here); conn/hold.c.
  */
 
+/*
+ * The holders of one flag's bells in this process, kept by the caller in
+ * its own memory (beside, not in, struct tssx_ring, whose layout the fast
+ * path relies on): per bell, the sleepers that raised it and will lower
+ * it when they leave (tssx_ring_unhold()), or TSSX_RING_HOLD_STICKY once
+ * a holder raised it that never lowers (an epoll set's cold entries rely
+ * on their flags across calls).  Indexed by the bell's bit position;
+ * zero when the end is set up.
+ */
+#define TSSX_RING_HOLD_STICKY UINT16_MAX
+struct tssx_ring_holds {
+	_Atomic uint16_t of[3];
+};
+
 /* Raises bell (one TSSX_BELL_* bit) in the reader's (reader) or writer's
- * flag for a holder: counted (it calls tssx_ring_unhold() when it leaves)
- * or not (sticky: the bit is never lowered by this process again).  Then
- * the fence, as tssx_ring_raise_reader(): whether the waker goes without
- * fence. */
-bool tssx_ring_hold(struct tssx_ring *ring, bool reader, uint32_t bell, bool counted);
+ * flag of ring for a holder counted in holds (that flag's): counted (it
+ * calls tssx_ring_unhold() when it leaves) or not (sticky: the bit is
+ * never lowered by this process again).  Then the fence, as
+ * tssx_ring_raise_reader(): whether the waker goes without fence. */
+bool tssx_ring_hold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool reader, uint32_t bell,
+		    bool counted);
 /* A counted holder of bell leaves: true when it was the last, no sticky
  * holder raised the bell, and the bit was lowered. */
-bool tssx_ring_unhold(struct tssx_ring *ring, bool reader, uint32_t bell);
-/* Whether bell is raised sticky on ring (it stays so: a look without the
- * lock is enough). */
-bool tssx_ring_hold_sticky(struct tssx_ring *ring, bool reader, uint32_t bell);
+bool tssx_ring_unhold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool reader, uint32_t bell);
+/* Whether bell is raised sticky (it stays so: a look without the lock is
+ * enough). */
+bool tssx_ring_hold_sticky(struct tssx_ring_holds *holds, uint32_t bell);
 
 /* This process's sleepers on ring, as its producer (writer_waiting) or
  * its consumer (reader_waiting), can issue the barrier: the caller is

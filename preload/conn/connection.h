@@ -97,6 +97,10 @@ struct tssx_conn {
 	uint32_t armed_while_pending;
 	struct tssx_segment seg;
 	struct tssx_ring *rx, *tx;
+	/* This process's holders of the bells of rx's reader flag (its
+	 * readers' sleepers) and of tx's writer flag (its writers'):
+	 * conn/hold.h. */
+	struct tssx_ring_holds reader_holds, writer_holds;
 	struct tssx_ancillary_queue ancillary; /* records read, not yet reached */
 	/* The segment's memfd, kept O_CLOEXEC so that exec can hand the
 	 * connection to the new image (conn/handover.c); -1 if it could not be

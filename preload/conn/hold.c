@@ -1,7 +1,8 @@
 /*
  * Holds on a connection's flags (hold.h).
  *
- * The counts are per ring, in this process's memory (tssx/ring.h), and one
+ * The counts are per flag, in the connection (this process's memory,
+ * tssx/ring.h), and one
  * lock of the process serialises every count and the bit it stands for.
  * They count this process's sleepers only, so a bit is lowered only on an
  * end no other process holds (conn/unseen.h): a connection made before
@@ -49,6 +50,11 @@ static struct tssx_ring *ring_of(struct tssx_conn *conn, bool reader)
 	return reader ? conn->rx : conn->tx;
 }
 
+static struct tssx_ring_holds *holds_of(struct tssx_conn *conn, bool reader)
+{
+	return reader ? &conn->reader_holds : &conn->writer_holds;
+}
+
 bool tssx_hold_raise(struct tssx_conn *conn, bool reader, uint32_t bell, enum tssx_hold hold)
 {
 	struct tssx_ring *ring = ring_of(conn, reader);
@@ -60,10 +66,10 @@ bool tssx_hold_raise(struct tssx_conn *conn, bool reader, uint32_t bell, enum ts
 	 * again), and a sticky bell stays sticky; in each case no lowering
 	 * of this process can take the bit from under this raise. */
 	if (hold == TSSX_HOLD_KEPT || !tssx_unseen_held_alone(conn) ||
-	    (hold == TSSX_HOLD_STICKY && tssx_ring_hold_sticky(ring, reader, bell)))
+	    (hold == TSSX_HOLD_STICKY && tssx_ring_hold_sticky(holds_of(conn, reader), bell)))
 		return reader ? tssx_ring_raise_reader(ring, bell) : tssx_ring_raise_writer(ring, bell);
 	pthread_mutex_lock(&lock);
-	unfenced = tssx_ring_hold(ring, reader, bell, hold == TSSX_HOLD_COUNTED);
+	unfenced = tssx_ring_hold(ring, holds_of(conn, reader), reader, bell, hold == TSSX_HOLD_COUNTED);
 	pthread_mutex_unlock(&lock);
 	return unfenced;
 }
@@ -75,7 +81,7 @@ void tssx_hold_leave(struct tssx_conn *conn, bool reader, uint32_t bell)
 	pthread_mutex_lock(&lock);
 	/* Again under the lock: a fork() since the look above shares it. */
 	if (tssx_unseen_held_alone(conn))
-		(void)tssx_ring_unhold(ring_of(conn, reader), reader, bell);
+		(void)tssx_ring_unhold(ring_of(conn, reader), holds_of(conn, reader), reader, bell);
 	pthread_mutex_unlock(&lock);
 }
 

@@ -71,10 +71,6 @@ void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl, uint8_t
 	atomic_init(&ring->ancillary_seen, 0);
 	ring->reader_quiet = 0;
 	ring->writer_quiet = 0;
-	for (int i = 0; i < 3; i++) {
-		atomic_init(&ring->reader_holds.of[i], 0);
-		atomic_init(&ring->writer_holds.of[i], 0);
-	}
 	ring->chunked_from = 0;
 }
 
@@ -586,14 +582,15 @@ bool tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell)
  * woke find it lowered already when they leave, and each later sleeper
  * raises it again.
  */
-static _Atomic uint16_t *hold_count(struct tssx_ring *ring, bool reader, uint32_t bell)
+static _Atomic uint16_t *hold_count(struct tssx_ring_holds *holds, uint32_t bell)
 {
-	return &(reader ? &ring->reader_holds : &ring->writer_holds)->of[__builtin_ctz(bell) % 3];
+	return &holds->of[__builtin_ctz(bell) % 3];
 }
 
-bool tssx_ring_hold(struct tssx_ring *ring, bool reader, uint32_t bell, bool counted)
+bool tssx_ring_hold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool reader, uint32_t bell,
+		    bool counted)
 {
-	_Atomic uint16_t *count = hold_count(ring, reader, bell);
+	_Atomic uint16_t *count = hold_count(holds, bell);
 	uint16_t held = atomic_load_explicit(count, memory_order_relaxed);
 
 	/* Relaxed: the lock orders the counts; a count that would reach
@@ -603,9 +600,9 @@ bool tssx_ring_hold(struct tssx_ring *ring, bool reader, uint32_t bell, bool cou
 	return reader ? tssx_ring_raise_reader(ring, bell) : tssx_ring_raise_writer(ring, bell);
 }
 
-bool tssx_ring_unhold(struct tssx_ring *ring, bool reader, uint32_t bell)
+bool tssx_ring_unhold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool reader, uint32_t bell)
 {
-	_Atomic uint16_t *count = hold_count(ring, reader, bell);
+	_Atomic uint16_t *count = hold_count(holds, bell);
 	uint16_t held = atomic_load_explicit(count, memory_order_relaxed);
 
 	/* 0: no counted holder to leave (a caller's mistake): the bit stays. */
@@ -626,9 +623,9 @@ bool tssx_ring_unhold(struct tssx_ring *ring, bool reader, uint32_t bell)
 	return true;
 }
 
-bool tssx_ring_hold_sticky(struct tssx_ring *ring, bool reader, uint32_t bell)
+bool tssx_ring_hold_sticky(struct tssx_ring_holds *holds, uint32_t bell)
 {
-	return atomic_load_explicit(hold_count(ring, reader, bell), memory_order_relaxed) == TSSX_RING_HOLD_STICKY;
+	return atomic_load_explicit(hold_count(holds, bell), memory_order_relaxed) == TSSX_RING_HOLD_STICKY;
 }
 
 /* The switch to checks without fence (ring.h): the bells of a sleeper to

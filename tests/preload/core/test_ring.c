@@ -545,45 +545,46 @@ static void test_wakeup_bells(void **state)
 static void test_holds(void **state)
 {
 	struct fixture *f = *state;
+	struct tssx_ring_holds readers = { 0 }, writers = { 0 };
 
-	assert_false(tssx_ring_hold(&f->ring, true, TSSX_BELL_SOCKET, true));
-	assert_false(tssx_ring_hold(&f->ring, true, TSSX_BELL_SOCKET, true));
-	assert_false(tssx_ring_hold(&f->ring, true, TSSX_BELL_FUTEX, true));
+	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true));
+	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true));
+	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_FUTEX, true));
 	assert_int_equal(f->ctl.reader_waiting, TSSX_BELL_SOCKET | TSSX_BELL_FUTEX);
-	assert_false(tssx_ring_unhold(&f->ring, true, TSSX_BELL_SOCKET)); /* one more holds it */
+	assert_false(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_SOCKET)); /* one more holds it */
 	assert_int_equal(f->ctl.reader_waiting, TSSX_BELL_SOCKET | TSSX_BELL_FUTEX);
-	assert_true(tssx_ring_unhold(&f->ring, true, TSSX_BELL_SOCKET));
+	assert_true(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_SOCKET));
 	assert_int_equal(f->ctl.reader_waiting, TSSX_BELL_FUTEX);
 	/* Data with no socket sleeper: only the futex bell rings. */
 	assert_int_equal(put(f, 0, 5), 5);
 	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), TSSX_BELL_FUTEX);
 	/* Woken: the holder leaves after the take, which lowered it. */
-	assert_true(tssx_ring_unhold(&f->ring, true, TSSX_BELL_FUTEX));
+	assert_true(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_FUTEX));
 	assert_int_equal(f->ctl.reader_waiting, 0);
 	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), 0);
 	/* A leave without a hold lowers nothing. */
-	assert_false(tssx_ring_hold(&f->ring, true, TSSX_BELL_FUTEX, true));
-	assert_true(tssx_ring_unhold(&f->ring, true, TSSX_BELL_FUTEX));
-	assert_false(tssx_ring_unhold(&f->ring, true, TSSX_BELL_FUTEX));
-	assert_int_equal(atomic_load(&f->ring.reader_holds.of[1]), 0);
+	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_FUTEX, true));
+	assert_true(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_FUTEX));
+	assert_false(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_FUTEX));
+	assert_int_equal(atomic_load(&readers.of[1]), 0);
 
 	/* A sticky raise (an epoll set's) stays, whatever the counted
 	 * holders of the bell do. */
-	assert_false(tssx_ring_hold_sticky(&f->ring, false, TSSX_BELL_SOCKET));
-	assert_false(tssx_ring_hold(&f->ring, false, TSSX_BELL_SOCKET, true));
-	assert_false(tssx_ring_hold(&f->ring, false, TSSX_BELL_SOCKET, false));
-	assert_true(tssx_ring_hold_sticky(&f->ring, false, TSSX_BELL_SOCKET));
-	assert_false(tssx_ring_unhold(&f->ring, false, TSSX_BELL_SOCKET));
+	assert_false(tssx_ring_hold_sticky(&writers, TSSX_BELL_SOCKET));
+	assert_false(tssx_ring_hold(&f->ring, &writers, false, TSSX_BELL_SOCKET, true));
+	assert_false(tssx_ring_hold(&f->ring, &writers, false, TSSX_BELL_SOCKET, false));
+	assert_true(tssx_ring_hold_sticky(&writers, TSSX_BELL_SOCKET));
+	assert_false(tssx_ring_unhold(&f->ring, &writers, false, TSSX_BELL_SOCKET));
 	assert_int_equal(f->ctl.writer_waiting, TSSX_BELL_SOCKET);
-	assert_false(tssx_ring_hold(&f->ring, false, TSSX_BELL_SOCKET, true));
-	assert_false(tssx_ring_unhold(&f->ring, false, TSSX_BELL_SOCKET));
+	assert_false(tssx_ring_hold(&f->ring, &writers, false, TSSX_BELL_SOCKET, true));
+	assert_false(tssx_ring_unhold(&f->ring, &writers, false, TSSX_BELL_SOCKET));
 	assert_int_equal(f->ctl.writer_waiting, TSSX_BELL_SOCKET);
-	assert_true(tssx_ring_hold_sticky(&f->ring, false, TSSX_BELL_SOCKET));
+	assert_true(tssx_ring_hold_sticky(&writers, TSSX_BELL_SOCKET));
 	/* A count that would reach the sticky value sticks. */
-	atomic_store(&f->ring.writer_holds.of[2], TSSX_RING_HOLD_STICKY - 1);
-	assert_false(tssx_ring_hold(&f->ring, false, TSSX_BELL_EVENTFD, true));
-	assert_true(tssx_ring_hold_sticky(&f->ring, false, TSSX_BELL_EVENTFD));
-	assert_false(tssx_ring_unhold(&f->ring, false, TSSX_BELL_EVENTFD));
+	atomic_store(&writers.of[2], TSSX_RING_HOLD_STICKY - 1);
+	assert_false(tssx_ring_hold(&f->ring, &writers, false, TSSX_BELL_EVENTFD, true));
+	assert_true(tssx_ring_hold_sticky(&writers, TSSX_BELL_EVENTFD));
+	assert_false(tssx_ring_unhold(&f->ring, &writers, false, TSSX_BELL_EVENTFD));
 	assert_int_equal(f->ctl.writer_waiting, TSSX_BELL_SOCKET | TSSX_BELL_EVENTFD);
 }
 
@@ -593,25 +594,26 @@ static void test_holds(void **state)
 static void test_holds_hostile(void **state)
 {
 	struct fixture *f = *state;
+	struct tssx_ring_holds readers = { 0 };
 
-	assert_false(tssx_ring_hold(&f->ring, true, TSSX_BELL_SOCKET, true));
-	assert_false(tssx_ring_hold(&f->ring, true, TSSX_BELL_SOCKET, true));
+	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true));
+	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true));
 	atomic_store(&f->ctl.reader_waiting, 0xdeadbee8u);
-	assert_false(tssx_ring_unhold(&f->ring, true, TSSX_BELL_SOCKET));
+	assert_false(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_SOCKET));
 	assert_int_equal(f->ctl.reader_waiting, 0xdeadbee8u);
-	assert_int_equal(atomic_load(&f->ring.reader_holds.of[0]), 1);
+	assert_int_equal(atomic_load(&readers.of[0]), 1);
 	/* The peer cleared the word under a holder: nothing to lower, no
 	 * count lost (a hold taken again raises the bit as ever). */
 	atomic_store(&f->ctl.reader_waiting, 0);
-	assert_false(tssx_ring_hold(&f->ring, true, TSSX_BELL_SOCKET, true));
+	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true));
 	assert_int_equal(f->ctl.reader_waiting, TSSX_BELL_SOCKET);
-	assert_false(tssx_ring_unhold(&f->ring, true, TSSX_BELL_SOCKET));
+	assert_false(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_SOCKET));
 	assert_int_equal(f->ctl.reader_waiting, TSSX_BELL_SOCKET);
 	atomic_store(&f->ctl.reader_waiting, UINT32_MAX);
-	assert_true(tssx_ring_unhold(&f->ring, true, TSSX_BELL_SOCKET));
+	assert_true(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_SOCKET));
 	assert_int_equal(f->ctl.reader_waiting, UINT32_MAX & ~TSSX_BELL_SOCKET);
 	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), TSSX_BELLS);
-	assert_int_equal(atomic_load(&f->ring.reader_holds.of[0]), 0);
+	assert_int_equal(atomic_load(&readers.of[0]), 0);
 }
 
 /* The wake-up check goes without its fence only after TSSX_WAKE_QUIET
