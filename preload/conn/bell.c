@@ -6,6 +6,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -134,13 +135,14 @@ static struct {
 	unsigned stops;		/* tssx_bell_pause()s: no thread until as many resumes */
 	pthread_t thread;
 	_Atomic pid_t tid;	/* the thread's, once it runs */
+	int leave_fd;		/* -1, or the eventfd that wakes the thread to leave */
 	uint16_t next_tag;
 	/* Changes in a fork() child: the parent's registrations (bell_fd
 	 * with another epoch) are not the child's, and the child has no
 	 * watcher until its first futex sleep.  Atomic: read without the
 	 * lock by a sleeper's look (tssx_bell_watch). */
 	_Atomic uint32_t epoch;
-} watcher = { .lock = PTHREAD_MUTEX_INITIALIZER, .epoll_fd = -1 };
+} watcher = { .lock = PTHREAD_MUTEX_INITIALIZER, .epoll_fd = -1, .leave_fd = -1 };
 
 /* The table's object for the watcher's epoll fd (fd_table.h). */
 static struct tssx_fd_object watch_obj = { .kind = TSSX_FD_WATCHER };
@@ -168,6 +170,15 @@ static void drop_epoll_fd(bool close_it)
 		TSSX_REAL(close)(fd);
 	watcher.epoll_fd = -1;
 	atomic_fetch_add(&watcher.epoch, 1);
+}
+
+/* Under the lock: the eventfd that woke the thread to leave (tssx_bell_pause()) goes, and its
+ * registration with it. */
+static void drop_leave_fd(void)
+{
+	if (watcher.leave_fd >= 0)
+		TSSX_REAL(close)(watcher.leave_fd);
+	watcher.leave_fd = -1;
 }
 
 /* Whether conn's socket is watched in this process.  Seq_cst: a sleeper
@@ -211,16 +222,10 @@ static void *watcher_main(void *arg)
 	struct epoll_event events[WATCH_BATCH];
 
 	atomic_store(&watcher.tid, gettid());
-	pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 	for (;;) {
-		int n, error;
+		int n = TSSX_REAL(epoll_wait)(epoll_fd, events, WATCH_BATCH, -1), error = errno;
+		bool leave;
 
-		/* The only cancellation point of the thread (tssx_bell_pause),
-		 * where it holds nothing. */
-		pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL);
-		n = TSSX_REAL(epoll_wait)(epoll_fd, events, WATCH_BATCH, -1);
-		error = errno;
-		pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
 		pthread_mutex_lock(&watcher.lock);
 		/* The set moved up with the library's kept fds
 		 * (tssx_bell_renumber_watcher): the same set under another
@@ -238,10 +243,17 @@ static void *watcher_main(void *arg)
 			uint16_t tag;
 			struct tssx_conn *conn = tssx_bell_unpack(events[i].data.u64, &tag);
 
-			if (watched(conn) && conn->bell_tag == tag)
+			/* No connection: tssx_bell_pause()'s wake-up. */
+			if (conn && watched(conn) && conn->bell_tag == tag)
 				take_event(conn, events[i].events);
 		}
+		/* tssx_bell_pause() took the thread over, and joins it: it
+		 * leaves with the events it took handled (edges the set will
+		 * not report again). */
+		leave = !watcher.running;
 		pthread_mutex_unlock(&watcher.lock);
+		if (leave)
+			return NULL;
 	}
 	/* The fd is no epoll set any more: the number was closed around the
 	 * library (a raw system call), or it had no slot in the table.  Every
@@ -275,6 +287,7 @@ static void unlock_after_fork(void)
 static void child_after_fork(void)
 {
 	drop_epoll_fd(true);
+	drop_leave_fd();
 	watcher.running = false;
 	watcher.stops = 0;
 	atomic_store(&watcher.tid, 0);
@@ -330,21 +343,61 @@ static bool watcher_start(void)
 	return thread_start();
 }
 
+/* Under the lock, the thread running: an eventfd, ready, added to its set
+ * (the registration tagged 0, no connection), which wakes it to find
+ * running false; 0, or -errno. */
+static int wake_to_leave(void)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0 };
+	int fd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	if (fd < 0)
+		return -errno;
+	if (TSSX_REAL(epoll_ctl)(watcher.epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int error = errno;
+
+		TSSX_REAL(close)(fd);
+		return -error;
+	}
+	watcher.leave_fd = fd;
+	return 0;
+}
+
+/*
+ * The thread leaves by itself, woken through its set, never cancelled: a
+ * cancelled thread unwinds past its instrumented frames, whose shadow
+ * AddressSanitizer then finds poisoned at the thread's exit and reports
+ * (a stack-buffer-overflow in sigaltstack, tssx-probe bellpause;
+ * google/sanitizers#1399).  Its registrations stay in the set, and events
+ * that come meanwhile wait there for the thread of tssx_bell_resume().
+ */
 int tssx_bell_pause(void)
 {
 	bool running;
+	int woken = 0;
 
 	pthread_mutex_lock(&watcher.lock);
 	watcher.stops++;
 	running = watcher.running;
-	watcher.running = false;
+	if (running) {
+		woken = wake_to_leave();
+		watcher.running = woken < 0;
+	}
 	pthread_mutex_unlock(&watcher.lock);
 	if (!running)
 		return 0;
-	/* Its registrations stay in the set, and events that come meanwhile
-	 * wait there for the thread of tssx_bell_resume(). */
-	pthread_cancel(watcher.thread);
+	if (woken < 0) {
+		/* Out of fds, or the set closed around the library: the
+		 * thread runs on (a setns() that needs one thread fails). */
+		tssx_log(TSSX_LOG_WARN, "futex bell: the watcher cannot be stopped: %s", strerror(-woken));
+		return woken;
+	}
 	pthread_join(watcher.thread, NULL);
+	/* The eventfd only now: closed before the thread woke, it would
+	 * have taken the wake-up along. */
+	pthread_mutex_lock(&watcher.lock);
+	drop_leave_fd();
+	pthread_mutex_unlock(&watcher.lock);
 	return tssx_thread_gone(atomic_exchange(&watcher.tid, 0), tssx_now_ns() + TSSX_NSEC_PER_SEC);
 }
 
@@ -389,8 +442,7 @@ bool tssx_bell_renumber_watcher(int old, int moved)
 	if (its) {
 		/* The thread, asleep on the old number, keeps the set's file
 		 * and takes the new number when it wakes (watcher_main): no
-		 * stop (a cancelled thread's frames stay poisoned under
-		 * AddressSanitizer, which then reports its exit). */
+		 * stop (an eventfd and a new thread for nothing). */
 		tssx_table_take(old);
 		keep_epoll_fd(moved);
 	}

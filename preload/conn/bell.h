@@ -86,7 +86,8 @@ bool tssx_bell_renumber_watcher(int old, int moved);
 
 /* Around a call that needs a single thread (unshare(), setns():
  * shims/namespaces.c): the watcher's thread leaves the process (0, or
- * -EBUSY when it did not in time), and comes back. */
+ * -EBUSY when it did not in time, -errno when it could not be woken to
+ * leave: it runs on), and comes back. */
 int tssx_bell_pause(void);
 void tssx_bell_resume(void);
 

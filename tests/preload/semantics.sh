@@ -44,7 +44,11 @@ source "$(dirname "$0")/lib.sh"
 # that number moves it), and the peer's death still wakes them;
 # sleepcount: a read blocked for half a second sleeps once, and no thread
 # of its process is switched in or out while it sleeps (context switches
-# from /proc, no timing: a wake-up on a timer fails it).  These
+# from /proc, no timing: a wake-up on a timer fails it); bellpause: rounds
+# of a read asleep, then a setns() and a dup2() onto the watcher's epoll
+# fd, which stop the watcher and start it again (against the sanitized
+# library, a cancelled watcher's exit was reported), and the peer's close
+# still wakes the last read.  These
 # sleep on the futex bell (docs/wait.md) with TSSX_SHORT_CALLS=0, and the
 # statistics line must say so; they run with the default too, where a
 # connection's sleeps take the socket until it made 16 calls.
@@ -62,7 +66,7 @@ for waiter in read write poll select epoll; do
 		under+=("under-$waiter-$action")
 	done
 done
-bell=(forksleep bellhold closeall sleepcount)
+bell=(forksleep bellhold closeall sleepcount bellpause)
 signals=()
 for waiter in read write; do
 	for action in close shut kill killfork; do

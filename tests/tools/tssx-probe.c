@@ -2592,6 +2592,57 @@ static void start_blocked_read(struct blocked *b, pthread_t *thread)
 	wait_until_asleep(atomic_load(&b->tid));
 }
 
+/* ---- bellpause: the futex bell's watcher stopped and started again ----
+ *
+ * Rounds of a read that sleeps until the client's byte (on the futex bell
+ * with TSSX_SHORT_CALLS=0: the watcher runs), then a setns() (the library
+ * stops the watcher for it: setns into some namespaces needs a single
+ * thread) and a dup2() onto the watcher's epoll fd (the watcher leaves
+ * the number first, conn/bell.c).  At the end the client's close must
+ * still wake a sleeping read: a watcher runs again.  Under
+ * AddressSanitizer a watcher stopped by pthread_cancel() left its frames
+ * poisoned, and the sanitizer reported the thread's exit.
+ */
+
+#define BELLPAUSE_ROUNDS 20
+
+static void bellpause_server(int fd)
+{
+	struct blocked b = { .fd = fd, .epfd = -1 };
+	int uts = open("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC);
+	pthread_t thread;
+
+	expect(uts >= 0);
+	for (int round = 0; round <= BELLPAUSE_ROUNDS; round++) {
+		int watcher;
+
+		start_blocked_read(&b, &thread);
+		signal_peer(); /* the client writes: the last round, closes */
+		pthread_join(thread, NULL);
+		if (round == BELLPAUSE_ROUNDS)
+			break;
+		expect(b.ret == 1 && b.byte == 'a');
+		/* Into its own namespace: 0, or EPERM without CAP_SYS_ADMIN. */
+		expect(setns(uts, CLONE_NEWUTS) == 0 || errno == EPERM);
+		watcher = fd_linked_to("anon_inode:[eventpoll]");
+		if (watcher >= 0) {
+			expect(dup2(uts, watcher) == watcher);
+			close(watcher);
+		}
+	}
+	expect(b.ret == 0);
+	close(uts);
+}
+
+static void bellpause_client(int fd)
+{
+	for (int round = 0; round < BELLPAUSE_ROUNDS; round++) {
+		wait_peer();
+		send_all(fd, "a", 1);
+	}
+	wait_peer();
+}
+
 /* With the client's thread id in the server's waiters word for good, the
  * server's blocking calls still end on data, a timeout, a signal, room
  * and the client's close: none of them may wait for a doorbell that the
@@ -3402,6 +3453,7 @@ static const struct probe {
 	{ "sleepcount", sleepcount_server, sleepcount_client },
 	{ "closeall", closeall_server, closeall_client },
 	{ "shortsleep", shortsleep_server, shortsleep_client },
+	{ "bellpause", bellpause_server, bellpause_client },
 	{ "txbroken", txbroken_server, txbroken_client },
 };
 
