@@ -24,6 +24,13 @@
  *                                     N connections each (connect, write,
  *                                     read, close); separate processes,
  *                                     as a program's are
+ *   tssx-hotpath fork PATH N C        C connections of this process with
+ *                                     itself (a 1-byte echo each; C may
+ *                                     be 0), then N cycles of fork(), a
+ *                                     child that _exit()s at once and
+ *                                     waitpid(): prints the minor page
+ *                                     faults and CPU time per fork of the
+ *                                     children and of this process
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,7 +53,7 @@ static void die(const char *what)
 static void usage(void)
 {
 	fputs("usage: tssx-hotpath stream PATH N SIZE | pipe N SIZE | connect PATH N | idle PATH N |\n"
-	      "                    fresh PATH N [CLIENTS]\n",
+	      "                    fresh PATH N [CLIENTS] | fork PATH N CONNECTIONS\n",
 	      stderr);
 	exit(2);
 }
@@ -271,6 +278,51 @@ static void fresh_requests(const char *path, unsigned long n, unsigned long clie
 			die("client");
 }
 
+static double seconds(struct timeval tv)
+{
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+}
+
+static void print_per_fork(const char *whose, const struct rusage *before, const struct rusage *after,
+			   unsigned long n)
+{
+	printf("%s: %.2f minor faults, %.1f us user, %.1f us system per fork\n", whose,
+	       (double)(after->ru_minflt - before->ru_minflt) / (double)n,
+	       (seconds(after->ru_utime) - seconds(before->ru_utime)) * 1e6 / (double)n,
+	       (seconds(after->ru_stime) - seconds(before->ru_stime)) * 1e6 / (double)n);
+}
+
+/* A server that forks a process per connection pays this per connection
+ * (PostgreSQL): what the library's fork handlers add to a plain fork. */
+static void fork_cycles(const char *path, unsigned long n, unsigned long connections)
+{
+	struct rusage self_before, self_after, children_before, children_after;
+	int listen_fd = connections ? listen_on(path) : -1, status;
+
+	for (unsigned long i = 0; i < connections; i++) {
+		int client, server;
+
+		connect_pair(listen_fd, path, &client, &server);
+		echo_byte(client, server);
+	}
+	getrusage(RUSAGE_SELF, &self_before);
+	getrusage(RUSAGE_CHILDREN, &children_before);
+	for (unsigned long i = 0; i < n; i++) {
+		pid_t child = fork();
+
+		if (child < 0)
+			die("fork");
+		if (child == 0)
+			_exit(0);
+		if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			die("child");
+	}
+	getrusage(RUSAGE_SELF, &self_after);
+	getrusage(RUSAGE_CHILDREN, &children_after);
+	print_per_fork("child", &children_before, &children_after, n);
+	print_per_fork("parent", &self_before, &self_after, n);
+}
+
 int main(int argc, char **argv)
 {
 	int listen_fd, out, in, pipe_fd[2];
@@ -289,6 +341,9 @@ int main(int argc, char **argv)
 		unlink(argv[2]);
 	} else if ((argc == 4 || argc == 5) && strcmp(argv[1], "fresh") == 0) {
 		fresh_requests(argv[2], number(argv[3]), argc == 5 ? number(argv[4]) : 1);
+		unlink(argv[2]);
+	} else if (argc == 5 && strcmp(argv[1], "fork") == 0) {
+		fork_cycles(argv[2], number(argv[3]), strcmp(argv[4], "0") ? number(argv[4]) : 0);
 		unlink(argv[2]);
 	} else if (argc == 4 && strcmp(argv[1], "idle") == 0) {
 		listen_fd = listen_on(argv[2]);

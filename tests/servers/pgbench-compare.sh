@@ -10,6 +10,8 @@
 # counts, per transaction, the system calls and the CPU time of the
 # server (postgres and its backends) and of pgbench, each under
 # `perf stat` (the server is started again for every client count).
+# CONNECT=1 makes a new connection per transaction (pgbench -C: the
+# postmaster forks a backend for each, docs/preload.md, "What a fork costs").
 NAME=pgbench-compare
 source "$(dirname "$0")/lib.sh"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -17,6 +19,8 @@ PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 PATH=$PGBIN:$PATH
 need pgbench postgresql-15
 counting=${COUNT:-0}
+per_transaction_connect=()
+[[ ${CONNECT:-0} == 1 ]] && per_transaction_connect=(-C)
 [[ $counting == 1 ]] && need perf linux-perf
 id postgres >/dev/null 2>&1 || { echo "$NAME: SKIP: no postgres user" >&2; exit 77; }
 source "$(dirname "$0")/compare.sh"
@@ -81,7 +85,7 @@ for ((round = 0; round < rounds; round++)); do
 		for clients in 1 4 16; do
 			[[ $counting == 1 ]] && start_postgres "$mode"
 			out=$(counted "$work/client.stat" "${prefix[@]}" pgbench -h "$work/pg" -U postgres -S -n \
-				-c "$clients" -j 2 -T "$seconds" postgres 2>&1) || true
+				"${per_transaction_connect[@]}" -c "$clients" -j 2 -T "$seconds" postgres 2>&1) || true
 			tps=$(awk '/^tps = / { print $3 }' <<<"$out")
 			[[ -n $tps ]] || fail "pgbench gave no tps ($mode, $clients clients)"
 			echo "$clients $mode $tps" >>"$work/rates"
@@ -98,7 +102,7 @@ for ((round = 0; round < rounds; round++)); do
 done
 stop_hogs
 
-echo "pgbench -S -j 2 -T $seconds, tps over $rounds rounds: median min-max$(hogs_note)"
+echo "pgbench -S ${per_transaction_connect[*]:+-C }-j 2 -T $seconds, tps over $rounds rounds: median min-max$(hogs_note)"
 compare_table clients 1 4 16
 [[ $counting == 1 ]] || exit 0
 for side in server client; do
