@@ -13,6 +13,7 @@
 #include "shims/shims.h"
 #include "conn/fd_table.h"
 #include "tssx/log.h"
+#include "tssx/macros.h"
 #include "tssx/registry_client.h"
 #include "tssx/registry_name.h"
 
@@ -21,8 +22,10 @@ struct tssx_options tssx_opts;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
 
-/* The process the table belongs to; fork() children take it over. */
-static _Atomic pid_t table_pid;
+/* The process the table belongs to; fork() children take it over.  The
+ * first of the library's fork data (init.c links first): its alignment
+ * puts all of it on one page (tssx/macros.h, TSSX_FORK_DATA). */
+static _Atomic pid_t table_pid TSSX_FORK_DATA __attribute__((aligned(4096)));
 
 /* Every fd the registry client keeps points here in the fd table. */
 static struct tssx_fd_object registry_fd = { .kind = TSSX_FD_REGISTRY };
@@ -57,7 +60,7 @@ static void warn_option(const char *message)
 
 /* No allocation here: the pid of the child, which owns its copy of the
  * table, without the calls of the threads it did not inherit. */
-static void took_over_after_fork(void)
+TSSX_FORK_HANDLER static void took_over_after_fork(void)
 {
 	atomic_store(&table_pid, getpid());
 	tssx_conn_forget_calls_after_fork();

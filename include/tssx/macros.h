@@ -26,6 +26,18 @@ static inline void tssx_cpu_relax(void)
 #endif
 }
 
+/* What a pthread_atfork() handler writes in the parent or the child:
+ * after fork() every private page is copy-on-write in both processes, and
+ * each page written there costs a page fault and a copy per fork.  The
+ * linker puts all of it in one section (one page; preload/init.c's first
+ * variable aligns it), a cache line each (docs/preload.md, "What a fork costs"). */
+#define TSSX_FORK_DATA __attribute__((section("tssx_fork_data"), aligned(TSSX_CACHELINE)))
+/* A pthread_atfork() handler: cold, so that the compiler puts it with the
+ * library's other rarely run code (.text.unlikely) and a fork()ed child
+ * maps one window of the library's text for all of them, not one per
+ * file (fork() copies no page table of a file's text). */
+#define TSSX_FORK_HANDLER __attribute__((cold))
+
 /* Symbols the preload library exports; everything else is hidden. */
 #define TSSX_EXPORT __attribute__((visibility("default")))
 

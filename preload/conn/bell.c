@@ -18,6 +18,7 @@
 #include "init.h"
 #include "real_slots.h"
 #include "tssx/log.h"
+#include "tssx/macros.h"
 #include "tssx/thread_gone.h"
 
 /* Events the watcher takes at once. */
@@ -142,7 +143,7 @@ static struct {
 	 * watcher until its first futex sleep.  Atomic: read without the
 	 * lock by a sleeper's look (tssx_bell_watch). */
 	_Atomic uint32_t epoch;
-} watcher = { .lock = PTHREAD_MUTEX_INITIALIZER, .epoll_fd = -1, .leave_fd = -1 };
+} watcher TSSX_FORK_DATA = { .lock = PTHREAD_MUTEX_INITIALIZER, .epoll_fd = -1, .leave_fd = -1 };
 
 /* The table's object for the watcher's epoll fd (fd_table.h). */
 static struct tssx_fd_object watch_obj = { .kind = TSSX_FD_WATCHER };
@@ -277,14 +278,14 @@ static void lock_for_fork(void)
 	pthread_mutex_lock(&watcher.lock);
 }
 
-static void unlock_after_fork(void)
+TSSX_FORK_HANDLER static void unlock_after_fork(void)
 {
 	pthread_mutex_unlock(&watcher.lock);
 }
 
 /* The child has the parent's epoll fd (the same set: never change it
  * here) and no watcher thread. */
-static void child_after_fork(void)
+TSSX_FORK_HANDLER static void child_after_fork(void)
 {
 	drop_epoll_fd(true);
 	drop_leave_fd();

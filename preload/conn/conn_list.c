@@ -22,7 +22,7 @@
 #include "tssx/log.h"
 #include "tssx/macros.h"
 
-static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t table_lock TSSX_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static struct tssx_conn_table *_Atomic table; /* made once, under table_lock */
 static bool table_unavailable;                 /* under table_lock */
 
@@ -33,7 +33,7 @@ static void lock_table(void)
 	pthread_mutex_lock(&table_lock);
 }
 
-static void unlock_table(void)
+TSSX_FORK_HANDLER static void unlock_table(void)
 {
 	pthread_mutex_unlock(&table_lock);
 }

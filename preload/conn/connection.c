@@ -1047,14 +1047,31 @@ void tssx_conn_put(struct tssx_conn *conn, int fd)
 	tssx_conn_end(conn, fd);
 }
 
-void tssx_conn_forget_calls_after_fork(void)
+/* Whether every connection an fd names counts one reference: that fd's,
+ * its only one, and no call's (a server forking a process for the
+ * connection it accepted), so the child's counts are right as they are.
+ * Read-only: each connection whose count the child writes costs it a
+ * copy of that page. */
+static bool each_conn_counted_once(int high)
+{
+	for (int fd = 0; fd <= high; fd++) {
+		struct tssx_fd_object *obj = tssx_table_get(fd);
+
+		if (obj && obj->kind == TSSX_FD_CONN && atomic_load(&obj->refs) != 1)
+			return false;
+	}
+	return true;
+}
+
+TSSX_FORK_HANDLER void tssx_conn_forget_calls_after_fork(void)
 {
 	int high = tssx_table_high_fd();
+	bool recount = !each_conn_counted_once(high);
 	struct tssx_fd_object *obj;
 
 	/* The only thread is the forking one, in no call: nothing else
 	 * touches the table or the counts. */
-	for (int fd = 0; fd <= high; fd++) {
+	for (int fd = 0; recount && fd <= high; fd++) {
 		obj = tssx_table_get(fd);
 		if (obj && obj->kind == TSSX_FD_CONN)
 			atomic_store(&obj->refs, 0);
@@ -1062,8 +1079,9 @@ void tssx_conn_forget_calls_after_fork(void)
 	for (int fd = 0; fd <= high; fd++) {
 		obj = tssx_table_get(fd);
 		if (obj && obj->kind == TSSX_FD_CONN) {
-			/* Its first fd: the child uses the pair too. */
-			if (atomic_fetch_add(&obj->refs, 1) == 0 && !tssx_conn_of(obj)->pair_left)
+			/* Its first fd (its only one unless recounted): the
+			 * child uses the pair too. */
+			if ((!recount || atomic_fetch_add(&obj->refs, 1) == 0) && !tssx_conn_of(obj)->pair_left)
 				tssx_side_locks_join(tssx_conn_of(obj)->locks);
 		} else if (obj && obj->kind == TSSX_FD_HELD) {
 			atomic_store(&kept_of(obj)->fd, -1);

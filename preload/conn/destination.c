@@ -7,6 +7,7 @@
 
 #include "conn/destination.h"
 #include "init.h"
+#include "tssx/macros.h"
 #include "tssx/skip.h"
 
 struct tssx_destination {
@@ -23,7 +24,7 @@ static const struct tssx_skip_rule short_rule = {
 /* Entries are never freed: a connection keeps a pointer to its own. */
 static struct tssx_destination *destinations;
 static unsigned destination_count;
-static pthread_mutex_t destinations_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t destinations_lock TSSX_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 
 /* A fork() while another thread holds the lock would leave it held for
  * good in the child. */
@@ -32,7 +33,7 @@ static void lock_for_fork(void)
 	pthread_mutex_lock(&destinations_lock);
 }
 
-static void unlock_after_fork(void)
+TSSX_FORK_HANDLER static void unlock_after_fork(void)
 {
 	pthread_mutex_unlock(&destinations_lock);
 }

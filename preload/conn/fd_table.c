@@ -5,7 +5,7 @@
 #include "conn/fd_table.h"
 
 struct tssx_fd_slot *_Atomic tssx_table_chunks[TSSX_TABLE_CHUNKS];
-static _Atomic int high_fd = -1;
+_Atomic int tssx_table_high = -1;
 
 static struct tssx_fd_slot *chunk_create(int fd)
 {
@@ -35,8 +35,8 @@ struct tssx_fd_slot *tssx_table_slot_make(int fd)
 			return NULL;
 		slot = &chunk[fd % TSSX_TABLE_CHUNK];
 	}
-	high = atomic_load(&high_fd);
-	while (fd > high && !atomic_compare_exchange_weak(&high_fd, &high, fd))
+	high = atomic_load(&tssx_table_high);
+	while (fd > high && !atomic_compare_exchange_weak(&tssx_table_high, &high, fd))
 		;
 	return slot;
 }
@@ -80,11 +80,6 @@ struct tssx_fd_object *tssx_table_take(int fd)
 	if (!slot)
 		return NULL;
 	return atomic_exchange_explicit(&slot->obj, NULL, memory_order_acq_rel);
-}
-
-int tssx_table_high_fd(void)
-{
-	return atomic_load(&high_fd);
 }
 
 int tssx_table_find(const struct tssx_fd_object *obj)

@@ -183,7 +183,14 @@ static inline bool tssx_table_unref(struct tssx_fd_object *obj)
 /* Some fd that points to obj, or -1.  Walks the table: for rare paths. */
 int tssx_table_find(const struct tssx_fd_object *obj);
 
-/* Highest fd that may have a slot in use, for walking ranges (close_range). */
-int tssx_table_high_fd(void);
+/* Highest fd that may have a slot in use, for walking ranges (close_range).
+ * Inline: a fork()ed child's handler walks the table, and each function
+ * of the library's text it calls may cost it a page fault. */
+extern _Atomic int tssx_table_high __attribute__((visibility("hidden")));
+
+static inline int tssx_table_high_fd(void)
+{
+	return atomic_load(&tssx_table_high);
+}
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "conn/kept.h"
 #include "real_slots.h"
+#include "tssx/macros.h"
 
 /* The lowest floor: the kernel's smallest fd table (NR_OPEN_DEFAULT on
  * 64-bit), which every process has. */
@@ -15,16 +16,18 @@
 /* The first number of the kept fds; 0 until the first is placed. */
 static _Atomic int kept_floor;
 _Atomic int tssx_kept_watermark = INT_MAX;
-static pthread_mutex_t kept_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t kept_mutex TSSX_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 
-static void child_after_fork(void)
+/* The forking thread took the lock before the fork (tssx_kept_lock):
+ * in the child it is that thread's to give back. */
+TSSX_FORK_HANDLER static void unlock_after_fork(void)
 {
-	pthread_mutex_init(&kept_mutex, NULL);
+	pthread_mutex_unlock(&kept_mutex);
 }
 
 static void register_fork_handlers(void)
 {
-	pthread_atfork(tssx_kept_lock, tssx_kept_unlock, child_after_fork);
+	pthread_atfork(tssx_kept_lock, unlock_after_fork, unlock_after_fork);
 }
 
 void tssx_kept_lock(void)

@@ -43,6 +43,7 @@
 #include "real_slots.h"
 #include "conn/wait.h"
 #include "tssx/log.h"
+#include "tssx/macros.h"
 
 /* Owner word of a non-sleeping drainer: no thread id is this high. */
 #define DRAINER UINT32_MAX
@@ -656,7 +657,7 @@ static int sleep_on_socket(struct tssx_conn *conn, int fd, bool owning, int time
  * otherwise.  A fork()ed child's thread has an id of its own. */
 static __thread uint32_t cached_tid;
 
-static void forget_tid(void)
+TSSX_FORK_HANDLER static void forget_tid(void)
 {
 	cached_tid = 0;
 }

@@ -6,6 +6,7 @@
 #include "conn/connection.h"
 #include "conn/fd_table.h"
 #include "conn/unseen.h"
+#include "tssx/macros.h"
 
 /* Shared by fork() with every child, and theirs. */
 struct family {
@@ -20,7 +21,7 @@ static struct family *family;
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 /* fork() calls since the page was made, in the parent and in the child
  * alike: a connection stamped with an older count is the fork's too. */
-static _Atomic uint64_t forks;
+static _Atomic uint64_t forks TSSX_FORK_DATA;
 /* Changes to connections only this process holds. */
 static _Atomic uint64_t local_changes;
 /* The family's changes this process made that only the others need (its
@@ -29,7 +30,7 @@ static _Atomic uint64_t own_family_changes;
 
 __thread __attribute__((tls_model("initial-exec"))) bool tssx_unseen_by_sole_set;
 
-static void forked(void)
+TSSX_FORK_HANDLER static void forked(void)
 {
 	atomic_fetch_add_explicit(&forks, 1, memory_order_relaxed);
 }

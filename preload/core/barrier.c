@@ -3,7 +3,6 @@
  */
 #include <errno.h>
 #include <linux/membarrier.h>
-#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -19,6 +18,11 @@ static int membarrier(int cmd)
 	return (int)syscall(SYS_membarrier, cmd, 0, 0);
 }
 
+/* Once per process image: a fork()ed child inherits the registration
+ * with its parent's memory map (the kernel copies the mm's membarrier
+ * state, as a private registration shows: a child's
+ * MEMBARRIER_CMD_PRIVATE_EXPEDITED succeeds without one of its own; only
+ * an exec clears it), so no fork handler registers again. */
 bool tssx_barrier_register(void)
 {
 	int commands;
@@ -56,19 +60,4 @@ bool tssx_barrier_issue(void)
 		tssx_log(TSSX_LOG_WARN, "membarrier() failed after it was registered: sleeps re-check the rings every few ms");
 	}
 	return false;
-}
-
-/* A fork() child: the kernel copies the registration with the memory
- * map; registering again (a no-op then) makes sure of it.  On failure
- * the child's wakers fence again (tssx_ring_take_wakeup() asks
- * tssx_barrier_usable()). */
-static void register_in_child(void)
-{
-	if (tssx_barrier_usable() && membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0)
-		atomic_store_explicit(&tssx_barrier_on, 0, memory_order_relaxed);
-}
-
-__attribute__((constructor)) static void barrier_init(void)
-{
-	pthread_atfork(NULL, NULL, register_in_child);
 }

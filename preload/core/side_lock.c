@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "tssx/side_lock.h"
+#include "tssx/macros.h"
 
 /* Spins before yielding the CPU to the holder. */
 #define LOCK_SPINS 256
@@ -47,15 +48,15 @@ static struct arena *_Atomic arenas;
 /* The arena that new pairs are handed out from, and how many it handed
  * out: one this process made (a fork()ed child or an exec'd image makes
  * its own, which the other processes of the family never hand out). */
-static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct arena *current;
+static pthread_mutex_t arena_lock TSSX_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+static struct arena *current TSSX_FORK_DATA;
 static unsigned current_used;
 
 /* fork() copies the forking thread's cached id: the child is another
  * process and must not pass for its parent's thread.  It also shares the
  * parent's arenas: its new connections take pairs from an arena of its
  * own, which the parent cannot hand out too. */
-static void forget_parent_in_child(void)
+TSSX_FORK_HANDLER static void forget_parent_in_child(void)
 {
 	tssx_side_lock_self_id = 0;
 	pthread_mutex_init(&arena_lock, NULL);

@@ -6,13 +6,14 @@
 
 #include "events/events.h"
 #include "conn/fd_table.h"
+#include "tssx/macros.h"
 
 /* The per-fd bookkeeping (an epoll fd's set, how many sets track an fd)
  * lives in the fd table's slots (conn/fd_table.h): close() asks on every
  * call whether an fd is tracked, and finds it in the one lookup it makes
  * anyway. */
 
-static pthread_mutex_t sets_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t sets_lock TSSX_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static struct events_set *live_sets;	/* under sets_lock */
 static struct events_set *free_sets;	/* closed epoll fds' sets, for reuse */
 
@@ -21,14 +22,14 @@ static void lock_sets(void)
 	pthread_mutex_lock(&sets_lock);
 }
 
-static void unlock_sets(void)
+TSSX_FORK_HANDLER static void unlock_sets(void)
 {
 	pthread_mutex_unlock(&sets_lock);
 }
 
 /* Only the forking thread lives on in the child: locks that other threads
  * held would stay held forever.  The lists are whole (lock_sets). */
-static void forked_child(void)
+TSSX_FORK_HANDLER static void forked_child(void)
 {
 	pthread_mutex_init(&sets_lock, NULL);
 	for (struct events_set *set = live_sets; set; set = set->next)

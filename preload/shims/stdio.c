@@ -236,9 +236,9 @@ struct wide_areas {
 
 /* Set in a fork()ed child: the output its streams held unwritten at
  * the fork is its parent's too. */
-static atomic_bool forked;
+static atomic_bool forked TSSX_FORK_DATA;
 
-void tssx_stdio_after_fork(void)
+TSSX_FORK_HANDLER void tssx_stdio_after_fork(void)
 {
 	atomic_store(&forked, true);
 }

@@ -33,6 +33,7 @@
 #include <utlist.h>
 
 #include "tssx/log.h"
+#include "tssx/macros.h"
 #include "tssx/registry_name.h"
 #include "tssx/thread_gone.h"
 #include "state.h"
@@ -41,8 +42,14 @@
 /* Names remembered missing; beyond it the oldest is forgotten. */
 #define MISSES_MAX 16
 
+pthread_mutex_t client_lock TSSX_FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+/* A fork() child that has not called the client since: what it holds of
+ * its parent's (the generation page, the worker's state) goes at its
+ * first call, not in the fork handler, so that a child that never names
+ * a socket (or execs at once) pays nothing for it.  Under client_lock. */
+static bool fork_unsettled TSSX_FORK_DATA;
+
 struct client_state state = {
-	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.hooks = { .close = close },
 	.timeout_ns = TSSX_REGISTRY_TIMEOUT_MS_DEFAULT * 1000000ull,
 	.dir_fd = -1,
@@ -165,22 +172,33 @@ void note_stuck(void)
 
 static int worker_lookup(const char *name, uint64_t start);
 
-static void lock_client(void)
+/* Lock held: a fork()ed child's first call drops what it inherited. */
+static void settle_fork(void)
 {
-	pthread_mutex_lock(&state.lock);
-}
-
-static void unlock_client(void)
-{
-	pthread_mutex_unlock(&state.lock);
-}
-
-static void child_after_fork(void)
-{
+	if (likely(!fork_unsettled))
+		return;
+	fork_unsettled = false;
 	/* Memory locks are not inherited: a page that may leave the cache
 	 * cannot be trusted to load without the daemon. */
 	drop_generation();
 	worker_after_fork();
+}
+
+static void lock_client(void)
+{
+	pthread_mutex_lock(&client_lock);
+	settle_fork();
+}
+
+TSSX_FORK_HANDLER static void unlock_client(void)
+{
+	pthread_mutex_unlock(&client_lock);
+}
+
+TSSX_FORK_HANDLER static void child_after_fork(void)
+{
+	worker_close_fds_after_fork();
+	fork_unsettled = true;
 	unlock_client();
 }
 
@@ -207,7 +225,7 @@ static bool wait_for_worker(uint64_t start, bool (*done)(const void *arg), const
 	};
 
 	while (!done(arg))
-		if (pthread_cond_timedwait(&state.progress, &state.lock, &until) == ETIMEDOUT && !done(arg)) {
+		if (pthread_cond_timedwait(&state.progress, &client_lock, &until) == ETIMEDOUT && !done(arg)) {
 			note_stuck();
 			return false;
 		}

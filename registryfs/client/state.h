@@ -1,6 +1,6 @@
 /*
  * The registry client's state, shared by the callers' side (client.c) and
- * its helper thread (worker.c).  Everything here is guarded by state.lock;
+ * its helper thread (worker.c).  Everything here is guarded by client_lock;
  * nobody holds the lock across a call that may reach the daemon.
  */
 #ifndef TSSX_REGISTRY_CLIENT_STATE_H
@@ -76,7 +76,6 @@ struct lookup_job {
 #define RETRY_NS 1000000000ull
 
 struct client_state {
-	pthread_mutex_t lock;
 	pthread_cond_t progress; /* CLOCK_MONOTONIC; the worker finished something */
 	struct tssx_registry_hooks hooks;
 	char mountpoint[PATH_MAX];
@@ -120,6 +119,8 @@ struct client_state {
 };
 
 extern struct client_state state;
+/* Apart from the state: a fork writes it (tssx/macros.h, TSSX_FORK_DATA). */
+extern pthread_mutex_t client_lock;
 
 uint64_t monotonic_ns(void);
 void keep_fd(int fd);
@@ -145,7 +146,12 @@ void note_stuck(void);
  * file's poll consumes the change). */
 bool mount_table_changed(int mounts_fd);
 
-/* fork() child: the worker did not come along. */
+/* In a fork()ed child's fork handler: closes the worker's fds, leaving
+ * the state as it was (worker_after_fork() forgets them). */
+void worker_close_fds_after_fork(void);
+
+/* A fork()ed child's first call (lock held): the worker did not come
+ * along. */
 void worker_after_fork(void);
 
 /* Whether fd is one of the worker's own; forgets them if so. */

@@ -38,6 +38,7 @@
 #include <utlist.h>
 
 #include "tssx/log.h"
+#include "tssx/macros.h"
 #include "tssx/registry_protocol.h"
 #include "state.h"
 
@@ -46,12 +47,12 @@
 
 static void unlock(void)
 {
-	pthread_mutex_unlock(&state.lock);
+	pthread_mutex_unlock(&client_lock);
 }
 
 static void lock(void)
 {
-	pthread_mutex_lock(&state.lock);
+	pthread_mutex_lock(&client_lock);
 }
 
 /* The daemon is gone (ENOTCONN: killed; ECONNABORTED: aborted). */
@@ -583,16 +584,22 @@ bool worker_forget_fd(int fd)
 	return true;
 }
 
+TSSX_FORK_HANDLER void worker_close_fds_after_fork(void)
+{
+	/* The parent's eventfd would wake the parent's worker too, and two
+	 * readers of one mountinfo file take each other's events.  At the
+	 * fork, not later: the program sees its fds, and a close-all loop of
+	 * its own must not find them closed under it. */
+	drop_fd(state.wake_fd);
+	drop_fd(state.mounts_fd);
+}
+
 void worker_after_fork(void)
 {
 	struct tssx_registry_claim *claim, *tmp;
 	struct lookup_job *job, *next;
 
-	/* The parent's eventfd would wake the parent's worker too, and two
-	 * readers of one mountinfo file take each other's events. */
-	drop_fd(state.wake_fd);
-	drop_fd(state.mounts_fd);
-	state.wake_fd = state.mounts_fd = -1;
+	state.wake_fd = state.mounts_fd = -1; /* closed at the fork */
 	state.worker_running = state.worker_fds_lost = state.stuck = false;
 	state.worker_exit = state.mounts_changed = false;
 	state.worker_tid = 0;
