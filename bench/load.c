@@ -85,6 +85,10 @@ struct load_row {
 	double cpu[LCOL_COUNT][MAX_ROUNDS];	/* CPU ns per request, all roles */
 	double syscalls[LCOL_COUNT][MAX_ROUNDS];	/* per request, all roles; < 0 unknown */
 	unsigned done[LCOL_COUNT];
+	/* One pair beside hogs: whether the pair's two ends ran on one CPU in
+	 * most of the round's looks (sleep_looking()), and whether it was looked
+	 * at (false: no looks, /proc unreadable). */
+	bool together[LCOL_COUNT][MAX_ROUNDS], placed[LCOL_COUNT][MAX_ROUNDS];
 	bool shm_used;				/* every TSSX client mapped a segment */
 	int error;
 };
@@ -520,6 +524,61 @@ static void sleep_ns(uint64_t ns)
 		;
 }
 
+/* The CPU pid ran on last (/proc/PID/stat, field 39), or -1. */
+static int cpu_of(pid_t pid)
+{
+	char path[64], line[1024];
+	const char *p;
+	FILE *f;
+	size_t n;
+	int field = 2;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	n = f ? fread(line, 1, sizeof(line) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	line[n] = '\0';
+	/* The name, field 2, may hold blanks and parentheses: after its last ')'. */
+	p = strrchr(line, ')');
+	while (p && *p && field < 39)
+		if (*p++ == ' ')
+			field++;
+	return p && *p >= '0' && *p <= '9' ? atoi(p) : -1;
+}
+
+/* One pair beside a hog per CPU: where its two ends run decides the round
+ * (docs/benchmark.md, "One pair beside hogs, by placement"): apart, each
+ * beside a hog, every answer is a wake-up of the other CPU; on one CPU it
+ * is not.  So the orchestrator looks where they are every
+ * LOAD_PLACE_LOOK_NS of the window and counts. */
+#define LOAD_PLACE_LOOK_NS 5000000u
+
+struct placement {
+	pid_t ends[2];
+	unsigned looks, together;
+};
+
+/* Sleeps ns, looking at the pair's ends (ends[0] > 0) on the way. */
+static void sleep_looking(uint64_t ns, struct placement *place)
+{
+	uint64_t end = bench_now_ns() + ns, now;
+
+	if (!place->ends[0]) {
+		sleep_ns(ns);
+		return;
+	}
+	while ((now = bench_now_ns()) < end && !bench_interrupted) {
+		int a = cpu_of(place->ends[0]), b = cpu_of(place->ends[1]);
+
+		if (a >= 0 && b >= 0) {
+			place->looks++;
+			place->together += a == b;
+		}
+		sleep_ns(end - now < LOAD_PLACE_LOOK_NS ? end - now : LOAD_PLACE_LOOK_NS);
+	}
+}
+
 /* The requests so far, once there is one more than `before`: a very short
  * round on a busy machine (a hog per CPU, other work) can end before any
  * round trip does; it goes on until one does, within LOAD_START_NS. */
@@ -633,11 +692,29 @@ static void remove_sockets(const struct bench_config *cfg)
 		closedir(dir);
 }
 
+/* The cell whose rounds are a lottery of placements: more of them. */
+static bool one_pair_beside_hogs(const struct load_row *row)
+{
+	return row->kind == LOAD_PAIRS_HOGS && row->n == 1;
+}
+
+/* Rounds of a row: LOAD_PLACE_ROUNDS times as many for one pair beside
+ * hogs, each as long as the other rows' rounds. */
+#define LOAD_PLACE_ROUNDS 3
+
+static unsigned rounds_of(const struct bench_config *cfg, const struct load_row *row)
+{
+	unsigned n = cfg->rounds * (one_pair_beside_hogs(row) ? LOAD_PLACE_ROUNDS : 1);
+
+	return n > MAX_ROUNDS ? MAX_ROUNDS : n;
+}
+
 /* One round of one column: rate and CPU per request into the row. */
 static int measure_round(const struct bench_config *cfg, struct load_row *row, int col, long nproc)
 {
 	struct load_topology t = topology_of(row, nproc);
 	struct load_procs procs = { .n = 0 };
+	struct placement place = { .ends = { 0, 0 } };
 	int counters = memfd_create("tssx-bench-load", MFD_CLOEXEC);
 	struct load_slot *slots = MAP_FAILED;
 	int ready[2] = { -1, -1 };
@@ -650,12 +727,17 @@ static int measure_round(const struct bench_config *cfg, struct load_row *row, i
 	if (slots == MAP_FAILED || pipe2(ready, O_CLOEXEC) < 0)
 		err = -errno;
 	else if (start_round(cfg, row, col, t, counters, ready, &procs) && clients_running(slots, t.clients)) {
+		/* The hogs first, then the server, then the client (start_round). */
+		if (one_pair_beside_hogs(row)) {
+			place.ends[0] = procs.pid[t.hogs];
+			place.ends[1] = procs.pid[t.hogs + 1];
+		}
 		sleep_ns(cfg->warmup_ns / cfg->rounds);
 		r0 = requests_of(slots, t.clients);
 		s0 = syscalls_counted(&procs);
 		c0 = cpu_ns_counted(&procs);
 		t0 = bench_now_ns();
-		sleep_ns(cfg->duration_ns / cfg->rounds);
+		sleep_looking(cfg->duration_ns / cfg->rounds, &place);
 		r1 = wait_for_a_request(slots, t.clients, r0);
 		s1 = syscalls_counted(&procs);
 		c1 = cpu_ns_counted(&procs);
@@ -663,6 +745,8 @@ static int measure_round(const struct bench_config *cfg, struct load_row *row, i
 		if (r1 > r0 && !bench_interrupted) {
 			row->rate[col][row->done[col]] = (double)(r1 - r0) * 1e9 / (double)(t1 - t0);
 			row->syscalls[col][row->done[col]] = s0 < 0 || s1 < 0 ? -1 : (double)(s1 - s0) / (double)(r1 - r0);
+			row->placed[col][row->done[col]] = place.looks > 0;
+			row->together[col][row->done[col]] = 2 * place.together > place.looks;
 			row->cpu[col][row->done[col]++] = (double)(c1 - c0) / (double)(r1 - r0);
 			err = 0;
 		}
@@ -730,6 +814,42 @@ static void print_rate(FILE *out, const struct load_row *row, int col)
 	fprintf(out, " %8.0f (%6.0f-%6.0f)", median, min, max);
 }
 
+/* The median rate of a column's rounds of one placement; the rounds in n. */
+static double placed_rate(const struct load_row *row, int col, bool together, unsigned *n)
+{
+	double rates[MAX_ROUNDS], lo, hi;
+
+	*n = 0;
+	for (unsigned r = 0; r < row->done[col]; r++)
+		if (row->placed[col][r] && row->together[col][r] == together)
+			rates[(*n)++] = row->rate[col][r];
+	return *n ? median_of(rates, *n, &lo, &hi) : 0;
+}
+
+/* One pair beside hogs by placement: TSSX against plain in like rounds. */
+static void print_placements(FILE *out, const struct load_row *row)
+{
+	fprintf(out, "  %s %u, by where the pair's two ends ran (in most looks, one every %u ms):\n",
+		kind_labels[row->kind], row->n, LOAD_PLACE_LOOK_NS / 1000000);
+	for (int together = 1; together >= 0; together--) {
+		unsigned n[LCOL_COUNT];
+		double rate[LCOL_COUNT];
+
+		fprintf(out, "    %-12s", together ? "on one CPU" : "on two CPUs");
+		for (int col = 0; col < LCOL_COUNT; col++) {
+			rate[col] = placed_rate(row, col, together, &n[col]);
+			fprintf(out, "  %s %u of %u rounds", col == LCOL_TSSX ? "TSSX" : "plain", n[col], row->done[col]);
+			if (n[col])
+				fprintf(out, ", %8.0f req/s", rate[col]);
+			else
+				fprintf(out, "%16s", "");
+		}
+		if (n[LCOL_PLAIN] && n[LCOL_TSSX])
+			fprintf(out, "  %5.2fx", rate[LCOL_TSSX] / rate[LCOL_PLAIN]);
+		fputc('\n', out);
+	}
+}
+
 static void print_load_table(FILE *out, const struct bench_config *cfg, struct load_row *rows,
 			     unsigned nrows, long nproc, double load)
 {
@@ -737,8 +857,9 @@ static void print_load_table(FILE *out, const struct bench_config *cfg, struct l
 		"load average %.2f at the start\n", nproc, load);
 	fprintf(out, "median (min-max) over %u alternating rounds of %.2f s; CPU and sys = CPU time\n"
 		"and system calls of all clients, servers and proxies per request (hogs not\n"
-		"counted; sys '-' when the kernel does not let the bench count them)\n\n", cfg->rounds,
-		(double)cfg->duration_ns / 1e9 / cfg->rounds);
+		"counted; sys '-' when the kernel does not let the bench count them; one pair\n"
+		"beside hogs: %u times the rounds, and by placement below)\n\n", cfg->rounds,
+		(double)cfg->duration_ns / 1e9 / cfg->rounds, LOAD_PLACE_ROUNDS);
 	fprintf(out, "%-25s %-24s %-24s %6s %9s %9s %5s %5s\n", "scenario", " plain req/s", " TSSX req/s", "ratio",
 		"CPU plain", "CPU TSSX", "sys", "sys");
 	for (unsigned i = 0; i < nrows; i++) {
@@ -777,6 +898,9 @@ static void print_load_table(FILE *out, const struct bench_config *cfg, struct l
 			fputs("  (TSSX not used!)", out);
 		fputc('\n', out);
 	}
+	for (unsigned i = 0; i < nrows; i++)
+		if (one_pair_beside_hogs(&rows[i]) && (rows[i].done[LCOL_PLAIN] || rows[i].done[LCOL_TSSX]))
+			print_placements(out, &rows[i]);
 }
 
 /* A {"median", "min", "max"} object of one column's rounds, or null. */
@@ -800,6 +924,21 @@ static void json_range(FILE *out, const double *v, unsigned n)
 	fputs(", \"max\": ", out);
 	bench_json_number(out, max);
 	fprintf(out, ", \"rounds\": %u}", n);
+}
+
+/* A column's rounds of one pair beside hogs by placement, as JSON. */
+static void print_placements_json(FILE *out, const struct load_row *row, int col)
+{
+	for (int together = 1; together >= 0; together--) {
+		double rates[MAX_ROUNDS];
+		unsigned n = 0;
+
+		for (unsigned r = 0; r < row->done[col]; r++)
+			if (row->placed[col][r] && row->together[col][r] == together)
+				rates[n++] = row->rate[col][r];
+		fprintf(out, ", \"req_per_s_%s\": ", together ? "one_cpu" : "two_cpus");
+		json_range(out, rates, n);
+	}
 }
 
 /* The load table as JSON (--load --json); `tssx bench --load --plot`
@@ -835,6 +974,8 @@ static void print_load_json(FILE *out, const struct bench_config *cfg, struct lo
 			json_range(out, row->cpu[col], row->done[col]);
 			fputs(", \"syscalls_per_req\": ", out);
 			json_range(out, row->syscalls[col], row->done[col]);
+			if (one_pair_beside_hogs(row))
+				print_placements_json(out, row, col);
 			fputc('}', out);
 		}
 		fprintf(out, ",\n     \"shared_memory\": %s, \"error\": ",
@@ -858,9 +999,11 @@ int load_main(const struct bench_config *cfg)
 		load = -1;
 	if (f)
 		fclose(f);
-	total = nrows * cfg->rounds * (cfg->library ? 2 : 1);
+	total = 0;
+	for (unsigned i = 0; i < nrows; i++)
+		total += rounds_of(cfg, &rows[i]) * (cfg->library ? 2 : 1);
 	for (unsigned i = 0; i < nrows && !bench_interrupted; i++)
-		for (unsigned round = 0; round < cfg->rounds && !bench_interrupted; round++)
+		for (unsigned round = 0; round < rounds_of(cfg, &rows[i]) && !bench_interrupted; round++)
 			for (int col = 0; col < LCOL_COUNT && !bench_interrupted; col++) {
 				int r;
 

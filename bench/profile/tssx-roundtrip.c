@@ -16,11 +16,19 @@
  * both ends on one) are processes of their own, each pinned after a batch
  * of warm-up (after the library counted the CPUs it may use: two ends on
  * one CPU as a wake-up can put them, docs/wait.md "Two ends on one CPU").
+ * A CPU given as "-" leaves that end where the scheduler puts it (a
+ * pair beside CPU-bound processes pinned by taskset, docs/benchmark.md
+ * "One pair beside hogs, by placement").
  * N round trips of SIZE bytes in batches of 1,000; prints the median
  * batch's time per round trip and the fastest and slowest batch, then
- * the client's and the server's voluntary context switches (sleeps).
+ * the client's and the server's voluntary context switches (sleeps), and
+ * per round trip of the whole run, warm-up included, the voluntary and
+ * involuntary switches and the CPU time of each end, and in how many
+ * round trips the client read the answer on the CPU that the server
+ * wrote it from.
  */
 #include <errno.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -64,10 +72,19 @@ static unsigned long number(const char *arg, unsigned long most)
 	return n;
 }
 
+#define ANY_CPU ULONG_MAX /* "-": not pinned */
+
+static unsigned long cpu_arg(const char *arg)
+{
+	return strcmp(arg, "-") == 0 ? ANY_CPU : number(arg, CPU_SETSIZE - 1);
+}
+
 static void pin(unsigned long cpu)
 {
 	cpu_set_t set;
 
+	if (cpu == ANY_CPU)
+		return;
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
 	if (sched_setaffinity(0, sizeof(set), &set) < 0)
@@ -89,6 +106,7 @@ static void measure(struct pair *pair, unsigned long n, unsigned long cpu)
 {
 	unsigned long batches = n / BATCH ? n / BATCH : 1;
 	double *ns = calloc(batches, sizeof(*ns));
+	double first = 0;
 	struct bench_stats stats;
 
 	if (!ns)
@@ -101,11 +119,13 @@ static void measure(struct pair *pair, unsigned long n, unsigned long cpu)
 		if (b)
 			ns[b - 1] = (double)(bench_now_ns() - start) / BATCH;
 		else
+			first = (double)(bench_now_ns() - start) / BATCH;
+		if (!b)
 			pin(cpu);
 	}
 	bench_stats_compute(ns, batches, &stats);
-	printf("median %.0f ns, min %.0f, max %.0f (%lu batches of %lu)\n", stats.median, stats.min, stats.max,
-	       batches, BATCH);
+	printf("median %.0f ns, min %.0f, max %.0f (%lu batches of %lu), the first batch (warm-up) %.0f\n", stats.median,
+	       stats.min, stats.max, batches, BATCH, first);
 	free(ns);
 }
 
@@ -115,6 +135,21 @@ static long sleeps(int who)
 
 	getrusage(who, &ru);
 	return ru.ru_nvcsw;
+}
+
+static double cpu_us(const struct rusage *ru)
+{
+	return (double)(ru->ru_utime.tv_sec + ru->ru_stime.tv_sec) * 1e6 + (double)(ru->ru_utime.tv_usec + ru->ru_stime.tv_usec);
+}
+
+/* Per round trip of the whole run: switches and CPU of one end. */
+static void per_round_trip(const char *who, int which, unsigned long total)
+{
+	struct rusage ru;
+
+	getrusage(which, &ru);
+	printf("%s per round trip: %.3f voluntary, %.3f involuntary switches, %.2f us CPU\n", who,
+	       (double)ru.ru_nvcsw / (double)total, (double)ru.ru_nivcsw / (double)total, cpu_us(&ru) / (double)total);
 }
 
 /* ---- raw: the bench's raw column (bench/raw.c) ---- */
@@ -174,10 +209,15 @@ static ssize_t write_some(int fd, void *buf, size_t len)
 	return write(fd, buf, len);
 }
 
+/* The CPU the server wrote its last answer from, shared by both ends. */
+static _Atomic int *answered_on;
+static unsigned long same_cpu;
+
 static void socket_round_trip(struct pair *p)
 {
 	full(write_some, p->fd, p->buf, p->size);
 	full(read, p->fd, p->buf, p->size);
+	same_cpu += sched_getcpu() == atomic_load_explicit(answered_on, memory_order_relaxed);
 }
 
 static void socket_serve(int fd, uint8_t *buf, size_t size, unsigned long total, unsigned long cpu)
@@ -186,6 +226,7 @@ static void socket_serve(int fd, uint8_t *buf, size_t size, unsigned long total,
 		if (i == BATCH)
 			pin(cpu);
 		full(read, fd, buf, size);
+		atomic_store_explicit(answered_on, sched_getcpu(), memory_order_relaxed);
 		full(write_some, fd, buf, size);
 	}
 }
@@ -204,8 +245,8 @@ int main(int argc, char **argv)
 		usage();
 	n = number(argv[at], 100000000);
 	pair.size = number(argv[at + 1], MAX_SIZE);
-	client_cpu = number(argv[at + 2], CPU_SETSIZE - 1);
-	server_cpu = number(argv[at + 3], CPU_SETSIZE - 1);
+	client_cpu = cpu_arg(argv[at + 2]);
+	server_cpu = cpu_arg(argv[at + 3]);
 	total = ((n / BATCH ? n / BATCH : 1) + 1) * BATCH;
 	if (!pair.size)
 		usage();
@@ -218,6 +259,9 @@ int main(int argc, char **argv)
 			die("mmap");
 		pair.round_trip = raw_round_trip;
 	} else {
+		answered_on = mmap(NULL, sizeof(*answered_on), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (answered_on == MAP_FAILED)
+			die("mmap");
 		if (snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", argv[2]) >= (int)sizeof(addr.sun_path))
 			usage();
 		listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -251,6 +295,10 @@ int main(int argc, char **argv)
 	if (waitpid(server, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
 		die("server");
 	printf("sleeps: client %ld, server %ld\n", sleeps(RUSAGE_SELF), sleeps(RUSAGE_CHILDREN));
+	per_round_trip("client", RUSAGE_SELF, total);
+	per_round_trip("server", RUSAGE_CHILDREN, total);
+	if (!raw)
+		printf("answers read on the CPU they were written from: %lu of %lu\n", same_cpu, total);
 	if (!raw)
 		unlink(argv[2]);
 	return 0;

@@ -135,6 +135,24 @@ python3 -c 'import json, sys; print(" ".join(r["scenario"] for r in json.load(op
 	"$TMP/load.json" >"$TMP/scenarios" || fail "--load JSON"
 [[ $(cat "$TMP/scenarios") == "pairs pairs pairs pairs pairs chain via epoll proxy chain via epoll proxy" ]] ||
 	fail "--load -t chain,pairs ran: $(cat "$TMP/scenarios")"
+# One pair beside hogs, a lottery of placements: three times the rounds,
+# each counted as on one CPU or on two (docs/benchmark.md, "One pair beside
+# hogs, by placement").
+TSSX_REGISTRY=$TMP "$TSSX_BENCH" --load -t hogs --duration 0.02 --rounds 1 --json \
+	>"$TMP/hogs.json" 2>/dev/null || fail "--load -t hogs failed"
+python3 - "$TMP/hogs.json" <<'PY' || fail "--load -t hogs: one pair's rounds by placement"
+import json, sys
+
+row = json.load(open(sys.argv[1]))["load"][0]
+plain = row["plain"]
+assert row["n"] == 1 and plain["req_per_s"]["rounds"] == 3, row
+placed = [plain.get(k) for k in ("req_per_s_one_cpu", "req_per_s_two_cpus")]
+assert sum(p["rounds"] for p in placed if p) == 3, row
+PY
+TSSX_REGISTRY=$TMP "$TSSX_BENCH" --load -t hogs --duration 0.02 --rounds 1 >"$TMP/hogs" 2>/dev/null ||
+	fail "--load -t hogs failed"
+grep -q "^  pairs + hogs 1, by where the pair's two ends ran" "$TMP/hogs" || fail "--load -t hogs: no placement lines"
+grep -q '^    on two CPUs  *plain [0-3] of 3 rounds' "$TMP/hogs" || fail "--load -t hogs: $(cat "$TMP/hogs")"
 
 if ! have_tssx; then
 	echo "SKIP: libtssx.so or tests/lib/with-registry not built yet"
