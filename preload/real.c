@@ -1,5 +1,6 @@
 /* Lazy resolution of the real libc functions behind the wrappers (real.h). */
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -31,3 +32,30 @@ void *tssx_real_resolve(void *_Atomic *slot, const char *symbol)
 	atomic_store_explicit(slot, fn, memory_order_release);
 	return fn;
 }
+
+/*
+ * Every slot still empty, resolved now.  Called by the fork() wrapper in
+ * the parent: each child would otherwise resolve what the parent never
+ * called, with a dlsym() that walks every library's symbol table after
+ * this one, and fault in the pages of those tables (fork copies no page
+ * table of a file's mapping).  A forking server (PostgreSQL's postmaster)
+ * pays that once instead of in every child.  A symbol libc lacks stays
+ * empty here: only its use aborts, as before.
+ */
+static atomic_bool all_resolved;
+
+#define TSSX_RESOLVE_SLOT(name)                                                               \
+	if (!atomic_load_explicit(&tssx_real_slot_##name, memory_order_relaxed)) {               \
+		void *fn = dlsym(RTLD_NEXT, #name);                                               \
+		if (fn)                                                                           \
+			atomic_store_explicit(&tssx_real_slot_##name, fn, memory_order_release);  \
+	}
+
+void tssx_real_resolve_all(void)
+{
+	if (atomic_load_explicit(&all_resolved, memory_order_relaxed))
+		return;
+	TSSX_SHIM_FUNCTIONS(TSSX_RESOLVE_SLOT)
+	atomic_store_explicit(&all_resolved, true, memory_order_relaxed);
+}
+#undef TSSX_RESOLVE_SLOT

@@ -17,6 +17,10 @@
 /* Resolves `symbol` into *slot; aborts with a message if libc lacks it. */
 __attribute__((cold)) void *tssx_real_resolve(void *_Atomic *slot, const char *symbol);
 
+/* Resolves every slot still empty (the fork() wrapper, in the parent:
+ * its children then resolve nothing). */
+__attribute__((cold)) void tssx_real_resolve_all(void);
+
 static inline void *tssx_real_load(void *_Atomic *slot, const char *symbol)
 {
 	void *fn = atomic_load_explicit(slot, memory_order_acquire);

@@ -34,10 +34,14 @@ extern char **environ;
  * (EPROTO).  The parent takes it first, as before a spawn and a
  * shutdown().  Not in a pthread_atfork() handler: the connection table's
  * handler holds the lock that a connection made ready needs.
+ * The real functions are all resolved first, once per process: a child
+ * that resolves one of its own walks every library's symbol table
+ * (docs/preload.md, "What a fork costs").
  */
 TSSX_EXPORT pid_t fork(void)
 {
 	tssx_conn_establish_all("no hello before fork");
+	tssx_real_resolve_all();
 	return TSSX_REAL(fork)();
 }
 

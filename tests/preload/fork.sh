@@ -11,7 +11,12 @@
 #  - a child whose registry client settles its parent's state only at
 #    its first call: its close-all loop closes every fd it lists without
 #    an error, then it, its own child and the parent after them connect
-#    over shared memory (py_fork.py).
+#    over shared memory (py_fork.py);
+#  - a child looks up no symbol: the fork() wrapper resolved every real
+#    function in the parent, so a child's first epoll_create1, epoll_ctl,
+#    epoll_wait and getpeername walk no library's symbol table (counted:
+#    the child's lookups under LD_DEBUG=symbols, every PLT bound at start;
+#    the library of before made 8, py_fork_resolve.py).
 NAME=fork
 source "$(dirname "$0")/lib.sh"
 
@@ -34,4 +39,12 @@ with_preload yes "${guard[@]}" python3 "$(dirname "$0")/py_fork.py" "$work/echo.
 	>"$work/py_fork.log" 2>&1 || fail "py_fork.py"
 wait_pid "$server_pid" || fail "echo server"
 (($(grep -c "shared memory" "$work/py_fork.log") == 4)) || fail "not every echo over shared memory"
+
+mkdir "$work/ld"
+child=$(LD_BIND_NOW=1 LD_DEBUG=symbols LD_DEBUG_OUTPUT="$work/ld/debug" env LD_PRELOAD="$preload" \
+	"${guard[@]}" python3 "$(dirname "$0")/py_fork_resolve.py") || fail "py_fork_resolve.py"
+[[ $child =~ ^[0-9]+$ ]] || fail "py_fork_resolve.py printed no pid"
+lookups=$(cat "$work/ld"/debug.* | grep -c "^ *$child:.*symbol=" || true)
+((lookups == 0)) || fail "a fork's child looked up $lookups symbols: $(cat "$work/ld"/debug.* |
+	grep "^ *$child:.*symbol=" | grep -o "symbol=[^;]*" | sort -u | tr '\n' ' ')"
 exit 0
