@@ -44,6 +44,7 @@ struct tssx_options {
 	uint64_t spin_ns;
 	uint64_t yield_ns;
 	unsigned short_calls; /* 0: never judge connections short */
+	bool recycle; /* segments recycled per server (docs/data-path.md) */
 	int log_level;
 };
 

@@ -152,7 +152,11 @@ static void describe_socket(struct tssx_conn_slot *slot, int fd, bool server, bo
 	slot->fd = fd;
 	slot->server = server;
 	slot->socket_ino = known->socket_ino ? known->socket_ino : fstat(fd, &st) == 0 ? st.st_ino : 0;
-	slot->peer_pid = TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0 ? cred.pid : 0;
+	if (known->peer_pid)
+		slot->peer_pid = known->peer_pid;
+	else
+		slot->peer_pid =
+			TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) == 0 ? cred.pid : 0;
 	/* The server's address is the server's own name and the client's peer. */
 	if (known->server && known->server[0])
 		copy_cut(slot->path, sizeof(slot->path), known->server);

@@ -22,6 +22,7 @@ struct tssx_conn_known {
 	uint64_t socket_ino;
 	const char *server; /* the server's address */
 	const char *client; /* a TSSX client's bound name */
+	pid_t peer_pid;     /* SO_PEERCRED's, 0: ask the socket */
 };
 
 /* A TSSX connection on fd is ready: its slot, or NULL when not listed.

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
@@ -23,6 +24,7 @@
 
 #include "conn/bell.h"
 #include "conn/fault.h"
+#include "conn/recycle.h"
 #include "conn/stream.h"
 #include "conn/unseen.h"
 #include "init.h"
@@ -439,13 +441,17 @@ int tssx_conn_wake_fd(struct tssx_conn *conn)
 static void conn_free(struct tssx_conn *conn)
 {
 	tssx_bell_forget(conn);
-	close_kept(&conn->memfd);
 	close_kept(&conn->wake);
 	close_kept(&conn->held);
 	close_kept(&conn->own_eventfd);
 	close_kept(&conn->peer_eventfd);
 	tssx_ancillary_release(&conn->ancillary);
-	tssx_segment_detach(&conn->seg);
+	/* Last: a server releases the segment here, once nothing of this
+	 * process uses it (conn/recycle.h). */
+	if (!tssx_recycle_put(conn)) {
+		close_kept(&conn->memfd);
+		tssx_segment_detach(&conn->seg);
+	}
 	if (!conn->pair_left)
 		tssx_side_locks_leave(conn->locks);
 	conn->pair_left = false;
@@ -488,9 +494,10 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);
 	tssx_conn_arm(conn, conn->armed_while_pending, TSSX_BELL_SOCKET, NULL);
 	tssx_conn_arm_barrier();
-	known = (struct tssx_conn_known){ conn->sock_ino, conn->server_name, conn->client_name };
+	known = (struct tssx_conn_known){ conn->sock_ino, conn->server_name, conn->client_name, conn->peer_cred.pid };
 	atomic_store(&conn->slot, tssx_conn_list_add(fd, conn->server, &known, &conn->stats, sizeof(struct tssx_hello)));
-	log_info("fd %d: shared memory, %s", fd, conn->server ? "server" : "client");
+	log_info("fd %d: shared memory, %s%s", fd, conn->server ? "server" : "client",
+		 !conn->recycled ? "" : conn->server ? ", mapping recycled" : ", segment recycled");
 }
 
 /* Closes the count fds at fds that are open, and marks each -1: a
@@ -562,17 +569,22 @@ static void make_bells(struct tssx_client_prep *prep)
 	close_bells(prep->bells);
 }
 
-int tssx_conn_prepare(struct tssx_client_prep *prep)
+int tssx_conn_prepare(struct tssx_client_prep *prep, const struct sockaddr *addr, socklen_t addrlen)
 {
-	int ret;
+	int ret = 0;
 
 	prep->memfd = -1;
 	prep->bells[TSSX_HELLO_CLIENT_BELL] = prep->bells[TSSX_HELLO_SERVER_BELL] = -1;
+	prep->addr = (const struct sockaddr_un *)addr;
+	prep->addrlen = addrlen;
 	prep->conn = conn_new(-1, false, NULL);
 	if (!prep->conn)
 		return -ENOMEM;
-	ret = tssx_segment_create(&prep->conn->seg, tssx_opts.ring_size, tssx_opts.ring_size,
-				  &prep->memfd, &prep->hello);
+	if (tssx_recycle_take(prep->addr, addrlen, &prep->conn->seg, &prep->memfd, &prep->cred, &prep->hello))
+		prep->conn->recycled = true;
+	else
+		ret = tssx_segment_create(&prep->conn->seg, tssx_opts.ring_size, tssx_opts.ring_size, &prep->memfd,
+					  &prep->hello);
 	if (ret < 0) {
 		tssx_conn_abandon(prep);
 		return ret;
@@ -593,12 +605,53 @@ void tssx_conn_abandon(struct tssx_client_prep *prep)
 	prep->conn = NULL;
 }
 
+/* The connected server's credentials into conn, and the pool's key with
+ * them; a recycled segment of another server (a new process at the
+ * address) is replaced by a new one.  0 or -errno. */
+static int check_server(int fd, struct tssx_client_prep *prep)
+{
+	struct tssx_conn *conn = prep->conn;
+	socklen_t len = sizeof(conn->peer_cred);
+	bool known = TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_PEERCRED, &conn->peer_cred, &len) == 0 &&
+		     conn->peer_cred.pid > 0;
+	size_t key_len = (size_t)prep->addrlen - offsetof(struct sockaddr_un, sun_path);
+	int ret;
+
+	if (!known)
+		memset(&conn->peer_cred, 0, sizeof(conn->peer_cred));
+	if (conn->recycled && (!known || conn->peer_cred.pid != prep->cred.pid || conn->peer_cred.uid != prep->cred.uid ||
+			       conn->peer_cred.gid != prep->cred.gid)) {
+		bool bells = prep->hello.bell_fds;
+
+		log_debug("fd %d: another server at the address: a new segment", fd);
+		conn->recycled = false;
+		tssx_segment_detach(&conn->seg);
+		TSSX_REAL(close)(prep->memfd);
+		ret = tssx_segment_create(&conn->seg, tssx_opts.ring_size, tssx_opts.ring_size, &prep->memfd,
+					  &prep->hello);
+		if (ret < 0)
+			return ret;
+		prep->hello.bell_fds = bells ? TSSX_HELLO_BELL_FDS : 0;
+		conn_bind_rings(conn);
+	}
+	if (known && key_len <= sizeof(conn->recycle_key) && prep->addrlen > offsetof(struct sockaddr_un, sun_path)) {
+		if (prep->addr->sun_path[0])
+			key_len = strnlen(prep->addr->sun_path, key_len);
+		memcpy(conn->recycle_key, prep->addr->sun_path, key_len);
+		conn->recycle_key_len = (uint8_t)key_len;
+	}
+	return 0;
+}
+
 int tssx_conn_connect(int fd, struct tssx_client_prep *prep)
 {
 	struct tssx_conn *conn = prep->conn;
+	bool recycled = conn->recycled;
 	int ret;
 
-	ret = send_hello(fd, &prep->hello, prep->memfd, prep->bells);
+	ret = check_server(fd, prep);
+	if (ret == 0)
+		ret = send_hello(fd, &prep->hello, prep->memfd, prep->bells);
 	if (ret == 0) {
 		atomic_store(&conn->fd, fd);
 		ret = tssx_table_set(fd, &conn->obj);
@@ -607,7 +660,14 @@ int tssx_conn_connect(int fd, struct tssx_client_prep *prep)
 		tssx_conn_abandon(prep);
 		return log_error(ret, "fd %d: TSSX handshake failed: %s", fd, strerror(-ret));
 	}
-	keep_memfd(conn, prep->memfd);
+	if (recycled && conn->recycled) {
+		/* Among the kept numbers already, where the pool kept it. */
+		tssx_kept_lock();
+		keep_fd(&conn->memfd, prep->memfd);
+		tssx_kept_unlock();
+	} else {
+		keep_memfd(conn, prep->memfd);
+	}
 	keep_bells(conn, prep->bells[TSSX_HELLO_CLIENT_BELL], prep->bells[TSSX_HELLO_SERVER_BELL]);
 	prep->bells[TSSX_HELLO_CLIENT_BELL] = prep->bells[TSSX_HELLO_SERVER_BELL] = -1;
 	conn->destination = prep->destination;
@@ -826,6 +886,34 @@ static int attach_failure(int ret, char *why, size_t size)
 	return -EPROTO;
 }
 
+/*
+ * The server maps the hello's memfd after its checks, or takes its own
+ * idle mapping of the same file (conn/recycle.h): then fds->fd[0] is the
+ * fd the pool kept, and the hello's is closed.  0 or -errno as
+ * tssx_segment_attach().
+ */
+static int attach(struct tssx_conn *conn, struct hello_fds *fds, const struct tssx_hello *hello)
+{
+	uint64_t dev, ino;
+	void *base;
+	int kept = -1, ret = tssx_segment_check(fds->fd[0], hello, &dev, &ino);
+
+	if (ret < 0)
+		return ret;
+	conn->seg_dev = dev;
+	conn->seg_ino = ino;
+	base = tssx_recycle_mapping(fds->fd[0], dev, ino, hello->segment_size, &kept);
+	ret = tssx_segment_attach_checked(&conn->seg, fds->fd[0], hello, base);
+	if (base) {
+		if (ret < 0)
+			munmap(base, hello->segment_size);
+		TSSX_REAL(close)(fds->fd[0]);
+		fds->fd[0] = kept;
+		conn->recycled = ret == 0;
+	}
+	return ret;
+}
+
 /* Reads and checks the hello, maps the segment.  Called under the lock. */
 static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 {
@@ -850,7 +938,7 @@ static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 	if (ret == 0)
 		ret = hello_bells(fd, &fds, why, sizeof(why));
 	if (ret == 0) {
-		ret = tssx_segment_attach(&conn->seg, fds.fd[0], &hello);
+		ret = attach(conn, &fds, &hello);
 		if (ret < 0)
 			ret = attach_failure(ret, why, sizeof(why));
 	}
@@ -858,7 +946,14 @@ static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 		close_fds(fds.fd, 1 + TSSX_HELLO_BELL_FDS);
 		return tssx_conn_fail(conn, fd, -ret, why[0] ? why : reason);
 	}
-	keep_memfd(conn, fds.fd[0]);
+	if (conn->recycled) {
+		/* The pool's fd of the same file, among the kept numbers. */
+		tssx_kept_lock();
+		keep_fd(&conn->memfd, fds.fd[0]);
+		tssx_kept_unlock();
+	} else {
+		keep_memfd(conn, fds.fd[0]);
+	}
 	keep_bells(conn, fds.fd[1 + TSSX_HELLO_SERVER_BELL], fds.fd[1 + TSSX_HELLO_CLIENT_BELL]);
 	atomic_fetch_add(&conn->stats.sock_received, (uint64_t)n);
 	conn_bind_rings(conn);

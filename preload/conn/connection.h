@@ -59,6 +59,16 @@ struct tssx_conn {
 	 * exiting or exec'ing: tssx_conn_leave_pairs). */
 	bool pair_left;
 	bool server; /* the first member a reuse clears */
+	/* Segments recycled (conn/recycle.h): a client's server address,
+	 * the pool's key (recycle_key_len 0: its segment is not pooled), and
+	 * SO_PEERCRED of its server after the connect; a server's memfd's
+	 * device and inode (0: not known); whether this end's segment (the
+	 * client's) or mapping (the server's) was recycled. */
+	uint8_t recycle_key_len;
+	bool recycled;
+	char recycle_key[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct ucred peer_cred;
+	uint64_t seg_dev, seg_ino;
 	/* tssx_unseen_forks() when it was made, and whether it may never go
 	 * cold in an epoll set (duplicated, or handed over at exec):
 	 * conn/unseen.h. */
@@ -201,11 +211,16 @@ struct tssx_client_prep {
 	int memfd;
 	int bells[TSSX_HELLO_BELL_FDS]; /* -1 each without them */
 	struct tssx_destination *destination; /* the connection's, or NULL */
+	/* The server's address, the recycling pool's key (conn/recycle.h). */
+	const struct sockaddr_un *addr;
+	socklen_t addrlen;
+	struct ucred cred; /* a recycled segment's server */
 };
 
-/* Client, before the real connect: the connection and its segment.
- * Returns 0 or -errno (the caller then stays plain). */
-int tssx_conn_prepare(struct tssx_client_prep *prep);
+/* Client, before the real connect to addr: the connection and its
+ * segment (a recycled one of that server's when there is one).  Returns 0
+ * or -errno (the caller then stays plain). */
+int tssx_conn_prepare(struct tssx_client_prep *prep, const struct sockaddr *addr, socklen_t addrlen);
 /* Client, after the real connect succeeded: hello, fd table.  Consumes
  * prep.  On failure nothing is left behind (the caller fails the connect). */
 int tssx_conn_connect(int fd, struct tssx_client_prep *prep);

@@ -38,16 +38,27 @@ static bool word_in(const char *value, const char *const *words, size_t count)
 	return false;
 }
 
-static bool parse_disable(const char *value, struct tssx_options *opts)
+/* A yes/no word into *flag; false when it is neither. */
+static bool parse_flag(const char *value, bool *flag)
 {
 	static const char *const yes[] = { "1", "yes", "true", "on" };
 	static const char *const no[] = { "0", "no", "false", "off" };
-	bool disabled = word_in(value, yes, ARRAY_SIZE(yes));
+	bool set = word_in(value, yes, ARRAY_SIZE(yes));
 
-	if (!disabled && !word_in(value, no, ARRAY_SIZE(no)))
+	if (!set && !word_in(value, no, ARRAY_SIZE(no)))
 		return false;
-	opts->disabled = disabled;
+	*flag = set;
 	return true;
+}
+
+static bool parse_disable(const char *value, struct tssx_options *opts)
+{
+	return parse_flag(value, &opts->disabled);
+}
+
+static bool parse_recycle(const char *value, struct tssx_options *opts)
+{
+	return parse_flag(value, &opts->recycle);
 }
 
 static bool copy_value(const char *value, char *dst, size_t size)
@@ -204,6 +215,7 @@ static const struct variable variables[] = {
 	{ "TSSX_SPIN_NS", parse_spin_ns, "expected nanoseconds from 0 to 1000000000", "20000" },
 	{ "TSSX_YIELD_NS", parse_yield_ns, "expected nanoseconds from 0 to 1000000000", "200000" },
 	{ "TSSX_SHORT_CALLS", parse_short_calls, "expected a number of calls from 0 to 1000000", "16" },
+	{ "TSSX_RECYCLE", parse_recycle, "expected 1, yes, true, on, 0, no, false or off", "1" },
 	{ "TSSX_LOG", parse_log, "expected none, error, warn, info, debug or 0 to 4", "warn" },
 };
 
@@ -216,6 +228,7 @@ static void set_defaults(struct tssx_options *opts)
 	opts->spin_ns = DEFAULT_SPIN_NS;
 	opts->yield_ns = DEFAULT_YIELD_NS;
 	opts->short_calls = DEFAULT_SHORT_CALLS;
+	opts->recycle = true;
 	opts->registry_timeout_ms = TSSX_REGISTRY_TIMEOUT_MS_DEFAULT;
 	opts->log_level = TSSX_LOG_WARN;
 }

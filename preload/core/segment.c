@@ -88,11 +88,13 @@ static void attach_rings(struct tssx_segment *seg, const uint64_t capacity[2])
 				 base + TSSX_SEGMENT_SMALL_OFFSET(dir), base + l.data[dir], capacity[dir]);
 }
 
+static void write_first_page(struct tssx_segment *seg, uint64_t c2s_capacity, uint64_t s2c_capacity,
+			     struct tssx_hello *hello);
+
 int tssx_segment_create(struct tssx_segment *seg, uint64_t c2s_capacity,
 			uint64_t s2c_capacity, int *memfd, struct tssx_hello *hello)
 {
 	size_t size = tssx_segment_size(c2s_capacity, s2c_capacity);
-	struct tssx_segment_header *header;
 	int r;
 
 	*memfd = -1;
@@ -110,19 +112,67 @@ int tssx_segment_create(struct tssx_segment *seg, uint64_t c2s_capacity,
 	if (r < 0)
 		return r;
 
-	header = seg->base;
+	write_first_page(seg, c2s_capacity, s2c_capacity, hello);
+	return 0;
+}
+
+/* The header, the control blocks and the hello of a segment the peer does
+ * not use (new, or recycled and zeroed). */
+static void write_first_page(struct tssx_segment *seg, uint64_t c2s_capacity, uint64_t s2c_capacity,
+			     struct tssx_hello *hello)
+{
+	struct tssx_segment_header *header = seg->base;
+	const uint64_t capacity[2] = { c2s_capacity, s2c_capacity };
+
 	header->magic = TSSX_SEGMENT_MAGIC;
 	header->version = TSSX_PROTOCOL_VERSION;
 	header->ring_capacity[TSSX_C2S] = c2s_capacity;
 	header->ring_capacity[TSSX_S2C] = s2c_capacity;
-	attach_rings(seg, header->ring_capacity);
+	__atomic_store_n(&header->released, 0, __ATOMIC_RELAXED);
+	/* From the local values, never from the header the peer can write. */
+	attach_rings(seg, capacity);
 	tssx_ring_ctl_init(seg->ring[TSSX_C2S].ctl);
 	tssx_ring_ctl_init(seg->ring[TSSX_S2C].ctl);
 	tssx_hello_init(hello, c2s_capacity, s2c_capacity);
+}
+
+int tssx_segment_renew(struct tssx_segment *seg, uint64_t c2s_capacity, uint64_t s2c_capacity,
+		       struct tssx_hello *hello)
+{
+	struct layout l = layout_of(c2s_capacity, s2c_capacity);
+	const struct tssx_ring_ctl *ctl[2] = { (const void *)((uint8_t *)seg->base + l.ctl[TSSX_C2S]),
+					       (const void *)((uint8_t *)seg->base + l.ctl[TSSX_S2C]) };
+
+	if (!seg->base || seg->size != l.size)
+		return -EINVAL;
+	/* Either ring grew (by its grown word, which the peer may have
+	 * written: a wrong value costs a call or keeps the pages it
+	 * touched, never more than the segment): its data area's pages go
+	 * back, as a new segment has none. */
+	if ((atomic_load_explicit(&ctl[TSSX_C2S]->grown, memory_order_relaxed) ||
+	     atomic_load_explicit(&ctl[TSSX_S2C]->grown, memory_order_relaxed)) &&
+	    madvise((uint8_t *)seg->base + l.data[TSSX_C2S], l.size - l.data[TSSX_C2S], MADV_REMOVE) < 0)
+		return log_error(-errno, "giving back a recycled segment's data areas: %m");
+	memset(seg->base, 0, l.data[TSSX_C2S]);
+	write_first_page(seg, c2s_capacity, s2c_capacity, hello);
 	return 0;
 }
 
-static int check_memfd(int memfd, const struct tssx_hello *hello)
+void tssx_segment_release(struct tssx_segment *seg)
+{
+	struct tssx_segment_header *header = seg->base;
+
+	__atomic_store_n(&header->released, TSSX_SEGMENT_RELEASED, __ATOMIC_RELEASE);
+}
+
+bool tssx_segment_released(const struct tssx_segment *seg)
+{
+	const struct tssx_segment_header *header = seg->base;
+
+	return __atomic_load_n(&header->released, __ATOMIC_ACQUIRE) == TSSX_SEGMENT_RELEASED;
+}
+
+int tssx_segment_check(int memfd, const struct tssx_hello *hello, uint64_t *dev, uint64_t *ino)
 {
 	int seals = fcntl(memfd, F_GET_SEALS);
 	struct stat st;
@@ -134,6 +184,8 @@ static int check_memfd(int memfd, const struct tssx_hello *hello)
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != hello->segment_size)
 		return log_error(-EINVAL, "peer's segment has %lld bytes, its hello says %llu",
 				 (long long)st.st_size, (unsigned long long)hello->segment_size);
+	*dev = st.st_dev;
+	*ino = st.st_ino;
 	return 0;
 }
 
@@ -148,21 +200,34 @@ static bool header_matches(const struct tssx_segment *seg, const struct tssx_hel
 	       header.ring_capacity[TSSX_S2C] == hello->ring_capacity[TSSX_S2C];
 }
 
-int tssx_segment_attach(struct tssx_segment *seg, int memfd, const struct tssx_hello *hello)
+int tssx_segment_attach_checked(struct tssx_segment *seg, int memfd, const struct tssx_hello *hello, void *base)
 {
-	int r = check_memfd(memfd, hello);
+	if (base) {
+		seg->base = base;
+		seg->size = hello->segment_size;
+	} else {
+		int r = map_segment(seg, memfd, hello->segment_size);
 
-	if (r < 0)
-		return r;
-	r = map_segment(seg, memfd, hello->segment_size);
-	if (r < 0)
-		return r;
+		if (r < 0)
+			return r;
+	}
 	if (!header_matches(seg, hello)) {
-		tssx_segment_detach(seg);
+		if (base)
+			memset(seg, 0, sizeof(*seg));
+		else
+			tssx_segment_detach(seg);
 		return log_error(-EINVAL, "peer's segment header disagrees with its hello");
 	}
 	attach_rings(seg, hello->ring_capacity);
 	return 0;
+}
+
+int tssx_segment_attach(struct tssx_segment *seg, int memfd, const struct tssx_hello *hello)
+{
+	uint64_t dev, ino;
+	int r = tssx_segment_check(memfd, hello, &dev, &ino);
+
+	return r < 0 ? r : tssx_segment_attach_checked(seg, memfd, hello, NULL);
 }
 
 void tssx_segment_detach(struct tssx_segment *seg)

@@ -452,7 +452,7 @@ static int connect_tssx(int fd, const struct sockaddr *addr, socklen_t len, stru
 	enum client_path path = CLIENT_BIND;
 	int ret;
 
-	ret = tssx_conn_prepare(&prep);
+	ret = tssx_conn_prepare(&prep, addr, len);
 	prep.destination = dest;
 	if (ret == 0) {
 		server_name_of(prep.conn->server_name, sizeof(prep.conn->server_name), addr, len);

@@ -59,6 +59,7 @@ static void assert_defaults(const struct tssx_options *opts)
 	assert_int_equal(opts->spin_ns, 20000);
 	assert_int_equal(opts->yield_ns, 200000);
 	assert_int_equal(opts->short_calls, 16);
+	assert_true(opts->recycle);
 	assert_int_equal(opts->registry_timeout_ms, 50);
 	assert_int_equal(opts->log_level, TSSX_LOG_WARN);
 }
@@ -82,7 +83,7 @@ static void test_defaults(void **state)
 	/* Empty means unset. */
 	const char *names[] = { "TSSX_DISABLE", "TSSX_REGISTRY", "TSSX_REGISTRY_TIMEOUT",
 				"TSSX_INCLUDE", "TSSX_EXCLUDE", "TSSX_RING_SIZE", "TSSX_SPIN_NS",
-				"TSSX_YIELD_NS", "TSSX_SHORT_CALLS", "TSSX_LOG" };
+				"TSSX_YIELD_NS", "TSSX_SHORT_CALLS", "TSSX_RECYCLE", "TSSX_LOG" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		opts = parse_one(names[i], "");
@@ -107,6 +108,17 @@ static void test_disable(void **state)
 	assert_rejected("TSSX_DISABLE", "maybe");
 	assert_rejected("TSSX_DISABLE", "2");
 	assert_rejected("TSSX_DISABLE", " 1");
+}
+
+static void test_recycle(void **state)
+{
+	(void)state;
+	assert_false(parse_one("TSSX_RECYCLE", "0").recycle);
+	assert_false(parse_one("TSSX_RECYCLE", "off").recycle);
+	assert_true(parse_one("TSSX_RECYCLE", "1").recycle);
+	assert_true(parse_one("TSSX_RECYCLE", "Yes").recycle);
+	assert_false(parse_one("TSSX_RECYCLE", "no").disabled); /* the others stay */
+	assert_rejected("TSSX_RECYCLE", "sometimes");
 }
 
 static void test_registry(void **state)
@@ -289,6 +301,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_disable),
+		cmocka_unit_test(test_recycle),
 		cmocka_unit_test(test_registry),
 		cmocka_unit_test(test_patterns_too_long),
 		cmocka_unit_test(test_ring_size),

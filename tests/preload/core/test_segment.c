@@ -78,6 +78,69 @@ static void test_round_trip(void **state)
 	assert_int_equal(ftruncate(p->memfd, p->hello.segment_size * 2), -1);
 }
 
+/* A recycled segment (docs/data-path.md, "Segments recycled"): the
+ * server's release is seen by the client; renewing zeroes every word the
+ * peer wrote on the first page, gives back a grown data area, clears the
+ * release; the server's kept mapping serves the next connection as a new
+ * one would, and a header the peer spoiled meanwhile is refused without
+ * unmapping the kept mapping. */
+static void test_recycle(void **state)
+{
+	struct pair *p = *state;
+	struct tssx_hello parsed, again;
+	struct tssx_segment kept;
+	uint64_t dev, ino, dev2, ino2;
+	uint8_t *server_page;
+	char big[4096];
+
+	assert_int_equal(tssx_hello_parse(&p->hello, sizeof(p->hello), &parsed, NULL), 0);
+	assert_int_equal(tssx_segment_check(p->memfd, &parsed, &dev, &ino), 0);
+	assert_int_equal(tssx_segment_attach_checked(&p->server, p->memfd, &parsed, NULL), 0);
+	assert_false(tssx_segment_released(&p->client));
+	send_bytes(&p->client.ring[TSSX_C2S], &p->server.ring[TSSX_C2S], "ping");
+	/* A write that does not fit the small area grows the ring. */
+	memset(big, 'b', sizeof(big));
+	{
+		struct iovec out = { big, sizeof(big) };
+
+		assert_int_equal(tssx_ring_write(&p->server.ring[TSSX_S2C], &out, 1), sizeof(big));
+	}
+	/* The peer's scribbles all over the first page, then its release. */
+	server_page = p->server.base;
+	memset(server_page + sizeof(struct tssx_segment_header), 0x5a,
+	       4096 - sizeof(struct tssx_segment_header));
+	tssx_segment_release(&p->server);
+	assert_true(tssx_segment_released(&p->client));
+
+	assert_int_equal(tssx_segment_renew(&p->client, C2S_CAP, S2C_CAP, &again), 0);
+	assert_false(tssx_segment_released(&p->client));
+	assert_memory_equal(&again, &p->hello, sizeof(again));
+	for (size_t i = sizeof(struct tssx_segment_header); i < 4096; i++) {
+		if (server_page[i] == 0x5a)
+			fail_msg("byte %zu of the first page kept the peer's value", i);
+	}
+	/* The grown s2c area's page was given back: zeros again. */
+	assert_int_equal(((uint8_t *)p->server.ring[TSSX_S2C].data)[0], 0);
+	/* A segment of other capacities cannot be renewed as this one. */
+	assert_int_equal(tssx_segment_renew(&p->client, S2C_CAP, S2C_CAP, &again), -EINVAL);
+
+	/* The server takes its kept mapping for the same memfd. */
+	assert_int_equal(tssx_segment_check(p->memfd, &parsed, &dev2, &ino2), 0);
+	assert_true(dev2 == dev && ino2 == ino);
+	memset(&kept, 0, sizeof(kept));
+	assert_int_equal(tssx_segment_attach_checked(&kept, p->memfd, &parsed, p->server.base), 0);
+	assert_ptr_equal(kept.base, p->server.base);
+	assert_int_equal(tssx_ring_writable(&kept.ring[TSSX_C2S]), C2S_CAP);
+	send_bytes(&p->client.ring[TSSX_C2S], &kept.ring[TSSX_C2S], "again");
+	/* A header spoiled before the check: refused, the mapping left. */
+	((struct tssx_segment_header *)p->client.base)->magic ^= 1;
+	tssx_log_level = TSSX_LOG_NONE;
+	memset(&kept, 0, sizeof(kept));
+	assert_int_equal(tssx_segment_attach_checked(&kept, p->memfd, &parsed, p->server.base), -EINVAL);
+	assert_null(kept.base);
+	assert_int_equal(server_page[sizeof(uint32_t)], ((uint8_t *)p->client.base)[sizeof(uint32_t)]);
+}
+
 static void test_unsealed(void **state)
 {
 	struct pair *p = *state;
@@ -184,6 +247,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip, create, destroy),
+		cmocka_unit_test_setup_teardown(test_recycle, create, destroy),
 		cmocka_unit_test_setup_teardown(test_unsealed, create, destroy),
 		cmocka_unit_test_setup_teardown(test_wrong_size, create, destroy),
 		cmocka_unit_test_setup_teardown(test_corrupted_header, create, destroy),
