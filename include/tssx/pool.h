@@ -1,9 +1,8 @@
 /*
  * The bookkeeping of a small pool of idle items, each under a key
  * (docs/data-path.md, "Segments recycled"): a client's segments per
- * server (preload/conn/recycle.c, the key the server's address and
- * credentials), and a server's mappings per memfd (the key the memfd's
- * device and inode).
+ * server (preload/conn/recycle.c, the key the server's address), and a
+ * server's mappings per memfd (the key the memfd's device and inode).
  *
  * Pure: the caller owns the items and their memory, the clock and the
  * lock; the pool holds pointers.  Bounded: at most per_key items of one
@@ -20,7 +19,7 @@
 #include <stdint.h>
 
 #define TSSX_POOL_SLOTS 16u
-/* sun_path and the server's pid, uid and gid. */
+/* A whole sun_path (108 bytes) fits. */
 #define TSSX_POOL_KEY_MAX 128u
 
 struct tssx_pool_slot {

@@ -614,7 +614,8 @@ static int check_server(int fd, struct tssx_client_prep *prep)
 	socklen_t len = sizeof(conn->peer_cred);
 	bool known = TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_PEERCRED, &conn->peer_cred, &len) == 0 &&
 		     conn->peer_cred.pid > 0;
-	size_t key_len = (size_t)prep->addrlen - offsetof(struct sockaddr_un, sun_path);
+	const char *key = NULL;
+	size_t key_len = tssx_recycle_key(prep->addr, prep->addrlen, &key);
 	int ret;
 
 	if (!known)
@@ -634,10 +635,8 @@ static int check_server(int fd, struct tssx_client_prep *prep)
 		prep->hello.bell_fds = bells ? TSSX_HELLO_BELL_FDS : 0;
 		conn_bind_rings(conn);
 	}
-	if (known && key_len <= sizeof(conn->recycle_key) && prep->addrlen > offsetof(struct sockaddr_un, sun_path)) {
-		if (prep->addr->sun_path[0])
-			key_len = strnlen(prep->addr->sun_path, key_len);
-		memcpy(conn->recycle_key, prep->addr->sun_path, key_len);
+	if (known && key_len) {
+		memcpy(conn->recycle_key, key, key_len);
 		conn->recycle_key_len = (uint8_t)key_len;
 	}
 	return 0;
@@ -1035,13 +1034,14 @@ void tssx_conn_establish_all(const char *why)
 }
 
 int tssx_conn_accept(int fd, const struct sockaddr_un *peer, socklen_t peerlen, const struct sockaddr_un *self,
-		     socklen_t selflen)
+		     socklen_t selflen, bool listened_here)
 {
 	struct tssx_conn *conn = conn_new(fd, true, NULL);
 	int ret;
 
 	if (!conn)
 		return -ENOMEM;
+	conn->listened_here = listened_here;
 	if (peer)
 		tssx_conn_list_name(conn->client_name, sizeof(conn->client_name), peer, peerlen);
 	if (self)

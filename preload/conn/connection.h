@@ -66,6 +66,10 @@ struct tssx_conn {
 	 * client's) or mapping (the server's) was recycled. */
 	uint8_t recycle_key_len;
 	bool recycled;
+	/* A server's, accepted on a listener whose last listen() was this
+	 * process's: the one its client checks by SO_PEERCRED.  Only such a
+	 * connection's mapping is kept (conn/recycle.h). */
+	bool listened_here;
 	char recycle_key[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct ucred peer_cred;
 	uint64_t seg_dev, seg_ino;
@@ -227,10 +231,11 @@ int tssx_conn_connect(int fd, struct tssx_client_prep *prep);
 /* Client, when the real connect failed: releases prep. */
 void tssx_conn_abandon(struct tssx_client_prep *prep);
 /* Server, after the real accept of a TSSX client (its address peer, and
- * the server's own name self, each NULL if not known): a connection whose
+ * the server's own name self, each NULL if not known; listened_here: on a
+ * listener whose last listen() was this process's): a connection whose
  * hello is read now if it is there, later otherwise. */
 int tssx_conn_accept(int fd, const struct sockaddr_un *peer, socklen_t peerlen, const struct sockaddr_un *self,
-		     socklen_t selflen);
+		     socklen_t selflen, bool listened_here);
 /* Completes a pending handshake, waiting up to timeout_ms (-1: forever)
  * for the hello.  Returns 0 once READY, -EAGAIN, -EINTR, or the
  * connection's error. */

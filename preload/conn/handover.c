@@ -687,7 +687,7 @@ static int adopt_first(const struct entry *e, int fd, struct tssx_side_locks *lo
 		TSSX_REAL(fcntl)(e->fds.memfd, F_SETFD, FD_CLOEXEC);
 		return tssx_conn_adopt(fd, e->fds.memfd, e->fds.side == 's', locks);
 	case 'p':
-		return is_socket(fd, false) ? tssx_conn_accept(fd, NULL, 0, NULL, 0) : -ENOTSOCK;
+		return is_socket(fd, false) ? tssx_conn_accept(fd, NULL, 0, NULL, 0, false) : -ENOTSOCK;
 	default:
 		if (!is_socket(fd, true))
 			return -ENOTSOCK;

@@ -188,9 +188,7 @@ static void count_items(void)
 	__atomic_store_n(&pooled_items, pools->clients.count + pools->servers.count, __ATOMIC_RELAXED);
 }
 
-/* The client's key: the server's address, a path up to its NUL, an
- * abstract name whole (as conn/destination.c). */
-static size_t client_key(const struct sockaddr_un *addr, socklen_t len, const char **key)
+size_t tssx_recycle_key(const struct sockaddr_un *addr, socklen_t len, const char **key)
 {
 	size_t name_len;
 
@@ -232,7 +230,7 @@ bool tssx_recycle_take(const struct sockaddr_un *addr, socklen_t len, struct tss
 		       struct ucred *cred, struct tssx_hello *hello)
 {
 	const char *key = NULL;
-	size_t key_len = client_key(addr, len, &key);
+	size_t key_len = tssx_recycle_key(addr, len, &key);
 	struct pooled *p;
 
 	if (!key_len || !may_take() || !(p = take(&pools->clients, key, key_len, released)))
@@ -331,7 +329,7 @@ static bool put_server(struct tssx_conn *conn)
 	struct cached *c, *evicted;
 	int fd = atomic_load(&conn->memfd.fd);
 
-	if (fd < 0 || grew(conn) || !kcmp_usable(fd) || !(c = calloc(1, sizeof(*c))))
+	if (fd < 0 || !conn->listened_here || grew(conn) || !kcmp_usable(fd) || !(c = calloc(1, sizeof(*c))))
 		return false;
 	if (!move_memfd(conn, &c->memfd)) {
 		free(c);

@@ -19,9 +19,12 @@
  *   and gives back the data areas of rings that grew.  A peer that keeps
  *   writing after its release writes only into its own next connection,
  *   whose every word the data path checks anyway.
- * - The server takes its mapping again only for the very file it mapped
- *   (kcmp(2) of the memfd it kept and the one the hello brings) and only
- *   while no connection uses that mapping.
+ * - The server keeps a mapping only of a connection accepted on a listener
+ *   whose last listen() was its own, the process the client's SO_PEERCRED
+ *   names: a prefork worker's would show the client's next connection,
+ *   which another worker may accept, to it.  It takes its mapping again
+ *   only for the very file it mapped (kcmp(2) of the memfd it kept and the
+ *   one the hello brings) and only while no connection uses that mapping.
  * - Bounded: TSSX_POOL_SLOTS segments per end, 4 per server, none idle
  *   longer than 10 s when the next connect or close looks; a fork()ed
  *   child drops its copies of both pools (closes, unmaps) before it
@@ -42,6 +45,11 @@ struct tssx_conn;
 
 /* Whether recycling is on (TSSX_RECYCLE, default on). */
 bool tssx_recycle_enabled(void);
+
+/* The client's key of the server at addr: a path up to its NUL, an
+ * abstract name whole (as conn/destination.c), in *key; its length, 0
+ * when addr names nothing. */
+size_t tssx_recycle_key(const struct sockaddr_un *addr, socklen_t len, const char **key);
 
 /*
  * Client, before the connect to addr: a segment of an earlier connection

@@ -24,6 +24,11 @@ struct tssx_listener {
 	/* When a plain client was last listed and the path checked
 	 * (socket.c, plain_listing_due()). */
 	_Atomic uint64_t plain_noted_ns;
+	/* SO_PEERCRED's pid of the listener when it was noted: the caller of
+	 * its last listen(), whom its TSSX clients take for their server
+	 * (conn/recycle.h); 0 if not known.  Another process's listen() on
+	 * it later goes unnoticed. */
+	pid_t listened_by;
 };
 
 /* Copies an address out as the kernel does: truncated to *len, which

@@ -157,6 +157,8 @@ out:
 static void note_listener(int fd)
 {
 	struct tssx_listener *listener;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
 
 	pthread_mutex_lock(&listeners_lock);
 	if (tssx_table_get(fd))
@@ -166,6 +168,7 @@ static void note_listener(int fd)
 		goto out;
 	listener->obj.kind = TSSX_FD_LISTENER;
 	listener->claim = claim_server(fd, listener);
+	listener->listened_by = TSSX_REAL(getsockopt)(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 ? cred.pid : 0;
 	if (tssx_table_set(fd, &listener->obj) < 0) {
 		tssx_registry_release(listener->claim);
 		free(listener);
@@ -280,6 +283,15 @@ static bool claimed_path(int fd, struct sockaddr_un *addr, socklen_t *len)
 	return known;
 }
 
+/* Whether this process made the last listen() on fd: its clients know it
+ * by SO_PEERCRED, not another process that accepts there (conn/recycle.h). */
+static bool listened_here(int fd)
+{
+	struct tssx_fd_object *obj = tssx_table_get(fd);
+
+	return obj && obj->kind == TSSX_FD_LISTENER && ((struct tssx_listener *)obj)->listened_by == tssx_owner_pid();
+}
+
 static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags, bool is_accept4)
 {
 	struct sockaddr_storage peer;
@@ -302,7 +314,7 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 		bool self_known = claimed_path(fd, &self, &selflen);
 
 		ret = tssx_conn_accept(conn_fd, (const struct sockaddr_un *)&peer, peerlen,
-				       self_known ? &self : NULL, selflen);
+				       self_known ? &self : NULL, selflen, listened_here(fd));
 		if (ret < 0) {
 			/* Its hello would reach the application as data. */
 			TSSX_REAL(close)(conn_fd);

@@ -14,6 +14,9 @@
 # - fork: a forked child of the client neither holds nor uses its
 #   parent's pooled segment (nor the server's child its mapping); the
 #   parent recycles it afterwards.
+# - workers: a worker the server forked, which accepted a connection on
+#   the server's listener and is still alive, keeps no mapping of its
+#   segment: the client reuses it with the server (the same SO_PEERCRED).
 # - TSSX_RECYCLE=0: no segment is reused.
 source "$(dirname "$0")/lib.sh" "$@"
 
@@ -58,6 +61,11 @@ child=$(sed -n 's/^child //p' "$work/fork.log")
 (($(lines "$work/fork.log" "$child" "recycled") == 0)) || fail "fork: the child reused its parent's segment"
 last=$(grep "^tssx\[$client\]: info: fd [0-9]*: shared memory, client" "$work/fork.log" | tail -n 1)
 [[ $last == *"segment recycled" ]] || fail "fork: the parent did not reuse its segment after the child"
+
+run "$work/workers.log" workers 0
+client=$(sed -n 's/^client //p' "$work/workers.log")
+last=$(grep "^tssx\[$client\]: info: fd [0-9]*: shared memory, client" "$work/workers.log" | tail -n 1)
+[[ $last == *"segment recycled" ]] || fail "workers: the client did not reuse its segment"
 
 TSSX_RECYCLE=0 run "$work/off.log" seq 10
 ! grep -q recycled "$work/off.log" || fail "TSSX_RECYCLE=0: a segment was reused"

@@ -22,6 +22,10 @@
  *            (without its parent's pooled segment: none of its mappings
  *            or fds is a segment before it connects), and the server forks
  *            a child that checks the same; then the client connects again.
+ *   workers  A worker the server forked accepts one connection; then the
+ *            server accepts the next one, which reuses the segment (the
+ *            same listener, so the same SO_PEERCRED), and the worker, still
+ *            alive, must see none of its bytes in its mappings.
  *
  * Prints "client PID", "child PID" (fork) and "ok"; exits 1 on any
  * mismatch or error.  Run preloaded with TSSX_LOG=info: the log lines
@@ -389,6 +393,56 @@ static void fork_server(int listener)
 	echo_one(listener, 2);
 }
 
+/* ---- workers ---- */
+
+/* Whether a segment this process maps holds connection i's first bytes
+ * on its first page (where a small ring keeps them). */
+static bool sees(unsigned i)
+{
+	uint8_t want[64];
+	uintptr_t base[64];
+	size_t n = segments(base, 64);
+
+	fill(want, sizeof(want), i);
+	for (size_t k = 0; k < n; k++) {
+		if (memmem((const void *)base[k], 4096, want, sizeof(want)))
+			return true;
+	}
+	return false;
+}
+
+static void workers_client(void)
+{
+	one_echo(0);
+	wait_peer(true); /* the worker closed: the segment is released */
+	one_echo(1);
+}
+
+static void workers_server(int listener)
+{
+	int ended[2], look[2], status;
+	pid_t worker;
+	char c;
+
+	expect(pipe(ended) == 0 && pipe(look) == 0);
+	worker = fork();
+	expect(worker >= 0);
+	if (worker == 0) {
+		echo_one(listener, 0);
+		signal_peer(false);
+		expect(write(ended[1], "x", 1) == 1);
+		expect(read(look[0], &c, 1) == 1);
+		if (sees(1))
+			die("the worker sees the bytes of a connection the server accepted after it");
+		_exit(0);
+	}
+	expect(read(ended[0], &c, 1) == 1);
+	echo_one(listener, 1);
+	expect(write(look[1], "x", 1) == 1);
+	expect(waitpid(worker, &status, 0) == worker);
+	expect(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(int argc, char **argv)
 {
 	unsigned count;
@@ -396,7 +450,7 @@ int main(int argc, char **argv)
 	int listener, status;
 
 	if (argc != 4)
-		die("usage: tssx-recycle seq|hostile|fork PATH N");
+		die("usage: tssx-recycle seq|hostile|fork|workers PATH N");
 	path = argv[2];
 	/* A write to a connection the attack failed: EPIPE, not death. */
 	signal(SIGPIPE, SIG_IGN);
@@ -419,6 +473,8 @@ int main(int argc, char **argv)
 			hostile_client(count);
 		else if (!strcmp(argv[1], "fork"))
 			fork_client();
+		else if (!strcmp(argv[1], "workers"))
+			workers_client();
 		else
 			die("unknown mode %s", argv[1]);
 		exit(0);
@@ -429,6 +485,8 @@ int main(int argc, char **argv)
 		hostile_server(listener, count);
 	else if (!strcmp(argv[1], "fork"))
 		fork_server(listener);
+	else if (!strcmp(argv[1], "workers"))
+		workers_server(listener);
 	else
 		die("unknown mode %s", argv[1]);
 	expect(waitpid(child, &status, 0) == child);
