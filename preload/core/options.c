@@ -215,7 +215,7 @@ static const struct variable variables[] = {
 	{ "TSSX_SPIN_NS", parse_spin_ns, "expected nanoseconds from 0 to 1000000000", "20000" },
 	{ "TSSX_YIELD_NS", parse_yield_ns, "expected nanoseconds from 0 to 1000000000", "200000" },
 	{ "TSSX_SHORT_CALLS", parse_short_calls, "expected a number of calls from 0 to 1000000", "16" },
-	{ "TSSX_RECYCLE", parse_recycle, "expected 1, yes, true, on, 0, no, false or off", "1" },
+	{ "TSSX_RECYCLE", parse_recycle, "expected 1, yes, true, on, 0, no, false or off", "0" },
 	{ "TSSX_LOG", parse_log, "expected none, error, warn, info, debug or 0 to 4", "warn" },
 };
 
@@ -228,7 +228,6 @@ static void set_defaults(struct tssx_options *opts)
 	opts->spin_ns = DEFAULT_SPIN_NS;
 	opts->yield_ns = DEFAULT_YIELD_NS;
 	opts->short_calls = DEFAULT_SHORT_CALLS;
-	opts->recycle = true;
 	opts->registry_timeout_ms = TSSX_REGISTRY_TIMEOUT_MS_DEFAULT;
 	opts->log_level = TSSX_LOG_WARN;
 }

@@ -2,7 +2,7 @@
 # Segments recycled (docs/data-path.md, "Segments recycled"), with
 # tssx-recycle: one client process's connections to one server process,
 # one after another, kept in step by pipes (TSSX_SHORT_CALLS=0: every
-# connection gets a segment).
+# connection gets a segment; TSSX_RECYCLE=1: recycling is off by default).
 # - seq: a connection made while the server has not read the bytes of the
 #   one before gets a segment of its own; once the server closed, the
 #   next connections reuse the client's segment and the server's mapping
@@ -17,11 +17,12 @@
 # - workers: a worker the server forked, which accepted a connection on
 #   the server's listener and is still alive, keeps no mapping of its
 #   segment: the client reuses it with the server (the same SO_PEERCRED).
-# - TSSX_RECYCLE=0: no segment is reused.
+# - TSSX_RECYCLE=0, and without TSSX_RECYCLE (off by default): no segment
+#   is reused.
 source "$(dirname "$0")/lib.sh" "$@"
 
 sock=$work/s.sock
-export TSSX_SHORT_CALLS=0
+export TSSX_SHORT_CALLS=0 TSSX_RECYCLE=1
 
 # run LOG MODE N: tssx-recycle preloaded, logging at info.
 run() {
@@ -69,4 +70,10 @@ last=$(grep "^tssx\[$client\]: info: fd [0-9]*: shared memory, client" "$work/wo
 
 TSSX_RECYCLE=0 run "$work/off.log" seq 10
 ! grep -q recycled "$work/off.log" || fail "TSSX_RECYCLE=0: a segment was reused"
+
+# Off by default (docs/data-path.md, "Segments recycled": who may forge a
+# release).
+unset TSSX_RECYCLE
+run "$work/default.log" seq 10
+! grep -q recycled "$work/default.log" || fail "a segment was reused without TSSX_RECYCLE=1"
 exit 0

@@ -59,7 +59,7 @@ static void assert_defaults(const struct tssx_options *opts)
 	assert_int_equal(opts->spin_ns, 20000);
 	assert_int_equal(opts->yield_ns, 200000);
 	assert_int_equal(opts->short_calls, 16);
-	assert_true(opts->recycle);
+	assert_false(opts->recycle);
 	assert_int_equal(opts->registry_timeout_ms, 50);
 	assert_int_equal(opts->log_level, TSSX_LOG_WARN);
 }
