@@ -4,6 +4,7 @@
  * ready, collect the client's samples, and reap both, whatever happens
  * (failure, a hung role, Ctrl-C).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -204,6 +205,47 @@ static int read_before(int fd, void *buf, size_t len, uint64_t deadline)
 	return 0;
 }
 
+/* One line of /proc/PID/task/TID/NAME, newline cut, into buf ("?" when
+ * it cannot be read). */
+static void read_task_file(pid_t pid, const char *tid, const char *name, char *buf, size_t size)
+{
+	char path[64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%s/%s", (int)pid, tid, name);
+	f = fopen(path, "re");
+	if (!f || !fgets(buf, (int)size, f))
+		snprintf(buf, size, "?");
+	buf[strcspn(buf, "\n")] = '\0';
+	if (f)
+		fclose(f);
+}
+
+/* Before a hung role is killed, where each of its threads waits (kernel
+ * function, system call and its arguments, innermost kernel frame), on
+ * stderr: a hang seen once in a long run then names its state. */
+static void describe_hung_role(pid_t pid, const char *role)
+{
+	char dir[32], wchan[64], syscall[160], stack[128];
+	struct dirent *task;
+	DIR *tasks;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+	tasks = opendir(dir);
+	if (!tasks)
+		return;
+	while ((task = readdir(tasks))) {
+		if (task->d_name[0] == '.')
+			continue;
+		read_task_file(pid, task->d_name, "wchan", wchan, sizeof(wchan));
+		read_task_file(pid, task->d_name, "syscall", syscall, sizeof(syscall));
+		read_task_file(pid, task->d_name, "stack", stack, sizeof(stack));
+		fprintf(stderr, "tssx-bench: hung %s %d, thread %s: wchan %s, syscall %s, stack %s\n", role,
+			(int)pid, task->d_name, wchan, syscall, stack);
+	}
+	closedir(tasks);
+}
+
 /* Stops a role (a server serves until told) and collects its status;
  * -EIO if it failed on its own. */
 static int reap(pid_t pid, bool stop)
@@ -337,6 +379,11 @@ static int run_roles(const struct bench_config *cfg, const struct bench_case *c,
 		r = collect(client_ctl[0], deadline, cell);
 	close_pair(server_ctl);
 	close_pair(client_ctl);
+	if (r == -ETIMEDOUT) {
+		describe_hung_role(server, "server");
+		if (client > 0)
+			describe_hung_role(client, "client");
+	}
 	/* A client that failed or hangs is stopped; one that reported exits. */
 	if (client > 0) {
 		int status = reap(client, r < 0);
