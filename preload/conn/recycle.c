@@ -253,7 +253,9 @@ bool tssx_recycle_take(const struct sockaddr_un *addr, socklen_t len, struct tss
 }
 
 /* Whether kcmp(2) tells files apart here (a kernel without it, or a
- * seccomp filter that refuses it: no server mapping is kept). */
+ * seccomp filter that refuses it: no server mapping is kept).  Both
+ * kcmp calls go to libc's syscall(), not the library's wrapper of it,
+ * which looks for fd calls kcmp is not (as the futex's, conn/bell.c). */
 static bool kcmp_usable(int fd)
 {
 	int works = atomic_load(&kcmp_works);
@@ -261,7 +263,7 @@ static bool kcmp_usable(int fd)
 	if (works < 0) {
 		pid_t self = tssx_owner_pid();
 
-		works = syscall(SYS_kcmp, self, self, KCMP_FILE, fd, fd) == 0;
+		works = TSSX_REAL(syscall)(SYS_kcmp, self, self, KCMP_FILE, fd, fd) == 0;
 		atomic_store(&kcmp_works, works);
 	}
 	return works;
@@ -397,7 +399,7 @@ void *tssx_recycle_mapping(int memfd, uint64_t dev, uint64_t ino, size_t size, i
 	/* The very file mapped before, not one that has its numbers. */
 	fd = atomic_load(&c->memfd.fd);
 	if (c->size != size || fd < 0 ||
-	    syscall(SYS_kcmp, tssx_owner_pid(), tssx_owner_pid(), KCMP_FILE, fd, memfd) != 0) {
+	    TSSX_REAL(syscall)(SYS_kcmp, tssx_owner_pid(), tssx_owner_pid(), KCMP_FILE, fd, memfd) != 0) {
 		free_cached(c, false);
 		return NULL;
 	}
