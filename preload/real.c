@@ -19,9 +19,20 @@ static void write_stderr(const char *text)
 	(void)!syscall(SYS_write, STDERR_FILENO, text, strlen(text));
 }
 
-void *tssx_real_resolve(void *_Atomic *slot, const char *symbol)
+/* symbol's address stored in *slot, or NULL (and *slot left) when libc
+ * lacks it. */
+static void *look_up(void *_Atomic *slot, const char *symbol)
 {
 	void *fn = dlsym(RTLD_NEXT, symbol);
+
+	if (fn)
+		atomic_store_explicit(slot, fn, memory_order_release);
+	return fn;
+}
+
+void *tssx_real_resolve(void *_Atomic *slot, const char *symbol)
+{
+	void *fn = look_up(slot, symbol);
 
 	if (!fn) {
 		write_stderr("tssx: libc lacks ");
@@ -29,7 +40,6 @@ void *tssx_real_resolve(void *_Atomic *slot, const char *symbol)
 		write_stderr("\n");
 		abort();
 	}
-	atomic_store_explicit(slot, fn, memory_order_release);
 	return fn;
 }
 
@@ -44,12 +54,9 @@ void *tssx_real_resolve(void *_Atomic *slot, const char *symbol)
  */
 static atomic_bool all_resolved;
 
-#define TSSX_RESOLVE_SLOT(name)                                                               \
-	if (!atomic_load_explicit(&tssx_real_slot_##name, memory_order_relaxed)) {               \
-		void *fn = dlsym(RTLD_NEXT, #name);                                               \
-		if (fn)                                                                           \
-			atomic_store_explicit(&tssx_real_slot_##name, fn, memory_order_release);  \
-	}
+#define TSSX_RESOLVE_SLOT(name)                                          \
+	if (!atomic_load_explicit(&tssx_real_slot_##name, memory_order_relaxed)) \
+		(void)look_up(&tssx_real_slot_##name, #name);
 
 void tssx_real_resolve_all(void)
 {
