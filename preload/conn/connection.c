@@ -293,10 +293,18 @@ static void keep_new_fd(struct tssx_kept_fd *kept, int fd)
 	tssx_kept_unlock();
 }
 
-/* Keeps the segment's memfd for a hand-over at exec. */
-static void keep_memfd(struct tssx_conn *conn, int memfd)
+/* Keeps the segment's memfd for a hand-over at exec: a new one among the
+ * kept numbers, one that is there already (a recycling pool's, an exec'd
+ * image's) where it is. */
+static void keep_memfd(struct tssx_conn *conn, int memfd, bool kept_already)
 {
-	keep_new_fd(&conn->memfd, memfd);
+	if (!kept_already) {
+		keep_new_fd(&conn->memfd, memfd);
+		return;
+	}
+	tssx_kept_lock();
+	keep_fd(&conn->memfd, memfd);
+	tssx_kept_unlock();
 }
 
 /* Keeps the eventfd bell's two fds, own and peer's, or neither: with one
@@ -645,7 +653,6 @@ static int check_server(int fd, struct tssx_client_prep *prep)
 int tssx_conn_connect(int fd, struct tssx_client_prep *prep)
 {
 	struct tssx_conn *conn = prep->conn;
-	bool recycled = conn->recycled;
 	int ret;
 
 	ret = check_server(fd, prep);
@@ -659,14 +666,7 @@ int tssx_conn_connect(int fd, struct tssx_client_prep *prep)
 		tssx_conn_abandon(prep);
 		return log_error(ret, "fd %d: TSSX handshake failed: %s", fd, strerror(-ret));
 	}
-	if (recycled && conn->recycled) {
-		/* Among the kept numbers already, where the pool kept it. */
-		tssx_kept_lock();
-		keep_fd(&conn->memfd, prep->memfd);
-		tssx_kept_unlock();
-	} else {
-		keep_memfd(conn, prep->memfd);
-	}
+	keep_memfd(conn, prep->memfd, conn->recycled);
 	keep_bells(conn, prep->bells[TSSX_HELLO_CLIENT_BELL], prep->bells[TSSX_HELLO_SERVER_BELL]);
 	prep->bells[TSSX_HELLO_CLIENT_BELL] = prep->bells[TSSX_HELLO_SERVER_BELL] = -1;
 	conn->destination = prep->destination;
@@ -945,14 +945,7 @@ static int conn_receive_hello(struct tssx_conn *conn, int fd, int timeout_ms)
 		close_fds(fds.fd, 1 + TSSX_HELLO_BELL_FDS);
 		return tssx_conn_fail(conn, fd, -ret, why[0] ? why : reason);
 	}
-	if (conn->recycled) {
-		/* The pool's fd of the same file, among the kept numbers. */
-		tssx_kept_lock();
-		keep_fd(&conn->memfd, fds.fd[0]);
-		tssx_kept_unlock();
-	} else {
-		keep_memfd(conn, fds.fd[0]);
-	}
+	keep_memfd(conn, fds.fd[0], conn->recycled);
 	keep_bells(conn, fds.fd[1 + TSSX_HELLO_SERVER_BELL], fds.fd[1 + TSSX_HELLO_CLIENT_BELL]);
 	atomic_fetch_add(&conn->stats.sock_received, (uint64_t)n);
 	conn_bind_rings(conn);
@@ -1010,10 +1003,7 @@ int tssx_conn_adopt(int fd, int memfd, bool server, struct tssx_side_locks *lock
 			tssx_side_locks_leave(locks);
 		return ret;
 	}
-	/* Where the old image kept it. */
-	tssx_kept_lock();
-	keep_fd(&conn->memfd, memfd);
-	tssx_kept_unlock();
+	keep_memfd(conn, memfd, true);
 	conn_bind_rings(conn);
 	conn_ready(conn, fd);
 	return 0;
