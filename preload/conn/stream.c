@@ -64,7 +64,7 @@ struct deadline {
  * change it unseen; a wait then still ends at once where it must, since
  * the sleep is a recv() on the same non-blocking socket (EAGAIN).
  */
-static bool is_nonblocking(struct tssx_conn *conn, int fd, int flags)
+bool tssx_conn_nonblocking(struct tssx_conn *conn, int fd, int flags)
 {
 	int known = atomic_load_explicit(&conn->nonblock, memory_order_relaxed);
 	int fl;
@@ -385,7 +385,7 @@ static uint64_t timeval_ns(const struct timeval *tv)
 /* The socket's SO_RCVTIMEO (reader) or SO_SNDTIMEO (writer) in ns, 0 for
  * none, read once and then kept until this process sets an option
  * (connection.h).  Another process sharing the open file can change them
- * unseen, as O_NONBLOCK (is_nonblocking()). */
+ * unseen, as O_NONBLOCK (tssx_conn_nonblocking()). */
 static uint64_t socket_timeout_ns(struct tssx_conn *conn, int fd, bool writer)
 {
 	struct timeval rcv = { 0 }, snd = { 0 };
@@ -770,7 +770,7 @@ static ssize_t epipe(int flags)
  * only then: it costs a system call). */
 static int usable(struct tssx_conn *conn, int fd, int flags)
 {
-	return tssx_conn_is_ready(conn) ? 0 : tssx_conn_establish(conn, fd, is_nonblocking(conn, fd, flags) ? 0 : -1);
+	return tssx_conn_is_ready(conn) ? 0 : tssx_conn_establish(conn, fd, tssx_conn_nonblocking(conn, fd, flags) ? 0 : -1);
 }
 
 /*
@@ -817,7 +817,7 @@ static int attach_control(struct tssx_conn *conn, int fd, const struct msghdr *c
 	 * fails whole with EFAULT. */
 	if (!tssx_fault_can_access(iov, iovcnt, len < conn->tx->capacity ? len : conn->tx->capacity, false))
 		return -EFAULT;
-	return tssx_ancillary_send(conn, fd, control, len, is_nonblocking(conn, fd, flags)) ?: 1;
+	return tssx_ancillary_send(conn, fd, control, len, tssx_conn_nonblocking(conn, fd, flags)) ?: 1;
 }
 
 /* Inline in its two callers (send, sendmsg): one frame per call less. */
@@ -874,7 +874,7 @@ send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 		if (done == want)
 			return (ssize_t)done;
 		if (nonblocking < 0) {
-			nonblocking = is_nonblocking(conn, fd, flags);
+			nonblocking = tssx_conn_nonblocking(conn, fd, flags);
 			least = 1;
 			if (nonblocking && n == 0)
 				continue; /* what fits, then */
@@ -1047,7 +1047,7 @@ recv_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 			return done ? (ssize_t)done : end_of_stream(conn);
 		if (n > 0)
 			continue; /* more may have come in meanwhile */
-		if (is_nonblocking(conn, fd, flags)) {
+		if (tssx_conn_nonblocking(conn, fd, flags)) {
 			notice_peer_close(conn, fd);
 			if (at_eof(conn))
 				return done ? (ssize_t)done : end_of_stream(conn);
@@ -1174,7 +1174,7 @@ __attribute__((noinline)) ssize_t tssx_conn_read_sized(int fd, void *buf, size_t
 		return tssx_conn_recv_general(conn, fd, buf, len, flags, interrupts);
 	if (!tried || tssx_ring_data_came(conn->rx))
 		n = tssx_conn_move_fast(conn, slot, fd, false, buf, len, false);
-	/* Relaxed: as is_nonblocking() reads it; unknown takes the general
+	/* Relaxed: as tssx_conn_nonblocking() reads it; unknown takes the general
 	 * path, which asks the socket. */
 	if (n == 0 && !(flags & MSG_DONTWAIT) &&
 	    atomic_load_explicit(&conn->nonblock, memory_order_relaxed) == TSSX_BLOCKING &&

@@ -37,6 +37,9 @@ ssize_t tssx_conn_recv(struct tssx_conn *conn, int fd, const struct iovec *iov, 
 ssize_t tssx_conn_sendmsg(struct tssx_conn *conn, int fd, const struct msghdr *msg, int flags);
 ssize_t tssx_conn_recvmsg(struct tssx_conn *conn, int fd, struct msghdr *msg, int flags);
 int tssx_conn_shutdown(struct tssx_conn *conn, int fd, int how);
+/* Whether a call with MSG_* `flags` must not wait: MSG_DONTWAIT, or
+ * O_NONBLOCK as this process last read or set it (read once). */
+bool tssx_conn_nonblocking(struct tssx_conn *conn, int fd, int flags);
 /* This process set or cleared O_NONBLOCK on the connection's socket
  * (fcntl F_SETFL, ioctl FIONBIO): the data path need not ask again. */
 void tssx_conn_note_nonblock(struct tssx_conn *conn, bool nonblocking);

@@ -20,13 +20,6 @@
 
 #define COPY_CHUNK (64 * 1024)
 
-static bool nonblocking(int fd)
-{
-	int fl = TSSX_REAL(fcntl)(fd, F_GETFL);
-
-	return fl >= 0 && (fl & O_NONBLOCK);
-}
-
 /* Reads at most len bytes from in_fd at *offset (advanced) or its position. */
 static ssize_t read_source(int in_fd, void *buf, size_t len, off_t *offset)
 {
@@ -52,6 +45,7 @@ static ssize_t copy_into_conn(struct tssx_conn *conn, int out_fd, int in_fd, off
 	__do_free char *buf = malloc(COPY_CHUNK);
 	struct iovec iov;
 	size_t done = 0;
+	bool nonblock = tssx_conn_nonblocking(conn, out_fd, dontwait ? MSG_DONTWAIT : 0);
 	ssize_t n = 0, sent;
 
 	if (!buf)
@@ -59,7 +53,7 @@ static ssize_t copy_into_conn(struct tssx_conn *conn, int out_fd, int in_fd, off
 	while (done < count) {
 		size_t len = count - done < COPY_CHUNK ? count - done : COPY_CHUNK;
 
-		if (dontwait || nonblocking(out_fd)) {
+		if (nonblock) {
 			ssize_t room = tssx_conn_room(conn, out_fd);
 
 			if (room <= 0) {
