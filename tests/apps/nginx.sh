@@ -3,7 +3,10 @@
 # sendfile, a master and two workers sharing one listening socket. curl
 # fetches a 4 MiB file (sendfile) many times over kept-alive and parallel
 # connections, byte ranges and a missing page, and PUTs a file back (the
-# upstream direction); every byte is checked against sha256.
+# upstream direction); every byte is checked against sha256.  The same
+# nginx is also a reverse proxy in front of itself (a proxy chain): on
+# proxy.sock with a new upstream connection per request, and under /kept/
+# with kept-alive upstream connections.
 # APPS_NGINX_SENDFILE=off turns sendfile off (for measuring until the library
 # interposes sendfile).
 source "$(dirname "$0")/lib.sh"
@@ -35,6 +38,21 @@ http {
 	fastcgi_temp_path $WORK/tmp/fastcgi;
 	uwsgi_temp_path $WORK/tmp/uwsgi;
 	scgi_temp_path $WORK/tmp/scgi;
+	upstream kept {
+		server unix:$WORK/nginx.sock;
+		keepalive 8;
+	}
+	server {
+		listen unix:$WORK/proxy.sock;
+		location /kept/ {
+			proxy_pass http://kept/;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+		location / {
+			proxy_pass http://unix:$WORK/nginx.sock:;
+		}
+	}
 	server {
 		listen unix:$WORK/nginx.sock;
 		root $WORK/www;
@@ -48,15 +66,16 @@ http {
 EOF
 }
 
-# get TAG NAME...: one curl, one kept-alive connection, each NAME fetched
-# into out/NAME.TAG.N; curl fails on any HTTP error.
+# get TAG NAME...: one curl, one kept-alive connection to nginx.sock (to
+# proxy.sock with $via set to proxy), each NAME fetched into
+# out/NAME.TAG.N; curl fails on any HTTP error.
 get() {
 	local tag=$1 args=() name n=0
 	shift
 	for name; do
 		args+=("http://tssx/$name" -o "$WORK/out/${name//\//_}.$tag.$((++n))")
 	done
-	app curl -sSf --unix-socket "$WORK/nginx.sock" "${args[@]}"
+	app curl -sSf --unix-socket "$WORK/${via:-nginx}.sock" "${args[@]}"
 }
 
 start_server() {
@@ -65,6 +84,7 @@ start_server() {
 	echo "hello from nginx" >"$WORK/www/small"
 	serve nginx -c "$WORK/nginx.conf" -p "$WORK"
 	wait_for "nginx to listen" listening "$WORK/nginx.sock"
+	wait_for "nginx to listen as a proxy" listening "$WORK/proxy.sock"
 }
 
 app_run() {
@@ -83,12 +103,16 @@ app_run() {
 	for i in "${jobs[@]}"; do
 		wait "$i" || fail "a parallel curl failed"
 	done
+	# Through the proxy: a new upstream connection per request, and
+	# kept-alive ones.
+	via=proxy get proxied big small big small small
+	via=proxy get proxiedkept kept/big kept/small kept/big kept/small kept/small
 	local f
-	expect_eq "files fetched" 24 "$(ls "$WORK/out" | wc -l)"
-	for f in "$WORK"/out/big.*; do
+	expect_eq "files fetched" 34 "$(ls "$WORK/out" | wc -l)"
+	for f in "$WORK"/out/big.* "$WORK"/out/kept_big.*; do
 		expect_eq "sha256 of $f" "$big" "$(sha256_of "$f")"
 	done
-	for f in "$WORK"/out/small.*; do
+	for f in "$WORK"/out/small.* "$WORK"/out/kept_small.*; do
 		expect_eq "sha256 of $f" "$small" "$(sha256_of "$f")"
 	done
 
@@ -109,15 +133,19 @@ app_run() {
 	get back upload/copy
 	expect_eq "sha256 of the upload read back" "$big" "$(sha256_of "$WORK/out/upload_copy.back.1")"
 
-	APPS_MIN_CONNS=9
-	APPS_MIN_RING_BYTES=$((19 * 4 * 1024 * 1024))
+	APPS_MIN_CONNS=11
+	APPS_MIN_RING_BYTES=$((23 * 4 * 1024 * 1024))
 }
 
 # Requests on one kept-alive connection: 20000 of the small page, 400 of the
-# 4 MiB file.
+# 4 MiB file; 5000 of the small page through the proxy, with a new
+# upstream connection per request and with kept-alive ones.
 bench_client() {
 	measure small-request 20000 curl -sSf --unix-socket "$WORK/nginx.sock" "http://tssx/small?[1-20000]" -o /dev/null
 	measure big-request 400 curl -sSf --unix-socket "$WORK/nginx.sock" "http://tssx/big?[1-400]" -o /dev/null
+	measure proxied-request 5000 curl -sSf --unix-socket "$WORK/proxy.sock" "http://tssx/small?[1-5000]" -o /dev/null
+	measure proxied-kept-request 5000 curl -sSf --unix-socket "$WORK/proxy.sock" \
+		"http://tssx/kept/small?[1-5000]" -o /dev/null
 }
 
 apps_main "$@"
