@@ -215,6 +215,11 @@ static struct {
 	_Atomic uint64_t sleeps, futex_sleeps;		/* of the data path, and on the futex bell */
 	_Atomic uint64_t quick, quick_found;		/* tssx_spin_quick() */
 	_Atomic uint64_t cpu_yields, cpu_yields_handed;	/* of spins on a CPU, and those that let a task run */
+	/* Yields of yielding spins that let another task run (they took
+	 * TSSX_SPIN_HANDED_NS or more), and those of them after which the
+	 * waiter still found nothing: the CPU went to a task other than
+	 * the peer, or the peer did not answer in its turn. */
+	_Atomic uint64_t yields_long, yields_long_empty;
 } wait_stats;
 
 /* Without a locked instruction, which every sleeping wait would pay
@@ -244,13 +249,15 @@ __attribute__((destructor)) static void wait_stats_report(void)
 		log_info("waits before sleeping: %llu quick spins (%llu found the answer), %llu spins (%llu found it), "
 			 "%llu yielding spins (%llu found it, %llu yields), %llu skipped (spins failed lately; "
 			 "%llu answered within a spin, which ended the skip), %llu refused (no CPU free, yields paused); data path sleeps: %llu on the futex bell, "
-			 "%llu on the socket; yields of spins on a CPU: %llu (%llu let another task run)",
+			 "%llu on the socket; yields of spins on a CPU: %llu (%llu let another task run); "
+			 "yields of yielding spins that let another task run: %llu (%llu found nothing after it)",
 			 counted(&wait_stats.quick), counted(&wait_stats.quick_found),
 			 counted(&wait_stats.spins), counted(&wait_stats.spins_found), counted(&wait_stats.yielding),
 			 counted(&wait_stats.yielding_found), counted(&wait_stats.yields), counted(&wait_stats.skipped),
 			 counted(&wait_stats.skips_ended),
 			 counted(&wait_stats.refused), counted(&wait_stats.futex_sleeps), counted(&wait_stats.sleeps),
-			 counted(&wait_stats.cpu_yields), counted(&wait_stats.cpu_yields_handed));
+			 counted(&wait_stats.cpu_yields), counted(&wait_stats.cpu_yields_handed),
+			 counted(&wait_stats.yields_long), counted(&wait_stats.yields_long_empty));
 }
 
 /* ---- The machine's view ---- */
@@ -456,6 +463,7 @@ bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, u
 	spin->turn_ns = now;
 	spin->yield_ns = cpu_shared ? now : now + TSSX_SPIN_YIELD_AFTER_NS;
 	spin->handed = false;
+	spin->yield_long = false;
 	spin->over = spin->end_ns <= now || tssx_deadline_interrupted(deadline);
 	return !spin->over;
 }
@@ -686,9 +694,15 @@ bool tssx_spin_pause(struct tssx_spin *spin)
 		now = cpu_turn(spin);
 		spin->turn_ns = now;
 	} else {
+		/* Called again: the waiter found nothing after the last yield. */
+		if (spin->yield_long)
+			count(&wait_stats.yields_long_empty);
 		sched_yield();
 		count(&wait_stats.yields);
 		now = tssx_now_ns();
+		spin->yield_long = now - spin->turn_ns >= TSSX_SPIN_HANDED_NS;
+		if (spin->yield_long)
+			count(&wait_stats.yields_long);
 	}
 	if (spin->kind == TSSX_SPIN_YIELDING && !yield_counted(spin, now)) {
 		spin_finish(spin, false);

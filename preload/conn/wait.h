@@ -117,6 +117,7 @@ struct tssx_spin {
 	uint64_t turn_ns;	/* when the last turn ended */
 	uint64_t yield_ns;	/* a spin on a CPU: when it yields next */
 	bool handed;		/* a spin on a CPU: one of its yields let another task run */
+	bool yield_long;	/* a yielding spin: its last yield let another task run */
 	_Atomic uint64_t *slot;	/* the spin slot held, or NULL */
 };
 
