@@ -47,9 +47,9 @@ waits() {
 		# fields: 8 spins, 10 found, 13 yielding spins, 16 found, 19 yields,
 		# 21 skipped, 35 refused, 45 futex sleeps, 60 cpu yields, 61 handed,
 		# 75 yields of yielding spins that let another task run, 76 of them
-		# found nothing after it
-		printf "futex %d yields %d (%d long, %d of them empty) cpu-yields %d (%d handed) spins %d (%d found) yielding %d (%d found) refused %d skipped %d",
-			f[45], f[19], f[75], f[76], f[60], f[61], f[8], f[10], f[13], f[16], f[35], f[21]
+		# found nothing after it, 81 slept at once beside the peer
+		printf "futex %d yields %d (%d long, %d of them empty) cpu-yields %d (%d handed) spins %d (%d found) yielding %d (%d found) refused %d skipped %d beside %d",
+			f[45], f[19], f[75], f[76], f[60], f[61], f[8], f[10], f[13], f[16], f[35], f[21], f[81]
 	}'
 }
 

@@ -77,6 +77,14 @@ struct tssx_ring_ctl {
 	_Atomic uint32_t writer_barrier;
 	_Atomic uint32_t writer_unfenced;
 	_Atomic uint32_t writer_bell;     /* reader_bell's mirror image */
+	/* On the rx ring of each end: 1 + the CPU that end's data path last
+	 * started a wait on (sched_getcpu()), 0 unknown (none yet, or a peer
+	 * whose library does not publish it).  Written by that end, only
+	 * when it changed; read by the peer, whose waits refused a spin then
+	 * sleep instead of yielding when it names their own CPU
+	 * (docs/wait.md, "A peer on the same CPU").  Any value only steers
+	 * that choice. */
+	_Atomic uint32_t waiter_cpu;
 };
 
 /* write_shut: the stream ends (EOF), or ends in an error because the
@@ -291,6 +299,14 @@ static inline uint64_t tssx_ring_consumed(const struct tssx_ring *ring)
 static inline bool tssx_ring_swap_owner(struct tssx_ring *ring, uint32_t *expected, uint32_t owner)
 {
 	return atomic_compare_exchange_strong(&ring->ctl->waiters, expected, owner);
+}
+
+/* The consumer's `waiter_cpu` word of this ring: on an end's rx ring its
+ * own, which it publishes, on its tx ring the peer's (docs/wait.md, "A
+ * peer on the same CPU").  The peer may write any value. */
+static inline _Atomic uint32_t *tssx_ring_waiter_cpu(struct tssx_ring *ring)
+{
+	return &ring->ctl->waiter_cpu;
 }
 
 /*

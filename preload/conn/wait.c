@@ -166,6 +166,16 @@ unsigned tssx_loadavg_runnable(const char *line)
 	return *p == '/' && p[1] >= '0' && p[1] <= '9' ? runnable : 0;
 }
 
+uint32_t tssx_cpu_word(int cpu)
+{
+	return cpu >= 0 ? (uint32_t)cpu + 1 : 0;
+}
+
+bool tssx_peer_beside(uint32_t peer_word, int cpu)
+{
+	return cpu >= 0 && peer_word == tssx_cpu_word(cpu);
+}
+
 uint64_t tssx_yield_stall_ns(unsigned runnable, unsigned cpus)
 {
 	uint64_t busy = cpus ? (uint64_t)TSSX_YIELD_STALL_PER_TASK_NS * runnable / cpus : 0;
@@ -212,6 +222,7 @@ static struct {
 	_Atomic uint64_t skipped;			/* slept at once: spins failed lately */
 	_Atomic uint64_t skips_ended;			/* by a skipped wait answered within a spin */
 	_Atomic uint64_t refused;			/* slept at once: no CPU free, yields paused */
+	_Atomic uint64_t beside;			/* slept at once: no CPU free, the peer on this one */
 	_Atomic uint64_t sleeps, futex_sleeps;		/* of the data path, and on the futex bell */
 	_Atomic uint64_t quick, quick_found;		/* tssx_spin_quick() */
 	_Atomic uint64_t cpu_yields, cpu_yields_handed;	/* of spins on a CPU, and those that let a task run */
@@ -244,20 +255,22 @@ void tssx_wait_count_sleep(bool futex)
 __attribute__((destructor)) static void wait_stats_report(void)
 {
 	if (counted(&wait_stats.spins) || counted(&wait_stats.yielding) || counted(&wait_stats.skipped) ||
-	    counted(&wait_stats.refused) || counted(&wait_stats.sleeps) || counted(&wait_stats.futex_sleeps) ||
+	    counted(&wait_stats.refused) || counted(&wait_stats.beside) || counted(&wait_stats.sleeps) || counted(&wait_stats.futex_sleeps) ||
 	    counted(&wait_stats.quick))
 		log_info("waits before sleeping: %llu quick spins (%llu found the answer), %llu spins (%llu found it), "
 			 "%llu yielding spins (%llu found it, %llu yields), %llu skipped (spins failed lately; "
 			 "%llu answered within a spin, which ended the skip), %llu refused (no CPU free, yields paused); data path sleeps: %llu on the futex bell, "
 			 "%llu on the socket; yields of spins on a CPU: %llu (%llu let another task run); "
-			 "yields of yielding spins that let another task run: %llu (%llu found nothing after it)",
+			 "yields of yielding spins that let another task run: %llu (%llu found nothing after it); "
+			 "%llu slept at once (no CPU free, the peer waits on this one)",
 			 counted(&wait_stats.quick), counted(&wait_stats.quick_found),
 			 counted(&wait_stats.spins), counted(&wait_stats.spins_found), counted(&wait_stats.yielding),
 			 counted(&wait_stats.yielding_found), counted(&wait_stats.yields), counted(&wait_stats.skipped),
 			 counted(&wait_stats.skips_ended),
 			 counted(&wait_stats.refused), counted(&wait_stats.futex_sleeps), counted(&wait_stats.sleeps),
 			 counted(&wait_stats.cpu_yields), counted(&wait_stats.cpu_yields_handed),
-			 counted(&wait_stats.yields_long), counted(&wait_stats.yields_long_empty));
+			 counted(&wait_stats.yields_long), counted(&wait_stats.yields_long_empty),
+			 counted(&wait_stats.beside));
 }
 
 /* ---- The machine's view ---- */
@@ -487,9 +500,13 @@ static const struct tssx_skip_rule spin_rule = { TSSX_SPIN_HISTORY_OVER, TSSX_SP
  * sent (tssx_spin_skipped_ended()). */
 static __thread __attribute__((tls_model("initial-exec"))) uint64_t skipped_spin_end_ns;
 
-bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline)
+/* tssx_spin_start(); peers: the peer's published CPU word, or NULL
+ * (unknown), and cpu this thread's. */
+static bool spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline,
+		       const _Atomic uint32_t *peers, int cpu)
 {
 	uint64_t now = tssx_now_ns();
+	bool beside;
 	bool may_spin = tssx_spin_setup(spin, now, tssx_opts.spin_ns, look_every_ns, deadline);
 
 	/* Until this spin, if any, finds the answer on a CPU of its own. */
@@ -516,16 +533,40 @@ bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struc
 		return true;
 	}
 	/* No CPU to spin on: give it away at every turn instead, so that
-	 * the peer may run on it and answer before this waiter sleeps. */
-	if (!yields_paused(now) && tssx_spin_setup(spin, now, tssx_opts.yield_ns, look_every_ns, deadline)) {
+	 * the peer may run on it and answer before this waiter sleeps;
+	 * unless the peer waits on this CPU (tssx_spin_start_data()).  Its
+	 * word loaded only here: the peer writes the line it is on. */
+	beside = !yields_paused(now) && peers &&
+		 tssx_peer_beside(atomic_load_explicit(peers, memory_order_relaxed), cpu);
+	if (!beside && !yields_paused(now) &&
+	    tssx_spin_setup(spin, now, tssx_opts.yield_ns, look_every_ns, deadline)) {
 		spin->kind = TSSX_SPIN_YIELDING;
 		spin->turns_left = TSSX_YIELD_TURNS_MIN;
 		spin->yields_left = TSSX_YIELD_TURNS_MAX;
 		return true;
 	}
-	count(&wait_stats.refused);
+	count(beside ? &wait_stats.beside : &wait_stats.refused);
 	spin->over = true;
 	return false;
+}
+
+bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline)
+{
+	return spin_start(spin, look_every_ns, deadline, NULL, -1);
+}
+
+bool tssx_spin_start_data(struct tssx_spin *spin, const struct tssx_deadline *deadline, _Atomic uint32_t *mine,
+			  const _Atomic uint32_t *peers)
+{
+	/* From the thread's rseq area: no system call. */
+	int cpu = sched_getcpu();
+	uint32_t word = tssx_cpu_word(cpu);
+
+	/* Relaxed: a hint, each word valid alone; written only when it
+	 * changed, so that a thread that stays on its CPU writes nothing. */
+	if (atomic_load_explicit(mine, memory_order_relaxed) != word)
+		atomic_store_explicit(mine, word, memory_order_relaxed);
+	return spin_start(spin, 0, deadline, peers, cpu);
 }
 
 /* Ends a spin, once: counts how it went and frees its slot. */

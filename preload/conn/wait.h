@@ -127,6 +127,19 @@ struct tssx_spin {
  * spinning would not pay now.  look_every_ns 0: no look at the kernel
  * before the spin is over.  Every started spin ends with tssx_spin_stop(). */
 bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline);
+/*
+ * tssx_spin_start() for a wait of the data path: publishes the CPU this
+ * thread runs on into *mine (this end's waiter_cpu, tssx/ring.h; written
+ * only when it changed) and, when no spin on a CPU is allowed, sleeps at
+ * once instead of yielding when *peers (the peer's word) names the same
+ * CPU: a yield there hands the CPU to whatever else runs on it as much as
+ * to the peer, and puts this waiter and its peer behind that work, where
+ * a sleeper woken on its own CPU costs no more than the yields
+ * (docs/wait.md, "A peer on the same CPU").  The peer may write any value
+ * there: it only chooses between the yield and the sleep.
+ */
+bool tssx_spin_start_data(struct tssx_spin *spin, const struct tssx_deadline *deadline, _Atomic uint32_t *mine,
+			  const _Atomic uint32_t *peers);
 /* One turn: pauses the CPU (a spin on a CPU that found nothing for
  * TSSX_SPIN_YIELD_AFTER_NS yields it, tssx_spin_cpu_yielded()), then
  * false when a look at the kernel is due
@@ -277,6 +290,13 @@ uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_
  * a CPU of its own for the quick spin, and the thread's next spins on a
  * CPU yield at their first turn until a yield returns at once. */
 bool tssx_spin_cpu_yielded(struct tssx_spin *spin, uint64_t from_ns, uint64_t now_ns);
+
+/* The word a waiter on `cpu` publishes (tssx_spin_start_data()): 1 + the
+ * CPU, 0 when unknown (negative). */
+uint32_t tssx_cpu_word(int cpu);
+/* Whether a peer that published peer_word last waited on `cpu` (negative:
+ * unknown, never). */
+bool tssx_peer_beside(uint32_t peer_word, int cpu);
 
 /* tssx_spin_start() without the policy: a spin of budget_ns from now
  * (a spin on a CPU that yields at its first turn when the thread's last

@@ -47,6 +47,7 @@ void tssx_ring_ctl_init(struct tssx_ring_ctl *ctl)
 	atomic_store_explicit(&ctl->head, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->reader_waiting, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->waiters, 0, memory_order_relaxed);
+	atomic_store_explicit(&ctl->waiter_cpu, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->reader_barrier, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->reader_unfenced, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->writer_barrier, 0, memory_order_relaxed);

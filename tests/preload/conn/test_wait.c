@@ -1,6 +1,7 @@
 /* Unit tests of the wait module (preload/conn/wait.c): deadlines, the spin
  * and the pure parts of its policy. */
 #include <limits.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -335,6 +336,78 @@ static void test_spin_start_budgets(void **state)
 	tssx_opts = saved;
 }
 
+/* The CPU word a waiter publishes: 1 + the CPU, 0 unknown; a peer's word
+ * names this CPU only when it is exactly that (a hostile or stale word
+ * only chooses between a yield and a sleep). */
+static void test_peer_beside(void **state)
+{
+	(void)state;
+	assert_int_equal(tssx_cpu_word(-1), 0);
+	assert_int_equal(tssx_cpu_word(0), 1);
+	assert_int_equal(tssx_cpu_word(5), 6);
+	assert_true(tssx_peer_beside(1, 0));
+	assert_true(tssx_peer_beside(6, 5));
+	assert_false(tssx_peer_beside(0, 0)); /* unknown: a peer that publishes nothing */
+	assert_false(tssx_peer_beside(5, 5));
+	assert_false(tssx_peer_beside(6, -1)); /* this thread's CPU unknown */
+	assert_false(tssx_peer_beside(0, -1));
+	assert_false(tssx_peer_beside(UINT32_MAX, 0));
+}
+
+/*
+ * A wait of the data path publishes its CPU and, refused a spin on a CPU
+ * (TSSX_SPIN_NS=0 here), yields unless the peer's word names its own CPU:
+ * then it sleeps at once.  Before, it yielded whatever the peer's CPU:
+ * with the two ends on one CPU beside other work, every yield let that
+ * work run first (docs/wait.md, "A peer on the same CPU").  The thread is
+ * pinned to its CPU meanwhile, so that the word it publishes stays true.
+ */
+static void test_no_yield_to_a_peer_on_this_cpu(void **state)
+{
+	static const struct tssx_deadline forever = { .at_ns = TSSX_FOREVER };
+	struct tssx_options saved = tssx_opts;
+	_Atomic uint32_t mine = 0, peers = 0;
+	struct tssx_spin spin;
+	cpu_set_t old, one;
+	int cpu;
+
+	(void)state;
+	assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
+	cpu = sched_getcpu();
+	assert_true(cpu >= 0);
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	cpu = sched_getcpu();
+	tssx_opts.spin_ns = 0;
+	tssx_opts.yield_ns = 50000;
+
+	/* The peer's CPU unknown, another one, or nonsense: the wait yields. */
+	for (uint32_t word = 0; word < 4; word++) {
+		uint32_t other = word == 0 ? 0 : word == 1 ? tssx_cpu_word(cpu + 1) : word == 2 ? UINT32_MAX : 1u << 31;
+
+		atomic_store(&peers, other);
+		assert_true(tssx_spin_start_data(&spin, &forever, &mine, &peers));
+		assert_int_equal(spin.kind, TSSX_SPIN_YIELDING);
+		assert_int_equal(atomic_load(&mine), tssx_cpu_word(cpu));
+		tssx_spin_stop(&spin); /* found the answer */
+	}
+	/* The peer waits on this CPU: no yield, the waiter sleeps. */
+	atomic_store(&peers, tssx_cpu_word(cpu));
+	atomic_store(&mine, 0);
+	assert_false(tssx_spin_start_data(&spin, &forever, &mine, &peers));
+	assert_true(spin.over);
+	assert_int_equal(spin.kind, TSSX_SPIN_NONE);
+	assert_int_equal(atomic_load(&mine), tssx_cpu_word(cpu));
+	/* The other waits know no peer's CPU: they yield. */
+	assert_true(tssx_spin_start(&spin, 0, &forever));
+	assert_int_equal(spin.kind, TSSX_SPIN_YIELDING);
+	tssx_spin_stop(&spin);
+
+	tssx_opts = saved;
+	assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
+}
+
 /* A yielding spin ends at its TSSX_YIELD_TURNS_MAX-th yield however long
  * its budget (or earlier, at a yield that stalled), and counts as failed:
  * a thread whose spins end so sleeps at once for its next waits. */
@@ -537,6 +610,8 @@ int main(void)
 		cmocka_unit_test(test_yield_stall_grows_with_the_tasks),
 		cmocka_unit_test(test_yield_backoff_doubles_while_stalls_go_on),
 		cmocka_unit_test(test_spin_start_budgets),
+		cmocka_unit_test(test_peer_beside),
+		cmocka_unit_test(test_no_yield_to_a_peer_on_this_cpu),
 		/* Before any yield of the process: none has stalled, so a
 		 * spin that rule 1 refuses yields instead of sleeping. */
 		cmocka_unit_test(test_skip_ends_when_answered_within_a_spin),
