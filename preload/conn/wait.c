@@ -255,7 +255,8 @@ void tssx_wait_count_sleep(bool futex)
 __attribute__((destructor)) static void wait_stats_report(void)
 {
 	if (counted(&wait_stats.spins) || counted(&wait_stats.yielding) || counted(&wait_stats.skipped) ||
-	    counted(&wait_stats.refused) || counted(&wait_stats.beside) || counted(&wait_stats.sleeps) || counted(&wait_stats.futex_sleeps) ||
+	    counted(&wait_stats.refused) || counted(&wait_stats.beside) || counted(&wait_stats.sleeps) ||
+	    counted(&wait_stats.futex_sleeps) ||
 	    counted(&wait_stats.quick))
 		log_info("waits before sleeping: %llu quick spins (%llu found the answer), %llu spins (%llu found it), "
 			 "%llu yielding spins (%llu found it, %llu yields), %llu skipped (spins failed lately; "
