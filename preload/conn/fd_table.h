@@ -129,6 +129,7 @@ static inline struct tssx_fd_object *tssx_table_get(int fd)
 enum tssx_fd_hint {
 	TSSX_HINT_UNIX_STREAM = 1, /* an AF_UNIX SOCK_STREAM socket */
 	TSSX_HINT_CONNECTED = 2,   /* connected: never becomes a connection later */
+	TSSX_HINT_LISTENING = 4,   /* listening: never becomes a connection */
 };
 
 /* Records hints of fd; only where its slot exists (no allocation: this

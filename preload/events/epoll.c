@@ -762,6 +762,12 @@ static bool may_become_conn(int fd)
 	 * (a server's clients, a proxy's upstream connections). */
 	if (tssx_fd_hinted(fd, TSSX_HINT_CONNECTED))
 		return false;
+	/* A Unix stream socket this process made and did not connect:
+	 * unless it listens, it may (an event loop's upstream socket, added
+	 * before its connect()).  A socket connected or listening around the
+	 * library is watched for nothing, as one that never connects. */
+	if (tssx_fd_hinted(fd, TSSX_HINT_UNIX_STREAM))
+		return !tssx_fd_hinted(fd, TSSX_HINT_LISTENING);
 	/* getpeername() first: it settles the common cases (a connected
 	 * socket, an fd that is no socket) in one system call. */
 	maybe = getpeername(fd, (struct sockaddr *)&peer, &len) < 0 && errno == ENOTCONN &&

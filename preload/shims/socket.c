@@ -219,6 +219,7 @@ TSSX_EXPORT int listen(int fd, int backlog)
 
 	if (TSSX_REAL(listen)(fd, backlog) < 0)
 		return -1;
+	tssx_fd_hint_add(fd, TSSX_HINT_LISTENING);
 	if (tssx_init() && !tssx_table_get(fd))
 		note_listener(fd);
 	errno = saved_errno;
