@@ -15,6 +15,7 @@
 #include "conn/bell.h"
 #include "conn/fd_table.h"
 #include "conn/kept.h"
+#include "conn/wait.h"
 #include "init.h"
 #include "real_slots.h"
 #include "tssx/log.h"
@@ -81,15 +82,17 @@ int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, struct tssx_conn *con
 		  .uaddr = (uintptr_t)&tssx_interrupts.handled,
 		  .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG },
 	};
-	/* Absolute, on CLOCK_MONOTONIC as the deadline. */
-	struct timespec at = { (time_t)(deadline->at_ns / TSSX_NSEC_PER_SEC),
-			       (long)(deadline->at_ns % TSSX_NSEC_PER_SEC) };
+	/* Absolute, on CLOCK_MONOTONIC as the deadline (TSSX_FOREVER is
+	 * later than any bound). */
+	uint64_t bound = tssx_now_ns() + TSSX_BELL_RECHECK_NS;
+	bool bounded = deadline->at_ns > bound;
+	uint64_t until = bounded ? bound : deadline->at_ns;
+	struct timespec at = { (time_t)(until / TSSX_NSEC_PER_SEC), (long)(until % TSSX_NSEC_PER_SEC) };
 
-	if (TSSX_REAL(syscall)(SYS_futex_waitv, words, 3, 0, deadline->at_ns == TSSX_FOREVER ? NULL : &at,
-			       CLOCK_MONOTONIC) >= 0)
+	if (TSSX_REAL(syscall)(SYS_futex_waitv, words, 3, 0, &at, CLOCK_MONOTONIC) >= 0)
 		return 0;
 	if (errno == ETIMEDOUT)
-		return -EAGAIN;
+		return bounded ? 0 : -EAGAIN;
 	if (errno == EINTR)
 		return -EINTR;
 	/* A word moved (EAGAIN), or nothing expected: a re-check is never

@@ -53,6 +53,14 @@ with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 1M >"$w
 wait_pid "$server_pid" || fail "bellfull: the server failed: $(cat "$work/server.log")"
 check_shm "$work/client.log" 1048576
 
+# A message whose wake-up never comes (a peer that does not ring, or a
+# wake-up lost): the server's read, asleep on the futex bell from its
+# first call (TSSX_SHORT_CALLS=0), must find it all the same.
+TSSX_SHORT_CALLS=0 start_echo_server yes "$work/server.log" "$sock" --clients 1
+"${guard[@]}" "$tools/tssx-forge" silent "$sock" >"$work/forge.log" 2>&1 ||
+	fail "silent: no echo: $(cat "$work/forge.log")"
+wait_pid "$server_pid" || fail "silent: the server failed: $(cat "$work/server.log")"
+
 # counts PID: its open fds and its shared mappings (segments, lock pages).
 # Not the private ones: glibc keeps the stacks of ended threads for reuse
 # (up to 40 MiB), as many as connection threads happened to overlap, and

@@ -24,6 +24,11 @@
  * that the server echoes: its wake-up of this client must not block it.
  * Exits 0 once the echo came back.
  *
+ * tssx-forge silent PATH: a good handshake, then, once the server's read
+ * had time to fall asleep, one message written into its ring without a
+ * wake-up (a lost one, or a peer that never rings): the server must
+ * still find it and echo it.  Exits 0 once the echo came back.
+ *
  * tssx-forge attack SECONDS PATH: one connection after another, each with
  * a good handshake and then an attack on the segment while the server
  * reads from it, for SECONDS: every control word but the counters held at
@@ -223,6 +228,19 @@ static void forge(int fd, const char *how)
 	}
 }
 
+/* Waits for the server's echo of "ping" in the ring, looking for it
+ * (nothing here sleeps on a bell); the caller's guard ends a hang. */
+static void expect_echo(struct tssx_segment *seg)
+{
+	char echo[4];
+	struct iovec iov = { .iov_base = echo, .iov_len = sizeof(echo) };
+
+	while (tssx_ring_readable(&seg->ring[TSSX_S2C]) < (ssize_t)sizeof(echo))
+		usleep(1000);
+	if (tssx_ring_read(&seg->ring[TSSX_S2C], &iov, 1, false) != 4 || memcmp(echo, "ping", 4) != 0)
+		die("no echo");
+}
+
 /* bellfull (above): the server's eventfd bell written to an eventfd this
  * client made blocking and full, which a write of anything but 0 would
  * block on until someone reads it. */
@@ -233,7 +251,6 @@ static void bell_full(const char *path)
 	struct tssx_segment seg;
 	struct tssx_hello hello;
 	struct iovec iov = { .iov_base = "ping", .iov_len = 4 };
-	char echo[4];
 
 	if (tssx_segment_create(&seg, RING, RING, &fds[0], &hello) < 0)
 		die("segment");
@@ -247,13 +264,26 @@ static void bell_full(const char *path)
 	if (tssx_ring_write(&seg.ring[TSSX_C2S], &iov, 1) != 4)
 		die("ring write");
 	wake_reader(&seg.ring[TSSX_C2S], fd);
-	iov = (struct iovec){ .iov_base = echo, .iov_len = sizeof(echo) };
 	/* The server's echo wakes nobody here (its eventfd bell cannot be
-	 * read: full): look for it; the caller's guard ends a hang. */
-	while (tssx_ring_readable(&seg.ring[TSSX_S2C]) < (ssize_t)sizeof(echo))
-		usleep(1000);
-	if (tssx_ring_read(&seg.ring[TSSX_S2C], &iov, 1, false) != 4 || memcmp(echo, "ping", 4) != 0)
-		die("no echo");
+	 * read: full). */
+	expect_echo(&seg);
+	close(fd);
+}
+
+/* silent (above): a message written into the server's ring without its
+ * wake-up, once the server's read had time to fall asleep. */
+static void silent(const char *path)
+{
+	int fd = connect_as_tssx_client(path);
+	struct tssx_segment seg;
+	struct iovec iov = { .iov_base = "ping", .iov_len = 4 };
+
+	close(good_handshake(fd, &seg));
+	usleep(300 * 1000);
+	if (tssx_ring_write(&seg.ring[TSSX_C2S], &iov, 1) != 4)
+		die("ring write");
+	/* Our reader flag is down: the echo wakes nobody here. */
+	expect_echo(&seg);
 	close(fd);
 }
 
@@ -424,8 +454,8 @@ int main(int argc, char **argv)
 		attack(argv[3], (unsigned)atoi(argv[2]));
 		return 0;
 	}
-	if (argc == 3 && !strcmp(argv[1], "bellfull")) {
-		bell_full(argv[2]);
+	if (argc == 3 && (!strcmp(argv[1], "bellfull") || !strcmp(argv[1], "silent"))) {
+		(!strcmp(argv[1], "bellfull") ? bell_full : silent)(argv[2]);
 		return 0;
 	}
 	if (argc == 4 && (!strcmp(argv[1], "serve") || !strcmp(argv[1], "bells"))) {
@@ -434,6 +464,7 @@ int main(int argc, char **argv)
 	}
 	if (argc != 3)
 		die("usage: tssx-forge magic|version|nofd|unsealed|short|indices|bypass|fds|fdsplit|huge PATH\n"
+		    "       tssx-forge bellfull|silent PATH\n"
 		    "       tssx-forge attack SECONDS PATH\n"
 		    "       tssx-forge serve|bells SECONDS PATH");
 	fd = connect_as_tssx_client(argv[2]);
