@@ -507,7 +507,7 @@ static bool spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const str
 		       const _Atomic uint32_t *peers, int cpu)
 {
 	uint64_t now = tssx_now_ns();
-	bool beside;
+	bool paused, beside;
 	bool may_spin = tssx_spin_setup(spin, now, tssx_opts.spin_ns, look_every_ns, deadline);
 
 	/* Until this spin, if any, finds the answer on a CPU of its own. */
@@ -537,10 +537,9 @@ static bool spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const str
 	 * the peer may run on it and answer before this waiter sleeps;
 	 * unless the peer waits on this CPU (tssx_spin_start_data()).  Its
 	 * word loaded only here: the peer writes the line it is on. */
-	beside = !yields_paused(now) && peers &&
-		 tssx_peer_beside(atomic_load_explicit(peers, memory_order_relaxed), cpu);
-	if (!beside && !yields_paused(now) &&
-	    tssx_spin_setup(spin, now, tssx_opts.yield_ns, look_every_ns, deadline)) {
+	paused = yields_paused(now);
+	beside = !paused && peers && tssx_peer_beside(atomic_load_explicit(peers, memory_order_relaxed), cpu);
+	if (!paused && !beside && tssx_spin_setup(spin, now, tssx_opts.yield_ns, look_every_ns, deadline)) {
 		spin->kind = TSSX_SPIN_YIELDING;
 		spin->turns_left = TSSX_YIELD_TURNS_MIN;
 		spin->yields_left = TSSX_YIELD_TURNS_MAX;
