@@ -267,7 +267,7 @@ static int poll_loop(struct poll_call *call)
 	}
 }
 
-int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+int events_poll(struct pollfd *fds, nfds_t nfds, const struct tssx_deadline *deadline,
 		const sigset_t *sigmask)
 {
 	struct pollfd stack_kfds[POLL_STACK_ITEMS];
@@ -278,8 +278,8 @@ int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 	__do_free unsigned char *heap_kinds = NULL;
 	__do_free struct tssx_conn **heap_conns = NULL;
 	__do_free bool *heap_held = NULL;
-	struct poll_call call = { .fds = fds, .nfds = nfds, .sigmask = sigmask, .kfds = stack_kfds,
-				  .kinds = stack_kinds, .conns = stack_conns, .held = stack_held };
+	struct poll_call call = { .fds = fds, .nfds = nfds, .sigmask = sigmask, .deadline = *deadline,
+				  .kfds = stack_kfds, .kinds = stack_kinds, .conns = stack_conns, .held = stack_held };
 	int saved_errno = errno;
 	int ready;
 
@@ -295,7 +295,6 @@ int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 	}
 	for (nfds_t i = 0; i < nfds; i++)
 		poll_classify(&call, i);
-	tssx_deadline_start(&call.deadline, timeout);
 	ready = poll_loop(&call);
 	if (ready < 0)
 		saved_errno = errno; /* the call's error, kept past the releases */
@@ -311,23 +310,27 @@ int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 
 TSSX_EXPORT int poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 {
-	struct timespec ts;
+	struct tssx_deadline deadline;
 
 	if (likely(!poll_needed(fds, nfds)))
 		return TSSX_REAL(poll)(fds, nfds, timeout_ms);
-	return events_poll(fds, nfds, tssx_timespec_from_ms(timeout_ms, &ts), NULL);
+	tssx_deadline_start_ms(&deadline, timeout_ms);
+	return events_poll(fds, nfds, &deadline, NULL);
 }
 
 TSSX_EXPORT int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
 		      const sigset_t *sigmask)
 {
+	struct tssx_deadline deadline;
+
 	if (likely(!poll_needed(fds, nfds)))
 		return TSSX_REAL(ppoll)(fds, nfds, timeout, sigmask);
 	if (!tssx_timespec_valid(timeout)) {
 		errno = EINVAL;
 		return -1;
 	}
-	return events_poll(fds, nfds, timeout, sigmask);
+	tssx_deadline_start(&deadline, timeout);
+	return events_poll(fds, nfds, &deadline, sigmask);
 }
 
 /* The fortified versions (-D_FORTIFY_SOURCE) that glibc programs link call

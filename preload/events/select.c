@@ -96,7 +96,7 @@ static int sets_fill(struct select_sets *sets, struct pollfd *pfds, const bool *
 	return ready;
 }
 
-static int select_via_poll(struct select_sets *sets, const struct timespec *timeout,
+static int select_via_poll(struct select_sets *sets, const struct tssx_deadline *deadline,
 			   const sigset_t *sigmask)
 {
 	__do_free struct pollfd *pfds = calloc((size_t)sets->nfds, sizeof(*pfds));
@@ -116,7 +116,7 @@ static int select_via_poll(struct select_sets *sets, const struct timespec *time
 		was_conn[count] = tssx_conn_lookup(fd);
 		pfds[count++] = (struct pollfd){ .fd = fd, .events = events };
 	}
-	ready = events_poll(pfds, count, timeout, sigmask);
+	ready = events_poll(pfds, count, deadline, sigmask);
 	return ready < 0 ? -1 : sets_fill(sets, pfds, was_conn, count);
 }
 
@@ -139,7 +139,7 @@ TSSX_EXPORT int select(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exce
 		}
 	}
 	tssx_deadline_start(&deadline, timeout ? &ts : NULL);
-	ready = select_via_poll(&sets, timeout ? &ts : NULL, NULL);
+	ready = select_via_poll(&sets, &deadline, NULL);
 	/* Linux's select() leaves the time not slept in *timeout. */
 	if (timeout && tssx_deadline_left(&deadline, &left))
 		*timeout = (struct timeval){ left.tv_sec, left.tv_nsec / 1000 };
@@ -151,6 +151,7 @@ TSSX_EXPORT int pselect(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exc
 {
 	struct select_sets sets = { nfds, { (unsigned long *)readfds, (unsigned long *)writefds,
 					    (unsigned long *)exceptfds } };
+	struct tssx_deadline deadline;
 
 	if (likely(nfds <= 0 || !select_needed(&sets)))
 		return TSSX_REAL(pselect)(nfds, readfds, writefds, exceptfds, timeout, sigmask);
@@ -158,5 +159,6 @@ TSSX_EXPORT int pselect(int nfds, fd_set *readfds, fd_set *writefds, fd_set *exc
 		errno = EINVAL;
 		return -1;
 	}
-	return select_via_poll(&sets, timeout, sigmask);
+	tssx_deadline_start(&deadline, timeout);
+	return select_via_poll(&sets, &deadline, sigmask);
 }

@@ -30,8 +30,10 @@ bool events_set_arm(struct events_set *set);
  * when `recheck` (a connection no doorbell can wake) if that is sooner. */
 const struct tssx_deadline *events_sleep_until(const struct tssx_deadline *deadline, bool recheck,
 					       struct tssx_deadline *buf);
-/* poll() and ppoll() on a set holding TSSX connections or epoll fds that do. */
-int events_poll(struct pollfd *fds, nfds_t nfds, const struct timespec *timeout,
+/* poll() and ppoll() on a set holding TSSX connections or epoll fds that do,
+ * until `deadline`, which the call started before anything else: a handler
+ * that runs in a system call of its own before it waits ends it too. */
+int events_poll(struct pollfd *fds, nfds_t nfds, const struct tssx_deadline *deadline,
 		const sigset_t *sigmask);
 /* Whether poll() must look at fd: a TSSX connection or an epoll fd that
  * tracks something. */

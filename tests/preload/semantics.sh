@@ -60,6 +60,9 @@ source "$(dirname "$0")/lib.sh"
 # watcher) and sleeps on the socket.  signal-WAITER-spin: a handler that
 # runs while the call spins or yields ends it as one in its sleep does,
 # with spins of up to a second where the machine allows them.
+# signal-select-early: a handler that runs in a system call select()
+# makes before it waits (its allocation, which the probe signals from)
+# ends it too; the probe's allocation is its own but under AddressSanitizer.
 under=()
 for waiter in read write poll select epoll; do
 	for action in close dup2 shutrd shutrdwr; do
@@ -79,6 +82,7 @@ spinning=()
 for waiter in read write poll select epoll; do
 	spinning+=("signal-$waiter-spin")
 done
+spinning+=(signal-select-early)
 for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
 	foreignowner shutwr shutsibling forkcall forkpair barrierlost execwrite execwrite2 execread execread2 spawnwrite \
@@ -91,11 +95,15 @@ for probe in peek timeout eintr shutdown shutrd epolldup epipe fork forkread for
 	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	[[ $probe != exec[wr]* && $probe != spawn* ]] || options=(TSSX_RING_SIZE=64M TSSX_RING_MAX=64M)
-	[[ $probe != *-spin ]] || options=(TSSX_SPIN_NS=1000000000)
+	[[ $probe != *-spin && $probe != *-early ]] || options=(TSSX_SPIN_NS=1000000000)
 	with_preload yes env "${options[@]}" "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" \
 		>"$work/$probe.log" 2>&1 || fail "$probe ${options[*]}: fails over TSSX"
 	{ [[ $probe == forklate ]] || grep -q "shared memory, client" "$work/$probe.log"; } &&
 		grep -q "shared memory, server" "$work/$probe.log" || fail "$probe: not over shared memory"
+	if [[ $probe == *-early && -z $sanitized ]]; then
+		grep -q "in the call's own allocation in [1-9]" "$work/$probe.log" ||
+			fail "$probe: the call's allocation was never signalled"
+	fi
 	if [[ $probe == barrierlost ]] && grep -q "membarrier: available" "$work/$probe.log"; then
 		grep -q "membarrier() failed after it was registered" "$work/$probe.log" ||
 			fail "$probe: the client's membarrier() was never refused"

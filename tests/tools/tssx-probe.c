@@ -1578,8 +1578,34 @@ struct blocked {
 	int err;
 	unsigned events;
 	char byte;
+	bool signal_in_calloc; /* signal-WAITER-early */
 	_Atomic bool done;
 };
+
+/*
+ * signal-WAITER-early: a handler that runs in a system call the call makes
+ * before it waits (here the allocation of a library's select()) ends the
+ * call as one that runs in its wait does.  calloc() is the probe's own for
+ * everything the process loads; armed in one thread, its next call
+ * signals that thread from a system call, so the handler runs there.
+ * Left out under AddressSanitizer, whose allocator the probe cannot wrap.
+ */
+static __thread bool calloc_signals;
+static _Atomic unsigned calloc_signalled;
+
+#ifndef __SANITIZE_ADDRESS__
+void *__libc_calloc(size_t count, size_t size);
+
+void *calloc(size_t count, size_t size)
+{
+	if (calloc_signals) {
+		calloc_signals = false;
+		atomic_fetch_add(&calloc_signalled, 1);
+		syscall(SYS_tgkill, getpid(), gettid(), SIGALRM);
+	}
+	return __libc_calloc(count, size);
+}
+#endif
 
 static void *blocked_call(void *arg)
 {
@@ -1594,6 +1620,7 @@ static void *blocked_call(void *arg)
 	if (block)
 		memset(block, 'z', UNDER_WRITE_BYTES);
 	atomic_store(&b->tid, gettid());
+	calloc_signals = b->signal_in_calloc;
 	switch (case_waiter) {
 	case WAIT_READ:
 		b->ret = read(b->fd, &b->byte, 1);
@@ -1924,9 +1951,9 @@ static void peer_client(int fd)
  * "spin", for every waiter: below.
  */
 
-enum signal_how { SIGNAL_INTR, SIGNAL_RESTART, SIGNAL_TIMEO, SIGNAL_SPIN };
+enum signal_how { SIGNAL_INTR, SIGNAL_RESTART, SIGNAL_TIMEO, SIGNAL_SPIN, SIGNAL_EARLY };
 
-static const char *const signal_names[] = { "intr", "restart", "timeo", "spin" };
+static const char *const signal_names[] = { "intr", "restart", "timeo", "spin", "early" };
 static enum signal_how case_signal;
 
 /* The blocked write: more than the client drains in one read. */
@@ -2005,6 +2032,7 @@ static void signal_client(int fd)
  * the next signal ends the call.
  */
 #define SPIN_SIGNAL_ROUNDS 24
+#define SPIN_SIGNAL_EARLY_ROUNDS 4
 #define SPIN_SIGNAL_FIRST_STEP_US 40
 #define SPIN_SIGNAL_EVERY_US (100 * 1000)
 /* So that a call that no signal ends fails the probe instead of hanging. */
@@ -2045,7 +2073,7 @@ static void on_spin_alarm(int sig, siginfo_t *info, void *context)
 static enum interrupted_at spin_signal_round(int fd, int epfd, unsigned round)
 {
 	static const char *const at_names[] = { "nowhere", "the probe", "a system call", "user space" };
-	struct blocked b = { .fd = fd, .epfd = epfd };
+	struct blocked b = { .fd = fd, .epfd = epfd, .signal_in_calloc = case_signal == SIGNAL_EARLY };
 	pthread_t thread;
 	pid_t tid;
 	unsigned waited = 0;
@@ -2056,7 +2084,8 @@ static enum interrupted_at spin_signal_round(int fd, int epfd, unsigned round)
 	expect(pthread_create(&thread, NULL, blocked_call, &b) == 0);
 	while (!(tid = atomic_load(&b.tid)))
 		;
-	usleep(round * SPIN_SIGNAL_FIRST_STEP_US);
+	/* An early handler of the call's own ends it without this one. */
+	usleep(case_signal == SIGNAL_EARLY ? SPIN_SIGNAL_EVERY_US : round * SPIN_SIGNAL_FIRST_STEP_US);
 	while (!atomic_load(&b.done) && waited < SPIN_SIGNAL_LIMIT_US) {
 		expect(syscall(SYS_tgkill, getpid(), tid, SIGALRM) == 0);
 		usleep(SPIN_SIGNAL_EVERY_US);
@@ -2064,8 +2093,9 @@ static enum interrupted_at spin_signal_round(int fd, int epfd, unsigned round)
 	}
 	expect(pthread_join(thread, NULL) == 0);
 	at = (enum interrupted_at)atomic_load(&spin_first_at);
-	fprintf(stderr, "signal-%s-spin round %u: ret %ld errno %d after %u handlers, the first in %s\n",
-		waiter_names[case_waiter], round, b.ret, b.err, atomic_load(&spin_handled), at_names[at]);
+	fprintf(stderr, "signal-%s-%s round %u: ret %ld errno %d after %u handlers, the first in %s\n",
+		waiter_names[case_waiter], signal_names[case_signal], round, b.ret, b.err, atomic_load(&spin_handled),
+		at_names[at]);
 	expect(b.ret < 0 && b.err == EINTR);
 	expect(at != AT_SYSTEM_CALL || atomic_load(&spin_handled) == 1);
 	return at;
@@ -2075,7 +2105,7 @@ static void spin_signal_server(int fd)
 {
 	struct sigaction sa = { .sa_sigaction = on_spin_alarm, .sa_flags = SA_SIGINFO };
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
-	unsigned in_user_space = 0;
+	unsigned in_user_space = 0, rounds = case_signal == SIGNAL_EARLY ? SPIN_SIGNAL_EARLY_ROUNDS : SPIN_SIGNAL_ROUNDS;
 	int epfd = -1;
 
 	wait_byte(fd);
@@ -2087,10 +2117,11 @@ static void spin_signal_server(int fd)
 	}
 	sigemptyset(&sa.sa_mask);
 	expect(sigaction(SIGALRM, &sa, NULL) == 0);
-	for (unsigned round = 1; round <= SPIN_SIGNAL_ROUNDS; round++)
+	for (unsigned round = 1; round <= rounds; round++)
 		in_user_space += spin_signal_round(fd, epfd, round) == AT_USER_SPACE;
-	fprintf(stderr, "signal-%s-spin: the first handler ran in user space in %u of %d rounds\n",
-		waiter_names[case_waiter], in_user_space, SPIN_SIGNAL_ROUNDS);
+	fprintf(stderr, "signal-%s-%s: the first handler ran in user space in %u of %u rounds, "
+		"in the call's own allocation in %u\n", waiter_names[case_waiter], signal_names[case_signal],
+		in_user_space, rounds, atomic_load(&calloc_signalled));
 	if (epfd >= 0)
 		close(epfd);
 	signal_peer();
@@ -3475,7 +3506,7 @@ static bool parse_signal(const char *name)
 		return false;
 	case_signal = (enum signal_how)what;
 	/* Restarts and timeouts are the data calls': read and write. */
-	return case_signal == SIGNAL_SPIN || case_waiter <= WAIT_WRITE;
+	return case_signal >= SIGNAL_SPIN || case_waiter <= WAIT_WRITE;
 }
 
 int main(int argc, char **argv)
@@ -3495,7 +3526,7 @@ int main(int argc, char **argv)
 		    "CASE under-WAITER-ACTION: WAITER read, write, poll, select or epoll; ACTION close, dup2, shutrd or shutrdwr\n"
 		    "CASE peer-WAITER-ACTION: WAITER read or write; ACTION close, shut, kill or killfork\n"
 		    "CASE signal-WAITER-HOW: WAITER read or write; HOW intr, restart or timeo\n"
-		    "CASE signal-WAITER-spin: WAITER read, write, poll, select or epoll");
+		    "CASE signal-WAITER-spin or signal-WAITER-early: WAITER read, write, poll, select or epoll");
 	for (size_t i = 0; i < ARRAY_LEN(probes); i++) {
 		if (!strcmp(probes[i].name, argv[1]))
 			probe = &probes[i];
@@ -3505,7 +3536,7 @@ int main(int argc, char **argv)
 	if (!probe && parse_peer(argv[1]))
 		probe = &peer;
 	if (!probe && parse_signal(argv[1]))
-		probe = case_signal == SIGNAL_SPIN ? &spin_sig : &sig;
+		probe = case_signal >= SIGNAL_SPIN ? &spin_sig : &sig;
 	if (!probe)
 		die("unknown case %s", argv[1]);
 	exec_hops = argv[1][strlen(argv[1]) - 1] == '2' ? 2 : 1;
