@@ -709,6 +709,16 @@ static unsigned rounds_of(const struct bench_config *cfg, const struct load_row 
 	return n > MAX_ROUNDS ? MAX_ROUNDS : n;
 }
 
+/* A round that failed on a wait of LOAD_START_NS: what it waited for, and
+ * where each of its processes is. */
+static void report_stuck(const struct load_row *row, int col, const char *stuck, const struct load_procs *procs)
+{
+	fprintf(stderr, "tssx-bench: load %s %u, %s: %s within %llu s\n", kind_labels[row->kind], row->n,
+		col == LCOL_TSSX ? "TSSX" : "plain", stuck, LOAD_START_NS / 1000000000ull);
+	for (unsigned i = 0; i < procs->n; i++)
+		bench_describe_hung(procs->pid[i], procs->counted[i] ? "role" : "hog");
+}
+
 /* One round of one column: rate and CPU per request into the row. */
 static int measure_round(const struct bench_config *cfg, struct load_row *row, int col, long nproc)
 {
@@ -721,12 +731,17 @@ static int measure_round(const struct bench_config *cfg, struct load_row *row, i
 	uint64_t r0, c0, t0, r1, c1, t1;
 	int64_t s0, s1;
 	int err = -EIO;
+	const char *stuck = NULL; /* what did not happen in time */
 
 	if (counters >= 0 && ftruncate(counters, LOAD_MAX_CLIENTS * sizeof(*slots)) == 0)
 		slots = mmap(NULL, LOAD_MAX_CLIENTS * sizeof(*slots), PROT_READ | PROT_WRITE, MAP_SHARED, counters, 0);
-	if (slots == MAP_FAILED || pipe2(ready, O_CLOEXEC) < 0)
+	if (slots == MAP_FAILED || pipe2(ready, O_CLOEXEC) < 0) {
 		err = -errno;
-	else if (start_round(cfg, row, col, t, counters, ready, &procs) && clients_running(slots, t.clients)) {
+	} else if (!start_round(cfg, row, col, t, counters, ready, &procs)) {
+		stuck = "a role did not start or its server did not listen";
+	} else if (!clients_running(slots, t.clients)) {
+		stuck = "a client's first request did not come back";
+	} else {
 		/* The hogs first, then the server, then the client (start_round). */
 		if (one_pair_beside_hogs(row)) {
 			place.ends[0] = procs.pid[t.hogs];
@@ -749,10 +764,14 @@ static int measure_round(const struct bench_config *cfg, struct load_row *row, i
 			row->together[col][row->done[col]] = 2 * place.together > place.looks;
 			row->cpu[col][row->done[col]++] = (double)(c1 - c0) / (double)(r1 - r0);
 			err = 0;
+		} else {
+			stuck = "no request came back";
 		}
 		for (unsigned i = 0; col == LCOL_TSSX && i < t.clients; i++)
 			row->shm_used &= atomic_load(&slots[i].shm_used) != 0;
 	}
+	if (stuck && !bench_interrupted)
+		report_stuck(row, col, stuck, &procs);
 	stop_all(&procs);
 	remove_sockets(cfg);
 	if (slots != MAP_FAILED)

@@ -221,10 +221,7 @@ static void read_task_file(pid_t pid, const char *tid, const char *name, char *b
 		fclose(f);
 }
 
-/* Before a hung role is killed, where each of its threads waits (kernel
- * function, system call and its arguments, innermost kernel frame), on
- * stderr: a hang seen once in a long run then names its state. */
-static void describe_hung_role(pid_t pid, const char *role)
+void bench_describe_hung(pid_t pid, const char *role)
 {
 	char dir[32], wchan[64], syscall[160], stack[128];
 	struct dirent *task;
@@ -380,9 +377,9 @@ static int run_roles(const struct bench_config *cfg, const struct bench_case *c,
 	close_pair(server_ctl);
 	close_pair(client_ctl);
 	if (r == -ETIMEDOUT) {
-		describe_hung_role(server, "server");
+		bench_describe_hung(server, "server");
 		if (client > 0)
-			describe_hung_role(client, "client");
+			bench_describe_hung(client, "client");
 	}
 	/* A client that failed or hangs is stopped; one that reported exits. */
 	if (client > 0) {

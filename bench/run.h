@@ -99,6 +99,11 @@ void bench_run_case(const struct bench_config *cfg, const struct bench_case *c,
 		    uint64_t warmup_ns, uint64_t duration_ns, struct bench_cell *cell);
 char **bench_build_env(const char *library, const char *registry, const char *extra);
 void bench_free_env(char **env);
+/* Where each thread of a role that stopped answering waits (kernel
+ * function, system call and its arguments, innermost kernel frame), on
+ * stderr, before it is killed: a hang seen once in a long run then names
+ * its state. */
+void bench_describe_hung(pid_t pid, const char *role);
 
 /* load.c: the --load table, and its role processes (--load-role). */
 int load_main(const struct bench_config *cfg);
