@@ -25,7 +25,6 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-#include "barrier.h"
 #include "macros.h"
 
 #define TSSX_RING_MIN_CAPACITY (4u * 1024)
@@ -54,13 +53,11 @@ struct tssx_ring_ctl {
 	/* 0 while the ring is small; else 1 + the tail at which it grew: the
 	 * bytes from there on are in the full data area. */
 	_Atomic uint64_t grown;
-	/* 1: the consumer's sleepers can issue the asymmetric barrier
-	 * (barrier.h).  Written by the consumer as its end is set up. */
-	_Atomic uint32_t reader_barrier;
-	/* 1 while the producer's checks for a sleeping reader go without
-	 * their fence: a consumer going to sleep then issues the barrier.
-	 * Written by the producer, under its lock (tssx_ring_take_wakeup()). */
-	_Atomic uint32_t reader_unfenced;
+	/* Retired, zero: the words with which protocol 8's wakers went
+	 * without their fence (docs/data-path.md, "Wake-ups always
+	 * fence").  Such a peer's waker drops its fence only when the first
+	 * word is 1, which this library never writes. */
+	_Atomic uint32_t reader_retired[2];
 	/* The futex word a consumer asleep on the futex bell waits on: the
 	 * producer (and this process's own wakers) add one before waking. */
 	_Atomic uint32_t reader_bell;
@@ -72,10 +69,7 @@ struct tssx_ring_ctl {
 	 * owns this end's doorbells (conn/stream.c), 0 when none. */
 	_Atomic uint32_t waiters;
 	_Atomic uint32_t ancillary_taken; /* records the consumer reached */
-	/* The mirror images of reader_barrier (the producer's) and
-	 * reader_unfenced (the consumer's). */
-	_Atomic uint32_t writer_barrier;
-	_Atomic uint32_t writer_unfenced;
+	_Atomic uint32_t writer_retired[2]; /* reader_retired's mirror image */
 	_Atomic uint32_t writer_bell;     /* reader_bell's mirror image */
 	/* On the rx ring of each end: 1 + the CPU that end's data path last
 	 * started a wait on (sched_getcpu()), 0 unknown (none yet, or a peer
@@ -132,10 +126,6 @@ struct tssx_ring {
 	 * that the cached tail allows: the read touches no line of the peer's.
 	 */
 	_Atomic uint32_t ancillary_seen;
-	/* Checks for a sleeping reader (writer) in a row that found none,
-	 * while they fence (tssx_ring_take_wakeup()); only the producer's
-	 * (consumer's) lock holder touches it. */
-	uint32_t reader_quiet, writer_quiet;
 	/* 1 + the counter a transfer of more than 64 KiB started at while it
 	 * copies and publishes chunk by chunk, else 0 (only the side lock's
 	 * holder touches it): what a copy that faulted had moved. */
@@ -317,10 +307,8 @@ static inline _Atomic uint32_t *tssx_ring_waiter_cpu(struct tssx_ring *ring)
  * holds it, below: it lowers it as it leaves).  A producer calls
  * take_reader_wakeup() after publishing: non-zero means "a reader was
  * asleep, the flag is now cleared, ring these bells" (tssx_bells_of()).
- * Symmetric for writers waiting for space.  The barrier between each
- * side's store and load is a fence on each side, or, while the waker finds
- * no sleeper for a while, the sleeper's membarrier() alone (barrier.h;
- * ring.c has the reasoning).
+ * Symmetric for writers waiting for space.  Between each side's store and
+ * its load, a fence on each side (ring.c has the reasoning).
  *
  * The bells: a byte on the real socket, which every sleeper in the kernel
  * (recv, poll, select, epoll) sees; a futex wake-up on the ring's bell
@@ -347,11 +335,9 @@ ssize_t tssx_ring_arm_reader(struct tssx_ring *ring, uint32_t bell);
 ssize_t tssx_ring_arm_writer(struct tssx_ring *ring, uint32_t bell);
 /* The flag (with the bell of a sleeper in the kernel: the event
  * wrappers' socket or eventfd) and the fence alone, for a caller that
- * arms several rings and then issues one barrier (tssx_barrier_issue())
- * before it re-checks them all: whether this ring needs it (its waker
- * goes without fence). */
-bool tssx_ring_raise_reader(struct tssx_ring *ring, uint32_t bell);
-bool tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell);
+ * arms several rings before it re-checks them all. */
+void tssx_ring_raise_reader(struct tssx_ring *ring, uint32_t bell);
+void tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell);
 
 /*
  * Holds: lowering a flag its sleeper no longer needs.  A sleeper that
@@ -389,8 +375,8 @@ struct tssx_ring_holds {
  * flag of ring for a holder counted in holds (that flag's): counted (it
  * calls tssx_ring_unhold() when it leaves) or not (sticky: the bit is
  * never lowered by this process again).  Then the fence, as
- * tssx_ring_raise_reader(): whether the waker goes without fence. */
-bool tssx_ring_hold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool reader, uint32_t bell,
+ * tssx_ring_raise_reader(). */
+void tssx_ring_hold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool reader, uint32_t bell,
 		    bool counted);
 /* A counted holder of bell leaves: true when it was the last, no sticky
  * holder raised the bell, and the bit was lowered. */
@@ -399,77 +385,32 @@ bool tssx_ring_unhold(struct tssx_ring *ring, struct tssx_ring_holds *holds, boo
  * enough). */
 bool tssx_ring_hold_sticky(struct tssx_ring_holds *holds, uint32_t bell);
 
-/* This process's sleepers on ring, as its producer (writer_waiting) or
- * its consumer (reader_waiting), can issue the barrier: the caller is
- * registered (tssx_barrier_register()).  Relaxed: a waker that does not
- * see it yet keeps its fence. */
-static inline void tssx_ring_promise_barrier(struct tssx_ring *ring, bool producer)
-{
-	atomic_store_explicit(producer ? &ring->ctl->writer_barrier : &ring->ctl->reader_barrier, 1,
-			      memory_order_relaxed);
-}
-
-/* Whether a sleeper of this process on ring (as producer or consumer)
- * must not rely on a doorbell: its waker goes without fence and this
- * process cannot issue the barrier (an image after exec that could not
- * register, a seccomp filter since).  It then re-checks the ring every
- * TSSX_SHARED_WAIT_MS; the waker fences again once it finds the flag. */
-static inline bool tssx_ring_sleep_bounded(const struct tssx_ring *ring, bool producer)
-{
-	return !tssx_barrier_usable() &&
-	       atomic_load_explicit(producer ? &ring->ctl->writer_unfenced : &ring->ctl->reader_unfenced,
-				    memory_order_relaxed);
-}
-
-/* The wake-up checks found no sleeper TSSX_WAKE_QUIET times in a row:
- * they go without their fence from now on, when this process is
- * registered and the sleepers can issue the barrier; the first sleeper
- * they find makes them fence again, so that sleeps that come often cost
- * no system call (ring.c). */
-#define TSSX_WAKE_QUIET 256
-
-/* The wake-up check but its common case below: with the fence, or a
- * sleeper found.  The bells to ring (tssx_bells_of()), 0: none. */
-uint32_t tssx_ring_wake_check(struct tssx_ring *ring, bool reader);
-
 /*
- * Inline: every write and read that moved the ring asks whether the
- * reader (reader) or the writer sleeps.  The caller published its
- * counter (a release store) just before and holds its side lock, under
- * which the waker's word (`unfenced`) and the quiet count change.  The
- * common case of a waker that goes without fence is here: no sleeper.
- * The bells to ring, 0: none.
+ * Every write and read that moved the ring asks whether the reader
+ * (reader) or the writer sleeps, after it published its counter (a
+ * release store) and under its side lock.  Whether one raised its flag:
  */
-/* The inline part of tssx_ring_take_wakeup(): true when the check goes
- * without its fence and finds no sleeper, so that nothing is owed and
- * tssx_ring_wake_check() need not run. */
-static inline bool tssx_ring_wakeup_quiet(struct tssx_ring *ring, bool reader)
+static inline bool tssx_ring_sleeper_raised(const struct tssx_ring *ring, bool reader)
 {
-	struct tssx_ring_ctl *ctl = ring->ctl;
-
-	/* Both words 0 or 1 (a peer's other value is its own loss): one
-	 * test.  This process must be registered: a forked child whose
-	 * registration failed, an image after exec, find the word the
-	 * waker before them left. */
-	if (likely(atomic_load_explicit(reader ? &ctl->reader_unfenced : &ctl->writer_unfenced,
-					memory_order_relaxed) &
-		   atomic_load_explicit(&tssx_barrier_on, memory_order_relaxed))) {
-		/* The counter's store before the flag's load: a sleeper
-		 * that read the word issues membarrier(), which runs a full
-		 * barrier on this CPU whenever the two race (ring.c); only
-		 * the compiler must keep the order. */
-		atomic_signal_fence(memory_order_seq_cst);
-		return !atomic_load_explicit(reader ? &ctl->reader_waiting : &ctl->writer_waiting,
-					     memory_order_relaxed);
-	}
-	return false;
+	/* Pairs with the fence of the sleeper's arm (ring.c): the counter's
+	 * store before the flag's load. */
+	atomic_thread_fence(memory_order_seq_cst);
+	return atomic_load_explicit(reader ? &ring->ctl->reader_waiting : &ring->ctl->writer_waiting,
+				    memory_order_relaxed) != 0;
 }
 
+/* The bells that a flag found raised calls for (tssx_bells_of()), 0 when
+ * another waker took it first: exactly one waker wins it and rings. */
+static inline uint32_t tssx_ring_take_bells(struct tssx_ring *ring, bool reader)
+{
+	return tssx_bells_of(atomic_exchange_explicit(reader ? &ring->ctl->reader_waiting : &ring->ctl->writer_waiting,
+						      0, memory_order_relaxed));
+}
+
+/* Both: the bells to ring, 0: none. */
 static inline uint32_t tssx_ring_take_wakeup(struct tssx_ring *ring, bool reader)
 {
-	if (likely(tssx_ring_wakeup_quiet(ring, reader)))
-		return 0;
-	return tssx_ring_wake_check(ring, reader);
+	return tssx_ring_sleeper_raised(ring, reader) ? tssx_ring_take_bells(ring, reader) : 0;
 }
 
 static inline uint32_t tssx_ring_take_reader_wakeup(struct tssx_ring *ring)

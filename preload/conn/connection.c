@@ -469,22 +469,11 @@ static void conn_free(struct tssx_conn *conn)
 	pthread_mutex_unlock(&spares_lock);
 }
 
-/*
- * The segment is mapped: this end's rings, and its promise to issue the
- * barrier (tssx/barrier.h) before it can sleep on either.  A client
- * makes it before its hello goes out, so that the server's first writes
- * find it: registering may take milliseconds (the kernel synchronises
- * the process's CPUs), and a server that wrote meanwhile would count
- * its quiet wake-up checks with their fence for nothing.
- */
+/* The segment is mapped: this end's rings. */
 static void conn_bind_rings(struct tssx_conn *conn)
 {
 	conn->tx = &conn->seg.ring[conn->server ? TSSX_S2C : TSSX_C2S];
 	conn->rx = &conn->seg.ring[conn->server ? TSSX_C2S : TSSX_S2C];
-	if (tssx_barrier_register()) {
-		tssx_ring_promise_barrier(conn->rx, false);
-		tssx_ring_promise_barrier(conn->tx, true);
-	}
 }
 
 /* The rings are bound (conn_bind_rings()): from here on the data path
@@ -501,7 +490,6 @@ static void conn_ready(struct tssx_conn *conn, int fd)
 	}
 	atomic_store_explicit(&conn->state, TSSX_CONN_READY, memory_order_release);
 	tssx_conn_arm(conn, conn->armed_while_pending, TSSX_BELL_SOCKET, NULL);
-	tssx_conn_arm_barrier();
 	known = (struct tssx_conn_known){ conn->sock_ino, conn->server_name, conn->client_name, conn->peer_cred.pid };
 	atomic_store(&conn->slot, tssx_conn_list_add(fd, conn->server, &known, &conn->stats, sizeof(struct tssx_hello)));
 	log_info("fd %d: shared memory, %s%s", fd, conn->server ? "server" : "client",

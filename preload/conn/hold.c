@@ -55,10 +55,9 @@ static struct tssx_ring_holds *holds_of(struct tssx_conn *conn, bool reader)
 	return reader ? &conn->reader_holds : &conn->writer_holds;
 }
 
-bool tssx_hold_raise(struct tssx_conn *conn, bool reader, uint32_t bell, enum tssx_hold hold)
+void tssx_hold_raise(struct tssx_conn *conn, bool reader, uint32_t bell, enum tssx_hold hold)
 {
 	struct tssx_ring *ring = ring_of(conn, reader);
-	bool unfenced;
 
 	pthread_once(&once, setup);
 	/* Without the lock: a hold the caller kept counts already, an end
@@ -66,12 +65,16 @@ bool tssx_hold_raise(struct tssx_conn *conn, bool reader, uint32_t bell, enum ts
 	 * again), and a sticky bell stays sticky; in each case no lowering
 	 * of this process can take the bit from under this raise. */
 	if (hold == TSSX_HOLD_KEPT || !tssx_unseen_held_alone(conn) ||
-	    (hold == TSSX_HOLD_STICKY && tssx_ring_hold_sticky(holds_of(conn, reader), bell)))
-		return reader ? tssx_ring_raise_reader(ring, bell) : tssx_ring_raise_writer(ring, bell);
+	    (hold == TSSX_HOLD_STICKY && tssx_ring_hold_sticky(holds_of(conn, reader), bell))) {
+		if (reader)
+			tssx_ring_raise_reader(ring, bell);
+		else
+			tssx_ring_raise_writer(ring, bell);
+		return;
+	}
 	pthread_mutex_lock(&lock);
-	unfenced = tssx_ring_hold(ring, holds_of(conn, reader), reader, bell, hold == TSSX_HOLD_COUNTED);
+	tssx_ring_hold(ring, holds_of(conn, reader), reader, bell, hold == TSSX_HOLD_COUNTED);
 	pthread_mutex_unlock(&lock);
-	return unfenced;
 }
 
 void tssx_hold_leave(struct tssx_conn *conn, bool reader, uint32_t bell)

@@ -19,10 +19,9 @@ enum tssx_hold {
 };
 
 /* Raises bell (one TSSX_BELL_* bit) in the rx ring's reader flag (reader)
- * or the tx ring's writer flag as `hold` says, then fences.  Returns
- * whether the waker goes without fence (the caller issues the barrier
- * before its re-check, tssx/ring.h). */
-bool tssx_hold_raise(struct tssx_conn *conn, bool reader, uint32_t bell, enum tssx_hold hold);
+ * or the tx ring's writer flag as `hold` says, then fences (the caller
+ * re-checks the ring after it, tssx/ring.h). */
+void tssx_hold_raise(struct tssx_conn *conn, bool reader, uint32_t bell, enum tssx_hold hold);
 
 /* A counted holder leaves: the bit is lowered when it was this process's
  * last holder of the bell and no other process holds the end. */

@@ -489,8 +489,7 @@ static bool spin(struct tssx_conn *conn, bool writer, size_t need, const struct 
 }
 
 /* Raises the flag of this sleeper (a reader's on rx, a writer's on tx)
- * with a counted hold on bell (conn/hold.h), issues the barrier where its
- * waker goes without fence (tssx/ring.h), and re-checks.  1: sleep; 0:
+ * with a counted hold on bell (conn/hold.h) and re-checks.  1: sleep; 0:
  * re-check instead (the ring moved, or the peer will not move it);
  * -EINTR; -EPROTO.  The caller leaves the hold as it returns
  * (tssx_hold_leave()), whatever it did meanwhile. */
@@ -498,8 +497,7 @@ static int arm_held(struct tssx_conn *conn, int fd, bool writer, size_t need, st
 {
 	ssize_t avail;
 
-	if (tssx_hold_raise(conn, !writer, bell, TSSX_HOLD_COUNTED))
-		(void)tssx_barrier_issue();
+	tssx_hold_raise(conn, !writer, bell, TSSX_HOLD_COUNTED);
 	avail = ring_avail(conn, writer);
 	if (avail < 0)
 		return ring_broken(conn, fd);
@@ -530,8 +528,7 @@ static int sleep_on_word(struct tssx_conn *conn, _Atomic uint32_t *word, uint32_
  * socket for the peer's hang-up.  Any number of sleepers may: the bell
  * wakes all of them, and none drains the socket.  0: re-check; -EAGAIN
  * on the socket's timeout; -EINTR; -EPROTO; 1: a short connection yet, no
- * watcher, no FUTEX_WAITV, or a sleep that must re-check on a timer: the
- * caller sleeps on the socket.
+ * watcher, or no FUTEX_WAITV: the caller sleeps on the socket.
  */
 static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl)
 {
@@ -553,9 +550,7 @@ static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t nee
 	if (!tssx_conn_outlived_short(conn) || !tssx_bell_may_sleep() || !tssx_bell_watch(conn, fd))
 		return 1;
 	ret = arm_held(conn, fd, writer, need, dl, TSSX_BELL_FUTEX);
-	/* A waker that goes without fence and a barrier this process cannot
-	 * issue (tssx/ring.h): 1, the socket's sleep re-checks on a timer. */
-	if (ret > 0 && !tssx_ring_sleep_bounded(writer ? conn->tx : conn->rx, writer))
+	if (ret > 0)
 		ret = tssx_deadline_passed(at) ? -EAGAIN : sleep_on_word(conn, word, seen, own_seen, at);
 	tssx_hold_leave(conn, !writer, TSSX_BELL_FUTEX);
 	return ret;
@@ -684,7 +679,7 @@ static uint32_t thread_id(void)
 static int sleep_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, struct deadline *dl)
 {
 	uint32_t tid;
-	bool owning, bounded, kernel_restarts = false;
+	bool owning, kernel_restarts = false;
 	int timeout_ms, ret, wake;
 
 	if (interrupted(conn, fd, writer, dl))
@@ -704,24 +699,18 @@ static int sleep_ring(struct tssx_conn *conn, int fd, bool writer, size_t need, 
 	 * wait_over() looks at the end of the stream (tssx_conn_wake_fd). */
 	wake = writer && !__libc_single_threaded ? tssx_conn_wake_fd(conn) : -1;
 	ret = arm_held(conn, fd, writer, need, dl, TSSX_BELL_SOCKET);
-	/* A waker that goes without fence and a barrier this process
-	 * cannot issue (tssx/ring.h): no doorbell is sure to come, the sleep
-	 * re-checks as a guest's does. */
-	bounded = tssx_ring_sleep_bounded(writer ? conn->tx : conn->rx, writer);
 	if (ret <= 0) {
 		/* nothing to sleep for */
-	} else if (owning && !writer && !bounded) {
+	} else if (owning && !writer) {
 		/* The kernel applies SO_RCVTIMEO and SA_RESTART as to the
 		 * plain socket's recv(): no deadline of ours to read. */
 		ret = sleep_in_recv(conn, fd, true);
 		kernel_restarts = true;
 	} else if ((timeout_ms = tssx_deadline_left_ms(deadline_of(dl, conn, fd, writer))) == 0) {
 		ret = -EAGAIN;
-	} else if (owning && timeout_ms < 0 && wake < 0 && !bounded) {
+	} else if (owning && timeout_ms < 0 && wake < 0) {
 		ret = sleep_in_recv(conn, fd, false);
 	} else {
-		if (bounded && (timeout_ms < 0 || timeout_ms > TSSX_SHARED_WAIT_MS))
-			timeout_ms = TSSX_SHARED_WAIT_MS;
 		ret = sleep_on_socket(conn, fd, owning, timeout_ms, wake);
 	}
 	tssx_hold_leave(conn, !writer, TSSX_BELL_SOCKET);
@@ -1073,9 +1062,9 @@ static ssize_t call_done(struct tssx_conn *conn, int fd, bool kept, ssize_t n, i
 }
 
 /*
- * The end of a fast call whose check for a sleeping peer did not go
- * without its fence or found one (tssx_ring_wakeup_quiet()): the check,
- * under the side lock still held; then a doorbell the peer needs, after
+ * The end of a fast call whose check found a sleeping peer's flag
+ * (tssx_ring_sleeper_raised()): the flag taken, under the side lock still
+ * held; then a doorbell the peer needs, after
  * the lock, with a reference on the connection taken under it
  * (tssx_conn_keep) that keeps the connection for it.  Returns the call's
  * result, n.  Out of line and called last: rare (the first checks of a
@@ -1085,7 +1074,7 @@ static ssize_t call_done(struct tssx_conn *conn, int fd, bool kept, ssize_t n, i
 __attribute__((noinline)) ssize_t tssx_conn_fast_wake(struct tssx_conn *conn, int fd, ssize_t n, bool writer)
 {
 	_Atomic uint64_t *lock = writer ? &conn->locks->producer : &conn->locks->consumer;
-	uint32_t bells = writer ? tssx_ring_take_reader_wakeup(conn->tx) : tssx_ring_take_writer_wakeup(conn->rx);
+	uint32_t bells = writer ? tssx_ring_take_bells(conn->tx, true) : tssx_ring_take_bells(conn->rx, false);
 	int saved_errno;
 
 	if (bells)
@@ -1360,11 +1349,6 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)
 	return ready & (events | POLLHUP | POLLERR);
 }
 
-/* This thread raised a flag with tssx_conn_arm() whose waker goes
- * without fence, and has not issued the barrier since
- * (tssx_conn_arm_barrier()). */
-static __thread __attribute__((tls_model("initial-exec"))) bool barrier_owed;
-
 enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events, uint32_t bell, bool *held)
 {
 	if (atomic_load_explicit(&conn->state, memory_order_acquire) != TSSX_CONN_READY) {
@@ -1389,10 +1373,10 @@ enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events, uint32_t be
 	if (events & (POLLIN | POLLOUT)) {
 		enum tssx_hold hold = !held ? TSSX_HOLD_STICKY : *held ? TSSX_HOLD_KEPT : TSSX_HOLD_COUNTED;
 
-		if ((events & POLLIN) && tssx_hold_raise(conn, true, bell, hold))
-			barrier_owed = true;
-		if ((events & POLLOUT) && tssx_hold_raise(conn, false, bell, hold))
-			barrier_owed = true;
+		if (events & POLLIN)
+			tssx_hold_raise(conn, true, bell, hold);
+		if (events & POLLOUT)
+			tssx_hold_raise(conn, false, bell, hold);
 		if (held)
 			*held = true;
 	}
@@ -1400,11 +1384,6 @@ enum tssx_arm tssx_conn_arm(struct tssx_conn *conn, uint32_t events, uint32_t be
 	 * good and takes no doorbells. */
 	if (tssx_ring_read_shut(conn->rx))
 		return TSSX_ARM_NO_DOORBELL;
-	/* A waker that goes without fence and a barrier this process cannot
-	 * issue (tssx/ring.h): no doorbell is sure to come. */
-	if (((events & POLLIN) && tssx_ring_sleep_bounded(conn->rx, false)) ||
-	    ((events & POLLOUT) && tssx_ring_sleep_bounded(conn->tx, true)))
-		return TSSX_ARM_RECHECK;
 	return TSSX_ARM_DOORBELL;
 }
 
@@ -1414,14 +1393,6 @@ void tssx_conn_disarm(struct tssx_conn *conn, uint32_t events, uint32_t bell)
 		tssx_hold_leave(conn, true, bell);
 	if (events & POLLOUT)
 		tssx_hold_leave(conn, false, bell);
-}
-
-void tssx_conn_arm_barrier(void)
-{
-	if (barrier_owed) {
-		barrier_owed = false;
-		(void)tssx_barrier_issue();
-	}
 }
 
 void tssx_conn_drain(struct tssx_conn *conn, uint32_t revents)

@@ -84,11 +84,9 @@ enum tssx_arm {
  * peer rings `bell`: TSSX_BELL_SOCKET, or TSSX_BELL_EVENTFD for a sleeper
  * whose kernel wait watches the connection's own eventfd too
  * (tssx_conn_own_bell()); the peer rings the socket instead when it
- * cannot ring that.  TSSX_ARM_DOORBELL holds for either.  Afterwards the caller issues
- * tssx_conn_arm_barrier() once for every connection it armed, then
- * re-checks tssx_conn_ready() and sleeps only if it is still not ready,
- * as the result says.  TSSX_ARM_RECHECK also when a waker goes without
- * fence and this process cannot issue the barrier (tssx/ring.h).
+ * cannot ring that.  TSSX_ARM_DOORBELL holds for either.  Afterwards the
+ * caller re-checks tssx_conn_ready() and sleeps only if it is still not
+ * ready, as the result says.
  * held: NULL for a caller whose flags stay raised after it (an epoll set's
  * entries, which rely on them across calls: the bells go sticky,
  * conn/hold.h); else whether the caller holds the bells already, false
@@ -107,11 +105,6 @@ static inline int tssx_conn_own_bell(struct tssx_conn *conn)
 {
 	return tssx_conn_is_ready(conn) ? atomic_load_explicit(&conn->own_eventfd.fd, memory_order_relaxed) : -1;
 }
-/* The sleeper's barrier (tssx/barrier.h) between the flags this thread
- * raised with tssx_conn_arm() and its re-check, where a waker goes
- * without fence: one system call for a whole set; nothing when none
- * does. */
-void tssx_conn_arm_barrier(void);
 
 /* After the real fd reported readable: consume pending doorbells without
  * blocking, so that level-triggered waits do not spin.  revents: what the

@@ -85,7 +85,7 @@ static inline __attribute__((always_inline)) ssize_t tssx_conn_move_fast(struct 
 		n = small ? tssx_ring_move_small(ring, writer, buf, len) : tssx_ring_move_fast(ring, writer, buf, len);
 	if (likely(n > 0)) {
 		tssx_conn_count_moved(conn, writer, (uint64_t)n);
-		if (unlikely(!tssx_ring_wakeup_quiet(ring, writer))) {
+		if (unlikely(tssx_ring_sleeper_raised(ring, writer))) {
 			n = tssx_conn_fast_wake(conn, fd, n, writer);
 			/* It returns n: the callers' checks of the result
 			 * fold, and the call is their last (a jump). */

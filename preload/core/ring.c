@@ -48,10 +48,10 @@ void tssx_ring_ctl_init(struct tssx_ring_ctl *ctl)
 	atomic_store_explicit(&ctl->reader_waiting, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->waiters, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->waiter_cpu, 0, memory_order_relaxed);
-	atomic_store_explicit(&ctl->reader_barrier, 0, memory_order_relaxed);
-	atomic_store_explicit(&ctl->reader_unfenced, 0, memory_order_relaxed);
-	atomic_store_explicit(&ctl->writer_barrier, 0, memory_order_relaxed);
-	atomic_store_explicit(&ctl->writer_unfenced, 0, memory_order_relaxed);
+	for (int i = 0; i < 2; i++) {
+		atomic_store_explicit(&ctl->reader_retired[i], 0, memory_order_relaxed);
+		atomic_store_explicit(&ctl->writer_retired[i], 0, memory_order_relaxed);
+	}
 	atomic_store_explicit(&ctl->reader_bell, 0, memory_order_relaxed);
 	atomic_store_explicit(&ctl->writer_bell, 0, memory_order_relaxed);
 }
@@ -70,8 +70,6 @@ void tssx_ring_attach(struct tssx_ring *ring, struct tssx_ring_ctl *ctl, uint8_t
 	atomic_init(&ring->head_seen, 0);
 	atomic_init(&ring->tail_seen, 0);
 	atomic_init(&ring->ancillary_seen, 0);
-	ring->reader_quiet = 0;
-	ring->writer_quiet = 0;
 	ring->chunked_from = 0;
 }
 
@@ -509,68 +507,53 @@ ssize_t tssx_ring_peek_at(struct tssx_ring *ring, uint64_t skip, const struct io
  * costs one drained byte, a cleared flag another sleeper still relies on
  * would cost a hang.
  *
- * The barrier is a seq_cst fence on each side, or, while the waker goes
- * without (`unfenced`, tssx_ring_take_wakeup()), the sleeper's
- * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) (barrier.h): it runs a full
- * barrier on every CPU that runs a thread of a registered process, the
- * waker's among them, between the sleeper's store and its load.  A waker
- * whose flag load ran before that barrier had its counter store visible
- * by then (it precedes the load in program order, and the barrier drains
- * the store buffer), so the sleeper's load sees it; one whose load runs
- * after it sees the flag.  Which of the two a sleeper needs it learns
- * from `unfenced`, after its flag and its fence: the switch to it
- * (tssx_ring_wake_unfence()) stores `unfenced`, fences and loads the
- * flag, Dekker's pattern again, so a sleeper that reads 0 there is found
- * by the switch, which rings, and every later sleeper reads 1.  The way
- * back is a store of 0 by a waker that fences from then on: a sleeper
- * that still reads 1 issues one barrier too many.
+ * The barrier is a seq_cst fence on each side, always.  A waker without
+ * it, whose sleeper issued membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+ * instead, lost wake-ups (docs/data-path.md, "Wake-ups always fence"):
+ * the kernel skips a CPU whose record of the waker's registration is
+ * stale, and a waker whose counter store waits behind a large copy's
+ * stores is not made visible in time.
  *
  * The flag holds a bit per bell (ring.h), added: a sleeper of the other
  * kind may have armed it already.
  */
-static ssize_t arm(const struct tssx_ring *ring, _Atomic uint32_t *flag, const _Atomic uint32_t *unfenced,
-		   uint32_t bell, ssize_t (*recheck)(const struct tssx_ring *))
+static ssize_t arm(const struct tssx_ring *ring, _Atomic uint32_t *flag, uint32_t bell,
+		   ssize_t (*recheck)(const struct tssx_ring *))
 {
 	atomic_fetch_or_explicit(flag, bell, memory_order_relaxed);
-	/* Pairs with the fence of the waker's check or of its switch
-	 * (ring.h): flag store before the loads of `unfenced` and of the
-	 * counter. */
+	/* Pairs with the fence of the waker's check
+	 * (tssx_ring_sleeper_raised()): flag store before the counter's
+	 * load. */
 	atomic_thread_fence(memory_order_seq_cst);
-	/* The waker goes without fence: the barrier on its CPU before the
-	 * counter's load (or, when this process cannot issue it, a sleep
-	 * that does not rely on a doorbell: tssx_ring_sleep_bounded()). */
-	if (atomic_load_explicit(unfenced, memory_order_relaxed))
-		(void)tssx_barrier_issue();
 	return recheck(ring);
 }
 
 ssize_t tssx_ring_arm_reader(struct tssx_ring *ring, uint32_t bell)
 {
-	return arm(ring, &ring->ctl->reader_waiting, &ring->ctl->reader_unfenced, bell, tssx_ring_readable);
+	return arm(ring, &ring->ctl->reader_waiting, bell, tssx_ring_readable);
 }
 
 ssize_t tssx_ring_arm_writer(struct tssx_ring *ring, uint32_t bell)
 {
-	return arm(ring, &ring->ctl->writer_waiting, &ring->ctl->writer_unfenced, bell, tssx_ring_writable);
+	return arm(ring, &ring->ctl->writer_waiting, bell, tssx_ring_writable);
 }
 
-/* arm() without the barrier and the re-check, which the caller makes once
- * for all the rings it raised. */
-static bool raise(_Atomic uint32_t *flag, const _Atomic uint32_t *unfenced, uint32_t bell)
+/* arm() without the re-check, which the caller makes once for all the
+ * rings it raised. */
+static void raise(_Atomic uint32_t *flag, uint32_t bell)
 {
 	atomic_fetch_or_explicit(flag, bell, memory_order_relaxed);
 	atomic_thread_fence(memory_order_seq_cst); /* as in arm() */
-	return atomic_load_explicit(unfenced, memory_order_relaxed);
 }
 
-bool tssx_ring_raise_reader(struct tssx_ring *ring, uint32_t bell)
+void tssx_ring_raise_reader(struct tssx_ring *ring, uint32_t bell)
 {
-	return raise(&ring->ctl->reader_waiting, &ring->ctl->reader_unfenced, bell);
+	raise(&ring->ctl->reader_waiting, bell);
 }
 
-bool tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell)
+void tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell)
 {
-	return raise(&ring->ctl->writer_waiting, &ring->ctl->writer_unfenced, bell);
+	raise(&ring->ctl->writer_waiting, bell);
 }
 
 /*
@@ -579,7 +562,7 @@ bool tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell)
  * change together for this process: a holder that raises its bell after
  * the last one lowered it raises it again, one that raises it before
  * keeps the count above 0 and the bit up.  The waker's exchange
- * (tssx_ring_wake_check()) takes the bit whatever the counts: holders it
+ * (tssx_ring_take_bells()) takes the bit whatever the counts: holders it
  * woke find it lowered already when they leave, and each later sleeper
  * raises it again.
  */
@@ -588,7 +571,7 @@ static _Atomic uint16_t *hold_count(struct tssx_ring_holds *holds, uint32_t bell
 	return &holds->of[__builtin_ctz(bell) % 3];
 }
 
-bool tssx_ring_hold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool reader, uint32_t bell,
+void tssx_ring_hold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool reader, uint32_t bell,
 		    bool counted)
 {
 	_Atomic uint16_t *count = hold_count(holds, bell);
@@ -598,7 +581,10 @@ bool tssx_ring_hold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool 
 	 * the sticky value sticks (spare doorbells, never a lowered bit). */
 	if (held != TSSX_RING_HOLD_STICKY)
 		atomic_store_explicit(count, counted ? held + 1 : TSSX_RING_HOLD_STICKY, memory_order_relaxed);
-	return reader ? tssx_ring_raise_reader(ring, bell) : tssx_ring_raise_writer(ring, bell);
+	if (reader)
+		tssx_ring_raise_reader(ring, bell);
+	else
+		tssx_ring_raise_writer(ring, bell);
 }
 
 bool tssx_ring_unhold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool reader, uint32_t bell)
@@ -627,51 +613,4 @@ bool tssx_ring_unhold(struct tssx_ring *ring, struct tssx_ring_holds *holds, boo
 bool tssx_ring_hold_sticky(struct tssx_ring_holds *holds, uint32_t bell)
 {
 	return atomic_load_explicit(hold_count(holds, bell), memory_order_relaxed) == TSSX_RING_HOLD_STICKY;
-}
-
-/* The switch to checks without fence (ring.h): the bells of a sleeper to
- * be woken after all, 0: none. */
-static uint32_t wake_unfence(_Atomic uint32_t *flag, _Atomic uint32_t *unfenced, const _Atomic uint32_t *barrier)
-{
-	/* Only where this process's CPUs take the sleepers' barrier and
-	 * the sleepers can issue it (else each sleep would have to re-check
-	 * on a timer). */
-	if (!tssx_barrier_usable() || atomic_load_explicit(barrier, memory_order_relaxed) != 1)
-		return 0;
-	atomic_store_explicit(unfenced, 1, memory_order_relaxed);
-	/* Pairs with the fence of arm(): a sleeper that raised its flag
-	 * before reading 0 here is found below. */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (likely(!atomic_load_explicit(flag, memory_order_relaxed)))
-		return 0;
-	atomic_store_explicit(unfenced, 0, memory_order_relaxed);
-	return tssx_bells_of(atomic_exchange_explicit(flag, 0, memory_order_relaxed));
-}
-
-uint32_t tssx_ring_wake_check(struct tssx_ring *ring, bool reader)
-{
-	struct tssx_ring_ctl *ctl = ring->ctl;
-	_Atomic uint32_t *flag = reader ? &ctl->reader_waiting : &ctl->writer_waiting;
-	_Atomic uint32_t *unfenced = reader ? &ctl->reader_unfenced : &ctl->writer_unfenced;
-	uint32_t *quiet = reader ? &ring->reader_quiet : &ring->writer_quiet;
-
-	if (!(atomic_load_explicit(unfenced, memory_order_relaxed) &
-	      atomic_load_explicit(&tssx_barrier_on, memory_order_relaxed))) {
-		/* Pairs with the fence of arm(): the counter's store before
-		 * the flag's load. */
-		atomic_thread_fence(memory_order_seq_cst);
-		if (likely(!atomic_load_explicit(flag, memory_order_relaxed))) {
-			if (likely(++*quiet < TSSX_WAKE_QUIET))
-				return 0;
-			*quiet = 0;
-			return wake_unfence(flag, unfenced, reader ? &ctl->reader_barrier : &ctl->writer_barrier);
-		}
-	}
-	/* A sleeper: sleeps that come often would each pay the system
-	 * call; fence again (relaxed: a sleeper that still reads 1 issues
-	 * one more barrier than needed). */
-	*quiet = 0;
-	atomic_store_explicit(unfenced, 0, memory_order_relaxed);
-	/* Exactly one waker wins the flag and rings its bells. */
-	return tssx_bells_of(atomic_exchange_explicit(flag, 0, memory_order_relaxed));
 }

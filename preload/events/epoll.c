@@ -368,9 +368,6 @@ static int collect_locked(struct events_set *set, struct epoll_event *events, in
 			entry->may_cool = arm_silent(set, entry, now);
 		}
 	}
-	/* Between the flags arm_silent() raised and the next look, which
-	 * re-checks them (stream.h). */
-	tssx_conn_arm_barrier();
 	stats_add(&set->stats.looks, 1);
 	stats_add(&set->stats.looked, looked);
 	if (cooled)
@@ -387,10 +384,8 @@ static int collect(struct events_set *set, struct wait_call *call, int offset, b
 	int count;
 
 	pthread_mutex_lock(&set->lock);
-	if (arm) {
+	if (arm)
 		call->recheck = set_arm_locked(set, true);
-		tssx_conn_arm_barrier();
-	}
 	count = collect_locked(set, call->events + offset, call->maxevents - offset, now);
 	pthread_mutex_unlock(&set->lock);
 	return count;

@@ -187,7 +187,6 @@ static void poll_arm(struct poll_call *call)
 			call->recheck |= events_set_arm(set);
 		}
 	}
-	tssx_conn_arm_barrier();
 }
 
 /* After the real poll: doorbells drained, the kernel's word for plain fds,

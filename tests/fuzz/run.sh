@@ -37,7 +37,7 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/tssx-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-core=(preload/core/log.c preload/core/barrier.c)
+core=(preload/core/log.c)
 declare -A sources=(
 	[hello]="tests/fuzz/fuzz_hello.c preload/core/hello.c preload/core/segment.c preload/core/ring.c ${core[*]}"
 	[ring]="tests/fuzz/fuzz_ring.c preload/core/ring.c ${core[*]}"

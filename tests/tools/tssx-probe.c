@@ -5,15 +5,13 @@
  * Exits 0 when both sides saw what a Unix stream socket gives.
  */
 #include <dirent.h>
-#include <linux/filter.h>
-#include <linux/membarrier.h>
-#include <linux/seccomp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -3033,65 +3031,119 @@ static void closerace_server(int fd)
 }
 
 /*
- * barrierlost: the server writes 1024 messages while the client reads
- * them without ever sleeping (non-blocking, in a loop), so that the
- * server's wake-up checks go without their fence (docs/data-path.md,
- * "Wake-ups without the fence");
- * then the client's seccomp filter makes membarrier() fail with EPERM,
- * and its reads, asleep when each of 20 later messages comes, must still
- * get every one: the library re-checks on a timer when it cannot issue
- * the barrier.  The client says whether the kernel has the command.
+ * stalewaker: the lost wake-up of the library before 2026-12-03's
+ * (docs/data-path.md, "Wake-ups always fence").  Its wakers went without
+ * their fence once 256 checks in a row had found no sleeper, and a
+ * sleeper issued membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) instead,
+ * which the kernel sends only to CPUs whose record of the waker's
+ * registration is up to date; a CPU that last ran the waker before it
+ * registered, and idled since, keeps the old record for as long as it
+ * only runs the waker and its idle task.  So the client runs on one CPU,
+ * moves to another to connect (the library registered there) and moves
+ * back; the server runs on the other.  Each of STALE_CYCLES cycles: 300
+ * small messages that the server takes without sleeping (non-blocking
+ * reads in a loop, so that the client's checks find no sleeper), then a
+ * 64 KiB one (whose counter store waits behind the copy's), for which
+ * the server's blocking read starts after a delay that grows by 200 ns
+ * each cycle up to 80 us, so that its flag and the publication cross.  Every
+ * byte is checked.  With TSSX_SHORT_CALLS=1000000 TSSX_SPIN_NS=0 the
+ * server sleeps at once, on the socket, which has no timer: a lost
+ * wake-up hangs the probe (its guard fails it).  On a machine busy with
+ * other work the old record is refreshed by the next task that runs
+ * there, and the probe passes with either library; one CPU: no moves.
  */
-#define BARRIER_BURST 1024
-#define BARRIER_ROUNDS 20
+#define STALE_CYCLES 2000
+#define STALE_QUIET 300
+#define STALE_MESSAGE (64u * 1024)
 
-static void deny_membarrier(void)
+/* The n-th CPU this process may run on, -1 if there are fewer. */
+static int allowed_cpu(int n)
 {
-	struct sock_filter filter[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_membarrier, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = { ARRAY_LEN(filter), filter };
+	cpu_set_t set;
 
-	expect(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
-	expect(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0);
+	expect(sched_getaffinity(0, sizeof(set), &set) == 0);
+	for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+		if (CPU_ISSET(cpu, &set) && n-- == 0)
+			return cpu;
+	return -1;
 }
 
-static void barrierlost_server(int fd)
+static void run_on(int cpu)
 {
-	uint32_t seq = 0;
+	cpu_set_t set;
 
-	for (; seq < BARRIER_BURST; seq++)
-		send_all(fd, &seq, sizeof(seq));
-	wait_peer();
-	for (int round = 0; round < BARRIER_ROUNDS; round++, seq++) {
-		usleep(30000); /* the client's read sleeps meanwhile */
-		send_all(fd, &seq, sizeof(seq));
-	}
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	expect(sched_setaffinity(0, sizeof(set), &set) == 0);
 }
 
-static void barrierlost_client(int fd)
+static uint8_t stale_byte(unsigned cycle, size_t i)
 {
-	long commands = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-	uint32_t got, want = 0;
+	return (uint8_t)(cycle * 131u + i * 7u + (i >> 9));
+}
 
-	printf("membarrier: %s\n", commands > 0 && (commands & MEMBARRIER_CMD_GLOBAL_EXPEDITED) ? "available" : "none");
-	fflush(stdout);
-	while (want < BARRIER_BURST) {
-		ssize_t n = recv(fd, &got, sizeof(got), MSG_DONTWAIT);
+/* A busy wait of ns: the caller stays on its CPU. */
+static void stay_busy(uint64_t ns)
+{
+	struct timespec start, now;
 
-		if (n < 0 && errno == EAGAIN)
-			continue;
-		/* Messages of 4 bytes come whole: one write each. */
-		expect(n == sizeof(got) && got == want);
-		want++;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	while ((uint64_t)(now.tv_sec - start.tv_sec) * 1000000000u + (uint64_t)now.tv_nsec - (uint64_t)start.tv_nsec < ns);
+}
+
+static void stalewaker_server(int fd)
+{
+	static uint8_t msg[STALE_MESSAGE];
+	int other = allowed_cpu(1);
+
+	if (other >= 0)
+		run_on(other);
+	for (unsigned cycle = 0; cycle < STALE_CYCLES; cycle++) {
+		for (unsigned quiet = 0; quiet < STALE_QUIET;) {
+			uint32_t seq;
+			ssize_t n = recv(fd, &seq, sizeof(seq), MSG_DONTWAIT);
+
+			if (n < 0 && errno == EAGAIN)
+				continue;
+			/* Messages of 4 bytes come whole: one write each. */
+			expect(n == sizeof(seq) && seq == cycle * STALE_QUIET + quiet);
+			quiet++;
+		}
+		stay_busy(cycle % 400 * 200);
+		expect(recv(fd, msg, sizeof(msg), MSG_WAITALL) == (ssize_t)sizeof(msg));
+		for (size_t i = 0; i < sizeof(msg); i++)
+			expect(msg[i] == stale_byte(cycle, i));
 	}
-	deny_membarrier();
-	signal_peer();
-	for (int round = 0; round < BARRIER_ROUNDS; round++, want++)
-		expect(recv(fd, &got, sizeof(got), MSG_WAITALL) == sizeof(got) && got == want);
+	expect(recv(fd, msg, 1, 0) == 0);
+}
+
+static void stalewaker_client(int unused)
+{
+	static uint8_t msg[STALE_MESSAGE];
+	int home = allowed_cpu(0), other = allowed_cpu(1), fd;
+
+	(void)unused;
+	if (other >= 0) {
+		run_on(home);
+		stay_busy(1000000);
+		run_on(other);
+	}
+	fd = tool_connect(sock_path);
+	if (other >= 0)
+		run_on(home);
+	for (unsigned cycle = 0; cycle < STALE_CYCLES; cycle++) {
+		for (uint32_t quiet = 0; quiet < STALE_QUIET; quiet++) {
+			uint32_t seq = cycle * STALE_QUIET + quiet;
+
+			send_all(fd, &seq, sizeof(seq));
+		}
+		for (size_t i = 0; i < sizeof(msg); i++)
+			msg[i] = stale_byte(cycle, i);
+		send_all(fd, msg, sizeof(msg));
+	}
+	close(fd);
 }
 
 /* ---- one connection shared by a process and the image its child
@@ -3470,7 +3522,7 @@ static const struct probe {
 	{ "shutsibling", shutsibling_server, shutsibling_client },
 	{ "forkcall", forkcall_server, forkcall_client },
 	{ "forkpair", forkpair_server, forkpair_client },
-	{ "barrierlost", barrierlost_server, barrierlost_client },
+	{ "stalewaker", stalewaker_server, stalewaker_client },
 	{ "execwrite", execwrite_server, execwrite_client },
 	{ "execwrite2", execwrite_server, execwrite_client },
 	{ "execread", execread_server, execread_client },
@@ -3556,8 +3608,9 @@ int main(int argc, char **argv)
 		if (getppid() != server)
 			exit(1);
 		close(listener);
-		/* forklate's client makes its own connection. */
-		fd = probe->client == forklate_client ? -1 : tool_connect(sock_path);
+		/* forklate's and stalewaker's clients make their own
+		 * connections. */
+		fd = probe->client == forklate_client || probe->client == stalewaker_client ? -1 : tool_connect(sock_path);
 		probe->client(fd);
 		exit(0);
 	}

@@ -522,8 +522,8 @@ static void test_wakeup_bells(void **state)
 	assert_int_equal(tssx_ring_take_writer_wakeup(&f->ring), 0);
 
 	/* The eventfd bell of an epoll sleeper beside a futex sleeper. */
-	assert_false(tssx_ring_raise_reader(&f->ring, TSSX_BELL_EVENTFD));
-	assert_false(tssx_ring_raise_reader(&f->ring, TSSX_BELL_FUTEX));
+	tssx_ring_raise_reader(&f->ring, TSSX_BELL_EVENTFD);
+	tssx_ring_raise_reader(&f->ring, TSSX_BELL_FUTEX);
 	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), TSSX_BELL_EVENTFD | TSSX_BELL_FUTEX);
 	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), 0);
 
@@ -547,9 +547,9 @@ static void test_holds(void **state)
 	struct fixture *f = *state;
 	struct tssx_ring_holds readers = { 0 }, writers = { 0 };
 
-	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true));
-	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true));
-	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_FUTEX, true));
+	tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true);
+	tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true);
+	tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_FUTEX, true);
 	assert_int_equal(f->ctl.reader_waiting, TSSX_BELL_SOCKET | TSSX_BELL_FUTEX);
 	assert_false(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_SOCKET)); /* one more holds it */
 	assert_int_equal(f->ctl.reader_waiting, TSSX_BELL_SOCKET | TSSX_BELL_FUTEX);
@@ -563,7 +563,7 @@ static void test_holds(void **state)
 	assert_int_equal(f->ctl.reader_waiting, 0);
 	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), 0);
 	/* A leave without a hold lowers nothing. */
-	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_FUTEX, true));
+	tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_FUTEX, true);
 	assert_true(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_FUTEX));
 	assert_false(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_FUTEX));
 	assert_int_equal(atomic_load(&readers.of[1]), 0);
@@ -571,18 +571,18 @@ static void test_holds(void **state)
 	/* A sticky raise (an epoll set's) stays, whatever the counted
 	 * holders of the bell do. */
 	assert_false(tssx_ring_hold_sticky(&writers, TSSX_BELL_SOCKET));
-	assert_false(tssx_ring_hold(&f->ring, &writers, false, TSSX_BELL_SOCKET, true));
-	assert_false(tssx_ring_hold(&f->ring, &writers, false, TSSX_BELL_SOCKET, false));
+	tssx_ring_hold(&f->ring, &writers, false, TSSX_BELL_SOCKET, true);
+	tssx_ring_hold(&f->ring, &writers, false, TSSX_BELL_SOCKET, false);
 	assert_true(tssx_ring_hold_sticky(&writers, TSSX_BELL_SOCKET));
 	assert_false(tssx_ring_unhold(&f->ring, &writers, false, TSSX_BELL_SOCKET));
 	assert_int_equal(f->ctl.writer_waiting, TSSX_BELL_SOCKET);
-	assert_false(tssx_ring_hold(&f->ring, &writers, false, TSSX_BELL_SOCKET, true));
+	tssx_ring_hold(&f->ring, &writers, false, TSSX_BELL_SOCKET, true);
 	assert_false(tssx_ring_unhold(&f->ring, &writers, false, TSSX_BELL_SOCKET));
 	assert_int_equal(f->ctl.writer_waiting, TSSX_BELL_SOCKET);
 	assert_true(tssx_ring_hold_sticky(&writers, TSSX_BELL_SOCKET));
 	/* A count that would reach the sticky value sticks. */
 	atomic_store(&writers.of[2], TSSX_RING_HOLD_STICKY - 1);
-	assert_false(tssx_ring_hold(&f->ring, &writers, false, TSSX_BELL_EVENTFD, true));
+	tssx_ring_hold(&f->ring, &writers, false, TSSX_BELL_EVENTFD, true);
 	assert_true(tssx_ring_hold_sticky(&writers, TSSX_BELL_EVENTFD));
 	assert_false(tssx_ring_unhold(&f->ring, &writers, false, TSSX_BELL_EVENTFD));
 	assert_int_equal(f->ctl.writer_waiting, TSSX_BELL_SOCKET | TSSX_BELL_EVENTFD);
@@ -596,8 +596,8 @@ static void test_holds_hostile(void **state)
 	struct fixture *f = *state;
 	struct tssx_ring_holds readers = { 0 };
 
-	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true));
-	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true));
+	tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true);
+	tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true);
 	atomic_store(&f->ctl.reader_waiting, 0xdeadbee8u);
 	assert_false(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_SOCKET));
 	assert_int_equal(f->ctl.reader_waiting, 0xdeadbee8u);
@@ -605,7 +605,7 @@ static void test_holds_hostile(void **state)
 	/* The peer cleared the word under a holder: nothing to lower, no
 	 * count lost (a hold taken again raises the bit as ever). */
 	atomic_store(&f->ctl.reader_waiting, 0);
-	assert_false(tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true));
+	tssx_ring_hold(&f->ring, &readers, true, TSSX_BELL_SOCKET, true);
 	assert_int_equal(f->ctl.reader_waiting, TSSX_BELL_SOCKET);
 	assert_false(tssx_ring_unhold(&f->ring, &readers, true, TSSX_BELL_SOCKET));
 	assert_int_equal(f->ctl.reader_waiting, TSSX_BELL_SOCKET);
@@ -616,57 +616,23 @@ static void test_holds_hostile(void **state)
 	assert_int_equal(atomic_load(&readers.of[0]), 0);
 }
 
-/* The wake-up check goes without its fence only after TSSX_WAKE_QUIET
- * checks found no sleeper, in a registered process whose sleepers can
- * issue the barrier, and fences again at the first sleeper. */
-static void test_wake_barrier(void **state)
+/* A waker's check fences every time (ring.c): however many checks found
+ * no sleeper, the first flag raised is found, and the words with which
+ * protocol 8's wakers went without fence stay zero, so that such a peer
+ * keeps its fence too. */
+static void test_wake_always_fences(void **state)
 {
 	struct fixture *f = *state;
-	uint32_t registered = atomic_load(&tssx_barrier_on);
 
-	atomic_store(&tssx_barrier_on, 1);
-	for (int i = 0; i < 3 * TSSX_WAKE_QUIET; i++)
-		assert_false(tssx_ring_take_reader_wakeup(&f->ring));
-	assert_false(f->ctl.reader_unfenced); /* no promise */
-	tssx_ring_promise_barrier(&f->ring, false);
-	atomic_store(&tssx_barrier_on, 0);
-	for (int i = 0; i < 3 * TSSX_WAKE_QUIET; i++)
-		assert_false(tssx_ring_take_reader_wakeup(&f->ring));
-	assert_false(f->ctl.reader_unfenced); /* not registered */
-	atomic_store(&tssx_barrier_on, 1);
-	for (int i = 0; i < TSSX_WAKE_QUIET - 1; i++)
-		assert_false(tssx_ring_take_reader_wakeup(&f->ring));
-	assert_false(f->ctl.reader_unfenced);
-	assert_false(tssx_ring_take_reader_wakeup(&f->ring));
-	assert_true(f->ctl.reader_unfenced);
-	/* A sleeper now must issue the barrier, and is still found, once;
-	 * the checks fence again. */
-	assert_true(tssx_ring_raise_reader(&f->ring, TSSX_BELL_SOCKET));
+	for (int i = 0; i < 4096; i++)
+		assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), 0);
+	tssx_ring_raise_reader(&f->ring, TSSX_BELL_FUTEX);
 	assert_int_equal(put(f, 0, 5), 5);
-	assert_true(tssx_ring_take_reader_wakeup(&f->ring));
-	assert_false(f->ctl.reader_unfenced);
-	assert_false(tssx_ring_take_reader_wakeup(&f->ring));
-	assert_false(tssx_ring_raise_reader(&f->ring, TSSX_BELL_SOCKET));
-	/* A sleeper raised while the switch happens is found by it. */
-	for (int i = 0; i < TSSX_WAKE_QUIET - 1; i++)
-		assert_true(tssx_ring_take_reader_wakeup(&f->ring) == (i == 0));
-	atomic_store(&f->ctl.reader_waiting, 1);
-	assert_true(tssx_ring_take_reader_wakeup(&f->ring));
-	assert_false(f->ctl.reader_unfenced);
-	/* A sleeper whose waker goes without fence and that cannot issue
-	 * the barrier must not rely on a doorbell; one whose waker fences
-	 * may. */
-	atomic_store(&f->ctl.reader_unfenced, 1);
-	assert_false(tssx_ring_sleep_bounded(&f->ring, false));
-	atomic_store(&tssx_barrier_on, 0);
-	assert_true(tssx_ring_sleep_bounded(&f->ring, false));
-	assert_false(tssx_ring_sleep_bounded(&f->ring, true));
-	/* ...and its waker fences again, whatever the word says. */
-	assert_false(tssx_ring_take_reader_wakeup(&f->ring));
-	atomic_store(&f->ctl.reader_waiting, 1);
-	assert_true(tssx_ring_take_reader_wakeup(&f->ring));
-	assert_false(f->ctl.reader_unfenced);
-	atomic_store(&tssx_barrier_on, registered);
+	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), TSSX_BELL_FUTEX);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(f->ctl.reader_retired[i], 0);
+		assert_int_equal(f->ctl.writer_retired[i], 0);
+	}
 }
 
 /* ---- several producers, each with its own view, serialised by the lock ---- */
@@ -783,7 +749,6 @@ struct stream {
 	uint64_t total;
 	uint32_t seed;
 	size_t max_chunk; /* at most MAX_CHUNK */
-	bool unfenced_seen; /* its wake-up checks went without fence */
 };
 
 static size_t next_chunk(struct stream *s)
@@ -831,7 +796,6 @@ static int produce(struct stream *s)
 			return (int)n;
 		if (tssx_ring_take_reader_wakeup(s->ring))
 			ring_doorbell(s->doorbell);
-		s->unfenced_seen |= atomic_load(&s->ring->ctl->reader_unfenced);
 		pos += (uint64_t)n;
 		if (n == 0 && tssx_ring_arm_writer(s->ring, TSSX_BELL_SOCKET) == 0 && !wait_doorbell(s->doorbell))
 			return -ETIMEDOUT;
@@ -852,7 +816,6 @@ static int consume(struct stream *s)
 			return (int)n;
 		if (tssx_ring_take_writer_wakeup(s->ring))
 			ring_doorbell(s->doorbell);
-		s->unfenced_seen |= atomic_load(&s->ring->ctl->writer_unfenced);
 		if (memcmp(buf, pattern + pos % PERIOD, (size_t)n) != 0)
 			return -EBADMSG;
 		pos += (uint64_t)n;
@@ -876,8 +839,8 @@ static void test_two_threads(void **state)
 
 	fill_pattern();
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, bells), 0);
-	struct stream prod = { &f->ring, bells[0], 256ull << 20, 1, MAX_CHUNK, false };
-	struct stream cons = { &f->ring, bells[1], 256ull << 20, 2, MAX_CHUNK, false };
+	struct stream prod = { &f->ring, bells[0], 256ull << 20, 1, MAX_CHUNK };
+	struct stream cons = { &f->ring, bells[1], 256ull << 20, 2, MAX_CHUNK };
 
 	assert_int_equal(pthread_create(&t, NULL, producer_thread, &prod), 0);
 	assert_int_equal(consume(&cons), 0);
@@ -889,13 +852,10 @@ static void test_two_threads(void **state)
 
 /* The child attaches the segment from the memfd, as a server would, and
  * produces; the parent consumes through the creator's mapping. */
-/* Two processes, the reader the parent: with `barrier`, both registered
- * for the asymmetric barrier and promising it, and chunks small enough
- * that many checks in a row find no sleeper: the wake-up checks go
- * without their fence for a while, on both sides (checked). */
-static void run_two_processes(bool barrier)
+/* Two processes, the reader the parent, with chunks of up to max_chunk
+ * bytes (small ones: many checks in a row find no sleeper). */
+static void run_two_processes(size_t max_chunk)
 {
-	size_t max_chunk = barrier ? 512 : MAX_CHUNK;
 	struct tssx_segment client, server;
 	struct tssx_hello hello;
 	int memfd, bells[2], status;
@@ -907,25 +867,18 @@ static void run_two_processes(bool barrier)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct stream prod = { &server.ring[TSSX_C2S], bells[0], 64ull << 20, 3, max_chunk, false };
+		struct stream prod = { &server.ring[TSSX_C2S], bells[0], 64ull << 20, 3, max_chunk };
 
 		if (tssx_segment_attach(&server, memfd, &hello) < 0)
 			_exit(2);
-		if (barrier)
-			tssx_ring_promise_barrier(prod.ring, true);
-		if (produce(&prod) != 0)
-			_exit(1);
-		_exit(barrier && !prod.unfenced_seen ? 3 : 0);
+		_exit(produce(&prod) != 0);
 	}
-	struct stream cons = { &client.ring[TSSX_C2S], bells[1], 64ull << 20, 4, max_chunk, false };
+	struct stream cons = { &client.ring[TSSX_C2S], bells[1], 64ull << 20, 4, max_chunk };
 
-	if (barrier)
-		tssx_ring_promise_barrier(cons.ring, false);
 	assert_int_equal(consume(&cons), 0);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
-	assert_int_equal(cons.unfenced_seen, barrier);
 	tssx_segment_detach(&client);
 	close(memfd);
 	close(bells[0]);
@@ -934,19 +887,12 @@ static void run_two_processes(bool barrier)
 
 static void test_two_processes(void **state)
 {
-	uint32_t registered = atomic_load(&tssx_barrier_on);
-
-	atomic_store(&tssx_barrier_on, 0);
-	run_two_processes(false);
-	atomic_store(&tssx_barrier_on, registered);
+	run_two_processes(MAX_CHUNK);
 }
 
-/* The fork() child is registered too (barrier.c re-registers it). */
-static void test_two_processes_barrier(void **state)
+static void test_two_processes_small(void **state)
 {
-	if (!tssx_barrier_register())
-		skip(); /* a kernel without the command: the fence stays */
-	run_two_processes(true);
+	run_two_processes(512);
 }
 
 int main(void)
@@ -971,14 +917,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_read_unmarked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fast_path, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wakeup_flags, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wake_barrier, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wake_always_fences, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wakeup_bells, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_holds, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_holds_hostile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_several_producers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_two_threads, setup, teardown),
 		cmocka_unit_test(test_two_processes),
-		cmocka_unit_test(test_two_processes_barrier),
+		cmocka_unit_test(test_two_processes_small),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
