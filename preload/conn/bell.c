@@ -92,7 +92,7 @@ int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, struct tssx_conn *con
 	if (TSSX_REAL(syscall)(SYS_futex_waitv, words, 3, 0, &at, CLOCK_MONOTONIC) >= 0)
 		return 0;
 	if (errno == ETIMEDOUT)
-		return bounded ? 0 : -EAGAIN;
+		return bounded ? TSSX_BELL_RECHECKED : -EAGAIN;
 	if (errno == EINTR)
 		return -EINTR;
 	/* A word moved (EAGAIN), or nothing expected: a re-check is never

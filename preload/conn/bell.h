@@ -51,16 +51,19 @@ bool tssx_bell_may_sleep(void);
  * thread's count of handled signals the deadline's mark, until the
  * deadline: the peer's wake-ups come on the ring's word, this process's
  * own (tssx_bell_wake_own) on a word in its memory, which no peer writes.
- * 0: woken (or a word moved: re-check, a handler's run included), or
- * TSSX_BELL_RECHECK_NS passed before the deadline; -EAGAIN: the deadline
- * passed; -EINTR: a handler ran without SA_RESTART, where the kernel's
- * recv() and send() return it too. */
+ * 0: woken (or a word moved: re-check, a handler's run included);
+ * TSSX_BELL_RECHECKED: TSSX_BELL_RECHECK_NS passed before the deadline
+ * (re-check too); -EAGAIN: the deadline passed; -EINTR: a handler ran
+ * without SA_RESTART, where the kernel's recv() and send() return it
+ * too. */
 /* The longest a futex sleep goes without a look at the ring.  A wake-up
- * that never comes (one was lost between two quiet ends in ping-pongs of
- * tssx bench, docs/benchmark.md, "The run of 2026-12-03 10:44-10:59 UTC";
- * or a peer that publishes without ringing) then delays the answer by at
- * most this, where it hung; a blocked reader pays one wake-up a second. */
+ * that never comes (a peer that publishes without ringing; the library's
+ * own lost wake-up of docs/data-path.md, "Wake-ups always fence") then
+ * delays the answer by at most this instead of hanging the call, and the
+ * caller says so when the look finds the ring moved; a blocked reader
+ * pays one wake-up a second. */
 #define TSSX_BELL_RECHECK_NS 1000000000ull
+#define TSSX_BELL_RECHECKED 1
 
 int tssx_bell_sleep(_Atomic uint32_t *word, uint32_t seen, struct tssx_conn *conn, uint32_t own_seen,
 		    const struct tssx_deadline *deadline);

@@ -506,8 +506,20 @@ static int arm_held(struct tssx_conn *conn, int fd, bool writer, size_t need, st
 	return interrupted(conn, fd, writer, dl) ? -EINTR : 1;
 }
 
+/* A futex sleep's look after TSSX_BELL_RECHECK_NS found what it slept
+ * for: its wake-up never came.  A peer that publishes without ringing
+ * does that; the library must not (docs/data-path.md, "Wake-ups always
+ * fence"), so it says so. */
+static void note_silent_peer(struct tssx_conn *conn, int fd, bool writer, size_t need)
+{
+	if (wait_over(conn, writer, ring_avail(conn, writer), need))
+		tssx_log(TSSX_LOG_WARN, "fd %d: the peer %s without a wake-up: the %s waited %llu ms", fd,
+			 writer ? "made room" : "wrote", writer ? "writer" : "reader",
+			 TSSX_BELL_RECHECK_NS / 1000000ull);
+}
+
 /* The futex sleep of sleep_on_bell(), armed: 0 or -EINTR (-EAGAIN at the
- * deadline), or the connection's error. */
+ * deadline), TSSX_BELL_RECHECKED, or the connection's error. */
 static int sleep_on_word(struct tssx_conn *conn, _Atomic uint32_t *word, uint32_t seen, uint32_t own_seen,
 			 const struct tssx_deadline *at)
 {
@@ -552,6 +564,10 @@ static int sleep_on_bell(struct tssx_conn *conn, int fd, bool writer, size_t nee
 	ret = arm_held(conn, fd, writer, need, dl, TSSX_BELL_FUTEX);
 	if (ret > 0)
 		ret = tssx_deadline_passed(at) ? -EAGAIN : sleep_on_word(conn, word, seen, own_seen, at);
+	if (ret == TSSX_BELL_RECHECKED) {
+		note_silent_peer(conn, fd, writer, need);
+		ret = 0;
+	}
 	tssx_hold_leave(conn, !writer, TSSX_BELL_FUTEX);
 	return ret;
 }

@@ -55,11 +55,14 @@ check_shm "$work/client.log" 1048576
 
 # A message whose wake-up never comes (a peer that does not ring, or a
 # wake-up lost): the server's read, asleep on the futex bell from its
-# first call (TSSX_SHORT_CALLS=0), must find it all the same.
+# first call (TSSX_SHORT_CALLS=0), must find it all the same, and say
+# that its wake-up never came.
 TSSX_SHORT_CALLS=0 start_echo_server yes "$work/server.log" "$sock" --clients 1
 "${guard[@]}" "$tools/tssx-forge" silent "$sock" >"$work/forge.log" 2>&1 ||
 	fail "silent: no echo: $(cat "$work/forge.log")"
 wait_pid "$server_pid" || fail "silent: the server failed: $(cat "$work/server.log")"
+grep -q "the peer wrote without a wake-up: the reader waited" "$work/server.log" ||
+	fail "silent: the server did not say that the wake-up never came"
 
 # counts PID: its open fds and its shared mappings (segments, lock pages).
 # Not the private ones: glibc keeps the stacks of ended threads for reuse
