@@ -407,6 +407,15 @@ static inline uint32_t tssx_ring_take_bells(struct tssx_ring *ring, bool reader)
 						      0, memory_order_relaxed));
 }
 
+/* Whether bell is still raised in the reader's (reader) or the writer's
+ * flag: no waker took the flag since (it may be on its way to ring when
+ * it did). */
+static inline bool tssx_ring_bell_raised(const struct tssx_ring *ring, bool reader, uint32_t bell)
+{
+	return atomic_load_explicit(reader ? &ring->ctl->reader_waiting : &ring->ctl->writer_waiting,
+				    memory_order_relaxed) & bell;
+}
+
 /* Both: the bells to ring, 0: none. */
 static inline uint32_t tssx_ring_take_wakeup(struct tssx_ring *ring, bool reader)
 {

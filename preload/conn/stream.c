@@ -507,12 +507,14 @@ static int arm_held(struct tssx_conn *conn, int fd, bool writer, size_t need, st
 }
 
 /* A futex sleep's look after TSSX_BELL_RECHECK_NS found what it slept
- * for: its wake-up never came.  A peer that publishes without ringing
- * does that; the library must not (docs/data-path.md, "Wake-ups always
- * fence"), so it says so. */
+ * for while its flag is still raised: no waker took it, the wake-up never
+ * came.  A peer that publishes without ringing does that; the library
+ * must not (docs/data-path.md, "Wake-ups always fence"), so it says so.
+ * A flag taken means a waker is on its way: nothing to say. */
 static void note_silent_peer(struct tssx_conn *conn, int fd, bool writer, size_t need)
 {
-	if (wait_over(conn, writer, ring_avail(conn, writer), need))
+	if (tssx_ring_bell_raised(writer ? conn->tx : conn->rx, !writer, TSSX_BELL_FUTEX) &&
+	    wait_over(conn, writer, ring_avail(conn, writer), need))
 		tssx_log(TSSX_LOG_WARN, "fd %d: the peer %s without a wake-up: the %s waited %llu ms", fd,
 			 writer ? "made room" : "wrote", writer ? "writer" : "reader",
 			 TSSX_BELL_RECHECK_NS / 1000000ull);
