@@ -333,11 +333,11 @@ static inline uint32_t tssx_bells_of(uint32_t flag)
 
 ssize_t tssx_ring_arm_reader(struct tssx_ring *ring, uint32_t bell);
 ssize_t tssx_ring_arm_writer(struct tssx_ring *ring, uint32_t bell);
-/* The flag (with the bell of a sleeper in the kernel: the event
- * wrappers' socket or eventfd) and the fence alone, for a caller that
- * arms several rings before it re-checks them all. */
-void tssx_ring_raise_reader(struct tssx_ring *ring, uint32_t bell);
-void tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell);
+/* The reader's (reader) or the writer's flag (with the bell of a sleeper
+ * in the kernel: the event wrappers' socket or eventfd) and the fence
+ * alone, for a caller that arms several rings before it re-checks them
+ * all. */
+void tssx_ring_raise(struct tssx_ring *ring, bool reader, uint32_t bell);
 
 /*
  * Holds: lowering a flag its sleeper no longer needs.  A sleeper that
@@ -375,7 +375,7 @@ struct tssx_ring_holds {
  * flag of ring for a holder counted in holds (that flag's): counted (it
  * calls tssx_ring_unhold() when it leaves) or not (sticky: the bit is
  * never lowered by this process again).  Then the fence, as
- * tssx_ring_raise_reader(). */
+ * tssx_ring_raise(). */
 void tssx_ring_hold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool reader, uint32_t bell,
 		    bool counted);
 /* A counted holder of bell leaves: true when it was the last, no sticky
@@ -392,7 +392,7 @@ bool tssx_ring_hold_sticky(struct tssx_ring_holds *holds, uint32_t bell);
  */
 static inline bool tssx_ring_sleeper_raised(const struct tssx_ring *ring, bool reader)
 {
-	/* Pairs with the fence of the sleeper's arm (ring.c): the counter's
+	/* Pairs with the fence of tssx_ring_raise() (ring.c): the counter's
 	 * store before the flag's load. */
 	atomic_thread_fence(memory_order_seq_cst);
 	return atomic_load_explicit(reader ? &ring->ctl->reader_waiting : &ring->ctl->writer_waiting,

@@ -66,10 +66,7 @@ void tssx_hold_raise(struct tssx_conn *conn, bool reader, uint32_t bell, enum ts
 	 * of this process can take the bit from under this raise. */
 	if (hold == TSSX_HOLD_KEPT || !tssx_unseen_held_alone(conn) ||
 	    (hold == TSSX_HOLD_STICKY && tssx_ring_hold_sticky(holds_of(conn, reader), bell))) {
-		if (reader)
-			tssx_ring_raise_reader(ring, bell);
-		else
-			tssx_ring_raise_writer(ring, bell);
+		tssx_ring_raise(ring, reader, bell);
 		return;
 	}
 	pthread_mutex_lock(&lock);

@@ -517,43 +517,26 @@ ssize_t tssx_ring_peek_at(struct tssx_ring *ring, uint64_t skip, const struct io
  * The flag holds a bit per bell (ring.h), added: a sleeper of the other
  * kind may have armed it already.
  */
-static ssize_t arm(const struct tssx_ring *ring, _Atomic uint32_t *flag, uint32_t bell,
-		   ssize_t (*recheck)(const struct tssx_ring *))
+void tssx_ring_raise(struct tssx_ring *ring, bool reader, uint32_t bell)
 {
-	atomic_fetch_or_explicit(flag, bell, memory_order_relaxed);
+	atomic_fetch_or_explicit(reader ? &ring->ctl->reader_waiting : &ring->ctl->writer_waiting, bell,
+				  memory_order_relaxed);
 	/* Pairs with the fence of the waker's check
 	 * (tssx_ring_sleeper_raised()): flag store before the counter's
 	 * load. */
 	atomic_thread_fence(memory_order_seq_cst);
-	return recheck(ring);
 }
 
 ssize_t tssx_ring_arm_reader(struct tssx_ring *ring, uint32_t bell)
 {
-	return arm(ring, &ring->ctl->reader_waiting, bell, tssx_ring_readable);
+	tssx_ring_raise(ring, true, bell);
+	return tssx_ring_readable(ring);
 }
 
 ssize_t tssx_ring_arm_writer(struct tssx_ring *ring, uint32_t bell)
 {
-	return arm(ring, &ring->ctl->writer_waiting, bell, tssx_ring_writable);
-}
-
-/* arm() without the re-check, which the caller makes once for all the
- * rings it raised. */
-static void raise(_Atomic uint32_t *flag, uint32_t bell)
-{
-	atomic_fetch_or_explicit(flag, bell, memory_order_relaxed);
-	atomic_thread_fence(memory_order_seq_cst); /* as in arm() */
-}
-
-void tssx_ring_raise_reader(struct tssx_ring *ring, uint32_t bell)
-{
-	raise(&ring->ctl->reader_waiting, bell);
-}
-
-void tssx_ring_raise_writer(struct tssx_ring *ring, uint32_t bell)
-{
-	raise(&ring->ctl->writer_waiting, bell);
+	tssx_ring_raise(ring, false, bell);
+	return tssx_ring_writable(ring);
 }
 
 /*
@@ -581,10 +564,7 @@ void tssx_ring_hold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool 
 	 * the sticky value sticks (spare doorbells, never a lowered bit). */
 	if (held != TSSX_RING_HOLD_STICKY)
 		atomic_store_explicit(count, counted ? held + 1 : TSSX_RING_HOLD_STICKY, memory_order_relaxed);
-	if (reader)
-		tssx_ring_raise_reader(ring, bell);
-	else
-		tssx_ring_raise_writer(ring, bell);
+	tssx_ring_raise(ring, reader, bell);
 }
 
 bool tssx_ring_unhold(struct tssx_ring *ring, struct tssx_ring_holds *holds, bool reader, uint32_t bell)

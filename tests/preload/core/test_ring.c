@@ -522,8 +522,8 @@ static void test_wakeup_bells(void **state)
 	assert_int_equal(tssx_ring_take_writer_wakeup(&f->ring), 0);
 
 	/* The eventfd bell of an epoll sleeper beside a futex sleeper. */
-	tssx_ring_raise_reader(&f->ring, TSSX_BELL_EVENTFD);
-	tssx_ring_raise_reader(&f->ring, TSSX_BELL_FUTEX);
+	tssx_ring_raise(&f->ring, true, TSSX_BELL_EVENTFD);
+	tssx_ring_raise(&f->ring, true, TSSX_BELL_FUTEX);
 	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), TSSX_BELL_EVENTFD | TSSX_BELL_FUTEX);
 	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), 0);
 
@@ -626,7 +626,7 @@ static void test_wake_always_fences(void **state)
 
 	for (int i = 0; i < 4096; i++)
 		assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), 0);
-	tssx_ring_raise_reader(&f->ring, TSSX_BELL_FUTEX);
+	tssx_ring_raise(&f->ring, true, TSSX_BELL_FUTEX);
 	assert_int_equal(put(f, 0, 5), 5);
 	assert_int_equal(tssx_ring_take_reader_wakeup(&f->ring), TSSX_BELL_FUTEX);
 	for (int i = 0; i < 2; i++) {
