@@ -22,6 +22,11 @@ extern int tssx_log_level;
 /* Where lines go; defaults to write(2). */
 extern ssize_t (*tssx_log_write)(int fd, const void *buf, size_t len);
 
+/* The longest line written, its newline included; a longer one is cut
+ * there and ends with TSSX_LOG_CUT. */
+#define TSSX_LOG_LINE_MAX 1024
+#define TSSX_LOG_CUT " [cut]"
+
 void tssx_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* `return log_error(-EINVAL, "bad %s", x);` logs and yields the value. */

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "tssx/log.h"
@@ -18,7 +19,8 @@ static const char *const level_names[] = {
 
 void tssx_log(int level, const char *fmt, ...)
 {
-	char line[512];
+	/* The longest line, the statistics at exit, is about 600 bytes. */
+	char line[TSSX_LOG_LINE_MAX];
 	int saved_errno = errno; /* logging never changes what callers report */
 	va_list args;
 	int len;
@@ -29,8 +31,12 @@ void tssx_log(int level, const char *fmt, ...)
 	va_start(args, fmt);
 	len += vsnprintf(line + len, sizeof(line) - (size_t)len, fmt, args);
 	va_end(args);
-	if (len >= (int)sizeof(line) - 1)
-		len = (int)sizeof(line) - 2;
+	/* Cut: say so, rather than pass a part for the whole. */
+	if (len >= (int)sizeof(line) - 1) {
+		len = (int)sizeof(line) - 1 - (int)sizeof(TSSX_LOG_CUT);
+		memcpy(line + len, TSSX_LOG_CUT, sizeof(TSSX_LOG_CUT) - 1);
+		len += (int)sizeof(TSSX_LOG_CUT) - 1;
+	}
 	line[len++] = '\n';
 	/* One write(2) per line so lines from several processes never interleave. */
 	(void)tssx_log_write(STDERR_FILENO, line, (size_t)len);
