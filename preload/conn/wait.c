@@ -176,6 +176,11 @@ bool tssx_peer_beside(uint32_t peer_word, int cpu)
 	return cpu >= 0 && peer_word == tssx_cpu_word(cpu);
 }
 
+bool tssx_sleep_beside(uint32_t peer_word, int cpu, uint32_t company)
+{
+	return company < TSSX_YIELD_COMPANY_MIN && tssx_peer_beside(peer_word, cpu);
+}
+
 uint64_t tssx_yield_stall_ns(unsigned runnable, unsigned cpus)
 {
 	uint64_t busy = cpus ? (uint64_t)TSSX_YIELD_STALL_PER_TASK_NS * runnable / cpus : 0;
@@ -183,17 +188,23 @@ uint64_t tssx_yield_stall_ns(unsigned runnable, unsigned cpus)
 	return busy > TSSX_YIELD_STALL_NS ? busy : TSSX_YIELD_STALL_NS;
 }
 
-bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_ns, uint64_t stall_ns,
-			     bool probation)
+bool tssx_yield_stalled(uint64_t took_ns, uint64_t stall_ns, uint32_t turns, bool moved)
+{
+	/* Turns of TSSX waiters on the CPU account for the time: the CPU
+	 * went to ping-pongs, not to a task that runs long slices. */
+	return took_ns >= stall_ns && (moved || took_ns > (uint64_t)turns * TSSX_YIELD_TURN_NS);
+}
+
+bool tssx_yield_stalls_often(struct tssx_yield_history *history, bool stalled, bool probation)
 {
 	/* A running average over about the last TSSX_YIELD_AVERAGE_OVER
 	 * yields, in 1/65536ths. */
 	history->stall_share -= history->stall_share / TSSX_YIELD_AVERAGE_OVER;
-	if (took_ns >= stall_ns)
+	if (stalled)
 		history->stall_share += 65536u / TSSX_YIELD_AVERAGE_OVER;
 	if (history->yields < TSSX_YIELD_HISTORY_MIN)
 		history->yields++;
-	if (!(probation && took_ns >= stall_ns) &&
+	if (!(probation && stalled) &&
 	    (history->yields < TSSX_YIELD_HISTORY_MIN || history->stall_share <= 65536u / TSSX_YIELD_STALL_SHARE))
 		return false;
 	*history = (struct tssx_yield_history){ 0 };
@@ -287,6 +298,13 @@ struct shared_page {
 	 * TSSX_LOAD_REFRESH_NS for the whole machine, not per process. */
 	alignas(64) _Atomic uint64_t load_read_at;
 	_Atomic uint64_t load_runnable;
+	/* The waits started on each CPU (its number modulo the count): a
+	 * yield that took long while the count of its CPU moved gave the
+	 * CPU to TSSX waiters (tssx_yield_stalled()).  A line each, written
+	 * by the tasks that take turns on that CPU only. */
+	struct {
+		alignas(64) _Atomic uint32_t waits;
+	} cpu_turns[TSSX_CPU_TURNS];
 };
 
 /* No yielding spin of this process starts before yields_after: its yields
@@ -338,9 +356,10 @@ static struct shared_page *map_page(void)
 	void *page;
 	int fd;
 
-	/* "-2": the layout of slots on lines of their own (a library of
-	 * before, with all slots on one line, keeps its own file). */
-	snprintf(path, sizeof(path), "/dev/shm/tssx-spin-2-%u", (unsigned)getuid());
+	/* "-3": slots on lines of their own and the CPUs' turns (a library
+	 * of before keeps its own file: "-2" without the turns, no number
+	 * with all slots on one line). */
+	snprintf(path, sizeof(path), "/dev/shm/tssx-spin-3-%u", (unsigned)getuid());
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd < 0)
 		return NULL;
@@ -389,6 +408,40 @@ static struct shared_page *shared_page(void)
 
 	pthread_once(&machine_once, machine_init);
 	return machine.page ? machine.page : &own;
+}
+
+/* The count of waits started on `cpu` (not negative), and one more.
+ * Relaxed, a load and a store: the tasks that share a CPU take turns on
+ * it, and a count lost to a preemption between the two is only a hint
+ * less. */
+static _Atomic uint32_t *cpu_turns(int cpu)
+{
+	return &shared_page()->cpu_turns[(unsigned)cpu % TSSX_CPU_TURNS].waits;
+}
+
+/* The waits that other tasks started on this thread's CPU since its
+ * previous wait started there (0: it was elsewhere, or unknown): more
+ * than the peer's own means other ping-pongs share the CPU
+ * (tssx_sleep_beside()).  The count after that wait, and its CPU. */
+static __thread __attribute__((tls_model("initial-exec"))) uint32_t wait_company;
+static __thread __attribute__((tls_model("initial-exec"))) uint32_t last_turns;
+static __thread __attribute__((tls_model("initial-exec"))) int last_turn_cpu = -1;
+
+static void count_turn(int cpu)
+{
+	_Atomic uint32_t *waits;
+	uint32_t now;
+
+	if (cpu < 0) {
+		wait_company = 0;
+		return;
+	}
+	waits = cpu_turns(cpu);
+	now = atomic_load_explicit(waits, memory_order_relaxed) + 1;
+	atomic_store_explicit(waits, now, memory_order_relaxed);
+	wait_company = cpu == last_turn_cpu ? now - 1 - last_turns : 0;
+	last_turns = now;
+	last_turn_cpu = cpu;
 }
 
 /* Whether the runnable count in the page is at most TSSX_LOAD_REFRESH_NS
@@ -460,6 +513,8 @@ static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot)
  * (tssx_spin_cpu_yielded()): its peer likely shares this CPU. */
 static __thread __attribute__((tls_model("initial-exec"))) bool cpu_shared;
 
+
+
 bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, uint64_t look_every_ns,
 		     const struct tssx_deadline *deadline)
 {
@@ -518,6 +573,7 @@ static bool spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const str
 	 * too), or no time left: a wait that the history does not count. */
 	if (!may_spin && !tssx_spin_setup(spin, now, tssx_opts.yield_ns, look_every_ns, deadline))
 		return false;
+	count_turn(cpu >= 0 ? cpu : sched_getcpu());
 	if (tssx_skip_history_skips(&spin_history)) {
 		count(&wait_stats.skipped);
 		/* Only a spin on a CPU's budget: a yielding spin's is ten
@@ -535,10 +591,12 @@ static bool spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const str
 	}
 	/* No CPU to spin on: give it away at every turn instead, so that
 	 * the peer may run on it and answer before this waiter sleeps;
-	 * unless the peer waits on this CPU (tssx_spin_start_data()).  Its
-	 * word loaded only here: the peer writes the line it is on. */
+	 * unless the peer waits on this CPU and no other ping-pong took
+	 * turns on it lately (tssx_spin_start_data()).  Its word loaded
+	 * only here: the peer writes the line it is on. */
 	paused = yields_paused(now);
-	beside = !paused && peers && tssx_peer_beside(atomic_load_explicit(peers, memory_order_relaxed), cpu);
+	beside = !paused && peers &&
+		 tssx_sleep_beside(atomic_load_explicit(peers, memory_order_relaxed), cpu, wait_company);
 	if (!paused && !beside && tssx_spin_setup(spin, now, tssx_opts.yield_ns, look_every_ns, deadline)) {
 		spin->kind = TSSX_SPIN_YIELDING;
 		spin->turns_left = TSSX_YIELD_TURNS_MIN;
@@ -645,29 +703,32 @@ bool tssx_spin_quick(const struct tssx_ring *ring)
 
 /* A yield that let a long-running task have the CPU: the rest of this
  * wait, and likely the next waits, would pay the same, where a sleeper
- * woken by a doorbell would preempt it.  True when the yield stalled; the
- * wait then sleeps.  When stalls are common, the process stops yielding
- * for a while, longer each time it happens again right away. */
-static bool yield_stalled(uint64_t took_ns, uint64_t now)
+ * woken by a doorbell would preempt it.  True when the yield stalled
+ * (tssx_yield_stalled(): `turns` waits started on its CPU meanwhile, or
+ * it `moved` to another); the wait then sleeps.  When stalls are common,
+ * the process stops yielding for a while, longer each time it happens
+ * again right away. */
+static bool yield_stalled(uint64_t took_ns, uint64_t now, uint32_t turns, bool moved)
 {
 	static __thread struct tssx_yield_history history;
 	struct shared_page *page = shared_page();
 	uint64_t after, previous, backoff, stall_ns = TSSX_YIELD_STALL_NS;
-	bool probation;
+	bool probation, stalled;
 
 	/* The runnable count only for a long turn: it may cost a read. */
 	if (took_ns >= stall_ns)
 		stall_ns = tssx_yield_stall_ns(runnable_now(page, now), machine.cpus);
+	stalled = tssx_yield_stalled(took_ns, stall_ns, turns, moved);
 	after = atomic_load_explicit(&yields_after, memory_order_relaxed);
 	previous = atomic_load_explicit(&yield_backoff_ns, memory_order_relaxed);
 	/* Within the last pause's length of its end: one stall is enough. */
 	probation = after && now - after <= previous;
-	if (tssx_yield_stalls_often(&history, took_ns, stall_ns, probation) && after <= now) {
+	if (tssx_yield_stalls_often(&history, stalled, probation) && after <= now) {
 		backoff = tssx_yield_backoff(previous, now - after);
 		atomic_store_explicit(&yield_backoff_ns, backoff, memory_order_relaxed);
 		atomic_store_explicit(&yields_after, now + backoff, memory_order_relaxed);
 	}
-	return took_ns >= stall_ns;
+	return stalled;
 }
 
 bool tssx_spin_cpu_yielded(struct tssx_spin *spin, uint64_t from_ns, uint64_t now_ns)
@@ -703,16 +764,40 @@ static uint64_t spin_end_ns(const struct tssx_spin *spin)
 	return spin->turns_left ? spin->deadline_ns : spin->end_ns;
 }
 
-/* A yield that returned at `now` counted; false when it stalled or was the
- * spin's last (TSSX_YIELD_TURNS_MAX): the spin ends. */
-static bool yield_counted(struct tssx_spin *spin, uint64_t now)
+/* A yield that returned at `now` counted (turns and moved as for
+ * yield_stalled()); false when it stalled or was the spin's last
+ * (TSSX_YIELD_TURNS_MAX): the spin ends. */
+static bool yield_counted(struct tssx_spin *spin, uint64_t now, uint32_t turns, bool moved)
 {
-	if (yield_stalled(now - spin->turn_ns, now))
+	if (yield_stalled(now - spin->turn_ns, now, turns, moved))
 		return false;
 	spin->turn_ns = now;
 	if (spin->turns_left)
 		spin->turns_left--;
 	return --spin->yields_left > 0;
+}
+
+/* A yield of a yielding spin; returns the time.  *turns: the waits that
+ * other tasks started on this thread's CPU meanwhile, *moved when it
+ * came back on another CPU (or either is unknown). */
+static uint64_t yield_turn(struct tssx_spin *spin, uint32_t *turns, bool *moved)
+{
+	int cpu = sched_getcpu();
+	uint32_t before = cpu >= 0 ? atomic_load_explicit(cpu_turns(cpu), memory_order_relaxed) : 0;
+	uint64_t now;
+
+	/* Called again: the waiter found nothing after the last yield. */
+	if (spin->yield_long)
+		count(&wait_stats.yields_long_empty);
+	sched_yield();
+	count(&wait_stats.yields);
+	now = tssx_now_ns();
+	*moved = cpu < 0 || sched_getcpu() != cpu;
+	*turns = *moved ? 0 : atomic_load_explicit(cpu_turns(cpu), memory_order_relaxed) - before;
+	spin->yield_long = now - spin->turn_ns >= TSSX_SPIN_HANDED_NS;
+	if (spin->yield_long)
+		count(&wait_stats.yields_long);
+	return now;
 }
 
 bool tssx_spin_pause(struct tssx_spin *spin)
@@ -735,19 +820,14 @@ bool tssx_spin_pause(struct tssx_spin *spin)
 		now = cpu_turn(spin);
 		spin->turn_ns = now;
 	} else {
-		/* Called again: the waiter found nothing after the last yield. */
-		if (spin->yield_long)
-			count(&wait_stats.yields_long_empty);
-		sched_yield();
-		count(&wait_stats.yields);
-		now = tssx_now_ns();
-		spin->yield_long = now - spin->turn_ns >= TSSX_SPIN_HANDED_NS;
-		if (spin->yield_long)
-			count(&wait_stats.yields_long);
-	}
-	if (spin->kind == TSSX_SPIN_YIELDING && !yield_counted(spin, now)) {
-		spin_finish(spin, false);
-		return false;
+		uint32_t turns;
+		bool moved;
+
+		now = yield_turn(spin, &turns, &moved);
+		if (!yield_counted(spin, now, turns, moved)) {
+			spin_finish(spin, false);
+			return false;
+		}
 	}
 	if (now < until)
 		return true;

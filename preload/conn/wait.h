@@ -135,7 +135,8 @@ bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struc
  * CPU: a yield there hands the CPU to whatever else runs on it as much as
  * to the peer, and puts this waiter and its peer behind that work, where
  * a sleeper woken on its own CPU costs no more than the yields
- * (docs/wait.md, "A peer on the same CPU").  The peer may write any value
+ * (docs/wait.md, "A peer on the same CPU"); unless other ping-pongs
+ * share the CPU (tssx_sleep_beside()).  The peer may write any value
  * there: it only chooses between the yield and the sleep.
  */
 bool tssx_spin_start_data(struct tssx_spin *spin, const struct tssx_deadline *deadline, _Atomic uint32_t *mine,
@@ -234,18 +235,35 @@ void tssx_wait_count_sleep(bool futex);
 /* How long a yield takes before it counts as stalled, with `runnable`
  * tasks on `cpus` CPUs (0: unknown). */
 uint64_t tssx_yield_stall_ns(unsigned runnable, unsigned cpus);
+/*
+ * Whether a yield that took took_ns stalled: it took stall_ns or more,
+ * and the waits that other TSSX tasks started on its CPU meanwhile
+ * (`turns`, counted in the page the user's TSSX processes share) number
+ * fewer than one per TSSX_YIELD_TURN_NS of it, or it came back on
+ * another CPU (`moved`: its CPU's count says nothing).  A yield behind
+ * ping-pongs that take their turns on the CPU is long when they are many
+ * or when some of them sleep (a sleeper woken gets a fresh virtual
+ * deadline, a yielder's moved a slice later at every yield), but it
+ * gave the CPU to work that answers someone: with 16 pairs on 2 CPUs
+ * such yields, counted as stalls, paused every process's yields for good
+ * and the pairs slept at every wait (docs/wait.md, "Yields behind other
+ * ping-pongs").  A task that runs long slices takes no turns.
+ */
+#define TSSX_YIELD_TURN_NS 20000u
+bool tssx_yield_stalled(uint64_t took_ns, uint64_t stall_ns, uint32_t turns, bool moved);
+/* The CPUs whose turns the page counts (a CPU's number modulo it). */
+#define TSSX_CPU_TURNS 256u
 /* A thread's recent yields: the running share of stalled ones. */
 struct tssx_yield_history {
 	uint32_t stall_share;
 	unsigned yields;	/* counted up to TSSX_YIELD_HISTORY_MIN */
 };
 
-/* Records one yield that took took_ns (a stall when stall_ns or more);
- * true when stalls have become common, or at the first stall while on
- * probation (yields paused for stalls lately: the CPU-bound tasks are
- * likely still there), and then the history starts anew. */
-bool tssx_yield_stalls_often(struct tssx_yield_history *history, uint64_t took_ns, uint64_t stall_ns,
-			     bool probation);
+/* Records one yield, `stalled` or not; true when stalls have become
+ * common, or at the first stall while on probation (yields paused for
+ * stalls lately: the CPU-bound tasks are likely still there), and then
+ * the history starts anew. */
+bool tssx_yield_stalls_often(struct tssx_yield_history *history, bool stalled, bool probation);
 /* How long to stop yielding after stalls became common, given the last
  * such pause (0: none yet) and the time since it ended. */
 uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_ns);
@@ -297,6 +315,15 @@ uint32_t tssx_cpu_word(int cpu);
 /* Whether a peer that published peer_word last waited on `cpu` (negative:
  * unknown, never). */
 bool tssx_peer_beside(uint32_t peer_word, int cpu);
+/* Whether a wait refused a spin on a CPU sleeps at once instead of
+ * yielding: the peer waits on its CPU, and fewer than
+ * TSSX_YIELD_COMPANY_MIN waits of other tasks started on it since the
+ * thread's previous wait there (`company`; 0 when that was elsewhere):
+ * the peer's alone, or none.  More means other ping-pongs take turns
+ * there, and a yield hands the CPU to work that answers someone, not to
+ * work that runs first at every turn. */
+#define TSSX_YIELD_COMPANY_MIN 2u
+bool tssx_sleep_beside(uint32_t peer_word, int cpu, uint32_t company);
 
 /* tssx_spin_start() without the policy: a spin of budget_ns from now
  * (a spin on a CPU that yields at its first turn when the thread's last

@@ -254,35 +254,67 @@ static void test_deadline_left_ms(void **state)
 
 static void test_yield_stalls_rare_and_common(void **state)
 {
-	const uint64_t stall = TSSX_YIELD_STALL_NS;
 	struct tssx_yield_history history = { 0 };
 	int i;
 
 	/* Short yields never stop a spin. */
 	for (i = 0; i < 100000; i++)
-		assert_false(tssx_yield_stalls_often(&history, stall - 1, stall, false));
+		assert_false(tssx_yield_stalls_often(&history, false, false));
 	/* One stall in 64 (busy pairs: a scheduler hiccup) neither. */
 	for (i = 0; i < 6400; i++)
-		assert_false(tssx_yield_stalls_often(&history, i % 64 ? 150000 : 2 * stall, stall, false));
+		assert_false(tssx_yield_stalls_often(&history, i % 64 == 0, false));
 	/* A CPU-bound task's whole slice at every other yield: stop, and
 	 * start the history anew. */
-	for (i = 0; i < 1000 && !tssx_yield_stalls_often(&history, i % 2 ? 150000 : 4 * stall, stall, false); i++)
+	for (i = 0; i < 1000 && !tssx_yield_stalls_often(&history, i % 2 == 0, false); i++)
 		;
 	assert_true(i < 1000);
 	assert_int_equal(history.stall_share, 0);
 	assert_int_equal(history.yields, 0);
 	/* From an empty history, stalls back to back stop once the history
 	 * holds its least number of yields, and not before. */
-	for (i = 0; i < 100 && !tssx_yield_stalls_often(&history, 4 * stall, stall, false); i++)
+	for (i = 0; i < 100 && !tssx_yield_stalls_often(&history, true, false); i++)
 		;
 	assert_int_equal(i, TSSX_YIELD_HISTORY_MIN - 1);
 	/* On probation (right after a pause), short yields go on, and the
 	 * first stall stops them, even with a fresh history. */
 	for (i = 0; i < 1000; i++)
-		assert_false(tssx_yield_stalls_often(&history, stall - 1, stall, true));
+		assert_false(tssx_yield_stalls_often(&history, false, true));
 	history = (struct tssx_yield_history){ 0 };
-	assert_true(tssx_yield_stalls_often(&history, stall, stall, true));
+	assert_true(tssx_yield_stalls_often(&history, true, true));
 	assert_int_equal(history.yields, 0);
+}
+
+/*
+ * A long yield stalls only when the turns of TSSX waiters on its CPU do
+ * not account for it.  Before, every yield of 1 ms or more stalled: with
+ * 16 pairs on 2 CPUs the yields behind the other pairs (and behind those
+ * of them that slept) did, the processes' yields paused for good, and the
+ * pairs slept at every wait at plain sockets' speed (docs/wait.md,
+ * "Yields behind other ping-pongs").
+ */
+static void test_yield_stalled_by_turns(void **state)
+{
+	const uint64_t stall = TSSX_YIELD_STALL_NS;
+
+	(void)state;
+	/* Short: never, whatever the turns. */
+	assert_false(tssx_yield_stalled(stall - 1, stall, 0, false));
+	assert_false(tssx_yield_stalled(stall - 1, stall, 0, true));
+	/* A CPU-bound task's slice: no waits started meanwhile, or a few
+	 * (the peer's) in 4 ms. */
+	assert_true(tssx_yield_stalled(stall, stall, 0, false));
+	assert_true(tssx_yield_stalled(4 * stall, stall, 3, false));
+	/* Ping-pongs took their turns: one wait per TSSX_YIELD_TURN_NS or
+	 * more accounts for the time. */
+	assert_false(tssx_yield_stalled(stall, stall, stall / TSSX_YIELD_TURN_NS, false));
+	assert_true(tssx_yield_stalled(stall + 1, stall, stall / TSSX_YIELD_TURN_NS, false));
+	assert_false(tssx_yield_stalled(10 * stall, stall, 700, false));
+	/* Back on another CPU: the count says nothing, the time decides. */
+	assert_true(tssx_yield_stalled(10 * stall, stall, 700, true));
+	/* A count that a process of the user wrote nonsense into: no
+	 * overflow, and only a choice between a yield and a sleep. */
+	assert_false(tssx_yield_stalled(3600 * (uint64_t)TSSX_NSEC_PER_SEC, stall, UINT32_MAX, false));
+	assert_true(tssx_yield_stalled(UINT64_MAX, stall, UINT32_MAX, false));
 }
 
 static void test_yield_stall_grows_with_the_tasks(void **state)
@@ -352,6 +384,14 @@ static void test_peer_beside(void **state)
 	assert_false(tssx_peer_beside(6, -1)); /* this thread's CPU unknown */
 	assert_false(tssx_peer_beside(0, -1));
 	assert_false(tssx_peer_beside(UINT32_MAX, 0));
+	/* Sleep beside the peer only when the thread's last long yield saw
+	 * no other ping-pong take a turn on the CPU. */
+	assert_true(tssx_sleep_beside(1, 0, 0));
+	assert_true(tssx_sleep_beside(1, 0, TSSX_YIELD_COMPANY_MIN - 1));
+	assert_false(tssx_sleep_beside(1, 0, TSSX_YIELD_COMPANY_MIN));
+	assert_false(tssx_sleep_beside(1, 0, UINT32_MAX));
+	assert_false(tssx_sleep_beside(2, 0, 0));
+	assert_false(tssx_sleep_beside(1, -1, 0));
 }
 
 /*
@@ -616,6 +656,7 @@ int main(void)
 		 * spin that rule 1 refuses yields instead of sleeping. */
 		cmocka_unit_test(test_skip_ends_when_answered_within_a_spin),
 		cmocka_unit_test(test_yielding_spin_turns_max),
+		cmocka_unit_test(test_yield_stalled_by_turns),
 		cmocka_unit_test(test_spin_quick),
 		cmocka_unit_test(test_spin_yields_to_a_peer_on_its_cpu),
 		cmocka_unit_test(test_bell_pack),
