@@ -879,6 +879,9 @@ static void print_load_table(FILE *out, const struct bench_config *cfg, struct l
 		"counted; sys '-' when the kernel does not let the bench count them; one pair\n"
 		"beside hogs: %u times the rounds, and by placement below)\n\n", cfg->rounds,
 		(double)cfg->duration_ns / 1e9 / cfg->rounds, LOAD_PLACE_ROUNDS);
+	if (syscall_tracepoint() < 0)
+		fputs("sys '-': no tracefs to count system calls with; as root, mount it with\n"
+		      "  mount -t tracefs nodev /sys/kernel/tracing\n\n", out);
 	fprintf(out, "%-25s %-24s %-24s %6s %9s %9s %5s %5s\n", "scenario", " plain req/s", " TSSX req/s", "ratio",
 		"CPU plain", "CPU TSSX", "sys", "sys");
 	for (unsigned i = 0; i < nrows; i++) {
