@@ -409,7 +409,7 @@ static void test_no_yield_to_a_peer_on_this_cpu(void **state)
 	_Atomic uint32_t mine = 0, peers = 0;
 	struct tssx_spin spin;
 	cpu_set_t old, one;
-	int cpu;
+	int cpu, tries;
 
 	(void)state;
 	assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
@@ -432,10 +432,19 @@ static void test_no_yield_to_a_peer_on_this_cpu(void **state)
 		assert_int_equal(atomic_load(&mine), tssx_cpu_word(cpu));
 		tssx_spin_stop(&spin); /* found the answer */
 	}
-	/* The peer waits on this CPU: no yield, the waiter sleeps. */
+	/* The peer waits on this CPU: no yield, the waiter sleeps.  Unless
+	 * other tasks' waits started on the CPU since this thread's last
+	 * one (tssx_sleep_beside()): the count is the machine's, and another
+	 * TSSX process of the user that preempted this test there would
+	 * count, so the test allows it twice. */
 	atomic_store(&peers, tssx_cpu_word(cpu));
-	atomic_store(&mine, 0);
-	assert_false(tssx_spin_start_data(&spin, &forever, &mine, &peers));
+	for (tries = 0; tries < 3; tries++) {
+		atomic_store(&mine, 0);
+		if (!tssx_spin_start_data(&spin, &forever, &mine, &peers))
+			break;
+		tssx_spin_stop(&spin);
+	}
+	assert_true(tries < 3);
 	assert_true(spin.over);
 	assert_int_equal(spin.kind, TSSX_SPIN_NONE);
 	assert_int_equal(atomic_load(&mine), tssx_cpu_word(cpu));
