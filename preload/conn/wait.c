@@ -410,10 +410,7 @@ static struct shared_page *shared_page(void)
 	return machine.page ? machine.page : &own;
 }
 
-/* The count of waits started on `cpu` (not negative), and one more.
- * Relaxed, a load and a store: the tasks that share a CPU take turns on
- * it, and a count lost to a preemption between the two is only a hint
- * less. */
+/* The count of the waits started on `cpu` (not negative). */
 static _Atomic uint32_t *cpu_turns(int cpu)
 {
 	return &shared_page()->cpu_turns[(unsigned)cpu % TSSX_CPU_TURNS].waits;
@@ -427,6 +424,9 @@ static __thread __attribute__((tls_model("initial-exec"))) uint32_t wait_company
 static __thread __attribute__((tls_model("initial-exec"))) uint32_t last_turns;
 static __thread __attribute__((tls_model("initial-exec"))) int last_turn_cpu = -1;
 
+/* Counts a wait started on `cpu` (negative: unknown).  Relaxed, a load
+ * and a store: the tasks that share a CPU take turns on it, and a count
+ * lost to a preemption between the two is only a hint less. */
 static void count_turn(int cpu)
 {
 	_Atomic uint32_t *waits;
@@ -512,8 +512,6 @@ static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot)
 /* This thread's last yield of a spin on a CPU let another task run
  * (tssx_spin_cpu_yielded()): its peer likely shares this CPU. */
 static __thread __attribute__((tls_model("initial-exec"))) bool cpu_shared;
-
-
 
 bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, uint64_t look_every_ns,
 		     const struct tssx_deadline *deadline)
