@@ -109,10 +109,11 @@ int tssx_deadline_left_ms(const struct tssx_deadline *deadline)
 
 /* ---- The policy's pure parts ---- */
 
-bool tssx_spin_pays(unsigned runnable, unsigned cpus)
+bool tssx_spin_pays(unsigned runnable, unsigned cpus, bool peer_apart)
 {
 	/* 0: the count is unknown; spinning is bounded by the budget anyway. */
-	return runnable == 0 || runnable <= cpus;
+	return runnable == 0 || runnable <= cpus ||
+	       (peer_apart && (uint64_t)runnable <= (uint64_t)TSSX_SPIN_APART_SHARE * cpus);
 }
 
 unsigned tssx_spin_slots_for(unsigned cpus)
@@ -174,6 +175,11 @@ uint32_t tssx_cpu_word(int cpu)
 bool tssx_peer_beside(uint32_t peer_word, int cpu)
 {
 	return cpu >= 0 && peer_word == tssx_cpu_word(cpu);
+}
+
+bool tssx_peer_apart(uint32_t peer_word, int cpu)
+{
+	return cpu >= 0 && peer_word != 0 && peer_word != tssx_cpu_word(cpu);
 }
 
 bool tssx_sleep_beside(uint32_t peer_word, int cpu, uint32_t company)
@@ -479,12 +485,25 @@ static unsigned runnable_now(struct shared_page *page, uint64_t now)
 	return runnable;
 }
 
-/* Whether a spin from now to end_ns may run, and the slot it then holds.
- * A fresh runnable count that refuses is read first: on a busy machine
- * every wait is refused, and a claim and release of a slot would write
- * the page's line that all the waiters read.  Else the slot first: it
- * costs no system call, where a stale count costs a read of the file. */
-static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot)
+/* tssx_spin_pays() at `runnable` tasks for a waiter on `cpu` whose peer
+ * published its CPU in *peers (NULL: unknown).  The peer's word is loaded
+ * only when the count alone refuses: the peer writes the line it is on. */
+static bool spin_pays(unsigned runnable, const _Atomic uint32_t *peers, int cpu)
+{
+	if (tssx_spin_pays(runnable, machine.cpus, false))
+		return true;
+	return peers && tssx_spin_pays(runnable, machine.cpus,
+				       tssx_peer_apart(atomic_load_explicit(peers, memory_order_relaxed), cpu));
+}
+
+/* Whether a spin from now to end_ns may run, and the slot it then holds;
+ * peers and cpu as for spin_pays().  A fresh runnable count that refuses
+ * is read first: on a busy machine every wait is refused, and a claim and
+ * release of a slot would write the page's line that all the waiters
+ * read.  Else the slot first: it costs no system call, where a stale
+ * count costs a read of the file. */
+static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot, const _Atomic uint32_t *peers,
+			 int cpu)
 {
 	/* The slot this thread held last. */
 	static __thread __attribute__((tls_model("initial-exec"))) unsigned slot_hint;
@@ -494,12 +513,12 @@ static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot)
 	*slot = NULL;
 	/* The count straight from the page: runnable_now() and its buffer
 	 * for the file cost a refused wait some twenty instructions more. */
-	if (runnable_fresh(page, now) && !tssx_spin_pays(runnable_kept(page), machine.cpus))
+	if (runnable_fresh(page, now) && !spin_pays(runnable_kept(page), peers, cpu))
 		return false;
 	*slot = tssx_spin_slot_claim(page->slots, nslots, slot_hint % nslots, now, end_ns);
 	if (*slot)
 		slot_hint = (unsigned)((struct tssx_spin_slot *)*slot - page->slots);
-	if (*slot && tssx_spin_pays(runnable_now(page, now), machine.cpus))
+	if (*slot && spin_pays(runnable_now(page, now), peers, cpu))
 		return true;
 	if (*slot)
 		atomic_store_explicit(*slot, 0, memory_order_relaxed);
@@ -583,7 +602,7 @@ static bool spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const str
 	}
 	/* may_spin: the spin of the first setup stands (the second ran only
 	 * without it). */
-	if (may_spin && spin_allowed(now, spin->end_ns, &spin->slot)) {
+	if (may_spin && spin_allowed(now, spin->end_ns, &spin->slot, peers, cpu)) {
 		spin->kind = TSSX_SPIN_CPU;
 		return true;
 	}

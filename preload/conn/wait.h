@@ -315,6 +315,9 @@ uint32_t tssx_cpu_word(int cpu);
 /* Whether a peer that published peer_word last waited on `cpu` (negative:
  * unknown, never). */
 bool tssx_peer_beside(uint32_t peer_word, int cpu);
+/* Whether it last waited on a CPU other than `cpu`: never when either is
+ * unknown. */
+bool tssx_peer_apart(uint32_t peer_word, int cpu);
 /* Whether a wait refused a spin on a CPU sleeps at once instead of
  * yielding: the peer waits on its CPU, and fewer than
  * TSSX_YIELD_COMPANY_MIN waits of other tasks started on it since the
@@ -331,9 +334,21 @@ bool tssx_sleep_beside(uint32_t peer_word, int cpu, uint32_t company);
 bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, uint64_t look_every_ns,
 		     const struct tssx_deadline *deadline);
 
-/* Whether a spin can pay: `runnable` tasks on the machine, the caller
- * included, fit on the `cpus` the caller may run on. */
-bool tssx_spin_pays(unsigned runnable, unsigned cpus);
+/*
+ * Whether a spin can pay: `runnable` tasks on the machine, the caller
+ * included, fit on the `cpus` the caller may run on; or, when the peer
+ * last waited on another CPU (`peer_apart`), no more than
+ * TSSX_SPIN_APART_SHARE of them share a CPU.  A peer on a CPU of its own
+ * beside one other task runs at least half the time, and answers a
+ * spinner on another CPU within a turn; the spinner takes only its own
+ * CPU's fair share from the task beside it.  Sleeping there instead made
+ * every answer wait for a wake-up on a CPU busy with other work: a pair
+ * on two CPUs beside a CPU-bound process each made 7,200-8,500 round
+ * trips a second (plain sockets 5,600-5,900), and makes 157,000-197,000
+ * spinning (docs/wait.md, "A peer on another CPU beside other work").
+ */
+#define TSSX_SPIN_APART_SHARE 2u
+bool tssx_spin_pays(unsigned runnable, unsigned cpus, bool peer_apart);
 /* How many spin slots `cpus` CPUs have: one each, at least one, at most
  * TSSX_SPIN_SLOTS_MAX. */
 unsigned tssx_spin_slots_for(unsigned cpus);

@@ -1,12 +1,15 @@
 /* Unit tests of the wait module (preload/conn/wait.c): deadlines, the spin
  * and the pure parts of its policy. */
+#include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -157,11 +160,22 @@ static void test_spin_looks_at_the_kernel(void **state)
 
 static void test_spin_pays_only_with_a_cpu_free(void **state)
 {
-	assert_true(tssx_spin_pays(0, 2)); /* unknown: the budget bounds it */
-	assert_true(tssx_spin_pays(1, 2));
-	assert_true(tssx_spin_pays(2, 2)); /* the spinner and its running peer */
-	assert_false(tssx_spin_pays(3, 2)); /* someone waits for a CPU */
-	assert_false(tssx_spin_pays(2, 1));
+	for (int apart = 0; apart < 2; apart++) {
+		assert_true(tssx_spin_pays(0, 2, apart)); /* unknown: the budget bounds it */
+		assert_true(tssx_spin_pays(1, 2, apart));
+		assert_true(tssx_spin_pays(2, 2, apart)); /* the spinner and its running peer */
+	}
+	assert_false(tssx_spin_pays(3, 2, false)); /* someone waits for a CPU */
+	assert_false(tssx_spin_pays(2, 1, false));
+	/* The peer on another CPU: up to TSSX_SPIN_APART_SHARE tasks a CPU,
+	 * the peer and the spinner included (a pair apart, a CPU-bound task
+	 * beside each end). */
+	assert_true(tssx_spin_pays(3, 2, true));
+	assert_true(tssx_spin_pays(TSSX_SPIN_APART_SHARE * 2, 2, true));
+	assert_false(tssx_spin_pays(TSSX_SPIN_APART_SHARE * 2 + 1, 2, true));
+	assert_true(tssx_spin_pays(2, 1, true));
+	assert_false(tssx_spin_pays(UINT_MAX, UINT_MAX / 2 + 1, false));
+	assert_true(tssx_spin_pays(UINT_MAX, UINT_MAX / 2 + 1, true)); /* no overflow */
 }
 
 static void test_spin_slots_one_per_cpu(void **state)
@@ -384,6 +398,14 @@ static void test_peer_beside(void **state)
 	assert_false(tssx_peer_beside(6, -1)); /* this thread's CPU unknown */
 	assert_false(tssx_peer_beside(0, -1));
 	assert_false(tssx_peer_beside(UINT32_MAX, 0));
+	/* Apart: a known word that names another CPU, nonsense included
+	 * (it only chooses between a spin and a sleep). */
+	assert_true(tssx_peer_apart(2, 0));
+	assert_true(tssx_peer_apart(1, 5));
+	assert_true(tssx_peer_apart(UINT32_MAX, 0));
+	assert_false(tssx_peer_apart(1, 0));
+	assert_false(tssx_peer_apart(0, 0)); /* unknown */
+	assert_false(tssx_peer_apart(2, -1));
 	/* Sleep beside the peer only when the thread's last long yield saw
 	 * no other ping-pong take a turn on the CPU. */
 	assert_true(tssx_sleep_beside(1, 0, 0));
@@ -392,6 +414,20 @@ static void test_peer_beside(void **state)
 	assert_false(tssx_sleep_beside(1, 0, UINT32_MAX));
 	assert_false(tssx_sleep_beside(2, 0, 0));
 	assert_false(tssx_sleep_beside(1, -1, 0));
+}
+
+/* Pins the calling thread to the CPU it runs on, which it returns (the
+ * caller gives its old affinity back). */
+static int pin_to_this_cpu(void)
+{
+	int cpu = sched_getcpu();
+	cpu_set_t one;
+
+	assert_true(cpu >= 0);
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
+	return sched_getcpu();
 }
 
 /*
@@ -408,17 +444,12 @@ static void test_no_yield_to_a_peer_on_this_cpu(void **state)
 	struct tssx_options saved = tssx_opts;
 	_Atomic uint32_t mine = 0, peers = 0;
 	struct tssx_spin spin;
-	cpu_set_t old, one;
+	cpu_set_t old;
 	int cpu, tries;
 
 	(void)state;
 	assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
-	cpu = sched_getcpu();
-	assert_true(cpu >= 0);
-	CPU_ZERO(&one);
-	CPU_SET(cpu, &one);
-	assert_int_equal(sched_setaffinity(0, sizeof(one), &one), 0);
-	cpu = sched_getcpu();
+	cpu = pin_to_this_cpu();
 	tssx_opts.spin_ns = 0;
 	tssx_opts.yield_ns = 50000;
 
@@ -455,6 +486,97 @@ static void test_no_yield_to_a_peer_on_this_cpu(void **state)
 
 	tssx_opts = saved;
 	assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
+}
+
+static atomic_bool hogs_stop;
+
+static void *hog(void *arg)
+{
+	(void)arg;
+	while (!atomic_load_explicit(&hogs_stop, memory_order_relaxed))
+		;
+	return NULL;
+}
+
+/* The machine's runnable tasks now, as the policy reads them; 0 unknown. */
+static unsigned runnable_tasks(void)
+{
+	char line[128];
+	int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, line, sizeof(line) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	line[n] = '\0';
+	return tssx_loadavg_runnable(line);
+}
+
+/*
+ * A wait of the data path whose peer last waited on another CPU spins on
+ * its own though more tasks are runnable than CPUs, up to
+ * TSSX_SPIN_APART_SHARE a CPU: here a CPU-bound thread per CPU beside the
+ * test's.  Before, such a wait was refused its spin, and a pair on two
+ * CPUs beside a CPU-bound process each slept at every wait (docs/wait.md,
+ * "A peer on another CPU beside other work").  A peer on this CPU is
+ * still refused.  The count is the machine's (other tests may run, and
+ * hold the spin slots): the test tries until a wait spins, and skips when
+ * it never saw few enough tasks to expect it.
+ */
+static void test_spin_for_a_peer_apart_beside_work(void **state)
+{
+	static const struct tssx_deadline forever = { .at_ns = TSSX_FOREVER };
+	struct tssx_options saved = tssx_opts;
+	_Atomic uint32_t mine = 0, peers = 0;
+	pthread_t hogs[64];
+	unsigned nhogs, tries, in_range = 0;
+	enum tssx_spin_kind kind;
+	struct tssx_spin spin;
+	cpu_set_t old;
+	int cpu;
+
+	(void)state;
+	assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
+	nhogs = (unsigned)CPU_COUNT(&old);
+	if (nhogs > sizeof(hogs) / sizeof(hogs[0]))
+		nhogs = sizeof(hogs) / sizeof(hogs[0]);
+	atomic_store(&hogs_stop, false);
+	for (unsigned i = 0; i < nhogs; i++)
+		assert_int_equal(pthread_create(&hogs[i], NULL, hog, NULL), 0);
+	cpu = pin_to_this_cpu();
+	tssx_opts.spin_ns = 50000;
+	tssx_opts.yield_ns = 50000;
+	/* Until every count the policy reads has the hogs in it. */
+	usleep(10 * TSSX_LOAD_REFRESH_NS / 1000);
+
+	/* The peer on this CPU: no spin, the CPUs all taken. */
+	atomic_store(&peers, tssx_cpu_word(cpu));
+	tssx_spin_start_data(&spin, &forever, &mine, &peers);
+	assert_int_not_equal(spin.kind, TSSX_SPIN_CPU);
+	tssx_spin_stop(&spin);
+
+	atomic_store(&peers, tssx_cpu_word(cpu + 1));
+	for (tries = 0; tries < 200; tries++) {
+		unsigned runnable = runnable_tasks();
+
+		in_range += runnable > nhogs && runnable <= TSSX_SPIN_APART_SHARE * nhogs;
+		tssx_spin_start_data(&spin, &forever, &mine, &peers);
+		kind = spin.kind;
+		tssx_spin_stop(&spin);
+		if (kind == TSSX_SPIN_CPU)
+			break;
+		usleep(2000); /* the next count (TSSX_LOAD_REFRESH_NS) */
+	}
+
+	atomic_store(&hogs_stop, true);
+	for (unsigned i = 0; i < nhogs; i++)
+		assert_int_equal(pthread_join(hogs[i], NULL), 0);
+	tssx_opts = saved;
+	assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
+	if (tries == 200 && in_range == 0)
+		skip(); /* never few enough tasks: nothing to tell */
+	assert_true(tries < 200);
 }
 
 /* A yielding spin ends at its TSSX_YIELD_TURNS_MAX-th yield however long
@@ -661,6 +783,7 @@ int main(void)
 		cmocka_unit_test(test_spin_start_budgets),
 		cmocka_unit_test(test_peer_beside),
 		cmocka_unit_test(test_no_yield_to_a_peer_on_this_cpu),
+		cmocka_unit_test(test_spin_for_a_peer_apart_beside_work),
 		/* Before any yield of the process: none has stalled, so a
 		 * spin that rule 1 refuses yields instead of sleeping. */
 		cmocka_unit_test(test_skip_ends_when_answered_within_a_spin),
