@@ -522,7 +522,7 @@ static unsigned runnable_tasks(void)
  * "A peer on another CPU beside other work").  A peer on this CPU is
  * still refused.  The count is the machine's (other tests may run, and
  * hold the spin slots): the test tries until a wait spins, and skips when
- * it never saw few enough tasks to expect it.
+ * it saw few enough tasks to expect it fewer than three times.
  */
 static void test_spin_for_a_peer_apart_beside_work(void **state)
 {
@@ -574,8 +574,10 @@ static void test_spin_for_a_peer_apart_beside_work(void **state)
 		assert_int_equal(pthread_join(hogs[i], NULL), 0);
 	tssx_opts = saved;
 	assert_int_equal(sched_setaffinity(0, sizeof(old), &old), 0);
-	if (tries == 200 && in_range == 0)
-		skip(); /* never few enough tasks: nothing to tell */
+	/* Too few looks at few enough tasks to tell (few enough, the
+	 * others hold at most one of the slots). */
+	if (tries == 200 && in_range < 3)
+		skip();
 	assert_true(tries < 200);
 }
 
