@@ -486,24 +486,27 @@ static unsigned runnable_now(struct shared_page *page, uint64_t now)
 }
 
 /* tssx_spin_pays() at `runnable` tasks for a waiter on `cpu` whose peer
- * published its CPU in *peers (NULL: unknown).  The peer's word is loaded
+ * published its CPU in *peers (NULL: unknown); *for_apart when it pays
+ * only because the peer is on another CPU.  The peer's word is loaded
  * only when the count alone refuses: the peer writes the line it is on. */
-static bool spin_pays(unsigned runnable, const _Atomic uint32_t *peers, int cpu)
+static bool spin_pays(unsigned runnable, const _Atomic uint32_t *peers, int cpu, bool *for_apart)
 {
+	*for_apart = false;
 	if (tssx_spin_pays(runnable, machine.cpus, false))
 		return true;
-	return peers && tssx_spin_pays(runnable, machine.cpus,
-				       tssx_peer_apart(atomic_load_explicit(peers, memory_order_relaxed), cpu));
+	*for_apart = peers && tssx_spin_pays(runnable, machine.cpus,
+					     tssx_peer_apart(atomic_load_explicit(peers, memory_order_relaxed), cpu));
+	return *for_apart;
 }
 
 /* Whether a spin from now to end_ns may run, and the slot it then holds;
- * peers and cpu as for spin_pays().  A fresh runnable count that refuses
- * is read first: on a busy machine every wait is refused, and a claim and
- * release of a slot would write the page's line that all the waiters
- * read.  Else the slot first: it costs no system call, where a stale
- * count costs a read of the file. */
+ * peers, cpu and for_apart as for spin_pays().  A fresh runnable count
+ * that refuses is read first: on a busy machine every wait is refused,
+ * and a claim and release of a slot would write the page's line that all
+ * the waiters read.  Else the slot first: it costs no system call, where
+ * a stale count costs a read of the file. */
 static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot, const _Atomic uint32_t *peers,
-			 int cpu)
+			 int cpu, bool *for_apart)
 {
 	/* The slot this thread held last. */
 	static __thread __attribute__((tls_model("initial-exec"))) unsigned slot_hint;
@@ -513,12 +516,12 @@ static bool spin_allowed(uint64_t now, uint64_t end_ns, _Atomic uint64_t **slot,
 	*slot = NULL;
 	/* The count straight from the page: runnable_now() and its buffer
 	 * for the file cost a refused wait some twenty instructions more. */
-	if (runnable_fresh(page, now) && !spin_pays(runnable_kept(page), peers, cpu))
+	if (runnable_fresh(page, now) && !spin_pays(runnable_kept(page), peers, cpu, for_apart))
 		return false;
 	*slot = tssx_spin_slot_claim(page->slots, nslots, slot_hint % nslots, now, end_ns);
 	if (*slot)
 		slot_hint = (unsigned)((struct tssx_spin_slot *)*slot - page->slots);
-	if (*slot && spin_pays(runnable_now(page, now), peers, cpu))
+	if (*slot && spin_pays(runnable_now(page, now), peers, cpu, for_apart))
 		return true;
 	if (*slot)
 		atomic_store_explicit(*slot, 0, memory_order_relaxed);
@@ -579,7 +582,7 @@ static bool spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const str
 		       const _Atomic uint32_t *peers, int cpu)
 {
 	uint64_t now = tssx_now_ns();
-	bool paused, beside;
+	bool paused, beside, for_apart;
 	bool may_spin = tssx_spin_setup(spin, now, tssx_opts.spin_ns, look_every_ns, deadline);
 
 	/* Until this spin, if any, finds the answer on a CPU of its own. */
@@ -602,8 +605,13 @@ static bool spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const str
 	}
 	/* may_spin: the spin of the first setup stands (the second ran only
 	 * without it). */
-	if (may_spin && spin_allowed(now, spin->end_ns, &spin->slot, peers, cpu)) {
+	if (may_spin && spin_allowed(now, spin->end_ns, &spin->slot, peers, cpu, &for_apart)) {
 		spin->kind = TSSX_SPIN_CPU;
+		/* Allowed only for a peer on another CPU, beside other work:
+		 * a yield would hand this CPU to that work for its slice,
+		 * not to the peer, and the answer would wait for it. */
+		if (for_apart)
+			spin->yield_ns = UINT64_MAX;
 		return true;
 	}
 	/* No CPU to spin on: give it away at every turn instead, so that

@@ -517,7 +517,8 @@ static unsigned runnable_tasks(void)
  * A wait of the data path whose peer last waited on another CPU spins on
  * its own though more tasks are runnable than CPUs, up to
  * TSSX_SPIN_APART_SHARE a CPU: here a CPU-bound thread per CPU beside the
- * test's.  Before, such a wait was refused its spin, and a pair on two
+ * test's.  Such a spin never yields (a yield would hand the CPU to that
+ * work).  Before, such a wait was refused its spin, and a pair on two
  * CPUs beside a CPU-bound process each slept at every wait (docs/wait.md,
  * "A peer on another CPU beside other work").  A peer on this CPU is
  * still refused.  The count is the machine's (other tests may run, and
@@ -532,6 +533,7 @@ static void test_spin_for_a_peer_apart_beside_work(void **state)
 	pthread_t hogs[64];
 	unsigned nhogs, tries, in_range = 0;
 	enum tssx_spin_kind kind;
+	uint64_t yields_at = 0;
 	struct tssx_spin spin;
 	cpu_set_t old;
 	int cpu;
@@ -563,6 +565,7 @@ static void test_spin_for_a_peer_apart_beside_work(void **state)
 		in_range += runnable > nhogs && runnable <= TSSX_SPIN_APART_SHARE * nhogs;
 		tssx_spin_start_data(&spin, &forever, &mine, &peers);
 		kind = spin.kind;
+		yields_at = spin.yield_ns;
 		tssx_spin_stop(&spin);
 		if (kind == TSSX_SPIN_CPU)
 			break;
@@ -579,6 +582,8 @@ static void test_spin_for_a_peer_apart_beside_work(void **state)
 	if (tries == 200 && in_range < 3)
 		skip();
 	assert_true(tries < 200);
+	/* It never yields: the CPU would go to the CPU-bound work. */
+	assert_int_equal(yields_at, UINT64_MAX);
 }
 
 /* A yielding spin ends at its TSSX_YIELD_TURNS_MAX-th yield however long
