@@ -296,7 +296,9 @@ uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_
  * runnable show the kernel's balancer a CPU with two tasks beside an idle
  * one.  Where nothing else is queued the yield returns at once: one
  * system call per TSSX_SPIN_YIELD_AFTER_NS of a spin that waits that long
- * anyway.
+ * anyway.  A spin allowed only because the peer is on another CPU
+ * (tssx_spin_pays()) never yields: its CPU is busy with other work, which
+ * the yield would hand it to, not to the peer.
  */
 #define TSSX_SPIN_YIELD_AFTER_NS 10000u
 /* A yield that took this long let another task run (one that returns at
