@@ -479,7 +479,7 @@ static bool spin(struct tssx_conn *conn, bool writer, size_t need, const struct 
 	struct tssx_spin spin;
 	bool over = false;
 
-	if (!tssx_spin_start_data(&spin, &forever, tssx_ring_waiter_cpu(conn->rx), tssx_ring_waiter_cpu(conn->tx)))
+	if (!tssx_spin_start_peer(&spin, 0, &forever, tssx_ring_waiter_cpu(conn->rx), tssx_ring_waiter_cpu(conn->tx)))
 		return false;
 	do
 		over = wait_over(conn, writer, ring_avail(conn, writer), need);

@@ -182,6 +182,11 @@ bool tssx_peer_apart(uint32_t peer_word, int cpu)
 	return cpu >= 0 && peer_word != 0 && peer_word != tssx_cpu_word(cpu);
 }
 
+bool tssx_spin_apart(uint32_t peer_word, int cpu, uint32_t company)
+{
+	return company == 0 && tssx_peer_apart(peer_word, cpu);
+}
+
 bool tssx_sleep_beside(uint32_t peer_word, int cpu, uint32_t company)
 {
 	return company < TSSX_YIELD_COMPANY_MIN && tssx_peer_beside(peer_word, cpu);
@@ -487,15 +492,17 @@ static unsigned runnable_now(struct shared_page *page, uint64_t now)
 
 /* tssx_spin_pays() at `runnable` tasks for a waiter on `cpu` whose peer
  * published its CPU in *peers (NULL: unknown); *for_apart when it pays
- * only because the peer is on another CPU.  The peer's word is loaded
- * only when the count alone refuses: the peer writes the line it is on. */
+ * only because the peer is on another CPU and no other TSSX waiter takes
+ * turns on this one (tssx_spin_apart()).  The peer's word is loaded only
+ * when the count alone refuses: the peer writes the line it is on. */
 static bool spin_pays(unsigned runnable, const _Atomic uint32_t *peers, int cpu, bool *for_apart)
 {
 	*for_apart = false;
 	if (tssx_spin_pays(runnable, machine.cpus, false))
 		return true;
 	*for_apart = peers && tssx_spin_pays(runnable, machine.cpus,
-					     tssx_peer_apart(atomic_load_explicit(peers, memory_order_relaxed), cpu));
+					     tssx_spin_apart(atomic_load_explicit(peers, memory_order_relaxed), cpu,
+							     wait_company));
 	return *for_apart;
 }
 
@@ -617,7 +624,7 @@ static bool spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const str
 	/* No CPU to spin on: give it away at every turn instead, so that
 	 * the peer may run on it and answer before this waiter sleeps;
 	 * unless the peer waits on this CPU and no other ping-pong took
-	 * turns on it lately (tssx_spin_start_data()).  Its word loaded
+	 * turns on it lately (tssx_spin_start_peer()).  Its word loaded
 	 * only here: the peer writes the line it is on. */
 	paused = yields_paused(now);
 	beside = !paused && peers &&
@@ -638,8 +645,8 @@ bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struc
 	return spin_start(spin, look_every_ns, deadline, NULL, -1);
 }
 
-bool tssx_spin_start_data(struct tssx_spin *spin, const struct tssx_deadline *deadline, _Atomic uint32_t *mine,
-			  const _Atomic uint32_t *peers)
+bool tssx_spin_start_peer(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline,
+			  _Atomic uint32_t *mine, const _Atomic uint32_t *peers)
 {
 	/* From the thread's rseq area: no system call. */
 	int cpu = sched_getcpu();
@@ -649,7 +656,7 @@ bool tssx_spin_start_data(struct tssx_spin *spin, const struct tssx_deadline *de
 	 * changed, so that a thread that stays on its CPU writes nothing. */
 	if (atomic_load_explicit(mine, memory_order_relaxed) != word)
 		atomic_store_explicit(mine, word, memory_order_relaxed);
-	return spin_start(spin, 0, deadline, peers, cpu);
+	return spin_start(spin, look_every_ns, deadline, peers, cpu);
 }
 
 /* Ends a spin, once: counts how it went and frees its slot. */

@@ -128,19 +128,23 @@ struct tssx_spin {
  * before the spin is over.  Every started spin ends with tssx_spin_stop(). */
 bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline);
 /*
- * tssx_spin_start() for a wait of the data path: publishes the CPU this
- * thread runs on into *mine (this end's waiter_cpu, tssx/ring.h; written
- * only when it changed) and, when no spin on a CPU is allowed, sleeps at
- * once instead of yielding when *peers (the peer's word) names the same
- * CPU: a yield there hands the CPU to whatever else runs on it as much as
- * to the peer, and puts this waiter and its peer behind that work, where
- * a sleeper woken on its own CPU costs no more than the yields
- * (docs/wait.md, "A peer on the same CPU"); unless other ping-pongs
- * share the CPU (tssx_sleep_beside()).  The peer may write any value
- * there: it only chooses between the yield and the sleep.
+ * tssx_spin_start() for a wait on one connection: a blocking read or
+ * write, or an event wait whose only hot entry is the connection
+ * (events/epoll.c).  Publishes the CPU this thread runs on into *mine
+ * (this end's waiter_cpu, tssx/ring.h; written only when it changed);
+ * *peers is the peer's word.  When it names another CPU, a spin on this
+ * one may run beside other work (tssx_spin_pays(), docs/wait.md "A peer
+ * on another CPU beside other work"); when no spin on a CPU is allowed
+ * and it names the same CPU, the wait sleeps at once instead of
+ * yielding: a yield there hands the CPU to whatever else runs on it as
+ * much as to the peer, and puts this waiter and its peer behind that
+ * work, where a sleeper woken on its own CPU costs no more than the
+ * yields (docs/wait.md, "A peer on the same CPU"); unless other
+ * ping-pongs share the CPU (tssx_sleep_beside()).  The peer may write any
+ * value there: it only chooses between a spin, a yield and a sleep.
  */
-bool tssx_spin_start_data(struct tssx_spin *spin, const struct tssx_deadline *deadline, _Atomic uint32_t *mine,
-			  const _Atomic uint32_t *peers);
+bool tssx_spin_start_peer(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline,
+			  _Atomic uint32_t *mine, const _Atomic uint32_t *peers);
 /* One turn: pauses the CPU (a spin on a CPU that found nothing for
  * TSSX_SPIN_YIELD_AFTER_NS yields it, tssx_spin_cpu_yielded()), then
  * false when a look at the kernel is due
@@ -311,7 +315,7 @@ uint64_t tssx_yield_backoff(uint64_t previous_ns, uint64_t since_previous_ended_
  * CPU yield at their first turn until a yield returns at once. */
 bool tssx_spin_cpu_yielded(struct tssx_spin *spin, uint64_t from_ns, uint64_t now_ns);
 
-/* The word a waiter on `cpu` publishes (tssx_spin_start_data()): 1 + the
+/* The word a waiter on `cpu` publishes (tssx_spin_start_peer()): 1 + the
  * CPU, 0 when unknown (negative). */
 uint32_t tssx_cpu_word(int cpu);
 /* Whether a peer that published peer_word last waited on `cpu` (negative:
@@ -320,6 +324,14 @@ bool tssx_peer_beside(uint32_t peer_word, int cpu);
 /* Whether it last waited on a CPU other than `cpu`: never when either is
  * unknown. */
 bool tssx_peer_apart(uint32_t peer_word, int cpu);
+/* Whether a wait on `cpu` may spin for its peer apart beside other work
+ * (tssx_spin_pays()): the peer is on another CPU, and no wait of another
+ * task started on this CPU since the thread's previous wait there
+ * (`company`, as for tssx_sleep_beside()).  Such a wait means another
+ * TSSX process takes turns here, one that may be the very process the
+ * peer waits for (a proxy chain, three processes on two CPUs): a spin
+ * that keeps it from this CPU delays the answer it spins for. */
+bool tssx_spin_apart(uint32_t peer_word, int cpu, uint32_t company);
 /* Whether a wait refused a spin on a CPU sleeps at once instead of
  * yielding: the peer waits on its CPU, and fewer than
  * TSSX_YIELD_COMPANY_MIN waits of other tasks started on it since the

@@ -546,6 +546,32 @@ static int wait_once(struct events_set *set, struct wait_call *call, bool sleep)
 	return count ? count : kernel_then_rings(set, call, sleep);
 }
 
+/*
+ * Starts a spin of the set's wait.  When its only hot entry is a ready
+ * connection, the spin is that connection's (tssx_spin_start_peer()): it
+ * publishes this thread's CPU for the peer and may spin for a peer on
+ * another CPU beside other work, as a blocking read does (docs/wait.md,
+ * "A peer on another CPU beside other work").  Under the set's lock, as
+ * every look at its entries' connections.
+ */
+static bool spin_begin(struct events_set *set, struct tssx_spin *spin, uint64_t look_every_ns,
+		       const struct tssx_deadline *deadline)
+{
+	struct tssx_conn *conn = NULL;
+	bool started;
+
+	pthread_mutex_lock(&set->lock);
+	if (atomic_load_explicit(&set->hot_count, memory_order_relaxed) == 1 && set->hot)
+		conn = tssx_conn_lookup(set->hot->fd);
+	if (conn && atomic_load(&conn->state) == TSSX_CONN_READY)
+		started = tssx_spin_start_peer(spin, look_every_ns, deadline, tssx_ring_waiter_cpu(conn->rx),
+					       tssx_ring_waiter_cpu(conn->tx));
+	else
+		started = tssx_spin_start(spin, look_every_ns, deadline);
+	pthread_mutex_unlock(&set->lock);
+	return started;
+}
+
 /* Before arming: spins on the rings for the spin budget, so that a peer
  * answering within it needs no doorbell; the kernel's other fds get a
  * zero-timeout look every EVENTS_LOOK_EVERY_NS meanwhile, the first when
@@ -558,7 +584,7 @@ static int spin(struct events_set *set, struct wait_call *call)
 			  atomic_load_explicit(&set->hot_count, memory_order_relaxed) < atomic_load(&set->count);
 	int count = 0;
 
-	if (!tssx_spin_start(&spin, kernel_fds ? EVENTS_LOOK_EVERY_NS : 0, &call->deadline))
+	if (!spin_begin(set, &spin, kernel_fds ? EVENTS_LOOK_EVERY_NS : 0, &call->deadline))
 		return 0;
 	if (kernel_fds)
 		tssx_spin_look_at(&spin, next_look_ns(set));

@@ -64,6 +64,15 @@ wait_pid "$server_pid" || fail "silent: the server failed: $(cat "$work/server.l
 grep -q "the peer wrote without a wake-up: the reader waited" "$work/server.log" ||
 	fail "silent: the server did not say that the wake-up never came"
 
+# An event loop with one connection (tssx-echo server --epoll) publishes
+# the CPU its waits run on, as a blocking read does, so that its peer can
+# spin for it from another CPU beside other work (docs/wait.md, "A peer
+# on another CPU beside other work"); before, only the data path did.
+start_echo_server yes "$work/server.log" "$sock" --clients 1 --epoll
+"${guard[@]}" "$tools/tssx-forge" cpuword "$sock" >"$work/forge.log" 2>&1 ||
+	fail "cpuword: the epoll server published no CPU: $(cat "$work/forge.log")"
+wait_pid "$server_pid" || fail "cpuword: the server failed: $(cat "$work/server.log")"
+
 # counts PID: its open fds and its shared mappings (segments, lock pages).
 # Not the private ones: glibc keeps the stacks of ended threads for reuse
 # (up to 40 MiB), as many as connection threads happened to overlap, and

@@ -1,7 +1,7 @@
 /*
  * tssx-echo: the echo pair the preload tests drive.
  *
- *   tssx-echo server PATH [--clients N] [--chunk N] [--nonblock]
+ *   tssx-echo server PATH [--clients N] [--chunk N] [--nonblock|--epoll]
  *   tssx-echo client PATH [--bytes N] [--chunk N] [--nonblock]
  *   tssx-echo listen-exec PATH CMD [ARG...]
  *   tssx-echo spawn PATH HOW CMD [ARG...]
@@ -12,8 +12,9 @@
  * (one thread each) until EOF; with --clients N it exits after N, with 1
  * if any of them failed.  Both
  * print their byte counts and an FNV-1a checksum; any mismatch or error
- * exits 1.  --nonblock uses O_NONBLOCK and retries EAGAIN without poll().
- * PATH starting with '@' is an abstract name, "fd:N" (server) the listener
+ * exits 1.  --nonblock uses O_NONBLOCK and retries EAGAIN without poll();
+ * --epoll (server) waits in epoll_wait() instead, in a set of the
+ * connection alone.  PATH starting with '@' is an abstract name, "fd:N" (server) the listener
  * inherited as fd N.  --rename (server) binds PATH.PID.tmp, renames it to
  * PATH, then listens, as servers that replace their socket atomically do;
  * --rename-after listens first, then renames.
@@ -49,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -57,8 +59,26 @@
 #include "tools.h"
 
 static size_t chunk = 64 * 1024;
-static bool nonblock;
+static bool nonblock, use_epoll;
 static _Atomic bool failed; /* a connection of the server failed */
+
+/* --epoll: the thread's epoll set, which holds its connection alone (an
+ * event loop with one connection), and that connection. */
+static __thread int epfd = -1, watched = -1;
+
+/* Waits until fd is ready, in the thread's set. */
+static void wait_epoll(int fd, bool writing)
+{
+	struct epoll_event ev = { .events = writing ? EPOLLOUT : EPOLLIN };
+
+	if (epfd < 0 && (epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		die_errno("epoll_create1");
+	if (epoll_ctl(epfd, watched == fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) < 0)
+		die_errno("epoll_ctl");
+	watched = fd;
+	if (epoll_wait(epfd, &ev, 1, -1) < 0 && errno != EINTR)
+		die_errno("epoll_wait");
+}
 
 static ssize_t io_retry(int fd, void *buf, size_t len, bool writing)
 {
@@ -67,7 +87,10 @@ static ssize_t io_retry(int fd, void *buf, size_t len, bool writing)
 
 		if (n >= 0 || (errno != EAGAIN && errno != EINTR))
 			return n;
-		sched_yield();
+		if (use_epoll && errno == EAGAIN)
+			wait_epoll(fd, writing);
+		else
+			sched_yield();
 	}
 }
 
@@ -170,6 +193,8 @@ static void *echo_connection(void *arg)
 	}
 	fflush(report);
 	free(buf);
+	if (epfd >= 0)
+		close(epfd);
 	return NULL;
 }
 
@@ -418,7 +443,7 @@ int main(int argc, char **argv)
 	enum naming naming = BOUND;
 
 	if (argc < 3)
-		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock] [--rename|--rename-after]\n"
+		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock|--epoll] [--rename|--rename-after]\n"
 		    "           [--stdio|--stdio-std]\n"
 		    "       tssx-echo listen-exec PATH CMD [ARG...]\n"
 		    "       tssx-echo spawn PATH system|spawn|actions|popen[-plain] CMD [ARG...]");
@@ -436,6 +461,8 @@ int main(int argc, char **argv)
 	for (int i = 3; i < argc; i++) {
 		if (!strcmp(argv[i], "--nonblock"))
 			nonblock = true;
+		else if (!strcmp(argv[i], "--epoll"))
+			nonblock = use_epoll = true;
 		else if (!strcmp(argv[i], "--bytes") && i + 1 < argc)
 			bytes = parse_size(argv[++i]);
 		else if (!strcmp(argv[i], "--chunk") && i + 1 < argc)

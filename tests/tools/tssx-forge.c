@@ -29,6 +29,13 @@
  * wake-up (a lost one, or a peer that never rings): the server must
  * still find it and echo it.  Exits 0 once the echo came back.
  *
+ * tssx-forge cpuword PATH: a good handshake and one message that the
+ * server echoes from an event loop with this connection alone (tssx-echo
+ * server --epoll): its epoll waits must publish their CPU in the
+ * segment, as a blocking read's do, for this end to see where it runs
+ * (docs/wait.md, "A peer on another CPU beside other work").  Exits 0
+ * once the word names a CPU.
+ *
  * tssx-forge attack SECONDS PATH: one connection after another, each with
  * a good handshake and then an attack on the segment while the server
  * reads from it, for SECONDS: every control word but the counters held at
@@ -287,6 +294,26 @@ static void silent(const char *path)
 	close(fd);
 }
 
+/* cpuword (above): the server's word, in its rx ring, once it waited
+ * again after its echo. */
+static void cpu_word(const char *path)
+{
+	int fd = connect_as_tssx_client(path);
+	struct tssx_segment seg;
+	struct iovec iov = { .iov_base = "ping", .iov_len = 4 };
+	uint32_t word;
+
+	close(good_handshake(fd, &seg));
+	if (tssx_ring_write(&seg.ring[TSSX_C2S], &iov, 1) != 4)
+		die("ring write");
+	wake_reader(&seg.ring[TSSX_C2S], fd);
+	expect_echo(&seg);
+	while (!(word = atomic_load(tssx_ring_waiter_cpu(&seg.ring[TSSX_C2S]))))
+		usleep(1000);
+	printf("the server waits on CPU %u\n", word - 1);
+	close(fd);
+}
+
 /* ---- attack: a well-formed connection whose segment is then spoiled ---- */
 
 static uint64_t next_random(uint64_t *state)
@@ -454,6 +481,10 @@ int main(int argc, char **argv)
 		attack(argv[3], (unsigned)atoi(argv[2]));
 		return 0;
 	}
+	if (argc == 3 && !strcmp(argv[1], "cpuword")) {
+		cpu_word(argv[2]);
+		return 0;
+	}
 	if (argc == 3 && (!strcmp(argv[1], "bellfull") || !strcmp(argv[1], "silent"))) {
 		(!strcmp(argv[1], "bellfull") ? bell_full : silent)(argv[2]);
 		return 0;
@@ -464,7 +495,7 @@ int main(int argc, char **argv)
 	}
 	if (argc != 3)
 		die("usage: tssx-forge magic|version|nofd|unsealed|short|indices|bypass|fds|fdsplit|huge PATH\n"
-		    "       tssx-forge bellfull|silent PATH\n"
+		    "       tssx-forge bellfull|silent|cpuword PATH\n"
 		    "       tssx-forge attack SECONDS PATH\n"
 		    "       tssx-forge serve|bells SECONDS PATH");
 	fd = connect_as_tssx_client(argv[2]);

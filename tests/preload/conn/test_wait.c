@@ -406,6 +406,13 @@ static void test_peer_beside(void **state)
 	assert_false(tssx_peer_apart(1, 0));
 	assert_false(tssx_peer_apart(0, 0)); /* unknown */
 	assert_false(tssx_peer_apart(2, -1));
+	/* A spin for a peer apart: only while no other task's wait started
+	 * on this CPU since the thread's last one. */
+	assert_true(tssx_spin_apart(2, 0, 0));
+	assert_false(tssx_spin_apart(2, 0, 1));
+	assert_false(tssx_spin_apart(2, 0, UINT32_MAX));
+	assert_false(tssx_spin_apart(1, 0, 0));
+	assert_false(tssx_spin_apart(0, 0, 0));
 	/* Sleep beside the peer only when the thread's last long yield saw
 	 * no other ping-pong take a turn on the CPU. */
 	assert_true(tssx_sleep_beside(1, 0, 0));
@@ -458,7 +465,7 @@ static void test_no_yield_to_a_peer_on_this_cpu(void **state)
 		uint32_t other = word == 0 ? 0 : word == 1 ? tssx_cpu_word(cpu + 1) : word == 2 ? UINT32_MAX : 1u << 31;
 
 		atomic_store(&peers, other);
-		assert_true(tssx_spin_start_data(&spin, &forever, &mine, &peers));
+		assert_true(tssx_spin_start_peer(&spin, 0, &forever, &mine, &peers));
 		assert_int_equal(spin.kind, TSSX_SPIN_YIELDING);
 		assert_int_equal(atomic_load(&mine), tssx_cpu_word(cpu));
 		tssx_spin_stop(&spin); /* found the answer */
@@ -471,7 +478,7 @@ static void test_no_yield_to_a_peer_on_this_cpu(void **state)
 	atomic_store(&peers, tssx_cpu_word(cpu));
 	for (tries = 0; tries < 3; tries++) {
 		atomic_store(&mine, 0);
-		if (!tssx_spin_start_data(&spin, &forever, &mine, &peers))
+		if (!tssx_spin_start_peer(&spin, 0, &forever, &mine, &peers))
 			break;
 		tssx_spin_stop(&spin);
 	}
@@ -554,7 +561,7 @@ static void test_spin_for_a_peer_apart_beside_work(void **state)
 
 	/* The peer on this CPU: no spin, the CPUs all taken. */
 	atomic_store(&peers, tssx_cpu_word(cpu));
-	tssx_spin_start_data(&spin, &forever, &mine, &peers);
+	tssx_spin_start_peer(&spin, 0, &forever, &mine, &peers);
 	assert_int_not_equal(spin.kind, TSSX_SPIN_CPU);
 	tssx_spin_stop(&spin);
 
@@ -563,7 +570,7 @@ static void test_spin_for_a_peer_apart_beside_work(void **state)
 		unsigned runnable = runnable_tasks();
 
 		in_range += runnable > nhogs && runnable <= TSSX_SPIN_APART_SHARE * nhogs;
-		tssx_spin_start_data(&spin, &forever, &mine, &peers);
+		tssx_spin_start_peer(&spin, 0, &forever, &mine, &peers);
 		kind = spin.kind;
 		yields_at = spin.yield_ns;
 		tssx_spin_stop(&spin);
