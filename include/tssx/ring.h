@@ -71,13 +71,15 @@ struct tssx_ring_ctl {
 	_Atomic uint32_t ancillary_taken; /* records the consumer reached */
 	_Atomic uint32_t writer_retired[2]; /* reader_retired's mirror image */
 	_Atomic uint32_t writer_bell;     /* reader_bell's mirror image */
-	/* On the rx ring of each end: 1 + the CPU that end's data path last
-	 * started a wait on (sched_getcpu()), 0 unknown (none yet, or a peer
-	 * whose library does not publish it).  Written by that end, only
-	 * when it changed; read by the peer, whose waits refused a spin then
-	 * sleep instead of yielding when it names their own CPU
-	 * (docs/wait.md, "A peer on the same CPU").  Any value only steers
-	 * that choice. */
+	/* On the rx ring of each end: 1 + the CPU that end last started a
+	 * wait on the connection on (its data path, or an epoll wait whose
+	 * only hot entry is the connection; sched_getcpu()), 0 unknown (none
+	 * yet, or a peer whose library does not publish it).  Written by
+	 * that end, only when it changed; read by the peer, whose waits may
+	 * then spin beside other work when it names another CPU, and sleep
+	 * instead of yielding when it names their own (docs/wait.md, "A peer
+	 * on another CPU beside other work", "A peer on the same CPU").  Any
+	 * value only steers those choices. */
 	_Atomic uint32_t waiter_cpu;
 };
 

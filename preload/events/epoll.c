@@ -560,6 +560,10 @@ static bool spin_begin(struct events_set *set, struct tssx_spin *spin, uint64_t 
 	struct tssx_conn *conn = NULL;
 	bool started;
 
+	/* Relaxed, without the lock: a set of several hot entries, the
+	 * common case of a busy loop, takes no lock here. */
+	if (atomic_load_explicit(&set->hot_count, memory_order_relaxed) != 1)
+		return tssx_spin_start(spin, look_every_ns, deadline);
 	pthread_mutex_lock(&set->lock);
 	if (atomic_load_explicit(&set->hot_count, memory_order_relaxed) == 1 && set->hot)
 		conn = tssx_conn_lookup(set->hot->fd);
