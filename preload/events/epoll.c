@@ -547,12 +547,9 @@ static int wait_once(struct events_set *set, struct wait_call *call, bool sleep)
 }
 
 /*
- * Starts a spin of the set's wait.  When its only hot entry is a ready
- * connection, the spin is that connection's (tssx_spin_start_peer()): it
- * publishes this thread's CPU for the peer and may spin for a peer on
- * another CPU beside other work, as a blocking read does (docs/wait.md,
- * "A peer on another CPU beside other work").  Under the set's lock, as
- * every look at its entries' connections.
+ * Starts a spin of the set's wait: when its only hot entry is a
+ * connection, as that connection's (events_spin_start()).  Under the
+ * set's lock, as every look at its entries' connections.
  */
 static bool spin_begin(struct events_set *set, struct tssx_spin *spin, uint64_t look_every_ns,
 		       const struct tssx_deadline *deadline)
@@ -567,11 +564,7 @@ static bool spin_begin(struct events_set *set, struct tssx_spin *spin, uint64_t 
 	pthread_mutex_lock(&set->lock);
 	if (atomic_load_explicit(&set->hot_count, memory_order_relaxed) == 1 && set->hot)
 		conn = tssx_conn_lookup(set->hot->fd);
-	if (conn && atomic_load(&conn->state) == TSSX_CONN_READY)
-		started = tssx_spin_start_peer(spin, look_every_ns, deadline, tssx_ring_waiter_cpu(conn->rx),
-					       tssx_ring_waiter_cpu(conn->tx));
-	else
-		started = tssx_spin_start(spin, look_every_ns, deadline);
+	started = events_spin_start(spin, look_every_ns, deadline, conn);
 	pthread_mutex_unlock(&set->lock);
 	return started;
 }

@@ -78,6 +78,15 @@ uint32_t events_conn_ready(struct tssx_conn *conn, uint32_t events)
 	return ready & asked;
 }
 
+bool events_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline,
+		       struct tssx_conn *only)
+{
+	if (only && atomic_load(&only->state) == TSSX_CONN_READY)
+		return tssx_spin_start_peer(spin, look_every_ns, deadline, tssx_ring_waiter_cpu(only->rx),
+					    tssx_ring_waiter_cpu(only->tx));
+	return tssx_spin_start(spin, look_every_ns, deadline);
+}
+
 const struct tssx_deadline *events_sleep_until(const struct tssx_deadline *deadline, bool recheck,
 					       struct tssx_deadline *buf)
 {
@@ -210,6 +219,23 @@ static int poll_merge(struct poll_call *call)
 	return ready;
 }
 
+/* The call's one connection, or NULL when it watches several (an epoll fd
+ * that tracks some counts as several) or none. */
+static struct tssx_conn *poll_only_conn(struct poll_call *call)
+{
+	struct tssx_conn *only = NULL;
+
+	for (nfds_t i = 0; i < call->nfds; i++) {
+		struct tssx_conn *conn = poll_conn(call, i);
+
+		if ((conn && only) || (!conn && call->kinds[i] == POLL_SET))
+			return NULL;
+		if (conn)
+			only = conn;
+	}
+	return only;
+}
+
 /* Spins on the rings until one is ready, the kernel's fds are due for a
  * look, or the spin is over. */
 static int poll_spin(struct poll_call *call, struct tssx_spin *spin)
@@ -235,7 +261,8 @@ static int poll_loop(struct poll_call *call)
 		int ready = poll_soft_ready(call);
 
 		if (!ready && !passed && first)
-			tssx_spin_start(&spin, call->kernel_fds ? EVENTS_LOOK_EVERY_NS : 0, &call->deadline);
+			events_spin_start(&spin, call->kernel_fds ? EVENTS_LOOK_EVERY_NS : 0, &call->deadline,
+					  poll_only_conn(call));
 		first = false;
 		if (!ready && !passed && !spin.over)
 			ready = poll_spin(call, &spin);

@@ -15,10 +15,18 @@
 
 struct tssx_conn;
 struct tssx_deadline;
+struct tssx_spin;
 
 /* A connection's readiness in poll/epoll bits, with the *NORM aliases a
  * socket reports, limited to what was asked plus HUP and ERR. */
 uint32_t events_conn_ready(struct tssx_conn *conn, uint32_t events);
+/* Starts the spin of a wait (tssx_spin_start()).  A wait whose only
+ * connection is `only` (NULL: several or none) waits as that connection's
+ * blocking read: it publishes this thread's CPU for the peer and may spin
+ * for a peer on another CPU beside other work (tssx_spin_start_peer();
+ * docs/wait.md, "A peer on another CPU beside other work"). */
+bool events_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline,
+		       struct tssx_conn *only);
 /* For an epoll fd inside poll() or inside another epoll set: EPOLLIN when
  * one of its tracked entries would report, and the sum of their generations
  * (edge-triggered nesting). */

@@ -64,14 +64,17 @@ wait_pid "$server_pid" || fail "silent: the server failed: $(cat "$work/server.l
 grep -q "the peer wrote without a wake-up: the reader waited" "$work/server.log" ||
 	fail "silent: the server did not say that the wake-up never came"
 
-# An event loop with one connection (tssx-echo server --epoll) publishes
+# An event loop with one connection (tssx-echo server --epoll), or a
+# poll() on one connection (--poll: a client library's wait), publishes
 # the CPU its waits run on, as a blocking read does, so that its peer can
 # spin for it from another CPU beside other work (docs/wait.md, "A peer
 # on another CPU beside other work"); before, only the data path did.
-start_echo_server yes "$work/server.log" "$sock" --clients 1 --epoll
-"${guard[@]}" "$tools/tssx-forge" cpuword "$sock" >"$work/forge.log" 2>&1 ||
-	fail "cpuword: the epoll server published no CPU: $(cat "$work/forge.log")"
-wait_pid "$server_pid" || fail "cpuword: the server failed: $(cat "$work/server.log")"
+for how in --epoll --poll; do
+	start_echo_server yes "$work/server.log" "$sock" --clients 1 "$how"
+	"${guard[@]}" "$tools/tssx-forge" cpuword "$sock" >"$work/forge.log" 2>&1 ||
+		fail "cpuword: the server waiting with $how published no CPU: $(cat "$work/forge.log")"
+	wait_pid "$server_pid" || fail "cpuword $how: the server failed: $(cat "$work/server.log")"
+done
 
 # counts PID: its open fds and its shared mappings (segments, lock pages).
 # Not the private ones: glibc keeps the stacks of ended threads for reuse

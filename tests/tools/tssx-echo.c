@@ -1,7 +1,7 @@
 /*
  * tssx-echo: the echo pair the preload tests drive.
  *
- *   tssx-echo server PATH [--clients N] [--chunk N] [--nonblock|--epoll]
+ *   tssx-echo server PATH [--clients N] [--chunk N] [--nonblock|--epoll|--poll]
  *   tssx-echo client PATH [--bytes N] [--chunk N] [--nonblock]
  *   tssx-echo listen-exec PATH CMD [ARG...]
  *   tssx-echo spawn PATH HOW CMD [ARG...]
@@ -14,7 +14,7 @@
  * print their byte counts and an FNV-1a checksum; any mismatch or error
  * exits 1.  --nonblock uses O_NONBLOCK and retries EAGAIN without poll();
  * --epoll (server) waits in epoll_wait() instead, in a set of the
- * connection alone.  PATH starting with '@' is an abstract name, "fd:N" (server) the listener
+ * connection alone, --poll (server) in poll() on the connection alone.  PATH starting with '@' is an abstract name, "fd:N" (server) the listener
  * inherited as fd N.  --rename (server) binds PATH.PID.tmp, renames it to
  * PATH, then listens, as servers that replace their socket atomically do;
  * --rename-after listens first, then renames.
@@ -40,6 +40,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -59,7 +60,9 @@
 #include "tools.h"
 
 static size_t chunk = 64 * 1024;
-static bool nonblock, use_epoll;
+static bool nonblock;
+/* How a non-blocking connection waits for EAGAIN to end. */
+static enum { WAIT_YIELD, WAIT_EPOLL, WAIT_POLL } wait_kind;
 static _Atomic bool failed; /* a connection of the server failed */
 
 /* --epoll: the thread's epoll set, which holds its connection alone (an
@@ -80,6 +83,16 @@ static void wait_epoll(int fd, bool writing)
 		die_errno("epoll_wait");
 }
 
+/* Waits until fd is ready, in poll() on it alone (a client library's
+ * wait: libpq, a Python socket with a timeout). */
+static void wait_poll(int fd, bool writing)
+{
+	struct pollfd pfd = { .fd = fd, .events = writing ? POLLOUT : POLLIN };
+
+	if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+		die_errno("poll");
+}
+
 static ssize_t io_retry(int fd, void *buf, size_t len, bool writing)
 {
 	for (;;) {
@@ -87,8 +100,10 @@ static ssize_t io_retry(int fd, void *buf, size_t len, bool writing)
 
 		if (n >= 0 || (errno != EAGAIN && errno != EINTR))
 			return n;
-		if (use_epoll && errno == EAGAIN)
+		if (wait_kind == WAIT_EPOLL && errno == EAGAIN)
 			wait_epoll(fd, writing);
+		else if (wait_kind == WAIT_POLL && errno == EAGAIN)
+			wait_poll(fd, writing);
 		else
 			sched_yield();
 	}
@@ -443,7 +458,7 @@ int main(int argc, char **argv)
 	enum naming naming = BOUND;
 
 	if (argc < 3)
-		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock|--epoll] [--rename|--rename-after]\n"
+		die("usage: tssx-echo server|client PATH [--bytes N] [--chunk N] [--clients N] [--nonblock|--epoll|--poll] [--rename|--rename-after]\n"
 		    "           [--stdio|--stdio-std]\n"
 		    "       tssx-echo listen-exec PATH CMD [ARG...]\n"
 		    "       tssx-echo spawn PATH system|spawn|actions|popen[-plain] CMD [ARG...]");
@@ -462,7 +477,9 @@ int main(int argc, char **argv)
 		if (!strcmp(argv[i], "--nonblock"))
 			nonblock = true;
 		else if (!strcmp(argv[i], "--epoll"))
-			nonblock = use_epoll = true;
+			nonblock = true, wait_kind = WAIT_EPOLL;
+		else if (!strcmp(argv[i], "--poll"))
+			nonblock = true, wait_kind = WAIT_POLL;
 		else if (!strcmp(argv[i], "--bytes") && i + 1 < argc)
 			bytes = parse_size(argv[++i]);
 		else if (!strcmp(argv[i], "--chunk") && i + 1 < argc)
