@@ -109,11 +109,11 @@ int tssx_deadline_left_ms(const struct tssx_deadline *deadline)
 
 /* ---- The policy's pure parts ---- */
 
-bool tssx_spin_pays(unsigned runnable, unsigned cpus, bool peer_apart)
+bool tssx_spin_pays(unsigned runnable, unsigned cpus, unsigned machine_cpus, bool peer_apart)
 {
 	/* 0: the count is unknown; spinning is bounded by the budget anyway. */
 	return runnable == 0 || runnable <= cpus ||
-	       (peer_apart && (uint64_t)runnable <= (uint64_t)TSSX_SPIN_APART_SHARE * cpus);
+	       (peer_apart && (uint64_t)runnable <= (uint64_t)TSSX_SPIN_APART_SHARE * machine_cpus);
 }
 
 unsigned tssx_spin_slots_for(unsigned cpus)
@@ -328,6 +328,7 @@ static _Atomic uint64_t yield_backoff_ns;
 
 struct machine {
 	unsigned cpus;			/* this process may run on */
+	unsigned online;		/* the machine's, at least cpus */
 	unsigned nslots;
 	struct shared_page *page;	/* or this process's own */
 	/* -1: unknown.  Kept in the fd table (kind TSSX_FD_LOADAVG): a
@@ -340,15 +341,20 @@ struct machine {
 static struct machine machine;
 static pthread_once_t machine_once = PTHREAD_ONCE_INIT;
 
+static unsigned online_cpus(void)
+{
+	long online = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return online > 0 ? (unsigned)online : 1;
+}
+
 static unsigned allowed_cpus(void)
 {
 	cpu_set_t set;
-	long online;
 
 	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
 		return (unsigned)CPU_COUNT(&set);
-	online = sysconf(_SC_NPROCESSORS_ONLN);
-	return online > 0 ? (unsigned)online : 1;
+	return online_cpus();
 }
 
 /*
@@ -408,7 +414,12 @@ void tssx_wait_renumber_loadavg(int old, int moved)
 static void machine_init(void)
 {
 	machine.cpus = allowed_cpus();
-	machine.nslots = tssx_spin_slots_for(machine.cpus);
+	machine.online = online_cpus();
+	if (machine.online < machine.cpus)
+		machine.online = machine.cpus;
+	/* The machine's: every process of the user shares the slots, and
+	 * two processes each pinned to a CPU of their own spin at once. */
+	machine.nslots = tssx_spin_slots_for(machine.online);
 	machine.page = map_page();
 	keep_loadavg_fd(tssx_kept_place(open("/proc/loadavg", O_RDONLY | O_CLOEXEC)));
 }
@@ -498,9 +509,9 @@ static unsigned runnable_now(struct shared_page *page, uint64_t now)
 static bool spin_pays(unsigned runnable, const _Atomic uint32_t *peers, int cpu, bool *for_apart)
 {
 	*for_apart = false;
-	if (tssx_spin_pays(runnable, machine.cpus, false))
+	if (tssx_spin_pays(runnable, machine.cpus, machine.online, false))
 		return true;
-	*for_apart = peers && tssx_spin_pays(runnable, machine.cpus,
+	*for_apart = peers && tssx_spin_pays(runnable, machine.cpus, machine.online,
 					     tssx_spin_apart(atomic_load_explicit(peers, memory_order_relaxed), cpu,
 							     wait_company));
 	return *for_apart;

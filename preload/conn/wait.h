@@ -352,7 +352,14 @@ bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, u
  * Whether a spin can pay: `runnable` tasks on the machine, the caller
  * included, fit on the `cpus` the caller may run on; or, when the peer
  * last waited on another CPU (`peer_apart`), no more than
- * TSSX_SPIN_APART_SHARE of them share a CPU.  A peer on a CPU of its own
+ * TSSX_SPIN_APART_SHARE of them share a CPU of the machine's
+ * `machine_cpus`.  The machine's, not the caller's: the share estimates
+ * the load on the peer's CPU, which the caller's affinity says nothing
+ * about; a process started on one CPU (taskset, a cpuset, systemd's
+ * CPUAffinity=) compared the machine's tasks with its one CPU and never
+ * spun for a peer apart beside other work (Redis and its benchmark
+ * started on CPUs 0 and 1 beside a hog each: 6,961-7,044 GETs a second,
+ * plain 5,847-6,041).  A peer on a CPU of its own
  * beside one other task runs at least half the time, and answers a
  * spinner on another CPU within a turn; the spinner takes only its own
  * CPU's fair share from the task beside it.  Sleeping there instead made
@@ -362,7 +369,7 @@ bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, u
  * spinning (docs/wait.md, "A peer on another CPU beside other work").
  */
 #define TSSX_SPIN_APART_SHARE 2u
-bool tssx_spin_pays(unsigned runnable, unsigned cpus, bool peer_apart);
+bool tssx_spin_pays(unsigned runnable, unsigned cpus, unsigned machine_cpus, bool peer_apart);
 /* How many spin slots `cpus` CPUs have: one each, at least one, at most
  * TSSX_SPIN_SLOTS_MAX. */
 unsigned tssx_spin_slots_for(unsigned cpus);

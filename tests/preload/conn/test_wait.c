@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -161,21 +162,27 @@ static void test_spin_looks_at_the_kernel(void **state)
 static void test_spin_pays_only_with_a_cpu_free(void **state)
 {
 	for (int apart = 0; apart < 2; apart++) {
-		assert_true(tssx_spin_pays(0, 2, apart)); /* unknown: the budget bounds it */
-		assert_true(tssx_spin_pays(1, 2, apart));
-		assert_true(tssx_spin_pays(2, 2, apart)); /* the spinner and its running peer */
+		assert_true(tssx_spin_pays(0, 2, 2, apart)); /* unknown: the budget bounds it */
+		assert_true(tssx_spin_pays(1, 2, 2, apart));
+		assert_true(tssx_spin_pays(2, 2, 2, apart)); /* the spinner and its running peer */
 	}
-	assert_false(tssx_spin_pays(3, 2, false)); /* someone waits for a CPU */
-	assert_false(tssx_spin_pays(2, 1, false));
+	assert_false(tssx_spin_pays(3, 2, 2, false)); /* someone waits for a CPU */
+	assert_false(tssx_spin_pays(2, 1, 1, false));
 	/* The peer on another CPU: up to TSSX_SPIN_APART_SHARE tasks a CPU,
 	 * the peer and the spinner included (a pair apart, a CPU-bound task
 	 * beside each end). */
-	assert_true(tssx_spin_pays(3, 2, true));
-	assert_true(tssx_spin_pays(TSSX_SPIN_APART_SHARE * 2, 2, true));
-	assert_false(tssx_spin_pays(TSSX_SPIN_APART_SHARE * 2 + 1, 2, true));
-	assert_true(tssx_spin_pays(2, 1, true));
-	assert_false(tssx_spin_pays(UINT_MAX, UINT_MAX / 2 + 1, false));
-	assert_true(tssx_spin_pays(UINT_MAX, UINT_MAX / 2 + 1, true)); /* no overflow */
+	assert_true(tssx_spin_pays(3, 2, 2, true));
+	assert_true(tssx_spin_pays(TSSX_SPIN_APART_SHARE * 2, 2, 2, true));
+	assert_false(tssx_spin_pays(TSSX_SPIN_APART_SHARE * 2 + 1, 2, 2, true));
+	assert_true(tssx_spin_pays(2, 1, 1, true));
+	/* A process that may run on one CPU of two: the share is the
+	 * machine's (its peer runs on the other CPU), the count alone the
+	 * process's own. */
+	assert_false(tssx_spin_pays(2, 1, 2, false));
+	assert_true(tssx_spin_pays(TSSX_SPIN_APART_SHARE * 2, 1, 2, true));
+	assert_false(tssx_spin_pays(TSSX_SPIN_APART_SHARE * 2 + 1, 1, 2, true));
+	assert_false(tssx_spin_pays(UINT_MAX, UINT_MAX / 2 + 1, UINT_MAX / 2 + 1, false));
+	assert_true(tssx_spin_pays(UINT_MAX, UINT_MAX / 2 + 1, UINT_MAX / 2 + 1, true)); /* no overflow */
 }
 
 static void test_spin_slots_one_per_cpu(void **state)
@@ -496,10 +503,17 @@ static void test_no_yield_to_a_peer_on_this_cpu(void **state)
 }
 
 static atomic_bool hogs_stop;
+/* The CPUs the test process could run on at its start. */
+static cpu_set_t start_cpus;
 
+/* A CPU-bound thread on the CPU arg, until hogs_stop. */
 static void *hog(void *arg)
 {
-	(void)arg;
+	cpu_set_t one;
+
+	CPU_ZERO(&one);
+	CPU_SET((int)(intptr_t)arg, &one);
+	assert_int_equal(pthread_setaffinity_np(pthread_self(), sizeof(one), &one), 0);
 	while (!atomic_load_explicit(&hogs_stop, memory_order_relaxed))
 		;
 	return NULL;
@@ -547,12 +561,11 @@ static void test_spin_for_a_peer_apart_beside_work(void **state)
 
 	(void)state;
 	assert_int_equal(sched_getaffinity(0, sizeof(old), &old), 0);
-	nhogs = (unsigned)CPU_COUNT(&old);
-	if (nhogs > sizeof(hogs) / sizeof(hogs[0]))
-		nhogs = sizeof(hogs) / sizeof(hogs[0]);
 	atomic_store(&hogs_stop, false);
-	for (unsigned i = 0; i < nhogs; i++)
-		assert_int_equal(pthread_create(&hogs[i], NULL, hog, NULL), 0);
+	nhogs = 0;
+	for (int c = 0; c < CPU_SETSIZE && nhogs < sizeof(hogs) / sizeof(hogs[0]); c++)
+		if (CPU_ISSET(c, &start_cpus))
+			assert_int_equal(pthread_create(&hogs[nhogs++], NULL, hog, (void *)(intptr_t)c), 0);
 	cpu = pin_to_this_cpu();
 	tssx_opts.spin_ns = 50000;
 	tssx_opts.yield_ns = 50000;
@@ -591,6 +604,64 @@ static void test_spin_for_a_peer_apart_beside_work(void **state)
 	assert_true(tries < 200);
 	/* It never yields: the CPU would go to the CPU-bound work. */
 	assert_int_equal(yields_at, UINT64_MAX);
+}
+
+/* A second spin, in a thread of its own, while the test's holds a slot. */
+struct second_spin {
+	_Atomic uint32_t mine, peers;
+	enum tssx_spin_kind kind;
+};
+
+static void *start_second_spin(void *arg)
+{
+	static const struct tssx_deadline forever = { .at_ns = TSSX_FOREVER };
+	struct second_spin *second = arg;
+	struct tssx_spin spin;
+
+	tssx_spin_start_peer(&spin, 0, &forever, &second->mine, &second->peers);
+	second->kind = spin.kind;
+	tssx_spin_stop(&spin);
+	return NULL;
+}
+
+/*
+ * Two spins at once each hold a slot in a process that may run on one CPU
+ * of several: the slots are the machine's, one per CPU, shared by every
+ * process of the user.  Before, such a process counted one slot, so that
+ * of a client and its server started on a CPU each (taskset) only one
+ * spun at a time.  Other tests may hold slots: it tries until both spin.
+ */
+static void test_spin_slots_are_the_machines(void **state)
+{
+	static const struct tssx_deadline forever = { .at_ns = TSSX_FOREVER };
+	struct tssx_options saved = tssx_opts;
+	_Atomic uint32_t mine = 0, peers = 0;
+	struct second_spin second;
+	struct tssx_spin first;
+	unsigned tries;
+
+	(void)state;
+	if (CPU_COUNT(&start_cpus) < 2)
+		skip();
+	tssx_opts.spin_ns = 1000000000;
+	/* Peers apart: rule 1 counts this process's one CPU. */
+	atomic_store(&peers, tssx_cpu_word(sched_getcpu() + 1));
+	for (tries = 0; tries < 200; tries++) {
+		second = (struct second_spin){ .peers = atomic_load(&peers), .kind = TSSX_SPIN_NONE };
+		tssx_spin_start_peer(&first, 0, &forever, &mine, &peers);
+		if (first.kind == TSSX_SPIN_CPU) {
+			pthread_t thread;
+
+			assert_int_equal(pthread_create(&thread, NULL, start_second_spin, &second), 0);
+			assert_int_equal(pthread_join(thread, NULL), 0);
+		}
+		tssx_spin_stop(&first);
+		if (second.kind == TSSX_SPIN_CPU)
+			break;
+		usleep(2000);
+	}
+	tssx_opts = saved;
+	assert_true(tries < 200);
 }
 
 /* A yielding spin ends at its TSSX_YIELD_TURNS_MAX-th yield however long
@@ -776,7 +847,34 @@ static void test_bell_pack(void **state)
 	assert_int_equal(tssx_bell_pack((void *)(uintptr_t)(1ull << 48), 1), 0);
 }
 
-int main(void)
+/*
+ * --started-pinned: the process takes one CPU before the library counts
+ * the CPUs it may use, as one started by taskset, in a cpuset or with
+ * systemd's CPUAffinity= does: a wait for a peer on another CPU beside a
+ * CPU-bound thread per CPU spins all the same (tssx_spin_pays() shares
+ * the machine's CPUs, not the process's one), and the process has a
+ * slot per CPU of the machine.  Before, such a process never spun beside
+ * the CPU-bound threads, and held one slot at most.
+ */
+static int run_started_pinned(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_spin_for_a_peer_apart_beside_work),
+		cmocka_unit_test(test_spin_slots_are_the_machines),
+	};
+	cpu_set_t one;
+	int cpu = sched_getcpu();
+
+	if (cpu < 0)
+		return 1;
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	if (sched_setaffinity(0, sizeof(one), &one) < 0)
+		return 1;
+	return cmocka_run_group_tests_name("started pinned", tests, NULL, NULL);
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_timeouts),
@@ -808,5 +906,9 @@ int main(void)
 		cmocka_unit_test(test_bell_pack),
 	};
 
+	if (sched_getaffinity(0, sizeof(start_cpus), &start_cpus) < 0)
+		return 1;
+	if (argc > 1 && !strcmp(argv[1], "--started-pinned"))
+		return run_started_pinned();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
