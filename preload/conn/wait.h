@@ -358,8 +358,8 @@ bool tssx_spin_setup(struct tssx_spin *spin, uint64_t now, uint64_t budget_ns, u
  * about; a process started on one CPU (taskset, a cpuset, systemd's
  * CPUAffinity=) compared the machine's tasks with its one CPU and never
  * spun for a peer apart beside other work (Redis and its benchmark
- * started on CPUs 0 and 1 beside a hog each: 6,961-7,044 GETs a second,
- * plain 5,847-6,041).  A peer on a CPU of its own
+ * started on CPUs 0 and 1 beside a hog each: 5,696-7,044 GETs a second,
+ * plain 4,988-6,041; now 148,515-160,428).  A peer on a CPU of its own
  * beside one other task runs at least half the time, and answers a
  * spinner on another CPU within a turn; the spinner takes only its own
  * CPU's fair share from the task beside it.  Sleeping there instead made
