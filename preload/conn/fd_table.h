@@ -150,11 +150,30 @@ static inline void tssx_fd_hint_add(int fd, unsigned hints)
 		atomic_store_explicit(&slot->hints, had | hints, memory_order_relaxed);
 }
 
-static inline bool tssx_fd_hinted(int fd, enum tssx_fd_hint hint)
+/* fd's hints (0: none, or no slot). */
+static inline unsigned tssx_fd_hints(int fd)
 {
 	struct tssx_fd_slot *slot = tssx_table_slot(fd);
 
-	return slot && (atomic_load_explicit(&slot->hints, memory_order_relaxed) & hint);
+	return slot ? atomic_load_explicit(&slot->hints, memory_order_relaxed) : 0;
+}
+
+static inline bool tssx_fd_hinted(int fd, enum tssx_fd_hint hint)
+{
+	return tssx_fd_hints(fd) & hint;
+}
+
+/* Sets the hints of a number the kernel just gave out (socket(), accept(),
+ * dup()) to exactly `hints`: its slot may still hold those of a file closed
+ * around the library (glibc's fclose() of an fdopen()ed socket closes
+ * inside libc), which would describe another file.  Where the slot exists,
+ * as tssx_fd_hint_add(). */
+static inline void tssx_fd_hints_set(int fd, unsigned hints)
+{
+	struct tssx_fd_slot *slot = tssx_table_slot(fd);
+
+	if (slot && atomic_load_explicit(&slot->hints, memory_order_relaxed) != hints)
+		atomic_store_explicit(&slot->hints, hints, memory_order_relaxed);
 }
 
 static inline void tssx_fd_hints_clear(struct tssx_fd_slot *slot)

@@ -208,8 +208,9 @@ TSSX_EXPORT int socket(int domain, int type, int protocol)
 		return fd;
 	forget_stale(fd);
 	tssx_conn_note_program_fd(fd);
-	if (domain == AF_UNIX && (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM)
-		tssx_fd_hint_add(fd, TSSX_HINT_UNIX_STREAM);
+	tssx_fd_hints_set(fd, domain == AF_UNIX && (type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) == SOCK_STREAM
+				      ? TSSX_HINT_UNIX_STREAM
+				      : 0);
 	return fd;
 }
 
@@ -308,7 +309,7 @@ static int accept_common(int fd, struct sockaddr *addr, socklen_t *addrlen, int 
 		return -1;
 	forget_stale(conn_fd);
 	tssx_conn_note_program_fd(conn_fd);
-	tssx_fd_hint_add(conn_fd, TSSX_HINT_CONNECTED);
+	tssx_fd_hints_set(conn_fd, TSSX_HINT_CONNECTED);
 	if (enabled && tssx_conn_is_client_addr(&peer, peerlen)) {
 		struct sockaddr_un self;
 		socklen_t selflen = 0;
