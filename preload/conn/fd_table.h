@@ -130,6 +130,7 @@ enum tssx_fd_hint {
 	TSSX_HINT_UNIX_STREAM = 1, /* an AF_UNIX SOCK_STREAM socket */
 	TSSX_HINT_CONNECTED = 2,   /* connected: never becomes a connection later */
 	TSSX_HINT_LISTENING = 4,   /* listening: never becomes a connection */
+	TSSX_HINT_NEVER_CONN = 8,  /* asked by epoll_ctl: never becomes one */
 };
 
 /* Records hints of fd; only where its slot exists (no allocation: this

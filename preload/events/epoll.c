@@ -767,6 +767,27 @@ static int socket_option(int fd, int option)
 	return getsockopt(fd, SOL_SOCKET, option, &value, &len) < 0 ? -1 : value;
 }
 
+/* Whether fd, which getpeername() found unconnected, may still connect
+ * over TSSX; *settled when the answer holds for as long as the number
+ * does (another family or type, a listener). */
+static bool unconnected_may_become_conn(int fd, bool *settled)
+{
+	int domain = socket_option(fd, SO_DOMAIN), type, accepting;
+
+	if (domain != AF_UNIX) {
+		*settled = domain >= 0;
+		return false;
+	}
+	type = socket_option(fd, SO_TYPE);
+	if (type != SOCK_STREAM) {
+		*settled = type >= 0;
+		return false;
+	}
+	accepting = socket_option(fd, SO_ACCEPTCONN);
+	*settled = accepting == 1;
+	return accepting == 0;
+}
+
 /* An unconnected, non-listening Unix stream socket may connect over TSSX
  * after being added; any other fd that is no connection now never will. */
 static bool may_become_conn(int fd)
@@ -774,11 +795,12 @@ static bool may_become_conn(int fd)
 	struct sockaddr_storage peer;
 	socklen_t len = sizeof(peer);
 	int saved_errno = errno;
-	bool maybe;
+	bool maybe = false, settled = false;
 
-	/* A socket this process accepted or connected plain: no question
-	 * (a server's clients, a proxy's upstream connections). */
-	if (tssx_fd_hinted(fd, TSSX_HINT_CONNECTED))
+	/* A socket this process accepted or connected plain (a server's
+	 * clients, a proxy's upstream connections), or an fd asked about
+	 * before (a pipe, an eventfd added again): no question. */
+	if (tssx_fd_hints(fd) & (TSSX_HINT_CONNECTED | TSSX_HINT_NEVER_CONN))
 		return false;
 	/* A Unix stream socket this process made and did not connect:
 	 * unless it listens, it may (an event loop's upstream socket, added
@@ -787,11 +809,15 @@ static bool may_become_conn(int fd)
 	if (tssx_fd_hinted(fd, TSSX_HINT_UNIX_STREAM))
 		return !tssx_fd_hinted(fd, TSSX_HINT_LISTENING);
 	/* getpeername() first: it settles the common cases (a connected
-	 * socket, an fd that is no socket) in one system call. */
-	maybe = getpeername(fd, (struct sockaddr *)&peer, &len) < 0 && errno == ENOTCONN &&
-		socket_option(fd, SO_DOMAIN) == AF_UNIX && socket_option(fd, SO_TYPE) == SOCK_STREAM &&
-		socket_option(fd, SO_ACCEPTCONN) == 0;
-
+	 * socket, an fd that is no socket) in one system call.  A settled
+	 * answer is kept as a hint, which socket(), accept(), dup() and
+	 * close() of the number reset (conn/fd_table.h). */
+	if (getpeername(fd, (struct sockaddr *)&peer, &len) == 0 || errno == ENOTSOCK)
+		settled = true;
+	else if (errno == ENOTCONN)
+		maybe = unconnected_may_become_conn(fd, &settled);
+	if (settled)
+		tssx_fd_hint_add(fd, TSSX_HINT_NEVER_CONN);
 	errno = saved_errno;
 	return maybe;
 }

@@ -660,7 +660,8 @@ static int accept_plain(int *client)
  * does a Unix stream socket that socket() made (an event loop's upstream
  * socket, added before its connect()); a number replaced by dup2() with
  * an unconnected socket takes that socket's hints, not the accepted
- * one's.  Each unconnected one is followed when it connects over TSSX. */
+ * one's.  Each unconnected one is followed when it connects over TSSX.
+ * An fd that is no socket is asked about at its first add only. */
 static void case_epoll_hints(void)
 {
 	bool counted = count_getpeername();
@@ -689,6 +690,24 @@ static void case_epoll_hints(void)
 	CHECK(add_asking(counted, epfd, s, 12) <= 0);
 	connect_in_set(epfd, s, 12);
 	close(client);
+
+	/* An fd that is no socket is asked about once, not at every add;
+	 * its number, closed and made again by socket(), is a socket's. */
+	{
+		int pipe_fds[2];
+
+		CHECK_EQ(pipe(pipe_fds), 0);
+		CHECK(add_asking(counted, epfd, pipe_fds[0], 14) == (counted ? 1 : -1));
+		CHECK_EQ(epoll_ctl(epfd, EPOLL_CTL_DEL, pipe_fds[0], NULL), 0);
+		CHECK(add_asking(counted, epfd, pipe_fds[0], 14) <= 0);
+		CHECK_EQ(epoll_ctl(epfd, EPOLL_CTL_DEL, pipe_fds[0], NULL), 0);
+		close(pipe_fds[0]);
+		close(pipe_fds[1]);
+		c = socket(AF_UNIX, SOCK_STREAM, 0);
+		CHECK_EQ(c, pipe_fds[0]);
+		CHECK(add_asking(counted, epfd, c, 15) <= 0);
+		connect_in_set(epfd, c, 15);
+	}
 	if (!counted)
 		printf("getpeername() calls not counted on this machine\n");
 }
