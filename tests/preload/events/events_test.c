@@ -717,7 +717,8 @@ static void case_epoll_hints(void)
  * accepted socket's hint ("connected", never a connection) must not stay
  * with the new socket, which is added unconnected and then connects over
  * TSSX (a set that did not track it sleeps on a socket that carries only
- * doorbells: the test's timeout fails it). */
+ * doorbells: the test's timeout fails it).  Nor may a vfork() child's
+ * dup2() put it on a number of the parent. */
 static void case_epoll_hint_stale(void)
 {
 	int epfd = epoll_create1(0), client, s, c;
@@ -732,6 +733,21 @@ static void case_epoll_hint_stale(void)
 	close(client);
 	CHECK_EQ(epoll_add(epfd, c, EPOLLIN, 13), 0);
 	connect_in_set(epfd, c, 13);
+
+	/* A vfork() child shares the fd table's memory, not the fds: its
+	 * dup2() of an accepted socket onto the number of the parent's
+	 * unconnected one must not leave "connected" there. */
+	s = accept_plain(&client);
+	c = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK(c >= 0);
+	if (vfork() == 0) {
+		dup2(s, c);
+		_exit(0);
+	}
+	close(s);
+	close(client);
+	CHECK_EQ(epoll_add(epfd, c, EPOLLIN, 14), 0);
+	connect_in_set(epfd, c, 14);
 	close(epfd);
 }
 
