@@ -165,7 +165,7 @@ static inline bool tssx_fd_hinted(int fd, enum tssx_fd_hint hint)
 }
 
 /* Sets the hints of a number the kernel just gave out (socket(), accept(),
- * dup()) to exactly `hints`: its slot may still hold those of a file closed
+ * dup(): none) to exactly `hints`: its slot may still hold those of a file closed
  * around the library (glibc's fclose() of an fdopen()ed socket closes
  * inside libc), which would describe another file.  Where the slot exists,
  * as tssx_fd_hint_add(). */

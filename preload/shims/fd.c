@@ -88,13 +88,13 @@ static void conn_duplicated(struct tssx_conn *conn)
 static int share_fd(int old_fd, int new_fd)
 {
 	struct tssx_fd_object *obj = tssx_table_get(old_fd);
-	unsigned hints = tssx_fd_hints(old_fd);
 
 	tssx_conn_note_program_fd(new_fd);
-	/* The same open file: what was learnt of it holds for both.  Not
-	 * from a vfork() child, whose table is its parent's, where new_fd
-	 * is another file: clearing only costs the parent a question. */
-	tssx_fd_hints_set(new_fd, hints && !tssx_foreign_process() ? hints : 0);
+	/* Whatever a close around the library left on the number describes
+	 * another file; nothing is copied (in a vfork() child the table is
+	 * the parent's, where new_fd is another file): a cleared hint only
+	 * costs a question. */
+	tssx_fd_hints_set(new_fd, 0);
 
 	/* An epoll fd's copy shares its set (the events' part of the slot). */
 	if (unlikely(events_set_of(old_fd)) && !tssx_foreign_process())
