@@ -72,8 +72,9 @@ struct tssx_ring_ctl {
 	_Atomic uint32_t writer_retired[2]; /* reader_retired's mirror image */
 	_Atomic uint32_t writer_bell;     /* reader_bell's mirror image */
 	/* On the rx ring of each end: 1 + the CPU that end last started a
-	 * wait on the connection on (its data path, or an epoll wait whose
-	 * only hot entry is the connection; sched_getcpu()), 0 unknown (none
+	 * wait on the connection on (its data path, an epoll wait whose only
+	 * hot entry is the connection, or a poll or select whose only
+	 * connection it is; sched_getcpu()), 0 unknown (none
 	 * yet, or a peer whose library does not publish it).  Written by
 	 * that end, only when it changed; read by the peer, whose waits may
 	 * then spin beside other work when it names another CPU, and sleep

@@ -129,8 +129,8 @@ struct tssx_spin {
 bool tssx_spin_start(struct tssx_spin *spin, uint64_t look_every_ns, const struct tssx_deadline *deadline);
 /*
  * tssx_spin_start() for a wait on one connection: a blocking read or
- * write, or an event wait whose only hot entry is the connection
- * (events/epoll.c).  Publishes the CPU this thread runs on into *mine
+ * write, or an event wait whose only connection it is
+ * (events_spin_start(): epoll, poll, select).  Publishes the CPU this thread runs on into *mine
  * (this end's waiter_cpu, tssx/ring.h; written only when it changed);
  * *peers is the peer's word.  When it names another CPU, a spin on this
  * one may run beside other work (tssx_spin_pays(), docs/wait.md "A peer

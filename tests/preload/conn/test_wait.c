@@ -506,14 +506,16 @@ static atomic_bool hogs_stop;
 /* The CPUs the test process could run on at its start. */
 static cpu_set_t start_cpus;
 
-/* A CPU-bound thread on the CPU arg, until hogs_stop. */
+/* A CPU-bound thread on the CPU arg, until hogs_stop.  No cmocka check
+ * here, outside the test's thread: a hog left unpinned only makes the
+ * test's look at the count less likely to fall in range. */
 static void *hog(void *arg)
 {
 	cpu_set_t one;
 
 	CPU_ZERO(&one);
 	CPU_SET((int)(intptr_t)arg, &one);
-	assert_int_equal(pthread_setaffinity_np(pthread_self(), sizeof(one), &one), 0);
+	(void)pthread_setaffinity_np(pthread_self(), sizeof(one), &one);
 	while (!atomic_load_explicit(&hogs_stop, memory_order_relaxed))
 		;
 	return NULL;
