@@ -14,8 +14,9 @@
  * print their byte counts and an FNV-1a checksum; any mismatch or error
  * exits 1.  --nonblock uses O_NONBLOCK and retries EAGAIN without poll();
  * --epoll (server) waits in epoll_wait() instead, in a set of the
- * connection alone, --poll (server) in poll() on the connection alone.  PATH starting with '@' is an abstract name, "fd:N" (server) the listener
- * inherited as fd N.  --rename (server) binds PATH.PID.tmp, renames it to
+ * connection alone, --poll (server) in poll() on the connection alone.
+ * PATH starting with '@' is an abstract name, "fd:N" (server) the
+ * listener inherited as fd N.  --rename (server) binds PATH.PID.tmp, renames it to
  * PATH, then listens, as servers that replace their socket atomically do;
  * --rename-after listens first, then renames.
  * listen-exec listens on PATH and execs CMD with the listener as fd 3.
