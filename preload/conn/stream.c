@@ -1091,7 +1091,7 @@ static ssize_t call_done(struct tssx_conn *conn, int fd, bool kept, ssize_t n, i
  */
 __attribute__((noinline)) ssize_t tssx_conn_fast_wake(struct tssx_conn *conn, int fd, ssize_t n, bool writer)
 {
-	_Atomic uint64_t *lock = writer ? &conn->locks->producer : &conn->locks->consumer;
+	struct tssx_side_lock *lock = writer ? &conn->locks->producer : &conn->locks->consumer;
 	uint32_t bells = writer ? tssx_ring_take_bells(conn->tx, true) : tssx_ring_take_bells(conn->rx, false);
 	int saved_errno;
 

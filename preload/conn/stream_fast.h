@@ -71,11 +71,12 @@ static inline __attribute__((always_inline)) ssize_t tssx_conn_move_fast(struct 
 									     bool writer, void *buf, size_t len,
 									     bool small)
 {
-	_Atomic uint64_t *lock = writer ? &conn->locks->producer : &conn->locks->consumer;
+	struct tssx_side_lock *lock = writer ? &conn->locks->producer : &conn->locks->consumer;
 	struct tssx_ring *ring = writer ? conn->tx : conn->rx;
+	_Atomic uint64_t *held = tssx_side_trylock(lock);
 	ssize_t n = 0;
 
-	if (unlikely(!tssx_side_trylock(lock)))
+	if (unlikely(!held))
 		return 0;
 	/* Under the lock: fd is still the connection's (stream.c's
 	 * still_there()), and
@@ -94,7 +95,7 @@ static inline __attribute__((always_inline)) ssize_t tssx_conn_move_fast(struct 
 			return n;
 		}
 	}
-	tssx_side_unlock(lock);
+	tssx_side_release(held);
 	return n;
 }
 

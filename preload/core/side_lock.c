@@ -1,16 +1,17 @@
 /*
  * The side locks (side_lock.h).
  *
- * Fast path: one compare-and-swap to take, one release store to give back,
- * as cheap as the test-and-set lock the ring's control block used to hold
- * (where the peer could write it and hang us for good).  Slow path: spin
- * with the CPU's pause hint, yield so that a holder preempted on this CPU
- * can finish, and now and then ask the kernel whether the holder still
- * exists.  The pairs live in arenas: sealed memfds, so that an exec'd
- * image can map the same pairs again.
+ * Fast path: for the thread the lock is biased to, a store, a load and a
+ * store, no locked instruction; for others one compare-and-swap to take,
+ * one release store to give back.  Slow path: spin with the CPU's pause
+ * hint, yield so that a holder preempted on this CPU can finish, and now
+ * and then ask the kernel whether the holder still exists; then take a
+ * bias held by another thread back.  The pairs live in arenas: sealed
+ * memfds, so that an exec'd image can map the same pairs again.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -18,8 +19,10 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "tssx/log.h"
 #include "tssx/side_lock.h"
 #include "tssx/macros.h"
 
@@ -27,11 +30,16 @@
 #define LOCK_SPINS 256
 /* Yields between two checks whether the holder is alive. */
 #define YIELDS_PER_CHECK 64
+/* Where membarrier(2) is refused to a taker whose owner could register
+ * (a seccomp filter of its own): how long it waits, after the owner's
+ * `inside` reads 0, for a store of it still in the owner's store buffer. */
+#define UNFENCED_WAIT_NS 1000000L
 /* Seals an arena must carry: its size is fixed, so no access to the
  * mapping can fault (SIGBUS), whoever holds the fd. */
 #define ARENA_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
 
-__thread __attribute__((tls_model("initial-exec"))) uint64_t tssx_side_lock_self_id;
+__thread __attribute__((tls_model("initial-exec"))) uint64_t tssx_side_lock_self_id = TSSX_SIDE_LOCK_NO_ID;
+int tssx_side_bias_allowed;
 
 /* An arena this process maps: made here, inherited over fork() (the same
  * mapping and fd number), or adopted after an exec.  Never unmapped or
@@ -58,7 +66,7 @@ static unsigned current_used;
  * own, which the parent cannot hand out too. */
 TSSX_FORK_HANDLER static void forget_parent_in_child(void)
 {
-	tssx_side_lock_self_id = 0;
+	tssx_side_lock_self_id = TSSX_SIDE_LOCK_NO_ID;
 	pthread_mutex_init(&arena_lock, NULL);
 	current = NULL;
 }
@@ -170,12 +178,21 @@ void tssx_side_locks_renumber(int old_fd, int new_fd)
 }
 
 /* A word the old image left: its threads are gone with the exec. */
-static void free_if_ours(_Atomic uint64_t *lock, uint32_t pid)
+static void free_if_ours(_Atomic uint64_t *word, uint32_t pid)
 {
-	uint64_t holder = atomic_load(lock);
+	uint64_t holder = atomic_load(word);
 
 	if (holder && (uint32_t)(holder >> 32) == pid)
-		atomic_compare_exchange_strong(lock, &holder, 0);
+		atomic_compare_exchange_strong(word, &holder, 0);
+}
+
+/* What the old image held of the lock, its take and its bias: the new
+ * image is not registered for membarrier() yet, so no bias may name it. */
+static void free_lock_if_ours(struct tssx_side_lock *lock, uint32_t pid)
+{
+	free_if_ours(&lock->word, pid);
+	free_if_ours(&lock->inside, pid);
+	free_if_ours(&lock->bias, pid);
 }
 
 int tssx_side_locks_adopt(int fd, unsigned index, struct tssx_side_locks **locks)
@@ -204,19 +221,25 @@ int tssx_side_locks_adopt(int fd, unsigned index, struct tssx_side_locks **locks
 	if (!arena)
 		return -errno;
 	*locks = &arena->pairs[index];
-	free_if_ours(&(*locks)->producer, (uint32_t)getpid());
-	free_if_ours(&(*locks)->consumer, (uint32_t)getpid());
+	free_lock_if_ours(&(*locks)->producer, (uint32_t)getpid());
+	free_lock_if_ours(&(*locks)->consumer, (uint32_t)getpid());
 	return 0;
 }
 
-void tssx_side_lock_wait_own(_Atomic uint64_t *lock)
+static bool names_process(uint64_t word, uint32_t pid)
+{
+	return word && (uint32_t)(word >> 32) == pid;
+}
+
+void tssx_side_lock_wait_own(struct tssx_side_lock *lock)
 {
 	uint32_t me = (uint32_t)(tssx_side_lock_self() >> 32);
 
 	/* Acquire pairs with the release in tssx_side_unlock() of our
 	 * holder, directly or through the release sequence that a sibling's
 	 * take (a read-modify-write) continues. */
-	while ((uint32_t)(atomic_load_explicit(lock, memory_order_acquire) >> 32) == me)
+	while (names_process(atomic_load_explicit(&lock->word, memory_order_acquire), me) ||
+	       names_process(atomic_load_explicit(&lock->inside, memory_order_acquire), me))
 		sched_yield();
 }
 
@@ -226,32 +249,113 @@ static bool holder_dead(uint64_t holder)
 	return syscall(SYS_tgkill, (pid_t)(holder >> 32), (pid_t)(uint32_t)holder, 0) < 0 && errno == ESRCH;
 }
 
-/* Acquire as in tssx_side_lock(); taking a dead holder's lock over is the
+/* Acquire as in tssx_side_lock(); taking a dead holder's word over is the
  * same exchange from its id instead of 0. */
-static bool take(_Atomic uint64_t *lock, uint64_t holder, uint64_t self)
+static bool take(_Atomic uint64_t *word, uint64_t holder, uint64_t self)
 {
-	return atomic_compare_exchange_strong_explicit(lock, &holder, self, memory_order_acquire,
+	return atomic_compare_exchange_strong_explicit(word, &holder, self, memory_order_acquire,
 						       memory_order_relaxed);
 }
 
-void tssx_side_lock_slow(_Atomic uint64_t *lock, uint64_t self)
+/* Waits with the CPU's pause hint, then yields, until the word is free
+ * and taken (or, with self 0, only free); a holder found dead is taken
+ * over (or cleared). */
+static void wait_free(_Atomic uint64_t *word, uint64_t self)
 {
 	unsigned spins = 0, yields = 0;
-	int saved_errno = errno;
 
 	for (;;) {
-		uint64_t holder = atomic_load_explicit(lock, memory_order_relaxed);
+		uint64_t holder = atomic_load_explicit(word, memory_order_acquire);
 
-		if (holder == 0 && take(lock, 0, self))
-			break;
+		if (holder == 0 && (!self || take(word, 0, self)))
+			return;
 		if (++spins < LOCK_SPINS) {
 			tssx_cpu_relax();
 			continue;
 		}
 		spins = 0;
 		sched_yield();
-		if (++yields % YIELDS_PER_CHECK == 0 && holder && holder_dead(holder) && take(lock, holder, self))
-			break;
+		if (++yields % YIELDS_PER_CHECK == 0 && holder && holder_dead(holder) && take(word, holder, self))
+			return;
 	}
+}
+
+/* The pair a lock belongs to: pairs are as large as they are aligned,
+ * and arenas are mapped at page boundaries. */
+static struct tssx_side_locks *pair_of(struct tssx_side_lock *lock)
+{
+	_Static_assert(sizeof(struct tssx_side_locks) == 2 * TSSX_CACHELINE, "a pair is two lines");
+	return (struct tssx_side_locks *)((uintptr_t)lock & ~(uintptr_t)(sizeof(struct tssx_side_locks) - 1));
+}
+
+/* The streak of takes is long enough (word held): the bias, when the
+ * process may hold one and no other process uses the pair. */
+static void bias_earned(struct tssx_side_lock *lock, uint64_t self)
+{
+	lock->streak = 0;
+	if (!tssx_side_bias_allowed) {
+		int saved_errno = errno;
+
+		tssx_side_bias_allowed =
+			syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1;
+		errno = saved_errno;
+	}
+	/* Shared with a forked sibling: no bias, whose taking back would
+	 * cost the sibling a wait for every CPU (MEMBARRIER_CMD_GLOBAL). */
+	if (tssx_side_bias_allowed > 0 && atomic_load_explicit(&pair_of(lock)->users, memory_order_relaxed) == 1)
+		atomic_store_explicit(&lock->bias, self, memory_order_relaxed);
+}
+
+/* A memory barrier on every CPU that runs a thread of the owner's
+ * process: ours (registered, tssx_side_bias_earned()) or a forked
+ * sibling's that took the bias before the fork. */
+static void fence_owner(uint64_t owner, uint64_t self, _Atomic uint64_t *inside)
+{
+	static bool warned;
+	struct timespec wait = { .tv_nsec = UNFENCED_WAIT_NS };
+	int cmd = owner >> 32 == self >> 32 ? MEMBARRIER_CMD_PRIVATE_EXPEDITED : MEMBARRIER_CMD_GLOBAL;
+
+	if (syscall(SYS_membarrier, cmd, 0, 0) == 0)
+		return;
+	/* Refused (MEMBARRIER_CMD_GLOBAL on nohz_full CPUs, a seccomp
+	 * filter of a sibling's own): the owner's store of `inside` may
+	 * still be in its CPU's store buffer; once `inside` reads 0, a pause
+	 * far longer than any store buffer holds a store, then the caller
+	 * reads it again. */
+	if (!warned) {
+		warned = true;
+		tssx_log(TSSX_LOG_WARN, "side lock: membarrier refused (%m): a bias is taken back by waiting");
+	}
+	atomic_thread_fence(memory_order_seq_cst);
+	wait_free(inside, 0);
+	nanosleep(&wait, NULL);
+}
+
+/* Takes the bias back from its owner (word held): cleared, then the
+ * owner's CPUs' barrier (the owner's store of `inside` is seen, or the
+ * owner sees the bias gone), then until the owner is out. */
+static void take_bias_back(struct tssx_side_lock *lock, uint64_t self)
+{
+	uint64_t owner = atomic_load_explicit(&lock->bias, memory_order_relaxed);
+
+	atomic_store_explicit(&lock->bias, 0, memory_order_relaxed);
+	fence_owner(owner, self, &lock->inside);
+	/* Acquire (in wait_free) pairs with the release of the owner's
+	 * tssx_side_unlock(): its accesses are seen. */
+	wait_free(&lock->inside, 0);
+	lock->streak = 0;
+}
+
+void tssx_side_lock_slow(struct tssx_side_lock *lock, uint64_t self)
+{
+	int saved_errno = errno;
+
+	wait_free(&lock->word, self);
+	if (atomic_load_explicit(&lock->bias, memory_order_relaxed))
+		take_bias_back(lock, self);
+	/* Counted again if the fast path gave the take up at the streak's
+	 * end: the streak only grows past it. */
+	if (!tssx_side_count_take(lock, self))
+		bias_earned(lock, self);
 	errno = saved_errno;
 }

@@ -43,6 +43,7 @@
 #include "thread_count.h"
 #include "tools.h"
 #include "tssx/segment.h"
+#include "tssx/side_lock.h"
 
 #define expect(cond) ((cond) ? (void)0 : die("%s:%d: expected %s (errno: %s)", __FILE__, __LINE__, #cond, strerror(errno)))
 
@@ -3306,12 +3307,6 @@ static void execread_server(int fd)
 	free(buf);
 }
 
-/* The library's side locks as tssx/side_lock.h lays them out. */
-struct probe_locks {
-	_Alignas(64) _Atomic uint64_t producer;
-	_Atomic uint32_t users;
-	_Alignas(64) _Atomic uint64_t consumer;
-};
 #define PROBE_ARENA_PAIRS 512
 
 /* Above TSSX_SHORT_CALLS's default. */
@@ -3341,7 +3336,7 @@ static int fake_arena(size_t size, bool sealed)
 static void exec_lying(int fd, enum lie lie, int ready)
 {
 	int memfd = fd_linked_to("/memfd:tssx "), arena = fd_linked_to("/memfd:tssx-locks "), locks = arena;
-	struct probe_locks *pairs;
+	struct tssx_side_locks *pairs;
 	unsigned index = 0;
 	char record[256], fds[2][16];
 	char *argv[] = { "tssx-probe", "--exec", "1", "lie", fds[0], fds[1], "-1", NULL };
@@ -3365,8 +3360,8 @@ static void exec_lying(int fd, enum lie lie, int ready)
 			if (atomic_load(&pairs[i].users))
 				index = i;
 		}
-		atomic_store(&pairs[index].producer, (uint64_t)getpid() << 32 | (uint64_t)getpid());
-		atomic_store(&pairs[index].consumer, (uint64_t)getpid() << 32 | (uint64_t)getpid());
+		atomic_store(&pairs[index].producer.word, (uint64_t)getpid() << 32 | (uint64_t)getpid());
+		atomic_store(&pairs[index].consumer.word, (uint64_t)getpid() << 32 | (uint64_t)getpid());
 		break;
 	case LIE_INDEX:
 		index = PROBE_ARENA_PAIRS;

@@ -5,13 +5,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -23,6 +26,7 @@
 struct counted {
 	struct tssx_side_locks *locks;
 	uint64_t *value; /* plain: only the lock protects it */
+	int burst;	 /* takes between two yields, 0: never yields */
 };
 
 static void *count_under_lock(void *arg)
@@ -33,18 +37,21 @@ static void *count_under_lock(void *arg)
 		tssx_side_lock(&c->locks->producer);
 		++*c->value;
 		tssx_side_unlock(&c->locks->producer);
+		if (c->burst && i % c->burst == 0)
+			sched_yield();
 	}
 	return NULL;
 }
 
-static void test_threads_and_forks(void **state)
+/* Two threads, this one and a forked child count under the lock, taking
+ * turns after `burst` takes each (or as the scheduler has them). */
+static void count_in_threads_and_fork(int burst)
 {
-	struct counted c = { tssx_side_locks_create(), NULL };
+	struct counted c = { tssx_side_locks_create(), NULL, burst };
 	pthread_t t[2];
 	pid_t child;
 	int status;
 
-	(void)state;
 	c.value = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_non_null(c.locks);
 	assert_true(c.value != MAP_FAILED);
@@ -62,41 +69,202 @@ static void test_threads_and_forks(void **state)
 	assert_int_equal(waitpid(child, &status, 0), child);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	assert_int_equal(*c.value, 4 * LOCK_ROUNDS);
-	assert_int_equal(atomic_load(&c.locks->producer), 0);
+	assert_int_equal(atomic_load(&c.locks->producer.word), 0);
+	assert_int_equal(atomic_load(&c.locks->producer.inside), 0);
 	munmap(c.value, sizeof(uint64_t));
 }
 
-/* A forked sibling killed while it holds the lock: the next one in takes
- * it over instead of spinning for good. */
-static void test_dead_holder(void **state)
+static void test_threads_and_forks(void **state)
 {
-	struct tssx_side_locks *locks = tssx_side_locks_create();
+	(void)state;
+	count_in_threads_and_fork(0);
+}
+
+/* The lock taken TSSX_SIDE_LOCK_BIAS_STREAK times by this thread. */
+static void earn_bias(struct tssx_side_lock *lock)
+{
+	for (unsigned i = 0; i < TSSX_SIDE_LOCK_BIAS_STREAK; i++) {
+		tssx_side_lock(lock);
+		assert_int_equal(atomic_load(&lock->word), tssx_side_lock_self());
+		tssx_side_unlock(lock);
+	}
+	assert_int_equal(tssx_side_bias_allowed, 1); /* membarrier(2) here */
+	assert_int_equal(atomic_load(&lock->bias), tssx_side_lock_self());
+}
+
+/* A forked child takes the lock (through its bias when `biased`) and is
+ * killed inside: the next taker takes it over (and the bias back)
+ * instead of spinning for good. */
+static void take_from_killed_child(struct tssx_side_lock *lock, bool biased)
+{
 	int ready[2];
 	pid_t child;
 	char c;
 
-	(void)state;
-	assert_non_null(locks);
 	assert_int_equal(pipe(ready), 0);
 	child = fork();
 	assert_true(child >= 0);
 	if (child == 0) {
-		tssx_side_lock(&locks->consumer);
+		if (biased)
+			earn_bias(lock);
+		tssx_side_lock(lock);
 		(void)!write(ready[1], "!", 1);
 		pause();
 		_exit(0);
 	}
 	assert_int_equal(read(ready[0], &c, 1), 1);
-	assert_int_equal(atomic_load(&locks->consumer) >> 32, (uint64_t)child);
+	assert_int_equal(atomic_load(biased ? &lock->inside : &lock->word) >> 32, (uint64_t)child);
 	kill(child, SIGKILL);
 	assert_int_equal(waitpid(child, NULL, 0), child);
-	tssx_side_lock(&locks->consumer);
-	assert_int_equal(atomic_load(&locks->consumer), tssx_side_lock_self());
-	tssx_side_unlock(&locks->consumer);
-	/* The other word never moved. */
-	assert_int_equal(atomic_load(&locks->producer), 0);
+	tssx_side_lock(lock);
+	assert_int_equal(atomic_load(&lock->word), tssx_side_lock_self());
+	assert_int_equal(atomic_load(&lock->inside), 0);
+	assert_int_equal(atomic_load(&lock->bias), 0);
+	tssx_side_unlock(lock);
 	close(ready[0]);
 	close(ready[1]);
+}
+
+static void test_dead_holder(void **state)
+{
+	struct tssx_side_locks *locks = tssx_side_locks_create();
+
+	(void)state;
+	assert_non_null(locks);
+	take_from_killed_child(&locks->consumer, false);
+	/* The other word never moved. */
+	assert_int_equal(atomic_load(&locks->producer.word), 0);
+}
+
+/* Takes of the same lock in bursts long enough to earn the bias, by
+ * threads and a forked child: every burst of another taker takes it
+ * back, and not one increment is lost. */
+static void test_bias_threads_and_forks(void **state)
+{
+	(void)state;
+	count_in_threads_and_fork(3 * TSSX_SIDE_LOCK_BIAS_STREAK);
+}
+
+/* A thread that took the lock often enough in a row takes it without the
+ * word: no locked instruction. */
+static void test_bias_earned(void **state)
+{
+	struct tssx_side_locks *locks = tssx_side_locks_create();
+
+	(void)state;
+	assert_non_null(locks);
+	earn_bias(&locks->producer);
+	assert_true(tssx_side_trylock(&locks->producer));
+	assert_int_equal(atomic_load(&locks->producer.word), 0);
+	assert_int_equal(atomic_load(&locks->producer.inside), tssx_side_lock_self());
+	/* A second take by the same thread (a signal handler's) is refused
+	 * to the fast path. */
+	assert_false(tssx_side_trylock(&locks->producer));
+	tssx_side_unlock(&locks->producer);
+	assert_int_equal(atomic_load(&locks->producer.inside), 0);
+	/* The other lock of the pair was not touched. */
+	assert_int_equal(atomic_load(&locks->consumer.bias), 0);
+	/* A pair claimed for a new connection starts without a bias. */
+	tssx_side_locks_leave(locks);
+	assert_true(tssx_side_locks_claim(locks));
+	assert_int_equal(atomic_load(&locks->producer.bias), 0);
+}
+
+/* A pair that a forked sibling uses too gets no bias (taking it back
+ * would cost the sibling a wait for every CPU), until it is ours alone. */
+static void test_no_bias_when_shared(void **state)
+{
+	struct tssx_side_locks *locks = tssx_side_locks_create();
+
+	(void)state;
+	assert_non_null(locks);
+	tssx_side_locks_join(locks);
+	for (unsigned i = 0; i < 3 * TSSX_SIDE_LOCK_BIAS_STREAK; i++) {
+		tssx_side_lock(&locks->consumer);
+		tssx_side_unlock(&locks->consumer);
+	}
+	assert_int_equal(atomic_load(&locks->consumer.bias), 0);
+	tssx_side_locks_leave(locks);
+	earn_bias(&locks->consumer);
+}
+
+/* Shared with a forked child: whether the other taker got in. */
+static _Atomic int *shared_flag(void)
+{
+	_Atomic int *flag = mmap(NULL, sizeof(*flag), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(flag != MAP_FAILED);
+	atomic_store(flag, 0);
+	return flag;
+}
+
+struct taker {
+	struct tssx_side_lock *lock;
+	_Atomic int *in;
+};
+
+static void *take_once(void *arg)
+{
+	struct taker *t = arg;
+
+	tssx_side_lock(t->lock);
+	atomic_store(t->in, 1);
+	tssx_side_unlock(t->lock);
+	return NULL;
+}
+
+/* The owner inside through its bias: another taker, a thread and then a
+ * forked child, waits until the owner is out, and takes the bias back. */
+static void test_bias_excludes_others(void **state)
+{
+	struct tssx_side_locks *locks = tssx_side_locks_create();
+	struct timespec wait = { .tv_nsec = 100000000 };
+	struct taker t = { NULL, shared_flag() };
+	pthread_t thread;
+	pid_t child;
+	int status;
+
+	(void)state;
+	assert_non_null(locks);
+	t.lock = &locks->consumer;
+	earn_bias(t.lock);
+	tssx_side_lock(t.lock);
+	assert_int_equal(atomic_load(&t.lock->inside), tssx_side_lock_self());
+	assert_int_equal(pthread_create(&thread, NULL, take_once, &t), 0);
+	nanosleep(&wait, NULL);
+	assert_int_equal(atomic_load(t.in), 0);
+	tssx_side_unlock(t.lock);
+	pthread_join(thread, NULL);
+	assert_int_equal(atomic_load(t.in), 1);
+	assert_int_equal(atomic_load(&t.lock->bias), 0);
+
+	atomic_store(t.in, 0);
+	earn_bias(t.lock);
+	tssx_side_lock(t.lock);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		take_once(&t);
+		_exit(0);
+	}
+	nanosleep(&wait, NULL);
+	assert_int_equal(atomic_load(t.in), 0);
+	tssx_side_unlock(t.lock);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(atomic_load(t.in), 1);
+	assert_int_equal(atomic_load(&t.lock->bias), 0);
+	assert_int_equal(atomic_load(&t.lock->word), 0);
+	munmap(t.in, sizeof(*t.in));
+}
+
+static void test_dead_biased_holder(void **state)
+{
+	struct tssx_side_locks *locks = tssx_side_locks_create();
+
+	(void)state;
+	assert_non_null(locks);
+	take_from_killed_child(&locks->producer, true);
 }
 
 /* A forked child is not its parent's thread. */
@@ -150,9 +318,11 @@ static void test_wait_own(void **state)
 
 	(void)state;
 	assert_non_null(locks);
-	atomic_store(&locks->producer, (uint64_t)(uint32_t)(getpid() + 1) << 32 | 7);
+	atomic_store(&locks->producer.word, (uint64_t)(uint32_t)(getpid() + 1) << 32 | 7);
+	atomic_store(&locks->producer.inside, (uint64_t)(uint32_t)(getpid() + 1) << 32 | 8);
 	tssx_side_lock_wait_own(&locks->producer); /* returns at once */
-	atomic_store(&locks->producer, 0);
+	atomic_store(&locks->producer.word, 0);
+	atomic_store(&locks->producer.inside, 0);
 	tssx_side_lock_wait_own(&locks->producer);
 }
 
@@ -196,9 +366,9 @@ static void test_adopt(void **state)
 	assert_int_equal(tssx_side_locks_adopt(copy, index, &adopted), 0);
 	assert_ptr_not_equal(adopted, locks);
 	tssx_side_lock(&adopted->producer);
-	assert_int_equal(atomic_load(&locks->producer), tssx_side_lock_self());
+	assert_int_equal(atomic_load(&locks->producer.word), tssx_side_lock_self());
 	tssx_side_unlock(&adopted->producer);
-	assert_int_equal(atomic_load(&locks->producer), 0);
+	assert_int_equal(atomic_load(&locks->producer.word), 0);
 	/* One mapping per fd: a second pair of the same arena comes from it. */
 	assert_int_equal(tssx_side_locks_adopt(copy, index, &again), 0);
 	assert_ptr_equal(again, adopted);
@@ -219,12 +389,19 @@ static void test_adopt_frees_stale(void **state)
 	(void)state;
 	assert_non_null(locks);
 	copy = dup(tssx_side_locks_where(locks, &index));
-	atomic_store(&locks->producer, ours);
-	atomic_store(&locks->consumer, other);
+	atomic_store(&locks->producer.word, ours);
+	atomic_store(&locks->producer.inside, ours);
+	atomic_store(&locks->producer.bias, ours);
+	atomic_store(&locks->consumer.word, other);
+	atomic_store(&locks->consumer.bias, other);
 	assert_int_equal(tssx_side_locks_adopt(copy, index, &adopted), 0);
-	assert_int_equal(atomic_load(&locks->producer), 0);
-	assert_int_equal(atomic_load(&locks->consumer), other);
-	atomic_store(&locks->consumer, 0);
+	assert_int_equal(atomic_load(&locks->producer.word), 0);
+	assert_int_equal(atomic_load(&locks->producer.inside), 0);
+	assert_int_equal(atomic_load(&locks->producer.bias), 0); /* this image is not registered yet */
+	assert_int_equal(atomic_load(&locks->consumer.word), other);
+	assert_int_equal(atomic_load(&locks->consumer.bias), other);
+	atomic_store(&locks->consumer.word, 0);
+	atomic_store(&locks->consumer.bias, 0);
 }
 
 /* Anything but a sealed arena of the exact size is refused. */
@@ -256,6 +433,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_threads_and_forks),
 		cmocka_unit_test(test_dead_holder),
+		cmocka_unit_test(test_bias_threads_and_forks),
+		cmocka_unit_test(test_bias_earned),
+		cmocka_unit_test(test_no_bias_when_shared),
+		cmocka_unit_test(test_bias_excludes_others),
+		cmocka_unit_test(test_dead_biased_holder),
 		cmocka_unit_test(test_self_after_fork),
 		cmocka_unit_test(test_users),
 		cmocka_unit_test(test_wait_own),
