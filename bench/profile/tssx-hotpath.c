@@ -24,6 +24,13 @@
  *                                     N connections each (connect, write,
  *                                     read, close); separate processes,
  *                                     as a program's are
+ *   tssx-hotpath writers PATH N B     one connection, two threads
+ *                                     writing N messages of 64 B each on
+ *                                     it, yielding the CPU after every B
+ *                                     (0: never), a third reading them:
+ *                                     prints the time per write (what
+ *                                     threads that take turns on one
+ *                                     side lock pay)
  *   tssx-hotpath fork PATH N C        C connections of this process with
  *                                     itself (a 1-byte echo each; C may
  *                                     be 0), then N cycles of fork(), a
@@ -34,6 +41,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +51,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static void die(const char *what)
@@ -53,7 +63,8 @@ static void die(const char *what)
 static void usage(void)
 {
 	fputs("usage: tssx-hotpath stream PATH N SIZE | pipe N SIZE | connect PATH N | idle PATH N |\n"
-	      "                    fresh PATH N [CLIENTS] | fork PATH N CONNECTIONS\n",
+	      "                    fresh PATH N [CLIENTS] | fork PATH N CONNECTIONS |\n"
+	      "                    writers PATH N BURST\n",
 	      stderr);
 	exit(2);
 }
@@ -323,6 +334,68 @@ static void fork_cycles(const char *path, unsigned long n, unsigned long connect
 	print_per_fork("parent", &self_before, &self_after, n);
 }
 
+#define WRITERS 2
+#define WRITER_MESSAGE 64
+
+struct writers {
+	int out, in;
+	unsigned long n, burst;
+};
+
+static void *write_messages(void *arg)
+{
+	const struct writers *w = arg;
+	char message[WRITER_MESSAGE] = { 0 };
+
+	for (unsigned long i = 1; i <= w->n; i++) {
+		if (write(w->out, message, sizeof(message)) != (ssize_t)sizeof(message))
+			die("write");
+		if (w->burst && i % w->burst == 0)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static void *read_messages(void *arg)
+{
+	const struct writers *w = arg;
+	static char buf[64 * 1024];
+	unsigned long left = WRITERS * w->n * WRITER_MESSAGE;
+
+	while (left) {
+		ssize_t got = read(w->in, buf, sizeof(buf));
+
+		if (got <= 0)
+			die("read");
+		left -= (unsigned long)got;
+	}
+	return NULL;
+}
+
+/* Threads that take turns on one side lock: WRITERS writers of one
+ * connection, yielding after every `burst` writes, and a reader. */
+static void two_writers(const char *path, unsigned long n, unsigned long burst)
+{
+	struct writers w = { .n = n, .burst = burst };
+	pthread_t writer[WRITERS], reader;
+	struct timespec start, end;
+	int listen_fd = listen_on(path);
+
+	connect_pair(listen_fd, path, &w.out, &w.in);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	if (pthread_create(&reader, NULL, read_messages, &w))
+		die("pthread_create");
+	for (int i = 0; i < WRITERS; i++)
+		if (pthread_create(&writer[i], NULL, write_messages, &w))
+			die("pthread_create");
+	for (int i = 0; i < WRITERS; i++)
+		pthread_join(writer[i], NULL);
+	pthread_join(reader, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	printf("%.1f ns per write\n", ((double)(end.tv_sec - start.tv_sec) * 1e9 + (double)(end.tv_nsec - start.tv_nsec)) /
+					      (double)(WRITERS * n));
+}
+
 int main(int argc, char **argv)
 {
 	int listen_fd, out, in, pipe_fd[2];
@@ -344,6 +417,9 @@ int main(int argc, char **argv)
 		unlink(argv[2]);
 	} else if (argc == 5 && strcmp(argv[1], "fork") == 0) {
 		fork_cycles(argv[2], number(argv[3]), strcmp(argv[4], "0") ? number(argv[4]) : 0);
+		unlink(argv[2]);
+	} else if (argc == 5 && strcmp(argv[1], "writers") == 0) {
+		two_writers(argv[2], number(argv[3]), strcmp(argv[4], "0") ? number(argv[4]) : 0);
 		unlink(argv[2]);
 	} else if (argc == 4 && strcmp(argv[1], "idle") == 0) {
 		listen_fd = listen_on(argv[2]);

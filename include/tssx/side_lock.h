@@ -40,13 +40,16 @@
  * names the caller, lets it take the lock through `inside` instead,
  * which only that thread writes.  bias is written only by the holder of
  * word; streak_of and streak count the takes of word by one thread in a
- * row (under word), which earns that thread the bias. */
+ * row (under word), which earns that thread the bias; every bias taken
+ * back doubles the streak the next one needs (backoff, up to
+ * TSSX_SIDE_LOCK_BACKOFF_MAX). */
 struct tssx_side_lock {
 	_Atomic uint64_t word;
 	_Atomic uint64_t bias;
 	_Atomic uint64_t inside;
 	uint64_t streak_of;
 	uint32_t streak;
+	uint32_t backoff;
 };
 
 /* One pair per connection per process.  Each lock on a line of its own:
@@ -62,11 +65,16 @@ struct tssx_side_locks {
 	alignas(TSSX_CACHELINE) struct tssx_side_lock consumer; /* the rx ring's readers */
 };
 
-/* Takes of word by one thread in a row that earn it the bias: a lock
- * that threads take in turn is never biased, so taking a bias back (a
- * system call and an interrupt of the owner's CPU, a few microseconds)
- * comes at most once per this many takes. */
+/* Takes of word by one thread in a row that earn it a lock's first bias:
+ * a lock that threads take in turn is never biased.  Taking a bias back
+ * costs a system call and an interrupt of the owner's CPU (about 13 us
+ * each, all told, for two threads writing one connection in bursts of
+ * 100 in this project's VM: docs/benchmark.md, "Biased side locks"), so
+ * each one doubles the streak the lock's next bias needs, up to 64 << 10
+ * takes: threads that hand a connection to each other in bursts soon
+ * take it by compare-and-swap only. */
 #define TSSX_SIDE_LOCK_BIAS_STREAK 64u
+#define TSSX_SIDE_LOCK_BACKOFF_MAX 10u
 
 /* Pairs per arena: a process makes one more arena (one memfd, one
  * mapping) only every this many connections it has open at once. */
@@ -126,6 +134,7 @@ static inline bool tssx_side_locks_claim(struct tssx_side_locks *locks)
 	 * else uses the pair, so nobody is inside either. */
 	locks->producer.bias = locks->consumer.bias = 0;
 	locks->producer.streak = locks->consumer.streak = 0;
+	locks->producer.backoff = locks->consumer.backoff = 0;
 	return true;
 }
 
@@ -189,7 +198,7 @@ static inline bool tssx_side_count_take(struct tssx_side_lock *lock, uint64_t se
 		lock->streak_of = self;
 		lock->streak = 0;
 	}
-	return likely(++lock->streak < TSSX_SIDE_LOCK_BIAS_STREAK);
+	return likely(++lock->streak < TSSX_SIDE_LOCK_BIAS_STREAK << lock->backoff);
 }
 
 /* The lock when it is free (or biased to the caller) and this thread's

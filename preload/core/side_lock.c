@@ -344,6 +344,8 @@ static void take_bias_back(struct tssx_side_lock *lock, uint64_t self)
 	 * tssx_side_unlock(): its accesses are seen. */
 	wait_free(&lock->inside, 0);
 	lock->streak = 0;
+	if (lock->backoff < TSSX_SIDE_LOCK_BACKOFF_MAX)
+		lock->backoff++;
 }
 
 void tssx_side_lock_slow(struct tssx_side_lock *lock, uint64_t self)

@@ -36,6 +36,10 @@ static void *count_under_lock(void *arg)
 	for (int i = 0; i < LOCK_ROUNDS; i++) {
 		tssx_side_lock(&c->locks->producer);
 		++*c->value;
+		/* Every burst earns the bias again: no backoff.  Written
+		 * under the lock, as the lock's own writes of it are. */
+		if (c->burst)
+			c->locks->producer.backoff = 0;
 		tssx_side_unlock(&c->locks->producer);
 		if (c->burst && i % c->burst == 0)
 			sched_yield();
@@ -80,16 +84,20 @@ static void test_threads_and_forks(void **state)
 	count_in_threads_and_fork(0);
 }
 
-/* The lock taken TSSX_SIDE_LOCK_BIAS_STREAK times by this thread. */
-static void earn_bias(struct tssx_side_lock *lock)
+/* The lock taken by this thread, by its word, until the thread has its
+ * bias; how many takes that needed. */
+static unsigned earn_bias(struct tssx_side_lock *lock)
 {
-	for (unsigned i = 0; i < TSSX_SIDE_LOCK_BIAS_STREAK; i++) {
+	unsigned takes = 0;
+
+	while (atomic_load(&lock->bias) != tssx_side_lock_self()) {
+		assert_true(++takes <= TSSX_SIDE_LOCK_BIAS_STREAK << TSSX_SIDE_LOCK_BACKOFF_MAX);
 		tssx_side_lock(lock);
 		assert_int_equal(atomic_load(&lock->word), tssx_side_lock_self());
 		tssx_side_unlock(lock);
 	}
 	assert_int_equal(tssx_side_bias_allowed, 1); /* membarrier(2) here */
-	assert_int_equal(atomic_load(&lock->bias), tssx_side_lock_self());
+	return takes;
 }
 
 /* A forked child takes the lock (through its bias when `biased`) and is
@@ -153,7 +161,7 @@ static void test_bias_earned(void **state)
 
 	(void)state;
 	assert_non_null(locks);
-	earn_bias(&locks->producer);
+	assert_int_equal(earn_bias(&locks->producer), TSSX_SIDE_LOCK_BIAS_STREAK);
 	assert_true(tssx_side_trylock(&locks->producer));
 	assert_int_equal(atomic_load(&locks->producer.word), 0);
 	assert_int_equal(atomic_load(&locks->producer.inside), tssx_side_lock_self());
@@ -214,7 +222,8 @@ static void *take_once(void *arg)
 }
 
 /* The owner inside through its bias: another taker, a thread and then a
- * forked child, waits until the owner is out, and takes the bias back. */
+ * forked child, waits until the owner is out, and takes the bias back;
+ * each bias taken back doubles the takes that earn the next. */
 static void test_bias_excludes_others(void **state)
 {
 	struct tssx_side_locks *locks = tssx_side_locks_create();
@@ -227,7 +236,7 @@ static void test_bias_excludes_others(void **state)
 	(void)state;
 	assert_non_null(locks);
 	t.lock = &locks->consumer;
-	earn_bias(t.lock);
+	assert_int_equal(earn_bias(t.lock), TSSX_SIDE_LOCK_BIAS_STREAK);
 	tssx_side_lock(t.lock);
 	assert_int_equal(atomic_load(&t.lock->inside), tssx_side_lock_self());
 	assert_int_equal(pthread_create(&thread, NULL, take_once, &t), 0);
@@ -239,7 +248,7 @@ static void test_bias_excludes_others(void **state)
 	assert_int_equal(atomic_load(&t.lock->bias), 0);
 
 	atomic_store(t.in, 0);
-	earn_bias(t.lock);
+	assert_int_equal(earn_bias(t.lock), 2 * TSSX_SIDE_LOCK_BIAS_STREAK);
 	tssx_side_lock(t.lock);
 	child = fork();
 	assert_true(child >= 0);
@@ -255,6 +264,7 @@ static void test_bias_excludes_others(void **state)
 	assert_int_equal(atomic_load(t.in), 1);
 	assert_int_equal(atomic_load(&t.lock->bias), 0);
 	assert_int_equal(atomic_load(&t.lock->word), 0);
+	assert_int_equal(earn_bias(t.lock), 4 * TSSX_SIDE_LOCK_BIAS_STREAK);
 	munmap(t.in, sizeof(*t.in));
 }
 
