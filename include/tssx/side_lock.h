@@ -40,14 +40,16 @@
  * names the caller, lets it take the lock through `inside` instead,
  * which only that thread writes.  bias is written only by the holder of
  * word; streak_of and streak count the takes of word by one thread in a
- * row (under word), which earns that thread the bias; every bias taken
- * back doubles the streak the next one needs (backoff, up to
+ * row (under word), which earns that thread the bias, if it is the
+ * lock's first (earned_by) or the thread that earned it first; every
+ * bias taken back doubles the streak the next one needs (backoff, up to
  * TSSX_SIDE_LOCK_BACKOFF_MAX). */
 struct tssx_side_lock {
 	_Atomic uint64_t word;
 	_Atomic uint64_t bias;
 	_Atomic uint64_t inside;
 	uint64_t streak_of;
+	uint64_t earned_by;
 	uint32_t streak;
 	uint32_t backoff;
 };
@@ -135,6 +137,7 @@ static inline bool tssx_side_locks_claim(struct tssx_side_locks *locks)
 	locks->producer.bias = locks->consumer.bias = 0;
 	locks->producer.streak = locks->consumer.streak = 0;
 	locks->producer.backoff = locks->consumer.backoff = 0;
+	locks->producer.earned_by = locks->consumer.earned_by = 0;
 	return true;
 }
 
@@ -160,7 +163,6 @@ static inline uint64_t tssx_side_lock_self(void)
  * bias back (1), refused (-1), not asked yet (0).  A fork() child
  * inherits the registration, an exec'd image asks again. */
 extern int tssx_side_bias_allowed;
-
 
 void tssx_side_lock_slow(struct tssx_side_lock *lock, uint64_t self);
 

@@ -187,12 +187,16 @@ static void free_if_ours(_Atomic uint64_t *word, uint32_t pid)
 }
 
 /* What the old image held of the lock, its take and its bias: the new
- * image is not registered for membarrier() yet, so no bias may name it. */
+ * image is not registered for membarrier() yet, so no bias may name it;
+ * and the old image's threads are gone, so none is in the middle of a
+ * take (the new image's threads may earn the bias). */
 static void free_lock_if_ours(struct tssx_side_lock *lock, uint32_t pid)
 {
 	free_if_ours(&lock->word, pid);
 	free_if_ours(&lock->inside, pid);
 	free_if_ours(&lock->bias, pid);
+	if ((uint32_t)(lock->earned_by >> 32) == pid)
+		lock->earned_by = 0;
 }
 
 int tssx_side_locks_adopt(int fd, unsigned index, struct tssx_side_locks **locks)
@@ -301,13 +305,19 @@ static void bias_earned(struct tssx_side_lock *lock, uint64_t self)
 		errno = saved_errno;
 	}
 	/* Shared with a forked sibling: no bias, whose taking back would
-	 * cost the sibling a wait for every CPU (MEMBARRIER_CMD_GLOBAL). */
-	if (tssx_side_bias_allowed > 0 && atomic_load_explicit(&pair_of(lock)->users, memory_order_relaxed) == 1)
-		atomic_store_explicit(&lock->bias, self, memory_order_relaxed);
+	 * cost the sibling a wait for every CPU (MEMBARRIER_CMD_GLOBAL).
+	 * Held before by another thread: that thread may still be in the
+	 * middle of a take that loaded the bias before it was taken back,
+	 * and would write `inside` under the new owner's feet. */
+	if (tssx_side_bias_allowed <= 0 || atomic_load_explicit(&pair_of(lock)->users, memory_order_relaxed) != 1 ||
+	    (lock->earned_by && lock->earned_by != self))
+		return;
+	lock->earned_by = self;
+	atomic_store_explicit(&lock->bias, self, memory_order_relaxed);
 }
 
 /* A memory barrier on every CPU that runs a thread of the owner's
- * process: ours (registered, tssx_side_bias_earned()) or a forked
+ * process: ours (registered, bias_earned()) or a forked
  * sibling's that took the bias before the fork. */
 static void fence_owner(uint64_t owner, uint64_t self, _Atomic uint64_t *inside)
 {
