@@ -162,7 +162,12 @@ static inline uint64_t tssx_side_lock_self(void)
  * MEMBARRIER_CMD_PRIVATE_EXPEDITED, so that its own threads can take a
  * bias back (1), refused (-1), not asked yet (0).  A fork() child
  * inherits the registration, an exec'd image asks again. */
-extern int tssx_side_bias_allowed;
+extern _Atomic int tssx_side_bias_allowed;
+
+/* Asks for that registration once per process, at a connection's setup:
+ * a registration while threads run waits for an RCU grace period (2 ms
+ * on a busy 2-CPU machine), which no data call should wait for. */
+void tssx_side_bias_prepare(void);
 
 void tssx_side_lock_slow(struct tssx_side_lock *lock, uint64_t self);
 

@@ -190,7 +190,10 @@ void tssx_conn_keep_arena(const struct tssx_side_locks *locks)
  * not NULL), a new struct. */
 static struct tssx_conn *conn_alloc(struct tssx_side_locks *handed)
 {
-	struct tssx_conn *conn = handed ? NULL : spare_take();
+	struct tssx_conn *conn;
+
+	tssx_side_bias_prepare();
+	conn = handed ? NULL : spare_take();
 
 	if (conn) {
 		memset(&conn->server, 0, sizeof(*conn) - offsetof(struct tssx_conn, server));

@@ -39,7 +39,7 @@
 #define ARENA_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
 
 __thread __attribute__((tls_model("initial-exec"))) uint64_t tssx_side_lock_self_id = TSSX_SIDE_LOCK_NO_ID;
-int tssx_side_bias_allowed;
+_Atomic int tssx_side_bias_allowed;
 
 /* An arena this process maps: made here, inherited over fork() (the same
  * mapping and fd number), or adopted after an exec.  Never unmapped or
@@ -294,22 +294,28 @@ static struct tssx_side_locks *pair_of(struct tssx_side_lock *lock)
 
 /* The streak of takes is long enough (word held): the bias, when the
  * process may hold one and no other process uses the pair. */
+void tssx_side_bias_prepare(void)
+{
+	int saved_errno = errno;
+
+	if (atomic_load_explicit(&tssx_side_bias_allowed, memory_order_relaxed))
+		return;
+	atomic_store_explicit(&tssx_side_bias_allowed,
+			      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1,
+			      memory_order_relaxed);
+	errno = saved_errno;
+}
+
+/* The streak of takes is long enough (word held): the bias, when the
+ * process may hold one and no other process uses the pair.  Held
+ * before by another thread: that thread may still be in the middle of
+ * a take that loaded the bias before it was taken back, and would write
+ * `inside` under the new owner's feet. */
 static void bias_earned(struct tssx_side_lock *lock, uint64_t self)
 {
 	lock->streak = 0;
-	if (!tssx_side_bias_allowed) {
-		int saved_errno = errno;
-
-		tssx_side_bias_allowed =
-			syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1;
-		errno = saved_errno;
-	}
-	/* Shared with a forked sibling: no bias, whose taking back would
-	 * cost the sibling a wait for every CPU (MEMBARRIER_CMD_GLOBAL).
-	 * Held before by another thread: that thread may still be in the
-	 * middle of a take that loaded the bias before it was taken back,
-	 * and would write `inside` under the new owner's feet. */
-	if (tssx_side_bias_allowed <= 0 || atomic_load_explicit(&pair_of(lock)->users, memory_order_relaxed) != 1 ||
+	if (atomic_load_explicit(&tssx_side_bias_allowed, memory_order_relaxed) <= 0 ||
+	    atomic_load_explicit(&pair_of(lock)->users, memory_order_relaxed) != 1 ||
 	    (lock->earned_by && lock->earned_by != self))
 		return;
 	lock->earned_by = self;
@@ -317,7 +323,7 @@ static void bias_earned(struct tssx_side_lock *lock, uint64_t self)
 }
 
 /* A memory barrier on every CPU that runs a thread of the owner's
- * process: ours (registered, bias_earned()) or a forked
+ * process: ours (registered, tssx_side_bias_prepare()) or a forked
  * sibling's that took the bias before the fork. */
 static void fence_owner(uint64_t owner, uint64_t self, _Atomic uint64_t *inside)
 {

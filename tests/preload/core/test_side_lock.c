@@ -497,5 +497,6 @@ int main(void)
 		cmocka_unit_test(test_adopt_refuses),
 	};
 
+	tssx_side_bias_prepare(); /* as a connection's setup does */
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
