@@ -284,16 +284,15 @@ static void wait_free(_Atomic uint64_t *word, uint64_t self)
 	}
 }
 
-/* The pair a lock belongs to: pairs are as large as they are aligned,
- * and arenas are mapped at page boundaries. */
+/* The pair a lock belongs to: an arena is mapped at a page boundary and
+ * holds its pairs back to back, so a pair starts at a multiple of its
+ * size (a power of two). */
 static struct tssx_side_locks *pair_of(struct tssx_side_lock *lock)
 {
 	_Static_assert(sizeof(struct tssx_side_locks) == 2 * TSSX_CACHELINE, "a pair is two lines");
 	return (struct tssx_side_locks *)((uintptr_t)lock & ~(uintptr_t)(sizeof(struct tssx_side_locks) - 1));
 }
 
-/* The streak of takes is long enough (word held): the bias, when the
- * process may hold one and no other process uses the pair. */
 void tssx_side_bias_prepare(void)
 {
 	int saved_errno = errno;
