@@ -84,10 +84,16 @@ void tssx_registry_release(struct tssx_registry_claim *claim);
  * returns 0, or -errno when it will not be set. */
 int tssx_registry_mark_client(const struct sockaddr_un *addr, socklen_t len);
 
+/* How long tssx_registry_pause() waits at most: longer than a call's
+ * bound, since the helper thread may be in a call to a daemon that is
+ * only slow (a claim made by listen() just before, on a loaded machine),
+ * and the call it clears the way for fails without it. */
+#define TSSX_REGISTRY_PAUSE_MS 1000
+
 /* Before a call that a multi-threaded process may not make (unshare of a
  * user namespace, setns): stops the client's helper thread and waits
- * until it has left the process, at most the bound; 0, or -EBUSY when it
- * is stuck in a call to a daemon that does not answer.  Lookups and
+ * until it has left the process, at most TSSX_REGISTRY_PAUSE_MS; 0, or
+ * -EBUSY when it is stuck in a call to a daemon that does not answer.  Lookups and
  * claims still work meanwhile (they start it again); */
 int tssx_registry_pause(void);
 /* after that call, starts it again if the process holds claims, which it

@@ -214,11 +214,10 @@ static void init_once(void)
 	pthread_atfork(lock_client, unlock_client, child_after_fork);
 }
 
-/* Waits (lock held) until done() or the bound from `start`; false when
- * out of time, and then the worker counts as stuck. */
-static bool wait_for_worker(uint64_t start, bool (*done)(const void *arg), const void *arg)
+/* Waits (lock held) until done() or the deadline; false when out of
+ * time, and then the worker counts as stuck. */
+static bool wait_for_worker(uint64_t deadline, bool (*done)(const void *arg), const void *arg)
 {
-	uint64_t deadline = start + state.timeout_ns;
 	struct timespec until = {
 		.tv_sec = (time_t)(deadline / 1000000000ull),
 		.tv_nsec = (long)(deadline % 1000000000ull),
@@ -413,7 +412,7 @@ static int worker_lookup(const char *name, uint64_t start)
 		free(job);
 		return r;
 	}
-	if (!wait_for_worker(start, job_done, job)) {
+	if (!wait_for_worker(start + state.timeout_ns, job_done, job)) {
 		job->abandoned = true;
 		return -ETIMEDOUT;
 	}
@@ -515,7 +514,7 @@ struct tssx_registry_claim *tssx_registry_claim(const struct sockaddr_un *addr, 
 	claim->error = r < 0 ? r : -EINPROGRESS;
 	/* Unavailable: the claim waits for the registry, the caller does not. */
 	if (r == 0 && wake_worker() == 0)
-		wait_for_worker(start, claim_settled, claim);
+		wait_for_worker(start + state.timeout_ns, claim_settled, claim);
 	if (claim->state == CLAIM_REFUSED) {
 		*error = claim->error;
 		free_claim(claim);
@@ -576,17 +575,16 @@ static bool worker_stopped(const void *arg)
 
 int tssx_registry_pause(void)
 {
-	uint64_t start = monotonic_ns(), deadline;
+	uint64_t deadline = monotonic_ns() + TSSX_REGISTRY_PAUSE_MS * 1000000ull;
 	bool stopped = true;
 	pid_t tid;
 	int r;
 
 	lock_client();
-	deadline = start + state.timeout_ns;
 	if (state.worker_running) {
 		state.worker_exit = true;
 		eventfd_write(state.wake_fd, 1);
-		stopped = wait_for_worker(start, worker_stopped, NULL);
+		stopped = wait_for_worker(deadline, worker_stopped, NULL);
 	}
 	tid = state.worker_tid;
 	unlock_client();

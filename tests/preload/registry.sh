@@ -8,7 +8,10 @@
 # - daemon killed (kill -9) and started again at the same mount point: a
 #   running preloaded server claims again and a running preloaded client
 #   marks itself again, neither restarted, and new connections use shared
-#   memory.
+#   memory;
+# - daemon slow (stopped for 300 ms): a preloaded server's unshare() of a
+#   user namespace right after its listen() waits for the claim in flight
+#   and succeeds.
 # The bounds are checked generously (5 s): this is no speed test.
 NAME=registry
 NO_REGISTRY=1
@@ -119,6 +122,25 @@ kill -CONT "$daemon_pid"
 # b's server claimed while the daemon was stopped: made once it runs.
 client_until_shm "$work/b.sock" "$work/b-client.log"
 check_shm "$work/b-client.log" $((1 << 20))
+
+# --- a slow daemon under a server that unshares ---
+# The claim of its listen() is still in flight when it unshares: the
+# helper thread can leave only once the daemon answers.
+stop_daemon
+spawn yes "$work/d.log" python3 "$(dirname "$0")/single_thread.py" server "$work/d.sock" libc
+unshare_pid=$spawned
+wait_for_line "$work/d.log" "server: claiming"
+sleep 0.3
+kill -CONT "$daemon_pid"
+wait_for_line "$work/d.log" "server: listening"
+for ((i = 0; i < 200; i++)); do # the claim's invalidation is asynchronous
+	[[ $(cat "$mnt$work/d.sock" 2>/dev/null) == 1 ]] && break
+	sleep 0.025
+done
+with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$work/d.sock" --bytes 64K \
+	>"$work/d-client.log" 2>&1 || fail "client of the server that unshared"
+wait_pid "$unshare_pid" || fail "the server that unshared"
+check_shm "$work/d-client.log" $((64 << 10))
 
 # --- kill -9 and restart under a running server and client ---
 # (not this client's bound: a round that times out on a loaded machine

@@ -5,8 +5,9 @@ registry call, then a call that only a single-threaded process may make.
   single_thread.py client PATH HOW     connect to PATH, echo 64 KiB and
       check it, then unshare(CLONE_NEWUSER) (HOW: libc, or syscall for
       syscall(SYS_unshare)), then echo again
-  single_thread.py server PATH HOW     listen on PATH, unshare the same
-      way, print 'server: listening', echo one connection
+  single_thread.py server PATH HOW     print 'server: claiming', listen
+      on PATH, unshare the same way, print 'server: listening', echo one
+      connection
 Exits 1 with the error when the unshare fails.
 """
 import ctypes
@@ -59,6 +60,7 @@ def main():
     else:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(path)
+        print("server: claiming", flush=True)
         listener.listen(4)
         unshare_user(how)
         print("server: listening", flush=True)
