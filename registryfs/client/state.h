@@ -75,6 +75,10 @@ struct lookup_job {
  * at most this often while no worker watches it. */
 #define RETRY_NS 1000000000ull
 
+/* A worker with nothing left to do waits this long for more before it
+ * ends (worker.c, linger_ns()). */
+#define WORKER_LINGER_NS 200000000ull
+
 struct client_state {
 	pthread_cond_t progress; /* CLOCK_MONOTONIC; the worker finished something */
 	struct tssx_registry_hooks hooks;
@@ -107,6 +111,7 @@ struct client_state {
 	 * they stay open between workers, and a caller polls mounts_fd at
 	 * most once per retry time (mounts_check_ns) while none runs. */
 	bool worker_running;
+	unsigned long workers_started; /* logged at exit (worker.c) */
 	bool worker_fds_lost; /* the application closed one: the worker exits */
 	bool worker_exit;     /* tssx_registry_pause(): exit when idle */
 	pid_t worker_tid;     /* of the last worker, 0 once it is gone */

@@ -12,9 +12,10 @@
  * of the old one and make every claim again at once.
  *
  * Started on first need; signals blocked, detached.  It exits once it has
- * nothing to do and no claim to watch over (a process that only connects
- * is single-threaded again between its calls; its callers look at the
- * mount table themselves), and when tssx_registry_pause() asks, for a call
+ * had nothing to do for WORKER_LINGER_NS and has no claim to watch over (a
+ * process that only connects is single-threaded again soon after its
+ * calls; its callers look at the mount table themselves), and at once when
+ * tssx_registry_pause() asks, for a call
  * that needs a single-threaded process (unshare, setns).  A fork() child
  * starts its own (the thread does not come along); an application that
  * closes one of its fds (a close-all loop) makes it exit, and the next
@@ -431,19 +432,22 @@ static void mounts_changed(void)
 		state.retry_ns = 0; /* perhaps it is there now */
 }
 
-/* Sleeps until a caller leaves work or the mount table changes; returns
- * the revents of both (unlocked).  A pending claim with no mount table to
- * watch is retried after the retry time. */
-static short wait_for_work(int wake_fd, int mounts_fd, bool timed)
+/* Sleeps until a caller leaves work or the mount table changes, or for
+ * at most timeout_ns (0: no limit); returns the revents of both
+ * (unlocked). */
+static short wait_for_work(int wake_fd, int mounts_fd, uint64_t timeout_ns)
 {
 	struct pollfd fds[2] = {
 		{ .fd = wake_fd, .events = POLLIN },
 		{ .fd = mounts_fd, .events = POLLPRI },
 	};
-	struct timespec retry = { .tv_sec = RETRY_NS / 1000000000ull };
+	struct timespec limit = {
+		.tv_sec = (time_t)(timeout_ns / 1000000000ull),
+		.tv_nsec = (long)(timeout_ns % 1000000000ull),
+	};
 
 	/* Not poll(): the preload wraps it. */
-	if (syscall(SYS_ppoll, fds, mounts_fd >= 0 ? 2 : 1, timed ? &retry : NULL, NULL, _NSIG / 8) < 0)
+	if (syscall(SYS_ppoll, fds, mounts_fd >= 0 ? 2 : 1, timeout_ns ? &limit : NULL, NULL, _NSIG / 8) < 0)
 		return 0;
 	return (short)((fds[0].revents & POLLIN) | (fds[1].revents & (POLLPRI | POLLERR) ? POLLPRI : 0));
 }
@@ -474,26 +478,46 @@ static bool may_exit(void)
 	return state.worker_exit || !state.claims;
 }
 
+/* How long a worker that may end waits for more work first (0: it ends
+ * now).  A client's first connect asks three times in a row (the root at
+ * init, the lookup, then its client bit once the hello is answered): a
+ * thread each time cost a creation and a hand-over each, which a busy
+ * machine makes milliseconds each.  Asked to exit, it exits at once. */
+static uint64_t linger_ns(bool lingered)
+{
+	return state.worker_exit || lingered ? 0 : WORKER_LINGER_NS;
+}
+
 static void *worker_main(void *arg)
 {
+	bool lingered = false;
+
 	(void)arg;
 	lock();
 	state.worker_tid = gettid();
 	while (!state.worker_fds_lost) {
 		int wake_fd = state.wake_fd, mounts_fd = state.mounts_fd;
-		bool timed;
+		uint64_t timeout_ns = 0;
 		short events;
 
 		if (work_once()) {
 			finished();
+			lingered = false;
 			continue;
 		}
-		if (may_exit())
-			break;
-		timed = mounts_fd < 0 && any_claim_pending();
+		if (may_exit()) {
+			timeout_ns = linger_ns(lingered);
+			if (!timeout_ns)
+				break;
+		} else if (mounts_fd < 0 && any_claim_pending()) {
+			timeout_ns = RETRY_NS; /* no mount table to tell: retried */
+		}
 		unlock();
-		events = wait_for_work(wake_fd, mounts_fd, timed);
+		events = wait_for_work(wake_fd, mounts_fd, timeout_ns);
 		lock();
+		/* Only a linger that ran out ends it: a wake-up may be the
+		 * count left by the work just done. */
+		lingered = may_exit() && !events;
 		/* Only now, under the lock: the application may have closed
 		 * them meanwhile, and the numbers may be someone else's. */
 		if (state.worker_fds_lost)
@@ -552,7 +576,19 @@ static int start_worker(void)
 		return log_warn(r, "registry: no helper thread: %s", strerror(-r));
 	}
 	state.worker_running = true;
+	__atomic_store_n(&state.workers_started, state.workers_started + 1, __ATOMIC_RELAXED);
 	return 0;
+}
+
+/* A client's first connection should start one thread, not one per call
+ * (linger_ns()); tests/preload/single_thread.sh counts them. */
+__attribute__((destructor)) static void report_workers(void)
+{
+	/* Without the lock: exit() may come while a thread holds it. */
+	unsigned long started = __atomic_load_n(&state.workers_started, __ATOMIC_RELAXED);
+
+	if (started)
+		tssx_log(TSSX_LOG_INFO, "registry: helper threads started: %lu", started);
 }
 
 int wake_worker(void)

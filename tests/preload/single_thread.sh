@@ -4,10 +4,21 @@
 # programs that connect (a client) or listen (a server: its claim keeps
 # the helper thread watching) and then unshare(CLONE_NEWUSER), through
 # libc and through syscall(2); the unshare succeeds and the connections
-# still echo byte-exact over shared memory.
+# still echo byte-exact over shared memory.  And a client's first
+# connection, which asks the registry three times (the root, the lookup,
+# its client bit), starts one helper thread for them, not three: at most
+# two, should a loaded machine stall it longer than the thread lingers.
 NAME=single_thread
 source "$(dirname "$0")/lib.sh"
 peer=$(dirname "$0")/single_thread.py
+
+start_echo_server yes "$work/server.log" "$work/first.sock" --clients 1
+with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$work/first.sock" --bytes 64 \
+	>"$work/client.log" 2>&1 || fail "first client"
+wait_pid "$server_pid" || fail "echo server of the first client"
+check_shm "$work/client.log" 64
+threads=$(sed -n 's/.*registry: helper threads started: \([0-9]*\)$/\1/p' "$work/client.log")
+[[ -n $threads ]] && ((threads <= 2)) || fail "a first connection started ${threads:-no} helper threads"
 
 for how in libc syscall; do
 	# A client: its lookup ran on the helper thread.
