@@ -77,7 +77,7 @@ struct lookup_job {
 
 /* A worker with nothing left to do waits this long for more before it
  * ends (worker.c, linger_ns()). */
-#define WORKER_LINGER_NS 200000000ull
+#define WORKER_LINGER_NS 500000000ull
 
 struct client_state {
 	pthread_cond_t progress; /* CLOCK_MONOTONIC; the worker finished something */
