@@ -480,7 +480,7 @@ static bool may_exit(void)
 
 /* How long a worker that may end waits for more work first (0: it ends
  * now).  A client's first connect asks three times in a row (the root at
- * init, the lookup, then its client bit once the hello is answered): a
+ * init, the lookup, then its client bit once its hello is sent): a
  * thread each time cost a creation and a hand-over each, which a busy
  * machine makes milliseconds each.  Asked to exit, it exits at once. */
 static uint64_t linger_ns(bool lingered)
