@@ -1,7 +1,6 @@
 /* One-time set-up of the preload library (init.h). */
 #include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -100,10 +99,10 @@ static void registry_once_fn(void)
 		.fd_dropped = registry_fd_dropped,
 		.copy_fd = tssx_kept_copy,
 	};
-	int ret = tssx_registry_client_init(tssx_opts.registry, tssx_opts.registry_timeout_ms, &hooks);
-
-	if (ret < 0)
-		log_debug("no registry at %s (%s): plain sockets", tssx_opts.registry, strerror(-ret));
+	/* Only remembers it (the options checked the path): the first lookup
+	 * or claim looks for the registry, on its own hand-over to the helper
+	 * thread, not on one more. */
+	tssx_registry_client_init(tssx_opts.registry, tssx_opts.registry_timeout_ms, &hooks);
 }
 
 bool tssx_init(void)

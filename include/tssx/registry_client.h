@@ -43,11 +43,11 @@ struct tssx_registry_hooks {
 	int (*copy_fd)(int fd);
 };
 
-/* Remembers the mount point and the bound, and looks for the registry
- * (waiting at most the bound).  Returns 0, or -errno if it is not a
- * registry now (-ENOTCONN, -ENOENT, -ETIMEDOUT); the client then looks
- * again later, so a registry mounted later is found.  Call once, before
- * any other function. */
+/* Remembers the mount point and the bound; the first call that needs the
+ * registry looks for it (a lookup answers -ENOTCONN, -ENOENT or
+ * -ETIMEDOUT when there is none, and the client looks again later, so a
+ * registry mounted later is found).  Returns 0, or -EINVAL for a mount
+ * point too long.  Call once, before any other function. */
 int tssx_registry_client_init(const char *mountpoint, unsigned timeout_ms,
 			      const struct tssx_registry_hooks *hooks);
 

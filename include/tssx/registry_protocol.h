@@ -11,10 +11,15 @@
 #define TSSX_BIT_SERVER 1u /* a TSSX-aware server listens here */
 #define TSSX_BIT_CLIENT 2u /* TSSX-aware clients connect here */
 
-/* Answered on the registry's root with the daemon's version, so that
- * clients and a second daemon can tell a live registry from a plain
- * directory. */
+/* Answered on the registry's root with the daemon's version, so that a
+ * second daemon can tell a live registry from a plain directory. */
 #define TSSX_REGISTRY_XATTR "user.tssx.registry"
+
+/* The registry's type in the mount table (/proc/self/mountinfo), the
+ * daemon's FUSE subtype: how clients recognise a registry without asking
+ * the daemon. */
+#define TSSX_REGISTRY_SUBTYPE "tssx-registryfs"
+#define TSSX_REGISTRY_FSTYPE "fuse." TSSX_REGISTRY_SUBTYPE
 
 /* A read-only file at the registry's root holding a 64-bit counter (native
  * byte order, at offset 0) that the daemon increments after every change

@@ -170,8 +170,6 @@ void note_stuck(void)
 		 state.mountpoint, (unsigned long long)(state.timeout_ns / 1000000));
 }
 
-static int worker_lookup(const char *name, uint64_t start);
-
 /* Lock held: a fork()ed child's first call drops what it inherited. */
 static void settle_fork(void)
 {
@@ -235,7 +233,6 @@ int tssx_registry_client_init(const char *mountpoint, unsigned timeout_ms,
 			      const struct tssx_registry_hooks *hooks)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
-	int r;
 
 	if (!mountpoint || strlen(mountpoint) >= sizeof(state.mountpoint))
 		return -EINVAL;
@@ -249,10 +246,9 @@ int tssx_registry_client_init(const char *mountpoint, unsigned timeout_ms,
 	state.timeout_ns = (uint64_t)timeout_ms * 1000000ull;
 	strcpy(state.mountpoint, mountpoint);
 	drop_registry(-ENOTCONN, 0);
-	state.retry_ns = 0; /* look now */
-	r = worker_lookup("", monotonic_ns()); /* the empty name: the root only */
+	state.retry_ns = 0; /* the first call that needs the registry looks */
 	unlock_client();
-	return r;
+	return 0;
 }
 
 static int name_of(const struct sockaddr_un *addr, socklen_t len, char name[TSSX_REGISTRY_NAME_MAX])
@@ -392,6 +388,55 @@ static bool job_done(const void *arg)
 	return ((const struct lookup_job *)arg)->done;
 }
 
+static struct cached_entry *new_entry(const char *name, const volatile char *map)
+{
+	struct cached_entry *e, *tmp, *oldest = NULL;
+
+	if (state.count >= CACHE_MAX) {
+		HASH_ITER(hh, state.entries, e, tmp)
+			if (!oldest || e->last_use < oldest->last_use)
+				oldest = e;
+		drop_entry(oldest);
+	}
+	e = malloc(sizeof(*e) + strlen(name) + 1);
+	if (!e)
+		return NULL;
+	strcpy(e->name, name);
+	e->map = map;
+	e->rw_fd = -1;
+	e->want_client = false;
+	e->seen = false;
+	e->last_use = ++state.clock;
+	HASH_ADD_STR(state.entries, name, e);
+	state.count++;
+	return e;
+}
+
+/* The worker read `bits` of `name` through a new mapping (lock held),
+ * the registry's generation `before` being as current_generation() said
+ * (`known`): caches it, unless a concurrent lookup did already.  False:
+ * the map is not kept. */
+static bool cache_mapping(const char *name, const volatile char *map, int bits, bool known,
+			  uint64_t before)
+{
+	struct cached_entry *e;
+
+	HASH_FIND_STR(state.entries, name, e);
+	if (e)
+		return false;
+	e = new_entry(name, map);
+	if (e)
+		remember_bits(e, bits, known, before);
+	return e;
+}
+
+void free_job(struct lookup_job *job)
+{
+	if (job->map)
+		munmap((void *)job->map, (size_t)sysconf(_SC_PAGESIZE));
+	free(job);
+}
+
 /* Hands the lookup to the worker and waits for it (lock held). */
 static int worker_lookup(const char *name, uint64_t start)
 {
@@ -417,7 +462,10 @@ static int worker_lookup(const char *name, uint64_t start)
 		return -ETIMEDOUT;
 	}
 	r = job->result;
-	free(job);
+	if (job->map && job->generation == state.generation &&
+	    cache_mapping(job->name, job->map, r, job->known, job->before))
+		job->map = NULL; /* the cache's now */
+	free_job(job);
 	return r;
 }
 
@@ -437,44 +485,6 @@ int tssx_registry_lookup(const struct sockaddr_un *addr, socklen_t len)
 	}
 	unlock_client();
 	return r;
-}
-
-static struct cached_entry *new_entry(const char *name, const volatile char *map)
-{
-	struct cached_entry *e, *tmp, *oldest = NULL;
-
-	if (state.count >= CACHE_MAX) {
-		HASH_ITER(hh, state.entries, e, tmp)
-			if (!oldest || e->last_use < oldest->last_use)
-				oldest = e;
-		drop_entry(oldest);
-	}
-	e = malloc(sizeof(*e) + strlen(name) + 1);
-	if (!e)
-		return NULL;
-	strcpy(e->name, name);
-	e->map = map;
-	e->rw_fd = -1;
-	e->want_client = false;
-	e->seen = false;
-	e->last_use = ++state.clock;
-	HASH_ADD_STR(state.entries, name, e);
-	state.count++;
-	return e;
-}
-
-bool cache_mapping(const char *name, const volatile char *map, int bits, bool known,
-		   uint64_t before)
-{
-	struct cached_entry *e;
-
-	HASH_FIND_STR(state.entries, name, e);
-	if (e)
-		return false;
-	e = new_entry(name, map);
-	if (e)
-		remember_bits(e, bits, known, before);
-	return e;
 }
 
 static bool claim_settled(const void *arg)

@@ -61,12 +61,18 @@ struct tssx_registry_claim {
 	char name[];
 };
 
-/* A lookup the cache could not answer, for the worker. */
+/* A lookup the cache could not answer, for the worker.  The worker maps
+ * the entry and the caller caches the mapping: an allocation on the
+ * worker would give the process a malloc arena of its own. */
 struct lookup_job {
 	struct lookup_job *next;
 	bool done;
 	bool abandoned; /* the caller ran out of time: the worker frees it */
-	int result;
+	int result;     /* the bits, or -errno */
+	const volatile char *map; /* the entry's page, or NULL */
+	bool known;               /* the generation before the read, if */
+	uint64_t before;          /* known (current_generation()) */
+	unsigned generation;      /* of the registry, to tell another one */
 	char name[];
 };
 
@@ -167,12 +173,8 @@ int read_bits_of(const volatile char *map);
 /* The registry's generation, when it has one (lock held). */
 bool current_generation(uint64_t *value);
 
-/* The worker read `bits` of `name` through a new mapping (lock held),
- * the registry's generation `before` being as current_generation() said
- * (`known`): caches it, unless a concurrent lookup did already.  False:
- * the map is not kept. */
-bool cache_mapping(const char *name, const volatile char *map, int bits, bool known,
-		   uint64_t before);
+/* Frees a job and the mapping it holds, if any. */
+void free_job(struct lookup_job *job);
 
 /* Unmaps the generation page (lock held). */
 void drop_generation(void);

@@ -1,6 +1,6 @@
 /*
  * The registry client's helper thread: every call that may reach the
- * daemon (open, create, mkdir, read of an uncached page, write, getxattr)
+ * daemon (open, create, mkdir, read of an uncached page, write)
  * is made here, so that a daemon that is stopped or hung keeps this thread
  * waiting in the kernel and never the application, whose call waits for
  * this thread at most its bound (client.c).
@@ -34,7 +34,6 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 #include <utlist.h>
 
@@ -45,6 +44,9 @@
 
 /* A concurrent release may remove a parent we just made: try again. */
 #define CREATE_ATTEMPTS 3
+
+/* The inode number of a FUSE file system's root (FUSE_ROOT_ID). */
+#define FUSE_ROOT_INO 1
 
 static void unlock(void)
 {
@@ -68,23 +70,141 @@ static void finished(void)
 	pthread_cond_broadcast(&state.progress);
 }
 
+/* What the client needs of one /proc/self/mountinfo line. */
+struct mount_line {
+	dev_t dev;
+	bool registry; /* of the registry's type */
+	char point[PATH_MAX];
+};
+
+/* Fields: id parent major:minor root mount-point options [optional...] -
+ * type source super-options; the kernel escapes spaces and the like in
+ * octal, and so must a mount point compared: the default one has none. */
+static bool parse_mount_line(const char *line, struct mount_line *m)
+{
+	const char *types = strstr(line, " - ");
+	unsigned major, minor;
+	char type[64];
+
+	if (!types || sscanf(line, "%*u %*u %u:%u %*s %4095s", &major, &minor, m->point) != 3)
+		return false;
+	m->dev = makedev(major, minor);
+	m->registry = sscanf(types, " - %63s", type) == 1 && strcmp(type, TSSX_REGISTRY_FSTYPE) == 0;
+	return true;
+}
+
+/* Calls visit() with each mount of the mount table at fd.  No stdio, no
+ * malloc: a first malloc on this thread would give the process a new
+ * arena, a mapping that appears out of nowhere. */
+static void each_mount(int fd, void (*visit)(const struct mount_line *m, void *arg), void *arg)
+{
+	char line[PATH_MAX + 512], chunk[4096];
+	struct mount_line m;
+	size_t len = 0;
+	ssize_t n;
+	off_t at = 0;
+
+	while ((n = pread(fd, chunk, sizeof(chunk), at)) > 0) {
+		at += n;
+		for (ssize_t i = 0; i < n; i++) {
+			if (chunk[i] != '\n') {
+				if (len < sizeof(line) - 1)
+					line[len++] = chunk[i];
+				continue;
+			}
+			line[len] = '\0';
+			len = 0;
+			if (parse_mount_line(line, &m))
+				visit(&m, arg);
+		}
+	}
+}
+
+/* The later mount at a point hides the earlier ones. */
+static void note_visible(const struct mount_line *m, void *arg)
+{
+	if (strcmp(m->point, state.mountpoint) == 0)
+		*(dev_t *)arg = m->registry ? m->dev : 0;
+}
+
+/* The device of the visible mount at the mount point in the mount table
+ * at fd, 0 when nothing or something else than a registry is mounted
+ * there. */
+static dev_t mounted_device(int fd)
+{
+	dev_t dev = 0;
+
+	each_mount(fd, note_visible, &dev);
+	return dev;
+}
+
+struct device_search {
+	dev_t dev;
+	bool found;
+};
+
+static void find_registry(const struct mount_line *m, void *arg)
+{
+	struct device_search *search = arg;
+
+	search->found |= m->registry && m->dev == search->dev;
+}
+
+/*
+ * A copy of fd for this thread's own use, where the preload keeps its fds
+ * (hooks.copy_fd): a dup() takes the lowest free number, often one that
+ * the program has just closed, and for a moment a close()d fd would be
+ * open again under the program's feet (its next call on it gets ENOTSOCK
+ * instead of EBADF, its poll() no POLLNVAL).
+ */
+static int dup_away_from_program(int fd)
+{
+	return state.hooks.copy_fd ? state.hooks.copy_fd(fd) : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+}
+
+/* Whether the directory fd is the root of a registry: the root inode
+ * (FUSE's) of a device that the mount table (at mounts_fd) lists with the
+ * registry's type, wherever it is mounted and however the mount point's
+ * path reached it (a symlink, a bind mount).  Without a request to the
+ * daemon, which every new process would pay for (a getxattr of the root
+ * did it before): statx() answers from the kernel's cache. */
+static bool is_registry_root(int fd, int mounts_fd, dev_t *dev)
+{
+	struct device_search search = { 0 };
+	struct statx stx;
+
+	if (mounts_fd < 0 || statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_INO, &stx) < 0 ||
+	    stx.stx_ino != FUSE_ROOT_INO)
+		return false;
+	search.dev = *dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+	each_mount(mounts_fd, find_registry, &search);
+	return search.found;
+}
+
 /* The registry's root (lock held, dropped meanwhile), opening and checking
  * it when needed; -errno when there is none, and then callers wait a
- * retry time before asking again. */
+ * retry time before asking again.  Opened, not only looked at: the open
+ * is this process's first request to the daemon, and a request to a
+ * stopped daemon waits killably, while a lookup in the root could wait
+ * uninterruptibly for the directory's lock behind another process's
+ * request (docs/registry.md, "Failure model"). */
 static int registry_root(void)
 {
-	struct stat st;
-	char version[64];
-	int fd, r = 0;
+	dev_t dev = 0;
+	int mounts_fd, fd, r = 0;
 
 	if (state.dir_fd >= 0)
 		return state.dir_fd;
+	/* Copied under the lock: the application may close it meanwhile. */
+	mounts_fd = state.mounts_fd >= 0 ? dup_away_from_program(state.mounts_fd) : -1;
 	unlock();
 	fd = openat(AT_FDCWD, state.mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		r = -errno;
-	else if (fgetxattr(fd, TSSX_REGISTRY_XATTR, version, sizeof(version)) <= 0 || fstat(fd, &st) < 0)
-		r = -ENOTCONN; /* a plain directory, or a dead mount */
+	else if (!is_registry_root(fd, mounts_fd, &dev))
+		r = -ENOTCONN; /* a plain directory, or another mount */
+	if (mounts_fd >= 0)
+		state.hooks.close(mounts_fd);
 	lock();
 	if (r < 0 || state.dir_fd >= 0) {
 		if (fd >= 0)
@@ -93,11 +213,11 @@ static int registry_root(void)
 			drop_registry(r, RETRY_NS);
 		return r < 0 ? r : state.dir_fd;
 	}
-	if (st.st_dev != state.dev)
+	if (dev != state.dev)
 		drop_registry(-ENOTCONN, 0); /* another registry than the one cached */
 	keep_fd(fd);
 	state.dir_fd = fd;
-	state.dev = st.st_dev;
+	state.dev = dev;
 	state.retry_ns = 0;
 	return fd;
 }
@@ -174,37 +294,26 @@ static void open_generation(int dir_fd)
 		munmap((void *)page, (size_t)sysconf(_SC_PAGESIZE));
 }
 
-/* Reads the entry through a mapping the cache keeps (lock held). */
+/* Reads the entry and maps its page (lock held, dropped meanwhile) for
+ * the caller to cache. */
 static void run_lookup(struct lookup_job *job)
 {
-	const volatile char *map = NULL;
 	int dir_fd = registry_root(), r = dir_fd;
-	unsigned generation = state.generation;
-	uint64_t before = 0;
-	bool known;
 
-	if (dir_fd >= 0 && job->name[0]) {
+	if (dir_fd >= 0) {
 		open_generation(dir_fd);
 		/* Before the read: what it reads is at least that new. */
-		known = current_generation(&before);
-		generation = state.generation;
+		job->known = current_generation(&job->before);
+		job->generation = state.generation;
 		unlock();
-		r = lookup_unlocked(dir_fd, job->name, &map);
+		r = lookup_unlocked(dir_fd, job->name, &job->map);
 		lock();
-		if (r == 0) {
-			r = read_bits_of(map);
-			if (generation != state.generation ||
-			    !cache_mapping(job->name, map, r, known, before))
-				munmap((void *)map, (size_t)sysconf(_SC_PAGESIZE));
-		}
-		r = failed(r);
-	} else if (dir_fd >= 0) {
-		r = 0; /* only the root was asked for */
+		r = failed(r == 0 ? read_bits_of(job->map) : r);
 	}
 	job->result = r;
 	job->done = true;
 	if (job->abandoned)
-		free(job);
+		free_job(job);
 }
 
 /* mkdir -p of the directories above `name`, which live entries imply. */
@@ -330,7 +439,7 @@ static bool work_once(void)
 	if (job) {
 		LL_DELETE(state.jobs, job);
 		if (job->abandoned)
-			free(job); /* its caller gave up before we started */
+			free_job(job); /* its caller gave up before we started */
 		else
 			run_lookup(job);
 		return true;
@@ -355,64 +464,6 @@ static bool work_once(void)
 	return false;
 }
 
-/* The device of one /proc/self/mountinfo line if it is a mount at the
- * mount point, else 0.  Fields: id parent major:minor root mount-point...;
- * the kernel escapes spaces and the like in octal, and so must the mount
- * point compared: the default one has none. */
-static dev_t device_if_ours(const char *line)
-{
-	char point[PATH_MAX];
-	unsigned major, minor;
-
-	if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &major, &minor, point) == 3 &&
-	    strcmp(point, state.mountpoint) == 0)
-		return makedev(major, minor);
-	return 0;
-}
-
-/* The device of the last (the visible) mount at the mount point, 0 when
- * nothing is mounted there.  Closes fd.  No stdio, no malloc: a first
- * malloc on this thread would give the process a new arena, a mapping
- * that appears out of nowhere. */
-static dev_t mounted_device(int fd)
-{
-	char line[PATH_MAX + 512], chunk[4096];
-	size_t len = 0;
-	dev_t dev = 0, found;
-	ssize_t n;
-	off_t at = 0;
-
-	while ((n = pread(fd, chunk, sizeof(chunk), at)) > 0) {
-		at += n;
-		for (ssize_t i = 0; i < n; i++) {
-			if (chunk[i] != '\n') {
-				if (len < sizeof(line) - 1)
-					line[len++] = chunk[i];
-				continue;
-			}
-			line[len] = '\0';
-			len = 0;
-			found = device_if_ours(line);
-			if (found)
-				dev = found;
-		}
-	}
-	state.hooks.close(fd);
-	return dev;
-}
-
-/*
- * A copy of fd for this thread's own use, where the preload keeps its fds
- * (hooks.copy_fd): a dup() takes the lowest free number, often one that
- * the program has just closed, and for a moment a close()d fd would be
- * open again under the program's feet (its next call on it gets ENOTSOCK
- * instead of EBADF, its poll() no POLLNVAL).
- */
-static int dup_away_from_program(int fd)
-{
-	return state.hooks.copy_fd ? state.hooks.copy_fd(fd) : fcntl(fd, F_DUPFD_CLOEXEC, 0);
-}
-
 /* The mount table changed (lock held, dropped meanwhile): whether our
  * registry was replaced or went; if so, drop it, which makes every claim
  * pending again. */
@@ -425,6 +476,7 @@ static void mounts_changed(void)
 		return;
 	unlock();
 	dev = mounted_device(fd);
+	state.hooks.close(fd);
 	lock();
 	if (state.dir_fd >= 0 && dev != state.dev)
 		drop_registry(-ENOTCONN, 0);

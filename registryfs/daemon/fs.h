@@ -58,6 +58,8 @@ void watcher_kick(void);
 int watcher_start(void);
 void watcher_stop(void);
 
+/* What the kernel may do with the mount, asked once at its start. */
+void fs_init(void *userdata, struct fuse_conn_info *conn);
 void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);
 void fs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void fs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets);

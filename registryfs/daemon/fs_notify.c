@@ -29,6 +29,19 @@ static struct {
 	.wake = PTHREAD_COND_INITIALIZER,
 };
 
+/*
+ * No automatic invalidation of content: the notifier invalidates every
+ * change itself.  With it, a read of an entry whose attributes an earlier
+ * change invalidated would first ask for them (a GETATTR, a second round
+ * trip to this daemon for every new process's first lookup), only to see
+ * that the size never changes.
+ */
+void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+}
+
 void registry_lock(void)
 {
 	pthread_mutex_lock(&registry.lock);

@@ -26,7 +26,7 @@
 /* A user with a thousand TSSX sockets at once is rare; sixteen such users
  * still leave the registry room. */
 #define DEFAULT_MAX_USER_ENTRIES 1024
-#define MOUNT_OPTIONS "-oallow_other,fsname=tssx-registryfs,subtype=tssx-registryfs"
+#define MOUNT_OPTIONS "-oallow_other,fsname=" TSSX_REGISTRY_SUBTYPE ",subtype=" TSSX_REGISTRY_SUBTYPE
 
 struct registry registry = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -34,6 +34,7 @@ struct registry registry = {
 };
 
 static const struct fuse_lowlevel_ops registry_ops = {
+	.init = fs_init,
 	.lookup = fs_lookup,
 	.forget = fs_forget,
 	.forget_multi = fs_forget_multi,
@@ -153,7 +154,7 @@ static bool registry_mounted_at(const char *path)
 
 		if (sscanf(line, "%*u %*u %*s %*s %4095s", point) == 1 && strcmp(point, path) == 0)
 			found = sep && sscanf(sep, " - %63s", type) == 1 &&
-				strcmp(type, "fuse.tssx-registryfs") == 0;
+				strcmp(type, TSSX_REGISTRY_FSTYPE) == 0;
 	}
 	fclose(mounts);
 	return found;

@@ -1,7 +1,8 @@
 # Sourced by the tests in tests/preload with their arguments:
 #   WITH_REGISTRY REGISTRYFS LIBTSSX TOOLS_DIR
 #
-# Re-runs the test inside a private registry (unless NO_REGISTRY=1), then
+# Re-runs the test inside a private registry (unless NO_REGISTRY=1; with
+# the daemon's options in REGISTRY_OPTIONS, e.g. debug), then
 # gives it $work (a temporary directory), $tools, and helpers to start
 # preloaded or plain servers and check that shared memory carried the
 # bytes.  Every background process is killed and $work removed on exit.
@@ -14,7 +15,7 @@ NAME=${NAME:-$(basename "$0" .sh)}
 
 if [[ -z ${TSSX_PRELOAD_TEST_INSIDE:-} && -z ${NO_REGISTRY:-} ]]; then
 	export TSSX_PRELOAD_TEST_INSIDE=1
-	exec "$with_registry" --registryfs "$registryfs" "$0" "$@"
+	exec "$with_registry" --registryfs "$registryfs" ${REGISTRY_OPTIONS:+-o "$REGISTRY_OPTIONS"} "$0" "$@"
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tssx-$NAME.XXXXXX")

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -159,18 +160,61 @@ static void test_not_a_registry(void **state)
 	struct tssx_registry_claim *claim;
 	int error = 0;
 
-	assert_int_equal(tssx_registry_client_init(work, BOUND_MS, &hooks), -ENOTCONN);
+	/* init only remembers: the first call that needs the registry looks */
+	assert_int_equal(tssx_registry_client_init(work, BOUND_MS, &hooks), 0);
+	assert_int_equal(kept_count(), 0);
+	assert_int_equal(tssx_registry_lookup(&addr, len), -ENOTCONN);
 	/* asked again only a second later: fast failures meanwhile */
 	assert_int_equal(tssx_registry_lookup(&addr, len), -ENOTCONN);
 	claim = tssx_registry_claim(&addr, len, &error);
 	assert_non_null(claim); /* pending: made when a registry answers */
 	assert_int_equal(tssx_registry_claim_error(claim), -ENOTCONN);
 	tssx_registry_release(claim);
-	assert_int_equal(tssx_registry_client_init("/nonexistent-tssx", BOUND_MS, &hooks), -ENOENT);
+	assert_int_equal(tssx_registry_client_init("/nonexistent-tssx", BOUND_MS, &hooks), 0);
+	assert_int_equal(tssx_registry_lookup(&addr, len), -ENOENT);
 	assert_int_equal(tssx_registry_client_init(mount, BOUND_MS, &hooks), 0);
+	assert_int_equal(tssx_registry_lookup(&addr, len), -ENOENT); /* no entry */
 	/* the registry's root, the helper thread's eventfd and mount table */
 	assert_int_equal(kept_count(), 3);
 }
+
+#ifndef __SANITIZE_ADDRESS__ /* the sanitizer's allocator has no glibc arenas */
+/* malloc arenas of the process: glibc's malloc_info() lists one heap
+ * each. */
+static int malloc_arenas(void)
+{
+	char *text = NULL;
+	size_t size = 0;
+	int n = 0;
+	FILE *out = open_memstream(&text, &size);
+
+	assert_non_null(out);
+	assert_int_equal(malloc_info(0, out), 0);
+	fclose(out);
+	for (const char *at = text; (at = strstr(at, "<heap nr=")); at++)
+		n++;
+	free(text);
+	return n;
+}
+
+/* The helper thread allocates nothing (the caller caches what it
+ * mapped): a first malloc on it would give the process a malloc arena of
+ * its own, 64 MiB of address space with page tables to make, in every
+ * process whose first lookup found an entry. */
+static void test_helper_allocates_nothing(void **state)
+{
+	struct sockaddr_un addr;
+	socklen_t len = path_addr(&addr, "%s/arena.sock", work);
+	struct tssx_registry_claim *claim;
+	int listener = listen_on(&addr, len), arenas = malloc_arenas();
+
+	claim = claim_held(&addr, len);
+	assert_int_equal(lookup_until(&addr, len, 1), 1);
+	assert_int_equal(malloc_arenas(), arenas);
+	tssx_registry_release(claim);
+	close(listener);
+}
+#endif
 
 static void test_claim_lookup_mark(void **state)
 {
@@ -604,6 +648,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_not_a_registry),
+#ifndef __SANITIZE_ADDRESS__
+		cmocka_unit_test(test_helper_allocates_nothing),
+#endif
 		cmocka_unit_test(test_claim_lookup_mark),
 		cmocka_unit_test(test_claims_refused),
 		cmocka_unit_test(test_abstract_claim),
