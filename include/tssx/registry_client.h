@@ -80,9 +80,17 @@ void tssx_registry_release(struct tssx_registry_claim *claim);
 
 /* Marks this process as a TSSX client of the address (client bit on a
  * kept read-write handle, until the process exits or the cache evicts
- * the entry).  Asynchronous and best effort: the helper thread sets it;
- * returns 0, or -errno when it will not be set. */
+ * the entry).  Asynchronous and best effort: the helper thread sets it
+ * TSSX_REGISTRY_CLIENT_DELAY_MS after the first call, if the process
+ * still runs; returns 0, or -errno when it will not be set. */
 int tssx_registry_mark_client(const struct sockaddr_un *addr, socklen_t len);
+
+/* A process gone sooner after its first connection to an address (a
+ * client process per query: a script's redis-cli or psql) never asks the
+ * daemon for its client bit, and does not make every other process's
+ * cached answer for the entry stale twice, when the bit is set and when
+ * its exit clears it. */
+#define TSSX_REGISTRY_CLIENT_DELAY_MS 250
 
 /* How long tssx_registry_pause() waits at most: longer than a call's
  * bound, since the helper thread may be in a call to a daemon that is

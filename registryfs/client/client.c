@@ -404,7 +404,7 @@ static struct cached_entry *new_entry(const char *name, const volatile char *map
 	strcpy(e->name, name);
 	e->map = map;
 	e->rw_fd = -1;
-	e->want_client = false;
+	e->client_due_ns = 0;
 	e->seen = false;
 	e->last_use = ++state.clock;
 	HASH_ADD_STR(state.entries, name, e);
@@ -569,8 +569,8 @@ int tssx_registry_mark_client(const struct sockaddr_un *addr, socklen_t len)
 	lock_client();
 	HASH_FIND_STR(state.entries, name, e);
 	r = e ? registry_unavailable() : -ENOENT;
-	if (r == 0 && e->rw_fd < 0 && !e->want_client) {
-		e->want_client = true;
+	if (r == 0 && e->rw_fd < 0 && !e->client_due_ns) {
+		e->client_due_ns = monotonic_ns() + TSSX_REGISTRY_CLIENT_DELAY_MS * 1000000ull;
 		r = wake_worker();
 	}
 	unlock_client();

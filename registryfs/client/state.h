@@ -27,8 +27,8 @@ struct cached_entry {
 	uint64_t generation;
 	int bits;
 	bool seen;
-	int rw_fd;        /* O_RDWR holding the client bit, or -1 */
-	bool want_client; /* the worker is to open rw_fd */
+	int rw_fd;               /* O_RDWR holding the client bit, or -1 */
+	uint64_t client_due_ns;  /* when the worker is to open rw_fd; 0: not */
 	char name[];
 };
 

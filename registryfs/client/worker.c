@@ -12,14 +12,14 @@
  * of the old one and make every claim again at once.
  *
  * Started on first need; signals blocked, detached.  It exits once it has
- * had nothing to do for WORKER_LINGER_NS and has no claim to watch over (a
- * process that only connects is single-threaded again soon after its
- * calls; its callers look at the mount table themselves), and at once when
- * tssx_registry_pause() asks, for a call
- * that needs a single-threaded process (unshare, setns).  A fork() child
- * starts its own (the thread does not come along); an application that
- * closes one of its fds (a close-all loop) makes it exit, and the next
- * call starts a new one.
+ * had nothing to do for WORKER_LINGER_NS and has no claim to watch over
+ * and no client bit to set later (a process that only connects is
+ * single-threaded again soon after its calls; its callers look at the
+ * mount table themselves), and at once when tssx_registry_pause() asks,
+ * for a call that needs a single-threaded process (unshare, setns).  A
+ * fork() child starts its own (the thread does not come along); an
+ * application that closes one of its fds (a close-all loop) makes it
+ * exit, and the next call starts a new one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -410,7 +410,7 @@ static void mark_client(struct cached_entry *e)
 	int dir_fd = registry_root(), fd;
 	unsigned generation = state.generation;
 
-	e->want_client = false;
+	e->client_due_ns = 0;
 	if (dir_fd < 0)
 		return;
 	snprintf(name, sizeof(name), "%s", e->name);
@@ -429,12 +429,28 @@ static void mark_client(struct cached_entry *e)
 
 static void mounts_changed(void);
 
+/* When the earliest client bit wanted is due (lock held), 0 when none is;
+ * not before the registry is looked for again, if it is missing. */
+static uint64_t client_bits_due(void)
+{
+	struct cached_entry *e, *tmp;
+	uint64_t due = 0;
+
+	HASH_ITER(hh, state.entries, e, tmp)
+		if (e->client_due_ns && (!due || e->client_due_ns < due))
+			due = e->client_due_ns;
+	if (due && state.dir_fd < 0 && state.retry_ns > due)
+		due = state.retry_ns;
+	return due;
+}
+
 /* One piece of work, or false when there is none (lock held). */
 static bool work_once(void)
 {
 	struct lookup_job *job = state.jobs;
 	struct tssx_registry_claim *claim;
 	struct cached_entry *e, *tmp;
+	uint64_t now;
 
 	if (job) {
 		LL_DELETE(state.jobs, job);
@@ -449,7 +465,8 @@ static bool work_once(void)
 		mounts_changed();
 		return true;
 	}
-	if (state.dir_fd < 0 && state.retry_ns && monotonic_ns() < state.retry_ns)
+	now = monotonic_ns();
+	if (state.dir_fd < 0 && state.retry_ns && now < state.retry_ns)
 		return false; /* claims and client bits wait for the registry */
 	DL_FOREACH(state.claims, claim)
 		if (claim->state == CLAIM_PENDING && !claim->busy) {
@@ -457,7 +474,7 @@ static bool work_once(void)
 			return true;
 		}
 	HASH_ITER(hh, state.entries, e, tmp)
-		if (e->want_client) {
+		if (e->client_due_ns && e->client_due_ns <= now) {
 			mark_client(e);
 			return true;
 		}
@@ -524,10 +541,25 @@ static bool any_claim_pending(void)
 }
 
 /* Whether the worker may end now that it has nothing to do (lock held):
- * asked to, or no claim to make again when the registry changes. */
+ * asked to, or no claim to make again when the registry changes and no
+ * client bit to set later. */
 static bool may_exit(void)
 {
-	return state.worker_exit || !state.claims;
+	return state.worker_exit || (!state.claims && !client_bits_due());
+}
+
+/* The shorter of two waits, 0 being none. */
+static uint64_t shorter(uint64_t a_ns, uint64_t b_ns)
+{
+	return !a_ns || (b_ns && b_ns < a_ns) ? b_ns : a_ns;
+}
+
+/* How long until the next client bit is due, 0 when none is wanted. */
+static uint64_t client_bits_wait_ns(void)
+{
+	uint64_t due = client_bits_due(), now = monotonic_ns();
+
+	return !due ? 0 : due > now ? due - now : 1;
 }
 
 /* How long a worker that may end waits for more work first (0: it ends
@@ -564,6 +596,7 @@ static void *worker_main(void *arg)
 		} else if (mounts_fd < 0 && any_claim_pending()) {
 			timeout_ns = RETRY_NS; /* no mount table to tell: retried */
 		}
+		timeout_ns = shorter(timeout_ns, client_bits_wait_ns());
 		unlock();
 		events = wait_for_work(wake_fd, mounts_fd, timeout_ns);
 		lock();

@@ -3,8 +3,9 @@
 # (docs/registry.md, "Speed"): it opens the root (whose type it reads in
 # the mount table, not with a getxattr), opens the generation page and
 # the entry and reads the entry (without a getattr first: the daemon
-# turns the kernel's automatic invalidation off), and sets its client
-# bit.  Each request wakes the daemon and the client's helper thread,
+# turns the kernel's automatic invalidation off), and, if it still runs
+# 250 ms later (not these), sets its client bit: four requests, six for a
+# slow one.  Each request wakes the daemon and the client's helper thread,
 # which on a busy machine wait for a CPU each time.  Counted in the
 # daemon's debug log for the third client process of a server, once the
 # kernel has cached the names.  And a registry reached through a symlink

@@ -5,9 +5,9 @@
 # the helper thread watching) and then unshare(CLONE_NEWUSER), through
 # libc and through syscall(2); the unshare succeeds and the connections
 # still echo byte-exact over shared memory.  And a client's first
-# connection, which asks the registry three times (the root, the lookup,
-# its client bit) within one connect(), starts one helper thread for all
-# three, which lingers 500 ms between them.
+# connection, which asks the registry for the root and the entry and,
+# 250 ms later if it still runs, for its client bit, starts one helper
+# thread for all, which lingers 500 ms after its last work.
 NAME=single_thread
 source "$(dirname "$0")/lib.sh"
 peer=$(dirname "$0")/single_thread.py
