@@ -6,6 +6,10 @@
 #ifndef TSSX_REGISTRY_PROTOCOL_H
 #define TSSX_REGISTRY_PROTOCOL_H
 
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
 /* An entry's content is one digit, the OR of these bits over its open
  * handles. */
 #define TSSX_BIT_SERVER 1u /* a TSSX-aware server listens here */
@@ -20,6 +24,18 @@
  * the daemon. */
 #define TSSX_REGISTRY_SUBTYPE "tssx-registryfs"
 #define TSSX_REGISTRY_FSTYPE "fuse." TSSX_REGISTRY_SUBTYPE
+
+/* What the daemon and the client need of one mount table line. */
+struct tssx_mount_line {
+	dev_t dev;
+	bool registry;        /* of type TSSX_REGISTRY_FSTYPE */
+	char point[PATH_MAX]; /* as the kernel prints it: octal escapes */
+};
+
+/* Parses one line of /proc/PID/mountinfo (its newline may follow);
+ * false when it is not a mount's line.  Pure: no I/O, no allocation (the
+ * client's helper thread calls it, and must not allocate). */
+bool tssx_mount_line_parse(const char *line, struct tssx_mount_line *m);
 
 /* A read-only file at the registry's root holding a 64-bit counter (native
  * byte order, at offset 0) that the daemon increments after every change

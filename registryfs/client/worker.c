@@ -70,36 +70,13 @@ static void finished(void)
 	pthread_cond_broadcast(&state.progress);
 }
 
-/* What the client needs of one /proc/self/mountinfo line. */
-struct mount_line {
-	dev_t dev;
-	bool registry; /* of the registry's type */
-	char point[PATH_MAX];
-};
-
-/* Fields: id parent major:minor root mount-point options [optional...] -
- * type source super-options; the kernel escapes spaces and the like in
- * octal, and so must a mount point compared: the default one has none. */
-static bool parse_mount_line(const char *line, struct mount_line *m)
-{
-	const char *types = strstr(line, " - ");
-	unsigned major, minor;
-	char type[64];
-
-	if (!types || sscanf(line, "%*u %*u %u:%u %*s %4095s", &major, &minor, m->point) != 3)
-		return false;
-	m->dev = makedev(major, minor);
-	m->registry = sscanf(types, " - %63s", type) == 1 && strcmp(type, TSSX_REGISTRY_FSTYPE) == 0;
-	return true;
-}
-
 /* Calls visit() with each mount of the mount table at fd.  No stdio, no
  * malloc: a first malloc on this thread would give the process a new
  * arena, a mapping that appears out of nowhere. */
-static void each_mount(int fd, void (*visit)(const struct mount_line *m, void *arg), void *arg)
+static void each_mount(int fd, void (*visit)(const struct tssx_mount_line *m, void *arg), void *arg)
 {
 	char line[PATH_MAX + 512], chunk[4096];
-	struct mount_line m;
+	struct tssx_mount_line m;
 	size_t len = 0;
 	ssize_t n;
 	off_t at = 0;
@@ -114,14 +91,14 @@ static void each_mount(int fd, void (*visit)(const struct mount_line *m, void *a
 			}
 			line[len] = '\0';
 			len = 0;
-			if (parse_mount_line(line, &m))
+			if (tssx_mount_line_parse(line, &m))
 				visit(&m, arg);
 		}
 	}
 }
 
 /* The later mount at a point hides the earlier ones. */
-static void note_visible(const struct mount_line *m, void *arg)
+static void note_visible(const struct tssx_mount_line *m, void *arg)
 {
 	if (strcmp(m->point, state.mountpoint) == 0)
 		*(dev_t *)arg = m->registry ? m->dev : 0;
@@ -143,7 +120,7 @@ struct device_search {
 	bool found;
 };
 
-static void find_registry(const struct mount_line *m, void *arg)
+static void find_registry(const struct tssx_mount_line *m, void *arg)
 {
 	struct device_search *search = arg;
 
@@ -563,10 +540,10 @@ static uint64_t client_bits_wait_ns(void)
 }
 
 /* How long a worker that may end waits for more work first (0: it ends
- * now).  A client's first connect asks three times in a row (the root at
- * init, the lookup, then its client bit once its hello is sent): a
- * thread each time cost a creation and a hand-over each, which a busy
- * machine makes milliseconds each.  Asked to exit, it exits at once. */
+ * now).  A client asks in bursts (its lookups at its first connections,
+ * its client bit a while later): a thread each time would cost a
+ * creation and a hand-over each, which a busy machine makes milliseconds
+ * each.  Asked to exit, it exits at once. */
 static uint64_t linger_ns(bool lingered)
 {
 	return state.worker_exit || lingered ? 0 : WORKER_LINGER_NS;

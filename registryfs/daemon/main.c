@@ -143,19 +143,16 @@ static int make_dirs(const char *path)
  * /proc/self/mountinfo (which never asks the mount itself). */
 static bool registry_mounted_at(const char *path)
 {
-	char line[PATH_MAX + 512], point[PATH_MAX], type[64];
+	char line[PATH_MAX + 512];
+	struct tssx_mount_line m;
 	bool found = false;
 	FILE *mounts = fopen("/proc/self/mountinfo", "re");
 
 	if (!mounts)
 		return false;
-	while (fgets(line, sizeof(line), mounts)) {
-		const char *sep = strstr(line, " - ");
-
-		if (sscanf(line, "%*u %*u %*s %*s %4095s", point) == 1 && strcmp(point, path) == 0)
-			found = sep && sscanf(sep, " - %63s", type) == 1 &&
-				strcmp(type, TSSX_REGISTRY_FSTYPE) == 0;
-	}
+	while (fgets(line, sizeof(line), mounts))
+		if (tssx_mount_line_parse(line, &m) && strcmp(m.point, path) == 0)
+			found = m.registry;
 	fclose(mounts);
 	return found;
 }
