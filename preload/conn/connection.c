@@ -30,6 +30,7 @@
 #include "init.h"
 #include "real_slots.h"
 #include "conn/wait.h"
+#include "events/events.h"
 #include "tssx/hello.h"
 #include "tssx/log.h"
 
@@ -348,6 +349,10 @@ void tssx_conn_renumber_kept(int old, int moved)
 
 	if (obj->kind == TSSX_FD_LOADAVG) {
 		tssx_wait_renumber_loadavg(old, moved);
+		return;
+	}
+	if (obj->kind == TSSX_FD_KICK) {
+		events_kick_renumber(old, moved);
 		return;
 	}
 	if (obj->kind == TSSX_FD_LOCKS) {

@@ -39,17 +39,19 @@ enum tssx_fd_kind {
 	TSSX_FD_PEER_BELL, /* the peer's eventfd of a connection, written to wake the peer's */
 	TSSX_FD_WATCHER,   /* the futex bell watcher's epoll fd (conn/bell.h) */
 	TSSX_FD_LOADAVG,   /* the spin policy's /proc/loadavg (conn/wait.c) */
+	TSSX_FD_KICK,      /* the eventfd that wakes threads asleep in an epoll set (events/epoll.c) */
 };
 
 /* A connection's own fd (or its side locks' arena, the futex bell
- * watcher's epoll fd, the spin policy's /proc/loadavg), which the application never opened: its closes
+ * watcher's epoll fd, the spin policy's /proc/loadavg, the epoll sets'
+ * kick), which the application never opened: its closes
  * of the number (close-all loops) leave it open, a dup2() onto it moves it
  * first (shims/fd.c). */
 static inline bool tssx_fd_kind_kept(enum tssx_fd_kind kind)
 {
 	return kind == TSSX_FD_SEGMENT || kind == TSSX_FD_WAKE || kind == TSSX_FD_HELD || kind == TSSX_FD_LOCKS ||
 	       kind == TSSX_FD_OWN_BELL || kind == TSSX_FD_PEER_BELL || kind == TSSX_FD_WATCHER ||
-	       kind == TSSX_FD_LOADAVG;
+	       kind == TSSX_FD_LOADAVG || kind == TSSX_FD_KICK;
 }
 
 /* What a slot points to: the first member of every tracked object.  refs

@@ -19,10 +19,13 @@
  */
 #include <errno.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <utlist.h>
 
 #include "config.h"
+#include "conn/kept.h"
 #include "conn/stream.h"
 #include "conn/unseen.h"
 #include "conn/wait.h"
@@ -260,6 +263,109 @@ uint32_t events_set_probe(struct events_set *set, uint64_t *generation)
 	return ready;
 }
 
+/*
+ * The kick (docs/events.md, "Entries added while a thread sleeps"): one
+ * eventfd of the process, never read, so readable from its start, added
+ * edge-triggered under its own tag to a set the first time one is kicked,
+ * which reports it once, and written at every later kick, which reports
+ * it again.  A thread asleep in the set's kernel wait armed only the
+ * connections it knew: one added, taken back or changed meanwhile rings
+ * no doorbell it hears, and its bytes may be in the ring already.  The
+ * kick wakes the thread, which drops the kick, looks at the entries and,
+ * before it sleeps again, arms them all.  Kept in the fd table (kind
+ * TSSX_FD_KICK): a close-all loop of the program leaves it, a dup2()
+ * onto it moves it first (events_kick_renumber()).
+ */
+static struct tssx_fd_object kick_obj = { .kind = TSSX_FD_KICK };
+static _Atomic int kick_fd = -1;
+static pthread_once_t kick_once = PTHREAD_ONCE_INIT;
+
+static void keep_kick_fd(int fd)
+{
+	tssx_kept_alias(fd, &kick_obj);
+	atomic_store(&kick_fd, fd);
+}
+
+void events_kick_renumber(int old, int moved)
+{
+	/* The new number first; the sets' registrations belong to the
+	 * file, not to the number, and go on reporting. */
+	keep_kick_fd(moved);
+	tssx_table_take(old);
+}
+
+static void kick_make(void)
+{
+	int fd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);
+
+	if (fd < 0) {
+		log_warn(0, "epoll: no kick (%m): a connection added to a set while a thread sleeps there "
+			    "is seen at that thread's next wait");
+		return;
+	}
+	tssx_kept_lock();
+	keep_kick_fd(tssx_kept_place(fd));
+	tssx_kept_unlock();
+}
+
+/* Wakes one thread asleep in the set's kernel wait, if one may be there
+ * (under the set's lock, after the entry's change). */
+static void kick_sleepers(struct events_set *set)
+{
+	struct epoll_event event = { .events = EPOLLIN | EPOLLET, .data.u64 = EVENTS_KICK_TAG };
+	uint64_t one = 1;
+	int fd, saved_errno = errno;
+
+	pthread_once(&kick_once, kick_make);
+	fd = atomic_load(&kick_fd);
+	if (fd >= 0 && !set->kicked) {
+		/* Readable: added, it reports. */
+		if (real_ctl(set->epfd, EPOLL_CTL_ADD, fd, &event) == 0)
+			fd = -1;
+		else if (errno != EEXIST)
+			log_warn(0, "epoll %d: no kick (%m): a connection added while a thread sleeps there "
+				    "is seen at that thread's next wait", set->epfd);
+		/* EEXIST: the set of a fork that added it. */
+		set->kicked = true;
+	}
+	if (fd >= 0)
+		(void)!TSSX_REAL(write)(fd, &one, sizeof(one));
+	errno = saved_errno;
+}
+
+/*
+ * A connection's entry was added, taken back or changed (under the lock)
+ * while a thread may sleep in the set's kernel wait: that thread armed
+ * only the entries it knew.  The entry is armed now (as a cold one is,
+ * until its doorbell rings), so that the peer's next message wakes the
+ * sleeper, and when it is ready already (or a doorbell may not come) the
+ * sleeper is kicked.  A wait that began while the set tracked nothing went
+ * straight to the kernel, uncounted: a connection that ends such a time
+ * is treated so, unless no wait on the set ever began (an event loop's
+ * set filled before its first wait costs nothing here).
+ */
+static void conn_entry_changed(struct events_set *set, struct events_entry *entry, bool tracked_before)
+{
+	struct tssx_conn *conn;
+	uint64_t generation;
+	uint32_t ready;
+
+	/* Seq_cst loads after the add's read-modify-write of the count (a
+	 * full barrier): a wait that began later sees the entry. */
+	if (tracked_before ? !atomic_load(&set->sleepers) : !atomic_load(&set->waited))
+		return;
+	conn = entry_conn(set, entry);
+	if (!conn || entry->disabled || entry->parked)
+		return;
+	if (tssx_conn_arm(conn, entry->events, entry_bell(set, entry, conn, false), NULL) != TSSX_ARM_DOORBELL) {
+		kick_sleepers(set);
+		return;
+	}
+	ready = entry_readiness(set, entry, &generation);
+	if (events_entry_peek(entry, ready, generation))
+		kick_sleepers(set);
+}
+
 /* Arms the hot entries (a cold one is armed already); a connection that
  * will ring a doorbell may go cold once a look after this finds nothing
  * to report. */
@@ -433,6 +539,8 @@ static int translate(struct events_set *set, struct epoll_event *events, int cou
 			events[kept++] = events[i];
 			continue;
 		}
+		if (events[i].data.u64 == EVENTS_KICK_TAG)
+			continue; /* the rings tell what it was for */
 		entry = events_set_find(set, fd);
 		if (!entry)
 			continue; /* a closed fd's last words */
@@ -537,13 +645,22 @@ static int kernel_then_rings(struct events_set *set, struct wait_call *call, boo
 	return count + collect(set, call, count, false, &now);
 }
 
-/* Arms (when it may sleep) and re-checks, then waits in the kernel. */
+/* Arms (when it may sleep) and re-checks, then waits in the kernel.  A
+ * sleeper counts itself before its arming: an entry changed after the
+ * arming's look kicks it (the set's lock orders the two). */
 static int wait_once(struct events_set *set, struct wait_call *call, bool sleep)
 {
 	uint64_t now = 0;
-	int count = collect(set, call, 0, sleep, &now);
+	int count;
 
-	return count ? count : kernel_then_rings(set, call, sleep);
+	if (sleep)
+		atomic_fetch_add(&set->sleepers, 1);
+	count = collect(set, call, 0, sleep, &now);
+	if (!count)
+		count = kernel_then_rings(set, call, sleep);
+	if (sleep)
+		atomic_fetch_sub(&set->sleepers, 1);
+	return count;
 }
 
 /*
@@ -661,78 +778,93 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 	return count;
 }
 
-/*
- * epoll_wait and epoll_pwait on a set that tracks nothing: the kernel's
- * wait with the application's own timeout, its results translated, and
- * nothing else (an event loop whose connections all went plain paid
- * about 250 instructions per wait for turning the deadline back into a
- * timeout and looking at the set again).  Only when every result was
- * ours to drop does the call go on, within what is left of its timeout
- * (call->deadline, started with the call).
- */
-static int wait_ms(struct events_set *set, struct wait_call *call, int timeout_ms)
+/* Whether a wait on set must look at its entries; otherwise it goes
+ * straight to the kernel (an epoll fd we never saw, or whose set tracks
+ * nothing now: an event loop whose connections all went plain). */
+static bool tracks(struct events_set *set, int maxevents)
 {
-	int saved_errno = errno, got;
-
-	/* Relaxed: as in wait_tracked(). */
-	if (atomic_load_explicit(&set->count, memory_order_relaxed))
-		return wait_tracked(set, call);
-	got = TSSX_REAL(epoll_pwait)(call->epfd, call->events, call->maxevents, timeout_ms, call->sigmask);
-	if (got <= 0)
-		return got;
-	got = translate(set, call->events, got);
-	if (!got)
-		return wait_tracked(set, call);
-	errno = saved_errno;
-	return got;
+	if (!set)
+		return false;
+	/* The set's first wait marks it, once, with a full barrier before
+	 * its look at the count: an add that comes after the look sees the
+	 * mark (conn_entry_changed()). */
+	if (unlikely(!atomic_load_explicit(&set->waited, memory_order_relaxed)))
+		atomic_store(&set->waited, true);
+	/* Relaxed: a connection added after this look arms itself or kicks
+	 * the straight wait, whose tag then brings it to the tracked one. */
+	return maxevents > 0 && atomic_load_explicit(&set->count, memory_order_relaxed);
 }
 
-/* The set of epfd when the kernel may hold our tags in it; NULL: straight
- * through. */
-static struct events_set *tracking_set(int epfd, int maxevents)
+/*
+ * The kernel's answer to a straight wait, with the application's own
+ * timeout and nothing else (no deadline, no look at the set: about 250
+ * instructions a wait for an event loop whose connections all went
+ * plain).  Once the set was ever given a tag, the results may hold one:
+ * a connection added meanwhile (its kick, its doorbell) or a closed
+ * connection whose file a dup kept.  Translated; when every result was
+ * ours, false: the call goes on as a tracked wait whose timeout starts
+ * anew (a wait that began before the set's first connection may so last
+ * up to twice its timeout, once).
+ */
+static bool straight_answers(struct events_set *set, struct wait_call *call, int *got)
 {
-	struct events_set *set = events_set_of(epfd);
+	int saved_errno = errno;
 
-	if (likely(!set || !atomic_load_explicit(&set->tagged, memory_order_relaxed)) ||
-	    maxevents <= 0)
-		return NULL;
-	return set;
+	/* Acquire pairs with the store before the tag's registration
+	 * (ctl_add()), through the kernel's lock on its set. */
+	if (likely(*got <= 0 || !set || !atomic_load_explicit(&set->tagged, memory_order_acquire)))
+		return true;
+	*got = translate(set, call->events, *got);
+	errno = saved_errno;
+	return *got > 0;
 }
 
 TSSX_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
 {
-	struct events_set *set = tracking_set(epfd, maxevents);
+	struct events_set *set = events_set_of(epfd);
 	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents };
 
-	if (likely(!set))
-		return TSSX_REAL(epoll_wait)(epfd, events, maxevents, timeout);
+	if (likely(!tracks(set, maxevents))) {
+		int got = TSSX_REAL(epoll_wait)(epfd, events, maxevents, timeout);
+
+		if (likely(straight_answers(set, &call, &got)))
+			return got;
+	}
 	tssx_deadline_start_ms(&call.deadline, timeout);
-	return wait_ms(set, &call, timeout);
+	return wait_tracked(set, &call);
 }
 
 TSSX_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int timeout,
 			    const sigset_t *sigmask)
 {
-	struct events_set *set = tracking_set(epfd, maxevents);
+	struct events_set *set = events_set_of(epfd);
 	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents,
 				  .sigmask = sigmask };
 
-	if (likely(!set))
-		return TSSX_REAL(epoll_pwait)(epfd, events, maxevents, timeout, sigmask);
+	if (likely(!tracks(set, maxevents))) {
+		int got = TSSX_REAL(epoll_pwait)(epfd, events, maxevents, timeout, sigmask);
+
+		if (likely(straight_answers(set, &call, &got)))
+			return got;
+	}
 	tssx_deadline_start_ms(&call.deadline, timeout);
-	return wait_ms(set, &call, timeout);
+	return wait_tracked(set, &call);
 }
 
 #ifdef HAVE_EPOLL_PWAIT2
 TSSX_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int maxevents,
 			     const struct timespec *timeout, const sigset_t *sigmask)
 {
-	struct events_set *set = tracking_set(epfd, maxevents);
+	struct events_set *set = events_set_of(epfd);
 	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents,
 				  .sigmask = sigmask, .pwait2 = true };
 
-	if (likely(!set) || !tssx_timespec_valid(timeout))
-		return TSSX_REAL(epoll_pwait2)(epfd, events, maxevents, timeout, sigmask);
+	if (likely(!tracks(set, maxevents)) || !tssx_timespec_valid(timeout)) {
+		int got = TSSX_REAL(epoll_pwait2)(epfd, events, maxevents, timeout, sigmask);
+
+		if (likely(straight_answers(set, &call, &got)))
+			return got;
+	}
 	tssx_deadline_start(&call.deadline, timeout);
 	return wait_tracked(set, &call);
 }
@@ -832,6 +964,7 @@ static int ctl_add(struct events_set *set, int fd, struct epoll_event *event)
 	enum events_kind kind = tssx_conn_lookup(fd) ? EVENTS_CONN : EVENTS_WATCHED;
 	struct events_entry probe = { .fd = fd, .kind = kind, .events = event->events };
 	struct epoll_event kernel = kernel_event(&probe, event->events & EPOLLEXCLUSIVE);
+	bool tracked_before = atomic_load(&set->count) > 0;
 	struct events_entry *stale;
 	int rc;
 
@@ -839,6 +972,9 @@ static int ctl_add(struct events_set *set, int fd, struct epoll_event *event)
 		errno = EINVAL;
 		return -1;
 	}
+	/* Before the kernel has the tag: a wait that gets it sees the flag
+	 * (the kernel's lock on its set orders the two). */
+	atomic_store(&set->tagged, true);
 	if (real_ctl(set->epfd, EPOLL_CTL_ADD, fd, &kernel) < 0)
 		return -1;
 	stale = events_set_find(set, fd);
@@ -850,6 +986,8 @@ static int ctl_add(struct events_set *set, int fd, struct epoll_event *event)
 		errno = -rc;
 		return -1;
 	}
+	if (kind == EVENTS_CONN)
+		conn_entry_changed(set, events_set_find(set, fd), tracked_before);
 	return 0;
 }
 
@@ -870,6 +1008,7 @@ static int ctl_mod(struct events_set *set, struct events_entry *entry, struct ep
 		return -1;
 	events_entry_modify(entry, event);
 	events_entry_heat(set, entry); /* to be armed for its new events */
+	conn_entry_changed(set, entry, true);
 	return 0;
 }
 
@@ -898,6 +1037,7 @@ static int ctl_add_parked(struct events_set *set, struct events_entry *entry, st
 	if (kernel_keeps(entry, event) && tssx_conn_lookup(fd) == entry->parked_with) {
 		events_entry_unpark(entry, event);
 		events_entry_heat(set, entry);
+		conn_entry_changed(set, entry, true);
 		return 0;
 	}
 	real_ctl(set->epfd, EPOLL_CTL_DEL, fd, NULL); /* ENOENT: that file is gone */

@@ -63,6 +63,9 @@ static struct events_set *set_take(int epfd)
 	set->hot = NULL;
 	atomic_store(&set->hot_count, 0);
 	atomic_store(&set->tagged, false);
+	atomic_store(&set->sleepers, 0);
+	atomic_store(&set->waited, false);
+	set->kicked = false;
 	atomic_store(&set->kernel_fds, false);
 	set->next = live_sets;
 	live_sets = set;

@@ -114,9 +114,19 @@ struct events_set {
 	/* Entries with rings behind them (events_entry.has_rings): without
 	 * any, a wait has nothing to spin on and goes to the kernel at once. */
 	atomic_uint ring_entries;
-	/* Our tags were given to the kernel: it may still report them for an
-	 * fd closed while a dup kept its file, so waits must translate. */
+	/* Our tags were given to the kernel (stored before the system call
+	 * that gives one): it may report them for an fd closed while a dup
+	 * kept its file, or to a wait that began before the set tracked
+	 * anything, so such waits must translate. */
 	atomic_bool tagged;
+	/* Threads between their arming and the end of their sleep in the
+	 * kernel's wait: an entry added or changed meanwhile kicks them
+	 * (epoll.c, kick_sleepers()). */
+	atomic_uint sleepers;
+	/* A wait on the set ever began: a connection added to a set that
+	 * tracked nothing may have a straight wait asleep to wake. */
+	atomic_bool waited;
+	bool kicked;			/* the kick is in the kernel's set; under the lock */
 	atomic_bool kernel_first;	/* the rings filled the last wait */
 	/* The kernel's set may hold fds only it can report (plain or watched
 	 * ones): spinning waits look at it now and then.  Never cleared. */
@@ -193,6 +203,7 @@ uint32_t events_entry_report(struct events_entry *entry, uint32_t ready, uint64_
  * every result. */
 #define EVENTS_TAG_HIGH 0x54535358u	 /* "TSSX": never the top of a pointer */
 #define EVENTS_BELL_TAG_HIGH 0x54535342u /* "TSSB" */
+#define EVENTS_KICK_TAG 0x5453534bffffffffull /* "TSSK", no fd */
 
 static inline uint64_t events_tag(int fd)
 {
@@ -204,10 +215,10 @@ static inline uint64_t events_bell_tag(int fd)
 	return (uint64_t)EVENTS_BELL_TAG_HIGH << 32 | (uint32_t)fd;
 }
 
-/* Whether data is one of our tags (either kind), and its fd. */
+/* Whether data is one of our tags (any kind), and its fd (-1: the kick). */
 static inline bool events_untag(uint64_t data, int *fd)
 {
-	if (data >> 32 != EVENTS_TAG_HIGH && data >> 32 != EVENTS_BELL_TAG_HIGH)
+	if (data >> 32 != EVENTS_TAG_HIGH && data >> 32 != EVENTS_BELL_TAG_HIGH && data != EVENTS_KICK_TAG)
 		return false;
 	*fd = (int)(uint32_t)data;
 	return true;
@@ -242,5 +253,8 @@ void tssx_events_forget_fd(int fd);
 /* new_fd is a copy (dup, dup2, F_DUPFD) of old_fd: an epoll fd's copy
  * shares its set. */
 void tssx_events_dup_fd(int old_fd, int new_fd);
+/* The epoll sets' kick moved from old to moved (a kept fd's renumbering,
+ * conn/kept.h). */
+void events_kick_renumber(int old, int moved);
 
 #endif

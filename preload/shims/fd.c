@@ -50,6 +50,7 @@ static void release_slot(int fd)
 	case TSSX_FD_PEER_BELL:
 	case TSSX_FD_WATCHER:
 	case TSSX_FD_LOADAVG:
+	case TSSX_FD_KICK:
 		break; /* never forgotten: see tssx_fd_forget() */
 	}
 }

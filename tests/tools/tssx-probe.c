@@ -56,6 +56,8 @@ static int listener_fd;
  * the server signals on to_client, the client on to_server. */
 static int to_client[2], to_server[2];
 static bool is_client;
+/* The case this run checks (argv[1]), for cases that share their roles. */
+static const char *case_name;
 
 static void signal_peer(void)
 {
@@ -3480,6 +3482,122 @@ static int exec_helper(char **argv)
 	return 0;
 }
 
+/* ---- epolladd, epolladdlate, epolladdmore: a connection added to a set another thread waits on ----
+ *
+ * A thread sleeps in epoll_wait on a set that holds only a pipe (and, in
+ * epolladdmore, a second connection of the client's that stays quiet);
+ * then the server adds the connection, with the client's byte already
+ * sent (epolladd, epolladdmore) or sent after (epolladdlate).  The kernel
+ * wakes the sleeper at once with the connection's own data: never a word
+ * of the library's. */
+
+struct epoll_sleeper {
+	int epfd;
+	_Atomic pid_t tid;
+	int ret;
+	struct epoll_event out;
+};
+
+static void *epoll_sleep(void *arg)
+{
+	struct epoll_sleeper *s = arg;
+
+	atomic_store(&s->tid, gettid());
+	s->ret = epoll_wait(s->epfd, &s->out, 1, -1);
+	return NULL;
+}
+
+/* The sleeper's result, which a plain socket gives at once: a sleeper
+ * still asleep after 10 s was never woken. */
+static void epoll_sleeper_check(struct epoll_sleeper *s, pthread_t thread)
+{
+	struct timespec until;
+
+	expect(clock_gettime(CLOCK_REALTIME, &until) == 0);
+	until.tv_sec += 10;
+	if (pthread_timedjoin_np(thread, NULL, &until) != 0)
+		die("epoll_wait never woke");
+	if (s->ret != 1 || s->out.data.u64 != 42)
+		die("epoll_wait returned %d, data %#llx (42 expected)", s->ret, (unsigned long long)s->out.data.u64);
+	expect(s->out.events & EPOLLIN);
+}
+
+static void epolladd_server(int fd)
+{
+	struct epoll_event pipe_ev = { .events = EPOLLIN, .data.u64 = 7 };
+	struct epoll_event conn_ev = { .events = EPOLLIN, .data.u64 = 42 };
+	struct epoll_sleeper s = { .epfd = epoll_create1(EPOLL_CLOEXEC) };
+	struct epoll_event other_ev = { .events = EPOLLIN, .data.u64 = 8 };
+	bool late = !strcmp(case_name, "epolladdlate"), more = !strcmp(case_name, "epolladdmore");
+	int quiet[2], other = more ? accept(listener_fd, NULL, NULL) : -1;
+	pthread_t thread;
+	char c;
+
+	expect(s.epfd >= 0 && pipe2(quiet, O_CLOEXEC) == 0);
+	expect(epoll_ctl(s.epfd, EPOLL_CTL_ADD, quiet[0], &pipe_ev) == 0);
+	expect(!more || (other >= 0 && epoll_ctl(s.epfd, EPOLL_CTL_ADD, other, &other_ev) == 0));
+	if (!late)
+		wait_peer(); /* the byte is on its way */
+	expect(pthread_create(&thread, NULL, epoll_sleep, &s) == 0);
+	while (!atomic_load(&s.tid))
+		usleep(1000);
+	wait_until_asleep(atomic_load(&s.tid));
+	expect(epoll_ctl(s.epfd, EPOLL_CTL_ADD, fd, &conn_ev) == 0);
+	if (late)
+		signal_peer();
+	epoll_sleeper_check(&s, thread);
+	expect(read(fd, &c, 1) == 1 && c == 'x');
+	send_all(fd, "+", 1);
+	close(s.epfd);
+	close(quiet[0]);
+	close(quiet[1]);
+	if (more)
+		close(other);
+}
+
+/* ---- epollmod: a one-shot connection re-armed while another thread waits ----
+ *
+ * The connection, added EPOLLONESHOT, reports the client's byte once; the
+ * byte stays unread, a thread sleeps in epoll_wait on the set, and the
+ * server re-arms the connection with EPOLL_CTL_MOD (the worker-pool
+ * pattern): the kernel wakes the sleeper at once with the connection's
+ * data. */
+static void epollmod_server(int fd)
+{
+	struct epoll_event conn_ev = { .events = EPOLLIN | EPOLLONESHOT, .data.u64 = 42 }, out = { 0 };
+	struct epoll_sleeper s = { .epfd = epoll_create1(EPOLL_CLOEXEC) };
+	pthread_t thread;
+	char c;
+
+	expect(s.epfd >= 0 && epoll_ctl(s.epfd, EPOLL_CTL_ADD, fd, &conn_ev) == 0);
+	wait_peer(); /* the byte is on its way */
+	expect(epoll_wait(s.epfd, &out, 1, 10000) == 1 && out.data.u64 == 42);
+	expect(pthread_create(&thread, NULL, epoll_sleep, &s) == 0);
+	while (!atomic_load(&s.tid))
+		usleep(1000);
+	wait_until_asleep(atomic_load(&s.tid));
+	expect(epoll_ctl(s.epfd, EPOLL_CTL_MOD, fd, &conn_ev) == 0);
+	epoll_sleeper_check(&s, thread);
+	expect(read(fd, &c, 1) == 1 && c == 'x');
+	send_all(fd, "+", 1);
+	close(s.epfd);
+}
+
+static void epolladd_client(int fd)
+{
+	bool late = !strcmp(case_name, "epolladdlate");
+	int other = !strcmp(case_name, "epolladdmore") ? tool_connect(sock_path) : -1;
+
+	if (late)
+		wait_peer();
+	send_all(fd, "x", 1);
+	if (!late)
+		signal_peer();
+	wait_byte(fd);
+	if (other >= 0)
+		close(other);
+}
+
 static const struct probe {
 	const char *name;
 	void (*server)(int fd);
@@ -3491,6 +3609,10 @@ static const struct probe {
 	{ "shutdown", shutdown_server, shutdown_client },
 	{ "shutrd", shutrd_server, shutrd_client },
 	{ "epolldup", epolldup_server, epolldup_client },
+	{ "epolladd", epolladd_server, epolladd_client },
+	{ "epolladdlate", epolladd_server, epolladd_client },
+	{ "epolladdmore", epolladd_server, epolladd_client },
+	{ "epollmod", epollmod_server, epolladd_client },
 	{ "epipe", epipe_server, epipe_client },
 	{ "fork", fork_server, fork_client },
 	{ "forkread", forkread_server, forkread_client },
@@ -3586,6 +3708,7 @@ int main(int argc, char **argv)
 		probe = case_signal >= SIGNAL_SPIN ? &spin_sig : &sig;
 	if (!probe)
 		die("unknown case %s", argv[1]);
+	case_name = argv[1];
 	exec_hops = argv[1][strlen(argv[1]) - 1] == '2' ? 2 : 1;
 	exec_by_spawn = !strncmp(argv[1], "spawn", 5);
 	sock_path = argv[2];
