@@ -515,20 +515,23 @@ static struct epoll_event watched_result(struct events_entry *entry, uint32_t ev
 	return (struct epoll_event){ .events = events, .data = entry->data };
 }
 
-/* Real results back into the application's terms: its own entries pass,
- * doorbells are drained and dropped (the rings tell on the next collect),
- * watched fds get their data back. */
-static int translate(struct events_set *set, struct epoll_event *events, int count)
+/* The index of the first result that carries one of our tags, or count:
+ * the application's own entries before it pass as they are. */
+static inline int first_tagged(const struct epoll_event *events, int count)
 {
-	int kept = 0, first_fd;
+	int i = 0, fd;
 
-	/* The application's own entries pass as they are: without a tag
-	 * among the results there is nothing to look up, and no lock to take
-	 * (an event loop whose clients all went plain). */
-	while (kept < count && !events_untag(events[kept].data.u64, &first_fd))
-		kept++;
-	if (kept == count)
-		return count;
+	while (i < count && !events_untag(events[i].data.u64, &fd))
+		i++;
+	return i;
+}
+
+/* Real results from the first tagged one (kept) on back into the
+ * application's terms: its own entries pass, doorbells are drained and
+ * dropped (the rings tell on the next collect), watched fds get their
+ * data back. */
+static int translate_from(struct events_set *set, struct epoll_event *events, int count, int kept)
+{
 	pthread_mutex_lock(&set->lock);
 	for (int i = kept; i < count; i++) {
 		struct events_entry *entry;
@@ -562,6 +565,15 @@ static int translate(struct events_set *set, struct epoll_event *events, int cou
 	}
 	pthread_mutex_unlock(&set->lock);
 	return kept;
+}
+
+/* All of them: without a tag among the results there is nothing to look
+ * up, and no lock to take (an event loop whose clients all went plain). */
+static int translate(struct events_set *set, struct epoll_event *events, int count)
+{
+	int kept = first_tagged(events, count);
+
+	return kept == count ? count : translate_from(set, events, count, kept);
 }
 
 static int real_wait(struct wait_call *call, struct epoll_event *events, int max, bool sleep)
@@ -781,15 +793,20 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 /* Whether a wait on set must look at its entries; otherwise it goes
  * straight to the kernel (an epoll fd we never saw, or whose set tracks
  * nothing now: an event loop whose connections all went plain). */
-static bool tracks(struct events_set *set, int maxevents)
+/* The set's first wait marks it, once, with a full barrier before its
+ * look at the count: an add that comes after the look sees the mark
+ * (conn_entry_changed()). */
+static __attribute__((noinline, cold)) void mark_waited(struct events_set *set)
+{
+	atomic_store(&set->waited, true);
+}
+
+static inline bool tracks(struct events_set *set, int maxevents)
 {
 	if (!set)
 		return false;
-	/* The set's first wait marks it, once, with a full barrier before
-	 * its look at the count: an add that comes after the look sees the
-	 * mark (conn_entry_changed()). */
 	if (unlikely(!atomic_load_explicit(&set->waited, memory_order_relaxed)))
-		atomic_store(&set->waited, true);
+		mark_waited(set);
 	/* Relaxed: a connection added after this look arms itself or kicks
 	 * the straight wait, whose tag then brings it to the tracked one. */
 	return maxevents > 0 && atomic_load_explicit(&set->count, memory_order_relaxed);
@@ -797,76 +814,94 @@ static bool tracks(struct events_set *set, int maxevents)
 
 /*
  * The kernel's answer to a straight wait, with the application's own
- * timeout and nothing else (no deadline, no look at the set: about 250
- * instructions a wait for an event loop whose connections all went
- * plain).  Once the set was ever given a tag, the results may hold one:
- * a connection added meanwhile (its kick, its doorbell) or a closed
- * connection whose file a dup kept.  Translated; when every result was
- * ours, false: the call goes on as a tracked wait whose timeout starts
- * anew (a wait that began before the set's first connection may so last
- * up to twice its timeout, once).
+ * timeout and nothing else (no deadline, no look at the set).  Once the
+ * set was ever given a tag, the results may hold one: a connection added
+ * meanwhile (its kick, its doorbell) or a closed connection whose file a
+ * dup kept.  Translated in *got; false when every result was ours: the
+ * call goes on as a tracked wait whose timeout starts anew (a wait that
+ * began before the set's first connection may so last up to twice its
+ * timeout, once).
  */
-static bool straight_answers(struct events_set *set, struct wait_call *call, int *got)
+static inline bool straight_answered(struct events_set *set, struct epoll_event *events, int *got)
 {
-	int saved_errno = errno;
+	int saved_errno, kept;
 
 	/* Acquire pairs with the store before the tag's registration
 	 * (ctl_add()), through the kernel's lock on its set. */
 	if (likely(*got <= 0 || !set || !atomic_load_explicit(&set->tagged, memory_order_acquire)))
 		return true;
-	*got = translate(set, call->events, *got);
+	kept = first_tagged(events, *got);
+	if (likely(kept == *got))
+		return true;
+	saved_errno = errno;
+	*got = translate_from(set, events, *got, kept);
 	errno = saved_errno;
 	return *got > 0;
+}
+
+/* epoll_wait and epoll_pwait (sigmask NULL for the first) as a tracked
+ * wait; out of line, so that the straight path keeps a small frame. */
+static __attribute__((noinline)) int wait_ms(struct events_set *set, int epfd, struct epoll_event *events,
+					     int maxevents, int timeout, const sigset_t *sigmask)
+{
+	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents, .sigmask = sigmask };
+
+	tssx_deadline_start_ms(&call.deadline, timeout);
+	return wait_tracked(set, &call);
 }
 
 TSSX_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
 {
 	struct events_set *set = events_set_of(epfd);
-	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents };
 
 	if (likely(!tracks(set, maxevents))) {
 		int got = TSSX_REAL(epoll_wait)(epfd, events, maxevents, timeout);
 
-		if (likely(straight_answers(set, &call, &got)))
+		if (likely(straight_answered(set, events, &got)))
 			return got;
 	}
-	tssx_deadline_start_ms(&call.deadline, timeout);
-	return wait_tracked(set, &call);
+	return wait_ms(set, epfd, events, maxevents, timeout, NULL);
 }
 
 TSSX_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int timeout,
 			    const sigset_t *sigmask)
 {
 	struct events_set *set = events_set_of(epfd);
-	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents,
-				  .sigmask = sigmask };
 
 	if (likely(!tracks(set, maxevents))) {
 		int got = TSSX_REAL(epoll_pwait)(epfd, events, maxevents, timeout, sigmask);
 
-		if (likely(straight_answers(set, &call, &got)))
+		if (likely(straight_answered(set, events, &got)))
 			return got;
 	}
-	tssx_deadline_start_ms(&call.deadline, timeout);
-	return wait_tracked(set, &call);
+	return wait_ms(set, epfd, events, maxevents, timeout, sigmask);
 }
 
 #ifdef HAVE_EPOLL_PWAIT2
+/* epoll_pwait2 as a tracked wait, as wait_ms(). */
+static __attribute__((noinline)) int wait_timespec(struct events_set *set, int epfd, struct epoll_event *events,
+						   int maxevents, const struct timespec *timeout,
+						   const sigset_t *sigmask)
+{
+	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents, .sigmask = sigmask,
+				  .pwait2 = true };
+
+	tssx_deadline_start(&call.deadline, timeout);
+	return wait_tracked(set, &call);
+}
+
 TSSX_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int maxevents,
 			     const struct timespec *timeout, const sigset_t *sigmask)
 {
 	struct events_set *set = events_set_of(epfd);
-	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents,
-				  .sigmask = sigmask, .pwait2 = true };
 
 	if (likely(!tracks(set, maxevents)) || !tssx_timespec_valid(timeout)) {
 		int got = TSSX_REAL(epoll_pwait2)(epfd, events, maxevents, timeout, sigmask);
 
-		if (likely(straight_answers(set, &call, &got)))
+		if (likely(straight_answered(set, events, &got)))
 			return got;
 	}
-	tssx_deadline_start(&call.deadline, timeout);
-	return wait_tracked(set, &call);
+	return wait_timespec(set, epfd, events, maxevents, timeout, sigmask);
 }
 #endif
 
