@@ -670,6 +670,8 @@ int tssx_conn_connect(int fd, struct tssx_client_prep *prep)
 	prep->conn = NULL;
 	atomic_store(&conn->stats.sock_sent, sizeof(prep->hello));
 	conn_ready(conn, fd);
+	if (events_fd_is_tracked(fd))
+		tssx_events_conn_appeared(fd);
 	return 0;
 }
 

@@ -366,6 +366,16 @@ static void conn_entry_changed(struct events_set *set, struct events_entry *entr
 		kick_sleepers(set);
 }
 
+static void conn_appeared(struct events_set *set, struct events_entry *entry)
+{
+	conn_entry_changed(set, entry, true); /* entry_conn() makes it a connection's */
+}
+
+void tssx_events_conn_appeared(int fd)
+{
+	events_each_entry_of(fd, conn_appeared);
+}
+
 /* Arms the hot entries (a cold one is armed already); a connection that
  * will ring a doorbell may go cold once a look after this finds nothing
  * to report. */

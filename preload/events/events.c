@@ -274,17 +274,27 @@ uint32_t events_entry_report(struct events_entry *entry, uint32_t ready, uint64_
 	return ready;
 }
 
-static void set_forget_fd(struct events_set *set, int fd)
+void events_each_entry_of(int fd, void (*visit)(struct events_set *set, struct events_entry *entry))
 {
-	struct events_entry *entry;
+	pthread_mutex_lock(&sets_lock);
+	for (struct events_set *set = live_sets; set && events_fd_is_tracked(fd); set = set->next) {
+		struct events_entry *entry;
 
-	pthread_mutex_lock(&set->lock);
-	entry = events_set_find(set, fd);
-	if (entry) {
-		events_entry_release(set, entry);
-		events_set_remove(set, entry);
+		if (!atomic_load(&set->count))
+			continue;
+		pthread_mutex_lock(&set->lock);
+		entry = events_set_find(set, fd);
+		if (entry)
+			visit(set, entry);
+		pthread_mutex_unlock(&set->lock);
 	}
-	pthread_mutex_unlock(&set->lock);
+	pthread_mutex_unlock(&sets_lock);
+}
+
+static void forget_entry(struct events_set *set, struct events_entry *entry)
+{
+	events_entry_release(set, entry);
+	events_set_remove(set, entry);
 }
 
 static void set_clear(struct events_set *set)
@@ -339,11 +349,7 @@ static void forget_set(struct tssx_fd_slot *slot, int fd)
 /* The kernel drops a closed fd from every epoll set; so do we. */
 static void forget_tracked_fd(int fd)
 {
-	pthread_mutex_lock(&sets_lock);
-	for (struct events_set *set = live_sets; set && events_fd_is_tracked(fd); set = set->next)
-		if (atomic_load(&set->count) > 0)
-			set_forget_fd(set, fd);
-	pthread_mutex_unlock(&sets_lock);
+	events_each_entry_of(fd, forget_entry);
 }
 
 void tssx_events_forget_fd(int fd)

@@ -156,6 +156,10 @@ static inline bool events_fd_is_tracked(int fd)
 	return tssx_table_watchers(fd) > 0;
 }
 
+/* Calls visit() with each live set's entry for fd, under the set's lock
+ * (the sets' list locked around it). */
+void events_each_entry_of(int fd, void (*visit)(struct events_set *set, struct events_entry *entry));
+
 /* These four need the set's lock. */
 struct events_entry *events_set_find(struct events_set *set, int fd);
 /* -EEXIST if fd is there already, -ENOMEM (also for fds beyond the table). */
@@ -256,5 +260,8 @@ void tssx_events_dup_fd(int old_fd, int new_fd);
 /* The epoll sets' kick moved from old to moved (a kept fd's renumbering,
  * conn/kept.h). */
 void events_kick_renumber(int old, int moved);
+/* fd, which epoll sets may watch (added before its connect), became a
+ * connection: a thread asleep in such a set is woken by its data. */
+void tssx_events_conn_appeared(int fd);
 
 #endif

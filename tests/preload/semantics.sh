@@ -16,11 +16,12 @@ source "$(dirname "$0")/lib.sh"
 # select and poll with a closed fd beside a connection; shutwr: writers
 # asleep for room in two threads while a third shuts the connection down;
 # shutsibling: a forked child's SHUT_WR stops the parent's writes too;
-# epolladd, epolladdlate, epolladdmore, epollmod: a thread asleep in
-# epoll_wait on a set whose other thread adds the connection (ready
-# already, ready after, beside another connection) or re-arms it
-# (EPOLLONESHOT) wakes at once with the application's data (the library
-# before 2026-12-04 left it asleep);
+# epolladd, epolladdlate, epolladdmore, epollmod, epollwatched: a thread
+# asleep in epoll_wait on a set whose other thread adds the connection
+# (ready already, ready after, beside another connection), re-arms it
+# (EPOLLONESHOT) or connects a socket added before (the client's set)
+# wakes at once with the application's data (the library before
+# 2026-12-04 left it asleep);
 # forkcall: a child forked while a thread is blocked on the connection
 # closes it and keeps nothing of it; forkpair: a child holds its
 # connection's lock while the server closes its copy and serves the next
@@ -89,7 +90,7 @@ for waiter in read write poll select epoll; do
 	spinning+=("signal-$waiter-spin")
 done
 spinning+=(signal-select-early)
-for probe in peek timeout eintr shutdown shutrd epolldup epolladd epolladdlate epolladdmore epollmod epipe fork forkread forklate threads nonblock addresses cmsg \
+for probe in peek timeout eintr shutdown shutrd epolldup epolladd epolladdlate epolladdmore epollmod epollwatched epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
 	foreignowner shutwr shutsibling forkcall forkpair stalewaker execwrite execwrite2 execread execread2 spawnwrite \
 	spawnread execlie handlers shortsleep "${bell[@]}" "${bell[@]/%/ futex}" "${signals[@]}" "${spinning[@]}"; do

@@ -3583,6 +3583,45 @@ static void epollmod_server(int fd)
 	close(s.epfd);
 }
 
+/* ---- epollwatched: a socket added before its connect, another thread asleep ----
+ *
+ * The client adds an unconnected socket to a set (EPOLLIN|EPOLLET: an
+ * unconnected socket reports its hang-up once), a thread of its sleeps
+ * in epoll_wait on the set, and only then does the socket connect; the
+ * server's byte wakes the sleeper at once with the application's data. */
+static void epollwatched_client(int unused)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 42 }, out;
+	struct epoll_sleeper s = { .epfd = epoll_create1(EPOLL_CLOEXEC) };
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	pthread_t thread;
+	char c;
+
+	(void)unused;
+	expect(fd >= 0 && s.epfd >= 0 && epoll_ctl(s.epfd, EPOLL_CTL_ADD, fd, &ev) == 0);
+	expect(epoll_wait(s.epfd, &out, 1, 0) == 1 && out.data.u64 == 42 && (out.events & EPOLLHUP));
+	expect(pthread_create(&thread, NULL, epoll_sleep, &s) == 0);
+	while (!atomic_load(&s.tid))
+		usleep(1000);
+	wait_until_asleep(atomic_load(&s.tid));
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock_path);
+	expect(connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0);
+	signal_peer();
+	epoll_sleeper_check(&s, thread);
+	expect(read(fd, &c, 1) == 1 && c == 'x');
+	send_all(fd, "+", 1);
+	close(s.epfd);
+	close(fd);
+}
+
+static void epollwatched_server(int fd)
+{
+	wait_peer(); /* connected, its sleeper asleep */
+	send_all(fd, "x", 1);
+	wait_byte(fd);
+}
+
 static void epolladd_client(int fd)
 {
 	bool late = !strcmp(case_name, "epolladdlate");
@@ -3613,6 +3652,7 @@ static const struct probe {
 	{ "epolladdlate", epolladd_server, epolladd_client },
 	{ "epolladdmore", epolladd_server, epolladd_client },
 	{ "epollmod", epollmod_server, epolladd_client },
+	{ "epollwatched", epollwatched_server, epollwatched_client },
 	{ "epipe", epipe_server, epipe_client },
 	{ "fork", fork_server, fork_client },
 	{ "forkread", forkread_server, forkread_client },
@@ -3726,9 +3766,12 @@ int main(int argc, char **argv)
 		if (getppid() != server)
 			exit(1);
 		close(listener);
-		/* forklate's and stalewaker's clients make their own
-		 * connections. */
-		fd = probe->client == forklate_client || probe->client == stalewaker_client ? -1 : tool_connect(sock_path);
+		/* forklate's, stalewaker's and epollwatched's clients make
+		 * their own connections. */
+		fd = probe->client == forklate_client || probe->client == stalewaker_client ||
+				     probe->client == epollwatched_client
+			     ? -1
+			     : tool_connect(sock_path);
 		probe->client(fd);
 		exit(0);
 	}
