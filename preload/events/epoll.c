@@ -333,6 +333,14 @@ static void kick_sleepers(struct events_set *set)
 	errno = saved_errno;
 }
 
+/* Whether a thread other than this one ever began a wait on the set. */
+static bool others_waited(struct events_set *set)
+{
+	uintptr_t waiters = atomic_load(&set->waiters);
+
+	return waiters && waiters != (uintptr_t)pthread_self();
+}
+
 /*
  * A connection's entry was added, taken back or changed (under the lock)
  * while a thread may sleep in the set's kernel wait: that thread armed
@@ -341,8 +349,8 @@ static void kick_sleepers(struct events_set *set)
  * sleeper, and when it is ready already (or a doorbell may not come) the
  * sleeper is kicked.  A wait that began while the set tracked nothing went
  * straight to the kernel, uncounted: a connection that ends such a time
- * is treated so, unless no wait on the set ever began (an event loop's
- * set filled before its first wait costs nothing here).
+ * is treated so, unless no other thread than this one ever began a wait
+ * on the set (a single-threaded event loop costs nothing here).
  */
 static void conn_entry_changed(struct events_set *set, struct events_entry *entry, bool tracked_before)
 {
@@ -352,7 +360,7 @@ static void conn_entry_changed(struct events_set *set, struct events_entry *entr
 
 	/* Seq_cst loads after the add's read-modify-write of the count (a
 	 * full barrier): a wait that began later sees the entry. */
-	if (tracked_before ? !atomic_load(&set->sleepers) : !atomic_load(&set->waited))
+	if (tracked_before ? !atomic_load(&set->sleepers) : !others_waited(set))
 		return;
 	conn = entry_conn(set, entry);
 	if (!conn || entry->disabled || entry->parked)
@@ -800,23 +808,30 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 	return count;
 }
 
+/* A thread's first wait on the set (and a second thread's) marks it,
+ * with a full barrier before the wait's look at the count: an add that
+ * comes after the look sees the mark (conn_entry_changed()). */
+static __attribute__((noinline, cold)) void mark_waiter(struct events_set *set, uintptr_t self)
+{
+	uintptr_t seen = 0;
+
+	if (!atomic_compare_exchange_strong(&set->waiters, &seen, self) && seen != self)
+		atomic_store(&set->waiters, EVENTS_WAITERS_MANY);
+}
+
 /* Whether a wait on set must look at its entries; otherwise it goes
  * straight to the kernel (an epoll fd we never saw, or whose set tracks
  * nothing now: an event loop whose connections all went plain). */
-/* The set's first wait marks it, once, with a full barrier before its
- * look at the count: an add that comes after the look sees the mark
- * (conn_entry_changed()). */
-static __attribute__((noinline, cold)) void mark_waited(struct events_set *set)
-{
-	atomic_store(&set->waited, true);
-}
-
 static inline bool tracks(struct events_set *set, int maxevents)
 {
+	uintptr_t waiters, self;
+
 	if (!set)
 		return false;
-	if (unlikely(!atomic_load_explicit(&set->waited, memory_order_relaxed)))
-		mark_waited(set);
+	waiters = atomic_load_explicit(&set->waiters, memory_order_relaxed);
+	self = (uintptr_t)pthread_self();
+	if (unlikely(waiters != self && waiters != EVENTS_WAITERS_MANY))
+		mark_waiter(set, self);
 	/* Relaxed: a connection added after this look arms itself or kicks
 	 * the straight wait, whose tag then brings it to the tracked one. */
 	return maxevents > 0 && atomic_load_explicit(&set->count, memory_order_relaxed);

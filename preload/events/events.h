@@ -123,9 +123,11 @@ struct events_set {
 	 * kernel's wait: an entry added or changed meanwhile kicks them
 	 * (epoll.c, kick_sleepers()). */
 	atomic_uint sleepers;
-	/* A wait on the set ever began: a connection added to a set that
-	 * tracked nothing may have a straight wait asleep to wake. */
-	atomic_bool waited;
+	/* Which threads ever began a wait on the set: none (0), one
+	 * (its pthread_t), or several (EVENTS_WAITERS_MANY).  A connection
+	 * added to a set that tracked nothing may have a straight wait of
+	 * another thread asleep to wake. */
+	_Atomic uintptr_t waiters;
 	bool kicked;			/* the kick is in the kernel's set; under the lock */
 	atomic_bool kernel_first;	/* the rings filled the last wait */
 	/* The kernel's set may hold fds only it can report (plain or watched
@@ -208,6 +210,7 @@ uint32_t events_entry_report(struct events_entry *entry, uint32_t ready, uint64_
 #define EVENTS_TAG_HIGH 0x54535358u	 /* "TSSX": never the top of a pointer */
 #define EVENTS_BELL_TAG_HIGH 0x54535342u /* "TSSB" */
 #define EVENTS_KICK_TAG 0x5453534bffffffffull /* "TSSK", no fd */
+#define EVENTS_WAITERS_MANY UINTPTR_MAX
 
 static inline uint64_t events_tag(int fd)
 {

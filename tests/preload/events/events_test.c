@@ -1447,6 +1447,10 @@ static void case_bell_work(void)
 	close_and_cover_others((int[]){ client, server }, 2);
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	bell_server_epfd = epoll_create1(EPOLL_CLOEXEC);
+	/* Waited on while empty: a connection added by the thread that
+	 * waited rings no doorbell for a wait of another thread. */
+	expect_event(epfd, 0, 0, 0);
+	expect_event(bell_server_epfd, 0, 0, 0);
 	CHECK_EQ(epoll_add(bell_server_epfd, server, EPOLLIN | EPOLLET, (uint64_t)server), 0);
 	CHECK_EQ(epoll_add(epfd, client, EPOLLIN | EPOLLET, (uint64_t)client), 0);
 	CHECK_EQ(pthread_create(&thread, NULL, bell_echo, &server), 0);
