@@ -69,8 +69,17 @@ struct wait_call {
 	const sigset_t *sigmask;
 	bool pwait2; /* nanosecond timeouts: sleep with epoll_pwait2 */
 	bool recheck; /* a connection a doorbell may not wake (tssx_conn_arm()) */
+	uint64_t id;  /* unique, for events_entry.reported_in; 0: a straight wait */
 	struct tssx_deadline deadline;
 };
+
+static _Atomic uint64_t wait_ids;
+
+/* The call's id, for a tracked wait. */
+static uint64_t wait_id(void)
+{
+	return atomic_fetch_add_explicit(&wait_ids, 1, memory_order_relaxed) + 1;
+}
 
 static int real_ctl(int epfd, int op, int fd, struct epoll_event *event)
 {
@@ -360,7 +369,7 @@ static void conn_entry_changed(struct events_set *set, struct events_entry *entr
 
 	/* Seq_cst loads after the add's read-modify-write of the count (a
 	 * full barrier): a wait that began later sees the entry. */
-	if (tracked_before ? !atomic_load(&set->sleepers) : !others_waited(set))
+	if (!atomic_load(&set->nested) && (tracked_before ? !atomic_load(&set->sleepers) : !others_waited(set)))
 		return;
 	conn = entry_conn(set, entry);
 	if (!conn || entry->disabled || entry->parked)
@@ -372,6 +381,14 @@ static void conn_entry_changed(struct events_set *set, struct events_entry *entr
 	ready = entry_readiness(set, entry, &generation);
 	if (events_entry_peek(entry, ready, generation))
 		kick_sleepers(set);
+}
+
+void events_set_nest(struct events_set *set)
+{
+	/* Seq_cst, before the nesting wait looks at the set (under its
+	 * lock): a change after that look sees the mark. */
+	if (!atomic_load_explicit(&set->nested, memory_order_relaxed))
+		atomic_store(&set->nested, true);
 }
 
 static void conn_appeared(struct events_set *set, struct events_entry *entry)
@@ -461,7 +478,8 @@ static bool arm_silent(struct events_set *set, struct events_entry *entry, uint6
  * since (its doorbell will heat it), or unable to report before the
  * application's next epoll_ctl (one-shot fired, deleted).  *now: the
  * look's time (look_time()). */
-static int collect_locked(struct events_set *set, struct epoll_event *events, int max, uint64_t *now)
+static int collect_locked(struct events_set *set, struct epoll_event *events, int max, uint64_t *now,
+			  uint64_t call_id)
 {
 	uint64_t unseen = tssx_unseen_changes();
 	struct events_entry *entry, *next;
@@ -479,9 +497,12 @@ static int collect_locked(struct events_set *set, struct epoll_event *events, in
 		uint32_t ready;
 
 		next = entry->hot_next;
+		if (entry->reported_in == call_id)
+			continue; /* a nested set the kernel reported in this call */
 		ready = entry_readiness(set, entry, &generation);
 		ready = events_entry_report(entry, ready, generation);
 		if (ready) {
+			entry->reported_in = call_id;
 			events[count++] = (struct epoll_event){ .events = ready, .data = entry->data };
 			events_set_rotate(set, entry);
 			entry_active(set, entry, look_time(now));
@@ -510,7 +531,7 @@ static int collect(struct events_set *set, struct wait_call *call, int offset, b
 	pthread_mutex_lock(&set->lock);
 	if (arm)
 		call->recheck = set_arm_locked(set, true);
-	count = collect_locked(set, call->events + offset, call->maxevents - offset, now);
+	count = collect_locked(set, call->events + offset, call->maxevents - offset, now, call->id);
 	pthread_mutex_unlock(&set->lock);
 	return count;
 }
@@ -547,8 +568,9 @@ static inline int first_tagged(const struct epoll_event *events, int count)
 /* Real results from the first tagged one (kept) on back into the
  * application's terms: its own entries pass, doorbells are drained and
  * dropped (the rings tell on the next collect), watched fds get their
- * data back. */
-static int translate_from(struct events_set *set, struct epoll_event *events, int count, int kept)
+ * data back, once per call (call_id; 0: a straight wait). */
+static int translate_from(struct events_set *set, struct epoll_event *events, int count, int kept,
+			  uint64_t call_id)
 {
 	pthread_mutex_lock(&set->lock);
 	for (int i = kept; i < count; i++) {
@@ -577,9 +599,10 @@ static int translate_from(struct events_set *set, struct epoll_event *events, in
 		if (conn) {
 			stats_add(&set->stats.socket_reports, 1);
 			drain_reported(conn, entry, events[i].events);
-		}
-		else
+		} else if (!call_id || entry->reported_in != call_id) {
+			entry->reported_in = call_id;
 			events[kept++] = watched_result(entry, events[i].events);
+		}
 	}
 	pthread_mutex_unlock(&set->lock);
 	return kept;
@@ -587,11 +610,11 @@ static int translate_from(struct events_set *set, struct epoll_event *events, in
 
 /* All of them: without a tag among the results there is nothing to look
  * up, and no lock to take (an event loop whose clients all went plain). */
-static int translate(struct events_set *set, struct epoll_event *events, int count)
+static int translate(struct events_set *set, struct wait_call *call, struct epoll_event *events, int count)
 {
 	int kept = first_tagged(events, count);
 
-	return kept == count ? count : translate_from(set, events, count, kept);
+	return kept == count ? count : translate_from(set, events, count, kept, call->id);
 }
 
 static int real_wait(struct wait_call *call, struct epoll_event *events, int max, bool sleep)
@@ -632,7 +655,7 @@ static bool add_kernel_results(struct events_set *set, struct wait_call *call, i
 	atomic_store_explicit(&set->looked_ns, *now, memory_order_relaxed);
 	if (got < 0)
 		return *count > 0;
-	*count += translate(set, call->events + *count, got);
+	*count += translate(set, call, call->events + *count, got);
 	return true;
 }
 
@@ -765,7 +788,7 @@ static int wait_kernel_only(struct events_set *set, struct wait_call *call, bool
 
 		if (got < 0)
 			return -1;
-		got = translate(set, call->events, got);
+		got = translate(set, call, call->events, got);
 		if (got || tssx_deadline_passed(&call->deadline))
 			return got;
 		/* Relaxed: a hint; the general path locks the set. */
@@ -859,7 +882,7 @@ static inline bool straight_answered(struct events_set *set, struct epoll_event 
 	if (likely(kept == *got))
 		return true;
 	saved_errno = errno;
-	*got = translate_from(set, events, *got, kept);
+	*got = translate_from(set, events, *got, kept, 0);
 	errno = saved_errno;
 	return *got > 0;
 }
@@ -869,7 +892,8 @@ static inline bool straight_answered(struct events_set *set, struct epoll_event 
 static __attribute__((noinline)) int wait_ms(struct events_set *set, int epfd, struct epoll_event *events,
 					     int maxevents, int timeout, const sigset_t *sigmask)
 {
-	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents, .sigmask = sigmask };
+	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents, .sigmask = sigmask,
+				  .id = wait_id() };
 
 	tssx_deadline_start_ms(&call.deadline, timeout);
 	return wait_tracked(set, &call);
@@ -909,7 +933,7 @@ static __attribute__((noinline)) int wait_timespec(struct events_set *set, int e
 						   const sigset_t *sigmask)
 {
 	struct wait_call call = { .epfd = epfd, .events = events, .maxevents = maxevents, .sigmask = sigmask,
-				  .pwait2 = true };
+				  .pwait2 = true, .id = wait_id() };
 
 	tssx_deadline_start(&call.deadline, timeout);
 	return wait_tracked(set, &call);
@@ -1026,6 +1050,7 @@ static int ctl_add(struct events_set *set, int fd, struct epoll_event *event)
 	struct epoll_event kernel = kernel_event(&probe, event->events & EPOLLEXCLUSIVE);
 	bool tracked_before = atomic_load(&set->count) > 0;
 	struct events_entry *stale;
+	struct events_set *inner;
 	int rc;
 
 	if ((event->events & EPOLLEXCLUSIVE) && (event->events & ~EXCLUSIVE_OK)) {
@@ -1048,6 +1073,8 @@ static int ctl_add(struct events_set *set, int fd, struct epoll_event *event)
 	}
 	if (kind == EVENTS_CONN)
 		conn_entry_changed(set, events_set_find(set, fd), tracked_before);
+	else if ((inner = events_set_of(fd)))
+		events_set_nest(inner);
 	return 0;
 }
 

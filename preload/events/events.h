@@ -60,6 +60,10 @@ struct events_entry {
 	bool has_rings;
 	bool reported;		/* last_generation is valid */
 	uint64_t last_generation;
+	/* The epoll_wait call that last reported it (epoll.c's wait ids):
+	 * a nested set that both its connections and the kernel report is
+	 * reported once per call. */
+	uint64_t reported_in;
 	/* Hot: in the set's hot list, looked at by every wait.  A connection
 	 * that was armed, re-checked and found with nothing to report goes
 	 * cold (epoll.c): the doorbell its flag calls for makes the kernel
@@ -128,6 +132,9 @@ struct events_set {
 	 * added to a set that tracked nothing may have a straight wait of
 	 * another thread asleep to wake. */
 	_Atomic uintptr_t waiters;
+	/* Waited on through its epoll fd (poll(), another set): sleepers
+	 * this set does not count (events_set_nest()).  Never cleared. */
+	atomic_bool nested;
 	bool kicked;			/* the kick is in the kernel's set; under the lock */
 	atomic_bool kernel_first;	/* the rings filled the last wait */
 	/* The kernel's set may hold fds only it can report (plain or watched

@@ -121,6 +121,7 @@ static bool poll_needed(const struct pollfd *fds, nfds_t nfds)
 static void poll_classify(struct poll_call *call, nfds_t i)
 {
 	int fd = call->fds[i].fd;
+	struct events_set *set;
 
 	call->conns[i] = fd < 0 ? NULL : tssx_conn_hold(fd);
 	call->kfds[i] = call->fds[i];
@@ -130,7 +131,10 @@ static void poll_classify(struct poll_call *call, nfds_t i)
 		call->kfds[i].events = POLLIN | POLLRDHUP;
 		return;
 	}
-	call->kinds[i] = fd >= 0 && events_set_of(fd) ? POLL_SET : POLL_PLAIN;
+	set = fd >= 0 ? events_set_of(fd) : NULL;
+	call->kinds[i] = set ? POLL_SET : POLL_PLAIN;
+	if (set)
+		events_set_nest(set);
 	if (fd >= 0)
 		call->kernel_fds = true;
 }

@@ -19,9 +19,10 @@ source "$(dirname "$0")/lib.sh"
 # epolladd, epolladdlate, epolladdmore, epollmod, epollwatched: a thread
 # asleep in epoll_wait on a set whose other thread adds the connection
 # (ready already, ready after, beside another connection), re-arms it
-# (EPOLLONESHOT) or connects a socket added before (the client's set)
-# wakes at once with the application's data (the library before
-# 2026-12-04 left it asleep);
+# (EPOLLONESHOT), connects a socket added before (the client's set) or
+# adds it to an epoll set nested in its own (epollnested) wakes at once
+# with the application's data (the library before 2026-12-04 left it
+# asleep);
 # forkcall: a child forked while a thread is blocked on the connection
 # closes it and keeps nothing of it; forkpair: a child holds its
 # connection's lock while the server closes its copy and serves the next
@@ -90,7 +91,7 @@ for waiter in read write poll select epoll; do
 	spinning+=("signal-$waiter-spin")
 done
 spinning+=(signal-select-early)
-for probe in peek timeout eintr shutdown shutrd epolldup epolladd epolladdlate epolladdmore epollmod epollwatched epipe fork forkread forklate threads nonblock addresses cmsg \
+for probe in peek timeout eintr shutdown shutrd epolldup epolladd epolladdlate epolladdmore epollmod epollwatched epollnested epipe fork forkread forklate threads nonblock addresses cmsg \
 	sendfile closing vectors blocked peekoff efault partialfault fdfault cmsgpeek whole badfd "${under[@]}" closerace \
 	foreignowner shutwr shutsibling forkcall forkpair stalewaker execwrite execwrite2 execread execread2 spawnwrite \
 	spawnread execlie handlers shortsleep "${bell[@]}" "${bell[@]/%/ futex}" "${signals[@]}" "${spinning[@]}"; do

@@ -3496,6 +3496,7 @@ struct epoll_sleeper {
 	_Atomic pid_t tid;
 	int ret;
 	struct epoll_event out;
+	uint64_t want; /* the data it must wake with: 42 when 0 */
 };
 
 static void *epoll_sleep(void *arg)
@@ -3517,8 +3518,11 @@ static void epoll_sleeper_check(struct epoll_sleeper *s, pthread_t thread)
 	until.tv_sec += 10;
 	if (pthread_timedjoin_np(thread, NULL, &until) != 0)
 		die("epoll_wait never woke");
-	if (s->ret != 1 || s->out.data.u64 != 42)
-		die("epoll_wait returned %d, data %#llx (42 expected)", s->ret, (unsigned long long)s->out.data.u64);
+	uint64_t want = s->want ? s->want : 42;
+
+	if (s->ret != 1 || s->out.data.u64 != want)
+		die("epoll_wait returned %d, data %#llx (%llu expected)", s->ret, (unsigned long long)s->out.data.u64,
+		    (unsigned long long)want);
 	expect(s->out.events & EPOLLIN);
 }
 
@@ -3615,6 +3619,36 @@ static void epollwatched_client(int unused)
 	close(fd);
 }
 
+/* ---- epollnested: a connection added to a set nested in the one a thread sleeps on ----
+ *
+ * An epoll fd (inner, empty) is in another (outer); a thread sleeps in
+ * epoll_wait on the outer one; the server adds the connection, its byte
+ * already sent, to the inner one: the sleeper wakes at once with the
+ * inner set's data, and the inner set reports the connection. */
+static void epollnested_server(int fd)
+{
+	struct epoll_event inner_ev = { .events = EPOLLIN, .data.u64 = 19 };
+	struct epoll_event conn_ev = { .events = EPOLLIN, .data.u64 = 42 }, out = { 0 };
+	struct epoll_sleeper s = { .epfd = epoll_create1(EPOLL_CLOEXEC), .want = 19 };
+	int inner = epoll_create1(EPOLL_CLOEXEC);
+	pthread_t thread;
+	char c;
+
+	expect(s.epfd >= 0 && inner >= 0 && epoll_ctl(s.epfd, EPOLL_CTL_ADD, inner, &inner_ev) == 0);
+	wait_peer(); /* the byte is on its way */
+	expect(pthread_create(&thread, NULL, epoll_sleep, &s) == 0);
+	while (!atomic_load(&s.tid))
+		usleep(1000);
+	wait_until_asleep(atomic_load(&s.tid));
+	expect(epoll_ctl(inner, EPOLL_CTL_ADD, fd, &conn_ev) == 0);
+	epoll_sleeper_check(&s, thread);
+	expect(epoll_wait(inner, &out, 1, 0) == 1 && out.data.u64 == 42);
+	expect(read(fd, &c, 1) == 1 && c == 'x');
+	send_all(fd, "+", 1);
+	close(s.epfd);
+	close(inner);
+}
+
 static void epollwatched_server(int fd)
 {
 	wait_peer(); /* connected, its sleeper asleep */
@@ -3653,6 +3687,7 @@ static const struct probe {
 	{ "epolladdmore", epolladd_server, epolladd_client },
 	{ "epollmod", epollmod_server, epolladd_client },
 	{ "epollwatched", epollwatched_server, epollwatched_client },
+	{ "epollnested", epollnested_server, epolladd_client },
 	{ "epipe", epipe_server, epipe_client },
 	{ "fork", fork_server, fork_client },
 	{ "forkread", forkread_server, forkread_client },
