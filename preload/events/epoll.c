@@ -73,12 +73,25 @@ struct wait_call {
 	struct tssx_deadline deadline;
 };
 
-static _Atomic uint64_t wait_ids;
+/* Ids of tracked waits: a thread takes a block of 2^32 at its first
+ * (and every 2^32nd) and numbers its calls in it, so that no shared
+ * counter is written on the wait path. */
+static _Atomic uint64_t wait_id_blocks;
+static __thread __attribute__((tls_model("initial-exec"))) uint64_t wait_id_next;
 
-/* The call's id, for a tracked wait. */
+/* The call's id, for a tracked wait: never 0, never another call's. */
 static uint64_t wait_id(void)
 {
-	return atomic_fetch_add_explicit(&wait_ids, 1, memory_order_relaxed) + 1;
+	if (unlikely((uint32_t)wait_id_next == 0))
+		wait_id_next = (atomic_fetch_add_explicit(&wait_id_blocks, 1, memory_order_relaxed) + 1) << 32;
+	return wait_id_next++;
+}
+
+/* This thread, as pthread_self() names it (glibc: its thread pointer),
+ * without a call into libc on every wait. */
+static inline uintptr_t this_thread(void)
+{
+	return (uintptr_t)__builtin_thread_pointer();
 }
 
 static int real_ctl(int epfd, int op, int fd, struct epoll_event *event)
@@ -347,7 +360,7 @@ static bool others_waited(struct events_set *set)
 {
 	uintptr_t waiters = atomic_load(&set->waiters);
 
-	return waiters && waiters != (uintptr_t)pthread_self();
+	return waiters && waiters != this_thread();
 }
 
 /*
@@ -852,7 +865,7 @@ static inline bool tracks(struct events_set *set, int maxevents)
 	if (!set)
 		return false;
 	waiters = atomic_load_explicit(&set->waiters, memory_order_relaxed);
-	self = (uintptr_t)pthread_self();
+	self = this_thread();
 	if (unlikely(waiters != self && waiters != EVENTS_WAITERS_MANY))
 		mark_waiter(set, self);
 	/* Relaxed: a connection added after this look arms itself or kicks
