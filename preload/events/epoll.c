@@ -355,12 +355,32 @@ static void kick_sleepers(struct events_set *set)
 	errno = saved_errno;
 }
 
-/* Whether a thread other than this one ever began a wait on the set. */
-static bool others_waited(struct events_set *set)
+/* A set's record of the threads that wait on it (events_set.waiters,
+ * .nesters): none (0), one (its thread), or several.  A thread marks it
+ * at its first wait, with a full barrier before the wait looks at the
+ * set: a change after that look sees the mark (conn_entry_changed()). */
+static __attribute__((noinline, cold)) void mark_thread_slow(_Atomic uintptr_t *threads, uintptr_t self)
 {
-	uintptr_t waiters = atomic_load(&set->waiters);
+	uintptr_t seen = 0;
 
-	return waiters && waiters != this_thread();
+	if (!atomic_compare_exchange_strong(threads, &seen, self) && seen != self)
+		atomic_store(threads, EVENTS_WAITERS_MANY);
+}
+
+static inline void mark_thread(_Atomic uintptr_t *threads)
+{
+	uintptr_t seen = atomic_load_explicit(threads, memory_order_relaxed), self = this_thread();
+
+	if (unlikely(seen != self && seen != EVENTS_WAITERS_MANY))
+		mark_thread_slow(threads, self);
+}
+
+/* Whether a thread other than this one is in the record. */
+static bool other_thread(_Atomic uintptr_t *threads)
+{
+	uintptr_t seen = atomic_load(threads);
+
+	return seen && seen != this_thread();
 }
 
 /*
@@ -382,7 +402,8 @@ static void conn_entry_changed(struct events_set *set, struct events_entry *entr
 
 	/* Seq_cst loads after the add's read-modify-write of the count (a
 	 * full barrier): a wait that began later sees the entry. */
-	if (!atomic_load(&set->nested) && (tracked_before ? !atomic_load(&set->sleepers) : !others_waited(set)))
+	if (!other_thread(&set->nesters) &&
+	    (tracked_before ? !atomic_load(&set->sleepers) : !other_thread(&set->waiters)))
 		return;
 	conn = entry_conn(set, entry);
 	if (!conn || entry->disabled || entry->parked)
@@ -398,10 +419,7 @@ static void conn_entry_changed(struct events_set *set, struct events_entry *entr
 
 void events_set_nest(struct events_set *set)
 {
-	/* Seq_cst, before the nesting wait looks at the set (under its
-	 * lock): a change after that look sees the mark. */
-	if (!atomic_load_explicit(&set->nested, memory_order_relaxed))
-		atomic_store(&set->nested, true);
+	mark_thread(&set->nesters);
 }
 
 static void conn_appeared(struct events_set *set, struct events_entry *entry)
@@ -434,8 +452,13 @@ static bool set_arm_locked(struct events_set *set, bool own_sleep)
 
 			recheck |= !doorbell;
 			entry->may_cool = doorbell && tssx_unseen_may_cool(conn);
-		} else if ((inner = events_set_of(entry->fd)) && atomic_load(&inner->count) > 0)
-			recheck |= events_set_arm(inner);
+		} else if ((inner = events_set_of(entry->fd))) {
+			/* This thread waits on the inner set too, before it
+			 * looks at its count. */
+			events_set_nest(inner);
+			if (atomic_load(&inner->count) > 0)
+				recheck |= events_set_arm(inner);
+		}
 	}
 	return recheck;
 }
@@ -844,30 +867,14 @@ static int wait_tracked(struct events_set *set, struct wait_call *call)
 	return count;
 }
 
-/* A thread's first wait on the set (and a second thread's) marks it,
- * with a full barrier before the wait's look at the count: an add that
- * comes after the look sees the mark (conn_entry_changed()). */
-static __attribute__((noinline, cold)) void mark_waiter(struct events_set *set, uintptr_t self)
-{
-	uintptr_t seen = 0;
-
-	if (!atomic_compare_exchange_strong(&set->waiters, &seen, self) && seen != self)
-		atomic_store(&set->waiters, EVENTS_WAITERS_MANY);
-}
-
 /* Whether a wait on set must look at its entries; otherwise it goes
  * straight to the kernel (an epoll fd we never saw, or whose set tracks
  * nothing now: an event loop whose connections all went plain). */
 static inline bool tracks(struct events_set *set, int maxevents)
 {
-	uintptr_t waiters, self;
-
 	if (!set)
 		return false;
-	waiters = atomic_load_explicit(&set->waiters, memory_order_relaxed);
-	self = this_thread();
-	if (unlikely(waiters != self && waiters != EVENTS_WAITERS_MANY))
-		mark_waiter(set, self);
+	mark_thread(&set->waiters);
 	/* Relaxed: a connection added after this look arms itself or kicks
 	 * the straight wait, whose tag then brings it to the tracked one. */
 	return maxevents > 0 && atomic_load_explicit(&set->count, memory_order_relaxed);
@@ -1063,7 +1070,6 @@ static int ctl_add(struct events_set *set, int fd, struct epoll_event *event)
 	struct epoll_event kernel = kernel_event(&probe, event->events & EPOLLEXCLUSIVE);
 	bool tracked_before = atomic_load(&set->count) > 0;
 	struct events_entry *stale;
-	struct events_set *inner;
 	int rc;
 
 	if ((event->events & EPOLLEXCLUSIVE) && (event->events & ~EXCLUSIVE_OK)) {
@@ -1086,8 +1092,6 @@ static int ctl_add(struct events_set *set, int fd, struct epoll_event *event)
 	}
 	if (kind == EVENTS_CONN)
 		conn_entry_changed(set, events_set_find(set, fd), tracked_before);
-	else if ((inner = events_set_of(fd)))
-		events_set_nest(inner);
 	return 0;
 }
 

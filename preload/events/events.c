@@ -65,7 +65,7 @@ static struct events_set *set_take(int epfd)
 	atomic_store(&set->tagged, false);
 	atomic_store(&set->sleepers, 0);
 	atomic_store(&set->waiters, 0);
-	atomic_store(&set->nested, false);
+	atomic_store(&set->nesters, 0);
 	set->kicked = false;
 	atomic_store(&set->kernel_fds, false);
 	set->next = live_sets;

@@ -132,9 +132,10 @@ struct events_set {
 	 * added to a set that tracked nothing may have a straight wait of
 	 * another thread asleep to wake. */
 	_Atomic uintptr_t waiters;
-	/* Waited on through its epoll fd (poll(), another set): sleepers
-	 * this set does not count (events_set_nest()).  Never cleared. */
-	atomic_bool nested;
+	/* The same, of the threads that waited on it through its epoll fd
+	 * (poll(), the arming of another set): sleepers this set does not
+	 * count (events_set_nest()). */
+	_Atomic uintptr_t nesters;
 	bool kicked;			/* the kick is in the kernel's set; under the lock */
 	atomic_bool kernel_first;	/* the rings filled the last wait */
 	/* The kernel's set may hold fds only it can report (plain or watched

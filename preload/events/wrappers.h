@@ -34,8 +34,9 @@ uint32_t events_set_probe(struct events_set *set, uint64_t *generation);
 /* Arms every tracked connection in the set before the caller sleeps; true
  * when one of them cannot be woken by a doorbell (tssx_conn_arm()). */
 bool events_set_arm(struct events_set *set);
-/* The set is waited on through its epoll fd (in poll(), in another set):
- * from now on its changes are made as if a thread slept in it. */
+/* This thread waits on the set through its epoll fd (in poll(), in
+ * another set's arming): from now on another thread's changes of it are
+ * made as if a thread slept in it. */
 void events_set_nest(struct events_set *set);
 /* When a sleep ends: the call's deadline, or TSSX_SHARED_WAIT_MS from now
  * when `recheck` (a connection no doorbell can wake) if that is sooner. */
