@@ -1077,8 +1077,9 @@ static int ctl_add(struct events_set *set, int fd, struct epoll_event *event)
 		return -1;
 	}
 	/* Before the kernel has the tag: a wait that gets it sees the flag
-	 * (the kernel's lock on its set orders the two). */
-	atomic_store(&set->tagged, true);
+	 * (the kernel's lock on its set orders the two).  Once per set. */
+	if (!atomic_load_explicit(&set->tagged, memory_order_relaxed))
+		atomic_store(&set->tagged, true);
 	if (real_ctl(set->epfd, EPOLL_CTL_ADD, fd, &kernel) < 0)
 		return -1;
 	stale = events_set_find(set, fd);
