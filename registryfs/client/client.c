@@ -356,10 +356,16 @@ static void check_mounts(void)
 	if (now < state.mounts_check_ns)
 		return;
 	state.mounts_check_ns = now + RETRY_NS;
-	if (mount_table_changed(state.mounts_fd)) {
-		state.mounts_changed = true;
-		wake_worker();
+	if (!mount_table_changed(state.mounts_fd))
+		return;
+	if (state.none_listed) {
+		/* No registry to drop: the next lookup reads the table. */
+		state.none_listed = false;
+		state.retry_ns = 0;
+		return;
 	}
+	state.mounts_changed = true;
+	wake_worker();
 }
 
 /* The answer of the caches (lock held), or -EAGAIN. */
@@ -445,6 +451,14 @@ static int worker_lookup(const char *name, uint64_t start)
 
 	if (r < 0)
 		return r;
+	/* Without a registry mounted, a thread would only find it missing. */
+	if (!state.worker_running && state.dir_fd < 0) {
+		r = registry_listed();
+		if (r < 0) {
+			drop_registry(r, RETRY_NS);
+			return r;
+		}
+	}
 	job = malloc(sizeof(*job) + strlen(name) + 1);
 	if (!job)
 		return -ENOMEM;
@@ -487,9 +501,14 @@ int tssx_registry_lookup(const struct sockaddr_un *addr, socklen_t len)
 	return r;
 }
 
+/* Made, refused, or found to wait for a registry that is not there (the
+ * worker's try set why): a listen() without a registry mounted does not
+ * wait out the bound. */
 static bool claim_settled(const void *arg)
 {
-	return ((const struct tssx_registry_claim *)arg)->state != CLAIM_PENDING;
+	const struct tssx_registry_claim *claim = arg;
+
+	return claim->state != CLAIM_PENDING || claim->error != -EINPROGRESS;
 }
 
 static void free_claim(struct tssx_registry_claim *claim)
@@ -505,7 +524,7 @@ struct tssx_registry_claim *tssx_registry_claim(const struct sockaddr_un *addr, 
 	char name[TSSX_REGISTRY_NAME_MAX];
 	struct tssx_registry_claim *claim;
 	uint64_t start = monotonic_ns();
-	int r = name_of(addr, len, name);
+	int r = name_of(addr, len, name), listed = 0;
 
 	if (r < 0) {
 		*error = r;
@@ -521,9 +540,13 @@ struct tssx_registry_claim *tssx_registry_claim(const struct sockaddr_un *addr, 
 	lock_client();
 	DL_APPEND(state.claims, claim);
 	r = registry_unavailable();
-	claim->error = r < 0 ? r : -EINPROGRESS;
+	/* None mounted: the worker is started to watch for one, the caller
+	 * does not wait for it to find none. */
+	if (r == 0 && !state.worker_running && state.dir_fd < 0)
+		listed = registry_listed();
+	claim->error = r < 0 ? r : listed < 0 ? listed : -EINPROGRESS;
 	/* Unavailable: the claim waits for the registry, the caller does not. */
-	if (r == 0 && wake_worker() == 0)
+	if (r == 0 && wake_worker() == 0 && listed == 0)
 		wait_for_worker(start + state.timeout_ns, claim_settled, claim);
 	if (claim->state == CLAIM_REFUSED) {
 		*error = claim->error;
@@ -612,6 +635,7 @@ void tssx_registry_resume(void)
 {
 	lock_client();
 	state.worker_exit = false;
+	forget_mount_table(); /* perhaps another namespace's now */
 	if (state.claims && !state.worker_running)
 		wake_worker(); /* back to watching over the claims */
 	unlock_client();

@@ -81,6 +81,11 @@ struct lookup_job {
  * at most this often while no worker watches it. */
 #define RETRY_NS 1000000000ull
 
+/* Registries a caller's look at the mount table found, handed to the
+ * worker's check of the root it then opens (worker.c, registry_listed()):
+ * the table is read once for both.  More are read again. */
+#define LISTED_MAX 4
+
 /* A worker with nothing left to do waits this long for more before it
  * ends (worker.c, linger_ns()). */
 #define WORKER_LINGER_NS 500000000ull
@@ -125,6 +130,14 @@ struct client_state {
 	int mounts_fd;
 	bool mounts_changed;  /* a caller saw it: the worker is to look */
 	uint64_t mounts_check_ns;
+	/* A caller's last look at the mount table (registry_listed()):
+	 * none_listed, no registry anywhere in it and no change of the table
+	 * seen since; else the devices of up to LISTED_MAX registries it
+	 * listed, for the next root the worker opens. */
+	bool none_listed;
+	bool none_logged; /* said so once, at info level */
+	unsigned listed_count;
+	dev_t listed[LISTED_MAX];
 	bool stuck;  /* the worker overran a caller's bound and is not back */
 	bool warned; /* about that, once per process */
 };
@@ -156,6 +169,17 @@ void note_stuck(void);
 /* Whether the mount table changed since the last look (unlocked; the
  * file's poll consumes the change). */
 bool mount_table_changed(int mounts_fd);
+
+/* Whether the mount table lists a registry anywhere (lock held): 0, or
+ * -ENOENT when it lists none (a daemon never started, or stopped), which
+ * the caller learns without starting the worker.  Read by the caller
+ * itself, since no call on /proc/self/mountinfo reaches a daemon. */
+int registry_listed(void);
+
+/* Closes the mount table's fd while no registry is open and no worker
+ * watches it (lock held): after unshare()/setns() it would show the old
+ * namespace's, and the next look opens it again. */
+void forget_mount_table(void);
 
 /* In a fork()ed child's fork handler: closes the worker's fds, leaving
  * the state as it was (worker_after_fork() forgets them). */

@@ -127,6 +127,73 @@ static void find_registry(const struct tssx_mount_line *m, void *arg)
 	search->found |= m->registry && m->dev == search->dev;
 }
 
+/* /proc/self/mountinfo, opened once and kept (lock held); -1 without it. */
+static int mount_table(void)
+{
+	if (state.mounts_fd < 0 && !state.worker_fds_lost) {
+		state.mounts_fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+		if (state.mounts_fd >= 0)
+			keep_fd(state.mounts_fd);
+	}
+	return state.mounts_fd;
+}
+
+void forget_mount_table(void)
+{
+	if (state.worker_running || state.dir_fd >= 0 || state.mounts_fd < 0)
+		return;
+	drop_fd(state.mounts_fd);
+	state.mounts_fd = -1;
+	state.none_listed = false;
+}
+
+struct registry_list {
+	unsigned count, seen;
+	dev_t devs[LISTED_MAX];
+};
+
+static void list_registry(const struct tssx_mount_line *m, void *arg)
+{
+	struct registry_list *list = arg;
+
+	if (!m->registry)
+		return;
+	if (list->count < LISTED_MAX)
+		list->devs[list->count++] = m->dev;
+	list->seen++;
+}
+
+/*
+ * Any registry will do, wherever it is mounted: the mount point's path
+ * may reach it through a symlink or a bind mount, which only the worker's
+ * open and stat of the root can tell, and a stat of a FUSE root may wait
+ * for its daemon.  A table without one is the common case of a library
+ * without its daemon, where the open would only fail.  Until the table
+ * changes (check_mounts() polls it), the answer stands without a read.
+ */
+int registry_listed(void)
+{
+	struct registry_list list = { 0 };
+	int fd;
+
+	if (state.none_listed && state.mounts_fd >= 0)
+		return -ENOENT;
+	fd = mount_table();
+	if (fd < 0)
+		return 0; /* no table to read: the worker finds out */
+	each_mount(fd, list_registry, &list);
+	state.listed_count = list.seen <= LISTED_MAX ? list.count : 0;
+	memcpy(state.listed, list.devs, sizeof(list.devs));
+	if (list.seen)
+		return 0;
+	state.none_listed = true;
+	if (!state.none_logged) {
+		state.none_logged = true;
+		tssx_log(TSSX_LOG_INFO, "registry: none in the mount table (%s): plain sockets", state.mountpoint);
+	}
+	return -ENOENT;
+}
+
 /*
  * A copy of fd for this thread's own use, where the preload keeps its fds
  * (hooks.copy_fd): a dup() takes the lowest free number, often one that
@@ -145,7 +212,7 @@ static int dup_away_from_program(int fd)
  * path reached it (a symlink, a bind mount).  Without a request to the
  * daemon, which every new process would pay for (a getxattr of the root
  * did it before): statx() answers from the kernel's cache. */
-static bool is_registry_root(int fd, int mounts_fd, dev_t *dev)
+static bool is_registry_root(int fd, int mounts_fd, const struct registry_list *listed, dev_t *dev)
 {
 	struct device_search search = { 0 };
 	struct statx stx;
@@ -154,6 +221,10 @@ static bool is_registry_root(int fd, int mounts_fd, dev_t *dev)
 	    stx.stx_ino != FUSE_ROOT_INO)
 		return false;
 	search.dev = *dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+	/* A caller's look of a moment ago, before this open, listed it. */
+	for (unsigned i = 0; i < listed->count; i++)
+		if (listed->devs[i] == search.dev)
+			return true;
 	each_mount(mounts_fd, find_registry, &search);
 	return search.found;
 }
@@ -167,18 +238,22 @@ static bool is_registry_root(int fd, int mounts_fd, dev_t *dev)
  * request (docs/registry.md, "Failure model"). */
 static int registry_root(void)
 {
+	struct registry_list listed = { .count = state.listed_count };
 	dev_t dev = 0;
 	int mounts_fd, fd, r = 0;
 
 	if (state.dir_fd >= 0)
 		return state.dir_fd;
+	/* Used once: a later open reads the table again. */
+	memcpy(listed.devs, state.listed, sizeof(listed.devs));
+	state.listed_count = 0;
 	/* Copied under the lock: the application may close it meanwhile. */
 	mounts_fd = state.mounts_fd >= 0 ? dup_away_from_program(state.mounts_fd) : -1;
 	unlock();
 	fd = openat(AT_FDCWD, state.mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		r = -errno;
-	else if (!is_registry_root(fd, mounts_fd, &dev))
+	else if (!is_registry_root(fd, mounts_fd, &listed, &dev))
 		r = -ENOTCONN; /* a plain directory, or another mount */
 	if (mounts_fd >= 0)
 		state.hooks.close(mounts_fd);
@@ -466,6 +541,7 @@ static void mounts_changed(void)
 	int fd = dup_away_from_program(state.mounts_fd); /* read unlocked: our own */
 	dev_t dev;
 
+	state.none_listed = false; /* callers read the table again */
 	if (fd < 0)
 		return;
 	unlock();
@@ -618,12 +694,10 @@ static int start_worker(void)
 		if (state.wake_fd < 0)
 			return log_warn(-errno, "registry: no eventfd: %s", strerror(errno));
 		keep_fd(state.wake_fd);
-		/* Without it, restarts of the daemon are noticed only when a
-		 * call finds the old registry dead. */
-		state.mounts_fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
-		if (state.mounts_fd >= 0)
-			keep_fd(state.mounts_fd);
 	}
+	/* Without it, restarts of the daemon are noticed only when a call
+	 * finds the old registry dead. */
+	mount_table();
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigfillset(&all);

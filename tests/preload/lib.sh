@@ -13,6 +13,15 @@ with_registry=$1 registryfs=$2 lib=$3 tools=$4
 lib=$(realpath -- "$lib")
 NAME=${NAME:-$(basename "$0" .sh)}
 
+# PRIVATE_MOUNTS=1: the test, its registry too, runs in a mount namespace
+# of its own (skipped where none can be made).
+if [[ -n ${PRIVATE_MOUNTS:-} && -z ${TSSX_PRIVATE_MOUNTS_INSIDE:-} ]]; then
+	unshare -m --propagation private true 2>/dev/null ||
+		{ echo "$NAME: SKIP: cannot make a mount namespace" >&2; exit 77; }
+	export TSSX_PRIVATE_MOUNTS_INSIDE=1
+	exec unshare -m --propagation private "$0" "$@"
+fi
+
 if [[ -z ${TSSX_PRELOAD_TEST_INSIDE:-} && -z ${NO_REGISTRY:-} ]]; then
 	export TSSX_PRELOAD_TEST_INSIDE=1
 	exec "$with_registry" --registryfs "$registryfs" ${REGISTRY_OPTIONS:+-o "$REGISTRY_OPTIONS"} "$0" "$@"
@@ -38,6 +47,51 @@ fail() {
 		[[ -e $log ]] && { echo "--- $log" >&2; tail -n 15 "$log" >&2; }
 	done
 	exit 1
+}
+
+# unmount_if_mounted DIR: lazily, if something is mounted at DIR.
+unmount_if_mounted() {
+	if awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; then
+		fusermount3 -u -z "$1" 2>/dev/null || umount -l "$1"
+	fi
+}
+
+# own_registry: a registry daemon of the test's own (with NO_REGISTRY=1)
+# at $mnt, which TSSX_REGISTRY names; start_daemon mounts it, and at exit
+# it is stopped and unmounted, after the peers that may hold its files.
+own_registry() {
+	mnt=$work/registry
+	mkdir -p "$mnt"
+	export TSSX_REGISTRY=$mnt
+	daemon_pid=
+	trap own_registry_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+own_registry_cleanup() {
+	local status=$?
+	if [[ -n $daemon_pid ]]; then
+		kill -CONT "$daemon_pid" 2>/dev/null
+		kill -TERM "$daemon_pid" 2>/dev/null
+		wait "$daemon_pid" 2>/dev/null
+	fi
+	preload_cleanup # the peers; $work but the mount point
+	unmount_if_mounted "$mnt"
+	rm -rf "$work"
+	exit "$status"
+}
+
+start_daemon() {
+	local i
+	"$registryfs" -f "$mnt" 2>>"$work/daemon.log" &
+	daemon_pid=$!
+	for ((i = 0; i < 400; i++)); do
+		python3 -c 'import os, sys; os.getxattr(sys.argv[1], "user.tssx.registry")' "$mnt" \
+			2>/dev/null && return 0
+		sleep 0.025
+	done
+	fail "the daemon did not mount $mnt"
 }
 
 # Hang guard only: every command here finishes in seconds.

@@ -6,13 +6,7 @@
 # A preloaded server watches that number while mounts come and go in a
 # mount namespace of the test's own; it fails on a library that dup()s.
 NAME=mount_churn
-# Everything, the private registry too, in a mount namespace of its own.
-if [[ -z ${TSSX_MOUNT_CHURN_INSIDE:-} ]]; then
-	unshare -m --propagation private true 2>/dev/null ||
-		{ echo "$NAME: SKIP: cannot make a mount namespace" >&2; exit 77; }
-	export TSSX_MOUNT_CHURN_INSIDE=1
-	exec unshare -m --propagation private "$0" "$@"
-fi
+PRIVATE_MOUNTS=1
 source "$(dirname "$0")/lib.sh"
 
 # Two loops of mounts, each change one read of the mount table.

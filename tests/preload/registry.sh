@@ -21,39 +21,7 @@ if ((EUID != 0)); then
 	exit 77
 fi
 peer=$(dirname "$0")/registry_peer.py
-mnt=$work/registry
-export TSSX_REGISTRY=$mnt
-daemon_pid=
-
-registry_cleanup() {
-	local status=$?
-	if [[ -n $daemon_pid ]]; then
-		kill -CONT "$daemon_pid" 2>/dev/null
-		kill -TERM "$daemon_pid" 2>/dev/null
-		wait "$daemon_pid" 2>/dev/null
-	fi
-	preload_cleanup # the peers, which may hold files of a dead mount
-	if awk -v m="$mnt" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo; then
-		fusermount3 -u -z "$mnt" 2>/dev/null || umount -l "$mnt"
-	fi
-	exit "$status"
-}
-trap registry_cleanup EXIT
-# preload_cleanup removes $work: never while a registry is mounted in it.
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-start_daemon() {
-	local i
-	"$registryfs" -f "$mnt" 2>>"$work/daemon.log" &
-	daemon_pid=$!
-	for ((i = 0; i < 400; i++)); do
-		python3 -c 'import os, sys; os.getxattr(sys.argv[1], "user.tssx.registry")' "$mnt" \
-			2>/dev/null && return 0
-		sleep 0.025
-	done
-	fail "the daemon did not mount $mnt"
-}
+own_registry
 
 # Every thread stopped: until then one can still take a request.
 stop_daemon() {
