@@ -746,6 +746,14 @@ bool worker_forget_fd(int fd)
 {
 	if (fd != state.wake_fd && fd != state.mounts_fd)
 		return false;
+	if (!state.worker_running) {
+		/* No thread waits on it: the next one opens it again. */
+		if (fd == state.wake_fd)
+			state.wake_fd = -1;
+		else
+			state.mounts_fd = -1;
+		return true;
+	}
 	/* Before the application's close: the eventfd is still ours. */
 	eventfd_write(state.wake_fd, 1);
 	if (fd == state.wake_fd)

@@ -7,7 +7,12 @@
 # still echo byte-exact over shared memory.  And a client's first
 # connection, which asks the registry for the root and the entry and,
 # 250 ms later if it still runs, for its client bit, starts one helper
-# thread for all, which lingers 500 ms after its last work.
+# thread for all, which lingers 500 ms after its last work.  And a
+# close-all loop of the program once that thread has ended (here stopped
+# by an unshare(CLONE_VM); the loop closes the eventfd and the mount
+# table's fd that stay open between threads) leaves the registry usable:
+# the next connection, to a server it has not asked about, uses shared
+# memory.
 NAME=single_thread
 source "$(dirname "$0")/lib.sh"
 peer=$(dirname "$0")/single_thread.py
@@ -42,4 +47,13 @@ for how in libc syscall; do
 	check_shm "$work/client.log" $((64 << 10))
 	check_shm "$work/server.log" $((64 << 10))
 done
+
+for s in 1 2; do
+	start_echo_server yes "$work/close-all-$s-server.log" "$work/close-all-$s.sock" --clients 1
+done
+with_preload yes "${guard[@]}" env TSSX_SHORT_CALLS=0 python3 "$(dirname "$0")/registry_peer.py" close-all \
+	"$work/close-all-1.sock" "$work/close-all-2.sock" >"$work/close-all.log" 2>&1 || fail "the client that closes all its fds"
+grep -q "round 2 ok" "$work/close-all.log" || fail "the client that closes all its fds"
+(($(grep -c "shared memory, client" "$work/close-all.log") == 2)) ||
+	fail "the connection after a close-all loop did not use shared memory"
 exit 0
