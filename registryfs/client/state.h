@@ -83,7 +83,8 @@ struct lookup_job {
 
 /* Registries a caller's look at the mount table found, handed to the
  * worker's check of the root it then opens (worker.c, registry_listed()):
- * the table is read once for both.  More are read again. */
+ * the table is read once for both.  A root beyond these is looked for in
+ * the table again. */
 #define LISTED_MAX 4
 
 /* A worker with nothing left to do waits this long for more before it

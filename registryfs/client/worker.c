@@ -148,7 +148,7 @@ void forget_mount_table(void)
 }
 
 struct registry_list {
-	unsigned count, seen;
+	unsigned count;
 	dev_t devs[LISTED_MAX];
 };
 
@@ -156,11 +156,8 @@ static void list_registry(const struct tssx_mount_line *m, void *arg)
 {
 	struct registry_list *list = arg;
 
-	if (!m->registry)
-		return;
-	if (list->count < LISTED_MAX)
+	if (m->registry && list->count < LISTED_MAX)
 		list->devs[list->count++] = m->dev;
-	list->seen++;
 }
 
 /*
@@ -182,9 +179,9 @@ int registry_listed(void)
 	if (fd < 0)
 		return 0; /* no table to read: the worker finds out */
 	each_mount(fd, list_registry, &list);
-	state.listed_count = list.seen <= LISTED_MAX ? list.count : 0;
+	state.listed_count = list.count;
 	memcpy(state.listed, list.devs, sizeof(list.devs));
-	if (list.seen)
+	if (list.count)
 		return 0;
 	state.none_listed = true;
 	if (!state.none_logged) {
