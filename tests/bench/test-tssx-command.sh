@@ -2,7 +2,8 @@
 # The tssx command: help, version and usage errors; `tssx run` preloads the
 # library first in LD_PRELOAD and says when no registry is mounted; `tssx
 # status` lists a socket claimed by a server started with `tssx run`, in
-# columns, and forgets it when the server dies.
+# columns, and forgets it when the server dies; `tssx run` does not wait
+# for a stopped daemon.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -69,4 +70,18 @@ time.sleep(60)" "$SOCKET" &
 		sleep 0.1
 	done
 	fail "status still shows a dead server: $out"
+' "$0"
+
+# tssx run with the registry's daemon stopped (SIGSTOP) neither hangs nor
+# says that no registry is mounted: it reads the mount table, where a
+# statfs of the mount waited for the daemon (the wrapper of 12593af hung).
+"$WITH_REGISTRY" bash -c '
+	set -euo pipefail
+	. "$(dirname "$0")/lib.sh"
+	kill -STOP "$TSSX_REGISTRYFS_PID"
+	trap "kill -CONT $TSSX_REGISTRYFS_PID; cleanup_tmp" EXIT
+	rc=0
+	timeout -s KILL 20 "$TSSX_CMD" run true 2>"$TMP/stderr" || rc=$?
+	((rc == 0)) || fail "tssx run with the daemon stopped: exit $rc"
+	[[ ! -s $TMP/stderr ]] || fail "tssx run with the daemon stopped: $(cat "$TMP/stderr")"
 ' "$0"
