@@ -2,8 +2,8 @@
 # The tssx command: help, version and usage errors; `tssx run` preloads the
 # library first in LD_PRELOAD and says when no registry is mounted; `tssx
 # status` lists a socket claimed by a server started with `tssx run`, in
-# columns, and forgets it when the server dies; `tssx run` does not wait
-# for a stopped daemon.
+# columns, and forgets it when the server dies; neither waits for a
+# stopped daemon.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -74,7 +74,8 @@ time.sleep(60)" "$SOCKET" &
 
 # tssx run with the registry's daemon stopped (SIGSTOP) neither hangs nor
 # says that no registry is mounted: it reads the mount table, where a
-# statfs of the mount waited for the daemon (the wrapper of 12593af hung).
+# statfs of the mount waited for the daemon (the wrapper of 12593af hung);
+# tssx status says within its bound that the daemon does not answer.
 "$WITH_REGISTRY" bash -c '
 	set -euo pipefail
 	. "$(dirname "$0")/lib.sh"
@@ -84,4 +85,8 @@ time.sleep(60)" "$SOCKET" &
 	timeout -s KILL 20 "$TSSX_CMD" run true 2>"$TMP/stderr" || rc=$?
 	((rc == 0)) || fail "tssx run with the daemon stopped: exit $rc"
 	[[ ! -s $TMP/stderr ]] || fail "tssx run with the daemon stopped: $(cat "$TMP/stderr")"
+	rc=0
+	timeout -s KILL 20 "$TSSX_CMD" status >/dev/null 2>"$TMP/stderr" || rc=$?
+	((rc == 1)) && grep -q "does not answer" "$TMP/stderr" ||
+		fail "tssx status with the daemon stopped: exit $rc, $(cat "$TMP/stderr")"
 ' "$0"
