@@ -9,7 +9,6 @@ set -euo pipefail
 BUILD=$(readlink -f "${1:?usage: demo.sh BUILD_DIR}")
 REGISTRYFS=$BUILD/registryfs/tssx-registryfs
 TSSX=$BUILD/contrib/tssx
-FUSE_SUPER_MAGIC=65735546
 
 MOUNTED= # the mount point this script mounted
 DAEMON=  # its daemon, run in the foreground so we own its pid
@@ -18,7 +17,10 @@ CREATED= # /run/tssx, when this script created it
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-is_registry() { [[ $(stat -f -c %t "$1" 2>/dev/null) == "$FUSE_SUPER_MAGIC" ]]; }
+# A live registry at the path, as the tssx command tells one (the mount
+# table, then its daemon given a second to answer: a stopped one would
+# hold a plain statfs for good).
+is_registry() { TSSX_REGISTRY=$1 "$TSSX" status >/dev/null 2>&1; }
 
 cleanup() {
 	if [[ -n $MOUNTED ]]; then
