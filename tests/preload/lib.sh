@@ -109,6 +109,12 @@ if [[ -n $asan_runtime ]]; then
 	sanitized=1
 fi
 
+# Python's interpreter leaks by LeakSanitizer's count (its own memory at
+# exit): under the sanitizers, "${python[@]}" runs it without the leak
+# check, which the tests' C programs keep.
+python=(python3)
+[[ -z $sanitized ]] || python=(env ASAN_OPTIONS=detect_leaks=0 python3)
+
 # with_preload yes|no CMD...: runs CMD preloaded (info logging) or plain.
 with_preload() {
 	local mode=$1; shift

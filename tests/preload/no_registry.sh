@@ -19,7 +19,7 @@ own_registry
 
 start_echo_server yes "$work/server.log" "$work/s.sock" --clients 64
 # Short connections would soon go plain whatever the registry says.
-spawn yes "$work/loop.log" env TSSX_SHORT_CALLS=0 python3 "$(dirname "$0")/registry_peer.py" loop \
+spawn yes "$work/loop.log" env TSSX_SHORT_CALLS=0 "${python[@]}" "$(dirname "$0")/registry_peer.py" loop \
 	"$work/s.sock" "$work/stop"
 loop_pid=$spawned
 wait_for_line "$work/loop.log" "round 5 ok"

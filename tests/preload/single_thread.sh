@@ -28,13 +28,13 @@ threads=$(sed -n 's/.*registry: helper threads started: \([0-9]*\)$/\1/p' "$work
 for how in libc syscall; do
 	# A client: its lookup ran on the helper thread.
 	start_echo_server yes "$work/server.log" "$work/$how.sock" --clients 2
-	with_preload yes "${guard[@]}" python3 "$peer" client "$work/$how.sock" "$how" \
+	with_preload yes "${guard[@]}" "${python[@]}" "$peer" client "$work/$how.sock" "$how" \
 		>"$work/client.log" 2>&1 || fail "client unshare by $how"
 	wait_pid "$server_pid" || fail "echo server of the $how client"
 	check_shm "$work/client.log" $((64 << 10))
 
 	# A server: its claim is held across the unshare.
-	spawn yes "$work/server.log" python3 "$peer" server "$work/$how-server.sock" "$how"
+	spawn yes "$work/server.log" "${python[@]}" "$peer" server "$work/$how-server.sock" "$how"
 	server_pid=$spawned
 	wait_for_line "$work/server.log" "server: listening"
 	for ((i = 0; i < 40; i++)); do # the claim's invalidation is asynchronous
@@ -51,7 +51,7 @@ done
 for s in 1 2; do
 	start_echo_server yes "$work/close-all-$s-server.log" "$work/close-all-$s.sock" --clients 1
 done
-with_preload yes "${guard[@]}" env TSSX_SHORT_CALLS=0 python3 "$(dirname "$0")/registry_peer.py" close-all \
+with_preload yes "${guard[@]}" env TSSX_SHORT_CALLS=0 "${python[@]}" "$(dirname "$0")/registry_peer.py" close-all \
 	"$work/close-all-1.sock" "$work/close-all-2.sock" >"$work/close-all.log" 2>&1 || fail "the client that closes all its fds"
 grep -q "round 2 ok" "$work/close-all.log" || fail "the client that closes all its fds"
 (($(grep -c "shared memory, client" "$work/close-all.log") == 2)) ||

@@ -36,11 +36,10 @@ source "$(dirname "$0")/lib.sh"
 sock=$work/s.sock
 bytes=$((3 << 20))
 
-# Python's interpreter leaks by LeakSanitizer's count (its own memory at
-# exit): under the sanitizers its processes, and the filters they start,
-# do not check for leaks; the servers and the filters they start do.
-py=(python3 "$(dirname "$0")/py_exec.py")
-[[ -z $sanitized ]] || py=(env ASAN_OPTIONS=detect_leaks=0 "${py[@]}")
+# Under the sanitizers the Python processes, and the filters they start,
+# do not check for leaks (lib.sh, $python); the servers and the filters
+# they start do.
+py=("${python[@]}" "$(dirname "$0")/py_exec.py")
 
 # check_ring LOG SENT RECEIVED: a connection of LOG closed after moving
 # exactly SENT and RECEIVED bytes through the rings.
