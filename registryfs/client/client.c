@@ -452,12 +452,10 @@ static int worker_lookup(const char *name, uint64_t start)
 	if (r < 0)
 		return r;
 	/* Without a registry mounted, a thread would only find it missing. */
-	if (!state.worker_running && state.dir_fd < 0) {
-		r = registry_listed();
-		if (r < 0) {
-			drop_registry(r, RETRY_NS);
-			return r;
-		}
+	r = registry_listed();
+	if (r < 0) {
+		drop_registry(r, RETRY_NS);
+		return r;
 	}
 	job = malloc(sizeof(*job) + strlen(name) + 1);
 	if (!job)
@@ -542,7 +540,7 @@ struct tssx_registry_claim *tssx_registry_claim(const struct sockaddr_un *addr, 
 	r = registry_unavailable();
 	/* None mounted: the worker is started to watch for one, the caller
 	 * does not wait for it to find none. */
-	if (r == 0 && !state.worker_running && state.dir_fd < 0)
+	if (r == 0)
 		listed = registry_listed();
 	claim->error = r < 0 ? r : listed < 0 ? listed : -EINPROGRESS;
 	/* Unavailable: the claim waits for the registry, the caller does not. */

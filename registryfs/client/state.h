@@ -87,6 +87,11 @@ struct lookup_job {
  * the table again. */
 #define LISTED_MAX 4
 
+struct registry_list {
+	unsigned count;
+	dev_t devs[LISTED_MAX];
+};
+
 /* A worker with nothing left to do waits this long for more before it
  * ends (worker.c, linger_ns()). */
 #define WORKER_LINGER_NS 500000000ull
@@ -137,8 +142,7 @@ struct client_state {
 	 * listed, for the next root the worker opens. */
 	bool none_listed;
 	bool none_logged; /* said so once, at info level */
-	unsigned listed_count;
-	dev_t listed[LISTED_MAX];
+	struct registry_list listed;
 	bool stuck;  /* the worker overran a caller's bound and is not back */
 	bool warned; /* about that, once per process */
 };
@@ -174,7 +178,9 @@ bool mount_table_changed(int mounts_fd);
 /* Whether the mount table lists a registry anywhere (lock held): 0, or
  * -ENOENT when it lists none (a daemon never started, or stopped), which
  * the caller learns without starting the worker.  Read by the caller
- * itself, since no call on /proc/self/mountinfo reaches a daemon. */
+ * itself, since no call on /proc/self/mountinfo reaches a daemon; only
+ * while no registry is open and no worker runs (else 0: the worker
+ * knows). */
 int registry_listed(void);
 
 /* Closes the mount table's fd while no registry is open and no worker

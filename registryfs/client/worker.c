@@ -147,11 +147,6 @@ void forget_mount_table(void)
 	state.none_listed = false;
 }
 
-struct registry_list {
-	unsigned count;
-	dev_t devs[LISTED_MAX];
-};
-
 static void list_registry(const struct tssx_mount_line *m, void *arg)
 {
 	struct registry_list *list = arg;
@@ -173,14 +168,15 @@ int registry_listed(void)
 	struct registry_list list = { 0 };
 	int fd;
 
+	if (state.worker_running || state.dir_fd >= 0)
+		return 0;
 	if (state.none_listed && state.mounts_fd >= 0)
 		return -ENOENT;
 	fd = mount_table();
 	if (fd < 0)
 		return 0; /* no table to read: the worker finds out */
 	each_mount(fd, list_registry, &list);
-	state.listed_count = list.count;
-	memcpy(state.listed, list.devs, sizeof(list.devs));
+	state.listed = list;
 	if (list.count)
 		return 0;
 	state.none_listed = true;
@@ -235,15 +231,14 @@ static bool is_registry_root(int fd, int mounts_fd, const struct registry_list *
  * request (docs/registry.md, "Failure model"). */
 static int registry_root(void)
 {
-	struct registry_list listed = { .count = state.listed_count };
+	struct registry_list listed = state.listed;
 	dev_t dev = 0;
 	int mounts_fd, fd, r = 0;
 
 	if (state.dir_fd >= 0)
 		return state.dir_fd;
 	/* Used once: a later open reads the table again. */
-	memcpy(listed.devs, state.listed, sizeof(listed.devs));
-	state.listed_count = 0;
+	state.listed.count = 0;
 	/* Copied under the lock: the application may close it meanwhile. */
 	mounts_fd = state.mounts_fd >= 0 ? dup_away_from_program(state.mounts_fd) : -1;
 	unlock();
