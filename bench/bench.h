@@ -103,6 +103,13 @@ size_t raw_shared_size(void);
 int raw_serve(const struct role_args *args);
 int raw_client_op(const struct role_args *args, struct bench_op *op);
 void raw_client_stop(const struct bench_op *op);
+/* The raw column of the connect cycle (TEST_CONNECT): the 1-byte echo of
+ * a connection whose every byte goes through a shared page of its own, the
+ * least any connection through shared memory costs.  The client's part on
+ * a connected socket fd (the byte goes out of *byte and comes back in it),
+ * the server's on an accepted one; 0 or -errno. */
+int raw_connect_exchange(int fd, uint8_t *byte);
+int raw_connect_answer(int fd);
 
 /* drain.c: the draining reader of TEST_DRAIN.  One operation drains
  * DRAIN_BYTES; drain_per_message() turns its samples into time per

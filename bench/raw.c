@@ -5,7 +5,9 @@
  * publishes a sequence number on its own cache line; the reader spins on
  * that line and copies the message out.  Streaming uses a bare
  * single-producer single-consumer ring of the same capacity as TSSX's
- * default ring.  This is the limit TSSX is measured against.
+ * default ring.  A connect cycle makes, passes, maps and unmaps one page
+ * per connection (raw_connect_exchange()).  This is the limit TSSX is
+ * measured against.
  */
 #include <errno.h>
 #include <sched.h>
@@ -13,6 +15,8 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "tssx/macros.h"
 #include "bench.h"
@@ -194,4 +198,113 @@ void raw_client_stop(const struct bench_op *op)
 	struct raw_client *c = op->ctx;
 
 	atomic_store_explicit(&c->shared->stop, 1, memory_order_relaxed);
+}
+
+/*
+ * The connect cycle's limit.  Whatever else a transport through shared
+ * memory does, each connection that is not to share its bytes with any
+ * other needs memory of its own that both processes map: the client makes
+ * it (memfd_create, ftruncate, mmap, its first page faulted in), passes it
+ * with the first message (SCM_RIGHTS: a stream socket carries control
+ * data only with at least one byte), the server maps it and faults the
+ * page in, and both unmap it when the connection ends.  No seals, no
+ * checks, no protocol: the echo is one byte through the page, the answer
+ * published on its own line, the client spinning for it as the raw round
+ * trip does.
+ */
+struct raw_connect_page {
+	alignas(TSSX_CACHELINE) uint8_t asked;
+	alignas(TSSX_CACHELINE) _Atomic uint32_t answered; /* 1 + the byte */
+};
+
+#define RAW_CONNECT_MAP 4096u /* one page: what a mapping holds at least */
+
+static struct raw_connect_page *raw_connect_map(int memfd)
+{
+	void *p = mmap(NULL, RAW_CONNECT_MAP, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static int raw_send_fd(int fd, int memfd, uint8_t byte)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control = { 0 };
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			      .msg_controllen = sizeof(control.buf) };
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &memfd, sizeof(int));
+	return sendmsg(fd, &msg, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+/* The memfd of a connection's first message; -ECONNRESET at its end, -EPROTO
+ * for a message without one. */
+static int raw_receive_fd(int fd)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	uint8_t byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			      .msg_controllen = sizeof(control.buf) };
+	struct cmsghdr *cmsg;
+	ssize_t n;
+	int memfd;
+
+	do
+		n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return n == 0 ? -ECONNRESET : -errno;
+	cmsg = CMSG_FIRSTHDR(&msg);
+	if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS ||
+	    cmsg->cmsg_len != CMSG_LEN(sizeof(int)))
+		return -EPROTO;
+	memcpy(&memfd, CMSG_DATA(cmsg), sizeof(int));
+	return memfd;
+}
+
+int raw_connect_exchange(int fd, uint8_t *byte)
+{
+	__do_close int memfd = memfd_create("tssx-bench-raw-connect", MFD_CLOEXEC);
+	struct raw_connect_page *page;
+	unsigned spins = 0;
+	uint32_t answer;
+	int r;
+
+	if (memfd < 0 || ftruncate(memfd, RAW_CONNECT_MAP) < 0 || !(page = raw_connect_map(memfd)))
+		return -errno;
+	page->asked = *byte;
+	r = raw_send_fd(fd, memfd, *byte);
+	/* Acquire pairs with the server's release: its byte is there. */
+	while (r == 0 && !(answer = atomic_load_explicit(&page->answered, memory_order_acquire)))
+		backoff(&spins);
+	if (r == 0)
+		*byte = (uint8_t)(answer - 1);
+	munmap(page, RAW_CONNECT_MAP);
+	return r;
+}
+
+int raw_connect_answer(int fd)
+{
+	__do_close int memfd = raw_receive_fd(fd);
+	struct raw_connect_page *page;
+
+	if (memfd < 0)
+		return memfd;
+	if (!(page = raw_connect_map(memfd)))
+		return -errno;
+	/* Release pairs with the client's acquire. */
+	atomic_store_explicit(&page->answered, 1u + page->asked, memory_order_release);
+	munmap(page, RAW_CONNECT_MAP);
+	return 0;
 }

@@ -138,7 +138,9 @@ static int echo_byte(int fd)
 	return r == 0 ? write_full(fd, &byte, 1) : r;
 }
 
-static int echo_connections(int listen_fd)
+/* Answers every connection with `answer` (the socket's 1-byte echo, or
+ * the raw column's through a page of the connection's own), then closes it. */
+static int echo_connections(int listen_fd, int (*answer)(int fd))
 {
 	for (;;) {
 		__do_close int fd = accept_one(listen_fd);
@@ -146,7 +148,7 @@ static int echo_connections(int listen_fd)
 
 		if (fd < 0)
 			return fd;
-		r = echo_byte(fd);
+		r = answer(fd);
 		if (r < 0 && r != -ECONNRESET && r != -EPIPE)
 			return r;
 	}
@@ -217,7 +219,7 @@ static int serve_socket(const struct role_args *args)
 	if ((r = signal_ready()) < 0)
 		return r;
 	if (args->test == TEST_CONNECT)
-		return echo_connections(listen_fd);
+		return echo_connections(listen_fd, args->transport == TRANSPORT_RAW ? raw_connect_answer : echo_byte);
 	if (args->test == TEST_IDLE)
 		return hold_connections(listen_fd);
 	if ((fd = accept_one(listen_fd)) < 0)
@@ -240,6 +242,8 @@ static int serve(const struct role_args *args)
 
 	switch (args->transport) {
 	case TRANSPORT_RAW:
+		if (args->test == TEST_CONNECT)
+			return serve_socket(args);
 		r = signal_ready();
 		return r < 0 ? r : raw_serve(args);
 	case TRANSPORT_PIPE:
@@ -285,6 +289,8 @@ static int connect_cycle(void *ctx)
 
 	if (fd < 0)
 		return fd;
+	if (c->args->transport == TRANSPORT_RAW)
+		return raw_connect_exchange(fd, c->buf);
 	r = write_full(fd, c->buf, 1);
 	return r < 0 ? r : read_full(fd, c->buf, 1);
 }
@@ -517,7 +523,7 @@ static int client(const struct role_args *args)
 		r = measure_blocked(args, samples, &shm_used);
 	} else if (args->test == TEST_IDLE) {
 		r = measure_idle(samples, &shm_used, args);
-	} else if (args->transport == TRANSPORT_RAW) {
+	} else if (args->transport == TRANSPORT_RAW && args->test != TEST_CONNECT) {
 		if ((r = raw_client_op(args, &op)) < 0)
 			return r;
 		r = measure(args, &op, samples, &count);
@@ -527,7 +533,8 @@ static int client(const struct role_args *args)
 		if ((r = socket_client_op(args, &op)) < 0)
 			return r;
 		r = measure(args, &op, samples, &count);
-		shm_used = maps_memfd();
+		/* The raw connect cycle unmaps its page at every end. */
+		shm_used = args->transport == TRANSPORT_RAW || maps_memfd();
 	}
 	if (args->test == TEST_DRAIN)
 		drain_per_message(args, samples, count);

@@ -292,7 +292,8 @@ static int open_transport(const struct bench_case *c, struct role_fds *server, s
 {
 	int up[2], down[2];
 
-	if (c->transport == TRANSPORT_RAW) {
+	/* The raw connect cycle goes through the socket (raw_connect_exchange()). */
+	if (c->transport == TRANSPORT_RAW && c->test != TEST_CONNECT) {
 		int fd = memfd_create("tssx-bench-raw", MFD_CLOEXEC);
 
 		if (fd < 0 || ftruncate(fd, (off_t)raw_shared_size()) < 0)

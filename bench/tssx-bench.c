@@ -68,7 +68,9 @@ static const char usage_text[] =
 "  connect       socket, connect, accept, 1-byte echo, close, in a loop:\n"
 "                plain; TSSX with a segment at every cycle\n"
 "                (TSSX_SHORT_CALLS=0: what shared memory costs a\n"
-"                connection); TSSX by default, where such short\n"
+"                connection; raw: a page of its own per connection,\n"
+"                made, passed, mapped and unmapped by both ends, the\n"
+"                byte echoed through it); TSSX by default, where such short\n"
 "                connections soon go plain (what a program's loop of\n"
 "                connects costs); a preloaded client to a server without\n"
 "                TSSX\n"
@@ -275,6 +277,9 @@ static size_t add_connect_row(struct bench_row *rows, size_t n, enum connect_mod
 	n = add_row(rows, n, TEST_CONNECT, 1, false);
 	rows[n - 1].connect = connect;
 	rows[n - 1].cell[COL_PLAIN].wanted = !bench_row_is_mixed(&rows[n - 1]);
+	/* The limit of a connection through shared memory: the row that
+	 * gives each connection its segment. */
+	rows[n - 1].cell[COL_RAW].wanted = connect == CONNECT_SEGMENT;
 	return n;
 }
 
