@@ -9,6 +9,9 @@
  *   clients    one epoll server (an event loop, like Redis) with N clients
  *   chain      client -> epoll proxy -> epoll server, the proxy keeping one
  *              upstream connection per client (kept alive)
+ *   relay      the same, the proxy making an upstream connection per
+ *              request (a web server in front of a FastCGI backend
+ *              without keep-alive, its clients' connections kept alive)
  *   fresh      one epoll server with N clients that each make a connection
  *              per request (connect, request, answer, close), as a web
  *              server in front of a FastCGI backend without keep-alive
@@ -67,13 +70,14 @@ struct load_slot {
 
 const char *const load_kind_names[LOAD_KIND_COUNT] = {
 	[LOAD_PAIRS] = "pairs", [LOAD_PAIRS_HOGS] = "hogs", [LOAD_CLIENTS] = "clients", [LOAD_CHAIN] = "chain",
-	[LOAD_FRESH] = "fresh", [LOAD_IDLE] = "idle",
+	[LOAD_FRESH] = "fresh", [LOAD_IDLE] = "idle", [LOAD_RELAY] = "relay",
 };
 
 static const char *const kind_labels[] = {
 	[LOAD_PAIRS] = "pairs", [LOAD_PAIRS_HOGS] = "pairs + hogs",
 	[LOAD_CLIENTS] = "epoll server, clients", [LOAD_CHAIN] = "chain via epoll proxy",
 	[LOAD_FRESH] = "connection per request", [LOAD_IDLE] = "epoll + idle conns",
+	[LOAD_RELAY] = "chain, upstream per req",
 };
 
 enum { LCOL_PLAIN, LCOL_TSSX, LCOL_COUNT };
@@ -211,11 +215,24 @@ static int role_pair_server(const char *path)
 }
 
 /* An epoll event loop.  Without an upstream it echoes every message; as a
- * proxy it opens one upstream connection per client and relays both ways.
- * Messages are whole 64 B units: a read may return several. */
+ * proxy it relays both ways over an upstream connection of each client's,
+ * kept for the client's life, or (per_request) made for each request and
+ * closed once its answer is relayed, as a web server in front of a
+ * FastCGI backend without keep-alive.  Messages are whole 64 B units: a
+ * read may return several. */
+struct loop {
+	int epfd;
+	const char *upstream; /* NULL: an echo server */
+	bool per_request;
+};
+
 struct loop_conn {
 	int fd;
-	struct loop_conn *other; /* where its messages go; NULL: echo */
+	/* Where its messages go; NULL: echo, or a proxy's client between
+	 * requests (per_request). */
+	struct loop_conn *other;
+	bool up;	/* a proxy's upstream connection */
+	size_t owed;	/* per_request, upstream: bytes of answers still to come */
 };
 
 static bool loop_add(int epfd, int fd, void *ptr)
@@ -225,41 +242,78 @@ static bool loop_add(int epfd, int fd, void *ptr)
 	return fcntl(fd, F_SETFL, O_NONBLOCK) == 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
-static bool loop_accept(int epfd, int lfd, const char *upstream)
+/* A new upstream connection for down. */
+static bool loop_open_upstream(const struct loop *loop, struct loop_conn *down)
 {
-	struct loop_conn *down = calloc(1, sizeof(*down)), *up = NULL;
+	struct loop_conn *up = calloc(1, sizeof(*up));
+
+	if (!up || (up->fd = load_connect(loop->upstream)) < 0) {
+		free(up);
+		return false;
+	}
+	up->up = true;
+	up->other = down;
+	down->other = up;
+	return loop_add(loop->epfd, up->fd, up);
+}
+
+static bool loop_accept(const struct loop *loop, int lfd)
+{
+	struct loop_conn *down = calloc(1, sizeof(*down));
 
 	if (!down || (down->fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
 		return false;
-	if (upstream) {
-		if (!(up = calloc(1, sizeof(*up))) || (up->fd = load_connect(upstream)) < 0)
-			return false;
-		up->other = down;
-		down->other = up;
-		if (!loop_add(epfd, up->fd, up))
-			return false;
-	}
-	return loop_add(epfd, down->fd, down);
+	if (loop->upstream && !loop->per_request && !loop_open_upstream(loop, down))
+		return false;
+	return loop_add(loop->epfd, down->fd, down);
+}
+
+enum relayed {
+	RELAYED,	/* all that was there */
+	RELAY_DONE,	/* an upstream per request answered all: closed */
+	RELAY_ENDED,	/* the end of the stream, or an error */
+};
+
+/* A request's upstream connection, answered: it goes (epoll forgets it
+ * with the close). */
+static enum relayed loop_close_upstream(struct loop_conn *up)
+{
+	up->other->other = NULL;
+	close(up->fd);
+	free(up);
+	return RELAY_DONE;
 }
 
 /* Reads what is there (until EAGAIN, as event loops do) and passes it on. */
-static bool loop_relay(struct loop_conn *c)
+static enum relayed loop_relay(const struct loop *loop, struct loop_conn *c)
 {
 	uint8_t buf[16 * LOAD_MESSAGE];
-	int out = c->other ? c->other->fd : c->fd;
 
 	for (;;) {
 		ssize_t n = read(c->fd, buf, sizeof(buf));
 
-		if (n > 0 && !transfer(out, buf, (size_t)n, true))
-			return false;
 		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			return false;
-		if (n < 0 && errno == EAGAIN)
-			return true;
+			return RELAY_ENDED;
+		if (n < 0)
+			return errno == EAGAIN ? RELAYED : RELAY_ENDED;
+		if (loop->upstream && !c->up && !c->other && !loop_open_upstream(loop, c))
+			return RELAY_ENDED;
+		if (!transfer(c->other ? c->other->fd : c->fd, buf, (size_t)n, true))
+			return RELAY_ENDED;
+		if (!loop->per_request)
+			continue;
+		if (!c->up) {
+			c->other->owed += (size_t)n;
+			continue;
+		}
+		/* More answer than requests: not this bench's server. */
+		if ((size_t)n > c->owed)
+			return RELAY_ENDED;
+		c->owed -= (size_t)n;
+		if (!c->owed)
+			return loop_close_upstream(c);
 	}
 }
-
 /* Room for the idle scenario's connections: the soft limit up to the hard. */
 static bool raise_fd_limit(void)
 {
@@ -273,24 +327,26 @@ static bool raise_fd_limit(void)
 
 /* An epoll loop; fresh: clients close after each request, which is not
  * the end of the run (the orchestrator kills the server). */
-static int role_loop(const char *path, const char *upstream, bool fresh)
+static int role_loop(const char *path, const char *upstream, bool fresh, bool per_request)
 {
 	struct epoll_event events[64];
-	int lfd = load_listen(path), epfd = epoll_create1(EPOLL_CLOEXEC);
+	struct loop loop = { .epfd = epoll_create1(EPOLL_CLOEXEC), .upstream = upstream, .per_request = per_request };
+	int lfd = load_listen(path);
 	struct epoll_event lev = { .events = EPOLLIN, .data.ptr = NULL };
+	const char *role = upstream ? "proxy" : "server";
 
-	if (!raise_fd_limit() || lfd < 0 || epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, lfd, &lev) < 0 ||
+	if (!raise_fd_limit() || lfd < 0 || loop.epfd < 0 || epoll_ctl(loop.epfd, EPOLL_CTL_ADD, lfd, &lev) < 0 ||
 	    write(ROLE_FD_CTL, "r", 1) != 1)
-		return role_failed(upstream ? "proxy" : "server", path, false);
+		return role_failed(role, path, false);
 	for (;;) {
-		int n = epoll_wait(epfd, events, ARRAY_SIZE(events), -1);
+		int n = epoll_wait(loop.epfd, events, ARRAY_SIZE(events), -1);
 
 		for (int i = 0; i < n; i++) {
 			struct loop_conn *c = events[i].data.ptr;
 
-			if (!c && !loop_accept(epfd, lfd, upstream))
-				return role_failed(upstream ? "proxy" : "server", path, false);
-			if (c && !loop_relay(c)) {
+			if (!c && !loop_accept(&loop, lfd))
+				return role_failed(role, path, false);
+			if (c && loop_relay(&loop, c) == RELAY_ENDED) {
 				if (!fresh)
 					return 0; /* a client went away: the run is over */
 				close(c->fd);
@@ -327,7 +383,8 @@ static int __attribute__((noreturn)) role_hog(void)
 }
 
 /* --load-role client PATH SLOT | fresh-client PATH SLOT | pair-server PATH |
- * server PATH | fresh-server PATH | proxy PATH UPSTREAM | idle-holder PATH N |
+ * server PATH | fresh-server PATH | proxy PATH UPSTREAM | fresh-proxy PATH UPSTREAM |
+ * idle-holder PATH N |
  * hog */
 int load_role_main(int argc, char **argv)
 {
@@ -338,9 +395,9 @@ int load_role_main(int argc, char **argv)
 	if (strcmp(role, "pair-server") == 0 && argc == 4)
 		return role_pair_server(argv[3]);
 	if ((strcmp(role, "server") == 0 || strcmp(role, "fresh-server") == 0) && argc == 4)
-		return role_loop(argv[3], NULL, role[0] == 'f');
-	if (strcmp(role, "proxy") == 0 && argc == 5)
-		return role_loop(argv[3], argv[4], false);
+		return role_loop(argv[3], NULL, role[0] == 'f', false);
+	if ((strcmp(role, "proxy") == 0 || strcmp(role, "fresh-proxy") == 0) && argc == 5)
+		return role_loop(argv[3], argv[4], false, role[0] == 'f');
 	if (strcmp(role, "idle-holder") == 0 && argc == 5)
 		return role_idle_holder(argv[3], (unsigned)strtoul(argv[4], NULL, 10));
 	if (strcmp(role, "hog") == 0 && argc == 3)
@@ -599,6 +656,7 @@ struct load_topology {
 	unsigned idle; /* silent connections to the server */
 	bool proxy;
 	bool fresh; /* a connection per request */
+	bool relay; /* the proxy's upstream connections: one per request */
 };
 
 static struct load_topology topology_of(const struct load_row *row, long nproc)
@@ -614,6 +672,8 @@ static struct load_topology topology_of(const struct load_row *row, long nproc)
 		return (struct load_topology){ .servers = 1, .clients = row->n, .fresh = true };
 	case LOAD_CHAIN:
 		return (struct load_topology){ .servers = 2, .clients = row->n, .proxy = true };
+	case LOAD_RELAY:
+		return (struct load_topology){ .servers = 2, .clients = row->n, .proxy = true, .relay = true };
 	case LOAD_IDLE:
 		return (struct load_topology){ .servers = 1, .clients = 1, .idle = row->n };
 	case LOAD_KIND_COUNT:
@@ -655,8 +715,8 @@ static bool start_round(const struct bench_config *cfg, const struct load_row *r
 			if (!spawn_server(procs, env, counters, ready, "pair-server", path[i], NULL))
 				return false;
 	} else if (t.proxy) {
-		if (!spawn_server(procs, env, counters, ready, "server", upstream, NULL) ||
-		    !spawn_server(procs, env, counters, ready, "proxy", path[0], upstream))
+		if (!spawn_server(procs, env, counters, ready, t.relay ? "fresh-server" : "server", upstream, NULL) ||
+		    !spawn_server(procs, env, counters, ready, t.relay ? "fresh-proxy" : "proxy", path[0], upstream))
 			return false;
 	} else if (!spawn_server(procs, env, counters, ready, t.fresh ? "fresh-server" : "server", path[0], NULL)) {
 		return false;
@@ -788,7 +848,7 @@ static int measure_round(const struct bench_config *cfg, struct load_row *row, i
 static unsigned build_load_rows(struct load_row *rows, unsigned kinds)
 {
 	static const unsigned pairs[] = { 1, 2, 4, 8, 16 }, clients[] = { 1, 8, 64 }, chain[] = { 1, 8 },
-			      fresh[] = { 1, 8 }, idle[] = { 100, 1000 };
+			      fresh[] = { 1, 8 }, idle[] = { 100, 1000 }, relay[] = { 1, 8 };
 	static const struct {
 		const unsigned *n;
 		size_t count;
@@ -799,6 +859,7 @@ static unsigned build_load_rows(struct load_row *rows, unsigned kinds)
 		[LOAD_CHAIN] = { chain, ARRAY_SIZE(chain) },
 		[LOAD_FRESH] = { fresh, ARRAY_SIZE(fresh) },
 		[LOAD_IDLE] = { idle, ARRAY_SIZE(idle) },
+		[LOAD_RELAY] = { relay, ARRAY_SIZE(relay) },
 	};
 	unsigned n = 0;
 

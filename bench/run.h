@@ -60,7 +60,16 @@ static inline bool bench_row_is_mixed(const struct bench_row *row)
 }
 
 /* The --load scenarios (load.c). */
-enum load_kind { LOAD_PAIRS, LOAD_PAIRS_HOGS, LOAD_CLIENTS, LOAD_CHAIN, LOAD_FRESH, LOAD_IDLE, LOAD_KIND_COUNT };
+enum load_kind {
+	LOAD_PAIRS,
+	LOAD_PAIRS_HOGS,
+	LOAD_CLIENTS,
+	LOAD_CHAIN,
+	LOAD_RELAY,
+	LOAD_FRESH,
+	LOAD_IDLE,
+	LOAD_KIND_COUNT
+};
 /* Their names for -t. */
 extern const char *const load_kind_names[LOAD_KIND_COUNT];
 

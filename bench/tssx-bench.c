@@ -97,7 +97,7 @@ static const char usage_text[] =
 "  -t, --tests=LIST      only these measurements, comma-separated:\n"
 "                        pingpong,stream,drain,connect,pipe,blocked,idle;\n"
 "                        with --load, only these scenarios:\n"
-"                        pairs,hogs,clients,chain,fresh,idle\n"
+"                        pairs,hogs,clients,chain,relay,fresh,idle\n"
 "  -L, --load            the load table instead (below)\n"
 "  -j, --json            print JSON instead of the table\n"
 "  -p, --progress        show progress on stderr even when it is not a tty\n"
@@ -112,10 +112,11 @@ static const char usage_text[] =
 "--load: plain and TSSX with many processes at once: 64 B round trips/s,\n"
 "CPU time and system calls per request; 1-16 independent pairs, the same\n"
 "with a busy process per CPU, an epoll server with 1-64 clients, a client ->\n"
-"epoll proxy -> server chain, an epoll server whose 1 or 8 clients make a\n"
-"connection per request, an epoll server with one busy client and 100 or\n"
-"1000 connections open and silent (default 3 s per cell, --quick 1.2 s).\n"
-"-t names the scenarios to run (default: all six).  One pair beside the busy\n"
+"epoll proxy -> server chain, the same with an upstream connection per\n"
+"request, an epoll server whose 1 or 8 clients make a connection per\n"
+"request, an epoll server with one busy client and 100 or 1000 connections\n"
+"open and silent (default 3 s per cell, --quick 1.2 s).\n"
+"-t names the scenarios to run (default: all seven).  One pair beside the busy\n"
 "processes is a lottery of placements (its two ends on one CPU, or apart, each\n"
 "beside a busy process, where every answer of plain sockets wakes the other\n"
 "CPU and a round trip costs many times more, while TSSX's ends spin): that\n"
@@ -543,7 +544,8 @@ int main(int argc, char **argv)
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (test_list && load && !(cfg.load_kinds = parse_list(test_list, load_kind_names, LOAD_KIND_COUNT)))
-		return usage_error("invalid scenario list '%s' (pairs,hogs,clients,chain,fresh)", test_list);
+		return usage_error("invalid scenario list '%s' (pairs,hogs,clients,chain,relay,fresh,idle)",
+				   test_list);
 	if (test_list && !load && !(tests = parse_list(test_list, bench_test_names, ARRAY_SIZE(bench_test_names))))
 		return usage_error("invalid test list '%s'", test_list);
 	if (cfg.quick && !duration_given)

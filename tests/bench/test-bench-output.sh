@@ -163,3 +163,21 @@ fi
 TSSX_LIBRARY=$TSSX_TEST_LIBRARY "$WITH_REGISTRY" "$TSSX_BENCH" "${TINY[@]}" --json \
 	>"$TMP/tssx.json" 2>"$TMP/stderr" || fail "bench with TSSX failed: $(cat "$TMP/stderr")"
 check_json "$TMP/tssx.json" 1 || fail "JSON with TSSX"
+# The proxy chains with TSSX: kept-alive upstream connections, and one per
+# request (the proxy opens it for each request and closes it once the
+# answer is relayed): every row measured in both columns, the clients'
+# connections to the proxy through shared memory.
+TSSX_LIBRARY=$TSSX_TEST_LIBRARY "$WITH_REGISTRY" "$TSSX_BENCH" --load -t relay,chain --duration 0.1 \
+	--warmup 0.02 --rounds 1 --json >"$TMP/chains.json" 2>"$TMP/stderr" ||
+	fail "--load -t relay,chain with TSSX failed: $(cat "$TMP/stderr")"
+python3 - "$TMP/chains.json" <<'PY' || fail "--load -t relay,chain with TSSX"
+import json, sys
+
+rows = json.load(open(sys.argv[1]))["load"]
+assert [r["label"] for r in rows] == ["chain via epoll proxy 1", "chain via epoll proxy 8",
+                                      "chain, upstream per req 1", "chain, upstream per req 8"], rows
+for r in rows:
+    assert r["error"] is None and r["shared_memory"], r
+    for col in ("plain", "tssx"):
+        assert r[col]["req_per_s"]["median"] > 0, r
+PY
