@@ -235,26 +235,38 @@ struct loop_conn {
 	size_t owed;	/* per_request, upstream: bytes of answers still to come */
 };
 
-static bool loop_add(int epfd, int fd, void *ptr)
+static bool loop_watch(int epfd, int fd, void *ptr)
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = ptr };
 
-	return fcntl(fd, F_SETFL, O_NONBLOCK) == 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
-/* A new upstream connection for down. */
+static bool loop_add(int epfd, int fd, void *ptr)
+{
+	return fcntl(fd, F_SETFL, O_NONBLOCK) == 0 && loop_watch(epfd, fd, ptr);
+}
+
+/* A new upstream connection for down.  Per request, in nginx's order
+ * (ngx_event_connect_peer()): the socket in the epoll set before its
+ * connect(), as the library then sees it: a socket that may still
+ * become a TSSX connection. */
 static bool loop_open_upstream(const struct loop *loop, struct loop_conn *down)
 {
 	struct loop_conn *up = calloc(1, sizeof(*up));
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
 
-	if (!up || (up->fd = load_connect(loop->upstream)) < 0) {
-		free(up);
+	if (!up)
 		return false;
-	}
 	up->up = true;
 	up->other = down;
 	down->other = up;
-	return loop_add(loop->epfd, up->fd, up);
+	if (!loop->per_request)
+		return (up->fd = load_connect(loop->upstream)) >= 0 && loop_add(loop->epfd, up->fd, up);
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", loop->upstream);
+	return (up->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0 && loop_watch(loop->epfd, up->fd, up) &&
+	       connect(up->fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+	       fcntl(up->fd, F_SETFL, O_NONBLOCK) == 0;
 }
 
 static bool loop_accept(const struct loop *loop, int lfd)
