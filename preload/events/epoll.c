@@ -193,6 +193,16 @@ static int reregister(struct events_set *set, const struct events_entry *entry, 
 	return real_ctl(set->epfd, EPOLL_CTL_ADD, entry->fd, &event);
 }
 
+/* A watched fd's registration as the application made it, its events and
+ * data, in place of ours. */
+static int register_as_own(struct events_set *set, const struct events_entry *entry)
+{
+	struct epoll_event own = kernel_event(entry, 0);
+
+	own.data = entry->data;
+	return reregister(set, entry, own);
+}
+
 /* A connection appeared on a watched fd, or one went away: register what
  * the kernel must now watch for it. */
 static void entry_reclassify(struct events_set *set, struct events_entry *entry, enum events_kind kind)
@@ -222,16 +232,42 @@ static void entry_reclassify(struct events_set *set, struct events_entry *entry,
  */
 void events_entry_release(struct events_set *set, struct events_entry *entry)
 {
-	struct epoll_event own = kernel_event(entry, 0);
 	int saved_errno = errno, rc;
 
 	entry_bell_drop(set, entry);
 	if (entry->kind != EVENTS_WATCHED)
 		return;
-	own.data = entry->data;
-	rc = entry->disabled ? real_ctl(set->epfd, EPOLL_CTL_DEL, entry->fd, NULL) : reregister(set, entry, own);
+	rc = entry->disabled ? real_ctl(set->epfd, EPOLL_CTL_DEL, entry->fd, NULL) : register_as_own(set, entry);
 	if (rc < 0)
 		log_warn(0, "epoll %d: closing fd %d: its registration keeps our tag: %m", set->epfd, entry->fd);
+	errno = saved_errno;
+}
+
+/*
+ * A watched socket connected plain: it never becomes a connection.  Its
+ * registration becomes the application's own now, and the entry goes: one
+ * system call at the connect, where watching it cost a translation of
+ * each of its reports and, at its close, two calls (the check for a
+ * vfork() child, then this one): an event loop that adds each upstream
+ * socket before its connect (nginx) paid them at every request.  A
+ * report of our tag already queued is dropped as a closed fd's, and the
+ * kernel reports the readiness again under the application's data (an
+ * EPOLL_CTL_MOD polls the file anew, edge-triggered too).  A one-shot
+ * entry the kernel disabled stays watched: re-registered, it would fire
+ * again.
+ */
+static void settle_watched(struct events_set *set, struct events_entry *entry)
+{
+	if (entry->kind == EVENTS_WATCHED && !entry->has_rings && !entry->disabled && register_as_own(set, entry) == 0)
+		events_set_remove(set, entry);
+}
+
+void tssx_events_fd_settled(int fd)
+{
+	int saved_errno = errno;
+
+	if (tssx_table_watchers(fd) > 0)
+		events_each_entry_of(fd, settle_watched);
 	errno = saved_errno;
 }
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "conn/wait.h"
+#include "events/events.h"
 #include "init.h"
 #include "real_slots.h"
 #include "shims/shims.h"
@@ -450,8 +451,10 @@ static int connect_plain(int fd, const struct sockaddr *addr, socklen_t len, str
 	int saved_errno = errno;
 	char server[TSSX_CONN_PATH_MAX];
 
-	if (ret == 0)
+	if (ret == 0) {
 		tssx_fd_hint_add(fd, TSSX_HINT_CONNECTED);
+		tssx_events_fd_settled(fd);
+	}
 	if (ret == 0 && why.reason && plain_listing_due(&plain_server_listed_ns) && is_stream_client(fd)) {
 		server_name_of(server, sizeof(server), addr, len);
 		tssx_conn_list_plain(fd, false, server, why.reason, why.error);

@@ -712,6 +712,90 @@ static void case_epoll_hints(void)
 		printf("getpeername() calls not counted on this machine\n");
 }
 
+/* The kernel's registration of fd in epfd (/proc/self/fdinfo of the epoll
+ * fd lists each one): true when there is one, with its events and data. */
+static bool kernel_registration(int epfd, int fd, uint32_t *events, uint64_t *data)
+{
+	char path[64], line[256];
+	bool found = false;
+	FILE *info;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", epfd);
+	info = fopen(path, "re");
+	CHECK(info != NULL);
+	while (!found && fgets(line, sizeof(line), info)) {
+		unsigned long long got_data;
+		unsigned got_events;
+		int tfd;
+
+		found = sscanf(line, "tfd: %d events: %x data: %llx", &tfd, &got_events, &got_data) == 3 && tfd == fd;
+		if (found) {
+			*events = got_events;
+			*data = got_data;
+		}
+	}
+	fclose(info);
+	return found;
+}
+
+/* A Unix stream socket added before its connect() is watched under the
+ * library's tag (it may become a connection); once it connected plain (to
+ * a server without TSSX: this listen() bypasses the library) the kernel
+ * holds the application's own registration, its events and data, and
+ * reports them: the library watches it no more (its close then costs no
+ * system call of the library's; until 2026-12-04 the tag stayed, and each
+ * close re-registered it and asked whether it ran in a vfork() child).  A
+ * one-shot registration the kernel disabled stays silent until the
+ * application's EPOLL_CTL_MOD. */
+static void case_epoll_settled(void)
+{
+	struct sockaddr_un addr = listen_addr;
+	int epfd = epoll_create1(0), plain = socket(AF_UNIX, SOCK_STREAM, 0), c, s;
+	uint32_t events;
+	uint64_t data;
+
+	CHECK(plain >= 0);
+	strcpy(strrchr(addr.sun_path, '/') + 1, "plain.sock");
+	unlink(addr.sun_path);
+	CHECK_EQ(bind(plain, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	CHECK_EQ(syscall(SYS_listen, plain, 16), 0);
+
+	c = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK_EQ(epoll_add(epfd, c, EPOLLIN | EPOLLET, 50), 0);
+	CHECK(kernel_registration(epfd, c, &events, &data));
+	CHECK(data != 50); /* the library's tag */
+	CHECK_EQ(connect(c, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	CHECK(!bound_to_tssx(c));
+	CHECK(kernel_registration(epfd, c, &events, &data));
+	CHECK_EQ(data, 50);
+	CHECK_EQ(events & (EPOLLIN | EPOLLOUT | EPOLLET), EPOLLIN | EPOLLET);
+	s = accept(plain, NULL, NULL);
+	CHECK(s >= 0);
+	expect_event(epfd, 0, 0, 0);
+	put(s, "plain");
+	expect_event(epfd, -1, 50, EPOLLIN);
+	expect_event(epfd, 0, 0, 0); /* edge-triggered: once */
+	get(c, "plain");
+	close(c);
+	CHECK(!kernel_registration(epfd, c, &events, &data));
+	close(s);
+
+	c = socket(AF_UNIX, SOCK_STREAM, 0);
+	CHECK_EQ(epoll_add(epfd, c, EPOLLOUT | EPOLLONESHOT, 51), 0);
+	expect_event(epfd, 0, 51, EPOLLOUT | EPOLLHUP);
+	CHECK_EQ(connect(c, (struct sockaddr *)&addr, sizeof(addr)), 0);
+	expect_event(epfd, 0, 0, 0);
+	CHECK_EQ(epoll_mod(epfd, c, EPOLLOUT, 52), 0);
+	expect_event(epfd, 0, 52, EPOLLOUT);
+	s = accept(plain, NULL, NULL);
+	CHECK(s >= 0);
+	close(s);
+	close(c);
+	close(plain);
+	unlink(addr.sun_path);
+	close(epfd);
+}
+
 /* A number that a close around the library freed (glibc's fclose() of an
  * fdopen()ed socket closes it inside libc) and socket() made again: the
  * accepted socket's hint ("connected", never a connection) must not stay
@@ -1609,6 +1693,7 @@ int main(int argc, char **argv)
 		{ "epoll-late-connect", case_epoll_late_connect },
 		{ "epoll-hints", case_epoll_hints },
 		{ "epoll-hint-stale", case_epoll_hint_stale },
+		{ "epoll-settled", case_epoll_settled },
 		{ "epoll-emptied", case_epoll_emptied },
 		{ "epoll-closed-copy", case_epoll_closed_copy },
 		{ "epoll-nested", case_epoll_nested },
