@@ -78,8 +78,9 @@ time.sleep(60)" "$SOCKET" &
 "$WITH_REGISTRY" bash -c '
 	set -euo pipefail
 	. "$(dirname "$0")/lib.sh"
-	kill -STOP "$TSSX_REGISTRYFS_PID"
+	. "$(dirname "$0")/../lib/stopped.sh"
 	trap "kill -CONT $TSSX_REGISTRYFS_PID; cleanup_tmp" EXIT
+	stop_process "$TSSX_REGISTRYFS_PID" || fail "the daemon did not stop"
 	rc=0
 	timeout -s KILL 20 "$TSSX_CMD" run true 2>"$TMP/stderr" || rc=$?
 	((rc == 0)) && [[ $(wc -l <"$TMP/stderr") == 1 ]] && grep -q "does not answer" "$TMP/stderr" ||

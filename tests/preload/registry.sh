@@ -23,15 +23,9 @@ fi
 peer=$(dirname "$0")/registry_peer.py
 own_registry
 
-# Every thread stopped: until then one can still take a request.
+source "$(dirname "$0")/../lib/stopped.sh"
 stop_daemon() {
-	local i
-	kill -STOP "$daemon_pid"
-	for ((i = 0; i < 400; i++)); do
-		! grep -qv '^[^)]*) [Tt]' /proc/"$daemon_pid"/task/*/stat 2>/dev/null && return 0
-		sleep 0.025
-	done
-	fail "the daemon did not stop"
+	stop_process "$daemon_pid" || fail "the daemon did not stop"
 }
 
 now() { date +%s%N; }
