@@ -304,10 +304,10 @@ static enum relayed loop_relay(const struct loop *loop, struct loop_conn *c)
 	for (;;) {
 		ssize_t n = read(c->fd, buf, sizeof(buf));
 
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-			return RELAY_ENDED;
-		if (n < 0)
-			return errno == EAGAIN ? RELAYED : RELAY_ENDED;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 && errno == EAGAIN ? RELAYED : RELAY_ENDED;
 		if (loop->upstream && !c->up && !c->other && !loop_open_upstream(loop, c))
 			return RELAY_ENDED;
 		if (!transfer(c->other ? c->other->fd : c->fd, buf, (size_t)n, true))
@@ -326,6 +326,7 @@ static enum relayed loop_relay(const struct loop *loop, struct loop_conn *c)
 			return loop_close_upstream(c);
 	}
 }
+
 /* Room for the idle scenario's connections: the soft limit up to the hard. */
 static bool raise_fd_limit(void)
 {
