@@ -258,7 +258,7 @@ void events_entry_release(struct events_set *set, struct events_entry *entry)
  */
 static void settle_watched(struct events_set *set, struct events_entry *entry)
 {
-	if (entry->kind == EVENTS_WATCHED && !entry->has_rings && !entry->disabled && register_as_own(set, entry) == 0)
+	if (entry->kind == EVENTS_WATCHED && !entry->disabled && register_as_own(set, entry) == 0)
 		events_set_remove(set, entry);
 }
 
