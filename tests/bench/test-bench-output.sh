@@ -137,6 +137,39 @@ python3 -c 'import json, sys; print(" ".join(r["scenario"] for r in json.load(op
 	"$TMP/load.json" >"$TMP/scenarios" || fail "--load JSON"
 [[ $(cat "$TMP/scenarios") == "pairs pairs pairs pairs pairs chain via epoll proxy chain via epoll proxy" ]] ||
 	fail "--load -t chain,pairs ran: $(cat "$TMP/scenarios")"
+# A server role outlives a client that goes away before its answer (as at
+# the end of every round, when its clients are killed first): it must
+# not die of SIGPIPE, which left the clients still running to print a
+# refused connect.  The client shuts its reading side first, so the echo
+# meets EPIPE for certain; then a second client must still be answered.
+"$TSSX_BENCH" --load-role fresh-server "$TMP/role.sock" 3>"$TMP/role.ready" 4>/dev/null &
+role=$!
+python3 - "$TMP/role.sock" "$TMP/role.ready" <<'PY' || { kill "$role" 2>/dev/null; fail "fresh-server died with a client"; }
+import os, socket, sys, time
+
+path, ready = sys.argv[1:]
+deadline = time.monotonic() + 10
+while os.path.getsize(ready) < 1:
+    assert time.monotonic() < deadline, "the role never listened"
+    time.sleep(0.01)
+gone = socket.socket(socket.AF_UNIX)
+gone.connect(path)
+gone.shutdown(socket.SHUT_RD)
+gone.sendall(b"x" * 64)
+time.sleep(0.2)
+kept = socket.socket(socket.AF_UNIX)
+kept.settimeout(10)
+kept.connect(path)
+kept.sendall(b"y" * 64)
+got = b""
+while len(got) < 64:
+    chunk = kept.recv(64 - len(got))
+    assert chunk, "no answer"
+    got += chunk
+assert got == b"y" * 64, got
+PY
+kill "$role"
+wait "$role" 2>/dev/null || true
 # One pair beside hogs, a lottery of placements: three times the rounds,
 # each counted as on one CPU or on two (docs/benchmark.md, "One pair beside
 # hogs, by placement").
