@@ -467,6 +467,18 @@ static unsigned parse_list(const char *list, const char *const *names, size_t co
 	return tests;
 }
 
+/* The names -t takes, comma-separated, for its error message: kept
+ * from the table, which a list written out by hand fell behind. */
+static const char *names_joined(char *buf, size_t size, const char *const *names, size_t count)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < count && len < size; i++)
+		len += (size_t)snprintf(buf + len, size - len, "%s%s", i ? "," : "", names[i]);
+	return buf;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -483,6 +495,7 @@ int main(int argc, char **argv)
 				    .load_kinds = (1u << LOAD_KIND_COUNT) - 1,
 				    .progress = isatty(STDERR_FILENO) };
 	const char *library = NULL, *registry = NULL, *test_list = NULL;
+	char names[128];
 	bool duration_given = false, warmup_given = false, load = false;
 	unsigned tests = (1u << TEST_COUNT) - 1;
 	int opt, status;
@@ -544,10 +557,11 @@ int main(int argc, char **argv)
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
 	if (test_list && load && !(cfg.load_kinds = parse_list(test_list, load_kind_names, LOAD_KIND_COUNT)))
-		return usage_error("invalid scenario list '%s' (pairs,hogs,clients,chain,relay,fresh,idle)",
-				   test_list);
+		return usage_error("invalid scenario list '%s' (%s)", test_list,
+				   names_joined(names, sizeof(names), load_kind_names, LOAD_KIND_COUNT));
 	if (test_list && !load && !(tests = parse_list(test_list, bench_test_names, ARRAY_SIZE(bench_test_names))))
-		return usage_error("invalid test list '%s'", test_list);
+		return usage_error("invalid test list '%s' (%s)", test_list,
+				   names_joined(names, sizeof(names), bench_test_names, ARRAY_SIZE(bench_test_names)));
 	if (cfg.quick && !duration_given)
 		cfg.duration_ns = 400000000;
 	if (cfg.quick && !warmup_given)
