@@ -92,6 +92,11 @@ struct tssx_conn {
 	_Atomic bool peer_closed;  /* the real socket reported EOF or HUP */
 	_Atomic bool read_shut;    /* this process did shutdown(SHUT_RD) */
 	_Atomic bool write_shut;   /* this process did shutdown(SHUT_WR) */
+	/* A write of this process found tx full (EAGAIN, a short write):
+	 * from then on its edge-triggered epoll entries arm for room at
+	 * every sleep (tssx_conn_room_unowed(), docs/events.md "Room only
+	 * after a full ring"). */
+	_Atomic bool ring_filled;
 	/* O_NONBLOCK of the socket as this process last read or set it
 	 * (enum tssx_nonblock): an F_GETFL per wait otherwise. */
 	_Atomic int nonblock;

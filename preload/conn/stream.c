@@ -39,6 +39,7 @@
 #include "conn/stream.h"
 #include "conn/stream_fast.h"
 #include "conn/unseen.h"
+#include "events/events.h"
 #include "init.h"
 #include "real_slots.h"
 #include "conn/wait.h"
@@ -827,6 +828,23 @@ static int attach_control(struct tssx_conn *conn, int fd, const struct msghdr *c
 	return tssx_ancillary_send(conn, fd, control, len, tssx_conn_nonblocking(conn, fd, flags)) ?: 1;
 }
 
+/* A write found tx full (EAGAIN, or a short write on its timeout): the
+ * connection's edge-triggered epoll entries are owed EPOLLOUT when room
+ * comes, so they arm for room from now on (tssx_conn_room_unowed()), and
+ * those that armed without it hear of it: this process's sets through
+ * their entries of fd; another process's (a fork, an exec'd image) or an
+ * entry of another fd of the connection, which an arming may have skipped
+ * before the connection came to be shared, through the socket's bell. */
+static void ring_found_full(struct tssx_conn *conn, int fd)
+{
+	/* Seq_cst, before the sets' locks: an arming under a set's lock
+	 * after tssx_events_room_owed() took it sees the mark. */
+	atomic_store(&conn->ring_filled, true);
+	if (!tssx_unseen_held_alone(conn))
+		(void)tssx_conn_arm(conn, POLLOUT, TSSX_BELL_SOCKET, NULL);
+	tssx_events_room_owed(fd);
+}
+
 /* Inline in its two callers (send, sendmsg): one frame per call less. */
 static inline __attribute__((always_inline)) ssize_t
 send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt, int flags,
@@ -895,6 +913,8 @@ send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 		} else {
 			ret = wait_ring(conn, fd, true, least, &dl);
 		}
+		if (ret == -EAGAIN)
+			ring_found_full(conn, fd);
 		/* A writer that this side's shutdown ended while it waited fails
 		 * without SIGPIPE, as the kernel's (its wait for room fails,
 		 * which skips the signal of a write that finds the socket
@@ -1330,6 +1350,12 @@ static uint32_t ready_of_failed(uint32_t events)
 {
 	/* Every call reports the error at once. */
 	return POLLERR | POLLHUP | (events & (POLLIN | POLLOUT | POLLRDHUP));
+}
+
+bool tssx_conn_room_unowed(struct tssx_conn *conn)
+{
+	return atomic_load_explicit(&conn->state, memory_order_acquire) == TSSX_CONN_READY &&
+	       !atomic_load(&conn->ring_filled) && tssx_unseen_held_alone(conn) && tssx_ring_writable(conn->tx) > 0;
 }
 
 uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events)

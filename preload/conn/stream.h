@@ -62,6 +62,16 @@ ssize_t tssx_conn_outq(struct tssx_conn *conn, int fd);
  * blocking and reports what a fresh socket would meanwhile. */
 uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events);
 
+/* Whether an edge-triggered waiter for POLLOUT may sleep without arming
+ * for room: tx has room, so the last report of it stands, and no write
+ * of this process found tx full since the connection was made, nor can
+ * one of another process or through another fd (it is held alone and
+ * not duplicated, conn/unseen.h).  Room then owes no edge until a write
+ * finds tx full, which tells the sets (tssx_events_room_owed()), as TCP
+ * and pipes wake a writer only after one found no room (docs/events.md,
+ * "Room only after a full ring"). */
+bool tssx_conn_room_unowed(struct tssx_conn *conn);
+
 /* A sleeper that no doorbell may wake re-checks the rings this often: a
  * guest of the doorbell owner, or any waiter after its own SHUT_RD. */
 #define TSSX_SHARED_WAIT_MS 10

@@ -419,6 +419,17 @@ static bool other_thread(_Atomic uintptr_t *threads)
 	return seen && seen != this_thread();
 }
 
+/* The events an entry arms its connection for: an edge-triggered one
+ * leaves out EPOLLOUT while no room is owed to it (its connection's
+ * writes never found the ring full, tssx_conn_room_unowed()), so that the
+ * peer's reads ring no bell for room nobody waits for. */
+static uint32_t armed_events(const struct events_entry *entry, struct tssx_conn *conn)
+{
+	if ((entry->events & (EPOLLOUT | EPOLLET)) == (EPOLLOUT | EPOLLET) && tssx_conn_room_unowed(conn))
+		return entry->events & ~(uint32_t)EPOLLOUT;
+	return entry->events;
+}
+
 /*
  * A connection's entry was added, taken back or changed (under the lock)
  * while a thread may sleep in the set's kernel wait: that thread armed
@@ -444,7 +455,7 @@ static void conn_entry_changed(struct events_set *set, struct events_entry *entr
 	conn = entry_conn(set, entry);
 	if (!conn || entry->disabled || entry->parked)
 		return;
-	if (tssx_conn_arm(conn, entry->events, entry_bell(set, entry, conn, false), NULL) != TSSX_ARM_DOORBELL) {
+	if (tssx_conn_arm(conn, armed_events(entry, conn), entry_bell(set, entry, conn, false), NULL) != TSSX_ARM_DOORBELL) {
 		kick_sleepers(set);
 		return;
 	}
@@ -468,6 +479,22 @@ void tssx_events_conn_appeared(int fd)
 	events_each_entry_of(fd, conn_appeared);
 }
 
+/* Heated first: a cold entry, armed without EPOLLOUT, is armed again by
+ * the set's next wait (this thread's, in a single-threaded loop) or at
+ * once when another thread sleeps there. */
+static void room_owed(struct events_set *set, struct events_entry *entry)
+{
+	if ((entry->events & (EPOLLOUT | EPOLLET)) != (EPOLLOUT | EPOLLET))
+		return;
+	events_entry_heat(set, entry);
+	conn_entry_changed(set, entry, true);
+}
+
+void tssx_events_room_owed(int fd)
+{
+	events_each_entry_of(fd, room_owed);
+}
+
 /* Arms the hot entries (a cold one is armed already); a connection that
  * will ring a doorbell may go cold once a look after this finds nothing
  * to report. */
@@ -483,7 +510,7 @@ static bool set_arm_locked(struct events_set *set, bool own_sleep)
 		if (entry->disabled || entry->parked)
 			continue;
 		if (conn) {
-			bool doorbell = tssx_conn_arm(conn, entry->events, entry_bell(set, entry, conn, own_sleep), NULL) ==
+			bool doorbell = tssx_conn_arm(conn, armed_events(entry, conn), entry_bell(set, entry, conn, own_sleep), NULL) ==
 					TSSX_ARM_DOORBELL;
 
 			recheck |= !doorbell;
@@ -541,7 +568,7 @@ static bool arm_silent(struct events_set *set, struct events_entry *entry, uint6
 	    look_time(now) - entry->active_ns < EVENTS_COLD_AFTER_NS ||
 	    !(conn = tssx_conn_lookup(entry->fd)) || !tssx_unseen_may_cool(conn))
 		return false;
-	return tssx_conn_arm(conn, entry->events, entry_bell(set, entry, conn, false), NULL) == TSSX_ARM_DOORBELL;
+	return tssx_conn_arm(conn, armed_events(entry, conn), entry_bell(set, entry, conn, false), NULL) == TSSX_ARM_DOORBELL;
 }
 
 /* Reports ready hot entries into events[0..max), each visited once,

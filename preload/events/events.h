@@ -274,6 +274,10 @@ void events_kick_renumber(int old, int moved);
 /* fd, which epoll sets may watch (added before its connect), became a
  * connection: a thread asleep in such a set is woken by its data. */
 void tssx_events_conn_appeared(int fd);
+/* A write on fd found its connection's ring full: its edge-triggered
+ * entries that wait for EPOLLOUT arm for room (tssx_conn_room_unowed()),
+ * a sleeper's at once. */
+void tssx_events_room_owed(int fd);
 /* fd, which epoll sets may watch (added before its connect), connected
  * plain: it never becomes a connection, and they stop watching it. */
 void tssx_events_fd_settled(int fd);

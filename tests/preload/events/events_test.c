@@ -1039,6 +1039,107 @@ static void case_writable(void)
 	CHECK_EQ(pthread_join(reader, NULL), 0);
 }
 
+/* Room after a full ring (docs/events.md, "Room only after a full ring"):
+ * an edge-triggered entry that asks for EPOLLOUT sleeps without asking
+ * the peer for room while its writes find room, and hears of room once a
+ * write found the ring full: after it went cold in the set (the writing
+ * thread's next wait arms it), while another thread sleeps in the set
+ * (armed at the write's EAGAIN), and when a fork made after that sleep
+ * began fills the ring (the socket's bell).  Each wait is bounded, so a
+ * lost edge fails the case instead of hanging it. */
+#define ROOM_WAIT_MS 10000
+
+static void fill_ring(int fd)
+{
+	char block[1024] = { 0 };
+
+	while (write(fd, block, sizeof(block)) > 0)
+		;
+	CHECK_EQ(errno, EAGAIN);
+}
+
+/* A non-blocking client whose first report (writable) was taken, in a
+ * set of its own. */
+static int room_pair(int *c, int *s)
+{
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
+
+	tssx_pair(c, s);
+	CHECK_EQ(fcntl(*c, F_SETFL, O_NONBLOCK), 0);
+	CHECK_EQ(epoll_add(epfd, *c, EPOLLIN | EPOLLOUT | EPOLLET, 24), 0);
+	expect_event(epfd, 0, 24, EPOLLOUT);
+	return epfd;
+}
+
+static long long monotonic_ms(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* The client's room, reported before the wait's bound: a wait that ran
+ * out looks at the rings once more and would report it then, hiding a
+ * wake-up that never came. */
+static void expect_room(int epfd)
+{
+	long long start = monotonic_ms();
+
+	expect_event(epfd, ROOM_WAIT_MS, 24, EPOLLOUT);
+	if (monotonic_ms() - start >= ROOM_WAIT_MS)
+		fail(__LINE__, "room reported only as the wait of %d ms ran out: no wake-up came", ROOM_WAIT_MS);
+}
+
+static void *room_sleeper(void *arg)
+{
+	expect_room(*(int *)arg);
+	return NULL;
+}
+
+/* Gives room_sleeper() time to arm and sleep before the ring fills:
+ * the case is about a sleep that began before; not a bound on anything. */
+static void let_sleeper_sleep(void)
+{
+	usleep(100 * 1000);
+}
+
+static void case_epoll_room(void)
+{
+	int c, s, epfd, status;
+	pthread_t reader, sleeper;
+	pid_t child;
+
+	epfd = room_pair(&c, &s);
+	expect_event(epfd, 20, 0, 0); /* armed, nothing: cold */
+	fill_ring(c);
+	CHECK_EQ(pthread_create(&reader, NULL, drain_ring, &s), 0);
+	expect_room(epfd);
+	CHECK_EQ(pthread_join(reader, NULL), 0);
+
+	epfd = room_pair(&c, &s);
+	CHECK_EQ(pthread_create(&sleeper, NULL, room_sleeper, &epfd), 0);
+	let_sleeper_sleep();
+	fill_ring(c);
+	drain_ring(&s);
+	CHECK_EQ(pthread_join(sleeper, NULL), 0);
+
+	epfd = room_pair(&c, &s);
+	CHECK_EQ(pthread_create(&sleeper, NULL, room_sleeper, &epfd), 0);
+	let_sleeper_sleep();
+	child = fork();
+	CHECK(child >= 0);
+	if (child == 0) {
+		close(epfd); /* its writes reach no set of its own */
+		fill_ring(c);
+		_exit(0);
+	}
+	CHECK_EQ(waitpid(child, &status, 0), child);
+	CHECK_EQ(status, 0);
+	drain_ring(&s);
+	CHECK_EQ(pthread_join(sleeper, NULL), 0);
+}
+
 /* A forked child shares the epoll fd and the connection: it sees the data,
  * and its close takes the connection out of its set only. */
 static void case_epoll_fork(void)
@@ -1458,14 +1559,25 @@ static void case_epoll_many(void)
 #define BELL_ROUNDS 500
 
 static int bell_server_epfd;
+/* What both ends' entries ask for: EPOLLIN | EPOLLET (`bell-work`), and
+ * EPOLLOUT too, as nginx registers its connections (`room-work`), whose
+ * echo also waits between its read and its answer, as a server that
+ * works on the request, so that a wake-up of the client for room cannot
+ * fall together with the one for the answer. */
+static uint32_t bell_events = EPOLLIN | EPOLLET;
+static int bell_rounds = BELL_ROUNDS;
+static useconds_t bell_work_us;
 
+/* Until fd is readable: a report of room alone (EPOLLOUT, after the peer
+ * read) is taken and waited past. */
 static void wait_readable(int epfd, int fd)
 {
 	struct epoll_event got;
 
-	CHECK_EQ(epoll_wait(epfd, &got, 1, -1), 1);
-	CHECK_EQ(got.data.u64, (uint64_t)fd);
-	CHECK(got.events & EPOLLIN);
+	do {
+		CHECK_EQ(epoll_wait(epfd, &got, 1, -1), 1);
+		CHECK_EQ(got.data.u64, (uint64_t)fd);
+	} while (!(got.events & EPOLLIN));
 }
 
 static void *bell_echo(void *arg)
@@ -1479,6 +1591,8 @@ static void *bell_echo(void *arg)
 		wait_readable(bell_server_epfd, fd);
 		len = read(fd, buf, sizeof(buf));
 		CHECK(len > 0);
+		if (bell_work_us)
+			usleep(bell_work_us);
 		CHECK_EQ(write(fd, buf, (size_t)len), len);
 		if (len == 4 && memcmp(buf, "quit", 4) == 0)
 			return NULL;
@@ -1535,11 +1649,11 @@ static void case_bell_work(void)
 	 * waited rings no doorbell for a wait of another thread. */
 	expect_event(epfd, 0, 0, 0);
 	expect_event(bell_server_epfd, 0, 0, 0);
-	CHECK_EQ(epoll_add(bell_server_epfd, server, EPOLLIN | EPOLLET, (uint64_t)server), 0);
-	CHECK_EQ(epoll_add(epfd, client, EPOLLIN | EPOLLET, (uint64_t)client), 0);
+	CHECK_EQ(epoll_add(bell_server_epfd, server, bell_events, (uint64_t)server), 0);
+	CHECK_EQ(epoll_add(epfd, client, bell_events, (uint64_t)client), 0);
 	CHECK_EQ(pthread_create(&thread, NULL, bell_echo, &server), 0);
-	for (int round = 0; round <= BELL_ROUNDS; round++) {
-		int len = round < BELL_ROUNDS ? snprintf(msg, sizeof(msg), "round %d", round)
+	for (int round = 0; round <= bell_rounds; round++) {
+		int len = round < bell_rounds ? snprintf(msg, sizeof(msg), "round %d", round)
 					      : snprintf(msg, sizeof(msg), "quit");
 
 		CHECK_EQ(write(client, msg, (size_t)len), len);
@@ -1552,19 +1666,39 @@ static void case_bell_work(void)
 	close(server);
 }
 
-static void case_epoll_bell(void)
+#define ROOM_ROUNDS 200
+
+static void case_room_work(void)
+{
+	bell_events = EPOLLIN | EPOLLOUT | EPOLLET;
+	bell_rounds = ROOM_ROUNDS;
+	bell_work_us = 2000;
+	case_bell_work();
+}
+
+/* The bell ping-pong `work` without spin or yield: its log in out, the
+ * waits woken by an eventfd and by a socket. */
+static void run_bell_work(const char *work, char *out, size_t size, unsigned long long *by_eventfd,
+			  unsigned long long *by_socket)
 {
 	static const char *const no_spin[] = { "TSSX_SPIN_NS", "0", "TSSX_YIELD_NS", "0", NULL };
+	const char *line;
+
+	run_logged(work, out, size, no_spin);
+	line = strstr(out, "epoll: ");
+	if (!line || !(line = strstr(line, "woken ")) ||
+	    sscanf(line, "woken %llu times by an eventfd, %llu by a socket", by_eventfd, by_socket) != 2)
+		fail(__LINE__, "no epoll statistics in: %s", out);
+}
+
+static void case_epoll_bell(void)
+{
 	static char out[1 << 16];
 	unsigned long long by_eventfd, by_socket, ring_sent, ring_received, sock_sent, sock_received;
 	unsigned closes = 0;
 	const char *line;
 
-	run_logged("bell-work", out, sizeof(out), no_spin);
-	line = strstr(out, "epoll: ");
-	if (!line || !(line = strstr(line, "woken ")) ||
-	    sscanf(line, "woken %llu times by an eventfd, %llu by a socket", &by_eventfd, &by_socket) != 2)
-		fail(__LINE__, "no epoll statistics in: %s", out);
+	run_bell_work("bell-work", out, sizeof(out), &by_eventfd, &by_socket);
 	/* The waits that slept (most: the peer answers only after the
 	 * waiter's own message, and nobody spins) were woken by the eventfd,
 	 * never through the socket. */
@@ -1580,6 +1714,23 @@ static void case_epoll_bell(void)
 		closes++;
 	}
 	CHECK_EQ(closes, 2);
+}
+
+/* The ping-pong of `room-work`, both ends' entries asking for EPOLLOUT
+ * too (`epoll-room-bells`): no write finds a ring full, so neither end is
+ * owed room and none is woken for it; each sleeps once a round, until
+ * the peer's message (docs/events.md, "Room only after a full ring").  A
+ * reader that rang for room woke the client again at every request's
+ * read, three wake-ups a round. */
+static void case_epoll_room_bells(void)
+{
+	static char out[1 << 16];
+	unsigned long long by_eventfd, by_socket;
+
+	run_bell_work("room-work", out, sizeof(out), &by_eventfd, &by_socket);
+	if (by_eventfd > 2 * (ROOM_ROUNDS + 1) + ROOM_ROUNDS / 10 || by_socket != 0)
+		fail(__LINE__, "%d rounds woken %llu times by an eventfd, %llu by a socket: %s", ROOM_ROUNDS + 1,
+		     by_eventfd, by_socket, out);
 }
 
 /* A poll() over several connections of which one gets the answers: the
@@ -1698,6 +1849,7 @@ int main(int argc, char **argv)
 		{ "epoll-closed-copy", case_epoll_closed_copy },
 		{ "epoll-nested", case_epoll_nested },
 		{ "writable", case_writable },
+		{ "epoll-room", case_epoll_room },
 		{ "epoll-fork", case_epoll_fork },
 		{ "epoll-threads", case_epoll_threads },
 		{ "eintr", case_eintr },
@@ -1708,6 +1860,8 @@ int main(int argc, char **argv)
 		{ "many-work", case_many_work },
 		{ "epoll-bell", case_epoll_bell },
 		{ "bell-work", case_bell_work },
+		{ "epoll-room-bells", case_epoll_room_bells },
+		{ "room-work", case_room_work },
 		{ "poll-lowered", case_poll_lowered },
 		{ "lowered-work", case_lowered_work },
 	};
