@@ -828,14 +828,13 @@ static int attach_control(struct tssx_conn *conn, int fd, const struct msghdr *c
 	return tssx_ancillary_send(conn, fd, control, len, tssx_conn_nonblocking(conn, fd, flags)) ?: 1;
 }
 
-/* A write found tx full (EAGAIN, or a short write on its timeout): the
- * connection's edge-triggered epoll entries are owed EPOLLOUT when room
- * comes, so they arm for room from now on (tssx_conn_room_unowed()), and
- * those that armed without it hear of it: this process's sets through
+/* The connection's edge-triggered epoll entries are owed EPOLLOUT when
+ * room comes, so they arm for room from now on (tssx_conn_room_unowed()),
+ * and those that armed without it hear of it: this process's sets through
  * their entries of fd; another process's (a fork, an exec'd image) or an
  * entry of another fd of the connection, which an arming may have skipped
  * before the connection came to be shared, through the socket's bell. */
-static void ring_found_full(struct tssx_conn *conn, int fd)
+void tssx_conn_ring_found_full(struct tssx_conn *conn, int fd)
 {
 	/* Seq_cst, before the sets' locks: an arming under a set's lock
 	 * after tssx_events_room_owed() took it sees the mark. */
@@ -914,7 +913,7 @@ send_stream(struct tssx_conn *conn, int fd, const struct iovec *iov, int iovcnt,
 			ret = wait_ring(conn, fd, true, least, &dl);
 		}
 		if (ret == -EAGAIN)
-			ring_found_full(conn, fd);
+			tssx_conn_ring_found_full(conn, fd);
 		/* A writer that this side's shutdown ended while it waited fails
 		 * without SIGPIPE, as the kernel's (its wait for room fails,
 		 * which skips the signal of a write that finds the socket

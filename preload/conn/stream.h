@@ -72,6 +72,10 @@ uint32_t tssx_conn_ready(struct tssx_conn *conn, uint32_t events);
  * "Room only after a full ring"). */
 bool tssx_conn_room_unowed(struct tssx_conn *conn);
 
+/* A write on fd found tx full and fails or comes up short (EAGAIN, a
+ * timeout): every writer that returns so calls it. */
+void tssx_conn_ring_found_full(struct tssx_conn *conn, int fd);
+
 /* A sleeper that no doorbell may wake re-checks the rings this often: a
  * guest of the doorbell owner, or any waiter after its own SHUT_RD. */
 #define TSSX_SHARED_WAIT_MS 10

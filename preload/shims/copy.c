@@ -57,6 +57,8 @@ static ssize_t copy_into_conn(struct tssx_conn *conn, int out_fd, int in_fd, off
 			ssize_t room = tssx_conn_room(conn, out_fd);
 
 			if (room <= 0) {
+				if (room == 0)
+					tssx_conn_ring_found_full(conn, out_fd);
 				n = -EAGAIN;
 				break;
 			}

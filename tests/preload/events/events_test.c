@@ -23,9 +23,11 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/select.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -1044,7 +1046,8 @@ static void case_writable(void)
  * the peer for room while its writes find room, and hears of room once a
  * write found the ring full: after it went cold in the set (the writing
  * thread's next wait arms it), while another thread sleeps in the set
- * (armed at the write's EAGAIN), and when a fork made after that sleep
+ * (armed at the EAGAIN of a sendfile(), which the library copies through a
+ * buffer, as nginx sends a file), and when a fork made after that sleep
  * began fills the ring (the socket's bell).  Each wait is bounded, so a
  * lost edge fails the case instead of hanging it. */
 #define ROOM_WAIT_MS 10000
@@ -1056,6 +1059,21 @@ static void fill_ring(int fd)
 	while (write(fd, block, sizeof(block)) > 0)
 		;
 	CHECK_EQ(errno, EAGAIN);
+}
+
+static void fill_ring_from_file(int fd)
+{
+	char block[1024] = { 0 };
+	int file = memfd_create("room", MFD_CLOEXEC);
+	off_t offset = 0;
+
+	CHECK(file >= 0);
+	CHECK_EQ(write(file, block, sizeof(block)), (ssize_t)sizeof(block));
+	for (;; offset = 0)
+		if (sendfile(fd, file, &offset, sizeof(block)) <= 0)
+			break;
+	CHECK_EQ(errno, EAGAIN);
+	close(file);
 }
 
 /* A non-blocking client whose first report (writable) was taken, in a
@@ -1120,7 +1138,7 @@ static void case_epoll_room(void)
 	epfd = room_pair(&c, &s);
 	CHECK_EQ(pthread_create(&sleeper, NULL, room_sleeper, &epfd), 0);
 	let_sleeper_sleep();
-	fill_ring(c);
+	fill_ring_from_file(c);
 	drain_ring(&s);
 	CHECK_EQ(pthread_join(sleeper, NULL), 0);
 
