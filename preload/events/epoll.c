@@ -492,7 +492,10 @@ static void room_owed(struct events_set *set, struct events_entry *entry)
 
 void tssx_events_room_owed(int fd)
 {
-	events_each_entry_of(fd, room_owed);
+	/* An fd no set watches takes no lock: a write of a blocking or
+	 * poll()-driven program that filled the ring. */
+	if (events_fd_is_tracked(fd))
+		events_each_entry_of(fd, room_owed);
 }
 
 /* Arms the hot entries (a cold one is armed already); a connection that
