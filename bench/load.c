@@ -214,16 +214,20 @@ static int role_pair_server(const char *path)
 	return 0;
 }
 
-/* An epoll event loop.  Without an upstream it echoes every message; as a
- * proxy it relays both ways over an upstream connection of each client's,
- * kept for the client's life, or (per_request) made for each request and
- * closed once its answer is relayed, as a web server in front of a
- * FastCGI backend without keep-alive.  Messages are whole 64 B units: a
- * read may return several. */
+/* An epoll event loop.  Without an upstream it echoes every message,
+ * its connections level-triggered for input, as Redis registers them; as
+ * a proxy it relays both ways over an upstream connection of each
+ * client's, kept for the client's life, or (per_request) made for each
+ * request and closed once its answer is relayed, as a web server in front
+ * of a FastCGI backend without keep-alive, its connections registered as
+ * nginx registers them: edge-triggered, for input and output.  Either
+ * reads until EAGAIN.  Messages are whole 64 B units: a read may return
+ * several. */
 struct loop {
 	int epfd;
 	const char *upstream; /* NULL: an echo server */
 	bool per_request;
+	uint32_t events; /* of every connection */
 };
 
 struct loop_conn {
@@ -235,16 +239,16 @@ struct loop_conn {
 	size_t owed;	/* per_request, upstream: bytes of answers still to come */
 };
 
-static bool loop_watch(int epfd, int fd, void *ptr)
+static bool loop_watch(const struct loop *loop, int fd, void *ptr)
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = ptr };
+	struct epoll_event ev = { .events = loop->events, .data.ptr = ptr };
 
-	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
+	return epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
-static bool loop_add(int epfd, int fd, void *ptr)
+static bool loop_add(const struct loop *loop, int fd, void *ptr)
 {
-	return fcntl(fd, F_SETFL, O_NONBLOCK) == 0 && loop_watch(epfd, fd, ptr);
+	return fcntl(fd, F_SETFL, O_NONBLOCK) == 0 && loop_watch(loop, fd, ptr);
 }
 
 /* A new upstream connection for down.  Per request, in nginx's order
@@ -262,9 +266,9 @@ static bool loop_open_upstream(const struct loop *loop, struct loop_conn *down)
 	up->other = down;
 	down->other = up;
 	if (!loop->per_request)
-		return (up->fd = load_connect(loop->upstream)) >= 0 && loop_add(loop->epfd, up->fd, up);
+		return (up->fd = load_connect(loop->upstream)) >= 0 && loop_add(loop, up->fd, up);
 	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", loop->upstream);
-	return (up->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0 && loop_watch(loop->epfd, up->fd, up) &&
+	return (up->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0 && loop_watch(loop, up->fd, up) &&
 	       connect(up->fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
 	       fcntl(up->fd, F_SETFL, O_NONBLOCK) == 0;
 }
@@ -277,7 +281,7 @@ static bool loop_accept(const struct loop *loop, int lfd)
 		return false;
 	if (loop->upstream && !loop->per_request && !loop_open_upstream(loop, down))
 		return false;
-	return loop_add(loop->epfd, down->fd, down);
+	return loop_add(loop, down->fd, down);
 }
 
 enum relayed {
@@ -343,7 +347,8 @@ static bool raise_fd_limit(void)
 static int role_loop(const char *path, const char *upstream, bool fresh, bool per_request)
 {
 	struct epoll_event events[64];
-	struct loop loop = { .epfd = epoll_create1(EPOLL_CLOEXEC), .upstream = upstream, .per_request = per_request };
+	struct loop loop = { .epfd = epoll_create1(EPOLL_CLOEXEC), .upstream = upstream, .per_request = per_request,
+			     .events = upstream ? EPOLLIN | EPOLLOUT | EPOLLET : EPOLLIN };
 	int lfd = load_listen(path);
 	struct epoll_event lev = { .events = EPOLLIN, .data.ptr = NULL };
 	const char *role = upstream ? "proxy" : "server";
