@@ -699,6 +699,11 @@ void tssx_spin_stop(struct tssx_spin *spin)
 	spin_finish(spin, !spin->over);
 }
 
+void tssx_spin_stop_plain(struct tssx_spin *spin)
+{
+	spin_finish(spin, false);
+}
+
 bool tssx_spin_skipped_pending(void)
 {
 	return skipped_spin_end_ns != 0;

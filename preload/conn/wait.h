@@ -162,6 +162,12 @@ static inline void tssx_spin_look_at(struct tssx_spin *spin, uint64_t at_ns)
  * history (tssx/skip.h) and the statistics count.  Gives the
  * spin slot back; harmless on a spin that is over or never started. */
 void tssx_spin_stop(struct tssx_spin *spin);
+/* Ends a spin that a look at the kernel's fds ended with events of the
+ * program's own fds and none of a connection: it did not pay (the kernel
+ * wakes a sleeper for its own fds, and the look came up to a look's
+ * interval late), so the thread's history and the statistics count a
+ * spin that found nothing (docs/wait.md, "Spins that plain fds end"). */
+void tssx_spin_stop_plain(struct tssx_spin *spin);
 /*
  * Ends a wait that tssx_spin_start() refused because the thread's spins
  * failed lately (its history skips them), after the waiter slept:

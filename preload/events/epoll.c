@@ -859,12 +859,24 @@ static int spin(struct events_set *set, struct wait_call *call)
 		tssx_spin_look_at(&spin, next_look_ns(set));
 	while (!count) {
 		uint64_t now = 0;
+		int plain = 0;
 
 		while (!(count = collect(set, call, 0, false, &now)) && tssx_spin_pause(&spin))
 			now = 0;
 		if (count || spin.over)
 			break;
-		count = kernel_then_rings(set, call, false);
+		/* A look: the program's own fds first (translate() keeps
+		 * only theirs), then the rings. */
+		if (!add_kernel_results(set, call, &plain, false, &now)) {
+			count = -1;
+			break;
+		}
+		count = collect(set, call, plain, false, &now);
+		if (plain && !count) {
+			tssx_spin_stop_plain(&spin);
+			return plain;
+		}
+		count += plain;
 	}
 	tssx_spin_stop(&spin);
 	return count;

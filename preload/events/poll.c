@@ -204,7 +204,7 @@ static void poll_arm(struct poll_call *call)
 
 /* After the real poll: doorbells drained, the kernel's word for plain fds,
  * the rings' for connections, both for epoll fds. */
-static int poll_merge(struct poll_call *call)
+static int poll_merge(struct poll_call *call, int *from_rings)
 {
 	int ready = 0;
 
@@ -214,7 +214,7 @@ static int poll_merge(struct poll_call *call)
 		if ((conn = poll_conn(call, i)) && call->kfds[i].revents)
 			tssx_conn_drain(conn, (uint16_t)call->kfds[i].revents);
 	}
-	poll_soft_ready(call);
+	*from_rings = poll_soft_ready(call);
 	for (nfds_t i = 0; i < call->nfds; i++) {
 		if (call->kinds[i] != POLL_CONN)
 			call->fds[i].revents |= call->kfds[i].revents;
@@ -257,6 +257,7 @@ static int poll_loop(struct poll_call *call)
 	struct tssx_spin spin = { .over = true };
 	struct tssx_deadline recheck;
 	bool first = true;
+	int from_rings;
 
 	for (;;) {
 		bool passed = tssx_deadline_passed(&call->deadline);
@@ -289,7 +290,9 @@ static int poll_loop(struct poll_call *call)
 		if (TSSX_REAL(ppoll)(call->kfds, call->nfds, left, call->sigmask) < 0)
 			ready = -1;
 		else
-			ready = poll_merge(call);
+			ready = poll_merge(call, &from_rings);
+		if (ready > 0 && !from_rings)
+			tssx_spin_stop_plain(&spin);
 		if (ready != 0 || tssx_deadline_passed(&call->deadline)) {
 			tssx_spin_stop(&spin);
 			return ready;

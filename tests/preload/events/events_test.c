@@ -1751,6 +1751,54 @@ static void case_epoll_room_bells(void)
 		     by_eventfd, by_socket, out);
 }
 
+/* Spins that only the program's own fds end (docs/wait.md, "Spins that
+ * plain fds end"): an epoll set and a poll() over a connection that stays
+ * silent and a pipe made readable before each wait, as a proxy's waits
+ * for its plain upstream.  A spin there ends at its first look at the
+ * kernel, which finds the pipe: `plain-work` counts none of them as a
+ * spin that found its answer (the library before counted each), and the
+ * thread's history soon sleeps at once instead.  A machine too busy to
+ * let any spin start passes trivially. */
+#define PLAIN_ROUNDS 200
+
+static void case_plain_work(void)
+{
+	int c, s, pipefd[2], epfd = epoll_create1(EPOLL_CLOEXEC);
+	char byte;
+
+	tssx_pair(&c, &s);
+	CHECK_EQ(pipe2(pipefd, O_CLOEXEC), 0);
+	CHECK_EQ(epoll_add(epfd, s, EPOLLIN, 1), 0);
+	CHECK_EQ(epoll_add(epfd, pipefd[0], EPOLLIN, 2), 0);
+	for (int round = 0; round < PLAIN_ROUNDS; round++) {
+		struct pollfd fds[2] = { { .fd = s, .events = POLLIN }, { .fd = pipefd[0], .events = POLLIN } };
+
+		CHECK_EQ(write(pipefd[1], "e", 1), 1);
+		expect_event(epfd, -1, 2, EPOLLIN);
+		CHECK_EQ(read(pipefd[0], &byte, 1), 1);
+		CHECK_EQ(write(pipefd[1], "p", 1), 1);
+		CHECK_EQ(poll(fds, 2, -1), 1);
+		CHECK_EQ(fds[1].revents, POLLIN);
+		CHECK_EQ(read(pipefd[0], &byte, 1), 1);
+	}
+}
+
+static void case_spin_plain(void)
+{
+	static char out[1 << 16];
+	unsigned long long quick, quick_found, spins, spins_found;
+	const char *line;
+
+	run_logged("plain-work", out, sizeof(out), NULL);
+	line = strstr(out, "waits before sleeping: ");
+	if (line && sscanf(line, "waits before sleeping: %llu quick spins (%llu found the answer), %llu spins (%llu found it)",
+			   &quick, &quick_found, &spins, &spins_found) != 4)
+		fail(__LINE__, "no wait statistics in: %s", out);
+	if (line && spins_found != 0)
+		fail(__LINE__, "%llu of %llu spins ended by the pipe alone counted as found: %.*s", spins_found, spins,
+		     (int)strcspn(line, "\n"), line);
+}
+
 /* A poll() over several connections of which one gets the answers: the
  * flags it raised on the others are lowered as it returns, so that the
  * peer rings none of them at its next message (docs/data-path.md,
@@ -1880,6 +1928,8 @@ int main(int argc, char **argv)
 		{ "bell-work", case_bell_work },
 		{ "epoll-room-bells", case_epoll_room_bells },
 		{ "room-work", case_room_work },
+		{ "spin-plain", case_spin_plain },
+		{ "plain-work", case_plain_work },
 		{ "poll-lowered", case_poll_lowered },
 		{ "lowered-work", case_lowered_work },
 	};
