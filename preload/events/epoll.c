@@ -419,13 +419,21 @@ static bool other_thread(_Atomic uintptr_t *threads)
 	return seen && seen != this_thread();
 }
 
+/* An edge-triggered entry that waits for EPOLLOUT: owed room only after
+ * a write found the ring full (docs/events.md, "Room only after a full
+ * ring"). */
+static bool edge_wants_room(const struct events_entry *entry)
+{
+	return (entry->events & (EPOLLOUT | EPOLLET)) == (EPOLLOUT | EPOLLET);
+}
+
 /* The events an entry arms its connection for: an edge-triggered one
  * leaves out EPOLLOUT while no room is owed to it (its connection's
  * writes never found the ring full, tssx_conn_room_unowed()), so that the
  * peer's reads ring no bell for room nobody waits for. */
 static uint32_t armed_events(const struct events_entry *entry, struct tssx_conn *conn)
 {
-	if ((entry->events & (EPOLLOUT | EPOLLET)) == (EPOLLOUT | EPOLLET) && tssx_conn_room_unowed(conn))
+	if (edge_wants_room(entry) && tssx_conn_room_unowed(conn))
 		return entry->events & ~(uint32_t)EPOLLOUT;
 	return entry->events;
 }
@@ -484,7 +492,7 @@ void tssx_events_conn_appeared(int fd)
  * once when another thread sleeps there. */
 static void room_owed(struct events_set *set, struct events_entry *entry)
 {
-	if ((entry->events & (EPOLLOUT | EPOLLET)) != (EPOLLOUT | EPOLLET))
+	if (!edge_wants_room(entry))
 		return;
 	events_entry_heat(set, entry);
 	conn_entry_changed(set, entry, true);
@@ -789,15 +797,16 @@ static int poll_once(struct events_set *set, struct wait_call *call)
 
 /* Waits in the kernel (or only looks), translates what woke it (doorbells
  * drained, EOF noticed) and asks the rings again at once.  The kernel's
- * wait also reports its own fds. */
-static int kernel_then_rings(struct events_set *set, struct wait_call *call, bool sleep)
+ * wait also reports its own fds: *plain, how many of the results are the
+ * program's own fds (translate() keeps only theirs). */
+static int kernel_then_rings(struct events_set *set, struct wait_call *call, bool sleep, int *plain)
 {
 	uint64_t now = 0;
-	int count = 0;
 
-	if (!add_kernel_results(set, call, &count, sleep, &now))
+	*plain = 0;
+	if (!add_kernel_results(set, call, plain, sleep, &now))
 		return -1;
-	return count + collect(set, call, count, false, &now);
+	return *plain + collect(set, call, *plain, false, &now);
 }
 
 /* Arms (when it may sleep) and re-checks, then waits in the kernel.  A
@@ -806,13 +815,13 @@ static int kernel_then_rings(struct events_set *set, struct wait_call *call, boo
 static int wait_once(struct events_set *set, struct wait_call *call, bool sleep)
 {
 	uint64_t now = 0;
-	int count;
+	int count, plain;
 
 	if (sleep)
 		atomic_fetch_add(&set->sleepers, 1);
 	count = collect(set, call, 0, sleep, &now);
 	if (!count)
-		count = kernel_then_rings(set, call, sleep);
+		count = kernel_then_rings(set, call, sleep, &plain);
 	if (sleep)
 		atomic_fetch_sub(&set->sleepers, 1);
 	return count;
@@ -859,24 +868,17 @@ static int spin(struct events_set *set, struct wait_call *call)
 		tssx_spin_look_at(&spin, next_look_ns(set));
 	while (!count) {
 		uint64_t now = 0;
-		int plain = 0;
+		int plain;
 
 		while (!(count = collect(set, call, 0, false, &now)) && tssx_spin_pause(&spin))
 			now = 0;
 		if (count || spin.over)
 			break;
-		/* A look: the program's own fds first (translate() keeps
-		 * only theirs), then the rings. */
-		if (!add_kernel_results(set, call, &plain, false, &now)) {
-			count = -1;
-			break;
-		}
-		count = collect(set, call, plain, false, &now);
-		if (plain && !count) {
+		count = kernel_then_rings(set, call, false, &plain);
+		if (plain && count == plain) {
 			tssx_spin_stop_plain(&spin);
-			return plain;
+			return count;
 		}
-		count += plain;
 	}
 	tssx_spin_stop(&spin);
 	return count;

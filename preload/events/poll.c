@@ -291,10 +291,11 @@ static int poll_loop(struct poll_call *call)
 			ready = -1;
 		else
 			ready = poll_merge(call, &from_rings);
-		if (ready > 0 && !from_rings)
-			tssx_spin_stop_plain(&spin);
 		if (ready != 0 || tssx_deadline_passed(&call->deadline)) {
-			tssx_spin_stop(&spin);
+			if (ready > 0 && !from_rings)
+				tssx_spin_stop_plain(&spin);
+			else
+				tssx_spin_stop(&spin);
 			return ready;
 		}
 	}
