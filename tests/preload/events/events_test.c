@@ -1587,7 +1587,8 @@ static int bell_rounds = BELL_ROUNDS;
 static useconds_t bell_work_us;
 
 /* Until fd is readable: a report of room alone (EPOLLOUT, after the peer
- * read) is taken and waited past. */
+ * read), which only entries that ask for it may get, is taken and waited
+ * past. */
 static void wait_readable(int epfd, int fd)
 {
 	struct epoll_event got;
@@ -1595,6 +1596,7 @@ static void wait_readable(int epfd, int fd)
 	do {
 		CHECK_EQ(epoll_wait(epfd, &got, 1, -1), 1);
 		CHECK_EQ(got.data.u64, (uint64_t)fd);
+		CHECK((got.events & EPOLLIN) || (bell_events & EPOLLOUT));
 	} while (!(got.events & EPOLLIN));
 }
 
