@@ -149,5 +149,6 @@ __attribute__((constructor)) static void tssx_constructor(void)
 __attribute__((destructor)) static void tssx_destructor(void)
 {
 	tssx_stdio_flush();
+	tssx_conn_judge_at_exit();
 	tssx_conn_leave_pairs();
 }

@@ -13,6 +13,7 @@
 #ifndef TSSX_SKIP_H
 #define TSSX_SKIP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -36,5 +37,33 @@ void tssx_skip_history_record(struct tssx_skip_history *history, const struct ts
  * waited for come in time): counts as a probe that paid, and the skip
  * ends; the next attempt is made. */
 void tssx_skip_history_paid_anyway(struct tssx_skip_history *history, const struct tssx_skip_rule *rule);
+
+/*
+ * Histories that processes share: a table of 64-bit words in memory
+ * they all map, one word per key holding a tag of the key and the
+ * history, so that a history changes by one compare-and-swap and no
+ * process can hold another up (a word taken over by another key between
+ * a load and its swap fails the swap).  A key's word is one of
+ * TSSX_SKIP_TABLE_WAYS from its index; a new key takes a free one, or
+ * the first.  Every change gives up after TSSX_SKIP_TABLE_TRIES swaps
+ * lost to other processes.  Whatever a process wrote there, a history
+ * read back is within the rule (skips of at most skip_max): a process
+ * of the same user can make attempts skipped or made, nothing else.
+ * Rules of skip_max up to TSSX_SKIP_TABLE_SKIP_MAX only.
+ */
+#define TSSX_SKIP_TABLE_WAYS 4u
+#define TSSX_SKIP_TABLE_TRIES 16u
+#define TSSX_SKIP_TABLE_SKIP_MAX 2047u
+
+/* Key's history in a table of `count` words (a power of two, at least
+ * the ways): true and *history when the table has one, else false and
+ * an empty one. */
+bool tssx_skip_table_get(_Atomic uint64_t *table, unsigned count, uint64_t key, const struct tssx_skip_rule *rule,
+			 struct tssx_skip_history *history);
+/* tssx_skip_history_skips() of key's history, when the table has one. */
+bool tssx_skip_table_skips(_Atomic uint64_t *table, unsigned count, uint64_t key, const struct tssx_skip_rule *rule);
+/* tssx_skip_history_record() into key's history, made if it has none. */
+void tssx_skip_table_record(_Atomic uint64_t *table, unsigned count, uint64_t key, const struct tssx_skip_rule *rule,
+			    bool paid);
 
 #endif

@@ -666,6 +666,7 @@ int tssx_conn_connect(int fd, struct tssx_client_prep *prep)
 	keep_bells(conn, prep->bells[TSSX_HELLO_CLIENT_BELL], prep->bells[TSSX_HELLO_SERVER_BELL]);
 	prep->bells[TSSX_HELLO_CLIENT_BELL] = prep->bells[TSSX_HELLO_SERVER_BELL] = -1;
 	conn->destination = prep->destination;
+	conn->connected_by = tssx_owner_pid();
 	prep->memfd = -1;
 	prep->conn = NULL;
 	atomic_store(&conn->stats.sock_sent, sizeof(prep->hello));
@@ -1043,6 +1044,15 @@ int tssx_conn_accept(int fd, const struct sockaddr_un *peer, socklen_t peerlen, 
 	return 0;
 }
 
+/* A client connection's worth, told to its destination's history once:
+ * at its end, or at exit while open under one fd or more. */
+static void judge(struct tssx_conn *conn)
+{
+	if (conn->destination && !atomic_exchange(&conn->judged, true))
+		tssx_destination_record(conn->destination, tssx_conn_outlived_short(conn),
+					conn->connected_by == tssx_owner_pid());
+}
+
 void tssx_conn_end(struct tssx_conn *conn, int fd)
 {
 	bool kept;
@@ -1062,8 +1072,7 @@ void tssx_conn_end(struct tssx_conn *conn, int fd)
 		log_info("fd %d closed: ring sent=%llu received=%llu, socket sent=%llu received=%llu bytes",
 			 fd, (unsigned long long)conn->stats.ring_sent, (unsigned long long)conn->stats.ring_received,
 			 (unsigned long long)conn->stats.sock_sent, (unsigned long long)conn->stats.sock_received);
-		if (conn->destination)
-			tssx_destination_record(conn->destination, tssx_conn_outlived_short(conn));
+		judge(conn);
 	}
 	tssx_conn_list_remove(atomic_load(&conn->slot));
 	conn_free(conn);
@@ -1203,4 +1212,18 @@ void tssx_conn_rejoin_pairs(void)
 {
 	if (!tssx_foreign_process())
 		each_pair(false);
+}
+
+void tssx_conn_judge_at_exit(void)
+{
+	int high = tssx_table_high_fd();
+
+	if (tssx_foreign_process())
+		return;
+	for (int fd = 0; fd <= high; fd++) {
+		struct tssx_conn *conn = tssx_conn_lookup(fd);
+
+		if (conn && conn->connected_by == tssx_owner_pid() && atomic_load(&conn->state) == TSSX_CONN_READY)
+			judge(conn);
+	}
 }

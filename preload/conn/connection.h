@@ -167,9 +167,13 @@ struct tssx_conn {
 	/* Reads and writes of this process that moved data, each updated
 	 * by its side's lock holder only. */
 	_Atomic uint64_t sends, receives;
-	/* A client's history of connections to its server, told at the end
-	 * how many calls this one made (destination.h); NULL otherwise. */
+	/* A client's history of connections to its server, told once, at
+	 * the end or at exit (judged), how many calls this one made
+	 * (destination.h); NULL otherwise.  connected_by: the process that
+	 * made it, whose program's shared history it joins. */
 	struct tssx_destination *destination;
+	pid_t connected_by;
+	_Atomic bool judged;
 	struct tssx_conn_slot *_Atomic slot; /* conn_list.h; NULL: not listed */
 };
 
@@ -366,6 +370,11 @@ void tssx_conn_forget_calls_after_fork(void);
  * tssx_conn_rejoin_pairs() undoes it when the exec failed. */
 void tssx_conn_leave_pairs(void);
 void tssx_conn_rejoin_pairs(void);
+
+/* At exit: the client connections this process made and never closed
+ * are judged as if it closed them now (a program run once per request
+ * often exits without a close). */
+void tssx_conn_judge_at_exit(void);
 
 /* fd no longer refers to it (its slot is taken): drops the table's
  * reference; the last one logs the counts and unmaps. */

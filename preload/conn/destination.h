@@ -8,7 +8,9 @@
  * (tssx/skip.h; docs/preload.md, "Short-lived connections").
  *
  * Per process, keyed by the name connect() was given; a fork()ed child
- * starts with its parent's.
+ * starts with its parent's.  And per program, shared by the user's
+ * processes: a process's first connection to a server follows what the
+ * connections of its program's other processes there were worth.
  */
 #ifndef TSSX_PRELOAD_DESTINATION_H
 #define TSSX_PRELOAD_DESTINATION_H
@@ -32,13 +34,20 @@
 struct tssx_destination;
 
 /* The history of connections to addr; made when `make` (the first
- * connection through shared memory there), else NULL until then.  NULL
- * too when TSSX_SHORT_CALLS is 0 or the table is full. */
+ * connection through shared memory there), from the history this
+ * program's processes share, else NULL until then.  NULL too when
+ * TSSX_SHORT_CALLS is 0 or the table is full. */
 struct tssx_destination *tssx_destination_of(const struct sockaddr_un *addr, socklen_t len, bool make);
 /* Whether the next connection there stays plain. */
 bool tssx_destination_skips(struct tssx_destination *dest);
-/* A client connection there through shared memory ended, long enough to
- * pay for its segment or not (tssx_conn_outlived_short()). */
-void tssx_destination_record(struct tssx_destination *dest, bool paid);
+/* The same for a process without a history there: whether the history
+ * its program's processes share makes its next connection plain. */
+bool tssx_destination_shared_skips(const struct sockaddr_un *addr, socklen_t len);
+/* A client connection there through shared memory ended (or was open at
+ * exit), long enough to pay for its segment or not
+ * (tssx_conn_outlived_short()); `shared_too` for the process that made
+ * it, whose program's shared history it joins (a fork()ed child's view
+ * of it, which may have used it little, stays its own). */
+void tssx_destination_record(struct tssx_destination *dest, bool paid, bool shared_too);
 
 #endif

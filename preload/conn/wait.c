@@ -5,12 +5,11 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conn/fd_table.h"
 #include "conn/kept.h"
+#include "conn/user_shm.h"
 #include "conn/wait.h"
 #include "init.h"
 #include "tssx/log.h"
@@ -358,36 +357,17 @@ static unsigned allowed_cpus(void)
 }
 
 /*
- * The spin slots, shared by the user's processes through a file in
- * /dev/shm of their own (mode 0600): another user can neither read nor
- * fill them.  A process of the same user that writes nonsense there can
- * only stop spins (slots that look held) or let more of them run, each
- * still bounded by its budget.  Without the file, spins are limited by the
- * load alone.
+ * The spin slots, shared by the user's processes (conn/user_shm.h): a
+ * process of the same user that writes nonsense there can only stop
+ * spins (slots that look held) or let more of them run, each still
+ * bounded by its budget.  Without the file, spins are limited by the
+ * load alone.  "-3": slots on lines of their own and the CPUs' turns (a
+ * library of before keeps its own file: "-2" without the turns, no
+ * number with all slots on one line).
  */
 static struct shared_page *map_page(void)
 {
-	char path[64];
-	size_t size = sizeof(struct shared_page);
-	struct stat st;
-	void *page;
-	int fd;
-
-	/* "-3": slots on lines of their own and the CPUs' turns (a library
-	 * of before keeps its own file: "-2" without the turns, no number
-	 * with all slots on one line). */
-	snprintf(path, sizeof(path), "/dev/shm/tssx-spin-3-%u", (unsigned)getuid());
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return NULL;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != getuid() ||
-	    ((size_t)st.st_size < size && ftruncate(fd, (off_t)size) < 0)) {
-		close(fd);
-		return NULL;
-	}
-	page = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	close(fd);
-	return page == MAP_FAILED ? NULL : page;
+	return tssx_user_shm_map("tssx-spin-3", sizeof(struct shared_page));
 }
 
 /* The table's object for the load file's fd (fd_table.h). */

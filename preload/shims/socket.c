@@ -382,12 +382,14 @@ static enum client_path client_path(int fd, const struct sockaddr *addr, socklen
 		why->reason = TSSX_PLAIN_NOT_SELECTED;
 		return CLIENT_PLAIN;
 	}
-	/* Recent connections there were too short to pay for a segment:
-	 * plain, before the registry is even asked.  Not listed in `tssx
+	/* Recent connections there (of this process, or of this program's
+	 * processes while this one has none) were too short to pay for a
+	 * segment: plain, before the registry is even asked.  Not listed in `tssx
 	 * connections`: the listing would cost more system calls than such
 	 * a connection makes. */
 	*dest = tssx_destination_of((const struct sockaddr_un *)addr, len, false);
-	if (*dest && tssx_destination_skips(*dest)) {
+	if (*dest ? tssx_destination_skips(*dest)
+		  : tssx_destination_shared_skips((const struct sockaddr_un *)addr, len)) {
 		log_debug("fd %d: plain: recent connections to this server were short (TSSX_SHORT_CALLS)", fd);
 		return CLIENT_PLAIN;
 	}

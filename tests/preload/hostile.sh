@@ -14,7 +14,14 @@
 NAME=hostile
 source "$(dirname "$0")/lib.sh"
 
-sock=$work/s.sock
+# serve ARGS...: a preloaded echo server of the case's own on $sock (a
+# client process's history of a socket is its program's: docs/preload.md,
+# "Short-lived connections").
+served=0
+serve() {
+	sock=$work/s$((++served)).sock
+	start_echo_server yes "$work/server.log" "$sock" "$@"
+}
 declare -A reason=(
 	[magic]="bad magic"
 	[version]="unsupported protocol version"
@@ -31,7 +38,7 @@ declare -A reason=(
 cases=(magic version nofd unsealed short indices bypass fds fdsplit bellfds huge)
 
 for how in "${cases[@]}"; do
-	start_echo_server yes "$work/server.log" "$sock" --clients 2
+	serve --clients 2
 	"${guard[@]}" "$tools/tssx-forge" "$how" "$sock" >"$work/forge.log" 2>&1 ||
 		fail "$how: the forger was not dropped"
 	with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 1M >"$work/client.log" 2>&1 ||
@@ -45,7 +52,7 @@ done
 # A client whose eventfd, the one the server writes to wake it, is
 # blocking and full: the server's wake-up (a write of 0) must not block
 # its echo, nor the good client after it.
-start_echo_server yes "$work/server.log" "$sock" --clients 2
+serve --clients 2
 "${guard[@]}" "$tools/tssx-forge" bellfull "$sock" >"$work/forge.log" 2>&1 ||
 	fail "bellfull: no echo: $(cat "$work/forge.log")"
 with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 1M >"$work/client.log" 2>&1 ||
@@ -57,7 +64,7 @@ check_shm "$work/client.log" 1048576
 # wake-up lost): the server's read, asleep on the futex bell from its
 # first call (TSSX_SHORT_CALLS=0), must find it all the same, and say
 # that its wake-up never came.
-TSSX_SHORT_CALLS=0 start_echo_server yes "$work/server.log" "$sock" --clients 1
+TSSX_SHORT_CALLS=0 serve --clients 1
 "${guard[@]}" "$tools/tssx-forge" silent "$sock" >"$work/forge.log" 2>&1 ||
 	fail "silent: no echo: $(cat "$work/forge.log")"
 wait_pid "$server_pid" || fail "silent: the server failed: $(cat "$work/server.log")"
@@ -70,7 +77,7 @@ grep -q "the peer wrote without a wake-up: the reader waited" "$work/server.log"
 # spin for it from another CPU beside other work (docs/wait.md, "A peer
 # on another CPU beside other work"); before, only the data path did.
 for how in --epoll --poll; do
-	start_echo_server yes "$work/server.log" "$sock" --clients 1 "$how"
+	serve --clients 1 "$how"
 	"${guard[@]}" "$tools/tssx-forge" cpuword "$sock" >"$work/forge.log" 2>&1 ||
 		fail "cpuword: the server waiting with $how published no CPU: $(cat "$work/forge.log")"
 	wait_pid "$server_pid" || fail "cpuword $how: the server failed: $(cat "$work/server.log")"
@@ -99,7 +106,7 @@ settle() {
 	fail "the server still has connection threads"
 }
 
-start_echo_server yes "$work/server.log" "$sock" --clients 0
+serve --clients 0
 listening_threads=$(threads "$server_pid")
 for connects in 50 1000; do
 	for ((i = 0; i < connects; i++)); do
@@ -115,12 +122,15 @@ for connects in 50 1000; do
 done
 [[ $before == "$after" ]] || fail "1000 hostile connects: $before before, $after after"
 
-# The attack, with good clients served during it and after it.
+# The attack, with good clients served during it and after it (those
+# during it with TSSX_SHORT_CALLS=0: three short connections of one
+# program would send its next one there plain).
 "${guard[@]}" "$tools/tssx-forge" attack 3 "$sock" >"$work/attack.log" 2>&1 &
 attacker=$!
 background+=("$attacker")
 for ((i = 0; i < 3; i++)); do
-	with_preload yes "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 64K >"$work/client.log" 2>&1 ||
+	with_preload yes env TSSX_SHORT_CALLS=0 "${guard[@]}" "$tools/tssx-echo" client "$sock" --bytes 64K \
+		>"$work/client.log" 2>&1 ||
 		fail "a good client failed during the attack"
 done
 wait_pid "$attacker" || fail "the attacker failed"
@@ -156,6 +166,7 @@ fi
 # lock words a preloaded client used to take there): the client's blocking
 # and non-blocking sends must not hang; it ends when the server leaves.
 for mode in --blocking --nonblock; do
+	sock=$work/s$((++served)).sock
 	spawn no "$work/serve.log" "$tools/tssx-forge" serve 2 "$sock"
 	forger=$spawned
 	wait_for_line "$work/serve.log" "serve: listening"
@@ -171,6 +182,7 @@ done
 # futex bell words while its client's read sleeps on the futex bell, and
 # never answers: the read ends when the server leaves.  TSSX_SHORT_CALLS=0:
 # a connection of a few calls sleeps on the socket otherwise.
+sock=$work/s$((++served)).sock
 spawn no "$work/serve.log" "$tools/tssx-forge" bells 2 "$sock"
 forger=$spawned
 wait_for_line "$work/serve.log" "serve: listening"

@@ -100,12 +100,12 @@ for probe in peek timeout eintr shutdown shutrd epolldup epolladd epolladdlate e
 		probe=${probe% futex}
 		options=(TSSX_SHORT_CALLS=0)
 	fi
-	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" >"$work/plain.log" 2>&1 ||
+	"${guard[@]}" "$tools/tssx-probe" "$probe" "$work/$probe.sock" >"$work/plain.log" 2>&1 ||
 		fail "$probe: fails on plain sockets"
 	[[ $probe != exec[wr]* && $probe != spawn* ]] || options=(TSSX_RING_SIZE=64M TSSX_RING_MAX=64M)
 	[[ $probe != *-spin && $probe != *-early ]] || options=(TSSX_SPIN_NS=1000000000)
 	[[ $probe != stalewaker ]] || options=(TSSX_SHORT_CALLS=1000000 TSSX_SPIN_NS=0)
-	with_preload yes env "${options[@]}" "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/p.sock" \
+	with_preload yes env "${options[@]}" "${guard[@]}" "$tools/tssx-probe" "$probe" "$work/$probe.sock" \
 		>"$work/$probe.log" 2>&1 || fail "$probe ${options[*]}: fails over TSSX"
 	{ [[ $probe == forklate ]] || grep -q "shared memory, client" "$work/$probe.log"; } &&
 		grep -q "shared memory, server" "$work/$probe.log" || fail "$probe: not over shared memory"

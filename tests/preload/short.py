@@ -4,13 +4,16 @@ echo byte for byte, as a plan says (COUNTxCALLS arguments) or, with the
 plan "-", one for each line on stdin (CALLS), answered with "ok N" on
 stdout.  Before each connection it writes "connection N" to stderr,
 where the library's log lines follow, so the test can tell which
-connections went through shared memory."""
+connections went through shared memory.  With --exit-open, the
+last connection is not closed: the process leaves through libc's exit()
+with it open, as a program run once per request often does."""
+import ctypes
 import hashlib
 import socket
 import sys
 
 
-def one_connection(path, calls, seed):
+def one_connection(path, calls, seed, close=True):
     c = socket.socket(socket.AF_UNIX)
     c.connect(path)
     for i in range(calls):
@@ -24,11 +27,20 @@ def one_connection(path, calls, seed):
             got += chunk
         if got != message:
             sys.exit("connection %d: the echo differs" % seed)
-    c.close()
+    if close:
+        c.close()
+    else:
+        # exit() now: Python's own exit would close the socket first.
+        ctypes.CDLL(None).exit(0)
 
 
 def main():
-    path, plan = sys.argv[1], sys.argv[2:]
+    args = sys.argv[1:]
+    exit_open = "--exit-open" in args
+    if exit_open:
+        args.remove("--exit-open")
+    path, plan = args[0], args[1:]
+    total = sum(int(item.split("x")[0]) for item in plan) if plan != ["-"] else 0
     n = 0
     if plan == ["-"]:
         for line in sys.stdin:
@@ -42,7 +54,7 @@ def main():
         for _ in range(count):
             n += 1
             print("connection %d" % n, file=sys.stderr, flush=True)
-            one_connection(path, calls, n)
+            one_connection(path, calls, n, not (exit_open and n == total))
 
 
 main()

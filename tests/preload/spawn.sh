@@ -18,12 +18,14 @@
 NAME=spawn
 source "$(dirname "$0")/lib.sh"
 
-sock=$work/s.sock
 bytes=$((3 << 20))
+served=0
 
-# spawn_server HOW CMD...: a preloaded tssx-echo spawn server on $sock.
+# spawn_server HOW CMD...: a preloaded tssx-echo spawn server on a socket
+# of its own, $sock (a client process's history there is the program's:
+# docs/preload.md, "Short-lived connections").
 spawn_server() {
-	rm -f "$sock"
+	sock=$work/s$((++served)).sock
 	spawn yes "$work/server.log" "$tools/tssx-echo" spawn "$sock" "$@"
 	server_pid=$spawned
 	wait_for_line "$work/server.log" "server: listening"

@@ -1,14 +1,20 @@
 /*
  * A client's history of its connections per server (conn/destination.h):
- * which names are one server, the table's bound, and the rule end to end
- * (the rule itself: tests/preload/core/test_skip.c).
+ * which names are one server, the table's bound, the rule end to end
+ * (the rule itself: tests/preload/core/test_skip.c), and the history a
+ * program's processes share, in the user's real file under a program
+ * name of this run's own (main()).
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "conn/destination.h"
@@ -74,12 +80,12 @@ static void test_rule(void **state)
 	/* Connections that pay: never plain. */
 	for (int i = 0; i < 100; i++) {
 		assert_false(tssx_destination_skips(dest));
-		tssx_destination_record(dest, true);
+		tssx_destination_record(dest, true, false);
 	}
 	/* Three of one request each: the next 16 go plain. */
 	for (int i = 0; i < 3; i++) {
 		assert_false(tssx_destination_skips(dest));
-		tssx_destination_record(dest, false);
+		tssx_destination_record(dest, false, false);
 	}
 	while (tssx_destination_skips(dest))
 		plain++;
@@ -107,6 +113,73 @@ static void test_last_found(void **state)
 	assert_ptr_equal(tssx_destination_of(&b, path_addr(&b, "/run/last-b.sock", ""), false), db);
 }
 
+static unsigned shared_skips_in_a_row(const struct sockaddr_un *addr, socklen_t len)
+{
+	unsigned n = 0;
+
+	while (tssx_destination_shared_skips(addr, len) && n < 10 * TSSX_DESTINATION_SKIP_MAX)
+		n++;
+	return n;
+}
+
+/* Three short connections a process each: the program's next processes
+ * go plain, not another program's; a process's first entry there starts
+ * from what its program's processes learnt. */
+static void test_shared(void **state)
+{
+	char *program = program_invocation_name, other[64];
+	struct sockaddr_un a;
+	socklen_t len = path_addr(&a, "/run/shared.sock", "");
+	struct tssx_destination *dest;
+	pid_t child;
+	int status;
+
+	(void)state;
+	assert_false(tssx_destination_shared_skips(&a, len));
+	/* The histories of forked children, each its first connection
+	 * there, short, and its own. */
+	for (int i = 0; i < 3; i++) {
+		child = fork();
+		assert_true(child >= 0);
+		if (child == 0) {
+			dest = tssx_destination_of(&a, len, true);
+			tssx_destination_record(dest, false, true);
+			_exit(dest ? 0 : 1);
+		}
+		assert_int_equal(waitpid(child, &status, 0), child);
+		assert_int_equal(status, 0);
+	}
+	/* This process has no entry there: the shared history says. */
+	assert_null(tssx_destination_of(&a, len, false));
+	assert_int_equal(shared_skips_in_a_row(&a, len), TSSX_DESTINATION_SKIP_MIN);
+	/* A probe that is short again: twice as many. */
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		tssx_destination_record(tssx_destination_of(&a, len, true), false, true);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(child, &status, 0), child);
+	/* The entry this process makes now starts skipping (from the
+	 * shared history), on its own from then on. */
+	dest = tssx_destination_of(&a, len, true);
+	assert_non_null(dest);
+	for (unsigned i = 0; i < 2 * TSSX_DESTINATION_SKIP_MIN; i++)
+		assert_true(tssx_destination_skips(dest));
+	assert_false(tssx_destination_skips(dest));
+	assert_int_equal(shared_skips_in_a_row(&a, len), 2 * TSSX_DESTINATION_SKIP_MIN);
+	/* A record that is not the maker's (a fork()ed child's of a
+	 * connection it inherited) stays in its own history. */
+	for (int i = 0; i < 8; i++)
+		tssx_destination_record(dest, false, false);
+	assert_false(tssx_destination_shared_skips(&a, len));
+	/* Another program: nothing learnt. */
+	snprintf(other, sizeof(other), "%s-other", program);
+	program_invocation_name = other;
+	assert_false(tssx_destination_shared_skips(&a, len));
+	program_invocation_name = program;
+}
+
 static void test_off_and_full(void **state)
 {
 	struct sockaddr_un a;
@@ -121,9 +194,9 @@ static void test_off_and_full(void **state)
 		snprintf(path, sizeof(path), "/run/many-%d.sock", i);
 		made += tssx_destination_of(&a, path_addr(&a, path, ""), true) != NULL;
 	}
-	/* The earlier tests made 7 entries: 4 in test_names, 1 in test_rule,
-	 * 2 in test_last_found. */
-	assert_int_equal(made, TSSX_DESTINATIONS_MAX - 7);
+	/* The earlier tests made 8 entries: 4 in test_names, 1 in test_rule,
+	 * 2 in test_last_found, 1 in test_shared. */
+	assert_int_equal(made, TSSX_DESTINATIONS_MAX - 8);
 }
 
 int main(void)
@@ -132,8 +205,17 @@ int main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_rule),
 		cmocka_unit_test(test_last_found),
+		cmocka_unit_test(test_shared),
 		cmocka_unit_test(test_off_and_full),
 	};
+	static char program[64];
+	struct timespec now;
+
+	/* The user's shared histories outlive this run: keys of its own. */
+	clock_gettime(CLOCK_REALTIME, &now);
+	snprintf(program, sizeof(program), "test-destination-%d-%lld.%09ld", (int)getpid(), (long long)now.tv_sec,
+		 now.tv_nsec);
+	program_invocation_name = program;
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,12 +1,14 @@
 /*
  * Skipping what did not pay lately (tssx/skip.h), under two rules the
  * size of its users': spins (wait.h) and connections to one server
- * (destination.h).
+ * (destination.h); and the table of histories that processes share.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "tssx/skip.h"
@@ -84,11 +86,144 @@ static void test_connection_rule(void **state)
 	check_rule(&connections);
 }
 
+#define TABLE_WORDS 64u
+
+/* Keys of one index (the low bits) and different tags (the high ones). */
+static uint64_t key_at(unsigned index, unsigned n)
+{
+	return (uint64_t)(n + 1) << 52 | index;
+}
+
+static unsigned table_skips_in_a_row(_Atomic uint64_t *table, uint64_t key)
+{
+	unsigned n = 0;
+
+	while (tssx_skip_table_skips(table, TABLE_WORDS, key, &connections))
+		n++;
+	return n;
+}
+
+/* A key's history in the table goes as a private one does. */
+static void test_table_as_private(void **state)
+{
+	_Atomic uint64_t table[TABLE_WORDS] = { 0 };
+	struct tssx_skip_history history = { 0 }, read;
+	uint64_t key = key_at(5, 0);
+
+	(void)state;
+	assert_false(tssx_skip_table_get(table, TABLE_WORDS, key, &connections, &read));
+	assert_false(tssx_skip_table_skips(table, TABLE_WORDS, key, &connections));
+	for (int i = 0; i < 40; i++) {
+		bool paid = i % 7 == 6;
+
+		tssx_skip_history_record(&history, &connections, paid);
+		tssx_skip_table_record(table, TABLE_WORDS, key, &connections, paid);
+		assert_true(tssx_skip_table_get(table, TABLE_WORDS, key, &connections, &read));
+		assert_memory_equal(&read, &history, sizeof(read));
+		assert_int_equal(table_skips_in_a_row(table, key), skips_in_a_row(&history));
+	}
+	/* Nothing else of the table was written. */
+	for (unsigned i = 0; i < TABLE_WORDS; i++)
+		if (i != 5)
+			assert_int_equal(table[i], 0);
+}
+
+/* Keys of one index take its ways; one more takes the first way over. */
+static void test_table_ways(void **state)
+{
+	_Atomic uint64_t table[TABLE_WORDS] = { 0 };
+	struct tssx_skip_history read;
+	unsigned index = TABLE_WORDS - 2; /* the ways wrap to the start */
+
+	(void)state;
+	for (unsigned n = 0; n < TSSX_SKIP_TABLE_WAYS; n++)
+		for (unsigned i = 0; i <= n; i++)
+			tssx_skip_table_record(table, TABLE_WORDS, key_at(index, n), &connections, false);
+	for (unsigned n = 0; n < TSSX_SKIP_TABLE_WAYS; n++) {
+		struct tssx_skip_history history = { 0 };
+
+		for (unsigned i = 0; i <= n; i++)
+			tssx_skip_history_record(&history, &connections, false);
+		assert_true(tssx_skip_table_get(table, TABLE_WORDS, key_at(index, n), &connections, &read));
+		assert_memory_equal(&read, &history, sizeof(read));
+	}
+	tssx_skip_table_record(table, TABLE_WORDS, key_at(index, TSSX_SKIP_TABLE_WAYS), &connections, false);
+	assert_false(tssx_skip_table_get(table, TABLE_WORDS, key_at(index, 0), &connections, &read));
+	assert_true(tssx_skip_table_get(table, TABLE_WORDS, key_at(index, TSSX_SKIP_TABLE_WAYS), &connections, &read));
+	assert_int_equal(read.fail_share, 16384u);
+	for (unsigned n = 1; n <= TSSX_SKIP_TABLE_WAYS; n++)
+		assert_true(tssx_skip_table_get(table, TABLE_WORDS, key_at(index, n), &connections, &read));
+}
+
+/* Whatever another process wrote, a history read back is within the
+ * rule, and its skips end. */
+static void test_table_written_by_anyone(void **state)
+{
+	_Atomic uint64_t table[TABLE_WORDS];
+	struct tssx_skip_history read;
+	uint64_t key = key_at(9, 3);
+
+	(void)state;
+	memset(table, 0xff, sizeof(table));
+	/* All ones: every tag is the largest one, which key_at(9, 3) has not. */
+	assert_false(tssx_skip_table_get(table, TABLE_WORDS, key, &connections, &read));
+	table[9] = ~(uint64_t)0 << 20 | ((key >> 44) & 0xfffff);
+	assert_true(tssx_skip_table_get(table, TABLE_WORDS, key, &connections, &read));
+	assert_true(read.fail_share <= 65536u);
+	assert_true(read.skip_left <= connections.skip_max && read.skip_next <= connections.skip_max);
+	assert_int_equal(table_skips_in_a_row(table, key), connections.skip_max);
+	tssx_skip_table_record(table, TABLE_WORDS, key, &connections, true);
+	assert_true(tssx_skip_table_get(table, TABLE_WORDS, key, &connections, &read));
+	assert_int_equal(read.skip_left, 0);
+}
+
+struct racer {
+	_Atomic uint64_t *table;
+	uint64_t key;
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+
+	for (int i = 0; i < 20000; i++) {
+		if (!tssx_skip_table_skips(r->table, TABLE_WORDS, r->key, &connections))
+			tssx_skip_table_record(r->table, TABLE_WORDS, r->key, &connections, i % 5 == 0);
+		/* Another key of the same index, now and then. */
+		if (i % 1000 == 0)
+			tssx_skip_table_record(r->table, TABLE_WORDS, r->key + ((uint64_t)1 << 60), &connections, false);
+	}
+	return NULL;
+}
+
+/* Threads (as processes would) changing one key's history at once: every
+ * word stays a history within the rule. */
+static void test_table_races(void **state)
+{
+	_Atomic uint64_t table[TABLE_WORDS] = { 0 };
+	struct racer r = { table, key_at(3, 1) };
+	pthread_t threads[4];
+	struct tssx_skip_history read;
+
+	(void)state;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&threads[i], NULL, race, &r), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_join(threads[i], NULL), 0);
+	assert_true(tssx_skip_table_get(table, TABLE_WORDS, r.key, &connections, &read));
+	assert_true(read.fail_share <= 65536u && read.skip_left <= connections.skip_max);
+	assert_true(read.skip_next >= connections.skip_min && read.skip_next <= connections.skip_max);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_spin_rule),
 		cmocka_unit_test(test_connection_rule),
+		cmocka_unit_test(test_table_as_private),
+		cmocka_unit_test(test_table_ways),
+		cmocka_unit_test(test_table_written_by_anyone),
+		cmocka_unit_test(test_table_races),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
