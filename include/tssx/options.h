@@ -12,9 +12,11 @@
  *   TSSX_YIELD_NS=N         budget of a spin that yields the CPU at every
  *                           turn, where a spin would not pay (default 200000)
  *   TSSX_SHORT_CALLS=N      a client connection that moved data in fewer
- *                           calls than this before its close was too short
- *                           to pay for its segment: after a few of them to
- *                           one server, the next go plain; blocking calls
+ *                           calls than this (and less than 1 MiB) before
+ *                           its close was too short to pay for its segment:
+ *                           after a few of them to one server, by a
+ *                           process or its program's processes, the next
+ *                           go plain; blocking calls
  *                           of a connection sleep on the socket until it
  *                           made that many (default 16; 0: every
  *                           connection uses shared memory, and the futex

@@ -1,6 +1,7 @@
 /* The history of this process's connections per server (destination.h). */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,11 +106,24 @@ static uint64_t hash_bytes(uint64_t hash, const char *bytes, size_t len)
 	return hash;
 }
 
+/* The program's part of the keys, from its name as the process first
+ * connected (a fork()ed child keeps its parent's): servers that rewrite
+ * their argv[0] as a status line (PostgreSQL's backends) would scatter
+ * their keys otherwise.  0: not hashed yet (relaxed: any thread may
+ * hash it, each the same while the name stays). */
+static _Atomic uint64_t program_hash;
+
 static uint64_t shared_key(const char *name, size_t name_len)
 {
-	const char *program = program_invocation_name ? program_invocation_name : "";
+	uint64_t program = atomic_load_explicit(&program_hash, memory_order_relaxed);
 
-	return hash_bytes(hash_bytes(0xcbf29ce484222325ull, program, strlen(program) + 1), name, name_len);
+	if (!program) {
+		const char *argv0 = program_invocation_name ? program_invocation_name : "";
+
+		program = hash_bytes(0xcbf29ce484222325ull, argv0, strlen(argv0) + 1);
+		atomic_store_explicit(&program_hash, program, memory_order_relaxed);
+	}
+	return hash_bytes(program, name, name_len);
 }
 
 bool tssx_destination_shared_skips(const struct sockaddr_un *addr, socklen_t len)

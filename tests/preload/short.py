@@ -1,6 +1,7 @@
 """Client of tests/preload/short.sh and answers.sh: connections to an
-echo server, each sending `calls` messages of 100 bytes and checking the
-echo byte for byte, as a plan says (COUNTxCALLS arguments) or, with the
+echo server, each sending `calls` messages of 100 bytes (or SIZE) and
+checking the echo byte for byte, as a plan says (COUNTxCALLS[xSIZE]
+arguments) or, with the
 plan "-", one for each line on stdin (CALLS), answered with "ok N" on
 stdout.  Before each connection it writes "connection N" to stderr,
 where the library's log lines follow, so the test can tell which
@@ -13,11 +14,12 @@ import socket
 import sys
 
 
-def one_connection(path, calls, seed, close=True):
+def one_connection(path, calls, seed, close=True, size=100):
     c = socket.socket(socket.AF_UNIX)
     c.connect(path)
     for i in range(calls):
-        message = hashlib.sha256(b"%d.%d" % (seed, i)).digest() * 3 + b"tssx"
+        digest = hashlib.sha256(b"%d.%d" % (seed, i)).digest()
+        message = (digest * (size // len(digest) + 1))[:size]
         c.sendall(message)
         got = b""
         while len(got) < len(message):
@@ -49,12 +51,12 @@ def main():
             one_connection(path, int(line), n)
             print("ok %d" % n, flush=True)
         return
-    for item in plan:  # COUNTxCALLS
-        count, calls = (int(x) for x in item.split("x"))
+    for item in plan:  # COUNTxCALLS[xSIZE]
+        count, calls, size = ([int(x) for x in item.split("x")] + [100])[:3]
         for _ in range(count):
             n += 1
             print("connection %d" % n, file=sys.stderr, flush=True)
-            one_connection(path, calls, n, not (exit_open and n == total))
+            one_connection(path, calls, n, not (exit_open and n == total), size)
 
 
 main()

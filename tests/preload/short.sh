@@ -56,6 +56,13 @@ run_plan "$work/long.log" -- 19x1 1x16 3x1
 expect "after a long connection" "$(shm_connections "$work/long.log")" "1 2 3 20 21 "
 check_shm "$work/long.log" $((100 * 1))
 
+# A connection that moves 1 MiB each way pays for its segment in however
+# few calls (TSSX_SHORT_CALLS=1000 here): the next one uses shared memory
+# too.
+serve bulk
+run_plan "$work/bulk.log" TSSX_SHORT_CALLS=1000 -- 19x1 1x1x1048576 1x1
+expect "after a connection of 1 MiB" "$(shm_connections "$work/bulk.log")" "1 2 3 20 21 "
+
 # Connections that make enough calls never go plain.
 serve kept
 run_plan "$work/kept.log" TSSX_SHORT_CALLS=4 -- 10x2
