@@ -1044,13 +1044,20 @@ int tssx_conn_accept(int fd, const struct sockaddr_un *peer, socklen_t peerlen, 
 	return 0;
 }
 
-/* A client connection's worth, told to its destination's history once:
- * at its end, or at exit while open under one fd or more. */
-static void judge(struct tssx_conn *conn)
+/* A client connection's worth, told once: at its end to its
+ * destination's history and, by its maker, to its program's; at exit
+ * while open, to its program's only (the process's own dies with it). */
+static void judge(struct tssx_conn *conn, bool at_exit)
 {
-	if (conn->destination && !atomic_exchange(&conn->judged, true))
-		tssx_destination_record(conn->destination, tssx_conn_outlived_short(conn),
-					conn->connected_by == tssx_owner_pid());
+	bool paid;
+
+	if (!conn->destination || atomic_exchange(&conn->judged, true))
+		return;
+	paid = tssx_conn_outlived_short(conn);
+	if (!at_exit)
+		tssx_destination_record(conn->destination, paid);
+	if (conn->connected_by == tssx_owner_pid())
+		tssx_destination_share(conn->destination, paid);
 }
 
 void tssx_conn_end(struct tssx_conn *conn, int fd)
@@ -1072,7 +1079,7 @@ void tssx_conn_end(struct tssx_conn *conn, int fd)
 		log_info("fd %d closed: ring sent=%llu received=%llu, socket sent=%llu received=%llu bytes",
 			 fd, (unsigned long long)conn->stats.ring_sent, (unsigned long long)conn->stats.ring_received,
 			 (unsigned long long)conn->stats.sock_sent, (unsigned long long)conn->stats.sock_received);
-		judge(conn);
+		judge(conn, false);
 	}
 	tssx_conn_list_remove(atomic_load(&conn->slot));
 	conn_free(conn);
@@ -1234,6 +1241,6 @@ void tssx_conn_judge_at_exit(void)
 		struct tssx_conn *conn = tssx_conn_lookup(fd);
 
 		if (conn && conn->connected_by == tssx_owner_pid() && atomic_load(&conn->state) == TSSX_CONN_READY)
-			judge(conn);
+			judge(conn, true);
 	}
 }

@@ -176,13 +176,17 @@ bool tssx_destination_skips(struct tssx_destination *dest)
 	return skips;
 }
 
-void tssx_destination_record(struct tssx_destination *dest, bool paid, bool shared_too)
+void tssx_destination_record(struct tssx_destination *dest, bool paid)
 {
-	_Atomic uint64_t *table;
-
 	pthread_mutex_lock(&destinations_lock);
 	tssx_skip_history_record(&dest->history, &short_rule, paid);
 	pthread_mutex_unlock(&destinations_lock);
-	if (shared_too && (table = shared_table()))
+}
+
+void tssx_destination_share(struct tssx_destination *dest, bool paid)
+{
+	_Atomic uint64_t *table = shared_table();
+
+	if (table)
 		tssx_skip_table_record(table, SHARED_WORDS, dest->shared_key, &short_rule, paid);
 }

@@ -43,11 +43,13 @@ bool tssx_destination_skips(struct tssx_destination *dest);
 /* The same for a process without a history there: whether the history
  * its program's processes share makes its next connection plain. */
 bool tssx_destination_shared_skips(const struct sockaddr_un *addr, socklen_t len);
-/* A client connection there through shared memory ended (or was open at
- * exit), long enough to pay for its segment or not
- * (tssx_conn_outlived_short()); `shared_too` for the process that made
- * it, whose program's shared history it joins (a fork()ed child's view
- * of it, which may have used it little, stays its own). */
-void tssx_destination_record(struct tssx_destination *dest, bool paid, bool shared_too);
+/* A client connection there through shared memory ended, long enough to
+ * pay for its segment or not (tssx_conn_outlived_short()). */
+void tssx_destination_record(struct tssx_destination *dest, bool paid);
+/* The same into the history its program's processes share: by the
+ * process that made the connection (a fork()ed child's view of one it
+ * inherited, which it may have used little, stays its own), at its end
+ * or at exit with it open.  No lock: an exit may come from anywhere. */
+void tssx_destination_share(struct tssx_destination *dest, bool paid);
 
 #endif

@@ -80,12 +80,12 @@ static void test_rule(void **state)
 	/* Connections that pay: never plain. */
 	for (int i = 0; i < 100; i++) {
 		assert_false(tssx_destination_skips(dest));
-		tssx_destination_record(dest, true, false);
+		tssx_destination_record(dest, true);
 	}
 	/* Three of one request each: the next 16 go plain. */
 	for (int i = 0; i < 3; i++) {
 		assert_false(tssx_destination_skips(dest));
-		tssx_destination_record(dest, false, false);
+		tssx_destination_record(dest, false);
 	}
 	while (tssx_destination_skips(dest))
 		plain++;
@@ -142,7 +142,8 @@ static void test_shared(void **state)
 		assert_true(child >= 0);
 		if (child == 0) {
 			dest = tssx_destination_of(&a, len, true);
-			tssx_destination_record(dest, false, true);
+			if (dest)
+				tssx_destination_share(dest, false);
 			_exit(dest ? 0 : 1);
 		}
 		assert_int_equal(waitpid(child, &status, 0), child);
@@ -155,7 +156,7 @@ static void test_shared(void **state)
 	child = fork();
 	assert_true(child >= 0);
 	if (child == 0) {
-		tssx_destination_record(tssx_destination_of(&a, len, true), false, true);
+		tssx_destination_share(tssx_destination_of(&a, len, true), false);
 		_exit(0);
 	}
 	assert_int_equal(waitpid(child, &status, 0), child);
@@ -170,7 +171,7 @@ static void test_shared(void **state)
 	/* A record that is not the maker's (a fork()ed child's of a
 	 * connection it inherited) stays in its own history. */
 	for (int i = 0; i < 8; i++)
-		tssx_destination_record(dest, false, false);
+		tssx_destination_record(dest, false);
 	assert_false(tssx_destination_shared_skips(&a, len));
 }
 
