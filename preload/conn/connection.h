@@ -264,8 +264,8 @@ static inline bool tssx_conn_is_ready(struct tssx_conn *conn)
 
 /* Whether the connection has outlived a short one: moved data in at least
  * TSSX_SHORT_CALLS reads and writes of this process (0: every connection
- * has), or moved 1 MiB through its rings in this process.  A client's
- * history of its server learns it at the close
+ * has).  A client's history of its server learns it at the close,
+ * with 1 MiB through the rings counting as long too
  * (destination.h); a sleep on the futex bell needs it first (conn/bell.h:
  * the watcher thread is for connections that last).  docs/preload.md,
  * "Short-lived connections". */

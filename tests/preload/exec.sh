@@ -15,13 +15,15 @@ NAME=exec
 source "$(dirname "$0")/lib.sh"
 
 command -v socat >/dev/null || { echo "$NAME: SKIP: socat not found (apt-get install socat)" >&2; exit 77; }
-sock=$work/s.sock
 bytes=$((3 << 20))
 py=$(dirname "$0")/py_exec.py
+served=0
 
-# socat_server LOG ADDRESS: a preloaded socat serving one client on $sock.
+# socat_server LOG ADDRESS: a preloaded socat serving one client on a
+# socket of its own, $sock (a client process's history of a socket is its
+# program's: docs/preload.md, "Short-lived connections").
 socat_server() {
-	rm -f "$sock"
+	sock=$work/s$((++served)).sock
 	# -d -d: "listening on" once listen() (and with it the claim) is done.
 	spawn yes "$1" socat -d -d "UNIX-LISTEN:$sock" "$2"
 	server_pid=$spawned
@@ -54,7 +56,7 @@ for address in EXEC:cat,nofork "EXEC:$work/exec-cat,nofork"; do
 	check_image "$work/socat.log"
 done
 
-rm -f "$sock"
+sock=$work/s$((++served)).sock
 spawn yes "$work/py.log" python3 "$py" server "$sock"
 server_pid=$spawned
 wait_for_line "$work/py.log" "server: listening"
@@ -62,6 +64,7 @@ echo_client "Popen(pass_fds)"
 wait_pid "$server_pid" || fail "Popen(pass_fds) server"
 check_image "$work/py.log"
 
+sock=$work/s$((++served)).sock
 start_echo_server yes "$work/server.log" "$sock"
 head -c "$bytes" /dev/urandom >"$work/data"
 with_preload yes "${guard[@]}" python3 "$py" writer "$sock" "$work/data" >"$work/writer.log" 2>&1 ||
