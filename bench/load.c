@@ -93,7 +93,7 @@ struct load_row {
 	 * most of the round's looks (sleep_looking()), and whether it was looked
 	 * at (false: no looks, /proc unreadable). */
 	bool together[LCOL_COUNT][MAX_ROUNDS], placed[LCOL_COUNT][MAX_ROUNDS];
-	bool shm_used;				/* every TSSX client mapped a segment */
+	bool shm_used;				/* TSSX clients mapped segments (clients_used_shm()) */
 	int error;
 };
 
@@ -803,6 +803,19 @@ static void report_stuck(const struct load_row *row, int col, const char *stuck,
 		bench_describe_hung(procs->pid[i], procs->counted[i] ? "role" : "hog");
 }
 
+/* Whether the round's TSSX clients used shared memory: every one, or
+ * with a connection per request at least one (the others' first
+ * connections may follow the history that one's processes share, which
+ * makes them plain: docs/preload.md, "Short-lived connections"). */
+static bool clients_used_shm(struct load_slot *slots, struct load_topology t)
+{
+	unsigned used = 0;
+
+	for (unsigned i = 0; i < t.clients; i++)
+		used += atomic_load(&slots[i].shm_used) != 0;
+	return t.fresh ? used > 0 : used == t.clients;
+}
+
 /* One round of one column: rate and CPU per request into the row. */
 static int measure_round(const struct bench_config *cfg, struct load_row *row, int col, long nproc)
 {
@@ -851,8 +864,8 @@ static int measure_round(const struct bench_config *cfg, struct load_row *row, i
 		} else {
 			stuck = "no request came back";
 		}
-		for (unsigned i = 0; col == LCOL_TSSX && i < t.clients; i++)
-			row->shm_used &= atomic_load(&slots[i].shm_used) != 0;
+		if (col == LCOL_TSSX)
+			row->shm_used &= clients_used_shm(slots, t);
 	}
 	if (stuck && !bench_interrupted)
 		report_stuck(row, col, stuck, &procs);
