@@ -1063,12 +1063,14 @@ static bool paid_for_segment(struct tssx_conn *conn)
 
 /* A client connection's worth, told once: at its end to its
  * destination's history and, by its maker, to its program's; at exit
- * while open, to its program's only (the process's own dies with it). */
+ * while open, to its program's only (the process's own dies with it).
+ * Only a connection that became one (ready) is judged. */
 static void judge(struct tssx_conn *conn, bool at_exit)
 {
 	bool paid;
 
-	if (!conn->destination || atomic_exchange(&conn->judged, true))
+	if (!conn->destination || atomic_load(&conn->state) != TSSX_CONN_READY ||
+	    atomic_exchange(&conn->judged, true))
 		return;
 	paid = paid_for_segment(conn);
 	if (!at_exit)
@@ -1208,38 +1210,9 @@ TSSX_FORK_HANDLER void tssx_conn_forget_calls_after_fork(void)
 	}
 }
 
-/* Every connection of the table whose pair this process uses or left. */
-static void each_pair(bool leave)
-{
-	int high = tssx_table_high_fd();
-
-	for (int fd = 0; fd <= high; fd++) {
-		struct tssx_conn *conn = tssx_conn_lookup(fd);
-
-		if (!conn || conn->pair_left == leave)
-			continue;
-		conn->pair_left = leave;
-		if (leave)
-			tssx_side_locks_leave(conn->locks);
-		else
-			tssx_side_locks_join(conn->locks);
-	}
-}
-
-void tssx_conn_leave_pairs(void)
-{
-	/* A vfork() child never joined: its parent's connections stay. */
-	if (!tssx_foreign_process())
-		each_pair(true);
-}
-
-void tssx_conn_rejoin_pairs(void)
-{
-	if (!tssx_foreign_process())
-		each_pair(false);
-}
-
-void tssx_conn_judge_at_exit(void)
+/* visit(conn, flag) for every fd of the table that is a connection, in
+ * this process only: a vfork() child leaves its parent's table alone. */
+static void each_conn(void (*visit)(struct tssx_conn *conn, bool flag), bool flag)
 {
 	int high = tssx_table_high_fd();
 
@@ -1248,7 +1221,34 @@ void tssx_conn_judge_at_exit(void)
 	for (int fd = 0; fd <= high; fd++) {
 		struct tssx_conn *conn = tssx_conn_lookup(fd);
 
-		if (conn && conn->connected_by == tssx_owner_pid() && atomic_load(&conn->state) == TSSX_CONN_READY)
-			judge(conn, true);
+		if (conn)
+			visit(conn, flag);
 	}
+}
+
+/* This process leaves (or joins again) the connection's pair. */
+static void leave_pair(struct tssx_conn *conn, bool leave)
+{
+	if (conn->pair_left == leave)
+		return;
+	conn->pair_left = leave;
+	if (leave)
+		tssx_side_locks_leave(conn->locks);
+	else
+		tssx_side_locks_join(conn->locks);
+}
+
+void tssx_conn_leave_pairs(void)
+{
+	each_conn(leave_pair, true);
+}
+
+void tssx_conn_rejoin_pairs(void)
+{
+	each_conn(leave_pair, false);
+}
+
+void tssx_conn_judge_at_exit(void)
+{
+	each_conn(judge, true);
 }

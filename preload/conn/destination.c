@@ -84,6 +84,7 @@ static bool destination_name(const struct sockaddr_un *addr, socklen_t len, size
  * that writes there can only make connections plain or not.
  */
 #define SHARED_WORDS 512u
+_Static_assert(TSSX_DESTINATION_SKIP_MAX <= TSSX_SKIP_TABLE_SKIP_MAX, "the rule's skips fit a shared word");
 static _Atomic uint64_t *shared;
 static pthread_once_t shared_once = PTHREAD_ONCE_INIT;
 

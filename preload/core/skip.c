@@ -38,12 +38,16 @@ void tssx_skip_history_paid_anyway(struct tssx_skip_history *history, const stru
 }
 
 /* A table word: the key's tag in bits 0-19 (never 0: a free word is 0),
- * the share in 20-36, skip_left in 37-47, skip_next in 48-58. */
+ * the share in 20-36 (up to 65536), skip_left in 37-47, skip_next in
+ * 48-58 (each up to TSSX_SKIP_TABLE_SKIP_MAX). */
 #define TAG_BITS 20
 #define SHARE_SHIFT 20
 #define LEFT_SHIFT 37
 #define NEXT_SHIFT 48
+#define SKIP_BITS 11
 #define FIELD(word, shift, bits) (((word) >> (shift)) & ((1ull << (bits)) - 1))
+_Static_assert(TSSX_SKIP_TABLE_SKIP_MAX == (1u << SKIP_BITS) - 1, "a skip fills its field");
+_Static_assert(LEFT_SHIFT - SHARE_SHIFT == 17 && NEXT_SHIFT - LEFT_SHIFT == SKIP_BITS, "fields side by side");
 
 static uint64_t key_tag(uint64_t key)
 {
@@ -67,8 +71,8 @@ static uint64_t pack(uint64_t tag, const struct tssx_skip_history *history)
 static void unpack(uint64_t word, const struct tssx_skip_rule *rule, struct tssx_skip_history *history)
 {
 	history->fail_share = at_most(FIELD(word, SHARE_SHIFT, LEFT_SHIFT - SHARE_SHIFT), 65536u);
-	history->skip_left = at_most(FIELD(word, LEFT_SHIFT, NEXT_SHIFT - LEFT_SHIFT), rule->skip_max);
-	history->skip_next = at_most(FIELD(word, NEXT_SHIFT, 11), rule->skip_max);
+	history->skip_left = at_most(FIELD(word, LEFT_SHIFT, SKIP_BITS), rule->skip_max);
+	history->skip_next = at_most(FIELD(word, NEXT_SHIFT, SKIP_BITS), rule->skip_max);
 }
 
 /* Key's word, or with `claim` a free word or the first of its ways;
