@@ -420,16 +420,25 @@ static struct cached_entry *new_entry(const char *name, const volatile char *map
 
 /* The worker read `bits` of `name` through a new mapping (lock held),
  * the registry's generation `before` being as current_generation() said
- * (`known`): caches it, unless a concurrent lookup did already.  False:
- * the map is not kept. */
+ * (`known`): caches it.  An entry cached already (a change dropped its
+ * page, which sent the lookup to the worker) takes the new mapping and
+ * bits, unless a concurrent lookup read them at a later generation: kept
+ * as it was, it would send the next lookup at this generation to
+ * mincore(2) again.  False: the map is not kept. */
 static bool cache_mapping(const char *name, const volatile char *map, int bits, bool known,
 			  uint64_t before)
 {
 	struct cached_entry *e;
 
 	HASH_FIND_STR(state.entries, name, e);
-	if (e)
-		return false;
+	if (e) {
+		if (known && e->seen && e->generation > before)
+			return false;
+		munmap((void *)e->map, (size_t)sysconf(_SC_PAGESIZE));
+		e->map = map;
+		remember_bits(e, bits, known, before);
+		return true;
+	}
 	e = new_entry(name, map);
 	if (e)
 		remember_bits(e, bits, known, before);

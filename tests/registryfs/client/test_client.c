@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include "tssx/registry_client.h"
+#include "tssx/registry_name.h"
 #include "tssx/registry_protocol.h"
 
 #define SUN_OFFSET offsetof(struct sockaddr_un, sun_path)
@@ -518,6 +519,12 @@ static void *lookup_filtered(void *arg)
 	static pthread_cond_t never = PTHREAD_COND_INITIALIZER;
 	struct filtered_lookup *l = arg;
 
+	/* The thread's malloc arena and cache, made now: a lookup that the
+	 * caches do not answer (the test then fails) allocates a job for
+	 * the worker, and malloc's first call in a thread maps memory. */
+	void *volatile warm = malloc(1);
+
+	free(warm);
 	l->filter = trap_system_calls();
 	l->moved = *l->generation != l->settled;
 	if (l->filter == 0 && !l->moved)
@@ -586,21 +593,30 @@ static bool settled_lookup_trapping(struct filtered_lookup *l, int expected)
  * worker it could not wake. */
 static void test_miss_makes_no_system_call(void **state)
 {
-	struct sockaddr_un addr;
+	struct sockaddr_un addr, other;
 	socklen_t len = path_addr(&addr, "%s/nosyscall-missing.sock", work);
+	socklen_t other_len = path_addr(&other, "%s/nosyscall-other.sock", work);
 	struct filtered_lookup lookup = { .addr = &addr, .len = len, .generation = map_generation() };
+	int listener = listen_on(&other, other_len);
+	/* A claim keeps the worker running: one that ended (its linger
+	 * runs out on a loaded machine between two lookups) leaves the
+	 * caller to look at the mount table itself, a system call. */
+	struct tssx_registry_claim *claim = claim_held(&other, other_len);
 
+	trapped_call = -1;
 	/* The first lookup of a name the kernel never saw goes to the
 	 * worker; the next one finds the negative dentry it left. */
 	assert_int_equal(tssx_registry_lookup(&addr, len), -ENOENT);
 	assert_true(settled_lookup_trapping(&lookup, -ENOENT));
 	assert_int_equal(trapped_call, -1);
 	assert_int_equal(lookup.result, -ENOENT);
+	tssx_registry_release(claim);
+	close(listener);
 }
 
 /* A lookup of an entry looked up before, with no change since, makes no
  * system call: a thread whose every system call traps (seccomp) gets the
- * answer.  It runs last: see above. */
+ * answer.  It and the next run last: see above. */
 static void test_hit_makes_no_system_call(void **state)
 {
 	struct sockaddr_un addr;
@@ -609,10 +625,56 @@ static void test_hit_makes_no_system_call(void **state)
 	struct tssx_registry_claim *claim = claim_held(&addr, len);
 	struct filtered_lookup lookup = { .addr = &addr, .len = len, .generation = map_generation() };
 
+	trapped_call = -1;
 	assert_int_equal(lookup_until(&addr, len, 1), 1);
 	assert_true(settled_lookup_trapping(&lookup, 1));
 	assert_int_equal(trapped_call, -1);
 	assert_int_equal(lookup.result, 1);
+	tssx_registry_release(claim);
+	close(listener);
+}
+
+/* Sets a client bit of the entry through a handle of the test's own (the
+ * fd returned; its close clears it) and waits until the registry counted
+ * the change: the entry's page is dropped from the page cache, as a
+ * loaded daemon's late invalidation of a claim drops it after a lookup
+ * cached the entry. */
+static int set_client_bit(const struct sockaddr_un *addr, socklen_t len, const volatile uint64_t *generation)
+{
+	char name[TSSX_REGISTRY_NAME_MAX], path[PATH_MAX + TSSX_REGISTRY_NAME_MAX];
+	uint64_t before = *generation;
+	int fd;
+
+	assert_int_equal(tssx_registry_name_from_addr(addr, len, name, sizeof(name)), 0);
+	snprintf(path, sizeof(path), "%s/%s", mount, name);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "2\n", 2, 0), 2);
+	for (int i = 0; i < 500 && *generation == before; i++)
+		usleep(10000);
+	assert_true(*generation != before);
+	return fd;
+}
+
+/* A cached entry whose page a change dropped is read again by the
+ * worker, and the cache keeps what it read: the next lookup at the same
+ * generation makes no system call.  The cache used to keep its old
+ * mapping and its old generation, so that lookup made a mincore(2). */
+static void test_changed_hit_makes_no_system_call(void **state)
+{
+	struct sockaddr_un addr;
+	socklen_t len = path_addr(&addr, "%s/nosyscall-changed.sock", work);
+	int listener = listen_on(&addr, len), client_fd;
+	struct tssx_registry_claim *claim = claim_held(&addr, len);
+	struct filtered_lookup lookup = { .addr = &addr, .len = len, .generation = map_generation() };
+
+	trapped_call = -1;
+	assert_int_equal(lookup_until(&addr, len, 1), 1);
+	client_fd = set_client_bit(&addr, len, lookup.generation);
+	assert_true(settled_lookup_trapping(&lookup, TSSX_BIT_SERVER | TSSX_BIT_CLIENT));
+	assert_int_equal(trapped_call, -1);
+	assert_int_equal(lookup.result, TSSX_BIT_SERVER | TSSX_BIT_CLIENT);
+	close(client_fd);
 	tssx_registry_release(claim);
 	close(listener);
 }
@@ -623,6 +685,11 @@ static void test_miss_makes_no_system_call(void **state)
 }
 
 static void test_hit_makes_no_system_call(void **state)
+{
+	skip();
+}
+
+static void test_changed_hit_makes_no_system_call(void **state)
 {
 	skip();
 }
@@ -662,6 +729,7 @@ int main(void)
 		/* last: see there */
 		cmocka_unit_test(test_miss_makes_no_system_call),
 		cmocka_unit_test(test_hit_makes_no_system_call),
+		cmocka_unit_test(test_changed_hit_makes_no_system_call),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
