@@ -281,6 +281,15 @@ static inline uint64_t tssx_ring_consumed(const struct tssx_ring *ring)
 	return atomic_load_explicit(&ring->ctl->head, memory_order_acquire);
 }
 
+/* Whether the ring moved to its full data area, as this process learnt
+ * or as the shared word says (which the peer may write: an answer only
+ * for choices that a wrong one cannot harm). */
+static inline bool tssx_ring_ever_grew(const struct tssx_ring *ring)
+{
+	return atomic_load_explicit(&ring->grown_seen, memory_order_relaxed) ||
+	       atomic_load_explicit(&ring->ctl->grown, memory_order_relaxed);
+}
+
 /*
  * The owner of this end's doorbells (on its rx ring, conn/stream.c): the
  * thread id of the one sleeper that drains them, 0 when none.  A

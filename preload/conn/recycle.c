@@ -315,13 +315,9 @@ static void *put(struct tssx_pool *pool, const void *key, size_t key_len, void *
  */
 static bool grew(const struct tssx_conn *conn)
 {
-	for (int dir = TSSX_C2S; dir <= TSSX_S2C; dir++) {
-		const struct tssx_ring *ring = &conn->seg.ring[dir];
-
-		if (atomic_load_explicit(&ring->grown_seen, memory_order_relaxed) ||
-		    atomic_load_explicit(&ring->ctl->grown, memory_order_relaxed))
+	for (int dir = TSSX_C2S; dir <= TSSX_S2C; dir++)
+		if (tssx_ring_ever_grew(&conn->seg.ring[dir]))
 			return true;
-	}
 	return false;
 }
 
