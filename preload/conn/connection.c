@@ -1113,7 +1113,6 @@ bool tssx_conn_outlived_short(struct tssx_conn *conn)
 	       tssx_opts.short_calls;
 }
 
-
 struct tssx_conn *tssx_conn_hold(int fd)
 {
 	struct tssx_conn *conn = tssx_conn_lookup(fd);
